@@ -1,0 +1,80 @@
+//! Configuration files: `source.yaml`, `task.yaml` and the standalone `dm.yaml`.
+//!
+//! Field names follow TiDB DM so that a DM user's files work with few edits. Unknown fields and
+//! wrong types are errors that name the file, the line and the field; defaults live in one place
+//! per struct (its `Default` impl or a `default_*` function next to it) and are documented in
+//! `docs/config.md`.
+
+mod db;
+mod source;
+mod standalone;
+mod task;
+
+pub use db::DbConfig;
+pub use source::{Flavor, SourceConfig};
+pub use standalone::StandaloneConfig;
+pub use task::{BlockAllowList, BinlogMeta, MysqlInstance, TableRule, TaskConfig, TaskMode};
+
+use crate::error::{Error, Result};
+use serde::de::DeserializeOwned;
+use std::path::Path;
+
+/// Reads and parses a YAML file; errors name the file, line, column and field.
+pub fn load_file<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+        file: path.display().to_string(),
+        line: 0,
+        column: 0,
+        message: format!("cannot read: {e}"),
+        hint: "check the path given with -c/--config".into(),
+    })?;
+    parse_yaml(&path.display().to_string(), &text)
+}
+
+/// Parses YAML text that came from `file` (a path or a name used in messages).
+pub fn parse_yaml<T: DeserializeOwned>(file: &str, text: &str) -> Result<T> {
+    serde_yaml::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
+        let message = e.to_string();
+        // serde_yaml appends " at line L column C"; we print the position in front instead.
+        let message = match message.rfind(" at line ") {
+            Some(i) => message[..i].to_string(),
+            None => message,
+        };
+        let hint = if message.contains("unknown field") {
+            "remove the field or fix its spelling; the accepted fields are listed in docs/config.md"
+        } else if message.contains("invalid type") || message.contains("invalid value") {
+            "give the field a value of the type docs/config.md names"
+        } else if message.contains("missing field") {
+            "add the field; docs/config.md lists the required ones"
+        } else {
+            "fix the YAML syntax at that position"
+        };
+        Error::Config {
+            file: file.to_string(),
+            line,
+            column,
+            message,
+            hint: hint.into(),
+        }
+    })
+}
+
+/// A semantic error found after parsing: locates `key` in the text to give a line.
+pub(crate) fn semantic_error(file: &str, text: &str, key: &str, message: String, hint: &str) -> Error {
+    let line = text
+        .lines()
+        .position(|l| l.trim_start().trim_start_matches("- ").starts_with(key))
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    Error::Config {
+        file: file.to_string(),
+        line,
+        column: 1,
+        message,
+        hint: hint.into(),
+    }
+}

@@ -1,0 +1,44 @@
+//! `dm.yaml`: settings of `dm standalone` (master and worker roles in one process).
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StandaloneConfig {
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Where the embedded metadata store keeps sources, tasks and their state.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Address of the HTTP API that `dm ctl` talks to.
+    #[serde(default = "default_master_addr")]
+    pub master_addr: String,
+    /// `error`, `warn`, `info`, `debug` or a tracing filter.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+}
+
+fn default_name() -> String {
+    "dm-standalone".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(".dm-data")
+}
+pub fn default_master_addr() -> String {
+    "127.0.0.1:8261".into()
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+impl Default for StandaloneConfig {
+    fn default() -> Self {
+        StandaloneConfig {
+            name: default_name(),
+            data_dir: default_data_dir(),
+            master_addr: default_master_addr(),
+            log_level: default_log_level(),
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! `task.yaml`: what to migrate from which sources into which target.
+
+use super::{parse_yaml, semantic_error, DbConfig};
+use crate::error::Result;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TaskConfig {
+    pub name: String,
+    #[serde(default)]
+    pub task_mode: TaskMode,
+    /// Schema in the target where dm keeps checkpoints and load progress.
+    #[serde(default = "default_meta_schema")]
+    pub meta_schema: String,
+    pub target_database: DbConfig,
+    pub mysql_instances: Vec<MysqlInstance>,
+    /// Named table selections, referenced from `mysql-instances[].block-allow-list`.
+    #[serde(default)]
+    pub block_allow_list: BTreeMap<String, BlockAllowList>,
+    /// Tuning of the full phase.
+    #[serde(default)]
+    pub mydumpers: BTreeMap<String, DumperConfig>,
+}
+
+fn default_meta_schema() -> String {
+    "dm_meta".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskMode {
+    /// Full phase, then incremental phase.
+    #[default]
+    All,
+    /// Full phase only.
+    Full,
+    /// Incremental phase only, from `meta` or the source's current position.
+    Incremental,
+}
+
+impl TaskMode {
+    pub fn has_full(self) -> bool {
+        matches!(self, TaskMode::All | TaskMode::Full)
+    }
+    pub fn has_incremental(self) -> bool {
+        matches!(self, TaskMode::All | TaskMode::Incremental)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MysqlInstance {
+    pub source_id: String,
+    /// Where the incremental phase starts when `task-mode` is `incremental`.
+    #[serde(default)]
+    pub meta: Option<BinlogMeta>,
+    /// Name of an entry of the task's `block-allow-list`.
+    #[serde(default)]
+    pub block_allow_list: Option<String>,
+    /// Name of an entry of the task's `mydumpers`.
+    #[serde(default)]
+    pub mydumper_config_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BinlogMeta {
+    #[serde(default)]
+    pub binlog_name: Option<String>,
+    #[serde(default)]
+    pub binlog_pos: Option<u64>,
+    #[serde(default)]
+    pub binlog_gtid: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BlockAllowList {
+    #[serde(default)]
+    pub do_dbs: Vec<String>,
+    #[serde(default)]
+    pub do_tables: Vec<TableRule>,
+    #[serde(default)]
+    pub ignore_dbs: Vec<String>,
+    #[serde(default)]
+    pub ignore_tables: Vec<TableRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TableRule {
+    pub db_name: String,
+    pub tbl_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DumperConfig {
+    /// Tables dumped and loaded at the same time.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+}
+
+fn default_threads() -> usize {
+    4
+}
+
+impl Default for DumperConfig {
+    fn default() -> Self {
+        DumperConfig {
+            threads: default_threads(),
+        }
+    }
+}
+
+impl TaskConfig {
+    pub fn parse(file: &str, text: &str) -> Result<Self> {
+        let cfg: TaskConfig = parse_yaml(file, text)?;
+        let fail = |key: &str, message: String, hint: &str| {
+            Err(semantic_error(file, text, key, message, hint))
+        };
+        if cfg.name.trim().is_empty() {
+            return fail("name", "name: must not be empty".into(), "name the task");
+        }
+        if !cfg
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return fail(
+                "name",
+                format!("name: `{}` may only hold letters, digits, `_` and `-`", cfg.name),
+                "the name is used in table names of the meta schema",
+            );
+        }
+        if cfg.mysql_instances.is_empty() {
+            return fail(
+                "mysql-instances",
+                "mysql-instances: at least one source is needed".into(),
+                "add `- source-id: <id>` entries",
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for inst in &cfg.mysql_instances {
+            if !seen.insert(&inst.source_id) {
+                return fail(
+                    "source-id",
+                    format!(
+                        "mysql-instances: source-id `{}` appears twice",
+                        inst.source_id
+                    ),
+                    "list each source once",
+                );
+            }
+            if let Some(ba) = &inst.block_allow_list {
+                if !cfg.block_allow_list.contains_key(ba) {
+                    return fail(
+                        "block-allow-list",
+                        format!(
+                            "mysql-instances[{}].block-allow-list: `{ba}` is not defined in block-allow-list",
+                            inst.source_id
+                        ),
+                        "define it under the top-level `block-allow-list:` or fix the name",
+                    );
+                }
+            }
+            if let Some(name) = &inst.mydumper_config_name {
+                if !cfg.mydumpers.contains_key(name) {
+                    return fail(
+                        "mydumper-config-name",
+                        format!(
+                            "mysql-instances[{}].mydumper-config-name: `{name}` is not defined in mydumpers",
+                            inst.source_id
+                        ),
+                        "define it under the top-level `mydumpers:` or fix the name",
+                    );
+                }
+            }
+            if let Some(meta) = &inst.meta {
+                if meta.binlog_name.is_none() && meta.binlog_gtid.is_none() {
+                    return fail(
+                        "meta",
+                        format!(
+                            "mysql-instances[{}].meta: needs binlog-name (and binlog-pos) or binlog-gtid",
+                            inst.source_id
+                        ),
+                        "give the position the incremental phase starts from",
+                    );
+                }
+            }
+        }
+        for (name, ba) in &cfg.block_allow_list {
+            for p in ba
+                .do_dbs
+                .iter()
+                .chain(&ba.ignore_dbs)
+                .chain(ba.do_tables.iter().flat_map(|t| [&t.db_name, &t.tbl_name]))
+                .chain(ba.ignore_tables.iter().flat_map(|t| [&t.db_name, &t.tbl_name]))
+            {
+                if let Err(e) = crate::rules::Pattern::new(p) {
+                    return fail(
+                        p,
+                        format!("block-allow-list.{name}: pattern `{p}`: {e}"),
+                        "use `*`/`?` wildcards, or `~` followed by a regular expression",
+                    );
+                }
+            }
+        }
+        Ok(cfg)
+    }
+
+    pub fn instance(&self, source_id: &str) -> Option<&MysqlInstance> {
+        self.mysql_instances
+            .iter()
+            .find(|i| i.source_id == source_id)
+    }
+
+    /// The table selection of one source (everything when none is named).
+    pub fn block_allow_list_of(&self, source_id: &str) -> BlockAllowList {
+        self.instance(source_id)
+            .and_then(|i| i.block_allow_list.as_ref())
+            .and_then(|n| self.block_allow_list.get(n))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn dumper_of(&self, source_id: &str) -> DumperConfig {
+        self.instance(source_id)
+            .and_then(|i| i.mydumper_config_name.as_ref())
+            .and_then(|n| self.mydumpers.get(n))
+            .cloned()
+            .unwrap_or_default()
+    }
+}

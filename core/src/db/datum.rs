@@ -1,0 +1,253 @@
+//! One column value, as read from the source (binary protocol in the full phase, row events in
+//! the incremental phase) and written to the target as an exact SQL literal.
+//!
+//! Why literals and not prepared statements: a multi-row statement is one round trip, its text
+//! does not depend on the connection, and every type has a literal that reads back exactly:
+//! bytes as hex (no charset conversion), floats in shortest round-trip exponent form, decimals
+//! as quoted text, temporal values in UTC.
+
+use crate::schema::{Column, ColumnKind};
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::Value;
+use std::fmt::Write;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Datum {
+    Null,
+    Int(i64),
+    UInt(u64),
+    Float(f32),
+    Double(f64),
+    /// Exact decimal text.
+    Decimal(String),
+    /// Strings, binaries, BIT, JSON text, geometry (internal format).
+    Bytes(Vec<u8>),
+    /// A date, time or datetime in SQL text form (UTC for TIMESTAMP).
+    Temporal(String),
+}
+
+fn date_text(y: u16, mo: u8, d: u8, h: u8, mi: u8, s: u8, us: u32) -> String {
+    if us == 0 {
+        format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
+    } else {
+        format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}")
+    }
+}
+
+fn time_text(neg: bool, days: u32, h: u8, m: u8, s: u8, us: u32) -> String {
+    let hours = days * 24 + h as u32;
+    let sign = if neg { "-" } else { "" };
+    if us == 0 {
+        format!("{sign}{hours:02}:{m:02}:{s:02}")
+    } else {
+        format!("{sign}{hours:02}:{m:02}:{s:02}.{us:06}")
+    }
+}
+
+/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u8, u8) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// A TIMESTAMP from the binlog (seconds since the epoch, UTC) as text; 0 is the zero date.
+fn timestamp_text(secs: i64, us: u32) -> String {
+    if secs == 0 && us == 0 {
+        return "0000-00-00 00:00:00".into();
+    }
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    date_text(
+        y as u16,
+        mo,
+        d,
+        (sod / 3600) as u8,
+        (sod % 3600 / 60) as u8,
+        (sod % 60) as u8,
+        us,
+    )
+}
+
+fn int_of_width(v: i64, width: u8, unsigned: bool) -> Datum {
+    if unsigned && v < 0 {
+        let mask = if width >= 8 { u64::MAX } else { (1u64 << (width * 8)) - 1 };
+        Datum::UInt(v as u64 & mask)
+    } else {
+        Datum::Int(v)
+    }
+}
+
+impl Datum {
+    /// A value read with the binary protocol (full phase).
+    pub fn from_value(col: &Column, v: Value) -> Datum {
+        match v {
+            Value::NULL => Datum::Null,
+            Value::Int(i) => match col.kind() {
+                ColumnKind::Int(w) => int_of_width(i, w, col.unsigned),
+                _ => Datum::Int(i),
+            },
+            Value::UInt(u) => Datum::UInt(u),
+            Value::Float(f) => Datum::Float(f),
+            Value::Double(d) => Datum::Double(d),
+            Value::Bytes(b) => match col.kind() {
+                ColumnKind::Decimal => Datum::Decimal(String::from_utf8_lossy(&b).into_owned()),
+                _ => Datum::Bytes(b),
+            },
+            Value::Date(y, mo, d, h, mi, s, us) => match col.kind() {
+                ColumnKind::Date => Datum::Temporal(format!("{y:04}-{mo:02}-{d:02}")),
+                _ => Datum::Temporal(date_text(y, mo, d, h, mi, s, us)),
+            },
+            Value::Time(neg, days, h, m, s, us) => Datum::Temporal(time_text(neg, days, h, m, s, us)),
+        }
+    }
+
+    /// A value decoded from a row event, interpreted with the tracked column.
+    pub fn from_binlog(col: &Column, v: BinlogValue<'_>) -> Result<Datum, String> {
+        let v = match v {
+            BinlogValue::Value(v) => v,
+            BinlogValue::Jsonb(j) => {
+                let dom = j.parse().map_err(|e| format!("bad JSON value: {e}"))?;
+                let json: serde_json::Value = dom.into();
+                return Ok(Datum::Bytes(json.to_string().into_bytes()));
+            }
+            BinlogValue::JsonDiff(_) => {
+                return Err("partial JSON updates (binlog_row_value_options=PARTIAL_JSON) are not supported; set it to ''".into())
+            }
+        };
+        if v == Value::NULL {
+            return Ok(Datum::Null);
+        }
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Ok(match (col.kind(), v) {
+            (ColumnKind::Int(w), Value::Int(i)) => int_of_width(i, w, col.unsigned),
+            (ColumnKind::Year, Value::Bytes(b)) => {
+                // The decoder adds 1900 to the stored byte; 0 stands for the year 0000.
+                let y: i64 = text(&b).parse().map_err(|_| "bad YEAR value".to_string())?;
+                Datum::Int(if y == 1900 { 0 } else { y })
+            }
+            (ColumnKind::Decimal, Value::Bytes(b)) => Datum::Decimal(text(&b)),
+            (ColumnKind::Timestamp, Value::Bytes(b)) => {
+                let t = text(&b);
+                let (s, us) = t.split_once('.').unwrap_or((&t, "0"));
+                let secs: i64 = s.parse().map_err(|_| format!("bad TIMESTAMP `{t}`"))?;
+                let us: u32 = format!("{us:0<6}").parse().map_err(|_| format!("bad TIMESTAMP `{t}`"))?;
+                Datum::Temporal(timestamp_text(secs, us))
+            }
+            (ColumnKind::Timestamp, Value::Int(secs)) => Datum::Temporal(timestamp_text(secs, 0)),
+            (ColumnKind::Enum, Value::Int(i)) => Datum::UInt(i as u64),
+            (ColumnKind::Set, Value::Bytes(b)) => {
+                let mut mask = 0u64;
+                for (i, byte) in b.iter().enumerate().take(8) {
+                    mask |= (*byte as u64) << (8 * i);
+                }
+                Datum::UInt(mask)
+            }
+            (_, v) => Datum::from_value(col, v),
+        })
+    }
+
+    /// Appends the SQL literal of the value.
+    pub fn write_sql(&self, out: &mut String) {
+        match self {
+            Datum::Null => out.push_str("NULL"),
+            Datum::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            Datum::UInt(u) => {
+                let _ = write!(out, "{u}");
+            }
+            Datum::Float(f) => {
+                let _ = write!(out, "{f:e}");
+            }
+            Datum::Double(d) => {
+                let _ = write!(out, "{d:e}");
+            }
+            Datum::Decimal(s) | Datum::Temporal(s) => {
+                out.push('\'');
+                out.push_str(s);
+                out.push('\'');
+            }
+            Datum::Bytes(b) => {
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                out.reserve(b.len() * 2 + 3);
+                out.push_str("X'");
+                for byte in b {
+                    out.push(HEX[(byte >> 4) as usize] as char);
+                    out.push(HEX[(byte & 15) as usize] as char);
+                }
+                out.push('\'');
+            }
+        }
+    }
+
+    pub fn to_sql(&self) -> String {
+        let mut s = String::new();
+        self.write_sql(&mut s);
+        s
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Datum::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(t: &str, unsigned: bool) -> Column {
+        Column {
+            name: "c".into(),
+            data_type: t.into(),
+            unsigned,
+            nullable: true,
+            generated: false,
+        }
+    }
+
+    #[test]
+    fn literals() {
+        assert_eq!(Datum::Bytes(vec![0, 0xff, b'a']).to_sql(), "X'00FF61'");
+        assert_eq!(Datum::Bytes(vec![]).to_sql(), "X''");
+        assert_eq!(Datum::Float(3.4028235e38).to_sql(), "3.4028235e38");
+        assert_eq!(Datum::Double(0.1).to_sql(), "1e-1");
+        assert_eq!(Datum::Decimal("-1.50".into()).to_sql(), "'-1.50'");
+    }
+
+    #[test]
+    fn unsigned_from_signed_decoding() {
+        let v = BinlogValue::Value(Value::Int(-1));
+        assert_eq!(Datum::from_binlog(&col("bigint", true), v.clone()).unwrap(), Datum::UInt(u64::MAX));
+        assert_eq!(Datum::from_binlog(&col("tinyint", true), v.clone()).unwrap(), Datum::UInt(255));
+        assert_eq!(Datum::from_binlog(&col("int", false), v).unwrap(), Datum::Int(-1));
+    }
+
+    #[test]
+    fn timestamps_are_utc() {
+        assert_eq!(timestamp_text(0, 0), "0000-00-00 00:00:00");
+        assert_eq!(timestamp_text(1, 0), "1970-01-01 00:00:01");
+        assert_eq!(timestamp_text(2_147_483_647, 999_999), "2038-01-19 03:14:07.999999");
+        assert_eq!(timestamp_text(951_782_400, 0), "2000-02-29 00:00:00");
+        let v = BinlogValue::Value(Value::Bytes(b"1700000000.5".to_vec()));
+        assert_eq!(
+            Datum::from_binlog(&col("timestamp", false), v).unwrap(),
+            Datum::Temporal("2023-11-14 22:13:20.500000".into())
+        );
+    }
+
+    #[test]
+    fn year_zero_and_sets() {
+        let v = BinlogValue::Value(Value::Bytes(b"1900".to_vec()));
+        assert_eq!(Datum::from_binlog(&col("year", false), v).unwrap(), Datum::Int(0));
+        let v = BinlogValue::Value(Value::Bytes(vec![5, 1]));
+        assert_eq!(Datum::from_binlog(&col("set", false), v).unwrap(), Datum::UInt(261));
+    }
+}

@@ -1,0 +1,74 @@
+//! Talking to MySQL-compatible servers: connection options shared by every connection dm
+//! opens (UTC session time zone, utf8mb4, no implicit conversions), identifier quoting, and the
+//! `Datum` value model with its exact SQL literal form.
+
+mod datum;
+
+pub use datum::Datum;
+
+use crate::config::DbConfig;
+use crate::error::{DbRole, Error, Result};
+use mysql_async::{Conn, Opts, OptsBuilder};
+use std::time::Duration;
+
+/// Session settings every connection gets. UTC makes TIMESTAMP values travel unchanged; the
+/// sql_mode keeps 0 in AUTO_INCREMENT columns and accepts zero dates the source accepted.
+const SESSION_INIT: &[&str] = &[
+    "SET time_zone = '+00:00'",
+    "SET NAMES utf8mb4",
+    "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
+];
+
+pub fn opts(cfg: &DbConfig) -> Opts {
+    let mut init: Vec<String> = SESSION_INIT.iter().map(|s| s.to_string()).collect();
+    for (k, v) in &cfg.session {
+        init.push(format!("SET SESSION {} = {}", quote_ident(k).trim_matches('`'), v));
+    }
+    OptsBuilder::default()
+        .ip_or_hostname(cfg.host.clone())
+        .tcp_port(cfg.port)
+        .user(Some(cfg.user.clone()))
+        .pass(Some(cfg.password.clone()))
+        .prefer_socket(false)
+        .init(init)
+        .conn_ttl(Some(Duration::from_secs(300)))
+        .wait_timeout(Some(28_800))
+        .tcp_keepalive(Some(Duration::from_secs(10)))
+        .into()
+}
+
+/// Opens one connection, with a bounded wait so an unreachable server fails fast.
+pub async fn connect(cfg: &DbConfig, role: DbRole) -> Result<Conn> {
+    let fut = Conn::new(opts(cfg));
+    match tokio::time::timeout(Duration::from_secs(10), fut).await {
+        Ok(r) => r.map_err(|e| Error::db(role, &cfg.addr(), e)),
+        Err(_) => Err(Error::Db {
+            role,
+            addr: cfg.addr(),
+            message: "connection timed out after 10 s".into(),
+            errno: None,
+            retryable: true,
+        }),
+    }
+}
+
+/// `` `name` `` with backticks doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// `'text'` with quotes and backslashes escaped (for identifiers used as values).
+pub fn quote_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}

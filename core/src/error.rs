@@ -1,0 +1,243 @@
+//! Errors users can see. Every variant has a stable code and a hint for the fix, in the manner
+//! of TiKV's `error_code`: the message names the object (file, source, task, table, position),
+//! the hint says what to do. Whether an error is worth retrying is a property of the error.
+
+use serde::{Deserialize, Serialize};
+
+/// Result type of the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration file is malformed or inconsistent.
+    #[error("{file}:{line}:{column}: {message}")]
+    Config {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+        hint: String,
+    },
+    /// The metadata store failed.
+    #[error("metadata store: {0}")]
+    Meta(String),
+    /// A database (source or target) refused or failed a request.
+    #[error("{role} {addr}: {message}")]
+    Db {
+        role: DbRole,
+        addr: String,
+        message: String,
+        /// MySQL error number when the server sent one.
+        errno: Option<u16>,
+        retryable: bool,
+    },
+    /// The binlog stream failed or sent something dm cannot use.
+    #[error("binlog of source `{source_id}` at {position}: {message}")]
+    Binlog {
+        source_id: String,
+        position: String,
+        message: String,
+        retryable: bool,
+    },
+    /// A DDL statement that dm cannot track or apply.
+    #[error("unsupported DDL at {position}: {message}: `{statement}`")]
+    UnsupportedDdl {
+        position: String,
+        statement: String,
+        message: String,
+    },
+    /// A row or schema does not match what dm tracked for the table.
+    #[error("table {table} at {position}: {message}")]
+    Schema {
+        table: String,
+        position: String,
+        message: String,
+    },
+    /// A request that is invalid in the current state (unknown task, task already exists, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// A request for an object that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The task was asked to stop or pause.
+    #[error("cancelled")]
+    Cancelled,
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Which side of the migration a database is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DbRole {
+    Source,
+    Target,
+}
+
+impl std::fmt::Display for DbRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DbRole::Source => "source",
+            DbRole::Target => "target",
+        })
+    }
+}
+
+/// MySQL server error numbers dm reacts to.
+pub mod errno {
+    pub const ACCESS_DENIED: u16 = 1045;
+    pub const DBACCESS_DENIED: u16 = 1044;
+    pub const TABLEACCESS_DENIED: u16 = 1142;
+    pub const SPECIFIC_ACCESS_DENIED: u16 = 1227;
+    pub const LOCK_WAIT_TIMEOUT: u16 = 1205;
+    pub const LOCK_DEADLOCK: u16 = 1213;
+    pub const TABLE_DEF_CHANGED: u16 = 1412;
+    pub const NO_SUCH_TABLE: u16 = 1146;
+    pub const BAD_DB: u16 = 1049;
+    pub const MASTER_FATAL_READING_BINLOG: u16 = 1236;
+    pub const TABLE_EXISTS: u16 = 1050;
+    pub const BAD_TABLE: u16 = 1051;
+    pub const DUP_FIELDNAME: u16 = 1060;
+    pub const DUP_KEYNAME: u16 = 1061;
+    pub const CANT_DROP_FIELD_OR_KEY: u16 = 1091;
+    pub const DB_CREATE_EXISTS: u16 = 1007;
+    pub const DB_DROP_EXISTS: u16 = 1008;
+    pub const BAD_FIELD: u16 = 1054;
+    pub const MULTIPLE_PRI_KEY: u16 = 1068;
+    pub const SERVER_SHUTDOWN: u16 = 1053;
+    pub const CONN_KILLED: u16 = 1927;
+    pub const QUERY_INTERRUPTED: u16 = 1317;
+    pub const READ_ONLY: u16 = 1290;
+    pub const TOO_MANY_CONNECTIONS: u16 = 1040;
+}
+
+/// What query-status and the API show of an error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReport {
+    pub code: String,
+    pub message: String,
+    pub hint: String,
+    pub retryable: bool,
+}
+
+impl Error {
+    /// Stable code of the error kind, shown to users and documented in docs/errors.md.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Config { .. } => "DM-CONFIG-1001",
+            Error::Meta(_) => "DM-META-2001",
+            Error::Db {
+                role: DbRole::Source,
+                ..
+            } => "DM-SOURCE-3001",
+            Error::Db {
+                role: DbRole::Target,
+                ..
+            } => "DM-TARGET-4001",
+            Error::Binlog { .. } => "DM-BINLOG-5001",
+            Error::UnsupportedDdl { .. } => "DM-DDL-6001",
+            Error::Schema { .. } => "DM-SCHEMA-6002",
+            Error::Invalid(_) => "DM-REQUEST-7001",
+            Error::NotFound(_) => "DM-REQUEST-7002",
+            Error::Cancelled => "DM-TASK-8001",
+            Error::Io(_) => "DM-IO-9001",
+        }
+    }
+
+    /// Whether trying the same work again later can succeed without a user's help.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Db { retryable, .. } | Error::Binlog { retryable, .. } => *retryable,
+            Error::Meta(_) | Error::Io(_) => true,
+            _ => false,
+        }
+    }
+
+    /// What the user can do about it.
+    pub fn hint(&self) -> String {
+        match self {
+            Error::Config { hint, .. } => hint.clone(),
+            Error::Meta(_) => "check the data dir (standalone) or the etcd endpoints".into(),
+            Error::Db {
+                role, errno, addr, ..
+            } => match errno {
+                Some(errno::ACCESS_DENIED) => format!(
+                    "check user and password of the {role} ({addr}) in the {} file",
+                    if *role == DbRole::Source { "source" } else { "task (target-database)" }
+                ),
+                Some(
+                    errno::DBACCESS_DENIED
+                    | errno::TABLEACCESS_DENIED
+                    | errno::SPECIFIC_ACCESS_DENIED,
+                ) => format!(
+                    "grant the missing privilege to dm's user on the {role}; `dm ctl check-task` prints the GRANT to run"
+                ),
+                _ if self.is_retryable() => {
+                    format!("dm retries by itself; check that the {role} at {addr} is up and reachable")
+                }
+                _ => "fix the statement or the target, then `dm ctl resume-task`".into(),
+            },
+            Error::Binlog { .. } => {
+                if self.is_retryable() {
+                    "dm reconnects by itself; check that the source is up".into()
+                } else {
+                    "the source may have purged the binlog dm needs: restart the task with task-mode all, or restore the binlog files".into()
+                }
+            }
+            Error::UnsupportedDdl { .. } => "apply the statement on the target by hand if it is needed, then skip it (the `binlog skip` command comes with the operations issue) or stop and restart the task".into(),
+            Error::Schema { .. } => "the tracked schema differs from the binlog; make sure binlog_row_metadata=FULL and that no DDL was filtered out for this table".into(),
+            Error::Invalid(_) | Error::NotFound(_) => "see `dm ctl --help`".into(),
+            Error::Cancelled => String::new(),
+            Error::Io(_) => "check disk space and permissions of the data dir".into(),
+        }
+    }
+
+    pub fn report(&self) -> ErrorReport {
+        ErrorReport {
+            code: self.code().to_string(),
+            message: self.to_string(),
+            hint: self.hint(),
+            retryable: self.is_retryable(),
+        }
+    }
+
+    /// Wraps a mysql_async error met while talking to `role` at `addr`.
+    pub fn db(role: DbRole, addr: &str, err: mysql_async::Error) -> Self {
+        let (errno, retryable) = match &err {
+            mysql_async::Error::Server(se) => (Some(se.code), is_retryable_errno(se.code)),
+            mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => (None, true),
+            _ => (None, false),
+        };
+        Error::Db {
+            role,
+            addr: addr.to_string(),
+            message: err.to_string(),
+            errno,
+            retryable,
+        }
+    }
+
+    /// The server error number, when this is a server error.
+    pub fn errno(&self) -> Option<u16> {
+        match self {
+            Error::Db { errno, .. } => *errno,
+            _ => None,
+        }
+    }
+}
+
+/// Server errors that go away when the same statement is tried again later.
+fn is_retryable_errno(code: u16) -> bool {
+    matches!(
+        code,
+        errno::LOCK_WAIT_TIMEOUT
+            | errno::LOCK_DEADLOCK
+            | errno::SERVER_SHUTDOWN
+            | errno::CONN_KILLED
+            | errno::QUERY_INTERRUPTED
+            | errno::TOO_MANY_CONNECTIONS
+            | errno::READ_ONLY
+            | 2002..=2013
+    )
+}

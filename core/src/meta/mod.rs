@@ -1,0 +1,76 @@
+//! The metadata store: where the master keeps sources, tasks and their desired stages, and
+//! where workers publish what they run. Master and worker roles talk only through it and the
+//! HTTP API, in one process (standalone) as across processes (cluster, on etcd).
+//!
+//! Key layout (also in docs/architecture.md):
+//! - `/dm/source/<source-id>`        source config (JSON)
+//! - `/dm/bound/<source-id>`         name of the worker that runs the source
+//! - `/dm/task/<task>`               task config (JSON)
+//! - `/dm/stage/<task>`              desired stage: `running` or `paused`
+//! - `/dm/status/<task>/<source-id>` subtask status published by its worker (JSON)
+
+mod embedded;
+pub mod keys;
+
+pub use embedded::EmbeddedStore;
+
+use crate::error::{Error, Result};
+use async_trait::async_trait;
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::mpsc;
+
+/// A change seen by a watcher: the key and its new value (`None` when deleted).
+#[derive(Debug, Clone)]
+pub struct WatchEvent {
+    pub key: String,
+    pub value: Option<Vec<u8>>,
+}
+
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<()>;
+    async fn delete(&self, key: &str) -> Result<()>;
+    /// Every key under `prefix`, in key order.
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
+    /// Writes `value` only if the key currently holds `expected` (`None`: absent).
+    async fn compare_and_put(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: Vec<u8>,
+    ) -> Result<bool>;
+    /// Changes under `prefix` from now on.
+    async fn watch(&self, prefix: &str) -> Result<mpsc::Receiver<WatchEvent>>;
+}
+
+/// JSON helpers over any store.
+pub async fn get_json<T: DeserializeOwned>(store: &dyn MetaStore, key: &str) -> Result<Option<T>> {
+    match store.get(key).await? {
+        None => Ok(None),
+        Some(v) => serde_json::from_slice(&v)
+            .map(Some)
+            .map_err(|e| Error::Meta(format!("{key}: bad value: {e}"))),
+    }
+}
+
+pub async fn put_json<T: Serialize>(store: &dyn MetaStore, key: &str, value: &T) -> Result<()> {
+    let v = serde_json::to_vec(value).map_err(|e| Error::Meta(format!("{key}: {e}")))?;
+    store.put(key, v).await
+}
+
+pub async fn list_json<T: DeserializeOwned>(
+    store: &dyn MetaStore,
+    prefix: &str,
+) -> Result<Vec<(String, T)>> {
+    store
+        .list(prefix)
+        .await?
+        .into_iter()
+        .map(|(k, v)| {
+            serde_json::from_slice(&v)
+                .map(|t| (k.clone(), t))
+                .map_err(|e| Error::Meta(format!("{k}: bad value: {e}")))
+        })
+        .collect()
+}

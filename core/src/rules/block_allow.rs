@@ -1,0 +1,138 @@
+//! The block-allow list, with TiDB DM's order of checks: schema level first (`do-dbs`, else
+//! `ignore-dbs`), then table level (`do-tables`, else `ignore-tables`). System schemas are
+//! never migrated.
+
+use super::Pattern;
+use crate::config::BlockAllowList;
+
+const SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
+
+#[derive(Debug, Clone)]
+pub struct TableFilter {
+    do_dbs: Vec<Pattern>,
+    ignore_dbs: Vec<Pattern>,
+    do_tables: Vec<(Pattern, Pattern)>,
+    ignore_tables: Vec<(Pattern, Pattern)>,
+    /// The task's own meta schema is never migrated (it lives in the target).
+    meta_schema: String,
+}
+
+fn pats(v: &[String]) -> Vec<Pattern> {
+    v.iter().filter_map(|p| Pattern::new(p).ok()).collect()
+}
+
+impl TableFilter {
+    /// Patterns were validated when the task file was parsed.
+    pub fn new(ba: &BlockAllowList, meta_schema: &str) -> Self {
+        let tables = |v: &[crate::config::TableRule]| {
+            v.iter()
+                .filter_map(|t| Some((Pattern::new(&t.db_name).ok()?, Pattern::new(&t.tbl_name).ok()?)))
+                .collect()
+        };
+        TableFilter {
+            do_dbs: pats(&ba.do_dbs),
+            ignore_dbs: pats(&ba.ignore_dbs),
+            do_tables: tables(&ba.do_tables),
+            ignore_tables: tables(&ba.ignore_tables),
+            meta_schema: meta_schema.to_string(),
+        }
+    }
+
+    /// Whether the schema itself (CREATE/DROP DATABASE) is migrated.
+    pub fn allows_schema(&self, db: &str) -> bool {
+        if SYSTEM_SCHEMAS.iter().any(|s| s.eq_ignore_ascii_case(db))
+            || db.eq_ignore_ascii_case(&self.meta_schema)
+        {
+            return false;
+        }
+        if !self.do_dbs.is_empty() {
+            return self.do_dbs.iter().any(|p| p.matches(db))
+                || self.do_tables.iter().any(|(d, _)| d.matches(db));
+        }
+        if self.ignore_dbs.iter().any(|p| p.matches(db)) {
+            return false;
+        }
+        true
+    }
+
+    /// Whether rows and DDL of `db`.`table` are migrated.
+    pub fn allows_table(&self, db: &str, table: &str) -> bool {
+        if SYSTEM_SCHEMAS.iter().any(|s| s.eq_ignore_ascii_case(db))
+            || db.eq_ignore_ascii_case(&self.meta_schema)
+        {
+            return false;
+        }
+        let db_listed = self.do_dbs.iter().any(|p| p.matches(db));
+        if !self.do_dbs.is_empty() && !db_listed && self.do_tables.is_empty() {
+            return false;
+        }
+        if self.do_dbs.is_empty() && self.ignore_dbs.iter().any(|p| p.matches(db)) {
+            return false;
+        }
+        if !self.do_tables.is_empty() {
+            let listed = self
+                .do_tables
+                .iter()
+                .any(|(d, t)| d.matches(db) && t.matches(table));
+            // do-dbs without matching do-tables still selects every table of those schemas.
+            return listed || (db_listed && !self.do_tables.iter().any(|(d, _)| d.matches(db)));
+        }
+        !self
+            .ignore_tables
+            .iter()
+            .any(|(d, t)| d.matches(db) && t.matches(table))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TableRule;
+
+    fn rule(d: &str, t: &str) -> TableRule {
+        TableRule {
+            db_name: d.into(),
+            tbl_name: t.into(),
+        }
+    }
+
+    #[test]
+    fn do_dbs_selects_schemas() {
+        let f = TableFilter::new(
+            &BlockAllowList {
+                do_dbs: vec!["shop*".into()],
+                ..Default::default()
+            },
+            "dm_meta",
+        );
+        assert!(f.allows_table("shop", "orders"));
+        assert!(!f.allows_table("other", "orders"));
+        assert!(!f.allows_table("mysql", "user"));
+        assert!(f.allows_schema("shop1"));
+    }
+
+    #[test]
+    fn do_tables_and_ignore_tables() {
+        let f = TableFilter::new(
+            &BlockAllowList {
+                do_tables: vec![rule("shop", "order*")],
+                ..Default::default()
+            },
+            "dm_meta",
+        );
+        assert!(f.allows_table("shop", "orders"));
+        assert!(!f.allows_table("shop", "users"));
+        let f = TableFilter::new(
+            &BlockAllowList {
+                ignore_tables: vec![rule("shop", "~^tmp_")],
+                ignore_dbs: vec!["test".into()],
+                ..Default::default()
+            },
+            "dm_meta",
+        );
+        assert!(!f.allows_table("shop", "tmp_x"));
+        assert!(f.allows_table("shop", "x"));
+        assert!(!f.allows_table("test", "x"));
+        assert!(!f.allows_table("dm_meta", "x"));
+    }
+}

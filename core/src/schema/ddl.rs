@@ -1,0 +1,579 @@
+//! DDL statements from QUERY events: which tables they touch and how they change the tracked
+//! model. Statements are parsed with `sqlparser`'s MySQL dialect; the first keywords (read
+//! with its tokenizer) decide whether a statement concerns tables at all, so that GRANTs,
+//! views, triggers and the like are passed over without parsing.
+
+use super::model::{Column, Table, TableName};
+use sqlparser::ast::{
+    AlterTable, AlterTableOperation, ColumnDef, ColumnOption, CreateTable, CreateTableLikeKind,
+    DataType, Expr, IndexColumn, MySQLColumnPosition, ObjectName, ObjectType,
+    RenameTableNameKind, Statement, TableConstraint,
+};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DdlKind {
+    CreateDatabase,
+    DropDatabase,
+    AlterDatabase,
+    CreateTable,
+    DropTable,
+    AlterTable,
+    RenameTable,
+    TruncateTable,
+    CreateIndex,
+    DropIndex,
+}
+
+/// A parsed DDL statement and the objects it touches.
+#[derive(Debug, Clone)]
+pub struct Ddl {
+    pub kind: DdlKind,
+    /// For database statements, the database.
+    pub database: Option<String>,
+    /// Tables touched; for RENAME the old and new names alternate.
+    pub tables: Vec<TableName>,
+    statement: Statement,
+    default_db: String,
+}
+
+/// The first words of a statement, upper-cased, comments and whitespace skipped.
+fn leading_words(sql: &str, n: usize) -> Vec<String> {
+    let dialect = MySqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql).tokenize().unwrap_or_default();
+    tokens
+        .into_iter()
+        .filter_map(|t| match t {
+            Token::Word(w) => Some(w.value.to_ascii_uppercase()),
+            Token::Whitespace(_) => None,
+            _ => Some(String::new()),
+        })
+        .take(n)
+        .collect()
+}
+
+/// Whether a QUERY event's statement is DDL on databases or tables that dm must replicate and
+/// track. `None` for anything else (transaction control, users, views, routines, ...).
+fn is_table_ddl(sql: &str) -> bool {
+    let words = leading_words(sql, 4);
+    let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+    match w(0) {
+        "ALTER" => matches!(w(1), "TABLE" | "DATABASE" | "SCHEMA" | "IGNORE" | "ONLINE"),
+        "RENAME" => matches!(w(1), "TABLE" | "TABLES"),
+        "TRUNCATE" => true,
+        "CREATE" | "DROP" => {
+            // Skip modifiers that may precede the object type.
+            let obj = words[1..]
+                .iter()
+                .find(|x| !matches!(x.as_str(), "OR" | "REPLACE" | "ONLINE" | "OFFLINE"))
+                .map(String::as_str)
+                .unwrap_or("");
+            matches!(
+                obj,
+                "TABLE" | "DATABASE" | "SCHEMA" | "INDEX" | "UNIQUE" | "FULLTEXT" | "SPATIAL"
+            )
+        }
+        _ => false,
+    }
+}
+
+fn table_name(default_db: &str, name: &ObjectName) -> TableName {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| match p.as_ident() {
+            Some(i) => i.value.clone(),
+            None => p.to_string(),
+        })
+        .collect();
+    match parts.as_slice() {
+        [db, t] => TableName::new(db.clone(), t.clone()),
+        [t] => TableName::new(default_db, t.clone()),
+        _ => TableName::new(default_db, name.to_string()),
+    }
+}
+
+fn last_ident(name: &ObjectName) -> String {
+    name.0
+        .last()
+        .and_then(|p| p.as_ident().map(|i| i.value.clone()))
+        .unwrap_or_else(|| name.to_string())
+}
+
+/// Parses a QUERY event's statement run in `default_db`. `Ok(None)`: not a table DDL, nothing
+/// to replicate or track. `Err`: a table DDL that could not be understood.
+pub fn parse_ddl(default_db: &str, sql: &str) -> Result<Option<Ddl>, String> {
+    if !is_table_ddl(sql) {
+        return Ok(None);
+    }
+    let mut stmts = Parser::parse_sql(&MySqlDialect {}, sql).map_err(|e| e.to_string())?;
+    if stmts.len() != 1 {
+        return Err(format!("expected one statement, found {}", stmts.len()));
+    }
+    let statement = stmts.remove(0);
+    let t = |n: &ObjectName| table_name(default_db, n);
+    let (kind, database, tables) = match &statement {
+        Statement::CreateDatabase { db_name, .. } => {
+            (DdlKind::CreateDatabase, Some(last_ident(db_name)), vec![])
+        }
+        Statement::CreateSchema { schema_name, .. } => (
+            DdlKind::CreateDatabase,
+            Some(schema_name.to_string().trim_matches('`').to_string()),
+            vec![],
+        ),
+        Statement::CreateTable(ct) => {
+            if ct.temporary {
+                return Ok(None);
+            }
+            let mut tables = vec![t(&ct.name)];
+            if let Some(CreateTableLikeKind::Plain(l) | CreateTableLikeKind::Parenthesized(l)) =
+                &ct.like
+            {
+                tables.push(t(&l.name));
+            }
+            if ct.query.is_some() && ct.columns.is_empty() {
+                return Err("CREATE TABLE ... SELECT without column definitions".into());
+            }
+            (DdlKind::CreateTable, None, tables)
+        }
+        Statement::AlterTable(AlterTable { name, .. }) => (DdlKind::AlterTable, None, vec![t(name)]),
+        Statement::Drop {
+            object_type,
+            names,
+            table,
+            temporary,
+            ..
+        } => match object_type {
+            _ if *temporary => return Ok(None),
+            ObjectType::Table => (DdlKind::DropTable, None, names.iter().map(t).collect()),
+            ObjectType::Schema | ObjectType::Database => (
+                DdlKind::DropDatabase,
+                names.first().map(last_ident),
+                vec![],
+            ),
+            ObjectType::Index => match table {
+                Some(tb) => (DdlKind::DropIndex, None, vec![t(tb)]),
+                None => return Err("DROP INDEX without ON <table>".into()),
+            },
+            _ => return Ok(None),
+        },
+        Statement::RenameTable(pairs) => (
+            DdlKind::RenameTable,
+            None,
+            pairs
+                .iter()
+                .flat_map(|p| [t(&p.old_name), t(&p.new_name)])
+                .collect(),
+        ),
+        Statement::Truncate(tr) => (
+            DdlKind::TruncateTable,
+            None,
+            tr.table_names.iter().map(|x| t(&x.name)).collect(),
+        ),
+        Statement::CreateIndex(ci) => (DdlKind::CreateIndex, None, vec![t(&ci.table_name)]),
+        Statement::AlterSchema(a) => (
+            DdlKind::AlterDatabase,
+            Some(last_ident(&a.name)),
+            vec![],
+        ),
+        other => {
+            return Err(format!(
+                "statement kind not handled: {}",
+                other.to_string().chars().take(60).collect::<String>()
+            ))
+        }
+    };
+    Ok(Some(Ddl {
+        kind,
+        database,
+        tables,
+        statement,
+        default_db: default_db.to_string(),
+    }))
+}
+
+/// `INT UNSIGNED` -> ("int", true); `VARCHAR(10)` -> ("varchar", false).
+fn column_type(dt: &DataType) -> (String, bool) {
+    let text = dt.to_string().to_ascii_lowercase();
+    let unsigned = text.contains("unsigned");
+    let base: String = text
+        .split(['(', ' '])
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let base = match base.as_str() {
+        "integer" => "int",
+        "bool" | "boolean" => "tinyint",
+        "numeric" | "dec" | "fixed" => "decimal",
+        "real" => "double",
+        "character" | "char" if text.contains("varying") => "varchar",
+        "nchar" => "char",
+        "nvarchar" => "varchar",
+        other => other,
+    }
+    .to_string();
+    (base, unsigned)
+}
+
+fn column_from_def(def: &ColumnDef) -> (Column, bool, bool) {
+    let (data_type, unsigned) = column_type(&def.data_type);
+    let mut col = Column {
+        name: def.name.value.clone(),
+        data_type,
+        unsigned,
+        nullable: true,
+        generated: false,
+    };
+    let (mut pk, mut uk) = (false, false);
+    for opt in &def.options {
+        match &opt.option {
+            ColumnOption::NotNull => col.nullable = false,
+            ColumnOption::Null => col.nullable = true,
+            ColumnOption::PrimaryKey(_) => {
+                pk = true;
+                col.nullable = false;
+            }
+            ColumnOption::Unique(_) => uk = true,
+            ColumnOption::Generated { .. } => col.generated = true,
+            _ => {}
+        }
+    }
+    (col, pk, uk)
+}
+
+fn index_column(ic: &IndexColumn) -> String {
+    match &ic.column.expr {
+        Expr::Identifier(i) => i.value.clone(),
+        Expr::CompoundIdentifier(v) => v.last().map(|i| i.value.clone()).unwrap_or_default(),
+        // A prefix index `name(10)` parses as a call.
+        Expr::Function(f) => last_ident(&f.name),
+        other => other.to_string().trim_matches('`').to_string(),
+    }
+}
+
+fn apply_constraint(table: &mut Table, c: &TableConstraint) {
+    match c {
+        TableConstraint::PrimaryKey(pk) => {
+            table.primary_key = pk.columns.iter().map(index_column).collect();
+            for name in table.primary_key.clone() {
+                if let Some(i) = table.column_index(&name) {
+                    table.columns[i].nullable = false;
+                }
+            }
+        }
+        TableConstraint::Unique(u) => {
+            let cols: Vec<String> = u.columns.iter().map(index_column).collect();
+            let name = u
+                .index_name
+                .as_ref()
+                .or(u.name.as_ref())
+                .map(|i| i.value.clone())
+                .unwrap_or_else(|| cols.first().cloned().unwrap_or_default());
+            table.unique_keys.push((name, cols));
+        }
+        _ => {}
+    }
+}
+
+fn table_from_create(name: TableName, ct: &CreateTable) -> Table {
+    let mut table = Table {
+        name,
+        columns: vec![],
+        primary_key: vec![],
+        unique_keys: vec![],
+    };
+    for def in &ct.columns {
+        let (col, pk, uk) = column_from_def(def);
+        if pk {
+            table.primary_key = vec![col.name.clone()];
+        }
+        if uk {
+            table.unique_keys.push((col.name.clone(), vec![col.name.clone()]));
+        }
+        table.columns.push(col);
+    }
+    for c in &ct.constraints {
+        apply_constraint(&mut table, c);
+    }
+    table
+}
+
+fn place_column(table: &mut Table, col: Column, pos: &Option<MySQLColumnPosition>) {
+    let at = match pos {
+        None => table.columns.len(),
+        Some(MySQLColumnPosition::First) => 0,
+        Some(MySQLColumnPosition::After(a)) => table
+            .column_index(&a.value)
+            .map(|i| i + 1)
+            .unwrap_or(table.columns.len()),
+    };
+    table.columns.insert(at, col);
+}
+
+fn alter(table: &mut Table, op: &AlterTableOperation) -> Result<(), String> {
+    use AlterTableOperation as Op;
+    match op {
+        Op::AddColumn {
+            column_def,
+            column_position,
+            if_not_exists,
+            ..
+        } => {
+            if *if_not_exists && table.column_index(&column_def.name.value).is_some() {
+                return Ok(());
+            }
+            let (col, pk, uk) = column_from_def(column_def);
+            if pk {
+                table.primary_key = vec![col.name.clone()];
+            }
+            if uk {
+                table.unique_keys.push((col.name.clone(), vec![col.name.clone()]));
+            }
+            place_column(table, col, column_position);
+        }
+        Op::DropColumn { column_names, .. } => {
+            for c in column_names {
+                table.drop_column(&c.value);
+            }
+        }
+        Op::ModifyColumn {
+            col_name,
+            data_type,
+            options,
+            column_position,
+        } => change_column(table, &col_name.value, &col_name.value, data_type, options, column_position)?,
+        Op::ChangeColumn {
+            old_name,
+            new_name,
+            data_type,
+            options,
+            column_position,
+        } => change_column(table, &old_name.value, &new_name.value, data_type, options, column_position)?,
+        Op::RenameColumn {
+            old_column_name,
+            new_column_name,
+        } => table.rename_column(&old_column_name.value, &new_column_name.value),
+        Op::AddConstraint { constraint, .. } => apply_constraint(table, constraint),
+        Op::DropPrimaryKey { .. } => table.primary_key.clear(),
+        Op::DropIndex { name } => table
+            .unique_keys
+            .retain(|(n, _)| !n.eq_ignore_ascii_case(&name.value)),
+        Op::DropConstraint { name, .. } => table
+            .unique_keys
+            .retain(|(n, _)| !n.eq_ignore_ascii_case(&name.value)),
+        // Defaults, renames (handled by the caller), engine and other options leave the row
+        // format alone.
+        _ => {}
+    }
+    Ok(())
+}
+
+fn change_column(
+    table: &mut Table,
+    old: &str,
+    new: &str,
+    data_type: &DataType,
+    options: &[ColumnOption],
+    pos: &Option<MySQLColumnPosition>,
+) -> Result<(), String> {
+    let i = table
+        .column_index(old)
+        .ok_or_else(|| format!("column `{old}` is not in the tracked table {}", table.name))?;
+    let def = ColumnDef {
+        name: sqlparser::ast::Ident::new(new),
+        data_type: data_type.clone(),
+        options: options
+            .iter()
+            .map(|o| sqlparser::ast::ColumnOptionDef {
+                name: None,
+                option: o.clone(),
+            })
+            .collect(),
+    };
+    let (col, pk, uk) = column_from_def(&def);
+    if old != new {
+        table.rename_column(old, new);
+    }
+    if pk {
+        table.primary_key = vec![col.name.clone()];
+    }
+    if uk {
+        table.unique_keys.push((col.name.clone(), vec![col.name.clone()]));
+    }
+    if pos.is_some() {
+        table.columns.remove(i);
+        place_column(table, col, pos);
+    } else {
+        table.columns[i] = col;
+    }
+    Ok(())
+}
+
+impl Ddl {
+    /// The database the statement ran in; the target runs it there too.
+    pub fn default_db(&self) -> &str {
+        &self.default_db
+    }
+
+    /// Applies the statement to the tracked model.
+    pub fn apply(&self, tracker: &mut super::Tracker) -> Result<(), String> {
+        let t = |n: &ObjectName| table_name(&self.default_db, n);
+        match &self.statement {
+            Statement::CreateTable(ct) => {
+                let name = t(&ct.name);
+                if ct.if_not_exists && tracker.get(&name).is_some() {
+                    return Ok(());
+                }
+                let table = match &ct.like {
+                    Some(CreateTableLikeKind::Plain(l) | CreateTableLikeKind::Parenthesized(l)) => {
+                        let mut like = tracker
+                            .get(&t(&l.name))
+                            .cloned()
+                            .ok_or_else(|| format!("CREATE TABLE LIKE an untracked table {}", t(&l.name)))?;
+                        like.name = name;
+                        like
+                    }
+                    _ => table_from_create(name, ct),
+                };
+                tracker.insert(table);
+            }
+            Statement::AlterTable(AlterTable {
+                name, operations, ..
+            }) => {
+                let name = t(name);
+                let mut table = tracker
+                    .get(&name)
+                    .cloned()
+                    .ok_or_else(|| format!("ALTER TABLE of an untracked table {name}"))?;
+                let mut new_name = None;
+                for op in operations {
+                    if let AlterTableOperation::RenameTable { table_name } = op {
+                        let (RenameTableNameKind::As(n) | RenameTableNameKind::To(n)) = table_name;
+                        new_name = Some(t(n));
+                    }
+                    alter(&mut table, op)?;
+                }
+                tracker.remove(&name);
+                if let Some(n) = new_name {
+                    table.name = n;
+                }
+                tracker.insert(table);
+            }
+            Statement::Drop { .. } if self.kind == DdlKind::DropTable => {
+                for name in &self.tables {
+                    tracker.remove(name);
+                }
+            }
+            Statement::Drop { names, .. } if self.kind == DdlKind::DropIndex => {
+                if let (Some(table), Some(idx)) = (self.tables.first(), names.first()) {
+                    if let Some(mut tb) = tracker.get(table).cloned() {
+                        let idx = last_ident(idx);
+                        tb.unique_keys.retain(|(n, _)| !n.eq_ignore_ascii_case(&idx));
+                        if idx.eq_ignore_ascii_case("primary") {
+                            tb.primary_key.clear();
+                        }
+                        tracker.insert(tb);
+                    }
+                }
+            }
+            Statement::Drop { .. } if self.kind == DdlKind::DropDatabase => {
+                if let Some(db) = &self.database {
+                    tracker.drop_schema(db);
+                }
+            }
+            Statement::RenameTable(_) => {
+                for pair in self.tables.chunks(2) {
+                    tracker.rename(&pair[0], &pair[1]);
+                }
+            }
+            Statement::CreateIndex(ci) if ci.unique => {
+                let name = t(&ci.table_name);
+                if let Some(mut tb) = tracker.get(&name).cloned() {
+                    let cols = ci.columns.iter().map(index_column).collect();
+                    let idx = ci.name.as_ref().map(last_ident).unwrap_or_default();
+                    tb.unique_keys.push((idx, cols));
+                    tracker.insert(tb);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Tracker;
+
+    fn run(tracker: &mut Tracker, sql: &str) {
+        let ddl = parse_ddl("db", sql).unwrap().expect("a DDL");
+        ddl.apply(tracker).unwrap();
+    }
+
+    #[test]
+    fn not_ddl_is_passed_over() {
+        for sql in [
+            "BEGIN",
+            "COMMIT",
+            "GRANT ALL ON *.* TO x",
+            "CREATE USER x",
+            "CREATE OR REPLACE VIEW v AS SELECT 1",
+            "DROP TRIGGER tr",
+            "CREATE DEFINER=`root`@`%` PROCEDURE p() BEGIN END",
+            "FLUSH PRIVILEGES",
+        ] {
+            assert!(parse_ddl("db", sql).unwrap().is_none(), "{sql}");
+        }
+    }
+
+    #[test]
+    fn create_alter_rename_drop() {
+        let mut tr = Tracker::default();
+        run(
+            &mut tr,
+            "CREATE TABLE `t` (\n  `id` bigint(20) unsigned NOT NULL AUTO_INCREMENT,\n  `name` varchar(20) CHARACTER SET latin1 DEFAULT NULL,\n  `j` longtext CHARACTER SET utf8mb4 COLLATE utf8mb4_bin DEFAULT NULL CHECK (json_valid(`j`)),\n  `e` enum('a','b') DEFAULT 'a',\n  `ts` timestamp(6) NOT NULL DEFAULT current_timestamp(6) ON UPDATE current_timestamp(6),\n  PRIMARY KEY (`id`),\n  UNIQUE KEY `uk_name` (`name`(10)),\n  KEY `k` (`e`)\n) ENGINE=InnoDB AUTO_INCREMENT=5 DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+        );
+        let t = tr.get(&TableName::new("db", "t")).unwrap();
+        assert_eq!(t.columns.len(), 5);
+        assert!(t.columns[0].unsigned && t.columns[0].data_type == "bigint");
+        assert_eq!(t.columns[4].data_type, "timestamp");
+        assert_eq!(t.primary_key, vec!["id"]);
+        assert_eq!(t.unique_keys[0].1, vec!["name"]);
+
+        run(&mut tr, "ALTER TABLE t ADD COLUMN c2 INT UNSIGNED NOT NULL DEFAULT 0 AFTER id, DROP COLUMN e, MODIFY name VARCHAR(40), CHANGE ts ts2 DATETIME(6) FIRST");
+        let t = tr.get(&TableName::new("db", "t")).unwrap();
+        let names: Vec<_> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["ts2", "id", "c2", "name", "j"]);
+        assert!(t.columns[2].unsigned);
+
+        run(&mut tr, "ALTER TABLE db.t DROP INDEX uk_name, DROP PRIMARY KEY, ADD PRIMARY KEY (c2, id)");
+        let t = tr.get(&TableName::new("db", "t")).unwrap();
+        assert!(t.unique_keys.is_empty());
+        assert_eq!(t.primary_key, vec!["c2", "id"]);
+
+        run(&mut tr, "CREATE UNIQUE INDEX u2 ON t (name)");
+        run(&mut tr, "RENAME TABLE t TO t2");
+        assert!(tr.get(&TableName::new("db", "t")).is_none());
+        assert_eq!(tr.get(&TableName::new("db", "t2")).unwrap().unique_keys.len(), 1);
+        run(&mut tr, "DROP INDEX u2 ON t2");
+        assert!(tr.get(&TableName::new("db", "t2")).unwrap().unique_keys.is_empty());
+        run(&mut tr, "ALTER TABLE t2 RENAME TO other.t3");
+        assert!(tr.get(&TableName::new("other", "t3")).is_some());
+        run(&mut tr, "DROP TABLE IF EXISTS `other`.`t3` /* generated by server */");
+        assert!(tr.get(&TableName::new("other", "t3")).is_none());
+    }
+
+    #[test]
+    fn kinds_and_tables() {
+        let d = parse_ddl("db", "TRUNCATE TABLE x").unwrap().unwrap();
+        assert_eq!(d.kind, DdlKind::TruncateTable);
+        assert_eq!(d.tables, vec![TableName::new("db", "x")]);
+        let d = parse_ddl("", "CREATE DATABASE IF NOT EXISTS shop").unwrap().unwrap();
+        assert_eq!(d.database.as_deref(), Some("shop"));
+        let d = parse_ddl("", "DROP DATABASE shop").unwrap().unwrap();
+        assert_eq!(d.kind, DdlKind::DropDatabase);
+    }
+}

@@ -1,0 +1,14 @@
+//! The schema tracker: the column model of every migrated table at the current binlog
+//! position. It is seeded from the source's `information_schema` when a table is snapshotted
+//! (or when the incremental phase starts without a snapshot) and then changed only by the DDL
+//! statements the incremental phase replicates, parsed with `sqlparser`. Row events are decoded
+//! with it: the binlog's table map alone does not say which columns are unsigned (without
+//! `binlog_row_metadata=FULL`) or JSON (MariaDB logs JSON as a BLOB).
+
+mod ddl;
+mod model;
+mod tracker;
+
+pub use ddl::{parse_ddl, Ddl, DdlKind};
+pub use model::{Column, ColumnKind, Table, TableName};
+pub use tracker::{load_table, Tracker};

@@ -1,0 +1,162 @@
+//! Table and column model shared by the tracker, the full phase and the apply stage.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// `schema`.`table` as written in the source.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TableName {
+    pub schema: String,
+    pub table: String,
+}
+
+impl TableName {
+    pub fn new(schema: impl Into<String>, table: impl Into<String>) -> Self {
+        TableName {
+            schema: schema.into(),
+            table: table.into(),
+        }
+    }
+
+    /// The name quoted for SQL: `` `db`.`t` ``.
+    pub fn quoted(&self) -> String {
+        format!(
+            "{}.{}",
+            crate::db::quote_ident(&self.schema),
+            crate::db::quote_ident(&self.table)
+        )
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`.`{}`", self.schema, self.table)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    /// Base type as `information_schema.COLUMNS.DATA_TYPE` names it: `int`, `varchar`, ...
+    pub data_type: String,
+    #[serde(default)]
+    pub unsigned: bool,
+    #[serde(default = "yes")]
+    pub nullable: bool,
+    /// Generated columns are computed by the target, never written.
+    #[serde(default)]
+    pub generated: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How a column's values are decoded and written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// Integer of the given width in bytes.
+    Int(u8),
+    Float,
+    Double,
+    Decimal,
+    Year,
+    Date,
+    DateTime,
+    Timestamp,
+    Time,
+    Enum,
+    Set,
+    Bit,
+    Json,
+    /// Strings, binaries, blobs, geometry: bytes copied as they are.
+    Bytes,
+}
+
+impl Column {
+    pub fn kind(&self) -> ColumnKind {
+        match self.data_type.as_str() {
+            "tinyint" | "bool" | "boolean" => ColumnKind::Int(1),
+            "smallint" => ColumnKind::Int(2),
+            "mediumint" => ColumnKind::Int(3),
+            "int" | "integer" => ColumnKind::Int(4),
+            "bigint" => ColumnKind::Int(8),
+            "float" => ColumnKind::Float,
+            "double" | "real" | "double precision" => ColumnKind::Double,
+            "decimal" | "numeric" | "dec" | "fixed" => ColumnKind::Decimal,
+            "year" => ColumnKind::Year,
+            "date" => ColumnKind::Date,
+            "datetime" => ColumnKind::DateTime,
+            "timestamp" => ColumnKind::Timestamp,
+            "time" => ColumnKind::Time,
+            "enum" => ColumnKind::Enum,
+            "set" => ColumnKind::Set,
+            "bit" => ColumnKind::Bit,
+            "json" => ColumnKind::Json,
+            _ => ColumnKind::Bytes,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    pub name: TableName,
+    pub columns: Vec<Column>,
+    /// Column names of the primary key, in key order; empty when there is none.
+    #[serde(default)]
+    pub primary_key: Vec<String>,
+    /// Unique keys: (index name, column names).
+    #[serde(default)]
+    pub unique_keys: Vec<(String, Vec<String>)>,
+}
+
+impl Table {
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns
+            .iter()
+            .position(|c| c.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The columns that identify a row: the primary key, else the first unique key whose
+    /// columns are all NOT NULL. `None` for tables without such a key.
+    pub fn identity_key(&self) -> Option<Vec<usize>> {
+        let idx = |cols: &[String]| -> Option<Vec<usize>> {
+            cols.iter().map(|c| self.column_index(c)).collect()
+        };
+        if !self.primary_key.is_empty() {
+            return idx(&self.primary_key);
+        }
+        self.unique_keys.iter().find_map(|(_, cols)| {
+            let ix = idx(cols)?;
+            ix.iter().all(|&i| !self.columns[i].nullable).then_some(ix)
+        })
+    }
+
+    /// Removes a column and its mentions in keys (a key that loses all columns goes).
+    pub fn drop_column(&mut self, name: &str) {
+        self.columns.retain(|c| !c.name.eq_ignore_ascii_case(name));
+        self.primary_key.retain(|c| !c.eq_ignore_ascii_case(name));
+        for (_, cols) in &mut self.unique_keys {
+            cols.retain(|c| !c.eq_ignore_ascii_case(name));
+        }
+        self.unique_keys.retain(|(_, cols)| !cols.is_empty());
+    }
+
+    /// Renames a column everywhere it is mentioned.
+    pub fn rename_column(&mut self, old: &str, new: &str) {
+        for c in &mut self.columns {
+            if c.name.eq_ignore_ascii_case(old) {
+                c.name = new.to_string();
+            }
+        }
+        for c in self
+            .primary_key
+            .iter_mut()
+            .chain(self.unique_keys.iter_mut().flat_map(|(_, k)| k.iter_mut()))
+        {
+            if c.eq_ignore_ascii_case(old) {
+                *c = new.to_string();
+            }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The set of tracked tables, and how a table's model is read from a live server.
+
+use super::model::{Column, Table, TableName};
+use mysql_async::prelude::Queryable;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Tracked tables, keyed by `schema.table` (as the source spells them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tracker {
+    tables: BTreeMap<String, Table>,
+}
+
+fn key(name: &TableName) -> String {
+    format!("{}.{}", name.schema, name.table)
+}
+
+impl Tracker {
+    pub fn get(&self, name: &TableName) -> Option<&Table> {
+        self.tables.get(&key(name))
+    }
+
+    pub fn insert(&mut self, table: Table) {
+        self.tables.insert(key(&table.name), table);
+    }
+
+    pub fn remove(&mut self, name: &TableName) -> Option<Table> {
+        self.tables.remove(&key(name))
+    }
+
+    pub fn rename(&mut self, from: &TableName, to: &TableName) {
+        if let Some(mut t) = self.remove(from) {
+            t.name = to.clone();
+            self.insert(t);
+        }
+    }
+
+    pub fn drop_schema(&mut self, db: &str) {
+        self.tables.retain(|_, t| t.name.schema != db);
+    }
+
+    pub fn len(&self) -> usize {
+        self.tables.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+
+    pub fn tables(&self) -> impl Iterator<Item = &Table> {
+        self.tables.values()
+    }
+}
+
+/// Reads a table's model from `information_schema` of a live server; `None` if it does not
+/// exist. Run it while holding a metadata lock on the table (inside the snapshot transaction
+/// after reading from it) to get the model that matches the data.
+pub async fn load_table<Q: Queryable>(
+    conn: &mut Q,
+    name: &TableName,
+) -> Result<Option<Table>, mysql_async::Error> {
+    let cols: Vec<(Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>)> = conn
+        .exec(
+            "SELECT COLUMN_NAME, LOWER(DATA_TYPE), LOWER(COLUMN_TYPE), IS_NULLABLE, UPPER(EXTRA) \
+             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+             ORDER BY ORDINAL_POSITION",
+            (&name.schema, &name.table),
+        )
+        .await?;
+    if cols.is_empty() {
+        return Ok(None);
+    }
+    let s = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    let columns = cols
+        .into_iter()
+        .map(|(n, dt, ct, nullable, extra)| {
+            let column_type = s(ct);
+            let extra = s(extra);
+            Column {
+                name: s(n),
+                data_type: s(dt),
+                unsigned: column_type.contains("unsigned"),
+                nullable: nullable == b"YES",
+                generated: extra.contains("GENERATED") || extra.contains("VIRTUAL") || extra.contains("PERSISTENT"),
+            }
+        })
+        .collect();
+    let keys: Vec<(Vec<u8>, Vec<u8>)> = conn
+        .exec(
+            "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 \
+             ORDER BY INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX",
+            (&name.schema, &name.table),
+        )
+        .await?;
+    let mut table = Table {
+        name: name.clone(),
+        columns,
+        primary_key: vec![],
+        unique_keys: vec![],
+    };
+    for (idx, col) in keys {
+        let (idx, col) = (s(idx), s(col));
+        if idx == "PRIMARY" {
+            table.primary_key.push(col);
+        } else {
+            match table.unique_keys.last_mut() {
+                Some((n, cols)) if *n == idx => cols.push(col),
+                _ => table.unique_keys.push((idx, vec![col])),
+            }
+        }
+    }
+    Ok(Some(table))
+}
