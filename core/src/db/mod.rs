@@ -17,6 +17,9 @@ const SESSION_INIT: &[&str] = &[
     "SET time_zone = '+00:00'",
     "SET NAMES utf8mb4",
     "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
+    // Tables load in parallel and rows arrive in source commit order: referential checks
+    // on the target would only refuse valid states.
+    "SET SESSION foreign_key_checks = 0",
 ];
 
 pub fn opts(cfg: &DbConfig) -> Opts {

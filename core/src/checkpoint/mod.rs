@@ -1,0 +1,212 @@
+//! Checkpoints in the target's meta schema (`dm_meta` by default), one set of tables per task:
+//!
+//! - `<task>_checkpoint`: per source, the position the incremental phase resumes from, the
+//!   safe-mode exit position, the tables whose snapshot is newer than the position (their
+//!   earlier events are skipped) and the tracked schema at the position. It is written in the
+//!   same target transaction as the changes it covers, so it never runs ahead of the data.
+//! - `<task>_load`: per source and table, a finished full-phase table with the binlog position
+//!   of its snapshot and its model. A restarted full phase skips these tables.
+//!
+//! Keeping them in the target (not on a worker's disk) lets any worker resume a task.
+
+use crate::db::{quote_ident, quote_str};
+use crate::error::{DbRole, Error, Result};
+use crate::schema::{Table, TableName, Tracker};
+use crate::upstream::{BinlogPos, Position};
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use serde::{Deserialize, Serialize};
+
+/// The resume state of one source of a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub position: Position,
+    /// Until the stream passes this position, changes are applied idempotently.
+    pub safe_mode_exit: Option<BinlogPos>,
+    /// Tables snapshotted after `position`: their events before their snapshot are skipped.
+    pub table_positions: Vec<(TableName, BinlogPos)>,
+    pub tracker: Tracker,
+}
+
+/// Names of a task's meta tables.
+#[derive(Debug, Clone)]
+pub struct MetaTables {
+    pub schema: String,
+    pub checkpoint: String,
+    pub load: String,
+}
+
+impl MetaTables {
+    pub fn new(meta_schema: &str, task: &str) -> Self {
+        let q = |t: String| format!("{}.{}", quote_ident(meta_schema), quote_ident(&t));
+        MetaTables {
+            schema: quote_ident(meta_schema),
+            checkpoint: q(format!("{task}_checkpoint")),
+            load: q(format!("{task}_load")),
+        }
+    }
+
+    pub async fn create(&self, conn: &mut Conn, addr: &str) -> Result<()> {
+        let stmts = [
+            format!("CREATE DATABASE IF NOT EXISTS {}", self.schema),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (
+                    source_id VARCHAR(128) NOT NULL PRIMARY KEY,
+                    binlog_name VARCHAR(255) NOT NULL,
+                    binlog_pos BIGINT UNSIGNED NOT NULL,
+                    binlog_gtid LONGTEXT NULL,
+                    safe_mode_exit_name VARCHAR(255) NULL,
+                    safe_mode_exit_pos BIGINT UNSIGNED NULL,
+                    table_positions LONGTEXT NOT NULL,
+                    schema_json LONGTEXT NOT NULL,
+                    updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
+                ) DEFAULT CHARSET = utf8mb4",
+                self.checkpoint
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (
+                    source_id VARCHAR(128) NOT NULL,
+                    schema_name VARCHAR(128) NOT NULL,
+                    table_name VARCHAR(128) NOT NULL,
+                    binlog_name VARCHAR(255) NOT NULL,
+                    binlog_pos BIGINT UNSIGNED NOT NULL,
+                    binlog_gtid LONGTEXT NULL,
+                    row_count BIGINT UNSIGNED NOT NULL,
+                    table_json LONGTEXT NOT NULL,
+                    finished_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+                    PRIMARY KEY (source_id, schema_name, table_name)
+                ) DEFAULT CHARSET = utf8mb4",
+                self.load
+            ),
+        ];
+        for s in stmts {
+            conn.query_drop(s)
+                .await
+                .map_err(|e| Error::db(DbRole::Target, addr, e))?;
+        }
+        Ok(())
+    }
+
+    pub async fn load_checkpoint(
+        &self,
+        conn: &mut Conn,
+        addr: &str,
+        source_id: &str,
+    ) -> Result<Option<Checkpoint>> {
+        type Row = (String, u64, Option<String>, Option<String>, Option<u64>, String, String);
+        let row: Option<Row> = conn
+            .exec_first(
+                format!(
+                    "SELECT binlog_name, binlog_pos, binlog_gtid, safe_mode_exit_name, safe_mode_exit_pos, \
+                     table_positions, schema_json FROM {} WHERE source_id = ?",
+                    self.checkpoint
+                ),
+                (source_id,),
+            )
+            .await
+            .map_err(|e| Error::db(DbRole::Target, addr, e))?;
+        let Some((name, pos, gtid, exit_name, exit_pos, tables, schema)) = row else {
+            return Ok(None);
+        };
+        let bad = |what: &str, e: serde_json::Error| {
+            Error::Meta(format!("{}: bad {what} for source {source_id}: {e}", self.checkpoint))
+        };
+        Ok(Some(Checkpoint {
+            position: Position {
+                binlog: BinlogPos { name, pos },
+                gtid: gtid
+                    .map(|g| serde_json::from_str(&g))
+                    .transpose()
+                    .map_err(|e| bad("binlog_gtid", e))?,
+            },
+            safe_mode_exit: exit_name.zip(exit_pos).map(|(name, pos)| BinlogPos { name, pos }),
+            table_positions: serde_json::from_str(&tables).map_err(|e| bad("table_positions", e))?,
+            tracker: serde_json::from_str(&schema).map_err(|e| bad("schema_json", e))?,
+        }))
+    }
+
+    /// The statement that records `cp`; run it inside the transaction that applied the
+    /// changes up to `cp.position`. The tracked schema is written only when `with_schema`.
+    pub fn save_checkpoint_sql(&self, source_id: &str, cp: &Checkpoint, with_schema: bool) -> String {
+        let gtid = cp
+            .position
+            .gtid
+            .as_ref()
+            .map(|g| quote_str(&serde_json::to_string(g).unwrap_or_default()))
+            .unwrap_or_else(|| "NULL".into());
+        let (exit_name, exit_pos) = match &cp.safe_mode_exit {
+            Some(p) => (quote_str(&p.name), p.pos.to_string()),
+            None => ("NULL".into(), "NULL".into()),
+        };
+        let tables = quote_str(&serde_json::to_string(&cp.table_positions).unwrap_or_default());
+        let schema = quote_str(&serde_json::to_string(&cp.tracker).unwrap_or_default());
+        let schema_update = if with_schema { ", schema_json = VALUES(schema_json)" } else { "" };
+        format!(
+            "INSERT INTO {} (source_id, binlog_name, binlog_pos, binlog_gtid, safe_mode_exit_name, \
+             safe_mode_exit_pos, table_positions, schema_json) VALUES ({}, {}, {}, {gtid}, {exit_name}, {exit_pos}, {tables}, {schema}) \
+             ON DUPLICATE KEY UPDATE binlog_name = VALUES(binlog_name), binlog_pos = VALUES(binlog_pos), \
+             binlog_gtid = VALUES(binlog_gtid), safe_mode_exit_name = VALUES(safe_mode_exit_name), \
+             safe_mode_exit_pos = VALUES(safe_mode_exit_pos), table_positions = VALUES(table_positions){schema_update}",
+            self.checkpoint,
+            quote_str(source_id),
+            quote_str(&cp.position.binlog.name),
+            cp.position.binlog.pos,
+        )
+    }
+
+    /// Tables of the source whose full-phase copy is finished, with their snapshot positions.
+    pub async fn loaded_tables(
+        &self,
+        conn: &mut Conn,
+        addr: &str,
+        source_id: &str,
+    ) -> Result<Vec<(Table, Position)>> {
+        let rows: Vec<(String, u64, Option<String>, String)> = conn
+            .exec(
+                format!(
+                    "SELECT binlog_name, binlog_pos, binlog_gtid, table_json FROM {} WHERE source_id = ?",
+                    self.load
+                ),
+                (source_id,),
+            )
+            .await
+            .map_err(|e| Error::db(DbRole::Target, addr, e))?;
+        rows.into_iter()
+            .map(|(name, pos, gtid, json)| {
+                let table: Table = serde_json::from_str(&json)
+                    .map_err(|e| Error::Meta(format!("{}: bad table_json: {e}", self.load)))?;
+                let gtid = gtid.and_then(|g| serde_json::from_str(&g).ok());
+                Ok((table, Position { binlog: BinlogPos { name, pos }, gtid }))
+            })
+            .collect()
+    }
+
+    pub fn table_loaded_sql(&self, source_id: &str, table: &Table, at: &Position, rows: u64) -> String {
+        let gtid = at
+            .gtid
+            .as_ref()
+            .map(|g| quote_str(&serde_json::to_string(g).unwrap_or_default()))
+            .unwrap_or_else(|| "NULL".into());
+        format!(
+            "REPLACE INTO {} (source_id, schema_name, table_name, binlog_name, binlog_pos, binlog_gtid, row_count, table_json) \
+             VALUES ({}, {}, {}, {}, {}, {gtid}, {rows}, {})",
+            self.load,
+            quote_str(source_id),
+            quote_str(&table.name.schema),
+            quote_str(&table.name.table),
+            quote_str(&at.binlog.name),
+            at.binlog.pos,
+            quote_str(&serde_json::to_string(table).unwrap_or_default()),
+        )
+    }
+
+    /// Forgets everything of a source (start-task --remove-meta).
+    pub async fn remove(&self, conn: &mut Conn, addr: &str, source_id: &str) -> Result<()> {
+        for t in [&self.checkpoint, &self.load] {
+            conn.exec_drop(format!("DELETE FROM {t} WHERE source_id = ?"), (source_id,))
+                .await
+                .map_err(|e| Error::db(DbRole::Target, addr, e))?;
+        }
+        Ok(())
+    }
+}

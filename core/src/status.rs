@@ -1,0 +1,106 @@
+//! What a worker publishes about each subtask (one task on one source), and the live counters
+//! it is built from. `query-status` shows it.
+
+use crate::error::ErrorReport;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Waiting to start, or retrying after a transient error.
+    New,
+    Running,
+    Paused,
+    /// `task-mode: full` ended.
+    Finished,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Full,
+    Incremental,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubtaskStatus {
+    pub task: String,
+    pub source_id: String,
+    pub worker: String,
+    pub stage: Stage,
+    pub phase: Phase,
+    pub tables_total: u64,
+    pub tables_done: u64,
+    /// Rows copied by the full phase.
+    pub rows_loaded: u64,
+    /// Row changes applied by the incremental phase.
+    pub rows_applied: u64,
+    pub txns_applied: u64,
+    /// Last position whose changes are applied (and checkpointed at the next flush).
+    pub position: String,
+    /// Seconds between the source's commit of the last applied change and now; 0 when idle.
+    pub lag_seconds: Option<u64>,
+    /// The safe mode is on (replaying idempotently after a restart).
+    pub safe_mode: bool,
+    pub last_error: Option<ErrorReport>,
+    /// Unix time of this report.
+    pub updated_at: u64,
+}
+
+/// Counters a running subtask updates and its status publisher reads.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub tables_total: AtomicU64,
+    pub tables_done: AtomicU64,
+    pub rows_loaded: AtomicU64,
+    pub rows_applied: AtomicU64,
+    pub txns_applied: AtomicU64,
+    pub last_event_ts: AtomicU64,
+    pub idle: std::sync::atomic::AtomicBool,
+    pub safe_mode: std::sync::atomic::AtomicBool,
+    pub position: Mutex<String>,
+    pub phase: Mutex<Option<Phase>>,
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Progress {
+    pub fn set_position(&self, p: impl ToString) {
+        *self.position.lock().unwrap_or_else(|e| e.into_inner()) = p.to_string();
+    }
+
+    pub fn set_phase(&self, p: Phase) {
+        *self.phase.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or(Phase::Full)
+    }
+
+    pub fn position(&self) -> String {
+        self.position.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn lag_seconds(&self) -> Option<u64> {
+        if self.phase() != Phase::Incremental {
+            return None;
+        }
+        if self.idle.load(Ordering::Relaxed) {
+            return Some(0);
+        }
+        match self.last_event_ts.load(Ordering::Relaxed) {
+            0 => None,
+            ts => Some(now_secs().saturating_sub(ts)),
+        }
+    }
+}
