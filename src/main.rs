@@ -1,1 +1,84 @@
-fn main(){}
+//! The `dm` binary: wires the roles of dm-core to a command line.
+
+mod ctl;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use dm_core::config::{load_file, StandaloneConfig};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "dm", version, about = "Migrate MySQL/MariaDB databases into MySQL-compatible targets and keep them in sync")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Master and worker in one process with an embedded metadata store.
+    Standalone {
+        /// The standalone config file.
+        #[arg(short, long, default_value = "dm.yaml")]
+        config: PathBuf,
+    },
+    /// A master of a cluster (needs a cluster config).
+    Master {
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// A worker of a cluster (needs a cluster config).
+    Worker {
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Operate sources and tasks through the master's API.
+    Ctl(ctl::CtlArgs),
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Command::Standalone { config } => {
+            let cfg: StandaloneConfig = if config.exists() {
+                load_file(&config).map_err(report)?
+            } else {
+                anyhow::bail!("{}: no such file; pass the standalone config with -c (see dm.yaml in the repository)", config.display());
+            };
+            init_tracing(&cfg.log_level);
+            rt.block_on(dm_core::standalone::run(cfg)).map_err(report)
+        }
+        Command::Master { .. } | Command::Worker { .. } => anyhow::bail!(
+            "`dm master` and `dm worker` need a cluster config, which comes with cluster support; use `dm standalone -c dm.yaml` for now"
+        ),
+        Command::Ctl(args) => rt.block_on(ctl::run(args)),
+    }
+}
+
+/// An engine error as the user sees it: code, message, hint.
+fn report(e: dm_core::Error) -> anyhow::Error {
+    let hint = e.hint();
+    if hint.is_empty() {
+        anyhow::anyhow!("[{}] {e}", e.code())
+    } else {
+        anyhow::anyhow!("[{}] {e}\n  hint: {hint}", e.code())
+    }
+}

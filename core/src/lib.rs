@@ -1,14 +1,19 @@
 //! dm-core: the migration engine and the cluster roles. See docs/architecture.md.
 
+pub mod check;
 pub mod checkpoint;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod master;
 pub mod meta;
 pub mod rules;
 pub mod schema;
 pub mod snapshot;
+pub mod standalone;
 pub mod status;
+pub mod sync;
 pub mod upstream;
+pub mod worker;
 
 pub use error::{Error, Result};

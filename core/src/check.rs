@@ -1,0 +1,181 @@
+//! `check-task`: what must hold on the sources and the target before a task can run, each
+//! finding with a level and the fix.
+
+use crate::config::{SourceConfig, TaskConfig};
+use crate::error::{DbRole, Error};
+use crate::rules::TableFilter;
+use crate::schema::{load_table, TableName};
+use mysql_async::prelude::Queryable;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finding {
+    pub subject: String,
+    pub check: String,
+    pub level: Level,
+    pub message: String,
+    pub fix: String,
+}
+
+fn finding(subject: &str, check: &str, level: Level, message: String, fix: &str) -> Finding {
+    Finding {
+        subject: subject.to_string(),
+        check: check.to_string(),
+        level,
+        message,
+        fix: fix.to_string(),
+    }
+}
+
+async fn var(conn: &mut mysql_async::Conn, name: &str) -> Option<String> {
+    conn.query_first::<Option<String>, _>(format!("SELECT @@GLOBAL.{name}"))
+        .await
+        .ok()
+        .flatten()
+        .flatten()
+}
+
+/// Checks every source of the task and the target.
+pub async fn check_task(task: &TaskConfig, sources: &[SourceConfig]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for src in sources {
+        check_source(task, src, &mut out).await;
+    }
+    let subject = format!("target {}", task.target_database.addr());
+    match crate::db::connect(&task.target_database, DbRole::Target).await {
+        Err(e) => out.push(finding(&subject, "connection", Level::Fail, e.to_string(), &e.hint())),
+        Ok(mut conn) => {
+            let grants: Vec<String> = conn.query("SHOW GRANTS").await.unwrap_or_default();
+            let all = grants.join(" ").to_ascii_uppercase();
+            let needed = ["SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "INDEX"];
+            let missing: Vec<&str> = needed
+                .iter()
+                .filter(|p| !all.contains("ALL PRIVILEGES") && !all.contains(*p))
+                .copied()
+                .collect();
+            if missing.is_empty() {
+                out.push(finding(&subject, "privileges", Level::Ok, "dm's user may write the target".into(), ""));
+            } else {
+                out.push(finding(
+                    &subject,
+                    "privileges",
+                    Level::Fail,
+                    format!("missing privileges: {}", missing.join(", ")),
+                    &format!(
+                        "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX ON *.* TO '{}'@'%'",
+                        task.target_database.user
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+async fn check_source(task: &TaskConfig, src: &SourceConfig, out: &mut Vec<Finding>) {
+    let subject = format!("source {}", src.source_id);
+    let mut conn = match crate::db::connect(&src.from, DbRole::Source).await {
+        Ok(c) => c,
+        Err(e) => {
+            out.push(finding(&subject, "connection", Level::Fail, e.to_string(), &e.hint()));
+            return;
+        }
+    };
+    let expect = [
+        ("log_bin", "1", "binary logging", "start the server with --log-bin"),
+        ("binlog_format", "ROW", "binlog format", "SET GLOBAL binlog_format = 'ROW' (and in my.cnf)"),
+        ("binlog_row_image", "FULL", "row image", "SET GLOBAL binlog_row_image = 'FULL' (and in my.cnf)"),
+    ];
+    for (name, want, check, fix) in expect {
+        let v = var(&mut conn, name).await.unwrap_or_default();
+        let ok = v.eq_ignore_ascii_case(want) || (name == "log_bin" && v.eq_ignore_ascii_case("ON"));
+        out.push(finding(
+            &subject,
+            check,
+            if ok { Level::Ok } else { Level::Fail },
+            format!("{name} = {v}"),
+            if ok { "" } else { fix },
+        ));
+    }
+    match var(&mut conn, "binlog_row_metadata").await {
+        Some(v) if !v.eq_ignore_ascii_case("FULL") => out.push(finding(
+            &subject,
+            "row metadata",
+            Level::Warn,
+            format!("binlog_row_metadata = {v}: dm relies on its tracked schema alone"),
+            "SET GLOBAL binlog_row_metadata = 'FULL'",
+        )),
+        _ => {}
+    }
+    let server_id = var(&mut conn, "server_id").await.unwrap_or_default();
+    if server_id == "0" || server_id.is_empty() {
+        out.push(finding(&subject, "server_id", Level::Fail, "server_id is 0".into(), "set a non-zero server_id in my.cnf"));
+    } else if server_id == src.dump_server_id().to_string() {
+        out.push(finding(&subject, "server_id", Level::Fail, format!("the source's server_id {server_id} equals dm's"), "set `server-id` in the source file to another value"));
+    } else {
+        out.push(finding(&subject, "server_id", Level::Ok, format!("server_id = {server_id}"), ""));
+    }
+    let grants: Vec<String> = conn.query("SHOW GRANTS").await.unwrap_or_default();
+    let all = grants.join(" ").to_ascii_uppercase();
+    let has = |p: &str| all.contains("ALL PRIVILEGES") || all.contains(p);
+    let mut missing = vec![];
+    if !has("REPLICATION SLAVE") {
+        missing.push("REPLICATION SLAVE");
+    }
+    if !has("REPLICATION CLIENT") && !has("BINLOG MONITOR") {
+        missing.push("REPLICATION CLIENT");
+    }
+    if !has("SELECT") {
+        missing.push("SELECT");
+    }
+    if missing.is_empty() {
+        out.push(finding(&subject, "privileges", Level::Ok, "dm's user may read rows and the binlog".into(), ""));
+    } else {
+        out.push(finding(
+            &subject,
+            "privileges",
+            Level::Fail,
+            format!("missing privileges: {}", missing.join(", ")),
+            &format!("GRANT SELECT, RELOAD, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{}'@'%'", src.from.user),
+        ));
+    }
+    let filter = TableFilter::new(&task.block_allow_list_of(&src.source_id), &task.meta_schema);
+    let names: Vec<(String, String)> = conn
+        .query("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE'")
+        .await
+        .unwrap_or_default();
+    let mut keyless = vec![];
+    for (d, t) in names.into_iter().filter(|(d, t)| filter.allows_table(d, t)) {
+        let name = TableName::new(d, t);
+        if let Ok(Some(table)) = load_table(&mut conn, &name).await {
+            if table.identity_key().is_none() {
+                keyless.push(name.to_string());
+            }
+        }
+    }
+    if !keyless.is_empty() {
+        out.push(finding(
+            &subject,
+            "tables without primary or unique key",
+            Level::Warn,
+            format!("{}: a replay after a restart may duplicate their rows", keyless.join(", ")),
+            "add a primary key (or a NOT NULL unique key) to these tables",
+        ));
+    }
+}
+
+/// A source that cannot be reached or read fails `operate-source create` early.
+pub async fn probe_source(src: &SourceConfig) -> Result<(), Error> {
+    let mut conn = crate::db::connect(&src.from, DbRole::Source).await?;
+    conn.query_drop("SELECT 1")
+        .await
+        .map_err(|e| Error::db(DbRole::Source, &src.from.addr(), e))
+}

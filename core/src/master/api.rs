@@ -1,0 +1,278 @@
+//! HTTP/JSON API of the master (`/api/v1/...`). Every error answers with
+//! `{code, message, hint}` and a 4xx/5xx status.
+
+use super::Master;
+use crate::check::{check_task, probe_source, Finding};
+use crate::checkpoint::MetaTables;
+use crate::config::{SourceConfig, TaskConfig};
+use crate::error::{DbRole, Error, ErrorReport};
+use crate::meta::{self, keys};
+use crate::status::{Stage, SubtaskStatus};
+use crate::worker::DesiredStage;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+/// A config file sent by `dm ctl`: its name (for messages) and text.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FileBody {
+    pub file: String,
+    pub content: String,
+    #[serde(default)]
+    pub remove_meta: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SourceView {
+    pub source_id: String,
+    pub address: String,
+    pub user: String,
+    pub enable_gtid: bool,
+    pub worker: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TaskView {
+    pub name: String,
+    pub task_mode: String,
+    pub stage: Stage,
+    pub subtasks: Vec<SubtaskStatus>,
+}
+
+pub struct ApiError(Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self.0 {
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Config { .. } | Error::Invalid(_) => StatusCode::BAD_REQUEST,
+            Error::Db { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let report: ErrorReport = self.0.report();
+        (status, Json(report)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+pub fn router(master: Master) -> Router {
+    Router::new()
+        .route("/api/v1/sources", get(list_sources).post(create_source))
+        .route("/api/v1/sources/{id}", axum::routing::delete(stop_source))
+        .route("/api/v1/tasks", get(query_status).post(start_task))
+        .route("/api/v1/tasks/check", post(check))
+        .route("/api/v1/tasks/{name}", get(query_task).delete(stop_task))
+        .route("/api/v1/tasks/{name}/pause", post(pause_task))
+        .route("/api/v1/tasks/{name}/resume", post(resume_task))
+        .route("/metrics", get(metrics))
+        .with_state(master)
+}
+
+async fn list_sources(State(m): State<Master>) -> ApiResult<Vec<SourceView>> {
+    let mut out = vec![];
+    for (_, s) in meta::list_json::<SourceConfig>(m.store.as_ref(), keys::SOURCE).await? {
+        let worker = m
+            .store
+            .get(&keys::bound(&s.source_id))
+            .await?
+            .map(|w| String::from_utf8_lossy(&w).into_owned());
+        out.push(SourceView {
+            address: s.from.addr(),
+            user: s.from.user.clone(),
+            enable_gtid: s.enable_gtid,
+            source_id: s.source_id,
+            worker,
+        });
+    }
+    Ok(Json(out))
+}
+
+async fn create_source(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiResult<SourceView> {
+    let src = SourceConfig::parse(&body.file, &body.content)?;
+    probe_source(&src).await?;
+    let key = keys::source(&src.source_id);
+    let value = serde_json::to_vec(&src).map_err(|e| Error::Invalid(e.to_string()))?;
+    if !m.store.compare_and_put(&key, None, value).await? {
+        return Err(Error::Invalid(format!(
+            "source `{}` already exists; `dm ctl operate-source stop {}` first to change it",
+            src.source_id, src.source_id
+        ))
+        .into());
+    }
+    m.store
+        .put(&keys::bound(&src.source_id), m.worker.clone().into_bytes())
+        .await?;
+    Ok(Json(SourceView {
+        address: src.from.addr(),
+        user: src.from.user.clone(),
+        enable_gtid: src.enable_gtid,
+        source_id: src.source_id,
+        worker: Some(m.worker.clone()),
+    }))
+}
+
+async fn stop_source(State(m): State<Master>, Path(id): Path<String>) -> ApiResult<serde_json::Value> {
+    if m.store.get(&keys::source(&id)).await?.is_none() {
+        return Err(Error::NotFound(format!("source `{id}` does not exist")).into());
+    }
+    for (_, t) in meta::list_json::<TaskConfig>(m.store.as_ref(), keys::TASK).await? {
+        if t.instance(&id).is_some() {
+            return Err(Error::Invalid(format!(
+                "source `{id}` is used by task `{}`; stop the task first",
+                t.name
+            ))
+            .into());
+        }
+    }
+    m.store.delete(&keys::bound(&id)).await?;
+    m.store.delete(&keys::source(&id)).await?;
+    Ok(Json(serde_json::json!({ "stopped": id })))
+}
+
+async fn task_sources(m: &Master, task: &TaskConfig) -> Result<Vec<SourceConfig>, Error> {
+    let mut out = vec![];
+    for inst in &task.mysql_instances {
+        match meta::get_json::<SourceConfig>(m.store.as_ref(), &keys::source(&inst.source_id)).await? {
+            Some(s) => out.push(s),
+            None => {
+                return Err(Error::NotFound(format!(
+                    "task `{}` names source `{}`, which does not exist; create it with `dm ctl operate-source create`",
+                    task.name, inst.source_id
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn start_task(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiResult<TaskView> {
+    let task = TaskConfig::parse(&body.file, &body.content)?;
+    task_sources(&m, &task).await?;
+    if body.remove_meta {
+        let mut conn = crate::db::connect(&task.target_database, DbRole::Target).await?;
+        let tables = MetaTables::new(&task.meta_schema, &task.name);
+        tables.create(&mut conn, &task.target_database.addr()).await?;
+        for inst in &task.mysql_instances {
+            tables
+                .remove(&mut conn, &task.target_database.addr(), &inst.source_id)
+                .await?;
+        }
+    }
+    let key = keys::task(&task.name);
+    let value = serde_json::to_vec(&task).map_err(|e| Error::Invalid(e.to_string()))?;
+    if !m.store.compare_and_put(&key, None, value).await? {
+        return Err(Error::Invalid(format!(
+            "task `{}` is already running; stop-task first, or pause/resume it",
+            task.name
+        ))
+        .into());
+    }
+    let stage = DesiredStage {
+        stage: Stage::Running,
+        generation: 1,
+    };
+    meta::put_json(m.store.as_ref(), &keys::stage(&task.name), &stage).await?;
+    Ok(Json(TaskView {
+        name: task.name.clone(),
+        task_mode: format!("{:?}", task.task_mode).to_lowercase(),
+        stage: Stage::Running,
+        subtasks: vec![],
+    }))
+}
+
+async fn task_view(m: &Master, task: TaskConfig) -> Result<TaskView, Error> {
+    let stage = meta::get_json::<DesiredStage>(m.store.as_ref(), &keys::stage(&task.name))
+        .await?
+        .map(|s| s.stage)
+        .unwrap_or(Stage::New);
+    let subtasks = meta::list_json::<SubtaskStatus>(m.store.as_ref(), &keys::status_prefix(&task.name))
+        .await?
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    Ok(TaskView {
+        name: task.name.clone(),
+        task_mode: format!("{:?}", task.task_mode).to_lowercase(),
+        stage,
+        subtasks,
+    })
+}
+
+async fn load_task(m: &Master, name: &str) -> Result<TaskConfig, Error> {
+    meta::get_json::<TaskConfig>(m.store.as_ref(), &keys::task(name))
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("task `{name}` does not exist")))
+}
+
+async fn query_status(State(m): State<Master>) -> ApiResult<Vec<TaskView>> {
+    let mut out = vec![];
+    for (_, t) in meta::list_json::<TaskConfig>(m.store.as_ref(), keys::TASK).await? {
+        out.push(task_view(&m, t).await?);
+    }
+    Ok(Json(out))
+}
+
+async fn query_task(State(m): State<Master>, Path(name): Path<String>) -> ApiResult<TaskView> {
+    let task = load_task(&m, &name).await?;
+    Ok(Json(task_view(&m, task).await?))
+}
+
+async fn stop_task(State(m): State<Master>, Path(name): Path<String>) -> ApiResult<serde_json::Value> {
+    load_task(&m, &name).await?;
+    m.store.delete(&keys::stage(&name)).await?;
+    m.store.delete(&keys::task(&name)).await?;
+    Ok(Json(serde_json::json!({ "stopped": name })))
+}
+
+async fn set_stage(m: &Master, name: &str, stage: Stage) -> Result<TaskView, Error> {
+    let task = load_task(m, name).await?;
+    let key = keys::stage(name);
+    let current = meta::get_json::<DesiredStage>(m.store.as_ref(), &key).await?;
+    let generation = current.map(|s| s.generation).unwrap_or(0) + u64::from(stage == Stage::Running);
+    meta::put_json(m.store.as_ref(), &key, &DesiredStage { stage, generation }).await?;
+    task_view(m, task).await
+}
+
+async fn pause_task(State(m): State<Master>, Path(name): Path<String>) -> ApiResult<TaskView> {
+    Ok(Json(set_stage(&m, &name, Stage::Paused).await?))
+}
+
+async fn resume_task(State(m): State<Master>, Path(name): Path<String>) -> ApiResult<TaskView> {
+    Ok(Json(set_stage(&m, &name, Stage::Running).await?))
+}
+
+async fn check(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiResult<Vec<Finding>> {
+    let task = TaskConfig::parse(&body.file, &body.content)?;
+    let sources = task_sources(&m, &task).await?;
+    Ok(Json(check_task(&task, &sources).await))
+}
+
+/// Prometheus text format: per subtask, stage, rows and lag.
+async fn metrics(State(m): State<Master>) -> Result<String, ApiError> {
+    let mut out = String::from(
+        "# HELP dm_subtask_running 1 when the subtask runs.\n# TYPE dm_subtask_running gauge\n\
+         # HELP dm_rows_loaded_total Rows copied by the full phase.\n# TYPE dm_rows_loaded_total counter\n\
+         # HELP dm_rows_applied_total Row changes applied by the incremental phase.\n# TYPE dm_rows_applied_total counter\n\
+         # HELP dm_lag_seconds Seconds between the source commit of the last applied change and now.\n# TYPE dm_lag_seconds gauge\n",
+    );
+    for (_, s) in meta::list_json::<SubtaskStatus>(m.store.as_ref(), keys::STATUS).await? {
+        let l = format!("task=\"{}\",source=\"{}\"", s.task, s.source_id);
+        out.push_str(&format!("dm_subtask_running{{{l}}} {}\n", u8::from(s.stage == Stage::Running)));
+        out.push_str(&format!("dm_rows_loaded_total{{{l}}} {}\n", s.rows_loaded));
+        out.push_str(&format!("dm_rows_applied_total{{{l}}} {}\n", s.rows_applied));
+        if let Some(lag) = s.lag_seconds {
+            out.push_str(&format!("dm_lag_seconds{{{l}}} {lag}\n"));
+        }
+    }
+    Ok(out)
+}

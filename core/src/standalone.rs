@@ -1,0 +1,25 @@
+//! `dm standalone`: the master and worker roles in one process over the embedded store.
+
+use crate::config::StandaloneConfig;
+use crate::error::{Error, Result};
+use crate::master::{router, Master};
+use crate::meta::{EmbeddedStore, MetaStore};
+use crate::worker::Worker;
+use std::sync::Arc;
+
+pub async fn run(cfg: StandaloneConfig) -> Result<()> {
+    let store: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::open(&cfg.data_dir)?);
+    let worker_name = format!("{}-worker", cfg.name);
+    let listener = tokio::net::TcpListener::bind(&cfg.master_addr)
+        .await
+        .map_err(|e| Error::Invalid(format!("cannot listen on {}: {e}; set master-addr in dm.yaml", cfg.master_addr)))?;
+    tracing::info!(addr = %cfg.master_addr, data_dir = %cfg.data_dir.display(), "dm standalone started");
+    let worker = tokio::spawn(Worker::new(worker_name.clone(), store.clone()).run());
+    let app = router(Master {
+        store,
+        worker: worker_name,
+    });
+    let served = axum::serve(listener, app).await;
+    worker.abort();
+    served.map_err(Error::Io)
+}

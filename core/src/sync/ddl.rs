@@ -1,0 +1,111 @@
+//! DDL in the incremental phase: decide whether the task migrates the objects it touches,
+//! commit everything before it, run it on the target, update the tracked schema and
+//! checkpoint right after it.
+//!
+//! The target commits DDL on its own, so a kill between the DDL and its checkpoint replays
+//! the DDL: errors that only say "already done" (table exists, duplicate column, ...) are
+//! therefore accepted.
+
+use super::Applier;
+use crate::db::quote_ident;
+use crate::error::{errno, DbRole, Error, Result};
+use crate::schema::{parse_ddl, Ddl, DdlKind};
+use crate::upstream::{BinlogPos, Txn};
+use mysql_async::prelude::Queryable;
+
+/// Server errors that mean the DDL's effect is already there.
+const ALREADY_DONE: &[u16] = &[
+    errno::TABLE_EXISTS,
+    errno::BAD_TABLE,
+    errno::DUP_FIELDNAME,
+    errno::DUP_KEYNAME,
+    errno::CANT_DROP_FIELD_OR_KEY,
+    errno::DB_CREATE_EXISTS,
+    errno::DB_DROP_EXISTS,
+    errno::MULTIPLE_PRI_KEY,
+];
+
+impl Applier<'_> {
+    fn ddl_selected(&self, ddl: &Ddl, txn_end: &BinlogPos) -> bool {
+        let f = &self.inc.filter;
+        match ddl.kind {
+            DdlKind::CreateDatabase | DdlKind::DropDatabase | DdlKind::AlterDatabase => {
+                ddl.database.as_deref().is_some_and(|d| f.allows_schema(d))
+            }
+            _ => ddl
+                .tables
+                .iter()
+                .any(|t| f.allows_table(&t.schema, &t.table) && !self.in_snapshot(t, txn_end)),
+        }
+    }
+
+    pub(super) async fn apply_query(&mut self, db: &str, sql: &str, txn: &Txn) -> Result<()> {
+        let at = txn.end.binlog.to_string();
+        let ddl = match parse_ddl(db, sql) {
+            Ok(None) => return Ok(()),
+            Ok(Some(d)) => d,
+            Err(message) => {
+                return Err(Error::UnsupportedDdl {
+                    position: at,
+                    statement: sql.to_string(),
+                    message,
+                })
+            }
+        };
+        if !self.ddl_selected(&ddl, &txn.end.binlog) {
+            return Ok(());
+        }
+        // Everything before the DDL is committed with its checkpoint first.
+        self.commit_if_complete().await?;
+        self.run_on_target(&ddl, sql, &at).await?;
+        if let Err(message) = ddl.apply(&mut self.cp.tracker) {
+            // The target ran the same statement: its definition is the truth.
+            let mut found = false;
+            for t in &ddl.tables {
+                let te = self.tgt_err();
+                if let Some(table) = crate::schema::load_table(&mut self.conn, t).await.map_err(te)? {
+                    self.cp.tracker.insert(table);
+                    found = true;
+                }
+            }
+            if !found {
+                return Err(Error::UnsupportedDdl {
+                    position: at,
+                    statement: sql.to_string(),
+                    message,
+                });
+            }
+        }
+        tracing::info!(position = %at, statement = sql, "DDL applied");
+        self.cp.position = txn.end.clone();
+        self.schema_dirty = true;
+        self.txns += 1;
+        self.commit_if_complete().await
+    }
+
+    async fn run_on_target(&mut self, ddl: &Ddl, sql: &str, at: &str) -> Result<()> {
+        let addr = self.inc.target.addr();
+        if !ddl.default_db().is_empty() {
+            let use_db = format!("USE {}", quote_ident(ddl.default_db()));
+            match self.conn.query_drop(use_db).await {
+                Ok(()) => {}
+                Err(mysql_async::Error::Server(e)) if e.code == errno::BAD_DB => {}
+                Err(e) => return Err(Error::db(DbRole::Target, &addr, e)),
+            }
+        }
+        match self.conn.query_drop(sql).await {
+            Ok(()) => Ok(()),
+            Err(mysql_async::Error::Server(e)) if ALREADY_DONE.contains(&e.code) => {
+                tracing::warn!(position = at, statement = sql, error = %e.message, "DDL already applied on the target");
+                Ok(())
+            }
+            Err(e) => {
+                let mut err = Error::db(DbRole::Target, &addr, e);
+                if let Error::Db { message, .. } = &mut err {
+                    *message = format!("{message}; while running DDL at {at}: `{sql}`");
+                }
+                Err(err)
+            }
+        }
+    }
+}

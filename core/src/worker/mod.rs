@@ -1,0 +1,200 @@
+//! The worker role: runs the subtasks of the sources bound to it. It learns what to run only
+//! from the metadata store (sources, bindings, tasks, desired stages) and publishes what it
+//! runs back into it, so the same loop serves standalone and cluster.
+
+mod subtask;
+
+pub use subtask::{Subtask, SubtaskState};
+
+use crate::config::{SourceConfig, TaskConfig};
+use crate::meta::{self, keys, MetaStore};
+use crate::status::{now_secs, Stage, SubtaskStatus, Progress};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// The stage a user asked for; `generation` grows with each resume so that a subtask paused
+/// by an error starts again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredStage {
+    pub stage: Stage,
+    pub generation: u64,
+}
+
+struct Running {
+    handle: JoinHandle<()>,
+    progress: Arc<Progress>,
+    state: Arc<Mutex<SubtaskState>>,
+    generation: u64,
+    /// The task config it runs with; a changed config restarts it.
+    task: TaskConfig,
+}
+
+pub struct Worker {
+    pub name: String,
+    pub store: Arc<dyn MetaStore>,
+    running: BTreeMap<(String, String), Running>,
+}
+
+impl Worker {
+    pub fn new(name: String, store: Arc<dyn MetaStore>) -> Self {
+        Worker {
+            name,
+            store,
+            running: BTreeMap::new(),
+        }
+    }
+
+    /// Reconciles on every change under `/dm/` and at least once a second, publishing status.
+    pub async fn run(mut self) {
+        let mut changes = match self.store.watch("/dm/").await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "worker cannot watch the metadata store");
+                return;
+            }
+        };
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                ev = changes.recv() => {
+                    if ev.as_ref().is_some_and(|e| e.key.starts_with(keys::STATUS)) {
+                        continue;
+                    }
+                }
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.reconcile().await {
+                tracing::warn!(error = %e, "worker reconcile failed");
+            }
+            if let Err(e) = self.publish().await {
+                tracing::warn!(error = %e, "worker cannot publish status");
+            }
+        }
+    }
+
+    async fn reconcile(&mut self) -> crate::Result<()> {
+        let store = self.store.as_ref();
+        let mine: Vec<String> = store
+            .list(keys::BOUND)
+            .await?
+            .into_iter()
+            .filter(|(_, w)| w == self.name.as_bytes())
+            .map(|(k, _)| k[keys::BOUND.len()..].to_string())
+            .collect();
+        let mut desired: BTreeMap<(String, String), (TaskConfig, SourceConfig, DesiredStage)> = BTreeMap::new();
+        for (_, task) in meta::list_json::<TaskConfig>(store, keys::TASK).await? {
+            let Some(stage) = meta::get_json::<DesiredStage>(store, &keys::stage(&task.name)).await? else {
+                continue;
+            };
+            for inst in &task.mysql_instances {
+                if !mine.contains(&inst.source_id) {
+                    continue;
+                }
+                if let Some(src) = meta::get_json::<SourceConfig>(store, &keys::source(&inst.source_id)).await? {
+                    desired.insert((task.name.clone(), inst.source_id.clone()), (task.clone(), src, stage.clone()));
+                }
+            }
+        }
+        // Stop what is no longer wanted (removed, paused, reconfigured, resumed anew).
+        let stale: Vec<_> = self
+            .running
+            .iter()
+            .filter(|(k, r)| match desired.get(k) {
+                None => true,
+                Some((task, _, stage)) => {
+                    stage.stage != Stage::Running || stage.generation != r.generation || *task != r.task
+                }
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            if let Some(r) = self.running.remove(&k) {
+                r.handle.abort();
+                let _ = r.handle.await;
+                tracing::info!(task = %k.0, source = %k.1, "subtask stopped");
+            }
+            if !desired.contains_key(&k) {
+                self.store.delete(&keys::status(&k.0, &k.1)).await?;
+            } else {
+                // Paused by the user: say so.
+                let mut st = self.status_of(&k, None);
+                st.stage = Stage::Paused;
+                meta::put_json(self.store.as_ref(), &keys::status(&k.0, &k.1), &st).await?;
+            }
+        }
+        for (k, (task, source, stage)) in desired {
+            if stage.stage != Stage::Running || self.running.contains_key(&k) {
+                continue;
+            }
+            let progress = Arc::new(Progress::default());
+            let state = Arc::new(Mutex::new(SubtaskState {
+                stage: Stage::New,
+                last_error: None,
+            }));
+            let sub = Subtask {
+                task: task.clone(),
+                source,
+                progress: progress.clone(),
+                state: state.clone(),
+            };
+            tracing::info!(task = %k.0, source = %k.1, "subtask starting");
+            let handle = tokio::spawn(sub.run());
+            self.running.insert(
+                k,
+                Running {
+                    handle,
+                    progress,
+                    state,
+                    generation: stage.generation,
+                    task,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn status_of(&self, k: &(String, String), r: Option<&Running>) -> SubtaskStatus {
+        let (p, state) = match r {
+            Some(r) => (
+                r.progress.clone(),
+                r.state.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            ),
+            None => (
+                Arc::new(Progress::default()),
+                SubtaskState {
+                    stage: Stage::Paused,
+                    last_error: None,
+                },
+            ),
+        };
+        SubtaskStatus {
+            task: k.0.clone(),
+            source_id: k.1.clone(),
+            worker: self.name.clone(),
+            stage: state.stage,
+            phase: p.phase(),
+            tables_total: p.tables_total.load(Ordering::Relaxed),
+            tables_done: p.tables_done.load(Ordering::Relaxed),
+            rows_loaded: p.rows_loaded.load(Ordering::Relaxed),
+            rows_applied: p.rows_applied.load(Ordering::Relaxed),
+            txns_applied: p.txns_applied.load(Ordering::Relaxed),
+            position: p.position(),
+            lag_seconds: p.lag_seconds(),
+            safe_mode: p.safe_mode.load(Ordering::Relaxed),
+            last_error: state.last_error,
+            updated_at: now_secs(),
+        }
+    }
+
+    async fn publish(&self) -> crate::Result<()> {
+        for (k, r) in &self.running {
+            let st = self.status_of(k, Some(r));
+            meta::put_json(self.store.as_ref(), &keys::status(&k.0, &k.1), &st).await?;
+        }
+        Ok(())
+    }
+}

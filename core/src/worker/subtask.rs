@@ -1,0 +1,204 @@
+//! One task on one source: decides the phase from the checkpoint in the target, runs the full
+//! phase (if the task has one and it has not finished) and then the incremental phase,
+//! retrying transient errors with backoff and stopping on the others.
+
+use crate::checkpoint::{Checkpoint, MetaTables};
+use crate::config::{Flavor, SourceConfig, TaskConfig, TaskMode};
+use crate::error::{DbRole, Error, ErrorReport, Result};
+use crate::rules::TableFilter;
+use crate::schema::{load_table, Tracker};
+use crate::snapshot::FullPhase;
+use crate::status::{Phase, Progress, Stage};
+use crate::sync::Incremental;
+use crate::upstream::{current_position, detect_flavor, BinlogPos, GtidSet, Position};
+use mysql_async::prelude::Queryable;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the worker shows of a subtask besides its counters.
+#[derive(Debug, Clone)]
+pub struct SubtaskState {
+    pub stage: Stage,
+    pub last_error: Option<ErrorReport>,
+}
+
+pub struct Subtask {
+    pub task: TaskConfig,
+    pub source: SourceConfig,
+    pub progress: Arc<Progress>,
+    pub state: Arc<Mutex<SubtaskState>>,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl Subtask {
+    fn set(&self, stage: Stage, err: Option<&Error>) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.stage = stage;
+        st.last_error = err.map(Error::report);
+    }
+
+    /// Runs until the task is finished (full mode) or paused by an error that needs a user.
+    pub async fn run(self) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            self.set(Stage::Running, None);
+            match self.run_once().await {
+                Ok(()) => {
+                    self.set(Stage::Finished, None);
+                    return;
+                }
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(task = %self.task.name, source = %self.source.source_id, error = %e, "retrying in {backoff:?}");
+                    self.set(Stage::Running, Some(&e));
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(e) => {
+                    tracing::error!(task = %self.task.name, source = %self.source.source_id, error = %e, hint = %e.hint(), "subtask paused");
+                    self.set(Stage::Paused, Some(&e));
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn run_once(&self) -> Result<()> {
+        let task = &self.task;
+        let source_id = &self.source.source_id;
+        let filter = TableFilter::new(&task.block_allow_list_of(source_id), &task.meta_schema);
+        let meta = MetaTables::new(&task.meta_schema, &task.name);
+        let tgt_addr = task.target_database.addr();
+        let mut src = crate::db::connect(&self.source.from, DbRole::Source).await?;
+        let flavor = match self.source.flavor {
+            Some(f) => f,
+            None => detect_flavor(&mut src, &self.source.from.addr()).await?,
+        };
+        let mut tgt = crate::db::connect(&task.target_database, DbRole::Target).await?;
+        meta.create(&mut tgt, &tgt_addr).await?;
+
+        let cp = match meta.load_checkpoint(&mut tgt, &tgt_addr, source_id).await? {
+            Some(cp) => {
+                tracing::info!(task = %task.name, source = %source_id, position = %cp.position, "resuming from checkpoint");
+                cp
+            }
+            None if task.task_mode.has_full() => {
+                self.progress.set_phase(Phase::Full);
+                let full = FullPhase {
+                    source: self.source.clone(),
+                    flavor,
+                    target: task.target_database.clone(),
+                    filter: filter.clone(),
+                    meta: meta.clone(),
+                    threads: task.dumper_of(source_id).threads,
+                    progress: self.progress.clone(),
+                };
+                let tables = full.run().await?;
+                if task.task_mode == TaskMode::Full {
+                    return Ok(());
+                }
+                let cp = match checkpoint_after_full(tables) {
+                    Some(cp) => cp,
+                    // Nothing to copy: follow the binlog from now on.
+                    None => Checkpoint {
+                        position: current_position(&mut src, flavor, &self.source.from.addr()).await?,
+                        safe_mode_exit: None,
+                        table_positions: vec![],
+                        tracker: Tracker::default(),
+                    },
+                };
+                save(&meta, &mut tgt, &tgt_addr, source_id, &cp).await?;
+                cp
+            }
+            None => {
+                let cp = self.incremental_start(&mut src, flavor, &filter).await?;
+                save(&meta, &mut tgt, &tgt_addr, source_id, &cp).await?;
+                cp
+            }
+        };
+        if task.task_mode == TaskMode::Full {
+            return Ok(());
+        }
+        drop(src);
+        drop(tgt);
+        self.progress.set_phase(Phase::Incremental);
+        let inc = Incremental {
+            source: self.source.clone(),
+            flavor,
+            target: task.target_database.clone(),
+            filter,
+            meta,
+            progress: self.progress.clone(),
+        };
+        inc.run(cp).await
+    }
+
+    /// Start of an incremental-only task: `meta` of the task file, else the source's current
+    /// position; the schema is read from the source as it is now.
+    async fn incremental_start(
+        &self,
+        src: &mut mysql_async::Conn,
+        flavor: Flavor,
+        filter: &TableFilter,
+    ) -> Result<Checkpoint> {
+        let addr = self.source.from.addr();
+        let configured = self.task.instance(&self.source.source_id).and_then(|i| i.meta.clone());
+        let position = match configured {
+            Some(m) => Position {
+                binlog: BinlogPos {
+                    name: m.binlog_name.unwrap_or_default(),
+                    pos: m.binlog_pos.unwrap_or(4),
+                },
+                gtid: match m.binlog_gtid {
+                    Some(g) => Some(GtidSet::parse(flavor, &g).map_err(Error::Invalid)?),
+                    None => None,
+                },
+            },
+            None => current_position(src, flavor, &addr).await?,
+        };
+        let names: Vec<(String, String)> = src
+            .query("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE'")
+            .await
+            .map_err(|e| Error::db(DbRole::Source, &addr, e))?;
+        let mut tracker = Tracker::default();
+        for (d, t) in names.into_iter().filter(|(d, t)| filter.allows_table(d, t)) {
+            let name = crate::schema::TableName::new(d, t);
+            if let Some(table) = load_table(src, &name).await.map_err(|e| Error::db(DbRole::Source, &addr, e))? {
+                tracker.insert(table);
+            }
+        }
+        Ok(Checkpoint {
+            position,
+            safe_mode_exit: None,
+            table_positions: vec![],
+            tracker,
+        })
+    }
+}
+
+/// The incremental phase starts at the oldest table snapshot, skips each table's events up to
+/// its own snapshot and stays in safe mode until the newest.
+fn checkpoint_after_full(tables: Vec<(crate::schema::Table, Position)>) -> Option<Checkpoint> {
+    let start = tables.iter().map(|(_, p)| p).min_by(|a, b| a.binlog.cmp(&b.binlog))?.clone();
+    let newest = tables.iter().map(|(_, p)| p.binlog.clone()).max()?;
+    let mut tracker = Tracker::default();
+    let mut table_positions = Vec::new();
+    for (t, p) in tables {
+        if p.binlog > start.binlog {
+            table_positions.push((t.name.clone(), p.binlog));
+        }
+        tracker.insert(t);
+    }
+    Some(Checkpoint {
+        position: start,
+        safe_mode_exit: Some(newest),
+        table_positions,
+        tracker,
+    })
+}
+
+async fn save(meta: &MetaTables, tgt: &mut mysql_async::Conn, addr: &str, source_id: &str, cp: &Checkpoint) -> Result<()> {
+    tgt.query_drop(meta.save_checkpoint_sql(source_id, cp, true))
+        .await
+        .map_err(|e| Error::db(DbRole::Target, addr, e))
+}
