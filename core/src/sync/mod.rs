@@ -96,7 +96,9 @@ impl Incremental {
             loop {
                 let msg = match tokio::time::timeout(BATCH_AGE, rx.recv()).await {
                     Err(_) => {
+                        // Nothing arrived for a while and everything is committed: caught up.
                         ap.commit_if_complete().await?;
+                        self.progress.idle.store(true, Ordering::Relaxed);
                         continue;
                     }
                     Ok(None) => return Err(Error::Invalid("binlog reader stopped".into())),

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what dm's quick start and tests need on Debian (MariaDB server and client), if
+# missing, then builds dm. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
+command -v mariadb >/dev/null 2>&1 || need+=(mariadb-client)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  # Debian's package would start a system server: policy-rc.d keeps it from doing so.
+  DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dm-target}"
+cargo build --release --bin dm
+echo "setup: dm built at $CARGO_TARGET_DIR/release/dm"
