@@ -76,12 +76,14 @@ fn timestamp_text(secs: i64, us: u32) -> String {
     )
 }
 
-fn int_of_width(v: i64, width: u8, unsigned: bool) -> Datum {
-    if unsigned && v < 0 {
-        let mask = if width >= 8 { u64::MAX } else { (1u64 << (width * 8)) - 1 };
-        Datum::UInt(v as u64 & mask)
+/// The tracked column decides signedness: the binlog's own flag is missing without
+/// `binlog_row_metadata=FULL` and cannot be trusted for every width.
+fn int_of_width(bits: u64, width: u8, unsigned: bool) -> Datum {
+    let shift = 64 - 8 * u32::from(width.min(8));
+    if unsigned {
+        Datum::UInt((bits << shift) >> shift)
     } else {
-        Datum::Int(v)
+        Datum::Int(((bits << shift) as i64) >> shift)
     }
 }
 
@@ -91,10 +93,13 @@ impl Datum {
         match v {
             Value::NULL => Datum::Null,
             Value::Int(i) => match col.kind() {
-                ColumnKind::Int(w) => int_of_width(i, w, col.unsigned),
+                ColumnKind::Int(w) => int_of_width(i as u64, w, col.unsigned),
                 _ => Datum::Int(i),
             },
-            Value::UInt(u) => Datum::UInt(u),
+            Value::UInt(u) => match col.kind() {
+                ColumnKind::Int(w) => int_of_width(u, w, col.unsigned),
+                _ => Datum::UInt(u),
+            },
             Value::Float(f) => Datum::Float(f),
             Value::Double(d) => Datum::Double(d),
             Value::Bytes(b) => match col.kind() {
@@ -127,7 +132,6 @@ impl Datum {
         }
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         Ok(match (col.kind(), v) {
-            (ColumnKind::Int(w), Value::Int(i)) => int_of_width(i, w, col.unsigned),
             (ColumnKind::Year, Value::Bytes(b)) => {
                 // The decoder adds 1900 to the stored byte; 0 stands for the year 0000.
                 let y: i64 = text(&b).parse().map_err(|_| "bad YEAR value".to_string())?;
@@ -228,6 +232,11 @@ mod tests {
         assert_eq!(Datum::from_binlog(&col("bigint", true), v.clone()).unwrap(), Datum::UInt(u64::MAX));
         assert_eq!(Datum::from_binlog(&col("tinyint", true), v.clone()).unwrap(), Datum::UInt(255));
         assert_eq!(Datum::from_binlog(&col("int", false), v).unwrap(), Datum::Int(-1));
+        // A signed MEDIUMINT decoded as unsigned 24 bits.
+        let v = BinlogValue::Value(Value::Int(8_388_608));
+        assert_eq!(Datum::from_binlog(&col("mediumint", false), v).unwrap(), Datum::Int(-8_388_608));
+        let v = BinlogValue::Value(Value::UInt(u64::MAX));
+        assert_eq!(Datum::from_binlog(&col("bigint", false), v).unwrap(), Datum::Int(-1));
     }
 
     #[test]

@@ -11,12 +11,13 @@ use crate::error::{DbRole, Error, Result};
 use mysql_async::{Conn, Opts, OptsBuilder};
 use std::time::Duration;
 
-/// Session settings every connection gets. UTC makes TIMESTAMP values travel unchanged; the
-/// sql_mode keeps 0 in AUTO_INCREMENT columns and accepts zero dates the source accepted.
+/// Session settings every connection gets. UTC makes TIMESTAMP values travel unchanged. The
+/// sql_mode is strict, so that a value the target would alter is an error rather than a silent
+/// change, keeps 0 in AUTO_INCREMENT columns and accepts the dates the source accepted.
 const SESSION_INIT: &[&str] = &[
     "SET time_zone = '+00:00'",
     "SET NAMES utf8mb4",
-    "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
+    "SET SESSION sql_mode = 'STRICT_ALL_TABLES,ALLOW_INVALID_DATES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
     // Tables load in parallel and rows arrive in source commit order: referential checks
     // on the target would only refuse valid states.
     "SET SESSION foreign_key_checks = 0",
