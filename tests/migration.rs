@@ -152,7 +152,7 @@ async fn kill9_during_full_and_incremental_loses_and_duplicates_nothing() {
     src.exec("CREATE DATABASE k").await;
     for t in 1..=tables {
         src.exec(&format!("CREATE TABLE k.t{t} (id BIGINT PRIMARY KEY, v BIGINT, pad VARCHAR(200))")).await;
-        src.exec(&format!("INSERT INTO k.t{t} SELECT seq, seq, REPEAT('p', 150) FROM seq_1_to_40000")).await;
+        src.exec(&format!("USE k; INSERT INTO k.t{t} SELECT seq, seq, REPEAT('p', 150) FROM seq_1_to_40000")).await;
     }
     let mut dm = Dm::start();
     let sf = dm.file("source.yaml", &source_yaml("src1", &src));
@@ -227,7 +227,7 @@ async fn restart_resumes_from_checkpoint_and_stop_start_task_continues() {
 async fn full_mode_stops_after_the_copy() {
     let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
     src.exec("CREATE DATABASE f; CREATE TABLE f.t (id INT PRIMARY KEY, v TEXT)").await;
-    src.exec("INSERT INTO f.t SELECT seq, REPEAT('x', seq % 100) FROM seq_1_to_5000").await;
+    src.exec("USE f; INSERT INTO f.t SELECT seq, REPEAT('x', seq % 100) FROM seq_1_to_5000").await;
     let dm = Dm::start();
     let sf = dm.file("source.yaml", &source_yaml("src1", &src));
     dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);

@@ -24,6 +24,36 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A datadir made once per test process by mariadb-install-db, copied for each server
+/// (bootstrapping several at once in one /tmp collides).
+fn template_datadir() -> &'static Path {
+    static TEMPLATE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    TEMPLATE
+        .get_or_init(|| {
+            let dir = tempfile::Builder::new().prefix("dm-test-template-").tempdir().unwrap();
+            let tmp = dir.path().join("tmp");
+            std::fs::create_dir_all(&tmp).unwrap();
+            let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+            let out = Command::new(find_binary("mariadb-install-db"))
+                .args(["--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db"])
+                .arg(format!("--datadir={}", dir.path().join("data").display()))
+                .arg(format!("--user={user}"))
+                .arg(format!("--tmpdir={}", tmp.display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
+            dir
+        })
+        .path()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let status = Command::new("cp").arg("-a").arg(from.join("data")).arg(to).status().unwrap();
+    assert!(status.success(), "cp -a of the template datadir failed");
+}
+
 pub struct MariaDb {
     pub port: u16,
     pub dir: tempfile::TempDir,
@@ -35,15 +65,9 @@ impl MariaDb {
         let dir = tempfile::Builder::new().prefix("dm-test-mariadb-").tempdir().unwrap();
         let data = dir.path().join("data");
         let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
-        let out = Command::new(find_binary("mariadb-install-db"))
-            .args(["--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db"])
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--user={user}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
+        copy_dir(template_datadir(), &data);
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("mysqld.log")).unwrap();
         let child = Command::new(find_binary("mariadbd"))
@@ -52,6 +76,7 @@ impl MariaDb {
             .arg(format!("--socket={}", dir.path().join("s.sock").display()))
             .arg(format!("--pid-file={}", dir.path().join("s.pid").display()))
             .arg(format!("--port={port}"))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--server-id={server_id}"))
             .args([
                 "--bind-address=127.0.0.1",
