@@ -9,6 +9,6 @@ mod ddl;
 mod model;
 mod tracker;
 
-pub use ddl::{parse_ddl, Ddl, DdlKind};
+pub use ddl::{parse_ddl, unparsed_alter_table, Ddl, DdlKind};
 pub use model::{Column, ColumnKind, Table, TableName};
 pub use tracker::{load_table, Tracker};

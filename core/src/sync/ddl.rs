@@ -9,7 +9,7 @@
 use super::Applier;
 use crate::db::quote_ident;
 use crate::error::{errno, DbRole, Error, Result};
-use crate::schema::{parse_ddl, Ddl, DdlKind};
+use crate::schema::{parse_ddl, unparsed_alter_table, Ddl, DdlKind, TableName};
 use crate::upstream::{BinlogPos, Txn};
 use mysql_async::prelude::Queryable;
 
@@ -44,20 +44,23 @@ impl Applier<'_> {
         let ddl = match parse_ddl(db, sql) {
             Ok(None) => return Ok(()),
             Ok(Some(d)) => d,
-            Err(message) => {
-                return Err(Error::UnsupportedDdl {
-                    position: at,
-                    statement: sql.to_string(),
-                    message,
-                })
-            }
+            Err(message) => match unparsed_alter_table(db, sql) {
+                Some(table) => return self.apply_unparsed_alter(db, sql, table, txn).await,
+                None => {
+                    return Err(Error::UnsupportedDdl {
+                        position: at,
+                        statement: sql.to_string(),
+                        message,
+                    })
+                }
+            },
         };
         if !self.ddl_selected(&ddl, &txn.end.binlog) {
             return Ok(());
         }
         // Everything before the DDL is committed with its checkpoint first.
         self.commit_if_complete().await?;
-        self.run_on_target(&ddl, sql, &at).await?;
+        self.run_on_target(ddl.default_db(), sql, &at).await?;
         if let Err(message) = ddl.apply(&mut self.cp.tracker) {
             // The target ran the same statement: its definition is the truth.
             let mut found = false;
@@ -83,10 +86,37 @@ impl Applier<'_> {
         self.commit_if_complete().await
     }
 
-    async fn run_on_target(&mut self, ddl: &Ddl, sql: &str, at: &str) -> Result<()> {
+    /// An ALTER TABLE the parser does not know: the target runs it and tells the new model.
+    async fn apply_unparsed_alter(&mut self, db: &str, sql: &str, table: TableName, txn: &Txn) -> Result<()> {
+        let at = txn.end.binlog.to_string();
+        let f = &self.inc.filter;
+        if !f.allows_table(&table.schema, &table.table) || self.in_snapshot(&table, &txn.end.binlog) {
+            return Ok(());
+        }
+        self.commit_if_complete().await?;
+        self.run_on_target(db, sql, &at).await?;
+        let te = self.tgt_err();
+        match crate::schema::load_table(&mut self.conn, &table).await.map_err(te)? {
+            Some(t) => self.cp.tracker.insert(t),
+            None => {
+                return Err(Error::UnsupportedDdl {
+                    position: at,
+                    statement: sql.to_string(),
+                    message: format!("{table} is not in the target after the statement"),
+                })
+            }
+        }
+        tracing::info!(position = %at, statement = sql, "DDL applied (definition read back from the target)");
+        self.cp.position = txn.end.clone();
+        self.schema_dirty = true;
+        self.txns += 1;
+        self.commit_if_complete().await
+    }
+
+    async fn run_on_target(&mut self, default_db: &str, sql: &str, at: &str) -> Result<()> {
         let addr = self.inc.target.addr();
-        if !ddl.default_db().is_empty() {
-            let use_db = format!("USE {}", quote_ident(ddl.default_db()));
+        if !default_db.is_empty() {
+            let use_db = format!("USE {}", quote_ident(default_db));
             match self.conn.query_drop(use_db).await {
                 Ok(()) => {}
                 Err(mysql_async::Error::Server(e)) if e.code == errno::BAD_DB => {}
