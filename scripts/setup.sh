@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what dm's quick start and tests need on Debian (MariaDB server and client), if
-# missing, then builds dm. Safe to run again.
+# missing, then builds dm (release). `--deps-only` skips the build. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+[ "${1:-}" = "--deps-only" ] && exit 0
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dm-target}"
 cargo build --release --bin dm
 echo "setup: dm built at $CARGO_TARGET_DIR/release/dm"

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, then runs unit and integration tests
+# against private MariaDB servers. This is what .ci/run calls.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --deps-only
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dm-target}"
+cargo test --workspace --locked
