@@ -41,14 +41,24 @@ enum CtlCommand {
         remove_meta: bool,
     },
     /// Stop a task (its checkpoints stay in the target; start-task resumes from them).
-    StopTask { name: String },
-    PauseTask { name: String },
+    StopTask {
+        name: String,
+    },
+    PauseTask {
+        name: String,
+    },
     /// Resume a task paused by a user or by an error.
-    ResumeTask { name: String },
+    ResumeTask {
+        name: String,
+    },
     /// Stage, phase, progress, position, lag and last error of tasks.
-    QueryStatus { name: Option<String> },
+    QueryStatus {
+        name: Option<String>,
+    },
     /// Check sources and target of a task file before starting it.
-    CheckTask { file: PathBuf },
+    CheckTask {
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -64,7 +74,12 @@ struct Client {
 }
 
 impl Client {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method, &url);
         if let Some(b) = body {
@@ -89,7 +104,11 @@ impl Client {
                     "[{}] {}{}",
                     c.as_str().unwrap_or(""),
                     m.as_str().unwrap_or(""),
-                    if hint.is_empty() { String::new() } else { format!("\n  hint: {hint}") }
+                    if hint.is_empty() {
+                        String::new()
+                    } else {
+                        format!("\n  hint: {hint}")
+                    }
                 )
             }
             _ => bail!("the master answered {status}: {value}"),
@@ -111,13 +130,17 @@ fn master_addr(arg: Option<String>) -> String {
 }
 
 fn file_body(path: &Path, remove_meta: bool) -> Result<Value> {
-    let content = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(json!({ "file": path.display().to_string(), "content": content, "remove_meta": remove_meta }))
+    let content =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(
+        json!({ "file": path.display().to_string(), "content": content, "remove_meta": remove_meta }),
+    )
 }
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_header(header.to_vec());
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_header(header.to_vec());
     t
 }
 
@@ -131,7 +154,11 @@ fn s(v: &Value, k: &str) -> String {
 
 pub async fn run(args: CtlArgs) -> Result<()> {
     let addr = master_addr(args.master_addr);
-    let base = if addr.starts_with("http") { addr } else { format!("http://{addr}") };
+    let base = if addr.starts_with("http") {
+        addr
+    } else {
+        format!("http://{addr}")
+    };
     let client = Client {
         base,
         http: reqwest::Client::new(),
@@ -140,40 +167,82 @@ pub async fn run(args: CtlArgs) -> Result<()> {
     let (value, render): (Value, fn(&Value) -> String) = match args.command {
         CtlCommand::OperateSource { op } => match op {
             SourceOp::Create { file } => (
-                client.call(Method::POST, "/api/v1/sources", Some(file_body(&file, false)?)).await?,
+                client
+                    .call(
+                        Method::POST,
+                        "/api/v1/sources",
+                        Some(file_body(&file, false)?),
+                    )
+                    .await?,
                 render_sources,
             ),
-            SourceOp::Show => (client.call(Method::GET, "/api/v1/sources", None).await?, render_sources),
+            SourceOp::Show => (
+                client.call(Method::GET, "/api/v1/sources", None).await?,
+                render_sources,
+            ),
             SourceOp::Stop { source_id } => (
-                client.call(Method::DELETE, &format!("/api/v1/sources/{source_id}"), None).await?,
+                client
+                    .call(
+                        Method::DELETE,
+                        &format!("/api/v1/sources/{source_id}"),
+                        None,
+                    )
+                    .await?,
                 render_plain,
             ),
         },
         CtlCommand::StartTask { file, remove_meta } => (
-            client.call(Method::POST, "/api/v1/tasks", Some(file_body(&file, remove_meta)?)).await?,
+            client
+                .call(
+                    Method::POST,
+                    "/api/v1/tasks",
+                    Some(file_body(&file, remove_meta)?),
+                )
+                .await?,
             render_tasks,
         ),
         CtlCommand::StopTask { name } => (
-            client.call(Method::DELETE, &format!("/api/v1/tasks/{name}"), None).await?,
+            client
+                .call(Method::DELETE, &format!("/api/v1/tasks/{name}"), None)
+                .await?,
             render_plain,
         ),
         CtlCommand::PauseTask { name } => (
-            client.call(Method::POST, &format!("/api/v1/tasks/{name}/pause"), None).await?,
+            client
+                .call(Method::POST, &format!("/api/v1/tasks/{name}/pause"), None)
+                .await?,
             render_tasks,
         ),
         CtlCommand::ResumeTask { name } => (
-            client.call(Method::POST, &format!("/api/v1/tasks/{name}/resume"), None).await?,
+            client
+                .call(Method::POST, &format!("/api/v1/tasks/{name}/resume"), None)
+                .await?,
             render_tasks,
         ),
         CtlCommand::QueryStatus { name } => match name {
-            Some(n) => (client.call(Method::GET, &format!("/api/v1/tasks/{n}"), None).await?, render_tasks),
-            None => (client.call(Method::GET, "/api/v1/tasks", None).await?, render_tasks),
+            Some(n) => (
+                client
+                    .call(Method::GET, &format!("/api/v1/tasks/{n}"), None)
+                    .await?,
+                render_tasks,
+            ),
+            None => (
+                client.call(Method::GET, "/api/v1/tasks", None).await?,
+                render_tasks,
+            ),
         },
         CtlCommand::CheckTask { file } => {
-            let v = client.call(Method::POST, "/api/v1/tasks/check", Some(file_body(&file, false)?)).await?;
-            let failed = v
-                .as_array()
-                .is_some_and(|a| a.iter().any(|f| f.get("level").and_then(Value::as_str) == Some("fail")));
+            let v = client
+                .call(
+                    Method::POST,
+                    "/api/v1/tasks/check",
+                    Some(file_body(&file, false)?),
+                )
+                .await?;
+            let failed = v.as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|f| f.get("level").and_then(Value::as_str) == Some("fail"))
+            });
             print(&v, args.output, render_findings);
             if failed {
                 bail!("check-task found problems that stop the task from running");
@@ -201,7 +270,16 @@ fn as_list(v: &Value) -> Vec<Value> {
 
 fn render_plain(v: &Value) -> String {
     match v.as_object() {
-        Some(o) => o.iter().map(|(k, v)| format!("{k}: {}", v.as_str().map(str::to_string).unwrap_or(v.to_string()))).collect::<Vec<_>>().join("\n"),
+        Some(o) => o
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k}: {}",
+                    v.as_str().map(str::to_string).unwrap_or(v.to_string())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
         None => v.to_string(),
     }
 }
@@ -209,21 +287,58 @@ fn render_plain(v: &Value) -> String {
 fn render_sources(v: &Value) -> String {
     let mut t = table(&["Source", "Address", "User", "GTID", "Worker"]);
     for src in as_list(v) {
-        t.add_row(vec![s(&src, "source_id"), s(&src, "address"), s(&src, "user"), s(&src, "enable_gtid"), s(&src, "worker")]);
+        t.add_row(vec![
+            s(&src, "source_id"),
+            s(&src, "address"),
+            s(&src, "user"),
+            s(&src, "enable_gtid"),
+            s(&src, "worker"),
+        ]);
     }
     t.to_string()
 }
 
 fn render_tasks(v: &Value) -> String {
-    let mut t = table(&["Task", "Source", "Stage", "Phase", "Tables", "Rows loaded", "Rows applied", "Position", "Lag (s)", "Last error"]);
+    let mut t = table(&[
+        "Task",
+        "Source",
+        "Stage",
+        "Phase",
+        "Tables",
+        "Rows loaded",
+        "Rows applied",
+        "Position",
+        "Lag (s)",
+        "Last error",
+    ]);
     for task in as_list(v) {
-        let subs = task.get("subtasks").and_then(Value::as_array).cloned().unwrap_or_default();
+        let subs = task
+            .get("subtasks")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if subs.is_empty() {
-            t.add_row(vec![s(&task, "name"), "-".into(), s(&task, "stage"), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into()]);
+            t.add_row(vec![
+                s(&task, "name"),
+                "-".into(),
+                s(&task, "stage"),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]);
         }
         for st in subs {
             let err = match st.get("last_error") {
-                Some(e) if !e.is_null() => format!("[{}] {}\nhint: {}", s(e, "code"), s(e, "message"), s(e, "hint")),
+                Some(e) if !e.is_null() => format!(
+                    "[{}] {}\nhint: {}",
+                    s(e, "code"),
+                    s(e, "message"),
+                    s(e, "hint")
+                ),
                 _ => "-".into(),
             };
             t.add_row(vec![
@@ -246,7 +361,13 @@ fn render_tasks(v: &Value) -> String {
 fn render_findings(v: &Value) -> String {
     let mut t = table(&["Subject", "Check", "Level", "Finding", "Fix"]);
     for f in as_list(v) {
-        t.add_row(vec![s(&f, "subject"), s(&f, "check"), s(&f, "level"), s(&f, "message"), s(&f, "fix")]);
+        t.add_row(vec![
+            s(&f, "subject"),
+            s(&f, "check"),
+            s(&f, "level"),
+            s(&f, "message"),
+            s(&f, "fix"),
+        ]);
     }
     t.to_string()
 }

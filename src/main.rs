@@ -8,7 +8,11 @@ use dm_core::config::{load_file, StandaloneConfig};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "dm", version, about = "Migrate MySQL/MariaDB databases into MySQL-compatible targets and keep them in sync")]
+#[command(
+    name = "dm",
+    version,
+    about = "Migrate MySQL/MariaDB databases into MySQL-compatible targets and keep them in sync"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,7 +43,10 @@ enum Command {
 fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }
 
 fn main() {

@@ -20,7 +20,9 @@ block-allow-list:
 ";
 
 fn task_error(text: &str) -> String {
-    TaskConfig::parse("task.yaml", text).unwrap_err().to_string()
+    TaskConfig::parse("task.yaml", text)
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -32,16 +34,27 @@ fn config_mistakes_name_file_line_and_field() {
     assert!(e.contains("unknown field `task-mod`"), "{e}");
 
     let e = task_error(&GOOD_TASK.replace("task-mode: all", "task-mode: sometimes"));
-    assert!(e.contains("task-mode") && e.contains("sometimes") && e.starts_with("task.yaml:2:"), "{e}");
+    assert!(
+        e.contains("task-mode") && e.contains("sometimes") && e.starts_with("task.yaml:2:"),
+        "{e}"
+    );
 
     let e = task_error(&GOOD_TASK.replace("port: 3306", "port: many"));
-    assert!(e.contains("target-database.port") && e.contains("invalid type") && e.starts_with("task.yaml:5:"), "{e}");
+    assert!(
+        e.contains("target-database.port")
+            && e.contains("invalid type")
+            && e.starts_with("task.yaml:5:"),
+        "{e}"
+    );
 
     let e = task_error(&GOOD_TASK.replace("  host: 127.0.0.1\n", ""));
     assert!(e.contains("missing field `host`"), "{e}");
 
     let e = task_error(&GOOD_TASK.replace("block-allow-list: sel", "block-allow-list: nope"));
-    assert!(e.contains("`nope` is not defined") && e.starts_with("task.yaml:8:"), "{e}");
+    assert!(
+        e.contains("`nope` is not defined") && e.starts_with("task.yaml:8:"),
+        "{e}"
+    );
 
     let e = task_error(&GOOD_TASK.replace("\"shop\"", "\"~(\""));
     assert!(e.contains("pattern `~(`"), "{e}");
@@ -52,9 +65,16 @@ fn config_mistakes_name_file_line_and_field() {
     let e = task_error("name: [unclosed");
     assert!(e.starts_with("task.yaml:1:"), "{e}");
 
-    let e = SourceConfig::parse("source.yaml", "source-id: s1\nfrom:\n  host: h\n  prot: 1\n")
-        .unwrap_err();
-    assert!(e.to_string().contains("from: unknown field `prot`") && e.to_string().starts_with("source.yaml:4:"), "{e}");
+    let e = SourceConfig::parse(
+        "source.yaml",
+        "source-id: s1\nfrom:\n  host: h\n  prot: 1\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("from: unknown field `prot`")
+            && e.to_string().starts_with("source.yaml:4:"),
+        "{e}"
+    );
     assert!(e.hint().contains("docs/config.md"));
 }
 
@@ -70,38 +90,73 @@ fn standalone_reports_a_bad_config_file_and_exits() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("dm.yaml:2:") && err.contains("unknown field `log-levle`") && err.contains("hint:"), "{err}");
+    assert!(
+        err.contains("dm.yaml:2:")
+            && err.contains("unknown field `log-levle`")
+            && err.contains("hint:"),
+        "{err}"
+    );
 }
 
 #[test]
 fn ctl_says_when_the_master_is_unreachable() {
     let out = std::process::Command::new(dm_bin())
-        .args(["ctl", "--master-addr", &format!("127.0.0.1:{}", free_port()), "query-status"])
+        .args([
+            "ctl",
+            "--master-addr",
+            &format!("127.0.0.1:{}", free_port()),
+            "query-status",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("cannot reach the master") && err.contains("hint:"), "{err}");
+    assert!(
+        err.contains("cannot reach the master") && err.contains("hint:"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_password_and_unsupported_ddl_pause_with_a_hint() {
     let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
-    src.exec("CREATE USER 'dm'@'127.0.0.1' IDENTIFIED BY 'secret'; GRANT ALL ON *.* TO 'dm'@'127.0.0.1'").await;
+    src.exec(
+        "CREATE USER 'dm'@'127.0.0.1' IDENTIFIED BY 'secret'; GRANT ALL ON *.* TO 'dm'@'127.0.0.1'",
+    )
+    .await;
     let dm = Dm::start();
 
     // A wrong source password is refused when the source is created.
-    let bad = dm.file("bad-source.yaml", &format!("source-id: s1\nfrom:\n  host: 127.0.0.1\n  port: {}\n  user: dm\n  password: wrong\n", src.port));
+    let bad = dm.file(
+        "bad-source.yaml",
+        &format!(
+            "source-id: s1\nfrom:\n  host: 127.0.0.1\n  port: {}\n  user: dm\n  password: wrong\n",
+            src.port
+        ),
+    );
     let (ok, text) = dm.ctl(&["operate-source", "create", bad.to_str().unwrap()]);
-    assert!(!ok && text.contains("Access denied") && text.contains("check user and password"), "{text}");
+    assert!(
+        !ok && text.contains("Access denied") && text.contains("check user and password"),
+        "{text}"
+    );
 
-    let good = dm.file("source.yaml", &format!("source-id: s1\nfrom:\n  host: 127.0.0.1\n  port: {}\n  user: dm\n  password: secret\n", src.port));
+    let good = dm.file(
+        "source.yaml",
+        &format!(
+            "source-id: s1\nfrom:\n  host: 127.0.0.1\n  port: {}\n  user: dm\n  password: secret\n",
+            src.port
+        ),
+    );
     dm.ctl_ok(&["operate-source", "create", good.to_str().unwrap()]);
     let shown = dm.ctl_ok(&["operate-source", "show"]);
-    assert!(!shown.contains("secret"), "passwords are never shown:\n{shown}");
+    assert!(
+        !shown.contains("secret"),
+        "passwords are never shown:\n{shown}"
+    );
 
     // A wrong target password pauses the task with the error and a hint.
-    let task = task_yaml("e1", "all", "s1", &dst, &["e"]).replace("password: \"\"", "password: nope");
+    let task =
+        task_yaml("e1", "all", "s1", &dst, &["e"]).replace("password: \"\"", "password: nope");
     let tf = dm.file("task-bad.yaml", &task);
     dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
     wait_for("the task to pause", Duration::from_secs(30), || {
@@ -110,30 +165,47 @@ async fn wrong_password_and_unsupported_ddl_pause_with_a_hint() {
     .await;
     let st = dm.subtask("e1").unwrap();
     assert_eq!(st["last_error"]["code"], "DM-TARGET-4001", "{st}");
-    assert!(st["last_error"]["hint"].as_str().unwrap().contains("password"), "{st}");
+    assert!(
+        st["last_error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("password"),
+        "{st}"
+    );
     let table = dm.ctl_ok(&["query-status", "e1"]);
     assert!(table.contains("DM-TARGET-4001"), "{table}");
     dm.ctl_ok(&["stop-task", "e1"]);
 
     // A table DDL that cannot be parsed pauses the task, naming the statement and position.
-    src.exec("CREATE DATABASE e; CREATE TABLE e.t (id INT PRIMARY KEY)").await;
+    src.exec("CREATE DATABASE e; CREATE TABLE e.t (id INT PRIMARY KEY)")
+        .await;
     let tf = dm.file("task.yaml", &task_yaml("e2", "all", "s1", &dst, &["e"]));
     dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
     wait_caught_up(&dm, "e2", &src).await;
     src.exec("INSERT INTO e.t VALUES (1)").await;
     // An ALTER the parser does not know runs on the target, which tells the new definition.
-    src.exec("ALTER TABLE e.t ENGINE=InnoDB, ADD COLUMN extra INT NOT NULL DEFAULT 5").await;
+    src.exec("ALTER TABLE e.t ENGINE=InnoDB, ADD COLUMN extra INT NOT NULL DEFAULT 5")
+        .await;
     src.exec("INSERT INTO e.t VALUES (2, 6)").await;
     wait_caught_up(&dm, "e2", &src).await;
     assert_same_rows(&dst, "SELECT SUM(extra) FROM e.t", 11).await;
-    src.exec("CREATE TABLE e.v (id INT PRIMARY KEY) WITH SYSTEM VERSIONING").await;
-    wait_for("the task to pause on the DDL", Duration::from_secs(30), || {
-        dm.subtask("e2").is_some_and(|s| s["stage"] == "paused")
-    })
+    src.exec("CREATE TABLE e.v (id INT PRIMARY KEY) WITH SYSTEM VERSIONING")
+        .await;
+    wait_for(
+        "the task to pause on the DDL",
+        Duration::from_secs(30),
+        || dm.subtask("e2").is_some_and(|s| s["stage"] == "paused"),
+    )
     .await;
     let st = dm.subtask("e2").unwrap();
     assert_eq!(st["last_error"]["code"], "DM-DDL-6001", "{st}");
-    assert!(st["last_error"]["message"].as_str().unwrap().contains("SYSTEM VERSIONING"), "{st}");
+    assert!(
+        st["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SYSTEM VERSIONING"),
+        "{st}"
+    );
     // The rows before the DDL are in, and dm is still serving.
     assert_same_rows(&dst, "SELECT COUNT(*) FROM e.t", 2).await;
     dm.ctl_ok(&["query-status"]);

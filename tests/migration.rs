@@ -51,14 +51,19 @@ async fn setup_source(src: &MariaDb) {
     src.exec(TYPES_TABLE).await;
     src.exec("CREATE TABLE typ.zero_dates (id INT PRIMARY KEY, d DATE, dt DATETIME, ts TIMESTAMP NULL DEFAULT NULL, partial DATE)")
         .await;
-    src.exec("CREATE TABLE typ.nokey (a INT, b VARCHAR(10))").await;
-    src.exec("CREATE TABLE typ.uk (id INT NOT NULL, v VARCHAR(10), UNIQUE KEY u (id))").await;
-    src.exec("CREATE TABLE other.ignored (id INT PRIMARY KEY)").await;
+    src.exec("CREATE TABLE typ.nokey (a INT, b VARCHAR(10))")
+        .await;
+    src.exec("CREATE TABLE typ.uk (id INT NOT NULL, v VARCHAR(10), UNIQUE KEY u (id))")
+        .await;
+    src.exec("CREATE TABLE other.ignored (id INT PRIMARY KEY)")
+        .await;
     src.exec("INSERT INTO other.ignored VALUES (1)").await;
     src.exec(&extremes(1)).await;
     src.exec(&ZERO_DATES.replace("ID", "1")).await;
-    src.exec("INSERT INTO typ.nokey VALUES (1, 'a'), (1, 'a'), (2, NULL)").await;
-    src.exec("INSERT INTO typ.uk VALUES (1, 'a'), (2, 'b')").await;
+    src.exec("INSERT INTO typ.nokey VALUES (1, 'a'), (1, 'a'), (2, NULL)")
+        .await;
+    src.exec("INSERT INTO typ.uk VALUES (1, 'a'), (2, 'b')")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -68,9 +73,15 @@ async fn all_types_full_then_incremental_with_ddl() {
     let dm = Dm::start();
     let sf = dm.file("source.yaml", &source_yaml("src1", &src));
     dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
-    let tf = dm.file("task.yaml", &task_yaml("types", "all", "src1", &dst, &["typ"]));
+    let tf = dm.file(
+        "task.yaml",
+        &task_yaml("types", "all", "src1", &dst, &["typ"]),
+    );
     let check = dm.ctl_ok(&["check-task", tf.to_str().unwrap()]);
-    assert!(check.contains("`typ`.`nokey`"), "check-task names keyless tables:\n{check}");
+    assert!(
+        check.contains("`typ`.`nokey`"),
+        "check-task names keyless tables:\n{check}"
+    );
     dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
 
     // Changes racing with the full phase, then after it.
@@ -85,21 +96,35 @@ async fn all_types_full_then_incremental_with_ddl() {
     src.exec("UPDATE typ.nokey SET b = 'z' WHERE a = 2").await;
     src.exec("DELETE FROM typ.nokey WHERE a = 1 LIMIT 1").await;
     src.exec("UPDATE typ.uk SET v = 'bb' WHERE id = 2").await;
-    src.exec("BEGIN; INSERT INTO typ.uk VALUES (3, 'c'); UPDATE typ.uk SET id = 4 WHERE id = 3; COMMIT").await;
+    src.exec(
+        "BEGIN; INSERT INTO typ.uk VALUES (3, 'c'); UPDATE typ.uk SET id = 4 WHERE id = 3; COMMIT",
+    )
+    .await;
     src.exec("INSERT INTO other.ignored VALUES (2)").await;
 
     // DDL, each followed by rows that need the new schema.
-    src.exec("ALTER TABLE typ.all_types ADD COLUMN added BIGINT UNSIGNED NOT NULL DEFAULT 7 AFTER id").await;
-    src.exec("INSERT INTO typ.all_types (id, added, biu) VALUES (300, 18446744073709551615, 5)").await;
-    src.exec("ALTER TABLE typ.all_types MODIFY COLUMN vc VARCHAR(200), DROP COLUMN tx").await;
-    src.exec("UPDATE typ.all_types SET vc = REPEAT('w', 150) WHERE id = 300").await;
+    src.exec(
+        "ALTER TABLE typ.all_types ADD COLUMN added BIGINT UNSIGNED NOT NULL DEFAULT 7 AFTER id",
+    )
+    .await;
+    src.exec("INSERT INTO typ.all_types (id, added, biu) VALUES (300, 18446744073709551615, 5)")
+        .await;
+    src.exec("ALTER TABLE typ.all_types MODIFY COLUMN vc VARCHAR(200), DROP COLUMN tx")
+        .await;
+    src.exec("UPDATE typ.all_types SET vc = REPEAT('w', 150) WHERE id = 300")
+        .await;
     src.exec("CREATE INDEX idx_i ON typ.all_types (i)").await;
     src.exec("DROP INDEX idx_i ON typ.all_types").await;
-    src.exec("CREATE TABLE typ.later (id BIGINT UNSIGNED PRIMARY KEY, v JSON, t TIMESTAMP(3) NULL)").await;
+    src.exec(
+        "CREATE TABLE typ.later (id BIGINT UNSIGNED PRIMARY KEY, v JSON, t TIMESTAMP(3) NULL)",
+    )
+    .await;
     src.exec("INSERT INTO typ.later VALUES (18446744073709551615, '{\"x\": [true]}', '2030-01-01 00:00:00.123')").await;
     src.exec("RENAME TABLE typ.later TO typ.renamed").await;
-    src.exec("INSERT INTO typ.renamed VALUES (1, NULL, NULL)").await;
-    src.exec("CREATE TABLE typ.dropme (id INT PRIMARY KEY)").await;
+    src.exec("INSERT INTO typ.renamed VALUES (1, NULL, NULL)")
+        .await;
+    src.exec("CREATE TABLE typ.dropme (id INT PRIMARY KEY)")
+        .await;
     src.exec("INSERT INTO typ.dropme VALUES (1)").await;
     src.exec("DROP TABLE typ.dropme").await;
     src.exec("TRUNCATE TABLE typ.zero_dates").await;
@@ -118,7 +143,13 @@ async fn all_types_full_then_incremental_with_ddl() {
 }
 
 /// Inserts, updates and deletes in small transactions until told to stop.
-fn spawn_writer(src: &MariaDb, tables: usize) -> (tokio::task::JoinHandle<u64>, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+fn spawn_writer(
+    src: &MariaDb,
+    tables: usize,
+) -> (
+    tokio::task::JoinHandle<u64>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let opts = src.opts();
     let flag = stop.clone();
@@ -151,8 +182,14 @@ async fn kill9_during_full_and_incremental_loses_and_duplicates_nothing() {
     let tables = 4;
     src.exec("CREATE DATABASE k").await;
     for t in 1..=tables {
-        src.exec(&format!("CREATE TABLE k.t{t} (id BIGINT PRIMARY KEY, v BIGINT, pad VARCHAR(200))")).await;
-        src.exec(&format!("USE k; INSERT INTO k.t{t} SELECT seq, seq, REPEAT('p', 150) FROM seq_1_to_40000")).await;
+        src.exec(&format!(
+            "CREATE TABLE k.t{t} (id BIGINT PRIMARY KEY, v BIGINT, pad VARCHAR(200))"
+        ))
+        .await;
+        src.exec(&format!(
+            "USE k; INSERT INTO k.t{t} SELECT seq, seq, REPEAT('p', 150) FROM seq_1_to_40000"
+        ))
+        .await;
     }
     let mut dm = Dm::start();
     let sf = dm.file("source.yaml", &source_yaml("src1", &src));
@@ -162,9 +199,14 @@ async fn kill9_during_full_and_incremental_loses_and_duplicates_nothing() {
     let (writer, stop) = spawn_writer(&src, tables);
 
     // Kill in the middle of the full phase.
-    wait_for("the full phase to copy rows", Duration::from_secs(60), || {
-        dm.subtask("k9").is_some_and(|s| s["rows_loaded"].as_u64().unwrap_or(0) > 0)
-    })
+    wait_for(
+        "the full phase to copy rows",
+        Duration::from_secs(60),
+        || {
+            dm.subtask("k9")
+                .is_some_and(|s| s["rows_loaded"].as_u64().unwrap_or(0) > 0)
+        },
+    )
     .await;
     let st = dm.subtask("k9").unwrap();
     eprintln!("killing during the full phase at {st}");
@@ -173,7 +215,8 @@ async fn kill9_during_full_and_incremental_loses_and_duplicates_nothing() {
 
     // Kill a few times during the incremental phase while the writer runs.
     wait_for("the incremental phase", Duration::from_secs(120), || {
-        dm.subtask("k9").is_some_and(|s| s["phase"] == "incremental")
+        dm.subtask("k9")
+            .is_some_and(|s| s["phase"] == "incremental")
     })
     .await;
     for round in 0..3 {
@@ -193,7 +236,8 @@ async fn kill9_during_full_and_incremental_loses_and_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_resumes_from_checkpoint_and_stop_start_task_continues() {
     let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
-    src.exec("CREATE DATABASE r; CREATE TABLE r.t (id INT PRIMARY KEY, v INT)").await;
+    src.exec("CREATE DATABASE r; CREATE TABLE r.t (id INT PRIMARY KEY, v INT)")
+        .await;
     src.exec("INSERT INTO r.t VALUES (1, 1)").await;
     let mut dm = Dm::start();
     let sf = dm.file("source.yaml", &source_yaml("src1", &src));
@@ -205,7 +249,8 @@ async fn restart_resumes_from_checkpoint_and_stop_start_task_continues() {
     // Changes made while dm is down are applied after it comes back: sources and tasks
     // survive in the data dir, the position in the target.
     dm.kill9();
-    src.exec("INSERT INTO r.t VALUES (2, 2); UPDATE r.t SET v = 10 WHERE id = 1").await;
+    src.exec("INSERT INTO r.t VALUES (2, 2); UPDATE r.t SET v = 10 WHERE id = 1")
+        .await;
     dm.restart();
     wait_caught_up(&dm, "r", &src).await;
     assert_same(&src, &dst, &["r"]).await;
@@ -213,7 +258,10 @@ async fn restart_resumes_from_checkpoint_and_stop_start_task_continues() {
     // pause/resume and stop/start keep the position.
     dm.ctl_ok(&["pause-task", "r"]);
     src.exec("INSERT INTO r.t VALUES (3, 3)").await;
-    wait_for("paused", Duration::from_secs(10), || dm.subtask("r").is_some_and(|s| s["stage"] == "paused")).await;
+    wait_for("paused", Duration::from_secs(10), || {
+        dm.subtask("r").is_some_and(|s| s["stage"] == "paused")
+    })
+    .await;
     dm.ctl_ok(&["resume-task", "r"]);
     wait_caught_up(&dm, "r", &src).await;
     dm.ctl_ok(&["stop-task", "r"]);
@@ -226,13 +274,18 @@ async fn restart_resumes_from_checkpoint_and_stop_start_task_continues() {
 #[tokio::test(flavor = "multi_thread")]
 async fn full_mode_stops_after_the_copy() {
     let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
-    src.exec("CREATE DATABASE f; CREATE TABLE f.t (id INT PRIMARY KEY, v TEXT)").await;
-    src.exec("USE f; INSERT INTO f.t SELECT seq, REPEAT('x', seq % 100) FROM seq_1_to_5000").await;
+    src.exec("CREATE DATABASE f; CREATE TABLE f.t (id INT PRIMARY KEY, v TEXT)")
+        .await;
+    src.exec("USE f; INSERT INTO f.t SELECT seq, REPEAT('x', seq % 100) FROM seq_1_to_5000")
+        .await;
     let dm = Dm::start();
     let sf = dm.file("source.yaml", &source_yaml("src1", &src));
     dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
     let tf = dm.file("task.yaml", &task_yaml("f", "full", "src1", &dst, &["f"]));
     dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
-    wait_for("finished", Duration::from_secs(60), || dm.subtask("f").is_some_and(|s| s["stage"] == "finished")).await;
+    wait_for("finished", Duration::from_secs(60), || {
+        dm.subtask("f").is_some_and(|s| s["stage"] == "finished")
+    })
+    .await;
     assert_eq!(assert_same(&src, &dst, &["f"]).await, 5000);
 }

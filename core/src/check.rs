@@ -51,18 +51,32 @@ pub async fn check_task(task: &TaskConfig, sources: &[SourceConfig]) -> Vec<Find
     }
     let subject = format!("target {}", task.target_database.addr());
     match crate::db::connect(&task.target_database, DbRole::Target).await {
-        Err(e) => out.push(finding(&subject, "connection", Level::Fail, e.to_string(), &e.hint())),
+        Err(e) => out.push(finding(
+            &subject,
+            "connection",
+            Level::Fail,
+            e.to_string(),
+            &e.hint(),
+        )),
         Ok(mut conn) => {
             let grants: Vec<String> = conn.query("SHOW GRANTS").await.unwrap_or_default();
             let all = grants.join(" ").to_ascii_uppercase();
-            let needed = ["SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "INDEX"];
+            let needed = [
+                "SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "INDEX",
+            ];
             let missing: Vec<&str> = needed
                 .iter()
                 .filter(|p| !all.contains("ALL PRIVILEGES") && !all.contains(*p))
                 .copied()
                 .collect();
             if missing.is_empty() {
-                out.push(finding(&subject, "privileges", Level::Ok, "dm's user may write the target".into(), ""));
+                out.push(finding(
+                    &subject,
+                    "privileges",
+                    Level::Ok,
+                    "dm's user may write the target".into(),
+                    "",
+                ));
             } else {
                 out.push(finding(
                     &subject,
@@ -85,18 +99,40 @@ async fn check_source(task: &TaskConfig, src: &SourceConfig, out: &mut Vec<Findi
     let mut conn = match crate::db::connect(&src.from, DbRole::Source).await {
         Ok(c) => c,
         Err(e) => {
-            out.push(finding(&subject, "connection", Level::Fail, e.to_string(), &e.hint()));
+            out.push(finding(
+                &subject,
+                "connection",
+                Level::Fail,
+                e.to_string(),
+                &e.hint(),
+            ));
             return;
         }
     };
     let expect = [
-        ("log_bin", "1", "binary logging", "start the server with --log-bin"),
-        ("binlog_format", "ROW", "binlog format", "SET GLOBAL binlog_format = 'ROW' (and in my.cnf)"),
-        ("binlog_row_image", "FULL", "row image", "SET GLOBAL binlog_row_image = 'FULL' (and in my.cnf)"),
+        (
+            "log_bin",
+            "1",
+            "binary logging",
+            "start the server with --log-bin",
+        ),
+        (
+            "binlog_format",
+            "ROW",
+            "binlog format",
+            "SET GLOBAL binlog_format = 'ROW' (and in my.cnf)",
+        ),
+        (
+            "binlog_row_image",
+            "FULL",
+            "row image",
+            "SET GLOBAL binlog_row_image = 'FULL' (and in my.cnf)",
+        ),
     ];
     for (name, want, check, fix) in expect {
         let v = var(&mut conn, name).await.unwrap_or_default();
-        let ok = v.eq_ignore_ascii_case(want) || (name == "log_bin" && v.eq_ignore_ascii_case("ON"));
+        let ok =
+            v.eq_ignore_ascii_case(want) || (name == "log_bin" && v.eq_ignore_ascii_case("ON"));
         out.push(finding(
             &subject,
             check,
@@ -117,11 +153,29 @@ async fn check_source(task: &TaskConfig, src: &SourceConfig, out: &mut Vec<Findi
     }
     let server_id = var(&mut conn, "server_id").await.unwrap_or_default();
     if server_id == "0" || server_id.is_empty() {
-        out.push(finding(&subject, "server_id", Level::Fail, "server_id is 0".into(), "set a non-zero server_id in my.cnf"));
+        out.push(finding(
+            &subject,
+            "server_id",
+            Level::Fail,
+            "server_id is 0".into(),
+            "set a non-zero server_id in my.cnf",
+        ));
     } else if server_id == src.dump_server_id().to_string() {
-        out.push(finding(&subject, "server_id", Level::Fail, format!("the source's server_id {server_id} equals dm's"), "set `server-id` in the source file to another value"));
+        out.push(finding(
+            &subject,
+            "server_id",
+            Level::Fail,
+            format!("the source's server_id {server_id} equals dm's"),
+            "set `server-id` in the source file to another value",
+        ));
     } else {
-        out.push(finding(&subject, "server_id", Level::Ok, format!("server_id = {server_id}"), ""));
+        out.push(finding(
+            &subject,
+            "server_id",
+            Level::Ok,
+            format!("server_id = {server_id}"),
+            "",
+        ));
     }
     let grants: Vec<String> = conn.query("SHOW GRANTS").await.unwrap_or_default();
     let all = grants.join(" ").to_ascii_uppercase();
@@ -137,14 +191,23 @@ async fn check_source(task: &TaskConfig, src: &SourceConfig, out: &mut Vec<Findi
         missing.push("SELECT");
     }
     if missing.is_empty() {
-        out.push(finding(&subject, "privileges", Level::Ok, "dm's user may read rows and the binlog".into(), ""));
+        out.push(finding(
+            &subject,
+            "privileges",
+            Level::Ok,
+            "dm's user may read rows and the binlog".into(),
+            "",
+        ));
     } else {
         out.push(finding(
             &subject,
             "privileges",
             Level::Fail,
             format!("missing privileges: {}", missing.join(", ")),
-            &format!("GRANT SELECT, RELOAD, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{}'@'%'", src.from.user),
+            &format!(
+                "GRANT SELECT, RELOAD, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{}'@'%'",
+                src.from.user
+            ),
         ));
     }
     let filter = TableFilter::new(&task.block_allow_list_of(&src.source_id), &task.meta_schema);
@@ -166,7 +229,10 @@ async fn check_source(task: &TaskConfig, src: &SourceConfig, out: &mut Vec<Findi
             &subject,
             "tables without primary or unique key",
             Level::Warn,
-            format!("{}: a replay after a restart may duplicate their rows", keyless.join(", ")),
+            format!(
+                "{}: a replay after a restart may duplicate their rows",
+                keyless.join(", ")
+            ),
             "add a primary key (or a NOT NULL unique key) to these tables",
         ));
     }

@@ -12,7 +12,12 @@ pub async fn run(cfg: StandaloneConfig) -> Result<()> {
     let worker_name = format!("{}-worker", cfg.name);
     let listener = tokio::net::TcpListener::bind(&cfg.master_addr)
         .await
-        .map_err(|e| Error::Invalid(format!("cannot listen on {}: {e}; set master-addr in dm.yaml", cfg.master_addr)))?;
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "cannot listen on {}: {e}; set master-addr in dm.yaml",
+                cfg.master_addr
+            ))
+        })?;
     tracing::info!(addr = %cfg.master_addr, data_dir = %cfg.data_dir.display(), "dm standalone started");
     let worker = tokio::spawn(Worker::new(worker_name.clone(), store.clone()).run());
     let app = router(Master {

@@ -88,7 +88,10 @@ impl Progress {
     }
 
     pub fn position(&self) -> String {
-        self.position.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.position
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn lag_seconds(&self) -> Option<u64> {

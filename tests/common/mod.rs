@@ -11,7 +11,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn find_binary(name: &str) -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/usr/bin", "/usr/local/sbin"]) {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
+        "/usr/sbin",
+        "/usr/bin",
+        "/usr/local/sbin",
+    ]) {
         let p = Path::new(dir).join(name);
         if p.exists() {
             return p;
@@ -21,7 +25,11 @@ fn find_binary(name: &str) -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A datadir made once per test process by mariadb-install-db, copied for each server
@@ -30,12 +38,19 @@ fn template_datadir() -> &'static Path {
     static TEMPLATE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     TEMPLATE
         .get_or_init(|| {
-            let dir = tempfile::Builder::new().prefix("dm-test-template-").tempdir().unwrap();
+            let dir = tempfile::Builder::new()
+                .prefix("dm-test-template-")
+                .tempdir()
+                .unwrap();
             let tmp = dir.path().join("tmp");
             std::fs::create_dir_all(&tmp).unwrap();
             let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
             let out = Command::new(find_binary("mariadb-install-db"))
-                .args(["--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db"])
+                .args([
+                    "--no-defaults",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                ])
                 .arg(format!("--datadir={}", dir.path().join("data").display()))
                 .arg(format!("--user={user}"))
                 .arg(format!("--tmpdir={}", tmp.display()))
@@ -43,14 +58,23 @@ fn template_datadir() -> &'static Path {
                 .stderr(Stdio::piped())
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "mariadb-install-db: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             dir
         })
         .path()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
-    let status = Command::new("cp").arg("-a").arg(from.join("data")).arg(to).status().unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from.join("data"))
+        .arg(to)
+        .status()
+        .unwrap();
     assert!(status.success(), "cp -a of the template datadir failed");
 }
 
@@ -62,7 +86,10 @@ pub struct MariaDb {
 
 impl MariaDb {
     pub fn start(server_id: u32) -> MariaDb {
-        let dir = tempfile::Builder::new().prefix("dm-test-mariadb-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("dm-test-mariadb-")
+            .tempdir()
+            .unwrap();
         let data = dir.path().join("data");
         let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
         copy_dir(template_datadir(), &data);
@@ -98,7 +125,11 @@ impl MariaDb {
         let db = MariaDb { port, dir, child };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "MariaDB did not start; see its log in {}", db.dir.path().display());
+            assert!(
+                Instant::now() < deadline,
+                "MariaDB did not start; see its log in {}",
+                db.dir.path().display()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         db
@@ -115,23 +146,34 @@ impl MariaDb {
     }
 
     pub async fn conn(&self) -> Conn {
-        Conn::new(self.opts()).await.expect("connect to test MariaDB")
+        Conn::new(self.opts())
+            .await
+            .expect("connect to test MariaDB")
     }
 
     pub async fn exec(&self, sql: &str) {
         let mut c = self.conn().await;
-        c.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        c.query_drop(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     /// `mysql-bin.000001:1234` of the last written event.
     pub async fn master_pos(&self) -> String {
         let mut c = self.conn().await;
         let row: Row = c.query_first("SHOW MASTER STATUS").await.unwrap().unwrap();
-        format!("{}:{}", row.get::<String, _>(0).unwrap(), row.get::<u64, _>(1).unwrap())
+        format!(
+            "{}:{}",
+            row.get::<String, _>(0).unwrap(),
+            row.get::<u64, _>(1).unwrap()
+        )
     }
 
     pub fn yaml(&self) -> String {
-        format!("host: 127.0.0.1\n  port: {}\n  user: root\n  password: \"\"", self.port)
+        format!(
+            "host: 127.0.0.1\n  port: {}\n  user: root\n  password: \"\"",
+            self.port
+        )
     }
 }
 
@@ -156,14 +198,25 @@ pub fn dm_bin() -> &'static str {
 
 impl Dm {
     pub fn start() -> Dm {
-        let dir = tempfile::Builder::new().prefix("dm-test-dm-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("dm-test-dm-")
+            .tempdir()
+            .unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
         std::fs::write(
             dir.path().join("dm.yaml"),
-            format!("data-dir: {}\nmaster-addr: {addr}\nlog-level: info\n", dir.path().join("data").display()),
+            format!(
+                "data-dir: {}\nmaster-addr: {addr}\nlog-level: info\n",
+                dir.path().join("data").display()
+            ),
         )
         .unwrap();
-        let mut dm = Dm { dir, addr, child: None, starts: 0 };
+        let mut dm = Dm {
+            dir,
+            addr,
+            child: None,
+            starts: 0,
+        };
         dm.restart();
         dm
     }
@@ -171,7 +224,8 @@ impl Dm {
     /// Starts the process (again), keeping its data dir.
     pub fn restart(&mut self) {
         self.starts += 1;
-        let log = std::fs::File::create(self.dir.path().join(format!("dm-{}.log", self.starts))).unwrap();
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("dm-{}.log", self.starts))).unwrap();
         let child = Command::new(dm_bin())
             .args(["standalone", "-c"])
             .arg(self.dir.path().join("dm.yaml"))
@@ -210,7 +264,11 @@ impl Dm {
             .args(args)
             .output()
             .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         (out.status.success(), text)
     }
 
@@ -233,7 +291,8 @@ impl Dm {
     pub fn log(&self) -> String {
         let mut s = String::new();
         for i in 1..=self.starts {
-            s += &std::fs::read_to_string(self.dir.path().join(format!("dm-{i}.log"))).unwrap_or_default();
+            s += &std::fs::read_to_string(self.dir.path().join(format!("dm-{i}.log")))
+                .unwrap_or_default();
         }
         s
     }
@@ -246,10 +305,19 @@ impl Drop for Dm {
 }
 
 pub fn source_yaml(id: &str, db: &MariaDb) -> String {
-    format!("source-id: {id}\nenable-gtid: true\nfrom:\n  {}\n", db.yaml())
+    format!(
+        "source-id: {id}\nenable-gtid: true\nfrom:\n  {}\n",
+        db.yaml()
+    )
 }
 
-pub fn task_yaml(name: &str, mode: &str, source_id: &str, target: &MariaDb, do_dbs: &[&str]) -> String {
+pub fn task_yaml(
+    name: &str,
+    mode: &str,
+    source_id: &str,
+    target: &MariaDb,
+    do_dbs: &[&str],
+) -> String {
     format!(
         "name: {name}\ntask-mode: {mode}\ntarget-database:\n  {}\nmysql-instances:\n  - source-id: {source_id}\n    block-allow-list: sel\nblock-allow-list:\n  sel:\n    do-dbs: [{}]\n",
         target.yaml(),
@@ -280,7 +348,11 @@ pub async fn wait_caught_up(dm: &Dm, task: &str, src: &MariaDb) {
             if pos.split(' ').next() == Some(target.as_str()) {
                 return;
             }
-            assert!(Instant::now() < deadline, "not caught up with {target}: {st}\nlog:\n{}", dm.log());
+            assert!(
+                Instant::now() < deadline,
+                "not caught up with {target}: {st}\nlog:\n{}",
+                dm.log()
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -289,7 +361,11 @@ pub async fn wait_caught_up(dm: &Dm, task: &str, src: &MariaDb) {
 /// Every base table of `schemas` on the source, in order.
 pub async fn tables_of(db: &MariaDb, schemas: &[&str]) -> Vec<(String, String)> {
     let mut c = db.conn().await;
-    let list = schemas.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",");
+    let list = schemas
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(",");
     c.query(format!(
         "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE='BASE TABLE' AND TABLE_SCHEMA IN ({list}) ORDER BY 1, 2"
     ))
@@ -311,9 +387,14 @@ async fn dump(c: &mut Conn, schema: &str, table: &str) -> (String, Vec<Vec<Value
         .await
         .unwrap()
         .unwrap();
-    let order = (1..=ncols).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    let order = (1..=ncols)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     let rows: Vec<Row> = c
-        .query(format!("SELECT * FROM `{schema}`.`{table}` ORDER BY {order}"))
+        .query(format!(
+            "SELECT * FROM `{schema}`.`{table}` ORDER BY {order}"
+        ))
         .await
         .unwrap();
     // The definition without AUTO_INCREMENT counters, which may legitimately differ.
@@ -341,7 +422,13 @@ pub async fn assert_same(src: &MariaDb, dst: &MariaDb, schemas: &[&str]) -> usiz
         for (i, (ra, rb)) in rows_a.iter().zip(&rows_b).enumerate() {
             assert_eq!(ra, rb, "{s}.{t}: row {i} differs");
         }
-        assert_eq!(rows_a.len(), rows_b.len(), "{s}.{t}: {} rows in the source, {} in the target", rows_a.len(), rows_b.len());
+        assert_eq!(
+            rows_a.len(),
+            rows_b.len(),
+            "{s}.{t}: {} rows in the source, {} in the target",
+            rows_a.len(),
+            rows_b.len()
+        );
         total += rows_a.len();
     }
     total

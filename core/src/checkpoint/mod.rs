@@ -93,7 +93,15 @@ impl MetaTables {
         addr: &str,
         source_id: &str,
     ) -> Result<Option<Checkpoint>> {
-        type Row = (String, u64, Option<String>, Option<String>, Option<u64>, String, String);
+        type Row = (
+            String,
+            u64,
+            Option<String>,
+            Option<String>,
+            Option<u64>,
+            String,
+            String,
+        );
         let row: Option<Row> = conn
             .exec_first(
                 format!(
@@ -109,7 +117,10 @@ impl MetaTables {
             return Ok(None);
         };
         let bad = |what: &str, e: serde_json::Error| {
-            Error::Meta(format!("{}: bad {what} for source {source_id}: {e}", self.checkpoint))
+            Error::Meta(format!(
+                "{}: bad {what} for source {source_id}: {e}",
+                self.checkpoint
+            ))
         };
         Ok(Some(Checkpoint {
             position: Position {
@@ -119,15 +130,23 @@ impl MetaTables {
                     .transpose()
                     .map_err(|e| bad("binlog_gtid", e))?,
             },
-            safe_mode_exit: exit_name.zip(exit_pos).map(|(name, pos)| BinlogPos { name, pos }),
-            table_positions: serde_json::from_str(&tables).map_err(|e| bad("table_positions", e))?,
+            safe_mode_exit: exit_name
+                .zip(exit_pos)
+                .map(|(name, pos)| BinlogPos { name, pos }),
+            table_positions: serde_json::from_str(&tables)
+                .map_err(|e| bad("table_positions", e))?,
             tracker: serde_json::from_str(&schema).map_err(|e| bad("schema_json", e))?,
         }))
     }
 
     /// The statement that records `cp`; run it inside the transaction that applied the
     /// changes up to `cp.position`. The tracked schema is written only when `with_schema`.
-    pub fn save_checkpoint_sql(&self, source_id: &str, cp: &Checkpoint, with_schema: bool) -> String {
+    pub fn save_checkpoint_sql(
+        &self,
+        source_id: &str,
+        cp: &Checkpoint,
+        with_schema: bool,
+    ) -> String {
         let gtid = cp
             .position
             .gtid
@@ -140,7 +159,11 @@ impl MetaTables {
         };
         let tables = quote_str(&serde_json::to_string(&cp.table_positions).unwrap_or_default());
         let schema = quote_str(&serde_json::to_string(&cp.tracker).unwrap_or_default());
-        let schema_update = if with_schema { ", schema_json = VALUES(schema_json)" } else { "" };
+        let schema_update = if with_schema {
+            ", schema_json = VALUES(schema_json)"
+        } else {
+            ""
+        };
         format!(
             "INSERT INTO {} (source_id, binlog_name, binlog_pos, binlog_gtid, safe_mode_exit_name, \
              safe_mode_exit_pos, table_positions, schema_json) VALUES ({}, {}, {}, {gtid}, {exit_name}, {exit_pos}, {tables}, {schema}) \
@@ -176,12 +199,24 @@ impl MetaTables {
                 let table: Table = serde_json::from_str(&json)
                     .map_err(|e| Error::Meta(format!("{}: bad table_json: {e}", self.load)))?;
                 let gtid = gtid.and_then(|g| serde_json::from_str(&g).ok());
-                Ok((table, Position { binlog: BinlogPos { name, pos }, gtid }))
+                Ok((
+                    table,
+                    Position {
+                        binlog: BinlogPos { name, pos },
+                        gtid,
+                    },
+                ))
             })
             .collect()
     }
 
-    pub fn table_loaded_sql(&self, source_id: &str, table: &Table, at: &Position, rows: u64) -> String {
+    pub fn table_loaded_sql(
+        &self,
+        source_id: &str,
+        table: &Table,
+        at: &Position,
+        rows: u64,
+    ) -> String {
         let gtid = at
             .gtid
             .as_ref()

@@ -13,7 +13,7 @@ mod task;
 pub use db::DbConfig;
 pub use source::{Flavor, SourceConfig};
 pub use standalone::StandaloneConfig;
-pub use task::{BlockAllowList, BinlogMeta, MysqlInstance, TableRule, TaskConfig, TaskMode};
+pub use task::{BinlogMeta, BlockAllowList, MysqlInstance, TableRule, TaskConfig, TaskMode};
 
 use crate::error::{Error, Result};
 use serde::de::DeserializeOwned;
@@ -64,7 +64,13 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &str, text: &str) -> Result<T> {
 }
 
 /// A semantic error found after parsing: locates `key` in the text to give a line.
-pub(crate) fn semantic_error(file: &str, text: &str, key: &str, message: String, hint: &str) -> Error {
+pub(crate) fn semantic_error(
+    file: &str,
+    text: &str,
+    key: &str,
+    message: String,
+    hint: &str,
+) -> Error {
     let line = text
         .lines()
         .position(|l| l.trim_start().trim_start_matches("- ").starts_with(key))

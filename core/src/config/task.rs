@@ -131,7 +131,10 @@ impl TaskConfig {
         {
             return fail(
                 "name",
-                format!("name: `{}` may only hold letters, digits, `_` and `-`", cfg.name),
+                format!(
+                    "name: `{}` may only hold letters, digits, `_` and `-`",
+                    cfg.name
+                ),
                 "the name is used in table names of the meta schema",
             );
         }
@@ -197,7 +200,11 @@ impl TaskConfig {
                 .iter()
                 .chain(&ba.ignore_dbs)
                 .chain(ba.do_tables.iter().flat_map(|t| [&t.db_name, &t.tbl_name]))
-                .chain(ba.ignore_tables.iter().flat_map(|t| [&t.db_name, &t.tbl_name]))
+                .chain(
+                    ba.ignore_tables
+                        .iter()
+                        .flat_map(|t| [&t.db_name, &t.tbl_name]),
+                )
             {
                 if let Err(e) = crate::rules::Pattern::new(p) {
                     return fail(

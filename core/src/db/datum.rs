@@ -110,7 +110,9 @@ impl Datum {
                 ColumnKind::Date => Datum::Temporal(format!("{y:04}-{mo:02}-{d:02}")),
                 _ => Datum::Temporal(date_text(y, mo, d, h, mi, s, us)),
             },
-            Value::Time(neg, days, h, m, s, us) => Datum::Temporal(time_text(neg, days, h, m, s, us)),
+            Value::Time(neg, days, h, m, s, us) => {
+                Datum::Temporal(time_text(neg, days, h, m, s, us))
+            }
         }
     }
 
@@ -142,7 +144,9 @@ impl Datum {
                 let t = text(&b);
                 let (s, us) = t.split_once('.').unwrap_or((&t, "0"));
                 let secs: i64 = s.parse().map_err(|_| format!("bad TIMESTAMP `{t}`"))?;
-                let us: u32 = format!("{us:0<6}").parse().map_err(|_| format!("bad TIMESTAMP `{t}`"))?;
+                let us: u32 = format!("{us:0<6}")
+                    .parse()
+                    .map_err(|_| format!("bad TIMESTAMP `{t}`"))?;
                 Datum::Temporal(timestamp_text(secs, us))
             }
             (ColumnKind::Timestamp, Value::Int(secs)) => Datum::Temporal(timestamp_text(secs, 0)),
@@ -229,21 +233,39 @@ mod tests {
     #[test]
     fn unsigned_from_signed_decoding() {
         let v = BinlogValue::Value(Value::Int(-1));
-        assert_eq!(Datum::from_binlog(&col("bigint", true), v.clone()).unwrap(), Datum::UInt(u64::MAX));
-        assert_eq!(Datum::from_binlog(&col("tinyint", true), v.clone()).unwrap(), Datum::UInt(255));
-        assert_eq!(Datum::from_binlog(&col("int", false), v).unwrap(), Datum::Int(-1));
+        assert_eq!(
+            Datum::from_binlog(&col("bigint", true), v.clone()).unwrap(),
+            Datum::UInt(u64::MAX)
+        );
+        assert_eq!(
+            Datum::from_binlog(&col("tinyint", true), v.clone()).unwrap(),
+            Datum::UInt(255)
+        );
+        assert_eq!(
+            Datum::from_binlog(&col("int", false), v).unwrap(),
+            Datum::Int(-1)
+        );
         // A signed MEDIUMINT decoded as unsigned 24 bits.
         let v = BinlogValue::Value(Value::Int(8_388_608));
-        assert_eq!(Datum::from_binlog(&col("mediumint", false), v).unwrap(), Datum::Int(-8_388_608));
+        assert_eq!(
+            Datum::from_binlog(&col("mediumint", false), v).unwrap(),
+            Datum::Int(-8_388_608)
+        );
         let v = BinlogValue::Value(Value::UInt(u64::MAX));
-        assert_eq!(Datum::from_binlog(&col("bigint", false), v).unwrap(), Datum::Int(-1));
+        assert_eq!(
+            Datum::from_binlog(&col("bigint", false), v).unwrap(),
+            Datum::Int(-1)
+        );
     }
 
     #[test]
     fn timestamps_are_utc() {
         assert_eq!(timestamp_text(0, 0), "0000-00-00 00:00:00");
         assert_eq!(timestamp_text(1, 0), "1970-01-01 00:00:01");
-        assert_eq!(timestamp_text(2_147_483_647, 999_999), "2038-01-19 03:14:07.999999");
+        assert_eq!(
+            timestamp_text(2_147_483_647, 999_999),
+            "2038-01-19 03:14:07.999999"
+        );
         assert_eq!(timestamp_text(951_782_400, 0), "2000-02-29 00:00:00");
         let v = BinlogValue::Value(Value::Bytes(b"1700000000.5".to_vec()));
         assert_eq!(
@@ -255,8 +277,14 @@ mod tests {
     #[test]
     fn year_zero_and_sets() {
         let v = BinlogValue::Value(Value::Bytes(b"1900".to_vec()));
-        assert_eq!(Datum::from_binlog(&col("year", false), v).unwrap(), Datum::Int(0));
+        assert_eq!(
+            Datum::from_binlog(&col("year", false), v).unwrap(),
+            Datum::Int(0)
+        );
         let v = BinlogValue::Value(Value::Bytes(vec![5, 1]));
-        assert_eq!(Datum::from_binlog(&col("set", false), v).unwrap(), Datum::UInt(261));
+        assert_eq!(
+            Datum::from_binlog(&col("set", false), v).unwrap(),
+            Datum::UInt(261)
+        );
     }
 }

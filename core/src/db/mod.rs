@@ -26,7 +26,11 @@ const SESSION_INIT: &[&str] = &[
 pub fn opts(cfg: &DbConfig) -> Opts {
     let mut init: Vec<String> = SESSION_INIT.iter().map(|s| s.to_string()).collect();
     for (k, v) in &cfg.session {
-        init.push(format!("SET SESSION {} = {}", quote_ident(k).trim_matches('`'), v));
+        init.push(format!(
+            "SET SESSION {} = {}",
+            quote_ident(k).trim_matches('`'),
+            v
+        ));
     }
     OptsBuilder::default()
         .ip_or_hostname(cfg.host.clone())

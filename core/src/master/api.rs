@@ -97,7 +97,10 @@ async fn list_sources(State(m): State<Master>) -> ApiResult<Vec<SourceView>> {
     Ok(Json(out))
 }
 
-async fn create_source(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiResult<SourceView> {
+async fn create_source(
+    State(m): State<Master>,
+    Json(body): Json<FileBody>,
+) -> ApiResult<SourceView> {
     let src = SourceConfig::parse(&body.file, &body.content)?;
     probe_source(&src).await?;
     let key = keys::source(&src.source_id);
@@ -121,7 +124,10 @@ async fn create_source(State(m): State<Master>, Json(body): Json<FileBody>) -> A
     }))
 }
 
-async fn stop_source(State(m): State<Master>, Path(id): Path<String>) -> ApiResult<serde_json::Value> {
+async fn stop_source(
+    State(m): State<Master>,
+    Path(id): Path<String>,
+) -> ApiResult<serde_json::Value> {
     if m.store.get(&keys::source(&id)).await?.is_none() {
         return Err(Error::NotFound(format!("source `{id}` does not exist")).into());
     }
@@ -161,7 +167,9 @@ async fn start_task(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiR
     if body.remove_meta {
         let mut conn = crate::db::connect(&task.target_database, DbRole::Target).await?;
         let tables = MetaTables::new(&task.meta_schema, &task.name);
-        tables.create(&mut conn, &task.target_database.addr()).await?;
+        tables
+            .create(&mut conn, &task.target_database.addr())
+            .await?;
         for inst in &task.mysql_instances {
             tables
                 .remove(&mut conn, &task.target_database.addr(), &inst.source_id)
@@ -195,11 +203,12 @@ async fn task_view(m: &Master, task: TaskConfig) -> Result<TaskView, Error> {
         .await?
         .map(|s| s.stage)
         .unwrap_or(Stage::New);
-    let subtasks = meta::list_json::<SubtaskStatus>(m.store.as_ref(), &keys::status_prefix(&task.name))
-        .await?
-        .into_iter()
-        .map(|(_, s)| s)
-        .collect();
+    let subtasks =
+        meta::list_json::<SubtaskStatus>(m.store.as_ref(), &keys::status_prefix(&task.name))
+            .await?
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
     Ok(TaskView {
         name: task.name.clone(),
         task_mode: format!("{:?}", task.task_mode).to_lowercase(),
@@ -227,7 +236,10 @@ async fn query_task(State(m): State<Master>, Path(name): Path<String>) -> ApiRes
     Ok(Json(task_view(&m, task).await?))
 }
 
-async fn stop_task(State(m): State<Master>, Path(name): Path<String>) -> ApiResult<serde_json::Value> {
+async fn stop_task(
+    State(m): State<Master>,
+    Path(name): Path<String>,
+) -> ApiResult<serde_json::Value> {
     load_task(&m, &name).await?;
     m.store.delete(&keys::stage(&name)).await?;
     m.store.delete(&keys::task(&name)).await?;
@@ -238,7 +250,8 @@ async fn set_stage(m: &Master, name: &str, stage: Stage) -> Result<TaskView, Err
     let task = load_task(m, name).await?;
     let key = keys::stage(name);
     let current = meta::get_json::<DesiredStage>(m.store.as_ref(), &key).await?;
-    let generation = current.map(|s| s.generation).unwrap_or(0) + u64::from(stage == Stage::Running);
+    let generation =
+        current.map(|s| s.generation).unwrap_or(0) + u64::from(stage == Stage::Running);
     meta::put_json(m.store.as_ref(), &key, &DesiredStage { stage, generation }).await?;
     task_view(m, task).await
 }
@@ -267,9 +280,15 @@ async fn metrics(State(m): State<Master>) -> Result<String, ApiError> {
     );
     for (_, s) in meta::list_json::<SubtaskStatus>(m.store.as_ref(), keys::STATUS).await? {
         let l = format!("task=\"{}\",source=\"{}\"", s.task, s.source_id);
-        out.push_str(&format!("dm_subtask_running{{{l}}} {}\n", u8::from(s.stage == Stage::Running)));
+        out.push_str(&format!(
+            "dm_subtask_running{{{l}}} {}\n",
+            u8::from(s.stage == Stage::Running)
+        ));
         out.push_str(&format!("dm_rows_loaded_total{{{l}}} {}\n", s.rows_loaded));
-        out.push_str(&format!("dm_rows_applied_total{{{l}}} {}\n", s.rows_applied));
+        out.push_str(&format!(
+            "dm_rows_applied_total{{{l}}} {}\n",
+            s.rows_applied
+        ));
         if let Some(lag) = s.lag_seconds {
             out.push_str(&format!("dm_lag_seconds{{{l}}} {lag}\n"));
         }

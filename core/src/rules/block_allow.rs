@@ -26,7 +26,12 @@ impl TableFilter {
     pub fn new(ba: &BlockAllowList, meta_schema: &str) -> Self {
         let tables = |v: &[crate::config::TableRule]| {
             v.iter()
-                .filter_map(|t| Some((Pattern::new(&t.db_name).ok()?, Pattern::new(&t.tbl_name).ok()?)))
+                .filter_map(|t| {
+                    Some((
+                        Pattern::new(&t.db_name).ok()?,
+                        Pattern::new(&t.tbl_name).ok()?,
+                    ))
+                })
                 .collect()
         };
         TableFilter {

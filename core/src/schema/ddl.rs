@@ -6,8 +6,8 @@
 use super::model::{Column, Table, TableName};
 use sqlparser::ast::{
     AlterTable, AlterTableOperation, ColumnDef, ColumnOption, CreateTable, CreateTableLikeKind,
-    DataType, Expr, IndexColumn, MySQLColumnPosition, ObjectName, ObjectType,
-    RenameTableNameKind, Statement, TableConstraint,
+    DataType, Expr, IndexColumn, MySQLColumnPosition, ObjectName, ObjectType, RenameTableNameKind,
+    Statement, TableConstraint,
 };
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
@@ -75,7 +75,8 @@ pub fn unparsed_alter_table(default_db: &str, sql: &str) -> Option<TableName> {
         return None;
     }
     i += 1;
-    while matches!(word(i), Some(w) if ["ONLINE", "IGNORE"].iter().any(|k| w.value.eq_ignore_ascii_case(k))) {
+    while matches!(word(i), Some(w) if ["ONLINE", "IGNORE"].iter().any(|k| w.value.eq_ignore_ascii_case(k)))
+    {
         i += 1;
     }
     if !word(i)?.value.eq_ignore_ascii_case("TABLE") {
@@ -172,7 +173,9 @@ pub fn parse_ddl(default_db: &str, sql: &str) -> Result<Option<Ddl>, String> {
             }
             (DdlKind::CreateTable, None, tables)
         }
-        Statement::AlterTable(AlterTable { name, .. }) => (DdlKind::AlterTable, None, vec![t(name)]),
+        Statement::AlterTable(AlterTable { name, .. }) => {
+            (DdlKind::AlterTable, None, vec![t(name)])
+        }
         Statement::Drop {
             object_type,
             names,
@@ -182,11 +185,9 @@ pub fn parse_ddl(default_db: &str, sql: &str) -> Result<Option<Ddl>, String> {
         } => match object_type {
             _ if *temporary => return Ok(None),
             ObjectType::Table => (DdlKind::DropTable, None, names.iter().map(t).collect()),
-            ObjectType::Schema | ObjectType::Database => (
-                DdlKind::DropDatabase,
-                names.first().map(last_ident),
-                vec![],
-            ),
+            ObjectType::Schema | ObjectType::Database => {
+                (DdlKind::DropDatabase, names.first().map(last_ident), vec![])
+            }
             ObjectType::Index => match table {
                 Some(tb) => (DdlKind::DropIndex, None, vec![t(tb)]),
                 None => return Err("DROP INDEX without ON <table>".into()),
@@ -207,11 +208,7 @@ pub fn parse_ddl(default_db: &str, sql: &str) -> Result<Option<Ddl>, String> {
             tr.table_names.iter().map(|x| t(&x.name)).collect(),
         ),
         Statement::CreateIndex(ci) => (DdlKind::CreateIndex, None, vec![t(&ci.table_name)]),
-        Statement::AlterSchema(a) => (
-            DdlKind::AlterDatabase,
-            Some(last_ident(&a.name)),
-            vec![],
-        ),
+        Statement::AlterSchema(a) => (DdlKind::AlterDatabase, Some(last_ident(&a.name)), vec![]),
         other => {
             return Err(format!(
                 "statement kind not handled: {}",
@@ -232,11 +229,7 @@ pub fn parse_ddl(default_db: &str, sql: &str) -> Result<Option<Ddl>, String> {
 fn column_type(dt: &DataType) -> (String, bool) {
     let text = dt.to_string().to_ascii_lowercase();
     let unsigned = text.contains("unsigned");
-    let base: String = text
-        .split(['(', ' '])
-        .next()
-        .unwrap_or("")
-        .to_string();
+    let base: String = text.split(['(', ' ']).next().unwrap_or("").to_string();
     let base = match base.as_str() {
         "integer" => "int",
         "bool" | "boolean" => "tinyint",
@@ -324,7 +317,9 @@ fn table_from_create(name: TableName, ct: &CreateTable) -> Table {
             table.primary_key = vec![col.name.clone()];
         }
         if uk {
-            table.unique_keys.push((col.name.clone(), vec![col.name.clone()]));
+            table
+                .unique_keys
+                .push((col.name.clone(), vec![col.name.clone()]));
         }
         table.columns.push(col);
     }
@@ -363,7 +358,9 @@ fn alter(table: &mut Table, op: &AlterTableOperation) -> Result<(), String> {
                 table.primary_key = vec![col.name.clone()];
             }
             if uk {
-                table.unique_keys.push((col.name.clone(), vec![col.name.clone()]));
+                table
+                    .unique_keys
+                    .push((col.name.clone(), vec![col.name.clone()]));
             }
             place_column(table, col, column_position);
         }
@@ -377,14 +374,28 @@ fn alter(table: &mut Table, op: &AlterTableOperation) -> Result<(), String> {
             data_type,
             options,
             column_position,
-        } => change_column(table, &col_name.value, &col_name.value, data_type, options, column_position)?,
+        } => change_column(
+            table,
+            &col_name.value,
+            &col_name.value,
+            data_type,
+            options,
+            column_position,
+        )?,
         Op::ChangeColumn {
             old_name,
             new_name,
             data_type,
             options,
             column_position,
-        } => change_column(table, &old_name.value, &new_name.value, data_type, options, column_position)?,
+        } => change_column(
+            table,
+            &old_name.value,
+            &new_name.value,
+            data_type,
+            options,
+            column_position,
+        )?,
         Op::RenameColumn {
             old_column_name,
             new_column_name,
@@ -434,7 +445,9 @@ fn change_column(
         table.primary_key = vec![col.name.clone()];
     }
     if uk {
-        table.unique_keys.push((col.name.clone(), vec![col.name.clone()]));
+        table
+            .unique_keys
+            .push((col.name.clone(), vec![col.name.clone()]));
     }
     if pos.is_some() {
         table.columns.remove(i);
@@ -462,10 +475,9 @@ impl Ddl {
                 }
                 let table = match &ct.like {
                     Some(CreateTableLikeKind::Plain(l) | CreateTableLikeKind::Parenthesized(l)) => {
-                        let mut like = tracker
-                            .get(&t(&l.name))
-                            .cloned()
-                            .ok_or_else(|| format!("CREATE TABLE LIKE an untracked table {}", t(&l.name)))?;
+                        let mut like = tracker.get(&t(&l.name)).cloned().ok_or_else(|| {
+                            format!("CREATE TABLE LIKE an untracked table {}", t(&l.name))
+                        })?;
                         like.name = name;
                         like
                     }
@@ -504,7 +516,8 @@ impl Ddl {
                 if let (Some(table), Some(idx)) = (self.tables.first(), names.first()) {
                     if let Some(mut tb) = tracker.get(table).cloned() {
                         let idx = last_ident(idx);
-                        tb.unique_keys.retain(|(n, _)| !n.eq_ignore_ascii_case(&idx));
+                        tb.unique_keys
+                            .retain(|(n, _)| !n.eq_ignore_ascii_case(&idx));
                         if idx.eq_ignore_ascii_case("primary") {
                             tb.primary_key.clear();
                         }
@@ -583,7 +596,10 @@ mod tests {
         assert_eq!(names, ["ts2", "id", "c2", "name", "j"]);
         assert!(t.columns[2].unsigned);
 
-        run(&mut tr, "ALTER TABLE db.t DROP INDEX uk_name, DROP PRIMARY KEY, ADD PRIMARY KEY (c2, id)");
+        run(
+            &mut tr,
+            "ALTER TABLE db.t DROP INDEX uk_name, DROP PRIMARY KEY, ADD PRIMARY KEY (c2, id)",
+        );
         let t = tr.get(&TableName::new("db", "t")).unwrap();
         assert!(t.unique_keys.is_empty());
         assert_eq!(t.primary_key, vec!["c2", "id"]);
@@ -591,12 +607,25 @@ mod tests {
         run(&mut tr, "CREATE UNIQUE INDEX u2 ON t (name)");
         run(&mut tr, "RENAME TABLE t TO t2");
         assert!(tr.get(&TableName::new("db", "t")).is_none());
-        assert_eq!(tr.get(&TableName::new("db", "t2")).unwrap().unique_keys.len(), 1);
+        assert_eq!(
+            tr.get(&TableName::new("db", "t2"))
+                .unwrap()
+                .unique_keys
+                .len(),
+            1
+        );
         run(&mut tr, "DROP INDEX u2 ON t2");
-        assert!(tr.get(&TableName::new("db", "t2")).unwrap().unique_keys.is_empty());
+        assert!(tr
+            .get(&TableName::new("db", "t2"))
+            .unwrap()
+            .unique_keys
+            .is_empty());
         run(&mut tr, "ALTER TABLE t2 RENAME TO other.t3");
         assert!(tr.get(&TableName::new("other", "t3")).is_some());
-        run(&mut tr, "DROP TABLE IF EXISTS `other`.`t3` /* generated by server */");
+        run(
+            &mut tr,
+            "DROP TABLE IF EXISTS `other`.`t3` /* generated by server */",
+        );
         assert!(tr.get(&TableName::new("other", "t3")).is_none());
     }
 
@@ -607,8 +636,14 @@ mod tests {
             unparsed_alter_table("db", "ALTER TABLE `s`.`t` CONVERT TO CHARACTER SET latin1"),
             Some(TableName::new("s", "t"))
         );
-        assert_eq!(unparsed_alter_table("db", "alter online table t force"), Some(TableName::new("db", "t")));
-        assert_eq!(unparsed_alter_table("db", "CREATE TABLE t (a INT) WITH SYSTEM VERSIONING"), None);
+        assert_eq!(
+            unparsed_alter_table("db", "alter online table t force"),
+            Some(TableName::new("db", "t"))
+        );
+        assert_eq!(
+            unparsed_alter_table("db", "CREATE TABLE t (a INT) WITH SYSTEM VERSIONING"),
+            None
+        );
     }
 
     #[test]
@@ -616,7 +651,9 @@ mod tests {
         let d = parse_ddl("db", "TRUNCATE TABLE x").unwrap().unwrap();
         assert_eq!(d.kind, DdlKind::TruncateTable);
         assert_eq!(d.tables, vec![TableName::new("db", "x")]);
-        let d = parse_ddl("", "CREATE DATABASE IF NOT EXISTS shop").unwrap().unwrap();
+        let d = parse_ddl("", "CREATE DATABASE IF NOT EXISTS shop")
+            .unwrap()
+            .unwrap();
         assert_eq!(d.database.as_deref(), Some("shop"));
         let d = parse_ddl("", "DROP DATABASE shop").unwrap().unwrap();
         assert_eq!(d.kind, DdlKind::DropDatabase);

@@ -59,7 +59,9 @@ pub async fn load_table<Q: Queryable>(
     conn: &mut Q,
     name: &TableName,
 ) -> Result<Option<Table>, mysql_async::Error> {
-    let cols: Vec<(Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>)> = conn
+    // name, data type, column type, nullable, extra
+    type ColumnRow = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+    let cols: Vec<ColumnRow> = conn
         .exec(
             "SELECT COLUMN_NAME, LOWER(DATA_TYPE), LOWER(COLUMN_TYPE), IS_NULLABLE, UPPER(EXTRA) \
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
@@ -81,7 +83,9 @@ pub async fn load_table<Q: Queryable>(
                 data_type: s(dt),
                 unsigned: column_type.contains("unsigned"),
                 nullable: nullable == b"YES",
-                generated: extra.contains("GENERATED") || extra.contains("VIRTUAL") || extra.contains("PERSISTENT"),
+                generated: extra.contains("GENERATED")
+                    || extra.contains("VIRTUAL")
+                    || extra.contains("PERSISTENT"),
             }
         })
         .collect();

@@ -58,10 +58,13 @@ impl FullPhase {
                 .map(|(t, _)| t.name)
                 .collect();
             let listed = self.list_tables(&mut src, &src_addr).await?;
-            self.progress.tables_total.store(listed.len() as u64, Ordering::Relaxed);
             self.progress
-                .tables_done
-                .store(listed.iter().filter(|t| done.contains(t)).count() as u64, Ordering::Relaxed);
+                .tables_total
+                .store(listed.len() as u64, Ordering::Relaxed);
+            self.progress.tables_done.store(
+                listed.iter().filter(|t| done.contains(t)).count() as u64,
+                Ordering::Relaxed,
+            );
             let todo: Vec<TableName> = listed.into_iter().filter(|t| !done.contains(t)).collect();
             // Tables created while we copy show up in the next listing.
             if todo.is_empty() {
@@ -78,7 +81,11 @@ impl FullPhase {
         let sem = Arc::new(tokio::sync::Semaphore::new(self.threads.max(1)));
         let mut set = tokio::task::JoinSet::new();
         for name in todo {
-            let permit = sem.clone().acquire_owned().await.map_err(|_| Error::Cancelled)?;
+            let permit = sem
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| Error::Cancelled)?;
             let copy = table_copy::TableCopy {
                 source: self.source.clone(),
                 flavor: self.flavor,
@@ -119,12 +126,19 @@ impl FullPhase {
     }
 
     /// Creates the selected schemas in the target with their character sets.
-    async fn create_schemas(&self, src: &mut mysql_async::Conn, tgt: &mut mysql_async::Conn) -> Result<()> {
+    async fn create_schemas(
+        &self,
+        src: &mut mysql_async::Conn,
+        tgt: &mut mysql_async::Conn,
+    ) -> Result<()> {
         let rows: Vec<(String, String, String)> = src
             .query("SELECT SCHEMA_NAME, DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA")
             .await
             .map_err(|e| Error::db(DbRole::Source, &self.source.from.addr(), e))?;
-        for (db, cs, coll) in rows.into_iter().filter(|(d, _, _)| self.filter.allows_schema(d)) {
+        for (db, cs, coll) in rows
+            .into_iter()
+            .filter(|(d, _, _)| self.filter.allows_schema(d))
+        {
             let sql = format!(
                 "CREATE DATABASE IF NOT EXISTS {} DEFAULT CHARACTER SET {cs} COLLATE {coll}",
                 quote_ident(&db)

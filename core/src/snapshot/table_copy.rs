@@ -57,14 +57,22 @@ impl TableCopy {
             .map_err(&se)?;
         match self.flavor {
             Flavor::Mariadb => {
-                src.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(&se)?;
+                src.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                    .await
+                    .map_err(&se)?;
                 let rows: Vec<(String, String)> = src
                     .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
                     .await
                     .map_err(&se)?;
-                let get = |k: &str| rows.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
+                let get = |k: &str| {
+                    rows.iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                        .map(|(_, v)| v.clone())
+                };
                 let name = get("binlog_snapshot_file").unwrap_or_default();
-                let pos = get("binlog_snapshot_position").and_then(|p| p.parse().ok()).unwrap_or(0);
+                let pos = get("binlog_snapshot_position")
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
                 if name.is_empty() {
                     return Err(Error::Db {
                         role: DbRole::Source,
@@ -80,10 +88,21 @@ impl TableCopy {
                 // MySQL has no lock-free snapshot position: hold a global read lock from a
                 // second session while this one starts its snapshot and reads the position.
                 let mut locker = crate::db::connect(&self.source.from, DbRole::Source).await?;
-                locker.query_drop("FLUSH TABLES WITH READ LOCK").await.map_err(&se)?;
-                src.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(&se)?;
-                let row: Option<mysql_async::Row> = src.query_first("SHOW MASTER STATUS").await.map_err(&se)?;
-                let row = row.map(|r| (r.get::<String, _>(0).unwrap_or_default(), r.get::<u64, _>(1).unwrap_or_default()));
+                locker
+                    .query_drop("FLUSH TABLES WITH READ LOCK")
+                    .await
+                    .map_err(&se)?;
+                src.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                    .await
+                    .map_err(&se)?;
+                let row: Option<mysql_async::Row> =
+                    src.query_first("SHOW MASTER STATUS").await.map_err(&se)?;
+                let row = row.map(|r| {
+                    (
+                        r.get::<String, _>(0).unwrap_or_default(),
+                        r.get::<u64, _>(1).unwrap_or_default(),
+                    )
+                });
                 locker.query_drop("UNLOCK TABLES").await.map_err(&se)?;
                 let (name, pos) = row.unwrap_or_default();
                 Ok(BinlogPos { name, pos })
@@ -108,11 +127,20 @@ impl TableCopy {
             .query_first(format!("SHOW CREATE TABLE {}", self.name.quoted()))
             .await
             .map_err(&se)?;
-        let Some((_, create)) = create else { return Ok(()) };
+        let Some((_, create)) = create else {
+            return Ok(());
+        };
         let Some(table) = load_table(&mut src, &self.name).await.map_err(&se)? else {
             return Ok(());
         };
-        let gtid = gtid_at(&mut src, self.flavor, &self.source.from.addr(), &at.name, at.pos).await?;
+        let gtid = gtid_at(
+            &mut src,
+            self.flavor,
+            &self.source.from.addr(),
+            &at.name,
+            at.pos,
+        )
+        .await?;
         let at = Position { binlog: at, gtid };
 
         let mut tgt = crate::db::connect(&self.target, DbRole::Target).await?;
@@ -125,8 +153,12 @@ impl TableCopy {
         tgt.query_drop(create).await.map_err(&te)?;
 
         // Raw bytes, whatever the column's character set.
-        src.query_drop("SET character_set_results = binary").await.map_err(&se)?;
-        let cols: Vec<usize> = (0..table.columns.len()).filter(|&i| !table.columns[i].generated).collect();
+        src.query_drop("SET character_set_results = binary")
+            .await
+            .map_err(&se)?;
+        let cols: Vec<usize> = (0..table.columns.len())
+            .filter(|&i| !table.columns[i].generated)
+            .collect();
         let col_list = cols
             .iter()
             .map(|&i| quote_ident(&table.columns[i].name))
@@ -187,12 +219,14 @@ impl TableCopy {
         read?;
         src.query_drop("COMMIT").await.map_err(&se)?;
 
-        tgt.query_drop(self.meta.table_loaded_sql(&self.source.source_id, &table, &at, total))
-            .await
-            .map_err(&te)?;
+        tgt.query_drop(
+            self.meta
+                .table_loaded_sql(&self.source.source_id, &table, &at, total),
+        )
+        .await
+        .map_err(&te)?;
         self.progress.tables_done.fetch_add(1, Ordering::Relaxed);
         tracing::info!(table = %self.name, rows = total, position = %at, "table copied");
         Ok(())
     }
 }
-

@@ -66,7 +66,10 @@ impl Applier<'_> {
             let mut found = false;
             for t in &ddl.tables {
                 let te = self.tgt_err();
-                if let Some(table) = crate::schema::load_table(&mut self.conn, t).await.map_err(te)? {
+                if let Some(table) = crate::schema::load_table(&mut self.conn, t)
+                    .await
+                    .map_err(te)?
+                {
                     self.cp.tracker.insert(table);
                     found = true;
                 }
@@ -87,16 +90,26 @@ impl Applier<'_> {
     }
 
     /// An ALTER TABLE the parser does not know: the target runs it and tells the new model.
-    async fn apply_unparsed_alter(&mut self, db: &str, sql: &str, table: TableName, txn: &Txn) -> Result<()> {
+    async fn apply_unparsed_alter(
+        &mut self,
+        db: &str,
+        sql: &str,
+        table: TableName,
+        txn: &Txn,
+    ) -> Result<()> {
         let at = txn.end.binlog.to_string();
         let f = &self.inc.filter;
-        if !f.allows_table(&table.schema, &table.table) || self.in_snapshot(&table, &txn.end.binlog) {
+        if !f.allows_table(&table.schema, &table.table) || self.in_snapshot(&table, &txn.end.binlog)
+        {
             return Ok(());
         }
         self.commit_if_complete().await?;
         self.run_on_target(db, sql, &at).await?;
         let te = self.tgt_err();
-        match crate::schema::load_table(&mut self.conn, &table).await.map_err(te)? {
+        match crate::schema::load_table(&mut self.conn, &table)
+            .await
+            .map_err(te)?
+        {
             Some(t) => self.cp.tracker.insert(t),
             None => {
                 return Err(Error::UnsupportedDdl {

@@ -197,7 +197,10 @@ impl Applier<'_> {
     async fn begin(&mut self) -> Result<()> {
         if !self.open {
             let te = self.tgt_err();
-            self.conn.query_drop("START TRANSACTION").await.map_err(te)?;
+            self.conn
+                .query_drop("START TRANSACTION")
+                .await
+                .map_err(te)?;
             self.open = true;
             self.opened_at = Instant::now();
         }
@@ -214,8 +217,14 @@ impl Applier<'_> {
         let rows = self.batch.rows;
         self.batch.clear();
         let addr = self.inc.target.addr();
-        self.conn.query_drop(sql).await.map_err(|e| Error::db(DbRole::Target, &addr, e))?;
-        self.inc.progress.rows_applied.fetch_add(rows, Ordering::Relaxed);
+        self.conn
+            .query_drop(sql)
+            .await
+            .map_err(|e| Error::db(DbRole::Target, &addr, e))?;
+        self.inc
+            .progress
+            .rows_applied
+            .fetch_add(rows, Ordering::Relaxed);
         Ok(())
     }
 
@@ -235,16 +244,26 @@ impl Applier<'_> {
         {
             self.cp.table_positions.clear();
         }
-        let sql = self.inc.meta.save_checkpoint_sql(&self.inc.source.source_id, &self.cp, self.schema_dirty);
+        let sql = self.inc.meta.save_checkpoint_sql(
+            &self.inc.source.source_id,
+            &self.cp,
+            self.schema_dirty,
+        );
         let te = self.tgt_err();
         self.conn.query_drop(sql).await.map_err(&te)?;
         self.conn.query_drop("COMMIT").await.map_err(&te)?;
         self.open = false;
         self.schema_dirty = false;
-        self.inc.progress.txns_applied.fetch_add(self.txns, Ordering::Relaxed);
+        self.inc
+            .progress
+            .txns_applied
+            .fetch_add(self.txns, Ordering::Relaxed);
         self.txns = 0;
         self.inc.progress.set_position(&self.cp.position);
-        self.inc.progress.safe_mode.store(self.safe_mode(), Ordering::Relaxed);
+        self.inc
+            .progress
+            .safe_mode
+            .store(self.safe_mode(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -255,7 +274,9 @@ impl Applier<'_> {
             return Ok(t.clone());
         }
         let te = self.tgt_err();
-        let loaded = crate::schema::load_table(&mut self.conn, name).await.map_err(te)?;
+        let loaded = crate::schema::load_table(&mut self.conn, name)
+            .await
+            .map_err(te)?;
         match loaded {
             Some(t) => {
                 tracing::warn!(table = %name, "table not tracked; using its definition in the target");
@@ -282,9 +303,13 @@ impl Applier<'_> {
                     }
                     let model = self.table(table, &at).await?;
                     for (before, after) in rows {
-                        let b = before.as_ref().map(|r| decode(&model, r, &at)).transpose()?;
+                        let b = before
+                            .as_ref()
+                            .map(|r| decode(&model, r, &at))
+                            .transpose()?;
                         let a = after.as_ref().map(|r| decode(&model, r, &at)).transpose()?;
-                        self.batch.push(&model, *op, b.as_deref(), a.as_deref(), safe);
+                        self.batch
+                            .push(&model, *op, b.as_deref(), a.as_deref(), safe);
                     }
                     if self.batch.len() >= BATCH_BYTES {
                         self.send_batch().await?;
@@ -299,7 +324,10 @@ impl Applier<'_> {
             self.cp.position = txn.end;
             self.txns += 1;
             if txn.timestamp != 0 {
-                self.inc.progress.last_event_ts.store(txn.timestamp as u64, Ordering::Relaxed);
+                self.inc
+                    .progress
+                    .last_event_ts
+                    .store(txn.timestamp as u64, Ordering::Relaxed);
             }
         }
         Ok(())

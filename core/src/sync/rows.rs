@@ -92,7 +92,9 @@ impl RowBatch {
             // FLOAT values do not compare equal to their literal; generated columns are
             // computed anyway.
             None => (0..table.columns.len())
-                .filter(|&i| !table.columns[i].generated && table.columns[i].kind() != ColumnKind::Float)
+                .filter(|&i| {
+                    !table.columns[i].generated && table.columns[i].kind() != ColumnKind::Float
+                })
                 .collect(),
         };
         for (n, &i) in cols.iter().enumerate() {
@@ -100,7 +102,8 @@ impl RowBatch {
                 self.sql.push_str(" AND ");
             }
             self.sql.push_str(&quote_ident(&table.columns[i].name));
-            self.sql.push_str(if row[i].is_null() { " <=> " } else { " = " });
+            self.sql
+                .push_str(if row[i].is_null() { " <=> " } else { " = " });
             row[i].write_sql(&mut self.sql);
         }
         if key.is_none() {
@@ -137,10 +140,19 @@ impl RowBatch {
     }
 
     /// Adds one row change.
-    pub fn push(&mut self, table: &Table, op: RowOp, before: Option<&[Datum]>, after: Option<&[Datum]>, safe: bool) {
+    pub fn push(
+        &mut self,
+        table: &Table,
+        op: RowOp,
+        before: Option<&[Datum]>,
+        after: Option<&[Datum]>,
+        safe: bool,
+    ) {
         self.rows += 1;
         match (op, before, after) {
-            (RowOp::Insert, _, Some(a)) => self.insert(table, if safe { "REPLACE" } else { "INSERT" }, a),
+            (RowOp::Insert, _, Some(a)) => {
+                self.insert(table, if safe { "REPLACE" } else { "INSERT" }, a)
+            }
             (RowOp::Delete, Some(b), _) => self.delete(table, b),
             (RowOp::Update, Some(b), Some(a)) => {
                 if safe && table.identity_key().is_some() {

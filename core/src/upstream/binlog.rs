@@ -10,11 +10,11 @@
 //!   at the statement itself. Only those ends are positions one may resume from.
 //! - A heartbeat is asked for every few seconds so that a dead connection is noticed.
 
+use super::{BinlogPos, GtidSet, Position};
 use crate::config::{Flavor, SourceConfig};
 use crate::error::{DbRole, Error, Result};
 use crate::rules::TableFilter;
 use crate::schema::TableName;
-use super::{BinlogPos, GtidSet, Position};
 use futures_util::StreamExt;
 use mysql_async::binlog::events::{Event, EventData, RowsEventData};
 use mysql_async::binlog::value::BinlogValue;
@@ -101,28 +101,46 @@ impl BinlogReader {
         let addr = cfg.from.addr();
         let map = |e| Error::db(DbRole::Source, &addr, e);
         let mut conn = crate::db::connect(&cfg.from, DbRole::Source).await?;
-        let checksum: Option<String> = conn.query_first("SELECT @@GLOBAL.binlog_checksum").await.map_err(map)?;
-        let checksum = checksum.map(|c| !c.eq_ignore_ascii_case("NONE")).unwrap_or(false);
-        conn.query_drop(format!("SET @master_heartbeat_period = {}", HEARTBEAT_SECS * 1_000_000_000))
+        let checksum: Option<String> = conn
+            .query_first("SELECT @@GLOBAL.binlog_checksum")
             .await
             .map_err(map)?;
+        let checksum = checksum
+            .map(|c| !c.eq_ignore_ascii_case("NONE"))
+            .unwrap_or(false);
+        conn.query_drop(format!(
+            "SET @master_heartbeat_period = {}",
+            HEARTBEAT_SECS * 1_000_000_000
+        ))
+        .await
+        .map_err(map)?;
         let by_gtid = match (&start.gtid, flavor) {
             (Some(g @ GtidSet::Mariadb(_)), Flavor::Mariadb) if use_gtid => Some(g.to_string()),
             _ => None,
         };
         if flavor == Flavor::Mariadb {
-            conn.query_drop("SET @mariadb_slave_capability = 4").await.map_err(map)?;
+            conn.query_drop("SET @mariadb_slave_capability = 4")
+                .await
+                .map_err(map)?;
             if let Some(g) = &by_gtid {
-                conn.exec_drop("SET @slave_connect_state = ?", (g,)).await.map_err(map)?;
-                conn.query_drop("SET @slave_gtid_strict_mode = 0").await.map_err(map)?;
-                conn.query_drop("SET @slave_gtid_ignore_duplicates = 0").await.map_err(map)?;
+                conn.exec_drop("SET @slave_connect_state = ?", (g,))
+                    .await
+                    .map_err(map)?;
+                conn.query_drop("SET @slave_gtid_strict_mode = 0")
+                    .await
+                    .map_err(map)?;
+                conn.query_drop("SET @slave_gtid_ignore_duplicates = 0")
+                    .await
+                    .map_err(map)?;
             }
         }
         let request = BinlogStreamRequest::new(cfg.dump_server_id());
         let request = if by_gtid.is_some() {
             request
         } else {
-            request.with_filename(start.binlog.name.as_bytes()).with_pos(start.binlog.pos)
+            request
+                .with_filename(start.binlog.name.as_bytes())
+                .with_pos(start.binlog.pos)
         };
         let stream = conn.get_binlog_stream(request).await.map_err(map)?;
         Ok(BinlogReader {
@@ -146,7 +164,11 @@ impl BinlogReader {
     fn err(&self, pos: u64, message: String, retryable: bool) -> Error {
         Error::Binlog {
             source_id: self.source_id.clone(),
-            position: BinlogPos { name: self.file.clone(), pos }.to_string(),
+            position: BinlogPos {
+                name: self.file.clone(),
+                pos,
+            }
+            .to_string(),
             message,
             retryable,
         }
@@ -156,10 +178,14 @@ impl BinlogReader {
     /// (a heartbeat came): the caller may flush and report lag 0.
     pub async fn next_txn(&mut self) -> Result<Option<Txn>> {
         loop {
-            let next = tokio::time::timeout(Duration::from_secs(HEARTBEAT_SECS * 3), self.stream.next()).await;
+            let next =
+                tokio::time::timeout(Duration::from_secs(HEARTBEAT_SECS * 3), self.stream.next())
+                    .await;
             let ev = match next {
                 Err(_) => return Err(self.err(0, "no event nor heartbeat for 15 s".into(), true)),
-                Ok(None) => return Err(self.err(0, "the source closed the binlog stream".into(), true)),
+                Ok(None) => {
+                    return Err(self.err(0, "the source closed the binlog stream".into(), true))
+                }
                 Ok(Some(Err(e))) => {
                     let retryable = !matches!(&e, mysql_async::Error::Server(se) if se.code == crate::error::errno::MASTER_FATAL_READING_BINLOG);
                     return Err(self.err(0, e.to_string(), retryable));
@@ -183,12 +209,21 @@ const MARIADB_GTID: u8 = 162;
 const MARIADB_GTID_FLAG_STANDALONE: u8 = 1;
 
 fn image(mut row: mysql_async::binlog::row::BinlogRow) -> RowImage {
-    (0..row.len()).map(|i| row.take(i).map(BinlogValue::into_owned)).collect()
+    (0..row.len())
+        .map(|i| row.take(i).map(BinlogValue::into_owned))
+        .collect()
 }
 
 fn uuid_text(sid: [u8; 16]) -> String {
     let h: String = sid.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 impl BinlogReader {
@@ -285,14 +320,22 @@ impl BinlogReader {
             }
             EventData::RowsEvent(re) => {
                 let op = match &re {
-                    RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_) => RowOp::Insert,
+                    RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_) => {
+                        RowOp::Insert
+                    }
                     RowsEventData::UpdateRowsEvent(_)
                     | RowsEventData::UpdateRowsEventV1(_)
                     | RowsEventData::PartialUpdateRowsEvent(_) => RowOp::Update,
-                    RowsEventData::DeleteRowsEvent(_) | RowsEventData::DeleteRowsEventV1(_) => RowOp::Delete,
+                    RowsEventData::DeleteRowsEvent(_) | RowsEventData::DeleteRowsEventV1(_) => {
+                        RowOp::Delete
+                    }
                 };
                 let Some(tme) = self.stream.get_tme(re.table_id()) else {
-                    return Err(self.err(log_pos, format!("rows event for unknown table id {}", re.table_id()), false));
+                    return Err(self.err(
+                        log_pos,
+                        format!("rows event for unknown table id {}", re.table_id()),
+                        false,
+                    ));
                 };
                 let table = TableName::new(tme.database_name(), tme.table_name());
                 if !self.filter.allows_table(&table.schema, &table.table) {
@@ -305,7 +348,11 @@ impl BinlogReader {
                         Err(e) => {
                             return Err(Error::Binlog {
                                 source_id: self.source_id.clone(),
-                                position: BinlogPos { name: self.file.clone(), pos: log_pos }.to_string(),
+                                position: BinlogPos {
+                                    name: self.file.clone(),
+                                    pos: log_pos,
+                                }
+                                .to_string(),
                                 message: format!("cannot decode rows of {table}: {e}"),
                                 retryable: false,
                             })
@@ -336,7 +383,11 @@ impl BinlogReader {
     fn finish(&mut self, log_pos: u64) -> Txn {
         if let (Some(set), Some(g)) = (&mut self.gtid, self.pending_gtid.take()) {
             match g {
-                PendingGtid::Mariadb { domain, server, seq } => set.add_mariadb(domain, server, seq),
+                PendingGtid::Mariadb {
+                    domain,
+                    server,
+                    seq,
+                } => set.add_mariadb(domain, server, seq),
                 PendingGtid::Mysql { uuid, gno } => set.add_mysql(&uuid, gno),
             }
         }

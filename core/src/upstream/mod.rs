@@ -17,17 +17,23 @@ pub async fn detect_flavor(conn: &mut Conn, addr: &str) -> Result<Flavor> {
         .query_first("SELECT VERSION()")
         .await
         .map_err(|e| Error::db(DbRole::Source, addr, e))?;
-    Ok(if v.unwrap_or_default().to_ascii_lowercase().contains("mariadb") {
-        Flavor::Mariadb
-    } else {
-        Flavor::Mysql
-    })
+    Ok(
+        if v.unwrap_or_default()
+            .to_ascii_lowercase()
+            .contains("mariadb")
+        {
+            Flavor::Mariadb
+        } else {
+            Flavor::Mysql
+        },
+    )
 }
 
 /// The source's current binlog position (end of the last written event), with its GTID set.
 pub async fn current_position(conn: &mut Conn, flavor: Flavor, addr: &str) -> Result<Position> {
     let map = |e| Error::db(DbRole::Source, addr, e);
-    let row: Option<mysql_async::Row> = conn.query_first("SHOW MASTER STATUS").await.map_err(map)?;
+    let row: Option<mysql_async::Row> =
+        conn.query_first("SHOW MASTER STATUS").await.map_err(map)?;
     let row = row.ok_or_else(|| Error::Db {
         role: DbRole::Source,
         addr: addr.to_string(),

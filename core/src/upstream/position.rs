@@ -120,7 +120,8 @@ impl fmt::Display for GtidSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             GtidSet::Mariadb(m) => {
-                let parts: Vec<String> = m.iter().map(|(d, (s, q))| format!("{d}-{s}-{q}")).collect();
+                let parts: Vec<String> =
+                    m.iter().map(|(d, (s, q))| format!("{d}-{s}-{q}")).collect();
                 f.write_str(&parts.join(","))
             }
             GtidSet::Mysql(m) => {
@@ -129,7 +130,13 @@ impl fmt::Display for GtidSet {
                     .map(|(u, ivs)| {
                         let ivs: Vec<String> = ivs
                             .iter()
-                            .map(|(a, b)| if b - a == 1 { a.to_string() } else { format!("{a}-{}", b - 1) })
+                            .map(|(a, b)| {
+                                if b - a == 1 {
+                                    a.to_string()
+                                } else {
+                                    format!("{a}-{}", b - 1)
+                                }
+                            })
                             .collect();
                         format!("{u}:{}", ivs.join(":"))
                     })
@@ -163,8 +170,14 @@ mod tests {
 
     #[test]
     fn positions_order_by_file_then_offset() {
-        let a = BinlogPos { name: "mysql-bin.000009".into(), pos: 900 };
-        let b = BinlogPos { name: "mysql-bin.000010".into(), pos: 4 };
+        let a = BinlogPos {
+            name: "mysql-bin.000009".into(),
+            pos: 900,
+        };
+        let b = BinlogPos {
+            name: "mysql-bin.000010".into(),
+            pos: 4,
+        };
         assert!(a < b);
     }
 
@@ -172,9 +185,13 @@ mod tests {
     fn gtid_sets_round_trip() {
         let s = GtidSet::parse(Flavor::Mariadb, "0-1-9,1-2-3").unwrap();
         assert_eq!(s.to_string(), "0-1-9,1-2-3");
-        let mut m = GtidSet::parse(Flavor::Mysql, "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5:7").unwrap();
+        let mut m =
+            GtidSet::parse(Flavor::Mysql, "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5:7").unwrap();
         m.add_mysql("3e11fa47-71ca-11e1-9e33-c80aa9429562", 8);
-        assert_eq!(m.to_string(), "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7-8");
+        assert_eq!(
+            m.to_string(),
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7-8"
+        );
         assert!(GtidSet::parse(Flavor::Mariadb, "0-1").is_err());
     }
 }

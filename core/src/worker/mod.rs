@@ -8,7 +8,7 @@ pub use subtask::{Subtask, SubtaskState};
 
 use crate::config::{SourceConfig, TaskConfig};
 use crate::meta::{self, keys, MetaStore};
-use crate::status::{now_secs, Stage, SubtaskStatus, Progress};
+use crate::status::{now_secs, Progress, Stage, SubtaskStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -85,17 +85,25 @@ impl Worker {
             .filter(|(_, w)| w == self.name.as_bytes())
             .map(|(k, _)| k[keys::BOUND.len()..].to_string())
             .collect();
-        let mut desired: BTreeMap<(String, String), (TaskConfig, SourceConfig, DesiredStage)> = BTreeMap::new();
+        let mut desired: BTreeMap<(String, String), (TaskConfig, SourceConfig, DesiredStage)> =
+            BTreeMap::new();
         for (_, task) in meta::list_json::<TaskConfig>(store, keys::TASK).await? {
-            let Some(stage) = meta::get_json::<DesiredStage>(store, &keys::stage(&task.name)).await? else {
+            let Some(stage) =
+                meta::get_json::<DesiredStage>(store, &keys::stage(&task.name)).await?
+            else {
                 continue;
             };
             for inst in &task.mysql_instances {
                 if !mine.contains(&inst.source_id) {
                     continue;
                 }
-                if let Some(src) = meta::get_json::<SourceConfig>(store, &keys::source(&inst.source_id)).await? {
-                    desired.insert((task.name.clone(), inst.source_id.clone()), (task.clone(), src, stage.clone()));
+                if let Some(src) =
+                    meta::get_json::<SourceConfig>(store, &keys::source(&inst.source_id)).await?
+                {
+                    desired.insert(
+                        (task.name.clone(), inst.source_id.clone()),
+                        (task.clone(), src, stage.clone()),
+                    );
                 }
             }
         }
@@ -106,7 +114,9 @@ impl Worker {
             .filter(|(k, r)| match desired.get(k) {
                 None => true,
                 Some((task, _, stage)) => {
-                    stage.stage != Stage::Running || stage.generation != r.generation || *task != r.task
+                    stage.stage != Stage::Running
+                        || stage.generation != r.generation
+                        || *task != r.task
                 }
             })
             .map(|(k, _)| k.clone())

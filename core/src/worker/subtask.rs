@@ -101,7 +101,8 @@ impl Subtask {
                     Some(cp) => cp,
                     // Nothing to copy: follow the binlog from now on.
                     None => Checkpoint {
-                        position: current_position(&mut src, flavor, &self.source.from.addr()).await?,
+                        position: current_position(&mut src, flavor, &self.source.from.addr())
+                            .await?,
                         safe_mode_exit: None,
                         table_positions: vec![],
                         tracker: Tracker::default(),
@@ -142,7 +143,10 @@ impl Subtask {
         filter: &TableFilter,
     ) -> Result<Checkpoint> {
         let addr = self.source.from.addr();
-        let configured = self.task.instance(&self.source.source_id).and_then(|i| i.meta.clone());
+        let configured = self
+            .task
+            .instance(&self.source.source_id)
+            .and_then(|i| i.meta.clone());
         let position = match configured {
             Some(m) => Position {
                 binlog: BinlogPos {
@@ -163,7 +167,10 @@ impl Subtask {
         let mut tracker = Tracker::default();
         for (d, t) in names.into_iter().filter(|(d, t)| filter.allows_table(d, t)) {
             let name = crate::schema::TableName::new(d, t);
-            if let Some(table) = load_table(src, &name).await.map_err(|e| Error::db(DbRole::Source, &addr, e))? {
+            if let Some(table) = load_table(src, &name)
+                .await
+                .map_err(|e| Error::db(DbRole::Source, &addr, e))?
+            {
                 tracker.insert(table);
             }
         }
@@ -179,7 +186,11 @@ impl Subtask {
 /// The incremental phase starts at the oldest table snapshot, skips each table's events up to
 /// its own snapshot and stays in safe mode until the newest.
 fn checkpoint_after_full(tables: Vec<(crate::schema::Table, Position)>) -> Option<Checkpoint> {
-    let start = tables.iter().map(|(_, p)| p).min_by(|a, b| a.binlog.cmp(&b.binlog))?.clone();
+    let start = tables
+        .iter()
+        .map(|(_, p)| p)
+        .min_by(|a, b| a.binlog.cmp(&b.binlog))?
+        .clone();
     let newest = tables.iter().map(|(_, p)| p.binlog.clone()).max()?;
     let mut tracker = Tracker::default();
     let mut table_positions = Vec::new();
@@ -197,7 +208,13 @@ fn checkpoint_after_full(tables: Vec<(crate::schema::Table, Position)>) -> Optio
     })
 }
 
-async fn save(meta: &MetaTables, tgt: &mut mysql_async::Conn, addr: &str, source_id: &str, cp: &Checkpoint) -> Result<()> {
+async fn save(
+    meta: &MetaTables,
+    tgt: &mut mysql_async::Conn,
+    addr: &str,
+    source_id: &str,
+    cp: &Checkpoint,
+) -> Result<()> {
     tgt.query_drop(meta.save_checkpoint_sql(source_id, cp, true))
         .await
         .map_err(|e| Error::db(DbRole::Target, addr, e))
