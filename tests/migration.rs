@@ -272,6 +272,45 @@ async fn restart_resumes_from_checkpoint_and_stop_start_task_continues() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn source_and_target_outages_are_retried_and_shown() {
+    let (mut src, mut dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec("CREATE DATABASE o; CREATE TABLE o.t (id INT PRIMARY KEY, v INT)")
+        .await;
+    let dm = Dm::start();
+    let sf = dm.file("source.yaml", &source_yaml("src1", &src));
+    dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
+    let tf = dm.file("task.yaml", &task_yaml("o", "all", "src1", &dst, &["o"]));
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    src.exec("INSERT INTO o.t VALUES (1, 1)").await;
+    wait_caught_up(&dm, "o", &src).await;
+
+    // The source goes away: the error shows, the task keeps trying, and continues on the
+    // source's new binlog file when it is back.
+    src.stop();
+    wait_for("the source error", Duration::from_secs(30), || {
+        dm.subtask("o")
+            .is_some_and(|s| s["last_error"]["code"] == "DM-SOURCE-3001" && s["stage"] == "running")
+    })
+    .await;
+    src.start_again();
+    src.exec("INSERT INTO o.t VALUES (2, 2)").await;
+    wait_caught_up(&dm, "o", &src).await;
+
+    // The target goes away while changes arrive.
+    dst.stop();
+    src.exec("UPDATE o.t SET v = 20 WHERE id = 2; INSERT INTO o.t VALUES (3, 3)")
+        .await;
+    wait_for("the target error", Duration::from_secs(30), || {
+        dm.subtask("o")
+            .is_some_and(|s| s["last_error"]["code"] == "DM-TARGET-4001" && s["stage"] == "running")
+    })
+    .await;
+    dst.start_again();
+    wait_caught_up(&dm, "o", &src).await;
+    assert_eq!(assert_same(&src, &dst, &["o"]).await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn full_mode_stops_after_the_copy() {
     let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
     src.exec("CREATE DATABASE f; CREATE TABLE f.t (id INT PRIMARY KEY, v TEXT)")

@@ -82,6 +82,43 @@ pub struct MariaDb {
     pub port: u16,
     pub dir: tempfile::TempDir,
     child: Child,
+    server_id: u32,
+}
+
+fn spawn_mariadbd(dir: &Path, port: u16, server_id: u32) -> Child {
+    let data = dir.join("data");
+    let tmp = dir.join("tmp");
+    let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("mysqld.log"))
+        .unwrap();
+    Command::new(find_binary("mariadbd"))
+        .arg("--no-defaults")
+        .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--socket={}", dir.join("s.sock").display()))
+        .arg(format!("--pid-file={}", dir.join("s.pid").display()))
+        .arg(format!("--port={port}"))
+        .arg(format!("--tmpdir={}", tmp.display()))
+        .arg(format!("--server-id={server_id}"))
+        .args([
+            "--bind-address=127.0.0.1",
+            "--log-bin=mysql-bin",
+            "--binlog-format=ROW",
+            "--binlog-row-image=FULL",
+            "--binlog-row-metadata=FULL",
+            "--innodb-buffer-pool-size=64M",
+            "--innodb-log-file-size=64M",
+            "--skip-name-resolve",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_general_ci",
+        ])
+        .arg(format!("--user={user}"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
 }
 
 impl MariaDb {
@@ -91,48 +128,45 @@ impl MariaDb {
             .tempdir()
             .unwrap();
         let data = dir.path().join("data");
-        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
         copy_dir(template_datadir(), &data);
         let tmp = dir.path().join("tmp");
         std::fs::create_dir_all(&tmp).unwrap();
         let port = free_port();
-        let log = std::fs::File::create(dir.path().join("mysqld.log")).unwrap();
-        let child = Command::new(find_binary("mariadbd"))
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--socket={}", dir.path().join("s.sock").display()))
-            .arg(format!("--pid-file={}", dir.path().join("s.pid").display()))
-            .arg(format!("--port={port}"))
-            .arg(format!("--tmpdir={}", tmp.display()))
-            .arg(format!("--server-id={server_id}"))
-            .args([
-                "--bind-address=127.0.0.1",
-                "--log-bin=mysql-bin",
-                "--binlog-format=ROW",
-                "--binlog-row-image=FULL",
-                "--binlog-row-metadata=FULL",
-                "--innodb-buffer-pool-size=64M",
-                "--innodb-log-file-size=64M",
-                "--skip-name-resolve",
-                "--character-set-server=utf8mb4",
-                "--collation-server=utf8mb4_general_ci",
-            ])
-            .arg(format!("--user={user}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let db = MariaDb { port, dir, child };
+        let child = spawn_mariadbd(dir.path(), port, server_id);
+        let db = MariaDb {
+            port,
+            dir,
+            child,
+            server_id,
+        };
+        db.wait_ready();
+        db
+    }
+
+    fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "MariaDB did not start; see its log in {}",
-                db.dir.path().display()
+                self.dir.path().display()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        db
+    }
+
+    /// Shuts the server down cleanly (SIGTERM) and waits for it.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the stopped server again on the same port and datadir.
+    pub fn start_again(&mut self) {
+        self.child = spawn_mariadbd(self.dir.path(), self.port, self.server_id);
+        self.wait_ready();
     }
 
     pub fn opts(&self) -> Opts {
