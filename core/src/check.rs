@@ -4,7 +4,7 @@
 use crate::config::{SourceConfig, TaskConfig};
 use crate::error::{DbRole, Error};
 use crate::rules::TableFilter;
-use crate::schema::{load_table, TableName};
+use crate::schema::{list_tables, load_table};
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +43,48 @@ async fn var(conn: &mut mysql_async::Conn, name: &str) -> Option<String> {
         .flatten()
 }
 
+/// Privileges dm's user needs; `A|B` accepts either name (MariaDB shows REPLICATION CLIENT
+/// as BINLOG MONITOR).
+const SOURCE_PRIVILEGES: &[&str] = &[
+    "REPLICATION SLAVE",
+    "REPLICATION CLIENT|BINLOG MONITOR",
+    "SELECT",
+];
+const TARGET_PRIVILEGES: &[&str] = &[
+    "SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "INDEX",
+];
+
+/// The privileges of `needed` that `SHOW GRANTS` does not give, by their first name.
+async fn missing_privileges(
+    conn: &mut mysql_async::Conn,
+    needed: &[&'static str],
+) -> Vec<&'static str> {
+    let grants: Vec<String> = conn.query("SHOW GRANTS").await.unwrap_or_default();
+    let all = grants.join(" ").to_ascii_uppercase();
+    if all.contains("ALL PRIVILEGES") {
+        return vec![];
+    }
+    needed
+        .iter()
+        .filter(|p| !p.split('|').any(|name| all.contains(name)))
+        .map(|p| p.split('|').next().unwrap_or(p))
+        .collect()
+}
+
+fn privilege_finding(subject: &str, missing: &[&str], ok: &str, grant: &str) -> Finding {
+    if missing.is_empty() {
+        finding(subject, "privileges", Level::Ok, ok.into(), "")
+    } else {
+        finding(
+            subject,
+            "privileges",
+            Level::Fail,
+            format!("missing privileges: {}", missing.join(", ")),
+            grant,
+        )
+    }
+}
+
 /// Checks every source of the task and the target.
 pub async fn check_task(task: &TaskConfig, sources: &[SourceConfig]) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -59,36 +101,16 @@ pub async fn check_task(task: &TaskConfig, sources: &[SourceConfig]) -> Vec<Find
             &e.hint(),
         )),
         Ok(mut conn) => {
-            let grants: Vec<String> = conn.query("SHOW GRANTS").await.unwrap_or_default();
-            let all = grants.join(" ").to_ascii_uppercase();
-            let needed = [
-                "SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "INDEX",
-            ];
-            let missing: Vec<&str> = needed
-                .iter()
-                .filter(|p| !all.contains("ALL PRIVILEGES") && !all.contains(*p))
-                .copied()
-                .collect();
-            if missing.is_empty() {
-                out.push(finding(
-                    &subject,
-                    "privileges",
-                    Level::Ok,
-                    "dm's user may write the target".into(),
-                    "",
-                ));
-            } else {
-                out.push(finding(
-                    &subject,
-                    "privileges",
-                    Level::Fail,
-                    format!("missing privileges: {}", missing.join(", ")),
-                    &format!(
-                        "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX ON *.* TO '{}'@'%'",
-                        task.target_database.user
-                    ),
-                ));
-            }
+            let missing = missing_privileges(&mut conn, TARGET_PRIVILEGES).await;
+            out.push(privilege_finding(
+                &subject,
+                &missing,
+                "dm's user may write the target",
+                &format!(
+                    "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX ON *.* TO '{}'@'%'",
+                    task.target_database.user
+                ),
+            ));
         }
     }
     out
@@ -177,47 +199,20 @@ async fn check_source(task: &TaskConfig, src: &SourceConfig, out: &mut Vec<Findi
             "",
         ));
     }
-    let grants: Vec<String> = conn.query("SHOW GRANTS").await.unwrap_or_default();
-    let all = grants.join(" ").to_ascii_uppercase();
-    let has = |p: &str| all.contains("ALL PRIVILEGES") || all.contains(p);
-    let mut missing = vec![];
-    if !has("REPLICATION SLAVE") {
-        missing.push("REPLICATION SLAVE");
-    }
-    if !has("REPLICATION CLIENT") && !has("BINLOG MONITOR") {
-        missing.push("REPLICATION CLIENT");
-    }
-    if !has("SELECT") {
-        missing.push("SELECT");
-    }
-    if missing.is_empty() {
-        out.push(finding(
-            &subject,
-            "privileges",
-            Level::Ok,
-            "dm's user may read rows and the binlog".into(),
-            "",
-        ));
-    } else {
-        out.push(finding(
-            &subject,
-            "privileges",
-            Level::Fail,
-            format!("missing privileges: {}", missing.join(", ")),
-            &format!(
-                "GRANT SELECT, RELOAD, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{}'@'%'",
-                src.from.user
-            ),
-        ));
-    }
+    let missing = missing_privileges(&mut conn, SOURCE_PRIVILEGES).await;
+    out.push(privilege_finding(
+        &subject,
+        &missing,
+        "dm's user may read rows and the binlog",
+        &format!(
+            "GRANT SELECT, RELOAD, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{}'@'%'",
+            src.from.user
+        ),
+    ));
     let filter = TableFilter::new(&task.block_allow_list_of(&src.source_id), &task.meta_schema);
-    let names: Vec<(String, String)> = conn
-        .query("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE'")
-        .await
-        .unwrap_or_default();
+    let names = list_tables(&mut conn, &filter).await.unwrap_or_default();
     let mut keyless = vec![];
-    for (d, t) in names.into_iter().filter(|(d, t)| filter.allows_table(d, t)) {
-        let name = TableName::new(d, t);
+    for name in names {
         if let Ok(Some(table)) = load_table(&mut conn, &name).await {
             if table.identity_key().is_none() {
                 keyless.push(name.to_string());

@@ -190,12 +190,7 @@ async fn start_task(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiR
         generation: 1,
     };
     meta::put_json(m.store.as_ref(), &keys::stage(&task.name), &stage).await?;
-    Ok(Json(TaskView {
-        name: task.name.clone(),
-        task_mode: format!("{:?}", task.task_mode).to_lowercase(),
-        stage: Stage::Running,
-        subtasks: vec![],
-    }))
+    Ok(Json(task_view(&m, task).await?))
 }
 
 async fn task_view(m: &Master, task: TaskConfig) -> Result<TaskView, Error> {

@@ -11,4 +11,4 @@ mod tracker;
 
 pub use ddl::{parse_ddl, unparsed_alter_table, Ddl, DdlKind};
 pub use model::{Column, ColumnKind, Table, TableName};
-pub use tracker::{load_table, Tracker};
+pub use tracker::{list_tables, load_table, Tracker};

@@ -1,6 +1,7 @@
 //! The set of tracked tables, and how a table's model is read from a live server.
 
 use super::model::{Column, Table, TableName};
+use crate::rules::TableFilter;
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -50,6 +51,24 @@ impl Tracker {
     pub fn tables(&self) -> impl Iterator<Item = &Table> {
         self.tables.values()
     }
+}
+
+/// The base tables of a live server that `filter` selects, in name order.
+pub async fn list_tables<Q: Queryable>(
+    conn: &mut Q,
+    filter: &TableFilter,
+) -> Result<Vec<TableName>, mysql_async::Error> {
+    let rows: Vec<(String, String)> = conn
+        .query(
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
+             WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME",
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|(d, t)| filter.allows_table(d, t))
+        .map(|(d, t)| TableName::new(d, t))
+        .collect())
 }
 
 /// Reads a table's model from `information_schema` of a live server; `None` if it does not

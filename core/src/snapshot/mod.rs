@@ -21,7 +21,7 @@ use crate::config::{DbConfig, Flavor, SourceConfig};
 use crate::db::quote_ident;
 use crate::error::{DbRole, Error, Result};
 use crate::rules::TableFilter;
-use crate::schema::{Table, TableName};
+use crate::schema::{list_tables, Table, TableName};
 use crate::status::Progress;
 use crate::upstream::Position;
 use mysql_async::prelude::Queryable;
@@ -57,7 +57,9 @@ impl FullPhase {
                 .into_iter()
                 .map(|(t, _)| t.name)
                 .collect();
-            let listed = self.list_tables(&mut src, &src_addr).await?;
+            let listed = list_tables(&mut src, &self.filter)
+                .await
+                .map_err(|e| Error::db(DbRole::Source, &src_addr, e))?;
             self.progress
                 .tables_total
                 .store(listed.len() as u64, Ordering::Relaxed);
@@ -108,21 +110,6 @@ impl FullPhase {
             r.map_err(|e| Error::Invalid(format!("table copy panicked: {e}")))??;
         }
         Ok(())
-    }
-
-    async fn list_tables(&self, src: &mut mysql_async::Conn, addr: &str) -> Result<Vec<TableName>> {
-        let rows: Vec<(String, String)> = src
-            .query(
-                "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
-                 WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME",
-            )
-            .await
-            .map_err(|e| Error::db(DbRole::Source, addr, e))?;
-        Ok(rows
-            .into_iter()
-            .filter(|(d, t)| self.filter.allows_table(d, t))
-            .map(|(d, t)| TableName::new(d, t))
-            .collect())
     }
 
     /// Creates the selected schemas in the target with their character sets.

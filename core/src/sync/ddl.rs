@@ -10,7 +10,7 @@ use super::Applier;
 use crate::db::quote_ident;
 use crate::error::{errno, DbRole, Error, Result};
 use crate::schema::{parse_ddl, unparsed_alter_table, Ddl, DdlKind, TableName};
-use crate::upstream::{BinlogPos, Txn};
+use crate::upstream::{BinlogPos, Position};
 use mysql_async::prelude::Queryable;
 
 /// Server errors that mean the DDL's effect is already there.
@@ -39,13 +39,13 @@ impl Applier<'_> {
         }
     }
 
-    pub(super) async fn apply_query(&mut self, db: &str, sql: &str, txn: &Txn) -> Result<()> {
-        let at = txn.end.binlog.to_string();
+    pub(super) async fn apply_query(&mut self, db: &str, sql: &str, end: &Position) -> Result<()> {
+        let at = end.binlog.to_string();
         let ddl = match parse_ddl(db, sql) {
             Ok(None) => return Ok(()),
             Ok(Some(d)) => d,
             Err(message) => match unparsed_alter_table(db, sql) {
-                Some(table) => return self.apply_unparsed_alter(db, sql, table, txn).await,
+                Some(table) => return self.apply_unparsed_alter(db, sql, table, end).await,
                 None => {
                     return Err(Error::UnsupportedDdl {
                         position: at,
@@ -55,7 +55,7 @@ impl Applier<'_> {
                 }
             },
         };
-        if !self.ddl_selected(&ddl, &txn.end.binlog) {
+        if !self.ddl_selected(&ddl, &end.binlog) {
             return Ok(());
         }
         // Everything before the DDL is committed with its checkpoint first.
@@ -83,7 +83,12 @@ impl Applier<'_> {
             }
         }
         tracing::info!(position = %at, statement = sql, "DDL applied");
-        self.cp.position = txn.end.clone();
+        self.checkpoint_after_ddl(end).await
+    }
+
+    /// The DDL's transaction is done: checkpoint right after it, with the changed schema.
+    async fn checkpoint_after_ddl(&mut self, end: &Position) -> Result<()> {
+        self.cp.position = end.clone();
         self.schema_dirty = true;
         self.txns += 1;
         self.commit_if_complete().await
@@ -95,12 +100,11 @@ impl Applier<'_> {
         db: &str,
         sql: &str,
         table: TableName,
-        txn: &Txn,
+        end: &Position,
     ) -> Result<()> {
-        let at = txn.end.binlog.to_string();
+        let at = end.binlog.to_string();
         let f = &self.inc.filter;
-        if !f.allows_table(&table.schema, &table.table) || self.in_snapshot(&table, &txn.end.binlog)
-        {
+        if !f.allows_table(&table.schema, &table.table) || self.in_snapshot(&table, &end.binlog) {
             return Ok(());
         }
         self.commit_if_complete().await?;
@@ -120,10 +124,7 @@ impl Applier<'_> {
             }
         }
         tracing::info!(position = %at, statement = sql, "DDL applied (definition read back from the target)");
-        self.cp.position = txn.end.clone();
-        self.schema_dirty = true;
-        self.txns += 1;
-        self.commit_if_complete().await
+        self.checkpoint_after_ddl(end).await
     }
 
     async fn run_on_target(&mut self, default_db: &str, sql: &str, at: &str) -> Result<()> {

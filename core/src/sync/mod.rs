@@ -144,7 +144,7 @@ async fn read_loop(mut reader: BinlogReader, tx: mpsc::Sender<Result<ReaderMsg>>
     }
 }
 
-fn decode(table: &Table, image: &RowImage, at: &str) -> Result<Vec<Datum>> {
+fn decode(table: &Table, image: RowImage, at: &str) -> Result<Vec<Datum>> {
     if image.len() != table.columns.len() {
         return Err(Error::Schema {
             table: table.name.to_string(),
@@ -166,7 +166,7 @@ fn decode(table: &Table, image: &RowImage, at: &str) -> Result<Vec<Datum>> {
                 position: at.to_string(),
                 message: format!("column `{}` is missing from the row image; set binlog_row_image=FULL on the source", c.name),
             }),
-            Some(v) => Datum::from_binlog(c, v.clone()).map_err(|m| Error::Schema {
+            Some(v) => Datum::from_binlog(c, v).map_err(|m| Error::Schema {
                 table: table.name.to_string(),
                 position: at.to_string(),
                 message: format!("column `{}`: {m}", c.name),
@@ -293,41 +293,45 @@ impl Applier<'_> {
     }
 
     async fn apply_txn(&mut self, txn: Txn) -> Result<()> {
-        let at = txn.end.binlog.to_string();
+        let Txn {
+            events,
+            end,
+            timestamp,
+            complete,
+        } = txn;
+        let at = end.binlog.to_string();
         let safe = self.safe_mode();
-        for ev in &txn.events {
-            match &ev.kind {
+        // Events are consumed: row values move into the decoded rows without a copy.
+        for ev in events {
+            match ev.kind {
                 EventKind::Rows { table, op, rows } => {
-                    if self.in_snapshot(table, &txn.end.binlog) {
+                    if self.in_snapshot(&table, &end.binlog) {
                         continue;
                     }
-                    let model = self.table(table, &at).await?;
+                    let model = self.table(&table, &at).await?;
                     for (before, after) in rows {
-                        let b = before
-                            .as_ref()
-                            .map(|r| decode(&model, r, &at))
-                            .transpose()?;
-                        let a = after.as_ref().map(|r| decode(&model, r, &at)).transpose()?;
+                        let b = before.map(|r| decode(&model, r, &at)).transpose()?;
+                        let a = after.map(|r| decode(&model, r, &at)).transpose()?;
                         self.batch
-                            .push(&model, *op, b.as_deref(), a.as_deref(), safe);
+                            .push(&model, op, b.as_deref(), a.as_deref(), safe);
                     }
                     if self.batch.len() >= BATCH_BYTES {
                         self.send_batch().await?;
                     }
                 }
                 EventKind::Query { db, sql } => {
-                    self.apply_query(db, sql, &txn).await?;
+                    self.apply_query(&db, &sql, &end).await?;
                 }
             }
         }
-        if txn.complete {
-            self.cp.position = txn.end;
+        if complete {
+            self.cp.position = end;
             self.txns += 1;
-            if txn.timestamp != 0 {
+            if timestamp != 0 {
                 self.inc
                     .progress
                     .last_event_ts
-                    .store(txn.timestamp as u64, Ordering::Relaxed);
+                    .store(timestamp as u64, Ordering::Relaxed);
             }
         }
         Ok(())

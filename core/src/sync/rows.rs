@@ -6,8 +6,26 @@
 //! REPLACE of the new row, DELETE stays.
 
 use crate::db::{quote_ident, Datum};
-use crate::schema::{ColumnKind, Table};
+use crate::schema::{Column, ColumnKind, Table};
 use crate::upstream::RowOp;
+
+/// Writes `item` for each column the target accepts values for (not generated), comma
+/// separated.
+fn write_written_columns(
+    sql: &mut String,
+    table: &Table,
+    row: &[Datum],
+    mut item: impl FnMut(&mut String, &Column, &Datum),
+) {
+    let mut first = true;
+    for (c, v) in table.columns.iter().zip(row).filter(|(c, _)| !c.generated) {
+        if !first {
+            sql.push(',');
+        }
+        first = false;
+        item(sql, c, v);
+    }
+}
 
 /// SQL text of a batch of row changes.
 #[derive(Default)]
@@ -57,29 +75,14 @@ impl RowBatch {
             self.sql.push_str(" INTO ");
             self.sql.push_str(&qname);
             self.sql.push_str(" (");
-            let mut first = true;
-            for c in table.columns.iter().filter(|c| !c.generated) {
-                if !first {
-                    self.sql.push(',');
-                }
-                first = false;
-                self.sql.push_str(&quote_ident(&c.name));
-            }
+            write_written_columns(&mut self.sql, table, row, |sql, c, _| {
+                sql.push_str(&quote_ident(&c.name))
+            });
             self.sql.push_str(") VALUES ");
             self.open_insert = Some((qname, verb));
         }
         self.sql.push('(');
-        let mut first = true;
-        for (c, v) in table.columns.iter().zip(row) {
-            if c.generated {
-                continue;
-            }
-            if !first {
-                self.sql.push(',');
-            }
-            first = false;
-            v.write_sql(&mut self.sql);
-        }
+        write_written_columns(&mut self.sql, table, row, |sql, _, v| v.write_sql(sql));
         self.sql.push(')');
     }
 
@@ -123,19 +126,11 @@ impl RowBatch {
         self.sql.push_str("UPDATE ");
         self.sql.push_str(&table.name.quoted());
         self.sql.push_str(" SET ");
-        let mut first = true;
-        for (c, v) in table.columns.iter().zip(after) {
-            if c.generated {
-                continue;
-            }
-            if !first {
-                self.sql.push(',');
-            }
-            first = false;
-            self.sql.push_str(&quote_ident(&c.name));
-            self.sql.push('=');
-            v.write_sql(&mut self.sql);
-        }
+        write_written_columns(&mut self.sql, table, after, |sql, c, v| {
+            sql.push_str(&quote_ident(&c.name));
+            sql.push('=');
+            v.write_sql(sql);
+        });
         self.where_clause(table, before);
     }
 
@@ -170,7 +165,7 @@ impl RowBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{Column, TableName};
+    use crate::schema::TableName;
 
     fn table() -> Table {
         let col = |n: &str, t: &str| Column {

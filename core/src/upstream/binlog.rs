@@ -341,25 +341,17 @@ impl BinlogReader {
                 if !self.filter.allows_table(&table.schema, &table.table) {
                     return Ok(None);
                 }
-                let mut rows = Vec::new();
-                for r in re.rows(tme) {
-                    let (before, after) = match r {
-                        Ok(r) => r,
-                        Err(e) => {
-                            return Err(Error::Binlog {
-                                source_id: self.source_id.clone(),
-                                position: BinlogPos {
-                                    name: self.file.clone(),
-                                    pos: log_pos,
-                                }
-                                .to_string(),
-                                message: format!("cannot decode rows of {table}: {e}"),
-                                retryable: false,
-                            })
-                        }
-                    };
-                    rows.push((before.map(image), after.map(image)));
-                }
+                let rows = re
+                    .rows(tme)
+                    .map(|r| r.map(|(before, after)| (before.map(image), after.map(image))))
+                    .collect::<std::io::Result<Vec<_>>>()
+                    .map_err(|e| {
+                        self.err(
+                            log_pos,
+                            format!("cannot decode rows of {table}: {e}"),
+                            false,
+                        )
+                    })?;
                 self.rows_in_txn += rows.len();
                 self.current.events.push(BinlogEvent {
                     kind: EventKind::Rows { table, op, rows },

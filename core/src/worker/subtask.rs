@@ -6,7 +6,7 @@ use crate::checkpoint::{Checkpoint, MetaTables};
 use crate::config::{Flavor, SourceConfig, TaskConfig, TaskMode};
 use crate::error::{DbRole, Error, ErrorReport, Result};
 use crate::rules::TableFilter;
-use crate::schema::{load_table, Tracker};
+use crate::schema::{list_tables, load_table, Tracker};
 use crate::snapshot::FullPhase;
 use crate::status::{Phase, Progress, Stage};
 use crate::sync::Incremental;
@@ -160,13 +160,11 @@ impl Subtask {
             },
             None => current_position(src, flavor, &addr).await?,
         };
-        let names: Vec<(String, String)> = src
-            .query("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE'")
+        let names = list_tables(src, filter)
             .await
             .map_err(|e| Error::db(DbRole::Source, &addr, e))?;
         let mut tracker = Tracker::default();
-        for (d, t) in names.into_iter().filter(|(d, t)| filter.allows_table(d, t)) {
-            let name = crate::schema::TableName::new(d, t);
+        for name in names {
             if let Some(table) = load_table(src, &name)
                 .await
                 .map_err(|e| Error::db(DbRole::Source, &addr, e))?
