@@ -58,10 +58,19 @@ pub struct Progress {
     pub rows_applied: AtomicU64,
     pub txns_applied: AtomicU64,
     pub last_event_ts: AtomicU64,
+    /// Source transactions and row changes read but not yet applied.
+    pub queue_depth: AtomicU64,
     pub idle: std::sync::atomic::AtomicBool,
     pub safe_mode: std::sync::atomic::AtomicBool,
     pub position: Mutex<String>,
     pub phase: Mutex<Option<Phase>>,
+}
+
+pub fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 pub fn now_secs() -> u64 {

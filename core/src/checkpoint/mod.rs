@@ -7,6 +7,10 @@
 //! - `<task>_load`: per source and table, a finished full-phase table with the binlog position
 //!   of its snapshot and its model. A restarted full phase skips these tables.
 //!
+//! - `<task>_high_water`: per source and apply worker, the end of the last source transaction
+//!   the worker committed changes of, written in the same target transaction as those
+//!   changes. After a crash, the safe mode lasts until the stream passes the highest of them.
+//!
 //! Keeping them in the target (not on a worker's disk) lets any worker resume a task.
 
 use crate::db::{quote_ident, quote_str};
@@ -34,6 +38,7 @@ pub struct MetaTables {
     pub schema: String,
     pub checkpoint: String,
     pub load: String,
+    pub high_water: String,
 }
 
 impl MetaTables {
@@ -43,6 +48,7 @@ impl MetaTables {
             schema: quote_ident(meta_schema),
             checkpoint: q(format!("{task}_checkpoint")),
             load: q(format!("{task}_load")),
+            high_water: q(format!("{task}_high_water")),
         }
     }
 
@@ -77,6 +83,17 @@ impl MetaTables {
                     PRIMARY KEY (source_id, schema_name, table_name)
                 ) DEFAULT CHARSET = utf8mb4",
                 self.load
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (
+                    source_id VARCHAR(128) NOT NULL,
+                    worker INT UNSIGNED NOT NULL,
+                    seq BIGINT UNSIGNED NOT NULL,
+                    binlog_name VARCHAR(255) NOT NULL,
+                    binlog_pos BIGINT UNSIGNED NOT NULL,
+                    PRIMARY KEY (source_id, worker)
+                ) DEFAULT CHARSET = utf8mb4",
+                self.high_water
             ),
         ];
         for s in stmts {
@@ -177,6 +194,48 @@ impl MetaTables {
         )
     }
 
+    /// The statement that records the high water of one apply worker; run it inside the
+    /// transaction that applies the changes. `seq` tells a committed transaction from a lost one.
+    pub fn high_water_sql(
+        &self,
+        source_id: &str,
+        worker: usize,
+        seq: u64,
+        at: &BinlogPos,
+    ) -> String {
+        format!(
+            "INSERT INTO {} (source_id, worker, seq, binlog_name, binlog_pos) VALUES ({}, {worker}, {seq}, {}, {}) \
+             ON DUPLICATE KEY UPDATE seq = VALUES(seq), binlog_name = VALUES(binlog_name), binlog_pos = VALUES(binlog_pos)",
+            self.high_water,
+            quote_str(source_id),
+            quote_str(&at.name),
+            at.pos,
+        )
+    }
+
+    /// (worker, seq, high water) of every apply worker that ever committed for the source.
+    pub async fn high_waters(
+        &self,
+        conn: &mut Conn,
+        addr: &str,
+        source_id: &str,
+    ) -> Result<Vec<(usize, u64, BinlogPos)>> {
+        let rows: Vec<(u64, u64, String, u64)> = conn
+            .exec(
+                format!(
+                    "SELECT worker, seq, binlog_name, binlog_pos FROM {} WHERE source_id = ?",
+                    self.high_water
+                ),
+                (source_id,),
+            )
+            .await
+            .map_err(|e| Error::db(DbRole::Target, addr, e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(w, seq, name, pos)| (w as usize, seq, BinlogPos { name, pos }))
+            .collect())
+    }
+
     /// Tables of the source whose full-phase copy is finished, with their snapshot positions.
     pub async fn loaded_tables(
         &self,
@@ -237,7 +296,7 @@ impl MetaTables {
 
     /// Forgets everything of a source (start-task --remove-meta).
     pub async fn remove(&self, conn: &mut Conn, addr: &str, source_id: &str) -> Result<()> {
-        for t in [&self.checkpoint, &self.load] {
+        for t in [&self.checkpoint, &self.load, &self.high_water] {
             conn.exec_drop(format!("DELETE FROM {t} WHERE source_id = ?"), (source_id,))
                 .await
                 .map_err(|e| Error::db(DbRole::Target, addr, e))?;

@@ -13,7 +13,9 @@ mod task;
 pub use db::DbConfig;
 pub use source::{Flavor, SourceConfig};
 pub use standalone::StandaloneConfig;
-pub use task::{BinlogMeta, BlockAllowList, MysqlInstance, TableRule, TaskConfig, TaskMode};
+pub use task::{
+    BinlogMeta, BlockAllowList, MysqlInstance, SyncerConfig, TableRule, TaskConfig, TaskMode,
+};
 
 use crate::error::{Error, Result};
 use serde::de::DeserializeOwned;

@@ -22,6 +22,9 @@ pub struct TaskConfig {
     /// Tuning of the full phase.
     #[serde(default)]
     pub mydumpers: BTreeMap<String, DumperConfig>,
+    /// Tuning of the incremental phase.
+    #[serde(default)]
+    pub syncers: BTreeMap<String, SyncerConfig>,
 }
 
 fn default_meta_schema() -> String {
@@ -62,6 +65,9 @@ pub struct MysqlInstance {
     /// Name of an entry of the task's `mydumpers`.
     #[serde(default)]
     pub mydumper_config_name: Option<String>,
+    /// Name of an entry of the task's `syncers`.
+    #[serde(default)]
+    pub syncer_config_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,6 +117,48 @@ impl Default for DumperConfig {
     fn default() -> Self {
         DumperConfig {
             threads: default_threads(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SyncerConfig {
+    /// Apply workers (target connections) running in parallel.
+    #[serde(default = "default_worker_count")]
+    pub worker_count: usize,
+    /// Row changes per target transaction of one apply worker.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// Merge changes of one row inside a batch (tables whose only unique key is a
+    /// non-text primary key).
+    #[serde(default = "yes")]
+    pub compact: bool,
+    /// Seconds between checkpoint saves while changes flow.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_flush_interval: u64,
+}
+
+fn default_worker_count() -> usize {
+    4
+}
+fn default_batch() -> usize {
+    1000
+}
+fn yes() -> bool {
+    true
+}
+fn default_checkpoint_interval() -> u64 {
+    10
+}
+
+impl Default for SyncerConfig {
+    fn default() -> Self {
+        SyncerConfig {
+            worker_count: default_worker_count(),
+            batch: default_batch(),
+            compact: true,
+            checkpoint_flush_interval: default_checkpoint_interval(),
         }
     }
 }
@@ -169,16 +217,34 @@ impl TaskConfig {
                     );
                 }
             }
-            if let Some(name) = &inst.mydumper_config_name {
-                if !cfg.mydumpers.contains_key(name) {
-                    return fail(
-                        "mydumper-config-name",
-                        format!(
-                            "mysql-instances[{}].mydumper-config-name: `{name}` is not defined in mydumpers",
-                            inst.source_id
-                        ),
-                        "define it under the top-level `mydumpers:` or fix the name",
-                    );
+            for (key, name, defined) in [
+                (
+                    "mydumper-config-name",
+                    &inst.mydumper_config_name,
+                    cfg.mydumpers.keys().collect::<Vec<_>>(),
+                ),
+                (
+                    "syncer-config-name",
+                    &inst.syncer_config_name,
+                    cfg.syncers.keys().collect(),
+                ),
+            ] {
+                let section = if key.starts_with("mydumper") {
+                    "mydumpers"
+                } else {
+                    "syncers"
+                };
+                if let Some(name) = name {
+                    if !defined.contains(&name) {
+                        return fail(
+                            key,
+                            format!(
+                                "mysql-instances[{}].{key}: `{name}` is not defined in {section}",
+                                inst.source_id
+                            ),
+                            &format!("define it under the top-level `{section}:` or fix the name"),
+                        );
+                    }
                 }
             }
             if let Some(meta) = &inst.meta {
@@ -190,6 +256,17 @@ impl TaskConfig {
                             inst.source_id
                         ),
                         "give the position the incremental phase starts from",
+                    );
+                }
+            }
+        }
+        for (name, sc) in &cfg.syncers {
+            for (key, value) in [("worker-count", sc.worker_count), ("batch", sc.batch)] {
+                if value == 0 {
+                    return fail(
+                        key,
+                        format!("syncers.{name}.{key}: must be at least 1"),
+                        "leave it out for the default",
                     );
                 }
             }
@@ -237,6 +314,14 @@ impl TaskConfig {
         self.instance(source_id)
             .and_then(|i| i.mydumper_config_name.as_ref())
             .and_then(|n| self.mydumpers.get(n))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn syncer_of(&self, source_id: &str) -> SyncerConfig {
+        self.instance(source_id)
+            .and_then(|i| i.syncer_config_name.as_ref())
+            .and_then(|n| self.syncers.get(n))
             .cloned()
             .unwrap_or_default()
     }

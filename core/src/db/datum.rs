@@ -202,6 +202,17 @@ impl Datum {
         s
     }
 
+    /// About the length of the SQL literal, for sizing statements without writing them.
+    pub fn sql_len(&self) -> usize {
+        match self {
+            Datum::Null => 4,
+            Datum::Int(_) | Datum::UInt(_) => 20,
+            Datum::Float(_) | Datum::Double(_) => 24,
+            Datum::Decimal(s) | Datum::Temporal(s) => s.len() + 2,
+            Datum::Bytes(b) => b.len() * 2 + 3,
+        }
+    }
+
     pub fn is_null(&self) -> bool {
         matches!(self, Datum::Null)
     }

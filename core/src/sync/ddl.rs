@@ -6,7 +6,7 @@
 //! the DDL: errors that only say "already done" (table exists, duplicate column, ...) are
 //! therefore accepted.
 
-use super::Applier;
+use super::Dispatcher;
 use crate::db::quote_ident;
 use crate::error::{errno, DbRole, Error, Result};
 use crate::schema::{parse_ddl, unparsed_alter_table, Ddl, DdlKind, TableName};
@@ -25,7 +25,7 @@ const ALREADY_DONE: &[u16] = &[
     errno::MULTIPLE_PRI_KEY,
 ];
 
-impl Applier<'_> {
+impl Dispatcher<'_> {
     fn ddl_selected(&self, ddl: &Ddl, txn_end: &BinlogPos) -> bool {
         let f = &self.inc.filter;
         match ddl.kind {
@@ -58,8 +58,8 @@ impl Applier<'_> {
         if !self.ddl_selected(&ddl, &end.binlog) {
             return Ok(());
         }
-        // Everything before the DDL is committed with its checkpoint first.
-        self.commit_if_complete().await?;
+        // A barrier: everything before the DDL is applied and checkpointed first.
+        self.checkpoint().await?;
         self.run_on_target(ddl.default_db(), sql, &at).await?;
         if let Err(message) = ddl.apply(&mut self.cp.tracker) {
             // The target ran the same statement: its definition is the truth.
@@ -88,10 +88,8 @@ impl Applier<'_> {
 
     /// The DDL's transaction is done: checkpoint right after it, with the changed schema.
     async fn checkpoint_after_ddl(&mut self, end: &Position) -> Result<()> {
-        self.cp.position = end.clone();
-        self.schema_dirty = true;
-        self.txns += 1;
-        self.commit_if_complete().await
+        self.schema_changed(end);
+        self.checkpoint().await
     }
 
     /// An ALTER TABLE the parser does not know: the target runs it and tells the new model.
@@ -107,7 +105,7 @@ impl Applier<'_> {
         if !f.allows_table(&table.schema, &table.table) || self.in_snapshot(&table, &end.binlog) {
             return Ok(());
         }
-        self.commit_if_complete().await?;
+        self.checkpoint().await?;
         self.run_on_target(db, sql, &at).await?;
         let te = self.tgt_err();
         match crate::schema::load_table(&mut self.conn, &table)

@@ -1,49 +1,63 @@
-//! The incremental phase: binlog -> whole transactions -> decode with the tracked schema ->
-//! block-allow list -> SQL -> target, with the checkpoint written in the same target
-//! transaction as the changes it covers.
+//! The incremental phase, a pipeline with bounded channels (a slow target slows the reader;
+//! memory stays flat):
 //!
-//! Two tasks: the reader cuts the binlog into transactions and sends them over a bounded
-//! channel (a slow target slows the reader; memory stays bounded), the applier groups
-//! consecutive transactions into one target transaction, commits when the batch is big enough
-//! or nothing more is waiting, and applies DDL between batches. Because the checkpoint commits
-//! atomically with the rows, a kill at any moment leaves the target at a transaction boundary
-//! that the checkpoint names exactly: a restart neither loses nor repeats a change.
+//! binlog reader -> dispatcher (decode with the tracked schema, block-allow list, DDL barrier,
+//! causality) -> N apply workers (batching, compaction, one target transaction per batch).
 //!
-//! Safe mode (idempotent writes) is on while the stream is before the safe-mode exit
-//! position: after a full phase, up to the newest table snapshot.
+//! Checkpoints: the dispatcher saves the position of the last source transaction it routed
+//! after every worker has committed everything before it: periodically, when the source is
+//! quiet, and right after each DDL. Between checkpoints workers commit on their own, each
+//! transaction recording the worker's high water; after a crash the task resumes from the
+//! checkpoint in safe mode (idempotent writes) until it passes the highest high water, so
+//! nothing is lost and nothing applied twice is applied differently.
 
+mod apply;
+mod batch;
+mod causality;
 mod ddl;
+mod plan;
 mod rows;
 
 pub use rows::RowBatch;
 
 use crate::checkpoint::{Checkpoint, MetaTables};
-use crate::config::{DbConfig, Flavor, SourceConfig};
+use crate::config::{DbConfig, Flavor, SourceConfig, SyncerConfig};
 use crate::db::Datum;
 use crate::error::{DbRole, Error, Result};
 use crate::rules::TableFilter;
 use crate::schema::{Table, TableName};
 use crate::status::Progress;
-use crate::upstream::{BinlogReader, EventKind, RowImage, Txn};
+use crate::upstream::{BinlogPos, BinlogReader, EventKind, Position, RowImage, Txn};
+use apply::{ApplyWorker, WorkerMsg};
+use batch::Change;
+use causality::{change_keys, Causality};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
+use plan::TablePlan;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
-/// Commit the open target transaction when it holds this much.
-const BATCH_BYTES: usize = 4 << 20;
-const BATCH_ROWS: u64 = 5_000;
-/// ... or when it has been open this long.
-const BATCH_AGE: Duration = Duration::from_millis(200);
+/// No transaction for this long: the source is quiet, checkpoint.
+const QUIET: Duration = Duration::from_millis(200);
+/// Causality keys held before a flush starts the map over.
+const MAX_CAUSALITY_KEYS: usize = 1 << 20;
+/// Messages waiting for one apply worker.
+const WORKER_QUEUE: usize = 256;
+/// Largest statement text sent at once (below the target's max_allowed_packet).
+const MAX_STATEMENT_BYTES: usize = 8 << 20;
 
 pub struct Incremental {
+    pub task: String,
     pub source: SourceConfig,
     pub flavor: Flavor,
     pub target: DbConfig,
     pub filter: TableFilter,
     pub meta: MetaTables,
+    pub syncer: SyncerConfig,
     pub progress: Arc<Progress>,
 }
 
@@ -52,24 +66,103 @@ enum ReaderMsg {
     Idle,
 }
 
-/// State of the applier between batches.
-struct Applier<'a> {
+/// Aborts a spawned task when the phase ends or is dropped (pause, stop).
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Routes decoded changes to the apply workers and keeps the checkpoint.
+struct Dispatcher<'a> {
     inc: &'a Incremental,
+    /// Session for DDL, checkpoints and reading definitions.
     conn: Conn,
+    /// `position` is the end of the last whole transaction routed.
     cp: Checkpoint,
-    batch: RowBatch,
-    /// A target transaction is open.
-    open: bool,
-    opened_at: Instant,
-    /// The tracker changed since the last saved checkpoint.
+    /// The checkpoint in the target is older than `cp`.
+    dirty: bool,
+    saved_at: Instant,
+    /// The tracked schema changed since the last saved checkpoint.
     schema_dirty: bool,
-    /// Source transactions in the open batch.
+    /// Transactions routed since the last checkpoint.
     txns: u64,
+    plans: HashMap<TableName, Arc<TablePlan>>,
+    causality: Causality,
+    workers: Vec<mpsc::Sender<WorkerMsg>>,
+    handles: Vec<AbortOnDrop<Result<()>>>,
+    /// Changes of the current transaction per worker, not yet sent.
+    pending: Vec<Vec<Change>>,
+    keys: Vec<u64>,
 }
 
 impl Incremental {
     /// Runs until an error (or cancellation by dropping the future).
-    pub async fn run(&self, cp: Checkpoint) -> Result<()> {
+    pub async fn run(&self, mut cp: Checkpoint) -> Result<()> {
+        let addr = self.target.addr();
+        let te = |e| Error::db(DbRole::Target, &addr, e);
+        let mut conn = crate::db::connect(&self.target, DbRole::Target).await?;
+        let packet: Option<u64> = conn
+            .query_first("SELECT @@max_allowed_packet")
+            .await
+            .map_err(te)?;
+        let batch_bytes = (packet.unwrap_or(4 << 20) as usize / 2).min(MAX_STATEMENT_BYTES);
+
+        // Workers take their locks first: a worker of an earlier run that is still
+        // committing finishes before the high waters are read.
+        let n = self.syncer.worker_count.max(1);
+        let mut workers = Vec::with_capacity(n);
+        let mut handles = Vec::with_capacity(n);
+        for id in 0..n {
+            let mut wconn = crate::db::connect(&self.target, DbRole::Target).await?;
+            apply::take_lock(
+                &mut wconn,
+                &addr,
+                &apply::lock_name(&self.meta, &self.source.source_id, id),
+            )
+            .await?;
+            apply::prepare_session(&mut wconn, &addr).await?;
+            let worker = ApplyWorker::new(
+                id,
+                self.source.source_id.clone(),
+                self.target.clone(),
+                self.meta.clone(),
+                wconn,
+                self.syncer.batch,
+                batch_bytes,
+                self.syncer.compact,
+                self.progress.clone(),
+            );
+            let (tx, rx) = mpsc::channel(WORKER_QUEUE);
+            workers.push(tx);
+            handles.push(AbortOnDrop(tokio::spawn(worker.run(rx))));
+        }
+        let high_waters = self
+            .meta
+            .high_waters(&mut conn, &addr, &self.source.source_id)
+            .await?;
+        for (id, _, _) in high_waters.iter().filter(|(id, _, _)| *id >= n) {
+            // A worker of an earlier run with more workers: wait for its session too.
+            let name = apply::lock_name(&self.meta, &self.source.source_id, *id);
+            apply::take_lock(&mut conn, &addr, &name).await?;
+            conn.exec_drop("DO RELEASE_LOCK(?)", (name,))
+                .await
+                .map_err(te)?;
+        }
+        let high_waters = self
+            .meta
+            .high_waters(&mut conn, &addr, &self.source.source_id)
+            .await?;
+        if let Some(max) = high_waters.into_iter().map(|(_, _, p)| p).max() {
+            if max > cp.position.binlog && cp.safe_mode_exit.as_ref().is_none_or(|e| max > *e) {
+                tracing::info!(task = %self.task, source = %self.source.source_id, checkpoint = %cp.position, until = %max,
+                    "changes after the checkpoint may be applied already: safe mode until the high water");
+                cp.safe_mode_exit = Some(max);
+            }
+        }
+
         let reader = BinlogReader::open(
             &self.source,
             self.flavor,
@@ -78,55 +171,25 @@ impl Incremental {
             self.filter.clone(),
         )
         .await?;
-        let (tx, mut rx) = mpsc::channel::<Result<ReaderMsg>>(64);
-        let read_task = tokio::spawn(read_loop(reader, tx));
-        let conn = crate::db::connect(&self.target, DbRole::Target).await?;
-        let mut ap = Applier {
+        let (tx, rx) = mpsc::channel::<Result<ReaderMsg>>(64);
+        let _reader = AbortOnDrop(tokio::spawn(read_loop(reader, tx)));
+        self.progress.set_position(&cp.position);
+        let mut d = Dispatcher {
             inc: self,
             conn,
             cp,
-            batch: RowBatch::default(),
-            open: false,
-            opened_at: Instant::now(),
+            dirty: false,
+            saved_at: Instant::now(),
             schema_dirty: false,
             txns: 0,
+            plans: HashMap::new(),
+            causality: Causality::new(n),
+            pending: (0..n).map(|_| Vec::new()).collect(),
+            workers,
+            handles,
+            keys: Vec::new(),
         };
-        self.progress.set_position(&ap.cp.position);
-        let result = async {
-            loop {
-                let msg = match tokio::time::timeout(BATCH_AGE, rx.recv()).await {
-                    Err(_) => {
-                        // Nothing arrived for a while and everything is committed: caught up.
-                        ap.commit_if_complete().await?;
-                        self.progress.idle.store(true, Ordering::Relaxed);
-                        continue;
-                    }
-                    Ok(None) => return Err(Error::Invalid("binlog reader stopped".into())),
-                    Ok(Some(m)) => m?,
-                };
-                match msg {
-                    ReaderMsg::Idle => {
-                        ap.commit_if_complete().await?;
-                        self.progress.idle.store(true, Ordering::Relaxed);
-                    }
-                    ReaderMsg::Txn(txn) => {
-                        self.progress.idle.store(false, Ordering::Relaxed);
-                        ap.apply_txn(txn).await?;
-                        let full = ap.batch.len() >= BATCH_BYTES || ap.batch.rows >= BATCH_ROWS;
-                        if full || rx.is_empty() || ap.opened_at.elapsed() >= BATCH_AGE {
-                            ap.commit_if_complete().await?;
-                        }
-                    }
-                }
-            }
-        }
-        .await;
-        read_task.abort();
-        if ap.open {
-            // Uncommitted changes go with the transaction; the checkpoint says where to resume.
-            let _ = ap.conn.query_drop("ROLLBACK").await;
-        }
-        result
+        d.run(rx).await
     }
 }
 
@@ -144,98 +207,213 @@ async fn read_loop(mut reader: BinlogReader, tx: mpsc::Sender<Result<ReaderMsg>>
     }
 }
 
-fn decode(table: &Table, image: RowImage, at: &str) -> Result<Vec<Datum>> {
+fn decode(table: &Table, image: RowImage, at: &BinlogPos) -> Result<Vec<Datum>> {
+    let err = |message: String| Error::Schema {
+        table: table.name.to_string(),
+        position: at.to_string(),
+        message,
+    };
     if image.len() != table.columns.len() {
-        return Err(Error::Schema {
-            table: table.name.to_string(),
-            position: at.to_string(),
-            message: format!(
-                "the binlog row has {} columns, the tracked table {}",
-                image.len(),
-                table.columns.len()
-            ),
-        });
+        return Err(err(format!(
+            "the binlog row has {} columns, the tracked table {}",
+            image.len(),
+            table.columns.len()
+        )));
     }
     table
         .columns
         .iter()
         .zip(image)
         .map(|(c, v)| match v {
-            None => Err(Error::Schema {
-                table: table.name.to_string(),
-                position: at.to_string(),
-                message: format!("column `{}` is missing from the row image; set binlog_row_image=FULL on the source", c.name),
-            }),
-            Some(v) => Datum::from_binlog(c, v).map_err(|m| Error::Schema {
-                table: table.name.to_string(),
-                position: at.to_string(),
-                message: format!("column `{}`: {m}", c.name),
-            }),
+            None => Err(err(format!("column `{}` is missing from the row image; set binlog_row_image=FULL on the source", c.name))),
+            Some(v) => Datum::from_binlog(c, v).map_err(|m| err(format!("column `{}`: {m}", c.name))),
         })
         .collect()
 }
 
-impl Applier<'_> {
+impl Dispatcher<'_> {
+    async fn run(&mut self, mut rx: mpsc::Receiver<Result<ReaderMsg>>) -> Result<()> {
+        let interval = Duration::from_secs(self.inc.syncer.checkpoint_flush_interval.max(1));
+        loop {
+            let msg = match tokio::time::timeout(QUIET, rx.recv()).await {
+                Err(_) => None,
+                Ok(None) => return Err(Error::Invalid("binlog reader stopped".into())),
+                Ok(Some(m)) => Some(m?),
+            };
+            match msg {
+                Some(ReaderMsg::Txn(txn)) => {
+                    self.inc.progress.idle.store(false, Ordering::Relaxed);
+                    self.dispatch(txn).await?;
+                    self.inc
+                        .progress
+                        .queue_depth
+                        .store(self.queue_depth(&rx), Ordering::Relaxed);
+                    if self.saved_at.elapsed() >= interval {
+                        self.checkpoint().await?;
+                    }
+                }
+                // Caught up: make everything durable and visible.
+                None | Some(ReaderMsg::Idle) => {
+                    self.checkpoint().await?;
+                    self.inc.progress.idle.store(true, Ordering::Relaxed);
+                    self.inc.progress.queue_depth.store(0, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn queue_depth(&self, rx: &mpsc::Receiver<Result<ReaderMsg>>) -> u64 {
+        let queued: usize = self
+            .workers
+            .iter()
+            .map(|w| w.max_capacity() - w.capacity())
+            .sum();
+        (rx.len() + queued) as u64
+    }
+
     fn tgt_err(&self) -> impl Fn(mysql_async::Error) -> Error {
         let addr = self.inc.target.addr();
         move |e| Error::db(DbRole::Target, &addr, e)
     }
 
-    fn safe_mode(&self) -> bool {
-        matches!(&self.cp.safe_mode_exit, Some(exit) if self.cp.position.binlog < *exit)
+    /// Whether a transaction ending at `end` may be in the target already.
+    fn safe_mode(&self, end: &BinlogPos) -> bool {
+        matches!(&self.cp.safe_mode_exit, Some(exit) if end <= exit)
     }
 
-    /// Whether events of `table` in a transaction ending at the checkpoint's next position
-    /// are already in the table's snapshot.
-    fn in_snapshot(&self, table: &TableName, txn_end: &crate::upstream::BinlogPos) -> bool {
+    /// Whether events of `table` in a transaction ending at `txn_end` are already in the
+    /// table's snapshot.
+    fn in_snapshot(&self, table: &TableName, txn_end: &BinlogPos) -> bool {
         self.cp
             .table_positions
             .iter()
             .any(|(t, p)| t == table && txn_end <= p)
     }
 
-    async fn begin(&mut self) -> Result<()> {
-        if !self.open {
-            let te = self.tgt_err();
-            self.conn
-                .query_drop("START TRANSACTION")
-                .await
-                .map_err(te)?;
-            self.open = true;
-            self.opened_at = Instant::now();
+    async fn dispatch(&mut self, txn: Txn) -> Result<()> {
+        let Txn {
+            events,
+            end,
+            timestamp,
+            complete,
+        } = txn;
+        let safe = self.safe_mode(&end.binlog);
+        for ev in events {
+            match ev.kind {
+                EventKind::Rows { table, op, rows } => {
+                    if self.in_snapshot(&table, &end.binlog) {
+                        continue;
+                    }
+                    let plan = self.plan(&table, &end.binlog).await?;
+                    for (before, after) in rows {
+                        let before = before
+                            .map(|r| decode(&plan.table, r, &end.binlog))
+                            .transpose()?;
+                        let after = after
+                            .map(|r| decode(&plan.table, r, &end.binlog))
+                            .transpose()?;
+                        change_keys(&plan, before.as_deref(), after.as_deref(), &mut self.keys);
+                        let worker = match self.causality.route(&self.keys) {
+                            Some(w) => w,
+                            None => {
+                                // Linked to two workers: let both finish first.
+                                self.send_pending(&end.binlog).await?;
+                                self.flush_workers().await?;
+                                self.causality.route(&self.keys).unwrap_or(0)
+                            }
+                        };
+                        self.pending[worker].push(Change {
+                            plan: plan.clone(),
+                            op,
+                            before,
+                            after,
+                            safe,
+                        });
+                    }
+                }
+                EventKind::Query { db, sql } => {
+                    self.send_pending(&end.binlog).await?;
+                    self.apply_query(&db, &sql, &end).await?;
+                }
+            }
+        }
+        self.send_pending(&end.binlog).await?;
+        if complete {
+            self.cp.position = end;
+            self.dirty = true;
+            self.txns += 1;
+            if timestamp != 0 {
+                self.inc
+                    .progress
+                    .last_event_ts
+                    .store(timestamp as u64, Ordering::Relaxed);
+            }
+        }
+        if self.causality.len() > MAX_CAUSALITY_KEYS {
+            self.flush_workers().await?;
         }
         Ok(())
     }
 
-    /// Sends the pending statements of the open transaction.
-    async fn send_batch(&mut self) -> Result<()> {
-        if self.batch.is_empty() {
-            return Ok(());
+    /// Hands the routed changes of the current transaction to their workers.
+    async fn send_pending(&mut self, end: &BinlogPos) -> Result<()> {
+        for w in 0..self.workers.len() {
+            if self.pending[w].is_empty() {
+                continue;
+            }
+            let changes = std::mem::take(&mut self.pending[w]);
+            let msg = WorkerMsg::Changes {
+                changes,
+                end: end.clone(),
+            };
+            if self.workers[w].send(msg).await.is_err() {
+                return Err(self.worker_error().await);
+            }
         }
-        self.begin().await?;
-        let sql = std::mem::take(&mut self.batch.sql);
-        let rows = self.batch.rows;
-        self.batch.clear();
-        let addr = self.inc.target.addr();
-        self.conn
-            .query_drop(sql)
-            .await
-            .map_err(|e| Error::db(DbRole::Target, &addr, e))?;
-        self.inc
-            .progress
-            .rows_applied
-            .fetch_add(rows, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Commits the open transaction with the checkpoint, when it ends at a transaction boundary.
-    async fn commit_if_complete(&mut self) -> Result<()> {
-        if !self.open && self.batch.is_empty() && self.txns == 0 {
+    /// Waits until every worker has committed everything it was given; the causality map
+    /// starts over.
+    async fn flush_workers(&mut self) -> Result<()> {
+        let mut acks = Vec::with_capacity(self.workers.len());
+        for w in &self.workers {
+            let (tx, rx) = oneshot::channel();
+            if w.send(WorkerMsg::Flush(tx)).await.is_err() {
+                return Err(self.worker_error().await);
+            }
+            acks.push(rx);
+        }
+        for ack in acks {
+            if ack.await.is_err() {
+                return Err(self.worker_error().await);
+            }
+        }
+        self.causality.reset();
+        Ok(())
+    }
+
+    /// The error of the worker that stopped.
+    async fn worker_error(&mut self) -> Error {
+        for h in &mut self.handles {
+            if h.0.is_finished() {
+                return match (&mut h.0).await {
+                    Ok(Err(e)) => e,
+                    Ok(Ok(())) => Error::Invalid("an apply worker stopped".into()),
+                    Err(e) => Error::Invalid(format!("an apply worker failed: {e}")),
+                };
+            }
+        }
+        Error::Invalid("an apply worker stopped".into())
+    }
+
+    /// Flushes the workers and saves the position of the last routed transaction.
+    async fn checkpoint(&mut self) -> Result<()> {
+        self.flush_workers().await?;
+        if !self.dirty {
             return Ok(());
         }
-        self.send_batch().await?;
-        self.begin().await?;
-        // Past the newest snapshot: the skip list and safe mode are done.
+        // Past the newest snapshot: the skip list is done.
         if self
             .cp
             .table_positions
@@ -250,90 +428,57 @@ impl Applier<'_> {
             self.schema_dirty,
         );
         let te = self.tgt_err();
-        self.conn.query_drop(sql).await.map_err(&te)?;
-        self.conn.query_drop("COMMIT").await.map_err(&te)?;
-        self.open = false;
+        self.conn.query_drop(sql).await.map_err(te)?;
+        self.dirty = false;
         self.schema_dirty = false;
-        self.inc
-            .progress
-            .txns_applied
-            .fetch_add(self.txns, Ordering::Relaxed);
+        self.saved_at = Instant::now();
+        let p = &self.inc.progress;
+        p.txns_applied.fetch_add(self.txns, Ordering::Relaxed);
         self.txns = 0;
-        self.inc.progress.set_position(&self.cp.position);
-        self.inc
-            .progress
-            .safe_mode
-            .store(self.safe_mode(), Ordering::Relaxed);
+        p.set_position(&self.cp.position);
+        p.safe_mode
+            .store(self.safe_mode(&self.cp.position.binlog), Ordering::Relaxed);
         Ok(())
     }
 
-    /// The tracked model of a table, loading it from the target when the tracker lacks it
+    /// The plan of a table, from the tracker, or from the target when the tracker lacks it
     /// (a table that existed before an incremental-only task started).
-    async fn table(&mut self, name: &TableName, at: &str) -> Result<Table> {
-        if let Some(t) = self.cp.tracker.get(name) {
-            return Ok(t.clone());
+    async fn plan(&mut self, name: &TableName, at: &BinlogPos) -> Result<Arc<TablePlan>> {
+        if let Some(p) = self.plans.get(name) {
+            return Ok(p.clone());
         }
-        let te = self.tgt_err();
-        let loaded = crate::schema::load_table(&mut self.conn, name)
-            .await
-            .map_err(te)?;
-        match loaded {
-            Some(t) => {
+        let table = match self.cp.tracker.get(name) {
+            Some(t) => t.clone(),
+            None => {
+                let te = self.tgt_err();
+                let loaded = crate::schema::load_table(&mut self.conn, name)
+                    .await
+                    .map_err(te)?;
+                let Some(t) = loaded else {
+                    return Err(Error::Schema {
+                        table: name.to_string(),
+                        position: at.to_string(),
+                        message: "rows for a table that is neither tracked nor in the target"
+                            .into(),
+                    });
+                };
                 tracing::warn!(table = %name, "table not tracked; using its definition in the target");
                 self.cp.tracker.insert(t.clone());
                 self.schema_dirty = true;
-                Ok(t)
+                self.dirty = true;
+                t
             }
-            None => Err(Error::Schema {
-                table: name.to_string(),
-                position: at.to_string(),
-                message: "rows for a table that is neither tracked nor in the target".into(),
-            }),
-        }
+        };
+        let plan = Arc::new(TablePlan::new(table));
+        self.plans.insert(name.clone(), plan.clone());
+        Ok(plan)
     }
 
-    async fn apply_txn(&mut self, txn: Txn) -> Result<()> {
-        let Txn {
-            events,
-            end,
-            timestamp,
-            complete,
-        } = txn;
-        let at = end.binlog.to_string();
-        let safe = self.safe_mode();
-        // Events are consumed: row values move into the decoded rows without a copy.
-        for ev in events {
-            match ev.kind {
-                EventKind::Rows { table, op, rows } => {
-                    if self.in_snapshot(&table, &end.binlog) {
-                        continue;
-                    }
-                    let model = self.table(&table, &at).await?;
-                    for (before, after) in rows {
-                        let b = before.map(|r| decode(&model, r, &at)).transpose()?;
-                        let a = after.map(|r| decode(&model, r, &at)).transpose()?;
-                        self.batch
-                            .push(&model, op, b.as_deref(), a.as_deref(), safe);
-                    }
-                    if self.batch.len() >= BATCH_BYTES {
-                        self.send_batch().await?;
-                    }
-                }
-                EventKind::Query { db, sql } => {
-                    self.apply_query(&db, &sql, &end).await?;
-                }
-            }
-        }
-        if complete {
-            self.cp.position = end;
-            self.txns += 1;
-            if timestamp != 0 {
-                self.inc
-                    .progress
-                    .last_event_ts
-                    .store(timestamp as u64, Ordering::Relaxed);
-            }
-        }
-        Ok(())
+    /// The schema changed: plans are worked out again.
+    fn schema_changed(&mut self, end: &Position) {
+        self.plans.clear();
+        self.cp.position = end.clone();
+        self.schema_dirty = true;
+        self.dirty = true;
     }
 }

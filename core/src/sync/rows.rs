@@ -1,24 +1,32 @@
-//! Row changes to SQL. Consecutive inserts into one table become one multi-row statement;
-//! statements of a batch are sent together as one multi-statement text.
+//! Row changes to SQL statements. Consecutive inserts into one table become one multi-row
+//! statement; a batch's statements are sent together as one multi-statement text, and kept
+//! apart so that a failing one can be named.
 //!
 //! Safe mode makes every change idempotent, so that replaying changes the target already has
 //! converges to the same state: INSERT becomes REPLACE, UPDATE becomes DELETE of the old key +
 //! REPLACE of the new row, DELETE stays.
 
+use super::plan::TablePlan;
 use crate::db::{quote_ident, Datum};
-use crate::schema::{Column, ColumnKind, Table};
+use crate::schema::{Column, ColumnKind};
 use crate::upstream::RowOp;
 
 /// Writes `item` for each column the target accepts values for (not generated), comma
 /// separated.
 fn write_written_columns(
     sql: &mut String,
-    table: &Table,
+    plan: &TablePlan,
     row: &[Datum],
     mut item: impl FnMut(&mut String, &Column, &Datum),
 ) {
     let mut first = true;
-    for (c, v) in table.columns.iter().zip(row).filter(|(c, _)| !c.generated) {
+    for (c, v) in plan
+        .table
+        .columns
+        .iter()
+        .zip(row)
+        .filter(|(c, _)| !c.generated)
+    {
         if !first {
             sql.push(',');
         }
@@ -27,178 +35,250 @@ fn write_written_columns(
     }
 }
 
-/// SQL text of a batch of row changes.
+/// One statement and the table it writes.
+pub struct Statement {
+    pub sql: String,
+    pub table: String,
+}
+
+/// SQL statements of a batch of row changes.
 #[derive(Default)]
 pub struct RowBatch {
-    pub sql: String,
-    /// (table, verb) of the statement that is still open for more VALUES.
+    pub stmts: Vec<Statement>,
+    /// The last statement is an INSERT/REPLACE of (table, verb) open for more VALUES.
     open_insert: Option<(String, &'static str)>,
-    pub rows: u64,
+    /// Total length of the statements.
+    pub bytes: usize,
 }
 
 impl RowBatch {
     pub fn is_empty(&self) -> bool {
-        self.sql.is_empty()
+        self.stmts.is_empty()
     }
 
-    pub fn len(&self) -> usize {
-        self.sql.len()
-    }
-
-    pub fn clear(&mut self) {
-        self.sql.clear();
+    fn begin_statement(&mut self, plan: &TablePlan) -> &mut String {
         self.open_insert = None;
-        self.rows = 0;
+        self.stmts.push(Statement {
+            sql: String::new(),
+            table: plan.quoted.clone(),
+        });
+        &mut self.stmts.last_mut().expect("just pushed").sql
     }
 
-    fn begin_statement(&mut self) {
-        if !self.sql.is_empty() {
-            self.sql.push_str(";\n");
-        }
-        self.open_insert = None;
+    /// Runs `write` on the open statement and keeps `bytes` up to date.
+    fn write_last(&mut self, write: impl FnOnce(&mut String)) {
+        let sql = &mut self.stmts.last_mut().expect("a statement is open").sql;
+        let before = sql.len();
+        write(sql);
+        self.bytes += sql.len() - before;
     }
 
-    /// Appends a raw statement (e.g. the checkpoint).
-    pub fn push_statement(&mut self, stmt: &str) {
-        self.begin_statement();
-        self.sql.push_str(stmt);
-    }
-
-    fn insert(&mut self, table: &Table, verb: &'static str, row: &[Datum]) {
-        let qname = table.name.quoted();
-        let same = matches!(&self.open_insert, Some((t, v)) if *t == qname && *v == verb);
+    /// Adds a row to a multi-row `verb INTO table (...) VALUES` statement.
+    pub fn insert(&mut self, plan: &TablePlan, verb: &'static str, row: &[Datum]) {
+        let same = matches!(&self.open_insert, Some((t, v)) if *t == plan.quoted && *v == verb);
         if same {
-            self.sql.push(',');
+            self.write_last(|sql| sql.push(','));
         } else {
-            self.begin_statement();
-            self.sql.push_str(verb);
-            self.sql.push_str(" INTO ");
-            self.sql.push_str(&qname);
-            self.sql.push_str(" (");
-            write_written_columns(&mut self.sql, table, row, |sql, c, _| {
-                sql.push_str(&quote_ident(&c.name))
+            self.begin_statement(plan);
+            self.write_last(|sql| {
+                sql.push_str(verb);
+                sql.push_str(" INTO ");
+                sql.push_str(&plan.quoted);
+                sql.push_str(" (");
+                write_written_columns(sql, plan, row, |sql, c, _| {
+                    sql.push_str(&quote_ident(&c.name))
+                });
+                sql.push_str(") VALUES ");
             });
-            self.sql.push_str(") VALUES ");
-            self.open_insert = Some((qname, verb));
+            self.open_insert = Some((plan.quoted.clone(), verb));
         }
-        self.sql.push('(');
-        write_written_columns(&mut self.sql, table, row, |sql, _, v| v.write_sql(sql));
-        self.sql.push(')');
+        self.write_last(|sql| {
+            sql.push('(');
+            write_written_columns(sql, plan, row, |sql, _, v| v.write_sql(sql));
+            sql.push(')');
+        });
+    }
+
+    /// `DELETE ... WHERE key IN (...)` for rows of a table with an identity key.
+    pub fn delete_many(&mut self, plan: &TablePlan, rows: &[&[Datum]]) {
+        let Some(key) = &plan.identity else {
+            for row in rows {
+                self.delete(plan, row);
+            }
+            return;
+        };
+        if rows.is_empty() {
+            return;
+        }
+        let cols = &plan.table.columns;
+        self.begin_statement(plan);
+        self.write_last(|sql| {
+            sql.push_str("DELETE FROM ");
+            sql.push_str(&plan.quoted);
+            sql.push_str(" WHERE ");
+            if let [i] = key[..] {
+                sql.push_str(&quote_ident(&cols[i].name));
+                sql.push_str(" IN (");
+                for (n, row) in rows.iter().enumerate() {
+                    if n > 0 {
+                        sql.push(',');
+                    }
+                    row[i].write_sql(sql);
+                }
+                sql.push(')');
+            } else {
+                // (a = .. AND b = ..) OR ...: every server plans this as ranges.
+                for (n, row) in rows.iter().enumerate() {
+                    if n > 0 {
+                        sql.push_str(" OR ");
+                    }
+                    sql.push('(');
+                    write_key_match(sql, plan, key, row);
+                    sql.push(')');
+                }
+            }
+        });
     }
 
     /// `WHERE` that finds the row: its identity key, else every comparable column.
-    fn where_clause(&mut self, table: &Table, row: &[Datum]) {
-        self.sql.push_str(" WHERE ");
-        let key = table.identity_key();
-        let cols: Vec<usize> = match &key {
-            Some(k) => k.clone(),
-            // FLOAT values do not compare equal to their literal; generated columns are
-            // computed anyway.
-            None => (0..table.columns.len())
-                .filter(|&i| {
-                    !table.columns[i].generated && table.columns[i].kind() != ColumnKind::Float
-                })
-                .collect(),
-        };
-        for (n, &i) in cols.iter().enumerate() {
-            if n > 0 {
-                self.sql.push_str(" AND ");
+    fn where_clause(&mut self, plan: &TablePlan, row: &[Datum]) {
+        self.write_last(|sql| {
+            sql.push_str(" WHERE ");
+            match &plan.identity {
+                Some(k) => write_key_match(sql, plan, k, row),
+                None => {
+                    // FLOAT values do not compare equal to their literal; generated columns
+                    // are computed anyway.
+                    let cols: Vec<usize> = (0..plan.table.columns.len())
+                        .filter(|&i| {
+                            let c = &plan.table.columns[i];
+                            !c.generated && c.kind() != ColumnKind::Float
+                        })
+                        .collect();
+                    write_key_match(sql, plan, &cols, row);
+                    sql.push_str(" LIMIT 1");
+                }
             }
-            self.sql.push_str(&quote_ident(&table.columns[i].name));
-            self.sql
-                .push_str(if row[i].is_null() { " <=> " } else { " = " });
-            row[i].write_sql(&mut self.sql);
-        }
-        if key.is_none() {
-            self.sql.push_str(" LIMIT 1");
-        }
-    }
-
-    fn delete(&mut self, table: &Table, row: &[Datum]) {
-        self.begin_statement();
-        self.sql.push_str("DELETE FROM ");
-        self.sql.push_str(&table.name.quoted());
-        self.where_clause(table, row);
-    }
-
-    fn update(&mut self, table: &Table, before: &[Datum], after: &[Datum]) {
-        self.begin_statement();
-        self.sql.push_str("UPDATE ");
-        self.sql.push_str(&table.name.quoted());
-        self.sql.push_str(" SET ");
-        write_written_columns(&mut self.sql, table, after, |sql, c, v| {
-            sql.push_str(&quote_ident(&c.name));
-            sql.push('=');
-            v.write_sql(sql);
         });
-        self.where_clause(table, before);
     }
 
-    /// Adds one row change.
+    fn delete(&mut self, plan: &TablePlan, row: &[Datum]) {
+        self.begin_statement(plan);
+        self.write_last(|sql| {
+            sql.push_str("DELETE FROM ");
+            sql.push_str(&plan.quoted);
+        });
+        self.where_clause(plan, row);
+    }
+
+    fn update(&mut self, plan: &TablePlan, before: &[Datum], after: &[Datum]) {
+        self.begin_statement(plan);
+        self.write_last(|sql| {
+            sql.push_str("UPDATE ");
+            sql.push_str(&plan.quoted);
+            sql.push_str(" SET ");
+            write_written_columns(sql, plan, after, |sql, c, v| {
+                sql.push_str(&quote_ident(&c.name));
+                sql.push('=');
+                v.write_sql(sql);
+            });
+        });
+        self.where_clause(plan, before);
+    }
+
+    /// Adds one row change, in order.
     pub fn push(
         &mut self,
-        table: &Table,
+        plan: &TablePlan,
         op: RowOp,
         before: Option<&[Datum]>,
         after: Option<&[Datum]>,
         safe: bool,
     ) {
-        self.rows += 1;
         match (op, before, after) {
             (RowOp::Insert, _, Some(a)) => {
-                self.insert(table, if safe { "REPLACE" } else { "INSERT" }, a)
+                self.insert(plan, if safe { "REPLACE" } else { "INSERT" }, a)
             }
-            (RowOp::Delete, Some(b), _) => self.delete(table, b),
+            (RowOp::Delete, Some(b), _) => self.delete(plan, b),
             (RowOp::Update, Some(b), Some(a)) => {
-                if safe && table.identity_key().is_some() {
-                    self.delete(table, b);
-                    self.insert(table, "REPLACE", a);
+                if safe && plan.identity.is_some() {
+                    self.delete(plan, b);
+                    self.insert(plan, "REPLACE", a);
                 } else {
-                    self.update(table, b, a);
+                    self.update(plan, b, a);
                 }
             }
             _ => {}
         }
     }
+
+    /// All statements as one multi-statement text.
+    pub fn joined(&self) -> String {
+        let mut out = String::with_capacity(self.bytes + 2 * self.stmts.len());
+        for (n, s) in self.stmts.iter().enumerate() {
+            if n > 0 {
+                out.push_str(";\n");
+            }
+            out.push_str(&s.sql);
+        }
+        out
+    }
+}
+
+/// `a = 1 AND b <=> NULL` for the columns `cols` of `row`.
+fn write_key_match(sql: &mut String, plan: &TablePlan, cols: &[usize], row: &[Datum]) {
+    for (n, &i) in cols.iter().enumerate() {
+        if n > 0 {
+            sql.push_str(" AND ");
+        }
+        sql.push_str(&quote_ident(&plan.table.columns[i].name));
+        sql.push_str(if row[i].is_null() { " <=> " } else { " = " });
+        row[i].write_sql(sql);
+    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::schema::TableName;
+    use crate::schema::{Table, TableName};
 
-    fn table() -> Table {
+    pub fn plan(pk: &[&str]) -> TablePlan {
         let col = |n: &str, t: &str| Column {
             name: n.into(),
             data_type: t.into(),
             unsigned: false,
-            nullable: n != "id",
+            nullable: n == "v",
             generated: false,
         };
-        Table {
+        TablePlan::new(Table {
             name: TableName::new("db", "t"),
-            columns: vec![col("id", "int"), col("v", "varchar")],
-            primary_key: vec!["id".into()],
+            columns: vec![col("id", "int"), col("k", "int"), col("v", "varchar")],
+            primary_key: pk.iter().map(|s| s.to_string()).collect(),
             unique_keys: vec![],
-        }
+        })
     }
 
     #[test]
     fn inserts_merge_and_safe_mode_replaces() {
-        let t = table();
-        let r1 = [Datum::Int(1), Datum::Bytes(b"a".to_vec())];
-        let r2 = [Datum::Int(2), Datum::Null];
+        let t = plan(&["id"]);
+        let r1 = [Datum::Int(1), Datum::Int(0), Datum::Bytes(b"a".to_vec())];
+        let r2 = [Datum::Int(2), Datum::Int(0), Datum::Null];
         let mut b = RowBatch::default();
         b.push(&t, RowOp::Insert, None, Some(&r1), false);
         b.push(&t, RowOp::Insert, None, Some(&r2), false);
         b.push(&t, RowOp::Update, Some(&r1), Some(&r2), true);
         b.push(&t, RowOp::Delete, Some(&r2), None, false);
+        b.delete_many(&t, &[&r1, &r2]);
+        b.delete_many(&plan(&["id", "k"]), &[&r1, &r2]);
         assert_eq!(
-            b.sql,
-            "INSERT INTO `db`.`t` (`id`,`v`) VALUES (1,X'61'),(2,NULL);\n\
+            b.joined(),
+            "INSERT INTO `db`.`t` (`id`,`k`,`v`) VALUES (1,0,X'61'),(2,0,NULL);\n\
              DELETE FROM `db`.`t` WHERE `id` = 1;\n\
-             REPLACE INTO `db`.`t` (`id`,`v`) VALUES (2,NULL);\n\
-             DELETE FROM `db`.`t` WHERE `id` = 2"
+             REPLACE INTO `db`.`t` (`id`,`k`,`v`) VALUES (2,0,NULL);\n\
+             DELETE FROM `db`.`t` WHERE `id` = 2;\n\
+             DELETE FROM `db`.`t` WHERE `id` IN (1,2);\n\
+             DELETE FROM `db`.`t` WHERE (`id` = 1 AND `k` = 0) OR (`id` = 2 AND `k` = 0)"
         );
+        assert_eq!(b.bytes + 5 * 2, b.joined().len());
     }
 }

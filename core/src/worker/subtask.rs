@@ -124,6 +124,8 @@ impl Subtask {
         drop(tgt);
         self.progress.set_phase(Phase::Incremental);
         let inc = Incremental {
+            task: task.name.clone(),
+            syncer: task.syncer_of(source_id),
             source: self.source.clone(),
             flavor,
             target: task.target_database.clone(),

@@ -1,0 +1,303 @@
+//! An apply worker: one target connection that writes the changes the dispatcher routes to
+//! it, a batch per target transaction.
+//!
+//! Each transaction also records the worker's high water (the end of the newest source
+//! transaction it holds changes of) with a sequence number, so that after a crash the safe
+//! mode knows exactly how far changes may already be applied, and after a lost connection
+//! the worker knows whether its COMMIT made it. A transient error rolls the transaction
+//! back and runs it again (idempotent: nothing of it stayed); a permanent one is narrowed
+//! down to the failing statement.
+
+use super::batch::{Batch, Change};
+use super::rows::RowBatch;
+use crate::checkpoint::MetaTables;
+use crate::config::DbConfig;
+use crate::error::{DbRole, Error, Result};
+use crate::status::Progress;
+use crate::upstream::BinlogPos;
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Commit a non-empty batch when no change arrived for this long.
+const LINGER: Duration = Duration::from_millis(5);
+/// Tries of one transaction before the error goes up (and the task restarts from its
+/// checkpoint).
+const ATTEMPTS: u32 = 5;
+/// How much of a failing statement an error shows.
+const SHOWN_SQL: usize = 2000;
+
+pub enum WorkerMsg {
+    /// Changes of one source transaction (or of a part of it) ending at `end`.
+    Changes {
+        changes: Vec<Change>,
+        end: BinlogPos,
+    },
+    /// Commit everything held, then answer.
+    Flush(oneshot::Sender<()>),
+}
+
+pub struct ApplyWorker {
+    pub id: usize,
+    pub source_id: String,
+    pub target: DbConfig,
+    pub meta: MetaTables,
+    pub conn: Conn,
+    pub batch_rows: usize,
+    pub batch_bytes: usize,
+    pub compact: bool,
+    pub progress: Arc<Progress>,
+    batch: Batch,
+    /// Source positions the open batch spans.
+    first: Option<BinlogPos>,
+    high_water: Option<BinlogPos>,
+    seq: u64,
+}
+
+/// Name of the user lock an apply worker holds on the target while it runs: a restarted
+/// task waits until the old worker's session is gone before it reads the high waters.
+pub fn lock_name(task_meta: &MetaTables, source_id: &str, worker: usize) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (&task_meta.high_water, source_id).hash(&mut h);
+    format!("dm-apply-{:016x}-{worker}", h.finish())
+}
+
+/// Takes the user lock `name` on `conn`, waiting up to 30 s.
+pub async fn take_lock(conn: &mut Conn, addr: &str, name: &str) -> Result<()> {
+    let got: Option<Option<i64>> = conn
+        .exec_first("SELECT GET_LOCK(?, 30)", (name,))
+        .await
+        .map_err(|e| Error::db(DbRole::Target, addr, e))?;
+    if got.flatten() == Some(1) {
+        Ok(())
+    } else {
+        Err(Error::Db {
+            role: DbRole::Target,
+            addr: addr.to_string(),
+            message: format!("an earlier apply session still holds the lock `{name}`"),
+            errno: None,
+            retryable: true,
+        })
+    }
+}
+
+/// Prepares a target session for applying: READ COMMITTED takes no gap locks, so workers
+/// writing different rows never wait for each other. A target that logs statements needs
+/// REPEATABLE READ, and keeps it.
+pub async fn prepare_session(conn: &mut Conn, addr: &str) -> Result<()> {
+    let te = |e| Error::db(DbRole::Target, addr, e);
+    let (log_bin, format): (Option<i64>, Option<String>) = conn
+        .query_first("SELECT @@log_bin, @@binlog_format")
+        .await
+        .map_err(te)?
+        .unwrap_or((None, None));
+    if !(log_bin == Some(1) && format.as_deref() == Some("STATEMENT")) {
+        conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            .await
+            .map_err(te)?;
+    }
+    Ok(())
+}
+
+impl ApplyWorker {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: usize,
+        source_id: String,
+        target: DbConfig,
+        meta: MetaTables,
+        conn: Conn,
+        batch_rows: usize,
+        batch_bytes: usize,
+        compact: bool,
+        progress: Arc<Progress>,
+    ) -> Self {
+        ApplyWorker {
+            id,
+            source_id,
+            target,
+            meta,
+            conn,
+            batch_rows,
+            batch_bytes,
+            compact,
+            progress,
+            batch: Batch::default(),
+            first: None,
+            high_water: None,
+            // Unique across restarts without reading the old value.
+            seq: crate::status::now_micros(),
+        }
+    }
+
+    /// Applies until the dispatcher hangs up or an error.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<WorkerMsg>) -> Result<()> {
+        loop {
+            let msg = if self.batch.is_empty() {
+                rx.recv().await
+            } else {
+                match tokio::time::timeout(LINGER, rx.recv()).await {
+                    Ok(m) => m,
+                    Err(_) => {
+                        self.commit().await?;
+                        continue;
+                    }
+                }
+            };
+            match msg {
+                // The task stops: what is not committed is not applied.
+                None => return Ok(()),
+                Some(WorkerMsg::Changes { changes, end }) => {
+                    for c in changes {
+                        self.batch.push(c, self.compact);
+                    }
+                    if self.first.is_none() {
+                        self.first = Some(end.clone());
+                    }
+                    self.high_water = Some(end);
+                    if self.batch.rows >= self.batch_rows || self.batch.bytes >= self.batch_bytes {
+                        self.commit().await?;
+                    }
+                }
+                Some(WorkerMsg::Flush(done)) => {
+                    self.commit().await?;
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
+    fn addr(&self) -> String {
+        self.target.addr()
+    }
+
+    /// Writes the batch and the high water in one target transaction.
+    async fn commit(&mut self) -> Result<()> {
+        let Some(high_water) = self.high_water.take() else {
+            return Ok(());
+        };
+        let first = self.first.take().unwrap_or_else(|| high_water.clone());
+        let rows = self.batch.rows as u64;
+        let stmts = self.batch.take_sql();
+        self.seq += 1;
+        let mut text = String::with_capacity(stmts.bytes + 256);
+        text.push_str("START TRANSACTION;\n");
+        if !stmts.is_empty() {
+            text.push_str(&stmts.joined());
+            text.push_str(";\n");
+        }
+        text.push_str(
+            &self
+                .meta
+                .high_water_sql(&self.source_id, self.id, self.seq, &high_water),
+        );
+        text.push_str(";\nCOMMIT");
+        let mut backoff = Duration::from_millis(100);
+        let mut attempt = 1;
+        loop {
+            let err = match self.conn.query_drop(text.as_str()).await {
+                Ok(()) => break,
+                Err(e) => Error::db(DbRole::Target, &self.addr(), e),
+            };
+            let _ = self.conn.query_drop("ROLLBACK").await;
+            if !err.is_retryable() {
+                return Err(self.diagnose(&stmts, err, &first, &high_water).await);
+            }
+            if attempt >= ATTEMPTS {
+                return Err(err);
+            }
+            tracing::warn!(worker = self.id, error = %err, "apply failed; trying again in {backoff:?}");
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+            attempt += 1;
+            if self.committed().await? {
+                break;
+            }
+        }
+        self.progress
+            .rows_applied
+            .fetch_add(rows, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// After a failure: whether the last transaction committed anyway (the connection broke
+    /// after the COMMIT reached the server). Reconnects when the connection is gone.
+    async fn committed(&mut self) -> Result<bool> {
+        let addr = self.addr();
+        let sql = format!(
+            "SELECT seq FROM {} WHERE source_id = ? AND worker = ?",
+            self.meta.high_water
+        );
+        let seq: Option<u64> = match self
+            .conn
+            .exec_first(sql.as_str(), (&self.source_id, self.id))
+            .await
+        {
+            Ok(s) => s,
+            Err(_) => {
+                self.conn = crate::db::connect(&self.target, DbRole::Target).await?;
+                prepare_session(&mut self.conn, &addr).await?;
+                self.conn
+                    .exec_first(sql.as_str(), (&self.source_id, self.id))
+                    .await
+                    .map_err(|e| Error::db(DbRole::Target, &addr, e))?
+            }
+        };
+        Ok(seq == Some(self.seq))
+    }
+
+    /// Runs the statements one by one (and rolls back) to name the one that fails.
+    async fn diagnose(
+        &mut self,
+        stmts: &RowBatch,
+        err: Error,
+        first: &BinlogPos,
+        last: &BinlogPos,
+    ) -> Error {
+        let addr = self.addr();
+        let mut found = None;
+        if self.conn.query_drop("START TRANSACTION").await.is_ok() {
+            for s in &stmts.stmts {
+                if let Err(e) = self.conn.query_drop(s.sql.as_str()).await {
+                    found = Some((s, Error::db(DbRole::Target, &addr, e)));
+                    break;
+                }
+            }
+            let _ = self.conn.query_drop("ROLLBACK").await;
+        }
+        let (stmt, mut err) = match found {
+            Some((s, e)) => (Some(s), e),
+            None => (None, err),
+        };
+        if let Error::Db { message, .. } = &mut err {
+            let at = if first == last {
+                format!("the source transaction ending at {last}")
+            } else {
+                format!("source transactions ending between {first} and {last}")
+            };
+            match stmt {
+                Some(s) => {
+                    let mut sql = s.sql.clone();
+                    if sql.len() > SHOWN_SQL {
+                        let mut cut = SHOWN_SQL;
+                        while !sql.is_char_boundary(cut) {
+                            cut -= 1;
+                        }
+                        sql.truncate(cut);
+                        sql.push_str(" ...");
+                    }
+                    *message = format!(
+                        "{message}; applying to {} changes of {at}: `{sql}`",
+                        s.table
+                    );
+                }
+                None => *message = format!("{message}; applying changes of {at}"),
+            }
+        }
+        err
+    }
+}

@@ -1,0 +1,108 @@
+//! What the apply path needs to know of a table, worked out once per schema version instead
+//! of once per row.
+
+use crate::schema::{ColumnKind, Table};
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
+pub struct TablePlan {
+    pub table: Table,
+    /// `table.name` quoted for SQL.
+    pub quoted: String,
+    /// Columns that identify a row: the primary key, else a non-null unique key.
+    pub identity: Option<Vec<usize>>,
+    /// Every unique key, the identity first: changes sharing a value of one of them must be
+    /// applied in binlog order.
+    pub unique_keys: Vec<Vec<usize>>,
+    /// Per column: a text type whose equality follows a collation (case, trailing spaces).
+    pub collated: Vec<bool>,
+    /// Changes of one row may be merged in a batch: the identity is the only unique key and
+    /// compares byte for byte (no text, no floats), so equal key bytes mean the same row.
+    pub compactable: bool,
+    /// Hash of the table name, the seed of its causality keys.
+    pub name_hash: u64,
+}
+
+fn is_collated_text(data_type: &str) -> bool {
+    matches!(
+        data_type,
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set"
+    )
+}
+
+impl TablePlan {
+    pub fn new(table: Table) -> Self {
+        let identity = table.identity_key();
+        let mut unique_keys: Vec<Vec<usize>> = identity.iter().cloned().collect();
+        for (_, cols) in &table.unique_keys {
+            let ix: Option<Vec<usize>> = cols.iter().map(|c| table.column_index(c)).collect();
+            if let Some(ix) = ix {
+                if !unique_keys.contains(&ix) {
+                    unique_keys.push(ix);
+                }
+            }
+        }
+        let collated: Vec<bool> = table
+            .columns
+            .iter()
+            .map(|c| is_collated_text(&c.data_type))
+            .collect();
+        let compactable = unique_keys.len() == 1
+            && identity.as_ref().is_some_and(|k| {
+                k.iter().all(|&i| {
+                    !collated[i]
+                        && !matches!(
+                            table.columns[i].kind(),
+                            ColumnKind::Float | ColumnKind::Double
+                        )
+                })
+            });
+        let mut h = DefaultHasher::new();
+        table.name.hash(&mut h);
+        TablePlan {
+            quoted: table.name.quoted(),
+            identity,
+            unique_keys,
+            collated,
+            compactable,
+            name_hash: h.finish(),
+            table,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{Column, TableName};
+
+    fn col(n: &str, t: &str) -> Column {
+        Column {
+            name: n.into(),
+            data_type: t.into(),
+            unsigned: false,
+            nullable: false,
+            generated: false,
+        }
+    }
+
+    #[test]
+    fn compactable_only_with_one_exact_key() {
+        let mut t = Table {
+            name: TableName::new("d", "t"),
+            columns: vec![col("id", "int"), col("u", "varchar")],
+            primary_key: vec!["id".into()],
+            unique_keys: vec![],
+        };
+        assert!(TablePlan::new(t.clone()).compactable);
+        t.unique_keys.push(("u".into(), vec!["u".into()]));
+        let p = TablePlan::new(t.clone());
+        assert!(!p.compactable);
+        assert_eq!(p.unique_keys, vec![vec![0], vec![1]]);
+        t.unique_keys.clear();
+        t.primary_key = vec!["u".into()];
+        assert!(!TablePlan::new(t.clone()).compactable);
+        t.primary_key.clear();
+        assert!(TablePlan::new(t).identity.is_none());
+    }
+}
