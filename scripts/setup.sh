@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Installs what dm's quick start and tests need on Debian (MariaDB server and client), if
-# missing, then builds dm (release). `--deps-only` skips the build. Safe to run again.
+# missing, then builds dm (release). `--deps-only` skips the build; `--bench` also installs the
+# peers the benchmarks run (sysbench, mydumper). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v mariadb >/dev/null 2>&1 || need+=(mariadb-client)
+if [ "${1:-}" = "--bench" ]; then
+  command -v sysbench >/dev/null 2>&1 || need+=(sysbench)
+  command -v mydumper >/dev/null 2>&1 || need+=(mydumper)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   SUDO=""

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Catching up a binlog backlog: MariaDB's own replication (serial, and optimistic parallel)
+# against dm, on the same machine, the same data and identically configured servers.
+#
+# A sysbench data set is prepared on the source and the datadir is copied as the starting
+# point of every target; then `sysbench oltp_write_only` makes a backlog of EVENTS
+# transactions. Each contender starts from a fresh copy and applies the backlog; the time is
+# from its start until the target has all of it. Every result is checksummed against the
+# source. Prints transactions/s, rows/s, the ratio dm / best MariaDB mode and dm's peak RSS.
+#
+#   bench/incremental.sh    (TABLES, SIZE, EVENTS, THREADS, PARALLEL, DM_WORKERS, DM_BATCH,
+#                            DM_COMPACT tune it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --bench >/dev/null
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dm-target}"
+DM="$CARGO_TARGET_DIR/release/dm"
+TABLES=${TABLES:-8} SIZE=${SIZE:-100000} EVENTS=${EVENTS:-40000} THREADS=${THREADS:-4}
+DM_WORKERS=${DM_WORKERS:-4} DM_BATCH=${DM_BATCH:-1000} DM_COMPACT=${DM_COMPACT:-true} PARALLEL=${PARALLEL:-4}
+WORK="${BENCH_DIR:-/tmp/dm-bench-incremental}"
+SRC_PORT=23306 DST_PORT=23307 API=127.0.0.1:28261
+export MARIADB_OPTS="--innodb-buffer-pool-size=512M --innodb-log-file-size=256M --max-connections=300"
+
+cleanup() {
+  if [ -n "${DM_PID:-}" ]; then kill -9 "$DM_PID" 2>/dev/null; wait "$DM_PID" 2>/dev/null; fi || true
+  scripts/mariadb.sh stop "$WORK/target" || true
+  scripts/mariadb.sh stop "$WORK/source" || true
+}
+trap cleanup EXIT
+src() { mariadb -h127.0.0.1 -P$SRC_PORT -uroot -N "$@"; }
+dst() { mariadb -h127.0.0.1 -P$DST_PORT -uroot -N "$@"; }
+now() { date +%s.%N; }
+calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
+sb() {
+  sysbench oltp_write_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port=$SRC_PORT \
+    --mysql-user=root --mysql-db=sbtest --tables="$TABLES" --table-size="$SIZE" "$@"
+}
+checksums() { # the CHECKSUM TABLE of every sysbench table
+  local q="CHECKSUM TABLE $(seq -s, -f "sbtest.sbtest%g" 1 "$TABLES")"
+  "$@" -e "$q" | awk '{print $2}' | tr '\n' ' '
+}
+
+rm -rf "$WORK"; mkdir -p "$WORK"
+echo "== preparing sysbench: $TABLES tables x $SIZE rows"
+scripts/mariadb.sh start "$WORK/source" $SRC_PORT 1
+src -e "CREATE DATABASE sbtest"
+sb prepare >/dev/null
+GTID0=$(src -e "SELECT @@gtid_binlog_pos")
+scripts/mariadb.sh stop "$WORK/source"
+cp -a "$WORK/source/data" "$WORK/base"
+rm -f "$WORK/base"/mysql-bin.* "$WORK/base"/*.pid
+scripts/mariadb.sh start "$WORK/source" $SRC_PORT 1
+
+echo "== backlog: sysbench oltp_write_only, $EVENTS transactions on $THREADS threads"
+sb run --events="$EVENTS" --time=0 --threads="$THREADS" >/dev/null
+GTID1=$(src -e "SELECT @@gtid_binlog_pos")
+POS1=$(src -e "SHOW MASTER STATUS" | awk '{print $1":"$2}')
+ROWS=$((EVENTS * 4)) # oltp_write_only: two updates, a delete and an insert per transaction
+WANT=$(checksums src)
+echo "   backlog from GTID $GTID0 to $GTID1 ($POS1)"
+
+fresh_target() {
+  scripts/mariadb.sh stop "$WORK/target" || true
+  rm -rf "$WORK/target"; mkdir -p "$WORK/target"
+  cp -a "$WORK/base" "$WORK/target/data"
+  scripts/mariadb.sh start "$WORK/target" $DST_PORT 2
+  dst -e "RESET MASTER"
+}
+
+declare -A SECS EQUAL
+replica() { # $1: mode name, $2: slave_parallel_threads
+  fresh_target
+  dst -e "SET GLOBAL gtid_slave_pos = '$GTID0'; SET GLOBAL slave_parallel_threads = $2;
+          SET GLOBAL slave_parallel_mode = 'optimistic';
+          CHANGE MASTER TO master_host = '127.0.0.1', master_port = $SRC_PORT, master_user = 'root',
+          master_use_gtid = slave_pos"
+  local t0; t0=$(now)
+  dst -e "START SLAVE"
+  until [ "$(dst -e 'SELECT @@gtid_slave_pos')" = "$GTID1" ]; do
+    if dst -e "SHOW SLAVE STATUS\G" | grep -q "Last_SQL_Errno: [1-9]"; then
+      dst -e "SHOW SLAVE STATUS\G" | grep "Last_SQL_Error"; exit 1
+    fi
+    sleep 0.05
+  done
+  SECS[$1]=$(calc "$(now) - $t0")
+  dst -e "STOP SLAVE"
+  [ "$(checksums dst)" = "$WANT" ] && EQUAL[$1]=yes || EQUAL[$1]=NO
+  echo "   $1: ${SECS[$1]} s, equal: ${EQUAL[$1]}"
+}
+
+echo "== MariaDB replication, serial"
+replica "mariadb-serial" 0
+echo "== MariaDB replication, optimistic parallel ($PARALLEL threads)"
+replica "mariadb-parallel" "$PARALLEL"
+
+echo "== dm (worker-count $DM_WORKERS, batch $DM_BATCH, compact $DM_COMPACT)"
+fresh_target
+mkdir -p "$WORK/dm"
+printf 'data-dir: %s\nmaster-addr: %s\nlog-level: info\n' "$WORK/dm/data" "$API" > "$WORK/dm/dm.yaml"
+printf 'source-id: s1\nenable-gtid: true\nfrom:\n  host: 127.0.0.1\n  port: %s\n  user: root\n  password: ""\n' $SRC_PORT > "$WORK/dm/source.yaml"
+cat > "$WORK/dm/task.yaml" <<YAML
+name: bench
+task-mode: incremental
+target-database:
+  host: 127.0.0.1
+  port: $DST_PORT
+  user: root
+  password: ""
+mysql-instances:
+  - source-id: s1
+    meta:
+      binlog-gtid: "$GTID0"
+    block-allow-list: sel
+    syncer-config-name: s
+block-allow-list:
+  sel:
+    do-dbs: ["sbtest"]
+syncers:
+  s:
+    worker-count: $DM_WORKERS
+    batch: $DM_BATCH
+    compact: $DM_COMPACT
+YAML
+"$DM" standalone -c "$WORK/dm/dm.yaml" > "$WORK/dm/dm.log" 2>&1 &
+DM_PID=$!
+for _ in $(seq 1 50); do "$DM" ctl --master-addr $API query-status >/dev/null 2>&1 && break; sleep 0.1; done
+"$DM" ctl --master-addr $API operate-source create "$WORK/dm/source.yaml" >/dev/null
+position() {
+  "$DM" ctl --master-addr $API -o json query-status bench 2>/dev/null | python3 -c '
+import json, sys
+s = json.load(sys.stdin).get("subtasks") or [{}]
+if s[0].get("stage") == "paused": print("PAUSED", s[0].get("last_error")); sys.exit()
+print((s[0].get("position") or "").split(" ")[0])' 2>/dev/null || true
+}
+t0=$(now)
+"$DM" ctl --master-addr $API start-task "$WORK/dm/task.yaml" >/dev/null
+while :; do
+  p=$(position)
+  [ "$p" = "$POS1" ] && break
+  case "$p" in PAUSED*) echo "$p"; exit 1 ;; esac
+  sleep 0.05
+done
+SECS[dm]=$(calc "$(now) - $t0")
+RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$DM_PID/status")
+[ "$(checksums dst)" = "$WANT" ] && EQUAL[dm]=yes || EQUAL[dm]=NO
+echo "   dm: ${SECS[dm]} s, equal: ${EQUAL[dm]}"
+
+echo
+echo "== catching up $EVENTS transactions ($ROWS row changes), $(nproc) cores"
+printf '%-18s %9s %10s %11s %6s\n' contender seconds "txn/s" "rows/s" equal
+for m in mariadb-serial mariadb-parallel dm; do
+  printf '%-18s %9.2f %10.0f %11.0f %6s\n' "$m" "${SECS[$m]}" "$(calc "$EVENTS / ${SECS[$m]}")" \
+    "$(calc "$ROWS / ${SECS[$m]}")" "${EQUAL[$m]}"
+done
+best=$(printf '%s\n%s\n' "${SECS[mariadb-serial]}" "${SECS[mariadb-parallel]}" | sort -g | head -1)
+printf 'dm / best MariaDB mode: %.2fx   dm peak RSS: %d MiB\n' "$(calc "$best / ${SECS[dm]}")" $((RSS_KB / 1024))
+[ "${EQUAL[mariadb-serial]}${EQUAL[mariadb-parallel]}${EQUAL[dm]}" = yesyesyes ]
