@@ -306,9 +306,10 @@ fn render_tasks(v: &Value) -> String {
         "Phase",
         "Tables",
         "Rows loaded",
-        "Rows applied",
+        "Applied",
         "Position",
         "Lag (s)",
+        "Queue",
         "Last error",
     ]);
     for task in as_list(v) {
@@ -329,9 +330,17 @@ fn render_tasks(v: &Value) -> String {
                 "-".into(),
                 "-".into(),
                 "-".into(),
+                "-".into(),
             ]);
         }
         for st in subs {
+            let num = |k: &str| st.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+            let applied = format!(
+                "{} rows\n{:.0} rows/s\n{:.0} txn/s",
+                s(&st, "rows_applied"),
+                num("rows_per_sec"),
+                num("txns_per_sec")
+            );
             let err = match st.get("last_error") {
                 Some(e) if !e.is_null() => format!(
                     "[{}] {}\nhint: {}",
@@ -348,9 +357,10 @@ fn render_tasks(v: &Value) -> String {
                 s(&st, "phase"),
                 format!("{}/{}", s(&st, "tables_done"), s(&st, "tables_total")),
                 s(&st, "rows_loaded"),
-                s(&st, "rows_applied"),
+                applied,
                 s(&st, "position"),
                 s(&st, "lag_seconds"),
+                s(&st, "queue_depth"),
                 err,
             ]);
         }

@@ -200,7 +200,15 @@ async fn kill9_in_the_middle_of_batches_neither_loses_nor_duplicates() {
         dm.kill9();
         dm.restart();
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Throughput shows while the writer runs.
+    wait_for("rows/s in query-status", Duration::from_secs(30), || {
+        dm.subtask("k9").is_some_and(|s| {
+            s["rows_per_sec"].as_f64().unwrap_or(0.0) > 0.0
+                && s["txns_per_sec"].as_f64().unwrap_or(0.0) > 0.0
+                && s["queue_depth"].is_u64()
+        })
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     let writes = writer.await.unwrap();
     wait_caught_up(&dm, "k9", &src).await;

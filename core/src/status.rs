@@ -38,6 +38,14 @@ pub struct SubtaskStatus {
     /// Row changes applied by the incremental phase.
     pub rows_applied: u64,
     pub txns_applied: u64,
+    /// Row changes and source transactions applied per second, over the last publish period.
+    #[serde(default)]
+    pub rows_per_sec: f64,
+    #[serde(default)]
+    pub txns_per_sec: f64,
+    /// Source transactions and change batches read but not yet applied.
+    #[serde(default)]
+    pub queue_depth: u64,
     /// Last position whose changes are applied (and checkpointed at the next flush).
     pub position: String,
     /// Seconds between the source's commit of the last applied change and now; 0 when idle.
@@ -64,6 +72,17 @@ pub struct Progress {
     pub safe_mode: std::sync::atomic::AtomicBool,
     pub position: Mutex<String>,
     pub phase: Mutex<Option<Phase>>,
+    rates: Mutex<RateSample>,
+}
+
+/// The counters when rates were last worked out, and the rates then.
+#[derive(Debug, Default)]
+struct RateSample {
+    at: Option<std::time::Instant>,
+    rows: u64,
+    txns: u64,
+    rows_per_sec: f64,
+    txns_per_sec: f64,
 }
 
 pub fn now_micros() -> u64 {
@@ -101,6 +120,25 @@ impl Progress {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// (rows/s, transactions/s) applied since the previous call at least a second ago.
+    pub fn rates(&self) -> (f64, f64) {
+        let mut r = self.rates.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        let rows = self.rows_applied.load(Ordering::Relaxed);
+        let txns = self.txns_applied.load(Ordering::Relaxed);
+        match r.at {
+            Some(at) if now.duration_since(at).as_secs_f64() < 1.0 => {}
+            Some(at) => {
+                let secs = now.duration_since(at).as_secs_f64();
+                r.rows_per_sec = (rows - r.rows) as f64 / secs;
+                r.txns_per_sec = (txns - r.txns) as f64 / secs;
+                (r.at, r.rows, r.txns) = (Some(now), rows, txns);
+            }
+            None => (r.at, r.rows, r.txns) = (Some(now), rows, txns),
+        }
+        (r.rows_per_sec, r.txns_per_sec)
     }
 
     pub fn lag_seconds(&self) -> Option<u64> {

@@ -271,6 +271,8 @@ async fn metrics(State(m): State<Master>) -> Result<String, ApiError> {
         "# HELP dm_subtask_running 1 when the subtask runs.\n# TYPE dm_subtask_running gauge\n\
          # HELP dm_rows_loaded_total Rows copied by the full phase.\n# TYPE dm_rows_loaded_total counter\n\
          # HELP dm_rows_applied_total Row changes applied by the incremental phase.\n# TYPE dm_rows_applied_total counter\n\
+         # HELP dm_txns_applied_total Source transactions applied by the incremental phase.\n# TYPE dm_txns_applied_total counter\n\
+         # HELP dm_apply_queue_depth Transactions and change batches read from the binlog, not yet applied.\n# TYPE dm_apply_queue_depth gauge\n\
          # HELP dm_lag_seconds Seconds between the source commit of the last applied change and now.\n# TYPE dm_lag_seconds gauge\n",
     );
     for (_, s) in meta::list_json::<SubtaskStatus>(m.store.as_ref(), keys::STATUS).await? {
@@ -283,6 +285,10 @@ async fn metrics(State(m): State<Master>) -> Result<String, ApiError> {
         out.push_str(&format!(
             "dm_rows_applied_total{{{l}}} {}\n",
             s.rows_applied
+        ));
+        out.push_str(&format!(
+            "dm_txns_applied_total{{{l}}} {}\ndm_apply_queue_depth{{{l}}} {}\n",
+            s.txns_applied, s.queue_depth
         ));
         if let Some(lag) = s.lag_seconds {
             out.push_str(&format!("dm_lag_seconds{{{l}}} {lag}\n"));

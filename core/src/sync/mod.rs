@@ -87,8 +87,6 @@ struct Dispatcher<'a> {
     saved_at: Instant,
     /// The tracked schema changed since the last saved checkpoint.
     schema_dirty: bool,
-    /// Transactions routed since the last checkpoint.
-    txns: u64,
     plans: HashMap<TableName, Arc<TablePlan>>,
     causality: Causality,
     workers: Vec<mpsc::Sender<WorkerMsg>>,
@@ -181,7 +179,6 @@ impl Incremental {
             dirty: false,
             saved_at: Instant::now(),
             schema_dirty: false,
-            txns: 0,
             plans: HashMap::new(),
             causality: Causality::new(n),
             pending: (0..n).map(|_| Vec::new()).collect(),
@@ -341,7 +338,11 @@ impl Dispatcher<'_> {
         if complete {
             self.cp.position = end;
             self.dirty = true;
-            self.txns += 1;
+            // Counted when routed: the queue depth tells what is still on its way.
+            self.inc
+                .progress
+                .txns_applied
+                .fetch_add(1, Ordering::Relaxed);
             if timestamp != 0 {
                 self.inc
                     .progress
@@ -433,8 +434,6 @@ impl Dispatcher<'_> {
         self.schema_dirty = false;
         self.saved_at = Instant::now();
         let p = &self.inc.progress;
-        p.txns_applied.fetch_add(self.txns, Ordering::Relaxed);
-        self.txns = 0;
         p.set_position(&self.cp.position);
         p.safe_mode
             .store(self.safe_mode(&self.cp.position.binlog), Ordering::Relaxed);

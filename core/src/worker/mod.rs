@@ -181,6 +181,7 @@ impl Worker {
                 },
             ),
         };
+        let (rows_per_sec, txns_per_sec) = p.rates();
         SubtaskStatus {
             task: k.0.clone(),
             source_id: k.1.clone(),
@@ -192,6 +193,9 @@ impl Worker {
             rows_loaded: p.rows_loaded.load(Ordering::Relaxed),
             rows_applied: p.rows_applied.load(Ordering::Relaxed),
             txns_applied: p.txns_applied.load(Ordering::Relaxed),
+            rows_per_sec,
+            txns_per_sec,
+            queue_depth: p.queue_depth.load(Ordering::Relaxed),
             position: p.position(),
             lag_seconds: p.lag_seconds(),
             safe_mode: p.safe_mode.load(Ordering::Relaxed),
