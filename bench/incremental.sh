@@ -142,6 +142,7 @@ while :; do
 done
 SECS[dm]=$(calc "$(now) - $t0")
 RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$DM_PID/status")
+DM_CPU=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$DM_PID/stat")
 [ "$(checksums dst)" = "$WANT" ] && EQUAL[dm]=yes || EQUAL[dm]=NO
 echo "   dm: ${SECS[dm]} s, equal: ${EQUAL[dm]}"
 
@@ -153,5 +154,6 @@ for m in mariadb-serial mariadb-parallel dm; do
     "$(calc "$ROWS / ${SECS[$m]}")" "${EQUAL[$m]}"
 done
 best=$(printf '%s\n%s\n' "${SECS[mariadb-serial]}" "${SECS[mariadb-parallel]}" | sort -g | head -1)
-printf 'dm / best MariaDB mode: %.2fx   dm peak RSS: %d MiB\n' "$(calc "$best / ${SECS[dm]}")" $((RSS_KB / 1024))
+printf 'dm / best MariaDB mode: %.2fx   dm peak RSS: %d MiB   dm CPU: %s s\n' \
+  "$(calc "$best / ${SECS[dm]}")" $((RSS_KB / 1024)) "$DM_CPU"
 [ "${EQUAL[mariadb-serial]}${EQUAL[mariadb-parallel]}${EQUAL[dm]}" = yesyesyes ]

@@ -276,3 +276,59 @@ async fn ddl_while_dml_is_in_flight_applies_each_change_with_its_schema() {
     assert!(writes > 100);
     dm.kill9();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn file_positions_without_gtid_follow_rotation_restarts_and_kills() {
+    let (mut src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE f; USE f;
+         CREATE TABLE f.t (id INT PRIMARY KEY, v INT NOT NULL);
+         INSERT INTO f.t SELECT seq, 0 FROM seq_1_to_100;",
+    )
+    .await;
+    let mut dm = Dm::start();
+    let sf = dm.file(
+        "source.yaml",
+        &source_yaml("src1", &src).replace("enable-gtid: true", "enable-gtid: false"),
+    );
+    dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
+    let tf = dm.file(
+        "task.yaml",
+        &task_with_syncer("fp", &dst, &["f"], &["worker-count: 2"]),
+    );
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_for("the incremental phase", Duration::from_secs(60), || {
+        dm.subtask("fp")
+            .is_some_and(|s| s["phase"] == "incremental")
+    })
+    .await;
+    let mut next = 1000;
+    let mut write = |n: usize| {
+        let sql: Vec<String> = (0..n)
+            .map(|i| {
+                next += 1;
+                format!(
+                    "INSERT INTO f.t VALUES ({next}, {i}); UPDATE f.t SET v = v + 1 WHERE id = {}",
+                    i % 100 + 1
+                )
+            })
+            .collect();
+        sql.join(";")
+    };
+    // Rotation under way, then a source restart (a new binlog file), then a kill of dm.
+    for _ in 0..3 {
+        src.exec(&write(50)).await;
+        src.exec("FLUSH BINARY LOGS").await;
+    }
+    src.stop();
+    src.start_again();
+    src.exec(&write(50)).await;
+    dm.kill9();
+    dm.restart();
+    src.exec(&write(50)).await;
+    src.exec("FLUSH BINARY LOGS").await;
+    src.exec(&write(50)).await;
+    wait_caught_up(&dm, "fp", &src).await;
+    assert_same(&src, &dst, &["f"]).await;
+    dm.kill9();
+}

@@ -5,7 +5,9 @@
 //!   `BEGIN` queries; to resume by GTID, `@slave_connect_state` and no file name.
 //! - MariaDB's GTID (162), GTID_LIST (163), BINLOG_CHECKPOINT (161) and ANNOTATE_ROWS (160)
 //!   events are not decoded by mysql_common: GTID is read here from the raw bytes.
-//! - The first (fake) ROTATE carries the 4 CRC bytes after the file name when checksums are on.
+//! - The first (fake) ROTATE carries the 4 CRC bytes after the file name when checksums are on:
+//!   it comes before any format description, so the CRC was not stripped. Fake ROTATEs after
+//!   a file switch come after one and are clean.
 //! - A transaction ends at XID, at a `COMMIT` query, or, for a statement outside BEGIN (DDL),
 //!   at the statement itself. Only those ends are positions one may resume from.
 //! - A heartbeat is asked for every few seconds so that a dead connection is noticed.
@@ -69,6 +71,8 @@ pub struct BinlogReader {
     stream: BinlogStream,
     file: String,
     checksum: bool,
+    /// A format description arrived on this stream: the client strips CRCs from now on.
+    seen_format: bool,
     gtid: Option<GtidSet>,
     pending_gtid: Option<PendingGtid>,
     in_txn: bool,
@@ -148,6 +152,7 @@ impl BinlogReader {
             stream,
             file: start.binlog.name.clone(),
             checksum,
+            seen_format: false,
             gtid: start.gtid.clone().or(Some(GtidSet::empty(flavor))),
             pending_gtid: None,
             in_txn: false,
@@ -272,11 +277,13 @@ impl BinlogReader {
             }
         };
         match data {
+            EventData::FormatDescriptionEvent(_) => {
+                self.seen_format = true;
+                Ok(None)
+            }
             EventData::RotateEvent(r) => {
                 let mut name = r.name_raw().to_vec();
-                // The fake rotate that opens a stream comes before the format description,
-                // so its CRC was not stripped.
-                if log_pos == 0 && self.checksum && name.len() > 4 {
+                if log_pos == 0 && self.checksum && !self.seen_format && name.len() > 4 {
                     name.truncate(name.len() - 4);
                 }
                 self.file = String::from_utf8_lossy(&name).into_owned();
