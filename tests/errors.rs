@@ -217,3 +217,56 @@ async fn assert_same_rows(db: &MariaDb, sql: &str, want: u64) {
     let n: u64 = c.query_first(sql).await.unwrap().unwrap();
     assert_eq!(n, want, "{sql}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_errors_retry_when_transient_and_pause_naming_the_statement_when_not() {
+    use mysql_async::prelude::Queryable;
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec("CREATE DATABASE a; CREATE TABLE a.t (id INT PRIMARY KEY, v INT NOT NULL); INSERT INTO a.t VALUES (1, 0)")
+        .await;
+    let dm = Dm::start();
+    let sf = dm.file("source.yaml", &source_yaml("s1", &src));
+    dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
+    let tf = dm.file("task.yaml", &task_yaml("ap", "all", "s1", &dst, &["a"]));
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "ap", &src).await;
+
+    // Transient: a target session holds the row longer than the lock wait timeout.
+    dst.exec("SET GLOBAL innodb_lock_wait_timeout = 1").await;
+    let mut holder = dst.conn().await;
+    holder
+        .query_drop("BEGIN; SELECT * FROM a.t WHERE id = 1 FOR UPDATE")
+        .await
+        .unwrap();
+    src.exec("UPDATE a.t SET v = 1 WHERE id = 1").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    holder.query_drop("COMMIT").await.unwrap();
+    wait_caught_up(&dm, "ap", &src).await;
+    assert_same_rows(&dst, "SELECT v FROM a.t WHERE id = 1", 1).await;
+    assert!(
+        dm.log().contains("apply failed; trying again"),
+        "{}",
+        dm.log()
+    );
+
+    // Permanent: the target already has a row the source inserts now.
+    dst.exec("INSERT INTO a.t VALUES (2, 99)").await;
+    src.exec("INSERT INTO a.t VALUES (2, 2)").await;
+    let at = src.master_pos().await;
+    wait_for("the task to pause", Duration::from_secs(30), || {
+        dm.subtask("ap").is_some_and(|s| s["stage"] == "paused")
+    })
+    .await;
+    let st = dm.subtask("ap").unwrap();
+    let msg = st["last_error"]["message"].as_str().unwrap().to_string();
+    for part in ["Duplicate entry", "`a`.`t`", "INSERT INTO `a`.`t`", &at] {
+        assert!(msg.contains(part), "`{part}` missing from: {msg}");
+    }
+    assert_eq!(st["last_error"]["retryable"], false, "{st}");
+    // Fixed on the target, resumed: the source's row wins and nothing else is lost.
+    dst.exec("DELETE FROM a.t WHERE id = 2").await;
+    src.exec("INSERT INTO a.t VALUES (3, 3)").await;
+    dm.ctl_ok(&["resume-task", "ap"]);
+    wait_caught_up(&dm, "ap", &src).await;
+    assert_same(&src, &dst, &["a"]).await;
+}
