@@ -3,6 +3,7 @@
 
 use crate::error::ErrorReport;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -35,6 +36,18 @@ pub struct SubtaskStatus {
     pub tables_done: u64,
     /// Rows copied by the full phase.
     pub rows_loaded: u64,
+    /// Bytes of SQL written by the full phase.
+    #[serde(default)]
+    pub bytes_loaded: u64,
+    /// Rows the full phase expects to copy (the source's estimate).
+    #[serde(default)]
+    pub rows_estimated: u64,
+    /// Seconds the full phase still needs at the current rate.
+    #[serde(default)]
+    pub eta_seconds: Option<u64>,
+    /// Per table of the full phase: chunks and rows.
+    #[serde(default)]
+    pub tables: Vec<TableProgress>,
     /// Row changes applied by the incremental phase.
     pub rows_applied: u64,
     pub txns_applied: u64,
@@ -57,6 +70,17 @@ pub struct SubtaskStatus {
     pub updated_at: u64,
 }
 
+/// Full-phase progress of one table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TableProgress {
+    pub table: String,
+    pub chunks_total: u64,
+    pub chunks_done: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub rows_estimated: u64,
+}
+
 /// Counters a running subtask updates and its status publisher reads.
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -72,6 +96,7 @@ pub struct Progress {
     pub safe_mode: std::sync::atomic::AtomicBool,
     pub position: Mutex<String>,
     pub phase: Mutex<Option<Phase>>,
+    tables: Mutex<BTreeMap<String, TableProgress>>,
     rates: Mutex<RateSample>,
 }
 
@@ -122,11 +147,38 @@ impl Progress {
             .clone()
     }
 
+    /// Starts (or restarts) a table's progress.
+    pub fn set_table(&self, p: TableProgress) {
+        let mut t = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        t.insert(p.table.clone(), p);
+    }
+
+    pub fn add_table_rows(&self, table: &str, rows: u64, bytes: u64) {
+        let mut t = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = t.get_mut(table) {
+            p.rows += rows;
+            p.bytes += bytes;
+        }
+    }
+
+    pub fn chunk_done(&self, table: &str) {
+        let mut t = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = t.get_mut(table) {
+            p.chunks_done += 1;
+        }
+    }
+
+    pub fn tables(&self) -> Vec<TableProgress> {
+        let t = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        t.values().cloned().collect()
+    }
+
     /// (rows/s, transactions/s) applied since the previous call at least a second ago.
     pub fn rates(&self) -> (f64, f64) {
         let mut r = self.rates.lock().unwrap_or_else(|e| e.into_inner());
         let now = std::time::Instant::now();
-        let rows = self.rows_applied.load(Ordering::Relaxed);
+        let rows =
+            self.rows_applied.load(Ordering::Relaxed) + self.rows_loaded.load(Ordering::Relaxed);
         let txns = self.txns_applied.load(Ordering::Relaxed);
         match r.at {
             Some(at) if now.duration_since(at).as_secs_f64() < 1.0 => {}

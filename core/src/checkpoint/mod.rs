@@ -4,8 +4,12 @@
 //!   safe-mode exit position, the tables whose snapshot is newer than the position (their
 //!   earlier events are skipped) and the tracked schema at the position. It is written in the
 //!   same target transaction as the changes it covers, so it never runs ahead of the data.
-//! - `<task>_load`: per source and table, a finished full-phase table with the binlog position
-//!   of its snapshot and its model. A restarted full phase skips these tables.
+//! - `<task>_chunk`: per source, table and chunk, the chunk plan (key range) and, once the
+//!   chunk's rows are in, the binlog position of its snapshot (its low watermark), written in
+//!   the same target transaction as the chunk's rows. A restarted full phase copies only the
+//!   chunks not done.
+//! - `<task>_load`: per source and table, a finished full-phase table with the lowest and
+//!   highest positions of its chunks and its model.
 //!
 //! - `<task>_high_water`: per source and apply worker, the end of the last source transaction
 //!   the worker committed changes of, written in the same target transaction as those
@@ -13,7 +17,7 @@
 //!
 //! Keeping them in the target (not on a worker's disk) lets any worker resume a task.
 
-use crate::db::{quote_ident, quote_str};
+use crate::db::{quote_ident, quote_str, Datum};
 use crate::error::{DbRole, Error, Result};
 use crate::schema::{Table, TableName, Tracker};
 use crate::upstream::{BinlogPos, Position};
@@ -38,7 +42,27 @@ pub struct MetaTables {
     pub schema: String,
     pub checkpoint: String,
     pub load: String,
+    pub chunk: String,
     pub high_water: String,
+}
+
+/// A key range of a table's full-phase copy: keys above `lower` up to `upper` (inclusive);
+/// `None` is open.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkRecord {
+    pub table: TableName,
+    pub chunk: u32,
+    pub lower: Option<Vec<Datum>>,
+    pub upper: Option<Vec<Datum>>,
+    /// Set when the chunk's rows are in: the position of the snapshot they were read in.
+    pub done: Option<Position>,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+fn json_or_null<T: Serialize>(v: Option<&T>) -> String {
+    v.map(|v| quote_str(&serde_json::to_string(v).unwrap_or_default()))
+        .unwrap_or_else(|| "NULL".into())
 }
 
 impl MetaTables {
@@ -48,6 +72,7 @@ impl MetaTables {
             schema: quote_ident(meta_schema),
             checkpoint: q(format!("{task}_checkpoint")),
             load: q(format!("{task}_load")),
+            chunk: q(format!("{task}_chunk")),
             high_water: q(format!("{task}_high_water")),
         }
     }
@@ -78,11 +103,31 @@ impl MetaTables {
                     binlog_pos BIGINT UNSIGNED NOT NULL,
                     binlog_gtid LONGTEXT NULL,
                     row_count BIGINT UNSIGNED NOT NULL,
+                    max_binlog_name VARCHAR(255) NOT NULL,
+                    max_binlog_pos BIGINT UNSIGNED NOT NULL,
                     table_json LONGTEXT NOT NULL,
                     finished_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
                     PRIMARY KEY (source_id, schema_name, table_name)
                 ) DEFAULT CHARSET = utf8mb4",
                 self.load
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (
+                    source_id VARCHAR(128) NOT NULL,
+                    schema_name VARCHAR(128) NOT NULL,
+                    table_name VARCHAR(128) NOT NULL,
+                    chunk INT UNSIGNED NOT NULL,
+                    lower_key LONGTEXT NULL,
+                    upper_key LONGTEXT NULL,
+                    binlog_name VARCHAR(255) NULL,
+                    binlog_pos BIGINT UNSIGNED NULL,
+                    binlog_gtid LONGTEXT NULL,
+                    row_count BIGINT UNSIGNED NOT NULL DEFAULT 0,
+                    byte_count BIGINT UNSIGNED NOT NULL DEFAULT 0,
+                    finished_at TIMESTAMP(6) NULL,
+                    PRIMARY KEY (source_id, schema_name, table_name, chunk)
+                ) DEFAULT CHARSET = utf8mb4",
+                self.chunk
             ),
             format!(
                 "CREATE TABLE IF NOT EXISTS {} (
@@ -236,17 +281,20 @@ impl MetaTables {
             .collect())
     }
 
-    /// Tables of the source whose full-phase copy is finished, with their snapshot positions.
+    /// Tables of the source whose full-phase copy is finished, with the lowest and highest
+    /// positions of their chunks' snapshots.
     pub async fn loaded_tables(
         &self,
         conn: &mut Conn,
         addr: &str,
         source_id: &str,
-    ) -> Result<Vec<(Table, Position)>> {
-        let rows: Vec<(String, u64, Option<String>, String)> = conn
+    ) -> Result<Vec<(Table, Position, BinlogPos)>> {
+        type Row = (String, u64, Option<String>, String, u64, String);
+        let rows: Vec<Row> = conn
             .exec(
                 format!(
-                    "SELECT binlog_name, binlog_pos, binlog_gtid, table_json FROM {} WHERE source_id = ?",
+                    "SELECT binlog_name, binlog_pos, binlog_gtid, max_binlog_name, max_binlog_pos, table_json \
+                     FROM {} WHERE source_id = ?",
                     self.load
                 ),
                 (source_id,),
@@ -254,7 +302,7 @@ impl MetaTables {
             .await
             .map_err(|e| Error::db(DbRole::Target, addr, e))?;
         rows.into_iter()
-            .map(|(name, pos, gtid, json)| {
+            .map(|(name, pos, gtid, max_name, max_pos, json)| {
                 let table: Table = serde_json::from_str(&json)
                     .map_err(|e| Error::Meta(format!("{}: bad table_json: {e}", self.load)))?;
                 let gtid = gtid.and_then(|g| serde_json::from_str(&g).ok());
@@ -264,39 +312,158 @@ impl MetaTables {
                         binlog: BinlogPos { name, pos },
                         gtid,
                     },
+                    BinlogPos {
+                        name: max_name,
+                        pos: max_pos,
+                    },
                 ))
             })
             .collect()
     }
 
+    /// Records a table whose chunks are all done.
     pub fn table_loaded_sql(
         &self,
         source_id: &str,
         table: &Table,
-        at: &Position,
+        low: &Position,
+        high: &BinlogPos,
         rows: u64,
     ) -> String {
-        let gtid = at
-            .gtid
-            .as_ref()
-            .map(|g| quote_str(&serde_json::to_string(g).unwrap_or_default()))
-            .unwrap_or_else(|| "NULL".into());
         format!(
-            "REPLACE INTO {} (source_id, schema_name, table_name, binlog_name, binlog_pos, binlog_gtid, row_count, table_json) \
-             VALUES ({}, {}, {}, {}, {}, {gtid}, {rows}, {})",
+            "REPLACE INTO {} (source_id, schema_name, table_name, binlog_name, binlog_pos, binlog_gtid, row_count, \
+             max_binlog_name, max_binlog_pos, table_json) VALUES ({}, {}, {}, {}, {}, {}, {rows}, {}, {}, {})",
             self.load,
             quote_str(source_id),
             quote_str(&table.name.schema),
             quote_str(&table.name.table),
-            quote_str(&at.binlog.name),
-            at.binlog.pos,
+            quote_str(&low.binlog.name),
+            low.binlog.pos,
+            json_or_null(low.gtid.as_ref()),
+            quote_str(&high.name),
+            high.pos,
             quote_str(&serde_json::to_string(table).unwrap_or_default()),
         )
     }
 
+    /// Records the chunk plan of a table (no chunk done yet).
+    pub fn save_plan_sql(&self, source_id: &str, chunks: &[ChunkRecord]) -> String {
+        let values: Vec<String> = chunks
+            .iter()
+            .map(|c| {
+                format!(
+                    "({}, {}, {}, {}, {}, {})",
+                    quote_str(source_id),
+                    quote_str(&c.table.schema),
+                    quote_str(&c.table.table),
+                    c.chunk,
+                    json_or_null(c.lower.as_ref()),
+                    json_or_null(c.upper.as_ref()),
+                )
+            })
+            .collect();
+        format!(
+            "INSERT INTO {} (source_id, schema_name, table_name, chunk, lower_key, upper_key) VALUES {}",
+            self.chunk,
+            values.join(", ")
+        )
+    }
+
+    /// Marks a chunk done; run it in the transaction that wrote the chunk's rows.
+    pub fn chunk_done_sql(&self, source_id: &str, c: &ChunkRecord, at: &Position) -> String {
+        format!(
+            "UPDATE {} SET binlog_name = {}, binlog_pos = {}, binlog_gtid = {}, row_count = {}, byte_count = {}, \
+             finished_at = CURRENT_TIMESTAMP(6) WHERE source_id = {} AND schema_name = {} AND table_name = {} AND chunk = {}",
+            self.chunk,
+            quote_str(&at.binlog.name),
+            at.binlog.pos,
+            json_or_null(at.gtid.as_ref()),
+            c.rows,
+            c.bytes,
+            quote_str(source_id),
+            quote_str(&c.table.schema),
+            quote_str(&c.table.table),
+            c.chunk,
+        )
+    }
+
+    /// Every chunk of the source's full phase.
+    pub async fn chunks(
+        &self,
+        conn: &mut Conn,
+        addr: &str,
+        source_id: &str,
+    ) -> Result<Vec<ChunkRecord>> {
+        type Row = (
+            String,
+            String,
+            u32,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<u64>,
+            Option<String>,
+            u64,
+            u64,
+        );
+        let rows: Vec<Row> = conn
+            .exec(
+                format!(
+                    "SELECT schema_name, table_name, chunk, lower_key, upper_key, binlog_name, binlog_pos, \
+                     binlog_gtid, row_count, byte_count FROM {} WHERE source_id = ? \
+                     ORDER BY schema_name, table_name, chunk",
+                    self.chunk
+                ),
+                (source_id,),
+            )
+            .await
+            .map_err(|e| Error::db(DbRole::Target, addr, e))?;
+        let bad = |e: serde_json::Error| Error::Meta(format!("{}: bad key: {e}", self.chunk));
+        rows.into_iter()
+            .map(
+                |(schema, table, chunk, lower, upper, name, pos, gtid, rows, bytes)| {
+                    let key = |k: Option<String>| -> Result<Option<Vec<Datum>>> {
+                        k.map(|k| serde_json::from_str(&k).map_err(bad)).transpose()
+                    };
+                    Ok(ChunkRecord {
+                        table: TableName::new(schema, table),
+                        chunk,
+                        lower: key(lower)?,
+                        upper: key(upper)?,
+                        done: name.zip(pos).map(|(name, pos)| Position {
+                            binlog: BinlogPos { name, pos },
+                            gtid: gtid.and_then(|g| serde_json::from_str(&g).ok()),
+                        }),
+                        rows,
+                        bytes,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// Forgets a table's plan (its copy starts over).
+    pub async fn forget_table(
+        &self,
+        conn: &mut Conn,
+        addr: &str,
+        source_id: &str,
+        table: &TableName,
+    ) -> Result<()> {
+        conn.exec_drop(
+            format!(
+                "DELETE FROM {} WHERE source_id = ? AND schema_name = ? AND table_name = ?",
+                self.chunk
+            ),
+            (source_id, &table.schema, &table.table),
+        )
+        .await
+        .map_err(|e| Error::db(DbRole::Target, addr, e))
+    }
+
     /// Forgets everything of a source (start-task --remove-meta).
     pub async fn remove(&self, conn: &mut Conn, addr: &str, source_id: &str) -> Result<()> {
-        for t in [&self.checkpoint, &self.load, &self.high_water] {
+        for t in [&self.checkpoint, &self.load, &self.chunk, &self.high_water] {
             conn.exec_drop(format!("DELETE FROM {t} WHERE source_id = ?"), (source_id,))
                 .await
                 .map_err(|e| Error::db(DbRole::Target, addr, e))?;

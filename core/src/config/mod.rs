@@ -14,7 +14,8 @@ pub use db::DbConfig;
 pub use source::{Flavor, SourceConfig};
 pub use standalone::StandaloneConfig;
 pub use task::{
-    BinlogMeta, BlockAllowList, MysqlInstance, SyncerConfig, TableRule, TaskConfig, TaskMode,
+    BinlogMeta, BlockAllowList, DumperConfig, MysqlInstance, SyncerConfig, TableRule, TaskConfig,
+    TaskMode,
 };
 
 use crate::error::{Error, Result};

@@ -104,9 +104,17 @@ pub struct TableRule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct DumperConfig {
-    /// Tables dumped and loaded at the same time.
+    /// Chunks read and written at the same time.
     #[serde(default = "default_threads")]
     pub threads: usize,
+    /// Rows per chunk: tables with a usable key are split into key ranges of about this many
+    /// rows, each copied (and resumed) on its own.
+    #[serde(default = "default_chunk_rows")]
+    pub rows: u64,
+}
+
+fn default_chunk_rows() -> u64 {
+    50_000
 }
 
 fn default_threads() -> usize {
@@ -117,6 +125,7 @@ impl Default for DumperConfig {
     fn default() -> Self {
         DumperConfig {
             threads: default_threads(),
+            rows: default_chunk_rows(),
         }
     }
 }
@@ -256,6 +265,17 @@ impl TaskConfig {
                             inst.source_id
                         ),
                         "give the position the incremental phase starts from",
+                    );
+                }
+            }
+        }
+        for (name, dc) in &cfg.mydumpers {
+            for (key, value) in [("threads", dc.threads as u64), ("rows", dc.rows)] {
+                if value == 0 {
+                    return fail(
+                        key,
+                        format!("mydumpers.{name}.{key}: must be at least 1"),
+                        "leave it out for the default",
                     );
                 }
             }

@@ -11,7 +11,7 @@ use mysql_async::binlog::value::BinlogValue;
 use mysql_async::Value;
 use std::fmt::Write;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Datum {
     Null,
     Int(i64),

@@ -1,33 +1,39 @@
-//! The full phase: copy the selected tables of a source into the target.
+//! The full phase: copy the selected tables of a source into the target, chunk by chunk.
 //!
-//! Protocol. Each table is read in a consistent snapshot of its own
-//! (`START TRANSACTION WITH CONSISTENT SNAPSHOT`), and the binlog position of that snapshot is
-//! recorded with it (MariaDB reports it as `binlog_snapshot_file/position` without any lock;
-//! MySQL needs a brief `FLUSH TABLES WITH READ LOCK`). Its definition is read under the same
-//! snapshot's metadata lock, so rows, definition and position agree. Rows stream from the
-//! source (binary protocol, raw bytes) straight into multi-row INSERTs on the target: no dump
-//! files. When a table's last rows are in, a row in `<task>_load` records the table, its
-//! position and model; a restarted full phase skips recorded tables and copies the others
-//! again from scratch (drop and create).
+//! Protocol. Each table with a usable key is split into key ranges (`chunk.rs`); the plan is
+//! stored in `<task>_chunk` when the table is created in the target. Every chunk is read in a
+//! consistent snapshot of its own (`START TRANSACTION WITH CONSISTENT SNAPSHOT`) whose binlog
+//! position is its low watermark (MariaDB reports it as `binlog_snapshot_file/position`
+//! without any lock; MySQL needs a brief `FLUSH TABLES WITH READ LOCK`), and its rows stream
+//! from the source (binary protocol, raw bytes) straight into one target transaction that
+//! also marks the chunk done with that position: no dump files, and a kill loses at most the
+//! chunks in flight. A restarted full phase, on this worker or another, copies only the chunks
+//! not done. A chunk that finds the table's columns changed since planning starts the table
+//! over.
 //!
-//! The incremental phase then starts from the lowest table position and, for each table,
-//! skips the events before that table's own snapshot position: every change is applied once,
-//! on top of the snapshot that did not contain it.
+//! The incremental phase then starts at the lowest chunk position, skips each table's events
+//! before that table's lowest chunk position (every chunk of it has them) and stays in safe
+//! mode until the highest chunk position of all: the chunks read at different moments converge
+//! to the source's state as the full row images are replayed over them.
 
-mod table_copy;
+mod chunk;
+mod chunk_copy;
 
-use crate::checkpoint::MetaTables;
-use crate::config::{DbConfig, Flavor, SourceConfig};
+use crate::checkpoint::{ChunkRecord, MetaTables};
+use crate::config::{DbConfig, DumperConfig, Flavor, SourceConfig};
 use crate::db::quote_ident;
-use crate::error::{DbRole, Error, Result};
+use crate::error::{errno, DbRole, Error, Result};
 use crate::rules::TableFilter;
-use crate::schema::{list_tables, Table, TableName};
-use crate::status::Progress;
-use crate::upstream::Position;
+use crate::schema::{list_tables, load_table, Table, TableName};
+use crate::status::{Progress, TableProgress};
+use crate::upstream::{BinlogPos, Position};
+use chunk::ChunkKey;
+use chunk_copy::{ChunkCopier, Copied};
 use mysql_async::prelude::Queryable;
-use std::collections::BTreeSet;
+use mysql_async::Conn;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// What the full phase needs to know.
 pub struct FullPhase {
@@ -36,104 +42,365 @@ pub struct FullPhase {
     pub target: DbConfig,
     pub filter: TableFilter,
     pub meta: MetaTables,
-    pub threads: usize,
+    pub dumper: DumperConfig,
     pub progress: Arc<Progress>,
 }
 
+/// A planned table: its chunk key (none: one chunk) and the columns of its target table.
+struct Planned {
+    key: Option<ChunkKey>,
+    columns: Vec<String>,
+}
+
+/// Chunks waiting for a copier, shared by all copiers.
+type Queue = Arc<Mutex<VecDeque<(ChunkRecord, Arc<Planned>)>>>;
+
 impl FullPhase {
-    /// Copies every selected table not copied yet; returns all copied tables with the
-    /// positions of their snapshots.
-    pub async fn run(&self) -> Result<Vec<(Table, Position)>> {
-        let src_addr = self.source.from.addr();
+    fn src_err(&self) -> impl Fn(mysql_async::Error) -> Error + '_ {
+        |e| Error::db(DbRole::Source, &self.source.from.addr(), e)
+    }
+
+    fn tgt_err(&self) -> impl Fn(mysql_async::Error) -> Error + '_ {
+        |e| Error::db(DbRole::Target, &self.target.addr(), e)
+    }
+
+    /// Copies every chunk of every selected table not copied yet; returns all copied tables
+    /// with the lowest and highest positions of their chunks.
+    pub async fn run(&self) -> Result<Vec<(Table, Position, BinlogPos)>> {
         let tgt_addr = self.target.addr();
+        let source_id = &self.source.source_id;
         let mut src = crate::db::connect(&self.source.from, DbRole::Source).await?;
+        src.query_drop("SET character_set_results = binary")
+            .await
+            .map_err(self.src_err())?;
         let mut tgt = crate::db::connect(&self.target, DbRole::Target).await?;
         self.create_schemas(&mut src, &mut tgt).await?;
+        // Models read by the chunks, for the load records.
+        let mut models: BTreeMap<TableName, Table> = BTreeMap::new();
         loop {
-            let done: BTreeSet<TableName> = self
+            let loaded: BTreeSet<TableName> = self
                 .meta
-                .loaded_tables(&mut tgt, &tgt_addr, &self.source.source_id)
+                .loaded_tables(&mut tgt, &tgt_addr, source_id)
                 .await?
                 .into_iter()
-                .map(|(t, _)| t.name)
+                .map(|(t, _, _)| t.name)
                 .collect();
             let listed = list_tables(&mut src, &self.filter)
                 .await
-                .map_err(|e| Error::db(DbRole::Source, &src_addr, e))?;
+                .map_err(self.src_err())?;
             self.progress
                 .tables_total
                 .store(listed.len() as u64, Ordering::Relaxed);
             self.progress.tables_done.store(
-                listed.iter().filter(|t| done.contains(t)).count() as u64,
+                listed.iter().filter(|t| loaded.contains(t)).count() as u64,
                 Ordering::Relaxed,
             );
-            let todo: Vec<TableName> = listed.into_iter().filter(|t| !done.contains(t)).collect();
+            let todo: Vec<TableName> = listed.into_iter().filter(|t| !loaded.contains(t)).collect();
             // Tables created while we copy show up in the next listing.
             if todo.is_empty() {
                 break;
             }
-            self.copy_tables(todo).await?;
+            let mut chunks: BTreeMap<TableName, Vec<ChunkRecord>> = BTreeMap::new();
+            for c in self.meta.chunks(&mut tgt, &tgt_addr, source_id).await? {
+                chunks.entry(c.table.clone()).or_default().push(c);
+            }
+            let queue: Queue = Arc::default();
+            for name in &todo {
+                let (planned, plan) = match chunks.remove(name) {
+                    Some(plan) => (self.resume_plan(&mut src, &mut tgt, name).await?, plan),
+                    None => match self.plan_table(&mut src, &mut tgt, name).await? {
+                        Some(p) => p,
+                        None => continue, // dropped meanwhile
+                    },
+                };
+                let planned = Arc::new(planned);
+                self.show_table(name, &plan, &mut src).await?;
+                let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                for c in plan.into_iter().filter(|c| c.done.is_none()) {
+                    q.push_back((c, planned.clone()));
+                }
+            }
+            let changed = self.copy_chunks(queue, &mut models).await?;
+            for name in changed {
+                tracing::info!(table = %name, "columns changed during the copy; copying the table again");
+                self.meta
+                    .forget_table(&mut tgt, &tgt_addr, source_id, &name)
+                    .await?;
+            }
+            self.finish_tables(&mut src, &mut tgt, &todo, &mut models)
+                .await?;
         }
         self.meta
-            .loaded_tables(&mut tgt, &tgt_addr, &self.source.source_id)
+            .loaded_tables(&mut tgt, &tgt_addr, source_id)
             .await
     }
 
-    async fn copy_tables(&self, todo: Vec<TableName>) -> Result<()> {
-        let sem = Arc::new(tokio::sync::Semaphore::new(self.threads.max(1)));
-        let mut set = tokio::task::JoinSet::new();
-        for name in todo {
-            let permit = sem
-                .clone()
-                .acquire_owned()
+    /// Creates the table in the target and stores its chunk plan. `None` when the table is
+    /// gone.
+    async fn plan_table(
+        &self,
+        src: &mut Conn,
+        tgt: &mut Conn,
+        name: &TableName,
+    ) -> Result<Option<(Planned, Vec<ChunkRecord>)>> {
+        let (se, te) = (self.src_err(), self.tgt_err());
+        // Definition and CREATE under one metadata lock, so they agree.
+        src.query_drop("START TRANSACTION").await.map_err(&se)?;
+        let planned = async {
+            match src
+                .query_drop(format!("SELECT 1 FROM {} LIMIT 0", name.quoted()))
                 .await
-                .map_err(|_| Error::Cancelled)?;
-            let copy = table_copy::TableCopy {
-                source: self.source.clone(),
-                flavor: self.flavor,
-                target: self.target.clone(),
-                meta: self.meta.clone(),
-                progress: self.progress.clone(),
-                name,
-            };
-            set.spawn(async move {
-                let r = copy.run().await;
-                drop(permit);
-                r
-            });
-            // Stop early when a copy failed.
-            while let Some(r) = set.try_join_next() {
-                r.map_err(|e| Error::Invalid(format!("table copy panicked: {e}")))??;
+            {
+                Err(mysql_async::Error::Server(e)) if e.code == errno::NO_SUCH_TABLE => {
+                    return Ok(None)
+                }
+                r => r?,
             }
+            let create: Option<(Vec<u8>, Vec<u8>)> = src
+                .query_first(format!("SHOW CREATE TABLE {}", name.quoted()))
+                .await?;
+            let table = load_table(src, name).await?;
+            Ok(create.zip(table))
         }
+        .await
+        .map_err(&se);
+        src.query_drop("COMMIT").await.map_err(&se)?;
+        let Some(((_, create), table)) = planned? else {
+            return Ok(None);
+        };
+        let key = ChunkKey::of(src, &table).await.map_err(&se)?;
+        let bounds = chunk::plan(src, &table, key.as_ref(), self.dumper.rows)
+            .await
+            .map_err(&se)?;
+        tgt.query_drop(format!("USE {}", quote_ident(&name.schema)))
+            .await
+            .map_err(&te)?;
+        tgt.query_drop(format!("DROP TABLE IF EXISTS {}", name.quoted()))
+            .await
+            .map_err(&te)?;
+        tgt.query_drop(String::from_utf8_lossy(&create).into_owned())
+            .await
+            .map_err(&te)?;
+        let plan: Vec<ChunkRecord> = bounds
+            .into_iter()
+            .enumerate()
+            .map(|(i, (lower, upper))| ChunkRecord {
+                table: name.clone(),
+                chunk: i as u32,
+                lower,
+                upper,
+                done: None,
+                rows: 0,
+                bytes: 0,
+            })
+            .collect();
+        tgt.query_drop(self.meta.save_plan_sql(&self.source.source_id, &plan))
+            .await
+            .map_err(&te)?;
+        tracing::info!(table = %name, chunks = plan.len(), chunked = key.is_some(), "table planned");
+        let columns = table.columns.iter().map(|c| c.name.clone()).collect();
+        Ok(Some((Planned { key, columns }, plan)))
+    }
+
+    /// A table planned before a restart: its key from the source, its columns from the
+    /// target table made at planning.
+    async fn resume_plan(
+        &self,
+        src: &mut Conn,
+        tgt: &mut Conn,
+        name: &TableName,
+    ) -> Result<Planned> {
+        let target_table = load_table(tgt, name).await.map_err(self.tgt_err())?;
+        let source_table = load_table(src, name).await.map_err(self.src_err())?;
+        let key = match &source_table {
+            Some(t) => ChunkKey::of(src, t).await.map_err(self.src_err())?,
+            None => None,
+        };
+        Ok(Planned {
+            key,
+            columns: target_table
+                .map(|t| t.columns.into_iter().map(|c| c.name).collect())
+                .unwrap_or_default(),
+        })
+    }
+
+    async fn show_table(
+        &self,
+        name: &TableName,
+        plan: &[ChunkRecord],
+        src: &mut Conn,
+    ) -> Result<()> {
+        let estimate: Option<Option<u64>> = src
+            .exec_first(
+                "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (&name.schema, &name.table),
+            )
+            .await
+            .map_err(self.src_err())?;
+        let done = plan.iter().filter(|c| c.done.is_some());
+        self.progress.set_table(TableProgress {
+            table: name.to_string(),
+            chunks_total: plan.len() as u64,
+            chunks_done: done.clone().count() as u64,
+            rows: done.clone().map(|c| c.rows).sum(),
+            bytes: done.map(|c| c.bytes).sum(),
+            rows_estimated: estimate.flatten().unwrap_or(0),
+        });
+        Ok(())
+    }
+
+    /// Runs the queue on `dumper.threads` copiers; returns the tables whose columns changed.
+    async fn copy_chunks(
+        &self,
+        queue: Queue,
+        models: &mut BTreeMap<TableName, Table>,
+    ) -> Result<BTreeSet<TableName>> {
+        let threads = self
+            .dumper
+            .threads
+            .max(1)
+            .min(queue.lock().unwrap_or_else(|e| e.into_inner()).len());
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..threads {
+            let mut copier = ChunkCopier::new(
+                self.source.clone(),
+                self.flavor,
+                self.target.clone(),
+                self.meta.clone(),
+                self.progress.clone(),
+            )
+            .await?;
+            let queue = queue.clone();
+            let progress = self.progress.clone();
+            set.spawn(async move {
+                let mut changed = BTreeSet::new();
+                let mut read = BTreeMap::new();
+                loop {
+                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                    let Some((mut chunk, planned)) = next else {
+                        break;
+                    };
+                    if changed.contains(&chunk.table) {
+                        continue;
+                    }
+                    match copy_with_retry(&mut copier, &mut chunk, &planned).await? {
+                        Copied::Done(table) => {
+                            progress.chunk_done(&chunk.table.to_string());
+                            read.insert(chunk.table.clone(), table);
+                        }
+                        Copied::Gone => {}
+                        Copied::Changed => {
+                            changed.insert(chunk.table.clone());
+                        }
+                    }
+                }
+                Ok::<_, Error>((changed, read))
+            });
+        }
+        let mut changed = BTreeSet::new();
         while let Some(r) = set.join_next().await {
-            r.map_err(|e| Error::Invalid(format!("table copy panicked: {e}")))??;
+            let (c, read) =
+                r.map_err(|e| Error::Invalid(format!("chunk copier panicked: {e}")))??;
+            changed.extend(c);
+            models.extend(read);
+        }
+        Ok(changed)
+    }
+
+    /// Records the tables whose chunks are all done (also those finished before a restart).
+    async fn finish_tables(
+        &self,
+        src: &mut Conn,
+        tgt: &mut Conn,
+        todo: &[TableName],
+        models: &mut BTreeMap<TableName, Table>,
+    ) -> Result<()> {
+        let tgt_addr = self.target.addr();
+        let mut chunks: BTreeMap<TableName, Vec<ChunkRecord>> = BTreeMap::new();
+        for c in self
+            .meta
+            .chunks(tgt, &tgt_addr, &self.source.source_id)
+            .await?
+        {
+            chunks.entry(c.table.clone()).or_default().push(c);
+        }
+        for name in todo {
+            let Some(plan) = chunks.get(name) else {
+                continue;
+            };
+            let positions: Option<Vec<&Position>> = plan.iter().map(|c| c.done.as_ref()).collect();
+            let Some(positions) = positions else { continue };
+            let low = positions
+                .iter()
+                .min_by(|a, b| a.binlog.cmp(&b.binlog))
+                .map(|p| (*p).clone());
+            let high = positions.iter().map(|p| p.binlog.clone()).max();
+            let (Some(low), Some(high)) = (low, high) else {
+                continue;
+            };
+            let table = match models.remove(name) {
+                Some(t) => Some(t),
+                None => load_table(src, name).await.map_err(self.src_err())?,
+            };
+            let Some(table) = table else { continue };
+            let rows = plan.iter().map(|c| c.rows).sum();
+            tgt.query_drop(self.meta.table_loaded_sql(
+                &self.source.source_id,
+                &table,
+                &low,
+                &high,
+                rows,
+            ))
+            .await
+            .map_err(self.tgt_err())?;
+            self.progress.tables_done.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(table = %name, rows, chunks = plan.len(), from = %low, to = %high, "table copied");
         }
         Ok(())
     }
 
     /// Creates the selected schemas in the target with their character sets.
-    async fn create_schemas(
-        &self,
-        src: &mut mysql_async::Conn,
-        tgt: &mut mysql_async::Conn,
-    ) -> Result<()> {
-        let rows: Vec<(String, String, String)> = src
+    async fn create_schemas(&self, src: &mut Conn, tgt: &mut Conn) -> Result<()> {
+        let rows: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = src
             .query("SELECT SCHEMA_NAME, DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA")
             .await
-            .map_err(|e| Error::db(DbRole::Source, &self.source.from.addr(), e))?;
+            .map_err(self.src_err())?;
+        let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
         for (db, cs, coll) in rows
             .into_iter()
-            .filter(|(d, _, _)| self.filter.allows_schema(d))
+            .map(|(a, b, c)| (text(a), text(b), text(c)))
         {
+            if !self.filter.allows_schema(&db) {
+                continue;
+            }
             let sql = format!(
                 "CREATE DATABASE IF NOT EXISTS {} DEFAULT CHARACTER SET {cs} COLLATE {coll}",
                 quote_ident(&db)
             );
-            tgt.query_drop(sql)
-                .await
-                .map_err(|e| Error::db(DbRole::Target, &self.target.addr(), e))?;
+            tgt.query_drop(sql).await.map_err(self.tgt_err())?;
         }
         Ok(())
     }
+}
+
+/// A snapshot older than an ALTER cannot read the table ("definition has changed"): a new
+/// snapshot can.
+async fn copy_with_retry(
+    copier: &mut ChunkCopier,
+    chunk: &mut ChunkRecord,
+    planned: &Planned,
+) -> Result<Copied> {
+    const ATTEMPTS: usize = 3;
+    for attempt in 1.. {
+        match copier
+            .copy(chunk, planned.key.as_ref(), &planned.columns)
+            .await
+        {
+            Err(e) if e.errno() == Some(errno::TABLE_DEF_CHANGED) && attempt < ATTEMPTS => {
+                tracing::info!(table = %chunk.table, "definition changed during snapshot; reading the chunk again");
+            }
+            other => return other,
+        }
+    }
+    unreachable!("the loop returns")
 }

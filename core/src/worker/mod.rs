@@ -8,7 +8,7 @@ pub use subtask::{Subtask, SubtaskState};
 
 use crate::config::{SourceConfig, TaskConfig};
 use crate::meta::{self, keys, MetaStore};
-use crate::status::{now_secs, Progress, Stage, SubtaskStatus};
+use crate::status::{now_secs, Phase, Progress, Stage, SubtaskStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -182,6 +182,15 @@ impl Worker {
             ),
         };
         let (rows_per_sec, txns_per_sec) = p.rates();
+        let tables = if p.phase() == Phase::Full {
+            p.tables()
+        } else {
+            Vec::new()
+        };
+        let rows_estimated: u64 = tables.iter().map(|t| t.rows_estimated).sum();
+        let rows_loaded = p.rows_loaded.load(Ordering::Relaxed);
+        let eta_seconds = (p.phase() == Phase::Full && rows_per_sec > 0.0)
+            .then(|| (rows_estimated.saturating_sub(rows_loaded) as f64 / rows_per_sec) as u64);
         SubtaskStatus {
             task: k.0.clone(),
             source_id: k.1.clone(),
@@ -190,7 +199,11 @@ impl Worker {
             phase: p.phase(),
             tables_total: p.tables_total.load(Ordering::Relaxed),
             tables_done: p.tables_done.load(Ordering::Relaxed),
-            rows_loaded: p.rows_loaded.load(Ordering::Relaxed),
+            rows_loaded,
+            bytes_loaded: tables.iter().map(|t| t.bytes).sum(),
+            rows_estimated,
+            eta_seconds,
+            tables,
             rows_applied: p.rows_applied.load(Ordering::Relaxed),
             txns_applied: p.txns_applied.load(Ordering::Relaxed),
             rows_per_sec,

@@ -90,7 +90,7 @@ impl Subtask {
                     target: task.target_database.clone(),
                     filter: filter.clone(),
                     meta: meta.clone(),
-                    threads: task.dumper_of(source_id).threads,
+                    dumper: task.dumper_of(source_id),
                     progress: self.progress.clone(),
                 };
                 let tables = full.run().await?;
@@ -183,18 +183,21 @@ impl Subtask {
     }
 }
 
-/// The incremental phase starts at the oldest table snapshot, skips each table's events up to
-/// its own snapshot and stays in safe mode until the newest.
-fn checkpoint_after_full(tables: Vec<(crate::schema::Table, Position)>) -> Option<Checkpoint> {
+/// The incremental phase starts at the oldest chunk snapshot, skips each table's events up to
+/// its own oldest chunk snapshot (every chunk of the table has them) and stays in safe mode
+/// until the newest chunk snapshot of all.
+fn checkpoint_after_full(
+    tables: Vec<(crate::schema::Table, Position, BinlogPos)>,
+) -> Option<Checkpoint> {
     let start = tables
         .iter()
-        .map(|(_, p)| p)
+        .map(|(_, p, _)| p)
         .min_by(|a, b| a.binlog.cmp(&b.binlog))?
         .clone();
-    let newest = tables.iter().map(|(_, p)| p.binlog.clone()).max()?;
+    let newest = tables.iter().map(|(_, _, high)| high.clone()).max()?;
     let mut tracker = Tracker::default();
     let mut table_positions = Vec::new();
-    for (t, p) in tables {
+    for (t, p, _) in tables {
         if p.binlog > start.binlog {
             table_positions.push((t.name.clone(), p.binlog));
         }

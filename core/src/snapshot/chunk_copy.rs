@@ -1,0 +1,296 @@
+//! Copy of one chunk: a snapshot of its own, the rows of its key range streamed into one target
+//! transaction, and in that transaction the record that the chunk is done with the binlog
+//! position of its snapshot. A kill leaves a chunk either wholly in (and recorded) or not at
+//! all.
+
+use super::chunk::{Bounds, ChunkKey};
+use crate::checkpoint::{ChunkRecord, MetaTables};
+use crate::config::{DbConfig, Flavor, SourceConfig};
+use crate::db::{quote_ident, Datum};
+use crate::error::{errno, DbRole, Error, Result};
+use crate::schema::{load_table, Table};
+use crate::status::Progress;
+use crate::upstream::{gtid_at, BinlogPos, Position};
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Statement size that keeps well under the default max_allowed_packet (16 MiB).
+const BATCH_BYTES: usize = 2 << 20;
+const BATCH_ROWS: usize = 5_000;
+
+/// What a chunk copy found.
+pub enum Copied {
+    /// The rows are in; the table as read in the chunk's snapshot.
+    Done(Table),
+    /// The table is gone from the source.
+    Gone,
+    /// The source table's columns differ from the target table made when it was planned:
+    /// the table's copy must start over.
+    Changed,
+}
+
+/// A reader session on the source and a writer session on the target, reused chunk after
+/// chunk.
+pub struct ChunkCopier {
+    pub source: SourceConfig,
+    pub flavor: Flavor,
+    pub target: DbConfig,
+    pub meta: MetaTables,
+    pub progress: Arc<Progress>,
+    src: Conn,
+    tgt: Option<Conn>,
+}
+
+impl ChunkCopier {
+    pub async fn new(
+        source: SourceConfig,
+        flavor: Flavor,
+        target: DbConfig,
+        meta: MetaTables,
+        progress: Arc<Progress>,
+    ) -> Result<Self> {
+        let mut src = crate::db::connect(&source.from, DbRole::Source).await?;
+        // Raw bytes, whatever the column's character set.
+        src.query_drop("SET character_set_results = binary")
+            .await
+            .map_err(|e| Error::db(DbRole::Source, &source.from.addr(), e))?;
+        let mut tgt = crate::db::connect(&target, DbRole::Target).await?;
+        // A bulk-load setting that cannot change the result: a chunk's rows are unique.
+        tgt.query_drop("SET SESSION unique_checks = 0")
+            .await
+            .map_err(|e| Error::db(DbRole::Target, &target.addr(), e))?;
+        Ok(ChunkCopier {
+            source,
+            flavor,
+            target,
+            meta,
+            progress,
+            src,
+            tgt: Some(tgt),
+        })
+    }
+
+    /// Copies `chunk` (of `key`, when the table is chunked) into a target table whose columns
+    /// are `columns`; on success the chunk is recorded done with its rows, bytes and position.
+    pub async fn copy(
+        &mut self,
+        chunk: &mut ChunkRecord,
+        key: Option<&ChunkKey>,
+        columns: &[String],
+    ) -> Result<Copied> {
+        let r = self.copy_once(chunk, key, columns).await;
+        // Whatever happened, the snapshot ends here.
+        let _ = self.src.query_drop("ROLLBACK").await;
+        if r.is_err() {
+            match self.tgt.as_mut() {
+                Some(t) => {
+                    let _ = t.query_drop("ROLLBACK").await;
+                }
+                None => {
+                    self.tgt = Some(crate::db::connect(&self.target, DbRole::Target).await?);
+                }
+            }
+        }
+        r
+    }
+
+    async fn copy_once(
+        &mut self,
+        chunk: &mut ChunkRecord,
+        key: Option<&ChunkKey>,
+        columns: &[String],
+    ) -> Result<Copied> {
+        let src_addr = self.source.from.addr();
+        let se = |e| Error::db(DbRole::Source, &src_addr, e);
+        let te = |e| Error::db(DbRole::Target, &self.target.addr(), e);
+        let at = begin_snapshot(&mut self.src, self.flavor, &self.source).await?;
+        let name = chunk.table.clone();
+        // Opening the table takes its metadata lock for the rest of the transaction: from here
+        // on its definition cannot change under us.
+        match self
+            .src
+            .query_drop(format!("SELECT 1 FROM {} LIMIT 0", name.quoted()))
+            .await
+        {
+            Err(mysql_async::Error::Server(e)) if e.code == errno::NO_SUCH_TABLE => {
+                return Ok(Copied::Gone)
+            }
+            r => r.map_err(se)?,
+        }
+        let Some(table) = load_table(&mut self.src, &name).await.map_err(se)? else {
+            return Ok(Copied::Gone);
+        };
+        let written: Vec<usize> = (0..table.columns.len())
+            .filter(|&i| !table.columns[i].generated)
+            .collect();
+        let now: Vec<&String> = table.columns.iter().map(|c| &c.name).collect();
+        if now.len() != columns.len()
+            || now
+                .iter()
+                .zip(columns)
+                .any(|(a, b)| !a.eq_ignore_ascii_case(b))
+        {
+            return Ok(Copied::Changed);
+        }
+        let gtid = gtid_at(&mut self.src, self.flavor, &src_addr, &at.name, at.pos).await?;
+        let at = Position { binlog: at, gtid };
+
+        let col_list = written
+            .iter()
+            .map(|&i| quote_ident(&table.columns[i].name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let bounds: Bounds = (chunk.lower.clone(), chunk.upper.clone());
+        let cond = key
+            .map(|k| k.range(&bounds))
+            .unwrap_or_else(|| "1 = 1".into());
+        let select = format!("SELECT {col_list} FROM {} WHERE {cond}", name.quoted());
+        let insert_head = format!("INSERT INTO {} ({col_list}) VALUES ", name.quoted());
+
+        let mut tgt = self
+            .tgt
+            .take()
+            .expect("the target session is back after each chunk");
+        tgt.query_drop("START TRANSACTION").await.map_err(te)?;
+        // Rows are encoded here and written by a second task, so reading and writing overlap.
+        let (tx, mut rx) = mpsc::channel::<(String, u64)>(4);
+        let progress = self.progress.clone();
+        let target_addr = self.target.addr();
+        let table_key = name.to_string();
+        let writer = tokio::spawn(async move {
+            while let Some((sql, n)) = rx.recv().await {
+                let bytes = sql.len() as u64;
+                tgt.query_drop(sql)
+                    .await
+                    .map_err(|e| Error::db(DbRole::Target, &target_addr, e))?;
+                progress.rows_loaded.fetch_add(n, Ordering::Relaxed);
+                progress.add_table_rows(&table_key, n, bytes);
+            }
+            Ok::<Conn, Error>(tgt)
+        });
+
+        let (mut rows, mut bytes) = (0u64, 0u64);
+        let src = &mut self.src;
+        let read = async {
+            let mut result = src.exec_iter(select, ()).await.map_err(se)?;
+            let mut sql = String::with_capacity(BATCH_BYTES + 4096);
+            let mut n = 0u64;
+            while let Some(row) = result.next().await.map_err(se)? {
+                sql.push_str(if n == 0 { &insert_head } else { "," });
+                sql.push('(');
+                for (k, (&ci, v)) in written.iter().zip(row.unwrap()).enumerate() {
+                    if k > 0 {
+                        sql.push(',');
+                    }
+                    Datum::from_value(&table.columns[ci], v).write_sql(&mut sql);
+                }
+                sql.push(')');
+                n += 1;
+                if sql.len() >= BATCH_BYTES || n as usize >= BATCH_ROWS {
+                    rows += n;
+                    bytes += sql.len() as u64;
+                    if tx.send((std::mem::take(&mut sql), n)).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                    n = 0;
+                }
+            }
+            if n > 0 {
+                rows += n;
+                bytes += sql.len() as u64;
+                let _ = tx.send((sql, n)).await;
+            }
+            Ok::<(), Error>(())
+        }
+        .await;
+        drop(tx);
+        let mut tgt = writer
+            .await
+            .map_err(|e| Error::Invalid(format!("writer of {name} panicked: {e}")))??;
+        if let Err(e) = read {
+            self.tgt = Some(tgt);
+            return Err(e);
+        }
+        chunk.rows = rows;
+        chunk.bytes = bytes;
+        let done = self.meta.chunk_done_sql(&self.source.source_id, chunk, &at);
+        let te = |e| Error::db(DbRole::Target, &self.target.addr(), e);
+        let committed = async {
+            tgt.query_drop(done).await?;
+            tgt.query_drop("COMMIT").await
+        }
+        .await;
+        self.tgt = Some(tgt);
+        committed.map_err(te)?;
+        chunk.done = Some(at);
+        Ok(Copied::Done(table))
+    }
+}
+
+/// Starts the snapshot transaction and returns the binlog position it sees.
+async fn begin_snapshot(
+    src: &mut Conn,
+    flavor: Flavor,
+    source: &SourceConfig,
+) -> Result<BinlogPos> {
+    let se = |e| Error::db(DbRole::Source, &source.from.addr(), e);
+    src.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .map_err(&se)?;
+    match flavor {
+        Flavor::Mariadb => {
+            src.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                .await
+                .map_err(&se)?;
+            let rows: Vec<(String, String)> = src
+                .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
+                .await
+                .map_err(&se)?;
+            let get = |k: &str| {
+                rows.iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                    .map(|(_, v)| v.clone())
+            };
+            let name = get("binlog_snapshot_file").unwrap_or_default();
+            let pos = get("binlog_snapshot_position")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            if name.is_empty() {
+                return Err(Error::Db {
+                    role: DbRole::Source,
+                    addr: source.from.addr(),
+                    message: "binary logging is off: no binlog_snapshot_file".into(),
+                    errno: None,
+                    retryable: false,
+                });
+            }
+            Ok(BinlogPos { name, pos })
+        }
+        Flavor::Mysql => {
+            // MySQL has no lock-free snapshot position: hold a global read lock from a
+            // second session while this one starts its snapshot and reads the position.
+            let mut locker = crate::db::connect(&source.from, DbRole::Source).await?;
+            locker
+                .query_drop("FLUSH TABLES WITH READ LOCK")
+                .await
+                .map_err(&se)?;
+            src.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                .await
+                .map_err(&se)?;
+            let row: Option<mysql_async::Row> =
+                src.query_first("SHOW MASTER STATUS").await.map_err(&se)?;
+            let row = row.map(|r| {
+                (
+                    r.get::<String, _>(0).unwrap_or_default(),
+                    r.get::<u64, _>(1).unwrap_or_default(),
+                )
+            });
+            locker.query_drop("UNLOCK TABLES").await.map_err(&se)?;
+            let (name, pos) = row.unwrap_or_default();
+            Ok(BinlogPos { name, pos })
+        }
+    }
+}
