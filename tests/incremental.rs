@@ -9,19 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// `task_yaml` with a `syncers` entry (`settings` are its YAML lines).
 fn task_with_syncer(name: &str, dst: &MariaDb, dbs: &[&str], settings: &[&str]) -> String {
-    let base = task_yaml(name, "all", "src1", dst, dbs);
-    let mut y = base.replacen(
-        "    block-allow-list: sel\n",
-        "    block-allow-list: sel\n    syncer-config-name: s\n",
-        1,
-    );
-    y.push_str("syncers:\n  s:\n");
-    for s in settings {
-        y.push_str(&format!("    {s}\n"));
-    }
-    y
+    task_tuned(name, "all", dst, dbs, &[], settings)
 }
 
 /// A small deterministic random generator (xorshift).

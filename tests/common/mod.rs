@@ -359,6 +359,37 @@ pub fn task_yaml(
     )
 }
 
+/// `task_yaml` for source `src1` with tuning: `mydumper` and `syncer` are YAML lines of a
+/// `mydumpers` and a `syncers` entry (left out when empty).
+pub fn task_tuned(
+    name: &str,
+    mode: &str,
+    dst: &MariaDb,
+    dbs: &[&str],
+    mydumper: &[&str],
+    syncer: &[&str],
+) -> String {
+    let mut y = task_yaml(name, mode, "src1", dst, dbs);
+    for (section, key, lines) in [
+        ("mydumpers", "mydumper-config-name", mydumper),
+        ("syncers", "syncer-config-name", syncer),
+    ] {
+        if lines.is_empty() {
+            continue;
+        }
+        y = y.replacen(
+            "    block-allow-list: sel\n",
+            &format!("    block-allow-list: sel\n    {key}: tuned\n"),
+            1,
+        );
+        y.push_str(&format!("{section}:\n  tuned:\n"));
+        for l in lines {
+            y.push_str(&format!("    {l}\n"));
+        }
+    }
+    y
+}
+
 pub async fn wait_for<F: FnMut() -> bool>(what: &str, timeout: Duration, mut f: F) {
     let deadline = Instant::now() + timeout;
     while !f() {

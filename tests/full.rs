@@ -1,0 +1,196 @@
+//! The full phase in chunks: every kind of key, writes racing the copy, kill -9 in the middle.
+//! Every scenario ends with a row-by-row comparison.
+
+mod common;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+async fn create_source(dm: &Dm, src: &MariaDb) {
+    let sf = dm.file("source.yaml", &source_yaml("src1", src));
+    dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
+}
+
+/// (table, chunk) -> finished_at of the chunks done so far.
+async fn done_chunks(dst: &MariaDb, task: &str) -> BTreeMap<(String, u32), String> {
+    let mut c = dst.conn().await;
+    let rows: Vec<(String, u32, String)> = c
+        .query(format!(
+            "SELECT table_name, chunk, CAST(finished_at AS CHAR) FROM dm_meta.{task}_chunk \
+             WHERE finished_at IS NOT NULL"
+        ))
+        .await
+        .unwrap_or_default();
+    rows.into_iter().map(|(t, n, at)| ((t, n), at)).collect()
+}
+
+async fn chunk_count(dst: &MariaDb, task: &str, table: &str) -> u64 {
+    let mut c = dst.conn().await;
+    c.query_first(format!(
+        "SELECT COUNT(*) FROM dm_meta.{task}_chunk WHERE table_name = '{table}' AND binlog_pos IS NOT NULL"
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_key_kind_is_chunked_and_copied_exactly() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE kk; USE kk;
+         CREATE TABLE ints (id BIGINT UNSIGNED PRIMARY KEY, v INT);
+         INSERT INTO ints SELECT seq * 3, seq FROM seq_1_to_3000;
+         INSERT INTO ints VALUES (18446744073709551615, 0), (0, 0);
+         CREATE TABLE comp (a VARCHAR(20) NOT NULL, b INT NOT NULL, v INT, PRIMARY KEY (a, b))
+           COLLATE utf8mb4_general_ci;
+         INSERT INTO comp SELECT CONCAT(CHAR(65 + seq % 26), 'é', seq % 7), seq, seq FROM seq_1_to_3000;
+         INSERT INTO comp VALUES ('zzz 😀', 1, 1), ('Zzz 😁', 2, 2), ('', 0, 0);
+         CREATE TABLE str (k VARCHAR(40) PRIMARY KEY, v INT) COLLATE utf8mb4_unicode_ci;
+         INSERT INTO str SELECT CONCAT(IF(seq % 2, 'Key', 'kEY'), LPAD(seq, 5, '0'), IF(seq % 3 = 0, ' ü', '')), seq
+           FROM seq_1_to_3000;
+         CREATE TABLE lat (k VARCHAR(20) CHARACTER SET latin1 PRIMARY KEY, v INT);
+         INSERT INTO lat SELECT CONCAT('ñ', seq, 'Å'), seq FROM seq_1_to_2000;
+         CREATE TABLE bin (k VARBINARY(16) PRIMARY KEY, v INT);
+         INSERT INTO bin SELECT UNHEX(MD5(seq)), seq FROM seq_1_to_3000;
+         INSERT INTO bin VALUES (X'', 0), (X'00', 1), (X'FFFFFFFF', 2);
+         CREATE TABLE dt (at DATETIME(6) NOT NULL, n INT NOT NULL, v INT, UNIQUE KEY (at, n));
+         INSERT INTO dt SELECT '2020-01-01' + INTERVAL seq MINUTE + INTERVAL seq MICROSECOND, seq % 3, seq FROM seq_1_to_3000;
+         CREATE TABLE dec_key (d DECIMAL(30,10) PRIMARY KEY, v INT);
+         INSERT INTO dec_key SELECT seq / 7, seq FROM seq_1_to_3000;
+         CREATE TABLE nokey (a INT, b TEXT);
+         INSERT INTO nokey SELECT seq % 10, 'dup' FROM seq_1_to_2000;
+         CREATE TABLE empty (id INT PRIMARY KEY);
+         CREATE TABLE one (id INT PRIMARY KEY, v INT);
+         INSERT INTO one VALUES (42, 1);
+         ANALYZE TABLE ints, comp, str, lat, bin, dt, dec_key, nokey;",
+    )
+    .await;
+    let dm = Dm::start();
+    create_source(&dm, &src).await;
+    let yaml = task_tuned(
+        "kk",
+        "full",
+        &dst,
+        &["kk"],
+        &["rows: 400", "threads: 3"],
+        &[],
+    );
+    let tf = dm.file("task.yaml", &yaml);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_for("the full phase to finish", Duration::from_secs(120), || {
+        dm.subtask("kk").is_some_and(|s| {
+            assert_ne!(s["stage"], "paused", "{s}");
+            s["stage"] == "finished"
+        })
+    })
+    .await;
+    assert_same(&src, &dst, &["kk"]).await;
+    for t in ["ints", "comp", "str", "lat", "bin", "dt", "dec_key"] {
+        let n = chunk_count(&dst, "kk", t).await;
+        assert!(n >= 4, "{t}: {n} chunks");
+    }
+    for t in ["nokey", "empty", "one"] {
+        assert_eq!(chunk_count(&dst, "kk", t).await, 1, "{t}");
+    }
+    let st = dm.subtask("kk").unwrap();
+    assert_eq!(st["tables_done"], 10, "{st}");
+}
+
+/// Moves rows across chunk boundaries, deletes, inserts below and above the key range,
+/// updates values, until stopped.
+fn spawn_mover(src: &MariaDb, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    let opts = src.opts();
+    tokio::spawn(async move {
+        let mut c = mysql_async::Conn::new(opts).await.unwrap();
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let k = (n * 7919) % 40_000 + 1;
+            let sql = match n % 5 {
+                0 => format!("UPDATE m.t SET id = id + 100000 WHERE id = {k}"),
+                1 => format!("DELETE FROM m.t WHERE id = {}", k + 1),
+                2 => format!("INSERT INTO m.t VALUES ({}, 0, 'low')", -(n as i64) - 1),
+                3 => format!("INSERT INTO m.t VALUES ({}, 0, 'high')", 1_000_000 + n),
+                _ => format!("UPDATE m.t SET v = v + 1, s = 'upd' WHERE id = {}", k + 2),
+            };
+            c.query_drop(sql).await.unwrap();
+            n += 1;
+        }
+        n
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_during_the_chunked_copy_resumes_only_unfinished_chunks_under_writes() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE m; USE m;
+         CREATE TABLE t (id BIGINT PRIMARY KEY, v INT NOT NULL, s VARCHAR(100));
+         INSERT INTO t SELECT seq, seq, REPEAT('x', 80) FROM seq_1_to_40000;
+         CREATE TABLE u (a VARCHAR(10) NOT NULL, b INT NOT NULL, PRIMARY KEY (a, b));
+         INSERT INTO u SELECT CHAR(97 + seq % 20), seq FROM seq_1_to_20000;
+         ANALYZE TABLE t, u;",
+    )
+    .await;
+    let mut dm = Dm::start();
+    create_source(&dm, &src).await;
+    let yaml = task_tuned("mv", "all", &dst, &["m"], &["rows: 300", "threads: 2"], &[]);
+    let tf = dm.file("task.yaml", &yaml);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mover = spawn_mover(&src, stop.clone());
+
+    let mut seen: BTreeMap<(String, u32), String> = BTreeMap::new();
+    for at_least in [5, 60, 120] {
+        loop {
+            let done = done_chunks(&dst, "mv").await;
+            if done.len() >= at_least {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        dm.kill9();
+        let done = done_chunks(&dst, "mv").await;
+        let total: u64 = {
+            let mut c = dst.conn().await;
+            c.query_first("SELECT COUNT(*) FROM dm_meta.mv_chunk")
+                .await
+                .unwrap()
+                .unwrap()
+        };
+        assert!(
+            (done.len() as u64) < total,
+            "killed after the copy: {} of {total} chunks done",
+            done.len()
+        );
+        eprintln!("killed with {} of {total} chunks done", done.len());
+        // Chunks finished before are never copied again.
+        for (k, at) in &seen {
+            assert_eq!(done.get(k), Some(at), "chunk {k:?} was copied again");
+        }
+        seen = done;
+        dm.restart();
+    }
+    wait_for("the incremental phase", Duration::from_secs(120), || {
+        dm.subtask("mv").is_some_and(|s| {
+            assert_ne!(s["stage"], "paused", "{s}");
+            s["phase"] == "incremental"
+        })
+    })
+    .await;
+    let done = done_chunks(&dst, "mv").await;
+    for (k, at) in &seen {
+        assert_eq!(done.get(k), Some(at), "chunk {k:?} was copied again");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let writes = mover.await.unwrap();
+    wait_caught_up(&dm, "mv", &src).await;
+    let rows = assert_same(&src, &dst, &["m"]).await;
+    eprintln!("{writes} writes during the copy, {rows} rows compared");
+    assert!(writes > 100);
+}
