@@ -10,27 +10,10 @@
 #
 #   bench/incremental.sh    (TABLES, SIZE, EVENTS, THREADS, PARALLEL, DM_WORKERS, DM_BATCH,
 #                            DM_COMPACT tune it)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-scripts/setup.sh --bench >/dev/null
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dm-target}"
-DM="$CARGO_TARGET_DIR/release/dm"
 TABLES=${TABLES:-8} SIZE=${SIZE:-100000} EVENTS=${EVENTS:-40000} THREADS=${THREADS:-4}
 DM_WORKERS=${DM_WORKERS:-4} DM_BATCH=${DM_BATCH:-1000} DM_COMPACT=${DM_COMPACT:-true} PARALLEL=${PARALLEL:-4}
 WORK="${BENCH_DIR:-/tmp/dm-bench-incremental}"
-SRC_PORT=23306 DST_PORT=23307 API=127.0.0.1:28261
-export MARIADB_OPTS="--innodb-buffer-pool-size=512M --innodb-log-file-size=256M --max-connections=300"
-
-cleanup() {
-  if [ -n "${DM_PID:-}" ]; then kill -9 "$DM_PID" 2>/dev/null; wait "$DM_PID" 2>/dev/null; fi || true
-  scripts/mariadb.sh stop "$WORK/target" || true
-  scripts/mariadb.sh stop "$WORK/source" || true
-}
-trap cleanup EXIT
-src() { mariadb -h127.0.0.1 -P$SRC_PORT -uroot -N "$@"; }
-dst() { mariadb -h127.0.0.1 -P$DST_PORT -uroot -N "$@"; }
-now() { date +%s.%N; }
-calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
+source "$(dirname "$0")/lib.sh"
 sb() {
   sysbench oltp_write_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port=$SRC_PORT \
     --mysql-user=root --mysql-db=sbtest --tables="$TABLES" --table-size="$SIZE" "$@"
@@ -96,8 +79,6 @@ replica "mariadb-parallel" "$PARALLEL"
 echo "== dm (worker-count $DM_WORKERS, batch $DM_BATCH, compact $DM_COMPACT)"
 fresh_target
 mkdir -p "$WORK/dm"
-printf 'data-dir: %s\nmaster-addr: %s\nlog-level: info\n' "$WORK/dm/data" "$API" > "$WORK/dm/dm.yaml"
-printf 'source-id: s1\nenable-gtid: true\nfrom:\n  host: 127.0.0.1\n  port: %s\n  user: root\n  password: ""\n' $SRC_PORT > "$WORK/dm/source.yaml"
 cat > "$WORK/dm/task.yaml" <<YAML
 name: bench
 task-mode: incremental
@@ -121,28 +102,17 @@ syncers:
     batch: $DM_BATCH
     compact: $DM_COMPACT
 YAML
-"$DM" standalone -c "$WORK/dm/dm.yaml" > "$WORK/dm/dm.log" 2>&1 &
-DM_PID=$!
-for _ in $(seq 1 50); do "$DM" ctl --master-addr $API query-status >/dev/null 2>&1 && break; sleep 0.1; done
-"$DM" ctl --master-addr $API operate-source create "$WORK/dm/source.yaml" >/dev/null
-position() {
-  "$DM" ctl --master-addr $API -o json query-status bench 2>/dev/null | python3 -c '
-import json, sys
-s = json.load(sys.stdin).get("subtasks") or [{}]
-if s[0].get("stage") == "paused": print("PAUSED", s[0].get("last_error")); sys.exit()
-print((s[0].get("position") or "").split(" ")[0])' 2>/dev/null || true
-}
+start_dm
 t0=$(now)
 "$DM" ctl --master-addr $API start-task "$WORK/dm/task.yaml" >/dev/null
 while :; do
-  p=$(position)
+  p=$(dm_field bench position)
   [ "$p" = "$POS1" ] && break
   case "$p" in PAUSED*) echo "$p"; exit 1 ;; esac
   sleep 0.05
 done
 SECS[dm]=$(calc "$(now) - $t0")
-RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$DM_PID/status")
-DM_CPU=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$DM_PID/stat")
+read -r RSS_MB DM_CPU <<< "$(dm_usage)"
 [ "$(checksums dst)" = "$WANT" ] && EQUAL[dm]=yes || EQUAL[dm]=NO
 echo "   dm: ${SECS[dm]} s, equal: ${EQUAL[dm]}"
 
@@ -155,5 +125,5 @@ for m in mariadb-serial mariadb-parallel dm; do
 done
 best=$(printf '%s\n%s\n' "${SECS[mariadb-serial]}" "${SECS[mariadb-parallel]}" | sort -g | head -1)
 printf 'dm / best MariaDB mode: %.2fx   dm peak RSS: %d MiB   dm CPU: %s s\n' \
-  "$(calc "$best / ${SECS[dm]}")" $((RSS_KB / 1024)) "$DM_CPU"
+  "$(calc "$best / ${SECS[dm]}")" "$RSS_MB" "$DM_CPU"
 [ "${EQUAL[mariadb-serial]}${EQUAL[mariadb-parallel]}${EQUAL[dm]}" = yesyesyes ]

@@ -70,6 +70,8 @@ async fn every_key_kind_is_chunked_and_copied_exactly() {
          ANALYZE TABLE ints, comp, str, lat, bin, dt, dec_key, nokey;",
     )
     .await;
+    // A target that refuses LOAD DATA LOCAL gets multi-row INSERTs.
+    dst.exec("SET GLOBAL local_infile = 0").await;
     let dm = Dm::start();
     create_source(&dm, &src).await;
     let yaml = task_tuned(
@@ -99,6 +101,7 @@ async fn every_key_kind_is_chunked_and_copied_exactly() {
     }
     let st = dm.subtask("kk").unwrap();
     assert_eq!(st["tables_done"], 10, "{st}");
+    assert!(dm.log().contains("refuses LOAD DATA LOCAL"), "{}", dm.log());
 }
 
 /// Moves rows across chunk boundaries, deletes, inserts below and above the key range,

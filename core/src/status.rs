@@ -161,6 +161,14 @@ impl Progress {
         }
     }
 
+    pub fn sub_table_rows(&self, table: &str, rows: u64, bytes: u64) {
+        let mut t = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = t.get_mut(table) {
+            p.rows = p.rows.saturating_sub(rows);
+            p.bytes = p.bytes.saturating_sub(bytes);
+        }
+    }
+
     pub fn chunk_done(&self, table: &str) {
         let mut t = self.tables.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = t.get_mut(table) {

@@ -202,6 +202,40 @@ impl Datum {
         s
     }
 
+    /// Appends the value as a field of `LOAD DATA ... CHARACTER SET binary FIELDS ESCAPED BY
+    /// '\\'` input: `\N` for NULL, bytes with `\`, tab, newline, CR and NUL escaped.
+    pub fn write_tsv(&self, out: &mut Vec<u8>) {
+        match self {
+            Datum::Null => out.extend_from_slice(b"\\N"),
+            Datum::Int(i) => {
+                let _ = std::io::Write::write_fmt(out, format_args!("{i}"));
+            }
+            Datum::UInt(u) => {
+                let _ = std::io::Write::write_fmt(out, format_args!("{u}"));
+            }
+            Datum::Float(f) => {
+                let _ = std::io::Write::write_fmt(out, format_args!("{f:e}"));
+            }
+            Datum::Double(d) => {
+                let _ = std::io::Write::write_fmt(out, format_args!("{d:e}"));
+            }
+            Datum::Decimal(s) | Datum::Temporal(s) => out.extend_from_slice(s.as_bytes()),
+            Datum::Bytes(b) => {
+                out.reserve(b.len() + 8);
+                for &c in b {
+                    match c {
+                        b'\\' => out.extend_from_slice(b"\\\\"),
+                        b'\t' => out.extend_from_slice(b"\\t"),
+                        b'\n' => out.extend_from_slice(b"\\n"),
+                        b'\r' => out.extend_from_slice(b"\\r"),
+                        0 => out.extend_from_slice(b"\\0"),
+                        c => out.push(c),
+                    }
+                }
+            }
+        }
+    }
+
     /// About the length of the SQL literal, for sizing statements without writing them.
     pub fn sql_len(&self) -> usize {
         match self {

@@ -8,9 +8,11 @@ use crate::checkpoint::{ChunkRecord, MetaTables};
 use crate::config::{DbConfig, Flavor, SourceConfig};
 use crate::db::{quote_ident, Datum};
 use crate::error::{errno, DbRole, Error, Result};
-use crate::schema::{load_table, Table};
+use crate::schema::{load_table, ColumnKind, Table};
 use crate::status::Progress;
 use crate::upstream::{gtid_at, BinlogPos, Position};
+use bytes::Bytes;
+use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use std::sync::atomic::Ordering;
@@ -20,6 +22,108 @@ use tokio::sync::mpsc;
 /// Statement size that keeps well under the default max_allowed_packet (16 MiB).
 const BATCH_BYTES: usize = 2 << 20;
 const BATCH_ROWS: usize = 5_000;
+
+/// The server refuses `LOAD DATA LOCAL` (MySQL 5.x/8, MariaDB).
+const NOT_ALLOWED_COMMAND: u16 = 1148;
+const LOCAL_INFILE_DISABLED: u16 = 3948;
+const LOCAL_INFILE_CAPABILITY: u16 = 4166;
+
+/// A target session for loading. `unique_checks = 0` is a bulk-load setting that cannot
+/// change the result: a chunk's rows are unique.
+async fn connect_target(target: &DbConfig) -> Result<Conn> {
+    let mut tgt = crate::db::connect(target, DbRole::Target).await?;
+    tgt.query_drop("SET SESSION unique_checks = 0")
+        .await
+        .map_err(|e| Error::db(DbRole::Target, &target.addr(), e))?;
+    Ok(tgt)
+}
+
+/// How rows reach the target.
+#[derive(Clone)]
+enum Mode {
+    /// Multi-row INSERTs starting with this head.
+    Insert(String),
+    /// One `LOAD DATA LOCAL INFILE` statement reading the stream of rows.
+    Load(String),
+}
+
+/// `LOAD DATA LOCAL INFILE` of tab-separated raw bytes into the `written` columns; BIT and
+/// spatial values go through variables (a field cannot be their binary form directly).
+fn load_data_sql(table: &Table, written: &[usize]) -> String {
+    let mut cols = Vec::with_capacity(written.len());
+    let mut sets = Vec::new();
+    for &i in written {
+        let c = &table.columns[i];
+        let name = quote_ident(&c.name);
+        let via_var = c.kind() == ColumnKind::Bit
+            || matches!(
+                c.data_type.as_str(),
+                "geometry"
+                    | "point"
+                    | "linestring"
+                    | "polygon"
+                    | "multipoint"
+                    | "multilinestring"
+                    | "multipolygon"
+                    | "geometrycollection"
+            );
+        if via_var {
+            cols.push(format!("@v{i}"));
+            sets.push(format!("{name} = @v{i}"));
+        } else {
+            cols.push(name);
+        }
+    }
+    let set = if sets.is_empty() {
+        String::new()
+    } else {
+        format!(" SET {}", sets.join(", "))
+    };
+    format!(
+        "LOAD DATA LOCAL INFILE 'dm-chunk' INTO TABLE {} CHARACTER SET binary \
+         FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({}){set}",
+        table.name.quoted(),
+        cols.join(", ")
+    )
+}
+
+/// The encoded rows so far, as one batch.
+fn take_batch(mode: &Mode, text: &mut String, buf: &mut Vec<u8>) -> Bytes {
+    match mode {
+        Mode::Insert(_) => Bytes::from(std::mem::take(text).into_bytes()),
+        Mode::Load(_) => Bytes::from(std::mem::replace(
+            buf,
+            Vec::with_capacity(BATCH_BYTES + 4096),
+        )),
+    }
+}
+
+/// Writes the batches coming over `rx` in the open transaction of `tgt`; gives `tgt` back.
+async fn write_batches(
+    mut tgt: Conn,
+    mut rx: mpsc::Receiver<Bytes>,
+    mode: Mode,
+    addr: String,
+) -> Result<Conn> {
+    let te = |e| Error::db(DbRole::Target, &addr, e);
+    match mode {
+        Mode::Insert(_) => {
+            while let Some(sql) = rx.recv().await {
+                tgt.query_drop(String::from_utf8_lossy(&sql).into_owned())
+                    .await
+                    .map_err(te)?;
+            }
+        }
+        Mode::Load(sql) => {
+            let rows = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|b| (Ok(b), rx))
+            });
+            tgt.set_infile_handler(async move { Ok(rows.boxed()) });
+            tgt.query_drop(sql).await.map_err(te)?;
+        }
+    }
+    Ok(tgt)
+}
 
 /// What a chunk copy found.
 pub enum Copied {
@@ -42,6 +146,10 @@ pub struct ChunkCopier {
     pub progress: Arc<Progress>,
     src: Conn,
     tgt: Option<Conn>,
+    /// The target takes `LOAD DATA LOCAL INFILE` (else multi-row INSERTs).
+    load_data: bool,
+    /// (rows, bytes) of the current chunk counted in the progress so far.
+    counted: (u64, u64),
 }
 
 impl ChunkCopier {
@@ -57,11 +165,7 @@ impl ChunkCopier {
         src.query_drop("SET character_set_results = binary")
             .await
             .map_err(|e| Error::db(DbRole::Source, &source.from.addr(), e))?;
-        let mut tgt = crate::db::connect(&target, DbRole::Target).await?;
-        // A bulk-load setting that cannot change the result: a chunk's rows are unique.
-        tgt.query_drop("SET SESSION unique_checks = 0")
-            .await
-            .map_err(|e| Error::db(DbRole::Target, &target.addr(), e))?;
+        let tgt = connect_target(&target).await?;
         Ok(ChunkCopier {
             source,
             flavor,
@@ -70,6 +174,8 @@ impl ChunkCopier {
             progress,
             src,
             tgt: Some(tgt),
+            load_data: true,
+            counted: (0, 0),
         })
     }
 
@@ -81,20 +187,38 @@ impl ChunkCopier {
         key: Option<&ChunkKey>,
         columns: &[String],
     ) -> Result<Copied> {
-        let r = self.copy_once(chunk, key, columns).await;
-        // Whatever happened, the snapshot ends here.
+        let mut r = self.copy_once(chunk, key, columns).await;
+        self.end_chunk(r.is_err(), &chunk.table.to_string()).await?;
+        let refused = matches!(
+            r.as_ref().err().and_then(Error::errno),
+            Some(NOT_ALLOWED_COMMAND | LOCAL_INFILE_DISABLED | LOCAL_INFILE_CAPABILITY)
+        );
+        if self.load_data && refused {
+            tracing::warn!(target = %self.target.addr(), "the target refuses LOAD DATA LOCAL INFILE (local_infile=OFF); loading with INSERTs, which is slower");
+            self.load_data = false;
+            r = self.copy_once(chunk, key, columns).await;
+            self.end_chunk(r.is_err(), &chunk.table.to_string()).await?;
+        }
+        r
+    }
+
+    /// Ends the chunk's snapshot; after a failure, rolls the target back (or reconnects when
+    /// its session went down with the writer) and takes back the progress it counted.
+    async fn end_chunk(&mut self, failed: bool, table: &str) -> Result<()> {
         let _ = self.src.query_drop("ROLLBACK").await;
-        if r.is_err() {
+        if failed {
             match self.tgt.as_mut() {
                 Some(t) => {
                     let _ = t.query_drop("ROLLBACK").await;
                 }
-                None => {
-                    self.tgt = Some(crate::db::connect(&self.target, DbRole::Target).await?);
-                }
+                None => self.tgt = Some(connect_target(&self.target).await?),
             }
+            let (rows, bytes) = std::mem::take(&mut self.counted);
+            self.progress.rows_loaded.fetch_sub(rows, Ordering::Relaxed);
+            self.progress.sub_table_rows(table, rows, bytes);
         }
-        r
+        self.counted = (0, 0);
+        Ok(())
     }
 
     async fn copy_once(
@@ -148,7 +272,14 @@ impl ChunkCopier {
             .map(|k| k.range(&bounds))
             .unwrap_or_else(|| "1 = 1".into());
         let select = format!("SELECT {col_list} FROM {} WHERE {cond}", name.quoted());
-        let insert_head = format!("INSERT INTO {} ({col_list}) VALUES ", name.quoted());
+        let mode = if self.load_data {
+            Mode::Load(load_data_sql(&table, &written))
+        } else {
+            Mode::Insert(format!(
+                "INSERT INTO {} ({col_list}) VALUES ",
+                name.quoted()
+            ))
+        };
 
         let mut tgt = self
             .tgt
@@ -156,52 +287,73 @@ impl ChunkCopier {
             .expect("the target session is back after each chunk");
         tgt.query_drop("START TRANSACTION").await.map_err(te)?;
         // Rows are encoded here and written by a second task, so reading and writing overlap.
-        let (tx, mut rx) = mpsc::channel::<(String, u64)>(4);
-        let progress = self.progress.clone();
+        let (tx, rx) = mpsc::channel::<Bytes>(4);
         let target_addr = self.target.addr();
-        let table_key = name.to_string();
-        let writer = tokio::spawn(async move {
-            while let Some((sql, n)) = rx.recv().await {
-                let bytes = sql.len() as u64;
-                tgt.query_drop(sql)
-                    .await
-                    .map_err(|e| Error::db(DbRole::Target, &target_addr, e))?;
-                progress.rows_loaded.fetch_add(n, Ordering::Relaxed);
-                progress.add_table_rows(&table_key, n, bytes);
-            }
-            Ok::<Conn, Error>(tgt)
-        });
+        let writer = tokio::spawn(write_batches(tgt, rx, mode.clone(), target_addr));
 
         let (mut rows, mut bytes) = (0u64, 0u64);
         let src = &mut self.src;
+        let progress = &self.progress;
+        let counted = &mut self.counted;
+        let table_key = name.to_string();
         let read = async {
             let mut result = src.exec_iter(select, ()).await.map_err(se)?;
-            let mut sql = String::with_capacity(BATCH_BYTES + 4096);
+            let mut text = String::new();
+            let mut buf: Vec<u8> = Vec::with_capacity(BATCH_BYTES + 4096);
             let mut n = 0u64;
             while let Some(row) = result.next().await.map_err(se)? {
-                sql.push_str(if n == 0 { &insert_head } else { "," });
-                sql.push('(');
-                for (k, (&ci, v)) in written.iter().zip(row.unwrap()).enumerate() {
-                    if k > 0 {
-                        sql.push(',');
+                let values = written.iter().zip(row.unwrap());
+                let size = match &mode {
+                    Mode::Insert(head) => {
+                        text.push_str(if n == 0 { head } else { "," });
+                        text.push('(');
+                        for (k, (&ci, v)) in values.enumerate() {
+                            if k > 0 {
+                                text.push(',');
+                            }
+                            Datum::from_value(&table.columns[ci], v).write_sql(&mut text);
+                        }
+                        text.push(')');
+                        text.len()
                     }
-                    Datum::from_value(&table.columns[ci], v).write_sql(&mut sql);
-                }
-                sql.push(')');
+                    Mode::Load(_) => {
+                        for (k, (&ci, v)) in values.enumerate() {
+                            if k > 0 {
+                                buf.push(b'\t');
+                            }
+                            let col = &table.columns[ci];
+                            match (col.kind(), Datum::from_value(col, v)) {
+                                // A field "0" would be the year 2000.
+                                (ColumnKind::Year, Datum::Int(y)) => {
+                                    buf.extend_from_slice(format!("{y:04}").as_bytes())
+                                }
+                                (_, d) => d.write_tsv(&mut buf),
+                            }
+                        }
+                        buf.push(b'\n');
+                        buf.len()
+                    }
+                };
                 n += 1;
-                if sql.len() >= BATCH_BYTES || n as usize >= BATCH_ROWS {
-                    rows += n;
-                    bytes += sql.len() as u64;
-                    if tx.send((std::mem::take(&mut sql), n)).await.is_err() {
+                if size >= BATCH_BYTES || n as usize >= BATCH_ROWS {
+                    let batch = take_batch(&mode, &mut text, &mut buf);
+                    (rows, bytes) = (rows + n, bytes + batch.len() as u64);
+                    progress.rows_loaded.fetch_add(n, Ordering::Relaxed);
+                    progress.add_table_rows(&table_key, n, batch.len() as u64);
+                    *counted = (rows, bytes);
+                    n = 0;
+                    if tx.send(batch).await.is_err() {
                         break; // the writer failed; its error is reported below
                     }
-                    n = 0;
                 }
             }
             if n > 0 {
-                rows += n;
-                bytes += sql.len() as u64;
-                let _ = tx.send((sql, n)).await;
+                let batch = take_batch(&mode, &mut text, &mut buf);
+                (rows, bytes) = (rows + n, bytes + batch.len() as u64);
+                progress.rows_loaded.fetch_add(n, Ordering::Relaxed);
+                progress.add_table_rows(&table_key, n, batch.len() as u64);
+                *counted = (rows, bytes);
+                let _ = tx.send(batch).await;
             }
             Ok::<(), Error>(())
         }

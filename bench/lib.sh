@@ -1,0 +1,47 @@
+# Shared by the benchmarks: a source and a target MariaDB with identical settings, dm, and
+# small helpers. Source it after setting WORK.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+scripts/setup.sh --bench >/dev/null
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dm-target}"
+DM="$CARGO_TARGET_DIR/release/dm"
+SRC_PORT=23306 DST_PORT=23307 API=127.0.0.1:28261
+export MARIADB_OPTS="--innodb-buffer-pool-size=512M --innodb-log-file-size=256M --max-connections=300"
+
+cleanup() {
+  if [ -n "${DM_PID:-}" ]; then kill -9 "$DM_PID" 2>/dev/null; wait "$DM_PID" 2>/dev/null; fi || true
+  scripts/mariadb.sh stop "$WORK/target" || true
+  scripts/mariadb.sh stop "$WORK/source" || true
+}
+trap cleanup EXIT
+src() { mariadb -h127.0.0.1 -P$SRC_PORT -uroot -N "$@"; }
+dst() { mariadb -h127.0.0.1 -P$DST_PORT -uroot -N "$@"; }
+now() { date +%s.%N; }
+calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
+
+# Starts `dm standalone` in $WORK/dm with source s1 (the source server) created.
+start_dm() {
+  mkdir -p "$WORK/dm"
+  printf 'data-dir: %s\nmaster-addr: %s\nlog-level: info\n' "$WORK/dm/data" "$API" > "$WORK/dm/dm.yaml"
+  printf 'source-id: s1\nenable-gtid: true\nfrom:\n  host: 127.0.0.1\n  port: %s\n  user: root\n  password: ""\n' \
+    $SRC_PORT > "$WORK/dm/source.yaml"
+  "$DM" standalone -c "$WORK/dm/dm.yaml" > "$WORK/dm/dm.log" 2>&1 &
+  DM_PID=$!
+  for _ in $(seq 1 50); do "$DM" ctl --master-addr $API query-status >/dev/null 2>&1 && break; sleep 0.1; done
+  "$DM" ctl --master-addr $API operate-source create "$WORK/dm/source.yaml" >/dev/null
+}
+
+# A field of the first subtask of task $1 (PAUSED and the error when it paused).
+dm_field() {
+  "$DM" ctl --master-addr $API -o json query-status "$1" 2>/dev/null | python3 -c '
+import json, sys
+s = json.load(sys.stdin).get("subtasks") or [{}]
+if s[0].get("stage") == "paused": print("PAUSED", s[0].get("last_error")); sys.exit()
+print(str(s[0].get(sys.argv[1]) or "").split(" ")[0])' "$2" 2>/dev/null || true
+}
+
+# Peak RSS (MiB) and CPU seconds of dm so far.
+dm_usage() {
+  echo "$(( $(awk '/VmHWM/ {print $2}' "/proc/$DM_PID/status") / 1024 ))" \
+    "$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$DM_PID/stat")"
+}
