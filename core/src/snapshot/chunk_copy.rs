@@ -259,7 +259,15 @@ impl ChunkCopier {
         {
             return Ok(Copied::Changed);
         }
-        let gtid = gtid_at(&mut self.src, self.flavor, &src_addr, &at.name, at.pos).await?;
+        // MySQL's GTID set is read under the global read lock, cheaply. MariaDB's would scan
+        // the binlog file up to the position (BINLOG_GTID_POS), for every chunk: only the
+        // incremental phase's start needs it, and gets it then.
+        let gtid = match self.flavor {
+            Flavor::Mysql => {
+                gtid_at(&mut self.src, self.flavor, &src_addr, &at.name, at.pos).await?
+            }
+            Flavor::Mariadb => None,
+        };
         let at = Position { binlog: at, gtid };
 
         let col_list = written

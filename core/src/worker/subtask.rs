@@ -10,7 +10,7 @@ use crate::schema::{list_tables, load_table, Tracker};
 use crate::snapshot::FullPhase;
 use crate::status::{Phase, Progress, Stage};
 use crate::sync::Incremental;
-use crate::upstream::{current_position, detect_flavor, BinlogPos, GtidSet, Position};
+use crate::upstream::{current_position, detect_flavor, gtid_at, BinlogPos, GtidSet, Position};
 use mysql_async::prelude::Queryable;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -98,7 +98,15 @@ impl Subtask {
                     return Ok(());
                 }
                 let cp = match checkpoint_after_full(tables) {
-                    Some(cp) => cp,
+                    Some(mut cp) => {
+                        if cp.position.gtid.is_none() {
+                            let p = &cp.position.binlog;
+                            cp.position.gtid =
+                                gtid_at(&mut src, flavor, &self.source.from.addr(), &p.name, p.pos)
+                                    .await?;
+                        }
+                        cp
+                    }
                     // Nothing to copy: follow the binlog from now on.
                     None => Checkpoint {
                         position: current_position(&mut src, flavor, &self.source.from.addr())
