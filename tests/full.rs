@@ -65,6 +65,8 @@ async fn every_key_kind_is_chunked_and_copied_exactly() {
          CREATE TABLE nokey (a INT, b TEXT);
          INSERT INTO nokey SELECT seq % 10, 'dup' FROM seq_1_to_2000;
          CREATE TABLE empty (id INT PRIMARY KEY);
+         CREATE TABLE en (e ENUM('x', 'y', 'z') PRIMARY KEY);
+         INSERT INTO en VALUES ('z'), ('x');
          CREATE TABLE one (id INT PRIMARY KEY, v INT);
          INSERT INTO one VALUES (42, 1);
          ANALYZE TABLE ints, comp, str, lat, bin, dt, dec_key, nokey;",
@@ -83,6 +85,11 @@ async fn every_key_kind_is_chunked_and_copied_exactly() {
         &[],
     );
     let tf = dm.file("task.yaml", &yaml);
+    let check = dm.ctl_ok(&["check-task", tf.to_str().unwrap()]);
+    assert!(
+        check.contains("`kk`.`en`") && check.contains("cannot split"),
+        "check-task names the table it cannot split:\n{check}"
+    );
     dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
     wait_for("the full phase to finish", Duration::from_secs(120), || {
         dm.subtask("kk").is_some_and(|s| {
@@ -96,11 +103,11 @@ async fn every_key_kind_is_chunked_and_copied_exactly() {
         let n = chunk_count(&dst, "kk", t).await;
         assert!(n >= 4, "{t}: {n} chunks");
     }
-    for t in ["nokey", "empty", "one"] {
+    for t in ["nokey", "empty", "one", "en"] {
         assert_eq!(chunk_count(&dst, "kk", t).await, 1, "{t}");
     }
     let st = dm.subtask("kk").unwrap();
-    assert_eq!(st["tables_done"], 10, "{st}");
+    assert_eq!(st["tables_done"], 11, "{st}");
     assert!(dm.log().contains("refuses LOAD DATA LOCAL"), "{}", dm.log());
 }
 

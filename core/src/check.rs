@@ -211,11 +211,13 @@ async fn check_source(task: &TaskConfig, src: &SourceConfig, out: &mut Vec<Findi
     ));
     let filter = TableFilter::new(&task.block_allow_list_of(&src.source_id), &task.meta_schema);
     let names = list_tables(&mut conn, &filter).await.unwrap_or_default();
-    let mut keyless = vec![];
+    let (mut keyless, mut whole) = (vec![], vec![]);
     for name in names {
         if let Ok(Some(table)) = load_table(&mut conn, &name).await {
             if table.identity_key().is_none() {
                 keyless.push(name.to_string());
+            } else if !crate::snapshot::chunkable(&mut conn, &table).await {
+                whole.push(name.to_string());
             }
         }
     }
@@ -225,10 +227,24 @@ async fn check_source(task: &TaskConfig, src: &SourceConfig, out: &mut Vec<Findi
             "tables without primary or unique key",
             Level::Warn,
             format!(
-                "{}: a replay after a restart may duplicate their rows",
+                "{}: a replay after a restart may duplicate their rows; the full phase copies each \
+                 in one snapshot and cannot resume inside it",
                 keyless.join(", ")
             ),
             "add a primary key (or a NOT NULL unique key) to these tables",
+        ));
+    }
+    if !whole.is_empty() {
+        out.push(finding(
+            &subject,
+            "tables the full phase cannot split",
+            Level::Warn,
+            format!(
+                "{}: their key has a column (ENUM, SET, BIT, FLOAT, ...) that cannot bound a \
+                 range, so each is copied in one snapshot and cannot resume inside it",
+                whole.join(", ")
+            ),
+            "fine for small tables; for big ones add an integer or string primary key",
         ));
     }
 }

@@ -35,6 +35,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+/// Whether the full phase can split `table` into key ranges (and so resume inside it).
+pub async fn chunkable(conn: &mut Conn, table: &Table) -> bool {
+    matches!(ChunkKey::of(conn, table).await, Ok(Some(_)))
+}
+
 /// What the full phase needs to know.
 pub struct FullPhase {
     pub source: SourceConfig,

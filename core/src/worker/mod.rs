@@ -37,6 +37,8 @@ pub struct Worker {
     pub name: String,
     pub store: Arc<dyn MetaStore>,
     running: BTreeMap<(String, String), Running>,
+    /// A subtask changed stage.
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl Worker {
@@ -45,6 +47,7 @@ impl Worker {
             name,
             store,
             running: BTreeMap::new(),
+            changed: Arc::default(),
         }
     }
 
@@ -66,6 +69,7 @@ impl Worker {
                     }
                 }
                 _ = tick.tick() => {}
+                _ = self.changed.notified() => {}
             }
             if let Err(e) = self.reconcile().await {
                 tracing::warn!(error = %e, "worker reconcile failed");
@@ -150,6 +154,7 @@ impl Worker {
                 source,
                 progress: progress.clone(),
                 state: state.clone(),
+                changed: self.changed.clone(),
             };
             tracing::info!(task = %k.0, source = %k.1, "subtask starting");
             let handle = tokio::spawn(sub.run());

@@ -27,6 +27,8 @@ pub struct Subtask {
     pub source: SourceConfig,
     pub progress: Arc<Progress>,
     pub state: Arc<Mutex<SubtaskState>>,
+    /// Told when the stage changes, so the status goes out at once.
+    pub changed: Arc<tokio::sync::Notify>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -36,6 +38,7 @@ impl Subtask {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.stage = stage;
         st.last_error = err.map(Error::report);
+        self.changed.notify_one();
     }
 
     /// Runs until the task is finished (full mode) or paused by an error that needs a user.
