@@ -54,6 +54,9 @@ enum CtlCommand {
     /// Stage, phase, progress, position, lag and last error of tasks.
     QueryStatus {
         name: Option<String>,
+        /// Draw progress bars and follow the task until it finishes or pauses.
+        #[arg(long, requires = "name")]
+        watch: bool,
     },
     /// Check sources and target of a task file before starting it.
     CheckTask {
@@ -68,13 +71,13 @@ enum SourceOp {
     Stop { source_id: String },
 }
 
-struct Client {
+pub struct Client {
     base: String,
     http: reqwest::Client,
 }
 
 impl Client {
-    async fn call(
+    pub async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -219,7 +222,11 @@ pub async fn run(args: CtlArgs) -> Result<()> {
                 .await?,
             render_tasks,
         ),
-        CtlCommand::QueryStatus { name } => match name {
+        CtlCommand::QueryStatus {
+            name: Some(n),
+            watch: true,
+        } => return crate::watch::watch(&client, &n).await,
+        CtlCommand::QueryStatus { name, .. } => match name {
             Some(n) => (
                 client
                     .call(Method::GET, &format!("/api/v1/tasks/{n}"), None)
