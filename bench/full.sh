@@ -7,9 +7,9 @@
 # key (COMP rows). Every contender starts from an empty target; every result is checksummed
 # against the source. Prints seconds, rows/s, MB/s, the ratios and dm's peak RSS.
 #
-#   bench/full.sh    (TABLES, SIZE, COMP, THREADS, DM_ROWS tune it)
+#   bench/full.sh    (TABLES, SIZE, COMP, THREADS, DM_ROWS, DM_DEFER tune it)
 TABLES=${TABLES:-8} SIZE=${SIZE:-125000} COMP=${COMP:-200000} THREADS=${THREADS:-4}
-DM_ROWS=${DM_ROWS:-50000}
+DM_ROWS=${DM_ROWS:-50000} DM_DEFER=${DM_DEFER:-true}
 WORK="${BENCH_DIR:-/tmp/dm-bench-full}"
 source "$(dirname "$0")/lib.sh"
 
@@ -66,7 +66,7 @@ printf '%s\n' $TABLE_LIST | xargs -P "$THREADS" -I{} \
 finish load-data "$t0"
 rm -rf "$WORK/csv"
 
-echo "== dm task-mode full (threads $THREADS, rows per chunk $DM_ROWS)"
+echo "== dm task-mode full (threads $THREADS, rows per chunk $DM_ROWS, defer-indexes $DM_DEFER)"
 empty_target
 start_dm
 mkdir -p "$WORK/dm"
@@ -89,6 +89,7 @@ mydumpers:
   m:
     threads: $THREADS
     rows: $DM_ROWS
+    defer-indexes: $DM_DEFER
 YAML
 t0=$(now)
 "$DM" ctl --master-addr $API start-task "$WORK/dm/task.yaml" >/dev/null

@@ -43,10 +43,10 @@ async fn every_key_kind_is_chunked_and_copied_exactly() {
     let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
     src.exec(
         "CREATE DATABASE kk; USE kk;
-         CREATE TABLE ints (id BIGINT UNSIGNED PRIMARY KEY, v INT);
+         CREATE TABLE ints (id BIGINT UNSIGNED PRIMARY KEY, v INT, KEY kv (v), UNIQUE KEY uv (v, id));
          INSERT INTO ints SELECT seq * 3, seq FROM seq_1_to_3000;
          INSERT INTO ints VALUES (18446744073709551615, 0), (0, 0);
-         CREATE TABLE comp (a VARCHAR(20) NOT NULL, b INT NOT NULL, v INT, PRIMARY KEY (a, b))
+         CREATE TABLE comp (a VARCHAR(20) NOT NULL, b INT NOT NULL, v INT, PRIMARY KEY (a, b), KEY vb (v, b), KEY va (v, a(5)))
            COLLATE utf8mb4_general_ci;
          INSERT INTO comp SELECT CONCAT(CHAR(65 + seq % 26), 'é', seq % 7), seq, seq FROM seq_1_to_3000;
          INSERT INTO comp VALUES ('zzz 😀', 1, 1), ('Zzz 😁', 2, 2), ('', 0, 0);

@@ -111,6 +111,10 @@ pub struct DumperConfig {
     /// rows, each copied (and resumed) on its own.
     #[serde(default = "default_chunk_rows")]
     pub rows: u64,
+    /// Create tables without their non-unique secondary indexes and build those after the
+    /// data.
+    #[serde(default = "yes")]
+    pub defer_indexes: bool,
 }
 
 fn default_chunk_rows() -> u64 {
@@ -126,6 +130,7 @@ impl Default for DumperConfig {
         DumperConfig {
             threads: default_threads(),
             rows: default_chunk_rows(),
+            defer_indexes: true,
         }
     }
 }

@@ -18,6 +18,7 @@
 
 mod chunk;
 mod chunk_copy;
+mod indexes;
 
 use crate::checkpoint::{ChunkRecord, MetaTables};
 use crate::config::{DbConfig, DumperConfig, Flavor, SourceConfig};
@@ -222,9 +223,13 @@ impl FullPhase {
         tgt.query_drop(format!("DROP TABLE IF EXISTS {}", name.quoted()))
             .await
             .map_err(&te)?;
-        tgt.query_drop(String::from_utf8_lossy(&create).into_owned())
-            .await
-            .map_err(&te)?;
+        let create = String::from_utf8_lossy(&create).into_owned();
+        let create = if self.dumper.defer_indexes {
+            indexes::without_secondary_indexes(&create).0
+        } else {
+            create
+        };
+        tgt.query_drop(create).await.map_err(&te)?;
         let plan: Vec<ChunkRecord> = bounds
             .into_iter()
             .enumerate()
@@ -393,6 +398,9 @@ impl FullPhase {
                 None => load_table(src, name).await.map_err(self.src_err())?,
             };
             let Some(table) = table else { continue };
+            if self.dumper.defer_indexes {
+                self.add_indexes(src, tgt, name).await?;
+            }
             let rows = plan.iter().map(|c| c.rows).sum();
             tgt.query_drop(self.meta.table_loaded_sql(
                 &self.source.source_id,
@@ -406,6 +414,27 @@ impl FullPhase {
             self.progress.tables_done.fetch_add(1, Ordering::Relaxed);
             tracing::info!(table = %name, rows, chunks = plan.len(), from = %low, to = %high, "table copied");
         }
+        Ok(())
+    }
+
+    /// Adds the secondary indexes left out when the table was created.
+    async fn add_indexes(&self, src: &mut Conn, tgt: &mut Conn, name: &TableName) -> Result<()> {
+        let show = format!("SHOW CREATE TABLE {}", name.quoted());
+        let source: Option<(Vec<u8>, Vec<u8>)> =
+            src.query_first(&show).await.map_err(self.src_err())?;
+        let target: Option<(String, String)> =
+            tgt.query_first(&show).await.map_err(self.tgt_err())?;
+        let (Some((_, source)), Some((_, target))) = (source, target) else {
+            return Ok(());
+        };
+        let add = indexes::missing_indexes(&String::from_utf8_lossy(&source), &target);
+        if add.is_empty() {
+            return Ok(());
+        }
+        tgt.query_drop(format!("ALTER TABLE {} {}", name.quoted(), add.join(", ")))
+            .await
+            .map_err(self.tgt_err())?;
+        tracing::info!(table = %name, indexes = add.len(), "secondary indexes built after the data");
         Ok(())
     }
 
