@@ -4,11 +4,12 @@
 //! all.
 
 use super::chunk::{Bounds, ChunkKey};
+use super::indexes;
 use crate::checkpoint::{ChunkRecord, MetaTables};
 use crate::config::{DbConfig, Flavor, SourceConfig};
 use crate::db::{quote_ident, Datum};
 use crate::error::{errno, DbRole, Error, Result};
-use crate::schema::{load_table, ColumnKind, Table};
+use crate::schema::{load_table, ColumnKind, Table, TableName};
 use crate::status::Progress;
 use crate::upstream::{gtid_at, BinlogPos, Position};
 use bytes::Bytes;
@@ -200,6 +201,77 @@ impl ChunkCopier {
             self.end_chunk(r.is_err(), &chunk.table.to_string()).await?;
         }
         r
+    }
+
+    /// Records `name` as copied if all its chunks are done: builds the secondary indexes left
+    /// out at creation (`defer_indexes`), then writes the load record with the lowest and
+    /// highest chunk positions and the model (`model`, else read from the source).
+    pub async fn finish_table(
+        &mut self,
+        name: &TableName,
+        model: Option<Table>,
+        defer_indexes: bool,
+    ) -> Result<()> {
+        let source_id = &self.source.source_id;
+        let tgt_addr = self.target.addr();
+        let tgt = self
+            .tgt
+            .as_mut()
+            .expect("the target session is back between chunks");
+        let te = |e| Error::db(DbRole::Target, &tgt_addr, e);
+        let plan: Vec<ChunkRecord> = self
+            .meta
+            .chunks(tgt, &tgt_addr, source_id)
+            .await?
+            .into_iter()
+            .filter(|c| c.table == *name)
+            .collect();
+        let positions: Option<Vec<&Position>> = plan.iter().map(|c| c.done.as_ref()).collect();
+        let Some(positions) = positions.filter(|p| !p.is_empty()) else {
+            return Ok(());
+        };
+        let low = positions
+            .iter()
+            .min_by(|a, b| a.binlog.cmp(&b.binlog))
+            .map(|p| (*p).clone());
+        let high = positions.iter().map(|p| p.binlog.clone()).max();
+        let (Some(low), Some(high)) = (low, high) else {
+            return Ok(());
+        };
+        let src_addr = self.source.from.addr();
+        let se = |e| Error::db(DbRole::Source, &src_addr, e);
+        let table = match model {
+            Some(t) => t,
+            None => match load_table(&mut self.src, name).await.map_err(se)? {
+                Some(t) => t,
+                None => return Ok(()),
+            },
+        };
+        if defer_indexes {
+            let show = format!("SHOW CREATE TABLE {}", name.quoted());
+            let source: Option<(Vec<u8>, Vec<u8>)> =
+                self.src.query_first(&show).await.map_err(se)?;
+            let target: Option<(String, String)> = tgt.query_first(&show).await.map_err(te)?;
+            if let (Some((_, source)), Some((_, target))) = (source, target) {
+                let add = indexes::missing_indexes(&String::from_utf8_lossy(&source), &target);
+                if !add.is_empty() {
+                    tgt.query_drop(format!("ALTER TABLE {} {}", name.quoted(), add.join(", ")))
+                        .await
+                        .map_err(te)?;
+                    tracing::info!(table = %name, indexes = add.len(), "secondary indexes built after the data");
+                }
+            }
+        }
+        let rows = plan.iter().map(|c| c.rows).sum();
+        tgt.query_drop(
+            self.meta
+                .table_loaded_sql(source_id, &table, &low, &high, rows),
+        )
+        .await
+        .map_err(te)?;
+        self.progress.tables_done.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(table = %name, rows, chunks = plan.len(), from = %low, to = %high, "table copied");
+        Ok(())
     }
 
     /// Ends the chunk's snapshot; after a failure, rolls the target back (or reconnects when

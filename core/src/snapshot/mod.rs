@@ -65,10 +65,13 @@ struct Planned {
 struct Scheduler {
     waiting: BTreeMap<TableName, VecDeque<(ChunkRecord, Arc<Planned>)>>,
     in_flight: BTreeMap<TableName, usize>,
+    /// Chunks of the table not finished yet (waiting or in flight).
+    remaining: BTreeMap<TableName, usize>,
 }
 
 impl Scheduler {
     fn push(&mut self, chunk: ChunkRecord, planned: Arc<Planned>) {
+        *self.remaining.entry(chunk.table.clone()).or_default() += 1;
         self.waiting
             .entry(chunk.table.clone())
             .or_default()
@@ -91,9 +94,17 @@ impl Scheduler {
         self.waiting.get_mut(&table)?.pop_front()
     }
 
-    fn finished(&mut self, table: &TableName) {
+    /// A chunk of `table` is finished; true when it was the table's last.
+    fn finished(&mut self, table: &TableName) -> bool {
         if let Some(n) = self.in_flight.get_mut(table) {
             *n = n.saturating_sub(1);
+        }
+        match self.remaining.get_mut(table) {
+            Some(n) => {
+                *n = n.saturating_sub(1);
+                *n == 0
+            }
+            None => false,
         }
     }
 }
@@ -120,8 +131,6 @@ impl FullPhase {
             .map_err(self.src_err())?;
         let mut tgt = crate::db::connect(&self.target, DbRole::Target).await?;
         self.create_schemas(&mut src, &mut tgt).await?;
-        // Models read by the chunks, for the load records.
-        let mut models: BTreeMap<TableName, Table> = BTreeMap::new();
         loop {
             let loaded: BTreeSet<TableName> = self
                 .meta
@@ -165,15 +174,14 @@ impl FullPhase {
                     q.push(c, planned.clone());
                 }
             }
-            let changed = self.copy_chunks(queue, &mut models).await?;
+            let changed = self.copy_chunks(queue).await?;
             for name in changed {
                 tracing::info!(table = %name, "columns changed during the copy; copying the table again");
                 self.meta
                     .forget_table(&mut tgt, &tgt_addr, source_id, &name)
                     .await?;
             }
-            self.finish_tables(&mut src, &mut tgt, &todo, &mut models)
-                .await?;
+            self.finish_tables(&mut tgt, &todo).await?;
         }
         self.meta
             .loaded_tables(&mut tgt, &tgt_addr, source_id)
@@ -299,11 +307,7 @@ impl FullPhase {
     }
 
     /// Runs the queue on `dumper.threads` copiers; returns the tables whose columns changed.
-    async fn copy_chunks(
-        &self,
-        queue: Queue,
-        models: &mut BTreeMap<TableName, Table>,
-    ) -> Result<BTreeSet<TableName>> {
+    async fn copy_chunks(&self, queue: Queue) -> Result<BTreeSet<TableName>> {
         let threads = self
             .dumper
             .threads
@@ -311,19 +315,12 @@ impl FullPhase {
             .min(queue.lock().unwrap_or_else(|e| e.into_inner()).len());
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..threads {
-            let mut copier = ChunkCopier::new(
-                self.source.clone(),
-                self.flavor,
-                self.target.clone(),
-                self.meta.clone(),
-                self.progress.clone(),
-            )
-            .await?;
+            let mut copier = self.copier().await?;
+            let defer_indexes = self.dumper.defer_indexes;
             let queue = queue.clone();
             let progress = self.progress.clone();
             set.spawn(async move {
                 let mut changed = BTreeSet::new();
-                let mut read = BTreeMap::new();
                 loop {
                     let next = queue.lock().unwrap_or_else(|e| e.into_inner()).take();
                     let Some((mut chunk, planned)) = next else {
@@ -334,14 +331,20 @@ impl FullPhase {
                     } else {
                         copy_with_retry(&mut copier, &mut chunk, &planned).await?
                     };
-                    queue
+                    let last = queue
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .finished(&chunk.table);
                     match copied {
                         Copied::Done(table) => {
                             progress.chunk_done(&chunk.table.to_string());
-                            read.insert(chunk.table.clone(), table);
+                            // The table's last chunk: its indexes are built while other
+                            // tables go on copying.
+                            if last {
+                                copier
+                                    .finish_table(&chunk.table, Some(table), defer_indexes)
+                                    .await?;
+                            }
                         }
                         Copied::Gone => {}
                         Copied::Changed => {
@@ -349,93 +352,47 @@ impl FullPhase {
                         }
                     }
                 }
-                Ok::<_, Error>((changed, read))
+                Ok::<_, Error>(changed)
             });
         }
         let mut changed = BTreeSet::new();
         while let Some(r) = set.join_next().await {
-            let (c, read) =
-                r.map_err(|e| Error::Invalid(format!("chunk copier panicked: {e}")))??;
-            changed.extend(c);
-            models.extend(read);
+            changed.extend(r.map_err(|e| Error::Invalid(format!("chunk copier panicked: {e}")))??);
         }
         Ok(changed)
     }
 
-    /// Records the tables whose chunks are all done (also those finished before a restart).
-    async fn finish_tables(
-        &self,
-        src: &mut Conn,
-        tgt: &mut Conn,
-        todo: &[TableName],
-        models: &mut BTreeMap<TableName, Table>,
-    ) -> Result<()> {
-        let tgt_addr = self.target.addr();
-        let mut chunks: BTreeMap<TableName, Vec<ChunkRecord>> = BTreeMap::new();
-        for c in self
+    /// Records the tables whose chunks are all done but that have no load record yet
+    /// (their last chunk finished just before a restart).
+    async fn finish_tables(&self, tgt: &mut Conn, todo: &[TableName]) -> Result<()> {
+        let loaded: BTreeSet<TableName> = self
             .meta
-            .chunks(tgt, &tgt_addr, &self.source.source_id)
+            .loaded_tables(tgt, &self.target.addr(), &self.source.source_id)
             .await?
-        {
-            chunks.entry(c.table.clone()).or_default().push(c);
-        }
-        for name in todo {
-            let Some(plan) = chunks.get(name) else {
-                continue;
+            .into_iter()
+            .map(|(t, _, _)| t.name)
+            .collect();
+        let mut copier = None;
+        for name in todo.iter().filter(|t| !loaded.contains(t)) {
+            let c = match &mut copier {
+                Some(c) => c,
+                None => copier.insert(self.copier().await?),
             };
-            let positions: Option<Vec<&Position>> = plan.iter().map(|c| c.done.as_ref()).collect();
-            let Some(positions) = positions else { continue };
-            let low = positions
-                .iter()
-                .min_by(|a, b| a.binlog.cmp(&b.binlog))
-                .map(|p| (*p).clone());
-            let high = positions.iter().map(|p| p.binlog.clone()).max();
-            let (Some(low), Some(high)) = (low, high) else {
-                continue;
-            };
-            let table = match models.remove(name) {
-                Some(t) => Some(t),
-                None => load_table(src, name).await.map_err(self.src_err())?,
-            };
-            let Some(table) = table else { continue };
-            if self.dumper.defer_indexes {
-                self.add_indexes(src, tgt, name).await?;
-            }
-            let rows = plan.iter().map(|c| c.rows).sum();
-            tgt.query_drop(self.meta.table_loaded_sql(
-                &self.source.source_id,
-                &table,
-                &low,
-                &high,
-                rows,
-            ))
-            .await
-            .map_err(self.tgt_err())?;
-            self.progress.tables_done.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(table = %name, rows, chunks = plan.len(), from = %low, to = %high, "table copied");
+            c.finish_table(name, None, self.dumper.defer_indexes)
+                .await?;
         }
         Ok(())
     }
 
-    /// Adds the secondary indexes left out when the table was created.
-    async fn add_indexes(&self, src: &mut Conn, tgt: &mut Conn, name: &TableName) -> Result<()> {
-        let show = format!("SHOW CREATE TABLE {}", name.quoted());
-        let source: Option<(Vec<u8>, Vec<u8>)> =
-            src.query_first(&show).await.map_err(self.src_err())?;
-        let target: Option<(String, String)> =
-            tgt.query_first(&show).await.map_err(self.tgt_err())?;
-        let (Some((_, source)), Some((_, target))) = (source, target) else {
-            return Ok(());
-        };
-        let add = indexes::missing_indexes(&String::from_utf8_lossy(&source), &target);
-        if add.is_empty() {
-            return Ok(());
-        }
-        tgt.query_drop(format!("ALTER TABLE {} {}", name.quoted(), add.join(", ")))
-            .await
-            .map_err(self.tgt_err())?;
-        tracing::info!(table = %name, indexes = add.len(), "secondary indexes built after the data");
-        Ok(())
+    async fn copier(&self) -> Result<ChunkCopier> {
+        ChunkCopier::new(
+            self.source.clone(),
+            self.flavor,
+            self.target.clone(),
+            self.meta.clone(),
+            self.progress.clone(),
+        )
+        .await
     }
 
     /// Creates the selected schemas in the target with their character sets.
