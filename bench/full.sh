@@ -7,9 +7,9 @@
 # key (COMP rows). Every contender starts from an empty target; every result is checksummed
 # against the source. Prints seconds, rows/s, MB/s, the ratios and dm's peak RSS.
 #
-#   bench/full.sh    (TABLES, SIZE, COMP, THREADS, DM_ROWS, DM_DEFER tune it)
+#   bench/full.sh    (TABLES, SIZE, COMP, THREADS, DM_THREADS, DM_ROWS, DM_DEFER tune it)
 TABLES=${TABLES:-8} SIZE=${SIZE:-125000} COMP=${COMP:-200000} THREADS=${THREADS:-4}
-DM_ROWS=${DM_ROWS:-50000} DM_DEFER=${DM_DEFER:-true}
+DM_ROWS=${DM_ROWS:-50000} DM_DEFER=${DM_DEFER:-true} DM_THREADS=${DM_THREADS:-6}
 WORK="${BENCH_DIR:-/tmp/dm-bench-full}"
 source "$(dirname "$0")/lib.sh"
 
@@ -31,42 +31,44 @@ src -e "USE comp; CREATE TABLE kv (k VARCHAR(32) NOT NULL, n INT NOT NULL, v VAR
 ROWS=$((TABLES * SIZE + COMP))
 MB=$(src -e "SELECT ROUND(SUM(DATA_LENGTH) / 1048576) FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ('sbtest','comp')")
 WANT=$(checksums src)
-declare -A SECS EQUAL
-finish() { # $1: contender, $2: start time
-  SECS[$1]=$(calc "$(now) - $2")
+declare -A SECS EQUAL CPU
+mark() { T0=$(now); SRC_CPU0=$(server_cpu "$WORK/source"); DST_CPU0=$(server_cpu "$WORK/target"); }
+finish() { # $1: contender; the time since `mark`
+  SECS[$1]=$(calc "$(now) - $T0")
+  CPU[$1]="$(calc "$(server_cpu "$WORK/source") - $SRC_CPU0")/$(calc "$(server_cpu "$WORK/target") - $DST_CPU0")"
   [ "$(checksums dst)" = "$WANT" ] && EQUAL[$1]=yes || EQUAL[$1]=NO
   echo "   $1: ${SECS[$1]} s, equal: ${EQUAL[$1]}"
 }
 
 echo "== mydumper -t $THREADS, then myloader -t $THREADS"
 empty_target
-t0=$(now)
+mark
 mydumper -h 127.0.0.1 -P $SRC_PORT -u root -t "$THREADS" -B sbtest -o "$WORK/dump-sbtest" >/dev/null 2>&1
 mydumper -h 127.0.0.1 -P $SRC_PORT -u root -t "$THREADS" -B comp -o "$WORK/dump-comp" >/dev/null 2>&1
 myloader -h 127.0.0.1 -P $DST_PORT -u root -t "$THREADS" -d "$WORK/dump-sbtest" >/dev/null 2>&1
 myloader -h 127.0.0.1 -P $DST_PORT -u root -t "$THREADS" -d "$WORK/dump-comp" >/dev/null 2>&1
-finish mydumper "$t0"
+finish mydumper
 rm -rf "$WORK"/dump-*
 
 echo "== mariadb-dump --single-transaction | mariadb"
 empty_target
-t0=$(now)
+mark
 mariadb-dump -h127.0.0.1 -P$SRC_PORT -uroot --single-transaction --databases sbtest comp | dst
-finish mariadb-dump "$t0"
+finish mariadb-dump
 
 echo "== LOAD DATA INFILE of ready CSV files, $THREADS at a time (files made beforehand)"
 empty_target
 mkdir -p "$WORK/csv"; chmod 777 "$WORK/csv"
 mariadb-dump -h127.0.0.1 -P$SRC_PORT -uroot --no-data --databases sbtest comp > "$WORK/csv/schema.sql"
 for t in $TABLE_LIST; do src -e "SELECT * FROM $t INTO OUTFILE '$WORK/csv/$t.csv'"; done
-t0=$(now)
+mark
 dst < "$WORK/csv/schema.sql"
 printf '%s\n' $TABLE_LIST | xargs -P "$THREADS" -I{} \
   mariadb -h127.0.0.1 -P$DST_PORT -uroot -e "LOAD DATA INFILE '$WORK/csv/{}.csv' INTO TABLE {}"
-finish load-data "$t0"
+finish load-data
 rm -rf "$WORK/csv"
 
-echo "== dm task-mode full (threads $THREADS, rows per chunk $DM_ROWS, defer-indexes $DM_DEFER)"
+echo "== dm task-mode full (threads $DM_THREADS, rows per chunk $DM_ROWS, defer-indexes $DM_DEFER)"
 empty_target
 start_dm
 mkdir -p "$WORK/dm"
@@ -87,11 +89,11 @@ block-allow-list:
     do-dbs: ["sbtest", "comp"]
 mydumpers:
   m:
-    threads: $THREADS
+    threads: $DM_THREADS
     rows: $DM_ROWS
     defer-indexes: $DM_DEFER
 YAML
-t0=$(now)
+mark
 "$DM" ctl --master-addr $API start-task "$WORK/dm/task.yaml" >/dev/null
 while :; do
   s=$(dm_field full stage)
@@ -99,15 +101,15 @@ while :; do
   case "$s" in PAUSED*) echo "$s"; exit 1 ;; esac
   sleep 0.05
 done
-finish dm "$t0"
+finish dm
 read -r RSS_MB DM_CPU <<< "$(dm_usage)"
 
 echo
 echo "== copying $ROWS rows ($MB MiB of InnoDB data), $(nproc) cores"
-printf '%-14s %9s %10s %8s %6s\n' contender seconds "rows/s" "MB/s" equal
+printf '%-14s %9s %10s %8s %6s  %s\n' contender seconds "rows/s" "MB/s" equal "CPU s source/target"
 for m in mydumper mariadb-dump load-data dm; do
-  printf '%-14s %9.2f %10.0f %8.1f %6s\n' "$m" "${SECS[$m]}" "$(calc "$ROWS / ${SECS[$m]}")" \
-    "$(calc "$MB / ${SECS[$m]}")" "${EQUAL[$m]}"
+  printf '%-14s %9.2f %10.0f %8.1f %6s  %s\n' "$m" "${SECS[$m]}" "$(calc "$ROWS / ${SECS[$m]}")" \
+    "$(calc "$MB / ${SECS[$m]}")" "${EQUAL[$m]}" "${CPU[$m]}"
 done
 printf 'dm / mydumper+myloader: %.2fx time   dm / LOAD DATA: %.2fx time   dm peak RSS: %d MiB   dm CPU: %s s\n' \
   "$(calc "${SECS[dm]} / ${SECS[mydumper]}")" "$(calc "${SECS[dm]} / ${SECS[load-data]}")" "$RSS_MB" "$DM_CPU"

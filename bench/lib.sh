@@ -45,3 +45,8 @@ dm_usage() {
   echo "$(( $(awk '/VmHWM/ {print $2}' "/proc/$DM_PID/status") / 1024 ))" \
     "$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$DM_PID/stat")"
 }
+
+# CPU seconds a server has used so far ($1: its dir).
+server_cpu() {
+  awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$(cat "$1/mysqld.pid")/stat"
+}

@@ -122,7 +122,7 @@ fn default_chunk_rows() -> u64 {
 }
 
 fn default_threads() -> usize {
-    4
+    6
 }
 
 impl Default for DumperConfig {
