@@ -72,14 +72,7 @@ echo "== dm task-mode full (threads $DM_THREADS, rows per chunk $DM_ROWS, defer-
 empty_target
 start_dm
 mkdir -p "$WORK/dm"
-cat > "$WORK/dm/task.yaml" <<YAML
-name: full
-task-mode: full
-target-database:
-  host: 127.0.0.1
-  port: $DST_PORT
-  user: root
-  password: ""
+{ task_head full full; cat <<YAML; } > "$WORK/dm/task.yaml"
 mysql-instances:
   - source-id: s1
     block-allow-list: sel

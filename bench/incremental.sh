@@ -79,14 +79,7 @@ replica "mariadb-parallel" "$PARALLEL"
 echo "== dm (worker-count $DM_WORKERS, batch $DM_BATCH, compact $DM_COMPACT)"
 fresh_target
 mkdir -p "$WORK/dm"
-cat > "$WORK/dm/task.yaml" <<YAML
-name: bench
-task-mode: incremental
-target-database:
-  host: 127.0.0.1
-  port: $DST_PORT
-  user: root
-  password: ""
+{ task_head bench incremental; cat <<YAML; } > "$WORK/dm/task.yaml"
 mysql-instances:
   - source-id: s1
     meta:

@@ -31,6 +31,12 @@ start_dm() {
   "$DM" ctl --master-addr $API operate-source create "$WORK/dm/source.yaml" >/dev/null
 }
 
+# The start of a task file: name $1, task-mode $2, the target server as target-database.
+task_head() {
+  printf 'name: %s\ntask-mode: %s\ntarget-database:\n  host: 127.0.0.1\n  port: %s\n  user: root\n  password: ""\n' \
+    "$1" "$2" $DST_PORT
+}
+
 # A field of the first subtask of task $1 (PAUSED and the error when it paused).
 dm_field() {
   "$DM" ctl --master-addr $API -o json query-status "$1" 2>/dev/null | python3 -c '

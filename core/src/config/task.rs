@@ -274,26 +274,28 @@ impl TaskConfig {
                 }
             }
         }
-        for (name, dc) in &cfg.mydumpers {
-            for (key, value) in [("threads", dc.threads as u64), ("rows", dc.rows)] {
-                if value == 0 {
-                    return fail(
-                        key,
-                        format!("mydumpers.{name}.{key}: must be at least 1"),
-                        "leave it out for the default",
-                    );
-                }
-            }
-        }
-        for (name, sc) in &cfg.syncers {
-            for (key, value) in [("worker-count", sc.worker_count), ("batch", sc.batch)] {
-                if value == 0 {
-                    return fail(
-                        key,
-                        format!("syncers.{name}.{key}: must be at least 1"),
-                        "leave it out for the default",
-                    );
-                }
+        let counts = cfg
+            .mydumpers
+            .iter()
+            .flat_map(|(n, d)| {
+                [
+                    ("mydumpers", n, "threads", d.threads as u64),
+                    ("mydumpers", n, "rows", d.rows),
+                ]
+            })
+            .chain(cfg.syncers.iter().flat_map(|(n, s)| {
+                [
+                    ("syncers", n, "worker-count", s.worker_count as u64),
+                    ("syncers", n, "batch", s.batch as u64),
+                ]
+            }));
+        for (section, name, key, value) in counts {
+            if value == 0 {
+                return fail(
+                    key,
+                    format!("{section}.{name}.{key}: must be at least 1"),
+                    "leave it out for the default",
+                );
             }
         }
         for (name, ba) in &cfg.block_allow_list {
