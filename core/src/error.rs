@@ -54,6 +54,14 @@ pub enum Error {
         position: String,
         message: String,
     },
+    /// A filter rule with `action: Error` refused an event, or an expression filter could
+    /// not be evaluated.
+    #[error("filter `{rule}` at {position}: {message}")]
+    Filtered {
+        rule: String,
+        position: String,
+        message: String,
+    },
     /// A request that is invalid in the current state (unknown task, task already exists, ...).
     #[error("{0}")]
     Invalid(String),
@@ -138,6 +146,7 @@ impl Error {
             Error::Binlog { .. } => "DM-BINLOG-5001",
             Error::UnsupportedDdl { .. } => "DM-DDL-6001",
             Error::Schema { .. } => "DM-SCHEMA-6002",
+            Error::Filtered { .. } => "DM-FILTER-6003",
             Error::Invalid(_) => "DM-REQUEST-7001",
             Error::NotFound(_) => "DM-REQUEST-7002",
             Error::Cancelled => "DM-TASK-8001",
@@ -186,6 +195,7 @@ impl Error {
                 }
             }
             Error::UnsupportedDdl { .. } => "apply the statement on the target by hand if it is needed, then skip it (the `binlog skip` command comes with the operations issue) or stop and restart the task".into(),
+            Error::Filtered { .. } => "change the task's `filters` / `expression-filter` (stop-task, edit, start-task), or skip the event".into(),
             Error::Schema { .. } => "the tracked schema differs from the binlog; make sure binlog_row_metadata=FULL and that no DDL was filtered out for this table".into(),
             Error::Invalid(_) | Error::NotFound(_) => "see `dm ctl --help`".into(),
             Error::Cancelled => String::new(),

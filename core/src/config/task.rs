@@ -25,7 +25,75 @@ pub struct TaskConfig {
     /// Tuning of the incremental phase.
     #[serde(default)]
     pub syncers: BTreeMap<String, SyncerConfig>,
+    /// Binlog event filter rules, referenced from `mysql-instances[].filter-rules`.
+    #[serde(default)]
+    pub filters: BTreeMap<String, FilterRule>,
+    /// Row filters by expression, referenced from `mysql-instances[].expression-filters`.
+    #[serde(default)]
+    pub expression_filter: BTreeMap<String, ExpressionFilter>,
 }
+
+/// A binlog event filter rule: events of the matching tables, or statements matching a
+/// pattern, are ignored (`Ignore`), the only ones kept (`Do`), or refused (`Error`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FilterRule {
+    pub schema_pattern: String,
+    #[serde(default)]
+    pub table_pattern: Option<String>,
+    #[serde(default)]
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub sql_pattern: Vec<String>,
+    pub action: FilterAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FilterAction {
+    #[serde(alias = "ignore")]
+    Ignore,
+    #[serde(alias = "do")]
+    Do,
+    #[serde(alias = "error")]
+    Error,
+}
+
+/// Rows of one table dropped when an expression over their values is true.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ExpressionFilter {
+    pub schema: String,
+    pub table: String,
+    #[serde(default)]
+    pub insert_value_expr: Option<String>,
+    #[serde(default)]
+    pub update_old_value_expr: Option<String>,
+    #[serde(default)]
+    pub update_new_value_expr: Option<String>,
+    #[serde(default)]
+    pub delete_value_expr: Option<String>,
+}
+
+/// Event names a filter rule may list (TiDB DM's).
+pub const FILTER_EVENTS: &[&str] = &[
+    "all",
+    "all dml",
+    "all ddl",
+    "none",
+    "insert",
+    "update",
+    "delete",
+    "create database",
+    "drop database",
+    "alter database",
+    "create table",
+    "drop table",
+    "alter table",
+    "rename table",
+    "truncate table",
+    "create index",
+    "drop index",
+];
 
 fn default_meta_schema() -> String {
     "dm_meta".into()
@@ -68,6 +136,12 @@ pub struct MysqlInstance {
     /// Name of an entry of the task's `syncers`.
     #[serde(default)]
     pub syncer_config_name: Option<String>,
+    /// Names of entries of the task's `filters`.
+    #[serde(default)]
+    pub filter_rules: Vec<String>,
+    /// Names of entries of the task's `expression-filter`.
+    #[serde(default)]
+    pub expression_filters: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -274,6 +348,85 @@ impl TaskConfig {
                 }
             }
         }
+        for inst in &cfg.mysql_instances {
+            for (key, names, defined) in [
+                (
+                    "filter-rules",
+                    &inst.filter_rules,
+                    cfg.filters.keys().collect::<Vec<_>>(),
+                ),
+                (
+                    "expression-filters",
+                    &inst.expression_filters,
+                    cfg.expression_filter.keys().collect(),
+                ),
+            ] {
+                let section = if key == "filter-rules" {
+                    "filters"
+                } else {
+                    "expression-filter"
+                };
+                if let Some(n) = names.iter().find(|n| !defined.contains(n)) {
+                    return fail(
+                        key,
+                        format!(
+                            "mysql-instances[{}].{key}: `{n}` is not defined in {section}",
+                            inst.source_id
+                        ),
+                        &format!("define it under the top-level `{section}:` or fix the name"),
+                    );
+                }
+            }
+        }
+        for (name, rule) in &cfg.filters {
+            for p in std::iter::once(&rule.schema_pattern).chain(&rule.table_pattern) {
+                if let Err(e) = crate::rules::Pattern::new(p) {
+                    return fail(
+                        p,
+                        format!("filters.{name}: pattern `{p}`: {e}"),
+                        "use `*`/`?` wildcards, or `~` followed by a regular expression",
+                    );
+                }
+            }
+            if let Some(ev) = rule
+                .events
+                .iter()
+                .find(|e| !FILTER_EVENTS.contains(&e.to_ascii_lowercase().as_str()))
+            {
+                return fail(
+                    "events",
+                    format!("filters.{name}.events: unknown event `{ev}`"),
+                    &format!("use one of: {}", FILTER_EVENTS.join(", ")),
+                );
+            }
+            if let Some((p, e)) = rule
+                .sql_pattern
+                .iter()
+                .find_map(|p| regex::Regex::new(p).err().map(|e| (p, e)))
+            {
+                return fail(
+                    "sql-pattern",
+                    format!("filters.{name}.sql-pattern: `{p}`: {e}"),
+                    "write a regular expression (Rust regex syntax)",
+                );
+            }
+        }
+        for (name, ef) in &cfg.expression_filter {
+            for (key, text) in [
+                ("insert-value-expr", &ef.insert_value_expr),
+                ("update-old-value-expr", &ef.update_old_value_expr),
+                ("update-new-value-expr", &ef.update_new_value_expr),
+                ("delete-value-expr", &ef.delete_value_expr),
+            ] {
+                if let Some(Err(e)) = text.as_deref().map(crate::rules::RowExpr::parse) {
+                    return fail(
+                        key,
+                        format!("expression-filter.{name}.{key}: {e}"),
+                        "write a SQL boolean expression over the table's columns, e.g. `c % 2 = 0`",
+                    );
+                }
+            }
+        }
         let counts = cfg
             .mydumpers
             .iter()
@@ -343,6 +496,29 @@ impl TaskConfig {
             .and_then(|n| self.mydumpers.get(n))
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The binlog event filter of one source.
+    pub fn event_filter_of(&self, source_id: &str) -> crate::rules::EventFilter {
+        let names = self
+            .instance(source_id)
+            .map(|i| i.filter_rules.clone())
+            .unwrap_or_default();
+        crate::rules::EventFilter::new(self.filters.iter().filter(|(n, _)| names.contains(n)))
+    }
+
+    /// The expression filters of one source.
+    pub fn row_filters_of(&self, source_id: &str) -> crate::rules::RowFilters {
+        let names = self
+            .instance(source_id)
+            .map(|i| i.expression_filters.clone())
+            .unwrap_or_default();
+        crate::rules::RowFilters::new(
+            self.expression_filter
+                .iter()
+                .filter(|(n, _)| names.contains(n))
+                .map(|(_, f)| f),
+        )
     }
 
     pub fn syncer_of(&self, source_id: &str) -> SyncerConfig {

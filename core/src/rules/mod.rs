@@ -1,8 +1,15 @@
-//! Table selection rules of a task. The block-allow list decides which schemas and tables a
-//! task migrates, for DML and DDL alike, in both phases.
+//! Rules of a task. The block-allow list decides which schemas and tables a task migrates, for
+//! DML and DDL alike, in both phases; binlog event filters drop (or refuse) kinds of events and
+//! statements; expression filters drop rows by a condition on their values.
 
 mod block_allow;
+mod event_filter;
+mod expr;
 mod pattern;
+mod row_filter;
 
 pub use block_allow::TableFilter;
+pub use event_filter::{EventFilter, EventKind, Verdict};
+pub use expr::RowExpr;
 pub use pattern::Pattern;
+pub use row_filter::RowFilters;

@@ -9,8 +9,10 @@ use crate::checkpoint::{ChunkRecord, MetaTables};
 use crate::config::{DbConfig, Flavor, SourceConfig};
 use crate::db::{quote_ident, Datum};
 use crate::error::{errno, DbRole, Error, Result};
+use crate::rules::RowFilters;
 use crate::schema::{load_table, ColumnKind, Table, TableName};
 use crate::status::Progress;
+use crate::upstream::RowOp;
 use crate::upstream::{gtid_at, BinlogPos, Position};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -151,6 +153,8 @@ pub struct ChunkCopier {
     load_data: bool,
     /// (rows, bytes) of the current chunk counted in the progress so far.
     counted: (u64, u64),
+    /// Expression filters: rows they drop are not copied.
+    rows: Arc<RowFilters>,
 }
 
 impl ChunkCopier {
@@ -160,6 +164,7 @@ impl ChunkCopier {
         target: DbConfig,
         meta: MetaTables,
         progress: Arc<Progress>,
+        rows: Arc<RowFilters>,
     ) -> Result<Self> {
         let mut src = crate::db::connect(&source.from, DbRole::Source).await?;
         // Raw bytes, whatever the column's character set.
@@ -177,6 +182,7 @@ impl ChunkCopier {
             tgt: Some(tgt),
             load_data: true,
             counted: (0, 0),
+            rows,
         })
     }
 
@@ -372,6 +378,7 @@ impl ChunkCopier {
         let writer = tokio::spawn(write_batches(tgt, rx, mode.clone(), target_addr));
 
         let (mut rows, mut bytes) = (0u64, 0u64);
+        let row_filter = self.rows.has(&name).then_some(&*self.rows);
         let src = &mut self.src;
         let progress = &self.progress;
         let counted = &mut self.counted;
@@ -382,27 +389,49 @@ impl ChunkCopier {
             let mut buf: Vec<u8> = Vec::with_capacity(BATCH_BYTES + 4096);
             let mut n = 0u64;
             while let Some(row) = result.next().await.map_err(se)? {
-                let values = written.iter().zip(row.unwrap());
+                let datums: Vec<Datum> = written
+                    .iter()
+                    .zip(row.unwrap())
+                    .map(|(&ci, v)| Datum::from_value(&table.columns[ci], v))
+                    .collect();
+                if let Some(f) = row_filter {
+                    // The expression sees the row with the table's columns (generated ones
+                    // are not read: NULL).
+                    let mut full = vec![Datum::Null; table.columns.len()];
+                    for (&ci, d) in written.iter().zip(&datums) {
+                        full[ci] = d.clone();
+                    }
+                    let dropped =
+                        f.drops(&table, RowOp::Insert, None, Some(&full))
+                            .map_err(|message| Error::Filtered {
+                                rule: "expression-filter".into(),
+                                position: format!("the full phase of {name}"),
+                                message,
+                            })?;
+                    if dropped {
+                        continue;
+                    }
+                }
+                let values = written.iter().zip(datums);
                 let size = match &mode {
                     Mode::Insert(head) => {
                         text.push_str(if n == 0 { head } else { "," });
                         text.push('(');
-                        for (k, (&ci, v)) in values.enumerate() {
+                        for (k, (_, d)) in values.enumerate() {
                             if k > 0 {
                                 text.push(',');
                             }
-                            Datum::from_value(&table.columns[ci], v).write_sql(&mut text);
+                            d.write_sql(&mut text);
                         }
                         text.push(')');
                         text.len()
                     }
                     Mode::Load(_) => {
-                        for (k, (&ci, v)) in values.enumerate() {
+                        for (k, (&ci, d)) in values.enumerate() {
                             if k > 0 {
                                 buf.push(b'\t');
                             }
-                            let col = &table.columns[ci];
-                            match (col.kind(), Datum::from_value(col, v)) {
+                            match (table.columns[ci].kind(), d) {
                                 // A field "0" would be the year 2000.
                                 (ColumnKind::Year, Datum::Int(y)) => {
                                     buf.extend_from_slice(format!("{y:04}").as_bytes())

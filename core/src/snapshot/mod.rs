@@ -24,7 +24,7 @@ use crate::checkpoint::{ChunkRecord, MetaTables};
 use crate::config::{DbConfig, DumperConfig, Flavor, SourceConfig};
 use crate::db::quote_ident;
 use crate::error::{errno, DbRole, Error, Result};
-use crate::rules::TableFilter;
+use crate::rules::{RowFilters, TableFilter};
 use crate::schema::{list_tables, load_table, Table, TableName};
 use crate::status::{Progress, TableProgress};
 use crate::upstream::{BinlogPos, Position};
@@ -49,6 +49,7 @@ pub struct FullPhase {
     pub filter: TableFilter,
     pub meta: MetaTables,
     pub dumper: DumperConfig,
+    pub rows: Arc<RowFilters>,
     pub progress: Arc<Progress>,
 }
 
@@ -391,6 +392,7 @@ impl FullPhase {
             self.target.clone(),
             self.meta.clone(),
             self.progress.clone(),
+            self.rows.clone(),
         )
         .await
     }

@@ -39,6 +39,33 @@ impl Dispatcher<'_> {
         }
     }
 
+    /// Whether the event filters keep a DDL: every table it touches (or its database) must
+    /// keep it.
+    fn ddl_kept(&self, ddl: &Ddl, sql: &str, at: &BinlogPos) -> Result<bool> {
+        let kind = crate::rules::EventKind::Ddl(match ddl.kind {
+            DdlKind::CreateDatabase => "create database",
+            DdlKind::DropDatabase => "drop database",
+            DdlKind::AlterDatabase => "alter database",
+            DdlKind::CreateTable => "create table",
+            DdlKind::DropTable => "drop table",
+            DdlKind::AlterTable => "alter table",
+            DdlKind::RenameTable => "rename table",
+            DdlKind::TruncateTable => "truncate table",
+            DdlKind::CreateIndex => "create index",
+            DdlKind::DropIndex => "drop index",
+        });
+        if ddl.tables.is_empty() {
+            let db = ddl.database.as_deref().unwrap_or_default();
+            return self.event_kept(db, None, kind, Some(sql), at);
+        }
+        for t in &ddl.tables {
+            if !self.event_kept(&t.schema, Some(&t.table), kind, Some(sql), at)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     pub(super) async fn apply_query(&mut self, db: &str, sql: &str, end: &Position) -> Result<()> {
         let at = end.binlog.to_string();
         let ddl = match parse_ddl(db, sql) {
@@ -60,6 +87,13 @@ impl Dispatcher<'_> {
         }
         // A barrier: everything before the DDL is applied and checkpointed first.
         self.checkpoint().await?;
+        if !self.ddl_kept(&ddl, sql, &end.binlog)? {
+            // Filtered out for the target, but the source's tables did change: the tracker
+            // follows them so that their rows still decode.
+            let _ = ddl.apply(&mut self.cp.tracker);
+            tracing::info!(position = %at, statement = sql, "DDL filtered out");
+            return self.checkpoint_after_ddl(end).await;
+        }
         self.run_on_target(ddl.default_db(), sql, &at).await?;
         if let Err(message) = ddl.apply(&mut self.cp.tracker) {
             // The target ran the same statement: its definition is the truth.
@@ -106,6 +140,17 @@ impl Dispatcher<'_> {
             return Ok(());
         }
         self.checkpoint().await?;
+        let kind = crate::rules::EventKind::Ddl("alter table");
+        if !self.event_kept(
+            &table.schema,
+            Some(&table.table),
+            kind,
+            Some(sql),
+            &end.binlog,
+        )? {
+            tracing::warn!(position = %at, statement = sql, "DDL filtered out; dm cannot track what it changes");
+            return Ok(());
+        }
         self.run_on_target(db, sql, &at).await?;
         let te = self.tgt_err();
         match crate::schema::load_table(&mut self.conn, &table)

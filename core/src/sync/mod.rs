@@ -24,7 +24,7 @@ use crate::checkpoint::{Checkpoint, MetaTables};
 use crate::config::{DbConfig, Flavor, SourceConfig, SyncerConfig};
 use crate::db::Datum;
 use crate::error::{DbRole, Error, Result};
-use crate::rules::TableFilter;
+use crate::rules::{EventFilter, RowFilters, TableFilter, Verdict};
 use crate::schema::{Table, TableName};
 use crate::status::Progress;
 use crate::upstream::{BinlogPos, BinlogReader, EventKind, Position, RowImage, Txn};
@@ -56,6 +56,8 @@ pub struct Incremental {
     pub flavor: Flavor,
     pub target: DbConfig,
     pub filter: TableFilter,
+    pub events: EventFilter,
+    pub rows: RowFilters,
     pub meta: MetaTables,
     pub syncer: SyncerConfig,
     pub progress: Arc<Progress>,
@@ -204,6 +206,16 @@ async fn read_loop(mut reader: BinlogReader, tx: mpsc::Sender<Result<ReaderMsg>>
     }
 }
 
+fn dml_kind(op: crate::upstream::RowOp) -> crate::rules::EventKind {
+    use crate::rules::EventKind as K;
+    use crate::upstream::RowOp;
+    match op {
+        RowOp::Insert => K::Insert,
+        RowOp::Update => K::Update,
+        RowOp::Delete => K::Delete,
+    }
+}
+
 fn decode(table: &Table, image: RowImage, at: &BinlogPos) -> Result<Vec<Datum>> {
     let err = |message: String| Error::Schema {
         table: table.name.to_string(),
@@ -278,6 +290,32 @@ impl Dispatcher<'_> {
         matches!(&self.cp.safe_mode_exit, Some(exit) if end <= exit)
     }
 
+    /// Whether the event filters keep an event (`sql`: the statement of a DDL); refused events
+    /// stop the task.
+    fn event_kept(
+        &self,
+        schema: &str,
+        table: Option<&str>,
+        kind: crate::rules::EventKind,
+        sql: Option<&str>,
+        at: &BinlogPos,
+    ) -> Result<bool> {
+        match self.inc.events.check(schema, table, kind, sql) {
+            Verdict::Keep => Ok(true),
+            Verdict::Drop => Ok(false),
+            Verdict::Refuse(rule) => Err(Error::Filtered {
+                rule,
+                position: at.to_string(),
+                message: format!(
+                    "{} on `{schema}`{} is refused{}",
+                    kind.name(),
+                    table.map(|t| format!(".`{t}`")).unwrap_or_default(),
+                    sql.map(|s| format!(": `{s}`")).unwrap_or_default()
+                ),
+            }),
+        }
+    }
+
     /// Whether events of `table` in a transaction ending at `txn_end` are already in the
     /// table's snapshot.
     fn in_snapshot(&self, table: &TableName, txn_end: &BinlogPos) -> bool {
@@ -298,10 +336,19 @@ impl Dispatcher<'_> {
         for ev in events {
             match ev.kind {
                 EventKind::Rows { table, op, rows } => {
-                    if self.in_snapshot(&table, &end.binlog) {
+                    if self.in_snapshot(&table, &end.binlog)
+                        || !self.event_kept(
+                            &table.schema,
+                            Some(&table.table),
+                            dml_kind(op),
+                            None,
+                            &end.binlog,
+                        )?
+                    {
                         continue;
                     }
                     let plan = self.plan(&table, &end.binlog).await?;
+                    let filtered = self.inc.rows.has(&table);
                     for (before, after) in rows {
                         let before = before
                             .map(|r| decode(&plan.table, r, &end.binlog))
@@ -309,6 +356,19 @@ impl Dispatcher<'_> {
                         let after = after
                             .map(|r| decode(&plan.table, r, &end.binlog))
                             .transpose()?;
+                        if filtered
+                            && self
+                                .inc
+                                .rows
+                                .drops(&plan.table, op, before.as_deref(), after.as_deref())
+                                .map_err(|message| Error::Filtered {
+                                    rule: "expression-filter".into(),
+                                    position: end.binlog.to_string(),
+                                    message,
+                                })?
+                        {
+                            continue;
+                        }
                         change_keys(&plan, before.as_deref(), after.as_deref(), &mut self.keys);
                         let worker = match self.causality.route(&self.keys) {
                             Some(w) => w,

@@ -94,6 +94,7 @@ impl Subtask {
                     filter: filter.clone(),
                     meta: meta.clone(),
                     dumper: task.dumper_of(source_id),
+                    rows: Arc::new(task.row_filters_of(source_id)),
                     progress: self.progress.clone(),
                 };
                 let tables = full.run().await?;
@@ -137,6 +138,8 @@ impl Subtask {
         let inc = Incremental {
             task: task.name.clone(),
             syncer: task.syncer_of(source_id),
+            events: task.event_filter_of(source_id),
+            rows: task.row_filters_of(source_id),
             source: self.source.clone(),
             flavor,
             target: task.target_database.clone(),

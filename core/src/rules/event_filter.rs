@@ -1,0 +1,225 @@
+//! Binlog event filters (TiDB DM's `filters`): rules over schema/table patterns that ignore
+//! kinds of events (`events`) or statements (`sql-pattern`), keep only them (`Do`), or refuse
+//! them so that the task pauses (`Error`). When several rules match a table: Error wins over
+//! Ignore, and a table with `Do` rules keeps only the events one of them names.
+
+use super::Pattern;
+use crate::config::{FilterAction, FilterRule};
+use regex::Regex;
+
+/// What happens to an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Keep,
+    Drop,
+    /// Refused by the named rule.
+    Refuse(String),
+}
+
+/// The kind of an event, as rules name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Insert,
+    Update,
+    Delete,
+    /// A DDL statement, by its event name (`create table`, `drop index`, ...).
+    Ddl(&'static str),
+}
+
+impl EventKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Insert => "insert",
+            EventKind::Update => "update",
+            EventKind::Delete => "delete",
+            EventKind::Ddl(n) => n,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    name: String,
+    schema: Pattern,
+    table: Option<Pattern>,
+    events: Vec<String>,
+    sql: Vec<Regex>,
+    action: FilterAction,
+}
+
+impl Rule {
+    fn applies_to(&self, schema: &str, table: Option<&str>) -> bool {
+        self.schema.matches(schema)
+            && match (&self.table, table) {
+                (Some(p), Some(t)) => p.matches(t),
+                (Some(_), None) => false,
+                (None, _) => true,
+            }
+    }
+
+    /// The rule names this event or statement.
+    fn names(&self, kind: EventKind, sql: Option<&str>) -> bool {
+        let dml = matches!(
+            kind,
+            EventKind::Insert | EventKind::Update | EventKind::Delete
+        );
+        self.events.iter().any(|e| {
+            e == kind.name() || e == "all" || (e == "all dml" && dml) || (e == "all ddl" && !dml)
+        }) || sql.is_some_and(|s| self.sql.iter().any(|r| r.is_match(s)))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    rules: Vec<Rule>,
+}
+
+impl EventFilter {
+    /// Patterns, events and regexes were validated when the task file was parsed.
+    pub fn new<'a>(rules: impl IntoIterator<Item = (&'a String, &'a FilterRule)>) -> Self {
+        let rules = rules
+            .into_iter()
+            .filter_map(|(name, r)| {
+                Some(Rule {
+                    name: name.clone(),
+                    schema: Pattern::new(&r.schema_pattern).ok()?,
+                    table: match &r.table_pattern {
+                        Some(t) => Some(Pattern::new(t).ok()?),
+                        None => None,
+                    },
+                    events: r.events.iter().map(|e| e.to_ascii_lowercase()).collect(),
+                    sql: r
+                        .sql_pattern
+                        .iter()
+                        .filter_map(|p| Regex::new(p).ok())
+                        .collect(),
+                    action: r.action,
+                })
+            })
+            .collect();
+        EventFilter { rules }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// What to do with an event of `kind` on `schema`.`table` (`sql`: the statement, for DDL).
+    pub fn check(
+        &self,
+        schema: &str,
+        table: Option<&str>,
+        kind: EventKind,
+        sql: Option<&str>,
+    ) -> Verdict {
+        let matching: Vec<&Rule> = self
+            .rules
+            .iter()
+            .filter(|r| r.applies_to(schema, table))
+            .collect();
+        if let Some(r) = matching
+            .iter()
+            .find(|r| r.action == FilterAction::Error && r.names(kind, sql))
+        {
+            return Verdict::Refuse(r.name.clone());
+        }
+        if matching
+            .iter()
+            .any(|r| r.action == FilterAction::Ignore && r.names(kind, sql))
+        {
+            return Verdict::Drop;
+        }
+        let mut dos = matching
+            .iter()
+            .filter(|r| r.action == FilterAction::Do)
+            .peekable();
+        if dos.peek().is_some() && !dos.any(|r| r.names(kind, sql)) {
+            return Verdict::Drop;
+        }
+        Verdict::Keep
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(
+        schema: &str,
+        table: Option<&str>,
+        events: &[&str],
+        sql: &[&str],
+        action: FilterAction,
+    ) -> FilterRule {
+        FilterRule {
+            schema_pattern: schema.into(),
+            table_pattern: table.map(Into::into),
+            events: events.iter().map(|s| s.to_string()).collect(),
+            sql_pattern: sql.iter().map(|s| s.to_string()).collect(),
+            action,
+        }
+    }
+
+    #[test]
+    fn ignore_do_and_error() {
+        let rules = [
+            (
+                "no-deletes".to_string(),
+                rule(
+                    "shop",
+                    Some("orders"),
+                    &["delete"],
+                    &[],
+                    FilterAction::Ignore,
+                ),
+            ),
+            (
+                "only-inserts".to_string(),
+                rule("log*", None, &["insert", "all ddl"], &[], FilterAction::Do),
+            ),
+            (
+                "no-truncate".to_string(),
+                rule("*", None, &[], &["(?i)^TRUNCATE"], FilterAction::Error),
+            ),
+        ];
+        let f = EventFilter::new(rules.iter().map(|(n, r)| (n, r)));
+        assert_eq!(
+            f.check("shop", Some("orders"), EventKind::Delete, None),
+            Verdict::Drop
+        );
+        assert_eq!(
+            f.check("shop", Some("orders"), EventKind::Update, None),
+            Verdict::Keep
+        );
+        assert_eq!(
+            f.check("shop", Some("items"), EventKind::Delete, None),
+            Verdict::Keep
+        );
+        assert_eq!(
+            f.check("logs", Some("a"), EventKind::Update, None),
+            Verdict::Drop
+        );
+        assert_eq!(
+            f.check("logs", Some("a"), EventKind::Insert, None),
+            Verdict::Keep
+        );
+        assert_eq!(
+            f.check(
+                "logs",
+                Some("a"),
+                EventKind::Ddl("create table"),
+                Some("CREATE TABLE a (x int)")
+            ),
+            Verdict::Keep
+        );
+        assert_eq!(
+            f.check(
+                "shop",
+                Some("orders"),
+                EventKind::Ddl("truncate table"),
+                Some("truncate orders")
+            ),
+            Verdict::Refuse("no-truncate".into())
+        );
+    }
+}
