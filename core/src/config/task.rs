@@ -293,46 +293,49 @@ impl TaskConfig {
                     "list each source once",
                 );
             }
-            if let Some(ba) = &inst.block_allow_list {
-                if !cfg.block_allow_list.contains_key(ba) {
-                    return fail(
-                        "block-allow-list",
-                        format!(
-                            "mysql-instances[{}].block-allow-list: `{ba}` is not defined in block-allow-list",
-                            inst.source_id
-                        ),
-                        "define it under the top-level `block-allow-list:` or fix the name",
-                    );
-                }
-            }
-            for (key, name, defined) in [
+            // (field, section it names entries of, names used, names defined)
+            let references: [(&str, &str, Vec<&String>, Vec<&String>); 5] = [
+                (
+                    "block-allow-list",
+                    "block-allow-list",
+                    inst.block_allow_list.iter().collect(),
+                    cfg.block_allow_list.keys().collect(),
+                ),
                 (
                     "mydumper-config-name",
-                    &inst.mydumper_config_name,
-                    cfg.mydumpers.keys().collect::<Vec<_>>(),
+                    "mydumpers",
+                    inst.mydumper_config_name.iter().collect(),
+                    cfg.mydumpers.keys().collect(),
                 ),
                 (
                     "syncer-config-name",
-                    &inst.syncer_config_name,
+                    "syncers",
+                    inst.syncer_config_name.iter().collect(),
                     cfg.syncers.keys().collect(),
                 ),
-            ] {
-                let section = if key.starts_with("mydumper") {
-                    "mydumpers"
-                } else {
-                    "syncers"
-                };
-                if let Some(name) = name {
-                    if !defined.contains(&name) {
-                        return fail(
-                            key,
-                            format!(
-                                "mysql-instances[{}].{key}: `{name}` is not defined in {section}",
-                                inst.source_id
-                            ),
-                            &format!("define it under the top-level `{section}:` or fix the name"),
-                        );
-                    }
+                (
+                    "filter-rules",
+                    "filters",
+                    inst.filter_rules.iter().collect(),
+                    cfg.filters.keys().collect(),
+                ),
+                (
+                    "expression-filters",
+                    "expression-filter",
+                    inst.expression_filters.iter().collect(),
+                    cfg.expression_filter.keys().collect(),
+                ),
+            ];
+            for (key, section, used, defined) in references {
+                if let Some(n) = used.into_iter().find(|n| !defined.contains(n)) {
+                    return fail(
+                        key,
+                        format!(
+                            "mysql-instances[{}].{key}: `{n}` is not defined in {section}",
+                            inst.source_id
+                        ),
+                        &format!("define it under the top-level `{section}:` or fix the name"),
+                    );
                 }
             }
             if let Some(meta) = &inst.meta {
@@ -344,36 +347,6 @@ impl TaskConfig {
                             inst.source_id
                         ),
                         "give the position the incremental phase starts from",
-                    );
-                }
-            }
-        }
-        for inst in &cfg.mysql_instances {
-            for (key, names, defined) in [
-                (
-                    "filter-rules",
-                    &inst.filter_rules,
-                    cfg.filters.keys().collect::<Vec<_>>(),
-                ),
-                (
-                    "expression-filters",
-                    &inst.expression_filters,
-                    cfg.expression_filter.keys().collect(),
-                ),
-            ] {
-                let section = if key == "filter-rules" {
-                    "filters"
-                } else {
-                    "expression-filter"
-                };
-                if let Some(n) = names.iter().find(|n| !defined.contains(n)) {
-                    return fail(
-                        key,
-                        format!(
-                            "mysql-instances[{}].{key}: `{n}` is not defined in {section}",
-                            inst.source_id
-                        ),
-                        &format!("define it under the top-level `{section}:` or fix the name"),
                     );
                 }
             }
