@@ -252,6 +252,8 @@ async fn ddl_while_dml_is_in_flight_applies_each_change_with_its_schema() {
         "ALTER TABLE d.t ADD UNIQUE KEY ua (a, id)",
         "ALTER TABLE d.t CHANGE c c2 INT NOT NULL DEFAULT 8",
         "ALTER TABLE d.t DROP COLUMN f",
+        // Logged as the DDL and its rows in one transaction.
+        "CREATE TABLE d.snap SELECT id, a FROM d.t",
     ] {
         tokio::time::sleep(Duration::from_millis(400)).await;
         src.exec(ddl).await;
@@ -319,5 +321,70 @@ async fn file_positions_without_gtid_follow_rotation_restarts_and_kills() {
     src.exec(&write(50)).await;
     wait_caught_up(&dm, "fp", &src).await;
     assert_same(&src, &dst, &["f"]).await;
+    dm.kill9();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn big_transactions_cut_in_fragments_survive_kill9() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE b; CREATE TABLE b.t (id INT PRIMARY KEY, v INT NOT NULL, pad VARCHAR(50)); CREATE TABLE b.u (id INT PRIMARY KEY)",
+    )
+    .await;
+    let mut dm = Dm::start();
+    let yaml = task_with_syncer(
+        "big",
+        &dst,
+        &["b"],
+        &[
+            "worker-count: 3",
+            "batch: 500",
+            "checkpoint-flush-interval: 3600",
+        ],
+    );
+    start_task(&dm, &src, "big", &yaml).await;
+    // A transaction after the full phase's safe-mode window.
+    src.exec("INSERT INTO b.t VALUES (0, 0, 'first')").await;
+    wait_caught_up(&dm, "big", &src).await;
+    // A target session holds the gap of b.u: the worker that gets the big transaction's
+    // first row stalls, the others commit their parts of it.
+    let mut holder = dst.conn().await;
+    holder
+        .query_drop(
+            "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ; BEGIN; \
+             SELECT * FROM b.u WHERE id = 1 FOR UPDATE",
+        )
+        .await
+        .unwrap();
+    // 60k rows in one transaction: fragments of 20k rows.
+    src.exec(
+        "USE b; BEGIN; INSERT INTO u VALUES (1); \
+         INSERT INTO t SELECT seq, seq, REPEAT('x', 40) FROM seq_1_to_60000; COMMIT",
+    )
+    .await;
+    let mut probe = dst.conn().await;
+    let mut applied = 0i64;
+    for _ in 0..100 {
+        applied = probe
+            .query_first("SELECT COUNT(*) FROM b.t")
+            .await
+            .unwrap()
+            .unwrap();
+        if applied > 10_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    dm.kill9();
+    holder.query_drop("ROLLBACK").await.unwrap();
+    assert!(
+        applied > 1 && applied < 60_001,
+        "the kill must land inside the transaction: {applied} rows in"
+    );
+    src.exec("UPDATE b.t SET v = v + 1").await;
+    dm.restart();
+    wait_caught_up(&dm, "big", &src).await;
+    assert_same(&src, &dst, &["b"]).await;
     dm.kill9();
 }

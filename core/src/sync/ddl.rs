@@ -123,6 +123,10 @@ impl Dispatcher<'_> {
     /// The DDL's transaction is done: checkpoint right after it, with the changed schema.
     async fn checkpoint_after_ddl(&mut self, end: &Position) -> Result<()> {
         self.schema_changed(end);
+        if !self.ddl_ends_txn {
+            // Rows of the same transaction follow; the checkpoint comes after them.
+            return Ok(());
+        }
         self.checkpoint().await
     }
 

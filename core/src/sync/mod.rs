@@ -96,6 +96,8 @@ struct Dispatcher<'a> {
     /// Changes of the current transaction per worker, not yet sent.
     pending: Vec<Vec<Change>>,
     keys: Vec<u64>,
+    /// The DDL being applied is the last event of a whole transaction.
+    ddl_ends_txn: bool,
 }
 
 impl Incremental {
@@ -187,6 +189,7 @@ impl Incremental {
             workers,
             handles,
             keys: Vec::new(),
+            ddl_ends_txn: true,
         };
         d.run(rx).await
     }
@@ -333,7 +336,8 @@ impl Dispatcher<'_> {
             complete,
         } = txn;
         let safe = self.safe_mode(&end.binlog);
-        for ev in events {
+        let last = events.len().saturating_sub(1);
+        for (i, ev) in events.into_iter().enumerate() {
             match ev.kind {
                 EventKind::Rows { table, op, rows } => {
                     if self.in_snapshot(&table, &end.binlog)
@@ -390,6 +394,9 @@ impl Dispatcher<'_> {
                 }
                 EventKind::Query { db, sql } => {
                     self.send_pending(&end.binlog).await?;
+                    // CREATE TABLE ... SELECT logs rows after the DDL in one transaction:
+                    // then the checkpoint must not move past them yet.
+                    self.ddl_ends_txn = complete && i == last;
                     self.apply_query(&db, &sql, &end).await?;
                 }
             }
@@ -536,7 +543,9 @@ impl Dispatcher<'_> {
     /// The schema changed: plans are worked out again.
     fn schema_changed(&mut self, end: &Position) {
         self.plans.clear();
-        self.cp.position = end.clone();
+        if self.ddl_ends_txn {
+            self.cp.position = end.clone();
+        }
         self.schema_dirty = true;
         self.dirty = true;
     }

@@ -58,7 +58,8 @@ pub struct BinlogEvent {
 #[derive(Debug, Default)]
 pub struct Txn {
     pub events: Vec<BinlogEvent>,
-    /// Position after the transaction's last event; a resume point when `complete`.
+    /// Position after the transaction's (or fragment's) last event; a resume point only
+    /// when `complete`.
     pub end: Position,
     /// Source time of the transaction's events (seconds since the epoch).
     pub timestamp: u32,
@@ -365,9 +366,17 @@ impl BinlogReader {
                 });
                 if self.rows_in_txn >= FRAGMENT_ROWS {
                     self.rows_in_txn = 0;
+                    // The fragment ends at its last event (not a resume point): skip lists,
+                    // safe mode and high waters compare with where its changes are.
                     return Ok(Some(Txn {
                         events: std::mem::take(&mut self.current.events),
-                        end: self.current.end.clone(),
+                        end: Position {
+                            binlog: BinlogPos {
+                                name: self.file.clone(),
+                                pos: log_pos,
+                            },
+                            gtid: self.current.end.gtid.clone(),
+                        },
                         timestamp: self.current.timestamp,
                         complete: false,
                     }));

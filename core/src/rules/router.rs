@@ -1,0 +1,182 @@
+//! Table routing (TiDB DM's `routes`): a table of a matching schema (and table pattern) is
+//! written to another schema and table; rules with a table pattern win over schema-only ones.
+//! Extract rules write what a regular expression captures of the source table, schema or
+//! source id (all groups, joined) into a target column, so rows merged from shards stay
+//! distinguishable.
+
+use super::Pattern;
+use crate::config::{Extract, RouteRule};
+use crate::schema::TableName;
+use regex::Regex;
+
+/// Where a source table's rows go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routed {
+    pub target: TableName,
+    /// (target column, value) written with every row.
+    pub extra: Vec<(String, String)>,
+    /// Several source tables may be routed here (the rule has patterns).
+    pub merged: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    schema: Pattern,
+    table: Option<Pattern>,
+    target_schema: String,
+    target_table: Option<String>,
+    extract: Vec<(ExtractOf, Regex, String)>,
+    merged: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ExtractOf {
+    Table,
+    Schema,
+    Source,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    source_id: String,
+    rules: Vec<Rule>,
+}
+
+fn captured(re: &Regex, name: &str) -> String {
+    match re.captures(name) {
+        Some(c) if c.len() > 1 => c.iter().skip(1).flatten().map(|m| m.as_str()).collect(),
+        Some(c) => c[0].to_string(),
+        None => String::new(),
+    }
+}
+
+fn is_pattern(p: &str) -> bool {
+    p.starts_with('~') || p.contains('*') || p.contains('?')
+}
+
+impl Router {
+    /// Patterns and regexes were validated when the task file was parsed.
+    pub fn new<'a>(source_id: &str, rules: impl IntoIterator<Item = &'a RouteRule>) -> Self {
+        let mut rules: Vec<Rule> = rules
+            .into_iter()
+            .filter_map(|r| {
+                let extract = |of, x: &Option<Extract>| {
+                    x.as_ref().and_then(|x| {
+                        Some((of, Regex::new(&x.regexp).ok()?, x.target_column.clone()))
+                    })
+                };
+                Some(Rule {
+                    schema: Pattern::new(&r.schema_pattern).ok()?,
+                    table: match &r.table_pattern {
+                        Some(t) => Some(Pattern::new(t).ok()?),
+                        None => None,
+                    },
+                    target_schema: r.target_schema.clone(),
+                    target_table: r.target_table.clone(),
+                    extract: [
+                        extract(ExtractOf::Table, &r.extract_table),
+                        extract(ExtractOf::Schema, &r.extract_schema),
+                        extract(ExtractOf::Source, &r.extract_source),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+                    merged: is_pattern(&r.schema_pattern)
+                        || r.table_pattern.as_deref().is_some_and(is_pattern),
+                })
+            })
+            .collect();
+        // Table rules first.
+        rules.sort_by_key(|r| r.table.is_none());
+        Router {
+            source_id: source_id.to_string(),
+            rules,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Where `t` goes; `None` when no rule routes it (it keeps its name).
+    pub fn route(&self, t: &TableName) -> Option<Routed> {
+        let rule = self.rules.iter().find(|r| {
+            r.schema.matches(&t.schema) && r.table.as_ref().is_none_or(|p| p.matches(&t.table))
+        })?;
+        let table = match (&rule.table, &rule.target_table) {
+            (Some(_), Some(target)) => target.clone(),
+            _ => t.table.clone(),
+        };
+        let extra = rule
+            .extract
+            .iter()
+            .map(|(of, re, col)| {
+                let name = match of {
+                    ExtractOf::Table => &t.table,
+                    ExtractOf::Schema => &t.schema,
+                    ExtractOf::Source => &self.source_id,
+                };
+                (col.clone(), captured(re, name))
+            })
+            .collect();
+        Some(Routed {
+            target: TableName::new(rule.target_schema.clone(), table),
+            extra,
+            merged: rule.merged && rule.table.is_some(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_rules_win_and_extract_names() {
+        let rules = [
+            RouteRule {
+                schema_pattern: "shard_*".into(),
+                table_pattern: None,
+                target_schema: "merged".into(),
+                target_table: None,
+                extract_table: None,
+                extract_schema: None,
+                extract_source: None,
+            },
+            RouteRule {
+                schema_pattern: "shard_*".into(),
+                table_pattern: Some("orders_*".into()),
+                target_schema: "merged".into(),
+                target_table: Some("orders".into()),
+                extract_table: Some(Extract {
+                    regexp: "orders_(.*)".into(),
+                    target_column: "c_table".into(),
+                }),
+                extract_schema: Some(Extract {
+                    regexp: "shard_(.*)".into(),
+                    target_column: "c_schema".into(),
+                }),
+                extract_source: Some(Extract {
+                    regexp: "(.*)".into(),
+                    target_column: "c_source".into(),
+                }),
+            },
+        ];
+        let r = Router::new("src1", &rules);
+        let o = r.route(&TableName::new("shard_01", "orders_7")).unwrap();
+        assert_eq!(o.target, TableName::new("merged", "orders"));
+        assert!(o.merged);
+        assert_eq!(
+            o.extra,
+            vec![
+                ("c_table".to_string(), "7".to_string()),
+                ("c_schema".to_string(), "01".to_string()),
+                ("c_source".to_string(), "src1".to_string())
+            ]
+        );
+        let other = r.route(&TableName::new("shard_02", "users")).unwrap();
+        assert_eq!(other.target, TableName::new("merged", "users"));
+        assert!(other.extra.is_empty());
+        assert!(r.route(&TableName::new("other", "t")).is_none());
+    }
+}
