@@ -101,20 +101,27 @@ fn take_batch(mode: &Mode, text: &mut String, buf: &mut Vec<u8>) -> Bytes {
     }
 }
 
-/// Writes the batches coming over `rx` in the open transaction of `tgt`; gives `tgt` back.
+/// Writes the batches coming over `rx` in the open transaction of `tgt`; gives `tgt` back
+/// with the number of rows the target took.
+///
+/// `LOAD DATA LOCAL` turns what would be errors (a value the column cannot hold, a duplicate
+/// key) into warnings and skipped rows: any warning is an error here, so that nothing is
+/// changed or dropped in silence.
 async fn write_batches(
     mut tgt: Conn,
     mut rx: mpsc::Receiver<Bytes>,
     mode: Mode,
     addr: String,
-) -> Result<Conn> {
+) -> Result<(Conn, u64)> {
     let te = |e| Error::db(DbRole::Target, &addr, e);
+    let mut taken = 0;
     match mode {
         Mode::Insert(_) => {
             while let Some(sql) = rx.recv().await {
                 tgt.query_drop(String::from_utf8_lossy(&sql).into_owned())
                     .await
                     .map_err(te)?;
+                taken += tgt.affected_rows();
             }
         }
         Mode::Load(sql) => {
@@ -123,9 +130,25 @@ async fn write_batches(
             });
             tgt.set_infile_handler(async move { Ok(rows.boxed()) });
             tgt.query_drop(sql).await.map_err(te)?;
+            taken = tgt.affected_rows();
+            if tgt.get_warnings() > 0 {
+                let first: Option<(String, u16, String)> =
+                    tgt.query_first("SHOW WARNINGS").await.map_err(te)?;
+                let (level, code, message) = first.unwrap_or_default();
+                return Err(Error::Db {
+                    role: DbRole::Target,
+                    addr,
+                    message: format!(
+                        "LOAD DATA reported {} warning(s), first: {level} {code}: {message}",
+                        tgt.get_warnings()
+                    ),
+                    errno: Some(code),
+                    retryable: false,
+                });
+            }
         }
     }
-    Ok(tgt)
+    Ok((tgt, taken))
 }
 
 /// What a chunk copy found.
@@ -468,9 +491,19 @@ impl ChunkCopier {
         }
         .await;
         drop(tx);
-        let mut tgt = writer
+        let (mut tgt, taken) = writer
             .await
             .map_err(|e| Error::Invalid(format!("writer of {name} panicked: {e}")))??;
+        if read.is_ok() && taken != rows {
+            self.tgt = Some(tgt);
+            return Err(Error::Db {
+                role: DbRole::Target,
+                addr: self.target.addr(),
+                message: format!("{name}: the target took {taken} of the chunk's {rows} rows"),
+                errno: None,
+                retryable: false,
+            });
+        }
         if let Err(e) = read {
             self.tgt = Some(tgt);
             return Err(e);
