@@ -88,7 +88,12 @@ impl RowExpr {
     pub fn parse(text: &str) -> Result<Self, String> {
         let expr = Parser::new(&MySqlDialect {})
             .try_with_sql(text)
-            .and_then(|mut p| p.parse_expr())
+            .and_then(|mut p| {
+                let e = p.parse_expr()?;
+                // All of the text is the expression: `c = 1 junk` is a mistake.
+                p.expect_token(&sqlparser::tokenizer::Token::EOF)?;
+                Ok(e)
+            })
             .map_err(|e| format!("cannot parse `{text}`: {e}"))?;
         Ok(RowExpr {
             text: text.to_string(),
@@ -289,6 +294,7 @@ mod tests {
         assert!(!check("NOT c = 1", &n));
         assert!(check("c IS NULL OR c = 1", &n));
         assert!(RowExpr::parse("c = ").is_err());
+        assert!(RowExpr::parse("c = 1 junk").is_err());
         assert!(RowExpr::parse("nope = 1")
             .unwrap()
             .matches(&table(), &r)

@@ -13,7 +13,7 @@ use crate::rules::RowFilters;
 use crate::schema::{load_table, ColumnKind, Table, TableName};
 use crate::status::Progress;
 use crate::upstream::RowOp;
-use crate::upstream::{gtid_at, BinlogPos, Position};
+use crate::upstream::{BinlogPos, GtidSet, Position};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
@@ -360,15 +360,13 @@ impl ChunkCopier {
         {
             return Ok(Copied::Changed);
         }
-        // MySQL's GTID set is read under the global read lock, cheaply. MariaDB's would scan
-        // the binlog file up to the position (BINLOG_GTID_POS), for every chunk: only the
-        // incremental phase's start needs it, and gets it then.
-        let gtid = match self.flavor {
-            Flavor::Mysql => {
-                gtid_at(&mut self.src, self.flavor, &src_addr, &at.name, at.pos).await?
-            }
-            Flavor::Mariadb => None,
-        };
+        // MySQL's GTID set came with the position, under the global read lock. MariaDB's
+        // would scan the binlog file up to the position (BINLOG_GTID_POS), for every chunk:
+        // only the incremental phase's start needs it, and gets it then.
+        let (at, gtid) = at;
+        let gtid = gtid
+            .map(|g| GtidSet::parse(self.flavor, &g).map_err(Error::Invalid))
+            .transpose()?;
         let at = Position { binlog: at, gtid };
 
         let col_list = written
@@ -524,12 +522,13 @@ impl ChunkCopier {
     }
 }
 
-/// Starts the snapshot transaction and returns the binlog position it sees.
+/// Starts the snapshot transaction and returns the binlog position it sees (with the GTID
+/// set, for MySQL).
 async fn begin_snapshot(
     src: &mut Conn,
     flavor: Flavor,
     source: &SourceConfig,
-) -> Result<BinlogPos> {
+) -> Result<(BinlogPos, Option<String>)> {
     let se = |e| Error::db(DbRole::Source, &source.from.addr(), e);
     src.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         .await
@@ -561,7 +560,7 @@ async fn begin_snapshot(
                     retryable: false,
                 });
             }
-            Ok(BinlogPos { name, pos })
+            Ok((BinlogPos { name, pos }, None))
         }
         Flavor::Mysql => {
             // MySQL has no lock-free snapshot position: hold a global read lock from a
@@ -576,15 +575,17 @@ async fn begin_snapshot(
                 .map_err(&se)?;
             let row: Option<mysql_async::Row> =
                 src.query_first("SHOW MASTER STATUS").await.map_err(&se)?;
+            // Executed_Gtid_Set (5th column) is read in the same row, under the lock.
             let row = row.map(|r| {
                 (
                     r.get::<String, _>(0).unwrap_or_default(),
                     r.get::<u64, _>(1).unwrap_or_default(),
+                    r.get::<Option<String>, _>(4).flatten(),
                 )
             });
             locker.query_drop("UNLOCK TABLES").await.map_err(&se)?;
-            let (name, pos) = row.unwrap_or_default();
-            Ok(BinlogPos { name, pos })
+            let (name, pos, gtid) = row.unwrap_or_default();
+            Ok((BinlogPos { name, pos }, gtid))
         }
     }
 }
