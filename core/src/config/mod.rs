@@ -14,8 +14,8 @@ pub use db::DbConfig;
 pub use source::{Flavor, SourceConfig};
 pub use standalone::StandaloneConfig;
 pub use task::{
-    BinlogMeta, BlockAllowList, DumperConfig, ExpressionFilter, FilterAction, FilterRule,
-    MysqlInstance, SyncerConfig, TableRule, TaskConfig, TaskMode, FILTER_EVENTS,
+    BinlogMeta, BlockAllowList, DumperConfig, ExpressionFilter, Extract, FilterAction, FilterRule,
+    MysqlInstance, RouteRule, SyncerConfig, TableRule, TaskConfig, TaskMode, FILTER_EVENTS,
 };
 
 use crate::error::{Error, Result};

@@ -31,6 +31,41 @@ pub struct TaskConfig {
     /// Row filters by expression, referenced from `mysql-instances[].expression-filters`.
     #[serde(default)]
     pub expression_filter: BTreeMap<String, ExpressionFilter>,
+    /// Table routing rules, referenced from `mysql-instances[].route-rules`.
+    #[serde(default)]
+    pub routes: BTreeMap<String, RouteRule>,
+}
+
+/// Routes tables of matching schemas (and tables) to another schema (and table); shards
+/// routed to one table can keep where each row came from in extra columns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RouteRule {
+    pub schema_pattern: String,
+    #[serde(default)]
+    pub table_pattern: Option<String>,
+    pub target_schema: String,
+    #[serde(default)]
+    pub target_table: Option<String>,
+    #[serde(default)]
+    pub extract_table: Option<Extract>,
+    #[serde(default)]
+    pub extract_schema: Option<Extract>,
+    #[serde(default)]
+    pub extract_source: Option<Extract>,
+}
+
+/// Writes what a regular expression captures of a name into a target column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Extract {
+    #[serde(
+        alias = "table-regexp",
+        alias = "schema-regexp",
+        alias = "source-regexp"
+    )]
+    pub regexp: String,
+    pub target_column: String,
 }
 
 /// A binlog event filter rule: events of the matching tables, or statements matching a
@@ -142,6 +177,9 @@ pub struct MysqlInstance {
     /// Names of entries of the task's `expression-filter`.
     #[serde(default)]
     pub expression_filters: Vec<String>,
+    /// Names of entries of the task's `routes`.
+    #[serde(default)]
+    pub route_rules: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -294,7 +332,13 @@ impl TaskConfig {
                 );
             }
             // (field, section it names entries of, names used, names defined)
-            let references: [(&str, &str, Vec<&String>, Vec<&String>); 5] = [
+            let references: [(&str, &str, Vec<&String>, Vec<&String>); 6] = [
+                (
+                    "route-rules",
+                    "routes",
+                    inst.route_rules.iter().collect(),
+                    cfg.routes.keys().collect(),
+                ),
                 (
                     "block-allow-list",
                     "block-allow-list",
@@ -382,6 +426,28 @@ impl TaskConfig {
                     format!("filters.{name}.sql-pattern: `{p}`: {e}"),
                     "write a regular expression (Rust regex syntax)",
                 );
+            }
+        }
+        for (name, r) in &cfg.routes {
+            let patterns = std::iter::once(&r.schema_pattern).chain(&r.table_pattern);
+            let extracts = [&r.extract_table, &r.extract_schema, &r.extract_source];
+            for p in patterns {
+                if let Err(e) = crate::rules::Pattern::new(p) {
+                    return fail(
+                        p,
+                        format!("routes.{name}: pattern `{p}`: {e}"),
+                        "use `*`/`?` wildcards, or `~` followed by a regular expression",
+                    );
+                }
+            }
+            for x in extracts.into_iter().flatten() {
+                if let Err(e) = regex::Regex::new(&x.regexp) {
+                    return fail(
+                        &x.regexp,
+                        format!("routes.{name}: `{}`: {e}", x.regexp),
+                        "write a regular expression whose groups capture the value",
+                    );
+                }
             }
         }
         for (name, ef) in &cfg.expression_filter {
@@ -478,6 +544,21 @@ impl TaskConfig {
             .map(|i| i.filter_rules.clone())
             .unwrap_or_default();
         crate::rules::EventFilter::new(self.filters.iter().filter(|(n, _)| names.contains(n)))
+    }
+
+    /// The table router of one source.
+    pub fn router_of(&self, source_id: &str) -> crate::rules::Router {
+        let names = self
+            .instance(source_id)
+            .map(|i| i.route_rules.clone())
+            .unwrap_or_default();
+        crate::rules::Router::new(
+            source_id,
+            self.routes
+                .iter()
+                .filter(|(n, _)| names.contains(n))
+                .map(|(_, r)| r),
+        )
     }
 
     /// The expression filters of one source.

@@ -6,10 +6,12 @@ mod block_allow;
 mod event_filter;
 mod expr;
 mod pattern;
+mod router;
 mod row_filter;
 
 pub use block_allow::TableFilter;
 pub use event_filter::{EventFilter, EventKind, Verdict};
 pub use expr::RowExpr;
 pub use pattern::Pattern;
+pub use router::{Routed, Router};
 pub use row_filter::RowFilters;

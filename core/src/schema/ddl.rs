@@ -459,6 +459,26 @@ fn change_column(
 }
 
 impl Ddl {
+    /// The statement with its table renamed to `to`, for statements on one table whose
+    /// meaning does not depend on the name (ALTER TABLE; CREATE TABLE, made IF NOT EXISTS).
+    /// `None` for the others.
+    pub fn renamed_to(&self, to: &TableName) -> Option<String> {
+        let name = ObjectName::from(vec![
+            sqlparser::ast::Ident::with_quote('`', to.schema.clone()),
+            sqlparser::ast::Ident::with_quote('`', to.table.clone()),
+        ]);
+        let mut stmt = self.statement.clone();
+        match &mut stmt {
+            Statement::AlterTable(a) => a.name = name,
+            Statement::CreateTable(c) if c.like.is_none() && c.query.is_none() => {
+                c.name = name;
+                c.if_not_exists = true;
+            }
+            _ => return None,
+        }
+        Some(stmt.to_string())
+    }
+
     /// The database the statement ran in; the target runs it there too.
     pub fn default_db(&self) -> &str {
         &self.default_db

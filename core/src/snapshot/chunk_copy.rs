@@ -7,9 +7,10 @@ use super::chunk::{Bounds, ChunkKey};
 use super::indexes;
 use crate::checkpoint::{ChunkRecord, MetaTables};
 use crate::config::{DbConfig, Flavor, SourceConfig};
+use crate::db::quote_str;
 use crate::db::{quote_ident, Datum};
 use crate::error::{errno, DbRole, Error, Result};
-use crate::rules::RowFilters;
+use crate::rules::{Routed, RowFilters};
 use crate::schema::{load_table, ColumnKind, Table, TableName};
 use crate::status::Progress;
 use crate::upstream::RowOp;
@@ -52,9 +53,17 @@ enum Mode {
 
 /// `LOAD DATA LOCAL INFILE` of tab-separated raw bytes into the `written` columns; BIT and
 /// spatial values go through variables (a field cannot be their binary form directly).
-fn load_data_sql(table: &Table, written: &[usize]) -> String {
+fn load_data_sql(
+    table: &Table,
+    written: &[usize],
+    into: &TableName,
+    extra: &[(String, String)],
+) -> String {
     let mut cols = Vec::with_capacity(written.len());
-    let mut sets = Vec::new();
+    let mut sets: Vec<String> = extra
+        .iter()
+        .map(|(c, v)| format!("{} = {}", quote_ident(c), quote_str(v)))
+        .collect();
     for &i in written {
         let c = &table.columns[i];
         let name = quote_ident(&c.name);
@@ -85,7 +94,7 @@ fn load_data_sql(table: &Table, written: &[usize]) -> String {
     format!(
         "LOAD DATA LOCAL INFILE 'dm-chunk' INTO TABLE {} CHARACTER SET binary \
          FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({}){set}",
-        table.name.quoted(),
+        into.quoted(),
         cols.join(", ")
     )
 }
@@ -216,8 +225,9 @@ impl ChunkCopier {
         chunk: &mut ChunkRecord,
         key: Option<&ChunkKey>,
         columns: &[String],
+        routed: Option<&Routed>,
     ) -> Result<Copied> {
-        let mut r = self.copy_once(chunk, key, columns).await;
+        let mut r = self.copy_once(chunk, key, columns, routed).await;
         self.end_chunk(r.is_err(), &chunk.table.to_string()).await?;
         let refused = matches!(
             r.as_ref().err().and_then(Error::errno),
@@ -226,7 +236,7 @@ impl ChunkCopier {
         if self.load_data && refused {
             tracing::warn!(target = %self.target.addr(), "the target refuses LOAD DATA LOCAL INFILE (local_infile=OFF); loading with INSERTs, which is slower");
             self.load_data = false;
-            r = self.copy_once(chunk, key, columns).await;
+            r = self.copy_once(chunk, key, columns, routed).await;
             self.end_chunk(r.is_err(), &chunk.table.to_string()).await?;
         }
         r
@@ -327,6 +337,7 @@ impl ChunkCopier {
         chunk: &mut ChunkRecord,
         key: Option<&ChunkKey>,
         columns: &[String],
+        routed: Option<&Routed>,
     ) -> Result<Copied> {
         let src_addr = self.source.from.addr();
         let se = |e| Error::db(DbRole::Source, &src_addr, e);
@@ -379,12 +390,24 @@ impl ChunkCopier {
             .map(|k| k.range(&bounds))
             .unwrap_or_else(|| "1 = 1".into());
         let select = format!("SELECT {col_list} FROM {} WHERE {cond}", name.quoted());
+        let (into, extra) = match routed {
+            Some(r) => (r.target.clone(), r.extra.clone()),
+            None => (name.clone(), vec![]),
+        };
+        let extra_cols: String = extra
+            .iter()
+            .map(|(c, _)| format!(", {}", quote_ident(c)))
+            .collect();
+        let extra_values: String = extra
+            .iter()
+            .map(|(_, v)| format!(",{}", quote_str(v)))
+            .collect();
         let mode = if self.load_data {
-            Mode::Load(load_data_sql(&table, &written))
+            Mode::Load(load_data_sql(&table, &written, &into, &extra))
         } else {
             Mode::Insert(format!(
-                "INSERT INTO {} ({col_list}) VALUES ",
-                name.quoted()
+                "INSERT INTO {} ({col_list}{extra_cols}) VALUES ",
+                into.quoted()
             ))
         };
 
@@ -444,6 +467,7 @@ impl ChunkCopier {
                             }
                             d.write_sql(&mut text);
                         }
+                        text.push_str(&extra_values);
                         text.push(')');
                         text.len()
                     }

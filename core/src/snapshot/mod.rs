@@ -24,7 +24,7 @@ use crate::checkpoint::{ChunkRecord, MetaTables};
 use crate::config::{DbConfig, DumperConfig, Flavor, SourceConfig};
 use crate::db::quote_ident;
 use crate::error::{errno, DbRole, Error, Result};
-use crate::rules::{RowFilters, TableFilter};
+use crate::rules::{Routed, Router, RowFilters, TableFilter};
 use crate::schema::{list_tables, load_table, Table, TableName};
 use crate::status::{Progress, TableProgress};
 use crate::upstream::{BinlogPos, Position};
@@ -50,6 +50,7 @@ pub struct FullPhase {
     pub meta: MetaTables,
     pub dumper: DumperConfig,
     pub rows: Arc<RowFilters>,
+    pub router: Arc<Router>,
     pub progress: Arc<Progress>,
 }
 
@@ -57,6 +58,8 @@ pub struct FullPhase {
 struct Planned {
     key: Option<ChunkKey>,
     columns: Vec<String>,
+    /// Where a route sends the rows.
+    routed: Option<Routed>,
 }
 
 /// Chunks waiting for a copier, shared by all copiers. A copier takes a chunk of the table
@@ -226,19 +229,25 @@ impl FullPhase {
         let bounds = chunk::plan(src, &table, key.as_ref(), self.dumper.rows)
             .await
             .map_err(&se)?;
-        tgt.query_drop(format!("USE {}", quote_ident(&name.schema)))
-            .await
-            .map_err(&te)?;
-        tgt.query_drop(format!("DROP TABLE IF EXISTS {}", name.quoted()))
-            .await
-            .map_err(&te)?;
         let create = String::from_utf8_lossy(&create).into_owned();
-        let create = if self.dumper.defer_indexes {
-            indexes::without_secondary_indexes(&create).0
-        } else {
-            create
-        };
-        tgt.query_drop(create).await.map_err(&te)?;
+        let routed = self.router.route(name);
+        match &routed {
+            Some(r) => self.create_routed(tgt, &table, &create, r).await?,
+            None => {
+                tgt.query_drop(format!("USE {}", quote_ident(&name.schema)))
+                    .await
+                    .map_err(&te)?;
+                tgt.query_drop(format!("DROP TABLE IF EXISTS {}", name.quoted()))
+                    .await
+                    .map_err(&te)?;
+                let create = if self.dumper.defer_indexes {
+                    indexes::without_secondary_indexes(&create).0
+                } else {
+                    create
+                };
+                tgt.query_drop(create).await.map_err(&te)?;
+            }
+        }
         let plan: Vec<ChunkRecord> = bounds
             .into_iter()
             .enumerate()
@@ -257,7 +266,77 @@ impl FullPhase {
             .map_err(&te)?;
         tracing::info!(table = %name, chunks = plan.len(), chunked = key.is_some(), "table planned");
         let columns = table.columns.iter().map(|c| c.name.clone()).collect();
-        Ok(Some((Planned { key, columns }, plan)))
+        Ok(Some((
+            Planned {
+                key,
+                columns,
+                routed,
+            },
+            plan,
+        )))
+    }
+
+    /// Creates the target of a routed table unless another table routed there did: the
+    /// source's definition under the target name, plus the extract columns, which join the
+    /// primary key (rows of different shards may share key values).
+    async fn create_routed(
+        &self,
+        tgt: &mut Conn,
+        table: &Table,
+        create: &str,
+        r: &Routed,
+    ) -> Result<()> {
+        let te = self.tgt_err();
+        tgt.query_drop(format!(
+            "CREATE DATABASE IF NOT EXISTS {}",
+            quote_ident(&r.target.schema)
+        ))
+        .await
+        .map_err(&te)?;
+        if load_table(tgt, &r.target).await.map_err(&te)?.is_some() {
+            return Ok(());
+        }
+        // SHOW CREATE TABLE names the table unqualified right after CREATE TABLE.
+        let body = create.find('(').map_or(create, |i| &create[i..]);
+        tgt.query_drop(format!(
+            "CREATE TABLE IF NOT EXISTS {} {body}",
+            r.target.quoted()
+        ))
+        .await
+        .map_err(&te)?;
+        if r.extra.is_empty() {
+            return Ok(());
+        }
+        let mut alter: Vec<String> = r
+            .extra
+            .iter()
+            .map(|(c, _)| {
+                format!(
+                    "ADD COLUMN {} VARCHAR(255) NOT NULL DEFAULT ''",
+                    quote_ident(c)
+                )
+            })
+            .collect();
+        if !table.primary_key.is_empty() {
+            let cols: Vec<String> = table
+                .primary_key
+                .iter()
+                .chain(r.extra.iter().map(|(c, _)| c))
+                .map(|c| quote_ident(c))
+                .collect();
+            alter.push(format!(
+                "DROP PRIMARY KEY, ADD PRIMARY KEY ({})",
+                cols.join(", ")
+            ));
+        }
+        tgt.query_drop(format!(
+            "ALTER TABLE {} {}",
+            r.target.quoted(),
+            alter.join(", ")
+        ))
+        .await
+        .map_err(&te)?;
+        Ok(())
     }
 
     /// A table planned before a restart: its key from the source, its columns from the
@@ -268,7 +347,12 @@ impl FullPhase {
         tgt: &mut Conn,
         name: &TableName,
     ) -> Result<Planned> {
-        let target_table = load_table(tgt, name).await.map_err(self.tgt_err())?;
+        let routed = self.router.route(name);
+        // A routed table's target may be shared: the source is the reference then.
+        let reference = match &routed {
+            Some(_) => load_table(src, name).await.map_err(self.src_err())?,
+            None => load_table(tgt, name).await.map_err(self.tgt_err())?,
+        };
         let source_table = load_table(src, name).await.map_err(self.src_err())?;
         let key = match &source_table {
             Some(t) => ChunkKey::of(src, t).await.map_err(self.src_err())?,
@@ -276,9 +360,10 @@ impl FullPhase {
         };
         Ok(Planned {
             key,
-            columns: target_table
+            columns: reference
                 .map(|t| t.columns.into_iter().map(|c| c.name).collect())
                 .unwrap_or_default(),
+            routed,
         })
     }
 
@@ -343,7 +428,11 @@ impl FullPhase {
                             // tables go on copying.
                             if last {
                                 copier
-                                    .finish_table(&chunk.table, Some(table), defer_indexes)
+                                    .finish_table(
+                                        &chunk.table,
+                                        Some(table),
+                                        defer_indexes && planned.routed.is_none(),
+                                    )
                                     .await?;
                             }
                         }
@@ -379,8 +468,9 @@ impl FullPhase {
                 Some(c) => c,
                 None => copier.insert(self.copier().await?),
             };
-            c.finish_table(name, None, self.dumper.defer_indexes)
-                .await?;
+            // A routed table's target may hold other tables' rows: its indexes stay.
+            let defer = self.dumper.defer_indexes && self.router.route(name).is_none();
+            c.finish_table(name, None, defer).await?;
         }
         Ok(())
     }
@@ -431,7 +521,12 @@ async fn copy_with_retry(
     const ATTEMPTS: usize = 3;
     for attempt in 1.. {
         match copier
-            .copy(chunk, planned.key.as_ref(), &planned.columns)
+            .copy(
+                chunk,
+                planned.key.as_ref(),
+                &planned.columns,
+                planned.routed.as_ref(),
+            )
             .await
         {
             Err(e) if e.errno() == Some(errno::TABLE_DEF_CHANGED) && attempt < ATTEMPTS => {

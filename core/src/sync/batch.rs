@@ -166,14 +166,17 @@ impl Batch {
     }
 
     fn merge(&mut self, plan: &Arc<TablePlan>, op: Op, row: Vec<Datum>, safe: bool) {
-        let t = *self.by_table.entry(plan.quoted.clone()).or_insert_with(|| {
-            self.compact.push(CompactTable {
-                plan: plan.clone(),
-                index: HashMap::new(),
-                rows: Vec::new(),
+        let t = *self
+            .by_table
+            .entry(plan.batch_key.clone())
+            .or_insert_with(|| {
+                self.compact.push(CompactTable {
+                    plan: plan.clone(),
+                    index: HashMap::new(),
+                    rows: Vec::new(),
+                });
+                self.compact.len() - 1
             });
-            self.compact.len() - 1
-        });
         let table = &mut self.compact[t];
         let key = key_bytes(plan, &row);
         let len = image_len(&row);

@@ -170,12 +170,15 @@ mod tests {
             nullable,
             generated: false,
         };
-        TablePlan::new(Table {
-            name: TableName::new("d", "t"),
-            columns: vec![col("id", "int", false), col("u", "varchar", true)],
-            primary_key: vec!["id".into()],
-            unique_keys: vec![("u".into(), vec!["u".into()])],
-        })
+        TablePlan::new(
+            Table {
+                name: TableName::new("d", "t"),
+                columns: vec![col("id", "int", false), col("u", "varchar", true)],
+                primary_key: vec!["id".into()],
+                unique_keys: vec![("u".into(), vec!["u".into()])],
+            },
+            None,
+        )
     }
 
     fn keys(p: &TablePlan, b: Option<&[Datum]>, a: Option<&[Datum]>) -> Vec<u64> {

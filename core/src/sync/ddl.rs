@@ -87,6 +87,13 @@ impl Dispatcher<'_> {
         }
         // A barrier: everything before the DDL is applied and checkpointed first.
         self.checkpoint().await?;
+        if ddl
+            .tables
+            .iter()
+            .any(|t| self.inc.router.route(t).is_some())
+        {
+            return self.apply_routed_ddl(&ddl, sql, end).await;
+        }
         if !self.ddl_kept(&ddl, sql, &end.binlog)? {
             // Filtered out for the target, but the source's tables did change: the tracker
             // follows them so that their rows still decode.
@@ -117,6 +124,67 @@ impl Dispatcher<'_> {
             }
         }
         tracing::info!(position = %at, statement = sql, "DDL applied");
+        self.checkpoint_after_ddl(end).await
+    }
+
+    /// A DDL on routed tables runs on their targets: ALTER and CREATE renamed (a shard's
+    /// ALTER that another shard already applied to the merged table is "already done"),
+    /// DROP and TRUNCATE only where one table maps to one table; on merged tables they, and
+    /// RENAME, would hit every shard's rows and are left out.
+    async fn apply_routed_ddl(&mut self, ddl: &Ddl, sql: &str, end: &Position) -> Result<()> {
+        let at = end.binlog.to_string();
+        if !self.ddl_kept(ddl, sql, &end.binlog)? {
+            let _ = ddl.apply(&mut self.cp.tracker);
+            return self.checkpoint_after_ddl(end).await;
+        }
+        for t in &ddl.tables {
+            let Some(r) = self.inc.router.route(t) else {
+                continue;
+            };
+            let target = &r.target;
+            let stmt = match (ddl.renamed_to(target), ddl.kind) {
+                (Some(s), _) => Some(s),
+                (None, DdlKind::DropTable) if !r.merged => {
+                    Some(format!("DROP TABLE IF EXISTS {}", target.quoted()))
+                }
+                (None, DdlKind::TruncateTable) if !r.merged => {
+                    Some(format!("TRUNCATE TABLE {}", target.quoted()))
+                }
+                _ => None,
+            };
+            match stmt {
+                Some(stmt) => {
+                    self.run_on_target(
+                        "",
+                        &format!(
+                            "CREATE DATABASE IF NOT EXISTS {}",
+                            quote_ident(&target.schema)
+                        ),
+                        &at,
+                    )
+                    .await?;
+                    self.run_on_target("", &stmt, &at).await?;
+                    if ddl.kind == DdlKind::CreateTable {
+                        for (col, _) in &r.extra {
+                            let add = format!(
+                                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} VARCHAR(255) NOT NULL DEFAULT ''",
+                                target.quoted(),
+                                quote_ident(col)
+                            );
+                            self.run_on_target("", &add, &at).await?;
+                        }
+                    }
+                    tracing::info!(position = %at, statement = %stmt, "DDL applied to the routed table");
+                }
+                None => {
+                    tracing::warn!(position = %at, statement = sql, target = %target, "DDL not applied: its table is routed to a table other tables are merged into");
+                }
+            }
+        }
+        // The source's tables changed either way: the tracker follows them.
+        if let Err(message) = ddl.apply(&mut self.cp.tracker) {
+            tracing::warn!(position = %at, statement = sql, error = %message, "tracked schema not updated");
+        }
         self.checkpoint_after_ddl(end).await
     }
 

@@ -24,7 +24,7 @@ use crate::checkpoint::{Checkpoint, MetaTables};
 use crate::config::{DbConfig, Flavor, SourceConfig, SyncerConfig};
 use crate::db::Datum;
 use crate::error::{DbRole, Error, Result};
-use crate::rules::{EventFilter, RowFilters, TableFilter, Verdict};
+use crate::rules::{EventFilter, Router, RowFilters, TableFilter, Verdict};
 use crate::schema::{Table, TableName};
 use crate::status::Progress;
 use crate::upstream::{BinlogPos, BinlogReader, EventKind, Position, RowImage, Txn};
@@ -58,6 +58,7 @@ pub struct Incremental {
     pub filter: TableFilter,
     pub events: EventFilter,
     pub rows: RowFilters,
+    pub router: Router,
     pub meta: MetaTables,
     pub syncer: SyncerConfig,
     pub progress: Arc<Progress>,
@@ -535,7 +536,7 @@ impl Dispatcher<'_> {
                 t
             }
         };
-        let plan = Arc::new(TablePlan::new(table));
+        let plan = Arc::new(TablePlan::new(table, self.inc.router.route(name)));
         self.plans.insert(name.clone(), plan.clone());
         Ok(plan)
     }

@@ -1,14 +1,21 @@
 //! What the apply path needs to know of a table, worked out once per schema version instead
 //! of once per row.
 
+use crate::db::{quote_str, Datum};
+use crate::rules::Routed;
 use crate::schema::{ColumnKind, Table};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
 pub struct TablePlan {
+    /// The source table as tracked.
     pub table: Table,
-    /// `table.name` quoted for SQL.
+    /// The table written, quoted for SQL: the source table's name, or where a route sends it.
     pub quoted: String,
+    /// Columns a route adds to every row (extract rules), with their values.
+    pub extra: Vec<(String, Datum)>,
+    /// Groups rows written together: the target and the extra values.
+    pub batch_key: String,
     /// Columns that identify a row: the primary key, else a non-null unique key.
     pub identity: Option<Vec<usize>>,
     /// Every unique key, the identity first: changes sharing a value of one of them must be
@@ -19,7 +26,8 @@ pub struct TablePlan {
     /// Changes of one row may be merged in a batch: the identity is the only unique key and
     /// compares byte for byte (no text, no floats), so equal key bytes mean the same row.
     pub compactable: bool,
-    /// Hash of the table name, the seed of its causality keys.
+    /// Hash of the target table and the extra values, the seed of its causality keys:
+    /// shards merged into one table conflict only with the same extract values.
     pub name_hash: u64,
 }
 
@@ -31,7 +39,7 @@ fn is_collated_text(data_type: &str) -> bool {
 }
 
 impl TablePlan {
-    pub fn new(table: Table) -> Self {
+    pub fn new(table: Table, routed: Option<Routed>) -> Self {
         let identity = table.identity_key();
         let mut unique_keys: Vec<Vec<usize>> = identity.iter().cloned().collect();
         for (_, cols) in &table.unique_keys {
@@ -57,10 +65,24 @@ impl TablePlan {
                         )
                 })
             });
+        let (target, extra) = match routed {
+            Some(r) => (r.target, r.extra),
+            None => (table.name.clone(), vec![]),
+        };
         let mut h = DefaultHasher::new();
-        table.name.hash(&mut h);
+        target.hash(&mut h);
+        extra.hash(&mut h);
+        let quoted = target.quoted();
+        let batch_key = extra
+            .iter()
+            .fold(quoted.clone(), |k, (_, v)| k + "\0" + &quote_str(v));
         TablePlan {
-            quoted: table.name.quoted(),
+            quoted,
+            extra: extra
+                .into_iter()
+                .map(|(c, v)| (c, Datum::Bytes(v.into_bytes())))
+                .collect(),
+            batch_key,
             identity,
             unique_keys,
             collated,
@@ -94,15 +116,15 @@ mod tests {
             primary_key: vec!["id".into()],
             unique_keys: vec![],
         };
-        assert!(TablePlan::new(t.clone()).compactable);
+        assert!(TablePlan::new(t.clone(), None).compactable);
         t.unique_keys.push(("u".into(), vec!["u".into()]));
-        let p = TablePlan::new(t.clone());
+        let p = TablePlan::new(t.clone(), None);
         assert!(!p.compactable);
         assert_eq!(p.unique_keys, vec![vec![0], vec![1]]);
         t.unique_keys.clear();
         t.primary_key = vec!["u".into()];
-        assert!(!TablePlan::new(t.clone()).compactable);
+        assert!(!TablePlan::new(t.clone(), None).compactable);
         t.primary_key.clear();
-        assert!(TablePlan::new(t).identity.is_none());
+        assert!(TablePlan::new(t, None).identity.is_none());
     }
 }

@@ -75,7 +75,7 @@ impl RowBatch {
 
     /// Adds a row to a multi-row `verb INTO table (...) VALUES` statement.
     pub fn insert(&mut self, plan: &TablePlan, verb: &'static str, row: &[Datum]) {
-        let same = matches!(&self.open_insert, Some((t, v)) if *t == plan.quoted && *v == verb);
+        let same = matches!(&self.open_insert, Some((t, v)) if *t == plan.batch_key && *v == verb);
         if same {
             self.write_last(|sql| sql.push(','));
         } else {
@@ -88,13 +88,21 @@ impl RowBatch {
                 write_written_columns(sql, plan, row, |sql, c, _| {
                     sql.push_str(&quote_ident(&c.name))
                 });
+                for (c, _) in &plan.extra {
+                    sql.push(',');
+                    sql.push_str(&quote_ident(c));
+                }
                 sql.push_str(") VALUES ");
             });
-            self.open_insert = Some((plan.quoted.clone(), verb));
+            self.open_insert = Some((plan.batch_key.clone(), verb));
         }
         self.write_last(|sql| {
             sql.push('(');
             write_written_columns(sql, plan, row, |sql, _, v| v.write_sql(sql));
+            for (_, v) in &plan.extra {
+                sql.push(',');
+                v.write_sql(sql);
+            }
             sql.push(')');
         });
     }
@@ -116,6 +124,7 @@ impl RowBatch {
             sql.push_str("DELETE FROM ");
             sql.push_str(&plan.quoted);
             sql.push_str(" WHERE ");
+            write_extra_match(sql, plan, " AND ");
             if let [i] = key[..] {
                 sql.push_str(&quote_ident(&cols[i].name));
                 sql.push_str(" IN (");
@@ -144,6 +153,7 @@ impl RowBatch {
     fn where_clause(&mut self, plan: &TablePlan, row: &[Datum]) {
         self.write_last(|sql| {
             sql.push_str(" WHERE ");
+            write_extra_match(sql, plan, " AND ");
             match &plan.identity {
                 Some(k) => write_key_match(sql, plan, k, row),
                 None => {
@@ -225,6 +235,17 @@ impl RowBatch {
     }
 }
 
+/// `x = 'v'` for each column a route adds, each followed by `then`: a row merged from a shard
+/// is found among the rows of the other shards by its extract values.
+fn write_extra_match(sql: &mut String, plan: &TablePlan, then: &str) {
+    for (c, v) in &plan.extra {
+        sql.push_str(&quote_ident(c));
+        sql.push_str(" = ");
+        v.write_sql(sql);
+        sql.push_str(then);
+    }
+}
+
 /// `a = 1 AND b <=> NULL` for the columns `cols` of `row`.
 fn write_key_match(sql: &mut String, plan: &TablePlan, cols: &[usize], row: &[Datum]) {
     for (n, &i) in cols.iter().enumerate() {
@@ -250,12 +271,15 @@ pub(crate) mod tests {
             nullable: n == "v",
             generated: false,
         };
-        TablePlan::new(Table {
-            name: TableName::new("db", "t"),
-            columns: vec![col("id", "int"), col("k", "int"), col("v", "varchar")],
-            primary_key: pk.iter().map(|s| s.to_string()).collect(),
-            unique_keys: vec![],
-        })
+        TablePlan::new(
+            Table {
+                name: TableName::new("db", "t"),
+                columns: vec![col("id", "int"), col("k", "int"), col("v", "varchar")],
+                primary_key: pk.iter().map(|s| s.to_string()).collect(),
+                unique_keys: vec![],
+            },
+            None,
+        )
     }
 
     #[test]

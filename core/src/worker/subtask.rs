@@ -95,6 +95,7 @@ impl Subtask {
                     meta: meta.clone(),
                     dumper: task.dumper_of(source_id),
                     rows: Arc::new(task.row_filters_of(source_id)),
+                    router: Arc::new(task.router_of(source_id)),
                     progress: self.progress.clone(),
                 };
                 let tables = full.run().await?;
@@ -140,6 +141,7 @@ impl Subtask {
             syncer: task.syncer_of(source_id),
             events: task.event_filter_of(source_id),
             rows: task.row_filters_of(source_id),
+            router: task.router_of(source_id),
             source: self.source.clone(),
             flavor,
             target: task.target_database.clone(),
