@@ -171,6 +171,17 @@ pub enum Copied {
     Changed,
 }
 
+/// How the chunks of one table are read and where they go.
+pub struct CopyPlan {
+    /// The key the table is chunked by; `None`: one chunk.
+    pub key: Option<ChunkKey>,
+    /// Column names the table had when it was planned; a chunk that finds others starts the
+    /// table over.
+    pub columns: Vec<String>,
+    /// Where a route sends the rows.
+    pub routed: Option<Routed>,
+}
+
 /// A reader session on the source and a writer session on the target, reused chunk after
 /// chunk.
 pub struct ChunkCopier {
@@ -218,16 +229,10 @@ impl ChunkCopier {
         })
     }
 
-    /// Copies `chunk` (of `key`, when the table is chunked) into a target table whose columns
-    /// are `columns`; on success the chunk is recorded done with its rows, bytes and position.
-    pub async fn copy(
-        &mut self,
-        chunk: &mut ChunkRecord,
-        key: Option<&ChunkKey>,
-        columns: &[String],
-        routed: Option<&Routed>,
-    ) -> Result<Copied> {
-        let mut r = self.copy_once(chunk, key, columns, routed).await;
+    /// Copies `chunk` of a table planned as `plan`; on success the chunk is recorded done with
+    /// its rows, bytes and position.
+    pub async fn copy(&mut self, chunk: &mut ChunkRecord, plan: &CopyPlan) -> Result<Copied> {
+        let mut r = self.copy_once(chunk, plan).await;
         self.end_chunk(r.is_err(), &chunk.table.to_string()).await?;
         let refused = matches!(
             r.as_ref().err().and_then(Error::errno),
@@ -236,7 +241,7 @@ impl ChunkCopier {
         if self.load_data && refused {
             tracing::warn!(target = %self.target.addr(), "the target refuses LOAD DATA LOCAL INFILE (local_infile=OFF); loading with INSERTs, which is slower");
             self.load_data = false;
-            r = self.copy_once(chunk, key, columns, routed).await;
+            r = self.copy_once(chunk, plan).await;
             self.end_chunk(r.is_err(), &chunk.table.to_string()).await?;
         }
         r
@@ -332,13 +337,12 @@ impl ChunkCopier {
         Ok(())
     }
 
-    async fn copy_once(
-        &mut self,
-        chunk: &mut ChunkRecord,
-        key: Option<&ChunkKey>,
-        columns: &[String],
-        routed: Option<&Routed>,
-    ) -> Result<Copied> {
+    async fn copy_once(&mut self, chunk: &mut ChunkRecord, plan: &CopyPlan) -> Result<Copied> {
+        let CopyPlan {
+            key,
+            columns,
+            routed,
+        } = plan;
         let src_addr = self.source.from.addr();
         let se = |e| Error::db(DbRole::Source, &src_addr, e);
         let te = |e| Error::db(DbRole::Target, &self.target.addr(), e);
@@ -387,10 +391,11 @@ impl ChunkCopier {
             .join(", ");
         let bounds: Bounds = (chunk.lower.clone(), chunk.upper.clone());
         let cond = key
+            .as_ref()
             .map(|k| k.range(&bounds))
             .unwrap_or_else(|| "1 = 1".into());
         let select = format!("SELECT {col_list} FROM {} WHERE {cond}", name.quoted());
-        let (into, extra) = match routed {
+        let (into, extra) = match routed.as_ref() {
             Some(r) => (r.target.clone(), r.extra.clone()),
             None => (name.clone(), vec![]),
         };

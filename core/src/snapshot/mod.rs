@@ -29,7 +29,7 @@ use crate::schema::{list_tables, load_table, Table, TableName};
 use crate::status::{Progress, TableProgress};
 use crate::upstream::{BinlogPos, Position};
 use chunk::ChunkKey;
-use chunk_copy::{ChunkCopier, Copied};
+use chunk_copy::{ChunkCopier, Copied, CopyPlan};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -54,27 +54,19 @@ pub struct FullPhase {
     pub progress: Arc<Progress>,
 }
 
-/// A planned table: its chunk key (none: one chunk) and the columns of its target table.
-struct Planned {
-    key: Option<ChunkKey>,
-    columns: Vec<String>,
-    /// Where a route sends the rows.
-    routed: Option<Routed>,
-}
-
 /// Chunks waiting for a copier, shared by all copiers. A copier takes a chunk of the table
 /// with the fewest chunks in flight: loading different tables at once is much faster than
 /// loading ranges of one table at once (measured 5.3 s against 7.2 s in `bench/full.sh`).
 #[derive(Default)]
 struct Scheduler {
-    waiting: BTreeMap<TableName, VecDeque<(ChunkRecord, Arc<Planned>)>>,
+    waiting: BTreeMap<TableName, VecDeque<(ChunkRecord, Arc<CopyPlan>)>>,
     in_flight: BTreeMap<TableName, usize>,
     /// Chunks of the table not finished yet (waiting or in flight).
     remaining: BTreeMap<TableName, usize>,
 }
 
 impl Scheduler {
-    fn push(&mut self, chunk: ChunkRecord, planned: Arc<Planned>) {
+    fn push(&mut self, chunk: ChunkRecord, planned: Arc<CopyPlan>) {
         *self.remaining.entry(chunk.table.clone()).or_default() += 1;
         self.waiting
             .entry(chunk.table.clone())
@@ -86,7 +78,7 @@ impl Scheduler {
         self.waiting.values().map(VecDeque::len).sum()
     }
 
-    fn take(&mut self) -> Option<(ChunkRecord, Arc<Planned>)> {
+    fn take(&mut self) -> Option<(ChunkRecord, Arc<CopyPlan>)> {
         let table = self
             .waiting
             .iter()
@@ -199,7 +191,7 @@ impl FullPhase {
         src: &mut Conn,
         tgt: &mut Conn,
         name: &TableName,
-    ) -> Result<Option<(Planned, Vec<ChunkRecord>)>> {
+    ) -> Result<Option<(CopyPlan, Vec<ChunkRecord>)>> {
         let (se, te) = (self.src_err(), self.tgt_err());
         // Definition and CREATE under one metadata lock, so they agree.
         src.query_drop("START TRANSACTION").await.map_err(&se)?;
@@ -267,7 +259,7 @@ impl FullPhase {
         tracing::info!(table = %name, chunks = plan.len(), chunked = key.is_some(), "table planned");
         let columns = table.columns.iter().map(|c| c.name.clone()).collect();
         Ok(Some((
-            Planned {
+            CopyPlan {
                 key,
                 columns,
                 routed,
@@ -346,7 +338,7 @@ impl FullPhase {
         src: &mut Conn,
         tgt: &mut Conn,
         name: &TableName,
-    ) -> Result<Planned> {
+    ) -> Result<CopyPlan> {
         let routed = self.router.route(name);
         // A routed table's target may be shared: the source is the reference then.
         let reference = match &routed {
@@ -358,7 +350,7 @@ impl FullPhase {
             Some(t) => ChunkKey::of(src, t).await.map_err(self.src_err())?,
             None => None,
         };
-        Ok(Planned {
+        Ok(CopyPlan {
             key,
             columns: reference
                 .map(|t| t.columns.into_iter().map(|c| c.name).collect())
@@ -516,19 +508,11 @@ impl FullPhase {
 async fn copy_with_retry(
     copier: &mut ChunkCopier,
     chunk: &mut ChunkRecord,
-    planned: &Planned,
+    planned: &CopyPlan,
 ) -> Result<Copied> {
     const ATTEMPTS: usize = 3;
     for attempt in 1.. {
-        match copier
-            .copy(
-                chunk,
-                planned.key.as_ref(),
-                &planned.columns,
-                planned.routed.as_ref(),
-            )
-            .await
-        {
+        match copier.copy(chunk, planned).await {
             Err(e) if e.errno() == Some(errno::TABLE_DEF_CHANGED) && attempt < ATTEMPTS => {
                 tracing::info!(table = %chunk.table, "definition changed during snapshot; reading the chunk again");
             }
