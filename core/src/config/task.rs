@@ -396,15 +396,6 @@ impl TaskConfig {
             }
         }
         for (name, rule) in &cfg.filters {
-            for p in std::iter::once(&rule.schema_pattern).chain(&rule.table_pattern) {
-                if let Err(e) = crate::rules::Pattern::new(p) {
-                    return fail(
-                        p,
-                        format!("filters.{name}: pattern `{p}`: {e}"),
-                        "use `*`/`?` wildcards, or `~` followed by a regular expression",
-                    );
-                }
-            }
             if let Some(ev) = rule
                 .events
                 .iter()
@@ -429,17 +420,7 @@ impl TaskConfig {
             }
         }
         for (name, r) in &cfg.routes {
-            let patterns = std::iter::once(&r.schema_pattern).chain(&r.table_pattern);
             let extracts = [&r.extract_table, &r.extract_schema, &r.extract_source];
-            for p in patterns {
-                if let Err(e) = crate::rules::Pattern::new(p) {
-                    return fail(
-                        p,
-                        format!("routes.{name}: pattern `{p}`: {e}"),
-                        "use `*`/`?` wildcards, or `~` followed by a regular expression",
-                    );
-                }
-            }
             for x in extracts.into_iter().flatten() {
                 if let Err(e) = regex::Regex::new(&x.regexp) {
                     return fail(
@@ -490,25 +471,35 @@ impl TaskConfig {
                 );
             }
         }
-        for (name, ba) in &cfg.block_allow_list {
-            for p in ba
-                .do_dbs
-                .iter()
-                .chain(&ba.ignore_dbs)
-                .chain(ba.do_tables.iter().flat_map(|t| [&t.db_name, &t.tbl_name]))
-                .chain(
-                    ba.ignore_tables
-                        .iter()
-                        .flat_map(|t| [&t.db_name, &t.tbl_name]),
-                )
-            {
-                if let Err(e) = crate::rules::Pattern::new(p) {
-                    return fail(
-                        p,
-                        format!("block-allow-list.{name}: pattern `{p}`: {e}"),
-                        "use `*`/`?` wildcards, or `~` followed by a regular expression",
-                    );
-                }
+        // Every name pattern of the file, with the section it is in.
+        let patterns = cfg
+            .block_allow_list
+            .iter()
+            .flat_map(|(n, ba)| {
+                let tables = ba.do_tables.iter().chain(&ba.ignore_tables);
+                ba.do_dbs
+                    .iter()
+                    .chain(&ba.ignore_dbs)
+                    .chain(tables.flat_map(|t| [&t.db_name, &t.tbl_name]))
+                    .map(move |p| (format!("block-allow-list.{n}"), p))
+            })
+            .chain(cfg.filters.iter().flat_map(|(n, r)| {
+                std::iter::once(&r.schema_pattern)
+                    .chain(&r.table_pattern)
+                    .map(move |p| (format!("filters.{n}"), p))
+            }))
+            .chain(cfg.routes.iter().flat_map(|(n, r)| {
+                std::iter::once(&r.schema_pattern)
+                    .chain(&r.table_pattern)
+                    .map(move |p| (format!("routes.{n}"), p))
+            }));
+        for (place, p) in patterns {
+            if let Err(e) = crate::rules::Pattern::new(p) {
+                return fail(
+                    p,
+                    format!("{place}: pattern `{p}`: {e}"),
+                    "use `*`/`?` wildcards, or `~` followed by a regular expression",
+                );
             }
         }
         Ok(cfg)
