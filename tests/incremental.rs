@@ -43,7 +43,7 @@ async fn start_task(dm: &Dm, src: &MariaDb, task: &str, yaml: &str) {
 fn ordering_txn(r: &mut Rng, writer: u64) -> String {
     let a = r.below(20) + 1;
     let b = r.below(20) + 1;
-    match r.below(8) {
+    match r.below(9) {
         0 => format!("UPDATE p.hot SET n = n + 1, note = CONCAT('u', n) WHERE id = {a}"),
         1 => format!(
             "BEGIN; UPDATE p.hot SET id = id + 1000 WHERE id = {a}; \
@@ -73,6 +73,14 @@ fn ordering_txn(r: &mut Rng, writer: u64) -> String {
         }
         5 => format!("INSERT INTO p.nokey VALUES ({a}, {b})"),
         6 => format!("UPDATE p.nokey SET b = b + 1 WHERE a = {a} LIMIT 1"),
+        // Values unique only by their first 3 characters.
+        8 => format!(
+            "BEGIN; DELETE FROM p.pre WHERE name LIKE 'k{}%'; \
+             REPLACE INTO p.pre VALUES ({}, 'k{}{a}'); COMMIT",
+            a % 5,
+            writer * 1000 + b,
+            a % 5
+        ),
         _ => format!("DELETE FROM p.nokey WHERE a = {a} LIMIT 1"),
     }
 }
@@ -86,6 +94,7 @@ async fn parallel_apply_keeps_the_order_that_matters() {
          CREATE TABLE p.swap (id INT PRIMARY KEY, u INT NOT NULL, v INT NOT NULL, UNIQUE KEY (u));
          CREATE TABLE p.names (name VARCHAR(20) PRIMARY KEY, n INT) COLLATE utf8mb4_general_ci;
          CREATE TABLE p.nokey (a INT, b INT);
+         CREATE TABLE p.pre (id INT PRIMARY KEY, name VARCHAR(20), UNIQUE KEY (name(3)));
          INSERT INTO p.hot SELECT seq, 0, 'start' FROM seq_1_to_20;
          INSERT INTO p.swap SELECT seq, seq * 10, 0 FROM seq_1_to_20;",
     )

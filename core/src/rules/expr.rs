@@ -267,6 +267,7 @@ mod tests {
             columns: vec![col("id", "int"), col("c", "int"), col("name", "varchar")],
             primary_key: vec!["id".into()],
             unique_keys: vec![],
+            prefixed_keys: vec![],
         }
     }
 

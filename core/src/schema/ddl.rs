@@ -280,9 +280,22 @@ fn index_column(ic: &IndexColumn) -> String {
     }
 }
 
+/// A prefix index column `name(10)` (parsed as a call).
+fn is_prefix(ic: &IndexColumn) -> bool {
+    matches!(ic.column.expr, Expr::Function(_))
+}
+
+/// Remembers that key `name` has a prefix column.
+fn note_prefix(table: &mut Table, name: &str, cols: &[IndexColumn]) {
+    if cols.iter().any(is_prefix) && !table.prefixed_keys.iter().any(|k| k == name) {
+        table.prefixed_keys.push(name.to_string());
+    }
+}
+
 fn apply_constraint(table: &mut Table, c: &TableConstraint) {
     match c {
         TableConstraint::PrimaryKey(pk) => {
+            note_prefix(table, "PRIMARY", &pk.columns);
             table.primary_key = pk.columns.iter().map(index_column).collect();
             for name in table.primary_key.clone() {
                 if let Some(i) = table.column_index(&name) {
@@ -298,6 +311,7 @@ fn apply_constraint(table: &mut Table, c: &TableConstraint) {
                 .or(u.name.as_ref())
                 .map(|i| i.value.clone())
                 .unwrap_or_else(|| cols.first().cloned().unwrap_or_default());
+            note_prefix(table, &name, &u.columns);
             table.unique_keys.push((name, cols));
         }
         _ => {}
@@ -310,6 +324,7 @@ fn table_from_create(name: TableName, ct: &CreateTable) -> Table {
         columns: vec![],
         primary_key: vec![],
         unique_keys: vec![],
+        prefixed_keys: vec![],
     };
     for def in &ct.columns {
         let (col, pk, uk) = column_from_def(def);
@@ -560,6 +575,7 @@ impl Ddl {
                 if let Some(mut tb) = tracker.get(&name).cloned() {
                     let cols = ci.columns.iter().map(index_column).collect();
                     let idx = ci.name.as_ref().map(last_ident).unwrap_or_default();
+                    note_prefix(&mut tb, &idx, &ci.columns);
                     tb.unique_keys.push((idx, cols));
                     tracker.insert(tb);
                 }

@@ -108,6 +108,10 @@ pub struct Table {
     /// Unique keys: (index name, column names).
     #[serde(default)]
     pub unique_keys: Vec<(String, Vec<String>)>,
+    /// Keys (`PRIMARY` or a unique index name) with a prefix column (`name(10)`): only the
+    /// prefix is unique, so two different values may still collide.
+    #[serde(default)]
+    pub prefixed_keys: Vec<String>,
 }
 
 impl Table {

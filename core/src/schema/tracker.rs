@@ -108,9 +108,9 @@ pub async fn load_table<Q: Queryable>(
             }
         })
         .collect();
-    let keys: Vec<(Vec<u8>, Vec<u8>)> = conn
+    let keys: Vec<(Vec<u8>, Vec<u8>, Option<u64>)> = conn
         .exec(
-            "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
+            "SELECT INDEX_NAME, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS \
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 \
              ORDER BY INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX",
             (&name.schema, &name.table),
@@ -121,9 +121,13 @@ pub async fn load_table<Q: Queryable>(
         columns,
         primary_key: vec![],
         unique_keys: vec![],
+        prefixed_keys: vec![],
     };
-    for (idx, col) in keys {
+    for (idx, col, sub_part) in keys {
         let (idx, col) = (s(idx), s(col));
+        if sub_part.is_some() && !table.prefixed_keys.contains(&idx) {
+            table.prefixed_keys.push(idx.clone());
+        }
         if idx == "PRIMARY" {
             table.primary_key.push(col);
         } else {

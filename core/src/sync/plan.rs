@@ -21,6 +21,9 @@ pub struct TablePlan {
     /// Every unique key, the identity first: changes sharing a value of one of them must be
     /// applied in binlog order.
     pub unique_keys: Vec<Vec<usize>>,
+    /// Per unique key: it has a prefix column, so values that differ after the prefix may
+    /// still collide.
+    pub prefixed: Vec<bool>,
     /// Per column: a text type whose equality follows a collation (case, trailing spaces).
     pub collated: Vec<bool>,
     /// Changes of one row may be merged in a batch: the identity is the only unique key and
@@ -41,12 +44,31 @@ fn is_collated_text(data_type: &str) -> bool {
 impl TablePlan {
     pub fn new(table: Table, routed: Option<Routed>) -> Self {
         let identity = table.identity_key();
+        let has_prefix = |name: &str| table.prefixed_keys.iter().any(|k| k == name);
+        // The identity is the primary key, else the first NOT NULL unique key.
+        let identity_prefixed = if table.primary_key.is_empty() {
+            table.unique_keys.iter().any(|(n, cols)| {
+                has_prefix(n)
+                    && cols
+                        .iter()
+                        .map(|c| table.column_index(c))
+                        .collect::<Option<Vec<_>>>()
+                        == identity
+            })
+        } else {
+            has_prefix("PRIMARY")
+        };
         let mut unique_keys: Vec<Vec<usize>> = identity.iter().cloned().collect();
-        for (_, cols) in &table.unique_keys {
+        let mut prefixed: Vec<bool> = identity.iter().map(|_| identity_prefixed).collect();
+        for (name, cols) in &table.unique_keys {
             let ix: Option<Vec<usize>> = cols.iter().map(|c| table.column_index(c)).collect();
             if let Some(ix) = ix {
-                if !unique_keys.contains(&ix) {
-                    unique_keys.push(ix);
+                match unique_keys.iter().position(|k| *k == ix) {
+                    Some(i) => prefixed[i] |= has_prefix(name),
+                    None => {
+                        unique_keys.push(ix);
+                        prefixed.push(has_prefix(name));
+                    }
                 }
             }
         }
@@ -56,6 +78,7 @@ impl TablePlan {
             .map(|c| is_collated_text(&c.data_type))
             .collect();
         let compactable = unique_keys.len() == 1
+            && !prefixed[0]
             && identity.as_ref().is_some_and(|k| {
                 k.iter().all(|&i| {
                     !collated[i]
@@ -85,6 +108,7 @@ impl TablePlan {
             batch_key,
             identity,
             unique_keys,
+            prefixed,
             collated,
             compactable,
             name_hash: h.finish(),
@@ -115,6 +139,7 @@ mod tests {
             columns: vec![col("id", "int"), col("u", "varchar")],
             primary_key: vec!["id".into()],
             unique_keys: vec![],
+            prefixed_keys: vec![],
         };
         assert!(TablePlan::new(t.clone(), None).compactable);
         t.unique_keys.push(("u".into(), vec!["u".into()]));

@@ -277,6 +277,7 @@ pub(crate) mod tests {
                 columns: vec![col("id", "int"), col("k", "int"), col("v", "varchar")],
                 primary_key: pk.iter().map(|s| s.to_string()).collect(),
                 unique_keys: vec![],
+                prefixed_keys: vec![],
             },
             None,
         )
