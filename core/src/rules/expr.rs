@@ -22,6 +22,8 @@ pub struct RowExpr {
 #[derive(Debug, Clone, PartialEq)]
 enum V {
     Null,
+    /// Integers stay exact (BIGINT values do not fit a double).
+    Int(i128),
     Num(f64),
     Str(Vec<u8>),
 }
@@ -29,6 +31,7 @@ enum V {
 impl V {
     fn num(&self) -> Option<f64> {
         match self {
+            V::Int(i) => Some(*i as f64),
             V::Num(n) => Some(*n),
             V::Str(s) => std::str::from_utf8(s).ok()?.trim().parse().ok(),
             V::Null => None,
@@ -53,8 +56,8 @@ fn boolean(b: Option<bool>) -> V {
 fn from_datum(d: &Datum) -> V {
     match d {
         Datum::Null => V::Null,
-        Datum::Int(i) => V::Num(*i as f64),
-        Datum::UInt(u) => V::Num(*u as f64),
+        Datum::Int(i) => V::Int(*i as i128),
+        Datum::UInt(u) => V::Int(*u as i128),
         Datum::Float(f) => V::Num(*f as f64),
         Datum::Double(f) => V::Num(*f),
         Datum::Decimal(s) => V::Num(s.parse().unwrap_or(0.0)),
@@ -67,6 +70,7 @@ fn compare(a: &V, b: &V) -> Option<Ordering> {
     match (a, b) {
         (V::Null, _) | (_, V::Null) => None,
         (V::Str(x), V::Str(y)) => Some(x.cmp(y)),
+        (V::Int(x), V::Int(y)) => Some(x.cmp(y)),
         _ => a.num()?.partial_cmp(&b.num()?),
     }
 }
@@ -119,7 +123,10 @@ impl RowExpr {
                 None => V::Null,
             },
             Expr::Value(v) => match &v.value {
-                Value::Number(n, _) => V::Num(n.parse().map_err(|_| format!("bad number {n}"))?),
+                Value::Number(n, _) => match n.parse::<i128>() {
+                    Ok(i) => V::Int(i),
+                    Err(_) => V::Num(n.parse().map_err(|_| format!("bad number {n}"))?),
+                },
                 Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
                     V::Str(s.as_bytes().to_vec())
                 }
@@ -134,7 +141,10 @@ impl RowExpr {
                 let v = ev(expr)?;
                 match op {
                     UnaryOperator::Not => boolean(v.truth().map(|b| !b)),
-                    UnaryOperator::Minus => v.num().map_or(V::Null, |n| V::Num(-n)),
+                    UnaryOperator::Minus => match v {
+                        V::Int(i) => V::Int(-i),
+                        v => v.num().map_or(V::Null, |n| V::Num(-n)),
+                    },
                     UnaryOperator::Plus => v,
                     other => return Err(self.unsupported(&other.to_string())),
                 }
@@ -182,6 +192,7 @@ impl RowExpr {
                 (s, p) => {
                     let bytes = |v: V| match v {
                         V::Str(b) => b,
+                        V::Int(i) => i.to_string().into_bytes(),
                         V::Num(n) => n.to_string().into_bytes(),
                         V::Null => vec![],
                     };
@@ -214,8 +225,18 @@ impl RowExpr {
                     | BinaryOperator::Minus
                     | BinaryOperator::Multiply
                     | BinaryOperator::Divide
-                    | BinaryOperator::Modulo => match (a.num(), b.num()) {
-                        (Some(x), Some(y)) => match op {
+                    | BinaryOperator::Modulo => match (&a, &b, a.num(), b.num()) {
+                        // Exact integer arithmetic where it stays integer.
+                        (V::Int(x), V::Int(y), _, _) if !matches!(op, BinaryOperator::Divide) => {
+                            let r = match op {
+                                BinaryOperator::Plus => x.checked_add(*y),
+                                BinaryOperator::Minus => x.checked_sub(*y),
+                                BinaryOperator::Multiply => x.checked_mul(*y),
+                                _ => x.checked_rem(*y),
+                            };
+                            r.map_or(V::Null, V::Int)
+                        }
+                        (_, _, Some(x), Some(y)) => match op {
                             BinaryOperator::Plus => V::Num(x + y),
                             BinaryOperator::Minus => V::Num(x - y),
                             BinaryOperator::Multiply => V::Num(x * y),
@@ -296,6 +317,17 @@ mod tests {
         assert!(check("c IS NULL OR c = 1", &n));
         assert!(RowExpr::parse("c = ").is_err());
         assert!(RowExpr::parse("c = 1 junk").is_err());
+        let big = [
+            Datum::Int(9_007_199_254_740_993),
+            Datum::Int(1),
+            Datum::Null,
+        ];
+        assert!(
+            check("id = 9007199254740993", &big),
+            "BIGINTs compare exactly"
+        );
+        assert!(!check("id = 9007199254740992", &big));
+        assert!(check("id % 2 = 1", &big));
         assert!(RowExpr::parse("nope = 1")
             .unwrap()
             .matches(&table(), &r)
