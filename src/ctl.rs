@@ -62,6 +62,17 @@ enum CtlCommand {
     CheckTask {
         file: PathBuf,
     },
+    /// Act on the binlog event a task stopped at.
+    Binlog {
+        #[command(subcommand)]
+        op: BinlogOp,
+    },
+}
+
+#[derive(Subcommand)]
+enum BinlogOp {
+    /// Skip the transaction each paused subtask of the task stopped at, and resume.
+    Skip { name: String },
 }
 
 #[derive(Subcommand)]
@@ -213,6 +224,18 @@ pub async fn run(args: CtlArgs) -> Result<()> {
         CtlCommand::PauseTask { name } => (
             client
                 .call(Method::POST, &format!("/api/v1/tasks/{name}/pause"), None)
+                .await?,
+            render_tasks,
+        ),
+        CtlCommand::Binlog {
+            op: BinlogOp::Skip { name },
+        } => (
+            client
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/tasks/{name}/binlog-skip"),
+                    None,
+                )
                 .await?,
             render_tasks,
         ),

@@ -209,6 +209,20 @@ async fn wrong_password_and_unsupported_ddl_pause_with_a_hint() {
     // The rows before the DDL are in, and dm is still serving.
     assert_same_rows(&dst, "SELECT COUNT(*) FROM e.t", 2).await;
     dm.ctl_ok(&["query-status"]);
+
+    // `binlog skip` passes over the statement; what follows is applied.
+    src.exec("INSERT INTO e.t VALUES (3, 1)").await;
+    dm.ctl_ok(&["binlog", "skip", "e2"]);
+    wait_caught_up(&dm, "e2", &src).await;
+    assert_same_rows(&dst, "SELECT COUNT(*) FROM e.t", 3).await;
+    assert!(
+        dm.log().contains("transaction skipped (binlog skip)"),
+        "{}",
+        dm.log()
+    );
+    // Nothing is paused any more: a second skip has nothing to skip.
+    let (ok, out) = dm.ctl(&["binlog", "skip", "e2"]);
+    assert!(!ok && out.contains("no subtask paused"), "{out}");
 }
 
 async fn assert_same_rows(db: &MariaDb, sql: &str, want: u64) {

@@ -127,6 +127,10 @@ pub struct ErrorReport {
     pub message: String,
     pub hint: String,
     pub retryable: bool,
+    /// End of the source transaction the error is about, when it is about one: what
+    /// `binlog skip` skips.
+    #[serde(default)]
+    pub position: Option<String>,
 }
 
 impl Error {
@@ -194,7 +198,7 @@ impl Error {
                     "the source may have purged the binlog dm needs: restart the task with task-mode all, or restore the binlog files".into()
                 }
             }
-            Error::UnsupportedDdl { .. } => "apply the statement on the target by hand if it is needed, then skip it (the `binlog skip` command comes with the operations issue) or stop and restart the task".into(),
+            Error::UnsupportedDdl { .. } => "apply the statement on the target by hand if it is needed, then `dm ctl binlog skip <task>`".into(),
             Error::Filtered { .. } => "change the task's `filters` / `expression-filter` (stop-task, edit, start-task), or skip the event".into(),
             Error::Schema { .. } => "the tracked schema differs from the binlog; make sure binlog_row_metadata=FULL and that no DDL was filtered out for this table".into(),
             Error::Invalid(_) | Error::NotFound(_) => "see `dm ctl --help`".into(),
@@ -209,6 +213,12 @@ impl Error {
             message: self.to_string(),
             hint: self.hint(),
             retryable: self.is_retryable(),
+            position: match self {
+                Error::UnsupportedDdl { position, .. }
+                | Error::Schema { position, .. }
+                | Error::Filtered { position, .. } => Some(position.clone()),
+                _ => None,
+            },
         }
     }
 

@@ -59,6 +59,8 @@ pub struct Incremental {
     pub events: EventFilter,
     pub rows: RowFilters,
     pub router: Router,
+    /// Ends (`file:pos`) of transactions a user chose to skip.
+    pub skip: Vec<String>,
     pub meta: MetaTables,
     pub syncer: SyncerConfig,
     pub progress: Arc<Progress>,
@@ -336,6 +338,12 @@ impl Dispatcher<'_> {
             timestamp,
             complete,
         } = txn;
+        if complete && self.inc.skip.contains(&end.binlog.to_string()) {
+            tracing::warn!(position = %end.binlog, events = events.len(), "transaction skipped (binlog skip)");
+            self.cp.position = end;
+            self.dirty = true;
+            return self.checkpoint().await;
+        }
         let safe = self.safe_mode(&end.binlog);
         let last = events.len().saturating_sub(1);
         for (i, ev) in events.into_iter().enumerate() {

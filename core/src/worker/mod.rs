@@ -22,6 +22,10 @@ use tokio::task::JoinHandle;
 pub struct DesiredStage {
     pub stage: Stage,
     pub generation: u64,
+    /// Per source, binlog positions (`file:pos` of a transaction's end) whose transactions a
+    /// user chose to skip (`binlog skip`).
+    #[serde(default)]
+    pub skip: BTreeMap<String, Vec<String>>,
 }
 
 struct Running {
@@ -155,6 +159,7 @@ impl Worker {
                 progress: progress.clone(),
                 state: state.clone(),
                 changed: self.changed.clone(),
+                skip: stage.skip.get(&k.1).cloned().unwrap_or_default(),
             };
             tracing::info!(task = %k.0, source = %k.1, "subtask starting");
             let handle = tokio::spawn(sub.run());

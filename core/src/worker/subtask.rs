@@ -29,6 +29,8 @@ pub struct Subtask {
     pub state: Arc<Mutex<SubtaskState>>,
     /// Told when the stage changes, so the status goes out at once.
     pub changed: Arc<tokio::sync::Notify>,
+    /// Positions of transactions to skip (`binlog skip`).
+    pub skip: Vec<String>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -142,6 +144,7 @@ impl Subtask {
             events: task.event_filter_of(source_id),
             rows: task.row_filters_of(source_id),
             router: task.router_of(source_id),
+            skip: self.skip.clone(),
             source: self.source.clone(),
             flavor,
             target: task.target_database.clone(),
