@@ -73,6 +73,12 @@ enum CtlCommand {
 enum BinlogOp {
     /// Skip the transaction each paused subtask of the task stopped at, and resume.
     Skip { name: String },
+    /// Replace that transaction by statements run on the target instead, and resume.
+    Replace {
+        name: String,
+        #[arg(required = true)]
+        sql: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -235,6 +241,18 @@ pub async fn run(args: CtlArgs) -> Result<()> {
                     Method::POST,
                     &format!("/api/v1/tasks/{name}/binlog-skip"),
                     None,
+                )
+                .await?,
+            render_tasks,
+        ),
+        CtlCommand::Binlog {
+            op: BinlogOp::Replace { name, sql },
+        } => (
+            client
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/tasks/{name}/binlog-replace"),
+                    Some(serde_json::json!({ "sql": sql })),
                 )
                 .await?,
             render_tasks,

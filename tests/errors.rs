@@ -223,6 +223,23 @@ async fn wrong_password_and_unsupported_ddl_pause_with_a_hint() {
     // Nothing is paused any more: a second skip has nothing to skip.
     let (ok, out) = dm.ctl(&["binlog", "skip", "e2"]);
     assert!(!ok && out.contains("no subtask paused"), "{out}");
+
+    // `binlog replace` runs other statements instead, and dm tracks them.
+    src.exec("CREATE TABLE e.w (id INT PRIMARY KEY, v INT) PARTITION BY HASH (id) PARTITIONS 2")
+        .await;
+    wait_for("the task to pause again", Duration::from_secs(30), || {
+        dm.subtask("e2").is_some_and(|s| s["stage"] == "paused")
+    })
+    .await;
+    dm.ctl_ok(&[
+        "binlog",
+        "replace",
+        "e2",
+        "CREATE TABLE e.w (id INT PRIMARY KEY, v INT)",
+    ]);
+    src.exec("INSERT INTO e.w VALUES (1, 10), (2, 20)").await;
+    wait_caught_up(&dm, "e2", &src).await;
+    assert_same_rows(&dst, "SELECT SUM(v) FROM e.w", 30).await;
 }
 
 async fn assert_same_rows(db: &MariaDb, sql: &str, want: u64) {

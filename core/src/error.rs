@@ -198,7 +198,7 @@ impl Error {
                     "the source may have purged the binlog dm needs: restart the task with task-mode all, or restore the binlog files".into()
                 }
             }
-            Error::UnsupportedDdl { .. } => "apply the statement on the target by hand if it is needed, then `dm ctl binlog skip <task>`".into(),
+            Error::UnsupportedDdl { .. } => "apply the statement on the target by hand if it is needed, then `dm ctl binlog skip <task>`, or have dm run a replacement: `dm ctl binlog replace <task> '<statement>'`".into(),
             Error::Filtered { .. } => "change the task's `filters` / `expression-filter` (stop-task, edit, start-task), or skip the event".into(),
             Error::Schema { .. } => "the tracked schema differs from the binlog; make sure binlog_row_metadata=FULL and that no DDL was filtered out for this table".into(),
             Error::Invalid(_) | Error::NotFound(_) => "see `dm ctl --help`".into(),

@@ -75,6 +75,7 @@ pub fn router(master: Master) -> Router {
         .route("/api/v1/tasks/{name}/pause", post(pause_task))
         .route("/api/v1/tasks/{name}/resume", post(resume_task))
         .route("/api/v1/tasks/{name}/binlog-skip", post(binlog_skip))
+        .route("/api/v1/tasks/{name}/binlog-replace", post(binlog_replace))
         .route("/metrics", get(metrics))
         .with_state(master)
 }
@@ -190,6 +191,7 @@ async fn start_task(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiR
         stage: Stage::Running,
         generation: 1,
         skip: Default::default(),
+        replace: Default::default(),
     };
     meta::put_json(m.store.as_ref(), &keys::stage(&task.name), &stage).await?;
     Ok(Json(task_view(&m, task).await?))
@@ -247,56 +249,16 @@ async fn set_stage(m: &Master, name: &str, stage: Stage) -> Result<TaskView, Err
     let task = load_task(m, name).await?;
     let key = keys::stage(name);
     let current = meta::get_json::<DesiredStage>(m.store.as_ref(), &key).await?;
-    let (generation, skip) = current.map(|s| (s.generation, s.skip)).unwrap_or_default();
-    let generation = generation + u64::from(stage == Stage::Running);
-    let desired = DesiredStage {
+    let mut desired = current.unwrap_or(DesiredStage {
         stage,
-        generation,
-        skip,
-    };
+        generation: 0,
+        skip: Default::default(),
+        replace: Default::default(),
+    });
+    desired.stage = stage;
+    desired.generation += u64::from(stage == Stage::Running);
     meta::put_json(m.store.as_ref(), &key, &desired).await?;
     task_view(m, task).await
-}
-
-/// `binlog skip`: the transaction each paused subtask of the task stopped at is skipped, and
-/// the task resumes.
-async fn binlog_skip(State(m): State<Master>, Path(name): Path<String>) -> ApiResult<TaskView> {
-    let task = load_task(&m, &name).await?;
-    let key = keys::stage(&name);
-    let mut desired = meta::get_json::<DesiredStage>(m.store.as_ref(), &key)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("task `{name}` has no stage")))?;
-    let mut found = false;
-    for inst in &task.mysql_instances {
-        let status = meta::get_json::<SubtaskStatus>(
-            m.store.as_ref(),
-            &keys::status(&name, &inst.source_id),
-        )
-        .await?;
-        let position = status
-            .filter(|s| s.stage == Stage::Paused)
-            .and_then(|s| s.last_error)
-            .and_then(|e| e.position);
-        if let Some(p) = position {
-            tracing::warn!(task = %name, source = %inst.source_id, position = %p, "binlog skip");
-            desired
-                .skip
-                .entry(inst.source_id.clone())
-                .or_default()
-                .push(p);
-            found = true;
-        }
-    }
-    if !found {
-        return Err(Error::Invalid(format!(
-            "task `{name}` has no subtask paused at a binlog event; `dm ctl query-status {name}` shows why it stopped"
-        ))
-        .into());
-    }
-    desired.stage = Stage::Running;
-    desired.generation += 1;
-    meta::put_json(m.store.as_ref(), &key, &desired).await?;
-    Ok(Json(task_view(&m, task).await?))
 }
 
 async fn pause_task(State(m): State<Master>, Path(name): Path<String>) -> ApiResult<TaskView> {
@@ -305,6 +267,80 @@ async fn pause_task(State(m): State<Master>, Path(name): Path<String>) -> ApiRes
 
 async fn resume_task(State(m): State<Master>, Path(name): Path<String>) -> ApiResult<TaskView> {
     Ok(Json(set_stage(&m, &name, Stage::Running).await?))
+}
+
+/// `binlog skip`: the transaction each paused subtask of the task stopped at is skipped, and
+/// the task resumes.
+async fn binlog_skip(State(m): State<Master>, Path(name): Path<String>) -> ApiResult<TaskView> {
+    Ok(Json(
+        at_paused_events(&m, &name, |d, source, p| {
+            d.skip.entry(source).or_default().push(p)
+        })
+        .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct ReplaceBody {
+    sql: Vec<String>,
+}
+
+/// `binlog replace`: the transaction each paused subtask stopped at is replaced by `sql`
+/// (run on the target and tracked like the source's own DDL), and the task resumes.
+async fn binlog_replace(
+    State(m): State<Master>,
+    Path(name): Path<String>,
+    Json(body): Json<ReplaceBody>,
+) -> ApiResult<TaskView> {
+    if body.sql.is_empty() {
+        return Err(Error::Invalid("binlog replace needs at least one statement".into()).into());
+    }
+    Ok(Json(
+        at_paused_events(&m, &name, |d, source, p| {
+            d.replace
+                .entry(source)
+                .or_default()
+                .push((p, body.sql.clone()))
+        })
+        .await?,
+    ))
+}
+
+/// Records `op` for the event each paused subtask of the task stopped at, then resumes it.
+async fn at_paused_events(
+    m: &Master,
+    name: &str,
+    mut op: impl FnMut(&mut DesiredStage, String, String),
+) -> Result<TaskView, Error> {
+    let task = load_task(m, name).await?;
+    let key = keys::stage(name);
+    let mut desired = meta::get_json::<DesiredStage>(m.store.as_ref(), &key)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("task `{name}` has no stage")))?;
+    let mut found = false;
+    for inst in &task.mysql_instances {
+        let status =
+            meta::get_json::<SubtaskStatus>(m.store.as_ref(), &keys::status(name, &inst.source_id))
+                .await?;
+        let position = status
+            .filter(|s| s.stage == Stage::Paused)
+            .and_then(|s| s.last_error)
+            .and_then(|e| e.position);
+        if let Some(p) = position {
+            tracing::warn!(task = %name, source = %inst.source_id, position = %p, "operator on a binlog event");
+            op(&mut desired, inst.source_id.clone(), p);
+            found = true;
+        }
+    }
+    if !found {
+        return Err(Error::Invalid(format!(
+            "task `{name}` has no subtask paused at a binlog event; `dm ctl query-status {name}` shows why it stopped"
+        )));
+    }
+    desired.stage = Stage::Running;
+    desired.generation += 1;
+    meta::put_json(m.store.as_ref(), &key, &desired).await?;
+    task_view(m, task).await
 }
 
 async fn check(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiResult<Vec<Finding>> {

@@ -61,6 +61,8 @@ pub struct Incremental {
     pub router: Router,
     /// Ends (`file:pos`) of transactions a user chose to skip.
     pub skip: Vec<String>,
+    /// Transactions (by end) a user chose to replace by statements.
+    pub replace: Vec<(String, Vec<String>)>,
     pub meta: MetaTables,
     pub syncer: SyncerConfig,
     pub progress: Arc<Progress>,
@@ -340,6 +342,18 @@ impl Dispatcher<'_> {
         } = txn;
         if complete && self.inc.skip.contains(&end.binlog.to_string()) {
             tracing::warn!(position = %end.binlog, events = events.len(), "transaction skipped (binlog skip)");
+            self.cp.position = end;
+            self.dirty = true;
+            return self.checkpoint().await;
+        }
+        let at = end.binlog.to_string();
+        if let Some((_, stmts)) = self.inc.replace.iter().find(|(p, _)| complete && *p == at) {
+            tracing::warn!(position = %at, statements = stmts.len(), "transaction replaced (binlog replace)");
+            let stmts = stmts.clone();
+            for (i, sql) in stmts.iter().enumerate() {
+                self.ddl_ends_txn = i + 1 == stmts.len();
+                self.apply_query("", sql, &end).await?;
+            }
             self.cp.position = end;
             self.dirty = true;
             return self.checkpoint().await;

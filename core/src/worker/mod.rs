@@ -26,6 +26,10 @@ pub struct DesiredStage {
     /// user chose to skip (`binlog skip`).
     #[serde(default)]
     pub skip: BTreeMap<String, Vec<String>>,
+    /// Per source, transactions to replace by statements (`binlog replace`): (end position,
+    /// statements run on the target instead).
+    #[serde(default)]
+    pub replace: BTreeMap<String, Vec<(String, Vec<String>)>>,
 }
 
 struct Running {
@@ -160,6 +164,7 @@ impl Worker {
                 state: state.clone(),
                 changed: self.changed.clone(),
                 skip: stage.skip.get(&k.1).cloned().unwrap_or_default(),
+                replace: stage.replace.get(&k.1).cloned().unwrap_or_default(),
             };
             tracing::info!(task = %k.0, source = %k.1, "subtask starting");
             let handle = tokio::spawn(sub.run());

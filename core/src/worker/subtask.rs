@@ -31,6 +31,8 @@ pub struct Subtask {
     pub changed: Arc<tokio::sync::Notify>,
     /// Positions of transactions to skip (`binlog skip`).
     pub skip: Vec<String>,
+    /// Transactions to replace by statements (`binlog replace`).
+    pub replace: Vec<(String, Vec<String>)>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -145,6 +147,7 @@ impl Subtask {
             rows: task.row_filters_of(source_id),
             router: task.router_of(source_id),
             skip: self.skip.clone(),
+            replace: self.replace.clone(),
             source: self.source.clone(),
             flavor,
             target: task.target_database.clone(),
