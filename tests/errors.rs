@@ -224,8 +224,15 @@ async fn wrong_password_and_unsupported_ddl_pause_with_a_hint() {
     let (ok, out) = dm.ctl(&["binlog", "skip", "e2"]);
     assert!(!ok && out.contains("no subtask paused"), "{out}");
 
-    // `binlog replace` runs other statements instead, and dm tracks them.
+    // A CREATE TABLE the parser cannot read runs on the target, which tells its definition.
     src.exec("CREATE TABLE e.w (id INT PRIMARY KEY, v INT) PARTITION BY HASH (id) PARTITIONS 2")
+        .await;
+    src.exec("INSERT INTO e.w VALUES (1, 10), (2, 20)").await;
+    wait_caught_up(&dm, "e2", &src).await;
+    assert_same_rows(&dst, "SELECT SUM(v) FROM e.w", 30).await;
+
+    // `binlog replace` runs other statements instead of the one that stopped the task.
+    src.exec("CREATE TABLE e.x (id INT PRIMARY KEY) WITH SYSTEM VERSIONING")
         .await;
     wait_for("the task to pause again", Duration::from_secs(30), || {
         dm.subtask("e2").is_some_and(|s| s["stage"] == "paused")
@@ -235,11 +242,17 @@ async fn wrong_password_and_unsupported_ddl_pause_with_a_hint() {
         "binlog",
         "replace",
         "e2",
-        "CREATE TABLE e.w (id INT PRIMARY KEY, v INT)",
+        "CREATE TABLE e.x (id INT PRIMARY KEY, note VARCHAR(10) DEFAULT 'replaced')",
     ]);
-    src.exec("INSERT INTO e.w VALUES (1, 10), (2, 20)").await;
+    src.exec("INSERT INTO e.t VALUES (4, 2)").await;
     wait_caught_up(&dm, "e2", &src).await;
-    assert_same_rows(&dst, "SELECT SUM(v) FROM e.w", 30).await;
+    assert_same_rows(&dst, "SELECT COUNT(*) FROM e.t", 4).await;
+    assert_same_rows(
+        &dst,
+        "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'e' AND TABLE_NAME = 'x' AND COLUMN_NAME = 'note'",
+        1,
+    )
+    .await;
 }
 
 async fn assert_same_rows(db: &MariaDb, sql: &str, want: u64) {

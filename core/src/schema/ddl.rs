@@ -54,11 +54,12 @@ fn leading_words(sql: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
-/// The table of an `ALTER TABLE` that the parser does not understand (`ENGINE=...`,
-/// `CONVERT TO CHARACTER SET`, `FORCE`, partitioning): such a statement changes no column
-/// the row events need that the target cannot tell, so it is run on the target and the
-/// table's definition is read back from there.
-pub fn unparsed_alter_table(default_db: &str, sql: &str) -> Option<TableName> {
+/// The table and kind of an `ALTER TABLE` or `CREATE TABLE` that the parser does not
+/// understand (`ENGINE=...`, `CONVERT TO CHARACTER SET`, `FORCE`, partitioning, MariaDB table
+/// options): the target can run it and tell the table's definition. Not for CREATE TABLE
+/// with SELECT or LIKE (the target would read its own rows) or with system versioning (its
+/// hidden columns are in the row events but not in the definition).
+pub fn unparsed_table_ddl(default_db: &str, sql: &str) -> Option<(TableName, DdlKind)> {
     let dialect = MySqlDialect {};
     let tokens: Vec<Token> = Tokenizer::new(&dialect, sql)
         .tokenize()
@@ -67,26 +68,47 @@ pub fn unparsed_alter_table(default_db: &str, sql: &str) -> Option<TableName> {
         .filter(|t| !matches!(t, Token::Whitespace(_)))
         .collect();
     let word = |i: usize| match tokens.get(i) {
-        Some(Token::Word(w)) => Some(w),
+        Some(Token::Word(w)) => Some(w.value.to_ascii_uppercase()),
         _ => None,
     };
-    let mut i = 0;
-    if !word(i)?.value.eq_ignore_ascii_case("ALTER") {
+    let is = |i: usize, k: &str| word(i).as_deref() == Some(k);
+    let mut i = 1;
+    let kind = match word(0)?.as_str() {
+        "ALTER" => {
+            while is(i, "ONLINE") || is(i, "IGNORE") {
+                i += 1;
+            }
+            DdlKind::AlterTable
+        }
+        "CREATE" => {
+            let refused = ["SELECT", "LIKE", "VERSIONING", "TEMPORARY"];
+            if (0..tokens.len()).any(|j| refused.iter().any(|k| is(j, k))) {
+                return None;
+            }
+            if is(i, "OR") && is(i + 1, "REPLACE") {
+                i += 2;
+            }
+            DdlKind::CreateTable
+        }
+        _ => return None,
+    };
+    if !is(i, "TABLE") {
         return None;
     }
     i += 1;
-    while matches!(word(i), Some(w) if ["ONLINE", "IGNORE"].iter().any(|k| w.value.eq_ignore_ascii_case(k)))
-    {
-        i += 1;
+    if kind == DdlKind::CreateTable && is(i, "IF") && is(i + 1, "NOT") && is(i + 2, "EXISTS") {
+        i += 3;
     }
-    if !word(i)?.value.eq_ignore_ascii_case("TABLE") {
-        return None;
-    }
-    let first = word(i + 1)?.value.clone();
-    match (tokens.get(i + 2), word(i + 3)) {
-        (Some(Token::Period), Some(t)) => Some(TableName::new(first, t.value.clone())),
-        _ => Some(TableName::new(default_db, first)),
-    }
+    let name = |i: usize| match tokens.get(i) {
+        Some(Token::Word(w)) => Some(w.value.clone()),
+        _ => None,
+    };
+    let first = name(i)?;
+    let table = match (tokens.get(i + 1), name(i + 2)) {
+        (Some(Token::Period), Some(t)) => TableName::new(first, t),
+        _ => TableName::new(default_db, first),
+    };
+    Some((table, kind))
 }
 
 /// Whether a QUERY event's statement is DDL on databases or tables that dm must replicate and
@@ -666,20 +688,31 @@ mod tests {
     }
 
     #[test]
-    fn alter_table_the_parser_does_not_know() {
+    fn table_ddl_the_parser_does_not_know() {
         assert!(parse_ddl("db", "ALTER TABLE t ENGINE=InnoDB").is_err());
+        let alter = |t: TableName| Some((t, DdlKind::AlterTable));
         assert_eq!(
-            unparsed_alter_table("db", "ALTER TABLE `s`.`t` CONVERT TO CHARACTER SET latin1"),
-            Some(TableName::new("s", "t"))
+            unparsed_table_ddl("db", "ALTER TABLE `s`.`t` CONVERT TO CHARACTER SET latin1"),
+            alter(TableName::new("s", "t"))
         );
         assert_eq!(
-            unparsed_alter_table("db", "alter online table t force"),
-            Some(TableName::new("db", "t"))
+            unparsed_table_ddl("db", "alter online table t force"),
+            alter(TableName::new("db", "t"))
         );
         assert_eq!(
-            unparsed_alter_table("db", "CREATE TABLE t (a INT) WITH SYSTEM VERSIONING"),
-            None
+            unparsed_table_ddl(
+                "db",
+                "CREATE TABLE IF NOT EXISTS s.p (a INT) PARTITION BY HASH (a)"
+            ),
+            Some((TableName::new("s", "p"), DdlKind::CreateTable))
         );
+        for refused in [
+            "CREATE TABLE t (a INT) WITH SYSTEM VERSIONING",
+            "CREATE TABLE t (a INT) PARTITION BY HASH (a) SELECT 1 AS a",
+            "CREATE TEMPORARY TABLE t (a INT) PARTITION BY HASH (a)",
+        ] {
+            assert_eq!(unparsed_table_ddl("db", refused), None, "{refused}");
+        }
     }
 
     #[test]

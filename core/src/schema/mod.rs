@@ -9,6 +9,6 @@ mod ddl;
 mod model;
 mod tracker;
 
-pub use ddl::{parse_ddl, unparsed_alter_table, Ddl, DdlKind};
+pub use ddl::{parse_ddl, unparsed_table_ddl, Ddl, DdlKind};
 pub use model::{Column, ColumnKind, Table, TableName};
 pub use tracker::{list_tables, load_table, Tracker};

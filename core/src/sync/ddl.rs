@@ -9,7 +9,7 @@
 use super::Dispatcher;
 use crate::db::quote_ident;
 use crate::error::{errno, DbRole, Error, Result};
-use crate::schema::{parse_ddl, unparsed_alter_table, Ddl, DdlKind, TableName};
+use crate::schema::{parse_ddl, unparsed_table_ddl, Ddl, DdlKind, TableName};
 use crate::upstream::{BinlogPos, Position};
 use mysql_async::prelude::Queryable;
 
@@ -71,9 +71,12 @@ impl Dispatcher<'_> {
         let ddl = match parse_ddl(db, sql) {
             Ok(None) => return Ok(()),
             Ok(Some(d)) => d,
-            Err(message) => match unparsed_alter_table(db, sql) {
-                Some(table) => return self.apply_unparsed_alter(db, sql, table, end).await,
-                None => {
+            Err(message) => match unparsed_table_ddl(db, sql) {
+                Some((table, kind)) if self.inc.router.route(&table).is_none() => {
+                    return self.apply_unparsed(db, sql, table, kind, end).await
+                }
+                // Unknown, or on a routed table (its name would need rewriting).
+                _ => {
                     return Err(Error::UnsupportedDdl {
                         position: at,
                         statement: sql.to_string(),
@@ -198,12 +201,14 @@ impl Dispatcher<'_> {
         self.checkpoint().await
     }
 
-    /// An ALTER TABLE the parser does not know: the target runs it and tells the new model.
-    async fn apply_unparsed_alter(
+    /// An ALTER or CREATE TABLE the parser does not know: the target runs it and tells the
+    /// new model.
+    async fn apply_unparsed(
         &mut self,
         db: &str,
         sql: &str,
         table: TableName,
+        kind: DdlKind,
         end: &Position,
     ) -> Result<()> {
         let at = end.binlog.to_string();
@@ -212,7 +217,11 @@ impl Dispatcher<'_> {
             return Ok(());
         }
         self.checkpoint().await?;
-        let kind = crate::rules::EventKind::Ddl("alter table");
+        let kind = crate::rules::EventKind::Ddl(if kind == DdlKind::CreateTable {
+            "create table"
+        } else {
+            "alter table"
+        });
         if !self.event_kept(
             &table.schema,
             Some(&table.table),
