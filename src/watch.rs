@@ -102,6 +102,9 @@ pub async fn watch(client: &Client, task: &str) -> Result<()> {
             for b in bars.values() {
                 b.finish();
             }
+            if !multi.is_hidden() {
+                println!();
+            }
             println!("{task}: finished");
             return Ok(());
         }
