@@ -209,12 +209,7 @@ impl MetaTables {
         cp: &Checkpoint,
         with_schema: bool,
     ) -> String {
-        let gtid = cp
-            .position
-            .gtid
-            .as_ref()
-            .map(|g| quote_str(&serde_json::to_string(g).unwrap_or_default()))
-            .unwrap_or_else(|| "NULL".into());
+        let gtid = json_or_null(cp.position.gtid.as_ref());
         let (exit_name, exit_pos) = match &cp.safe_mode_exit {
             Some(p) => (quote_str(&p.name), p.pos.to_string()),
             None => ("NULL".into(), "NULL".into()),

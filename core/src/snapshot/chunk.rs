@@ -10,7 +10,7 @@
 //! every server's range optimizer turns into index ranges.
 
 use crate::db::{quote_ident, Datum};
-use crate::schema::{ColumnKind, Table};
+use crate::schema::{ColumnKind, Table, TableName};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
@@ -161,25 +161,30 @@ impl ChunkKey {
     }
 }
 
-/// Splits `table` into chunks of about `rows` rows. `conn` must return raw bytes
-/// (`character_set_results = binary`).
+/// The server's estimate of a table's rows (0 when it has none).
+pub async fn estimated_rows(conn: &mut Conn, name: &TableName) -> Result<u64, mysql_async::Error> {
+    let estimate: Option<Option<u64>> = conn
+        .exec_first(
+            "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (&name.schema, &name.table),
+        )
+        .await?;
+    Ok(estimate.flatten().unwrap_or(0))
+}
+
+/// Splits `table`, of about `estimate` rows, into chunks of about `rows` rows. `conn` must
+/// return raw bytes (`character_set_results = binary`).
 pub async fn plan(
     conn: &mut Conn,
     table: &Table,
     key: Option<&ChunkKey>,
+    estimate: u64,
     rows: u64,
 ) -> Result<Vec<Bounds>, mysql_async::Error> {
     let whole = vec![(None, None)];
     let Some(key) = key else {
         return Ok(whole);
     };
-    let estimate: Option<Option<u64>> = conn
-        .exec_first(
-            "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-            (&table.name.schema, &table.name.table),
-        )
-        .await?;
-    let estimate = estimate.flatten().unwrap_or(0);
     let rows = rows.max(1);
     let n = estimate.div_ceil(rows);
     if n <= 1 {

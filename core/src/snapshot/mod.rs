@@ -156,15 +156,18 @@ impl FullPhase {
             }
             let queue: Queue = Arc::default();
             for name in &todo {
+                let estimate = chunk::estimated_rows(&mut src, name)
+                    .await
+                    .map_err(self.src_err())?;
                 let (planned, plan) = match chunks.remove(name) {
                     Some(plan) => (self.resume_plan(&mut src, &mut tgt, name).await?, plan),
-                    None => match self.plan_table(&mut src, &mut tgt, name).await? {
+                    None => match self.plan_table(&mut src, &mut tgt, name, estimate).await? {
                         Some(p) => p,
                         None => continue, // dropped meanwhile
                     },
                 };
                 let planned = Arc::new(planned);
-                self.show_table(name, &plan, &mut src).await?;
+                self.show_table(name, &plan, estimate);
                 let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
                 for c in plan.into_iter().filter(|c| c.done.is_none()) {
                     q.push(c, planned.clone());
@@ -191,6 +194,7 @@ impl FullPhase {
         src: &mut Conn,
         tgt: &mut Conn,
         name: &TableName,
+        estimate: u64,
     ) -> Result<Option<(CopyPlan, Vec<ChunkRecord>)>> {
         let (se, te) = (self.src_err(), self.tgt_err());
         // Definition and CREATE under one metadata lock, so they agree.
@@ -218,7 +222,7 @@ impl FullPhase {
             return Ok(None);
         };
         let key = ChunkKey::of(src, &table).await.map_err(&se)?;
-        let bounds = chunk::plan(src, &table, key.as_ref(), self.dumper.rows)
+        let bounds = chunk::plan(src, &table, key.as_ref(), estimate, self.dumper.rows)
             .await
             .map_err(&se)?;
         let create = String::from_utf8_lossy(&create).into_owned();
@@ -340,15 +344,15 @@ impl FullPhase {
         name: &TableName,
     ) -> Result<CopyPlan> {
         let routed = self.router.route(name);
-        // A routed table's target may be shared: the source is the reference then.
-        let reference = match &routed {
-            Some(_) => load_table(src, name).await.map_err(self.src_err())?,
-            None => load_table(tgt, name).await.map_err(self.tgt_err())?,
-        };
         let source_table = load_table(src, name).await.map_err(self.src_err())?;
         let key = match &source_table {
             Some(t) => ChunkKey::of(src, t).await.map_err(self.src_err())?,
             None => None,
+        };
+        // A routed table's target may be shared: the source is the reference then.
+        let reference = match &routed {
+            Some(_) => source_table,
+            None => load_table(tgt, name).await.map_err(self.tgt_err())?,
         };
         Ok(CopyPlan {
             key,
@@ -359,19 +363,7 @@ impl FullPhase {
         })
     }
 
-    async fn show_table(
-        &self,
-        name: &TableName,
-        plan: &[ChunkRecord],
-        src: &mut Conn,
-    ) -> Result<()> {
-        let estimate: Option<Option<u64>> = src
-            .exec_first(
-                "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-                (&name.schema, &name.table),
-            )
-            .await
-            .map_err(self.src_err())?;
+    fn show_table(&self, name: &TableName, plan: &[ChunkRecord], estimate: u64) {
         let done = plan.iter().filter(|c| c.done.is_some());
         self.progress.set_table(TableProgress {
             table: name.to_string(),
@@ -379,9 +371,8 @@ impl FullPhase {
             chunks_done: done.clone().count() as u64,
             rows: done.clone().map(|c| c.rows).sum(),
             bytes: done.map(|c| c.bytes).sum(),
-            rows_estimated: estimate.flatten().unwrap_or(0),
+            rows_estimated: estimate,
         });
-        Ok(())
     }
 
     /// Runs the queue on `dumper.threads` copiers; returns the tables whose columns changed.
