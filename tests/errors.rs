@@ -269,8 +269,7 @@ async fn apply_errors_retry_when_transient_and_pause_naming_the_statement_when_n
     src.exec("CREATE DATABASE a; CREATE TABLE a.t (id INT PRIMARY KEY, v INT NOT NULL); INSERT INTO a.t VALUES (1, 0)")
         .await;
     let dm = Dm::start();
-    let sf = dm.file("source.yaml", &source_yaml("s1", &src));
-    dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
+    dm.create_source("s1", &src);
     let tf = dm.file("task.yaml", &task_yaml("ap", "all", "s1", &dst, &["a"]));
     dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
     wait_caught_up(&dm, "ap", &src).await;

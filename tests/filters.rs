@@ -59,8 +59,7 @@ async fn event_and_expression_filters_drop_exactly_what_they_name() {
     )
     .await;
     let dm = Dm::start();
-    let sf = dm.file("source.yaml", &source_yaml("src1", &src));
-    dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
+    dm.create_source("src1", &src);
     let mut yaml = task_yaml("fl", "all", "src1", &dst, &["f"]).replacen(
         "    block-allow-list: sel\n",
         "    block-allow-list: sel\n    filter-rules: [keep-log-rows, audit-inserts-only, no-truncate, never-drop]\n    expression-filters: [odd-orders]\n",

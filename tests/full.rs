@@ -10,11 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-async fn create_source(dm: &Dm, src: &MariaDb) {
-    let sf = dm.file("source.yaml", &source_yaml("src1", src));
-    dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
-}
-
 /// (table, chunk) -> finished_at of the chunks done so far.
 async fn done_chunks(dst: &MariaDb, task: &str) -> BTreeMap<(String, u32), String> {
     let mut c = dst.conn().await;
@@ -75,7 +70,7 @@ async fn every_key_kind_is_chunked_and_copied_exactly() {
     // A target that refuses LOAD DATA LOCAL gets multi-row INSERTs.
     dst.exec("SET GLOBAL local_infile = 0").await;
     let dm = Dm::start();
-    create_source(&dm, &src).await;
+    dm.create_source("src1", &src);
     let yaml = task_tuned(
         "kk",
         "full",
@@ -143,7 +138,7 @@ async fn kill9_during_the_chunked_copy_resumes_only_unfinished_chunks_under_writ
     )
     .await;
     let mut dm = Dm::start();
-    create_source(&dm, &src).await;
+    dm.create_source("src1", &src);
     let yaml = task_tuned("mv", "all", &dst, &["m"], &["rows: 300", "threads: 2"], &[]);
     let tf = dm.file("task.yaml", &yaml);
     dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);

@@ -26,8 +26,7 @@ impl Rng {
 }
 
 async fn start_task(dm: &Dm, src: &MariaDb, task: &str, yaml: &str) {
-    let sf = dm.file("source.yaml", &source_yaml("src1", src));
-    dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
+    dm.create_source("src1", src);
     let tf = dm.file("task.yaml", yaml);
     dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
     wait_for("the incremental phase", Duration::from_secs(60), || {

@@ -71,8 +71,7 @@ async fn all_types_full_then_incremental_with_ddl() {
     let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
     setup_source(&src).await;
     let dm = Dm::start();
-    let sf = dm.file("source.yaml", &source_yaml("src1", &src));
-    dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
+    dm.create_source("src1", &src);
     let tf = dm.file(
         "task.yaml",
         &task_yaml("types", "all", "src1", &dst, &["typ"]),
@@ -192,8 +191,7 @@ async fn kill9_during_full_and_incremental_loses_and_duplicates_nothing() {
         .await;
     }
     let mut dm = Dm::start();
-    let sf = dm.file("source.yaml", &source_yaml("src1", &src));
-    dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
+    dm.create_source("src1", &src);
     let tf = dm.file("task.yaml", &task_yaml("k9", "all", "src1", &dst, &["k"]));
     dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
     let (writer, stop) = spawn_writer(&src, tables);
@@ -240,8 +238,7 @@ async fn restart_resumes_from_checkpoint_and_stop_start_task_continues() {
         .await;
     src.exec("INSERT INTO r.t VALUES (1, 1)").await;
     let mut dm = Dm::start();
-    let sf = dm.file("source.yaml", &source_yaml("src1", &src));
-    dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
+    dm.create_source("src1", &src);
     let tf = dm.file("task.yaml", &task_yaml("r", "all", "src1", &dst, &["r"]));
     dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
     wait_caught_up(&dm, "r", &src).await;
@@ -277,8 +274,7 @@ async fn source_and_target_outages_are_retried_and_shown() {
     src.exec("CREATE DATABASE o; CREATE TABLE o.t (id INT PRIMARY KEY, v INT)")
         .await;
     let dm = Dm::start();
-    let sf = dm.file("source.yaml", &source_yaml("src1", &src));
-    dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
+    dm.create_source("src1", &src);
     let tf = dm.file("task.yaml", &task_yaml("o", "all", "src1", &dst, &["o"]));
     dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
     src.exec("INSERT INTO o.t VALUES (1, 1)").await;
@@ -318,8 +314,7 @@ async fn full_mode_stops_after_the_copy() {
     src.exec("USE f; INSERT INTO f.t SELECT seq, REPEAT('x', seq % 100) FROM seq_1_to_5000")
         .await;
     let dm = Dm::start();
-    let sf = dm.file("source.yaml", &source_yaml("src1", &src));
-    dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
+    dm.create_source("src1", &src);
     let tf = dm.file("task.yaml", &task_yaml("f", "full", "src1", &dst, &["f"]));
     dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
     wait_for("finished", Duration::from_secs(60), || {

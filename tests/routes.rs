@@ -82,8 +82,7 @@ async fn shards_merge_into_one_table_with_extract_columns() {
         .await;
     }
     let dm = Dm::start();
-    let sf = dm.file("source.yaml", &source_yaml("src1", &src));
-    dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
+    dm.create_source("src1", &src);
     let mut yaml = task_yaml("mg", "all", "src1", &dst, &["shard_*"]).replacen(
         "    block-allow-list: sel\n",
         "    block-allow-list: sel\n    route-rules: [merge-orders]\n",

@@ -282,6 +282,12 @@ impl Dm {
         }
     }
 
+    /// `operate-source create` for the MariaDB `db` as source `id` (GTID on).
+    pub fn create_source(&self, id: &str, db: &MariaDb) {
+        let sf = self.file("source.yaml", &source_yaml(id, db));
+        self.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
+    }
+
     /// Writes `text` to a file in the dm dir and returns its path.
     pub fn file(&self, name: &str, text: &str) -> PathBuf {
         let p = self.dir.path().join(name);
