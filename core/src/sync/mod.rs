@@ -146,11 +146,16 @@ impl Incremental {
             workers.push(tx);
             handles.push(AbortOnDrop(tokio::spawn(worker.run(rx))));
         }
-        let high_waters = self
+        let mut high_waters = self
             .meta
             .high_waters(&mut conn, &addr, &self.source.source_id)
             .await?;
-        for (id, _, _) in high_waters.iter().filter(|(id, _, _)| *id >= n) {
+        let stale: Vec<usize> = high_waters
+            .iter()
+            .map(|(id, _, _)| *id)
+            .filter(|id| *id >= n)
+            .collect();
+        for id in &stale {
             // A worker of an earlier run with more workers: wait for its session too.
             let name = apply::lock_name(&self.meta, &self.source.source_id, *id);
             apply::take_lock(&mut conn, &addr, &name).await?;
@@ -158,10 +163,13 @@ impl Incremental {
                 .await
                 .map_err(te)?;
         }
-        let high_waters = self
-            .meta
-            .high_waters(&mut conn, &addr, &self.source.source_id)
-            .await?;
+        if !stale.is_empty() {
+            // Those sessions may have committed meanwhile.
+            high_waters = self
+                .meta
+                .high_waters(&mut conn, &addr, &self.source.source_id)
+                .await?;
+        }
         if let Some(max) = high_waters.into_iter().map(|(_, _, p)| p).max() {
             if max > cp.position.binlog && cp.safe_mode_exit.as_ref().is_none_or(|e| max > *e) {
                 tracing::info!(task = %self.task, source = %self.source.source_id, checkpoint = %cp.position, until = %max,
