@@ -426,12 +426,18 @@ impl ChunkCopier {
         let target_addr = self.target.addr();
         let writer = tokio::spawn(write_batches(tgt, rx, mode.clone(), target_addr));
 
-        let (mut rows, mut bytes) = (0u64, 0u64);
         let row_filter = self.rows.has(&name).then_some(&*self.rows);
         let src = &mut self.src;
         let progress = &self.progress;
         let counted = &mut self.counted;
         let table_key = name.to_string();
+        // A batch is on its way: the progress and the chunk's own counts take it.
+        let mut account = |n: u64, len: u64| {
+            counted.0 += n;
+            counted.1 += len;
+            progress.rows_loaded.fetch_add(n, Ordering::Relaxed);
+            progress.add_table_rows(&table_key, n, len);
+        };
         let read = async {
             let mut result = src.exec_iter(select, ()).await.map_err(se)?;
             let mut text = String::new();
@@ -496,10 +502,7 @@ impl ChunkCopier {
                 n += 1;
                 if size >= BATCH_BYTES || n as usize >= BATCH_ROWS {
                     let batch = take_batch(&mode, &mut text, &mut buf);
-                    (rows, bytes) = (rows + n, bytes + batch.len() as u64);
-                    progress.rows_loaded.fetch_add(n, Ordering::Relaxed);
-                    progress.add_table_rows(&table_key, n, batch.len() as u64);
-                    *counted = (rows, bytes);
+                    account(n, batch.len() as u64);
                     n = 0;
                     if tx.send(batch).await.is_err() {
                         break; // the writer failed; its error is reported below
@@ -508,10 +511,7 @@ impl ChunkCopier {
             }
             if n > 0 {
                 let batch = take_batch(&mode, &mut text, &mut buf);
-                (rows, bytes) = (rows + n, bytes + batch.len() as u64);
-                progress.rows_loaded.fetch_add(n, Ordering::Relaxed);
-                progress.add_table_rows(&table_key, n, batch.len() as u64);
-                *counted = (rows, bytes);
+                account(n, batch.len() as u64);
                 let _ = tx.send(batch).await;
             }
             Ok::<(), Error>(())
@@ -521,6 +521,7 @@ impl ChunkCopier {
         let (mut tgt, taken) = writer
             .await
             .map_err(|e| Error::Invalid(format!("writer of {name} panicked: {e}")))??;
+        let (rows, bytes) = self.counted;
         if read.is_ok() && taken != rows {
             self.tgt = Some(tgt);
             return Err(Error::Db {
