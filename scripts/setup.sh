@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what dm's quick start and tests need on Debian (MariaDB server and client), if
-# missing, then builds dm (release). `--deps-only` skips the build; `--bench` also installs the
+# Installs what dm's quick start and tests need on Debian (MariaDB server and client, etcd,
+# protoc), if missing, then builds dm (release). `--deps-only` skips the build; `--bench` also installs the
 # peers the benchmarks run (sysbench, mydumper). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 need=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v mariadb >/dev/null 2>&1 || need+=(mariadb-client)
+# Cluster tests run real etcd; building etcd-client needs protoc.
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 if [ "${1:-}" = "--bench" ]; then
   command -v sysbench >/dev/null 2>&1 || need+=(sysbench)
   command -v mydumper >/dev/null 2>&1 || need+=(mydumper)

@@ -22,6 +22,13 @@ pub enum Error {
     /// The metadata store failed.
     #[error("metadata store: {0}")]
     Meta(String),
+    /// The metadata store (etcd) does not answer: too few of its members are up.
+    #[error("metadata store unavailable: {0}")]
+    MetaUnavailable(String),
+    /// This worker's lease ran out: another worker may run its sources now, so it must not
+    /// write for them any more.
+    #[error("worker lease lost: {0}")]
+    LeaseLost(String),
     /// A database (source or target) refused or failed a request.
     #[error("{role} {addr}: {message}")]
     Db {
@@ -139,6 +146,8 @@ impl Error {
         match self {
             Error::Config { .. } => "DM-CONFIG-1001",
             Error::Meta(_) => "DM-META-2001",
+            Error::MetaUnavailable(_) => "DM-META-2002",
+            Error::LeaseLost(_) => "DM-CLUSTER-2101",
             Error::Db {
                 role: DbRole::Source,
                 ..
@@ -162,7 +171,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Db { retryable, .. } | Error::Binlog { retryable, .. } => *retryable,
-            Error::Meta(_) | Error::Io(_) => true,
+            Error::Meta(_) | Error::MetaUnavailable(_) | Error::Io(_) => true,
             _ => false,
         }
     }
@@ -172,6 +181,8 @@ impl Error {
         match self {
             Error::Config { hint, .. } => hint.clone(),
             Error::Meta(_) => "check the data dir (standalone) or the etcd endpoints".into(),
+            Error::MetaUnavailable(_) => "etcd has no quorum: start the stopped masters (or etcd members) until more than half of them run; `dm ctl list-member --master` shows them".into(),
+            Error::LeaseLost(_) => "the worker could not reach etcd in time; the master moves its sources to another worker, nothing to do".into(),
             Error::Db {
                 role, errno, addr, ..
             } => match errno {

@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod fence;
 pub mod master;
 pub mod meta;
 pub mod rules;

@@ -2,6 +2,7 @@
 
 use crate::config::StandaloneConfig;
 use crate::error::{Error, Result};
+use crate::fence::Fence;
 use crate::master::{router, Master};
 use crate::meta::{EmbeddedStore, MetaStore};
 use crate::worker::Worker;
@@ -19,7 +20,7 @@ pub async fn run(cfg: StandaloneConfig) -> Result<()> {
             ))
         })?;
     tracing::info!(addr = %cfg.master_addr, data_dir = %cfg.data_dir.display(), "dm standalone started");
-    let worker = tokio::spawn(Worker::new(worker_name.clone(), store.clone()).run());
+    let worker = tokio::spawn(Worker::new(worker_name.clone(), store.clone(), Fence::open()).run());
     let app = router(Master {
         store,
         worker: worker_name,

@@ -5,11 +5,13 @@
 //! per struct (its `Default` impl or a `default_*` function next to it) and are documented in
 //! `docs/config.md`.
 
+mod cluster;
 mod db;
 mod source;
 mod standalone;
 mod task;
 
+pub use cluster::{EmbedEtcd, EtcdConfig, MasterConfig, WorkerConfig};
 pub use db::DbConfig;
 pub use source::{Flavor, SourceConfig};
 pub use standalone::StandaloneConfig;

@@ -28,7 +28,7 @@ fn default_data_dir() -> PathBuf {
 pub fn default_master_addr() -> String {
     "127.0.0.1:8261".into()
 }
-fn default_log_level() -> String {
+pub(super) fn default_log_level() -> String {
     "info".into()
 }
 

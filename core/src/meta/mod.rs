@@ -10,9 +10,11 @@
 //! - `/dm/status/<task>/<source-id>` subtask status published by its worker (JSON)
 
 mod embedded;
+mod etcd;
 pub mod keys;
 
 pub use embedded::EmbeddedStore;
+pub use etcd::EtcdStore;
 
 use crate::error::{Error, Result};
 use async_trait::async_trait;
@@ -42,6 +44,35 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> Result<bool>;
     /// Changes under `prefix` from now on.
     async fn watch(&self, prefix: &str) -> Result<mpsc::Receiver<WatchEvent>>;
+
+    /// A lease of `ttl` seconds: keys put under it vanish when it is not renewed in time.
+    /// The embedded store lives in one process, so its leases never run out.
+    async fn grant_lease(&self, _ttl: i64) -> Result<i64> {
+        Ok(1)
+    }
+    /// Renews a lease; returns the seconds it has left (0: it is gone).
+    async fn keep_alive(&self, _lease: i64) -> Result<i64> {
+        Ok(i64::MAX)
+    }
+    async fn revoke_lease(&self, _lease: i64) -> Result<()> {
+        Ok(())
+    }
+    /// Writes a key that lives as long as `lease`.
+    async fn put_leased(&self, key: &str, value: Vec<u8>, _lease: i64) -> Result<()> {
+        self.put(key, value).await
+    }
+    /// Creates a key that lives as long as `lease`, if the key is absent.
+    async fn create_leased(&self, key: &str, value: Vec<u8>, _lease: i64) -> Result<bool> {
+        self.compare_and_put(key, None, value).await
+    }
+    /// Deletes `key` only if it holds `expected`.
+    async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool> {
+        if self.get(key).await?.as_deref() == Some(expected) {
+            self.delete(key).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
 }
 
 /// JSON helpers over any store.

@@ -10,6 +10,7 @@ use crate::config::{DbConfig, Flavor, SourceConfig};
 use crate::db::quote_str;
 use crate::db::{quote_ident, Datum};
 use crate::error::{errno, DbRole, Error, Result};
+use crate::fence::Fence;
 use crate::rules::{Routed, RowFilters};
 use crate::schema::{load_table, ColumnKind, Table, TableName};
 use crate::status::Progress;
@@ -198,6 +199,7 @@ pub struct ChunkCopier {
     counted: (u64, u64),
     /// Expression filters: rows they drop are not copied.
     rows: Arc<RowFilters>,
+    fence: Fence,
 }
 
 impl ChunkCopier {
@@ -208,6 +210,7 @@ impl ChunkCopier {
         meta: MetaTables,
         progress: Arc<Progress>,
         rows: Arc<RowFilters>,
+        fence: Fence,
     ) -> Result<Self> {
         let mut src = crate::db::connect(&source.from, DbRole::Source).await?;
         // Raw bytes, whatever the column's character set.
@@ -226,6 +229,7 @@ impl ChunkCopier {
             load_data: true,
             counted: (0, 0),
             rows,
+            fence,
         })
     }
 
@@ -540,6 +544,10 @@ impl ChunkCopier {
         chunk.bytes = bytes;
         let done = self.meta.chunk_done_sql(&self.source.source_id, chunk, &at);
         let te = |e| Error::db(DbRole::Target, &self.target.addr(), e);
+        if let Err(e) = self.fence.check() {
+            // Dropping the session rolls the chunk back.
+            return Err(e);
+        }
         let committed = async {
             tgt.query_drop(done).await?;
             tgt.query_drop("COMMIT").await

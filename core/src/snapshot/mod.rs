@@ -24,6 +24,7 @@ use crate::checkpoint::{ChunkRecord, MetaTables};
 use crate::config::{DbConfig, DumperConfig, Flavor, SourceConfig};
 use crate::db::quote_ident;
 use crate::error::{errno, DbRole, Error, Result};
+use crate::fence::Fence;
 use crate::rules::{Routed, Router, RowFilters, TableFilter};
 use crate::schema::{list_tables, load_table, Table, TableName};
 use crate::status::{Progress, TableProgress};
@@ -52,6 +53,7 @@ pub struct FullPhase {
     pub rows: Arc<RowFilters>,
     pub router: Arc<Router>,
     pub progress: Arc<Progress>,
+    pub fence: Fence,
 }
 
 /// Chunks waiting for a copier, shared by all copiers. A copier takes a chunk of the table
@@ -466,6 +468,7 @@ impl FullPhase {
             self.meta.clone(),
             self.progress.clone(),
             self.rows.clone(),
+            self.fence.clone(),
         )
         .await
     }

@@ -13,6 +13,7 @@ use super::rows::RowBatch;
 use crate::checkpoint::MetaTables;
 use crate::config::DbConfig;
 use crate::error::{DbRole, Error, Result};
+use crate::fence::Fence;
 use crate::status::Progress;
 use crate::upstream::BinlogPos;
 use mysql_async::prelude::Queryable;
@@ -55,6 +56,9 @@ pub struct ApplyWorker {
     first: Option<BinlogPos>,
     high_water: Option<BinlogPos>,
     seq: u64,
+    /// The user lock this worker holds (see `lock_name`).
+    lock: String,
+    fence: Fence,
 }
 
 /// Name of the user lock an apply worker holds on the target while it runs: a restarted
@@ -66,12 +70,36 @@ pub fn lock_name(task_meta: &MetaTables, source_id: &str, worker: usize) -> Stri
     format!("dm-apply-{:016x}-{worker}", h.finish())
 }
 
-/// Takes the user lock `name` on `conn`, waiting up to 30 s.
+/// Takes the user lock `name` on `conn`. A session of an earlier run that still holds it (a
+/// run stopped mid-commit, or a frozen worker whose sources moved here) is killed: its open
+/// transaction commits or rolls back whole, together with its high water, and it can never
+/// commit again, since a reconnecting session must take the lock first.
 pub async fn take_lock(conn: &mut Conn, addr: &str, name: &str) -> Result<()> {
+    let te = |e| Error::db(DbRole::Target, addr, e);
+    let got: Option<Option<i64>> = conn
+        .exec_first("SELECT GET_LOCK(?, 0)", (name,))
+        .await
+        .map_err(te)?;
+    if got.flatten() == Some(1) {
+        return Ok(());
+    }
+    let holder: Option<Option<u64>> = conn
+        .exec_first("SELECT IS_USED_LOCK(?)", (name,))
+        .await
+        .map_err(te)?;
+    if let Some(id) = holder.flatten() {
+        tracing::warn!(
+            lock = name,
+            session = id,
+            "an earlier apply session holds the lock: ending it"
+        );
+        // It may be gone already.
+        let _ = conn.query_drop(format!("KILL CONNECTION {id}")).await;
+    }
     let got: Option<Option<i64>> = conn
         .exec_first("SELECT GET_LOCK(?, 30)", (name,))
         .await
-        .map_err(|e| Error::db(DbRole::Target, addr, e))?;
+        .map_err(te)?;
     if got.flatten() == Some(1) {
         Ok(())
     } else {
@@ -115,6 +143,8 @@ impl ApplyWorker {
         batch_bytes: usize,
         compact: bool,
         progress: Arc<Progress>,
+        lock: String,
+        fence: Fence,
     ) -> Self {
         ApplyWorker {
             id,
@@ -131,6 +161,8 @@ impl ApplyWorker {
             high_water: None,
             // Unique across restarts without reading the old value.
             seq: crate::status::now_micros(),
+            lock,
+            fence,
         }
     }
 
@@ -199,6 +231,7 @@ impl ApplyWorker {
         let mut backoff = Duration::from_millis(100);
         let mut attempt = 1;
         loop {
+            self.fence.check()?;
             let err = match self.conn.query_drop(text.as_str()).await {
                 Ok(()) => break,
                 Err(e) => Error::db(DbRole::Target, &self.addr(), e),
@@ -239,7 +272,9 @@ impl ApplyWorker {
         {
             Ok(s) => s,
             Err(_) => {
+                self.fence.check()?;
                 self.conn = crate::db::connect(&self.target, DbRole::Target).await?;
+                self.reclaim_lock(&addr).await?;
                 prepare_session(&mut self.conn, &addr).await?;
                 self.conn
                     .exec_first(sql.as_str(), (&self.source_id, self.id))
@@ -248,6 +283,24 @@ impl ApplyWorker {
             }
         };
         Ok(seq == Some(self.seq))
+    }
+
+    /// Takes this worker's lock again on a new session, waiting only briefly: whoever holds it now
+    /// took the source over, and this worker must not write any more.
+    async fn reclaim_lock(&mut self, addr: &str) -> Result<()> {
+        let got: Option<Option<i64>> = self
+            .conn
+            .exec_first("SELECT GET_LOCK(?, 5)", (&self.lock,))
+            .await
+            .map_err(|e| Error::db(DbRole::Target, addr, e))?;
+        if got.flatten() == Some(1) {
+            Ok(())
+        } else {
+            Err(Error::LeaseLost(format!(
+                "another run of this subtask holds the apply lock `{}`; this one stops",
+                self.lock
+            )))
+        }
     }
 
     /// Runs the statements one by one (and rolls back) to name the one that fails.

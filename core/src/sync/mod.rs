@@ -24,6 +24,7 @@ use crate::checkpoint::{Checkpoint, MetaTables};
 use crate::config::{DbConfig, Flavor, SourceConfig, SyncerConfig};
 use crate::db::Datum;
 use crate::error::{DbRole, Error, Result};
+use crate::fence::Fence;
 use crate::rules::{EventFilter, Router, RowFilters, TableFilter, Verdict};
 use crate::schema::{Table, TableName};
 use crate::status::Progress;
@@ -66,6 +67,7 @@ pub struct Incremental {
     pub meta: MetaTables,
     pub syncer: SyncerConfig,
     pub progress: Arc<Progress>,
+    pub fence: Fence,
 }
 
 enum ReaderMsg {
@@ -124,12 +126,8 @@ impl Incremental {
         let mut handles = Vec::with_capacity(n);
         for id in 0..n {
             let mut wconn = crate::db::connect(&self.target, DbRole::Target).await?;
-            apply::take_lock(
-                &mut wconn,
-                &addr,
-                &apply::lock_name(&self.meta, &self.source.source_id, id),
-            )
-            .await?;
+            let lock = apply::lock_name(&self.meta, &self.source.source_id, id);
+            apply::take_lock(&mut wconn, &addr, &lock).await?;
             apply::prepare_session(&mut wconn, &addr).await?;
             let worker = ApplyWorker::new(
                 id,
@@ -141,6 +139,8 @@ impl Incremental {
                 batch_bytes,
                 self.syncer.compact,
                 self.progress.clone(),
+                lock,
+                self.fence.clone(),
             );
             let (tx, rx) = mpsc::channel(WORKER_QUEUE);
             workers.push(tx);
@@ -158,10 +158,8 @@ impl Incremental {
         for id in &stale {
             // A worker of an earlier run with more workers: wait for its session too.
             let name = apply::lock_name(&self.meta, &self.source.source_id, *id);
+            // Kept while this run lives, so that session cannot come back either.
             apply::take_lock(&mut conn, &addr, &name).await?;
-            conn.exec_drop("DO RELEASE_LOCK(?)", (name,))
-                .await
-                .map_err(te)?;
         }
         if !stale.is_empty() {
             // Those sessions may have committed meanwhile.
@@ -527,6 +525,7 @@ impl Dispatcher<'_> {
             self.schema_dirty,
         );
         let te = self.tgt_err();
+        self.inc.fence.check()?;
         self.conn.query_drop(sql).await.map_err(te)?;
         self.dirty = false;
         self.schema_dirty = false;

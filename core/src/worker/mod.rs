@@ -7,6 +7,7 @@ mod subtask;
 pub use subtask::{Subtask, SubtaskState};
 
 use crate::config::{SourceConfig, TaskConfig};
+use crate::fence::Fence;
 use crate::meta::{self, keys, MetaStore};
 use crate::status::{now_secs, Phase, Progress, Stage, SubtaskStatus};
 use serde::{Deserialize, Serialize};
@@ -45,17 +46,20 @@ pub struct Worker {
     pub name: String,
     pub store: Arc<dyn MetaStore>,
     running: BTreeMap<(String, String), Running>,
-    /// A subtask changed stage.
-    changed: Arc<tokio::sync::Notify>,
+    /// A subtask changed stage, or the lease did.
+    pub changed: Arc<tokio::sync::Notify>,
+    /// Open while this worker may write for its sources (its lease in a cluster).
+    fence: Fence,
 }
 
 impl Worker {
-    pub fn new(name: String, store: Arc<dyn MetaStore>) -> Self {
+    pub fn new(name: String, store: Arc<dyn MetaStore>, fence: Fence) -> Self {
         Worker {
             name,
             store,
             running: BTreeMap::new(),
             changed: Arc::default(),
+            fence,
         }
     }
 
@@ -89,6 +93,9 @@ impl Worker {
     }
 
     async fn reconcile(&mut self) -> crate::Result<()> {
+        if !self.fence.is_open() {
+            return self.stop_all().await;
+        }
         let store = self.store.as_ref();
         let mine: Vec<String> = store
             .list(keys::BOUND)
@@ -165,6 +172,7 @@ impl Worker {
                 changed: self.changed.clone(),
                 skip: stage.skip.get(&k.1).cloned().unwrap_or_default(),
                 replace: stage.replace.get(&k.1).cloned().unwrap_or_default(),
+                fence: self.fence.clone(),
             };
             tracing::info!(task = %k.0, source = %k.1, "subtask starting");
             let handle = tokio::spawn(sub.run());
@@ -178,6 +186,18 @@ impl Worker {
                     task,
                 },
             );
+        }
+        Ok(())
+    }
+
+    /// The lease is gone: another worker may run these sources now. Stops every subtask
+    /// without touching the store (it may be unreachable, and the status keys belong to the
+    /// new worker by now).
+    async fn stop_all(&mut self) -> crate::Result<()> {
+        for (k, r) in std::mem::take(&mut self.running) {
+            r.handle.abort();
+            let _ = r.handle.await;
+            tracing::warn!(task = %k.0, source = %k.1, "subtask stopped: this worker's lease ran out");
         }
         Ok(())
     }
@@ -233,6 +253,9 @@ impl Worker {
     }
 
     async fn publish(&self) -> crate::Result<()> {
+        if !self.fence.is_open() {
+            return Ok(());
+        }
         for (k, r) in &self.running {
             let st = self.status_of(k, Some(r));
             meta::put_json(self.store.as_ref(), &keys::status(&k.0, &k.1), &st).await?;

@@ -5,6 +5,7 @@
 use crate::checkpoint::{Checkpoint, MetaTables};
 use crate::config::{Flavor, SourceConfig, TaskConfig, TaskMode};
 use crate::error::{DbRole, Error, ErrorReport, Result};
+use crate::fence::Fence;
 use crate::rules::TableFilter;
 use crate::schema::{list_tables, load_table, Tracker};
 use crate::snapshot::FullPhase;
@@ -33,6 +34,8 @@ pub struct Subtask {
     pub skip: Vec<String>,
     /// Transactions to replace by statements (`binlog replace`).
     pub replace: Vec<(String, Vec<String>)>,
+    /// Closed when the worker's lease runs out: no more writes to the target.
+    pub fence: Fence,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -101,6 +104,7 @@ impl Subtask {
                     rows: Arc::new(task.row_filters_of(source_id)),
                     router: Arc::new(task.router_of(source_id)),
                     progress: self.progress.clone(),
+                    fence: self.fence.clone(),
                 };
                 let tables = full.run().await?;
                 if task.task_mode == TaskMode::Full {
@@ -125,11 +129,13 @@ impl Subtask {
                         tracker: Tracker::default(),
                     },
                 };
+                self.fence.check()?;
                 save(&meta, &mut tgt, &tgt_addr, source_id, &cp).await?;
                 cp
             }
             None => {
                 let cp = self.incremental_start(&mut src, flavor, &filter).await?;
+                self.fence.check()?;
                 save(&meta, &mut tgt, &tgt_addr, source_id, &cp).await?;
                 cp
             }
@@ -154,6 +160,7 @@ impl Subtask {
             filter,
             meta,
             progress: self.progress.clone(),
+            fence: self.fence.clone(),
         };
         inc.run(cp).await
     }

@@ -1,0 +1,95 @@
+//! `master.yaml` and `worker.yaml`: the roles of a cluster.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MasterConfig {
+    /// Unique among the masters.
+    pub name: String,
+    /// Where the HTTP API listens.
+    #[serde(default = "super::standalone::default_master_addr")]
+    pub master_addr: String,
+    /// The API address other masters and `dm ctl` reach this master at (default: master-addr).
+    #[serde(default)]
+    pub advertise_addr: Option<String>,
+    pub etcd: EtcdConfig,
+    /// Seconds the leader keeps its leadership without renewing it: a killed leader is
+    /// replaced after about this long.
+    #[serde(default = "default_election_ttl")]
+    pub election_ttl: i64,
+    #[serde(default = "super::standalone::default_log_level")]
+    pub log_level: String,
+}
+
+impl MasterConfig {
+    pub fn advertise(&self) -> &str {
+        self.advertise_addr.as_deref().unwrap_or(&self.master_addr)
+    }
+}
+
+/// Either an etcd member that the master runs itself, or existing etcd endpoints (or both: the
+/// endpoints are used besides the own member's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct EtcdConfig {
+    #[serde(default)]
+    pub embed: Option<EmbedEtcd>,
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+}
+
+impl EtcdConfig {
+    /// Client URLs to reach etcd at: the own member first.
+    pub fn client_endpoints(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.embed.iter().map(|e| e.client_url.clone()).collect();
+        for e in &self.endpoints {
+            if !out.contains(e) {
+                out.push(e.clone());
+            }
+        }
+        out
+    }
+}
+
+/// An etcd member started and supervised by the master, like TiDB DM's embedded etcd.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct EmbedEtcd {
+    /// Member name (default: the master's name).
+    #[serde(default)]
+    pub name: Option<String>,
+    pub data_dir: PathBuf,
+    /// `http://host:port` clients (masters, workers) use.
+    pub client_url: String,
+    /// `http://host:port` the other members use.
+    pub peer_url: String,
+    /// `name=peer-url,...` of every member, as etcd's `--initial-cluster`.
+    pub initial_cluster: String,
+    /// The `etcd` binary (default: found on PATH).
+    #[serde(default)]
+    pub bin: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Unique among the workers.
+    pub name: String,
+    /// API addresses of the masters; the worker asks them where etcd is.
+    pub master_addrs: Vec<String>,
+    /// Seconds the worker's registration lives without renewal: after a crash its sources
+    /// move to another worker after about this long.
+    #[serde(default = "default_keepalive_ttl")]
+    pub keepalive_ttl: i64,
+    #[serde(default = "super::standalone::default_log_level")]
+    pub log_level: String,
+}
+
+fn default_election_ttl() -> i64 {
+    3
+}
+fn default_keepalive_ttl() -> i64 {
+    3
+}

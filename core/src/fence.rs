@@ -1,0 +1,83 @@
+//! Whether this process may still write to the target for its sources.
+//!
+//! A cluster worker holds a lease in etcd; when the lease runs out the master gives the
+//! worker's sources to another worker. The fence is the worker's own, conservative idea of
+//! its lease: valid until the time a renewal was *sent* plus the TTL etcd granted, so it always
+//! ends before etcd lets the lease go. Every commit to the target checks it first, so a worker
+//! that was frozen (SIGSTOP, a long GC-like stall, a partition) never writes once it wakes up.
+//! Standalone has no lease: its fence never closes.
+
+use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Clone)]
+pub struct Fence(Arc<Inner>);
+
+struct Inner {
+    base: Instant,
+    /// Milliseconds after `base` until which writing is allowed; `u64::MAX`: always.
+    valid_until: AtomicU64,
+}
+
+impl Fence {
+    /// A fence that never closes (standalone).
+    pub fn open() -> Self {
+        Self::with(u64::MAX)
+    }
+
+    /// A fence that is closed until a lease opens it.
+    pub fn closed() -> Self {
+        Self::with(0)
+    }
+
+    fn with(ms: u64) -> Self {
+        Fence(Arc::new(Inner {
+            base: Instant::now(),
+            valid_until: AtomicU64::new(ms),
+        }))
+    }
+
+    /// Allows writing until `at`.
+    pub fn extend_until(&self, at: Instant) {
+        let ms = at.saturating_duration_since(self.0.base).as_millis() as u64;
+        self.0.valid_until.store(ms, Ordering::SeqCst);
+    }
+
+    pub fn close(&self) {
+        self.0.valid_until.store(0, Ordering::SeqCst);
+    }
+
+    pub fn is_open(&self) -> bool {
+        let until = self.0.valid_until.load(Ordering::SeqCst);
+        until == u64::MAX || Duration::from_millis(until) > self.0.base.elapsed()
+    }
+
+    /// `Err(LeaseLost)` once the lease may have run out.
+    pub fn check(&self) -> Result<()> {
+        if self.is_open() {
+            Ok(())
+        } else {
+            Err(Error::LeaseLost(
+                "this worker's lease ran out; it stops writing for its sources".into(),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closes_when_the_lease_runs_out() {
+        let f = Fence::closed();
+        assert!(f.check().is_err());
+        f.extend_until(Instant::now() + Duration::from_millis(50));
+        assert!(f.is_open());
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(!f.is_open());
+        assert!(Fence::open().is_open());
+    }
+}

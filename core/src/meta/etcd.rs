@@ -1,0 +1,285 @@
+//! The metadata store of a cluster: etcd, through `etcd-client`.
+//!
+//! Every request is retried for a few seconds, because the client keeps sending to a member
+//! that just died; a store that still does not answer is reported as unavailable (no quorum),
+//! which the API turns into a clear message. Watches run on a client without a request timeout
+//! (a timeout would cut the stream) and are reopened when their member dies.
+
+use super::{MetaStore, WatchEvent};
+use crate::error::{Error, Result};
+use async_trait::async_trait;
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, PutOptions,
+    Txn, TxnOp, WatchOptions,
+};
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// How long one request may take before it is sent again.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a request is retried before the store counts as unavailable.
+const RETRY_FOR: Duration = Duration::from_secs(5);
+
+pub struct EtcdStore {
+    endpoints: Vec<String>,
+    client: Client,
+    /// Without request timeout: for watch streams.
+    stream_client: Client,
+}
+
+impl EtcdStore {
+    /// Connects to `endpoints` (`http://host:port`), waiting up to `wait` for one to answer.
+    pub async fn connect(endpoints: &[String], wait: Duration) -> Result<Self> {
+        let deadline = Instant::now() + wait;
+        loop {
+            match Self::try_connect(endpoints).await {
+                Ok(store) => return Ok(store),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+            }
+        }
+    }
+
+    async fn try_connect(endpoints: &[String]) -> Result<Self> {
+        let unavailable = |e: etcd_client::Error| {
+            Error::MetaUnavailable(format!("etcd at {}: {e}", endpoints.join(",")))
+        };
+        let opts = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(REQUEST_TIMEOUT)
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+        let client = Client::connect(endpoints, Some(opts))
+            .await
+            .map_err(unavailable)?;
+        let stream_client = Client::connect(
+            endpoints,
+            Some(ConnectOptions::new().with_connect_timeout(Duration::from_secs(2))),
+        )
+        .await
+        .map_err(unavailable)?;
+        let store = EtcdStore {
+            endpoints: endpoints.to_vec(),
+            client,
+            stream_client,
+        };
+        // Connecting is lazy: make sure somebody answers.
+        store.get("/dm/ping").await?;
+        Ok(store)
+    }
+
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// Runs `op` until it succeeds or `RETRY_FOR` has passed.
+    async fn retry<T, F, Fut>(&self, what: &str, op: F) -> Result<T>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match op(self.client.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(e) if start.elapsed() >= RETRY_FOR => {
+                    return Err(Error::MetaUnavailable(format!(
+                        "{what} at etcd {}: {e}",
+                        self.endpoints.join(",")
+                    )))
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "etcd {what} failed; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl MetaStore for EtcdStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let resp = self
+            .retry("get", |mut c| async move { c.get(key, None).await })
+            .await?;
+        Ok(resp.kvs().first().map(|kv| kv.value().to_vec()))
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
+        self.retry("put", |mut c| {
+            let v = value.clone();
+            async move { c.put(key, v, None).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.retry("delete", |mut c| async move { c.delete(key, None).await })
+            .await?;
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let resp = self
+            .retry("list", |mut c| async move {
+                c.get(prefix, Some(GetOptions::new().with_prefix())).await
+            })
+            .await?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .map(|kv| {
+                (
+                    String::from_utf8_lossy(kv.key()).into_owned(),
+                    kv.value().to_vec(),
+                )
+            })
+            .collect())
+    }
+
+    async fn compare_and_put(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: Vec<u8>,
+    ) -> Result<bool> {
+        let cmp = match expected {
+            None => Compare::create_revision(key, CompareOp::Equal, 0),
+            Some(v) => Compare::value(key, CompareOp::Equal, v),
+        };
+        let txn = Txn::new()
+            .when([cmp])
+            .and_then([TxnOp::put(key, value, None)]);
+        let resp = self
+            .retry("txn", |mut c| {
+                let t = txn.clone();
+                async move { c.txn(t).await }
+            })
+            .await?;
+        Ok(resp.succeeded())
+    }
+
+    async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool> {
+        let txn = Txn::new()
+            .when([Compare::value(key, CompareOp::Equal, expected)])
+            .and_then([TxnOp::delete(key, None::<DeleteOptions>)]);
+        let resp = self
+            .retry("txn", |mut c| {
+                let t = txn.clone();
+                async move { c.txn(t).await }
+            })
+            .await?;
+        Ok(resp.succeeded())
+    }
+
+    async fn watch(&self, prefix: &str) -> Result<mpsc::Receiver<WatchEvent>> {
+        let (tx, rx) = mpsc::channel(1024);
+        let client = self.stream_client.clone();
+        let prefix = prefix.to_string();
+        tokio::spawn(async move {
+            // Reopened after each failure; the watchers re-read the store on their own timer,
+            // so what happens between two streams is not lost.
+            while !tx.is_closed() {
+                let mut c = client.clone();
+                let mut stream = match c
+                    .watch(prefix.as_str(), Some(WatchOptions::new().with_prefix()))
+                    .await
+                {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "etcd watch failed; reopening");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                };
+                loop {
+                    let resp = tokio::select! {
+                        r = stream.message() => r,
+                        _ = tx.closed() => return,
+                    };
+                    let Ok(Some(resp)) = resp else { break };
+                    for ev in resp.events() {
+                        let Some(kv) = ev.kv() else { continue };
+                        let event = WatchEvent {
+                            key: String::from_utf8_lossy(kv.key()).into_owned(),
+                            value: (ev.event_type() == EventType::Put).then(|| kv.value().to_vec()),
+                        };
+                        if tx.send(event).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        Ok(rx)
+    }
+
+    async fn grant_lease(&self, ttl: i64) -> Result<i64> {
+        let resp = self
+            .retry("lease grant", |mut c| async move {
+                c.lease_grant(ttl, None).await
+            })
+            .await?;
+        Ok(resp.id())
+    }
+
+    async fn keep_alive(&self, lease: i64) -> Result<i64> {
+        // One short-lived stream per renewal: a stream dies with its member and never
+        // recovers, a new one goes to a live member.
+        let mut c = self.client.clone();
+        let attempt = async {
+            let (mut keeper, mut stream) = c.lease_keep_alive(lease).await?;
+            keeper.keep_alive().await?;
+            Ok::<_, etcd_client::Error>(stream.message().await?.map(|r| r.ttl()).unwrap_or(0))
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, attempt).await {
+            Ok(Ok(ttl)) => Ok(ttl),
+            Ok(Err(e)) => Err(Error::MetaUnavailable(format!("lease keepalive: {e}"))),
+            Err(_) => Err(Error::MetaUnavailable("lease keepalive timed out".into())),
+        }
+    }
+
+    async fn revoke_lease(&self, lease: i64) -> Result<()> {
+        let mut c = self.client.clone();
+        let _ = c.lease_revoke(lease).await;
+        Ok(())
+    }
+
+    async fn put_leased(&self, key: &str, value: Vec<u8>, lease: i64) -> Result<()> {
+        self.retry("put", |mut c| {
+            let v = value.clone();
+            async move {
+                c.put(key, v, Some(PutOptions::new().with_lease(lease)))
+                    .await
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn create_leased(&self, key: &str, value: Vec<u8>, lease: i64) -> Result<bool> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key,
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+        let resp = self
+            .retry("txn", |mut c| {
+                let t = txn.clone();
+                async move { c.txn(t).await }
+            })
+            .await?;
+        Ok(resp.succeeded())
+    }
+}
