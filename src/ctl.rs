@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct CtlArgs {
-    /// Address of the master's API (default: master-addr of ./dm.yaml, else 127.0.0.1:8261).
+    /// Address of the master's API (default: master-addr of ./dm.yaml, else 127.0.0.1:8261);
+    /// several masters of a cluster separated by commas: the first that answers is used.
     #[arg(long, env = "DM_MASTER_ADDR", global = true)]
     master_addr: Option<String>,
     /// Output format.
@@ -67,6 +68,37 @@ enum CtlCommand {
         #[command(subcommand)]
         op: BinlogOp,
     },
+    /// Masters (and which leads) and workers (and what they run).
+    ListMember {
+        /// Only the masters.
+        #[arg(long)]
+        master: bool,
+        /// Only the workers.
+        #[arg(long)]
+        worker: bool,
+        /// Only the leader.
+        #[arg(long)]
+        leader: bool,
+    },
+    /// Forget a master or worker that is not running any more.
+    OfflineMember {
+        #[arg(long, conflicts_with = "worker", required_unless_present = "worker")]
+        master: bool,
+        #[arg(long)]
+        worker: bool,
+        #[arg(long)]
+        name: String,
+    },
+    /// Move a source to a free worker.
+    TransferSource {
+        source_id: String,
+        worker: String,
+    },
+    /// `evict`: the leader steps down and stays a follower; `cancel-evict` undoes that.
+    OperateLeader {
+        #[arg(value_parser = ["evict", "cancel-evict"])]
+        op: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -89,7 +121,8 @@ enum SourceOp {
 }
 
 pub struct Client {
-    base: String,
+    /// One master per entry; the first that answers is used.
+    bases: Vec<String>,
     http: reqwest::Client,
 }
 
@@ -100,15 +133,25 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value> {
-        let url = format!("{}{path}", self.base);
-        let mut req = self.http.request(method, &url);
-        if let Some(b) = body {
-            req = req.json(&b);
+        let mut failures = vec![];
+        let mut answer = None;
+        for base in &self.bases {
+            let mut req = self.http.request(method.clone(), format!("{base}{path}"));
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            match req.send().await {
+                Ok(r) => {
+                    answer = Some(r);
+                    break;
+                }
+                Err(e) => failures.push(format!("{base}: {e}")),
+            }
         }
-        let resp = req.send().await.map_err(|e| {
+        let resp = answer.ok_or_else(|| {
             anyhow!(
-                "cannot reach the master at {}: {e}\n  hint: start it with `dm standalone -c dm.yaml`, or pass --master-addr",
-                self.base
+                "cannot reach any master ({})\n  hint: start one with `dm standalone -c dm.yaml` or `dm master -c master.yaml`, or pass --master-addr",
+                failures.join("; ")
             )
         })?;
         let status = resp.status();
@@ -173,15 +216,24 @@ fn s(v: &Value, k: &str) -> String {
 }
 
 pub async fn run(args: CtlArgs) -> Result<()> {
-    let addr = master_addr(args.master_addr);
-    let base = if addr.starts_with("http") {
-        addr
-    } else {
-        format!("http://{addr}")
-    };
+    let addrs = master_addr(args.master_addr);
+    let bases = addrs
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            if a.starts_with("http") {
+                a.to_string()
+            } else {
+                format!("http://{a}")
+            }
+        })
+        .collect();
     let client = Client {
-        base,
-        http: reqwest::Client::new(),
+        bases,
+        http: reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .build()?,
     };
     use reqwest::Method;
     let (value, render): (Value, fn(&Value) -> String) = match args.command {
@@ -279,6 +331,60 @@ pub async fn run(args: CtlArgs) -> Result<()> {
                 render_tasks,
             ),
         },
+        CtlCommand::ListMember {
+            master,
+            worker,
+            leader,
+        } => {
+            let mut v = client.call(Method::GET, "/api/v1/members", None).await?;
+            if let Some(o) = v.as_object_mut() {
+                if leader {
+                    o.remove("workers");
+                    let l = o.get("leader").cloned();
+                    if let Some(Value::Array(ms)) = o.get_mut("masters") {
+                        ms.retain(|m| m.get("name") == l.as_ref());
+                    }
+                } else if master {
+                    o.remove("workers");
+                } else if worker {
+                    o.remove("masters");
+                }
+            }
+            (v, render_members)
+        }
+        CtlCommand::OfflineMember {
+            master: _,
+            worker,
+            name,
+        } => {
+            let kind = if worker { "worker" } else { "master" };
+            (
+                client
+                    .call(
+                        Method::DELETE,
+                        &format!("/api/v1/members/{kind}/{name}"),
+                        None,
+                    )
+                    .await?,
+                render_plain,
+            )
+        }
+        CtlCommand::TransferSource { source_id, worker } => (
+            client
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/sources/{source_id}/transfer"),
+                    Some(json!({ "worker": worker })),
+                )
+                .await?,
+            render_plain,
+        ),
+        CtlCommand::OperateLeader { op } => (
+            client
+                .call(Method::POST, &format!("/api/v1/leader/{op}"), None)
+                .await?,
+            render_plain,
+        ),
         CtlCommand::CheckTask { file } => {
             let v = client
                 .call(
@@ -346,10 +452,35 @@ fn render_sources(v: &Value) -> String {
     t.to_string()
 }
 
+fn render_members(v: &Value) -> String {
+    let mut out = vec![];
+    if let Some(ms) = v.get("masters").and_then(Value::as_array) {
+        let mut t = table(&["Master", "Address", "Alive", "Leader"]);
+        for m in ms {
+            t.add_row(vec![
+                s(m, "name"),
+                s(m, "addr"),
+                s(m, "alive"),
+                s(m, "leader"),
+            ]);
+        }
+        out.push(t.to_string());
+    }
+    if let Some(ws) = v.get("workers").and_then(Value::as_array) {
+        let mut t = table(&["Worker", "Stage", "Source"]);
+        for w in ws {
+            t.add_row(vec![s(w, "name"), s(w, "stage"), s(w, "source")]);
+        }
+        out.push(t.to_string());
+    }
+    out.join("\n")
+}
+
 fn render_tasks(v: &Value) -> String {
     let mut t = table(&[
         "Task",
         "Source",
+        "Worker",
         "Stage",
         "Phase",
         "Tables",
@@ -369,6 +500,7 @@ fn render_tasks(v: &Value) -> String {
         if subs.is_empty() {
             t.add_row(vec![
                 s(&task, "name"),
+                "-".into(),
                 "-".into(),
                 s(&task, "stage"),
                 "-".into(),
@@ -401,6 +533,7 @@ fn render_tasks(v: &Value) -> String {
             t.add_row(vec![
                 s(&task, "name"),
                 s(&st, "source_id"),
+                s(&st, "worker"),
                 s(&st, "stage"),
                 s(&st, "phase"),
                 format!("{}/{}", s(&st, "tables_done"), s(&st, "tables_total")),

@@ -5,7 +5,7 @@ mod watch;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use dm_core::config::{load_file, StandaloneConfig};
+use dm_core::config::{load_file, MasterConfig, StandaloneConfig, WorkerConfig};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -27,15 +27,16 @@ enum Command {
         #[arg(short, long, default_value = "dm.yaml")]
         config: PathBuf,
     },
-    /// A master of a cluster (needs a cluster config).
+    /// A master of a cluster: etcd (its own member or existing endpoints), leader election,
+    /// scheduling, the API.
     Master {
         #[arg(short, long)]
-        config: Option<PathBuf>,
+        config: PathBuf,
     },
-    /// A worker of a cluster (needs a cluster config).
+    /// A worker of a cluster: runs the sources the leader binds to it.
     Worker {
         #[arg(short, long)]
-        config: Option<PathBuf>,
+        config: PathBuf,
     },
     /// Operate sources and tasks through the master's API.
     Ctl(ctl::CtlArgs),
@@ -75,9 +76,18 @@ fn run(cli: Cli) -> Result<()> {
             init_tracing(&cfg.log_level);
             rt.block_on(dm_core::standalone::run(cfg)).map_err(report)
         }
-        Command::Master { .. } | Command::Worker { .. } => anyhow::bail!(
-            "`dm master` and `dm worker` need a cluster config, which comes with cluster support; use `dm standalone -c dm.yaml` for now"
-        ),
+        Command::Master { config } => {
+            let cfg: MasterConfig = load_file(&config).map_err(report)?;
+            init_tracing(&cfg.log_level);
+            rt.block_on(dm_core::master::cluster::run(cfg))
+                .map_err(report)
+        }
+        Command::Worker { config } => {
+            let cfg: WorkerConfig = load_file(&config).map_err(report)?;
+            init_tracing(&cfg.log_level);
+            rt.block_on(dm_core::worker::cluster::run(cfg))
+                .map_err(report)
+        }
         Command::Ctl(args) => rt.block_on(ctl::run(args)),
     }
 }

@@ -112,7 +112,7 @@ fn ctl_says_when_the_master_is_unreachable() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        err.contains("cannot reach the master") && err.contains("hint:"),
+        err.contains("cannot reach any master") && err.contains("hint:"),
         "{err}"
     );
 }

@@ -10,19 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// (table, chunk) -> finished_at of the chunks done so far.
-async fn done_chunks(dst: &MariaDb, task: &str) -> BTreeMap<(String, u32), String> {
-    let mut c = dst.conn().await;
-    let rows: Vec<(String, u32, String)> = c
-        .query(format!(
-            "SELECT table_name, chunk, CAST(finished_at AS CHAR) FROM dm_meta.{task}_chunk \
-             WHERE finished_at IS NOT NULL"
-        ))
-        .await
-        .unwrap_or_default();
-    rows.into_iter().map(|(t, n, at)| ((t, n), at)).collect()
-}
-
 async fn chunk_count(dst: &MariaDb, task: &str, table: &str) -> u64 {
     let mut c = dst.conn().await;
     c.query_first(format!(
@@ -100,29 +87,6 @@ async fn every_key_kind_is_chunked_and_copied_exactly() {
     let st = dm.subtask("kk").unwrap();
     assert_eq!(st["tables_done"], 11, "{st}");
     assert!(dm.log().contains("refuses LOAD DATA LOCAL"), "{}", dm.log());
-}
-
-/// Moves rows across chunk boundaries, deletes, inserts below and above the key range,
-/// updates values, until stopped.
-fn spawn_mover(src: &MariaDb, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
-    let opts = src.opts();
-    tokio::spawn(async move {
-        let mut c = mysql_async::Conn::new(opts).await.unwrap();
-        let mut n = 0u64;
-        while !stop.load(Ordering::Relaxed) {
-            let k = (n * 7919) % 40_000 + 1;
-            let sql = match n % 5 {
-                0 => format!("UPDATE m.t SET id = id + 100000 WHERE id = {k}"),
-                1 => format!("DELETE FROM m.t WHERE id = {}", k + 1),
-                2 => format!("INSERT INTO m.t VALUES ({}, 0, 'low')", -(n as i64) - 1),
-                3 => format!("INSERT INTO m.t VALUES ({}, 0, 'high')", 1_000_000 + n),
-                _ => format!("UPDATE m.t SET v = v + 1, s = 'upd' WHERE id = {}", k + 2),
-            };
-            c.query_drop(sql).await.unwrap();
-            n += 1;
-        }
-        n
-    })
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,6 +5,8 @@
 //! its lease: valid until the time a renewal was *sent* plus the TTL etcd granted, so it always
 //! ends before etcd lets the lease go. Every commit to the target checks it first, so a worker
 //! that was frozen (SIGSTOP, a long GC-like stall, a partition) never writes once it wakes up.
+//! A worker that gets a new lease after losing one opens a new epoch: subtasks started under
+//! the old lease stay fenced off for good (`pinned`), whatever happens to the new one.
 //! Standalone has no lease: its fence never closes.
 
 use crate::error::{Error, Result};
@@ -13,12 +15,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Clone)]
-pub struct Fence(Arc<Inner>);
+pub struct Fence {
+    inner: Arc<Inner>,
+    /// The lease this handle belongs to; `None`: whichever is current (the worker's handle).
+    epoch: Option<u64>,
+}
 
 struct Inner {
     base: Instant,
     /// Milliseconds after `base` until which writing is allowed; `u64::MAX`: always.
     valid_until: AtomicU64,
+    /// Grows with each new lease.
+    epoch: AtomicU64,
 }
 
 impl Fence {
@@ -33,25 +41,49 @@ impl Fence {
     }
 
     fn with(ms: u64) -> Self {
-        Fence(Arc::new(Inner {
-            base: Instant::now(),
-            valid_until: AtomicU64::new(ms),
-        }))
+        Fence {
+            inner: Arc::new(Inner {
+                base: Instant::now(),
+                valid_until: AtomicU64::new(ms),
+                epoch: AtomicU64::new(0),
+            }),
+            epoch: None,
+        }
     }
 
-    /// Allows writing until `at`.
+    /// A handle for one subtask: closed for good once the current lease is replaced.
+    pub fn pinned(&self) -> Fence {
+        Fence {
+            inner: self.inner.clone(),
+            epoch: Some(self.inner.epoch.load(Ordering::SeqCst)),
+        }
+    }
+
+    /// A new lease, valid until `at`: handles pinned to earlier leases stay closed.
+    pub fn new_lease(&self, at: Instant) {
+        self.inner.epoch.fetch_add(1, Ordering::SeqCst);
+        self.extend_until(at);
+    }
+
+    /// The current lease was renewed: writing is allowed until `at`.
     pub fn extend_until(&self, at: Instant) {
-        let ms = at.saturating_duration_since(self.0.base).as_millis() as u64;
-        self.0.valid_until.store(ms, Ordering::SeqCst);
+        let ms = at.saturating_duration_since(self.inner.base).as_millis() as u64;
+        self.inner.valid_until.store(ms, Ordering::SeqCst);
     }
 
     pub fn close(&self) {
-        self.0.valid_until.store(0, Ordering::SeqCst);
+        self.inner.valid_until.store(0, Ordering::SeqCst);
     }
 
     pub fn is_open(&self) -> bool {
-        let until = self.0.valid_until.load(Ordering::SeqCst);
-        until == u64::MAX || Duration::from_millis(until) > self.0.base.elapsed()
+        if self
+            .epoch
+            .is_some_and(|e| e != self.inner.epoch.load(Ordering::SeqCst))
+        {
+            return false;
+        }
+        let until = self.inner.valid_until.load(Ordering::SeqCst);
+        until == u64::MAX || Duration::from_millis(until) > self.inner.base.elapsed()
     }
 
     /// `Err(LeaseLost)` once the lease may have run out.
@@ -74,10 +106,15 @@ mod tests {
     fn closes_when_the_lease_runs_out() {
         let f = Fence::closed();
         assert!(f.check().is_err());
-        f.extend_until(Instant::now() + Duration::from_millis(50));
-        assert!(f.is_open());
+        f.new_lease(Instant::now() + Duration::from_millis(50));
+        let sub = f.pinned();
+        assert!(f.is_open() && sub.is_open());
         std::thread::sleep(Duration::from_millis(80));
-        assert!(!f.is_open());
-        assert!(Fence::open().is_open());
+        assert!(!f.is_open() && !sub.is_open());
+        // A new lease opens the worker's fence, not the old subtask's.
+        f.new_lease(Instant::now() + Duration::from_secs(5));
+        assert!(f.is_open() && !sub.is_open());
+        assert!(f.pinned().is_open());
+        assert!(Fence::open().pinned().is_open());
     }
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod fence;
+pub mod join;
 pub mod master;
 pub mod meta;
 pub mod rules;

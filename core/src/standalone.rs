@@ -23,7 +23,8 @@ pub async fn run(cfg: StandaloneConfig) -> Result<()> {
     let worker = tokio::spawn(Worker::new(worker_name.clone(), store.clone(), Fence::open()).run());
     let app = router(Master {
         store,
-        worker: worker_name,
+        standalone_worker: Some(worker_name),
+        cluster: None,
     });
     let served = axum::serve(listener, app).await;
     worker.abort();

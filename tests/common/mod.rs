@@ -3,14 +3,19 @@
 //! here: `scripts/setup.sh` does that; the harness finds the binaries and fails with a hint.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Row, Value};
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn find_binary(name: &str) -> PathBuf {
+pub fn find_binary(name: &str) -> PathBuf {
     for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
         "/usr/sbin",
         "/usr/bin",
@@ -21,7 +26,7 @@ fn find_binary(name: &str) -> PathBuf {
             return p;
         }
     }
-    panic!("{name} not found: run scripts/setup.sh to install MariaDB");
+    panic!("{name} not found: run scripts/setup.sh to install what the tests need (MariaDB, etcd)");
 }
 
 pub fn free_port() -> u16 {
@@ -503,4 +508,40 @@ pub async fn assert_same(src: &MariaDb, dst: &MariaDb, schemas: &[&str]) -> usiz
         total += rows_a.len();
     }
     total
+}
+
+/// (table, chunk) -> finished_at of the chunks done so far.
+pub async fn done_chunks(dst: &MariaDb, task: &str) -> BTreeMap<(String, u32), String> {
+    let mut c = dst.conn().await;
+    let rows: Vec<(String, u32, String)> = c
+        .query(format!(
+            "SELECT table_name, chunk, CAST(finished_at AS CHAR) FROM dm_meta.{task}_chunk \
+             WHERE finished_at IS NOT NULL"
+        ))
+        .await
+        .unwrap_or_default();
+    rows.into_iter().map(|(t, n, at)| ((t, n), at)).collect()
+}
+
+/// Moves rows across chunk boundaries, deletes, inserts below and above the key range,
+/// updates values, until stopped.
+pub fn spawn_mover(src: &MariaDb, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    let opts = src.opts();
+    tokio::spawn(async move {
+        let mut c = mysql_async::Conn::new(opts).await.unwrap();
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let k = (n * 7919) % 40_000 + 1;
+            let sql = match n % 5 {
+                0 => format!("UPDATE m.t SET id = id + 100000 WHERE id = {k}"),
+                1 => format!("DELETE FROM m.t WHERE id = {}", k + 1),
+                2 => format!("INSERT INTO m.t VALUES ({}, 0, 'low')", -(n as i64) - 1),
+                3 => format!("INSERT INTO m.t VALUES ({}, 0, 'high')", 1_000_000 + n),
+                _ => format!("UPDATE m.t SET v = v + 1, s = 'upd' WHERE id = {}", k + 2),
+            };
+            c.query_drop(sql).await.unwrap();
+            n += 1;
+        }
+        n
+    })
 }

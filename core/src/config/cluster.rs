@@ -88,7 +88,7 @@ pub struct WorkerConfig {
 }
 
 fn default_election_ttl() -> i64 {
-    3
+    2
 }
 fn default_keepalive_ttl() -> i64 {
     3

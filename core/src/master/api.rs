@@ -1,7 +1,7 @@
 //! HTTP/JSON API of the master (`/api/v1/...`). Every error answers with
 //! `{code, message, hint}` and a 4xx/5xx status.
 
-use super::Master;
+use super::{forward, members, Master};
 use crate::check::{check_task, probe_source, Finding};
 use crate::checkpoint::MetaTables;
 use crate::config::{SourceConfig, TaskConfig};
@@ -42,7 +42,7 @@ pub struct TaskView {
     pub subtasks: Vec<SubtaskStatus>,
 }
 
-pub struct ApiError(Error);
+pub struct ApiError(pub Error);
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
@@ -56,6 +56,7 @@ impl IntoResponse for ApiError {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Config { .. } | Error::Invalid(_) => StatusCode::BAD_REQUEST,
             Error::Db { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::MetaUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let report: ErrorReport = self.0.report();
@@ -63,7 +64,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T> = Result<Json<T>, ApiError>;
+pub(super) type ApiResult<T> = Result<Json<T>, ApiError>;
 
 pub fn router(master: Master) -> Router {
     Router::new()
@@ -76,7 +77,19 @@ pub fn router(master: Master) -> Router {
         .route("/api/v1/tasks/{name}/resume", post(resume_task))
         .route("/api/v1/tasks/{name}/binlog-skip", post(binlog_skip))
         .route("/api/v1/tasks/{name}/binlog-replace", post(binlog_replace))
+        .route("/api/v1/sources/{id}/transfer", post(members::transfer))
+        .route("/api/v1/members", get(members::list))
+        .route(
+            "/api/v1/members/{kind}/{name}",
+            axum::routing::delete(members::offline),
+        )
+        .route("/api/v1/leader/{op}", post(members::operate_leader))
+        .route("/api/v1/cluster/etcd", get(members::etcd_endpoints))
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            master.clone(),
+            forward::to_leader,
+        ))
         .with_state(master)
 }
 
@@ -114,15 +127,18 @@ async fn create_source(
         ))
         .into());
     }
-    m.store
-        .put(&keys::bound(&src.source_id), m.worker.clone().into_bytes())
-        .await?;
+    // A cluster's leader binds it to a free worker; standalone has one.
+    if let Some(w) = &m.standalone_worker {
+        m.store
+            .put(&keys::bound(&src.source_id), w.clone().into_bytes())
+            .await?;
+    }
     Ok(Json(SourceView {
         address: src.from.addr(),
         user: src.from.user.clone(),
         enable_gtid: src.enable_gtid,
         source_id: src.source_id,
-        worker: Some(m.worker.clone()),
+        worker: m.standalone_worker.clone(),
     }))
 }
 
@@ -202,18 +218,71 @@ async fn task_view(m: &Master, task: TaskConfig) -> Result<TaskView, Error> {
         .await?
         .map(|s| s.stage)
         .unwrap_or(Stage::New);
-    let subtasks =
-        meta::list_json::<SubtaskStatus>(m.store.as_ref(), &keys::status_prefix(&task.name))
-            .await?
-            .into_iter()
-            .map(|(_, s)| s)
-            .collect();
+    let mut subtasks = Vec::with_capacity(task.mysql_instances.len());
+    for inst in &task.mysql_instances {
+        subtasks.push(subtask_view(m, &task.name, &inst.source_id, stage).await?);
+    }
     Ok(TaskView {
         name: task.name.clone(),
         task_mode: format!("{:?}", task.task_mode).to_lowercase(),
         stage,
         subtasks,
     })
+}
+
+/// What a subtask is doing, as far as the master can tell: the worker's report when the
+/// worker that reported is the one bound to the source now; otherwise a report of its own
+/// (waiting for a worker, or starting on the newly bound one).
+async fn subtask_view(
+    m: &Master,
+    task: &str,
+    source_id: &str,
+    desired: Stage,
+) -> Result<SubtaskStatus, Error> {
+    let status =
+        meta::get_json::<SubtaskStatus>(m.store.as_ref(), &keys::status(task, source_id)).await?;
+    let bound = m
+        .store
+        .get(&keys::bound(source_id))
+        .await?
+        .map(|w| String::from_utf8_lossy(&w).into_owned());
+    let mut st = match (status, &bound) {
+        (Some(s), Some(w)) if s.worker == *w => return Ok(s),
+        (Some(s), _) => SubtaskStatus {
+            // The last report of a worker that is gone: keep its counters, not its stage.
+            position: s.position,
+            phase: s.phase,
+            rows_loaded: s.rows_loaded,
+            rows_applied: s.rows_applied,
+            txns_applied: s.txns_applied,
+            ..Default::default()
+        },
+        (None, _) => SubtaskStatus::default(),
+    };
+    st.task = task.to_string();
+    st.source_id = source_id.to_string();
+    st.updated_at = crate::status::now_secs();
+    match bound {
+        Some(w) => {
+            st.worker = w;
+            st.stage = if desired == Stage::Running {
+                Stage::New
+            } else {
+                desired
+            };
+        }
+        None => {
+            st.stage = Stage::Waiting;
+            st.last_error = Some(ErrorReport {
+                code: "DM-CLUSTER-2102".into(),
+                message: format!("no worker runs source `{source_id}`"),
+                hint: "start a worker (`dm worker -c worker.yaml`) or free one; the subtask starts as soon as one is free".into(),
+                retryable: true,
+                position: None,
+            });
+        }
+    }
+    Ok(st)
 }
 
 async fn load_task(m: &Master, name: &str) -> Result<TaskConfig, Error> {

@@ -1,9 +1,17 @@
 //! The master role: keeps sources and tasks in the metadata store, binds sources to workers
-//! and serves the HTTP API that `dm ctl` uses (documented in docs/api.md).
+//! and serves the HTTP API that `dm ctl` uses (documented in docs/api.md). In a cluster the
+//! masters elect a leader; only the leader schedules, the others forward API calls to it.
 
 mod api;
+pub mod cluster;
+mod election;
+mod etcd_member;
+mod forward;
+mod members;
+mod scheduler;
 
 pub use api::router;
+pub use election::{MemberInfo, Membership};
 
 use crate::meta::MetaStore;
 use std::sync::Arc;
@@ -11,6 +19,8 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Master {
     pub store: Arc<dyn MetaStore>,
-    /// The worker every source is bound to in standalone mode.
-    pub worker: String,
+    /// Standalone: the one worker every source is bound to when it is created.
+    pub standalone_worker: Option<String>,
+    /// Cluster: this master's membership (election state).
+    pub cluster: Option<Arc<Membership>>,
 }

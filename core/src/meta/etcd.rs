@@ -1,8 +1,9 @@
 //! The metadata store of a cluster: etcd, through `etcd-client`.
 //!
-//! Every request is retried for a few seconds, because the client keeps sending to a member
-//! that just died; a store that still does not answer is reported as unavailable (no quorum),
-//! which the API turns into a clear message. Watches run on a client without a request timeout
+//! etcd-client's balanced channel keeps sending to a member that died, so the store holds one
+//! client per endpoint and moves to the next endpoint after a failure. Every request is
+//! retried for a few seconds; a store that still does not answer is reported as unavailable
+//! (no quorum), which the API turns into a clear message. Watches run on a client without a request timeout
 //! (a timeout would cut the stream) and are reopened when their member dies.
 
 use super::{MetaStore, WatchEvent};
@@ -13,19 +14,26 @@ use etcd_client::{
     Txn, TxnOp, WatchOptions,
 };
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// How long one request may take before it is sent again.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// A lease renewal is tried again soon rather than waited for long: leases are short.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_millis(800);
 /// How long a request is retried before the store counts as unavailable.
 const RETRY_FOR: Duration = Duration::from_secs(5);
 
 pub struct EtcdStore {
     endpoints: Vec<String>,
-    client: Client,
-    /// Without request timeout: for watch streams.
-    stream_client: Client,
+    /// One per endpoint, with a request timeout.
+    clients: Vec<Client>,
+    /// One per endpoint, without request timeout: for watch streams.
+    stream_clients: Vec<Client>,
+    /// The endpoint in use; moves on after a failure.
+    current: Arc<AtomicUsize>,
 }
 
 impl EtcdStore {
@@ -49,31 +57,66 @@ impl EtcdStore {
             .with_connect_timeout(Duration::from_secs(2))
             .with_timeout(REQUEST_TIMEOUT)
             .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
-        let client = Client::connect(endpoints, Some(opts))
-            .await
-            .map_err(unavailable)?;
-        let stream_client = Client::connect(
-            endpoints,
-            Some(ConnectOptions::new().with_connect_timeout(Duration::from_secs(2))),
-        )
-        .await
-        .map_err(unavailable)?;
+        let mut clients = vec![];
+        let mut stream_clients = vec![];
+        for e in endpoints {
+            clients.push(
+                Client::connect([e], Some(opts.clone()))
+                    .await
+                    .map_err(unavailable)?,
+            );
+            stream_clients.push(
+                Client::connect(
+                    [e],
+                    Some(ConnectOptions::new().with_connect_timeout(Duration::from_secs(2))),
+                )
+                .await
+                .map_err(unavailable)?,
+            );
+        }
         let store = EtcdStore {
             endpoints: endpoints.to_vec(),
-            client,
-            stream_client,
+            clients,
+            stream_clients,
+            current: Arc::default(),
         };
         // Connecting is lazy: make sure somebody answers.
         store.get("/dm/ping").await?;
         Ok(store)
     }
 
-    pub fn endpoints(&self) -> &[String] {
-        &self.endpoints
+    /// Client URLs of every member of the etcd cluster, then the configured endpoints.
+    pub async fn member_urls(&self) -> Vec<String> {
+        let mut out = vec![];
+        if let Ok(resp) = self
+            .retry("member list", |mut c| async move { c.member_list().await })
+            .await
+        {
+            for m in resp.members() {
+                out.extend(m.client_urls().iter().cloned());
+            }
+        }
+        for e in &self.endpoints {
+            if !out.contains(e) {
+                out.push(e.clone());
+            }
+        }
+        out
     }
 
-    pub fn client(&self) -> Client {
-        self.client.clone()
+    fn client(&self) -> (usize, Client) {
+        let i = self.current.load(Ordering::Relaxed) % self.clients.len();
+        (i, self.clients[i].clone())
+    }
+
+    /// After a failure on endpoint `i`: the next request goes to the next endpoint.
+    fn failed(&self, i: usize) {
+        let _ = self.current.compare_exchange(
+            i,
+            (i + 1) % self.clients.len(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
     }
 
     /// Runs `op` until it succeeds or `RETRY_FOR` has passed.
@@ -85,7 +128,8 @@ impl EtcdStore {
         let start = Instant::now();
         let mut pause = Duration::from_millis(50);
         loop {
-            match op(self.client.clone()).await {
+            let (i, client) = self.client();
+            match op(client).await {
                 Ok(v) => return Ok(v),
                 Err(e) if start.elapsed() >= RETRY_FOR => {
                     return Err(Error::MetaUnavailable(format!(
@@ -94,6 +138,7 @@ impl EtcdStore {
                     )))
                 }
                 Err(e) => {
+                    self.failed(i);
                     tracing::debug!(error = %e, "etcd {what} failed; trying again");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(500));
@@ -182,13 +227,15 @@ impl MetaStore for EtcdStore {
 
     async fn watch(&self, prefix: &str) -> Result<mpsc::Receiver<WatchEvent>> {
         let (tx, rx) = mpsc::channel(1024);
-        let client = self.stream_client.clone();
+        let clients = self.stream_clients.clone();
+        let mut i = self.current.load(Ordering::Relaxed);
         let prefix = prefix.to_string();
         tokio::spawn(async move {
-            // Reopened after each failure; the watchers re-read the store on their own timer,
-            // so what happens between two streams is not lost.
+            // Reopened after each failure, on the next endpoint; the watchers re-read the
+            // store on their own timer, so what happens between two streams is not lost.
             while !tx.is_closed() {
-                let mut c = client.clone();
+                i = (i + 1) % clients.len();
+                let mut c = clients[i].clone();
                 let mut stream = match c
                     .watch(prefix.as_str(), Some(WatchOptions::new().with_prefix()))
                     .await
@@ -235,21 +282,24 @@ impl MetaStore for EtcdStore {
     async fn keep_alive(&self, lease: i64) -> Result<i64> {
         // One short-lived stream per renewal: a stream dies with its member and never
         // recovers, a new one goes to a live member.
-        let mut c = self.client.clone();
+        let (i, mut c) = self.client();
         let attempt = async {
             let (mut keeper, mut stream) = c.lease_keep_alive(lease).await?;
             keeper.keep_alive().await?;
             Ok::<_, etcd_client::Error>(stream.message().await?.map(|r| r.ttl()).unwrap_or(0))
         };
-        match tokio::time::timeout(REQUEST_TIMEOUT, attempt).await {
-            Ok(Ok(ttl)) => Ok(ttl),
+        let r = match tokio::time::timeout(KEEPALIVE_TIMEOUT, attempt).await {
+            Ok(Ok(ttl)) => return Ok(ttl),
             Ok(Err(e)) => Err(Error::MetaUnavailable(format!("lease keepalive: {e}"))),
             Err(_) => Err(Error::MetaUnavailable("lease keepalive timed out".into())),
-        }
+        };
+        self.failed(i);
+        r
     }
 
     async fn revoke_lease(&self, lease: i64) -> Result<()> {
-        let mut c = self.client.clone();
+        // Once: a lease that is gone already needs no revoking.
+        let (_, mut c) = self.client();
         let _ = c.lease_revoke(lease).await;
         Ok(())
     }

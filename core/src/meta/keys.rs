@@ -24,3 +24,41 @@ pub fn status(task: &str, source_id: &str) -> String {
 pub fn status_prefix(task: &str) -> String {
     format!("{STATUS}{task}/")
 }
+
+// Cluster membership (see docs/architecture.md, "Cluster").
+/// `{name, addr}` of the elected master, under the leader's lease.
+pub const LEADER: &str = "/dm/leader";
+/// Persistent registration of every master / worker that ever joined.
+pub const MEMBER_MASTER: &str = "/dm/member/master/";
+pub const MEMBER_WORKER: &str = "/dm/member/worker/";
+/// Present while the member keeps its lease.
+pub const ALIVE_MASTER: &str = "/dm/alive/master/";
+pub const ALIVE_WORKER: &str = "/dm/alive/worker/";
+/// The worker a source was bound to last: binding prefers it (sticky).
+pub const LAST_BOUND: &str = "/dm/last-bound/";
+/// A source being moved by `transfer-source` (under a short lease): not bound meanwhile.
+pub const MOVING: &str = "/dm/moving/";
+/// A master asked to step down and not stand for election (`operate-leader evict`).
+pub const EVICT: &str = "/dm/evict/";
+
+pub fn member_master(name: &str) -> String {
+    format!("{MEMBER_MASTER}{name}")
+}
+pub fn member_worker(name: &str) -> String {
+    format!("{MEMBER_WORKER}{name}")
+}
+pub fn alive_master(name: &str) -> String {
+    format!("{ALIVE_MASTER}{name}")
+}
+pub fn alive_worker(name: &str) -> String {
+    format!("{ALIVE_WORKER}{name}")
+}
+pub fn last_bound(source_id: &str) -> String {
+    format!("{LAST_BOUND}{source_id}")
+}
+pub fn moving(source_id: &str) -> String {
+    format!("{MOVING}{source_id}")
+}
+pub fn evict(master: &str) -> String {
+    format!("{EVICT}{master}")
+}

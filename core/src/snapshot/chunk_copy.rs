@@ -544,10 +544,8 @@ impl ChunkCopier {
         chunk.bytes = bytes;
         let done = self.meta.chunk_done_sql(&self.source.source_id, chunk, &at);
         let te = |e| Error::db(DbRole::Target, &self.target.addr(), e);
-        if let Err(e) = self.fence.check() {
-            // Dropping the session rolls the chunk back.
-            return Err(e);
-        }
+        // On error, dropping the session rolls the chunk back.
+        self.fence.check()?;
         let committed = async {
             tgt.query_drop(done).await?;
             tgt.query_drop("COMMIT").await

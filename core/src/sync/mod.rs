@@ -25,6 +25,7 @@ use crate::config::{DbConfig, Flavor, SourceConfig, SyncerConfig};
 use crate::db::Datum;
 use crate::error::{DbRole, Error, Result};
 use crate::fence::Fence;
+use crate::join::AbortOnDrop;
 use crate::rules::{EventFilter, Router, RowFilters, TableFilter, Verdict};
 use crate::schema::{Table, TableName};
 use crate::status::Progress;
@@ -40,7 +41,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 /// No transaction for this long: the source is quiet, checkpoint.
 const QUIET: Duration = Duration::from_millis(200);
@@ -76,14 +76,6 @@ enum ReaderMsg {
 }
 
 /// Aborts a spawned task when the phase ends or is dropped (pause, stop).
-struct AbortOnDrop<T>(JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Routes decoded changes to the apply workers and keeps the checkpoint.
 struct Dispatcher<'a> {
     inc: &'a Incremental,

@@ -2,6 +2,7 @@
 //! from the metadata store (sources, bindings, tasks, desired stages) and publishes what it
 //! runs back into it, so the same loop serves standalone and cluster.
 
+pub mod cluster;
 mod subtask;
 
 pub use subtask::{Subtask, SubtaskState};
@@ -35,6 +36,8 @@ pub struct DesiredStage {
 
 struct Running {
     handle: JoinHandle<()>,
+    /// Closed for good when the lease it started under is gone.
+    fence: Fence,
     progress: Arc<Progress>,
     state: Arc<Mutex<SubtaskState>>,
     generation: u64,
@@ -133,7 +136,8 @@ impl Worker {
             .filter(|(k, r)| match desired.get(k) {
                 None => true,
                 Some((task, _, stage)) => {
-                    stage.stage != Stage::Running
+                    !r.fence.is_open()
+                        || stage.stage != Stage::Running
                         || stage.generation != r.generation
                         || *task != r.task
                 }
@@ -146,13 +150,16 @@ impl Worker {
                 let _ = r.handle.await;
                 tracing::info!(task = %k.0, source = %k.1, "subtask stopped");
             }
-            if !desired.contains_key(&k) {
-                self.store.delete(&keys::status(&k.0, &k.1)).await?;
-            } else {
-                // Paused by the user: say so.
-                let mut st = self.status_of(&k, None);
-                st.stage = Stage::Paused;
-                meta::put_json(self.store.as_ref(), &keys::status(&k.0, &k.1), &st).await?;
+            match desired.get(&k) {
+                None => self.store.delete(&keys::status(&k.0, &k.1)).await?,
+                // Restarted below.
+                Some((_, _, stage)) if stage.stage == Stage::Running => {}
+                Some(_) => {
+                    // Paused by the user: say so.
+                    let mut st = self.status_of(&k, None);
+                    st.stage = Stage::Paused;
+                    meta::put_json(self.store.as_ref(), &keys::status(&k.0, &k.1), &st).await?;
+                }
             }
         }
         for (k, (task, source, stage)) in desired {
@@ -164,6 +171,7 @@ impl Worker {
                 stage: Stage::New,
                 last_error: None,
             }));
+            let fence = self.fence.pinned();
             let sub = Subtask {
                 task: task.clone(),
                 source,
@@ -172,7 +180,7 @@ impl Worker {
                 changed: self.changed.clone(),
                 skip: stage.skip.get(&k.1).cloned().unwrap_or_default(),
                 replace: stage.replace.get(&k.1).cloned().unwrap_or_default(),
-                fence: self.fence.clone(),
+                fence: fence.clone(),
             };
             tracing::info!(task = %k.0, source = %k.1, "subtask starting");
             let handle = tokio::spawn(sub.run());
@@ -180,6 +188,7 @@ impl Worker {
                 k,
                 Running {
                     handle,
+                    fence,
                     progress,
                     state,
                     generation: stage.generation,
@@ -256,7 +265,8 @@ impl Worker {
         if !self.fence.is_open() {
             return Ok(());
         }
-        for (k, r) in &self.running {
+        // A subtask fenced off by a lost lease has nothing true to say any more.
+        for (k, r) in self.running.iter().filter(|(_, r)| r.fence.is_open()) {
             let st = self.status_of(k, Some(r));
             meta::put_json(self.store.as_ref(), &keys::status(&k.0, &k.1), &st).await?;
         }

@@ -58,6 +58,13 @@ impl Subtask {
                     self.set(Stage::Finished, None);
                     return;
                 }
+                // The worker stops this subtask (and starts it again if the source is still
+                // its own): nothing for a user to do.
+                Err(e @ Error::LeaseLost(_)) => {
+                    tracing::warn!(task = %self.task.name, source = %self.source.source_id, error = %e, "subtask fenced off");
+                    self.set(Stage::New, Some(&e));
+                    return;
+                }
                 Err(e) if e.is_retryable() => {
                     tracing::warn!(task = %self.task.name, source = %self.source.source_id, error = %e, "retrying in {backoff:?}");
                     self.set(Stage::Running, Some(&e));

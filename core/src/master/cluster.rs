@@ -1,0 +1,49 @@
+//! `dm master`: starts its etcd member (if embedded), connects to etcd, stands for election
+//! and serves the API.
+
+use super::{router, Master, MemberInfo, Membership};
+use crate::config::MasterConfig;
+use crate::error::{Error, Result};
+use crate::meta::{EtcdStore, MetaStore};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub async fn run(cfg: MasterConfig) -> Result<()> {
+    let endpoints = cfg.etcd.client_endpoints();
+    if endpoints.is_empty() {
+        return Err(Error::Invalid(
+            "the master config needs etcd.embed (a member this master runs) or etcd.endpoints"
+                .into(),
+        ));
+    }
+    let listener = tokio::net::TcpListener::bind(&cfg.master_addr)
+        .await
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "cannot listen on {}: {e}; set master-addr in the master config",
+                cfg.master_addr
+            ))
+        })?;
+    if let Some(embed) = &cfg.etcd.embed {
+        super::etcd_member::start(embed.clone(), cfg.name.clone()).await?;
+    }
+    // With embedded members, etcd answers once a majority of the masters run.
+    let etcd = EtcdStore::connect(&endpoints, Duration::from_secs(300)).await?;
+    // Workers get every member's URL, so they survive the death of this master's member.
+    let all_endpoints = etcd.member_urls().await;
+    let store: Arc<dyn MetaStore> = Arc::new(etcd);
+    let me = MemberInfo {
+        name: cfg.name.clone(),
+        addr: cfg.advertise().to_string(),
+        etcd_endpoints: all_endpoints,
+    };
+    let membership = Membership::new(me, store.clone(), cfg.election_ttl);
+    tokio::spawn(membership.clone().run());
+    tracing::info!(master = %cfg.name, addr = %cfg.master_addr, etcd = %endpoints.join(","), "dm master started");
+    let app = router(Master {
+        store,
+        standalone_worker: None,
+        cluster: Some(membership),
+    });
+    axum::serve(listener, app).await.map_err(Error::Io)
+}

@@ -1,0 +1,142 @@
+//! A master's membership: it registers under a lease, stands for election, and while it leads
+//! runs the scheduler. Election is a key created under the candidate's lease (`/dm/leader`):
+//! whoever creates it leads until its lease runs out or it resigns; the others try again as
+//! soon as the key is gone. The leader steps down by itself as soon as its own conservative
+//! idea of the lease says the lease may be gone, before etcd lets another master in.
+
+use super::scheduler;
+use crate::join::AbortOnDrop;
+use crate::meta::{self, keys, MetaStore};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A master or worker as registered in the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub name: String,
+    /// API address (masters); empty for workers.
+    #[serde(default)]
+    pub addr: String,
+    /// etcd client URLs this master knows (masters only).
+    #[serde(default)]
+    pub etcd_endpoints: Vec<String>,
+}
+
+pub struct Membership {
+    pub me: MemberInfo,
+    pub store: Arc<dyn MetaStore>,
+    pub ttl: i64,
+    leader: AtomicBool,
+}
+
+/// How often a follower looks whether the leader key is free.
+const POLL: Duration = Duration::from_millis(200);
+
+impl Membership {
+    pub fn new(me: MemberInfo, store: Arc<dyn MetaStore>, ttl: i64) -> Arc<Self> {
+        Arc::new(Membership {
+            me,
+            store,
+            ttl,
+            leader: AtomicBool::new(false),
+        })
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::SeqCst)
+    }
+
+    fn me_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.me).unwrap_or_default()
+    }
+
+    /// Registers, renews and campaigns forever.
+    pub async fn run(self: Arc<Self>) {
+        let store = self.store.as_ref();
+        if let Err(e) = meta::put_json(store, &keys::member_master(&self.me.name), &self.me).await {
+            tracing::warn!(error = %e, "cannot register this master");
+        }
+        loop {
+            let granted_at = Instant::now();
+            let lease = match store.grant_lease(self.ttl).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot get a lease from etcd");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let valid_until = granted_at + Duration::from_secs(self.ttl as u64);
+            if let Err(e) = store
+                .put_leased(&keys::alive_master(&self.me.name), self.me_json(), lease)
+                .await
+            {
+                tracing::warn!(error = %e, "cannot register this master as alive");
+            }
+            self.hold(lease, valid_until).await;
+            if self.leader.swap(false, Ordering::SeqCst) {
+                tracing::warn!(master = %self.me.name, "lease lost: no longer the leader");
+            }
+        }
+    }
+
+    /// Renews `lease` and campaigns with it until it may have run out.
+    async fn hold(&self, lease: i64, mut valid_until: Instant) {
+        let store = self.store.as_ref();
+        let renew_every = Duration::from_millis((self.ttl as u64 * 1000) / 3);
+        let mut renewed = Instant::now();
+        let mut _scheduler: Option<AbortOnDrop<()>> = None;
+        loop {
+            tokio::time::sleep(POLL).await;
+            if renewed.elapsed() >= renew_every {
+                let sent = Instant::now();
+                match store.keep_alive(lease).await {
+                    Ok(ttl) if ttl > 0 => {
+                        valid_until = sent + Duration::from_secs(ttl as u64);
+                        renewed = sent;
+                    }
+                    Ok(_) => return,
+                    Err(e) => tracing::debug!(error = %e, "lease renewal failed"),
+                }
+            }
+            // Step down a little before the lease may end, so two leaders never overlap.
+            if Instant::now() + POLL >= valid_until {
+                return;
+            }
+            let evicted = matches!(store.get(&keys::evict(&self.me.name)).await, Ok(Some(_)));
+            if self.is_leader() {
+                if evicted {
+                    tracing::warn!(master = %self.me.name, "evicted: stepping down");
+                    _scheduler = None;
+                    self.leader.store(false, Ordering::SeqCst);
+                    let _ = store
+                        .compare_and_delete(keys::LEADER, &self.me_json())
+                        .await;
+                }
+                continue;
+            }
+            if evicted {
+                continue;
+            }
+            let won = match store
+                .create_leased(keys::LEADER, self.me_json(), lease)
+                .await
+            {
+                Ok(true) => true,
+                // A retried create may have succeeded the first time.
+                Ok(false) => store.get(keys::LEADER).await.ok().flatten() == Some(self.me_json()),
+                Err(_) => false,
+            };
+            if won {
+                tracing::info!(master = %self.me.name, "elected leader");
+                self.leader.store(true, Ordering::SeqCst);
+                _scheduler = Some(AbortOnDrop(tokio::spawn(scheduler::run(
+                    self.store.clone(),
+                ))));
+            }
+        }
+        // Dropping `scheduler` stops it.
+    }
+}

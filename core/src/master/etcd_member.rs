@@ -1,0 +1,81 @@
+//! The etcd member a master runs itself (`etcd.embed`), as TiDB DM embeds etcd: dm starts the
+//! `etcd` binary with the member's URLs and restarts it when it exits. The member dies with the
+//! master (parent-death signal), so a killed master takes its member along, like an embedded
+//! one would.
+
+use crate::config::EmbedEtcd;
+use crate::error::{Error, Result};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// Starts the member and keeps it running; returns once it was started the first time.
+pub async fn start(cfg: EmbedEtcd, default_name: String) -> Result<()> {
+    let bin = cfg.bin.clone().unwrap_or_else(|| PathBuf::from("etcd"));
+    let mut child = spawn(&cfg, &bin, &default_name)?;
+    tokio::spawn(async move {
+        loop {
+            let status = child.wait().await;
+            tracing::warn!(
+                ?status,
+                "the embedded etcd member exited; starting it again"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            match spawn(&cfg, &bin, &default_name) {
+                Ok(c) => child = c,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the embedded etcd member");
+                    return;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+fn spawn(cfg: &EmbedEtcd, bin: &PathBuf, default_name: &str) -> Result<tokio::process::Child> {
+    let name = cfg.name.as_deref().unwrap_or(default_name);
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let log_path = cfg.data_dir.with_extension("log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.arg("--name")
+        .arg(name)
+        .arg("--data-dir")
+        .arg(&cfg.data_dir)
+        .arg("--listen-client-urls")
+        .arg(&cfg.client_url)
+        .arg("--advertise-client-urls")
+        .arg(&cfg.client_url)
+        .arg("--listen-peer-urls")
+        .arg(&cfg.peer_url)
+        .arg("--initial-advertise-peer-urls")
+        .arg(&cfg.peer_url)
+        .arg("--initial-cluster")
+        .arg(&cfg.initial_cluster)
+        .arg("--initial-cluster-state")
+        .arg("new")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    // SAFETY: prctl is async-signal-safe; it only asks the kernel to signal the child when
+    // this process dies.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|e| {
+        Error::Invalid(format!(
+            "cannot start etcd (`{}`): {e}; install etcd-server or set etcd.embed.bin in the master config",
+            bin.display()
+        ))
+    })?;
+    tracing::info!(member = name, client_url = %cfg.client_url, log = %log_path.display(), "embedded etcd member started");
+    Ok(child)
+}

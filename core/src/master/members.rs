@@ -1,0 +1,282 @@
+//! Cluster membership API: where etcd is, who is a member, moving a source, leader eviction.
+
+use super::api::ApiResult;
+use super::election::MemberInfo;
+use super::Master;
+use crate::error::Error;
+use crate::meta::{self, keys};
+use crate::status::SubtaskStatus;
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MasterView {
+    pub name: String,
+    pub addr: String,
+    pub alive: bool,
+    pub leader: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WorkerView {
+    pub name: String,
+    /// `bound` (runs a source), `free` (alive, idle) or `offline`.
+    pub stage: String,
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Members {
+    pub leader: Option<String>,
+    pub masters: Vec<MasterView>,
+    pub workers: Vec<WorkerView>,
+}
+
+/// etcd client URLs, for workers that know only the masters.
+pub async fn etcd_endpoints(State(m): State<Master>) -> Json<Vec<String>> {
+    Json(
+        m.cluster
+            .as_ref()
+            .map(|c| c.me.etcd_endpoints.clone())
+            .unwrap_or_default(),
+    )
+}
+
+async fn names(m: &Master, prefix: &str) -> Result<Vec<String>, Error> {
+    Ok(m.store
+        .list(prefix)
+        .await?
+        .into_iter()
+        .map(|(k, _)| k[prefix.len()..].to_string())
+        .collect())
+}
+
+/// Source -> worker.
+async fn bindings(m: &Master) -> Result<BTreeMap<String, String>, Error> {
+    Ok(m.store
+        .list(keys::BOUND)
+        .await?
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k[keys::BOUND.len()..].to_string(),
+                String::from_utf8_lossy(&v).into_owned(),
+            )
+        })
+        .collect())
+}
+
+pub async fn list(State(m): State<Master>) -> ApiResult<Members> {
+    let bound = bindings(&m).await?;
+    let source_of = |w: &str| bound.iter().find(|(_, b)| *b == w).map(|(s, _)| s.clone());
+    if m.cluster.is_none() {
+        // Standalone: one master, one worker, in this process.
+        let worker = m.standalone_worker.clone().unwrap_or_default();
+        return Ok(Json(Members {
+            leader: Some("standalone".into()),
+            masters: vec![MasterView {
+                name: "standalone".into(),
+                addr: String::new(),
+                alive: true,
+                leader: true,
+            }],
+            workers: vec![WorkerView {
+                stage: "bound".into(),
+                source: source_of(&worker),
+                name: worker,
+            }],
+        }));
+    }
+    let leader = meta::get_json::<MemberInfo>(m.store.as_ref(), keys::LEADER)
+        .await?
+        .map(|l| l.name);
+    let alive_masters = names(&m, keys::ALIVE_MASTER).await?;
+    let masters = meta::list_json::<MemberInfo>(m.store.as_ref(), keys::MEMBER_MASTER)
+        .await?
+        .into_iter()
+        .map(|(_, i)| MasterView {
+            alive: alive_masters.contains(&i.name),
+            leader: leader.as_deref() == Some(i.name.as_str()),
+            name: i.name,
+            addr: i.addr,
+        })
+        .collect();
+    let alive_workers = names(&m, keys::ALIVE_WORKER).await?;
+    let workers = names(&m, keys::MEMBER_WORKER)
+        .await?
+        .into_iter()
+        .map(|name| {
+            let source = source_of(&name);
+            let stage = match (alive_workers.contains(&name), &source) {
+                (false, _) => "offline",
+                (true, Some(_)) => "bound",
+                (true, None) => "free",
+            };
+            WorkerView {
+                stage: stage.into(),
+                source,
+                name,
+            }
+        })
+        .collect();
+    Ok(Json(Members {
+        leader,
+        masters,
+        workers,
+    }))
+}
+
+/// `offline-member`: forgets a master or worker that is not running.
+pub async fn offline(
+    State(m): State<Master>,
+    Path((kind, name)): Path<(String, String)>,
+) -> ApiResult<serde_json::Value> {
+    let (member, alive) = match kind.as_str() {
+        "master" => (keys::member_master(&name), keys::alive_master(&name)),
+        "worker" => (keys::member_worker(&name), keys::alive_worker(&name)),
+        _ => {
+            return Err(Error::Invalid(format!(
+                "unknown member kind `{kind}`: use master or worker"
+            ))
+            .into())
+        }
+    };
+    if m.store.get(&member).await?.is_none() {
+        return Err(Error::NotFound(format!("{kind} `{name}` is not a member")).into());
+    }
+    if m.store.get(&alive).await?.is_some() {
+        return Err(Error::Invalid(format!(
+            "{kind} `{name}` is running; stop it first, then take it offline"
+        ))
+        .into());
+    }
+    m.store.delete(&member).await?;
+    m.store.delete(&keys::evict(&name)).await?;
+    Ok(Json(serde_json::json!({ "offline": name })))
+}
+
+#[derive(Deserialize)]
+pub struct TransferBody {
+    pub worker: String,
+}
+
+/// `transfer-source`: moves a source to a free live worker. The old worker stops its
+/// subtasks first (its status keys go away), then the new one starts them.
+pub async fn transfer(
+    State(m): State<Master>,
+    Path(source): Path<String>,
+    Json(body): Json<TransferBody>,
+) -> ApiResult<serde_json::Value> {
+    if m.cluster.is_none() {
+        return Err(Error::Invalid("transfer-source needs a cluster".into()).into());
+    }
+    if m.store.get(&keys::source(&source)).await?.is_none() {
+        return Err(Error::NotFound(format!("source `{source}` does not exist")).into());
+    }
+    if m.store
+        .get(&keys::alive_worker(&body.worker))
+        .await?
+        .is_none()
+    {
+        return Err(Error::Invalid(format!("worker `{}` is not running", body.worker)).into());
+    }
+    let bound = bindings(&m).await?;
+    if let Some((s, _)) = bound.iter().find(|(_, w)| **w == body.worker) {
+        if *s == source {
+            return Ok(Json(
+                serde_json::json!({ "source": source, "worker": body.worker }),
+            ));
+        }
+        return Err(Error::Invalid(format!(
+            "worker `{}` already runs source `{s}`; pick a free worker (`dm ctl list-member --worker`)",
+            body.worker
+        ))
+        .into());
+    }
+    // The scheduler leaves a moving source alone; the hold ends by itself (lease) should
+    // this master die half-way.
+    let hold = m.store.grant_lease(60).await?;
+    m.store
+        .put_leased(
+            &keys::moving(&source),
+            body.worker.clone().into_bytes(),
+            hold,
+        )
+        .await?;
+    m.store
+        .put(&keys::last_bound(&source), body.worker.clone().into_bytes())
+        .await?;
+    if let Some(old) = bound.get(&source) {
+        m.store
+            .compare_and_delete(&keys::bound(&source), old.as_bytes())
+            .await?;
+        if let Err(e) = wait_stopped(&m, &source, old).await {
+            m.store.revoke_lease(hold).await?;
+            return Err(e.into());
+        }
+    }
+    m.store
+        .compare_and_put(
+            &keys::bound(&source),
+            None,
+            body.worker.clone().into_bytes(),
+        )
+        .await?;
+    m.store.revoke_lease(hold).await?;
+    Ok(Json(
+        serde_json::json!({ "source": source, "worker": body.worker }),
+    ))
+}
+
+/// Waits until `worker` no longer reports running subtasks of `source`.
+async fn wait_stopped(m: &Master, source: &str, worker: &str) -> Result<(), Error> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let still = meta::list_json::<SubtaskStatus>(m.store.as_ref(), keys::STATUS)
+            .await?
+            .into_iter()
+            .any(|(_, s)| s.source_id == source && s.worker == worker);
+        if !still {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Invalid(format!(
+                "worker `{worker}` did not stop source `{source}` within 30 s; it stays unbound and the scheduler binds it again"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `operate-leader evict|cancel-evict`.
+pub async fn operate_leader(
+    State(m): State<Master>,
+    Path(op): Path<String>,
+) -> ApiResult<serde_json::Value> {
+    let Some(cluster) = m.cluster.as_ref() else {
+        return Err(Error::Invalid("operate-leader needs a cluster".into()).into());
+    };
+    match op.as_str() {
+        // Answered by the leader (requests are forwarded to it): evicts itself.
+        "evict" => {
+            m.store
+                .put(&keys::evict(&cluster.me.name), b"1".to_vec())
+                .await?;
+            Ok(Json(serde_json::json!({ "evicted": cluster.me.name })))
+        }
+        "cancel-evict" => {
+            let evicted = names(&m, keys::EVICT).await?;
+            for name in &evicted {
+                m.store.delete(&keys::evict(name)).await?;
+            }
+            Ok(Json(serde_json::json!({ "cancelled": evicted })))
+        }
+        _ => Err(Error::Invalid(format!(
+            "unknown operation `{op}`: use evict or cancel-evict"
+        ))
+        .into()),
+    }
+}

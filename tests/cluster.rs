@@ -1,0 +1,274 @@
+//! A cluster of real processes (masters with their own etcd members, workers) against real
+//! MariaDB: the leader and busy workers are killed or frozen while rows stream; every scenario
+//! ends with a row-by-row comparison.
+
+mod common;
+
+use common::cluster::{Cluster, WORKER_TTL};
+use common::*;
+use mysql_async::prelude::Queryable;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Inserts, updates and deletes rows of `<schema>.t` until stopped; returns how many writes.
+fn spawn_writer(db: &MariaDb, schema: &str, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    let opts = db.opts();
+    let schema = schema.to_string();
+    tokio::spawn(async move {
+        let mut c = mysql_async::Conn::new(opts).await.unwrap();
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let k = (n * 7919) % 2000 + 1;
+            let sql = match n % 4 {
+                0 => format!("INSERT INTO {schema}.t VALUES ({}, {n}, 'new')", 10_000 + n),
+                1 => format!("UPDATE {schema}.t SET v = v + 1, s = 'upd' WHERE id = {k}"),
+                2 => format!("DELETE FROM {schema}.t WHERE id = {}", k + 1),
+                _ => format!(
+                    "INSERT INTO {schema}.t VALUES ({k}, 0, 'back') ON DUPLICATE KEY UPDATE v = v + 7"
+                ),
+            };
+            c.query_drop(sql).await.unwrap();
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        n
+    })
+}
+
+fn two_source_task(dst: &MariaDb) -> String {
+    format!(
+        "name: ha\ntask-mode: all\ntarget-database:\n  {}\nmysql-instances:\n  - source-id: src1\n    block-allow-list: sel\n  - source-id: src2\n    block-allow-list: sel\nblock-allow-list:\n  sel:\n    do-dbs: [a, b]\n",
+        dst.yaml()
+    )
+}
+
+fn applied(c: &Cluster, source: &str) -> u64 {
+    c.subtask("ha", source)
+        .and_then(|s| s["rows_applied"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Waits until `source` runs on a worker other than `not` and applies rows there; returns
+/// the worker and the seconds it took from `since`.
+async fn wait_moved(c: &Cluster, source: &str, not: &str, since: Instant) -> (String, f64) {
+    let mut worker = String::new();
+    wait_for(
+        &format!("{source} to run elsewhere"),
+        Duration::from_secs(60),
+        || {
+            let Some(st) = c.subtask("ha", source) else {
+                return false;
+            };
+            assert_ne!(st["stage"], "paused", "{st}\n{}", c.logs());
+            worker = st["worker"].as_str().unwrap_or("").to_string();
+            st["stage"] == "running"
+                && worker != not
+                && !worker.is_empty()
+                && st["rows_applied"].as_u64().unwrap_or(0) > 0
+        },
+    )
+    .await;
+    (worker, since.elapsed().as_secs_f64())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_leader_and_busy_workers_loses_and_duplicates_nothing() {
+    let (s1, s2, dst) = (MariaDb::start(1), MariaDb::start(2), MariaDb::start(3));
+    for (db, schema) in [(&s1, "a"), (&s2, "b")] {
+        db.exec(&format!(
+            "CREATE DATABASE {schema}; USE {schema};
+             CREATE TABLE t (id BIGINT PRIMARY KEY, v INT NOT NULL, s VARCHAR(64));
+             INSERT INTO t SELECT seq, seq, 'init' FROM seq_1_to_2000;"
+        ))
+        .await;
+    }
+    let mut c = Cluster::start(3, 3);
+    c.wait_leader().await;
+    c.create_source("src1", &s1);
+    c.create_source("src2", &s2);
+    let tf = c.file("task.yaml", &two_source_task(&dst));
+    c.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let w1 = spawn_writer(&s1, "a", stop.clone());
+    let w2 = spawn_writer(&s2, "b", stop.clone());
+    for src in ["src1", "src2"] {
+        wait_for(&format!("{src} applying"), Duration::from_secs(60), || {
+            c.subtask("ha", src).is_some_and(|s| {
+                assert_ne!(s["stage"], "paused", "{s}");
+                s["phase"] == "incremental" && s["rows_applied"].as_u64().unwrap_or(0) > 0
+            })
+        })
+        .await;
+    }
+
+    // 1. kill -9 the leader: another master leads, the workers go on.
+    let old_leader = c.wait_leader().await;
+    let t = Instant::now();
+    c.master(&old_leader).kill9();
+    let mut new_leader = None;
+    wait_for("a new leader", Duration::from_secs(30), || {
+        new_leader = c.leader().filter(|l| *l != old_leader);
+        new_leader.is_some()
+    })
+    .await;
+    eprintln!(
+        "leader {old_leader} killed: {} leads after {:.1} s",
+        new_leader.unwrap(),
+        t.elapsed().as_secs_f64()
+    );
+    let before = applied(&c, "src1");
+    wait_for(
+        "src1 applying under the new leader",
+        Duration::from_secs(30),
+        || applied(&c, "src1") > before,
+    )
+    .await;
+
+    // 2. kill -9 the worker running src1: the idle worker takes it over.
+    let busy = c.bound_worker("src1").unwrap();
+    let t = Instant::now();
+    c.worker(&busy).kill9();
+    let (took_over, secs) = wait_moved(&c, "src1", &busy, t).await;
+    eprintln!("worker {busy} killed: {took_over} applies src1 rows after {secs:.1} s");
+
+    // 3. Freeze the worker running src2 past its lease: the restarted worker takes it over,
+    //    and the frozen one, woken up, must not write any more.
+    Cluster::restart(c.worker(&busy));
+    wait_for(
+        "the restarted worker to be free",
+        Duration::from_secs(30),
+        || {
+            c.json(&["list-member", "--worker"]).is_some_and(|v| {
+                v["workers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|w| w["name"] == busy.as_str() && w["stage"] == "free")
+            })
+        },
+    )
+    .await;
+    let frozen = c.bound_worker("src2").unwrap();
+    let t = Instant::now();
+    c.worker(&frozen).signal("-STOP");
+    let (took_over, secs) = wait_moved(&c, "src2", &frozen, t).await;
+    eprintln!("worker {frozen} frozen: {took_over} applies src2 rows after {secs:.1} s");
+    tokio::time::sleep(Duration::from_secs(WORKER_TTL)).await;
+    c.worker(&frozen).signal("-CONT");
+    wait_for(
+        "the frozen worker to notice",
+        Duration::from_secs(20),
+        || c.worker(&frozen).log().contains("lease lost"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Stop writing, catch up, compare.
+    stop.store(true, Ordering::Relaxed);
+    let writes = w1.await.unwrap() + w2.await.unwrap();
+    c.wait_caught_up("ha", "src1", &s1).await;
+    c.wait_caught_up("ha", "src2", &s2).await;
+    let rows = assert_same(&s1, &dst, &["a"]).await + assert_same(&s2, &dst, &["b"]).await;
+    eprintln!("{writes} writes, {rows} rows compared");
+
+    // query-status tells the truth: each subtask runs on the worker bound to its source.
+    for src in ["src1", "src2"] {
+        let st = c.subtask("ha", src).unwrap();
+        assert_eq!(st["stage"], "running", "{st}");
+        assert_eq!(
+            st["worker"].as_str(),
+            c.bound_worker(src).as_deref(),
+            "{st}"
+        );
+    }
+    let frozen_log = c.worker(&frozen).log();
+    assert!(
+        frozen_log.contains("subtask stopped: this worker's lease ran out"),
+        "{frozen_log}"
+    );
+
+    // 4. With two of three masters gone there is no quorum, and the API says so.
+    let leader = c.wait_leader().await;
+    c.master(&leader).kill9();
+    let (ok, text) = c.ctl(&["query-status"]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("DM-META-2002") && text.contains("quorum"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tasks_wait_for_a_worker_and_the_full_phase_moves_chunk_by_chunk() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE m; USE m;
+         CREATE TABLE t (id BIGINT PRIMARY KEY, v INT NOT NULL, s VARCHAR(100));
+         INSERT INTO t SELECT seq, seq, REPEAT('x', 80) FROM seq_1_to_40000;
+         ANALYZE TABLE t;",
+    )
+    .await;
+    let mut c = Cluster::start(1, 0);
+    c.wait_leader().await;
+    c.create_source("src1", &src);
+    let yaml = task_tuned("mv", "all", &dst, &["m"], &["rows: 300", "threads: 2"], &[]);
+    let tf = c.file("task.yaml", &yaml);
+    c.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+
+    // No worker: the subtask waits, and says why.
+    let st = c.subtask("mv", "src1").unwrap();
+    assert_eq!(st["stage"], "waiting", "{st}");
+    assert!(st["last_error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no worker"));
+
+    c.add_worker("w1");
+    c.add_worker("w2");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mover = spawn_mover(&src, stop.clone());
+    loop {
+        if done_chunks(&dst, "mv").await.len() >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first = c.bound_worker("src1").unwrap();
+    c.worker(&first).kill9();
+    let done = done_chunks(&dst, "mv").await;
+    let total: u64 = dst
+        .conn()
+        .await
+        .query_first("SELECT COUNT(*) FROM dm_meta.mv_chunk")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!((done.len() as u64) < total, "killed after the copy");
+    eprintln!(
+        "worker {first} killed with {} of {total} chunks done",
+        done.len()
+    );
+
+    wait_for(
+        "the incremental phase on the other worker",
+        Duration::from_secs(120),
+        || {
+            c.subtask("mv", "src1").is_some_and(|s| {
+                assert_ne!(s["stage"], "paused", "{s}\n{}", c.logs());
+                s["phase"] == "incremental" && s["worker"] != first.as_str()
+            })
+        },
+    )
+    .await;
+    // Chunks finished on the first worker were not copied again on the second.
+    let after = done_chunks(&dst, "mv").await;
+    for (k, at) in &done {
+        assert_eq!(after.get(k), Some(at), "chunk {k:?} was copied again");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let writes = mover.await.unwrap();
+    c.wait_caught_up("mv", "src1", &src).await;
+    let rows = assert_same(&src, &dst, &["m"]).await;
+    eprintln!("{writes} writes during the copy, {rows} rows compared");
+}

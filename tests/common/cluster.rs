@@ -1,0 +1,298 @@
+//! A dm cluster of real processes: masters that each run their own etcd member (`etcd.embed`,
+//! Debian's `etcd` binary), and workers, all on free loopback ports.
+
+use super::{dm_bin, find_binary, free_port, wait_for, MariaDb};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Short leases make failover quick in tests.
+pub const WORKER_TTL: u64 = 2;
+
+pub struct Proc {
+    pub name: String,
+    config: PathBuf,
+    dir: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+    role: &'static str,
+}
+
+impl Proc {
+    fn start(&mut self) {
+        self.starts += 1;
+        let log =
+            std::fs::File::create(self.dir.join(format!("{}-{}.log", self.name, self.starts)))
+                .unwrap();
+        let child = Command::new(dm_bin())
+            .arg(self.role)
+            .arg("-c")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        if let Some(pid) = self.pid() {
+            let ok = Command::new("kill")
+                .args([sig, &pid.to_string()])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "kill {sig} {pid}");
+        }
+    }
+
+    pub fn log(&self) -> String {
+        (1..=self.starts)
+            .map(|i| {
+                std::fs::read_to_string(self.dir.join(format!("{}-{i}.log", self.name)))
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // A stopped process would not die from SIGKILL's point of view until continued.
+        self.signal("-CONT");
+        self.kill9();
+    }
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub masters: Vec<Proc>,
+    pub workers: Vec<Proc>,
+    pub master_addrs: Vec<String>,
+}
+
+impl Cluster {
+    /// `masters` masters (each with its own etcd member) and `workers` workers, started.
+    pub fn start(masters: usize, workers: usize) -> Cluster {
+        let etcd = find_binary("etcd");
+        let dir = tempfile::Builder::new()
+            .prefix("dm-test-cluster-")
+            .tempdir()
+            .unwrap();
+        let ports: Vec<(u16, u16, u16)> = (0..masters)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let initial = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, _, peer))| format!("m{}=http://127.0.0.1:{peer}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = Cluster {
+            master_addrs: ports
+                .iter()
+                .map(|(api, _, _)| format!("127.0.0.1:{api}"))
+                .collect(),
+            dir,
+            masters: vec![],
+            workers: vec![],
+        };
+        for (i, (api, client, peer)) in ports.iter().enumerate() {
+            let name = format!("m{}", i + 1);
+            let config = c.dir.path().join(format!("{name}.yaml"));
+            std::fs::write(
+                &config,
+                format!(
+                    "name: {name}\nmaster-addr: 127.0.0.1:{api}\nelection-ttl: 2\netcd:\n  embed:\n    \
+                     data-dir: {}\n    client-url: http://127.0.0.1:{client}\n    peer-url: http://127.0.0.1:{peer}\n    \
+                     initial-cluster: {initial}\n    bin: {}\n",
+                    c.dir.path().join(format!("etcd-{name}")).display(),
+                    etcd.display()
+                ),
+            )
+            .unwrap();
+            let mut p = Proc {
+                name,
+                config,
+                dir: c.dir.path().to_path_buf(),
+                child: None,
+                starts: 0,
+                role: "master",
+            };
+            p.start();
+            c.masters.push(p);
+        }
+        for i in 0..workers {
+            c.add_worker(&format!("w{}", i + 1));
+        }
+        c
+    }
+
+    pub fn add_worker(&mut self, name: &str) {
+        let config = self.dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "name: {name}\nkeepalive-ttl: {WORKER_TTL}\nmaster-addrs: [{}]\n",
+                self.master_addrs.join(", ")
+            ),
+        )
+        .unwrap();
+        let mut p = Proc {
+            name: name.to_string(),
+            config,
+            dir: self.dir.path().to_path_buf(),
+            child: None,
+            starts: 0,
+            role: "worker",
+        };
+        p.start();
+        self.workers.push(p);
+    }
+
+    pub fn master(&mut self, name: &str) -> &mut Proc {
+        self.masters.iter_mut().find(|p| p.name == name).unwrap()
+    }
+
+    pub fn worker(&mut self, name: &str) -> &mut Proc {
+        self.workers.iter_mut().find(|p| p.name == name).unwrap()
+    }
+
+    pub fn restart(p: &mut Proc) {
+        p.kill9();
+        p.start();
+    }
+
+    /// `dm ctl` against every master (the first that answers is used).
+    pub fn ctl(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(dm_bin())
+            .arg("ctl")
+            .arg("--master-addr")
+            .arg(self.master_addrs.join(","))
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let (ok, text) = self.ctl(args);
+        assert!(ok, "dm ctl {args:?} failed:\n{text}\n{}", self.logs());
+        text
+    }
+
+    pub fn json(&self, args: &[&str]) -> Option<Value> {
+        let mut a = vec!["--output", "json"];
+        a.extend_from_slice(args);
+        let (ok, text) = self.ctl(&a);
+        if !ok {
+            return None;
+        }
+        serde_json::from_str(&text).ok()
+    }
+
+    pub fn leader(&self) -> Option<String> {
+        self.json(&["list-member", "--leader"])?["leader"]
+            .as_str()
+            .map(str::to_string)
+    }
+
+    /// The worker bound to `source`, from list-member.
+    pub fn bound_worker(&self, source: &str) -> Option<String> {
+        let v = self.json(&["list-member", "--worker"])?;
+        v["workers"]
+            .as_array()?
+            .iter()
+            .find(|w| w["source"] == source)
+            .and_then(|w| w["name"].as_str().map(str::to_string))
+    }
+
+    /// The subtask of `task` on `source` from query-status.
+    pub fn subtask(&self, task: &str, source: &str) -> Option<Value> {
+        let v = self.json(&["query-status", task])?;
+        v["subtasks"]
+            .as_array()?
+            .iter()
+            .find(|s| s["source_id"] == source)
+            .cloned()
+    }
+
+    pub fn create_source(&self, id: &str, db: &MariaDb) {
+        let f = self.dir.path().join(format!("source-{id}.yaml"));
+        std::fs::write(&f, super::source_yaml(id, db)).unwrap();
+        self.ctl_ok(&["operate-source", "create", f.to_str().unwrap()]);
+    }
+
+    pub fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Waits until a master leads and answers.
+    pub async fn wait_leader(&self) -> String {
+        let mut leader = None;
+        wait_for("a leader", Duration::from_secs(60), || {
+            leader = self.leader();
+            leader.is_some()
+        })
+        .await;
+        leader.unwrap()
+    }
+
+    /// Waits until `task` on `source` has applied the source's current position.
+    pub async fn wait_caught_up(&self, task: &str, source: &str, src: &MariaDb) {
+        let target = src.master_pos().await;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(st) = self.subtask(task, source) {
+                assert_ne!(st["stage"], "paused", "{st}\n{}", self.logs());
+                let pos = st["position"].as_str().unwrap_or("");
+                if pos.split(' ').next() == Some(target.as_str()) {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{source} not caught up with {target}: {st}\n{}",
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for p in self.masters.iter().chain(&self.workers) {
+            let log = p.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            s += &format!("--- {} (last lines)\n", p.name);
+            for l in tail.into_iter().rev() {
+                s += l;
+                s.push('\n');
+            }
+        }
+        s
+    }
+}
