@@ -268,7 +268,104 @@ async fn tasks_wait_for_a_worker_and_the_full_phase_moves_chunk_by_chunk() {
     }
     stop.store(true, Ordering::Relaxed);
     let writes = mover.await.unwrap();
+
+    // Every worker gone: the subtask waits; a new worker picks it up from the checkpoint.
+    let second = c.bound_worker("src1").unwrap();
+    c.worker(&second).kill9();
+    wait_for(
+        "the subtask to wait for a worker",
+        Duration::from_secs(30),
+        || {
+            c.subtask("mv", "src1")
+                .is_some_and(|s| s["stage"] == "waiting")
+        },
+    )
+    .await;
+    src.exec("UPDATE m.t SET v = -1 WHERE id % 100 = 0").await;
+    c.add_worker("w3");
+    wait_for("w3 to run the subtask", Duration::from_secs(60), || {
+        c.subtask("mv", "src1")
+            .is_some_and(|s| s["worker"] == "w3" && s["stage"] == "running")
+    })
+    .await;
     c.wait_caught_up("mv", "src1", &src).await;
     let rows = assert_same(&src, &dst, &["m"]).await;
     eprintln!("{writes} writes during the copy, {rows} rows compared");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sources_move_leaders_step_down_and_members_go_offline_on_request() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE a; USE a; CREATE TABLE t (id BIGINT PRIMARY KEY, v INT NOT NULL, s VARCHAR(64));
+         INSERT INTO t SELECT seq, seq, 'init' FROM seq_1_to_2000;",
+    )
+    .await;
+    let mut c = Cluster::start(3, 2);
+    c.wait_leader().await;
+    c.create_source("src1", &src);
+    let yaml = task_yaml("mt", "all", "src1", &dst, &["a"]);
+    let tf = c.file("task.yaml", &yaml);
+    c.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(&src, "a", stop.clone());
+    let on = |c: &Cluster, w: &str| {
+        c.subtask("mt", "src1").is_some_and(|s| {
+            assert_ne!(s["stage"], "paused", "{s}");
+            s["worker"] == w && s["stage"] == "running" && s["phase"] == "incremental"
+        })
+    };
+    let mut first = String::new();
+    wait_for("the subtask to run", Duration::from_secs(60), || {
+        first = c.bound_worker("src1").unwrap_or_default();
+        !first.is_empty() && on(&c, &first)
+    })
+    .await;
+
+    // transfer-source: the old worker stops, the free one takes over from the checkpoint.
+    let other = if first == "w1" { "w2" } else { "w1" };
+    c.ctl_ok(&["transfer-source", "src1", other]);
+    assert_eq!(c.bound_worker("src1").as_deref(), Some(other));
+    wait_for(
+        "the subtask on the other worker",
+        Duration::from_secs(60),
+        || on(&c, other),
+    )
+    .await;
+    let (ok, text) = c.ctl(&["transfer-source", "src1", "nobody"]);
+    assert!(!ok && text.contains("not running"), "{text}");
+
+    // operate-leader evict: another master leads, and the evicted one does not come back
+    // until cancel-evict.
+    let leader = c.wait_leader().await;
+    c.ctl_ok(&["operate-leader", "evict"]);
+    let mut now = String::new();
+    wait_for("another leader", Duration::from_secs(30), || {
+        now = c.leader().unwrap_or_default();
+        !now.is_empty() && now != leader
+    })
+    .await;
+    c.ctl_ok(&["operate-leader", "evict"]);
+    wait_for("a third leader", Duration::from_secs(30), || {
+        c.leader().is_some_and(|l| l != leader && l != now)
+    })
+    .await;
+    let out = c.ctl_ok(&["operate-leader", "cancel-evict"]);
+    assert!(out.contains(&leader) && out.contains(&now), "{out}");
+
+    // offline-member: refused for a running worker, done for a stopped one.
+    let (ok, text) = c.ctl(&["offline-member", "--worker", "--name", &first]);
+    assert!(!ok && text.contains("is running"), "{text}");
+    c.worker(&first).kill9();
+    wait_for("the worker to be offline", Duration::from_secs(30), || {
+        c.ctl(&["offline-member", "--worker", "--name", &first]).0
+    })
+    .await;
+    let members = c.ctl_ok(&["list-member", "--worker"]);
+    assert!(!members.contains(&first), "{members}");
+
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    c.wait_caught_up("mt", "src1", &src).await;
+    assert_same(&src, &dst, &["a"]).await;
 }

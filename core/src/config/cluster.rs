@@ -93,3 +93,33 @@ fn default_election_ttl() -> i64 {
 fn default_keepalive_ttl() -> i64 {
     3
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_file;
+    use std::path::Path;
+
+    #[test]
+    fn sample_cluster_files_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster");
+        for i in 1..=3 {
+            let m: MasterConfig = load_file(&dir.join(format!("master{i}.yaml"))).unwrap();
+            assert_eq!(m.election_ttl, 2);
+            assert_eq!(m.etcd.client_endpoints().len(), 1);
+        }
+        let w: WorkerConfig = load_file(&dir.join("worker1.yaml")).unwrap();
+        assert_eq!(w.master_addrs.len(), 3);
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let e = crate::config::parse_yaml::<WorkerConfig>(
+            "worker.yaml",
+            "name: w\nmaster-addrs: []\nkeepalive: 3\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("worker.yaml:3"), "{e}");
+        assert!(e.to_string().contains("keepalive"), "{e}");
+    }
+}
