@@ -81,6 +81,7 @@ impl Drop for Proc {
 }
 
 pub struct Cluster {
+    /// Kept after the test when DM_KEEP_TEST_DIRS is set (logs of every process).
     pub dir: tempfile::TempDir,
     pub masters: Vec<Proc>,
     pub workers: Vec<Proc>,
@@ -91,10 +92,14 @@ impl Cluster {
     /// `masters` masters (each with its own etcd member) and `workers` workers, started.
     pub fn start(masters: usize, workers: usize) -> Cluster {
         let etcd = find_binary("etcd");
-        let dir = tempfile::Builder::new()
+        let mut dir = tempfile::Builder::new()
             .prefix("dm-test-cluster-")
             .tempdir()
             .unwrap();
+        if std::env::var_os("DM_KEEP_TEST_DIRS").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("cluster files in {}", dir.path().display());
+        }
         let ports: Vec<(u16, u16, u16)> = (0..masters)
             .map(|_| (free_port(), free_port(), free_port()))
             .collect();

@@ -31,7 +31,9 @@ pub async fn run(cfg: MasterConfig) -> Result<()> {
     let etcd = EtcdStore::connect(&endpoints, Duration::from_secs(300)).await?;
     // Workers get every member's URL, so they survive the death of this master's member.
     let all_endpoints = etcd.member_urls().await;
-    let store: Arc<dyn MetaStore> = Arc::new(etcd);
+    let etcd = Arc::new(etcd);
+    let etcd_handle = etcd.clone();
+    let store: Arc<dyn MetaStore> = etcd;
     let me = MemberInfo {
         name: cfg.name.clone(),
         addr: cfg.advertise().to_string(),
@@ -39,6 +41,13 @@ pub async fn run(cfg: MasterConfig) -> Result<()> {
     };
     let membership = Membership::new(me, store.clone(), cfg.election_ttl);
     tokio::spawn(membership.clone().run());
+    if let Some(embed) = &cfg.etcd.embed {
+        tokio::spawn(keep_etcd_leader_elsewhere(
+            etcd_handle,
+            membership.clone(),
+            embed.client_url.clone(),
+        ));
+    }
     tracing::info!(master = %cfg.name, addr = %cfg.master_addr, etcd = %endpoints.join(","), "dm master started");
     let app = router(Master {
         store,
@@ -46,4 +55,24 @@ pub async fn run(cfg: MasterConfig) -> Result<()> {
         cluster: Some(membership),
     });
     axum::serve(listener, app).await.map_err(Error::Io)
+}
+
+/// The leading master keeps etcd's leader on another master's member (see
+/// `EtcdStore::hand_off_etcd_leadership`).
+async fn keep_etcd_leader_elsewhere(
+    etcd: Arc<EtcdStore>,
+    membership: Arc<Membership>,
+    own_url: String,
+) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if !membership.is_leader() {
+            continue;
+        }
+        match etcd.hand_off_etcd_leadership(&own_url).await {
+            Ok(true) => tracing::info!("etcd leadership handed to another member"),
+            Ok(false) => {}
+            Err(e) => tracing::debug!(error = %e, "cannot hand off etcd leadership"),
+        }
+    }
 }

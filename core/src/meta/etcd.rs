@@ -85,6 +85,33 @@ impl EtcdStore {
         Ok(store)
     }
 
+    /// When the member at `own_url` (an embedded member) is etcd's leader, hands etcd's
+    /// leadership to another member. Used by the leading master: a crash of its process then
+    /// costs one election (dm's), not two (etcd's, whose leader change also extends every
+    /// lease by an election timeout, then dm's).
+    pub async fn hand_off_etcd_leadership(&self, own_url: &str) -> Result<bool> {
+        let Some(i) = self.endpoints.iter().position(|e| e == own_url) else {
+            return Ok(false);
+        };
+        let mut c = self.clients[i].clone();
+        let err = |e: etcd_client::Error| Error::Meta(format!("etcd leadership hand-off: {e}"));
+        let status = c.status().await.map_err(err)?;
+        let me = status.header().map(|h| h.member_id()).unwrap_or(0);
+        if status.leader() != me {
+            return Ok(false);
+        }
+        let members = c.member_list().await.map_err(err)?;
+        // Only to a member that answers: the list keeps dead members too.
+        for other in members.members().iter().filter(|m| m.id() != me) {
+            if !answers(other.client_urls()).await {
+                continue;
+            }
+            c.move_leader(other.id()).await.map_err(err)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     /// Client URLs of every member of the etcd cluster, then the configured endpoints.
     pub async fn member_urls(&self) -> Vec<String> {
         let mut out = vec![];
@@ -146,6 +173,17 @@ impl EtcdStore {
             }
         }
     }
+}
+
+/// Whether an etcd member at one of `urls` answers a status request within 500 ms.
+async fn answers(urls: &[String]) -> bool {
+    let opts = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_millis(500))
+        .with_timeout(Duration::from_millis(500));
+    let Ok(mut c) = Client::connect(urls, Some(opts)).await else {
+        return false;
+    };
+    c.status().await.is_ok()
 }
 
 #[async_trait]
