@@ -68,6 +68,15 @@ enum CtlCommand {
         #[command(subcommand)]
         op: BinlogOp,
     },
+    /// Shard DDL locks: which shards sent which DDL, which the lock waits for, conflicts;
+    /// `unlock` resolves a stuck one.
+    #[command(args_conflicts_with_subcommands = true)]
+    ShardDdlLock {
+        #[command(subcommand)]
+        op: Option<LockOp>,
+        /// Only this task's locks.
+        task: Option<String>,
+    },
     /// Masters (and which leads) and workers (and what they run).
     ListMember {
         /// Only the masters.
@@ -110,6 +119,20 @@ enum BinlogOp {
         name: String,
         #[arg(required = true)]
         sql: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum LockOp {
+    /// Release every shard waiting at a DDL of the merged table `target` (`schema.table`):
+    /// `--exec` runs the DDL most of them sent once, `--skip` runs nothing (done by hand).
+    Unlock {
+        task: String,
+        target: String,
+        #[arg(long, conflicts_with = "skip", required_unless_present = "skip")]
+        exec: bool,
+        #[arg(long)]
+        skip: bool,
     },
 }
 
@@ -352,6 +375,35 @@ pub async fn run(args: CtlArgs) -> Result<()> {
             }
             (v, render_members)
         }
+        CtlCommand::ShardDdlLock { op: None, task } => {
+            let path = match task {
+                Some(t) => format!("/api/v1/shard-ddl-locks?task={t}"),
+                None => "/api/v1/shard-ddl-locks".into(),
+            };
+            (client.call(Method::GET, &path, None).await?, render_locks)
+        }
+        CtlCommand::ShardDdlLock {
+            op:
+                Some(LockOp::Unlock {
+                    task,
+                    target,
+                    exec,
+                    skip: _,
+                }),
+            ..
+        } => (
+            client
+                .call(
+                    Method::POST,
+                    "/api/v1/shard-ddl-locks/unlock",
+                    Some(json!({
+                        "task": task, "target": target,
+                        "action": if exec { "exec" } else { "skip" },
+                    })),
+                )
+                .await?,
+            render_plain,
+        ),
         CtlCommand::OfflineMember {
             master: _,
             worker,
@@ -447,6 +499,60 @@ fn render_sources(v: &Value) -> String {
             s(&src, "user"),
             s(&src, "enable_gtid"),
             s(&src, "worker"),
+        ]);
+    }
+    t.to_string()
+}
+
+fn render_locks(v: &Value) -> String {
+    let list = as_list(v);
+    if list.is_empty() {
+        return "no shard DDL lock is waiting".into();
+    }
+    let mut t = table(&[
+        "Task",
+        "Target",
+        "Mode",
+        "Arrived",
+        "Waiting for",
+        "Conflict",
+    ]);
+    for l in list {
+        let arrived: Vec<String> = l["arrived"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|a| {
+                format!(
+                    "{}:{} sent {}",
+                    s(&a["shard"], "source"),
+                    s(&a["shard"], "table"),
+                    a["ddls"]
+                        .as_array()
+                        .map(|d| d
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join("; "))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        let waiting: Vec<String> = l["waiting_for"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|w| format!("{}:{}", s(w, "source"), s(w, "table")))
+            .collect();
+        t.add_row(vec![
+            s(&l, "task"),
+            s(&l, "target"),
+            s(&l, "mode"),
+            arrived.join("\n"),
+            waiting.join("\n"),
+            s(&l, "conflict"),
         ]);
     }
     t.to_string()

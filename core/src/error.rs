@@ -69,6 +69,13 @@ pub enum Error {
         position: String,
         message: String,
     },
+    /// Shards merged into one table sent DDLs that cannot be reconciled.
+    #[error("shard DDL lock of {target} at {position}: {message}")]
+    ShardDdl {
+        target: String,
+        position: String,
+        message: String,
+    },
     /// A request that is invalid in the current state (unknown task, task already exists, ...).
     #[error("{0}")]
     Invalid(String),
@@ -160,6 +167,7 @@ impl Error {
             Error::UnsupportedDdl { .. } => "DM-DDL-6001",
             Error::Schema { .. } => "DM-SCHEMA-6002",
             Error::Filtered { .. } => "DM-FILTER-6003",
+            Error::ShardDdl { .. } => "DM-SHARD-6101",
             Error::Invalid(_) => "DM-REQUEST-7001",
             Error::NotFound(_) => "DM-REQUEST-7002",
             Error::Cancelled => "DM-TASK-8001",
@@ -210,6 +218,7 @@ impl Error {
                 }
             }
             Error::UnsupportedDdl { .. } => "apply the statement on the target by hand if it is needed, then `dm ctl binlog skip <task>`, or have dm run a replacement: `dm ctl binlog replace <task> '<statement>'`".into(),
+            Error::ShardDdl { target, .. } => format!("make the shards agree, then `dm ctl shard-ddl-lock unlock <task> {target} --exec` (run the DDL once) or `--skip` (it is done by hand); or `dm ctl binlog replace <task> '<statement>'` to send this shard's DDL as another statement"),
             Error::Filtered { .. } => "change the task's `filters` / `expression-filter` (stop-task, edit, start-task), or skip the event".into(),
             Error::Schema { .. } => "the tracked schema differs from the binlog; make sure binlog_row_metadata=FULL and that no DDL was filtered out for this table".into(),
             Error::Invalid(_) | Error::NotFound(_) => "see `dm ctl --help`".into(),
@@ -227,7 +236,8 @@ impl Error {
             position: match self {
                 Error::UnsupportedDdl { position, .. }
                 | Error::Schema { position, .. }
-                | Error::Filtered { position, .. } => Some(position.clone()),
+                | Error::Filtered { position, .. }
+                | Error::ShardDdl { position, .. } => Some(position.clone()),
                 _ => None,
             },
         }

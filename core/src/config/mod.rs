@@ -17,7 +17,8 @@ pub use source::{Flavor, SourceConfig};
 pub use standalone::StandaloneConfig;
 pub use task::{
     BinlogMeta, BlockAllowList, DumperConfig, ExpressionFilter, Extract, FilterAction, FilterRule,
-    MysqlInstance, RouteRule, SyncerConfig, TableRule, TaskConfig, TaskMode, FILTER_EVENTS,
+    MysqlInstance, RouteRule, ShardMode, SyncerConfig, TableRule, TaskConfig, TaskMode,
+    FILTER_EVENTS,
 };
 
 use crate::error::{Error, Result};

@@ -34,6 +34,21 @@ pub struct TaskConfig {
     /// Table routing rules, referenced from `mysql-instances[].route-rules`.
     #[serde(default)]
     pub routes: BTreeMap<String, RouteRule>,
+    /// How DDLs of shards merged into one table are coordinated; none: each shard's DDL runs
+    /// as it comes.
+    #[serde(default)]
+    pub shard_mode: Option<ShardMode>,
+}
+
+/// TiDB DM's `shard-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShardMode {
+    /// A DDL holds its shard's later rows until every shard sent the same DDL; then it runs
+    /// once downstream.
+    Pessimistic,
+    /// Additive changes run at once, drops once every shard dropped, the rest pauses.
+    Optimistic,
 }
 
 /// Routes tables of matching schemas (and tables) to another schema (and table); shards

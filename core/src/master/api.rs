@@ -1,7 +1,7 @@
 //! HTTP/JSON API of the master (`/api/v1/...`). Every error answers with
 //! `{code, message, hint}` and a 4xx/5xx status.
 
-use super::{forward, members, Master};
+use super::{forward, members, shard_locks, Master};
 use crate::check::{check_task, probe_source, Finding};
 use crate::checkpoint::MetaTables;
 use crate::config::{SourceConfig, TaskConfig};
@@ -78,6 +78,8 @@ pub fn router(master: Master) -> Router {
         .route("/api/v1/tasks/{name}/binlog-skip", post(binlog_skip))
         .route("/api/v1/tasks/{name}/binlog-replace", post(binlog_replace))
         .route("/api/v1/sources/{id}/transfer", post(members::transfer))
+        .route("/api/v1/shard-ddl-locks", get(shard_locks::list))
+        .route("/api/v1/shard-ddl-locks/unlock", post(shard_locks::unlock))
         .route("/api/v1/members", get(members::list))
         .route(
             "/api/v1/members/{kind}/{name}",
@@ -342,7 +344,7 @@ async fn resume_task(State(m): State<Master>, Path(name): Path<String>) -> ApiRe
 /// the task resumes.
 async fn binlog_skip(State(m): State<Master>, Path(name): Path<String>) -> ApiResult<TaskView> {
     Ok(Json(
-        at_paused_events(&m, &name, |d, source, p| {
+        at_paused_events(&m, &name, None, |d, source, p| {
             d.skip.entry(source).or_default().push(p)
         })
         .await?,
@@ -365,7 +367,7 @@ async fn binlog_replace(
         return Err(Error::Invalid("binlog replace needs at least one statement".into()).into());
     }
     Ok(Json(
-        at_paused_events(&m, &name, |d, source, p| {
+        at_paused_events(&m, &name, Some(&body.sql), |d, source, p| {
             d.replace
                 .entry(source)
                 .or_default()
@@ -379,6 +381,7 @@ async fn binlog_replace(
 async fn at_paused_events(
     m: &Master,
     name: &str,
+    replace: Option<&[String]>,
     mut op: impl FnMut(&mut DesiredStage, String, String),
 ) -> Result<TaskView, Error> {
     let task = load_task(m, name).await?;
@@ -391,11 +394,19 @@ async fn at_paused_events(
         let status =
             meta::get_json::<SubtaskStatus>(m.store.as_ref(), &keys::status(name, &inst.source_id))
                 .await?;
-        let position = status
+        let error = status
             .filter(|s| s.stage == Stage::Paused)
-            .and_then(|s| s.last_error)
-            .and_then(|e| e.position);
+            .and_then(|s| s.last_error);
+        let shard_ddl = error.as_ref().is_some_and(|e| e.code == "DM-SHARD-6101");
+        let position = error.and_then(|e| e.position);
         if let Some(p) = position {
+            // A shard DDL in conflict: the lock takes the skip or the replacement.
+            if shard_ddl
+                && shard_locks::operate_paused_ddl(m, &task, &inst.source_id, &p, replace).await?
+            {
+                found = true;
+                continue;
+            }
             tracing::warn!(task = %name, source = %inst.source_id, position = %p, "operator on a binlog event");
             op(&mut desired, inst.source_id.clone(), p);
             found = true;

@@ -87,7 +87,8 @@ impl Membership {
         let store = self.store.as_ref();
         let renew_every = Duration::from_millis((self.ttl as u64 * 1000) / 3);
         let mut renewed = Instant::now();
-        let mut _scheduler: Option<AbortOnDrop<()>> = None;
+        // The leader's work: binding sources, coordinating shard DDLs.
+        let mut _scheduler: Option<(AbortOnDrop<()>, AbortOnDrop<()>)> = None;
         loop {
             tokio::time::sleep(POLL).await;
             if renewed.elapsed() >= renew_every {
@@ -132,9 +133,12 @@ impl Membership {
             if won {
                 tracing::info!(master = %self.me.name, "elected leader");
                 self.leader.store(true, Ordering::SeqCst);
-                _scheduler = Some(AbortOnDrop(tokio::spawn(scheduler::run(
-                    self.store.clone(),
-                ))));
+                _scheduler = Some((
+                    AbortOnDrop(tokio::spawn(scheduler::run(self.store.clone()))),
+                    AbortOnDrop(tokio::spawn(crate::shard::coordinator::run(
+                        self.store.clone(),
+                    ))),
+                ));
             }
         }
         // Dropping `scheduler` stops it.

@@ -9,6 +9,7 @@ mod etcd_member;
 mod forward;
 mod members;
 mod scheduler;
+mod shard_locks;
 
 pub use api::router;
 pub use election::{MemberInfo, Membership};

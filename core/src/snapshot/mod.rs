@@ -284,6 +284,31 @@ impl FullPhase {
         create: &str,
         r: &Routed,
     ) -> Result<()> {
+        // Shards of several sources (and copiers) may get here at once: one at a time.
+        let lock = format!("dm-create-{:016x}", {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            r.target.hash(&mut h);
+            h.finish()
+        });
+        let te = self.tgt_err();
+        tgt.exec_drop("DO GET_LOCK(?, 120)", (&lock,))
+            .await
+            .map_err(&te)?;
+        let made = self.create_routed_locked(tgt, table, create, r).await;
+        tgt.exec_drop("DO RELEASE_LOCK(?)", (&lock,))
+            .await
+            .map_err(&te)?;
+        made
+    }
+
+    async fn create_routed_locked(
+        &self,
+        tgt: &mut Conn,
+        table: &Table,
+        create: &str,
+        r: &Routed,
+    ) -> Result<()> {
         let te = self.tgt_err();
         tgt.query_drop(format!(
             "CREATE DATABASE IF NOT EXISTS {}",

@@ -41,7 +41,7 @@ impl Dispatcher<'_> {
 
     /// Whether the event filters keep a DDL: every table it touches (or its database) must
     /// keep it.
-    fn ddl_kept(&self, ddl: &Ddl, sql: &str, at: &BinlogPos) -> Result<bool> {
+    pub(super) fn ddl_kept(&self, ddl: &Ddl, sql: &str, at: &BinlogPos) -> Result<bool> {
         let kind = crate::rules::EventKind::Ddl(match ddl.kind {
             DdlKind::CreateDatabase => "create database",
             DdlKind::DropDatabase => "drop database",
@@ -90,6 +90,9 @@ impl Dispatcher<'_> {
         }
         // A barrier: everything before the DDL is applied and checkpointed first.
         self.checkpoint().await?;
+        if self.is_shard_ddl(&ddl) {
+            return self.shard_ddl(&ddl, sql, end).await;
+        }
         if ddl
             .tables
             .iter()
@@ -134,7 +137,12 @@ impl Dispatcher<'_> {
     /// ALTER that another shard already applied to the merged table is "already done"),
     /// DROP and TRUNCATE only where one table maps to one table; on merged tables they, and
     /// RENAME, would hit every shard's rows and are left out.
-    async fn apply_routed_ddl(&mut self, ddl: &Ddl, sql: &str, end: &Position) -> Result<()> {
+    pub(super) async fn apply_routed_ddl(
+        &mut self,
+        ddl: &Ddl,
+        sql: &str,
+        end: &Position,
+    ) -> Result<()> {
         let at = end.binlog.to_string();
         if !self.ddl_kept(ddl, sql, &end.binlog)? {
             let _ = ddl.apply(&mut self.cp.tracker);
@@ -192,7 +200,7 @@ impl Dispatcher<'_> {
     }
 
     /// The DDL's transaction is done: checkpoint right after it, with the changed schema.
-    async fn checkpoint_after_ddl(&mut self, end: &Position) -> Result<()> {
+    pub(super) async fn checkpoint_after_ddl(&mut self, end: &Position) -> Result<()> {
         self.schema_changed(end);
         if !self.ddl_ends_txn {
             // Rows of the same transaction follow; the checkpoint comes after them.

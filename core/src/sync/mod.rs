@@ -15,6 +15,9 @@ mod apply;
 mod batch;
 mod causality;
 mod ddl;
+mod shard;
+
+pub use shard::ShardSync;
 mod plan;
 mod rows;
 
@@ -68,6 +71,8 @@ pub struct Incremental {
     pub syncer: SyncerConfig,
     pub progress: Arc<Progress>,
     pub fence: Fence,
+    /// Shard DDL coordination, when the task has a shard mode.
+    pub shard: Option<ShardSync>,
 }
 
 enum ReaderMsg {
@@ -97,6 +102,11 @@ struct Dispatcher<'a> {
     keys: Vec<u64>,
     /// The DDL being applied is the last event of a whole transaction.
     ddl_ends_txn: bool,
+    /// Shards waiting at their DDL (pessimistic shard mode): their rows are held.
+    blocked: HashMap<TableName, crate::shard::ShardDdl>,
+    shard_polled: Instant,
+    /// End of the last transaction (or fragment) dispatched.
+    dispatched: BinlogPos,
 }
 
 impl Incremental {
@@ -193,7 +203,12 @@ impl Incremental {
             handles,
             keys: Vec::new(),
             ddl_ends_txn: true,
+            blocked: HashMap::new(),
+            shard_polled: Instant::now(),
+            dispatched: BinlogPos::default(),
         };
+        d.register_shards().await?;
+        d.restore_blocked().await?;
         d.run(rx).await
     }
 }
@@ -259,6 +274,7 @@ impl Dispatcher<'_> {
                 Some(ReaderMsg::Txn(txn)) => {
                     self.inc.progress.idle.store(false, Ordering::Relaxed);
                     self.dispatch(txn).await?;
+                    self.poll_blocked().await?;
                     self.inc
                         .progress
                         .queue_depth
@@ -269,6 +285,7 @@ impl Dispatcher<'_> {
                 }
                 // Caught up: make everything durable and visible.
                 None | Some(ReaderMsg::Idle) => {
+                    self.poll_blocked().await?;
                     self.checkpoint().await?;
                     self.inc.progress.idle.store(true, Ordering::Relaxed);
                     self.inc.progress.queue_depth.store(0, Ordering::Relaxed);
@@ -362,6 +379,7 @@ impl Dispatcher<'_> {
             match ev.kind {
                 EventKind::Rows { table, op, rows } => {
                     if self.in_snapshot(&table, &end.binlog)
+                        || self.shard_blocked(&table)
                         || !self.event_kept(
                             &table.schema,
                             Some(&table.table),
@@ -372,46 +390,8 @@ impl Dispatcher<'_> {
                     {
                         continue;
                     }
-                    let plan = self.plan(&table, &end.binlog).await?;
-                    let filtered = self.inc.rows.has(&table);
-                    for (before, after) in rows {
-                        let before = before
-                            .map(|r| decode(&plan.table, r, &end.binlog))
-                            .transpose()?;
-                        let after = after
-                            .map(|r| decode(&plan.table, r, &end.binlog))
-                            .transpose()?;
-                        if filtered
-                            && self
-                                .inc
-                                .rows
-                                .drops(&plan.table, op, before.as_deref(), after.as_deref())
-                                .map_err(|message| Error::Filtered {
-                                    rule: "expression-filter".into(),
-                                    position: end.binlog.to_string(),
-                                    message,
-                                })?
-                        {
-                            continue;
-                        }
-                        change_keys(&plan, before.as_deref(), after.as_deref(), &mut self.keys);
-                        let worker = match self.causality.route(&self.keys) {
-                            Some(w) => w,
-                            None => {
-                                // Linked to two workers: let both finish first.
-                                self.send_pending(&end.binlog).await?;
-                                self.flush_workers().await?;
-                                self.causality.route(&self.keys).unwrap_or(0)
-                            }
-                        };
-                        self.pending[worker].push(Change {
-                            plan: plan.clone(),
-                            op,
-                            before,
-                            after,
-                            safe,
-                        });
-                    }
+                    self.dispatch_rows(&table, op, rows, &end.binlog, safe)
+                        .await?;
                 }
                 EventKind::Query { db, sql } => {
                     self.send_pending(&end.binlog).await?;
@@ -423,6 +403,7 @@ impl Dispatcher<'_> {
             }
         }
         self.send_pending(&end.binlog).await?;
+        self.dispatched = end.binlog.clone();
         if complete {
             self.cp.position = end;
             self.dirty = true;
@@ -440,6 +421,54 @@ impl Dispatcher<'_> {
         }
         if self.causality.len() > MAX_CAUSALITY_KEYS {
             self.flush_workers().await?;
+        }
+        Ok(())
+    }
+
+    /// Decodes, filters and routes the row changes of one rows event to the apply workers.
+    async fn dispatch_rows(
+        &mut self,
+        table: &TableName,
+        op: crate::upstream::RowOp,
+        rows: Vec<(Option<RowImage>, Option<RowImage>)>,
+        end: &BinlogPos,
+        safe: bool,
+    ) -> Result<()> {
+        let plan = self.plan(table, end).await?;
+        let filtered = self.inc.rows.has(table);
+        for (before, after) in rows {
+            let before = before.map(|r| decode(&plan.table, r, end)).transpose()?;
+            let after = after.map(|r| decode(&plan.table, r, end)).transpose()?;
+            if filtered
+                && self
+                    .inc
+                    .rows
+                    .drops(&plan.table, op, before.as_deref(), after.as_deref())
+                    .map_err(|message| Error::Filtered {
+                        rule: "expression-filter".into(),
+                        position: end.to_string(),
+                        message,
+                    })?
+            {
+                continue;
+            }
+            change_keys(&plan, before.as_deref(), after.as_deref(), &mut self.keys);
+            let worker = match self.causality.route(&self.keys) {
+                Some(w) => w,
+                None => {
+                    // Linked to two workers: let both finish first.
+                    self.send_pending(end).await?;
+                    self.flush_workers().await?;
+                    self.causality.route(&self.keys).unwrap_or(0)
+                }
+            };
+            self.pending[worker].push(Change {
+                plan: plan.clone(),
+                op,
+                before,
+                after,
+                safe,
+            });
         }
         Ok(())
     }

@@ -181,6 +181,7 @@ impl Worker {
                 skip: stage.skip.get(&k.1).cloned().unwrap_or_default(),
                 replace: stage.replace.get(&k.1).cloned().unwrap_or_default(),
                 fence: fence.clone(),
+                store: self.store.clone(),
             };
             tracing::info!(task = %k.0, source = %k.1, "subtask starting");
             let handle = tokio::spawn(sub.run());

@@ -6,11 +6,12 @@ use crate::checkpoint::{Checkpoint, MetaTables};
 use crate::config::{Flavor, SourceConfig, TaskConfig, TaskMode};
 use crate::error::{DbRole, Error, ErrorReport, Result};
 use crate::fence::Fence;
+use crate::meta::MetaStore;
 use crate::rules::TableFilter;
 use crate::schema::{list_tables, load_table, Tracker};
 use crate::snapshot::FullPhase;
 use crate::status::{Phase, Progress, Stage};
-use crate::sync::Incremental;
+use crate::sync::{Incremental, ShardSync};
 use crate::upstream::{current_position, detect_flavor, gtid_at, BinlogPos, GtidSet, Position};
 use mysql_async::prelude::Queryable;
 use std::sync::{Arc, Mutex};
@@ -36,6 +37,8 @@ pub struct Subtask {
     pub replace: Vec<(String, Vec<String>)>,
     /// Closed when the worker's lease runs out: no more writes to the target.
     pub fence: Fence,
+    /// Where shard DDL coordination happens.
+    pub store: Arc<dyn MetaStore>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -168,6 +171,10 @@ impl Subtask {
             meta,
             progress: self.progress.clone(),
             fence: self.fence.clone(),
+            shard: task.shard_mode.map(|mode| ShardSync {
+                store: self.store.clone(),
+                mode,
+            }),
         };
         inc.run(cp).await
     }

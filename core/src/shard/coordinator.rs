@@ -1,0 +1,190 @@
+//! The coordinator: on the leading master (or in standalone), turns the shards' DDLs into
+//! decisions of the task's policy, runs what is to run on the target, and releases shards.
+//! Its whole state is in the MetaStore, so a new leader picks up where the old one stopped;
+//! running a DDL twice is harmless (an "already done" answer counts as done).
+
+use super::{policy, Conflict, LockState, Members, ShardDdl};
+use crate::config::TaskConfig;
+use crate::error::{DbRole, Error, Result};
+use crate::hooks::{Decision, LockView, PendingDdl, ShardId};
+use crate::meta::{self, keys, MetaStore};
+use mysql_async::prelude::Queryable;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs until aborted.
+pub async fn run(store: Arc<dyn MetaStore>) {
+    let mut changes = store.watch(super::PREFIX).await.ok();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        match changes.as_mut() {
+            Some(rx) => {
+                tokio::select! {
+                    _ = rx.recv() => {}
+                    _ = tick.tick() => {}
+                }
+            }
+            None => {
+                tick.tick().await;
+            }
+        }
+        if let Err(e) = coordinate_once(store.as_ref()).await {
+            tracing::warn!(error = %e, "shard DDL coordination failed; trying again");
+        }
+    }
+}
+
+/// A task's shards per target table and their DDLs waiting for a decision.
+pub struct TaskLocks {
+    /// Every source registered its shards.
+    pub complete: bool,
+    pub shards: BTreeMap<String, Vec<ShardId>>,
+    pub pending: BTreeMap<String, Vec<ShardDdl>>,
+}
+
+pub async fn task_locks(store: &dyn MetaStore, task: &TaskConfig) -> Result<TaskLocks> {
+    let members = meta::list_json::<Members>(store, &super::member_prefix(&task.name)).await?;
+    let mut shards: BTreeMap<String, Vec<ShardId>> = BTreeMap::new();
+    for (key, m) in &members {
+        let source = key.rsplit('/').next().unwrap_or_default();
+        for (target, tables) in m {
+            shards
+                .entry(target.clone())
+                .or_default()
+                .extend(tables.iter().map(|t| ShardId {
+                    source: source.to_string(),
+                    table: t.clone(),
+                }));
+        }
+    }
+    let mut pending: BTreeMap<String, Vec<ShardDdl>> = BTreeMap::new();
+    for (_, d) in meta::list_json::<ShardDdl>(store, &super::ddl_prefix(&task.name)).await? {
+        pending.entry(d.target.clone()).or_default().push(d);
+    }
+    for p in pending.values_mut() {
+        p.sort_by_key(|d| d.seq);
+    }
+    Ok(TaskLocks {
+        complete: members.len() >= task.mysql_instances.len(),
+        shards,
+        pending,
+    })
+}
+
+pub async fn coordinate_once(store: &dyn MetaStore) -> Result<()> {
+    for (_, task) in meta::list_json::<TaskConfig>(store, keys::TASK).await? {
+        let Some(mode) = task.shard_mode else {
+            continue;
+        };
+        let policy = policy::native(mode);
+        let locks = task_locks(store, &task).await?;
+        if !locks.complete {
+            // A source has not said which shards it has yet.
+            continue;
+        }
+        let targets: BTreeSet<&String> = locks.shards.keys().chain(locks.pending.keys()).collect();
+        for target in targets {
+            let shards = locks.shards.get(target).cloned().unwrap_or_default();
+            let mut pending = locks.pending.get(target).cloned().unwrap_or_default();
+            let key = super::lock(&task.name, target);
+            let mut lock: LockState = meta::get_json(store, &key).await?.unwrap_or_default();
+            // Each round releases or executes something, or stops.
+            for _ in 0..(pending.len() + lock.deferred.len() + 1) {
+                if lock.conflict.is_some() {
+                    break;
+                }
+                let view_pending: Vec<PendingDdl> = pending
+                    .iter()
+                    .map(|d| PendingDdl {
+                        shard: d.shard.clone(),
+                        ddls: d.ddls.clone(),
+                        position: d.position.binlog.to_string(),
+                    })
+                    .collect();
+                let decision = policy.decide(&LockView {
+                    task: &task.name,
+                    target,
+                    shards: &shards,
+                    pending: &view_pending,
+                    executed: &lock.executed,
+                    deferred: &lock.deferred,
+                });
+                let release = match decision {
+                    Decision::Wait => break,
+                    Decision::Exec { ddls, release } => {
+                        if let Err(e) = execute(&task, target, &ddls).await {
+                            if e.is_retryable() {
+                                return Err(e);
+                            }
+                            lock.conflict = Some(Conflict {
+                                shards: release,
+                                message: format!("the target refused `{}`: {e}", ddls.join("; ")),
+                            });
+                            meta::put_json(store, &key, &lock).await?;
+                            break;
+                        }
+                        lock.deferred.retain(|(d, _)| *d != ddls);
+                        lock.executed.push(ddls);
+                        release
+                    }
+                    Decision::Skip { release } => release,
+                    Decision::Defer { ddls, release } => {
+                        match lock.deferred.iter_mut().find(|(d, _)| *d == ddls) {
+                            Some((_, sent)) => sent.extend(release.iter().cloned()),
+                            None => lock.deferred.push((ddls, release.clone())),
+                        }
+                        release
+                    }
+                    Decision::Conflict { shards, message } => {
+                        tracing::warn!(task = %task.name, target = %target, %message, "shard DDL conflict");
+                        lock.conflict = Some(Conflict { shards, message });
+                        vec![]
+                    }
+                };
+                meta::put_json(store, &key, &lock).await?;
+                for shard in &release {
+                    if let Some(i) = pending.iter().position(|d| d.shard == *shard) {
+                        let d = pending.remove(i);
+                        release_shard(store, &task.name, &d).await?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Lets a shard go on: its `done` key carries the DDL it sent.
+pub async fn release_shard(store: &dyn MetaStore, task: &str, d: &ShardDdl) -> Result<()> {
+    meta::put_json(store, &super::done(task, &d.target, &d.shard), d).await?;
+    store.delete(&super::ddl(task, &d.target, &d.shard)).await?;
+    tracing::info!(task, target = %d.target, shard = %d.shard, "shard released");
+    Ok(())
+}
+
+/// Errors that mean the statement's change is already in the target.
+const ALREADY_DONE: [u16; 4] = [
+    1050, // table exists
+    1060, // duplicate column
+    1061, // duplicate key name
+    1091, // can't drop: does not exist
+];
+
+/// Runs the DDLs once on the target.
+pub async fn execute(task: &TaskConfig, target: &str, ddls: &[String]) -> Result<()> {
+    let addr = task.target_database.addr();
+    let mut conn = crate::db::connect(&task.target_database, DbRole::Target).await?;
+    for sql in ddls {
+        match conn.query_drop(sql.as_str()).await {
+            Ok(()) => {
+                tracing::info!(task = %task.name, target, statement = %sql, "shard DDL run on the target")
+            }
+            Err(mysql_async::Error::Server(e)) if ALREADY_DONE.contains(&e.code) => {
+                tracing::info!(task = %task.name, target, statement = %sql, "shard DDL already done on the target")
+            }
+            Err(e) => return Err(Error::db(DbRole::Target, &addr, e)),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! Shard DDL coordination: when shards of several sources are merged into one target table
+//! (`routes` with patterns), their DDLs meet in a lock kept in the MetaStore. Subtasks send
+//! their shard's DDL; the coordinator on the leading master asks the task's `ShardDdlPolicy`
+//! what to do and releases shards; subtasks go on when released.
+//!
+//! Keys (all JSON):
+//! - `/dm/shard/member/<task>/<source>`: `{target: [shard table]}`: every shard of the source
+//! - `/dm/shard/ddl/<task>/<target>/<source>/<table>`: a shard's DDL waiting for a decision
+//! - `/dm/shard/done/<task>/<target>/<source>/<table>`: the decision released it
+//! - `/dm/shard/lock/<task>/<target>`: executed and deferred DDLs, a conflict
+
+pub mod coordinator;
+pub mod policy;
+
+use crate::hooks::ShardId;
+use crate::upstream::Position;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const PREFIX: &str = "/dm/shard/";
+
+pub fn member_prefix(task: &str) -> String {
+    format!("{PREFIX}member/{task}/")
+}
+pub fn member(task: &str, source: &str) -> String {
+    format!("{}{source}", member_prefix(task))
+}
+pub fn ddl_prefix(task: &str) -> String {
+    format!("{PREFIX}ddl/{task}/")
+}
+pub fn ddl(task: &str, target: &str, shard: &ShardId) -> String {
+    format!(
+        "{}{target}/{}/{}",
+        ddl_prefix(task),
+        shard.source,
+        shard.table
+    )
+}
+pub fn done_prefix(task: &str) -> String {
+    format!("{PREFIX}done/{task}/")
+}
+pub fn done(task: &str, target: &str, shard: &ShardId) -> String {
+    format!(
+        "{}{target}/{}/{}",
+        done_prefix(task),
+        shard.source,
+        shard.table
+    )
+}
+pub fn lock_prefix(task: &str) -> String {
+    format!("{PREFIX}lock/{task}/")
+}
+pub fn lock(task: &str, target: &str) -> String {
+    format!("{}{target}", lock_prefix(task))
+}
+
+/// A source's shards per merged target table (`schema.table` both).
+pub type Members = BTreeMap<String, Vec<String>>;
+
+/// A shard's DDL as sent by its subtask (also the value of its `done` key once released).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardDdl {
+    pub shard: ShardId,
+    pub target: String,
+    /// As they would run on the target table.
+    pub ddls: Vec<String>,
+    /// The statement the shard ran.
+    pub original: String,
+    /// End of the DDL's transaction: the shard's rows after it wait (pessimistic mode).
+    pub position: Position,
+    /// Arrival order.
+    pub seq: u64,
+}
+
+/// The lock of one merged target table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LockState {
+    pub executed: Vec<Vec<String>>,
+    pub deferred: Vec<(Vec<String>, Vec<ShardId>)>,
+    pub conflict: Option<Conflict>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conflict {
+    pub shards: Vec<ShardId>,
+    pub message: String,
+}
+
+/// Splits `<target>/<source>/<table>` (the tail of a ddl or done key).
+pub fn parse_tail(tail: &str) -> Option<(String, ShardId)> {
+    let mut parts = tail.splitn(3, '/');
+    let target = parts.next()?.to_string();
+    let source = parts.next()?.to_string();
+    let table = parts.next()?.to_string();
+    Some((target, ShardId { source, table }))
+}

@@ -1,0 +1,392 @@
+//! The subtask's side of shard DDL coordination (see `crate::shard`): it tells the
+//! coordinator which shards its source has, sends each shard's DDL, and goes on when the
+//! coordinator releases the shard.
+//!
+//! Pessimistic mode cannot stop the binlog stream at a shard's DDL: the other shards of the
+//! same source are in the same stream and must reach their DDL too. So a shard that sent its
+//! DDL is *blocked*: its rows are skipped while the stream goes on. Once released, the rows the
+//! shard wrote after its DDL are read again from the binlog (a second reader from the DDL's
+//! position up to where the stream is) and applied in safe mode, then the stream goes on.
+//! Blocked shards are rebuilt from the MetaStore after a restart.
+
+use super::Dispatcher;
+use crate::config::ShardMode;
+use crate::error::{Error, Result};
+use crate::hooks::ShardId;
+use crate::meta::{self, MetaStore};
+use crate::schema::{Ddl, DdlKind, TableName};
+use crate::shard::{self, LockState, Members, ShardDdl};
+use crate::upstream::{BinlogReader, EventKind, Position};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How a subtask reaches the coordinator.
+#[derive(Clone)]
+pub struct ShardSync {
+    pub store: Arc<dyn MetaStore>,
+    pub mode: ShardMode,
+}
+
+/// How often blocked shards look for their release.
+const POLL: Duration = Duration::from_millis(200);
+
+pub(super) fn shard_name(t: &TableName) -> String {
+    format!("{}.{}", t.schema, t.table)
+}
+
+fn parse_shard_name(s: &str) -> TableName {
+    let (schema, table) = s.split_once('.').unwrap_or(("", s));
+    TableName::new(schema, table)
+}
+
+impl Dispatcher<'_> {
+    fn shard_sync(&self) -> Option<&ShardSync> {
+        self.inc.shard.as_ref()
+    }
+
+    pub(super) fn shard_blocked(&self, table: &TableName) -> bool {
+        !self.blocked.is_empty() && self.blocked.contains_key(table)
+    }
+
+    /// Whether the DDL is on a shard merged into a table with others, under a shard mode.
+    pub(super) fn is_shard_ddl(&self, ddl: &Ddl) -> bool {
+        self.shard_sync().is_some()
+            && ddl
+                .tables
+                .iter()
+                .any(|t| self.inc.router.route(t).is_some_and(|r| r.merged))
+    }
+
+    /// Tells the coordinator every shard of this source (after start, CREATE and DROP).
+    pub(super) async fn register_shards(&mut self) -> Result<()> {
+        let Some(sync) = self.shard_sync() else {
+            return Ok(());
+        };
+        let mut members: Members = BTreeMap::new();
+        for t in self.cp.tracker.tables() {
+            if let Some(r) = self.inc.router.route(&t.name).filter(|r| r.merged) {
+                members
+                    .entry(shard_name(&r.target))
+                    .or_default()
+                    .push(shard_name(&t.name));
+            }
+        }
+        let key = shard::member(&self.inc.task, &self.inc.source.source_id);
+        meta::put_json(sync.store.as_ref(), &key, &members).await
+    }
+
+    /// After a restart: the shards of this source still waiting for, or just given, their
+    /// release (pessimistic mode).
+    pub(super) async fn restore_blocked(&mut self) -> Result<()> {
+        let Some(sync) = self.shard_sync().cloned() else {
+            return Ok(());
+        };
+        if sync.mode != ShardMode::Pessimistic {
+            return Ok(());
+        }
+        let store = sync.store.as_ref();
+        for prefix in [
+            shard::ddl_prefix(&self.inc.task),
+            shard::done_prefix(&self.inc.task),
+        ] {
+            for (_, d) in meta::list_json::<ShardDdl>(store, &prefix).await? {
+                if d.shard.source == self.inc.source.source_id {
+                    self.blocked.insert(parse_shard_name(&d.shard.table), d);
+                }
+            }
+        }
+        if !self.blocked.is_empty() {
+            tracing::info!(task = %self.inc.task, source = %self.inc.source.source_id, shards = self.blocked.len(), "shards blocked at their DDL");
+        }
+        Ok(())
+    }
+
+    /// A DDL on a merged shard: CREATE and DROP change the shard set; ALTER goes to the
+    /// coordinator.
+    pub(super) async fn shard_ddl(&mut self, ddl: &Ddl, sql: &str, end: &Position) -> Result<()> {
+        let at = end.binlog.to_string();
+        match ddl.kind {
+            DdlKind::CreateTable | DdlKind::DropTable => {
+                self.apply_routed_ddl(ddl, sql, end).await?;
+                return self.register_shards().await;
+            }
+            DdlKind::AlterTable => {}
+            _ => {
+                return Err(Error::UnsupportedDdl {
+                    position: at,
+                    statement: sql.to_string(),
+                    message: "on shards merged under a shard mode, dm coordinates ALTER TABLE (CREATE/DROP INDEX: write them as ALTER TABLE; RENAME is not supported)".into(),
+                })
+            }
+        }
+        if !self.ddl_kept(ddl, sql, &end.binlog)? {
+            let _ = ddl.apply(&mut self.cp.tracker);
+            return self.checkpoint_after_ddl(end).await;
+        }
+        let table = ddl.tables[0].clone();
+        if self.blocked.contains_key(&table) {
+            self.shard_polled = Instant::now() - POLL;
+            self.poll_blocked().await?;
+        }
+        if self.blocked.contains_key(&table) {
+            // Held like the shard's rows: it comes again when they are applied.
+            tracing::info!(position = %at, statement = sql, "DDL of a shard waiting at an earlier DDL: held");
+            if self.ddl_ends_txn {
+                self.cp.position = end.clone();
+                self.dirty = true;
+            }
+            return Ok(());
+        }
+        let info = self.send_shard_ddl(ddl, sql, end).await?;
+        let sync = self.shard_sync().cloned().expect("shard mode");
+        let store = sync.store.as_ref();
+        let done_key = shard::done(&self.inc.task, &info.target, &info.shard);
+        match sync.mode {
+            ShardMode::Pessimistic => {
+                self.blocked.insert(table, info);
+            }
+            ShardMode::Optimistic => loop {
+                if let Some(d) = meta::get_json::<ShardDdl>(store, &done_key).await? {
+                    if d.position == *end {
+                        store.delete(&done_key).await?;
+                        break;
+                    }
+                }
+                self.check_conflict(store, &info).await?;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            },
+        }
+        self.checkpoint_after_ddl(end).await
+    }
+
+    /// Sends a shard's ALTER to the coordinator (unless it is there already: after a restart,
+    /// or replaced by a user) and applies it to the tracked schema.
+    async fn send_shard_ddl(&mut self, ddl: &Ddl, sql: &str, end: &Position) -> Result<ShardDdl> {
+        let at = end.binlog.to_string();
+        let table = ddl.tables[0].clone();
+        let routed = self.inc.router.route(&table).expect("merged shard");
+        let target = shard_name(&routed.target);
+        let shard = ShardId {
+            source: self.inc.source.source_id.clone(),
+            table: shard_name(&table),
+        };
+        let ddls = vec![ddl
+            .renamed_to(&routed.target)
+            .ok_or_else(|| Error::UnsupportedDdl {
+                position: at.clone(),
+                statement: sql.to_string(),
+                message: "cannot rewrite it for the merged table".into(),
+            })?];
+        let info = ShardDdl {
+            shard: shard.clone(),
+            target: target.clone(),
+            ddls,
+            original: sql.to_string(),
+            position: end.clone(),
+            seq: crate::status::now_micros(),
+        };
+        let store = self.shard_sync().expect("shard mode").store.clone();
+        let ddl_key = shard::ddl(&self.inc.task, &target, &shard);
+        let done_key = shard::done(&self.inc.task, &target, &shard);
+        let same = |d: &Option<ShardDdl>| d.as_ref().is_some_and(|d| d.position == *end);
+        let done = meta::get_json(store.as_ref(), &done_key).await?;
+        let sent = meta::get_json(store.as_ref(), &ddl_key).await?;
+        let info = if same(&done) {
+            done.unwrap()
+        } else if same(&sent) {
+            sent.unwrap()
+        } else {
+            meta::put_json(store.as_ref(), &ddl_key, &info).await?;
+            tracing::info!(task = %self.inc.task, shard = %shard, target = %target, position = %at, statement = sql, "shard DDL sent to the coordinator");
+            info
+        };
+        if let Err(message) = ddl.apply(&mut self.cp.tracker) {
+            tracing::warn!(position = %at, statement = sql, error = %message, "tracked schema not updated");
+        }
+        self.plans.clear();
+        Ok(info)
+    }
+
+    async fn check_conflict(&self, store: &dyn MetaStore, d: &ShardDdl) -> Result<()> {
+        let lock: Option<LockState> =
+            meta::get_json(store, &shard::lock(&self.inc.task, &d.target)).await?;
+        match lock.and_then(|l| l.conflict) {
+            Some(c) if c.shards.contains(&d.shard) => Err(Error::ShardDdl {
+                target: d.target.clone(),
+                position: d.position.binlog.to_string(),
+                message: c.message,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// At a transaction boundary: blocked shards that were released get their rows after the
+    /// DDL applied now; a conflict on a blocked shard stops the subtask.
+    pub(super) async fn poll_blocked(&mut self) -> Result<()> {
+        if self.blocked.is_empty() || self.shard_polled.elapsed() < POLL {
+            return Ok(());
+        }
+        self.shard_polled = Instant::now();
+        let sync = self.shard_sync().cloned().expect("shard mode");
+        let store = sync.store.as_ref();
+        let done: Vec<ShardDdl> =
+            meta::list_json::<ShardDdl>(store, &shard::done_prefix(&self.inc.task))
+                .await?
+                .into_iter()
+                .map(|(_, d)| d)
+                .filter(|d| d.shard.source == self.inc.source.source_id)
+                .collect();
+        let mut released = Vec::new();
+        for (table, info) in &self.blocked {
+            if done
+                .iter()
+                .any(|d| d.shard == info.shard && d.position == info.position)
+            {
+                released.push(table.clone());
+            } else {
+                self.check_conflict(store, info).await?;
+            }
+        }
+        if released.is_empty() {
+            return Ok(());
+        }
+        self.resync(released).await
+    }
+
+    /// A DDL met while applying held rows: on a shard being caught up, it is that shard's next
+    /// DDL, sent now; the shard waits at it again.
+    async fn held_ddl(
+        &mut self,
+        db: &str,
+        sql: &str,
+        end: &Position,
+        active: &mut BTreeMap<TableName, ShardDdl>,
+    ) -> Result<()> {
+        let Ok(Some(ddl)) = crate::schema::parse_ddl(db, sql) else {
+            return Ok(());
+        };
+        // A DDL of a shard being caught up, after the one it waited at.
+        let Some(table) = ddl
+            .tables
+            .first()
+            .filter(|t| {
+                active
+                    .get(*t)
+                    .is_some_and(|d| end.binlog > d.position.binlog)
+            })
+            .cloned()
+        else {
+            return Ok(());
+        };
+        if ddl.kind != DdlKind::AlterTable {
+            return Err(Error::UnsupportedDdl {
+                position: end.binlog.to_string(),
+                statement: sql.to_string(),
+                message: "only ALTER TABLE can follow a shard DDL before the shard is released"
+                    .into(),
+            });
+        }
+        // Rows before it go out first; rows after it wait for the new lock.
+        self.send_pending(&end.binlog).await?;
+        self.flush_workers().await?;
+        let info = self.send_shard_ddl(&ddl, sql, end).await?;
+        active.remove(&table);
+        self.blocked.insert(table, info);
+        Ok(())
+    }
+
+    /// Applies the rows the released shards wrote after their DDL, up to the stream's
+    /// position, then lets the stream go on.
+    async fn resync(&mut self, released: Vec<TableName>) -> Result<()> {
+        // Everything the stream has handed out, fragments of a big transaction included.
+        let until = self.dispatched.clone().max(self.cp.position.binlog.clone());
+        let infos: BTreeMap<TableName, ShardDdl> = released
+            .iter()
+            .filter_map(|t| self.blocked.get(t).map(|d| (t.clone(), d.clone())))
+            .collect();
+        let from = infos
+            .values()
+            .map(|d| &d.position)
+            .min_by(|a, b| a.binlog.cmp(&b.binlog))
+            .cloned()
+            .expect("released shards");
+        tracing::info!(task = %self.inc.task, shards = infos.len(), from = %from.binlog, until = %until, "shards released: applying their rows held since the DDL");
+        // Released shards still being caught up (a held DDL blocks a shard again).
+        let mut active = infos.clone();
+        self.flush_workers().await?;
+        if from.binlog < until {
+            let mut reader = BinlogReader::open(
+                &self.inc.source,
+                self.inc.flavor,
+                &from,
+                self.inc.source.enable_gtid,
+                self.inc.filter.clone(),
+            )
+            .await?;
+            let mut heard = Instant::now();
+            loop {
+                let Some(txn) = reader.next_txn().await? else {
+                    // Quiet: the stream has everything up to `until`; wait for it.
+                    if heard.elapsed() > Duration::from_secs(60) {
+                        return Err(Error::Binlog {
+                            source_id: self.inc.source.source_id.clone(),
+                            position: until.to_string(),
+                            message: "reading the held rows of released shards stalled".into(),
+                            retryable: true,
+                        });
+                    }
+                    continue;
+                };
+                heard = Instant::now();
+                if txn.end.binlog > until {
+                    break;
+                }
+                for ev in txn.events {
+                    let (table, op, rows) = match ev.kind {
+                        EventKind::Rows { table, op, rows } => (table, op, rows),
+                        EventKind::Query { db, sql } => {
+                            self.held_ddl(&db, &sql, &txn.end, &mut active).await?;
+                            continue;
+                        }
+                    };
+                    let Some(d) = active.get(&table) else {
+                        continue;
+                    };
+                    if txn.end.binlog <= d.position.binlog
+                        || !self.event_kept(
+                            &table.schema,
+                            Some(&table.table),
+                            super::dml_kind(op),
+                            None,
+                            &txn.end.binlog,
+                        )?
+                    {
+                        continue;
+                    }
+                    // Safe mode: a restart may apply them a second time.
+                    self.dispatch_rows(&table, op, rows, &txn.end.binlog, true)
+                        .await?;
+                }
+                self.send_pending(&txn.end.binlog).await?;
+                if txn.end.binlog == until {
+                    break;
+                }
+            }
+        }
+        self.flush_workers().await?;
+        let sync = self.shard_sync().cloned().expect("shard mode");
+        for (table, d) in infos {
+            if active.contains_key(&table) {
+                self.blocked.remove(&table);
+            }
+            // Only this release: a DDL sent since may have been released too.
+            let old = serde_json::to_vec(&d).unwrap_or_default();
+            sync.store
+                .compare_and_delete(&shard::done(&self.inc.task, &d.target, &d.shard), &old)
+                .await?;
+        }
+        self.dirty = true;
+        self.checkpoint().await
+    }
+}

@@ -1,0 +1,398 @@
+//! Shard DDL coordination: 2 sources x 4 shard schemas x 4 shard tables merged into one table
+//! (with extract columns), DDLs reaching the shards at different times while rows stream, in
+//! both shard modes; conflicts pause and are resolved with `shard-ddl-lock unlock` and
+//! `binlog replace`. Every scenario ends with the merged table equal to the union of shards.
+
+mod common;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use mysql_async::Row;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const ROUTES: &str = "
+routes:
+  merge-orders:
+    schema-pattern: shard_*
+    table-pattern: orders_*
+    target-schema: merged
+    target-table: orders
+    extract-source:
+      source-regexp: src(.*)
+      target-column: c_source
+    extract-schema:
+      schema-regexp: shard_(.*)
+      target-column: c_schema
+    extract-table:
+      table-regexp: orders_(.*)
+      target-column: c_table
+";
+
+/// (source index, schema, table) of every shard: schemas 1-4 on source 1, 5-8 on source 2.
+fn shards() -> Vec<(usize, String, String)> {
+    let mut out = vec![];
+    for s in 1..=8 {
+        for t in 1..=4 {
+            out.push(((s - 1) / 4, format!("shard_{s}"), format!("orders_{t}")));
+        }
+    }
+    out
+}
+
+fn text_row(r: Row) -> Vec<String> {
+    r.unwrap()
+        .into_iter()
+        .map(|v| match v {
+            mysql_async::Value::NULL => "NULL".into(),
+            mysql_async::Value::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
+            v => v.as_sql(true),
+        })
+        .collect()
+}
+
+/// The union of the shards as the merged table should hold it: `cols` of each row, then the
+/// extract columns.
+async fn expected(srcs: &[&MariaDb], cols: &str) -> Vec<Vec<String>> {
+    let mut all = Vec::new();
+    for (i, db, t) in shards() {
+        let mut c = srcs[i].conn().await;
+        let rows: Vec<Row> = c
+            .query(format!(
+                "SELECT {cols}, '{}', '{}', '{}' FROM {db}.{t}",
+                i + 1,
+                db.trim_start_matches("shard_"),
+                t.trim_start_matches("orders_")
+            ))
+            .await
+            .unwrap();
+        all.extend(rows.into_iter().map(text_row));
+    }
+    all.sort();
+    all
+}
+
+async fn merged(dst: &MariaDb, cols: &str) -> Vec<Vec<String>> {
+    let mut c = dst.conn().await;
+    let rows: Vec<Row> = c
+        .query(format!(
+            "SELECT {cols}, c_source, c_schema, c_table FROM merged.orders"
+        ))
+        .await
+        .unwrap();
+    let mut all: Vec<Vec<String>> = rows.into_iter().map(text_row).collect();
+    all.sort();
+    all
+}
+
+async fn target_columns(dst: &MariaDb) -> Vec<String> {
+    let mut c = dst.conn().await;
+    c.query(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'merged' \
+         AND table_name = 'orders' ORDER BY ordinal_position",
+    )
+    .await
+    .unwrap()
+}
+
+/// Two sources with 16 shards each, a task merging them under `mode`, caught up.
+async fn setup(mode: &str) -> (MariaDb, MariaDb, MariaDb, Dm) {
+    let (s1, s2, dst) = (MariaDb::start(1), MariaDb::start(2), MariaDb::start(3));
+    for (i, db, t) in shards() {
+        let src = [&s1, &s2][i];
+        src.exec(&format!(
+            "CREATE DATABASE IF NOT EXISTS {db}; USE {db};
+             CREATE TABLE {t} (id INT PRIMARY KEY, v INT NOT NULL, note VARCHAR(10) NOT NULL DEFAULT 'n');
+             INSERT INTO {t} (id, v) SELECT seq, seq FROM seq_1_to_20;"
+        ))
+        .await;
+    }
+    let dm = Dm::start();
+    dm.create_source("src1", &s1);
+    dm.create_source("src2", &s2);
+    let yaml = format!(
+        "name: sh\ntask-mode: all\nshard-mode: {mode}\ntarget-database:\n  {}\nmysql-instances:\n{}block-allow-list:\n  sel:\n    do-dbs: [\"shard_*\"]\n{ROUTES}",
+        dst.yaml(),
+        ["src1", "src2"]
+            .iter()
+            .map(|s| format!("  - source-id: {s}\n    block-allow-list: sel\n    route-rules: [merge-orders]\n"))
+            .collect::<String>()
+    );
+    let tf = dm.file("task.yaml", &yaml);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    for (id, src) in [("src1", &s1), ("src2", &s2)] {
+        wait_caught_up_all(&dm, "sh", id, src).await;
+    }
+    assert_eq!(merged(&dst, "id, v, note").await.len(), 32 * 20);
+    (s1, s2, dst, dm)
+}
+
+/// Waits until the subtask of `source` (the server `src`) has applied its current position.
+async fn wait_caught_up_all(dm: &Dm, task: &str, source: &str, src: &MariaDb) {
+    let target = src.master_pos().await;
+    wait_for("caught up", Duration::from_secs(120), || {
+        let (ok, text) = dm.ctl(&["--output", "json", "query-status", task]);
+        if !ok {
+            return false;
+        }
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["subtasks"].as_array().unwrap().iter().any(|s| {
+            assert_ne!(s["stage"], "paused", "{s}\n{}", dm.log());
+            s["source_id"] == source
+                && s["position"].as_str().unwrap_or("").split(' ').next() == Some(target.as_str())
+        })
+    })
+    .await;
+}
+
+/// Random row changes on every shard of both sources until stopped.
+fn spawn_writers(srcs: [&MariaDb; 2], stop: Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<u64>> {
+    srcs.iter()
+        .enumerate()
+        .map(|(i, src)| {
+            let opts = src.opts();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut c = mysql_async::Conn::new(opts).await.unwrap();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let s = 1 + i * 4 + (n as usize % 4);
+                    let t = 1 + (n as usize / 4) % 4;
+                    let k = (n * 13) % 20 + 1;
+                    let sql = match n % 3 {
+                        0 => format!("UPDATE shard_{s}.orders_{t} SET v = v + 1 WHERE id = {k}"),
+                        1 => format!(
+                            "INSERT INTO shard_{s}.orders_{t} (id, v) VALUES ({}, {n})",
+                            1000 + n
+                        ),
+                        _ => format!(
+                            "DELETE FROM shard_{s}.orders_{t} WHERE id = {}",
+                            1000 + n - 1
+                        ),
+                    };
+                    c.query_drop(sql).await.unwrap();
+                    n += 1;
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                }
+                n
+            })
+        })
+        .collect()
+}
+
+fn subtask_error(dm: &Dm) -> Option<serde_json::Value> {
+    let (_, text) = dm.ctl(&["--output", "json", "query-status", "sh"]);
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["subtasks"]
+        .as_array()?
+        .iter()
+        .find(|s| s["stage"] == "paused")
+        .map(|s| s["last_error"].clone())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pessimistic_ddl_runs_once_when_every_shard_sent_it() {
+    let (s1, s2, dst, dm) = setup("pessimistic").await;
+    let srcs = [&s1, &s2];
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = spawn_writers(srcs, stop.clone());
+
+    // ADD COLUMN reaches half of the shards; one of them writes a row with the new column.
+    let all = shards();
+    let (first, rest) = all.split_at(16);
+    let alter =
+        |db: &str, t: &str| format!("ALTER TABLE {db}.{t} ADD COLUMN extra INT NOT NULL DEFAULT 7");
+    for (i, db, t) in first.iter().step_by(2).chain(rest.iter().step_by(2)) {
+        srcs[*i].exec(&alter(db, t)).await;
+    }
+    s1.exec("INSERT INTO shard_1.orders_1 (id, v, extra) VALUES (500, 5, 8)")
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The lock waits: the target has no new column and the held row is not there.
+    assert!(!target_columns(&dst).await.contains(&"extra".to_string()));
+    let locks = dm.ctl_ok(&["--output", "json", "shard-ddl-lock", "sh"]);
+    let v: serde_json::Value = serde_json::from_str(&locks).unwrap();
+    assert_eq!(v[0]["arrived"].as_array().unwrap().len(), 16, "{locks}");
+    assert_eq!(v[0]["waiting_for"].as_array().unwrap().len(), 16, "{locks}");
+    assert!(dm.ctl_ok(&["shard-ddl-lock"]).contains("merged.orders"));
+    let held: Option<i64> = dst
+        .conn()
+        .await
+        .query_first("SELECT COUNT(*) FROM merged.orders WHERE id = 500")
+        .await
+        .unwrap();
+    assert_eq!(held, Some(0), "a held row reached the target");
+
+    // The lock and the held rows survive a crash.
+    let mut dm = dm;
+    dm.kill9();
+    dm.restart();
+
+    for (i, db, t) in first
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .chain(rest.iter().skip(1).step_by(2))
+    {
+        srcs[*i].exec(&alter(db, t)).await;
+    }
+    wait_for("the column on the target", Duration::from_secs(60), || {
+        futures_now(target_columns(&dst)).contains(&"extra".to_string())
+    })
+    .await;
+
+    // A mismatched DDL: one shard widens differently; its subtask pauses naming the shards.
+    for (i, db, t) in &all {
+        let ty = if db == "shard_6" && t == "orders_3" {
+            "VARCHAR(30)"
+        } else {
+            "VARCHAR(20)"
+        };
+        srcs[*i]
+            .exec(&format!("ALTER TABLE {db}.{t} ADD COLUMN tag {ty} NULL"))
+            .await;
+    }
+    let mut err = None;
+    wait_for(
+        "the conflict to pause a subtask",
+        Duration::from_secs(60),
+        || {
+            err = subtask_error(&dm);
+            err.is_some()
+        },
+    )
+    .await;
+    let err = err.unwrap();
+    assert_eq!(err["code"], "DM-SHARD-6101", "{err}\n{}", dm.log());
+    let msg = err["message"].as_str().unwrap();
+    assert!(
+        msg.contains("src2:shard_6.orders_3 sent") && msg.contains("VARCHAR(30)"),
+        "{msg}"
+    );
+    // The odd shard's DDL is sent as the one the others agree on.
+    dm.ctl_ok(&[
+        "binlog",
+        "replace",
+        "sh",
+        "ALTER TABLE shard_6.orders_3 ADD COLUMN tag VARCHAR(20) NULL",
+    ]);
+    s2.exec("INSERT INTO shard_6.orders_3 (id, v, tag) VALUES (600, 6, 'late')")
+        .await;
+
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    for (id, src) in [("src1", &s1), ("src2", &s2)] {
+        wait_caught_up_all(&dm, "sh", id, src).await;
+    }
+    wait_for("no lock left", Duration::from_secs(30), || {
+        dm.ctl_ok(&["shard-ddl-lock"]).contains("no shard DDL lock")
+    })
+    .await;
+    let cols = "id, v, note, extra, tag";
+    assert_eq!(merged(&dst, cols).await, expected(&srcs, cols).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn optimistic_ddl_adds_at_once_drops_last_and_pauses_on_incompatible() {
+    let (s1, s2, dst, dm) = setup("optimistic").await;
+    let srcs = [&s1, &s2];
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = spawn_writers(srcs, stop.clone());
+    let all = shards();
+
+    // An additive change runs at the first shard: its new rows arrive at once.
+    s2.exec("ALTER TABLE shard_5.orders_2 ADD COLUMN extra INT NULL")
+        .await;
+    s2.exec("INSERT INTO shard_5.orders_2 (id, v, extra) VALUES (700, 7, 70)")
+        .await;
+    wait_for(
+        "the row of the altered shard",
+        Duration::from_secs(60),
+        || {
+            futures_now(async {
+                let mut c = dst.conn().await;
+                let n: Option<i64> = c
+                    .query_first(
+                        "SELECT extra FROM merged.orders WHERE id = 700 AND c_schema = '5'",
+                    )
+                    .await
+                    .unwrap_or(None);
+                n == Some(70)
+            })
+        },
+    )
+    .await;
+    for (i, db, t) in &all {
+        if !(db == "shard_5" && t == "orders_2") {
+            srcs[*i]
+                .exec(&format!("ALTER TABLE {db}.{t} ADD COLUMN extra INT NULL"))
+                .await;
+        }
+    }
+
+    // A drop waits for the last shard: until then the target keeps the column.
+    for (i, db, t) in &all[..31] {
+        srcs[*i]
+            .exec(&format!("ALTER TABLE {db}.{t} DROP COLUMN note"))
+            .await;
+    }
+    s1.exec("INSERT INTO shard_1.orders_1 (id, v, extra) VALUES (800, 8, 80)")
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(target_columns(&dst).await.contains(&"note".to_string()));
+    let (i, db, t) = &all[31];
+    srcs[*i]
+        .exec(&format!("ALTER TABLE {db}.{t} DROP COLUMN note"))
+        .await;
+    wait_for("the drop on the target", Duration::from_secs(60), || {
+        !futures_now(target_columns(&dst)).contains(&"note".to_string())
+    })
+    .await;
+
+    // An incompatible change pauses with an explanation; the user keeps the target as it
+    // is (`unlock --skip`) and the shard goes on.
+    s1.exec("ALTER TABLE shard_2.orders_4 MODIFY v BIGINT NOT NULL")
+        .await;
+    let mut err = None;
+    wait_for(
+        "the incompatible DDL to pause",
+        Duration::from_secs(60),
+        || {
+            err = subtask_error(&dm);
+            err.is_some()
+        },
+    )
+    .await;
+    let err = err.unwrap();
+    assert_eq!(err["code"], "DM-SHARD-6101", "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("optimistic mode runs only"),
+        "{err}"
+    );
+    let locks = dm.ctl_ok(&["shard-ddl-lock", "sh"]);
+    assert!(locks.contains("src1:shard_2.orders_4"), "{locks}");
+    dm.ctl_ok(&["shard-ddl-lock", "unlock", "sh", "merged.orders", "--skip"]);
+    s1.exec("INSERT INTO shard_2.orders_4 (id, v) VALUES (900, 9)")
+        .await;
+
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    for (id, src) in [("src1", &s1), ("src2", &s2)] {
+        wait_caught_up_all(&dm, "sh", id, src).await;
+    }
+    let cols = "id, v, extra";
+    assert_eq!(merged(&dst, cols).await, expected(&srcs, cols).await);
+}
+
+/// Runs a future to completion from a synchronous `wait_for` closure.
+fn futures_now<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
