@@ -296,7 +296,7 @@ async fn pessimistic_ddl_runs_once_when_every_shard_sent_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn optimistic_ddl_adds_at_once_drops_last_and_pauses_on_incompatible() {
+async fn optimistic_ddl_adds_and_widens_at_once_drops_last_and_pauses_on_narrowing() {
     let (s1, s2, dst, dm) = setup("optimistic").await;
     let srcs = [&s1, &s2];
     let stop = Arc::new(AtomicBool::new(false));
@@ -352,9 +352,34 @@ async fn optimistic_ddl_adds_at_once_drops_last_and_pauses_on_incompatible() {
     })
     .await;
 
+    // A widened type runs at the first shard too.
+    s2.exec("ALTER TABLE shard_7.orders_1 MODIFY v BIGINT NOT NULL")
+        .await;
+    wait_for("the wider column on the target", Duration::from_secs(60), || {
+        futures_now(async {
+            let mut c = dst.conn().await;
+            let t: Option<String> = c
+                .query_first(
+                    "SELECT data_type FROM information_schema.columns WHERE table_schema = 'merged' \
+                     AND table_name = 'orders' AND column_name = 'v'",
+                )
+                .await
+                .unwrap();
+            t.as_deref() == Some("bigint")
+        })
+    })
+    .await;
+    for (i, db, t) in &all {
+        if !(db == "shard_7" && t == "orders_1") {
+            srcs[*i]
+                .exec(&format!("ALTER TABLE {db}.{t} MODIFY v BIGINT NOT NULL"))
+                .await;
+        }
+    }
+
     // An incompatible change pauses with an explanation; the user keeps the target as it
     // is (`unlock --skip`) and the shard goes on.
-    s1.exec("ALTER TABLE shard_2.orders_4 MODIFY v BIGINT NOT NULL")
+    s1.exec("ALTER TABLE shard_2.orders_4 MODIFY v SMALLINT NOT NULL")
         .await;
     let mut err = None;
     wait_for(
@@ -372,7 +397,7 @@ async fn optimistic_ddl_adds_at_once_drops_last_and_pauses_on_incompatible() {
         err["message"]
             .as_str()
             .unwrap()
-            .contains("optimistic mode runs only"),
+            .contains("does not hold every value"),
         "{err}"
     );
     let locks = dm.ctl_ok(&["shard-ddl-lock", "sh"]);

@@ -41,6 +41,8 @@ pub struct LockView<'a> {
     pub executed: &'a [Vec<String>],
     /// DDLs released early and run once every shard in the set has sent them.
     pub deferred: &'a [(Vec<String>, Vec<ShardId>)],
+    /// The target table's columns now: (name, type as `COLUMN_TYPE` gives it, lower case).
+    pub target_columns: &'a [(String, String)],
 }
 
 /// What the coordinator does next.

@@ -89,6 +89,11 @@ pub async fn coordinate_once(store: &dyn MetaStore) -> Result<()> {
             let mut pending = locks.pending.get(target).cloned().unwrap_or_default();
             let key = super::lock(&task.name, target);
             let mut lock: LockState = meta::get_json(store, &key).await?.unwrap_or_default();
+            let mut columns = if pending.is_empty() {
+                vec![]
+            } else {
+                target_columns(&task, target).await?
+            };
             // Each round releases or executes something, or stops.
             for _ in 0..(pending.len() + lock.deferred.len() + 1) {
                 if lock.conflict.is_some() {
@@ -109,6 +114,7 @@ pub async fn coordinate_once(store: &dyn MetaStore) -> Result<()> {
                     pending: &view_pending,
                     executed: &lock.executed,
                     deferred: &lock.deferred,
+                    target_columns: &columns,
                 });
                 let release = match decision {
                     Decision::Wait => break,
@@ -126,6 +132,7 @@ pub async fn coordinate_once(store: &dyn MetaStore) -> Result<()> {
                         }
                         lock.deferred.retain(|(d, _)| *d != ddls);
                         lock.executed.push(ddls);
+                        columns = target_columns(&task, target).await?;
                         release
                     }
                     Decision::Skip { release } => release,
@@ -153,6 +160,19 @@ pub async fn coordinate_once(store: &dyn MetaStore) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The merged table's (column, type) in the target, lower case.
+async fn target_columns(task: &TaskConfig, target: &str) -> Result<Vec<(String, String)>> {
+    let (schema, table) = target.split_once('.').unwrap_or(("", target));
+    let mut conn = crate::db::connect(&task.target_database, DbRole::Target).await?;
+    conn.exec(
+        "SELECT column_name, LOWER(column_type) FROM information_schema.columns \
+         WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        (schema, table),
+    )
+    .await
+    .map_err(|e| Error::db(DbRole::Target, &task.target_database.addr(), e))
 }
 
 /// Lets a shard go on: its `done` key carries the DDL it sent.

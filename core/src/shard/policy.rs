@@ -114,7 +114,7 @@ impl ShardDdlPolicy for Optimistic {
         };
         let release = vec![p.shard.clone()];
         let ddls = p.ddls.clone();
-        let verdicts: Vec<Change> = ddls.iter().map(|d| classify(d)).collect();
+        let verdicts: Vec<Change> = ddls.iter().map(|d| classify(d, l.target_columns)).collect();
         if let Some(Change::Incompatible(why)) = verdicts
             .iter()
             .find(|c| matches!(c, Change::Incompatible(_)))
@@ -140,8 +140,9 @@ impl ShardDdlPolicy for Optimistic {
     }
 }
 
-/// Classifies an ALTER TABLE as the target would run it.
-pub fn classify(sql: &str) -> Change {
+/// Classifies an ALTER TABLE as the target would run it; `columns` are the target table's
+/// (name, type), to tell a widened type from a narrowed one.
+pub fn classify(sql: &str, columns: &[(String, String)]) -> Change {
     let stmt = match Parser::parse_sql(&MySqlDialect {}, sql) {
         Ok(mut s) if s.len() == 1 => s.remove(0),
         _ => return Change::Incompatible("dm cannot parse it".into()),
@@ -170,6 +171,19 @@ pub fn classify(sql: &str) -> Change {
         AlterTableOperation::DropColumn { .. } | AlterTableOperation::DropIndex { .. } => {
             Change::Drop
         }
+        AlterTableOperation::ModifyColumn {
+            col_name,
+            data_type,
+            ..
+        } => retype(&col_name.value, &data_type.to_string(), columns),
+        AlterTableOperation::ChangeColumn {
+            old_name,
+            new_name,
+            data_type,
+            ..
+        } if old_name.value.eq_ignore_ascii_case(&new_name.value) => {
+            retype(&old_name.value, &data_type.to_string(), columns)
+        }
         other => Change::Incompatible(format!(
             "`{other}` changes what the other shards' rows mean; optimistic mode runs only additions and drops (use pessimistic mode, or resolve the lock by hand)"
         )),
@@ -180,6 +194,72 @@ pub fn classify(sql: &str) -> Change {
         (a, b) if a == b => a,
         _ => Change::Incompatible("mixes additions and drops in one statement".into()),
     })
+}
+
+/// A column's type change: compatible when every value of the old type fits the new one.
+fn retype(column: &str, new: &str, columns: &[(String, String)]) -> Change {
+    let Some((_, old)) = columns.iter().find(|(c, _)| c.eq_ignore_ascii_case(column)) else {
+        return Change::Incompatible(format!("the target has no column `{column}`"));
+    };
+    if widens(old, &new.to_lowercase()) {
+        Change::Additive
+    } else {
+        Change::Incompatible(format!(
+            "`{column}` goes from {old} to {}, which does not hold every value the other shards may still write; widen it instead, or resolve the lock by hand",
+            new.to_lowercase()
+        ))
+    }
+}
+
+/// (base type, numbers in parentheses, unsigned) of a type such as `decimal(10,2) unsigned`.
+fn parse_type(t: &str) -> (String, Vec<u32>, bool) {
+    let base: String = t.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+    let args = t
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(a, _)| a.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_default();
+    (base, args, t.contains("unsigned"))
+}
+
+/// Whether every value of type `old` is a value of type `new` (MySQL type names).
+pub fn widens(old: &str, new: &str) -> bool {
+    let (ob, oa, ou) = parse_type(old);
+    let (nb, na, nu) = parse_type(new);
+    let rank = |b: &str, family: &[&[&str]]| {
+        family
+            .iter()
+            .position(|names| names.contains(&b))
+            .map(|r| r as i32)
+    };
+    const INTS: &[&[&str]] = &[
+        &["tinyint"],
+        &["smallint"],
+        &["mediumint"],
+        &["int", "integer"],
+        &["bigint"],
+    ];
+    const TEXTS: &[&[&str]] = &[&["tinytext"], &["text"], &["mediumtext"], &["longtext"]];
+    const BLOBS: &[&[&str]] = &[&["tinyblob"], &["blob"], &["mediumblob"], &["longblob"]];
+    for family in [INTS, TEXTS, BLOBS] {
+        if let (Some(o), Some(n)) = (rank(&ob, family), rank(&nb, family)) {
+            return n >= o && ou == nu;
+        }
+    }
+    match (ob.as_str(), nb.as_str()) {
+        ("char" | "varchar", "varchar")
+        | ("char", "char")
+        | ("varbinary" | "binary", "varbinary") => {
+            na.first().unwrap_or(&1) >= oa.first().unwrap_or(&1)
+        }
+        ("decimal" | "numeric", "decimal" | "numeric") => {
+            let (op, os) = (*oa.first().unwrap_or(&10), *oa.get(1).unwrap_or(&0));
+            let (np, ns) = (*na.first().unwrap_or(&10), *na.get(1).unwrap_or(&0));
+            ns >= os && np - ns >= op - os && ou == nu
+        }
+        ("float", "double" | "float") => ou == nu,
+        _ => old == new,
+    }
 }
 
 #[cfg(test)]
@@ -219,6 +299,7 @@ mod tests {
                 pending: p,
                 executed: &[],
                 deferred: &[],
+                target_columns: &[],
             })
         };
         assert_eq!(decide(&p), Decision::Wait);
@@ -239,24 +320,51 @@ mod tests {
     }
 
     #[test]
-    fn optimistic_classifies_changes() {
-        assert_eq!(classify("ALTER TABLE t ADD COLUMN c INT"), Change::Additive);
+    fn widening_is_told_from_narrowing() {
+        assert!(widens("int(11)", "bigint"));
+        assert!(!widens("bigint(20)", "int"));
+        assert!(!widens("int(10) unsigned", "bigint"));
+        assert!(widens("varchar(20)", "varchar(30)"));
+        assert!(!widens("varchar(30)", "varchar(20)"));
+        assert!(widens("decimal(10,2)", "decimal(12,3)"));
+        assert!(!widens("decimal(10,2)", "decimal(10,3)"));
+        assert!(widens("text", "longtext"));
+        let cols = [("v".to_string(), "int(11)".to_string())];
         assert_eq!(
-            classify("ALTER TABLE t ADD COLUMN c INT NOT NULL DEFAULT 0"),
+            classify("ALTER TABLE t MODIFY v BIGINT NOT NULL", &cols),
             Change::Additive
         );
-        assert_eq!(classify("ALTER TABLE t ADD INDEX i (c)"), Change::Additive);
-        assert_eq!(classify("ALTER TABLE t DROP COLUMN c"), Change::Drop);
         assert!(matches!(
-            classify("ALTER TABLE t ADD COLUMN c INT NOT NULL"),
+            classify("ALTER TABLE t MODIFY v SMALLINT", &cols),
+            Change::Incompatible(_)
+        ));
+    }
+
+    #[test]
+    fn optimistic_classifies_changes() {
+        assert_eq!(
+            classify("ALTER TABLE t ADD COLUMN c INT", &[]),
+            Change::Additive
+        );
+        assert_eq!(
+            classify("ALTER TABLE t ADD COLUMN c INT NOT NULL DEFAULT 0", &[]),
+            Change::Additive
+        );
+        assert_eq!(
+            classify("ALTER TABLE t ADD INDEX i (c)", &[]),
+            Change::Additive
+        );
+        assert_eq!(classify("ALTER TABLE t DROP COLUMN c", &[]), Change::Drop);
+        assert!(matches!(
+            classify("ALTER TABLE t ADD COLUMN c INT NOT NULL", &[]),
             Change::Incompatible(_)
         ));
         assert!(matches!(
-            classify("ALTER TABLE t MODIFY c BIGINT"),
+            classify("ALTER TABLE t MODIFY c BIGINT", &[]),
             Change::Incompatible(_)
         ));
         assert!(matches!(
-            classify("ALTER TABLE t ADD COLUMN c INT, DROP COLUMN d"),
+            classify("ALTER TABLE t ADD COLUMN c INT, DROP COLUMN d", &[]),
             Change::Incompatible(_)
         ));
     }
