@@ -66,6 +66,9 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
+    if !matches!(cli.command, Command::Ctl(_)) {
+        dm_core::hooks::set_plugin_host(std::sync::Arc::new(dm_plugins::WasmHost::new()));
+    }
     match cli.command {
         Command::Standalone { config } => {
             let cfg: StandaloneConfig = if config.exists() {

@@ -76,6 +76,15 @@ pub enum Error {
         position: String,
         message: String,
     },
+    /// A plugin failed: it trapped, ran out of time or memory, or answered nonsense.
+    #[error("plugin `{plugin}` ({hook}) on {table} at {position}: {message}")]
+    Plugin {
+        plugin: String,
+        hook: String,
+        table: String,
+        position: String,
+        message: String,
+    },
     /// A request that is invalid in the current state (unknown task, task already exists, ...).
     #[error("{0}")]
     Invalid(String),
@@ -168,6 +177,7 @@ impl Error {
             Error::Schema { .. } => "DM-SCHEMA-6002",
             Error::Filtered { .. } => "DM-FILTER-6003",
             Error::ShardDdl { .. } => "DM-SHARD-6101",
+            Error::Plugin { .. } => "DM-PLUGIN-6201",
             Error::Invalid(_) => "DM-REQUEST-7001",
             Error::NotFound(_) => "DM-REQUEST-7002",
             Error::Cancelled => "DM-TASK-8001",
@@ -219,6 +229,7 @@ impl Error {
             }
             Error::UnsupportedDdl { .. } => "apply the statement on the target by hand if it is needed, then `dm ctl binlog skip <task>`, or have dm run a replacement: `dm ctl binlog replace <task> '<statement>'`".into(),
             Error::ShardDdl { target, .. } => format!("make the shards agree, then `dm ctl shard-ddl-lock unlock <task> {target} --exec` (run the DDL once) or `--skip` (it is done by hand); or `dm ctl binlog replace <task> '<statement>'` to send this shard's DDL as another statement"),
+            Error::Plugin { .. } => "fix the plugin (`dm ctl plugin check <file.wasm>` runs it on a sample row) and replace its .wasm file, then `dm ctl resume-task <task>`".into(),
             Error::Filtered { .. } => "change the task's `filters` / `expression-filter` (stop-task, edit, start-task), or skip the event".into(),
             Error::Schema { .. } => "the tracked schema differs from the binlog; make sure binlog_row_metadata=FULL and that no DDL was filtered out for this table".into(),
             Error::Invalid(_) | Error::NotFound(_) => "see `dm ctl --help`".into(),
@@ -238,6 +249,8 @@ impl Error {
                 | Error::Schema { position, .. }
                 | Error::Filtered { position, .. }
                 | Error::ShardDdl { position, .. } => Some(position.clone()),
+                // A binlog position when the plugin failed in the incremental phase.
+                Error::Plugin { position, .. } if position.contains(':') => Some(position.clone()),
                 _ => None,
             },
         }

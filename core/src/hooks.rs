@@ -75,3 +75,160 @@ pub trait ShardDdlPolicy: Send + Sync {
     fn name(&self) -> &str;
     fn decide(&self, lock: &LockView<'_>) -> Decision;
 }
+
+/// One row change handed to a row filter: images by column of the table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookRow {
+    pub op: crate::upstream::RowOp,
+    pub before: Option<Vec<crate::db::Datum>>,
+    pub after: Option<Vec<crate::db::Datum>>,
+}
+
+/// What a row filter says of one row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowVerdict {
+    Keep,
+    Drop,
+    /// Keep it with these columns (by index) set in both images.
+    Set(Vec<(usize, crate::db::Datum)>),
+}
+
+/// A row filter called once per batch of rows of one table, in the full phase (inserts) and
+/// the incremental phase, before routing and causality.
+pub trait RowFilter: Send + Sync {
+    fn name(&self) -> &str;
+    /// One verdict per row, or why the filter failed (a trap, a timeout, bad output).
+    fn filter(
+        &self,
+        table: &crate::schema::Table,
+        rows: &[HookRow],
+    ) -> Result<Vec<RowVerdict>, String>;
+}
+
+/// Applies the verdicts to `rows`: dropped rows go, `Set` columns change in both images.
+pub fn apply_verdicts(rows: Vec<HookRow>, verdicts: Vec<RowVerdict>) -> Vec<HookRow> {
+    rows.into_iter()
+        .zip(verdicts)
+        .filter_map(|(mut r, v)| match v {
+            RowVerdict::Keep => Some(r),
+            RowVerdict::Drop => None,
+            RowVerdict::Set(cols) => {
+                for image in [r.before.as_mut(), r.after.as_mut()].into_iter().flatten() {
+                    for (i, d) in &cols {
+                        if let Some(slot) = image.get_mut(*i) {
+                            *slot = d.clone();
+                        }
+                    }
+                }
+                Some(r)
+            }
+        })
+        .collect()
+}
+
+/// A plugin named in a task file: its `.wasm` and the config handed to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PluginSpec {
+    pub path: std::path::PathBuf,
+    /// Per call, the longest a plugin may run (ms).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// The most memory one instance may have (MiB).
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: u64,
+}
+
+fn default_timeout_ms() -> u64 {
+    1000
+}
+fn default_memory_mib() -> u64 {
+    256
+}
+
+/// The hooks a loaded plugin implements.
+#[derive(Clone, Default)]
+pub struct LoadedPlugin {
+    pub row_filter: Option<std::sync::Arc<dyn RowFilter>>,
+}
+
+/// Loads plugins; the `dm` binary registers the WASM host (dm-plugins) at start, so that
+/// dm-core knows nothing of wasmtime.
+pub trait PluginHost: Send + Sync {
+    fn load(&self, name: &str, spec: &PluginSpec) -> Result<LoadedPlugin, String>;
+}
+
+static HOST: std::sync::OnceLock<std::sync::Arc<dyn PluginHost>> = std::sync::OnceLock::new();
+
+pub fn set_plugin_host(host: std::sync::Arc<dyn PluginHost>) {
+    let _ = HOST.set(host);
+}
+
+pub fn plugin_host() -> Option<std::sync::Arc<dyn PluginHost>> {
+    HOST.get().cloned()
+}
+
+/// The row filters of a subtask, in the task file's order: (plugin name, filter).
+pub type RowFilterChain = Vec<(String, std::sync::Arc<dyn RowFilter>)>;
+
+/// Runs `rows` through every filter of `chain`; errors name the plugin, table and position.
+pub fn run_row_filters(
+    chain: &RowFilterChain,
+    table: &crate::schema::Table,
+    mut rows: Vec<HookRow>,
+    position: &str,
+) -> crate::Result<Vec<HookRow>> {
+    for (name, f) in chain {
+        if rows.is_empty() {
+            break;
+        }
+        let err = |message: String| crate::Error::Plugin {
+            plugin: name.clone(),
+            hook: "row filter".into(),
+            table: table.name.to_string(),
+            position: position.to_string(),
+            message,
+        };
+        // A plugin call may take up to its deadline: other tasks move on meanwhile.
+        let verdicts = tokio::task::block_in_place(|| f.filter(table, &rows)).map_err(err)?;
+        if verdicts.len() != rows.len() {
+            return Err(err(format!(
+                "answered {} verdicts for {} rows",
+                verdicts.len(),
+                rows.len()
+            )));
+        }
+        rows = apply_verdicts(rows, verdicts);
+    }
+    Ok(rows)
+}
+
+/// Loads the plugins of `source_id` in `task` through the registered host.
+pub fn load_row_filters(
+    task: &crate::config::TaskConfig,
+    source_id: &str,
+) -> crate::Result<RowFilterChain> {
+    let specs = task.plugins_of(source_id);
+    if specs.is_empty() {
+        return Ok(vec![]);
+    }
+    let host = plugin_host().ok_or_else(|| {
+        crate::Error::Invalid("this process cannot run plugins (no plugin host)".into())
+    })?;
+    let mut chain = vec![];
+    for (name, spec) in specs {
+        let loaded = host
+            .load(&name, &spec)
+            .map_err(|message| crate::Error::Plugin {
+                plugin: name.clone(),
+                hook: "load".into(),
+                table: "-".into(),
+                position: spec.path.display().to_string(),
+                message,
+            })?;
+        if let Some(f) = loaded.row_filter {
+            chain.push((name, f));
+        }
+    }
+    Ok(chain)
+}

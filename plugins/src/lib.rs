@@ -1,2 +1,275 @@
-//! dm plugin host: runs WASM plugins behind the hooks of `dm-core` (to come with the plugin issue).
-pub use dm_plugin_sdk::ABI_VERSION;
+//! dm-plugins: the wasmtime host behind dm-core's hooks. A plugin is a core WASM module built
+//! with `dm-plugin-sdk` (ABI in the sdk's docs).
+//!
+//! Each call has a wall-clock deadline (epoch interruption: a ticker thread advances the
+//! engine's epoch every 10 ms) and each instance a memory cap (`StoreLimits`). A trap, a
+//! timeout, an out-of-memory or a malformed answer is an error naming what happened; the
+//! instance is thrown away and a fresh one serves the next call. Compiled modules are cached
+//! by content, so loading the same file again (a restart, another source) costs nothing.
+
+mod convert;
+
+use dm_core::hooks::{HookRow, LoadedPlugin, PluginHost, PluginSpec, RowFilter, RowVerdict};
+use dm_core::schema::Table;
+use dm_plugin_sdk as sdk;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wasmtime::{
+    Config, Engine, Instance, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder, Trap,
+    TypedFunc,
+};
+
+/// How often the epoch advances: the granularity of deadlines.
+const TICK: Duration = Duration::from_millis(10);
+
+pub struct WasmHost {
+    engine: Engine,
+    modules: Mutex<HashMap<u64, Module>>,
+}
+
+impl Default for WasmHost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WasmHost {
+    pub fn new() -> Self {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).expect("a default wasmtime engine");
+        let ticker = engine.weak();
+        std::thread::Builder::new()
+            .name("dm-plugin-epoch".into())
+            .spawn(move || {
+                while let Some(e) = ticker.upgrade() {
+                    e.increment_epoch();
+                    drop(e);
+                    std::thread::sleep(TICK);
+                }
+            })
+            .expect("a thread");
+        WasmHost {
+            engine,
+            modules: Mutex::default(),
+        }
+    }
+
+    fn module(&self, bytes: &[u8]) -> Result<Module, String> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        bytes.hash(&mut h);
+        let key = h.finish();
+        let mut cache = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = cache.get(&key) {
+            return Ok(m.clone());
+        }
+        let m = Module::new(&self.engine, bytes)
+            .map_err(|e| format!("not a WASM module dm can run: {e:#}"))?;
+        cache.insert(key, m.clone());
+        Ok(m)
+    }
+
+    /// Loads, checks the ABI and instantiates the plugin at `spec.path`.
+    pub fn open(&self, name: &str, spec: &PluginSpec) -> Result<Plugin, String> {
+        let bytes = std::fs::read(&spec.path)
+            .map_err(|e| format!("cannot read {}: {e}", spec.path.display()))?;
+        self.open_bytes(name, &bytes, spec)
+    }
+
+    pub fn open_bytes(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        spec: &PluginSpec,
+    ) -> Result<Plugin, String> {
+        let module = self.module(bytes)?;
+        let plugin = Plugin {
+            name: name.to_string(),
+            engine: self.engine.clone(),
+            module,
+            timeout: Duration::from_millis(spec.timeout_ms.max(1)),
+            memory: (spec.memory_mib as usize) << 20,
+            hooks: 0,
+            instance: Mutex::new(None),
+        };
+        let mut inst = plugin.instantiate()?;
+        let abi = inst.call_u32(&plugin, "dm_abi_version")?;
+        if abi != sdk::ABI_VERSION {
+            return Err(format!(
+                "built for plugin ABI {abi}, this dm speaks ABI {}: rebuild it against dm-plugin-sdk {}",
+                sdk::ABI_VERSION,
+                env!("CARGO_PKG_VERSION")
+            ));
+        }
+        let hooks = inst.call_u32(&plugin, "dm_hooks")?;
+        *plugin.instance.lock().unwrap() = Some(inst);
+        Ok(Plugin { hooks, ..plugin })
+    }
+}
+
+impl PluginHost for WasmHost {
+    fn load(&self, name: &str, spec: &PluginSpec) -> Result<LoadedPlugin, String> {
+        let plugin = Arc::new(self.open(name, spec)?);
+        Ok(LoadedPlugin {
+            row_filter: plugin
+                .has(sdk::HOOK_ROW_FILTER)
+                .then(|| plugin.clone() as Arc<dyn RowFilter>),
+        })
+    }
+}
+
+struct Limits {
+    limits: StoreLimits,
+}
+
+/// A live instance of a plugin.
+struct Live {
+    store: Store<Limits>,
+    instance: Instance,
+    memory: Memory,
+    alloc: TypedFunc<u32, u32>,
+    free: TypedFunc<(u32, u32), ()>,
+}
+
+impl Live {
+    fn call_u32(&mut self, p: &Plugin, export: &str) -> Result<u32, String> {
+        let f = self
+            .instance
+            .get_typed_func::<(), u32>(&mut self.store, export)
+            .map_err(|_| format!("does not export `{export}`: is it built with dm-plugin-sdk?"))?;
+        self.store.set_epoch_deadline(p.ticks());
+        f.call(&mut self.store, ()).map_err(|e| p.explain(e))
+    }
+}
+
+pub struct Plugin {
+    pub name: String,
+    engine: Engine,
+    module: Module,
+    timeout: Duration,
+    memory: usize,
+    /// Hook bits the plugin exports (`sdk::HOOK_*`).
+    pub hooks: u32,
+    instance: Mutex<Option<Live>>,
+}
+
+impl Plugin {
+    pub fn has(&self, hook: u32) -> bool {
+        self.hooks & hook != 0
+    }
+
+    fn ticks(&self) -> u64 {
+        (self.timeout.as_millis() / TICK.as_millis()) as u64 + 1
+    }
+
+    fn instantiate(&self) -> Result<Live, String> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.memory)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(&self.engine, Limits { limits });
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(self.ticks());
+        let linker: Linker<Limits> = Linker::new(&self.engine);
+        let instance = linker
+            .instantiate(&mut store, &self.module)
+            .map_err(|e| format!("cannot start it: {e:#} (plugins may not import anything)"))?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or("exports no memory")?;
+        let alloc = instance
+            .get_typed_func(&mut store, "dm_alloc")
+            .map_err(|_| "does not export `dm_alloc`: is it built with dm-plugin-sdk?")?;
+        let free = instance
+            .get_typed_func(&mut store, "dm_free")
+            .map_err(|_| "does not export `dm_free`: is it built with dm-plugin-sdk?")?;
+        Ok(Live {
+            store,
+            instance,
+            memory,
+            alloc,
+            free,
+        })
+    }
+
+    /// What went wrong in a call, for people.
+    fn explain(&self, e: wasmtime::Error) -> String {
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => format!(
+                "ran longer than its deadline of {} ms and was stopped (raise timeout-ms in the task's plugins section if it is just slow)",
+                self.timeout.as_millis()
+            ),
+            Some(Trap::UnreachableCodeReached) => {
+                "trapped: the plugin panicked (unreachable)".to_string()
+            }
+            Some(t) => format!("trapped: {t}"),
+            None if format!("{e:#}").contains("memory") => format!(
+                "ran out of memory: it may use at most {} MiB (memory-mib in the task's plugins section): {e:#}",
+                self.memory >> 20
+            ),
+            None => format!("failed: {e:#}"),
+        }
+    }
+
+    /// Calls `export(ptr, len)` with `request` in guest memory; returns the answer's bytes.
+    /// A failed instance is dropped: the next call gets a fresh one.
+    pub fn call(&self, export: &str, request: &[u8]) -> Result<Vec<u8>, String> {
+        let mut slot = self.instance.lock().unwrap_or_else(|p| p.into_inner());
+        let mut live = match slot.take() {
+            Some(l) => l,
+            None => self.instantiate()?,
+        };
+        let answer = self.call_on(&mut live, export, request)?;
+        *slot = Some(live);
+        Ok(answer)
+    }
+
+    fn call_on(&self, live: &mut Live, export: &str, request: &[u8]) -> Result<Vec<u8>, String> {
+        let f: TypedFunc<(u32, u32), u64> = live
+            .instance
+            .get_typed_func(&mut live.store, export)
+            .map_err(|_| format!("does not export `{export}`"))?;
+        let len = u32::try_from(request.len()).map_err(|_| "request too large")?;
+        live.store.set_epoch_deadline(self.ticks());
+        let ptr = live
+            .alloc
+            .call(&mut live.store, len)
+            .map_err(|e| self.explain(e))?;
+        live.memory
+            .write(&mut live.store, ptr as usize, request)
+            .map_err(|e| format!("bad allocation: {e}"))?;
+        let r = f
+            .call(&mut live.store, (ptr, len))
+            .map_err(|e| self.explain(e))?;
+        let (p, l) = ((r >> 32) as usize, (r & 0xffff_ffff) as usize);
+        let data = live.memory.data(&live.store);
+        let bytes = data
+            .get(p..p.saturating_add(l))
+            .ok_or_else(|| format!("answered out of its memory ({p}+{l})"))?
+            .to_vec();
+        live.free
+            .call(&mut live.store, (p as u32, l as u32))
+            .map_err(|e| self.explain(e))?;
+        Ok(bytes)
+    }
+}
+
+impl RowFilter for Plugin {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn filter(&self, table: &Table, rows: &[HookRow]) -> Result<Vec<RowVerdict>, String> {
+        let batch = convert::batch(table, rows);
+        let answer = self.call("dm_row_filter", &sdk::encode(&batch))?;
+        let verdicts: Vec<sdk::Verdict> = sdk::decode(&answer)
+            .map_err(|e| format!("answered something that is not verdicts: {e}"))?;
+        verdicts
+            .into_iter()
+            .map(|v| convert::verdict(table, v))
+            .collect()
+    }
+}

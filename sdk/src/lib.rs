@@ -1,3 +1,295 @@
-//! dm plugin SDK: wire types shared by the host and WASM guests (ABI to come with the plugin issue).
-/// ABI version a plugin built with this SDK speaks.
-pub const ABI_VERSION: u32 = 0;
+//! dm plugin SDK: the wire types shared by the host (dm) and WASM guests, the binary encoding
+//! (postcard) defined once here, and the macros that turn a plain function into a plugin.
+//!
+//! A row filter is a few lines:
+//! ```ignore
+//! use dm_plugin_sdk::*;
+//! fn keep(row: &RowChange) -> Verdict {
+//!     if row.get("deleted") == Some(&Value::Int(1)) { Verdict::Drop } else { Verdict::Keep }
+//! }
+//! row_filter!(keep);
+//! ```
+//! Build it with `cargo build --release --target wasm32-unknown-unknown` (crate-type
+//! `cdylib`) and name the `.wasm` in the task file's `plugins:` section.
+//!
+//! ABI (version [`ABI_VERSION`]): the guest exports `dm_abi_version() -> u32`,
+//! `dm_hooks() -> u32` (bits: [`HOOK_ROW_FILTER`], [`HOOK_TABLE_ROUTER`],
+//! [`HOOK_SHARD_DDL_POLICY`]), `dm_alloc(len) -> ptr`, `dm_free(ptr, len)`, and per hook a
+//! function taking `(ptr, len)` of an encoded request and returning `ptr << 32 | len` of an
+//! encoded answer in guest memory: `dm_row_filter` (`RowBatch` -> `Vec<Verdict>`), `dm_route`
+//! (`TableRef` -> `TableRef`), `dm_shard_ddl` (`LockInfo` -> `Decision`), and `dm_init`
+//! (the plugin's config as JSON text -> `Result<(), String>`) when the plugin has one.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// The ABI this SDK speaks; the host refuses plugins built for another.
+pub const ABI_VERSION: u32 = 1;
+
+pub const HOOK_ROW_FILTER: u32 = 1;
+pub const HOOK_TABLE_ROUTER: u32 = 2;
+pub const HOOK_SHARD_DDL_POLICY: u32 = 4;
+
+/// A column value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    Null,
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    /// Exact decimal text.
+    Decimal(String),
+    /// Strings (UTF-8 in the column's character set as stored) and binaries.
+    Bytes(Vec<u8>),
+    /// A date, time or datetime in SQL text form.
+    Temporal(String),
+}
+
+impl Value {
+    /// The value as text, for string columns.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Bytes(b) => std::str::from_utf8(b).ok(),
+            Value::Decimal(s) | Value::Temporal(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn text(s: impl Into<String>) -> Value {
+        Value::Bytes(s.into().into_bytes())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    Insert,
+    Update,
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TableRef {
+    pub schema: String,
+    pub table: String,
+}
+
+/// One row change of a table: its images by column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowChange {
+    pub op: Op,
+    /// Old image (updates, deletes).
+    pub before: Option<Vec<Value>>,
+    /// New image (inserts, updates; the copied row in the full phase).
+    pub after: Option<Vec<Value>>,
+    /// Shared with the batch: the column names (set by the host before the call).
+    #[serde(skip)]
+    pub columns: std::sync::Arc<Vec<String>>,
+}
+
+impl RowChange {
+    /// The row's value of `column`: the new image, else the old one.
+    pub fn get(&self, column: &str) -> Option<&Value> {
+        let i = self.columns.iter().position(|c| c == column)?;
+        self.after.as_ref().or(self.before.as_ref())?.get(i)
+    }
+}
+
+/// The rows a filter is called with: one table, many changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowBatch {
+    pub table: TableRef,
+    pub columns: Vec<String>,
+    pub rows: Vec<RowChange>,
+}
+
+/// What a row filter says of one row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Verdict {
+    Keep,
+    Drop,
+    /// Keep it with these columns set (in both images).
+    Set(Vec<(String, Value)>),
+}
+
+/// A shard of a merged table and the DDL it sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardDdl {
+    pub source: String,
+    pub table: String,
+    pub ddls: Vec<String>,
+}
+
+/// What a shard DDL policy sees (see dm's `ShardDdlPolicy`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub task: String,
+    pub target: String,
+    /// Every shard as (source, table).
+    pub shards: Vec<(String, String)>,
+    pub pending: Vec<ShardDdl>,
+    pub executed: Vec<Vec<String>>,
+}
+
+/// A shard DDL policy's answer; shards are (source, table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Decision {
+    Wait,
+    Exec {
+        ddls: Vec<String>,
+        release: Vec<(String, String)>,
+    },
+    Skip {
+        release: Vec<(String, String)>,
+    },
+    Conflict {
+        shards: Vec<(String, String)>,
+        message: String,
+    },
+}
+
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_allocvec(v).expect("encodable")
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    postcard::from_bytes(bytes).map_err(|e| e.to_string())
+}
+
+/// Guest-side plumbing used by the macros.
+#[doc(hidden)]
+pub mod guest {
+    use super::*;
+
+    /// Memory the host writes a request into.
+    pub fn alloc(len: u32) -> u32 {
+        let mut v: Vec<u8> = Vec::with_capacity(len as usize);
+        let p = v.as_mut_ptr();
+        std::mem::forget(v);
+        p as u32
+    }
+
+    /// # Safety
+    /// `ptr`, `len` come from `alloc` or `answer`.
+    pub unsafe fn free(ptr: u32, len: u32) {
+        drop(Vec::from_raw_parts(ptr as *mut u8, 0, len as usize));
+    }
+
+    /// # Safety
+    /// The host wrote `len` bytes at `ptr` (from `alloc`).
+    pub unsafe fn request<T: DeserializeOwned>(ptr: u32, len: u32) -> T {
+        let bytes = Vec::from_raw_parts(ptr as *mut u8, len as usize, len as usize);
+        decode(&bytes).expect("the host sent a malformed request")
+    }
+
+    /// Leaves the encoded answer in memory for the host: `ptr << 32 | len`.
+    pub fn answer<T: Serialize>(v: &T) -> u64 {
+        let mut bytes = encode(v);
+        bytes.shrink_to_fit();
+        let (p, l) = (bytes.as_mut_ptr() as u64, bytes.len() as u64);
+        std::mem::forget(bytes);
+        (p << 32) | l
+    }
+
+    pub fn filter_batch(batch: RowBatch, f: impl Fn(&RowChange) -> Verdict) -> Vec<Verdict> {
+        let columns = std::sync::Arc::new(batch.columns);
+        batch
+            .rows
+            .into_iter()
+            .map(|mut r| {
+                r.columns = columns.clone();
+                f(&r)
+            })
+            .collect()
+    }
+}
+
+/// Exports the ABI functions every plugin has; `$hooks` are the hook bits it implements.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __dm_plugin_base {
+    ($hooks:expr) => {
+        #[no_mangle]
+        pub extern "C" fn dm_abi_version() -> u32 {
+            $crate::ABI_VERSION
+        }
+        #[no_mangle]
+        pub extern "C" fn dm_hooks() -> u32 {
+            $hooks
+        }
+        #[no_mangle]
+        pub extern "C" fn dm_alloc(len: u32) -> u32 {
+            $crate::guest::alloc(len)
+        }
+        #[no_mangle]
+        pub unsafe extern "C" fn dm_free(ptr: u32, len: u32) {
+            $crate::guest::free(ptr, len)
+        }
+    };
+}
+
+/// Makes `fn(&RowChange) -> Verdict` the plugin's row filter (called per batch of rows).
+#[macro_export]
+macro_rules! row_filter {
+    ($f:path) => {
+        $crate::__dm_plugin_base!($crate::HOOK_ROW_FILTER);
+        #[no_mangle]
+        pub unsafe extern "C" fn dm_row_filter(ptr: u32, len: u32) -> u64 {
+            let batch: $crate::RowBatch = $crate::guest::request(ptr, len);
+            $crate::guest::answer(&$crate::guest::filter_batch(batch, $f))
+        }
+    };
+}
+
+/// Makes `fn(&TableRef) -> TableRef` the plugin's table router (called once per table).
+#[macro_export]
+macro_rules! table_router {
+    ($f:path) => {
+        $crate::__dm_plugin_base!($crate::HOOK_TABLE_ROUTER);
+        #[no_mangle]
+        pub unsafe extern "C" fn dm_route(ptr: u32, len: u32) -> u64 {
+            let t: $crate::TableRef = $crate::guest::request(ptr, len);
+            $crate::guest::answer(&$f(&t))
+        }
+    };
+}
+
+/// Makes `fn(&LockInfo) -> Decision` the plugin's shard DDL policy.
+#[macro_export]
+macro_rules! shard_ddl_policy {
+    ($f:path) => {
+        $crate::__dm_plugin_base!($crate::HOOK_SHARD_DDL_POLICY);
+        #[no_mangle]
+        pub unsafe extern "C" fn dm_shard_ddl(ptr: u32, len: u32) -> u64 {
+            let l: $crate::LockInfo = $crate::guest::request(ptr, len);
+            $crate::guest::answer(&$f(&l))
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_round_trip() {
+        let b = RowBatch {
+            table: TableRef {
+                schema: "s".into(),
+                table: "t".into(),
+            },
+            columns: vec!["id".into(), "email".into()],
+            rows: vec![RowChange {
+                op: Op::Insert,
+                before: None,
+                after: Some(vec![Value::Int(1), Value::text("a@b.c")]),
+                columns: Default::default(),
+            }],
+        };
+        let back: RowBatch = decode(&encode(&b)).unwrap();
+        assert_eq!(back, b);
+        let v = guest::filter_batch(back, |r| match r.get("email").and_then(Value::as_str) {
+            Some("a@b.c") => Verdict::Drop,
+            _ => Verdict::Keep,
+        });
+        assert_eq!(v, vec![Verdict::Drop]);
+    }
+}

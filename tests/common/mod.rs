@@ -545,3 +545,30 @@ pub fn spawn_mover(src: &MariaDb, stop: Arc<AtomicBool>) -> tokio::task::JoinHan
         n
     })
 }
+
+/// The `.wasm` of plugin `name` (a crate of examples/plugins or tests/plugins), built once
+/// per test process for wasm32-unknown-unknown.
+pub fn plugin_wasm(name: &str) -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(|d| PathBuf::from(format!("{d}-plugins")))
+            .unwrap_or_else(|_| root.join("target/plugins"));
+        for ws in ["examples/plugins", "tests/plugins"] {
+            let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["build", "--release", "--target", "wasm32-unknown-unknown"])
+                .current_dir(root.join(ws))
+                .env("CARGO_TARGET_DIR", &target)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "building {ws} failed (scripts/setup.sh adds the wasm32-unknown-unknown target):\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        target.join("wasm32-unknown-unknown/release")
+    });
+    dir.join(format!("{}.wasm", name.replace('-', "_")))
+}

@@ -38,6 +38,9 @@ pub struct TaskConfig {
     /// as it comes.
     #[serde(default)]
     pub shard_mode: Option<ShardMode>,
+    /// WASM plugins, referenced from `mysql-instances[].plugins`.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, crate::hooks::PluginSpec>,
 }
 
 /// TiDB DM's `shard-mode`.
@@ -195,6 +198,9 @@ pub struct MysqlInstance {
     /// Names of entries of the task's `routes`.
     #[serde(default)]
     pub route_rules: Vec<String>,
+    /// Names of entries of the task's `plugins`, run in this order.
+    #[serde(default)]
+    pub plugins: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -347,7 +353,7 @@ impl TaskConfig {
                 );
             }
             // (field, section it names entries of, names used, names defined)
-            let references: [(&str, &str, Vec<&String>, Vec<&String>); 6] = [
+            let references: [(&str, &str, Vec<&String>, Vec<&String>); 7] = [
                 (
                     "route-rules",
                     "routes",
@@ -383,6 +389,12 @@ impl TaskConfig {
                     "expression-filter",
                     inst.expression_filters.iter().collect(),
                     cfg.expression_filter.keys().collect(),
+                ),
+                (
+                    "plugins",
+                    "plugins",
+                    inst.plugins.iter().collect(),
+                    cfg.plugins.keys().collect(),
                 ),
             ];
             for (key, section, used, defined) in references {
@@ -579,6 +591,18 @@ impl TaskConfig {
                 .filter(|(n, _)| names.contains(n))
                 .map(|(_, f)| f),
         )
+    }
+
+    /// The plugins of one source, in order: (name, spec).
+    pub fn plugins_of(&self, source_id: &str) -> Vec<(String, crate::hooks::PluginSpec)> {
+        self.instance(source_id)
+            .map(|i| {
+                i.plugins
+                    .iter()
+                    .filter_map(|n| self.plugins.get(n).map(|p| (n.clone(), p.clone())))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub fn syncer_of(&self, source_id: &str) -> SyncerConfig {

@@ -183,6 +183,56 @@ pub struct CopyPlan {
     pub routed: Option<Routed>,
 }
 
+/// Rows handed to the plugins at once in the full phase.
+const PLUGIN_BATCH_ROWS: usize = 512;
+
+/// Appends one row to the batch being built (a VALUES tuple, or a LOAD DATA line); returns
+/// the batch's size so far.
+#[allow(clippy::too_many_arguments)]
+fn encode_row(
+    mode: &Mode,
+    table: &Table,
+    written: &[usize],
+    extra_values: &str,
+    datums: Vec<Datum>,
+    first: bool,
+    text: &mut String,
+    buf: &mut Vec<u8>,
+) -> usize {
+    let values = written.iter().zip(datums);
+    match mode {
+        Mode::Insert(head) => {
+            text.push_str(if first { head } else { "," });
+            text.push('(');
+            for (k, (_, d)) in values.enumerate() {
+                if k > 0 {
+                    text.push(',');
+                }
+                d.write_sql(text);
+            }
+            text.push_str(extra_values);
+            text.push(')');
+            text.len()
+        }
+        Mode::Load(_) => {
+            for (k, (&ci, d)) in values.enumerate() {
+                if k > 0 {
+                    buf.push(b'\t');
+                }
+                match (table.columns[ci].kind(), d) {
+                    // A field "0" would be the year 2000.
+                    (ColumnKind::Year, Datum::Int(y)) => {
+                        buf.extend_from_slice(format!("{y:04}").as_bytes())
+                    }
+                    (_, d) => d.write_tsv(buf),
+                }
+            }
+            buf.push(b'\n');
+            buf.len()
+        }
+    }
+}
+
 /// A reader session on the source and a writer session on the target, reused chunk after
 /// chunk.
 pub struct ChunkCopier {
@@ -200,6 +250,7 @@ pub struct ChunkCopier {
     /// Expression filters: rows they drop are not copied.
     rows: Arc<RowFilters>,
     fence: Fence,
+    plugins: Arc<crate::hooks::RowFilterChain>,
 }
 
 impl ChunkCopier {
@@ -211,6 +262,7 @@ impl ChunkCopier {
         progress: Arc<Progress>,
         rows: Arc<RowFilters>,
         fence: Fence,
+        plugins: Arc<crate::hooks::RowFilterChain>,
     ) -> Result<Self> {
         let mut src = crate::db::connect(&source.from, DbRole::Source).await?;
         // Raw bytes, whatever the column's character set.
@@ -230,6 +282,7 @@ impl ChunkCopier {
             counted: (0, 0),
             rows,
             fence,
+            plugins,
         })
     }
 
@@ -442,74 +495,90 @@ impl ChunkCopier {
             progress.rows_loaded.fetch_add(n, Ordering::Relaxed);
             progress.add_table_rows(&table_key, n, len);
         };
+        let plugins = &*self.plugins;
         let read = async {
             let mut result = src.exec_iter(select, ()).await.map_err(se)?;
             let mut text = String::new();
             let mut buf: Vec<u8> = Vec::with_capacity(BATCH_BYTES + 4096);
             let mut n = 0u64;
-            while let Some(row) = result.next().await.map_err(se)? {
-                let datums: Vec<Datum> = written
-                    .iter()
-                    .zip(row.unwrap())
-                    .map(|(&ci, v)| Datum::from_value(&table.columns[ci], v))
-                    .collect();
-                if let Some(f) = row_filter {
-                    // The expression sees the row with the table's columns (generated ones
-                    // are not read: NULL).
-                    let mut full = vec![Datum::Null; table.columns.len()];
-                    for (&ci, d) in written.iter().zip(&datums) {
-                        full[ci] = d.clone();
+            // Rows waiting for the plugins (whole images by the table's columns).
+            let mut held: Vec<Vec<Datum>> = Vec::new();
+            let mut done = false;
+            while !done {
+                let mut ready: Vec<Vec<Datum>> = Vec::new();
+                match result.next().await.map_err(se)? {
+                    Some(row) => {
+                        let datums: Vec<Datum> = written
+                            .iter()
+                            .zip(row.unwrap())
+                            .map(|(&ci, v)| Datum::from_value(&table.columns[ci], v))
+                            .collect();
+                        if row_filter.is_none() && plugins.is_empty() {
+                            ready.push(datums);
+                        } else {
+                            // Filters see the row with the table's columns (generated ones
+                            // are not read: NULL).
+                            let mut full = vec![Datum::Null; table.columns.len()];
+                            for (&ci, d) in written.iter().zip(datums) {
+                                full[ci] = d;
+                            }
+                            let dropped = match row_filter {
+                                Some(f) => f
+                                    .drops(&table, RowOp::Insert, None, Some(&full))
+                                    .map_err(|message| Error::Filtered {
+                                        rule: "expression-filter".into(),
+                                        position: format!("the full phase of {name}"),
+                                        message,
+                                    })?,
+                                None => false,
+                            };
+                            if !dropped {
+                                held.push(full);
+                            }
+                        }
                     }
-                    let dropped =
-                        f.drops(&table, RowOp::Insert, None, Some(&full))
-                            .map_err(|message| Error::Filtered {
-                                rule: "expression-filter".into(),
-                                position: format!("the full phase of {name}"),
-                                message,
-                            })?;
-                    if dropped {
-                        continue;
-                    }
+                    None => done = true,
                 }
-                let values = written.iter().zip(datums);
-                let size = match &mode {
-                    Mode::Insert(head) => {
-                        text.push_str(if n == 0 { head } else { "," });
-                        text.push('(');
-                        for (k, (_, d)) in values.enumerate() {
-                            if k > 0 {
-                                text.push(',');
-                            }
-                            d.write_sql(&mut text);
+                if !held.is_empty() && (done || held.len() >= PLUGIN_BATCH_ROWS) {
+                    let rows = std::mem::take(&mut held)
+                        .into_iter()
+                        .map(|full| crate::hooks::HookRow {
+                            op: RowOp::Insert,
+                            before: None,
+                            after: Some(full),
+                        })
+                        .collect();
+                    let kept = crate::hooks::run_row_filters(
+                        plugins,
+                        &table,
+                        rows,
+                        &format!("the full phase of {name}"),
+                    )?;
+                    ready.extend(kept.into_iter().filter_map(|r| {
+                        let full = r.after?;
+                        Some(written.iter().map(|&ci| full[ci].clone()).collect())
+                    }));
+                }
+                for datums in ready {
+                    let size = encode_row(
+                        &mode,
+                        &table,
+                        &written,
+                        &extra_values,
+                        datums,
+                        n == 0,
+                        &mut text,
+                        &mut buf,
+                    );
+                    n += 1;
+                    if size >= BATCH_BYTES || n as usize >= BATCH_ROWS {
+                        let batch = take_batch(&mode, &mut text, &mut buf);
+                        account(n, batch.len() as u64);
+                        n = 0;
+                        if tx.send(batch).await.is_err() {
+                            // The writer failed; its error is reported below.
+                            return Ok(());
                         }
-                        text.push_str(&extra_values);
-                        text.push(')');
-                        text.len()
-                    }
-                    Mode::Load(_) => {
-                        for (k, (&ci, d)) in values.enumerate() {
-                            if k > 0 {
-                                buf.push(b'\t');
-                            }
-                            match (table.columns[ci].kind(), d) {
-                                // A field "0" would be the year 2000.
-                                (ColumnKind::Year, Datum::Int(y)) => {
-                                    buf.extend_from_slice(format!("{y:04}").as_bytes())
-                                }
-                                (_, d) => d.write_tsv(&mut buf),
-                            }
-                        }
-                        buf.push(b'\n');
-                        buf.len()
-                    }
-                };
-                n += 1;
-                if size >= BATCH_BYTES || n as usize >= BATCH_ROWS {
-                    let batch = take_batch(&mode, &mut text, &mut buf);
-                    account(n, batch.len() as u64);
-                    n = 0;
-                    if tx.send(batch).await.is_err() {
-                        break; // the writer failed; its error is reported below
                     }
                 }
             }

@@ -54,6 +54,8 @@ pub struct FullPhase {
     pub router: Arc<Router>,
     pub progress: Arc<Progress>,
     pub fence: Fence,
+    /// Row filter plugins, in order.
+    pub plugins: Arc<crate::hooks::RowFilterChain>,
 }
 
 /// Chunks waiting for a copier, shared by all copiers. A copier takes a chunk of the table
@@ -494,6 +496,7 @@ impl FullPhase {
             self.progress.clone(),
             self.rows.clone(),
             self.fence.clone(),
+            self.plugins.clone(),
         )
         .await
     }

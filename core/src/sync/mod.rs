@@ -73,6 +73,8 @@ pub struct Incremental {
     pub fence: Fence,
     /// Shard DDL coordination, when the task has a shard mode.
     pub shard: Option<ShardSync>,
+    /// Row filter plugins, in order.
+    pub plugins: crate::hooks::RowFilterChain,
 }
 
 enum ReaderMsg {
@@ -436,6 +438,7 @@ impl Dispatcher<'_> {
     ) -> Result<()> {
         let plan = self.plan(table, end).await?;
         let filtered = self.inc.rows.has(table);
+        let mut decoded = Vec::with_capacity(rows.len());
         for (before, after) in rows {
             let before = before.map(|r| decode(&plan.table, r, end)).transpose()?;
             let after = after.map(|r| decode(&plan.table, r, end)).transpose()?;
@@ -452,6 +455,17 @@ impl Dispatcher<'_> {
             {
                 continue;
             }
+            decoded.push(crate::hooks::HookRow { op, before, after });
+        }
+        if !self.inc.plugins.is_empty() {
+            decoded = crate::hooks::run_row_filters(
+                &self.inc.plugins,
+                &plan.table,
+                decoded,
+                &end.to_string(),
+            )?;
+        }
+        for crate::hooks::HookRow { before, after, .. } in decoded {
             change_keys(&plan, before.as_deref(), after.as_deref(), &mut self.keys);
             let worker = match self.causality.route(&self.keys) {
                 Some(w) => w,

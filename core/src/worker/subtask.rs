@@ -94,6 +94,7 @@ impl Subtask {
             Some(f) => f,
             None => detect_flavor(&mut src, &self.source.from.addr()).await?,
         };
+        let plugins = crate::hooks::load_row_filters(task, source_id)?;
         let mut tgt = crate::db::connect(&task.target_database, DbRole::Target).await?;
         meta.create(&mut tgt, &tgt_addr).await?;
 
@@ -115,6 +116,7 @@ impl Subtask {
                     router: Arc::new(task.router_of(source_id)),
                     progress: self.progress.clone(),
                     fence: self.fence.clone(),
+                    plugins: Arc::new(plugins.clone()),
                 };
                 let tables = full.run().await?;
                 if task.task_mode == TaskMode::Full {
@@ -175,6 +177,7 @@ impl Subtask {
                 store: self.store.clone(),
                 mode,
             }),
+            plugins,
         };
         inc.run(cp).await
     }

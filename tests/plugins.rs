@@ -1,0 +1,206 @@
+//! WASM plugins against real MariaDB: the example plugins change exactly the rows they should
+//! in both phases; plugins that loop, trap, hog memory or speak another ABI pause their task
+//! with a clear error while the worker and other tasks go on.
+
+mod common;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use std::time::Duration;
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// `task_yaml` with `plugins` (name -> wasm) run on src1, with per-call limits.
+fn task_with_plugins(name: &str, dst: &MariaDb, dbs: &[&str], plugins: &[(&str, &str)]) -> String {
+    let mut y = task_yaml(name, "all", "src1", dst, dbs).replacen(
+        "    block-allow-list: sel\n",
+        &format!(
+            "    block-allow-list: sel\n    plugins: [{}]\n",
+            plugins
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        1,
+    );
+    y.push_str("plugins:\n");
+    for (n, wasm) in plugins {
+        y.push_str(&format!(
+            "  {n}:\n    path: {}\n    timeout-ms: 300\n    memory-mib: 64\n",
+            plugin_wasm(wasm).display()
+        ));
+    }
+    y
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn soft_delete_and_pii_mask_change_exactly_their_rows_in_both_phases() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE app; USE app;
+         CREATE TABLE users (id INT PRIMARY KEY, email VARCHAR(100), deleted TINYINT NOT NULL, name VARCHAR(20));
+         INSERT INTO users SELECT seq, CONCAT('user', seq, '@example.com'), seq % 5 = 0, CONCAT('n', seq) FROM seq_1_to_300;",
+    )
+    .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let yaml = task_with_plugins(
+        "pl",
+        &dst,
+        &["app"],
+        &[("soft-delete", "soft-delete"), ("pii", "pii-mask")],
+    );
+    let tf = dm.file("task.yaml", &yaml);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "pl", &src).await;
+    src.exec(
+        "USE app;
+         INSERT INTO users SELECT seq, CONCAT('late', seq, '@example.com'), seq % 3 = 0, 'late' FROM seq_301_to_400;
+         UPDATE users SET email = CONCAT('new', id, '@example.org') WHERE id % 7 = 1 AND deleted = 0;
+         UPDATE users SET name = 'renamed' WHERE id BETWEEN 10 AND 20 AND deleted = 0;
+         DELETE FROM users WHERE id % 11 = 0;",
+    )
+    .await;
+    wait_caught_up(&dm, "pl", &src).await;
+
+    let mut s = src.conn().await;
+    let source: Vec<(i32, Option<String>, Option<String>)> = s
+        .query("SELECT id, email, name FROM app.users WHERE deleted = 0 ORDER BY id")
+        .await
+        .unwrap();
+    let expected: Vec<(i32, Option<String>, Option<String>)> = source
+        .into_iter()
+        .map(|(id, email, name)| {
+            (
+                id,
+                email.map(|e| format!("{:016x}", fnv1a(e.as_bytes()))),
+                name,
+            )
+        })
+        .collect();
+    let mut d = dst.conn().await;
+    let target: Vec<(i32, Option<String>, Option<String>)> = d
+        .query("SELECT id, email, name FROM app.users ORDER BY id")
+        .await
+        .unwrap();
+    assert!(expected.len() > 250, "{}", expected.len());
+    assert_eq!(target, expected);
+}
+
+/// Waits until task `name` pauses; returns its error.
+async fn paused(dm: &Dm, name: &str) -> serde_json::Value {
+    let mut err = serde_json::Value::Null;
+    wait_for(
+        &format!("{name} to pause"),
+        Duration::from_secs(60),
+        || match dm.subtask(name) {
+            Some(s) if s["stage"] == "paused" => {
+                err = s["last_error"].clone();
+                true
+            }
+            _ => false,
+        },
+    )
+    .await;
+    err
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugins_that_loop_trap_or_hog_pause_their_task_and_nothing_else() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE bad; CREATE TABLE bad.t (id INT PRIMARY KEY, kind VARCHAR(10));
+         CREATE DATABASE good; CREATE TABLE good.t (id INT PRIMARY KEY, v INT);",
+    )
+    .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let tf = dm.file(
+        "bad.yaml",
+        &task_with_plugins("bad", &dst, &["bad"], &[("misbehave", "misbehave")]),
+    );
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    let tf = dm.file(
+        "good.yaml",
+        &task_yaml("good", "all", "src1", &dst, &["good"]),
+    );
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "bad", &src).await;
+
+    for (i, (kind, says)) in [
+        ("spin", "ran longer than its deadline of 300 ms"),
+        ("boom", "panicked"),
+        ("hog", "memory"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        src.exec(&format!(
+            "INSERT INTO bad.t VALUES ({i}, 'ok'); INSERT INTO bad.t VALUES ({}, '{kind}');
+             INSERT INTO good.t VALUES ({i}, {i})",
+            100 + i
+        ))
+        .await;
+        let err = paused(&dm, "bad").await;
+        assert_eq!(err["code"], "DM-PLUGIN-6201", "{err}");
+        let msg = err["message"].as_str().unwrap();
+        eprintln!("{kind}: {msg}");
+        assert!(
+            msg.contains("plugin `misbehave`") && msg.contains(says),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("`bad`.`t`") && err["position"].is_string(),
+            "{err}"
+        );
+        // The other task goes on in the same worker.
+        wait_for("the good task to apply", Duration::from_secs(30), || {
+            futures_now(async {
+                let mut c = dst.conn().await;
+                let n: Option<i64> = c
+                    .query_first(format!("SELECT v FROM good.t WHERE id = {i}"))
+                    .await
+                    .unwrap_or(None);
+                n == Some(i as i64)
+            })
+        })
+        .await;
+        // Skipping the transaction of the bad row lets the task go on.
+        dm.ctl_ok(&["binlog", "skip", "bad"]);
+    }
+    src.exec("INSERT INTO bad.t VALUES (500, 'fine')").await;
+    wait_caught_up(&dm, "bad", &src).await;
+    let mut c = dst.conn().await;
+    let ids: Vec<i32> = c.query("SELECT id FROM bad.t ORDER BY id").await.unwrap();
+    assert_eq!(ids, vec![0, 1, 2, 500]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_built_for_another_abi_is_refused() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec("CREATE DATABASE a; CREATE TABLE a.t (id INT PRIMARY KEY)")
+        .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let tf = dm.file(
+        "task.yaml",
+        &task_with_plugins("abi", &dst, &["a"], &[("old", "old-abi")]),
+    );
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    let err = paused(&dm, "abi").await;
+    let msg = err["message"].as_str().unwrap();
+    assert!(
+        msg.contains("plugin `old` (load)") && msg.contains("built for plugin ABI 999"),
+        "{msg}"
+    );
+    assert!(err["hint"].as_str().unwrap().contains("plugin"), "{err}");
+}
+
+fn futures_now<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
