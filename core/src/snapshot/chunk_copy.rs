@@ -254,6 +254,7 @@ pub struct ChunkCopier {
 }
 
 impl ChunkCopier {
+    #[allow(clippy::too_many_arguments)]
     pub async fn new(
         source: SourceConfig,
         flavor: Flavor,
