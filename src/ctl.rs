@@ -627,6 +627,16 @@ fn render_tasks(v: &Value) -> String {
                 num("rows_per_sec"),
                 num("txns_per_sec")
             );
+            let warnings: Vec<String> = st
+                .get("warnings")
+                .and_then(Value::as_array)
+                .map(|w| {
+                    w.iter()
+                        .filter_map(Value::as_str)
+                        .map(|w| format!("warning: {w}"))
+                        .collect()
+                })
+                .unwrap_or_default();
             let err = match st.get("last_error") {
                 Some(e) if !e.is_null() => format!(
                     "[{}] {}\nhint: {}",
@@ -634,6 +644,7 @@ fn render_tasks(v: &Value) -> String {
                     s(e, "message"),
                     s(e, "hint")
                 ),
+                _ if !warnings.is_empty() => warnings.join("\n"),
                 _ => "-".into(),
             };
             t.add_row(vec![

@@ -204,3 +204,94 @@ async fn a_plugin_built_for_another_abi_is_refused() {
 fn futures_now<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_swapped_plugin_takes_over_between_transactions_and_a_broken_one_is_refused() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec("CREATE DATABASE h; CREATE TABLE h.t (id INT PRIMARY KEY, txn INT NOT NULL, tag VARCHAR(4))")
+        .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    // The task runs the plugin from a file this test replaces while rows stream.
+    let live = dm.dir.path().join("tag.wasm");
+    let (a, b) = (plugin_wasm("tag-a"), plugin_wasm("tag-b"));
+    std::fs::copy(&a, &live).unwrap();
+    let yaml = task_with_plugins("hr", &dst, &["h"], &[("tag", "tag-a")])
+        .replace(a.to_str().unwrap(), live.to_str().unwrap());
+    let tf = dm.file("task.yaml", &yaml);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "hr", &src).await;
+
+    let opts = src.opts();
+    let writer = tokio::spawn(async move {
+        let mut c = mysql_async::Conn::new(opts).await.unwrap();
+        for txn in 0..400 {
+            // Five rows per transaction: one version must handle all of them.
+            let rows: Vec<String> = (0..5)
+                .map(|k| format!("({}, {txn}, 'src')", txn * 5 + k))
+                .collect();
+            c.query_drop(format!(
+                "START TRANSACTION; INSERT INTO h.t VALUES {}; COMMIT",
+                rows.join(",")
+            ))
+            .await
+            .unwrap();
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+    });
+    for swap in 0..10 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let next = if swap % 2 == 0 { &b } else { &a };
+        // Replaced the way deploy tools do: a new file renamed over the old one.
+        let tmp = dm.dir.path().join("tag.wasm.tmp");
+        std::fs::copy(next, &tmp).unwrap();
+        std::fs::rename(&tmp, &live).unwrap();
+    }
+    writer.await.unwrap();
+    wait_caught_up(&dm, "hr", &src).await;
+
+    let mut c = dst.conn().await;
+    let rows: Vec<(i32, i32, String)> = c
+        .query("SELECT id, txn, tag FROM h.t ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2000, "every row once");
+    assert!(rows.iter().enumerate().all(|(i, r)| r.0 == i as i32));
+    let mut switches = 0;
+    for txn in rows.chunks(5) {
+        assert!(
+            txn.iter().all(|r| r.2 == txn[0].2),
+            "one transaction, two versions: {txn:?}"
+        );
+    }
+    for w in rows.chunks(5).collect::<Vec<_>>().windows(2) {
+        switches += usize::from(w[0][0].2 != w[1][0].2);
+    }
+    assert!(rows.iter().all(|r| r.2 == "a" || r.2 == "b"));
+    assert!(switches >= 5, "only {switches} version changes seen");
+
+    // A broken file: the previous version keeps running and query-status says why.
+    std::fs::write(&live, b"not wasm").unwrap();
+    wait_for(
+        "the reload error in query-status",
+        Duration::from_secs(20),
+        || {
+            dm.subtask("hr")
+                .is_some_and(|s| s["warnings"].as_array().is_some_and(|w| !w.is_empty()))
+        },
+    )
+    .await;
+    let st = dm.subtask("hr").unwrap();
+    assert!(
+        st["warnings"][0].as_str().unwrap().contains("plugin `tag`"),
+        "{st}"
+    );
+    src.exec("INSERT INTO h.t VALUES (5000, 0, 'src')").await;
+    wait_caught_up(&dm, "hr", &src).await;
+    let tag: Option<String> = c
+        .query_first("SELECT tag FROM h.t WHERE id = 5000")
+        .await
+        .unwrap();
+    assert!(matches!(tag.as_deref(), Some("a") | Some("b")), "{tag:?}");
+    assert_eq!(dm.subtask("hr").unwrap()["stage"], "running");
+}

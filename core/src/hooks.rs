@@ -103,6 +103,13 @@ pub trait RowFilter: Send + Sync {
         table: &crate::schema::Table,
         rows: &[HookRow],
     ) -> Result<Vec<RowVerdict>, String>;
+    /// Called between source transactions (and chunks): a new version of the filter, if one
+    /// was loaded, takes over here, never within a transaction.
+    fn at_boundary(&self) {}
+    /// Why the newest version of the filter could not be loaded (the previous one runs).
+    fn reload_error(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Applies the verdicts to `rows`: dropped rows go, `Set` columns change in both images.
@@ -231,4 +238,10 @@ pub fn load_row_filters(
         }
     }
     Ok(chain)
+}
+
+impl std::fmt::Debug for dyn RowFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RowFilter({})", self.name())
+    }
 }

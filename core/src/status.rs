@@ -72,6 +72,9 @@ pub struct SubtaskStatus {
     pub last_error: Option<ErrorReport>,
     /// Unix time of this report.
     pub updated_at: u64,
+    /// Problems that do not stop the subtask (a plugin's new version that did not load).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Full-phase progress of one table.
@@ -102,6 +105,8 @@ pub struct Progress {
     pub phase: Mutex<Option<Phase>>,
     tables: Mutex<BTreeMap<String, TableProgress>>,
     rates: Mutex<RateSample>,
+    /// The subtask's plugins, for their reload errors.
+    pub plugins: Mutex<crate::hooks::RowFilterChain>,
 }
 
 /// The counters when rates were last worked out, and the rates then.
@@ -112,6 +117,24 @@ struct RateSample {
     txns: u64,
     rows_per_sec: f64,
     txns_per_sec: f64,
+}
+
+impl Progress {
+    /// Reload errors of the subtask's plugins.
+    pub fn plugin_warnings(&self) -> Vec<String> {
+        self.plugins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(|(n, f)| {
+                f.reload_error().map(|e| {
+                    format!(
+                        "plugin `{n}`: its new version did not load, the previous one runs: {e}"
+                    )
+                })
+            })
+            .collect()
+    }
 }
 
 pub fn now_micros() -> u64 {

@@ -8,6 +8,9 @@
 //! by content, so loading the same file again (a restart, another source) costs nothing.
 
 mod convert;
+mod reload;
+
+pub use reload::Reloading;
 
 use dm_core::hooks::{HookRow, LoadedPlugin, PluginHost, PluginSpec, RowFilter, RowVerdict};
 use dm_core::schema::Table;
@@ -23,9 +26,11 @@ use wasmtime::{
 /// How often the epoch advances: the granularity of deadlines.
 const TICK: Duration = Duration::from_millis(10);
 
+/// Cheap to clone: clones share the engine and the module cache.
+#[derive(Clone)]
 pub struct WasmHost {
     engine: Engine,
-    modules: Mutex<HashMap<u64, Module>>,
+    modules: Arc<Mutex<HashMap<u64, Module>>>,
 }
 
 impl Default for WasmHost {
@@ -52,7 +57,7 @@ impl WasmHost {
             .expect("a thread");
         WasmHost {
             engine,
-            modules: Mutex::default(),
+            modules: Arc::default(),
         }
     }
 
@@ -111,11 +116,11 @@ impl WasmHost {
 
 impl PluginHost for WasmHost {
     fn load(&self, name: &str, spec: &PluginSpec) -> Result<LoadedPlugin, String> {
-        let plugin = Arc::new(self.open(name, spec)?);
+        let plugin = self.open(name, spec)?;
+        let row_filter = plugin.has(sdk::HOOK_ROW_FILTER);
+        let reloading = Reloading::new(self, name, spec, plugin);
         Ok(LoadedPlugin {
-            row_filter: plugin
-                .has(sdk::HOOK_ROW_FILTER)
-                .then(|| plugin.clone() as Arc<dyn RowFilter>),
+            row_filter: row_filter.then_some(reloading as Arc<dyn RowFilter>),
         })
     }
 }

@@ -497,6 +497,9 @@ impl ChunkCopier {
             progress.add_table_rows(&table_key, n, len);
         };
         let plugins = &*self.plugins;
+        for (_, f) in plugins {
+            f.at_boundary();
+        }
         let read = async {
             let mut result = src.exec_iter(select, ()).await.map_err(se)?;
             let mut text = String::new();

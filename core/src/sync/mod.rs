@@ -376,6 +376,9 @@ impl Dispatcher<'_> {
             return self.checkpoint().await;
         }
         let safe = self.safe_mode(&end.binlog);
+        for (_, f) in &self.inc.plugins {
+            f.at_boundary();
+        }
         let last = events.len().saturating_sub(1);
         for (i, ev) in events.into_iter().enumerate() {
             match ev.kind {

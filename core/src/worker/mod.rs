@@ -259,6 +259,7 @@ impl Worker {
             safe_mode: p.safe_mode.load(Ordering::Relaxed),
             last_error: state.last_error,
             updated_at: now_secs(),
+            warnings: p.plugin_warnings(),
         }
     }
 

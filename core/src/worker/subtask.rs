@@ -95,6 +95,11 @@ impl Subtask {
             None => detect_flavor(&mut src, &self.source.from.addr()).await?,
         };
         let plugins = crate::hooks::load_row_filters(task, source_id)?;
+        *self
+            .progress
+            .plugins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = plugins.clone();
         let mut tgt = crate::db::connect(&task.target_database, DbRole::Target).await?;
         meta.create(&mut tgt, &tgt_addr).await?;
 
