@@ -77,6 +77,11 @@ enum CtlCommand {
         /// Only this task's locks.
         task: Option<String>,
     },
+    /// Work with plugin files (runs here, without a master).
+    Plugin {
+        #[command(subcommand)]
+        op: PluginOp,
+    },
     /// Masters (and which leads) and workers (and what they run).
     ListMember {
         /// Only the masters.
@@ -120,6 +125,12 @@ enum BinlogOp {
         #[arg(required = true)]
         sql: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum PluginOp {
+    /// Load a plugin, report its ABI and hooks, run it on sample rows.
+    Check { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -239,6 +250,14 @@ fn s(v: &Value, k: &str) -> String {
 }
 
 pub async fn run(args: CtlArgs) -> Result<()> {
+    if let CtlCommand::Plugin {
+        op: PluginOp::Check { file },
+    } = &args.command
+    {
+        let v = crate::plugin_check::check(file)?;
+        print(&v, args.output, crate::plugin_check::render);
+        return Ok(());
+    }
     let addrs = master_addr(args.master_addr);
     let bases = addrs
         .split(',')
@@ -404,6 +423,7 @@ pub async fn run(args: CtlArgs) -> Result<()> {
                 .await?,
             render_plain,
         ),
+        CtlCommand::Plugin { .. } => unreachable!("handled above"),
         CtlCommand::OfflineMember {
             master: _,
             worker,

@@ -201,6 +201,31 @@ async fn a_plugin_built_for_another_abi_is_refused() {
     assert!(err["hint"].as_str().unwrap().contains("plugin"), "{err}");
 }
 
+#[test]
+fn plugin_check_reports_hooks_and_runs_sample_rows() {
+    let check = |wasm: &str| {
+        std::process::Command::new(dm_bin())
+            .args(["ctl", "plugin", "check"])
+            .arg(plugin_wasm(wasm))
+            .output()
+            .unwrap()
+    };
+    let out = check("soft-delete");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("hooks: row filter"), "{text}");
+    assert!(
+        text.contains("'gone@example.com', 1, 'deleted'") && text.contains("drop"),
+        "{text}"
+    );
+    let out = check("old-abi");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("built for plugin ABI 999"),
+        "{err}"
+    );
+}
+
 fn futures_now<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
