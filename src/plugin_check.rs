@@ -71,7 +71,7 @@ pub fn check(file: &Path) -> Result<Value> {
             unique_keys: vec![],
             prefixed_keys: vec![],
         };
-        let rows = vec![
+        let rows = [
             vec![
                 Datum::Int(1),
                 text("someone@example.com"),
