@@ -320,3 +320,48 @@ async fn a_swapped_plugin_takes_over_between_transactions_and_a_broken_one_is_re
     assert!(matches!(tag.as_deref(), Some("a") | Some("b")), "{tag:?}");
     assert_eq!(dm.subtask("hr").unwrap()["stage"], "running");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_plugin_decides_shard_ddl_locks() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE s1; CREATE TABLE s1.o_1 (id INT PRIMARY KEY, v INT);
+         CREATE TABLE s1.o_2 (id INT PRIMARY KEY, v INT);
+         INSERT INTO s1.o_1 VALUES (1, 1); INSERT INTO s1.o_2 VALUES (2, 2);",
+    )
+    .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let mut yaml = task_yaml("pol", "all", "src1", &dst, &["s1"]).replacen(
+        "    block-allow-list: sel\n",
+        "    block-allow-list: sel\n    route-rules: [merge]\n",
+        1,
+    );
+    yaml.push_str(&format!(
+        "shard-mode: optimistic\nshard-ddl-policy: additive\nplugins:\n  additive:\n    path: {}\n\
+         routes:\n  merge:\n    schema-pattern: s1\n    table-pattern: o_*\n    target-schema: m\n    target-table: o\n",
+        plugin_wasm("additive-only").display()
+    ));
+    let tf = dm.file("task.yaml", &yaml);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "pol", &src).await;
+
+    // Additive: on the target at once, with the first shard's new row.
+    src.exec("ALTER TABLE s1.o_1 ADD COLUMN note VARCHAR(10) NULL; INSERT INTO s1.o_1 VALUES (3, 3, 'x')")
+        .await;
+    wait_caught_up(&dm, "pol", &src).await;
+    let mut c = dst.conn().await;
+    let note: Option<Option<String>> = c
+        .query_first("SELECT note FROM m.o WHERE id = 3")
+        .await
+        .unwrap();
+    assert_eq!(note, Some(Some("x".into())));
+    // Not additive: the policy stops the shard and says why.
+    src.exec("ALTER TABLE s1.o_2 DROP COLUMN v").await;
+    let err = paused(&dm, "pol").await;
+    let msg = err["message"].as_str().unwrap();
+    assert!(
+        msg.contains("policy `additive`: only additive changes"),
+        "{msg}"
+    );
+}

@@ -157,6 +157,7 @@ fn default_memory_mib() -> u64 {
 #[derive(Clone, Default)]
 pub struct LoadedPlugin {
     pub row_filter: Option<std::sync::Arc<dyn RowFilter>>,
+    pub shard_ddl_policy: Option<std::sync::Arc<dyn ShardDdlPolicy>>,
 }
 
 /// Loads plugins; the `dm` binary registers the WASM host (dm-plugins) at start, so that

@@ -12,7 +12,10 @@ mod reload;
 
 pub use reload::Reloading;
 
-use dm_core::hooks::{HookRow, LoadedPlugin, PluginHost, PluginSpec, RowFilter, RowVerdict};
+use dm_core::hooks::{
+    Decision, HookRow, LoadedPlugin, LockView, PluginHost, PluginSpec, RowFilter, RowVerdict,
+    ShardDdlPolicy, ShardId,
+};
 use dm_core::schema::Table;
 use dm_plugin_sdk as sdk;
 use std::collections::HashMap;
@@ -117,10 +120,18 @@ impl WasmHost {
 impl PluginHost for WasmHost {
     fn load(&self, name: &str, spec: &PluginSpec) -> Result<LoadedPlugin, String> {
         let plugin = self.open(name, spec)?;
-        let row_filter = plugin.has(sdk::HOOK_ROW_FILTER);
-        let reloading = Reloading::new(self, name, spec, plugin);
+        // A policy gets an instance of its own: it is called from the coordinator.
+        let shard_ddl_policy = if plugin.has(sdk::HOOK_SHARD_DDL_POLICY) {
+            Some(Arc::new(self.open(name, spec)?) as Arc<dyn ShardDdlPolicy>)
+        } else {
+            None
+        };
+        let row_filter = plugin
+            .has(sdk::HOOK_ROW_FILTER)
+            .then(|| Reloading::new(self, name, spec, plugin) as Arc<dyn RowFilter>);
         Ok(LoadedPlugin {
-            row_filter: row_filter.then_some(reloading as Arc<dyn RowFilter>),
+            row_filter,
+            shard_ddl_policy,
         })
     }
 }
@@ -276,5 +287,55 @@ impl RowFilter for Plugin {
             .into_iter()
             .map(|v| convert::verdict(table, v))
             .collect()
+    }
+}
+
+impl ShardDdlPolicy for Plugin {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A failing policy stops the lock (a conflict naming the plugin), never guesses.
+    fn decide(&self, l: &LockView<'_>) -> Decision {
+        let pair = |s: &ShardId| (s.source.clone(), s.table.clone());
+        let shard = |(source, table): (String, String)| ShardId { source, table };
+        let info = sdk::LockInfo {
+            task: l.task.to_string(),
+            target: l.target.to_string(),
+            shards: l.shards.iter().map(pair).collect(),
+            pending: l
+                .pending
+                .iter()
+                .map(|p| sdk::ShardDdl {
+                    source: p.shard.source.clone(),
+                    table: p.shard.table.clone(),
+                    ddls: p.ddls.clone(),
+                })
+                .collect(),
+            executed: l.executed.to_vec(),
+        };
+        let answer = self
+            .call("dm_shard_ddl", &sdk::encode(&info))
+            .and_then(|a| {
+                sdk::decode::<sdk::Decision>(&a).map_err(|e| format!("answered nonsense: {e}"))
+            });
+        match answer {
+            Ok(sdk::Decision::Wait) => Decision::Wait,
+            Ok(sdk::Decision::Exec { ddls, release }) => Decision::Exec {
+                ddls,
+                release: release.into_iter().map(shard).collect(),
+            },
+            Ok(sdk::Decision::Skip { release }) => Decision::Skip {
+                release: release.into_iter().map(shard).collect(),
+            },
+            Ok(sdk::Decision::Conflict { shards, message }) => Decision::Conflict {
+                shards: shards.into_iter().map(shard).collect(),
+                message: format!("policy `{}`: {message}", self.name),
+            },
+            Err(e) => Decision::Conflict {
+                shards: l.pending.iter().map(|p| p.shard.clone()).collect(),
+                message: format!("policy plugin `{}` failed: {e}", self.name),
+            },
+        }
     }
 }

@@ -41,6 +41,9 @@ pub struct TaskConfig {
     /// WASM plugins, referenced from `mysql-instances[].plugins`.
     #[serde(default)]
     pub plugins: BTreeMap<String, crate::hooks::PluginSpec>,
+    /// A plugin (of `plugins`) deciding shard DDL locks instead of `shard-mode`'s policy.
+    #[serde(default)]
+    pub shard_ddl_policy: Option<String>,
 }
 
 /// TiDB DM's `shard-mode`.
@@ -332,6 +335,22 @@ impl TaskConfig {
                 ),
                 "the name is used in table names of the meta schema",
             );
+        }
+        if let Some(p) = &cfg.shard_ddl_policy {
+            if !cfg.plugins.contains_key(p) {
+                return fail(
+                    "shard-ddl-policy",
+                    format!("shard-ddl-policy: `{p}` is not defined in plugins"),
+                    "define it under the top-level `plugins:` or fix the name",
+                );
+            }
+            if cfg.shard_mode.is_none() {
+                return fail(
+                    "shard-ddl-policy",
+                    "shard-ddl-policy needs a shard-mode (pessimistic or optimistic)".into(),
+                    "add `shard-mode: optimistic` (shards wait at the DDL) or `pessimistic` (shards are held)",
+                );
+            }
         }
         if cfg.mysql_instances.is_empty() {
             return fail(

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 /// Runs until aborted.
 pub async fn run(store: Arc<dyn MetaStore>) {
+    // Policy plugins, loaded once per task.
+    let mut policies = Policies::new();
     let mut changes = store.watch(super::PREFIX).await.ok();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
@@ -29,10 +31,25 @@ pub async fn run(store: Arc<dyn MetaStore>) {
                 tick.tick().await;
             }
         }
-        if let Err(e) = coordinate_once(store.as_ref()).await {
+        if let Err(e) = coordinate_once(store.as_ref(), &mut policies).await {
             tracing::warn!(error = %e, "shard DDL coordination failed; trying again");
         }
     }
+}
+
+/// The task's policy: its `shard-ddl-policy` plugin, else `shard-mode`'s native one.
+fn policy_of(
+    task: &TaskConfig,
+    mode: crate::config::ShardMode,
+) -> std::result::Result<Arc<dyn crate::hooks::ShardDdlPolicy>, String> {
+    let Some(name) = &task.shard_ddl_policy else {
+        return Ok(Arc::from(policy::native(mode)));
+    };
+    let spec = task.plugins.get(name).ok_or("not in plugins")?;
+    let host = crate::hooks::plugin_host().ok_or("this process cannot run plugins")?;
+    host.load(name, spec)?
+        .shard_ddl_policy
+        .ok_or_else(|| format!("plugin `{name}` has no shard DDL policy hook"))
 }
 
 /// A task's shards per target table and their DDLs waiting for a decision.
@@ -72,12 +89,31 @@ pub async fn task_locks(store: &dyn MetaStore, task: &TaskConfig) -> Result<Task
     })
 }
 
-pub async fn coordinate_once(store: &dyn MetaStore) -> Result<()> {
+type Policies = std::collections::HashMap<String, Arc<dyn crate::hooks::ShardDdlPolicy>>;
+
+pub async fn coordinate_once(store: &dyn MetaStore, policies: &mut Policies) -> Result<()> {
     for (_, task) in meta::list_json::<TaskConfig>(store, keys::TASK).await? {
         let Some(mode) = task.shard_mode else {
             continue;
         };
-        let policy = policy::native(mode);
+        let key = format!(
+            "{}/{:?}",
+            task.name,
+            task.shard_ddl_policy.as_ref().map(|p| task.plugins.get(p))
+        );
+        let policy = match policies.get(&key) {
+            Some(p) => p.clone(),
+            None => match policy_of(&task, mode) {
+                Ok(p) => {
+                    policies.insert(key, p.clone());
+                    p
+                }
+                Err(message) => {
+                    tracing::warn!(task = %task.name, %message, "shard DDL policy plugin not loaded");
+                    continue;
+                }
+            },
+        };
         let locks = task_locks(store, &task).await?;
         if !locks.complete {
             // A source has not said which shards it has yet.
