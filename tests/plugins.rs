@@ -365,3 +365,56 @@ async fn a_policy_plugin_decides_shard_ddl_locks() {
         "{msg}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_router_plugin_merges_order_shards_in_both_phases() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE shop; USE shop;
+         CREATE TABLE orders_1 (id INT PRIMARY KEY, amount INT);
+         CREATE TABLE orders_2 (id INT PRIMARY KEY, amount INT);
+         CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(20));
+         INSERT INTO orders_1 SELECT seq, seq FROM seq_1_to_50;
+         INSERT INTO orders_2 SELECT seq, seq FROM seq_101_to_150;
+         INSERT INTO customers SELECT seq, CONCAT('c', seq) FROM seq_1_to_10;",
+    )
+    .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let tf = dm.file(
+        "task.yaml",
+        &task_with_plugins("rt", &dst, &["shop"], &[("router", "orders-router")]),
+    );
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "rt", &src).await;
+    src.exec(
+        "USE shop; INSERT INTO orders_2 VALUES (151, 151); UPDATE orders_1 SET amount = 0 WHERE id = 1;
+         DELETE FROM orders_2 WHERE id = 101; INSERT INTO customers VALUES (11, 'c11');",
+    )
+    .await;
+    wait_caught_up(&dm, "rt", &src).await;
+    let mut s = src.conn().await;
+    let expected: Vec<(i32, i32)> = s
+        .query("SELECT id, amount FROM shop.orders_1 UNION ALL SELECT id, amount FROM shop.orders_2 ORDER BY id")
+        .await
+        .unwrap();
+    let mut d = dst.conn().await;
+    let merged: Vec<(i32, i32)> = d
+        .query("SELECT id, amount FROM shop.orders ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(merged, expected);
+    let shards: Vec<String> = d
+        .query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'shop' AND table_name LIKE 'orders_%'")
+        .await
+        .unwrap();
+    assert!(shards.is_empty(), "{shards:?}");
+    assert_same_table(&src, &dst, "shop.customers").await;
+}
+
+async fn assert_same_table(src: &MariaDb, dst: &MariaDb, table: &str) {
+    let q = format!("SELECT id, name FROM {table} ORDER BY id");
+    let a: Vec<(i32, String)> = src.conn().await.query(q.as_str()).await.unwrap();
+    let b: Vec<(i32, String)> = dst.conn().await.query(q.as_str()).await.unwrap();
+    assert_eq!(a, b);
+}

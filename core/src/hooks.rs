@@ -157,7 +157,18 @@ fn default_memory_mib() -> u64 {
 #[derive(Clone, Default)]
 pub struct LoadedPlugin {
     pub row_filter: Option<std::sync::Arc<dyn RowFilter>>,
+    pub table_router: Option<std::sync::Arc<dyn TableRouter>>,
     pub shard_ddl_policy: Option<std::sync::Arc<dyn ShardDdlPolicy>>,
+}
+
+/// Decides where a table's rows go, once per table: `None` keeps the table's own name (and
+/// lets the task's `routes` decide).
+pub trait TableRouter: Send + Sync {
+    fn name(&self) -> &str;
+    fn route(
+        &self,
+        table: &crate::schema::TableName,
+    ) -> Result<Option<crate::schema::TableName>, String>;
 }
 
 /// Loads plugins; the `dm` binary registers the WASM host (dm-plugins) at start, so that
@@ -211,19 +222,27 @@ pub fn run_row_filters(
     Ok(rows)
 }
 
+/// The hooks a subtask's plugins implement.
+#[derive(Default)]
+pub struct SubtaskPlugins {
+    pub row_filters: RowFilterChain,
+    /// The first table router among the plugins.
+    pub router: Option<(String, std::sync::Arc<dyn TableRouter>)>,
+}
+
 /// Loads the plugins of `source_id` in `task` through the registered host.
-pub fn load_row_filters(
+pub fn load_plugins(
     task: &crate::config::TaskConfig,
     source_id: &str,
-) -> crate::Result<RowFilterChain> {
+) -> crate::Result<SubtaskPlugins> {
     let specs = task.plugins_of(source_id);
+    let mut out = SubtaskPlugins::default();
     if specs.is_empty() {
-        return Ok(vec![]);
+        return Ok(out);
     }
     let host = plugin_host().ok_or_else(|| {
         crate::Error::Invalid("this process cannot run plugins (no plugin host)".into())
     })?;
-    let mut chain = vec![];
     for (name, spec) in specs {
         let loaded = host
             .load(&name, &spec)
@@ -234,11 +253,14 @@ pub fn load_row_filters(
                 position: spec.path.display().to_string(),
                 message,
             })?;
+        if let Some(r) = loaded.table_router {
+            out.router.get_or_insert((name.clone(), r));
+        }
         if let Some(f) = loaded.row_filter {
-            chain.push((name, f));
+            out.row_filters.push((name, f));
         }
     }
-    Ok(chain)
+    Ok(out)
 }
 
 impl std::fmt::Debug for dyn RowFilter {

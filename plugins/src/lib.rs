@@ -14,9 +14,10 @@ pub use reload::Reloading;
 
 use dm_core::hooks::{
     Decision, HookRow, LoadedPlugin, LockView, PluginHost, PluginSpec, RowFilter, RowVerdict,
-    ShardDdlPolicy, ShardId,
+    ShardDdlPolicy, ShardId, TableRouter,
 };
 use dm_core::schema::Table;
+use dm_core::schema::TableName;
 use dm_plugin_sdk as sdk;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -126,11 +127,17 @@ impl PluginHost for WasmHost {
         } else {
             None
         };
+        let table_router = if plugin.has(sdk::HOOK_TABLE_ROUTER) {
+            Some(Arc::new(self.open(name, spec)?) as Arc<dyn TableRouter>)
+        } else {
+            None
+        };
         let row_filter = plugin
             .has(sdk::HOOK_ROW_FILTER)
             .then(|| Reloading::new(self, name, spec, plugin) as Arc<dyn RowFilter>);
         Ok(LoadedPlugin {
             row_filter,
+            table_router,
             shard_ddl_policy,
         })
     }
@@ -337,5 +344,26 @@ impl ShardDdlPolicy for Plugin {
                 message: format!("policy plugin `{}` failed: {e}", self.name),
             },
         }
+    }
+}
+
+impl TableRouter for Plugin {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn route(&self, t: &TableName) -> Result<Option<TableName>, String> {
+        let req = sdk::TableRef {
+            schema: t.schema.clone(),
+            table: t.table.clone(),
+        };
+        let answer = self.call("dm_route", &sdk::encode(&req))?;
+        let to: sdk::TableRef = sdk::decode(&answer)
+            .map_err(|e| format!("answered something that is not a table: {e}"))?;
+        if to.schema.is_empty() || to.table.is_empty() {
+            return Err(format!("routed {t} to an empty name"));
+        }
+        let to = TableName::new(to.schema, to.table);
+        Ok((to != *t).then_some(to))
     }
 }

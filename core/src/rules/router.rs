@@ -6,8 +6,11 @@
 
 use super::Pattern;
 use crate::config::{Extract, RouteRule};
+use crate::hooks::TableRouter;
 use crate::schema::TableName;
 use regex::Regex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// Where a source table's rows go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +43,23 @@ enum ExtractOf {
 pub struct Router {
     source_id: String,
     rules: Vec<Rule>,
+    plugin: Option<PluginRoutes>,
+}
+
+type PluginAnswers = HashMap<TableName, Result<Option<TableName>, String>>;
+
+/// A table router plugin and its answers (asked once per table).
+#[derive(Clone)]
+struct PluginRoutes {
+    name: String,
+    router: Arc<dyn TableRouter>,
+    answers: Arc<Mutex<PluginAnswers>>,
+}
+
+impl std::fmt::Debug for PluginRoutes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PluginRoutes({})", self.name)
+    }
 }
 
 fn captured(re: &Regex, name: &str) -> String {
@@ -91,15 +111,66 @@ impl Router {
         Router {
             source_id: source_id.to_string(),
             rules,
+            plugin: None,
         }
     }
 
+    /// Asks the table router plugin `name` first; its `None` leaves the table to the rules.
+    pub fn with_plugin(mut self, name: String, router: Arc<dyn TableRouter>) -> Self {
+        self.plugin = Some(PluginRoutes {
+            name,
+            router,
+            answers: Arc::default(),
+        });
+        self
+    }
+
+    /// The plugin's answer for `t` (asked once).
+    fn plugin_route(&self, t: &TableName) -> Option<Result<Option<TableName>, String>> {
+        let p = self.plugin.as_ref()?;
+        let mut answers = p.answers.lock().unwrap_or_else(|e| e.into_inner());
+        Some(
+            answers
+                .entry(t.clone())
+                .or_insert_with(|| p.router.route(t))
+                .clone(),
+        )
+    }
+
+    /// `route`, but a failing router plugin is an error (`route` would keep the table's name).
+    pub fn route_checked(&self, t: &TableName) -> crate::Result<Option<Routed>> {
+        if let Some(Err(message)) = self.plugin_route(t) {
+            return Err(crate::Error::Plugin {
+                plugin: self
+                    .plugin
+                    .as_ref()
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default(),
+                hook: "table router".into(),
+                table: t.to_string(),
+                position: "-".into(),
+                message,
+            });
+        }
+        Ok(self.route(t))
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.rules.is_empty() && self.plugin.is_none()
     }
 
     /// Where `t` goes; `None` when no rule routes it (it keeps its name).
     pub fn route(&self, t: &TableName) -> Option<Routed> {
+        if let Some(Ok(Some(target))) = self.plugin_route(t) {
+            if target != *t {
+                // Plugins merge by name patterns: several tables may land here.
+                return Some(Routed {
+                    target,
+                    extra: vec![],
+                    merged: true,
+                });
+            }
+        }
         let rule = self.rules.iter().find(|r| {
             r.schema.matches(&t.schema) && r.table.as_ref().is_none_or(|p| p.matches(&t.table))
         })?;

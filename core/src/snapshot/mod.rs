@@ -230,7 +230,7 @@ impl FullPhase {
             .await
             .map_err(&se)?;
         let create = String::from_utf8_lossy(&create).into_owned();
-        let routed = self.router.route(name);
+        let routed = self.router.route_checked(name)?;
         match &routed {
             Some(r) => self.create_routed(tgt, &table, &create, r).await?,
             None => {
@@ -372,7 +372,7 @@ impl FullPhase {
         tgt: &mut Conn,
         name: &TableName,
     ) -> Result<CopyPlan> {
-        let routed = self.router.route(name);
+        let routed = self.router.route_checked(name)?;
         let source_table = load_table(src, name).await.map_err(self.src_err())?;
         let key = match &source_table {
             Some(t) => ChunkKey::of(src, t).await.map_err(self.src_err())?,

@@ -94,12 +94,19 @@ impl Subtask {
             Some(f) => f,
             None => detect_flavor(&mut src, &self.source.from.addr()).await?,
         };
-        let plugins = crate::hooks::load_row_filters(task, source_id)?;
+        let crate::hooks::SubtaskPlugins {
+            row_filters: plugins,
+            router: plugin_router,
+        } = crate::hooks::load_plugins(task, source_id)?;
         *self
             .progress
             .plugins
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = plugins.clone();
+        let router = match plugin_router {
+            Some((name, r)) => task.router_of(source_id).with_plugin(name, r),
+            None => task.router_of(source_id),
+        };
         let mut tgt = crate::db::connect(&task.target_database, DbRole::Target).await?;
         meta.create(&mut tgt, &tgt_addr).await?;
 
@@ -118,7 +125,7 @@ impl Subtask {
                     meta: meta.clone(),
                     dumper: task.dumper_of(source_id),
                     rows: Arc::new(task.row_filters_of(source_id)),
-                    router: Arc::new(task.router_of(source_id)),
+                    router: Arc::new(router.clone()),
                     progress: self.progress.clone(),
                     fence: self.fence.clone(),
                     plugins: Arc::new(plugins.clone()),
@@ -168,7 +175,7 @@ impl Subtask {
             syncer: task.syncer_of(source_id),
             events: task.event_filter_of(source_id),
             rows: task.row_filters_of(source_id),
-            router: task.router_of(source_id),
+            router,
             skip: self.skip.clone(),
             replace: self.replace.clone(),
             source: self.source.clone(),
