@@ -41,6 +41,11 @@ enum CtlCommand {
         #[arg(long)]
         remove_meta: bool,
     },
+    /// Apply a changed task file (rules, plugins, tuning) to a running task: its subtasks
+    /// restart from their checkpoints with it.
+    UpdateTask {
+        file: PathBuf,
+    },
     /// Stop a task (its checkpoints stay in the target; start-task resumes from them).
     StopTask {
         name: String,
@@ -229,9 +234,34 @@ fn master_addr(arg: Option<String>) -> String {
 fn file_body(path: &Path, remove_meta: bool) -> Result<Value> {
     let content =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(
-        json!({ "file": path.display().to_string(), "content": content, "remove_meta": remove_meta }),
-    )
+    Ok(json!({
+        "file": path.display().to_string(),
+        "content": content,
+        "remove_meta": remove_meta,
+        "plugins": plugin_uploads(path, &content)?,
+    }))
+}
+
+/// The plugin modules a task file names (paths relative to the file), base64, so that the
+/// master and workers need not share this machine's disk. A file that does not parse is sent
+/// as it is: the master reports its mistakes.
+fn plugin_uploads(path: &Path, content: &str) -> Result<serde_json::Map<String, Value>> {
+    use base64::Engine as _;
+    let mut out = serde_json::Map::new();
+    let Ok(task) = dm_core::config::TaskConfig::parse(&path.display().to_string(), content) else {
+        return Ok(out);
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for (name, spec) in &task.plugins {
+        let file = dir.join(&spec.path);
+        let bytes = std::fs::read(&file)
+            .with_context(|| format!("plugin `{name}`: cannot read {}", file.display()))?;
+        out.insert(
+            name.clone(),
+            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        );
+    }
+    Ok(out)
 }
 
 fn table(header: &[&str]) -> Table {
@@ -315,6 +345,22 @@ pub async fn run(args: CtlArgs) -> Result<()> {
                 .await?,
             render_tasks,
         ),
+        CtlCommand::UpdateTask { file } => {
+            let body = file_body(&file, false)?;
+            let content = body["content"].as_str().unwrap_or_default();
+            let task = dm_core::config::TaskConfig::parse(&file.display().to_string(), content)
+                .map_err(|e| anyhow!("[{}] {e}\n  hint: {}", e.code(), e.hint()))?;
+            (
+                client
+                    .call(
+                        Method::POST,
+                        &format!("/api/v1/tasks/{}/update", task.name),
+                        Some(body),
+                    )
+                    .await?,
+                render_tasks,
+            )
+        }
         CtlCommand::StopTask { name } => (
             client
                 .call(Method::DELETE, &format!("/api/v1/tasks/{name}"), None)

@@ -418,3 +418,80 @@ async fn assert_same_table(src: &MariaDb, dst: &MariaDb, table: &str) {
     let b: Vec<(i32, String)> = dst.conn().await.query(q.as_str()).await.unwrap();
     assert_eq!(a, b);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugins_travel_with_the_task_and_update_task_changes_them() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE app; CREATE TABLE app.users (id INT PRIMARY KEY, email VARCHAR(100), deleted TINYINT NOT NULL, name VARCHAR(20));
+         INSERT INTO app.users VALUES (1, 'a@x.org', 0, 'a'), (2, 'b@x.org', 1, 'b');",
+    )
+    .await;
+    let mut dm = Dm::start();
+    dm.create_source("src1", &src);
+    // The task names its plugin by a path relative to the task file, in a directory that
+    // goes away: after start-task the module lives in the metadata store.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(plugin_wasm("soft-delete"), dir.path().join("sd.wasm")).unwrap();
+    let base = task_yaml("up", "all", "src1", &dst, &["app"]);
+    let with = |names: &str, plugins: &str| {
+        base.replacen(
+            "    block-allow-list: sel\n",
+            &format!("    block-allow-list: sel\n    plugins: [{names}]\n"),
+            1,
+        ) + "plugins:\n"
+            + plugins
+    };
+    let tf = dir.path().join("task.yaml");
+    std::fs::write(&tf, with("sd", "  sd:\n    path: sd.wasm\n")).unwrap();
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "up", &src).await;
+    drop(dir);
+    dm.kill9();
+    dm.restart();
+    src.exec("INSERT INTO app.users VALUES (3, 'c@x.org', 1, 'c'), (4, 'd@x.org', 0, 'd')")
+        .await;
+    wait_caught_up(&dm, "up", &src).await;
+    let mut c = dst.conn().await;
+    let ids: Vec<i32> = c
+        .query("SELECT id FROM app.users ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(
+        ids,
+        vec![1, 4],
+        "the soft-delete plugin runs from the metadata store"
+    );
+
+    // update-task adds the PII masker: rows from then on are masked too.
+    let tf = dm.file(
+        "task2.yaml",
+        &with(
+            "sd, pii",
+            &format!(
+                "  sd:\n    path: {}\n  pii:\n    path: {}\n",
+                plugin_wasm("soft-delete").display(),
+                plugin_wasm("pii-mask").display()
+            ),
+        ),
+    );
+    dm.ctl_ok(&["update-task", tf.to_str().unwrap()]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    src.exec("INSERT INTO app.users VALUES (5, 'e@x.org', 0, 'e'), (6, 'f@x.org', 1, 'f')")
+        .await;
+    wait_caught_up(&dm, "up", &src).await;
+    let rows: Vec<(i32, String)> = c
+        .query("SELECT id, email FROM app.users ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows[0], (1, "a@x.org".to_string()));
+    assert_eq!(rows[2], (5, format!("{:016x}", fnv1a(b"e@x.org"))));
+    let (ok, text) = dm.ctl(&[
+        "update-task",
+        dm.file("bad.yaml", &base.replace("name: up", "name: other"))
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(!ok && text.contains("does not exist"), "{text}");
+}

@@ -144,6 +144,10 @@ pub struct PluginSpec {
     /// The most memory one instance may have (MiB).
     #[serde(default = "default_memory_mib")]
     pub memory_mib: u64,
+    /// Set by the master: the module's bytes are in the metadata store under this hash, so
+    /// workers need no shared disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -174,7 +178,8 @@ pub trait TableRouter: Send + Sync {
 /// Loads plugins; the `dm` binary registers the WASM host (dm-plugins) at start, so that
 /// dm-core knows nothing of wasmtime.
 pub trait PluginHost: Send + Sync {
-    fn load(&self, name: &str, spec: &PluginSpec) -> Result<LoadedPlugin, String>;
+    /// `bytes`: the module as the task's metadata (or the file at `spec.path`) has it.
+    fn load(&self, name: &str, spec: &PluginSpec, bytes: &[u8]) -> Result<LoadedPlugin, String>;
 }
 
 static HOST: std::sync::OnceLock<std::sync::Arc<dyn PluginHost>> = std::sync::OnceLock::new();
@@ -230,10 +235,12 @@ pub struct SubtaskPlugins {
     pub router: Option<(String, std::sync::Arc<dyn TableRouter>)>,
 }
 
-/// Loads the plugins of `source_id` in `task` through the registered host.
-pub fn load_plugins(
+/// Loads the plugins of `source_id` in `task` through the registered host, their bytes from
+/// the metadata store.
+pub async fn load_plugins(
     task: &crate::config::TaskConfig,
     source_id: &str,
+    store: &dyn crate::meta::MetaStore,
 ) -> crate::Result<SubtaskPlugins> {
     let specs = task.plugins_of(source_id);
     let mut out = SubtaskPlugins::default();
@@ -244,8 +251,9 @@ pub fn load_plugins(
         crate::Error::Invalid("this process cannot run plugins (no plugin host)".into())
     })?;
     for (name, spec) in specs {
+        let bytes = crate::meta::plugins::bytes_of(store, &name, &spec).await?;
         let loaded = host
-            .load(&name, &spec)
+            .load(&name, &spec, &bytes)
             .map_err(|message| crate::Error::Plugin {
                 plugin: name.clone(),
                 hook: "load".into(),

@@ -119,16 +119,16 @@ impl WasmHost {
 }
 
 impl PluginHost for WasmHost {
-    fn load(&self, name: &str, spec: &PluginSpec) -> Result<LoadedPlugin, String> {
-        let plugin = self.open(name, spec)?;
+    fn load(&self, name: &str, spec: &PluginSpec, bytes: &[u8]) -> Result<LoadedPlugin, String> {
+        let plugin = self.open_bytes(name, bytes, spec)?;
         // A policy gets an instance of its own: it is called from the coordinator.
         let shard_ddl_policy = if plugin.has(sdk::HOOK_SHARD_DDL_POLICY) {
-            Some(Arc::new(self.open(name, spec)?) as Arc<dyn ShardDdlPolicy>)
+            Some(Arc::new(self.open_bytes(name, bytes, spec)?) as Arc<dyn ShardDdlPolicy>)
         } else {
             None
         };
         let table_router = if plugin.has(sdk::HOOK_TABLE_ROUTER) {
-            Some(Arc::new(self.open(name, spec)?) as Arc<dyn TableRouter>)
+            Some(Arc::new(self.open_bytes(name, bytes, spec)?) as Arc<dyn TableRouter>)
         } else {
             None
         };

@@ -23,6 +23,9 @@ pub struct FileBody {
     pub content: String,
     #[serde(default)]
     pub remove_meta: bool,
+    /// Plugin modules of a task file (name -> base64), read where `dm ctl` runs.
+    #[serde(default)]
+    pub plugins: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -74,6 +77,7 @@ pub fn router(master: Master) -> Router {
         .route("/api/v1/tasks/check", post(check))
         .route("/api/v1/tasks/{name}", get(query_task).delete(stop_task))
         .route("/api/v1/tasks/{name}/pause", post(pause_task))
+        .route("/api/v1/tasks/{name}/update", post(update_task))
         .route("/api/v1/tasks/{name}/resume", post(resume_task))
         .route("/api/v1/tasks/{name}/binlog-skip", post(binlog_skip))
         .route("/api/v1/tasks/{name}/binlog-replace", post(binlog_replace))
@@ -182,8 +186,9 @@ async fn task_sources(m: &Master, task: &TaskConfig) -> Result<Vec<SourceConfig>
 }
 
 async fn start_task(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiResult<TaskView> {
-    let task = TaskConfig::parse(&body.file, &body.content)?;
+    let mut task = TaskConfig::parse(&body.file, &body.content)?;
     task_sources(&m, &task).await?;
+    meta::plugins::store_task_plugins(m.store.as_ref(), &mut task, &body.plugins).await?;
     if body.remove_meta {
         let mut conn = crate::db::connect(&task.target_database, DbRole::Target).await?;
         let tables = MetaTables::new(&task.meta_schema, &task.name);
@@ -314,6 +319,37 @@ async fn stop_task(
     m.store.delete(&keys::stage(&name)).await?;
     m.store.delete(&keys::task(&name)).await?;
     Ok(Json(serde_json::json!({ "stopped": name })))
+}
+
+/// `update-task`: a changed task file (rules, plugins, tuning) for a running task; its
+/// subtasks restart from their checkpoints with it. Sources, target and mode stay.
+async fn update_task(
+    State(m): State<Master>,
+    Path(name): Path<String>,
+    Json(body): Json<FileBody>,
+) -> ApiResult<TaskView> {
+    let old = load_task(&m, &name).await?;
+    let mut task = TaskConfig::parse(&body.file, &body.content)?;
+    let sources = |t: &TaskConfig| {
+        t.mysql_instances
+            .iter()
+            .map(|i| i.source_id.clone())
+            .collect::<Vec<_>>()
+    };
+    if task.name != old.name
+        || sources(&task) != sources(&old)
+        || task.target_database != old.target_database
+        || task.task_mode != old.task_mode
+    {
+        return Err(Error::Invalid(format!(
+            "update-task changes rules, plugins and tuning of task `{name}`; its name, sources, target and task-mode stay (stop-task and start-task to change those)"
+        ))
+        .into());
+    }
+    meta::plugins::store_task_plugins(m.store.as_ref(), &mut task, &body.plugins).await?;
+    meta::put_json(m.store.as_ref(), &keys::task(&name), &task).await?;
+    tracing::info!(task = %name, "task updated");
+    Ok(Json(task_view(&m, task).await?))
 }
 
 async fn set_stage(m: &Master, name: &str, stage: Stage) -> Result<TaskView, Error> {

@@ -12,6 +12,7 @@
 mod embedded;
 mod etcd;
 pub mod keys;
+pub mod plugins;
 
 pub use embedded::EmbeddedStore;
 pub use etcd::EtcdStore;

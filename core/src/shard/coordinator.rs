@@ -38,16 +38,20 @@ pub async fn run(store: Arc<dyn MetaStore>) {
 }
 
 /// The task's policy: its `shard-ddl-policy` plugin, else `shard-mode`'s native one.
-fn policy_of(
+async fn policy_of(
     task: &TaskConfig,
     mode: crate::config::ShardMode,
+    store: &dyn MetaStore,
 ) -> std::result::Result<Arc<dyn crate::hooks::ShardDdlPolicy>, String> {
     let Some(name) = &task.shard_ddl_policy else {
         return Ok(Arc::from(policy::native(mode)));
     };
     let spec = task.plugins.get(name).ok_or("not in plugins")?;
     let host = crate::hooks::plugin_host().ok_or("this process cannot run plugins")?;
-    host.load(name, spec)?
+    let bytes = crate::meta::plugins::bytes_of(store, name, spec)
+        .await
+        .map_err(|e| e.to_string())?;
+    host.load(name, spec, &bytes)?
         .shard_ddl_policy
         .ok_or_else(|| format!("plugin `{name}` has no shard DDL policy hook"))
 }
@@ -103,7 +107,7 @@ pub async fn coordinate_once(store: &dyn MetaStore, policies: &mut Policies) -> 
         );
         let policy = match policies.get(&key) {
             Some(p) => p.clone(),
-            None => match policy_of(&task, mode) {
+            None => match policy_of(&task, mode, store).await {
                 Ok(p) => {
                     policies.insert(key, p.clone());
                     p

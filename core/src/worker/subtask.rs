@@ -97,7 +97,7 @@ impl Subtask {
         let crate::hooks::SubtaskPlugins {
             row_filters: plugins,
             router: plugin_router,
-        } = crate::hooks::load_plugins(task, source_id)?;
+        } = crate::hooks::load_plugins(task, source_id, self.store.as_ref()).await?;
         *self
             .progress
             .plugins

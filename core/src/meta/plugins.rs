@@ -1,0 +1,72 @@
+//! Plugin modules in the metadata store, content-addressed: `/dm/plugin/<sha256>` holds the
+//! module (base64). The master stores what `dm ctl` uploads with a task; workers load from
+//! here, so a cluster needs no shared disk for plugins.
+
+use super::MetaStore;
+use crate::config::TaskConfig;
+use crate::error::{Error, Result};
+use crate::hooks::PluginSpec;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+pub const PREFIX: &str = "/dm/plugin/";
+
+/// Stores every plugin of `task` (from `uploaded`: name -> base64, else the file at its path)
+/// and records its hash in the task.
+pub async fn store_task_plugins(
+    store: &dyn MetaStore,
+    task: &mut TaskConfig,
+    uploaded: &BTreeMap<String, String>,
+) -> Result<()> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for (name, spec) in task.plugins.iter_mut() {
+        let bytes = match uploaded.get(name) {
+            Some(text) => b64
+                .decode(text)
+                .map_err(|e| Error::Invalid(format!("plugin `{name}`: bad upload: {e}")))?,
+            None => std::fs::read(&spec.path).map_err(|e| {
+                Error::Invalid(format!(
+                    "plugin `{name}`: cannot read {}: {e}; `dm ctl start-task` uploads plugin files from where it runs",
+                    spec.path.display()
+                ))
+            })?,
+        };
+        let sha = format!("{:x}", Sha256::digest(&bytes));
+        let key = format!("{PREFIX}{sha}");
+        if store.get(&key).await?.is_none() {
+            store.put(&key, b64.encode(&bytes).into_bytes()).await?;
+        }
+        spec.sha256 = Some(sha);
+    }
+    Ok(())
+}
+
+/// The module of plugin `name`: its file when this process can read it (standalone, or a
+/// shared disk: the newest version, as hot reload sees it), else the module stored with the
+/// task.
+pub async fn bytes_of(store: &dyn MetaStore, name: &str, spec: &PluginSpec) -> Result<Vec<u8>> {
+    if let Ok(bytes) = std::fs::read(&spec.path) {
+        return Ok(bytes);
+    }
+    let missing = |what: String| Error::Plugin {
+        plugin: name.to_string(),
+        hook: "load".into(),
+        table: "-".into(),
+        position: spec.path.display().to_string(),
+        message: what,
+    };
+    match &spec.sha256 {
+        Some(sha) => {
+            let text = store
+                .get(&format!("{PREFIX}{sha}"))
+                .await?
+                .ok_or_else(|| missing(format!("module {sha} is not in the metadata store")))?;
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|e| missing(format!("module {sha} is corrupt: {e}")))
+        }
+        None => std::fs::read(&spec.path)
+            .map_err(|e| missing(format!("cannot read {}: {e}", spec.path.display()))),
+    }
+}
