@@ -6,7 +6,8 @@
 # point of every target; then `sysbench oltp_write_only` makes a backlog of EVENTS
 # transactions. Each contender starts from a fresh copy and applies the backlog; the time is
 # from its start until the target has all of it. Every result is checksummed against the
-# source. Prints transactions/s, rows/s, the ratio dm / best MariaDB mode and dm's peak RSS.
+# source. Prints transactions/s, rows/s, the ratio dm / best MariaDB mode, dm's peak RSS, and
+# what a pass-through row filter plugin costs (throughput and ns per row change).
 #
 #   bench/incremental.sh    (TABLES, SIZE, EVENTS, THREADS, PARALLEL, DM_WORKERS, DM_BATCH,
 #                            DM_COMPACT tune it)
@@ -76,16 +77,19 @@ replica "mariadb-serial" 0
 echo "== MariaDB replication, optimistic parallel ($PARALLEL threads)"
 replica "mariadb-parallel" "$PARALLEL"
 
-echo "== dm (worker-count $DM_WORKERS, batch $DM_BATCH, compact $DM_COMPACT)"
-fresh_target
-mkdir -p "$WORK/dm"
-{ task_head bench incremental; cat <<YAML; } > "$WORK/dm/task.yaml"
+# dm from the backlog's start to its end on a fresh target; $1: contender name, $2: extra
+# lines of the mysql-instances entry, $3: extra top-level lines.
+run_dm() {
+  fresh_target
+  rm -rf "$WORK/dm"; mkdir -p "$WORK/dm"
+  { task_head bench incremental; cat <<YAML; printf '%s' "$3"; } > "$WORK/dm/task.yaml"
 mysql-instances:
   - source-id: s1
     meta:
       binlog-gtid: "$GTID0"
     block-allow-list: sel
     syncer-config-name: s
+$2
 block-allow-list:
   sel:
     do-dbs: ["sbtest"]
@@ -95,28 +99,46 @@ syncers:
     batch: $DM_BATCH
     compact: $DM_COMPACT
 YAML
-start_dm
-t0=$(now)
-"$DM" ctl --master-addr $API start-task "$WORK/dm/task.yaml" >/dev/null
-while :; do
-  p=$(dm_field bench position)
-  [ "$p" = "$POS1" ] && break
-  case "$p" in PAUSED*) echo "$p"; exit 1 ;; esac
-  sleep 0.05
-done
-SECS[dm]=$(calc "$(now) - $t0")
-read -r RSS_MB DM_CPU <<< "$(dm_usage)"
-[ "$(checksums dst)" = "$WANT" ] && EQUAL[dm]=yes || EQUAL[dm]=NO
-echo "   dm: ${SECS[dm]} s, equal: ${EQUAL[dm]}"
+  start_dm
+  local t0; t0=$(now)
+  "$DM" ctl --master-addr $API start-task "$WORK/dm/task.yaml" >/dev/null
+  while :; do
+    p=$(dm_field bench position)
+    [ "$p" = "$POS1" ] && break
+    case "$p" in PAUSED*) echo "$p"; exit 1 ;; esac
+    sleep 0.05
+  done
+  SECS[$1]=$(calc "$(now) - $t0")
+  read -r RSS_MB DM_CPU <<< "$(dm_usage)"
+  kill -9 "$DM_PID"; wait "$DM_PID" 2>/dev/null || true; DM_PID=
+  [ "$(checksums dst)" = "$WANT" ] && EQUAL[$1]=yes || EQUAL[$1]=NO
+  echo "   $1: ${SECS[$1]} s, equal: ${EQUAL[$1]}"
+}
+
+echo "== dm (worker-count $DM_WORKERS, batch $DM_BATCH, compact $DM_COMPACT)"
+run_dm dm "" ""
+read -r DM_RSS DM_CPU_ALONE <<< "$RSS_MB $DM_CPU"
+
+echo "== dm with a pass-through row filter plugin (examples/plugins/pass-through)"
+(cd examples/plugins && CARGO_TARGET_DIR="$CARGO_TARGET_DIR-plugins" \
+  cargo build -q --release --target wasm32-unknown-unknown -p pass_through)
+WASM="$CARGO_TARGET_DIR-plugins/wasm32-unknown-unknown/release/pass_through.wasm"
+run_dm dm+plugin "    plugins: [pass]" "plugins:
+  pass:
+    path: $WASM
+"
 
 echo
 echo "== catching up $EVENTS transactions ($ROWS row changes), $(nproc) cores"
 printf '%-18s %9s %10s %11s %6s\n' contender seconds "txn/s" "rows/s" equal
-for m in mariadb-serial mariadb-parallel dm; do
+for m in mariadb-serial mariadb-parallel dm dm+plugin; do
   printf '%-18s %9.2f %10.0f %11.0f %6s\n' "$m" "${SECS[$m]}" "$(calc "$EVENTS / ${SECS[$m]}")" \
     "$(calc "$ROWS / ${SECS[$m]}")" "${EQUAL[$m]}"
 done
 best=$(printf '%s\n%s\n' "${SECS[mariadb-serial]}" "${SECS[mariadb-parallel]}" | sort -g | head -1)
 printf 'dm / best MariaDB mode: %.2fx   dm peak RSS: %d MiB   dm CPU: %s s\n' \
-  "$(calc "$best / ${SECS[dm]}")" "$RSS_MB" "$DM_CPU"
-[ "${EQUAL[mariadb-serial]}${EQUAL[mariadb-parallel]}${EQUAL[dm]}" = yesyesyes ]
+  "$(calc "$best / ${SECS[dm]}")" "$DM_RSS" "$DM_CPU_ALONE"
+printf 'pass-through plugin: throughput %.1f%% lower, %.0f ns per row change\n' \
+  "$(calc "(1 - ${SECS[dm]} / ${SECS[dm+plugin]}) * 100")" \
+  "$(calc "(${SECS[dm+plugin]} - ${SECS[dm]}) * 1e9 / $ROWS")"
+[ "${EQUAL[mariadb-serial]}${EQUAL[mariadb-parallel]}${EQUAL[dm]}${EQUAL[dm+plugin]}" = yesyesyesyes ]

@@ -1,0 +1,8 @@
+//! Keeps every row: what a plugin costs by itself (bench/incremental.sh measures it).
+use dm_plugin_sdk::*;
+
+fn keep(_row: &RowChange) -> Verdict {
+    Verdict::Keep
+}
+
+row_filter!(keep);
