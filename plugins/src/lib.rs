@@ -154,6 +154,8 @@ struct Live {
     memory: Memory,
     alloc: TypedFunc<u32, u32>,
     free: TypedFunc<(u32, u32), ()>,
+    /// Hook functions looked up so far, by export name.
+    hooks: HashMap<&'static str, TypedFunc<(u32, u32), u64>>,
 }
 
 impl Live {
@@ -215,6 +217,7 @@ impl Plugin {
             memory,
             alloc,
             free,
+            hooks: HashMap::new(),
         })
     }
 
@@ -239,7 +242,7 @@ impl Plugin {
 
     /// Calls `export(ptr, len)` with `request` in guest memory; returns the answer's bytes.
     /// A failed instance is dropped: the next call gets a fresh one.
-    pub fn call(&self, export: &str, request: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn call(&self, export: &'static str, request: &[u8]) -> Result<Vec<u8>, String> {
         let mut slot = self.instance.lock().unwrap_or_else(|p| p.into_inner());
         let mut live = match slot.take() {
             Some(l) => l,
@@ -250,11 +253,23 @@ impl Plugin {
         Ok(answer)
     }
 
-    fn call_on(&self, live: &mut Live, export: &str, request: &[u8]) -> Result<Vec<u8>, String> {
-        let f: TypedFunc<(u32, u32), u64> = live
-            .instance
-            .get_typed_func(&mut live.store, export)
-            .map_err(|_| format!("does not export `{export}`"))?;
+    fn call_on(
+        &self,
+        live: &mut Live,
+        export: &'static str,
+        request: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let f = match live.hooks.get(export) {
+            Some(f) => f.clone(),
+            None => {
+                let f: TypedFunc<(u32, u32), u64> = live
+                    .instance
+                    .get_typed_func(&mut live.store, export)
+                    .map_err(|_| format!("does not export `{export}`"))?;
+                live.hooks.insert(export, f.clone());
+                f
+            }
+        };
         let len = u32::try_from(request.len()).map_err(|_| "request too large")?;
         live.store.set_epoch_deadline(self.ticks());
         let ptr = live
