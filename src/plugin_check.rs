@@ -43,6 +43,7 @@ pub fn check(file: &Path) -> Result<Value> {
         path: file.to_path_buf(),
         timeout_ms: 1000,
         memory_mib: 256,
+        config: None,
         sha256: None,
     };
     let plugin = dm_plugins::WasmHost::new()

@@ -144,6 +144,9 @@ pub struct PluginSpec {
     /// The most memory one instance may have (MiB).
     #[serde(default = "default_memory_mib")]
     pub memory_mib: u64,
+    /// Handed to the plugin when it starts (as JSON text); it may refuse it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
     /// Set by the master: the module's bytes are in the metadata store under this hash, so
     /// workers need no shared disk.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -100,6 +100,7 @@ impl WasmHost {
             module,
             timeout: Duration::from_millis(spec.timeout_ms.max(1)),
             memory: (spec.memory_mib as usize) << 20,
+            config: spec.config.as_ref().map(|c| c.to_string()),
             hooks: 0,
             instance: Mutex::new(None),
         };
@@ -175,6 +176,8 @@ pub struct Plugin {
     module: Module,
     timeout: Duration,
     memory: usize,
+    /// The task file's `config:` as JSON text, handed to every new instance.
+    config: Option<String>,
     /// Hook bits the plugin exports (`sdk::HOOK_*`).
     pub hooks: u32,
     instance: Mutex<Option<Live>>,
@@ -211,14 +214,21 @@ impl Plugin {
         let free = instance
             .get_typed_func(&mut store, "dm_free")
             .map_err(|_| "does not export `dm_free`: is it built with dm-plugin-sdk?")?;
-        Ok(Live {
+        let mut live = Live {
             store,
             instance,
             memory,
             alloc,
             free,
             hooks: HashMap::new(),
-        })
+        };
+        if let Some(config) = &self.config {
+            let answer = self.call_on(&mut live, "dm_init", &sdk::encode(config))?;
+            let accepted: Result<(), String> =
+                sdk::decode(&answer).map_err(|e| format!("dm_init answered nonsense: {e}"))?;
+            accepted.map_err(|e| format!("refused its config: {e}"))?;
+        }
+        Ok(live)
     }
 
     /// What went wrong in a call, for people.

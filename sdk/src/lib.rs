@@ -18,7 +18,9 @@
 //! function taking `(ptr, len)` of an encoded request and returning `ptr << 32 | len` of an
 //! encoded answer in guest memory: `dm_row_filter` (`RowBatch` -> `Vec<Verdict>`), `dm_route`
 //! (`TableRef` -> `TableRef`), `dm_shard_ddl` (`LockInfo` -> `Decision`), and `dm_init`
-//! (the plugin's config as JSON text -> `Result<(), String>`) when the plugin has one.
+//! (the task file's `config:` of the plugin as JSON text -> `Result<(), String>`), called
+//! once per instance before anything else when the task gives a config; the plugin reads it
+//! with [`config`].
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -154,6 +156,13 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     postcard::from_bytes(bytes).map_err(|e| e.to_string())
 }
 
+static CONFIG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The plugin's `config:` from the task file, as JSON text (`None` without one).
+pub fn config() -> Option<&'static str> {
+    CONFIG.get().map(String::as_str)
+}
+
 /// Guest-side plumbing used by the macros.
 #[doc(hidden)]
 pub mod guest {
@@ -189,6 +198,14 @@ pub mod guest {
         (p << 32) | l
     }
 
+    /// # Safety
+    /// As `request`.
+    pub unsafe fn init(ptr: u32, len: u32) -> u64 {
+        let text: String = request(ptr, len);
+        let _ = super::CONFIG.set(text);
+        answer(&Ok::<(), String>(()))
+    }
+
     pub fn filter_batch(batch: RowBatch, f: impl Fn(&RowChange) -> Verdict) -> Vec<Verdict> {
         let columns = std::sync::Arc::new(batch.columns);
         batch
@@ -222,6 +239,10 @@ macro_rules! __dm_plugin_base {
         #[no_mangle]
         pub unsafe extern "C" fn dm_free(ptr: u32, len: u32) {
             $crate::guest::free(ptr, len)
+        }
+        #[no_mangle]
+        pub unsafe extern "C" fn dm_init(ptr: u32, len: u32) -> u64 {
+            $crate::guest::init(ptr, len)
         }
     };
 }
