@@ -234,6 +234,9 @@ fn master_addr(arg: Option<String>) -> String {
 fn file_body(path: &Path, remove_meta: bool) -> Result<Value> {
     let content =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // Absolute: a master on this machine watches the file for edits.
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let path = path.as_path();
     Ok(json!({
         "file": path.display().to_string(),
         "content": content,
@@ -664,6 +667,12 @@ fn render_tasks(v: &Value) -> String {
         "Last error",
     ]);
     for task in as_list(v) {
+        for w in task["warnings"].as_array().cloned().unwrap_or_default() {
+            let mut row = vec![s(&task, "name")];
+            row.extend(std::iter::repeat_n("-".to_string(), 10));
+            row.push(format!("warning: {}", w.as_str().unwrap_or_default()));
+            t.add_row(row);
+        }
         let subs = task
             .get("subtasks")
             .and_then(Value::as_array)

@@ -497,3 +497,56 @@ async fn plugins_travel_with_the_task_and_update_task_changes_them() {
     ]);
     assert!(!ok && text.contains("does not exist"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn editing_the_task_file_applies_to_the_running_task() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec("CREATE DATABASE app; CREATE TABLE app.users (id INT PRIMARY KEY, deleted TINYINT NOT NULL)")
+        .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let plain = task_yaml("ed", "all", "src1", &dst, &["app"]);
+    let tf = dm.file("task.yaml", &plain);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    src.exec("INSERT INTO app.users VALUES (1, 0), (2, 1)")
+        .await;
+    wait_caught_up(&dm, "ed", &src).await;
+
+    // The soft-delete plugin is added to the file: it runs from the next rows on.
+    dm.file(
+        "task.yaml",
+        &task_with_plugins("ed", &dst, &["app"], &[("sd", "soft-delete")]),
+    );
+    let mut c = dst.conn().await;
+    let mut n = 10;
+    wait_for("the edit to apply", Duration::from_secs(30), || {
+        n += 1;
+        futures_now(async {
+            src.exec(&format!("INSERT INTO app.users VALUES ({n}, 1)"))
+                .await;
+            wait_caught_up(&dm, "ed", &src).await;
+            let seen: Option<i64> = c
+                .query_first(format!("SELECT COUNT(*) FROM app.users WHERE id = {n}"))
+                .await
+                .unwrap();
+            seen == Some(0)
+        })
+    })
+    .await;
+
+    // A broken edit: the task runs on as it was, and query-status says why.
+    dm.file("task.yaml", &(plain.clone() + "  unknown-field: 1\n"));
+    wait_for("the warning", Duration::from_secs(20), || {
+        let (_, text) = dm.ctl(&["--output", "json", "query-status", "ed"]);
+        text.contains("is not applied")
+    })
+    .await;
+    src.exec("INSERT INTO app.users VALUES (100, 1), (101, 0)")
+        .await;
+    wait_caught_up(&dm, "ed", &src).await;
+    let ids: Vec<i32> = c
+        .query("SELECT id FROM app.users WHERE id >= 100")
+        .await
+        .unwrap();
+    assert_eq!(ids, vec![101], "the plugin still runs");
+}

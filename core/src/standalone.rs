@@ -27,6 +27,7 @@ pub async fn run(cfg: StandaloneConfig) -> Result<()> {
         store,
         standalone_worker: Some(worker_name),
         cluster: None,
+        task_files: Default::default(),
     });
     let served = axum::serve(listener, app).await;
     worker.abort();

@@ -43,6 +43,9 @@ pub struct TaskView {
     pub task_mode: String,
     pub stage: Stage,
     pub subtasks: Vec<SubtaskStatus>,
+    /// Why the last edit of the task file was not applied (the task runs as before).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 pub struct ApiError(pub Error);
@@ -217,6 +220,7 @@ async fn start_task(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiR
         replace: Default::default(),
     };
     meta::put_json(m.store.as_ref(), &keys::stage(&task.name), &stage).await?;
+    m.task_files.watch(&m, &task.name, &body.file);
     Ok(Json(task_view(&m, task).await?))
 }
 
@@ -230,6 +234,7 @@ async fn task_view(m: &Master, task: TaskConfig) -> Result<TaskView, Error> {
         subtasks.push(subtask_view(m, &task.name, &inst.source_id, stage).await?);
     }
     Ok(TaskView {
+        warnings: m.task_files.warning(&task.name).into_iter().collect(),
         name: task.name.clone(),
         task_mode: format!("{:?}", task.task_mode).to_lowercase(),
         stage,
@@ -328,7 +333,18 @@ async fn update_task(
     Path(name): Path<String>,
     Json(body): Json<FileBody>,
 ) -> ApiResult<TaskView> {
-    let old = load_task(&m, &name).await?;
+    let task = apply_update(&m, &name, &body).await?;
+    m.task_files.watch(&m, &task.name, &body.file);
+    Ok(Json(task_view(&m, task).await?))
+}
+
+/// Checks a changed task file against the running task and stores it.
+pub(super) async fn apply_update(
+    m: &Master,
+    name: &str,
+    body: &FileBody,
+) -> Result<TaskConfig, Error> {
+    let old = load_task(m, name).await?;
     let mut task = TaskConfig::parse(&body.file, &body.content)?;
     let sources = |t: &TaskConfig| {
         t.mysql_instances
@@ -343,13 +359,14 @@ async fn update_task(
     {
         return Err(Error::Invalid(format!(
             "update-task changes rules, plugins and tuning of task `{name}`; its name, sources, target and task-mode stay (stop-task and start-task to change those)"
-        ))
-        .into());
+        )));
     }
     meta::plugins::store_task_plugins(m.store.as_ref(), &mut task, &body.plugins).await?;
-    meta::put_json(m.store.as_ref(), &keys::task(&name), &task).await?;
-    tracing::info!(task = %name, "task updated");
-    Ok(Json(task_view(&m, task).await?))
+    if task != old {
+        meta::put_json(m.store.as_ref(), &keys::task(name), &task).await?;
+        tracing::info!(task = %name, "task updated");
+    }
+    Ok(task)
 }
 
 async fn set_stage(m: &Master, name: &str, stage: Stage) -> Result<TaskView, Error> {

@@ -53,6 +53,7 @@ pub async fn run(cfg: MasterConfig) -> Result<()> {
         store,
         standalone_worker: None,
         cluster: Some(membership),
+        task_files: Default::default(),
     });
     axum::serve(listener, app).await.map_err(Error::Io)
 }

@@ -10,6 +10,7 @@ mod forward;
 mod members;
 mod scheduler;
 mod shard_locks;
+mod task_files;
 
 pub use api::router;
 pub use election::{MemberInfo, Membership};
@@ -24,4 +25,6 @@ pub struct Master {
     pub standalone_worker: Option<String>,
     /// Cluster: this master's membership (election state).
     pub cluster: Option<Arc<Membership>>,
+    /// Task files this master watches for edits.
+    pub task_files: Arc<task_files::TaskFiles>,
 }

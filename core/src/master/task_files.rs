@@ -1,0 +1,134 @@
+//! Edits of a task file apply to the running task: the master that started (or updated) a
+//! task watches its file when it can read it (standalone: always) and applies a changed file
+//! like `update-task`, uploading the plugins it names. An edit that is not valid leaves the
+//! task as it runs and a warning in `query-status`.
+
+use super::api::{apply_update, FileBody};
+use super::Master;
+use base64::Engine as _;
+use notify::{RecursiveMode, Watcher};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Default)]
+pub struct TaskFiles {
+    watchers: Mutex<HashMap<String, notify::RecommendedWatcher>>,
+    warnings: Mutex<HashMap<String, String>>,
+}
+
+impl TaskFiles {
+    pub fn warning(&self, task: &str) -> Option<String> {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(task)
+            .cloned()
+    }
+
+    fn warn(&self, task: &str, w: Option<String>) {
+        let mut ws = self.warnings.lock().unwrap_or_else(|e| e.into_inner());
+        match w {
+            Some(w) => ws.insert(task.to_string(), w),
+            None => ws.remove(task),
+        };
+    }
+
+    /// Watches `file` (as `dm ctl` named it) for task `task`, if this process can see it.
+    pub fn watch(&self, m: &Master, task: &str, file: &str) {
+        let path = PathBuf::from(file);
+        if !path.is_absolute() || !path.exists() {
+            return;
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
+        let name = path.file_name().map(|n| n.to_os_string());
+        let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            if let Ok(ev) = ev {
+                if ev
+                    .paths
+                    .iter()
+                    .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
+                {
+                    let _ = tx.try_send(());
+                }
+            }
+        });
+        let Ok(mut watcher) = watcher else { return };
+        let Some(dir) = path.parent() else { return };
+        if watcher.watch(dir, RecursiveMode::NonRecursive).is_err() {
+            return;
+        }
+        // A new watcher replaces the old one, whose task then ends with its channel.
+        self.watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(task.to_string(), watcher);
+        let m = m.clone();
+        let task = task.to_string();
+        tokio::spawn(async move {
+            let mut last = std::fs::read_to_string(&path).ok();
+            while rx.recv().await.is_some() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                while rx.try_recv().is_ok() {}
+                let Ok(content) = std::fs::read_to_string(&path) else {
+                    continue;
+                };
+                if last.as_deref() == Some(content.as_str()) {
+                    continue;
+                }
+                last = Some(content.clone());
+                let result = match uploads(&path, &content) {
+                    Ok(plugins) => {
+                        let body = FileBody {
+                            file: path.display().to_string(),
+                            content,
+                            remove_meta: false,
+                            plugins,
+                        };
+                        apply_update(&m, &task, &body).await.map(|_| ())
+                    }
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(()) => {
+                        tracing::info!(task = %task, file = %path.display(), "task file edited: applied");
+                        m.task_files.warn(&task, None);
+                    }
+                    Err(e) => {
+                        tracing::warn!(task = %task, error = %e, "task file edited, not applied");
+                        m.task_files.warn(
+                            &task,
+                            Some(format!(
+                                "the edit of {} is not applied: [{}] {e}",
+                                path.display(),
+                                e.code()
+                            )),
+                        );
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// The plugin modules the task file names, paths relative to it (as `dm ctl` sends them).
+fn uploads(path: &Path, content: &str) -> crate::Result<BTreeMap<String, String>> {
+    let task = crate::config::TaskConfig::parse(&path.display().to_string(), content)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut out = BTreeMap::new();
+    for (name, spec) in &task.plugins {
+        let file = dir.join(&spec.path);
+        let bytes = std::fs::read(&file).map_err(|e| {
+            crate::Error::Invalid(format!(
+                "plugin `{name}`: cannot read {}: {e}",
+                file.display()
+            ))
+        })?;
+        out.insert(
+            name.clone(),
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+        );
+    }
+    Ok(out)
+}
