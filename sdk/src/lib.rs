@@ -4,10 +4,10 @@
 //! A row filter is a few lines:
 //! ```ignore
 //! use dm_plugin_sdk::*;
+//! #[row_filter]
 //! fn keep(row: &RowChange) -> Verdict {
 //!     if row.get("deleted") == Some(&Value::Int(1)) { Verdict::Drop } else { Verdict::Keep }
 //! }
-//! row_filter!(keep);
 //! ```
 //! Build it with `cargo build --release --target wasm32-unknown-unknown` (crate-type
 //! `cdylib`) and name the `.wasm` in the task file's `plugins:` section.
@@ -22,6 +22,7 @@
 //! once per instance before anything else when the task gives a config; the plugin reads it
 //! with [`config`].
 
+pub use dm_plugin_sdk_macros::{row_filter, shard_ddl_policy, table_router};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 /// The ABI this SDK speaks; the host refuses plugins built for another.
@@ -247,9 +248,9 @@ macro_rules! __dm_plugin_base {
     };
 }
 
-/// Makes `fn(&RowChange) -> Verdict` the plugin's row filter (called per batch of rows).
+#[doc(hidden)]
 #[macro_export]
-macro_rules! row_filter {
+macro_rules! __export_row_filter {
     ($f:path) => {
         $crate::__dm_plugin_base!($crate::HOOK_ROW_FILTER);
         #[no_mangle]
@@ -260,9 +261,9 @@ macro_rules! row_filter {
     };
 }
 
-/// Makes `fn(&TableRef) -> TableRef` the plugin's table router (called once per table).
+#[doc(hidden)]
 #[macro_export]
-macro_rules! table_router {
+macro_rules! __export_table_router {
     ($f:path) => {
         $crate::__dm_plugin_base!($crate::HOOK_TABLE_ROUTER);
         #[no_mangle]
@@ -273,9 +274,9 @@ macro_rules! table_router {
     };
 }
 
-/// Makes `fn(&LockInfo) -> Decision` the plugin's shard DDL policy.
+#[doc(hidden)]
 #[macro_export]
-macro_rules! shard_ddl_policy {
+macro_rules! __export_shard_ddl_policy {
     ($f:path) => {
         $crate::__dm_plugin_base!($crate::HOOK_SHARD_DDL_POLICY);
         #[no_mangle]

@@ -12,6 +12,7 @@ fn additive(ddl: &str) -> bool {
     adds && !changes
 }
 
+#[shard_ddl_policy]
 fn decide(lock: &LockInfo) -> Decision {
     let Some(p) = lock.pending.first() else {
         return Decision::Wait;
@@ -37,5 +38,3 @@ fn decide(lock: &LockInfo) -> Decision {
         }
     }
 }
-
-shard_ddl_policy!(decide);

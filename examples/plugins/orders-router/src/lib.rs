@@ -4,6 +4,7 @@ use dm_plugin_sdk::*;
 use regex_lite::Regex;
 use std::sync::OnceLock;
 
+#[table_router]
 fn route(t: &TableRef) -> TableRef {
     static SHARD: OnceLock<Regex> = OnceLock::new();
     let shard = SHARD.get_or_init(|| Regex::new(r"^orders_\d+$").unwrap());
@@ -16,5 +17,3 @@ fn route(t: &TableRef) -> TableRef {
         t.clone()
     }
 }
-
-table_router!(route);

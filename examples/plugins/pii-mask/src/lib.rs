@@ -20,6 +20,7 @@ fn column() -> &'static str {
     })
 }
 
+#[row_filter]
 fn mask(row: &RowChange) -> Verdict {
     match row.get(column()) {
         Some(Value::Bytes(b)) => Verdict::Set(vec![(
@@ -29,5 +30,3 @@ fn mask(row: &RowChange) -> Verdict {
         _ => Verdict::Keep,
     }
 }
-
-row_filter!(mask);

@@ -2,6 +2,7 @@
 //! in 64 MiB steps; other tables pass.
 use dm_plugin_sdk::*;
 
+#[row_filter]
 fn judge(row: &RowChange) -> Verdict {
     match row.get("kind").and_then(Value::as_str) {
         Some("spin") => {
@@ -25,5 +26,3 @@ fn judge(row: &RowChange) -> Verdict {
         _ => Verdict::Keep,
     }
 }
-
-row_filter!(judge);
