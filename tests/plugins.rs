@@ -228,10 +228,6 @@ fn plugin_check_reports_hooks_and_runs_sample_rows() {
     );
 }
 
-fn futures_now<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_swapped_plugin_takes_over_between_transactions_and_a_broken_one_is_refused() {
     let (src, dst) = (MariaDb::start(1), MariaDb::start(2));

@@ -48,17 +48,6 @@ async fn expected(src: &MariaDb) -> Vec<Vec<String>> {
     all
 }
 
-fn text_row(r: Row) -> Vec<String> {
-    r.unwrap()
-        .into_iter()
-        .map(|v| match v {
-            mysql_async::Value::NULL => "NULL".into(),
-            mysql_async::Value::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
-            v => v.as_sql(true),
-        })
-        .collect()
-}
-
 async fn merged(dst: &MariaDb) -> Vec<Vec<String>> {
     let mut c = dst.conn().await;
     let rows: Vec<Row> = c

@@ -41,17 +41,6 @@ fn shards() -> Vec<(usize, String, String)> {
     out
 }
 
-fn text_row(r: Row) -> Vec<String> {
-    r.unwrap()
-        .into_iter()
-        .map(|v| match v {
-            mysql_async::Value::NULL => "NULL".into(),
-            mysql_async::Value::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
-            v => v.as_sql(true),
-        })
-        .collect()
-}
-
 /// The union of the shards as the merged table should hold it: `cols` of each row, then the
 /// extract columns.
 async fn expected(srcs: &[&MariaDb], cols: &str) -> Vec<Vec<String>> {
@@ -415,9 +404,4 @@ async fn optimistic_ddl_adds_and_widens_at_once_drops_last_and_pauses_on_narrowi
     }
     let cols = "id, v, extra";
     assert_eq!(merged(&dst, cols).await, expected(&srcs, cols).await);
-}
-
-/// Runs a future to completion from a synchronous `wait_for` closure.
-fn futures_now<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }

@@ -186,19 +186,7 @@ impl Cluster {
 
     /// `dm ctl` against every master (the first that answers is used).
     pub fn ctl(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(dm_bin())
-            .arg("ctl")
-            .arg("--master-addr")
-            .arg(self.master_addrs.join(","))
-            .args(args)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        super::run_ctl(&self.master_addrs.join(","), args)
     }
 
     pub fn ctl_ok(&self, args: &[&str]) -> String {

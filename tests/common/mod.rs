@@ -302,19 +302,7 @@ impl Dm {
 
     /// Runs `dm ctl <args>`; returns (success, stdout + stderr).
     pub fn ctl(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(dm_bin())
-            .arg("ctl")
-            .arg("--master-addr")
-            .arg(&self.addr)
-            .args(args)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        run_ctl(&self.addr, args)
     }
 
     pub fn ctl_ok(&self, args: &[&str]) -> String {
@@ -571,4 +559,38 @@ pub fn plugin_wasm(name: &str) -> PathBuf {
         target.join("wasm32-unknown-unknown/release")
     });
     dir.join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+/// A row as text (NULL, numbers, strings), for comparisons.
+pub fn text_row(r: Row) -> Vec<String> {
+    r.unwrap()
+        .into_iter()
+        .map(|v| match v {
+            Value::NULL => "NULL".into(),
+            Value::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
+            v => v.as_sql(true),
+        })
+        .collect()
+}
+
+/// Runs a future to completion from a synchronous `wait_for` closure.
+pub fn futures_now<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
+/// `dm ctl --master-addr <addr> <args>`: (success, stdout + stderr).
+pub fn run_ctl(addr: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(dm_bin())
+        .arg("ctl")
+        .arg("--master-addr")
+        .arg(addr)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }

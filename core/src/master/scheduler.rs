@@ -14,17 +14,7 @@ pub async fn run(store: Arc<dyn MetaStore>) {
     let mut changes = store.watch("/dm/").await.ok();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
-        match changes.as_mut() {
-            Some(rx) => {
-                tokio::select! {
-                    _ = rx.recv() => {}
-                    _ = tick.tick() => {}
-                }
-            }
-            None => {
-                tick.tick().await;
-            }
-        }
+        crate::meta::next_change(&mut changes, &mut tick).await;
         if let Err(e) = schedule_once(store.as_ref()).await {
             tracing::warn!(error = %e, "scheduling failed");
         }

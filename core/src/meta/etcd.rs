@@ -146,6 +146,17 @@ impl EtcdStore {
         );
     }
 
+    /// Runs a compare-and-swap transaction; whether its condition held.
+    async fn txn(&self, txn: Txn) -> Result<bool> {
+        let resp = self
+            .retry("txn", |mut c| {
+                let t = txn.clone();
+                async move { c.txn(t).await }
+            })
+            .await?;
+        Ok(resp.succeeded())
+    }
+
     /// Runs `op` until it succeeds or `RETRY_FOR` has passed.
     async fn retry<T, F, Fut>(&self, what: &str, op: F) -> Result<T>
     where
@@ -238,29 +249,21 @@ impl MetaStore for EtcdStore {
             None => Compare::create_revision(key, CompareOp::Equal, 0),
             Some(v) => Compare::value(key, CompareOp::Equal, v),
         };
-        let txn = Txn::new()
-            .when([cmp])
-            .and_then([TxnOp::put(key, value, None)]);
-        let resp = self
-            .retry("txn", |mut c| {
-                let t = txn.clone();
-                async move { c.txn(t).await }
-            })
-            .await?;
-        Ok(resp.succeeded())
+        self.txn(
+            Txn::new()
+                .when([cmp])
+                .and_then([TxnOp::put(key, value, None)]),
+        )
+        .await
     }
 
     async fn compare_and_delete(&self, key: &str, expected: &[u8]) -> Result<bool> {
-        let txn = Txn::new()
-            .when([Compare::value(key, CompareOp::Equal, expected)])
-            .and_then([TxnOp::delete(key, None::<DeleteOptions>)]);
-        let resp = self
-            .retry("txn", |mut c| {
-                let t = txn.clone();
-                async move { c.txn(t).await }
-            })
-            .await?;
-        Ok(resp.succeeded())
+        self.txn(
+            Txn::new()
+                .when([Compare::value(key, CompareOp::Equal, expected)])
+                .and_then([TxnOp::delete(key, None::<DeleteOptions>)]),
+        )
+        .await
     }
 
     async fn watch(&self, prefix: &str) -> Result<mpsc::Receiver<WatchEvent>> {
@@ -355,19 +358,15 @@ impl MetaStore for EtcdStore {
     }
 
     async fn create_leased(&self, key: &str, value: Vec<u8>, lease: i64) -> Result<bool> {
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key,
-                value,
-                Some(PutOptions::new().with_lease(lease)),
-            )]);
-        let resp = self
-            .retry("txn", |mut c| {
-                let t = txn.clone();
-                async move { c.txn(t).await }
-            })
-            .await?;
-        Ok(resp.succeeded())
+        self.txn(
+            Txn::new()
+                .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(
+                    key,
+                    value,
+                    Some(PutOptions::new().with_lease(lease)),
+                )]),
+        )
+        .await
     }
 }

@@ -106,3 +106,22 @@ pub async fn list_json<T: DeserializeOwned>(
         })
         .collect()
 }
+
+/// Waits for the next change under `prefix` (watched by `changes`), or `tick`, whichever comes
+/// first: loops that reconcile on both (the watch may miss events while etcd fails over).
+pub async fn next_change(
+    changes: &mut Option<mpsc::Receiver<WatchEvent>>,
+    tick: &mut tokio::time::Interval,
+) {
+    match changes.as_mut() {
+        Some(rx) => {
+            tokio::select! {
+                _ = rx.recv() => {}
+                _ = tick.tick() => {}
+            }
+        }
+        None => {
+            tick.tick().await;
+        }
+    }
+}

@@ -20,17 +20,7 @@ pub async fn run(store: Arc<dyn MetaStore>) {
     let mut changes = store.watch(super::PREFIX).await.ok();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
-        match changes.as_mut() {
-            Some(rx) => {
-                tokio::select! {
-                    _ = rx.recv() => {}
-                    _ = tick.tick() => {}
-                }
-            }
-            None => {
-                tick.tick().await;
-            }
-        }
+        crate::meta::next_change(&mut changes, &mut tick).await;
         if let Err(e) = coordinate_once(store.as_ref(), &mut policies).await {
             tracing::warn!(error = %e, "shard DDL coordination failed; trying again");
         }
