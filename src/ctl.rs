@@ -64,6 +64,14 @@ enum CtlCommand {
         #[arg(long, requires = "name")]
         watch: bool,
     },
+    /// Compare source and target of a task chunk by chunk; print differing rows and the
+    /// statements that fix them.
+    Verify {
+        name: String,
+        /// Run the fixing statements on the target.
+        #[arg(long)]
+        fix: bool,
+    },
     /// Check sources and target of a task file before starting it.
     CheckTask {
         file: PathBuf,
@@ -506,6 +514,25 @@ pub async fn run(args: CtlArgs) -> Result<()> {
                 .await?,
             render_plain,
         ),
+        CtlCommand::Verify { name, fix } => {
+            let v = client
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/tasks/{name}/verify"),
+                    Some(json!({ "fix": fix })),
+                )
+                .await?;
+            print(&v, args.output, render_verify);
+            let unfixed = as_list(&v).iter().any(|t| {
+                t["differences"].as_u64().unwrap_or(0) > 0 && t["fixed"] != Value::Bool(true)
+            });
+            if unfixed {
+                bail!(
+                    "the target differs from the source; `dm ctl verify {name} --fix` repairs it"
+                );
+            }
+            return Ok(());
+        }
         CtlCommand::CheckTask { file } => {
             let v = client
                 .call(
@@ -571,6 +598,53 @@ fn render_sources(v: &Value) -> String {
         ]);
     }
     t.to_string()
+}
+
+fn render_verify(v: &Value) -> String {
+    let mut t = table(&[
+        "Source",
+        "Table",
+        "Target",
+        "Rows",
+        "Chunks",
+        "Differences",
+        "Result",
+    ]);
+    let mut diffs = table(&["Table", "Key", "Source row", "Target row", "Fix"]);
+    let mut any = false;
+    for r in as_list(v) {
+        let n = r["differences"].as_u64().unwrap_or(0);
+        let result = match (&r["skipped"], n, r["fixed"].as_bool().unwrap_or(false)) {
+            (Value::String(why), _, _) => format!("skipped: {why}"),
+            (_, 0, _) => "equal".into(),
+            (_, _, true) => "fixed".into(),
+            _ => "DIFFERENT".into(),
+        };
+        t.add_row(vec![
+            s(&r, "source"),
+            s(&r, "table"),
+            s(&r, "target"),
+            s(&r, "rows"),
+            s(&r, "chunks"),
+            n.to_string(),
+            result,
+        ]);
+        for d in r["diffs"].as_array().cloned().unwrap_or_default() {
+            any = true;
+            diffs.add_row(vec![
+                s(&r, "target"),
+                s(&d, "key"),
+                s(&d, "source"),
+                s(&d, "target"),
+                s(&d, "fix"),
+            ]);
+        }
+    }
+    if any {
+        format!("{t}\n{diffs}")
+    } else {
+        t.to_string()
+    }
 }
 
 fn render_locks(v: &Value) -> String {

@@ -18,6 +18,7 @@ pub mod standalone;
 pub mod status;
 pub mod sync;
 pub mod upstream;
+pub mod verify;
 pub mod worker;
 
 pub use error::{Error, Result};

@@ -81,6 +81,7 @@ pub fn router(master: Master) -> Router {
         .route("/api/v1/tasks/{name}", get(query_task).delete(stop_task))
         .route("/api/v1/tasks/{name}/pause", post(pause_task))
         .route("/api/v1/tasks/{name}/update", post(update_task))
+        .route("/api/v1/tasks/{name}/verify", post(verify_task))
         .route("/api/v1/tasks/{name}/resume", post(resume_task))
         .route("/api/v1/tasks/{name}/binlog-skip", post(binlog_skip))
         .route("/api/v1/tasks/{name}/binlog-replace", post(binlog_replace))
@@ -324,6 +325,25 @@ async fn stop_task(
     m.store.delete(&keys::stage(&name)).await?;
     m.store.delete(&keys::task(&name)).await?;
     Ok(Json(serde_json::json!({ "stopped": name })))
+}
+
+#[derive(Deserialize)]
+struct VerifyBody {
+    #[serde(default)]
+    fix: bool,
+}
+
+/// `verify`: source and target compared chunk by chunk; `fix` repairs the target.
+async fn verify_task(
+    State(m): State<Master>,
+    Path(name): Path<String>,
+    Json(body): Json<VerifyBody>,
+) -> ApiResult<Vec<crate::verify::TableReport>> {
+    let task = load_task(&m, &name).await?;
+    let sources = task_sources(&m, &task).await?;
+    Ok(Json(
+        crate::verify::verify(&task, &sources, body.fix).await?,
+    ))
 }
 
 /// `update-task`: a changed task file (rules, plugins, tuning) for a running task; its

@@ -16,7 +16,7 @@
 //! mode until the highest chunk position of all: the chunks read at different moments converge
 //! to the source's state as the full row images are replayed over them.
 
-mod chunk;
+pub mod chunk;
 mod chunk_copy;
 mod indexes;
 

@@ -1,0 +1,355 @@
+//! `dm ctl verify <task>`: compares source and target table by table, in key-range chunks
+//! (the full phase's chunk planner): a row count and a 64-bit checksum per chunk on both
+//! sides; a chunk that differs is checked again (replication may still be applying it) and,
+//! if it still differs, read on both sides and compared row by row. Each difference comes with
+//! the statement that makes the target right; `--fix` runs them.
+//!
+//! Tables merged from several sources (routes with patterns) and tables whose rows a filter or
+//! plugin changes are not comparable row for row with one source table: they are listed as
+//! skipped, with the reason.
+
+use crate::config::{SourceConfig, TaskConfig};
+use crate::db::Datum;
+use crate::error::{DbRole, Error, Result};
+use crate::rules::TableFilter;
+use crate::schema::{list_tables, load_table, Table, TableName};
+use crate::snapshot::chunk::{estimated_rows, plan, Bounds, ChunkKey};
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Rows per compared chunk.
+const CHUNK_ROWS: u64 = 10_000;
+/// A differing chunk is checked this many times more before its rows are compared.
+const RECHECKS: u32 = 3;
+/// Differences shown per table.
+const SHOWN: usize = 20;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TableReport {
+    pub source: String,
+    pub table: String,
+    pub target: String,
+    pub rows: u64,
+    pub chunks: usize,
+    pub differing_chunks: usize,
+    /// Rows missing, extra or different in the target.
+    pub differences: usize,
+    /// The first differences, with the statement that fixes each.
+    pub diffs: Vec<RowDiff>,
+    pub fixed: bool,
+    /// Why the table was not compared.
+    pub skipped: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RowDiff {
+    pub key: String,
+    pub source: Option<String>,
+    pub target: Option<String>,
+    pub fix: String,
+}
+
+pub async fn verify(
+    task: &TaskConfig,
+    sources: &[SourceConfig],
+    fix: bool,
+) -> Result<Vec<TableReport>> {
+    let taddr = task.target_database.addr();
+    let te = |e| Error::db(DbRole::Target, &taddr, e);
+    let mut tgt = crate::db::connect(&task.target_database, DbRole::Target).await?;
+    tgt.query_drop("SET character_set_results = binary")
+        .await
+        .map_err(te)?;
+    let mut out = vec![];
+    for source in sources {
+        let saddr = source.from.addr();
+        let se = |e| Error::db(DbRole::Source, &saddr, e);
+        let mut src = crate::db::connect(&source.from, DbRole::Source).await?;
+        src.query_drop("SET character_set_results = binary")
+            .await
+            .map_err(se)?;
+        let id = &source.source_id;
+        let filter = TableFilter::new(&task.block_allow_list_of(id), &task.meta_schema);
+        let router = task.router_of(id);
+        let filtered = !task.plugins_of(id).is_empty()
+            || task
+                .instance(id)
+                .is_some_and(|i| !i.expression_filters.is_empty());
+        for name in list_tables(&mut src, &filter).await.map_err(se)? {
+            let Some(table) = load_table(&mut src, &name).await.map_err(se)? else {
+                continue;
+            };
+            let routed = router.route(&name);
+            let target = routed.as_ref().map_or(name.clone(), |r| r.target.clone());
+            let mut report = TableReport {
+                source: id.clone(),
+                table: format!("{}.{}", name.schema, name.table),
+                target: format!("{}.{}", target.schema, target.table),
+                ..Default::default()
+            };
+            report.skipped = if routed.as_ref().is_some_and(|r| r.merged) {
+                Some("merged from several tables: not comparable with one of them".into())
+            } else if filtered {
+                Some("rows are filtered or changed by the task's filters/plugins".into())
+            } else {
+                None
+            };
+            if report.skipped.is_none() {
+                compare(&mut src, &mut tgt, &table, &target, fix, &mut report).await?;
+            }
+            out.push(report);
+        }
+    }
+    Ok(out)
+}
+
+/// The non-generated columns compared, quoted.
+fn columns(table: &Table) -> Vec<(usize, String)> {
+    table
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.generated)
+        .map(|(i, c)| (i, crate::db::quote_ident(&c.name)))
+        .collect()
+}
+
+/// (rows, checksum) of a chunk: XOR of the first 64 bits of each row's MD5.
+fn checksum_sql(table: &TableName, cols: &[(usize, String)], range: &str) -> String {
+    let fields: Vec<String> = cols
+        .iter()
+        .map(|(_, c)| format!("IFNULL(CAST({c} AS BINARY), 0x00)"))
+        .collect();
+    format!(
+        "SELECT COUNT(*), COALESCE(BIT_XOR(CAST(CONV(LEFT(MD5(CONCAT_WS(0x1f, {})), 16), 16, 10) AS UNSIGNED)), 0) FROM {} WHERE {range}",
+        fields.join(", "),
+        table.quoted()
+    )
+}
+
+async fn checksum(
+    conn: &mut Conn,
+    sql: &str,
+) -> std::result::Result<(u64, u64), mysql_async::Error> {
+    Ok(conn.query_first(sql).await?.unwrap_or((0, 0)))
+}
+
+async fn compare(
+    src: &mut Conn,
+    tgt: &mut Conn,
+    table: &Table,
+    target: &TableName,
+    fix: bool,
+    report: &mut TableReport,
+) -> Result<()> {
+    let se = |e| Error::db(DbRole::Source, "source", e);
+    let te = |e| Error::db(DbRole::Target, "target", e);
+    if load_table(tgt, target).await.map_err(te)?.is_none() {
+        report.skipped = Some("the target has no such table".into());
+        return Ok(());
+    }
+    let key = ChunkKey::of(src, table).await.map_err(se)?;
+    let estimate = estimated_rows(src, &table.name).await.map_err(se)?;
+    let bounds: Vec<Bounds> = plan(src, table, key.as_ref(), estimate, CHUNK_ROWS)
+        .await
+        .map_err(se)?;
+    let cols = columns(table);
+    report.chunks = bounds.len();
+    for b in &bounds {
+        let range = key.as_ref().map_or("1 = 1".to_string(), |k| k.range(b));
+        let mut same = false;
+        for attempt in 0..=RECHECKS {
+            let s = checksum(src, &checksum_sql(&table.name, &cols, &range))
+                .await
+                .map_err(se)?;
+            let t = checksum(tgt, &checksum_sql(target, &cols, &range))
+                .await
+                .map_err(te)?;
+            if attempt == 0 {
+                report.rows += s.0;
+            }
+            if s == t {
+                same = true;
+                break;
+            }
+            if attempt < RECHECKS {
+                // Replication may still be applying this range: 0.25, 0.5, 1 s.
+                tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+            }
+        }
+        if same {
+            continue;
+        }
+        // Rows still being replicated differ for a moment: only differences seen twice,
+        // half a second apart, count.
+        let first = diff_rows(src, tgt, table, target, &cols, &range).await?;
+        let diffs = if first.is_empty() {
+            first
+        } else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let again = diff_rows(src, tgt, table, target, &cols, &range).await?;
+            again
+                .into_iter()
+                .filter(|d| {
+                    first
+                        .iter()
+                        .any(|f| f.key == d.key && f.source == d.source && f.target == d.target)
+                })
+                .collect()
+        };
+        if diffs.is_empty() {
+            continue;
+        }
+        report.differing_chunks += 1;
+        report.differences += diffs.len();
+        if fix && !diffs.is_empty() {
+            tgt.query_drop("START TRANSACTION").await.map_err(te)?;
+            for d in &diffs {
+                tgt.query_drop(d.fix.as_str()).await.map_err(te)?;
+            }
+            tgt.query_drop("COMMIT").await.map_err(te)?;
+            report.fixed = true;
+        }
+        report.diffs.extend(
+            diffs
+                .into_iter()
+                .take(SHOWN.saturating_sub(report.diffs.len())),
+        );
+    }
+    Ok(())
+}
+
+/// The rows of a chunk that differ, keyed by the table's identity key (all columns without).
+async fn diff_rows(
+    src: &mut Conn,
+    tgt: &mut Conn,
+    table: &Table,
+    target: &TableName,
+    cols: &[(usize, String)],
+    range: &str,
+) -> Result<Vec<RowDiff>> {
+    let key: Vec<usize> = table
+        .identity_key()
+        .unwrap_or_else(|| cols.iter().map(|(i, _)| *i).collect());
+    let list: Vec<&str> = cols.iter().map(|(_, c)| c.as_str()).collect();
+    let read = |name: &TableName| {
+        format!(
+            "SELECT {} FROM {} WHERE {range}",
+            list.join(", "),
+            name.quoted()
+        )
+    };
+    let by_key = |rows: Vec<Vec<Datum>>| -> BTreeMap<String, Vec<Datum>> {
+        rows.into_iter()
+            .map(|r| {
+                let k = key
+                    .iter()
+                    .filter_map(|ki| cols.iter().position(|(ci, _)| ci == ki))
+                    .map(|p| readable(&r[p]))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                (k, r)
+            })
+            .collect()
+    };
+    let s = by_key(
+        read_rows(src, &read(&table.name), table, cols)
+            .await
+            .map_err(|e| Error::db(DbRole::Source, "source", e))?,
+    );
+    let t = by_key(
+        read_rows(tgt, &read(target), table, cols)
+            .await
+            .map_err(|e| Error::db(DbRole::Target, "target", e))?,
+    );
+    let show = |r: &[Datum]| r.iter().map(readable).collect::<Vec<_>>().join(", ");
+    let values = |r: &[Datum]| r.iter().map(sql).collect::<Vec<_>>().join(", ");
+    let key_names: Vec<&str> = key
+        .iter()
+        .filter_map(|ki| {
+            cols.iter()
+                .find(|(ci, _)| ci == ki)
+                .map(|(_, n)| n.as_str())
+        })
+        .collect();
+    let mut out = vec![];
+    for (k, row) in &s {
+        if t.get(k) != Some(row) {
+            out.push(RowDiff {
+                key: k.clone(),
+                source: Some(show(row)),
+                target: t.get(k).map(|r| show(r)),
+                fix: format!(
+                    "REPLACE INTO {} ({}) VALUES ({})",
+                    target.quoted(),
+                    list.join(", "),
+                    values(row)
+                ),
+            });
+        }
+    }
+    let positions: Vec<usize> = key
+        .iter()
+        .filter_map(|ki| cols.iter().position(|(ci, _)| ci == ki))
+        .collect();
+    for (k, row) in &t {
+        if !s.contains_key(k) {
+            let cond: Vec<String> = key_names
+                .iter()
+                .zip(&positions)
+                .map(|(n, p)| format!("{n} <=> {}", sql(&row[*p])))
+                .collect();
+            out.push(RowDiff {
+                key: k.clone(),
+                source: None,
+                target: Some(show(row)),
+                fix: format!(
+                    "DELETE FROM {} WHERE {} LIMIT 1",
+                    target.quoted(),
+                    cond.join(" AND ")
+                ),
+            });
+        }
+    }
+    Ok(out)
+}
+
+async fn read_rows(
+    conn: &mut Conn,
+    sql: &str,
+    table: &Table,
+    cols: &[(usize, String)],
+) -> std::result::Result<Vec<Vec<Datum>>, mysql_async::Error> {
+    // Prepared: the binary protocol gives typed values.
+    let rows: Vec<mysql_async::Row> = conn.exec(sql, ()).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            r.unwrap()
+                .into_iter()
+                .zip(cols)
+                .map(|(v, (ci, _))| Datum::from_value(&table.columns[*ci], v))
+                .collect()
+        })
+        .collect())
+}
+
+/// A value for people: text as text, other bytes in hex.
+fn readable(d: &Datum) -> String {
+    match d {
+        Datum::Bytes(b) => match std::str::from_utf8(b) {
+            Ok(t) => format!("'{}'", t.replace('\'', "''")),
+            Err(_) => sql(d),
+        },
+        _ => sql(d),
+    }
+}
+
+fn sql(d: &Datum) -> String {
+    let mut s = String::new();
+    d.write_sql(&mut s);
+    s
+}
