@@ -41,6 +41,11 @@ enum Command {
     },
     /// Operate sources and tasks through the master's API.
     Ctl(ctl::CtlArgs),
+    /// Print a shell completion script: `dm completion bash > /etc/bash_completion.d/dm`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn init_tracing(level: &str) {
@@ -66,6 +71,14 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Command::Completion { shell } = cli.command {
+        use clap::CommandFactory;
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "dm", &mut script);
+        // A closed pipe (`| head`) is not an error.
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+        return Ok(());
+    }
     let rt = tokio::runtime::Runtime::new()?;
     if !matches!(cli.command, Command::Ctl(_)) {
         dm_core::hooks::set_plugin_host(std::sync::Arc::new(dm_plugins::WasmHost::new()));
@@ -93,6 +106,7 @@ fn run(cli: Cli) -> Result<()> {
                 .map_err(report)
         }
         Command::Ctl(args) => rt.block_on(ctl::run(args)),
+        Command::Completion { .. } => unreachable!("handled above"),
     }
 }
 

@@ -313,3 +313,18 @@ async fn apply_errors_retry_when_transient_and_pause_naming_the_statement_when_n
     wait_caught_up(&dm, "ap", &src).await;
     assert_same(&src, &dst, &["a"]).await;
 }
+
+#[test]
+fn completion_scripts_cover_the_commands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = std::process::Command::new(dm_bin())
+            .args(["completion", shell])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{shell}");
+        for cmd in ["start-task", "query-status", "shard-ddl-lock", "verify", "list-member"] {
+            assert!(text.contains(cmd), "{shell} completion lacks {cmd}");
+        }
+    }
+}
