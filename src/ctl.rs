@@ -90,6 +90,11 @@ enum CtlCommand {
         /// Only this task's locks.
         task: Option<String>,
     },
+    /// Print the encrypted form of a password for source and task files (`enc:...`); the key
+    /// is DM_SECRET_KEY (64 hex digits), the same for every dm process.
+    Encrypt {
+        plaintext: String,
+    },
     /// Work with plugin files (runs here, without a master).
     Plugin {
         #[command(subcommand)]
@@ -291,6 +296,13 @@ fn s(v: &Value, k: &str) -> String {
 }
 
 pub async fn run(args: CtlArgs) -> Result<()> {
+    if let CtlCommand::Encrypt { plaintext } = &args.command {
+        println!(
+            "{}",
+            dm_core::secret::encrypt(plaintext).map_err(|e| anyhow!(e))?
+        );
+        return Ok(());
+    }
     if let CtlCommand::Plugin {
         op: PluginOp::Check { file },
     } = &args.command
@@ -480,7 +492,7 @@ pub async fn run(args: CtlArgs) -> Result<()> {
                 .await?,
             render_plain,
         ),
-        CtlCommand::Plugin { .. } => unreachable!("handled above"),
+        CtlCommand::Plugin { .. } | CtlCommand::Encrypt { .. } => unreachable!("handled above"),
         CtlCommand::OfflineMember {
             master: _,
             worker,

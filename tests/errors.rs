@@ -323,8 +323,68 @@ fn completion_scripts_cover_the_commands() {
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{shell}");
-        for cmd in ["start-task", "query-status", "shard-ddl-lock", "verify", "list-member"] {
+        for cmd in [
+            "start-task",
+            "query-status",
+            "shard-ddl-lock",
+            "verify",
+            "list-member",
+        ] {
             assert!(text.contains(cmd), "{shell} completion lacks {cmd}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn encrypted_passwords_work_and_never_show() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    let secret = "Pa55-w0rd!x";
+    for db in [&src, &dst] {
+        db.exec(&format!(
+            "CREATE USER 'dmu'@'127.0.0.1' IDENTIFIED BY '{secret}'; GRANT ALL ON *.* TO 'dmu'@'127.0.0.1'"
+        ))
+        .await;
+    }
+    src.exec(
+        "CREATE DATABASE s; CREATE TABLE s.t (id INT PRIMARY KEY); INSERT INTO s.t VALUES (1), (2)",
+    )
+    .await;
+    let dm = Dm::start();
+    let enc = dm.ctl_ok(&["encrypt", secret]).trim().to_string();
+    assert!(enc.starts_with("enc:") && !enc.contains(secret), "{enc}");
+    let with_user = |db: &MariaDb| {
+        db.yaml()
+            .replace("user: root", "user: dmu")
+            .replace("password: \"\"", &format!("password: \"{enc}\""))
+    };
+    let sf = dm.file(
+        "source.yaml",
+        &format!(
+            "source-id: src1\nenable-gtid: true\nfrom:\n  {}\n",
+            with_user(&src)
+        ),
+    );
+    dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
+    let task = task_yaml("sec", "all", "src1", &dst, &["s"]).replace(&dst.yaml(), &with_user(&dst));
+    let tf = dm.file("task.yaml", &task);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "sec", &src).await;
+    assert_same(&src, &dst, &["s"]).await;
+    let shown =
+        dm.ctl_ok(&["--output", "json", "query-status"]) + &dm.ctl_ok(&["operate-source", "show"]);
+    assert!(!shown.contains(secret) && !dm.log().contains(secret));
+
+    // A value encrypted under another key is refused with the file, line and fix.
+    let bad = dm.file(
+        "bad.yaml",
+        &format!(
+            "source-id: src2\nfrom:\n  host: 127.0.0.1\n  port: {}\n  user: dmu\n  password: \"enc:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\n",
+            src.port
+        ),
+    );
+    let (ok, text) = dm.ctl(&["operate-source", "create", bad.to_str().unwrap()]);
+    assert!(
+        !ok && text.contains("bad.yaml:6") && text.contains("dm ctl encrypt"),
+        "{text}"
+    );
 }

@@ -12,6 +12,7 @@ pub mod master;
 pub mod meta;
 pub mod rules;
 pub mod schema;
+pub mod secret;
 pub mod shard;
 pub mod snapshot;
 pub mod standalone;

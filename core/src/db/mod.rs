@@ -36,7 +36,10 @@ pub fn opts(cfg: &DbConfig) -> Opts {
         .ip_or_hostname(cfg.host.clone())
         .tcp_port(cfg.port)
         .user(Some(cfg.user.clone()))
-        .pass(Some(cfg.password.clone()))
+        // Checked when the file was read: an `enc:` value that does not decrypt is refused there.
+        .pass(Some(
+            crate::secret::reveal(&cfg.password).unwrap_or_else(|_| cfg.password.clone()),
+        ))
         .prefer_socket(false)
         .init(init)
         .conn_ttl(Some(Duration::from_secs(300)))
