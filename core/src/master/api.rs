@@ -12,7 +12,7 @@ use crate::worker::DesiredStage;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
@@ -75,7 +75,7 @@ pub(super) type ApiResult<T> = Result<Json<T>, ApiError>;
 pub fn router(master: Master) -> Router {
     Router::new()
         .route("/api/v1/sources", get(list_sources).post(create_source))
-        .route("/api/v1/sources/{id}", axum::routing::delete(stop_source))
+        .route("/api/v1/sources/{id}", delete(stop_source))
         .route("/api/v1/tasks", get(query_status).post(start_task))
         .route("/api/v1/tasks/check", post(check))
         .route("/api/v1/tasks/{name}", get(query_task).delete(stop_task))
@@ -89,10 +89,7 @@ pub fn router(master: Master) -> Router {
         .route("/api/v1/shard-ddl-locks", get(shard_locks::list))
         .route("/api/v1/shard-ddl-locks/unlock", post(shard_locks::unlock))
         .route("/api/v1/members", get(members::list))
-        .route(
-            "/api/v1/members/{kind}/{name}",
-            axum::routing::delete(members::offline),
-        )
+        .route("/api/v1/members/{kind}/{name}", delete(members::offline))
         .route("/api/v1/leader/{op}", post(members::operate_leader))
         .route("/api/v1/cluster/etcd", get(members::etcd_endpoints))
         .route("/metrics", get(metrics))
