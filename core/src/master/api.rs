@@ -509,6 +509,8 @@ async fn metrics(State(m): State<Master>) -> Result<String, ApiError> {
          # HELP dm_apply_queue_depth Transactions and change batches read from the binlog, not yet applied.\n# TYPE dm_apply_queue_depth gauge\n\
          # HELP dm_lag_seconds Seconds between the source commit of the last applied change and now.\n# TYPE dm_lag_seconds gauge\n",
     );
+    let mut stages: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut errors: Vec<String> = vec![];
     for (_, s) in meta::list_json::<SubtaskStatus>(m.store.as_ref(), keys::STATUS).await? {
         let l = format!("task=\"{}\",source=\"{}\"", s.task, s.source_id);
         out.push_str(&format!(
@@ -527,6 +529,66 @@ async fn metrics(State(m): State<Master>) -> Result<String, ApiError> {
         if let Some(lag) = s.lag_seconds {
             out.push_str(&format!("dm_lag_seconds{{{l}}} {lag}\n"));
         }
+        if let Some(e) = &s.last_error {
+            errors.push(format!("dm_subtask_error{{{l},code=\"{}\"}} 1\n", e.code));
+        }
+        *stages
+            .entry(format!("{:?}", s.stage).to_lowercase())
+            .or_default() += 1;
+    }
+    out.push_str("# HELP dm_subtasks Subtasks by stage.\n# TYPE dm_subtasks gauge\n");
+    for (stage, n) in stages {
+        out.push_str(&format!("dm_subtasks{{stage=\"{stage}\"}} {n}\n"));
+    }
+    out.push_str("# HELP dm_subtask_error 1 for the error a subtask last met, by code.\n# TYPE dm_subtask_error gauge\n");
+    out.extend(errors);
+    shard_metrics(&m, &mut out).await?;
+    if let Some(c) = &m.cluster {
+        out.push_str(&format!(
+            "# HELP dm_master_is_leader 1 on the leading master.\n# TYPE dm_master_is_leader gauge\ndm_master_is_leader {}\n",
+            u8::from(c.is_leader())
+        ));
+        let workers = m.store.list(keys::ALIVE_WORKER).await?.len();
+        let bound = m.store.list(keys::BOUND).await?.len();
+        out.push_str(&format!(
+            "# HELP dm_workers_alive Workers holding a lease.\n# TYPE dm_workers_alive gauge\ndm_workers_alive {workers}\n\
+             # HELP dm_sources_bound Sources bound to a worker.\n# TYPE dm_sources_bound gauge\ndm_sources_bound {bound}\n"
+        ));
     }
     Ok(out)
+}
+
+/// Shard DDL locks: DDLs waiting per merged table, and conflicts.
+async fn shard_metrics(m: &Master, out: &mut String) -> Result<(), Error> {
+    out.push_str(
+        "# HELP dm_shard_ddl_pending Shard DDLs waiting for a decision, per merged table.\n# TYPE dm_shard_ddl_pending gauge\n\
+         # HELP dm_shard_ddl_conflict 1 when a merged table's lock is in conflict.\n# TYPE dm_shard_ddl_conflict gauge\n",
+    );
+    for (_, task) in meta::list_json::<TaskConfig>(m.store.as_ref(), keys::TASK).await? {
+        if task.shard_mode.is_none() {
+            continue;
+        }
+        let locks = crate::shard::coordinator::task_locks(m.store.as_ref(), &task).await?;
+        for (target, pending) in &locks.pending {
+            out.push_str(&format!(
+                "dm_shard_ddl_pending{{task=\"{}\",target=\"{target}\"}} {}\n",
+                task.name,
+                pending.len()
+            ));
+        }
+        for (key, lock) in meta::list_json::<crate::shard::LockState>(
+            m.store.as_ref(),
+            &crate::shard::lock_prefix(&task.name),
+        )
+        .await?
+        {
+            let target = key.rsplit('/').next().unwrap_or_default();
+            out.push_str(&format!(
+                "dm_shard_ddl_conflict{{task=\"{}\",target=\"{target}\"}} {}\n",
+                task.name,
+                u8::from(lock.conflict.is_some())
+            ));
+        }
+    }
+    Ok(())
 }
