@@ -234,6 +234,7 @@ async fn check_source(task: &TaskConfig, src: &SourceConfig, out: &mut Vec<Findi
             "add a primary key (or a NOT NULL unique key) to these tables",
         ));
     }
+    check_target_tables(task, src, &mut conn, &filter, out).await;
     if !whole.is_empty() {
         out.push(finding(
             &subject,
@@ -247,6 +248,95 @@ async fn check_source(task: &TaskConfig, src: &SourceConfig, out: &mut Vec<Findi
             "fine for small tables; for big ones add an integer or string primary key",
         ));
     }
+}
+
+/// Target tables that already exist with other columns than their source table (the full
+/// phase would fail or write wrong columns), and source collations the target lacks.
+async fn check_target_tables(
+    task: &TaskConfig,
+    src: &SourceConfig,
+    conn: &mut mysql_async::Conn,
+    filter: &TableFilter,
+    out: &mut Vec<Finding>,
+) {
+    let subject = format!("source {}", src.source_id);
+    let Ok(mut tgt) = crate::db::connect(&task.target_database, DbRole::Target).await else {
+        return; // reported by the target's own checks
+    };
+    let router = task.router_of(&src.source_id);
+    let mut differ = vec![];
+    for name in list_tables(&mut *conn, filter).await.unwrap_or_default() {
+        let Ok(Some(table)) = load_table(&mut *conn, &name).await else {
+            continue;
+        };
+        if router.route(&name).is_some() {
+            continue; // routed tables get extra columns of their own
+        }
+        if let Ok(Some(existing)) = load_table(&mut tgt, &name).await {
+            let shape = |t: &crate::schema::Table| {
+                t.columns
+                    .iter()
+                    .map(|c| (c.name.to_lowercase(), c.data_type.clone()))
+                    .collect::<Vec<_>>()
+            };
+            if shape(&existing) != shape(&table) {
+                differ.push(name.to_string());
+            }
+        }
+    }
+    out.push(if differ.is_empty() {
+        finding(
+            &subject,
+            "target tables",
+            Level::Ok,
+            "no target table has other columns".into(),
+            "",
+        )
+    } else {
+        finding(
+            &subject,
+            "target tables",
+            Level::Fail,
+            format!(
+                "{}: the target has these tables with other columns",
+                differ.join(", ")
+            ),
+            "drop them on the target (dm creates them), or make their columns match the source",
+        )
+    });
+    let used: Vec<String> = conn
+        .query(format!(
+            "SELECT DISTINCT TABLE_COLLATION FROM information_schema.TABLES WHERE TABLE_COLLATION IS NOT NULL \
+             AND TABLE_SCHEMA NOT IN ('mysql', 'sys', 'information_schema', 'performance_schema', {})",
+            crate::db::quote_str(&task.meta_schema)
+        ))
+        .await
+        .unwrap_or_default();
+    let known: Vec<String> = tgt
+        .query("SELECT COLLATION_NAME FROM information_schema.COLLATIONS")
+        .await
+        .unwrap_or_default();
+    let unknown: Vec<String> = used.into_iter().filter(|c| !known.contains(c)).collect();
+    out.push(if unknown.is_empty() {
+        finding(
+            &subject,
+            "charset and collation",
+            Level::Ok,
+            "the target knows every collation the source uses".into(),
+            "",
+        )
+    } else {
+        finding(
+            &subject,
+            "charset and collation",
+            Level::Fail,
+            format!(
+                "the target does not know the collations {}",
+                unknown.join(", ")
+            ),
+            "upgrade the target, or change those tables' collation on the source",
+        )
+    });
 }
 
 /// A source that cannot be reached or read fails `operate-source create` early.

@@ -1,0 +1,72 @@
+//! check-task against servers set up to break each precheck: every finding fails with its
+//! fix, and a clean setup passes.
+
+mod common;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_precheck_fails_on_a_server_that_breaks_it() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE p; CREATE TABLE p.t (id INT PRIMARY KEY, v INT);
+         CREATE USER 'weak'@'127.0.0.1' IDENTIFIED BY 'w'; GRANT SELECT ON *.* TO 'weak'@'127.0.0.1';",
+    )
+    .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let tf = dm.file("task.yaml", &task_yaml("ck", "all", "src1", &dst, &["p"]));
+    let clean = dm.ctl_ok(&["check-task", tf.to_str().unwrap()]);
+    assert!(!clean.contains("fail"), "{clean}");
+
+    // Statement-based binlog, a user without REPLICATION CLIENT/SLAVE, a target table with
+    // other columns.
+    src.exec("SET GLOBAL binlog_format = 'STATEMENT'").await;
+    dst.exec("CREATE DATABASE p; CREATE TABLE p.t (id INT PRIMARY KEY, other TEXT)")
+        .await;
+    let weak = dm.file(
+        "weak.yaml",
+        &format!(
+            "source-id: weak\nenable-gtid: true\nfrom:\n  host: 127.0.0.1\n  port: {}\n  user: weak\n  password: w\n",
+            src.port
+        ),
+    );
+    dm.ctl_ok(&["operate-source", "create", weak.to_str().unwrap()]);
+    let tf = dm.file(
+        "weak-task.yaml",
+        &task_yaml("ck2", "all", "weak", &dst, &["p"]),
+    );
+    let (ok, out) = dm.ctl(&["--output", "json", "check-task", tf.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    let json = &out[..out.rfind(']').unwrap() + 1];
+    let findings: serde_json::Value = serde_json::from_str(json).unwrap();
+    let fails = |check: &str| {
+        findings
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["check"] == check && f["level"] == "fail")
+            .cloned()
+    };
+    let f = fails("binlog format").expect("binlog format fails");
+    assert!(
+        f["fix"].as_str().unwrap().contains("binlog_format = 'ROW'"),
+        "{f}"
+    );
+    let f = fails("privileges").expect("privileges fail");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("REPLICATION CLIENT"),
+        "{f}"
+    );
+    assert!(
+        f["fix"].as_str().unwrap().contains("GRANT")
+            && f["fix"].as_str().unwrap().contains("'weak'"),
+        "{f}"
+    );
+    let f = fails("target tables").expect("target tables fail");
+    assert!(f["message"].as_str().unwrap().contains("`p`.`t`"), "{f}");
+    src.exec("SET GLOBAL binlog_format = 'ROW'").await;
+}
