@@ -135,14 +135,41 @@ enum CtlCommand {
 
 #[derive(Subcommand)]
 enum BinlogOp {
-    /// Skip the transaction each paused subtask of the task stopped at, and resume.
-    Skip { name: String },
+    /// Skip the transaction each paused subtask of the task stopped at, and resume; with
+    /// -b, the transaction ending at that position, when the task reaches it.
+    Skip {
+        name: String,
+        #[command(flatten)]
+        at: BinlogAt,
+    },
     /// Replace that transaction by statements run on the target instead, and resume.
     Replace {
         name: String,
         #[arg(required = true)]
         sql: Vec<String>,
+        #[command(flatten)]
+        at: BinlogAt,
     },
+    /// The skips and replacements recorded for a task.
+    List { name: String },
+}
+
+#[derive(Args)]
+struct BinlogAt {
+    /// End of the transaction (`file:pos`) instead of the one a subtask paused at.
+    #[arg(short = 'b', long = "binlog-pos")]
+    position: Option<String>,
+    /// The source of that position (needed when the task has several).
+    #[arg(short, long, requires = "position")]
+    source: Option<String>,
+}
+
+impl BinlogAt {
+    fn body(&self) -> Option<Value> {
+        self.position
+            .as_ref()
+            .map(|p| json!({ "position": p, "source": self.source }))
+    }
 }
 
 #[derive(Subcommand)]
@@ -397,25 +424,35 @@ pub async fn run(args: CtlArgs) -> Result<()> {
             render_tasks,
         ),
         CtlCommand::Binlog {
-            op: BinlogOp::Skip { name },
+            op: BinlogOp::Skip { name, at },
         } => (
             client
                 .call(
                     Method::POST,
                     &format!("/api/v1/tasks/{name}/binlog-skip"),
-                    None,
+                    at.body(),
                 )
                 .await?,
             render_tasks,
         ),
         CtlCommand::Binlog {
-            op: BinlogOp::Replace { name, sql },
+            op: BinlogOp::List { name },
+        } => (
+            client
+                .call(Method::GET, &format!("/api/v1/tasks/{name}/binlog"), None)
+                .await?,
+            render_operators,
+        ),
+        CtlCommand::Binlog {
+            op: BinlogOp::Replace { name, sql, at },
         } => (
             client
                 .call(
                     Method::POST,
                     &format!("/api/v1/tasks/{name}/binlog-replace"),
-                    Some(serde_json::json!({ "sql": sql })),
+                    Some(serde_json::json!({
+                        "sql": sql, "position": at.position, "source": at.source,
+                    })),
                 )
                 .await?,
             render_tasks,
@@ -657,6 +694,28 @@ fn render_verify(v: &Value) -> String {
     } else {
         t.to_string()
     }
+}
+
+fn render_operators(v: &Value) -> String {
+    let mut t = table(&["Source", "Position", "Action", "Statements"]);
+    for o in as_list(v) {
+        let sql = o["sql"]
+            .as_array()
+            .map(|s| {
+                s.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(";\n")
+            })
+            .unwrap_or_default();
+        t.add_row(vec![
+            s(&o, "source"),
+            s(&o, "position"),
+            s(&o, "action"),
+            sql,
+        ]);
+    }
+    t.to_string()
 }
 
 fn render_locks(v: &Value) -> String {

@@ -388,3 +388,36 @@ async fn encrypted_passwords_work_and_never_show() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binlog_skip_at_a_position_before_the_task_gets_there() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec("CREATE DATABASE b; CREATE TABLE b.t (id INT PRIMARY KEY)")
+        .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let tf = dm.file("task.yaml", &task_yaml("bp", "all", "src1", &dst, &["b"]));
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "bp", &src).await;
+    dm.ctl_ok(&["pause-task", "bp"]);
+    src.exec("INSERT INTO b.t VALUES (1)").await;
+    let unwanted = src.master_pos().await;
+    src.exec("INSERT INTO b.t VALUES (2)").await;
+    dm.ctl_ok(&["binlog", "skip", "bp", "-b", &unwanted]);
+    let list = dm.ctl_ok(&["binlog", "list", "bp"]);
+    assert!(list.contains(&unwanted) && list.contains("skip"), "{list}");
+    let (ok, text) = dm.ctl(&["binlog", "skip", "bp", "-b", "nonsense"]);
+    assert!(!ok && text.contains("file:pos"), "{text}");
+    dm.ctl_ok(&["resume-task", "bp"]);
+    wait_caught_up(&dm, "bp", &src).await;
+    let mut c = dst.conn().await;
+    let ids: Vec<i32> =
+        mysql_async::prelude::Queryable::query(&mut c, "SELECT id FROM b.t ORDER BY id")
+            .await
+            .unwrap();
+    assert_eq!(
+        ids,
+        vec![2],
+        "the transaction at {unwanted} is skipped, the next one applied"
+    );
+}

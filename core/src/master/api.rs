@@ -84,6 +84,7 @@ pub fn router(master: Master) -> Router {
         .route("/api/v1/tasks/{name}/verify", post(verify_task))
         .route("/api/v1/tasks/{name}/resume", post(resume_task))
         .route("/api/v1/tasks/{name}/binlog-skip", post(binlog_skip))
+        .route("/api/v1/tasks/{name}/binlog", get(binlog_list))
         .route("/api/v1/tasks/{name}/binlog-replace", post(binlog_replace))
         .route("/api/v1/sources/{id}/transfer", post(members::transfer))
         .route("/api/v1/shard-ddl-locks", get(shard_locks::list))
@@ -412,7 +413,19 @@ async fn resume_task(State(m): State<Master>, Path(name): Path<String>) -> ApiRe
 
 /// `binlog skip`: the transaction each paused subtask of the task stopped at is skipped, and
 /// the task resumes.
-async fn binlog_skip(State(m): State<Master>, Path(name): Path<String>) -> ApiResult<TaskView> {
+async fn binlog_skip(
+    State(m): State<Master>,
+    Path(name): Path<String>,
+    body: Option<Json<At>>,
+) -> ApiResult<TaskView> {
+    if let Some(Json(at)) = body.filter(|b| b.position.is_some()) {
+        return Ok(Json(
+            at_position(&m, &name, &at, |d, source, p| {
+                d.skip.entry(source).or_default().push(p)
+            })
+            .await?,
+        ));
+    }
     Ok(Json(
         at_paused_events(&m, &name, None, |d, source, p| {
             d.skip.entry(source).or_default().push(p)
@@ -421,9 +434,96 @@ async fn binlog_skip(State(m): State<Master>, Path(name): Path<String>) -> ApiRe
     ))
 }
 
+/// An event named by hand (`-b file:pos`, the end of its transaction) instead of the one a
+/// subtask paused at; `source` may be left out when the task has one source.
+#[derive(Deserialize)]
+struct At {
+    #[serde(default)]
+    position: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct ReplaceBody {
     sql: Vec<String>,
+    #[serde(flatten)]
+    at: At,
+}
+
+/// Records `op` for the transaction ending at `at.position` of `at.source`; the task's
+/// subtasks restart and act on it when they reach it.
+async fn at_position(
+    m: &Master,
+    name: &str,
+    at: &At,
+    mut op: impl FnMut(&mut DesiredStage, String, String),
+) -> Result<TaskView, Error> {
+    let task = load_task(m, name).await?;
+    let position = at.position.clone().unwrap_or_default();
+    if crate::upstream::BinlogPos::parse(&position).is_none() {
+        return Err(Error::Invalid(format!(
+            "`{position}` is not a binlog position: give the end of the transaction as file:pos (`dm ctl query-status` and the error show them)"
+        )));
+    }
+    let source = match (&at.source, task.mysql_instances.as_slice()) {
+        (Some(s), _) if task.instance(s).is_some() => s.clone(),
+        (None, [only]) => only.source_id.clone(),
+        _ => {
+            return Err(Error::Invalid(format!(
+                "name one of task `{name}`'s sources with --source"
+            )))
+        }
+    };
+    let key = keys::stage(name);
+    let mut desired = meta::get_json::<DesiredStage>(m.store.as_ref(), &key)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("task `{name}` has no stage")))?;
+    op(&mut desired, source, position);
+    desired.generation += 1;
+    meta::put_json(m.store.as_ref(), &key, &desired).await?;
+    task_view(m, task).await
+}
+
+#[derive(Serialize)]
+struct Operator {
+    source: String,
+    position: String,
+    action: &'static str,
+    sql: Vec<String>,
+}
+
+/// `binlog list`: the skips and replacements recorded for a task.
+async fn binlog_list(
+    State(m): State<Master>,
+    Path(name): Path<String>,
+) -> ApiResult<Vec<Operator>> {
+    load_task(&m, &name).await?;
+    let d = meta::get_json::<DesiredStage>(m.store.as_ref(), &keys::stage(&name))
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("task `{name}` has no stage")))?;
+    let mut out = vec![];
+    for (source, ps) in d.skip {
+        for p in ps {
+            out.push(Operator {
+                source: source.clone(),
+                position: p,
+                action: "skip",
+                sql: vec![],
+            });
+        }
+    }
+    for (source, rs) in d.replace {
+        for (p, sql) in rs {
+            out.push(Operator {
+                source: source.clone(),
+                position: p,
+                action: "replace",
+                sql,
+            });
+        }
+    }
+    Ok(Json(out))
 }
 
 /// `binlog replace`: the transaction each paused subtask stopped at is replaced by `sql`
@@ -435,6 +535,17 @@ async fn binlog_replace(
 ) -> ApiResult<TaskView> {
     if body.sql.is_empty() {
         return Err(Error::Invalid("binlog replace needs at least one statement".into()).into());
+    }
+    if body.at.position.is_some() {
+        return Ok(Json(
+            at_position(&m, &name, &body.at, |d, source, p| {
+                d.replace
+                    .entry(source)
+                    .or_default()
+                    .push((p, body.sql.clone()))
+            })
+            .await?,
+        ));
     }
     Ok(Json(
         at_paused_events(&m, &name, Some(&body.sql), |d, source, p| {

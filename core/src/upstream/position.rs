@@ -16,6 +16,16 @@ pub struct BinlogPos {
 }
 
 impl BinlogPos {
+    /// `file:pos`, as `Display` writes it.
+    pub fn parse(text: &str) -> Option<BinlogPos> {
+        let (name, pos) = text.trim().rsplit_once(':')?;
+        Some(BinlogPos {
+            name: name.to_string(),
+            pos: pos.parse().ok()?,
+        })
+        .filter(|p| !p.name.is_empty())
+    }
+
     /// The numeric suffix of `mysql-bin.000042`.
     fn index(&self) -> u64 {
         self.name
