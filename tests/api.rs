@@ -101,3 +101,35 @@ mod reqwest_like {
         }
     }
 }
+
+#[test]
+fn the_grafana_dashboard_uses_only_metrics_dm_exports() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/grafana-dashboard.json"
+    ))
+    .unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let code = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/core/src/master/api.rs"
+    ))
+    .unwrap();
+    let metric = regex::Regex::new(r"\bdm_[a-z_]+").unwrap();
+    let mut n = 0;
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            for m in metric.find_iter(t["expr"].as_str().unwrap()) {
+                assert!(
+                    code.contains(&format!("{}{{", m.as_str()))
+                        || code.contains(&format!("{} {{", m.as_str()))
+                        || code.contains(&format!("# TYPE {} ", m.as_str())),
+                    "{} is not exported",
+                    m.as_str()
+                );
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 10);
+}
