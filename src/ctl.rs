@@ -100,6 +100,11 @@ enum CtlCommand {
         #[command(subcommand)]
         op: PluginOp,
     },
+    /// The schema dm tracks for a source's tables: list, or fix one (the task paused).
+    BinlogSchema {
+        #[command(subcommand)]
+        op: SchemaOp,
+    },
     /// Masters (and which leads) and workers (and what they run).
     ListMember {
         /// Only the masters.
@@ -170,6 +175,31 @@ impl BinlogAt {
             .as_ref()
             .map(|p| json!({ "position": p, "source": self.source }))
     }
+}
+
+#[derive(Subcommand)]
+enum SchemaOp {
+    /// Tracked tables and their columns.
+    List {
+        task: String,
+        #[arg(short, long)]
+        source: Option<String>,
+    },
+    /// Track `schema.table` as the CREATE TABLE in `file` says.
+    Update {
+        task: String,
+        table: String,
+        file: PathBuf,
+        #[arg(short, long)]
+        source: Option<String>,
+    },
+    /// Stop tracking `schema.table` (dm reads it from the target when rows come).
+    Delete {
+        task: String,
+        table: String,
+        #[arg(short, long)]
+        source: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -530,6 +560,50 @@ pub async fn run(args: CtlArgs) -> Result<()> {
             render_plain,
         ),
         CtlCommand::Plugin { .. } | CtlCommand::Encrypt { .. } => unreachable!("handled above"),
+        CtlCommand::BinlogSchema { op } => {
+            let (task, body) = match op {
+                SchemaOp::List { task, source } => {
+                    let q = source.map(|s| format!("?source={s}")).unwrap_or_default();
+                    let v = client
+                        .call(
+                            Method::GET,
+                            &format!("/api/v1/tasks/{task}/binlog-schema{q}"),
+                            None,
+                        )
+                        .await?;
+                    print(&v, args.output, render_schema);
+                    return Ok(());
+                }
+                SchemaOp::Update {
+                    task,
+                    table,
+                    file,
+                    source,
+                } => {
+                    let create = std::fs::read_to_string(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    (
+                        task,
+                        json!({ "table": table, "create": create, "source": source }),
+                    )
+                }
+                SchemaOp::Delete {
+                    task,
+                    table,
+                    source,
+                } => (task, json!({ "table": table, "source": source })),
+            };
+            (
+                client
+                    .call(
+                        Method::POST,
+                        &format!("/api/v1/tasks/{task}/binlog-schema"),
+                        Some(body),
+                    )
+                    .await?,
+                render_schema,
+            )
+        }
         CtlCommand::OfflineMember {
             master: _,
             worker,
@@ -694,6 +768,32 @@ fn render_verify(v: &Value) -> String {
     } else {
         t.to_string()
     }
+}
+
+fn render_schema(v: &Value) -> String {
+    let mut t = table(&["Table", "Columns", "Primary key"]);
+    for tb in as_list(v) {
+        let cols: Vec<String> = tb["columns"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| format!("{} {}", s(c, "name"), s(c, "data_type")))
+            .collect();
+        let pk: Vec<String> = tb["primary_key"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| c.as_str().map(str::to_string))
+            .collect();
+        t.add_row(vec![
+            format!("{}.{}", s(&tb["name"], "schema"), s(&tb["name"], "table")),
+            cols.join(", "),
+            pk.join(", "),
+        ]);
+    }
+    t.to_string()
 }
 
 fn render_operators(v: &Value) -> String {

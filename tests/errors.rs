@@ -421,3 +421,57 @@ async fn binlog_skip_at_a_position_before_the_task_gets_there() {
         "the transaction at {unwanted} is skipped, the next one applied"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binlog_schema_lists_and_fixes_the_tracked_schema() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec("CREATE DATABASE bs; CREATE TABLE bs.t (id INT PRIMARY KEY, v INT); CREATE TABLE bs.u (id INT PRIMARY KEY)")
+        .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let tf = dm.file("task.yaml", &task_yaml("sc", "all", "src1", &dst, &["bs"]));
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "sc", &src).await;
+    let list = dm.ctl_ok(&["binlog-schema", "list", "sc"]);
+    assert!(
+        list.contains("bs.t") && list.contains("v int") && list.contains("bs.u"),
+        "{list}"
+    );
+    let sql = dm.file(
+        "t.sql",
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT, w VARCHAR(5))",
+    );
+    let (ok, text) = dm.ctl(&[
+        "binlog-schema",
+        "update",
+        "sc",
+        "bs.t",
+        sql.to_str().unwrap(),
+    ]);
+    assert!(!ok && text.contains("pause task"), "{text}");
+
+    // The schema drifted behind dm's back (a DDL it never saw): fix the tracked one.
+    dm.ctl_ok(&["pause-task", "sc"]);
+    wait_for("the pause", std::time::Duration::from_secs(30), || {
+        dm.subtask("sc").is_some_and(|s| s["stage"] == "paused")
+    })
+    .await;
+    src.exec("SET sql_log_bin = 0; ALTER TABLE bs.t ADD COLUMN w VARCHAR(5); SET sql_log_bin = 1")
+        .await;
+    dst.exec("ALTER TABLE bs.t ADD COLUMN w VARCHAR(5)").await;
+    let after = dm.ctl_ok(&[
+        "binlog-schema",
+        "update",
+        "sc",
+        "bs.t",
+        sql.to_str().unwrap(),
+    ]);
+    assert!(after.contains("w varchar"), "{after}");
+    let after = dm.ctl_ok(&["binlog-schema", "delete", "sc", "bs.u"]);
+    assert!(!after.contains("bs.u"), "{after}");
+    dm.ctl_ok(&["resume-task", "sc"]);
+    src.exec("INSERT INTO bs.t VALUES (1, 1, 'x'); INSERT INTO bs.u VALUES (7)")
+        .await;
+    wait_caught_up(&dm, "sc", &src).await;
+    assert_same(&src, &dst, &["bs"]).await;
+}

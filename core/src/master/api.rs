@@ -1,7 +1,7 @@
 //! HTTP/JSON API of the master (`/api/v1/...`). Every error answers with
 //! `{code, message, hint}` and a 4xx/5xx status.
 
-use super::{forward, members, shard_locks, Master};
+use super::{binlog_schema, forward, members, shard_locks, Master};
 use crate::check::{check_task, probe_source, Finding};
 use crate::checkpoint::MetaTables;
 use crate::config::{SourceConfig, TaskConfig};
@@ -85,6 +85,10 @@ pub fn router(master: Master) -> Router {
         .route("/api/v1/tasks/{name}/resume", post(resume_task))
         .route("/api/v1/tasks/{name}/binlog-skip", post(binlog_skip))
         .route("/api/v1/tasks/{name}/binlog", get(binlog_list))
+        .route(
+            "/api/v1/tasks/{name}/binlog-schema",
+            get(binlog_schema::list).post(binlog_schema::change),
+        )
         .route("/api/v1/tasks/{name}/binlog-replace", post(binlog_replace))
         .route("/api/v1/sources/{id}/transfer", post(members::transfer))
         .route("/api/v1/shard-ddl-locks", get(shard_locks::list))
@@ -296,7 +300,7 @@ async fn subtask_view(
     Ok(st)
 }
 
-async fn load_task(m: &Master, name: &str) -> Result<TaskConfig, Error> {
+pub(super) async fn load_task(m: &Master, name: &str) -> Result<TaskConfig, Error> {
     meta::get_json::<TaskConfig>(m.store.as_ref(), &keys::task(name))
         .await?
         .ok_or_else(|| Error::NotFound(format!("task `{name}` does not exist")))

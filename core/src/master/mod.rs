@@ -3,6 +3,7 @@
 //! masters elect a leader; only the leader schedules, the others forward API calls to it.
 
 mod api;
+mod binlog_schema;
 pub mod cluster;
 mod election;
 mod etcd_member;

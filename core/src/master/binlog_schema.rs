@@ -1,0 +1,130 @@
+//! `binlog-schema list|update|delete`: the schema dm tracks for a source's tables (kept with the
+//! checkpoint in the target), to inspect it or to fix it when it drifted from the binlog. Changes
+//! need the task paused: a running subtask writes its own tracked schema back.
+
+use super::api::{load_task, ApiResult};
+use super::Master;
+use crate::checkpoint::MetaTables;
+use crate::config::TaskConfig;
+use crate::error::{DbRole, Error};
+use crate::meta::{self, keys};
+use crate::schema::{parse_ddl, Table, TableName, Tracker};
+use crate::status::{Stage, SubtaskStatus};
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use mysql_async::prelude::Queryable;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+pub struct Which {
+    /// The source (may be left out when the task has one).
+    pub source: Option<String>,
+}
+
+fn source_of(task: &TaskConfig, which: Option<&str>) -> Result<String, Error> {
+    match (which, task.mysql_instances.as_slice()) {
+        (Some(s), _) if task.instance(s).is_some() => Ok(s.to_string()),
+        (None, [only]) => Ok(only.source_id.clone()),
+        _ => Err(Error::Invalid(format!(
+            "name one of task `{}`'s sources with --source",
+            task.name
+        ))),
+    }
+}
+
+fn table_name(text: &str) -> Result<TableName, Error> {
+    let (s, t) = text
+        .split_once('.')
+        .ok_or_else(|| Error::Invalid(format!("`{text}`: give the table as schema.table")))?;
+    Ok(TableName::new(s.trim_matches('`'), t.trim_matches('`')))
+}
+
+/// The checkpoint of (task, source) and where it lives.
+async fn checkpoint(
+    task: &TaskConfig,
+    source: &str,
+) -> Result<(crate::checkpoint::Checkpoint, MetaTables, mysql_async::Conn), Error> {
+    let meta = MetaTables::new(&task.meta_schema, &task.name);
+    let addr = task.target_database.addr();
+    let mut conn = crate::db::connect(&task.target_database, DbRole::Target).await?;
+    let cp = meta
+        .load_checkpoint(&mut conn, &addr, source)
+        .await?
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "task `{}` has no checkpoint for source `{source}` yet (it is in its full phase or never ran)",
+                task.name
+            ))
+        })?;
+    Ok((cp, meta, conn))
+}
+
+pub async fn list(
+    State(m): State<Master>,
+    Path(name): Path<String>,
+    Query(w): Query<Which>,
+) -> ApiResult<Vec<Table>> {
+    let task = load_task(&m, &name).await?;
+    let source = source_of(&task, w.source.as_deref())?;
+    let (cp, _, _) = checkpoint(&task, &source).await?;
+    Ok(Json(cp.tracker.tables().cloned().collect()))
+}
+
+#[derive(Deserialize)]
+pub struct Change {
+    pub source: Option<String>,
+    pub table: String,
+    /// `CREATE TABLE` of the table as the binlog has it now; `None` deletes it.
+    pub create: Option<String>,
+}
+
+/// `update` (a CREATE TABLE) or `delete` (no statement) one table's tracked schema.
+pub async fn change(
+    State(m): State<Master>,
+    Path(name): Path<String>,
+    Json(c): Json<Change>,
+) -> ApiResult<Vec<Table>> {
+    let task = load_task(&m, &name).await?;
+    let source = source_of(&task, c.source.as_deref())?;
+    let status =
+        meta::get_json::<SubtaskStatus>(m.store.as_ref(), &keys::status(&name, &source)).await?;
+    if status.is_some_and(|s| s.stage == Stage::Running) {
+        return Err(Error::Invalid(format!(
+            "pause task `{name}` first (`dm ctl pause-task {name}`): its subtask writes its own tracked schema"
+        ))
+        .into());
+    }
+    let target = table_name(&c.table)?;
+    let (mut cp, meta, mut conn) = checkpoint(&task, &source).await?;
+    match &c.create {
+        None => {
+            cp.tracker.remove(&target).ok_or_else(|| {
+                Error::NotFound(format!(
+                    "`{}` is not tracked for source `{source}`",
+                    c.table
+                ))
+            })?;
+        }
+        Some(sql) => {
+            let ddl = parse_ddl(&target.schema, sql)
+                .map_err(|e| Error::Invalid(format!("cannot read the statement: {e}")))?
+                .ok_or_else(|| Error::Invalid("give a CREATE TABLE statement".into()))?;
+            let mut scratch = Tracker::default();
+            ddl.apply(&mut scratch)
+                .map_err(|e| Error::Invalid(format!("cannot apply the statement: {e}")))?;
+            let mut table = scratch
+                .tables()
+                .next()
+                .cloned()
+                .ok_or_else(|| Error::Invalid("give a CREATE TABLE statement".into()))?;
+            table.name = target.clone();
+            cp.tracker.remove(&target);
+            cp.tracker.insert(table);
+        }
+    }
+    conn.query_drop(meta.save_checkpoint_sql(&source, &cp, true))
+        .await
+        .map_err(|e| Error::db(DbRole::Target, &task.target_database.addr(), e))?;
+    tracing::warn!(task = %name, source = %source, table = %c.table, "tracked schema changed by hand");
+    Ok(Json(cp.tracker.tables().cloned().collect()))
+}
