@@ -90,3 +90,16 @@ pub(crate) fn semantic_error(
         hint: hint.into(),
     }
 }
+
+/// An `enc:` password that does not decrypt is a config error at its line.
+pub(crate) fn check_password(file: &str, text: &str, field: &str, value: &str) -> Result<()> {
+    crate::secret::reveal(value).map(|_| ()).map_err(|e| {
+        semantic_error(
+            file,
+            text,
+            "password",
+            format!("{field}: {e}"),
+            "encrypt it with `dm ctl encrypt '<password>'` under the same DM_SECRET_KEY, or write it in clear",
+        )
+    })
+}

@@ -30,15 +30,7 @@ pub enum Flavor {
 impl SourceConfig {
     pub fn parse(file: &str, text: &str) -> Result<Self> {
         let cfg: SourceConfig = parse_yaml(file, text)?;
-        if let Err(e) = crate::secret::reveal(&cfg.from.password) {
-            return Err(semantic_error(
-                file,
-                text,
-                "password",
-                format!("from.password: {e}"),
-                "encrypt it with `dm ctl encrypt '<password>'` under the same DM_SECRET_KEY, or write it in clear",
-            ));
-        }
+        super::check_password(file, text, "from.password", &cfg.from.password)?;
         if cfg.source_id.trim().is_empty() {
             return Err(semantic_error(
                 file,

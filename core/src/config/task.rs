@@ -316,15 +316,12 @@ impl Default for SyncerConfig {
 impl TaskConfig {
     pub fn parse(file: &str, text: &str) -> Result<Self> {
         let cfg: TaskConfig = parse_yaml(file, text)?;
-        if let Err(e) = crate::secret::reveal(&cfg.target_database.password) {
-            return Err(semantic_error(
-                file,
-                text,
-                "password",
-                format!("target-database.password: {e}"),
-                "encrypt it with `dm ctl encrypt '<password>'` under the same DM_SECRET_KEY, or write it in clear",
-            ));
-        }
+        super::check_password(
+            file,
+            text,
+            "target-database.password",
+            &cfg.target_database.password,
+        )?;
         let fail = |key: &str, message: String, hint: &str| {
             Err(semantic_error(file, text, key, message, hint))
         };
