@@ -475,3 +475,45 @@ async fn binlog_schema_lists_and_fixes_the_tracked_schema() {
     wait_caught_up(&dm, "sc", &src).await;
     assert_same(&src, &dst, &["bs"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_purged_binlog_pauses_with_what_to_do_and_is_not_retried() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec("CREATE DATABASE pg; CREATE TABLE pg.t (id INT PRIMARY KEY)")
+        .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let tf = dm.file("task.yaml", &task_yaml("pg", "all", "src1", &dst, &["pg"]));
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "pg", &src).await;
+    dm.ctl_ok(&["pause-task", "pg"]);
+    wait_for("the pause", std::time::Duration::from_secs(30), || {
+        dm.subtask("pg").is_some_and(|s| s["stage"] == "paused")
+    })
+    .await;
+    // What the task still needs is purged from the source.
+    src.exec("INSERT INTO pg.t VALUES (1); FLUSH BINARY LOGS; INSERT INTO pg.t VALUES (2); FLUSH BINARY LOGS")
+        .await;
+    let current = src.master_pos().await;
+    let file = current.split(':').next().unwrap().to_string();
+    src.exec(&format!("PURGE BINARY LOGS TO '{file}'")).await;
+    dm.ctl_ok(&["resume-task", "pg"]);
+    let mut err = serde_json::Value::Null;
+    wait_for(
+        "the purged binlog to pause the task",
+        std::time::Duration::from_secs(60),
+        || {
+            dm.subtask("pg").is_some_and(|s| {
+                err = s["last_error"].clone();
+                s["stage"] == "paused" && !err.is_null()
+            })
+        },
+    )
+    .await;
+    assert_eq!(err["code"], "DM-BINLOG-5001", "{err}");
+    assert_eq!(err["retryable"], false, "{err}");
+    assert!(
+        err["hint"].as_str().unwrap().contains("purged the binlog"),
+        "{err}"
+    );
+}
