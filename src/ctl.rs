@@ -319,22 +319,15 @@ fn file_body(path: &Path, remove_meta: bool) -> Result<Value> {
 /// master and workers need not share this machine's disk. A file that does not parse is sent
 /// as it is: the master reports its mistakes.
 fn plugin_uploads(path: &Path, content: &str) -> Result<serde_json::Map<String, Value>> {
-    use base64::Engine as _;
-    let mut out = serde_json::Map::new();
     let Ok(task) = dm_core::config::TaskConfig::parse(&path.display().to_string(), content) else {
-        return Ok(out);
+        return Ok(serde_json::Map::new());
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    for (name, spec) in &task.plugins {
-        let file = dir.join(&spec.path);
-        let bytes = std::fs::read(&file)
-            .with_context(|| format!("plugin `{name}`: cannot read {}", file.display()))?;
-        out.insert(
-            name.clone(),
-            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
-        );
-    }
-    Ok(out)
+    let modules =
+        dm_core::meta::plugins::read_task_plugins(path, &task).map_err(|e| anyhow!("{e}"))?;
+    Ok(modules
+        .into_iter()
+        .map(|(name, b64)| (name, Value::String(b64)))
+        .collect())
 }
 
 fn table(header: &[&str]) -> Table {

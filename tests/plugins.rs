@@ -94,24 +94,6 @@ async fn soft_delete_and_pii_mask_change_exactly_their_rows_in_both_phases() {
     assert_eq!(target, expected);
 }
 
-/// Waits until task `name` pauses; returns its error.
-async fn paused(dm: &Dm, name: &str) -> serde_json::Value {
-    let mut err = serde_json::Value::Null;
-    wait_for(
-        &format!("{name} to pause"),
-        Duration::from_secs(60),
-        || match dm.subtask(name) {
-            Some(s) if s["stage"] == "paused" => {
-                err = s["last_error"].clone();
-                true
-            }
-            _ => false,
-        },
-    )
-    .await;
-    err
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn plugins_that_loop_trap_or_hog_pause_their_task_and_nothing_else() {
     let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
@@ -148,7 +130,7 @@ async fn plugins_that_loop_trap_or_hog_pause_their_task_and_nothing_else() {
             100 + i
         ))
         .await;
-        let err = paused(&dm, "bad").await;
+        let err = wait_paused(&dm, "bad").await;
         assert_eq!(err["code"], "DM-PLUGIN-6201", "{err}");
         let msg = err["message"].as_str().unwrap();
         eprintln!("{kind}: {msg}");
@@ -194,7 +176,7 @@ async fn a_plugin_built_for_another_abi_is_refused() {
         &task_with_plugins("abi", &dst, &["a"], &[("old", "old-abi")]),
     );
     dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
-    let err = paused(&dm, "abi").await;
+    let err = wait_paused(&dm, "abi").await;
     let msg = err["message"].as_str().unwrap();
     assert!(
         msg.contains("plugin `old` (load)") && msg.contains("built for plugin ABI 999"),
@@ -356,7 +338,7 @@ async fn a_policy_plugin_decides_shard_ddl_locks() {
     assert_eq!(note, Some(Some("x".into())));
     // Not additive: the policy stops the shard and says why.
     src.exec("ALTER TABLE s1.o_2 DROP COLUMN v").await;
-    let err = paused(&dm, "pol").await;
+    let err = wait_paused(&dm, "pol").await;
     let msg = err["message"].as_str().unwrap();
     assert!(
         msg.contains("policy `additive`: only additive changes"),

@@ -170,16 +170,6 @@ fn spawn_writers(srcs: [&MariaDb; 2], stop: Arc<AtomicBool>) -> Vec<tokio::task:
         .collect()
 }
 
-fn subtask_error(dm: &Dm) -> Option<serde_json::Value> {
-    let (_, text) = dm.ctl(&["--output", "json", "query-status", "sh"]);
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["subtasks"]
-        .as_array()?
-        .iter()
-        .find(|s| s["stage"] == "paused")
-        .map(|s| s["last_error"].clone())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn pessimistic_ddl_runs_once_when_every_shard_sent_it() {
     let (s1, s2, dst, dm) = setup("pessimistic").await;
@@ -248,17 +238,7 @@ async fn pessimistic_ddl_runs_once_when_every_shard_sent_it() {
             .exec(&format!("ALTER TABLE {db}.{t} ADD COLUMN tag {ty} NULL"))
             .await;
     }
-    let mut err = None;
-    wait_for(
-        "the conflict to pause a subtask",
-        Duration::from_secs(60),
-        || {
-            err = subtask_error(&dm);
-            err.is_some()
-        },
-    )
-    .await;
-    let err = err.unwrap();
+    let err = wait_paused(&dm, "sh").await;
     assert_eq!(err["code"], "DM-SHARD-6101", "{err}\n{}", dm.log());
     let msg = err["message"].as_str().unwrap();
     assert!(
@@ -376,17 +356,7 @@ async fn optimistic_ddl_adds_and_widens_at_once_drops_last_and_pauses_on_narrowi
     // is (`unlock --skip`) and the shard goes on.
     s1.exec("ALTER TABLE shard_2.orders_4 MODIFY v SMALLINT NOT NULL")
         .await;
-    let mut err = None;
-    wait_for(
-        "the incompatible DDL to pause",
-        Duration::from_secs(60),
-        || {
-            err = subtask_error(&dm);
-            err.is_some()
-        },
-    )
-    .await;
-    let err = err.unwrap();
+    let err = wait_paused(&dm, "sh").await;
     assert_eq!(err["code"], "DM-SHARD-6101", "{err}");
     assert!(
         err["message"]

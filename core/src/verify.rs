@@ -57,20 +57,13 @@ pub async fn verify(
     sources: &[SourceConfig],
     fix: bool,
 ) -> Result<Vec<TableReport>> {
-    let taddr = task.target_database.addr();
-    let te = |e| Error::db(DbRole::Target, &taddr, e);
-    let mut tgt = crate::db::connect(&task.target_database, DbRole::Target).await?;
-    tgt.query_drop("SET character_set_results = binary")
-        .await
-        .map_err(te)?;
+    let mut tgt_conn = Opened::open(&task.target_database, DbRole::Target).await?;
+    let mut tgt = tgt_conn.side();
     let mut out = vec![];
     for source in sources {
-        let saddr = source.from.addr();
-        let se = |e| Error::db(DbRole::Source, &saddr, e);
-        let mut src = crate::db::connect(&source.from, DbRole::Source).await?;
-        src.query_drop("SET character_set_results = binary")
-            .await
-            .map_err(se)?;
+        let mut src_conn = Opened::open(&source.from, DbRole::Source).await?;
+        let mut src = src_conn.side();
+        let se = src.err();
         let id = &source.source_id;
         let filter = TableFilter::new(&task.block_allow_list_of(id), &task.meta_schema);
         let router = task.router_of(id);
@@ -78,8 +71,8 @@ pub async fn verify(
             || task
                 .instance(id)
                 .is_some_and(|i| !i.expression_filters.is_empty());
-        for name in list_tables(&mut src, &filter).await.map_err(se)? {
-            let Some(table) = load_table(&mut src, &name).await.map_err(se)? else {
+        for name in list_tables(src.conn, &filter).await.map_err(&se)? {
+            let Some(table) = load_table(src.conn, &name).await.map_err(&se)? else {
                 continue;
             };
             let routed = router.route(&name);
@@ -137,37 +130,72 @@ async fn checksum(
     Ok(conn.query_first(sql).await?.unwrap_or((0, 0)))
 }
 
+/// A database session and how its errors name it.
+struct Side<'a> {
+    conn: &'a mut Conn,
+    role: DbRole,
+    addr: String,
+}
+
+/// An open session, raw bytes for every column's character set.
+struct Opened(Conn, DbRole, String);
+
+impl Side<'_> {
+    fn err(&self) -> impl Fn(mysql_async::Error) -> Error {
+        let (role, addr) = (self.role, self.addr.clone());
+        move |e| Error::db(role, &addr, e)
+    }
+}
+
+impl Opened {
+    async fn open(cfg: &crate::config::DbConfig, role: DbRole) -> Result<Opened> {
+        let addr = cfg.addr();
+        let mut conn = crate::db::connect(cfg, role).await?;
+        conn.query_drop("SET character_set_results = binary")
+            .await
+            .map_err(|e| Error::db(role, &addr, e))?;
+        Ok(Opened(conn, role, addr))
+    }
+
+    fn side(&mut self) -> Side<'_> {
+        Side {
+            conn: &mut self.0,
+            role: self.1,
+            addr: self.2.clone(),
+        }
+    }
+}
+
 async fn compare(
-    src: &mut Conn,
-    tgt: &mut Conn,
+    src: &mut Side<'_>,
+    tgt: &mut Side<'_>,
     table: &Table,
     target: &TableName,
     fix: bool,
     report: &mut TableReport,
 ) -> Result<()> {
-    let se = |e| Error::db(DbRole::Source, "source", e);
-    let te = |e| Error::db(DbRole::Target, "target", e);
-    if load_table(tgt, target).await.map_err(te)?.is_none() {
+    let (se, te) = (src.err(), tgt.err());
+    if load_table(tgt.conn, target).await.map_err(&te)?.is_none() {
         report.skipped = Some("the target has no such table".into());
         return Ok(());
     }
-    let key = ChunkKey::of(src, table).await.map_err(se)?;
-    let estimate = estimated_rows(src, &table.name).await.map_err(se)?;
-    let bounds: Vec<Bounds> = plan(src, table, key.as_ref(), estimate, CHUNK_ROWS)
+    let key = ChunkKey::of(src.conn, table).await.map_err(&se)?;
+    let estimate = estimated_rows(src.conn, &table.name).await.map_err(&se)?;
+    let bounds: Vec<Bounds> = plan(src.conn, table, key.as_ref(), estimate, CHUNK_ROWS)
         .await
-        .map_err(se)?;
+        .map_err(&se)?;
     let cols = columns(table);
     report.chunks = bounds.len();
     for b in &bounds {
         let range = key.as_ref().map_or("1 = 1".to_string(), |k| k.range(b));
         let mut same = false;
         for attempt in 0..=RECHECKS {
-            let s = checksum(src, &checksum_sql(&table.name, &cols, &range))
+            let s = checksum(src.conn, &checksum_sql(&table.name, &cols, &range))
                 .await
-                .map_err(se)?;
-            let t = checksum(tgt, &checksum_sql(target, &cols, &range))
+                .map_err(&se)?;
+            let t = checksum(tgt.conn, &checksum_sql(target, &cols, &range))
                 .await
-                .map_err(te)?;
+                .map_err(&te)?;
             if attempt == 0 {
                 report.rows += s.0;
             }
@@ -205,12 +233,15 @@ async fn compare(
         }
         report.differing_chunks += 1;
         report.differences += diffs.len();
-        if fix && !diffs.is_empty() {
-            tgt.query_drop("START TRANSACTION").await.map_err(te)?;
+        if fix {
+            tgt.conn
+                .query_drop("START TRANSACTION")
+                .await
+                .map_err(&te)?;
             for d in &diffs {
-                tgt.query_drop(d.fix.as_str()).await.map_err(te)?;
+                tgt.conn.query_drop(d.fix.as_str()).await.map_err(&te)?;
             }
-            tgt.query_drop("COMMIT").await.map_err(te)?;
+            tgt.conn.query_drop("COMMIT").await.map_err(&te)?;
             report.fixed = true;
         }
         report.diffs.extend(
@@ -224,8 +255,8 @@ async fn compare(
 
 /// The rows of a chunk that differ, keyed by the table's identity key (all columns without).
 async fn diff_rows(
-    src: &mut Conn,
-    tgt: &mut Conn,
+    src: &mut Side<'_>,
+    tgt: &mut Side<'_>,
     table: &Table,
     target: &TableName,
     cols: &[(usize, String)],
@@ -242,13 +273,17 @@ async fn diff_rows(
             name.quoted()
         )
     };
+    // Where the key's columns are among the compared ones.
+    let positions: Vec<usize> = key
+        .iter()
+        .filter_map(|ki| cols.iter().position(|(ci, _)| ci == ki))
+        .collect();
     let by_key = |rows: Vec<Vec<Datum>>| -> BTreeMap<String, Vec<Datum>> {
         rows.into_iter()
             .map(|r| {
-                let k = key
+                let k = positions
                     .iter()
-                    .filter_map(|ki| cols.iter().position(|(ci, _)| ci == ki))
-                    .map(|p| readable(&r[p]))
+                    .map(|p| readable(&r[*p]))
                     .collect::<Vec<_>>()
                     .join(", ");
                 (k, r)
@@ -256,25 +291,18 @@ async fn diff_rows(
             .collect()
     };
     let s = by_key(
-        read_rows(src, &read(&table.name), table, cols)
+        read_rows(src.conn, &read(&table.name), table, cols)
             .await
-            .map_err(|e| Error::db(DbRole::Source, "source", e))?,
+            .map_err(src.err())?,
     );
     let t = by_key(
-        read_rows(tgt, &read(target), table, cols)
+        read_rows(tgt.conn, &read(target), table, cols)
             .await
-            .map_err(|e| Error::db(DbRole::Target, "target", e))?,
+            .map_err(tgt.err())?,
     );
     let show = |r: &[Datum]| r.iter().map(readable).collect::<Vec<_>>().join(", ");
     let values = |r: &[Datum]| r.iter().map(sql).collect::<Vec<_>>().join(", ");
-    let key_names: Vec<&str> = key
-        .iter()
-        .filter_map(|ki| {
-            cols.iter()
-                .find(|(ci, _)| ci == ki)
-                .map(|(_, n)| n.as_str())
-        })
-        .collect();
+    let key_names: Vec<&str> = positions.iter().map(|p| cols[*p].1.as_str()).collect();
     let mut out = vec![];
     for (k, row) in &s {
         if t.get(k) != Some(row) {
@@ -291,10 +319,6 @@ async fn diff_rows(
             });
         }
     }
-    let positions: Vec<usize> = key
-        .iter()
-        .filter_map(|ki| cols.iter().position(|(ci, _)| ci == ki))
-        .collect();
     for (k, row) in &t {
         if !s.contains_key(k) {
             let cond: Vec<String> = key_names

@@ -610,3 +610,24 @@ pub fn http_get(addr: &str, path: &str) -> String {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default()
 }
+
+/// Waits until a subtask of `task` pauses; returns its last error.
+pub async fn wait_paused(dm: &Dm, task: &str) -> serde_json::Value {
+    let mut err = serde_json::Value::Null;
+    wait_for(&format!("{task} to pause"), Duration::from_secs(60), || {
+        let (_, text) = dm.ctl(&["--output", "json", "query-status", task]);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        match v["subtasks"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["stage"] == "paused"))
+        {
+            Some(s) => {
+                err = s["last_error"].clone();
+                true
+            }
+            None => false,
+        }
+    })
+    .await;
+    err
+}

@@ -618,6 +618,18 @@ impl TaskConfig {
         )
     }
 
+    /// The source a request names, or the task's only source when it names none.
+    pub fn source_named(&self, which: Option<&str>) -> crate::Result<String> {
+        match (which, self.mysql_instances.as_slice()) {
+            (Some(s), _) if self.instance(s).is_some() => Ok(s.to_string()),
+            (None, [only]) => Ok(only.source_id.clone()),
+            _ => Err(crate::Error::Invalid(format!(
+                "name one of task `{}`'s sources with --source",
+                self.name
+            ))),
+        }
+    }
+
     /// The plugins of one source, in order: (name, spec).
     pub fn plugins_of(&self, source_id: &str) -> Vec<(String, crate::hooks::PluginSpec)> {
         self.instance(source_id)

@@ -470,15 +470,7 @@ async fn at_position(
             "`{position}` is not a binlog position: give the end of the transaction as file:pos (`dm ctl query-status` and the error show them)"
         )));
     }
-    let source = match (&at.source, task.mysql_instances.as_slice()) {
-        (Some(s), _) if task.instance(s).is_some() => s.clone(),
-        (None, [only]) => only.source_id.clone(),
-        _ => {
-            return Err(Error::Invalid(format!(
-                "name one of task `{name}`'s sources with --source"
-            )))
-        }
-    };
+    let source = task.source_named(at.source.as_deref())?;
     let key = keys::stage(name);
     let mut desired = meta::get_json::<DesiredStage>(m.store.as_ref(), &key)
         .await?

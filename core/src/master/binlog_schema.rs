@@ -21,17 +21,6 @@ pub struct Which {
     pub source: Option<String>,
 }
 
-fn source_of(task: &TaskConfig, which: Option<&str>) -> Result<String, Error> {
-    match (which, task.mysql_instances.as_slice()) {
-        (Some(s), _) if task.instance(s).is_some() => Ok(s.to_string()),
-        (None, [only]) => Ok(only.source_id.clone()),
-        _ => Err(Error::Invalid(format!(
-            "name one of task `{}`'s sources with --source",
-            task.name
-        ))),
-    }
-}
-
 fn table_name(text: &str) -> Result<TableName, Error> {
     let (s, t) = text
         .split_once('.')
@@ -65,7 +54,7 @@ pub async fn list(
     Query(w): Query<Which>,
 ) -> ApiResult<Vec<Table>> {
     let task = load_task(&m, &name).await?;
-    let source = source_of(&task, w.source.as_deref())?;
+    let source = task.source_named(w.source.as_deref())?;
     let (cp, _, _) = checkpoint(&task, &source).await?;
     Ok(Json(cp.tracker.tables().cloned().collect()))
 }
@@ -85,7 +74,7 @@ pub async fn change(
     Json(c): Json<Change>,
 ) -> ApiResult<Vec<Table>> {
     let task = load_task(&m, &name).await?;
-    let source = source_of(&task, c.source.as_deref())?;
+    let source = task.source_named(c.source.as_deref())?;
     let status =
         meta::get_json::<SubtaskStatus>(m.store.as_ref(), &keys::status(&name, &source)).await?;
     if status.is_some_and(|s| s.stage == Stage::Running) {

@@ -45,15 +45,6 @@ pub async fn etcd_endpoints(State(m): State<Master>) -> Json<Vec<String>> {
     )
 }
 
-async fn names(m: &Master, prefix: &str) -> Result<Vec<String>, Error> {
-    Ok(m.store
-        .list(prefix)
-        .await?
-        .into_iter()
-        .map(|(k, _)| k[prefix.len()..].to_string())
-        .collect())
-}
-
 /// Source -> worker.
 async fn bindings(m: &Master) -> Result<BTreeMap<String, String>, Error> {
     Ok(m.store
@@ -93,7 +84,7 @@ pub async fn list(State(m): State<Master>) -> ApiResult<Members> {
     let leader = meta::get_json::<MemberInfo>(m.store.as_ref(), keys::LEADER)
         .await?
         .map(|l| l.name);
-    let alive_masters = names(&m, keys::ALIVE_MASTER).await?;
+    let alive_masters = meta::list_names(m.store.as_ref(), keys::ALIVE_MASTER).await?;
     let masters = meta::list_json::<MemberInfo>(m.store.as_ref(), keys::MEMBER_MASTER)
         .await?
         .into_iter()
@@ -104,8 +95,8 @@ pub async fn list(State(m): State<Master>) -> ApiResult<Members> {
             addr: i.addr,
         })
         .collect();
-    let alive_workers = names(&m, keys::ALIVE_WORKER).await?;
-    let workers = names(&m, keys::MEMBER_WORKER)
+    let alive_workers = meta::list_names(m.store.as_ref(), keys::ALIVE_WORKER).await?;
+    let workers = meta::list_names(m.store.as_ref(), keys::MEMBER_WORKER)
         .await?
         .into_iter()
         .map(|name| {
@@ -268,7 +259,7 @@ pub async fn operate_leader(
             Ok(Json(serde_json::json!({ "evicted": cluster.me.name })))
         }
         "cancel-evict" => {
-            let evicted = names(&m, keys::EVICT).await?;
+            let evicted = meta::list_names(m.store.as_ref(), keys::EVICT).await?;
             for name in &evicted {
                 m.store.delete(&keys::evict(name)).await?;
             }

@@ -21,16 +21,17 @@ pub async fn run(store: Arc<dyn MetaStore>) {
     }
 }
 
-fn names(kvs: Vec<(String, Vec<u8>)>, prefix: &str) -> BTreeSet<String> {
-    kvs.into_iter()
-        .map(|(k, _)| k[prefix.len()..].to_string())
-        .collect()
+async fn names(store: &dyn MetaStore, prefix: &str) -> Result<BTreeSet<String>> {
+    Ok(crate::meta::list_names(store, prefix)
+        .await?
+        .into_iter()
+        .collect())
 }
 
 /// One pass: unbind sources of dead workers, bind free sources to free live workers.
 pub async fn schedule_once(store: &dyn MetaStore) -> Result<()> {
-    let alive = names(store.list(keys::ALIVE_WORKER).await?, keys::ALIVE_WORKER);
-    let sources = names(store.list(keys::SOURCE).await?, keys::SOURCE);
+    let alive = names(store, keys::ALIVE_WORKER).await?;
+    let sources = names(store, keys::SOURCE).await?;
     let mut bound: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in store.list(keys::BOUND).await? {
         let source = k[keys::BOUND.len()..].to_string();
@@ -47,7 +48,7 @@ pub async fn schedule_once(store: &dyn MetaStore) -> Result<()> {
         .filter(|w| !busy.contains(w))
         .cloned()
         .collect();
-    let moving = names(store.list(keys::MOVING).await?, keys::MOVING);
+    let moving = names(store, keys::MOVING).await?;
     for source in sources
         .iter()
         .filter(|s| !bound.contains_key(*s) && !moving.contains(*s))

@@ -5,7 +5,6 @@
 
 use super::api::{apply_update, FileBody};
 use super::Master;
-use base64::Engine as _;
 use notify::{RecursiveMode, Watcher};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -112,23 +111,8 @@ impl TaskFiles {
     }
 }
 
-/// The plugin modules the task file names, paths relative to it (as `dm ctl` sends them).
+/// The plugin modules the task file names, as `dm ctl` sends them.
 fn uploads(path: &Path, content: &str) -> crate::Result<BTreeMap<String, String>> {
     let task = crate::config::TaskConfig::parse(&path.display().to_string(), content)?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut out = BTreeMap::new();
-    for (name, spec) in &task.plugins {
-        let file = dir.join(&spec.path);
-        let bytes = std::fs::read(&file).map_err(|e| {
-            crate::Error::Invalid(format!(
-                "plugin `{name}`: cannot read {}: {e}",
-                file.display()
-            ))
-        })?;
-        out.insert(
-            name.clone(),
-            base64::engine::general_purpose::STANDARD.encode(bytes),
-        );
-    }
-    Ok(out)
+    crate::meta::plugins::read_task_plugins(path, &task)
 }

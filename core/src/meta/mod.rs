@@ -76,6 +76,16 @@ pub trait MetaStore: Send + Sync + 'static {
     }
 }
 
+/// The names under `prefix` (the keys without it), in key order.
+pub async fn list_names(store: &dyn MetaStore, prefix: &str) -> Result<Vec<String>> {
+    Ok(store
+        .list(prefix)
+        .await?
+        .into_iter()
+        .map(|(k, _)| k[prefix.len()..].to_string())
+        .collect())
+}
+
 /// JSON helpers over any store.
 pub async fn get_json<T: DeserializeOwned>(store: &dyn MetaStore, key: &str) -> Result<Option<T>> {
     match store.get(key).await? {

@@ -42,6 +42,30 @@ pub async fn store_task_plugins(
     Ok(())
 }
 
+/// The modules `task` (read from `task_file`) names, by plugin name, base64: paths are
+/// relative to the task file. What `dm ctl` uploads, and what a watched task file brings.
+pub fn read_task_plugins(
+    task_file: &std::path::Path,
+    task: &TaskConfig,
+) -> Result<BTreeMap<String, String>> {
+    let dir = task_file.parent().unwrap_or(std::path::Path::new("."));
+    let mut out = BTreeMap::new();
+    for (name, spec) in &task.plugins {
+        let file = dir.join(&spec.path);
+        let bytes = std::fs::read(&file).map_err(|e| {
+            Error::Invalid(format!(
+                "plugin `{name}`: cannot read {}: {e}",
+                file.display()
+            ))
+        })?;
+        out.insert(
+            name.clone(),
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+        );
+    }
+    Ok(out)
+}
+
 /// The module of plugin `name`: its file when this process can read it (standalone, or a
 /// shared disk: the newest version, as hot reload sees it), else the module stored with the
 /// task.
