@@ -336,6 +336,14 @@ async fn a_policy_plugin_decides_shard_ddl_locks() {
         .await
         .unwrap();
     assert_eq!(note, Some(Some("x".into())));
+    // The merged table is the union of the shards.
+    let mut s = src.conn().await;
+    let union: Vec<(i32, i32)> = s
+        .query("SELECT id, v FROM s1.o_1 UNION ALL SELECT id, v FROM s1.o_2 ORDER BY id")
+        .await
+        .unwrap();
+    let merged: Vec<(i32, i32)> = c.query("SELECT id, v FROM m.o ORDER BY id").await.unwrap();
+    assert_eq!(merged, union);
     // Not additive: the policy stops the shard and says why.
     src.exec("ALTER TABLE s1.o_2 DROP COLUMN v").await;
     let err = wait_paused(&dm, "pol").await;
@@ -527,4 +535,18 @@ async fn editing_the_task_file_applies_to_the_running_task() {
         .await
         .unwrap();
     assert_eq!(ids, vec![101], "the plugin still runs");
+    // The target holds the rows from before the edit applied, and later only those not
+    // soft-deleted.
+    let mut s = src.conn().await;
+    let expected: Vec<(i32, i32)> = s
+        .query(format!(
+            "SELECT id, deleted FROM app.users WHERE id < {n} OR deleted = 0 ORDER BY id"
+        ))
+        .await
+        .unwrap();
+    let target: Vec<(i32, i32)> = c
+        .query("SELECT id, deleted FROM app.users ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(target, expected);
 }
