@@ -34,6 +34,20 @@ enum CtlCommand {
         #[command(subcommand)]
         op: SourceOp,
     },
+    /// Keep the source's binlog on its worker (relay log); its subtasks read from there.
+    StartRelay(RelayArgs),
+    /// Stop the relay log of a source; its subtasks read the source directly again.
+    StopRelay(RelayArgs),
+    /// Stop pulling the source's binlog into the relay; subtasks read what it holds.
+    PauseRelay(RelayArgs),
+    ResumeRelay(RelayArgs),
+    /// Remove relay log files that no task needs any more.
+    PurgeRelay {
+        source_id: String,
+        /// Remove only the files before this one.
+        #[arg(long)]
+        filename: Option<String>,
+    },
     /// Start a task from its task file.
     StartTask {
         file: PathBuf,
@@ -220,6 +234,12 @@ enum LockOp {
         #[arg(long)]
         skip: bool,
     },
+}
+
+/// `<verb>-relay <source>`.
+#[derive(Args)]
+struct RelayArgs {
+    source_id: String,
 }
 
 #[derive(Subcommand)]
@@ -614,6 +634,14 @@ pub async fn run(args: CtlArgs) -> Result<()> {
                 render_plain,
             )
         }
+        CtlCommand::StartRelay(a) => relay_op(&client, &a.source_id, "start", None).await?,
+        CtlCommand::StopRelay(a) => relay_op(&client, &a.source_id, "stop", None).await?,
+        CtlCommand::PauseRelay(a) => relay_op(&client, &a.source_id, "pause", None).await?,
+        CtlCommand::ResumeRelay(a) => relay_op(&client, &a.source_id, "resume", None).await?,
+        CtlCommand::PurgeRelay {
+            source_id,
+            filename,
+        } => relay_op(&client, &source_id, "purge", filename).await?,
         CtlCommand::TransferSource { source_id, worker } => (
             client
                 .call(
@@ -703,17 +731,95 @@ fn render_plain(v: &Value) -> String {
 }
 
 fn render_sources(v: &Value) -> String {
-    let mut t = table(&["Source", "Address", "User", "GTID", "Worker"]);
+    let mut t = table(&["Source", "Address", "User", "GTID", "Worker", "Relay"]);
+    let mut errors = vec![];
     for src in as_list(v) {
+        let relay = &src["relay"];
+        let relay_text = if src["enable_relay"] != Value::Bool(true) {
+            "off".to_string()
+        } else if relay.is_null() {
+            "starting".to_string()
+        } else {
+            if let Some(m) = relay["last_error"]["message"].as_str() {
+                errors.push(format!(
+                    "{}: relay: {m}\n  hint: {}",
+                    s(&src, "source_id"),
+                    relay["last_error"]["hint"].as_str().unwrap_or("")
+                ));
+            }
+            format!(
+                "{} at {} ({} files, {})",
+                s(relay, "stage"),
+                s(relay, "position"),
+                s(relay, "files"),
+                human_bytes(relay["bytes"].as_u64().unwrap_or(0))
+            )
+        };
         t.add_row(vec![
             s(&src, "source_id"),
             s(&src, "address"),
             s(&src, "user"),
             s(&src, "enable_gtid"),
             s(&src, "worker"),
+            relay_text,
         ]);
     }
-    t.to_string()
+    let mut out = t.to_string();
+    for e in errors {
+        out += "\n";
+        out += &e;
+    }
+    out
+}
+
+async fn relay_op(
+    client: &Client,
+    source: &str,
+    op: &str,
+    filename: Option<String>,
+) -> Result<(Value, fn(&Value) -> String)> {
+    let v = client
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/sources/{source}/relay/{op}"),
+            Some(json!({ "filename": filename })),
+        )
+        .await?;
+    Ok((v, render_relay))
+}
+
+fn render_relay(v: &Value) -> String {
+    let mut out = format!(
+        "source {}: relay {}",
+        s(v, "source_id"),
+        if v["enable_relay"] == Value::Bool(true) {
+            s(v, "stage")
+        } else {
+            "off".into()
+        }
+    );
+    if let Some(p) = v.get("purge").filter(|p| !p.is_null()) {
+        let removed: Vec<&str> = p["removed"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        out += &format!(
+            "\nremoved {} file(s){}",
+            removed.len(),
+            if removed.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", removed.join(", "))
+            }
+        );
+        if let Some(k) = p["kept"].as_str() {
+            out += &format!("\nkept from there on: {k}");
+        }
+        if let Some(e) = p["error"].as_str() {
+            out += &format!("\nerror: {e}");
+        }
+    }
+    out
 }
 
 fn render_verify(v: &Value) -> String {
@@ -991,4 +1097,12 @@ fn render_findings(v: &Value) -> String {
         ]);
     }
     t.to_string()
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n => format!("{:.1} KiB", n as f64 / 1024.0),
+    }
 }

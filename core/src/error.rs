@@ -47,6 +47,13 @@ pub enum Error {
         message: String,
         retryable: bool,
     },
+    /// The relay log of a source cannot be written or read.
+    #[error("relay log of source `{source_id}`: {message}")]
+    Relay {
+        source_id: String,
+        message: String,
+        retryable: bool,
+    },
     /// A DDL statement that dm cannot track or apply.
     #[error("unsupported DDL at {position}: {message}: `{statement}`")]
     UnsupportedDdl {
@@ -173,6 +180,7 @@ impl Error {
                 ..
             } => "DM-TARGET-4001",
             Error::Binlog { .. } => "DM-BINLOG-5001",
+            Error::Relay { .. } => "DM-RELAY-5101",
             Error::UnsupportedDdl { .. } => "DM-DDL-6001",
             Error::Schema { .. } => "DM-SCHEMA-6002",
             Error::Filtered { .. } => "DM-FILTER-6003",
@@ -188,7 +196,9 @@ impl Error {
     /// Whether trying the same work again later can succeed without a user's help.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Db { retryable, .. } | Error::Binlog { retryable, .. } => *retryable,
+            Error::Db { retryable, .. }
+            | Error::Binlog { retryable, .. }
+            | Error::Relay { retryable, .. } => *retryable,
             Error::Meta(_) | Error::MetaUnavailable(_) | Error::Io(_) => true,
             _ => false,
         }
@@ -227,6 +237,7 @@ impl Error {
                     "the source may have purged the binlog dm needs: restart the task with task-mode all, or restore the binlog files".into()
                 }
             }
+            Error::Relay { source_id, .. } => format!("check the relay-dir (disk space, permissions) and `dm ctl operate-source show`; `dm ctl stop-relay {source_id}` makes the subtasks read the source directly"),
             Error::UnsupportedDdl { .. } => "apply the statement on the target by hand if it is needed, then `dm ctl binlog skip <task>`, or have dm run a replacement: `dm ctl binlog replace <task> '<statement>'`".into(),
             Error::ShardDdl { target, .. } => format!("make the shards agree, then `dm ctl shard-ddl-lock unlock <task> {target} --exec` (run the DDL once) or `--skip` (it is done by hand); or `dm ctl binlog replace <task> '<statement>'` to send this shard's DDL as another statement"),
             Error::Plugin { .. } => "fix the plugin (`dm ctl plugin check <file.wasm>` runs it on a sample row) and replace its .wasm file, then `dm ctl resume-task <task>`".into(),

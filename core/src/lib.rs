@@ -10,6 +10,7 @@ pub mod hooks;
 pub mod join;
 pub mod master;
 pub mod meta;
+pub mod relay;
 pub mod rules;
 pub mod schema;
 pub mod secret;

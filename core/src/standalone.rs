@@ -22,7 +22,13 @@ pub async fn run(cfg: StandaloneConfig) -> Result<()> {
     tracing::info!(addr = %cfg.master_addr, data_dir = %cfg.data_dir.display(), "dm standalone started");
     let _coordinator =
         crate::join::AbortOnDrop(tokio::spawn(crate::shard::coordinator::run(store.clone())));
-    let worker = tokio::spawn(Worker::new(worker_name.clone(), store.clone(), Fence::open()).run());
+    let worker = Worker::new(
+        worker_name.clone(),
+        store.clone(),
+        Fence::open(),
+        cfg.data_dir.clone(),
+    );
+    let worker = tokio::spawn(worker.run());
     let app = router(Master {
         store,
         standalone_worker: Some(worker_name),

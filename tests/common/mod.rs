@@ -37,40 +37,55 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A datadir made once per test process by mariadb-install-db, copied for each server
-/// (bootstrapping several at once in one /tmp collides).
+/// A datadir made by mariadb-install-db, copied for each server (bootstrapping several at
+/// once in one /tmp collides). Shared by all test processes and runs of the same MariaDB
+/// build: made in a private dir, then renamed into place (whoever renames first wins).
 fn template_datadir() -> &'static Path {
-    static TEMPLATE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    TEMPLATE
-        .get_or_init(|| {
-            let dir = tempfile::Builder::new()
-                .prefix("dm-test-template-")
-                .tempdir()
-                .unwrap();
-            let tmp = dir.path().join("tmp");
-            std::fs::create_dir_all(&tmp).unwrap();
-            let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
-            let out = Command::new(find_binary("mariadb-install-db"))
-                .args([
-                    "--no-defaults",
-                    "--auth-root-authentication-method=normal",
-                    "--skip-test-db",
-                ])
-                .arg(format!("--datadir={}", dir.path().join("data").display()))
-                .arg(format!("--user={user}"))
-                .arg(format!("--tmpdir={}", tmp.display()))
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "mariadb-install-db: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            dir
-        })
-        .path()
+    static TEMPLATE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let server = std::fs::metadata(find_binary("mariadbd")).unwrap();
+        let stamp = server
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+        let shared = std::env::temp_dir().join(format!("dm-test-template-{user}-{stamp}"));
+        if shared.join("data").exists() {
+            return shared;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("dm-test-template-new-")
+            .tempdir()
+            .unwrap();
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let out = Command::new(find_binary("mariadb-install-db"))
+            .args([
+                "--no-defaults",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ])
+            .arg(format!("--datadir={}", dir.path().join("data").display()))
+            .arg(format!("--user={user}"))
+            .arg(format!("--tmpdir={}", tmp.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mariadb-install-db: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Fails when another process got there first: then its copy is used.
+        let made = dir.keep();
+        if std::fs::rename(&made, &shared).is_err() {
+            let _ = std::fs::remove_dir_all(made);
+        }
+        shared
+    })
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -85,6 +85,13 @@ pub struct WorkerConfig {
     pub keepalive_ttl: i64,
     #[serde(default = "super::standalone::default_log_level")]
     pub log_level: String,
+    /// Where the worker keeps local state: relay logs of its sources (`relay-dir`).
+    #[serde(default = "default_worker_data_dir")]
+    pub data_dir: std::path::PathBuf,
+}
+
+fn default_worker_data_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from("dm-worker-data")
 }
 
 fn default_election_ttl() -> i64 {

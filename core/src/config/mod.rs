@@ -13,7 +13,7 @@ mod task;
 
 pub use cluster::{EmbedEtcd, EtcdConfig, MasterConfig, WorkerConfig};
 pub use db::DbConfig;
-pub use source::{Flavor, SourceConfig};
+pub use source::{Flavor, PurgeConfig, SourceConfig};
 pub use standalone::StandaloneConfig;
 pub use task::{
     BinlogMeta, BlockAllowList, DumperConfig, ExpressionFilter, Extract, FilterAction, FilterRule,

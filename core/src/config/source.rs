@@ -3,6 +3,7 @@
 use super::{parse_yaml, semantic_error, DbConfig};
 use crate::error::Result;
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -18,6 +19,55 @@ pub struct SourceConfig {
     #[serde(default)]
     pub server_id: Option<u32>,
     pub from: DbConfig,
+    /// Keep the source's binlog on the worker's disk (relay log); subtasks read it from there,
+    /// so they go on while the source is down and the source may purge its binlog early.
+    #[serde(default)]
+    pub enable_relay: bool,
+    /// Where the relay log goes; a relative path is under the worker's data dir. Each source
+    /// gets a directory `<relay-dir>/<source-id>`.
+    #[serde(default = "default_relay_dir")]
+    pub relay_dir: PathBuf,
+    /// First binlog file to relay when the relay log is empty; by default the file of the
+    /// first position a subtask asks for.
+    #[serde(default)]
+    pub relay_binlog_name: Option<String>,
+    #[serde(default)]
+    pub purge: PurgeConfig,
+}
+
+/// When relay log files no subtask needs any more are removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PurgeConfig {
+    /// Seconds between two automatic purges.
+    #[serde(default = "default_purge_interval")]
+    pub interval: u64,
+    /// Hours after which a file is removed; 0 keeps files regardless of age.
+    #[serde(default)]
+    pub expires: u64,
+    /// GiB of free disk below which the oldest files are removed.
+    #[serde(default = "default_remain_space")]
+    pub remain_space: u64,
+}
+
+impl Default for PurgeConfig {
+    fn default() -> Self {
+        PurgeConfig {
+            interval: default_purge_interval(),
+            expires: 0,
+            remain_space: default_remain_space(),
+        }
+    }
+}
+
+fn default_relay_dir() -> PathBuf {
+    PathBuf::from("relay-log")
+}
+fn default_purge_interval() -> u64 {
+    3600
+}
+fn default_remain_space() -> u64 {
+    15
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,12 +105,25 @@ impl SourceConfig {
     /// The server id used for the binlog dump: configured, or derived from the source id so
     /// that it is stable across restarts.
     pub fn dump_server_id(&self) -> u32 {
-        self.server_id.unwrap_or_else(|| {
-            let h = self
-                .source_id
-                .bytes()
-                .fold(2166136261u32, |h, b| (h ^ b as u32).wrapping_mul(16777619));
-            0x4000_0000 | (h & 0x3fff_ffff)
-        })
+        self.server_id
+            .unwrap_or_else(|| 0x4000_0000 | (fnv1a(self.source_id.as_bytes()) & 0x3fff_ffff))
     }
+
+    /// The server id of one more reader of this source's binlog (a task's own stream, a
+    /// shard's catch-up stream): MariaDB drops a dump when another one registers with the same
+    /// id, so every concurrent reader needs its own. The relay (or the only reader) uses
+    /// `dump_server_id`.
+    pub fn reader_server_id(&self, reader: &str) -> u32 {
+        let h = fnv1a(reader.as_bytes());
+        match self.server_id {
+            Some(id) => id.wrapping_add(1 + h % 4096),
+            None => 0x4000_0000 | (fnv1a(self.source_id.as_bytes()) ^ h) & 0x3fff_ffff,
+        }
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes
+        .iter()
+        .fold(2166136261u32, |h, b| (h ^ *b as u32).wrapping_mul(16777619))
 }

@@ -1,7 +1,7 @@
 //! HTTP/JSON API of the master (`/api/v1/...`). Every error answers with
 //! `{code, message, hint}` and a 4xx/5xx status.
 
-use super::{binlog_schema, forward, members, shard_locks, Master};
+use super::{binlog_schema, forward, members, relay, shard_locks, Master};
 use crate::check::{check_task, probe_source, Finding};
 use crate::checkpoint::MetaTables;
 use crate::config::{SourceConfig, TaskConfig};
@@ -35,6 +35,35 @@ pub struct SourceView {
     pub user: String,
     pub enable_gtid: bool,
     pub worker: Option<String>,
+    #[serde(default)]
+    pub enable_relay: bool,
+    /// What the worker reports of the source's relay log.
+    #[serde(default)]
+    pub relay: Option<crate::relay::RelayStatus>,
+}
+
+impl SourceView {
+    async fn of(m: &Master, s: SourceConfig) -> Result<SourceView, Error> {
+        let worker = m
+            .store
+            .get(&keys::bound(&s.source_id))
+            .await?
+            .map(|w| String::from_utf8_lossy(&w).into_owned());
+        let relay = if s.enable_relay {
+            meta::get_json(m.store.as_ref(), &keys::relay_status(&s.source_id)).await?
+        } else {
+            None
+        };
+        Ok(SourceView {
+            address: s.from.addr(),
+            user: s.from.user.clone(),
+            enable_gtid: s.enable_gtid,
+            enable_relay: s.enable_relay,
+            source_id: s.source_id,
+            worker,
+            relay,
+        })
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -91,6 +120,7 @@ pub fn router(master: Master) -> Router {
         )
         .route("/api/v1/tasks/{name}/binlog-replace", post(binlog_replace))
         .route("/api/v1/sources/{id}/transfer", post(members::transfer))
+        .route("/api/v1/sources/{id}/relay/{op}", post(relay::operate))
         .route("/api/v1/shard-ddl-locks", get(shard_locks::list))
         .route("/api/v1/shard-ddl-locks/unlock", post(shard_locks::unlock))
         .route("/api/v1/members", get(members::list))
@@ -108,18 +138,7 @@ pub fn router(master: Master) -> Router {
 async fn list_sources(State(m): State<Master>) -> ApiResult<Vec<SourceView>> {
     let mut out = vec![];
     for (_, s) in meta::list_json::<SourceConfig>(m.store.as_ref(), keys::SOURCE).await? {
-        let worker = m
-            .store
-            .get(&keys::bound(&s.source_id))
-            .await?
-            .map(|w| String::from_utf8_lossy(&w).into_owned());
-        out.push(SourceView {
-            address: s.from.addr(),
-            user: s.from.user.clone(),
-            enable_gtid: s.enable_gtid,
-            source_id: s.source_id,
-            worker,
-        });
+        out.push(SourceView::of(&m, s).await?);
     }
     Ok(Json(out))
 }
@@ -145,13 +164,7 @@ async fn create_source(
             .put(&keys::bound(&src.source_id), w.clone().into_bytes())
             .await?;
     }
-    Ok(Json(SourceView {
-        address: src.from.addr(),
-        user: src.from.user.clone(),
-        enable_gtid: src.enable_gtid,
-        source_id: src.source_id,
-        worker: m.standalone_worker.clone(),
-    }))
+    Ok(Json(SourceView::of(&m, src).await?))
 }
 
 async fn stop_source(
@@ -172,6 +185,13 @@ async fn stop_source(
     }
     m.store.delete(&keys::bound(&id)).await?;
     m.store.delete(&keys::source(&id)).await?;
+    for key in [
+        keys::relay_stage(&id),
+        keys::relay_purge(&id),
+        keys::relay_status(&id),
+    ] {
+        m.store.delete(&key).await?;
+    }
     Ok(Json(serde_json::json!({ "stopped": id })))
 }
 

@@ -9,6 +9,7 @@ mod election;
 mod etcd_member;
 mod forward;
 mod members;
+mod relay;
 mod scheduler;
 mod shard_locks;
 mod task_files;

@@ -62,3 +62,21 @@ pub fn moving(source_id: &str) -> String {
 pub fn evict(master: &str) -> String {
     format!("{EVICT}{master}")
 }
+
+// Relay logs (see docs/architecture.md, "Relay log").
+/// `paused` or `running`, set by `pause-relay` / `resume-relay`.
+pub const RELAY_STAGE: &str = "/dm/relay-stage/";
+/// The last `purge-relay` request of a source.
+pub const RELAY_PURGE: &str = "/dm/relay-purge/";
+/// What the worker running the relay reports.
+pub const RELAY_STATUS: &str = "/dm/relay-status/";
+
+pub fn relay_stage(source_id: &str) -> String {
+    format!("{RELAY_STAGE}{source_id}")
+}
+pub fn relay_purge(source_id: &str) -> String {
+    format!("{RELAY_PURGE}{source_id}")
+}
+pub fn relay_status(source_id: &str) -> String {
+    format!("{RELAY_STATUS}{source_id}")
+}

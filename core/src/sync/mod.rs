@@ -32,7 +32,7 @@ use crate::join::AbortOnDrop;
 use crate::rules::{EventFilter, Router, RowFilters, TableFilter, Verdict};
 use crate::schema::{Table, TableName};
 use crate::status::Progress;
-use crate::upstream::{BinlogPos, BinlogReader, EventKind, Position, RowImage, Txn};
+use crate::upstream::{BinlogOrigin, BinlogPos, BinlogReader, EventKind, Position, RowImage, Txn};
 use apply::{ApplyWorker, WorkerMsg};
 use batch::Change;
 use causality::{change_keys, Causality};
@@ -75,11 +75,14 @@ pub struct Incremental {
     pub shard: Option<ShardSync>,
     /// Row filter plugins, in order.
     pub plugins: crate::hooks::RowFilterChain,
+    /// The source's binlog or the worker's relay log of it.
+    pub origin: BinlogOrigin,
 }
 
 enum ReaderMsg {
     Txn(Txn),
-    Idle,
+    /// The source is quiet; the stream is at this position.
+    Idle(Position),
 }
 
 /// Aborts a spawned task when the phase ends or is dropped (pause, stop).
@@ -186,6 +189,7 @@ impl Incremental {
             &cp.position,
             self.source.enable_gtid,
             self.filter.clone(),
+            &self.origin,
         )
         .await?;
         let (tx, rx) = mpsc::channel::<Result<ReaderMsg>>(64);
@@ -211,6 +215,7 @@ impl Incremental {
         };
         d.register_shards().await?;
         d.restore_blocked().await?;
+        d.note_needed();
         d.run(rx).await
     }
 }
@@ -219,7 +224,7 @@ async fn read_loop(mut reader: BinlogReader, tx: mpsc::Sender<Result<ReaderMsg>>
     loop {
         let msg = match reader.next_txn().await {
             Ok(Some(t)) => Ok(ReaderMsg::Txn(t)),
-            Ok(None) => Ok(ReaderMsg::Idle),
+            Ok(None) => Ok(ReaderMsg::Idle(reader.position().clone())),
             Err(e) => Err(e),
         };
         let stop = msg.is_err();
@@ -286,7 +291,15 @@ impl Dispatcher<'_> {
                     }
                 }
                 // Caught up: make everything durable and visible.
-                None | Some(ReaderMsg::Idle) => {
+                None | Some(ReaderMsg::Idle(_)) => {
+                    if let Some(ReaderMsg::Idle(at)) = msg {
+                        // Only events without changes (binlog checkpoints, ...) since the last
+                        // transaction: the checkpoint may pass them.
+                        if at.binlog > self.cp.position.binlog {
+                            self.cp.position = at;
+                            self.dirty = true;
+                        }
+                    }
                     self.poll_blocked().await?;
                     self.checkpoint().await?;
                     self.inc.progress.idle.store(true, Ordering::Relaxed);
@@ -568,11 +581,28 @@ impl Dispatcher<'_> {
         self.dirty = false;
         self.schema_dirty = false;
         self.saved_at = Instant::now();
+        self.note_needed();
         let p = &self.inc.progress;
         p.set_position(&self.cp.position);
         p.safe_mode
             .store(self.safe_mode(&self.cp.position.binlog), Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Tells the relay log the oldest position a restart may read again: the checkpoint, or
+    /// the DDL of a shard still blocked (its held rows are read again from there).
+    fn note_needed(&self) {
+        let Some(relay) = &self.inc.origin.relay else {
+            return;
+        };
+        let oldest = self
+            .blocked
+            .values()
+            .map(|d| &d.position.binlog)
+            .chain([&self.cp.position.binlog])
+            .min()
+            .expect("the checkpoint is there");
+        relay.set_needed(&self.inc.task, oldest);
     }
 
     /// The plan of a table, from the tracker, or from the target when the tracker lacks it

@@ -322,6 +322,7 @@ impl Dispatcher<'_> {
                 &from,
                 self.inc.source.enable_gtid,
                 self.inc.filter.clone(),
+                &self.inc.origin.sub_reader("shard-resync"),
             )
             .await?;
             let mut heard = Instant::now();

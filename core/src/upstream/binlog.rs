@@ -22,6 +22,7 @@ use mysql_async::binlog::events::{Event, EventData, RowsEventData};
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest};
+use std::sync::Arc;
 use std::time::Duration;
 
 const HEARTBEAT_SECS: u64 = 5;
@@ -67,9 +68,33 @@ pub struct Txn {
     pub complete: bool,
 }
 
+/// Where a subtask reads the source's binlog: `reader` names it among the readers of the
+/// source (each dump needs its own server id).
+#[derive(Clone)]
+pub struct BinlogOrigin {
+    pub reader: String,
+    /// The worker's relay log of the source, when it keeps one.
+    pub relay: Option<Arc<crate::relay::Relay>>,
+}
+
+impl BinlogOrigin {
+    /// The same origin for another concurrent reader of the subtask.
+    pub fn sub_reader(&self, what: &str) -> BinlogOrigin {
+        BinlogOrigin {
+            reader: format!("{}/{what}", self.reader),
+            relay: self.relay.clone(),
+        }
+    }
+}
+
+enum EventSource {
+    Network(BinlogStream),
+    Relay(crate::relay::RelayReader),
+}
+
 pub struct BinlogReader {
     source_id: String,
-    stream: BinlogStream,
+    stream: EventSource,
     file: String,
     checksum: bool,
     /// A format description arrived on this stream: the client strips CRCs from now on.
@@ -81,6 +106,9 @@ pub struct BinlogReader {
     rows_in_txn: usize,
     /// Set by a heartbeat outside a transaction: the source is quiet.
     idle: bool,
+    /// End of the last event read in `file`: where a quiet stream is (events after the last
+    /// transaction, such as MariaDB's binlog checkpoints, move it on).
+    seen_pos: u64,
     filter: TableFilter,
 }
 
@@ -94,15 +122,87 @@ enum PendingGtid {
 const FRAGMENT_ROWS: usize = 20_000;
 
 impl BinlogReader {
-    /// Opens the stream at `start` (a transaction boundary). With `use_gtid` and a MariaDB
-    /// GTID set, the server finds the position from the GTID; otherwise from file:pos.
+    /// Opens the stream at `start` (a transaction boundary): from the relay log when the
+    /// origin has one that holds `start`, else from the source. With `use_gtid` and a
+    /// MariaDB GTID set, the server finds the position from the GTID; otherwise from file:pos.
     pub async fn open(
         cfg: &SourceConfig,
         flavor: Flavor,
         start: &Position,
         use_gtid: bool,
         filter: TableFilter,
+        origin: &BinlogOrigin,
     ) -> Result<Self> {
+        let stream = match &origin.relay {
+            Some(relay) => {
+                match crate::relay::RelayReader::open(relay.clone(), &start.binlog).await? {
+                    Some(r) => Some(EventSource::Relay(r)),
+                    None => {
+                        tracing::warn!(source = %cfg.source_id, reader = %origin.reader, start = %start.binlog,
+                        "the relay log starts after this position: reading the source directly");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let (stream, checksum) = match stream {
+            Some(s) => (s, false),
+            None => {
+                let server_id = cfg.reader_server_id(&origin.reader);
+                let (s, checksum) = Self::dump(cfg, flavor, start, use_gtid, server_id).await?;
+                (EventSource::Network(s), checksum)
+            }
+        };
+        Ok(BinlogReader {
+            source_id: cfg.source_id.clone(),
+            stream,
+            file: start.binlog.name.clone(),
+            checksum,
+            seen_format: false,
+            gtid: start.gtid.clone().or(Some(GtidSet::empty(flavor))),
+            pending_gtid: None,
+            in_txn: false,
+            current: Txn {
+                end: start.clone(),
+                ..Default::default()
+            },
+            rows_in_txn: 0,
+            idle: false,
+            seen_pos: 0,
+            filter,
+        })
+    }
+
+    /// The position after the last whole transaction, or after the events that followed it
+    /// when the stream is quiet.
+    pub fn position(&self) -> &Position {
+        &self.current.end
+    }
+
+    /// The stream is quiet outside a transaction: what came after the last transaction has
+    /// nothing to apply, so the position moves past it.
+    fn quiet(&mut self) {
+        if self.in_txn || self.seen_pos == 0 {
+            return;
+        }
+        let here = BinlogPos {
+            name: self.file.clone(),
+            pos: self.seen_pos,
+        };
+        if here > self.current.end.binlog {
+            self.current.end.binlog = here;
+        }
+    }
+
+    /// A binlog dump from the source; also says whether events carry checksums.
+    async fn dump(
+        cfg: &SourceConfig,
+        flavor: Flavor,
+        start: &Position,
+        use_gtid: bool,
+        server_id: u32,
+    ) -> Result<(BinlogStream, bool)> {
         let addr = cfg.from.addr();
         let map = |e| Error::db(DbRole::Source, &addr, e);
         let mut conn = crate::db::connect(&cfg.from, DbRole::Source).await?;
@@ -139,7 +239,7 @@ impl BinlogReader {
                     .map_err(map)?;
             }
         }
-        let request = BinlogStreamRequest::new(cfg.dump_server_id());
+        let request = BinlogStreamRequest::new(server_id);
         let request = if by_gtid.is_some() {
             request
         } else {
@@ -148,23 +248,7 @@ impl BinlogReader {
                 .with_pos(start.binlog.pos)
         };
         let stream = conn.get_binlog_stream(request).await.map_err(map)?;
-        Ok(BinlogReader {
-            source_id: cfg.source_id.clone(),
-            stream,
-            file: start.binlog.name.clone(),
-            checksum,
-            seen_format: false,
-            gtid: start.gtid.clone().or(Some(GtidSet::empty(flavor))),
-            pending_gtid: None,
-            in_txn: false,
-            current: Txn {
-                end: start.clone(),
-                ..Default::default()
-            },
-            rows_in_txn: 0,
-            idle: false,
-            filter,
-        })
+        Ok((stream, checksum))
     }
 
     fn err(&self, pos: u64, message: String, retryable: bool) -> Error {
@@ -184,9 +268,25 @@ impl BinlogReader {
     /// (a heartbeat came): the caller may flush and report lag 0.
     pub async fn next_txn(&mut self) -> Result<Option<Txn>> {
         loop {
+            let stream = match &mut self.stream {
+                EventSource::Network(s) => s,
+                EventSource::Relay(r) => match r.next().await? {
+                    Some(ev) => {
+                        if let Some(done) = self.handle(ev)? {
+                            return Ok(Some(done));
+                        }
+                        continue;
+                    }
+                    // Quiet: like a heartbeat outside a transaction.
+                    None if !self.in_txn => {
+                        self.quiet();
+                        return Ok(None);
+                    }
+                    None => continue,
+                },
+            };
             let next =
-                tokio::time::timeout(Duration::from_secs(HEARTBEAT_SECS * 3), self.stream.next())
-                    .await;
+                tokio::time::timeout(Duration::from_secs(HEARTBEAT_SECS * 3), stream.next()).await;
             let ev = match next {
                 Err(_) => return Err(self.err(0, "no event nor heartbeat for 15 s".into(), true)),
                 Ok(None) => {
@@ -203,6 +303,7 @@ impl BinlogReader {
             }
             if self.idle {
                 self.idle = false;
+                self.quiet();
                 return Ok(None);
             }
         }
@@ -260,8 +361,14 @@ impl BinlogReader {
                 self.in_txn = !standalone;
                 return Ok(None);
             }
-            t if t >= MARIADB_ANNOTATE_ROWS => return Ok(None),
+            t if t >= MARIADB_ANNOTATE_ROWS => {
+                self.seen_pos = self.seen_pos.max(log_pos);
+                return Ok(None);
+            }
             _ => {}
+        }
+        if log_pos != 0 {
+            self.seen_pos = log_pos;
         }
         if h.timestamp() != 0 {
             self.current.timestamp = h.timestamp();
@@ -288,6 +395,7 @@ impl BinlogReader {
                     name.truncate(name.len() - 4);
                 }
                 self.file = String::from_utf8_lossy(&name).into_owned();
+                self.seen_pos = 0;
                 if !self.in_txn {
                     self.current.end.binlog = BinlogPos {
                         name: self.file.clone(),
@@ -338,7 +446,11 @@ impl BinlogReader {
                         RowOp::Delete
                     }
                 };
-                let Some(tme) = self.stream.get_tme(re.table_id()) else {
+                let tme = match &self.stream {
+                    EventSource::Network(s) => s.get_tme(re.table_id()),
+                    EventSource::Relay(r) => r.get_tme(re.table_id()),
+                };
+                let Some(tme) = tme else {
                     return Err(self.err(
                         log_pos,
                         format!("rows event for unknown table id {}", re.table_id()),

@@ -3,7 +3,7 @@
 mod binlog;
 mod position;
 
-pub use binlog::{BinlogEvent, BinlogReader, EventKind, RowImage, RowOp, Txn};
+pub use binlog::{BinlogEvent, BinlogOrigin, BinlogReader, EventKind, RowImage, RowOp, Txn};
 pub use position::{BinlogPos, GtidSet, Position};
 
 use crate::config::Flavor;

@@ -25,7 +25,12 @@ pub async fn run(cfg: WorkerConfig) -> Result<()> {
     };
     meta::put_json(store.as_ref(), &keys::member_worker(&cfg.name), &me).await?;
     let fence = Fence::closed();
-    let worker = Worker::new(cfg.name.clone(), store.clone(), fence.clone());
+    let worker = Worker::new(
+        cfg.name.clone(),
+        store.clone(),
+        fence.clone(),
+        cfg.data_dir.clone(),
+    );
     tokio::spawn(keep_lease(
         store,
         cfg.name.clone(),

@@ -10,9 +10,11 @@ pub use subtask::{Subtask, SubtaskState};
 use crate::config::{SourceConfig, TaskConfig};
 use crate::fence::Fence;
 use crate::meta::{self, keys, MetaStore};
+use crate::relay::{PurgeRequest, Relay, RelayRun, RelayStage};
 use crate::status::{now_secs, Phase, Progress, Stage, SubtaskStatus};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,8 +43,9 @@ struct Running {
     progress: Arc<Progress>,
     state: Arc<Mutex<SubtaskState>>,
     generation: u64,
-    /// The task config it runs with; a changed config restarts it.
+    /// The task and source configs it runs with; a changed config restarts it.
     task: TaskConfig,
+    source: SourceConfig,
 }
 
 pub struct Worker {
@@ -53,16 +56,22 @@ pub struct Worker {
     pub changed: Arc<tokio::sync::Notify>,
     /// Open while this worker may write for its sources (its lease in a cluster).
     fence: Fence,
+    /// Relay logs go under here (unless a source names an absolute relay-dir).
+    data_dir: PathBuf,
+    /// The relay logs of bound sources that keep one.
+    relays: BTreeMap<String, RelayRun>,
 }
 
 impl Worker {
-    pub fn new(name: String, store: Arc<dyn MetaStore>, fence: Fence) -> Self {
+    pub fn new(name: String, store: Arc<dyn MetaStore>, fence: Fence, data_dir: PathBuf) -> Self {
         Worker {
             name,
             store,
             running: BTreeMap::new(),
             changed: Arc::default(),
             fence,
+            data_dir,
+            relays: BTreeMap::new(),
         }
     }
 
@@ -107,24 +116,32 @@ impl Worker {
             .filter(|(_, w)| w == self.name.as_bytes())
             .map(|(k, _)| k[keys::BOUND.len()..].to_string())
             .collect();
+        let mut sources = BTreeMap::new();
+        for id in &mine {
+            if let Some(src) = meta::get_json::<SourceConfig>(store, &keys::source(id)).await? {
+                sources.insert(id.clone(), src);
+            }
+        }
+        let tasks: Vec<TaskConfig> = meta::list_json::<TaskConfig>(store, keys::TASK)
+            .await?
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        self.reconcile_relays(&sources, &tasks).await?;
+        let store = self.store.as_ref();
         let mut desired: BTreeMap<(String, String), (TaskConfig, SourceConfig, DesiredStage)> =
             BTreeMap::new();
-        for (_, task) in meta::list_json::<TaskConfig>(store, keys::TASK).await? {
+        for task in tasks {
             let Some(stage) =
                 meta::get_json::<DesiredStage>(store, &keys::stage(&task.name)).await?
             else {
                 continue;
             };
             for inst in &task.mysql_instances {
-                if !mine.contains(&inst.source_id) {
-                    continue;
-                }
-                if let Some(src) =
-                    meta::get_json::<SourceConfig>(store, &keys::source(&inst.source_id)).await?
-                {
+                if let Some(src) = sources.get(&inst.source_id) {
                     desired.insert(
                         (task.name.clone(), inst.source_id.clone()),
-                        (task.clone(), src, stage.clone()),
+                        (task.clone(), src.clone(), stage.clone()),
                     );
                 }
             }
@@ -135,11 +152,12 @@ impl Worker {
             .iter()
             .filter(|(k, r)| match desired.get(k) {
                 None => true,
-                Some((task, _, stage)) => {
+                Some((task, source, stage)) => {
                     !r.fence.is_open()
                         || stage.stage != Stage::Running
                         || stage.generation != r.generation
                         || *task != r.task
+                        || *source != r.source
                 }
             })
             .map(|(k, _)| k.clone())
@@ -174,7 +192,8 @@ impl Worker {
             let fence = self.fence.pinned();
             let sub = Subtask {
                 task: task.clone(),
-                source,
+                relay: self.relays.get(&k.1).map(|r| r.relay.clone()),
+                source: source.clone(),
                 progress: progress.clone(),
                 state: state.clone(),
                 changed: self.changed.clone(),
@@ -194,8 +213,56 @@ impl Worker {
                     state,
                     generation: stage.generation,
                     task,
+                    source,
                 },
             );
+        }
+        Ok(())
+    }
+
+    /// Runs a relay log for each bound source with `enable-relay`, in the stage a user set,
+    /// and carries out `purge-relay` requests.
+    async fn reconcile_relays(
+        &mut self,
+        sources: &BTreeMap<String, SourceConfig>,
+        tasks: &[TaskConfig],
+    ) -> crate::Result<()> {
+        let stale: Vec<String> = self
+            .relays
+            .iter()
+            .filter(|(id, r)| {
+                sources
+                    .get(*id)
+                    .is_none_or(|c| !c.enable_relay || *c != r.cfg)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            self.relays.remove(&id);
+            tracing::info!(source = %id, "relay stopped");
+            if !sources.get(&id).is_some_and(|c| c.enable_relay) {
+                self.store.delete(&keys::relay_status(&id)).await?;
+            }
+        }
+        for (id, cfg) in sources.iter().filter(|(_, c)| c.enable_relay) {
+            let run = self
+                .relays
+                .entry(id.clone())
+                .or_insert_with(|| Relay::start(cfg.clone(), &self.data_dir));
+            let stage =
+                meta::get_json::<RelayStage>(self.store.as_ref(), &keys::relay_stage(id)).await?;
+            run.relay.set_paused(stage == Some(RelayStage::Paused));
+            let users: BTreeSet<String> = tasks
+                .iter()
+                .filter(|t| t.instance(id).is_some())
+                .map(|t| t.name.clone())
+                .collect();
+            run.relay.retain_tasks(&users);
+            let purge =
+                meta::get_json::<PurgeRequest>(self.store.as_ref(), &keys::relay_purge(id)).await?;
+            if let Some(req) = purge.filter(|r| r.id > run.relay.last_purge_id()) {
+                run.relay.purge(req.id, req.filename.as_deref());
+            }
         }
         Ok(())
     }
@@ -204,6 +271,7 @@ impl Worker {
     /// without touching the store (it may be unreachable, and the status keys belong to the
     /// new worker by now).
     async fn stop_all(&mut self) -> crate::Result<()> {
+        self.relays.clear();
         for (k, r) in std::mem::take(&mut self.running) {
             r.handle.abort();
             let _ = r.handle.await;
@@ -271,6 +339,10 @@ impl Worker {
         for (k, r) in self.running.iter().filter(|(_, r)| r.fence.is_open()) {
             let st = self.status_of(k, Some(r));
             meta::put_json(self.store.as_ref(), &keys::status(&k.0, &k.1), &st).await?;
+        }
+        for (id, run) in &self.relays {
+            let st = run.relay.status(&self.name);
+            meta::put_json(self.store.as_ref(), &keys::relay_status(id), &st).await?;
         }
         Ok(())
     }

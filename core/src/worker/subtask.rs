@@ -39,6 +39,8 @@ pub struct Subtask {
     pub fence: Fence,
     /// Where shard DDL coordination happens.
     pub store: Arc<dyn MetaStore>,
+    /// The worker's relay log of the source, when the source has one.
+    pub relay: Option<Arc<crate::relay::Relay>>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -89,10 +91,21 @@ impl Subtask {
         let filter = TableFilter::new(&task.block_allow_list_of(source_id), &task.meta_schema);
         let meta = MetaTables::new(&task.meta_schema, &task.name);
         let tgt_addr = task.target_database.addr();
-        let mut src = crate::db::connect(&self.source.from, DbRole::Source).await?;
-        let flavor = match self.source.flavor {
-            Some(f) => f,
-            None => detect_flavor(&mut src, &self.source.from.addr()).await?,
+        let src_addr = self.source.from.addr();
+        // With a relay log the subtask needs no source connection to go on from its
+        // checkpoint: it keeps running while the source is down.
+        let known_flavor = self
+            .source
+            .flavor
+            .or_else(|| self.relay.as_ref().and_then(|r| r.flavor()));
+        let mut src = match known_flavor {
+            Some(_) if self.relay.is_some() => None,
+            _ => Some(crate::db::connect(&self.source.from, DbRole::Source).await?),
+        };
+        let flavor = match (known_flavor, &mut src) {
+            (Some(f), _) => f,
+            (None, Some(c)) => detect_flavor(c, &src_addr).await?,
+            (None, None) => unreachable!("connected when the flavor is unknown"),
         };
         let crate::hooks::SubtaskPlugins {
             row_filters: plugins,
@@ -116,6 +129,13 @@ impl Subtask {
                 cp
             }
             None if task.task_mode.has_full() => {
+                let src = self.source_conn(&mut src).await?;
+                if let Some(relay) = &self.relay {
+                    // Every chunk's low watermark comes after this: the relay starts here.
+                    let now = current_position(src, flavor, &src_addr).await?;
+                    relay.want(&now.binlog);
+                    relay.set_needed(&task.name, &now.binlog);
+                }
                 self.progress.set_phase(Phase::Full);
                 let full = FullPhase {
                     source: self.source.clone(),
@@ -139,15 +159,13 @@ impl Subtask {
                         if cp.position.gtid.is_none() {
                             let p = &cp.position.binlog;
                             cp.position.gtid =
-                                gtid_at(&mut src, flavor, &self.source.from.addr(), &p.name, p.pos)
-                                    .await?;
+                                gtid_at(src, flavor, &src_addr, &p.name, p.pos).await?;
                         }
                         cp
                     }
                     // Nothing to copy: follow the binlog from now on.
                     None => Checkpoint {
-                        position: current_position(&mut src, flavor, &self.source.from.addr())
-                            .await?,
+                        position: current_position(src, flavor, &src_addr).await?,
                         safe_mode_exit: None,
                         table_positions: vec![],
                         tracker: Tracker::default(),
@@ -158,7 +176,8 @@ impl Subtask {
                 cp
             }
             None => {
-                let cp = self.incremental_start(&mut src, flavor, &filter).await?;
+                let src = self.source_conn(&mut src).await?;
+                let cp = self.incremental_start(src, flavor, &filter).await?;
                 self.fence.check()?;
                 save(&meta, &mut tgt, &tgt_addr, source_id, &cp).await?;
                 cp
@@ -190,8 +209,23 @@ impl Subtask {
                 mode,
             }),
             plugins,
+            origin: crate::upstream::BinlogOrigin {
+                reader: task.name.clone(),
+                relay: self.relay.clone(),
+            },
         };
         inc.run(cp).await
+    }
+
+    /// The source connection, made now if the subtask went without one so far.
+    async fn source_conn<'a>(
+        &self,
+        src: &'a mut Option<mysql_async::Conn>,
+    ) -> Result<&'a mut mysql_async::Conn> {
+        if src.is_none() {
+            *src = Some(crate::db::connect(&self.source.from, DbRole::Source).await?);
+        }
+        Ok(src.as_mut().expect("connected above"))
     }
 
     /// Start of an incremental-only task: `meta` of the task file, else the source's current

@@ -1,0 +1,172 @@
+//! The relay log on disk: one directory per source holding the source's binlog files under
+//! their own names, event for event at the same offsets (so a position means the same in the
+//! relay and on the source), plus `needed.json`: per task, the oldest position it may still
+//! read, which purging respects even while the task is paused or the worker restarts.
+
+use crate::upstream::BinlogPos;
+use std::collections::BTreeMap;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+
+/// What every binlog file starts with.
+pub const MAGIC: &[u8; 4] = b"\xfebin";
+/// Length of an event header (v4).
+pub const HEADER_LEN: usize = 19;
+pub const ROTATE_EVENT: u8 = 4;
+pub const FORMAT_DESCRIPTION_EVENT: u8 = 15;
+/// Set on events a server makes up for a stream; never in a file.
+pub const LOG_EVENT_ARTIFICIAL_F: u16 = 0x20;
+const NEEDED: &str = "needed.json";
+
+/// The numeric suffix of `mysql-bin.000042`, if the name has one.
+pub fn index(name: &str) -> Option<u64> {
+    let (_, ext) = name.rsplit_once('.')?;
+    (!ext.is_empty() && ext.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| ext.parse().ok())
+        .flatten()
+}
+
+/// The binlog files in `dir`, oldest first.
+pub fn list(dir: &Path) -> io::Result<Vec<String>> {
+    let mut names = vec![];
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            for e in entries {
+                let name = e?.file_name().to_string_lossy().into_owned();
+                if index(&name).is_some() {
+                    names.push(name);
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    names.sort_by_key(|n| index(n));
+    Ok(names)
+}
+
+/// Event size and type from a header.
+pub fn parse_header(h: &[u8]) -> (u64, u8) {
+    let size = u32::from_le_bytes([h[9], h[10], h[11], h[12]]) as u64;
+    (size, h[4])
+}
+
+/// Where the whole events of a relay file end.
+#[derive(Debug, PartialEq)]
+pub struct Scan {
+    /// Bytes after this are a torn write (a crash mid-event) and get cut off.
+    pub end: u64,
+    /// The last whole event rotates to the next file: this file is complete.
+    pub ends_with_rotate: bool,
+}
+
+/// Walks the event headers of a relay file.
+pub fn scan(path: &Path) -> io::Result<Scan> {
+    let len = std::fs::metadata(path)?.len();
+    let mut r = BufReader::with_capacity(1 << 16, std::fs::File::open(path)?);
+    let mut magic = [0u8; 4];
+    if len < 4 || {
+        r.read_exact(&mut magic)?;
+        &magic != MAGIC
+    } {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not a binlog file", path.display()),
+        ));
+    }
+    let mut at = 4u64;
+    let mut ends_with_rotate = false;
+    let mut h = [0u8; HEADER_LEN];
+    while at + HEADER_LEN as u64 <= len {
+        r.read_exact(&mut h)?;
+        let (size, kind) = parse_header(&h);
+        if size < HEADER_LEN as u64 || at + size > len {
+            break;
+        }
+        r.seek_relative(size as i64 - HEADER_LEN as i64)?;
+        at += size;
+        ends_with_rotate = kind == ROTATE_EVENT;
+    }
+    Ok(Scan {
+        end: at,
+        ends_with_rotate,
+    })
+}
+
+/// The file after `name`: `mysql-bin.000009` -> `mysql-bin.000010`.
+pub fn next_name(name: &str) -> Option<String> {
+    let (base, ext) = name.rsplit_once('.')?;
+    let n = index(name)? + 1;
+    Some(format!("{base}.{n:0width$}", width = ext.len()))
+}
+
+/// Per task, the oldest position it may read again.
+pub fn load_needed(dir: &Path) -> BTreeMap<String, BinlogPos> {
+    std::fs::read(dir.join(NEEDED))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Written to a temporary file and renamed, so a crash leaves the old or the new map.
+pub fn save_needed(dir: &Path, needed: &BTreeMap<String, BinlogPos>) -> io::Result<()> {
+    let tmp = dir.join(format!("{NEEDED}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec(needed).map_err(io::Error::other)?)?;
+    std::fs::rename(tmp, dir.join(NEEDED))
+}
+
+/// Bytes free for an unprivileged user on the file system of `dir`.
+pub fn free_bytes(dir: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a zeroed out-struct that statvfs fills.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Reads `buf.len()` bytes at `offset` (a short file is an error).
+pub fn read_at(f: &std::fs::File, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    f.read_exact_at(buf, offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_order() {
+        assert_eq!(index("mysql-bin.000042"), Some(42));
+        assert_eq!(index("needed.json"), None);
+        assert_eq!(
+            next_name("mysql-bin.000009").as_deref(),
+            Some("mysql-bin.000010")
+        );
+        assert_eq!(next_name("b.999999").as_deref(), Some("b.1000000"));
+    }
+
+    #[test]
+    fn scan_cuts_a_torn_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.000001");
+        let mut bytes = MAGIC.to_vec();
+        let mut ev = vec![0u8; 30];
+        ev[4] = ROTATE_EVENT;
+        ev[9..13].copy_from_slice(&30u32.to_le_bytes());
+        bytes.extend(&ev);
+        std::fs::write(&p, &bytes).unwrap();
+        assert_eq!(
+            scan(&p).unwrap(),
+            Scan {
+                end: 34,
+                ends_with_rotate: true
+            }
+        );
+        bytes.extend(&ev[..25]);
+        std::fs::write(&p, &bytes).unwrap();
+        assert_eq!(scan(&p).unwrap().end, 34);
+    }
+}

@@ -1,0 +1,354 @@
+//! The relay log: the worker keeps the source's binlog on disk and subtasks read it from
+//! there. Same results as reading the source directly, the relay files are the source's
+//! binlog byte for byte, subtasks go on (and even start) while the source is down, pausing
+//! the relay holds new events back, and purging keeps every file a task still needs.
+
+mod common;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Inserts, updates and deletes on `r.t` and `r.u` until stopped; rotates the source's
+/// binlog now and then.
+fn spawn_writer(src: &MariaDb, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    let opts = src.opts();
+    tokio::spawn(async move {
+        let mut c = mysql_async::Conn::new(opts).await.unwrap();
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let id = 10_000 + n;
+            let sql = match n % 4 {
+                0 => format!(
+                    "BEGIN; INSERT INTO r.t (id, v, s) VALUES ({id}, {n}, 'w{n}'); \
+                     INSERT INTO r.u VALUES ({id}, REPEAT('x', {})); COMMIT",
+                    n % 300
+                ),
+                1 => format!(
+                    "UPDATE r.t SET v = v + 1, s = 'u{n}' WHERE id = {}",
+                    n % 500
+                ),
+                2 => format!("DELETE FROM r.u WHERE id = {}", n % 700),
+                _ => format!("UPDATE r.t SET id = id + 100000 WHERE id = {}", n % 900 + 1),
+            };
+            c.query_drop(sql).await.unwrap();
+            if n % 1500 == 1499 {
+                c.query_drop("FLUSH BINARY LOGS").await.unwrap();
+            }
+            n += 1;
+        }
+        n
+    })
+}
+
+async fn seed(src: &MariaDb, rows: u64) {
+    src.exec(
+        "CREATE DATABASE r; \
+         CREATE TABLE r.t (id INT PRIMARY KEY, v BIGINT, s VARCHAR(40)); \
+         CREATE TABLE r.u (id INT PRIMARY KEY, b TEXT)",
+    )
+    .await;
+    let values: Vec<String> = (0..rows).map(|i| format!("({i}, {i}, 's{i}')")).collect();
+    src.exec(&format!("INSERT INTO r.t VALUES {}", values.join(",")))
+        .await;
+    src.exec("INSERT INTO r.u SELECT id, s FROM r.t").await;
+}
+
+fn relay_source_yaml(id: &str, db: &MariaDb, relay: bool) -> String {
+    format!("{}enable-relay: {relay}\n", source_yaml(id, db))
+}
+
+/// The source as `operate-source show --output json` reports it.
+fn source_view(dm: &Dm, id: &str) -> Value {
+    let text = dm.ctl_ok(&["--output", "json", "operate-source", "show"]);
+    let all: Value = serde_json::from_str(&text).unwrap();
+    all.as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source_id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no source {id} in {text}"))
+}
+
+fn relay_dir(dm: &Dm, source: &str) -> PathBuf {
+    dm.dir.path().join("data/relay-log").join(source)
+}
+
+fn binlog_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("mysql-bin.0"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Offset after the format description event (its flags byte differs once the server
+/// closes the file).
+fn after_format_description(bytes: &[u8]) -> usize {
+    4 + u32::from_le_bytes(bytes[13..17].try_into().unwrap()) as usize
+}
+
+const ANNOTATE_ROWS: u8 = 160;
+
+/// (offset, type, bytes) of each whole event after the format description.
+fn events(file: &[u8]) -> Vec<(usize, u8, &[u8])> {
+    let mut at = after_format_description(file);
+    let mut out = vec![];
+    while at + 19 <= file.len() {
+        let size = u32::from_le_bytes(file[at + 9..at + 13].try_into().unwrap()) as usize;
+        if at + size > file.len() {
+            break;
+        }
+        out.push((at, file[at + 4], &file[at..at + size]));
+        at += size;
+    }
+    out
+}
+
+async fn wait_relay_at(dm: &Dm, id: &str, pos: &str) {
+    wait_for(
+        &format!("the relay of {id} to reach {pos}"),
+        Duration::from_secs(60),
+        || source_view(dm, id)["relay"]["position"] == pos,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn relay_and_direct_reading_give_identical_results() {
+    let (src, dst_relay, dst_direct) = (MariaDb::start(1), MariaDb::start(2), MariaDb::start(3));
+    seed(&src, 3000).await;
+    let dm = Dm::start();
+    for (id, relay) in [("relayed", true), ("direct", false)] {
+        let sf = dm.file(&format!("{id}.yaml"), &relay_source_yaml(id, &src, relay));
+        dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(&src, stop.clone());
+    for (task, source, dst) in [
+        ("via-relay", "relayed", &dst_relay),
+        ("via-source", "direct", &dst_direct),
+    ] {
+        let tf = dm.file(
+            &format!("{task}.yaml"),
+            &task_yaml(task, "all", source, dst, &["r"]),
+        );
+        dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    src.exec("ALTER TABLE r.t ADD COLUMN extra INT DEFAULT 7")
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let statements = writer.await.unwrap();
+    assert!(
+        statements > 1500,
+        "the writer rotated the binlog at least once"
+    );
+    wait_caught_up(&dm, "via-relay", &src).await;
+    wait_caught_up(&dm, "via-source", &src).await;
+    let rows = assert_same(&src, &dst_relay, &["r"]).await;
+    assert_same(&src, &dst_direct, &["r"]).await;
+    assert!(rows > 3000, "{rows} rows compared");
+
+    // The relay holds the source's binlog files under their names, event for event.
+    let dir = relay_dir(&dm, "relayed");
+    let names = binlog_names(&dir);
+    assert!(names.len() >= 2, "the relay followed a rotation: {names:?}");
+    for (i, name) in names.iter().enumerate() {
+        let relayed = std::fs::read(dir.join(name)).unwrap();
+        let original = std::fs::read(src.dir.path().join("data").join(name)).unwrap();
+        let from = after_format_description(&original);
+        assert_eq!(&relayed[..4], b"\xfebin", "{name} is a binlog file");
+        assert_eq!(
+            after_format_description(&relayed),
+            from,
+            "{name}: same format description"
+        );
+        let (ours, theirs) = (events(&relayed), events(&original));
+        if i + 1 < names.len() {
+            assert_eq!(ours.len(), theirs.len(), "{name}: number of events");
+        } else {
+            // The file being written: the relay has all of it up to the end.
+            assert!(
+                ours.len() <= theirs.len(),
+                "{name}: more events than the source"
+            );
+        }
+        let mut annotations = 0;
+        for ((at, kind, bytes), (at2, kind2, bytes2)) in ours.iter().zip(&theirs) {
+            assert_eq!((at, kind), (at2, kind2), "{name}: event at {at}");
+            if *kind == ANNOTATE_ROWS {
+                // Not sent by the server: the relay has a stand-in of the same size.
+                annotations += 1;
+                assert_eq!(bytes.len(), bytes2.len());
+            } else {
+                assert!(bytes == bytes2, "{name}: event at {at} differs");
+            }
+        }
+        assert!(annotations > 0 || ours.len() < 10, "{name} had annotations");
+    }
+    let view = source_view(&dm, "relayed");
+    assert_eq!(view["relay"]["stage"], "running", "{view}");
+    assert!(view["relay"]["last_error"].is_null(), "{view}");
+    assert_eq!(source_view(&dm, "direct")["relay"], Value::Null);
+    assert!(
+        !dm.log().contains("reading the source directly"),
+        "the relayed task read the relay"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn subtasks_go_on_from_the_relay_while_the_source_is_down_and_purge_keeps_what_they_need() {
+    let (mut src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    seed(&src, 500).await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    dm.ctl_ok(&["start-relay", "src1"]);
+    let tf = dm.file("task.yaml", &task_yaml("t", "all", "src1", &dst, &["r"]));
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "t", &src).await;
+    assert_same(&src, &dst, &["r"]).await;
+
+    // pause-relay holds new events back; resume-relay lets them through.
+    let out = dm.ctl_ok(&["pause-relay", "src1"]);
+    assert!(out.contains("paused"), "{out}");
+    wait_for("the relay to pause", Duration::from_secs(10), || {
+        source_view(&dm, "src1")["relay"]["stage"] == "paused"
+    })
+    .await;
+    src.exec("INSERT INTO r.t VALUES (-1, 0, 'while the relay pauses')")
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut d = dst.conn().await;
+    let held: Option<i64> = d
+        .query_first("SELECT id FROM r.t WHERE id = -1")
+        .await
+        .unwrap();
+    assert_eq!(held, None, "a paused relay passes nothing on");
+    dm.ctl_ok(&["resume-relay", "src1"]);
+    wait_caught_up(&dm, "t", &src).await;
+    assert_same(&src, &dst, &["r"]).await;
+
+    // The task is paused while the source writes; the relay takes everything in.
+    dm.ctl_ok(&["pause-task", "t"]);
+    for i in 0..3 {
+        let values: Vec<String> = (0..200)
+            .map(|j| format!("({}, {j}, 'outage')", 50_000 + i * 1000 + j))
+            .collect();
+        src.exec(&format!("INSERT INTO r.t VALUES {}", values.join(",")))
+            .await;
+        src.exec(&format!(
+            "UPDATE r.t SET v = v + 1 WHERE id < {}",
+            100 * (i + 1)
+        ))
+        .await;
+        src.exec(&format!("DELETE FROM r.u WHERE id % 7 = {i}"))
+            .await;
+    }
+    let end = src.master_pos().await;
+    wait_relay_at(&dm, "src1", &end).await;
+    let expected_t = rows_of(&src, "r.t").await;
+    let expected_u = rows_of(&src, "r.u").await;
+
+    // Source down: the task resumes and applies all of it from the relay.
+    src.stop();
+    dm.ctl_ok(&["resume-task", "t"]);
+    wait_for(
+        "the target to have what the source had",
+        Duration::from_secs(60),
+        || futures_now(rows_of(&dst, "r.t")) == expected_t,
+    )
+    .await;
+    assert_eq!(rows_of(&dst, "r.u").await, expected_u);
+    let st = dm.subtask("t").unwrap();
+    assert_eq!(st["stage"], "running", "{st}");
+    wait_for(
+        "the relay to say the source is down",
+        Duration::from_secs(30),
+        || !source_view(&dm, "src1")["relay"]["last_error"].is_null(),
+    )
+    .await;
+
+    // Source back: the relay and the task go on.
+    src.start_again();
+    src.exec("INSERT INTO r.t VALUES (-2, 0, 'after the outage')")
+        .await;
+    wait_caught_up(&dm, "t", &src).await;
+    assert_same(&src, &dst, &["r"]).await;
+
+    // Purge: files before the oldest position a task needs go, the rest stays, also while
+    // that task is paused.
+    for _ in 0..2 {
+        src.exec("FLUSH BINARY LOGS").await;
+        src.exec("INSERT INTO r.u VALUES (-3, 'rotated') ON DUPLICATE KEY UPDATE b = 'again'")
+            .await;
+    }
+    wait_caught_up(&dm, "t", &src).await;
+    dm.ctl_ok(&["pause-task", "t"]);
+    let needed_file = src
+        .master_pos()
+        .await
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    for i in 0..2 {
+        src.exec("FLUSH BINARY LOGS").await;
+        src.exec(&format!("INSERT INTO r.u VALUES ({}, 'paused')", -10 - i))
+            .await;
+    }
+    let end = src.master_pos().await;
+    wait_relay_at(&dm, "src1", &end).await;
+    let dir = relay_dir(&dm, "src1");
+    let before = binlog_names(&dir);
+    assert!(before.len() >= 4, "{before:?}");
+    let out = dm.ctl_ok(&["purge-relay", "src1"]);
+    let after = binlog_names(&dir);
+    assert_eq!(
+        after.first(),
+        Some(&needed_file),
+        "purge kept from the paused task's file on: {out}"
+    );
+    assert_eq!(after.last(), before.last());
+    assert!(out.contains("task `t`"), "says why: {out}");
+    // --filename cannot remove a needed file either.
+    let last = after.last().unwrap().clone();
+    let out = dm.ctl_ok(&["purge-relay", "src1", "--filename", &last]);
+    assert!(out.contains("removed 0 file"), "{out}");
+    assert_eq!(binlog_names(&dir), after);
+
+    dm.ctl_ok(&["resume-task", "t"]);
+    wait_caught_up(&dm, "t", &src).await;
+    assert_same(&src, &dst, &["r"]).await;
+    dm.ctl_ok(&["purge-relay", "src1"]);
+    assert_eq!(
+        binlog_names(&dir),
+        vec![last],
+        "only the file being written is left"
+    );
+
+    // stop-relay: the task reads the source directly again.
+    dm.ctl_ok(&["stop-relay", "src1"]);
+    src.exec("INSERT INTO r.t VALUES (-4, 0, 'direct again')")
+        .await;
+    wait_caught_up(&dm, "t", &src).await;
+    assert_same(&src, &dst, &["r"]).await;
+    assert_eq!(source_view(&dm, "src1")["enable_relay"], false);
+}
+
+/// Every row of `table`, in key order, as text.
+async fn rows_of(db: &MariaDb, table: &str) -> Vec<Vec<String>> {
+    let mut c = db.conn().await;
+    let rows: Vec<mysql_async::Row> = c
+        .query(format!("SELECT * FROM {table} ORDER BY id"))
+        .await
+        .unwrap();
+    rows.into_iter().map(text_row).collect()
+}
