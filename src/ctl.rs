@@ -169,7 +169,16 @@ enum BinlogOp {
         #[command(flatten)]
         at: BinlogAt,
     },
-    /// The skips and replacements recorded for a task.
+    /// Run statements on the target before that transaction (e.g. what a failing DDL needs),
+    /// then apply it, and resume.
+    Inject {
+        name: String,
+        #[arg(required = true)]
+        sql: Vec<String>,
+        #[command(flatten)]
+        at: BinlogAt,
+    },
+    /// The skips, replacements and injections recorded for a task.
     List { name: String },
 }
 
@@ -488,18 +497,10 @@ pub async fn run(args: CtlArgs) -> Result<()> {
         ),
         CtlCommand::Binlog {
             op: BinlogOp::Replace { name, sql, at },
-        } => (
-            client
-                .call(
-                    Method::POST,
-                    &format!("/api/v1/tasks/{name}/binlog-replace"),
-                    Some(serde_json::json!({
-                        "sql": sql, "position": at.position, "source": at.source,
-                    })),
-                )
-                .await?,
-            render_tasks,
-        ),
+        } => binlog_statements(&client, "replace", &name, sql, at).await?,
+        CtlCommand::Binlog {
+            op: BinlogOp::Inject { name, sql, at },
+        } => binlog_statements(&client, "inject", &name, sql, at).await?,
         CtlCommand::ResumeTask { name } => (
             client
                 .call(Method::POST, &format!("/api/v1/tasks/{name}/resume"), None)
@@ -770,6 +771,24 @@ fn render_sources(v: &Value) -> String {
         out += &e;
     }
     out
+}
+
+/// `binlog replace|inject`: statements instead of / before a transaction.
+async fn binlog_statements(
+    client: &Client,
+    verb: &str,
+    name: &str,
+    sql: Vec<String>,
+    at: BinlogAt,
+) -> Result<(Value, fn(&Value) -> String)> {
+    let v = client
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/tasks/{name}/binlog-{verb}"),
+            Some(json!({ "sql": sql, "position": at.position, "source": at.source })),
+        )
+        .await?;
+    Ok((v, render_tasks))
 }
 
 async fn relay_op(

@@ -517,3 +517,37 @@ async fn a_purged_binlog_pauses_with_what_to_do_and_is_not_retried() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binlog_inject_runs_what_a_failing_ddl_needs_then_the_ddl() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec("CREATE DATABASE i; CREATE TABLE i.t (id INT PRIMARY KEY, v INT); INSERT INTO i.t VALUES (1, 1)")
+        .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let tf = dm.file("task.yaml", &task_yaml("inj", "all", "src1", &dst, &["i"]));
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "inj", &src).await;
+    // Behind dm's back the target lost a table a source DDL alters.
+    src.exec("CREATE TABLE i.u (id INT PRIMARY KEY)").await;
+    wait_caught_up(&dm, "inj", &src).await;
+    dst.exec("DROP TABLE i.u").await;
+    src.exec("ALTER TABLE i.u ADD COLUMN c INT").await;
+    let failing = src.master_pos().await;
+    src.exec("INSERT INTO i.u VALUES (1, 10); INSERT INTO i.t VALUES (2, 2)")
+        .await;
+    let err = wait_paused(&dm, "inj").await;
+    assert_eq!(err["position"], failing.as_str(), "{err}");
+    let (ok, text) = dm.ctl(&["binlog", "inject", "inj"]);
+    assert!(!ok, "statements are required: {text}");
+    dm.ctl_ok(&[
+        "binlog",
+        "inject",
+        "inj",
+        "CREATE TABLE i.u (id INT PRIMARY KEY)",
+    ]);
+    wait_caught_up(&dm, "inj", &src).await;
+    assert_same(&src, &dst, &["i"]).await;
+    let list = dm.ctl_ok(&["binlog", "list", "inj"]);
+    assert!(list.contains("inject") && list.contains(&failing), "{list}");
+}

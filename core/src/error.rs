@@ -38,6 +38,8 @@ pub enum Error {
         /// MySQL error number when the server sent one.
         errno: Option<u16>,
         retryable: bool,
+        /// End of the source transaction being applied, when the failure is about one.
+        position: Option<String>,
     },
     /// The binlog stream failed or sent something dm cannot use.
     #[error("binlog of source `{source_id}` at {position}: {message}")]
@@ -260,6 +262,7 @@ impl Error {
                 | Error::Schema { position, .. }
                 | Error::Filtered { position, .. }
                 | Error::ShardDdl { position, .. } => Some(position.clone()),
+                Error::Db { position, .. } => position.clone(),
                 // A binlog position when the plugin failed in the incremental phase.
                 Error::Plugin { position, .. } if position.contains(':') => Some(position.clone()),
                 _ => None,
@@ -280,6 +283,7 @@ impl Error {
             message: err.to_string(),
             errno,
             retryable,
+            position: None,
         }
     }
 

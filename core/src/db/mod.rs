@@ -59,6 +59,7 @@ pub async fn connect(cfg: &DbConfig, role: DbRole) -> Result<Conn> {
             message: "connection timed out after 10 s".into(),
             errno: None,
             retryable: true,
+            position: None,
         }),
     }
 }

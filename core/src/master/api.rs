@@ -119,6 +119,7 @@ pub fn router(master: Master) -> Router {
             get(binlog_schema::list).post(binlog_schema::change),
         )
         .route("/api/v1/tasks/{name}/binlog-replace", post(binlog_replace))
+        .route("/api/v1/tasks/{name}/binlog-inject", post(binlog_inject))
         .route("/api/v1/sources/{id}/transfer", post(members::transfer))
         .route("/api/v1/sources/{id}/relay/{op}", post(relay::operate))
         .route("/api/v1/shard-ddl-locks", get(shard_locks::list))
@@ -236,12 +237,7 @@ async fn start_task(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiR
         ))
         .into());
     }
-    let stage = DesiredStage {
-        stage: Stage::Running,
-        generation: 1,
-        skip: Default::default(),
-        replace: Default::default(),
-    };
+    let stage = DesiredStage::new(Stage::Running, 1);
     meta::put_json(m.store.as_ref(), &keys::stage(&task.name), &stage).await?;
     m.task_files.watch(&m, &task.name, &body.file);
     Ok(Json(task_view(&m, task).await?))
@@ -415,12 +411,7 @@ async fn set_stage(m: &Master, name: &str, stage: Stage) -> Result<TaskView, Err
     let task = load_task(m, name).await?;
     let key = keys::stage(name);
     let current = meta::get_json::<DesiredStage>(m.store.as_ref(), &key).await?;
-    let mut desired = current.unwrap_or(DesiredStage {
-        stage,
-        generation: 0,
-        skip: Default::default(),
-        replace: Default::default(),
-    });
+    let mut desired = current.unwrap_or(DesiredStage::new(stage, 0));
     desired.stage = stage;
     desired.generation += u64::from(stage == Stage::Running);
     meta::put_json(m.store.as_ref(), &key, &desired).await?;
@@ -451,7 +442,7 @@ async fn binlog_skip(
         ));
     }
     Ok(Json(
-        at_paused_events(&m, &name, None, |d, source, p| {
+        at_paused_events(&m, &name, OnShardDdl::Skip, |d, source, p| {
             d.skip.entry(source).or_default().push(p)
         })
         .await?,
@@ -529,14 +520,16 @@ async fn binlog_list(
             });
         }
     }
-    for (source, rs) in d.replace {
-        for (p, sql) in rs {
-            out.push(Operator {
-                source: source.clone(),
-                position: p,
-                action: "replace",
-                sql,
-            });
+    for (action, ops) in [("replace", d.replace), ("inject", d.inject)] {
+        for (source, rs) in ops {
+            for (p, sql) in rs {
+                out.push(Operator {
+                    source: source.clone(),
+                    position: p,
+                    action,
+                    sql,
+                });
+            }
         }
     }
     Ok(Json(out))
@@ -564,7 +557,7 @@ async fn binlog_replace(
         ));
     }
     Ok(Json(
-        at_paused_events(&m, &name, Some(&body.sql), |d, source, p| {
+        at_paused_events(&m, &name, OnShardDdl::Replace(&body.sql), |d, source, p| {
             d.replace
                 .entry(source)
                 .or_default()
@@ -574,11 +567,42 @@ async fn binlog_replace(
     ))
 }
 
+/// `binlog inject`: statements run on the target before the transaction each paused subtask
+/// stopped at (or the one ending at `-b`), which is then applied as usual.
+async fn binlog_inject(
+    State(m): State<Master>,
+    Path(name): Path<String>,
+    Json(body): Json<ReplaceBody>,
+) -> ApiResult<TaskView> {
+    if body.sql.is_empty() {
+        return Err(Error::Invalid("binlog inject needs at least one statement".into()).into());
+    }
+    let record = |d: &mut DesiredStage, source: String, p: String| {
+        d.inject
+            .entry(source)
+            .or_default()
+            .push((p, body.sql.clone()))
+    };
+    let view = if body.at.position.is_some() {
+        at_position(&m, &name, &body.at, record).await?
+    } else {
+        at_paused_events(&m, &name, OnShardDdl::Refuse, record).await?
+    };
+    Ok(Json(view))
+}
+
+/// What a binlog operator does to a shard DDL in conflict (its lock takes it).
+enum OnShardDdl<'a> {
+    Skip,
+    Replace(&'a [String]),
+    Refuse,
+}
+
 /// Records `op` for the event each paused subtask of the task stopped at, then resumes it.
 async fn at_paused_events(
     m: &Master,
     name: &str,
-    replace: Option<&[String]>,
+    on_shard_ddl: OnShardDdl<'_>,
     mut op: impl FnMut(&mut DesiredStage, String, String),
 ) -> Result<TaskView, Error> {
     let task = load_task(m, name).await?;
@@ -598,11 +622,19 @@ async fn at_paused_events(
         let position = error.and_then(|e| e.position);
         if let Some(p) = position {
             // A shard DDL in conflict: the lock takes the skip or the replacement.
-            if shard_ddl
-                && shard_locks::operate_paused_ddl(m, &task, &inst.source_id, &p, replace).await?
-            {
-                found = true;
-                continue;
+            if shard_ddl {
+                let replace = match &on_shard_ddl {
+                    OnShardDdl::Skip => None,
+                    OnShardDdl::Replace(sql) => Some(*sql),
+                    OnShardDdl::Refuse => return Err(Error::Invalid(format!(
+                        "`{}` is paused at a shard DDL in conflict; use `dm ctl binlog replace` or `dm ctl shard-ddl-lock unlock`",
+                        inst.source_id
+                    ))),
+                };
+                if shard_locks::operate_paused_ddl(m, &task, &inst.source_id, &p, replace).await? {
+                    found = true;
+                    continue;
+                }
             }
             tracing::warn!(task = %name, source = %inst.source_id, position = %p, "operator on a binlog event");
             op(&mut desired, inst.source_id.clone(), p);

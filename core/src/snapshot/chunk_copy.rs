@@ -154,6 +154,7 @@ async fn write_batches(
                     ),
                     errno: Some(code),
                     retryable: false,
+                    position: None,
                 });
             }
         }
@@ -607,6 +608,7 @@ impl ChunkCopier {
                 message: format!("{name}: the target took {taken} of the chunk's {rows} rows"),
                 errno: None,
                 retryable: false,
+                position: None,
             });
         }
         if let Err(e) = read {
@@ -667,6 +669,7 @@ async fn begin_snapshot(
                     message: "binary logging is off: no binlog_snapshot_file".into(),
                     errno: None,
                     retryable: false,
+                    position: None,
                 });
             }
             Ok((BinlogPos { name, pos }, None))

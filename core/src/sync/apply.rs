@@ -109,6 +109,7 @@ pub async fn take_lock(conn: &mut Conn, addr: &str, name: &str) -> Result<()> {
             message: format!("an earlier apply session still holds the lock `{name}`"),
             errno: None,
             retryable: true,
+            position: None,
         })
     }
 }
@@ -326,7 +327,13 @@ impl ApplyWorker {
             Some((s, e)) => (Some(s), e),
             None => (None, err),
         };
-        if let Error::Db { message, .. } = &mut err {
+        if let Error::Db {
+            message, position, ..
+        } = &mut err
+        {
+            if first == last {
+                *position = Some(last.to_string());
+            }
             let at = if first == last {
                 format!("the source transaction ending at {last}")
             } else {

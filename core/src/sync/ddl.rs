@@ -277,8 +277,12 @@ impl Dispatcher<'_> {
             }
             Err(e) => {
                 let mut err = Error::db(DbRole::Target, &addr, e);
-                if let Error::Db { message, .. } = &mut err {
+                if let Error::Db {
+                    message, position, ..
+                } = &mut err
+                {
                     *message = format!("{message}; while running DDL at {at}: `{sql}`");
+                    *position = Some(at.to_string());
                 }
                 Err(err)
             }

@@ -67,6 +67,8 @@ pub struct Incremental {
     pub skip: Vec<String>,
     /// Transactions (by end) a user chose to replace by statements.
     pub replace: Vec<(String, Vec<String>)>,
+    /// Statements a user chose to run on the target before a transaction (by end).
+    pub inject: Vec<(String, Vec<String>)>,
     pub meta: MetaTables,
     pub syncer: SyncerConfig,
     pub progress: Arc<Progress>,
@@ -387,6 +389,15 @@ impl Dispatcher<'_> {
             self.cp.position = end;
             self.dirty = true;
             return self.checkpoint().await;
+        }
+        if let Some((_, stmts)) = self.inc.inject.iter().find(|(p, _)| complete && *p == at) {
+            tracing::warn!(position = %at, statements = stmts.len(), "statements injected before the transaction (binlog inject)");
+            let stmts = stmts.clone();
+            for sql in &stmts {
+                // The checkpoint stays before the transaction until it is applied.
+                self.ddl_ends_txn = false;
+                self.apply_query("", sql, &end).await?;
+            }
         }
         let safe = self.safe_mode(&end.binlog);
         for (_, f) in &self.inc.plugins {

@@ -40,6 +40,7 @@ pub async fn current_position(conn: &mut Conn, flavor: Flavor, addr: &str) -> Re
         message: "binary logging is off (SHOW MASTER STATUS is empty)".into(),
         errno: None,
         retryable: false,
+        position: None,
     })?;
     let name: String = row.get(0).unwrap_or_default();
     let pos: u64 = row.get(1).unwrap_or_default();

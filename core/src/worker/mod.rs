@@ -34,6 +34,23 @@ pub struct DesiredStage {
     /// statements run on the target instead).
     #[serde(default)]
     pub replace: BTreeMap<String, Vec<(String, Vec<String>)>>,
+    /// Per source, statements to run on the target before a transaction (`binlog inject`):
+    /// (end position, statements).
+    #[serde(default)]
+    pub inject: BTreeMap<String, Vec<(String, Vec<String>)>>,
+}
+
+impl DesiredStage {
+    /// A stage with no binlog operators recorded.
+    pub fn new(stage: Stage, generation: u64) -> Self {
+        DesiredStage {
+            stage,
+            generation,
+            skip: BTreeMap::new(),
+            replace: BTreeMap::new(),
+            inject: BTreeMap::new(),
+        }
+    }
 }
 
 struct Running {
@@ -199,6 +216,7 @@ impl Worker {
                 changed: self.changed.clone(),
                 skip: stage.skip.get(&k.1).cloned().unwrap_or_default(),
                 replace: stage.replace.get(&k.1).cloned().unwrap_or_default(),
+                inject: stage.inject.get(&k.1).cloned().unwrap_or_default(),
                 fence: fence.clone(),
                 store: self.store.clone(),
             };

@@ -35,6 +35,8 @@ pub struct Subtask {
     pub skip: Vec<String>,
     /// Transactions to replace by statements (`binlog replace`).
     pub replace: Vec<(String, Vec<String>)>,
+    /// Statements to run before transactions (`binlog inject`).
+    pub inject: Vec<(String, Vec<String>)>,
     /// Closed when the worker's lease runs out: no more writes to the target.
     pub fence: Fence,
     /// Where shard DDL coordination happens.
@@ -197,6 +199,7 @@ impl Subtask {
             router,
             skip: self.skip.clone(),
             replace: self.replace.clone(),
+            inject: self.inject.clone(),
             source: self.source.clone(),
             flavor,
             target: task.target_database.clone(),
