@@ -217,7 +217,7 @@ impl Error {
                 role, errno, addr, ..
             } => match errno {
                 Some(errno::ACCESS_DENIED) => format!(
-                    "check user and password of the {role} ({addr}) in the {} file",
+                    "check user and password of the {role} ({addr}) in the {} file; a server that requires TLS (require_secure_transport) also refuses plain connections this way: add `security: {{ssl-ca: ...}}`",
                     if *role == DbRole::Source { "source" } else { "task (target-database)" }
                 ),
                 Some(

@@ -103,9 +103,53 @@ pub struct MariaDb {
     pub dir: tempfile::TempDir,
     child: Child,
     server_id: u32,
+    /// Server options beyond the common ones (kept for `start_again`).
+    extra: Vec<String>,
+    /// CA file the server's certificate is signed by, when it requires TLS.
+    pub tls_ca: Option<PathBuf>,
 }
 
-fn spawn_mariadbd(dir: &Path, port: u16, server_id: u32) -> Child {
+/// A CA and a server certificate for 127.0.0.1 / localhost signed by it, as PEM files.
+pub struct TlsFiles {
+    pub dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    pub fn generate() -> TlsFiles {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let dir = tempfile::Builder::new()
+            .prefix("dm-test-tls-")
+            .tempdir()
+            .unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "dm test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+        let write = |name: &str, text: String| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        TlsFiles {
+            ca: write("ca.pem", ca.pem()),
+            cert: write("server-cert.pem", cert.pem()),
+            key: write("server-key.pem", key.serialize_pem()),
+            dir,
+        }
+    }
+}
+
+fn spawn_mariadbd(dir: &Path, port: u16, server_id: u32, extra: &[String]) -> Child {
     let data = dir.join("data");
     let tmp = dir.join("tmp");
     let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
@@ -135,6 +179,7 @@ fn spawn_mariadbd(dir: &Path, port: u16, server_id: u32) -> Child {
             "--collation-server=utf8mb4_general_ci",
         ])
         .arg(format!("--user={user}"))
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -143,6 +188,21 @@ fn spawn_mariadbd(dir: &Path, port: u16, server_id: u32) -> Child {
 
 impl MariaDb {
     pub fn start(server_id: u32) -> MariaDb {
+        Self::start_with(server_id, vec![], None)
+    }
+
+    /// A server that accepts only TLS connections, with `tls`'s certificate.
+    pub fn start_tls(server_id: u32, tls: &TlsFiles) -> MariaDb {
+        let extra = vec![
+            format!("--ssl-ca={}", tls.ca.display()),
+            format!("--ssl-cert={}", tls.cert.display()),
+            format!("--ssl-key={}", tls.key.display()),
+            "--require-secure-transport=ON".to_string(),
+        ];
+        Self::start_with(server_id, extra, Some(tls.ca.clone()))
+    }
+
+    fn start_with(server_id: u32, extra: Vec<String>, tls_ca: Option<PathBuf>) -> MariaDb {
         let dir = tempfile::Builder::new()
             .prefix("dm-test-mariadb-")
             .tempdir()
@@ -152,12 +212,14 @@ impl MariaDb {
         let tmp = dir.path().join("tmp");
         std::fs::create_dir_all(&tmp).unwrap();
         let port = free_port();
-        let child = spawn_mariadbd(dir.path(), port, server_id);
+        let child = spawn_mariadbd(dir.path(), port, server_id, &extra);
         let db = MariaDb {
             port,
             dir,
             child,
             server_id,
+            extra,
+            tls_ca,
         };
         db.wait_ready();
         db
@@ -185,7 +247,7 @@ impl MariaDb {
 
     /// Starts the stopped server again on the same port and datadir.
     pub fn start_again(&mut self) {
-        self.child = spawn_mariadbd(self.dir.path(), self.port, self.server_id);
+        self.child = spawn_mariadbd(self.dir.path(), self.port, self.server_id, &self.extra);
         self.wait_ready();
     }
 
@@ -195,6 +257,11 @@ impl MariaDb {
             .tcp_port(self.port)
             .user(Some("root"))
             .prefer_socket(false)
+            .ssl_opts(self.tls_ca.as_ref().map(|ca| {
+                mysql_async::SslOpts::default()
+                    .with_root_certs(vec![ca.clone().into()])
+                    .with_disable_built_in_roots(true)
+            }))
             .init(vec!["SET NAMES utf8mb4", "SET time_zone = '+00:00'"])
             .into()
     }
@@ -224,8 +291,12 @@ impl MariaDb {
     }
 
     pub fn yaml(&self) -> String {
+        let security = match &self.tls_ca {
+            Some(ca) => format!("\n  security:\n    ssl-ca: {}", ca.display()),
+            None => String::new(),
+        };
         format!(
-            "host: 127.0.0.1\n  port: {}\n  user: root\n  password: \"\"",
+            "host: 127.0.0.1\n  port: {}\n  user: root\n  password: \"\"{security}",
             self.port
         )
     }

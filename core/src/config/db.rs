@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -17,6 +18,30 @@ pub struct DbConfig {
     /// Extra session variables set on every connection dm opens.
     #[serde(default)]
     pub session: BTreeMap<String, String>,
+    /// TLS (DM's `security` fields): present means every connection must use TLS.
+    #[serde(default)]
+    pub security: Option<Security>,
+}
+
+/// TLS settings of a connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Security {
+    /// PEM file of the CA that signed the server's certificate (else the public web roots).
+    #[serde(default)]
+    pub ssl_ca: Option<PathBuf>,
+    /// PEM files of a client certificate and its key, for servers that require one.
+    #[serde(default)]
+    pub ssl_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub ssl_key: Option<PathBuf>,
+    /// Check that the certificate names `host` (on by default).
+    #[serde(default = "yes")]
+    pub verify_hostname: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_port() -> u16 {

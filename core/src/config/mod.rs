@@ -12,7 +12,7 @@ mod standalone;
 mod task;
 
 pub use cluster::{EmbedEtcd, EtcdConfig, MasterConfig, WorkerConfig};
-pub use db::DbConfig;
+pub use db::{DbConfig, Security};
 pub use source::{Flavor, PurgeConfig, SourceConfig};
 pub use standalone::StandaloneConfig;
 pub use task::{
@@ -92,6 +92,46 @@ pub(crate) fn semantic_error(
 }
 
 /// An `enc:` password that does not decrypt is a config error at its line.
+/// The TLS files of a connection exist, and a client certificate comes with its key.
+pub(crate) fn check_security(file: &str, text: &str, at: &str, db: &DbConfig) -> Result<()> {
+    let Some(s) = &db.security else {
+        return Ok(());
+    };
+    if s.ssl_cert.is_some() != s.ssl_key.is_some() {
+        let field = if s.ssl_cert.is_some() {
+            "ssl-cert"
+        } else {
+            "ssl-key"
+        };
+        return Err(semantic_error(
+            file,
+            text,
+            field,
+            format!("{at}.security: ssl-cert and ssl-key go together"),
+            "give both the client certificate and its key, or neither",
+        ));
+    }
+    for (field, path) in [
+        ("ssl-ca", &s.ssl_ca),
+        ("ssl-cert", &s.ssl_cert),
+        ("ssl-key", &s.ssl_key),
+    ] {
+        if let Some(p) = path.as_ref().filter(|p| !p.is_file()) {
+            return Err(semantic_error(
+                file,
+                text,
+                field,
+                format!(
+                    "{at}.security.{field}: {} is not a readable file",
+                    p.display()
+                ),
+                "give the path of a PEM file on the machine that runs dm",
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn check_password(file: &str, text: &str, field: &str, value: &str) -> Result<()> {
     crate::secret::reveal(value).map(|_| ()).map_err(|e| {
         semantic_error(

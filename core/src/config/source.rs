@@ -81,6 +81,7 @@ impl SourceConfig {
     pub fn parse(file: &str, text: &str) -> Result<Self> {
         let cfg: SourceConfig = parse_yaml(file, text)?;
         super::check_password(file, text, "from.password", &cfg.from.password)?;
+        super::check_security(file, text, "from", &cfg.from)?;
         if cfg.source_id.trim().is_empty() {
             return Err(semantic_error(
                 file,

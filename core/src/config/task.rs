@@ -322,6 +322,7 @@ impl TaskConfig {
             "target-database.password",
             &cfg.target_database.password,
         )?;
+        super::check_security(file, text, "target-database", &cfg.target_database)?;
         let fail = |key: &str, message: String, hint: &str| {
             Err(semantic_error(file, text, key, message, hint))
         };

@@ -8,7 +8,7 @@ pub use datum::Datum;
 
 use crate::config::DbConfig;
 use crate::error::{DbRole, Error, Result};
-use mysql_async::{Conn, Opts, OptsBuilder};
+use mysql_async::{ClientIdentity, Conn, Opts, OptsBuilder, SslOpts};
 use std::time::Duration;
 
 /// Session settings every connection gets. UTC makes TIMESTAMP values travel unchanged. The
@@ -32,7 +32,24 @@ pub fn opts(cfg: &DbConfig) -> Opts {
             v
         ));
     }
+    let ssl = cfg.security.as_ref().map(|s| {
+        let mut o = SslOpts::default()
+            .with_danger_skip_domain_validation(!s.verify_hostname)
+            .with_client_identity(match (&s.ssl_cert, &s.ssl_key) {
+                (Some(cert), Some(key)) => {
+                    Some(ClientIdentity::new(cert.clone().into(), key.clone().into()))
+                }
+                _ => None,
+            });
+        if let Some(ca) = &s.ssl_ca {
+            o = o
+                .with_root_certs(vec![ca.clone().into()])
+                .with_disable_built_in_roots(true);
+        }
+        o
+    });
     OptsBuilder::default()
+        .ssl_opts(ssl)
         .ip_or_hostname(cfg.host.clone())
         .tcp_port(cfg.port)
         .user(Some(cfg.user.clone()))
