@@ -14,6 +14,10 @@ pub struct CtlArgs {
     /// several masters of a cluster separated by commas: the first that answers is used.
     #[arg(long, env = "DM_MASTER_ADDR", global = true)]
     master_addr: Option<String>,
+    /// PEM of the CA that signed the master's API certificate: talk HTTPS (default: `tls.ca`
+    /// or `tls.cert` of ./dm.yaml when it has `tls`).
+    #[arg(long, env = "DM_TLS_CA", global = true)]
+    tls_ca: Option<PathBuf>,
     /// Output format.
     #[arg(long, short, value_enum, default_value = "table", global = true)]
     output: Output,
@@ -283,12 +287,21 @@ impl Client {
                     answer = Some(r);
                     break;
                 }
-                Err(e) => failures.push(format!("{base}: {e}")),
+                Err(e) => {
+                    // reqwest's message hides the cause (refused, certificate, ...).
+                    let mut text = e.to_string();
+                    let mut cause = std::error::Error::source(&e);
+                    while let Some(c) = cause {
+                        text = format!("{text}: {c}");
+                        cause = c.source();
+                    }
+                    failures.push(format!("{base}: {text}"))
+                }
             }
         }
         let resp = answer.ok_or_else(|| {
             anyhow!(
-                "cannot reach any master ({})\n  hint: start one with `dm standalone -c dm.yaml` or `dm master -c master.yaml`, or pass --master-addr",
+                "cannot reach any master ({})\n  hint: start one with `dm standalone -c dm.yaml` or `dm master -c master.yaml`, or pass --master-addr; a master with `tls` needs https and --tls-ca <ca.pem>",
                 failures.join("; ")
             )
         })?;
@@ -317,17 +330,21 @@ impl Client {
     }
 }
 
-fn master_addr(arg: Option<String>) -> String {
-    if let Some(a) = arg {
-        return a;
-    }
+/// The master's address and the CA of its API certificate: from the flags, else ./dm.yaml.
+fn master_addr(arg: Option<String>, tls_ca: Option<PathBuf>) -> (String, Option<PathBuf>) {
     let local = Path::new("dm.yaml");
-    if local.exists() {
-        if let Ok(cfg) = load_file::<StandaloneConfig>(local) {
-            return cfg.master_addr;
-        }
-    }
-    dm_core::config::StandaloneConfig::default().master_addr
+    let cfg = local
+        .exists()
+        .then(|| load_file::<StandaloneConfig>(local).ok())
+        .flatten();
+    let ca = tls_ca.or_else(|| {
+        cfg.as_ref()
+            .and_then(|c| dm_core::config::api_ca(c.tls.as_ref()).map(Path::to_path_buf))
+    });
+    let addr = arg
+        .or(cfg.map(|c| c.master_addr))
+        .unwrap_or_else(|| StandaloneConfig::default().master_addr);
+    (addr, ca)
 }
 
 fn file_body(path: &Path, remove_meta: bool) -> Result<Value> {
@@ -390,24 +407,20 @@ pub async fn run(args: CtlArgs) -> Result<()> {
         print(&v, args.output, crate::plugin_check::render);
         return Ok(());
     }
-    let addrs = master_addr(args.master_addr);
+    let (addrs, tls_ca) = master_addr(args.master_addr, args.tls_ca);
+    let api = dm_core::api_tls::ApiClient::new(
+        tls_ca.as_deref(),
+        std::time::Duration::from_secs(24 * 3600),
+    )?;
     let bases = addrs
         .split(',')
         .map(str::trim)
         .filter(|a| !a.is_empty())
-        .map(|a| {
-            if a.starts_with("http") {
-                a.to_string()
-            } else {
-                format!("http://{a}")
-            }
-        })
+        .map(|a| api.base(a))
         .collect();
     let client = Client {
         bases,
-        http: reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(3))
-            .build()?,
+        http: api.http,
     };
     use reqwest::Method;
     let (value, render): (Value, fn(&Value) -> String) = match args.command {

@@ -62,3 +62,35 @@ async fn migrates_between_servers_that_require_tls() {
     wait_caught_up(&dm, "tls", &src).await;
     assert_eq!(assert_same(&src, &dst, &["s"]).await, 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_serves_https_only_when_tls_is_configured() {
+    let tls = TlsFiles::generate();
+    let dm = Dm::start_with(&format!(
+        "tls:\n  cert: {}\n  key: {}\n",
+        tls.cert.display(),
+        tls.key.display()
+    ));
+    let ca = tls.ca.display().to_string();
+    let (ok, out) = run_ctl(&dm.addr, &["--tls-ca", &ca, "operate-source", "show"]);
+    assert!(ok, "{out}");
+    // Without the CA the certificate is not trusted; the hint says what to pass.
+    let (ok, out) = run_ctl(&format!("https://{}", dm.addr), &["operate-source", "show"]);
+    assert!(!ok && out.contains("--tls-ca"), "{out}");
+    assert!(out.to_lowercase().contains("certificate"), "{out}");
+    // A CA that did not sign it: refused as well.
+    let other = TlsFiles::generate();
+    let (ok, out) = run_ctl(
+        &dm.addr,
+        &[
+            "--tls-ca",
+            &other.ca.display().to_string(),
+            "operate-source",
+            "show",
+        ],
+    );
+    assert!(!ok, "{out}");
+    // Plain HTTP gets no answer.
+    let (ok, out) = run_ctl(&format!("http://{}", dm.addr), &["operate-source", "show"]);
+    assert!(!ok, "{out}");
+}

@@ -34,8 +34,9 @@ pub async fn run(cfg: StandaloneConfig) -> Result<()> {
         standalone_worker: Some(worker_name),
         cluster: None,
         task_files: Default::default(),
+        api: crate::api_tls::ApiClient::new(None, std::time::Duration::from_secs(600))?,
     });
-    let served = axum::serve(listener, app).await;
+    let served = crate::api_tls::serve(listener, app, cfg.tls.as_ref()).await;
     worker.abort();
-    served.map_err(Error::Io)
+    served
 }

@@ -323,6 +323,11 @@ pub fn dm_bin() -> &'static str {
 
 impl Dm {
     pub fn start() -> Dm {
+        Self::start_with("")
+    }
+
+    /// `dm standalone` with `extra` lines appended to its dm.yaml.
+    pub fn start_with(extra: &str) -> Dm {
         let dir = tempfile::Builder::new()
             .prefix("dm-test-dm-")
             .tempdir()
@@ -331,7 +336,7 @@ impl Dm {
         std::fs::write(
             dir.path().join("dm.yaml"),
             format!(
-                "data-dir: {}\nmaster-addr: {addr}\nlog-level: info\n",
+                "data-dir: {}\nmaster-addr: {addr}\nlog-level: info\n{extra}",
                 dir.path().join("data").display()
             ),
         )

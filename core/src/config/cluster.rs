@@ -21,12 +21,21 @@ pub struct MasterConfig {
     pub election_ttl: i64,
     #[serde(default = "super::standalone::default_log_level")]
     pub log_level: String,
+    /// Serve the API over HTTPS only.
+    #[serde(default)]
+    pub tls: Option<crate::api_tls::ApiTls>,
 }
 
 impl MasterConfig {
     pub fn advertise(&self) -> &str {
         self.advertise_addr.as_deref().unwrap_or(&self.master_addr)
     }
+}
+
+/// The CA to trust when talking to the masters of a cluster whose API uses `tls`: its `ca`,
+/// else its own certificate (self-signed).
+pub fn api_ca(tls: Option<&crate::api_tls::ApiTls>) -> Option<&std::path::Path> {
+    tls.map(|t| t.ca.as_deref().unwrap_or(&t.cert))
 }
 
 /// Either an etcd member that the master runs itself, or existing etcd endpoints (or both: the
@@ -85,6 +94,9 @@ pub struct WorkerConfig {
     pub keepalive_ttl: i64,
     #[serde(default = "super::standalone::default_log_level")]
     pub log_level: String,
+    /// The masters' API uses HTTPS with certificates signed by this CA (PEM).
+    #[serde(default)]
+    pub master_tls_ca: Option<PathBuf>,
     /// Where the worker keeps local state: relay logs of its sources (`relay-dir`).
     #[serde(default = "default_worker_data_dir")]
     pub data_dir: std::path::PathBuf,

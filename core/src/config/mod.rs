@@ -11,7 +11,7 @@ mod source;
 mod standalone;
 mod task;
 
-pub use cluster::{EmbedEtcd, EtcdConfig, MasterConfig, WorkerConfig};
+pub use cluster::{api_ca, EmbedEtcd, EtcdConfig, MasterConfig, WorkerConfig};
 pub use db::{DbConfig, Security};
 pub use source::{Flavor, PurgeConfig, SourceConfig};
 pub use standalone::StandaloneConfig;

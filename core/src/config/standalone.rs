@@ -17,6 +17,9 @@ pub struct StandaloneConfig {
     /// `error`, `warn`, `info`, `debug` or a tracing filter.
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// Serve the API over HTTPS only (`cert`, `key`).
+    #[serde(default)]
+    pub tls: Option<crate::api_tls::ApiTls>,
 }
 
 fn default_name() -> String {
@@ -39,6 +42,7 @@ impl Default for StandaloneConfig {
             data_dir: default_data_dir(),
             master_addr: default_master_addr(),
             log_level: default_log_level(),
+            tls: None,
         }
     }
 }

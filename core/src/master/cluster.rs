@@ -49,13 +49,18 @@ pub async fn run(cfg: MasterConfig) -> Result<()> {
         ));
     }
     tracing::info!(master = %cfg.name, addr = %cfg.master_addr, etcd = %endpoints.join(","), "dm master started");
+    let api = crate::api_tls::ApiClient::new(
+        crate::config::api_ca(cfg.tls.as_ref()),
+        Duration::from_secs(600),
+    )?;
     let app = router(Master {
         store,
         standalone_worker: None,
         cluster: Some(membership),
         task_files: Default::default(),
+        api,
     });
-    axum::serve(listener, app).await.map_err(Error::Io)
+    crate::api_tls::serve(listener, app, cfg.tls.as_ref()).await
 }
 
 /// The leading master keeps etcd's leader on another master's member (see

@@ -46,7 +46,7 @@ pub async fn to_leader(State(m): State<Master>, req: Request, next: Next) -> Res
         )))
         .into_response();
     }
-    match forward(req, &leader.addr).await {
+    match forward(&m.api, req, &leader.addr).await {
         Ok(r) => r,
         Err(e) => ApiError::from(Error::MetaUnavailable(format!(
             "cannot forward to the leader `{}` at {}: {e}",
@@ -56,7 +56,11 @@ pub async fn to_leader(State(m): State<Master>, req: Request, next: Next) -> Res
     }
 }
 
-async fn forward(req: Request, leader_addr: &str) -> Result<Response, String> {
+async fn forward(
+    api: &crate::api_tls::ApiClient,
+    req: Request,
+    leader_addr: &str,
+) -> Result<Response, String> {
     let (parts, body) = req.into_parts();
     let path = parts
         .uri
@@ -64,8 +68,12 @@ async fn forward(req: Request, leader_addr: &str) -> Result<Response, String> {
         .map(|p| p.as_str())
         .unwrap_or("/");
     let body = to_bytes(body, MAX_BODY).await.map_err(|e| e.to_string())?;
-    let mut out = reqwest::Client::new()
-        .request(parts.method.clone(), format!("http://{leader_addr}{path}"))
+    let mut out = api
+        .http
+        .request(
+            parts.method.clone(),
+            format!("{}{path}", api.base(leader_addr)),
+        )
         .header(FORWARDED, "1")
         .body(body);
     if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {

@@ -29,4 +29,6 @@ pub struct Master {
     pub cluster: Option<Arc<Membership>>,
     /// Task files this master watches for edits.
     pub task_files: Arc<task_files::TaskFiles>,
+    /// Client for other masters' APIs (forwarding to the leader).
+    pub api: crate::api_tls::ApiClient,
 }

@@ -15,7 +15,11 @@ use std::time::{Duration, Instant};
 const MARGIN: Duration = Duration::from_millis(300);
 
 pub async fn run(cfg: WorkerConfig) -> Result<()> {
-    let endpoints = discover_etcd(&cfg.master_addrs).await;
+    let endpoints = {
+        let api =
+            crate::api_tls::ApiClient::new(cfg.master_tls_ca.as_deref(), Duration::from_secs(3))?;
+        discover_etcd(&cfg.master_addrs, &api).await
+    };
     let store: Arc<dyn MetaStore> =
         Arc::new(EtcdStore::connect(&endpoints, Duration::from_secs(120)).await?);
     let me = MemberInfo {
@@ -44,16 +48,12 @@ pub async fn run(cfg: WorkerConfig) -> Result<()> {
 }
 
 /// Asks the masters where etcd is, until one answers.
-async fn discover_etcd(masters: &[String]) -> Vec<String> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .unwrap_or_default();
+async fn discover_etcd(masters: &[String], api: &crate::api_tls::ApiClient) -> Vec<String> {
     let mut warned = Instant::now() - Duration::from_secs(60);
     loop {
         for m in masters {
-            let url = format!("http://{m}/api/v1/cluster/etcd");
-            if let Ok(resp) = http.get(&url).send().await {
+            let url = format!("{}/api/v1/cluster/etcd", api.base(m));
+            if let Ok(resp) = api.http.get(&url).send().await {
                 if let Ok(eps) = resp.json::<Vec<String>>().await {
                     if !eps.is_empty() {
                         return eps;

@@ -1,0 +1,122 @@
+//! HTTPS for the master API: a master with `tls` serves only HTTPS; dm's own clients (ctl,
+//! followers forwarding to the leader, workers asking for etcd) trust the CA they are given.
+
+use crate::error::{Error, Result};
+use axum::Router;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// `tls` of dm.yaml / master.yaml.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ApiTls {
+    /// PEM certificate chain the API presents.
+    pub cert: PathBuf,
+    /// PEM private key of that certificate.
+    pub key: PathBuf,
+    /// PEM CA that signed the other masters' certificates (a cluster forwards to its leader).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+}
+
+fn tls_err(what: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!(
+        "TLS: {}: {e}; give PEM files (tls.cert, tls.key, tls.ca)",
+        what.display()
+    ))
+}
+
+fn server_config(tls: &ApiTls) -> Result<Arc<rustls::ServerConfig>> {
+    let certs = CertificateDer::pem_file_iter(&tls.cert)
+        .and_then(|i| i.collect::<std::result::Result<Vec<_>, _>>())
+        .map_err(|e| tls_err(&tls.cert, e))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| tls_err(&tls.key, e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_err(&tls.cert, e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| tls_err(&tls.cert, e))?;
+    Ok(Arc::new(cfg))
+}
+
+/// Serves `app` on `listener`, over TLS when `tls` is set.
+pub async fn serve(listener: TcpListener, app: Router, tls: Option<&ApiTls>) -> Result<()> {
+    let Some(tls) = tls else {
+        return axum::serve(listener, app).await.map_err(Error::Io);
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(tls)?);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "API: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(tcp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "API: TLS handshake failed");
+                    return;
+                }
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            if let Err(e) = builder
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "API: connection ended with an error");
+            }
+        });
+    }
+}
+
+/// An HTTP client for the API of dm masters: HTTPS trusting `ca` when given.
+#[derive(Clone)]
+pub struct ApiClient {
+    pub http: reqwest::Client,
+    https: bool,
+}
+
+impl ApiClient {
+    pub fn new(ca: Option<&Path>, timeout: Duration) -> Result<ApiClient> {
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(timeout);
+        if let Some(ca) = ca {
+            let pem = std::fs::read(ca).map_err(|e| tls_err(ca, e))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| tls_err(ca, e))?;
+            b = b
+                .use_rustls_tls()
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(cert);
+        }
+        Ok(ApiClient {
+            http: b.build().map_err(|e| Error::Invalid(e.to_string()))?,
+            https: ca.is_some(),
+        })
+    }
+
+    /// `http(s)://addr` (an address that names its scheme is kept).
+    pub fn base(&self, addr: &str) -> String {
+        if addr.starts_with("http://") || addr.starts_with("https://") {
+            addr.to_string()
+        } else if self.https {
+            format!("https://{addr}")
+        } else {
+            format!("http://{addr}")
+        }
+    }
+}
