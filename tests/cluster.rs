@@ -125,8 +125,14 @@ async fn killing_the_leader_and_busy_workers_loses_and_duplicates_nothing() {
     )
     .await;
 
-    // 2. kill -9 the worker running src1: the idle worker takes it over.
+    // 2. kill -9 the worker running src1: the idle worker takes it over. Before, its own
+    // /metrics shows what it applies.
     let busy = c.bound_worker("src1").unwrap();
+    let metrics = http_get(&c.worker(&busy).status_addr(), "/metrics");
+    assert!(
+        metrics.contains("dm_rows_applied_total{task=\"") && metrics.contains("source=\"src1\""),
+        "{metrics}"
+    );
     let t = Instant::now();
     c.worker(&busy).kill9();
     let (took_over, secs) = wait_moved(&c, "src1", &busy, t).await;

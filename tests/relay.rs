@@ -196,6 +196,12 @@ async fn relay_and_direct_reading_give_identical_results() {
     }
     let view = source_view(&dm, "relayed");
     assert_eq!(view["relay"]["stage"], "running", "{view}");
+    let metrics = http_get(&dm.addr, "/metrics");
+    assert!(
+        metrics.contains("dm_relay_running{source=\"relayed\"} 1")
+            && metrics.contains("dm_relay_bytes{source=\"relayed\"}"),
+        "{metrics}"
+    );
     assert!(view["relay"]["last_error"].is_null(), "{view}");
     assert_eq!(source_view(&dm, "direct")["relay"], Value::Null);
     assert!(

@@ -11,6 +11,7 @@ pub mod hooks;
 pub mod join;
 pub mod master;
 pub mod meta;
+pub mod metrics;
 pub mod relay;
 pub mod rules;
 pub mod schema;

@@ -20,6 +20,16 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// `status-addr` of a worker's config.
+    pub fn status_addr(&self) -> String {
+        std::fs::read_to_string(&self.config)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("status-addr: "))
+            .expect("workers get a status-addr")
+            .to_string()
+    }
+
     fn start(&mut self) {
         self.starts += 1;
         let log =
@@ -154,8 +164,11 @@ impl Cluster {
         std::fs::write(
             &config,
             format!(
-                "name: {name}\nkeepalive-ttl: {WORKER_TTL}\nmaster-addrs: [{}]\n",
-                self.master_addrs.join(", ")
+                "name: {name}\nkeepalive-ttl: {WORKER_TTL}\nmaster-addrs: [{}]\n\
+                 data-dir: {}\nstatus-addr: 127.0.0.1:{}\n",
+                self.master_addrs.join(", "),
+                self.dir.path().join(format!("{name}-data")).display(),
+                super::free_port()
             ),
         )
         .unwrap();

@@ -94,6 +94,9 @@ pub struct WorkerConfig {
     pub keepalive_ttl: i64,
     #[serde(default = "super::standalone::default_log_level")]
     pub log_level: String,
+    /// Where the worker serves `/metrics` (its subtasks and relay logs); none by default.
+    #[serde(default)]
+    pub status_addr: Option<String>,
     /// The masters' API uses HTTPS with certificates signed by this CA (PEM).
     #[serde(default)]
     pub master_tls_ca: Option<PathBuf>,

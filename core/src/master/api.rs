@@ -660,47 +660,19 @@ async fn check(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiResult
 
 /// Prometheus text format: per subtask, stage, rows and lag.
 async fn metrics(State(m): State<Master>) -> Result<String, ApiError> {
-    let mut out = String::from(
-        "# HELP dm_subtask_running 1 when the subtask runs.\n# TYPE dm_subtask_running gauge\n\
-         # HELP dm_rows_loaded_total Rows copied by the full phase.\n# TYPE dm_rows_loaded_total counter\n\
-         # HELP dm_rows_applied_total Row changes applied by the incremental phase.\n# TYPE dm_rows_applied_total counter\n\
-         # HELP dm_txns_applied_total Source transactions applied by the incremental phase.\n# TYPE dm_txns_applied_total counter\n\
-         # HELP dm_apply_queue_depth Transactions and change batches read from the binlog, not yet applied.\n# TYPE dm_apply_queue_depth gauge\n\
-         # HELP dm_lag_seconds Seconds between the source commit of the last applied change and now.\n# TYPE dm_lag_seconds gauge\n",
-    );
-    let mut stages: std::collections::BTreeMap<String, u64> = Default::default();
-    let mut errors: Vec<String> = vec![];
-    for (_, s) in meta::list_json::<SubtaskStatus>(m.store.as_ref(), keys::STATUS).await? {
-        let l = format!("task=\"{}\",source=\"{}\"", s.task, s.source_id);
-        out.push_str(&format!(
-            "dm_subtask_running{{{l}}} {}\n",
-            u8::from(s.stage == Stage::Running)
-        ));
-        out.push_str(&format!("dm_rows_loaded_total{{{l}}} {}\n", s.rows_loaded));
-        out.push_str(&format!(
-            "dm_rows_applied_total{{{l}}} {}\n",
-            s.rows_applied
-        ));
-        out.push_str(&format!(
-            "dm_txns_applied_total{{{l}}} {}\ndm_apply_queue_depth{{{l}}} {}\n",
-            s.txns_applied, s.queue_depth
-        ));
-        if let Some(lag) = s.lag_seconds {
-            out.push_str(&format!("dm_lag_seconds{{{l}}} {lag}\n"));
-        }
-        if let Some(e) = &s.last_error {
-            errors.push(format!("dm_subtask_error{{{l},code=\"{}\"}} 1\n", e.code));
-        }
-        *stages
-            .entry(format!("{:?}", s.stage).to_lowercase())
-            .or_default() += 1;
-    }
-    out.push_str("# HELP dm_subtasks Subtasks by stage.\n# TYPE dm_subtasks gauge\n");
-    for (stage, n) in stages {
-        out.push_str(&format!("dm_subtasks{{stage=\"{stage}\"}} {n}\n"));
-    }
-    out.push_str("# HELP dm_subtask_error 1 for the error a subtask last met, by code.\n# TYPE dm_subtask_error gauge\n");
-    out.extend(errors);
+    let statuses: Vec<SubtaskStatus> =
+        meta::list_json::<SubtaskStatus>(m.store.as_ref(), keys::STATUS)
+            .await?
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+    let relays: Vec<crate::relay::RelayStatus> =
+        meta::list_json(m.store.as_ref(), keys::RELAY_STATUS)
+            .await?
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+    let mut out = crate::metrics::render(&statuses, &relays);
     shard_metrics(&m, &mut out).await?;
     if let Some(c) = &m.cluster {
         out.push_str(&format!(

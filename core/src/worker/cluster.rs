@@ -15,6 +15,15 @@ use std::time::{Duration, Instant};
 const MARGIN: Duration = Duration::from_millis(300);
 
 pub async fn run(cfg: WorkerConfig) -> Result<()> {
+    // Bound first: a taken port is a config error, reported before anything starts.
+    let status = match &cfg.status_addr {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            crate::Error::Invalid(format!(
+                "cannot listen on {addr}: {e}; set status-addr in the worker config"
+            ))
+        })?),
+        None => None,
+    };
     let endpoints = {
         let api =
             crate::api_tls::ApiClient::new(cfg.master_tls_ca.as_deref(), Duration::from_secs(3))?;
@@ -42,6 +51,21 @@ pub async fn run(cfg: WorkerConfig) -> Result<()> {
         fence,
         worker.changed.clone(),
     ));
+    if let Some(listener) = status {
+        let metrics = worker.metrics.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let m = metrics.clone();
+                async move { m.lock().unwrap_or_else(|p| p.into_inner()).clone() }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "worker status server stopped");
+            }
+        });
+    }
     tracing::info!(worker = %cfg.name, etcd = %endpoints.join(","), "dm worker started");
     worker.run().await;
     Ok(())

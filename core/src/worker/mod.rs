@@ -77,6 +77,8 @@ pub struct Worker {
     data_dir: PathBuf,
     /// The relay logs of bound sources that keep one.
     relays: BTreeMap<String, RelayRun>,
+    /// Prometheus text of what this worker runs, renewed with each status.
+    pub metrics: Arc<Mutex<String>>,
 }
 
 impl Worker {
@@ -89,6 +91,7 @@ impl Worker {
             fence,
             data_dir,
             relays: BTreeMap::new(),
+            metrics: Arc::default(),
         }
     }
 
@@ -354,14 +357,20 @@ impl Worker {
             return Ok(());
         }
         // A subtask fenced off by a lost lease has nothing true to say any more.
+        let mut subtasks = vec![];
         for (k, r) in self.running.iter().filter(|(_, r)| r.fence.is_open()) {
             let st = self.status_of(k, Some(r));
             meta::put_json(self.store.as_ref(), &keys::status(&k.0, &k.1), &st).await?;
+            subtasks.push(st);
         }
+        let mut relays = vec![];
         for (id, run) in &self.relays {
             let st = run.relay.status(&self.name);
             meta::put_json(self.store.as_ref(), &keys::relay_status(id), &st).await?;
+            relays.push(st);
         }
+        *self.metrics.lock().unwrap_or_else(|p| p.into_inner()) =
+            crate::metrics::render(&subtasks, &relays);
         Ok(())
     }
 }
