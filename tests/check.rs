@@ -69,4 +69,48 @@ async fn each_precheck_fails_on_a_server_that_breaks_it() {
     let f = fails("target tables").expect("target tables fail");
     assert!(f["message"].as_str().unwrap().contains("`p`.`t`"), "{f}");
     src.exec("SET GLOBAL binlog_format = 'ROW'").await;
+
+    // A relay log whose disk has less free space than purge.remain-space asks for.
+    let relayed = dm.file(
+        "relayed.yaml",
+        &format!(
+            "{}enable-relay: true
+purge:
+  remain-space: 100000000
+",
+            source_yaml("relayed", &src)
+        ),
+    );
+    dm.ctl_ok(&["operate-source", "create", relayed.to_str().unwrap()]);
+    let tf = dm.file(
+        "relay-task.yaml",
+        &task_yaml("ck3", "all", "relayed", &dst, &["q"]),
+    );
+    let mut finding = serde_json::Value::Null;
+    wait_for(
+        "the relay's disk report",
+        std::time::Duration::from_secs(20),
+        || {
+            let (_, out) = dm.ctl(&["--output", "json", "check-task", tf.to_str().unwrap()]);
+            let all: serde_json::Value =
+                serde_json::from_str(&out[..out.rfind(']').map_or(0, |i| i + 1)])
+                    .unwrap_or_default();
+            finding = all
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|f| f["check"] == "relay disk")
+                .cloned()
+                .unwrap_or_default();
+            finding["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("GiB free"))
+        },
+    )
+    .await;
+    assert_eq!(finding["level"], "warn", "{finding}");
+    assert!(
+        finding["fix"].as_str().unwrap().contains("purge-relay"),
+        "{finding}"
+    );
 }

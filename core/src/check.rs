@@ -3,6 +3,7 @@
 
 use crate::config::{SourceConfig, TaskConfig};
 use crate::error::{DbRole, Error};
+use crate::relay::RelayStatus;
 use crate::rules::TableFilter;
 use crate::schema::{list_tables, load_table};
 use mysql_async::prelude::Queryable;
@@ -86,6 +87,51 @@ fn privilege_finding(subject: &str, missing: &[&str], ok: &str, grant: &str) -> 
 }
 
 /// Checks every source of the task and the target.
+const GIB: u64 = 1 << 30;
+
+/// Disk space for a source's relay log, as its worker reports it.
+pub fn relay_space(src: &SourceConfig, status: Option<&RelayStatus>) -> Option<Finding> {
+    if !src.enable_relay {
+        return None;
+    }
+    let subject = format!("source {}", src.source_id);
+    let remain = src.purge.remain_space;
+    let free = status.and_then(|s| s.free_bytes.map(|f| (f, s)));
+    Some(match free {
+        None => finding(
+            &subject,
+            "relay disk",
+            Level::Warn,
+            "the relay log has not reported its disk yet".into(),
+            "run check-task again once the source's worker runs the relay (`dm ctl operate-source show`)",
+        ),
+        Some((free, s)) if free < remain.saturating_mul(GIB) => finding(
+            &subject,
+            "relay disk",
+            if free < GIB { Level::Fail } else { Level::Warn },
+            format!(
+                "{:.1} GiB free in {} on worker {}, below purge.remain-space ({remain} GiB): the relay purges every file no task needs",
+                free as f64 / GIB as f64,
+                s.dir,
+                s.worker
+            ),
+            "free disk space, move relay-dir to a larger disk, or `dm ctl purge-relay <source>`",
+        ),
+        Some((free, s)) => finding(
+            &subject,
+            "relay disk",
+            Level::Ok,
+            format!(
+                "{:.1} GiB free in {} on worker {}",
+                free as f64 / GIB as f64,
+                s.dir,
+                s.worker
+            ),
+            "",
+        ),
+    })
+}
+
 pub async fn check_task(task: &TaskConfig, sources: &[SourceConfig]) -> Vec<Finding> {
     let mut out = Vec::new();
     for src in sources {

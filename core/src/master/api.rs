@@ -655,7 +655,13 @@ async fn at_paused_events(
 async fn check(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiResult<Vec<Finding>> {
     let task = TaskConfig::parse(&body.file, &body.content)?;
     let sources = task_sources(&m, &task).await?;
-    Ok(Json(check_task(&task, &sources).await))
+    let mut findings = check_task(&task, &sources).await;
+    for src in &sources {
+        let status: Option<crate::relay::RelayStatus> =
+            meta::get_json(m.store.as_ref(), &keys::relay_status(&src.source_id)).await?;
+        findings.extend(crate::check::relay_space(src, status.as_ref()));
+    }
+    Ok(Json(findings))
 }
 
 /// Prometheus text format: per subtask, stage, rows and lag.

@@ -51,6 +51,9 @@ pub struct RelayStatus {
     pub first_file: Option<String>,
     pub files: usize,
     pub bytes: u64,
+    /// Free bytes on the relay's file system (`check-task` compares it with remain-space).
+    #[serde(default)]
+    pub free_bytes: Option<u64>,
     /// The connection to the source failed; the relay retries by itself.
     pub last_error: Option<ErrorReport>,
     /// Per task, the oldest position it may read again: purging keeps that file.
@@ -331,6 +334,7 @@ impl Relay {
             first_file: names.first().cloned(),
             files: names.len(),
             bytes,
+            free_bytes: files::free_bytes(&self.dir).ok(),
             last_error: st.last_error.clone(),
             needed: lock(&self.needed)
                 .iter()
