@@ -90,6 +90,11 @@ enum CtlCommand {
         #[arg(long)]
         fix: bool,
     },
+    /// Continuous validation: verify the task again and again in the background.
+    Validation {
+        #[command(subcommand)]
+        op: ValidationOp,
+    },
     /// Check sources and target of a task file before starting it.
     CheckTask {
         file: PathBuf,
@@ -246,6 +251,23 @@ enum LockOp {
         exec: bool,
         #[arg(long)]
         skip: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ValidationOp {
+    /// Start validating (every --interval seconds after the last run ended).
+    Start {
+        name: String,
+        #[arg(long, default_value_t = 60)]
+        interval: u64,
+    },
+    Stop {
+        name: String,
+    },
+    /// The last run: equal or the differing rows with their fix.
+    Status {
+        name: String,
     },
 }
 
@@ -648,6 +670,26 @@ pub async fn run(args: CtlArgs) -> Result<()> {
                 render_plain,
             )
         }
+        CtlCommand::Validation { op } => {
+            let (method, path, body) = match op {
+                ValidationOp::Start { name, interval } => (
+                    Method::POST,
+                    format!("/api/v1/tasks/{name}/validation/start"),
+                    Some(json!({ "interval_secs": interval })),
+                ),
+                ValidationOp::Stop { name } => (
+                    Method::POST,
+                    format!("/api/v1/tasks/{name}/validation/stop"),
+                    None,
+                ),
+                ValidationOp::Status { name } => (
+                    Method::GET,
+                    format!("/api/v1/tasks/{name}/validation"),
+                    None,
+                ),
+            };
+            (client.call(method, &path, body).await?, render_validation)
+        }
         CtlCommand::StartRelay(a) => relay_op(&client, &a.source_id, "start", None).await?,
         CtlCommand::StopRelay(a) => relay_op(&client, &a.source_id, "stop", None).await?,
         CtlCommand::PauseRelay(a) => relay_op(&client, &a.source_id, "pause", None).await?,
@@ -818,6 +860,55 @@ async fn relay_op(
         )
         .await?;
     Ok((v, render_relay))
+}
+
+fn render_validation(v: &Value) -> String {
+    let result = match (&v["error"], &v["equal"]) {
+        (Value::Object(e), _) => format!("error: {}", e["message"].as_str().unwrap_or("")),
+        (_, Value::Bool(true)) => "equal".into(),
+        (_, Value::Bool(false)) => "DIFFERENT".into(),
+        _ => "not run yet".into(),
+    };
+    let mut t = table(&[
+        "Task",
+        "Every",
+        "Runs",
+        "Last run",
+        "Tables",
+        "Rows",
+        "Differences",
+        "Result",
+    ]);
+    t.add_row(vec![
+        s(v, "task"),
+        format!("{}s", s(v, "interval_secs")),
+        s(v, "runs"),
+        v["last_finished"].as_u64().map_or("-".into(), |t| {
+            format!("{}s ago", dm_core::status::now_secs().saturating_sub(t))
+        }),
+        s(v, "tables"),
+        s(v, "rows"),
+        s(v, "differences"),
+        result,
+    ]);
+    let mut out = t.to_string();
+    let diffs = v["diffs"].as_array().cloned().unwrap_or_default();
+    if !diffs.is_empty() {
+        let mut d = table(&["Table", "Key", "Source row", "Target row", "Fix"]);
+        for pair in &diffs {
+            let (tbl, diff) = (&pair[0], &pair[1]);
+            d.add_row(vec![
+                tbl.as_str().unwrap_or("").to_string(),
+                s(diff, "key"),
+                s(diff, "source"),
+                s(diff, "target"),
+                s(diff, "fix"),
+            ]);
+        }
+        out += "\n";
+        out += &d.to_string();
+    }
+    out
 }
 
 fn render_relay(v: &Value) -> String {

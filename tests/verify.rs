@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_finds_and_fixes_what_changed_behind_dms_back() {
@@ -85,4 +86,73 @@ async fn verify_finds_and_fixes_what_changed_behind_dms_back() {
     let out = dm.ctl_ok(&["verify", "vt"]);
     assert!(!out.contains("DIFFERENT"), "{out}");
     assert_same(&src, &dst, &["v"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn continuous_validation_notices_a_change_behind_dms_back() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE cv; CREATE TABLE cv.t (id INT PRIMARY KEY, v INT);
+         USE cv; INSERT INTO cv.t SELECT seq, seq FROM seq_1_to_2000",
+    )
+    .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let tf = dm.file("task.yaml", &task_yaml("cv", "all", "src1", &dst, &["cv"]));
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "cv", &src).await;
+    let (ok, out) = dm.ctl(&["validation", "status", "cv"]);
+    assert!(!ok && out.contains("validation start"), "{out}");
+    dm.ctl_ok(&["validation", "start", "cv", "--interval", "1"]);
+    let status = |dm: &Dm| -> serde_json::Value {
+        serde_json::from_str(&dm.ctl_ok(&["--output", "json", "validation", "status", "cv"]))
+            .unwrap()
+    };
+    wait_for("a first equal run", Duration::from_secs(30), || {
+        status(&dm)["equal"] == true
+    })
+    .await;
+    assert_eq!(status(&dm)["rows"], 2000);
+
+    // Rows keep streaming; a row changed in the target behind dm's back is noticed.
+    src.exec("INSERT INTO cv.t VALUES (5000, 5000)").await;
+    dst.exec("UPDATE cv.t SET v = -1 WHERE id = 42").await;
+    wait_for(
+        "a run that finds the change",
+        Duration::from_secs(30),
+        || status(&dm)["differences"] == 1,
+    )
+    .await;
+    let out = dm.ctl_ok(&["validation", "status", "cv"]);
+    assert!(
+        out.contains("DIFFERENT") && out.contains("REPLACE INTO `cv`.`t`"),
+        "{out}"
+    );
+    assert!(
+        http_get(&dm.addr, "/metrics").contains("dm_validation_differences{task=\"cv\"} 1"),
+        "metrics"
+    );
+    dst.exec("UPDATE cv.t SET v = 42 WHERE id = 42").await;
+    wait_for("equal again", Duration::from_secs(30), || {
+        status(&dm)["equal"] == true
+    })
+    .await;
+
+    // Stopped: no more runs.
+    dm.ctl_ok(&["validation", "stop", "cv"]);
+    let runs = status_runs(&dm);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        status_runs(&dm) <= runs + 1,
+        "at most the run under way ends"
+    );
+    assert_same(&src, &dst, &["cv"]).await;
+}
+
+fn status_runs(dm: &Dm) -> u64 {
+    let (_, out) = dm.ctl(&["--output", "json", "validation", "status", "cv"]);
+    serde_json::from_str::<serde_json::Value>(&out)
+        .ok()
+        .and_then(|v| v["runs"].as_u64())
+        .unwrap_or(0)
 }

@@ -1,7 +1,7 @@
 //! HTTP/JSON API of the master (`/api/v1/...`). Every error answers with
 //! `{code, message, hint}` and a 4xx/5xx status.
 
-use super::{binlog_schema, forward, members, relay, shard_locks, Master};
+use super::{binlog_schema, forward, members, relay, shard_locks, validation, Master};
 use crate::check::{check_task, probe_source, Finding};
 use crate::checkpoint::MetaTables;
 use crate::config::{SourceConfig, TaskConfig};
@@ -120,6 +120,15 @@ pub fn router(master: Master) -> Router {
         )
         .route("/api/v1/tasks/{name}/binlog-replace", post(binlog_replace))
         .route("/api/v1/tasks/{name}/binlog-inject", post(binlog_inject))
+        .route("/api/v1/tasks/{name}/validation", get(validation::status))
+        .route(
+            "/api/v1/tasks/{name}/validation/start",
+            post(validation::start),
+        )
+        .route(
+            "/api/v1/tasks/{name}/validation/stop",
+            post(validation::stop),
+        )
         .route("/api/v1/sources/{id}/transfer", post(members::transfer))
         .route("/api/v1/sources/{id}/relay/{op}", post(relay::operate))
         .route("/api/v1/shard-ddl-locks", get(shard_locks::list))
@@ -342,6 +351,8 @@ async fn stop_task(
     load_task(&m, &name).await?;
     m.store.delete(&keys::stage(&name)).await?;
     m.store.delete(&keys::task(&name)).await?;
+    m.store.delete(&keys::validation(&name)).await?;
+    m.store.delete(&keys::validation_status(&name)).await?;
     Ok(Json(serde_json::json!({ "stopped": name })))
 }
 
@@ -680,6 +691,18 @@ async fn metrics(State(m): State<Master>) -> Result<String, ApiError> {
             .collect();
     let mut out = crate::metrics::render(&statuses, &relays);
     shard_metrics(&m, &mut out).await?;
+    out.push_str(
+        "# HELP dm_validation_differences Rows that differ between source and target at the last validation run.\n# TYPE dm_validation_differences gauge\n",
+    );
+    for (_, v) in
+        meta::list_json::<validation::ValidationStatus>(m.store.as_ref(), keys::VALIDATION_STATUS)
+            .await?
+    {
+        out.push_str(&format!(
+            "dm_validation_differences{{task=\"{}\"}} {}\n",
+            v.task, v.differences
+        ));
+    }
     if let Some(c) = &m.cluster {
         out.push_str(&format!(
             "# HELP dm_master_is_leader 1 on the leading master.\n# TYPE dm_master_is_leader gauge\ndm_master_is_leader {}\n",

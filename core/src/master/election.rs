@@ -88,7 +88,7 @@ impl Membership {
         let renew_every = Duration::from_millis((self.ttl as u64 * 1000) / 3);
         let mut renewed = Instant::now();
         // The leader's work: binding sources, coordinating shard DDLs.
-        let mut _scheduler: Option<(AbortOnDrop<()>, AbortOnDrop<()>)> = None;
+        let mut _scheduler: Option<[AbortOnDrop<()>; 3]> = None;
         loop {
             tokio::time::sleep(POLL).await;
             if renewed.elapsed() >= renew_every {
@@ -133,12 +133,14 @@ impl Membership {
             if won {
                 tracing::info!(master = %self.me.name, "elected leader");
                 self.leader.store(true, Ordering::SeqCst);
-                _scheduler = Some((
+                // The leader's own work: binding, shard DDL, validation.
+                _scheduler = Some([
                     AbortOnDrop(tokio::spawn(scheduler::run(self.store.clone()))),
                     AbortOnDrop(tokio::spawn(crate::shard::coordinator::run(
                         self.store.clone(),
                     ))),
-                ));
+                    AbortOnDrop(tokio::spawn(super::validation::run(self.store.clone()))),
+                ]);
             }
         }
         // Dropping `scheduler` stops it.

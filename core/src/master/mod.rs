@@ -13,6 +13,7 @@ mod relay;
 mod scheduler;
 mod shard_locks;
 mod task_files;
+pub mod validation;
 
 pub use api::router;
 pub use election::{MemberInfo, Membership};

@@ -80,3 +80,15 @@ pub fn relay_purge(source_id: &str) -> String {
 pub fn relay_status(source_id: &str) -> String {
     format!("{RELAY_STATUS}{source_id}")
 }
+
+/// Continuous validation of a task (`validation start`): its interval.
+pub const VALIDATION: &str = "/dm/validation/";
+/// The last validation run of a task.
+pub const VALIDATION_STATUS: &str = "/dm/validation-status/";
+
+pub fn validation(task: &str) -> String {
+    format!("{VALIDATION}{task}")
+}
+pub fn validation_status(task: &str) -> String {
+    format!("{VALIDATION_STATUS}{task}")
+}
