@@ -87,6 +87,8 @@ async fn killing_the_leader_and_busy_workers_loses_and_duplicates_nothing() {
     c.wait_leader().await;
     c.create_source("src1", &s1);
     c.create_source("src2", &s2);
+    // src2 is read through a relay log, which moves with the source (step 3).
+    c.ctl_ok(&["start-relay", "src2"]);
     let tf = c.file("task.yaml", &two_source_task(&dst));
     c.ctl_ok(&["start-task", tf.to_str().unwrap()]);
     let stop = Arc::new(AtomicBool::new(false));
@@ -193,6 +195,18 @@ async fn killing_the_leader_and_busy_workers_loses_and_duplicates_nothing() {
         frozen_log.contains("subtask stopped: this worker's lease ran out"),
         "{frozen_log}"
     );
+    // The relay of src2 runs on the worker that took src2 over.
+    let sources = c.json(&["operate-source", "show"]).unwrap();
+    let src2 = sources
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source_id"] == "src2")
+        .unwrap()
+        .clone();
+    assert_eq!(src2["relay"]["worker"], src2["worker"], "{src2}");
+    assert_eq!(src2["relay"]["stage"], "running", "{src2}");
+    assert!(c.worker(&took_over).log().contains("relay started"));
 
     // 4. With two of three masters gone there is no quorum, and the API says so.
     let leader = c.wait_leader().await;

@@ -125,7 +125,11 @@ impl Worker {
     }
 
     async fn reconcile(&mut self) -> crate::Result<()> {
-        if !self.fence.is_open() {
+        // Everything read below holds for this lease only: a subtask started from it gets a
+        // fence of this lease, closed if the lease was replaced meanwhile (a worker frozen
+        // mid-reconcile must not start writing on bindings read before it froze).
+        let epoch = self.fence.pinned();
+        if !epoch.is_open() {
             return self.stop_all().await;
         }
         let store = self.store.as_ref();
@@ -186,7 +190,11 @@ impl Worker {
             if let Some(r) = self.running.remove(&k) {
                 r.handle.abort();
                 let _ = r.handle.await;
-                tracing::info!(task = %k.0, source = %k.1, "subtask stopped");
+                if r.fence.is_open() {
+                    tracing::info!(task = %k.0, source = %k.1, "subtask stopped");
+                } else {
+                    tracing::warn!(task = %k.0, source = %k.1, "subtask stopped: this worker's lease ran out");
+                }
             }
             match desired.get(&k) {
                 None => self.store.delete(&keys::status(&k.0, &k.1)).await?,
@@ -209,7 +217,7 @@ impl Worker {
                 stage: Stage::New,
                 last_error: None,
             }));
-            let fence = self.fence.pinned();
+            let fence = epoch.clone();
             let sub = Subtask {
                 task: task.clone(),
                 relay: self.relays.get(&k.1).map(|r| r.relay.clone()),
