@@ -216,6 +216,21 @@ async fn kill9_in_the_middle_of_batches_neither_loses_nor_duplicates() {
         "no restart replayed past its checkpoint:\n{}",
         dm.log()
     );
+    // A run killed while it replays below the high water of an earlier run must not lower
+    // it: the next run would apply plain INSERTs over rows that are there already.
+    let until = regex::Regex::new(r"until\S*=\S*mysql-bin\.(\d+):(\d+)").unwrap();
+    let clean = regex::Regex::new(r"\x1b\[[0-9;]*m")
+        .unwrap()
+        .replace_all(&dm.log(), "")
+        .to_string();
+    let marks: Vec<(u64, u64)> = until
+        .captures_iter(&clean)
+        .map(|c| (c[1].parse().unwrap(), c[2].parse().unwrap()))
+        .collect();
+    assert!(
+        !marks.is_empty() && marks.windows(2).all(|w| w[0] <= w[1]),
+        "the high water went back between restarts: {marks:?}"
+    );
     dm.kill9();
 }
 
@@ -395,4 +410,76 @@ async fn big_transactions_cut_in_fragments_survive_kill9() {
     wait_caught_up(&dm, "big", &src).await;
     assert_same(&src, &dst, &["b"]).await;
     dm.kill9();
+}
+
+/// The high water of apply worker 0: (seq, file index, position).
+async fn high_water(dst: &MariaDb, task: &str) -> Option<(u64, u64, u64)> {
+    let mut c = dst.conn().await;
+    let row: Option<(u64, String, u64)> = c
+        .query_first(format!(
+            "SELECT seq, binlog_name, binlog_pos FROM dm_meta.{task}_high_water WHERE worker = 0"
+        ))
+        .await
+        .ok()
+        .flatten();
+    row.map(|(seq, name, pos)| {
+        let file = name.rsplit('.').next().unwrap().parse().unwrap();
+        (seq, file, pos)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_while_it_replays_keeps_the_high_water_of_the_run_before() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE w; USE w;
+         CREATE TABLE w.t (id BIGINT PRIMARY KEY, v BIGINT NOT NULL, s VARCHAR(10));
+         CREATE TABLE w.u (id BIGINT PRIMARY KEY, k VARCHAR(20) NOT NULL, UNIQUE KEY (k));
+         INSERT INTO w.t SELECT seq, 0, 'old' FROM seq_1_to_5000;",
+    )
+    .await;
+    let mut dm = Dm::start();
+    // One apply worker, checkpoints only when the source is quiet (never, while the writer
+    // runs): a restart replays everything since the full phase in safe mode.
+    let yaml = task_with_syncer(
+        "hw",
+        &dst,
+        &["w"],
+        &[
+            "worker-count: 1",
+            "batch: 20",
+            "checkpoint-flush-interval: 3600",
+        ],
+    );
+    start_task(&dm, &src, "hw", &yaml).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(&src, stop.clone());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    dm.kill9();
+    let (seq1, file1, pos1) = high_water(&dst, "hw").await.expect("run 1 committed");
+    // Run 2: killed right after its first commit, long before its replay gets that far.
+    dm.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (_, file2, pos2) = loop {
+        match high_water(&dst, "hw").await {
+            Some(hw) if hw.0 != seq1 => {
+                dm.kill9();
+                break hw;
+            }
+            _ => assert!(
+                std::time::Instant::now() < deadline,
+                "run 2 never committed"
+            ),
+        }
+    };
+    assert!(
+        (file2, pos2) >= (file1, pos1),
+        "run 2 lowered the high water from {file1}:{pos1} to {file2}:{pos2}"
+    );
+    // Run 3 replays in safe mode up to it: nothing fails, nothing is lost.
+    dm.restart();
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    wait_caught_up(&dm, "hw", &src).await;
+    assert_same(&src, &dst, &["w"]).await;
 }

@@ -59,6 +59,9 @@ pub struct ApplyWorker {
     /// The user lock this worker holds (see `lock_name`).
     lock: String,
     fence: Fence,
+    /// The highest high water of earlier runs: changes up to it may be applied already. A
+    /// replay in safe mode records no lower high water, or a second crash would forget it.
+    pub floor: Option<BinlogPos>,
 }
 
 /// Name of the user lock an apply worker holds on the target while it runs: a restarted
@@ -164,6 +167,7 @@ impl ApplyWorker {
             seq: crate::status::now_micros(),
             lock,
             fence,
+            floor: None,
         }
     }
 
@@ -223,10 +227,14 @@ impl ApplyWorker {
             text.push_str(&stmts.joined());
             text.push_str(";\n");
         }
+        let recorded = match &self.floor {
+            Some(f) if *f > high_water => f,
+            _ => &high_water,
+        };
         text.push_str(
             &self
                 .meta
-                .high_water_sql(&self.source_id, self.id, self.seq, &high_water),
+                .high_water_sql(&self.source_id, self.id, self.seq, recorded),
         );
         text.push_str(";\nCOMMIT");
         let mut backoff = Duration::from_millis(100);

@@ -131,8 +131,7 @@ impl Incremental {
         // Workers take their locks first: a worker of an earlier run that is still
         // committing finishes before the high waters are read.
         let n = self.syncer.worker_count.max(1);
-        let mut workers = Vec::with_capacity(n);
-        let mut handles = Vec::with_capacity(n);
+        let mut apply_workers = Vec::with_capacity(n);
         for id in 0..n {
             let mut wconn = crate::db::connect(&self.target, DbRole::Target).await?;
             let lock = apply::lock_name(&self.meta, &self.source.source_id, id);
@@ -151,9 +150,7 @@ impl Incremental {
                 lock,
                 self.fence.clone(),
             );
-            let (tx, rx) = mpsc::channel(WORKER_QUEUE);
-            workers.push(tx);
-            handles.push(AbortOnDrop(tokio::spawn(worker.run(rx))));
+            apply_workers.push(worker);
         }
         let mut high_waters = self
             .meta
@@ -177,12 +174,21 @@ impl Incremental {
                 .high_waters(&mut conn, &addr, &self.source.source_id)
                 .await?;
         }
-        if let Some(max) = high_waters.into_iter().map(|(_, _, p)| p).max() {
-            if max > cp.position.binlog && cp.safe_mode_exit.as_ref().is_none_or(|e| max > *e) {
+        let max = high_waters.into_iter().map(|(_, _, p)| p).max();
+        if let Some(max) = &max {
+            if *max > cp.position.binlog && cp.safe_mode_exit.as_ref().is_none_or(|e| max > e) {
                 tracing::info!(task = %self.task, source = %self.source.source_id, checkpoint = %cp.position, until = %max,
                     "changes after the checkpoint may be applied already: safe mode until the high water");
-                cp.safe_mode_exit = Some(max);
+                cp.safe_mode_exit = Some(max.clone());
             }
+        }
+        let mut workers = Vec::with_capacity(n);
+        let mut handles = Vec::with_capacity(n);
+        for mut worker in apply_workers {
+            worker.floor = max.clone();
+            let (tx, rx) = mpsc::channel(WORKER_QUEUE);
+            workers.push(tx);
+            handles.push(AbortOnDrop(tokio::spawn(worker.run(rx))));
         }
 
         let reader = BinlogReader::open(
