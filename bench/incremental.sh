@@ -7,7 +7,8 @@
 # transactions. Each contender starts from a fresh copy and applies the backlog; the time is
 # from its start until the target has all of it. Every result is checksummed against the
 # source. Prints transactions/s, rows/s, the ratio dm / best MariaDB mode, dm's peak RSS, and
-# what a pass-through row filter plugin costs (throughput and ns per row change).
+# what a pass-through row filter plugin costs (throughput and ns per row change), and what
+# reading through a relay log costs.
 #
 #   bench/incremental.sh    (TABLES, SIZE, EVENTS, THREADS, PARALLEL, DM_WORKERS, DM_BATCH,
 #                            DM_COMPACT tune it)
@@ -34,6 +35,7 @@ scripts/mariadb.sh stop "$WORK/source"
 cp -a "$WORK/source/data" "$WORK/base"
 rm -f "$WORK/base"/mysql-bin.* "$WORK/base"/*.pid
 scripts/mariadb.sh start "$WORK/source" $SRC_PORT 1
+read -r FILE0 OFFSET0 <<< "$(src -e "SHOW MASTER STATUS" | awk '{print $1, $2}')"
 
 echo "== backlog: sysbench oltp_write_only, $EVENTS transactions on $THREADS threads"
 sb run --events="$EVENTS" --time=0 --threads="$THREADS" >/dev/null
@@ -87,6 +89,8 @@ mysql-instances:
   - source-id: s1
     meta:
       binlog-gtid: "$GTID0"
+      binlog-name: "$FILE0"
+      binlog-pos: $OFFSET0
     block-allow-list: sel
     syncer-config-name: s
 $2
@@ -128,10 +132,14 @@ run_dm dm+plugin "    plugins: [pass]" "plugins:
     path: $WASM
 "
 
+echo "== dm reading through a relay log (enable-relay: the worker pulls the backlog to disk meanwhile)"
+SOURCE_EXTRA="enable-relay: true
+" run_dm dm+relay "" ""
+
 echo
 echo "== catching up $EVENTS transactions ($ROWS row changes), $(nproc) cores"
 printf '%-18s %9s %10s %11s %6s\n' contender seconds "txn/s" "rows/s" equal
-for m in mariadb-serial mariadb-parallel dm dm+plugin; do
+for m in mariadb-serial mariadb-parallel dm dm+plugin dm+relay; do
   printf '%-18s %9.2f %10.0f %11.0f %6s\n' "$m" "${SECS[$m]}" "$(calc "$EVENTS / ${SECS[$m]}")" \
     "$(calc "$ROWS / ${SECS[$m]}")" "${EQUAL[$m]}"
 done
@@ -141,4 +149,5 @@ printf 'dm / best MariaDB mode: %.2fx   dm peak RSS: %d MiB   dm CPU: %s s\n' \
 printf 'pass-through plugin: throughput %.1f%% lower, %.0f ns per row change\n' \
   "$(calc "(1 - ${SECS[dm]} / ${SECS[dm+plugin]}) * 100")" \
   "$(calc "(${SECS[dm+plugin]} - ${SECS[dm]}) * 1e9 / $ROWS")"
-[ "${EQUAL[mariadb-serial]}${EQUAL[mariadb-parallel]}${EQUAL[dm]}${EQUAL[dm+plugin]}" = yesyesyesyes ]
+printf 'relay log: throughput %.1f%% lower\n' "$(calc "(1 - ${SECS[dm]} / ${SECS[dm+relay]}) * 100")"
+[ "${EQUAL[mariadb-serial]}${EQUAL[mariadb-parallel]}${EQUAL[dm]}${EQUAL[dm+plugin]}${EQUAL[dm+relay]}" = yesyesyesyesyes ]

@@ -23,8 +23,8 @@ calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
 start_dm() {
   mkdir -p "$WORK/dm"
   printf 'data-dir: %s\nmaster-addr: %s\nlog-level: info\n' "$WORK/dm/data" "$API" > "$WORK/dm/dm.yaml"
-  printf 'source-id: s1\nenable-gtid: true\nfrom:\n  host: 127.0.0.1\n  port: %s\n  user: root\n  password: ""\n' \
-    $SRC_PORT > "$WORK/dm/source.yaml"
+  printf 'source-id: s1\nenable-gtid: true\nfrom:\n  host: 127.0.0.1\n  port: %s\n  user: root\n  password: ""\n%s' \
+    $SRC_PORT "${SOURCE_EXTRA:-}" > "$WORK/dm/source.yaml"
   "$DM" standalone -c "$WORK/dm/dm.yaml" > "$WORK/dm/dm.log" 2>&1 &
   DM_PID=$!
   for _ in $(seq 1 50); do "$DM" ctl --master-addr $API query-status >/dev/null 2>&1 && break; sleep 0.1; done

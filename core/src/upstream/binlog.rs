@@ -134,7 +134,9 @@ impl BinlogReader {
         origin: &BinlogOrigin,
     ) -> Result<Self> {
         let stream = match &origin.relay {
-            Some(relay) => {
+            // A start known only by GTID (a task's `meta`) is found by the source; the next
+            // restart starts from a checkpoint with a file and reads the relay.
+            Some(relay) if !start.binlog.name.is_empty() => {
                 match crate::relay::RelayReader::open(relay.clone(), &start.binlog).await? {
                     Some(r) => Some(EventSource::Relay(r)),
                     None => {
@@ -144,7 +146,7 @@ impl BinlogReader {
                     }
                 }
             }
-            None => None,
+            _ => None,
         };
         let (stream, checksum) = match stream {
             Some(s) => (s, false),
