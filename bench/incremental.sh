@@ -106,12 +106,7 @@ YAML
   start_dm
   local t0; t0=$(now)
   "$DM" ctl --master-addr $API start-task "$WORK/dm/task.yaml" >/dev/null
-  while :; do
-    p=$(dm_field bench position)
-    [ "$p" = "$POS1" ] && break
-    case "$p" in PAUSED*) echo "$p"; exit 1 ;; esac
-    sleep 0.05
-  done
+  wait_task bench position "$POS1"
   SECS[$1]=$(calc "$(now) - $t0")
   read -r RSS_MB DM_CPU <<< "$(dm_usage)"
   kill -9 "$DM_PID"; wait "$DM_PID" 2>/dev/null || true; DM_PID=

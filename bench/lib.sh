@@ -6,7 +6,9 @@ scripts/setup.sh --bench >/dev/null
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dm-target}"
 DM="$CARGO_TARGET_DIR/release/dm"
 SRC_PORT=23306 DST_PORT=23307 API=127.0.0.1:28261
-export MARIADB_OPTS="--innodb-buffer-pool-size=512M --innodb-log-file-size=256M --max-connections=300"
+# No buffer pool dump/load: a restarted server would reload the previous contender's pages
+# while the next one runs.
+export MARIADB_OPTS="--innodb-buffer-pool-size=512M --innodb-log-file-size=256M --max-connections=300 --innodb-buffer-pool-dump-at-shutdown=OFF --innodb-buffer-pool-load-at-startup=OFF"
 
 cleanup() {
   if [ -n "${DM_PID:-}" ]; then kill -9 "$DM_PID" 2>/dev/null; wait "$DM_PID" 2>/dev/null; fi || true
@@ -37,13 +39,26 @@ task_head() {
     "$1" "$2" $DST_PORT
 }
 
-# A field of the first subtask of task $1 (PAUSED and the error when it paused).
-dm_field() {
-  "$DM" ctl --master-addr $API -o json query-status "$1" 2>/dev/null | python3 -c '
-import json, sys
-s = json.load(sys.stdin).get("subtasks") or [{}]
-if s[0].get("stage") == "paused": print("PAUSED", s[0].get("last_error")); sys.exit()
-print(str(s[0].get(sys.argv[1]) or "").split(" ")[0])' "$2" 2>/dev/null || true
+# Waits until field $2 of the first subtask of task $1 is $3 (its first word); fails if the
+# subtask pauses. One process polls the API every 50 ms: spawning `dm ctl` and a JSON parser
+# per poll took a noticeable share of the 2 cores from the contender being timed.
+wait_task() {
+  python3 - "$API" "$1" "$2" "$3" <<'PY'
+import json, sys, time, urllib.request
+api, task, field, want = sys.argv[1:]
+while True:
+    try:
+        with urllib.request.urlopen(f"http://{api}/api/v1/tasks/{task}", timeout=5) as r:
+            s = (json.load(r).get("subtasks") or [{}])[0]
+    except Exception:
+        s = {}
+    if s.get("stage") == "paused":
+        print("PAUSED", s.get("last_error"))
+        sys.exit(1)
+    if str(s.get(field) or "").split(" ")[0] == want:
+        sys.exit(0)
+    time.sleep(0.05)
+PY
 }
 
 # Peak RSS (MiB) and CPU seconds of dm so far.

@@ -188,24 +188,21 @@ pub struct CopyPlan {
 const PLUGIN_BATCH_ROWS: usize = 512;
 
 /// Appends one row to the batch being built (a VALUES tuple, or a LOAD DATA line); returns
-/// the batch's size so far.
-#[allow(clippy::too_many_arguments)]
+/// the batch's size so far. `years[k]`: the k-th written column is a YEAR.
 fn encode_row(
     mode: &Mode,
-    table: &Table,
-    written: &[usize],
+    years: &[bool],
     extra_values: &str,
-    datums: Vec<Datum>,
+    datums: impl Iterator<Item = Datum>,
     first: bool,
     text: &mut String,
     buf: &mut Vec<u8>,
 ) -> usize {
-    let values = written.iter().zip(datums);
     match mode {
         Mode::Insert(head) => {
             text.push_str(if first { head } else { "," });
             text.push('(');
-            for (k, (_, d)) in values.enumerate() {
+            for (k, d) in datums.enumerate() {
                 if k > 0 {
                     text.push(',');
                 }
@@ -216,16 +213,16 @@ fn encode_row(
             text.len()
         }
         Mode::Load(_) => {
-            for (k, (&ci, d)) in values.enumerate() {
+            for (k, d) in datums.enumerate() {
                 if k > 0 {
                     buf.push(b'\t');
                 }
-                match (table.columns[ci].kind(), d) {
+                match d {
                     // A field "0" would be the year 2000.
-                    (ColumnKind::Year, Datum::Int(y)) => {
+                    Datum::Int(y) if years[k] => {
                         buf.extend_from_slice(format!("{y:04}").as_bytes())
                     }
-                    (_, d) => d.write_tsv(buf),
+                    d => d.write_tsv(buf),
                 }
             }
             buf.push(b'\n');
@@ -501,6 +498,12 @@ impl ChunkCopier {
         for (_, f) in plugins {
             f.at_boundary();
         }
+        let years: Vec<bool> = written
+            .iter()
+            .map(|&ci| table.columns[ci].kind() == ColumnKind::Year)
+            .collect();
+        // Without filters or plugins rows go straight from the source row to the batch.
+        let direct = row_filter.is_none() && plugins.is_empty();
         let read = async {
             let mut result = src.exec_iter(select, ()).await.map_err(se)?;
             let mut text = String::new();
@@ -512,6 +515,32 @@ impl ChunkCopier {
             while !done {
                 let mut ready: Vec<Vec<Datum>> = Vec::new();
                 match result.next().await.map_err(se)? {
+                    Some(row) if direct => {
+                        let datums = written
+                            .iter()
+                            .zip(row.unwrap())
+                            .map(|(&ci, v)| Datum::from_value(&table.columns[ci], v));
+                        let size = encode_row(
+                            &mode,
+                            &years,
+                            &extra_values,
+                            datums,
+                            n == 0,
+                            &mut text,
+                            &mut buf,
+                        );
+                        n += 1;
+                        if size >= BATCH_BYTES || n as usize >= BATCH_ROWS {
+                            let batch = take_batch(&mode, &mut text, &mut buf);
+                            account(n, batch.len() as u64);
+                            n = 0;
+                            if tx.send(batch).await.is_err() {
+                                // The writer failed; its error is reported below.
+                                return Ok(());
+                            }
+                        }
+                        continue;
+                    }
                     Some(row) => {
                         let datums: Vec<Datum> = written
                             .iter()
@@ -567,10 +596,9 @@ impl ChunkCopier {
                 for datums in ready {
                     let size = encode_row(
                         &mode,
-                        &table,
-                        &written,
+                        &years,
                         &extra_values,
-                        datums,
+                        datums.into_iter(),
                         n == 0,
                         &mut text,
                         &mut buf,
