@@ -141,27 +141,20 @@ async fn parallel_apply_keeps_the_order_that_matters() {
 
 /// Inserts new rows and updates old ones until stopped; returns the statements run.
 fn spawn_writer(src: &MariaDb, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
-    let opts = src.opts();
-    tokio::spawn(async move {
-        let mut c = mysql_async::Conn::new(opts).await.unwrap();
-        let mut n = 0u64;
-        while !stop.load(Ordering::Relaxed) {
-            let id = 100_000 + n;
-            let sql = format!(
-                "BEGIN; INSERT INTO w.t VALUES ({id}, {n}, 'new'); \
-                 UPDATE w.t SET v = v + 1 WHERE id = {}; \
-                 INSERT INTO w.u VALUES ({id}, 'k{id}'); COMMIT",
-                n % 5000 + 1
-            );
-            c.query_drop(sql).await.unwrap();
-            n += 1;
-        }
-        n
+    spawn_loop(src, stop, |n| {
+        let id = 100_000 + n;
+        format!(
+            "BEGIN; INSERT INTO w.t VALUES ({id}, {n}, 'new'); \
+             UPDATE w.t SET v = v + 1 WHERE id = {}; \
+             INSERT INTO w.u VALUES ({id}, 'k{id}'); COMMIT",
+            n % 5000 + 1
+        )
     })
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn kill9_in_the_middle_of_batches_neither_loses_nor_duplicates() {
+/// Source with `w.t` (5000 rows) and `w.u`, a target, and dm running `task` on `w` with these
+/// syncer settings, in the incremental phase.
+async fn writer_setup(task: &str, syncer: &[&str]) -> (MariaDb, MariaDb, Dm) {
     let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
     src.exec(
         "CREATE DATABASE w; USE w;
@@ -170,21 +163,31 @@ async fn kill9_in_the_middle_of_batches_neither_loses_nor_duplicates() {
          INSERT INTO w.t SELECT seq, 0, 'old' FROM seq_1_to_5000;",
     )
     .await;
-    let mut dm = Dm::start();
+    let dm = Dm::start();
+    start_task(
+        &dm,
+        &src,
+        task,
+        &task_with_syncer(task, &dst, &["w"], syncer),
+    )
+    .await;
+    (src, dst, dm)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_in_the_middle_of_batches_neither_loses_nor_duplicates() {
     // Checkpoints only when the source is quiet: the workers commit far past the
     // checkpoint, so a restart must rely on the high waters to replay in safe mode (plain
     // INSERTs replayed without it fail with duplicate keys and pause the task).
-    let yaml = task_with_syncer(
+    let (src, dst, mut dm) = writer_setup(
         "k9",
-        &dst,
-        &["w"],
         &[
             "worker-count: 3",
             "batch: 50",
             "checkpoint-flush-interval: 3600",
         ],
-    );
-    start_task(&dm, &src, "k9", &yaml).await;
+    )
+    .await;
     let stop = Arc::new(AtomicBool::new(false));
     let writer = spawn_writer(&src, stop.clone());
     for round in 0..3u64 {
@@ -430,28 +433,17 @@ async fn high_water(dst: &MariaDb, task: &str) -> Option<(u64, u64, u64)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_killed_while_it_replays_keeps_the_high_water_of_the_run_before() {
-    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
-    src.exec(
-        "CREATE DATABASE w; USE w;
-         CREATE TABLE w.t (id BIGINT PRIMARY KEY, v BIGINT NOT NULL, s VARCHAR(10));
-         CREATE TABLE w.u (id BIGINT PRIMARY KEY, k VARCHAR(20) NOT NULL, UNIQUE KEY (k));
-         INSERT INTO w.t SELECT seq, 0, 'old' FROM seq_1_to_5000;",
-    )
-    .await;
-    let mut dm = Dm::start();
     // One apply worker, checkpoints only when the source is quiet (never, while the writer
     // runs): a restart replays everything since the full phase in safe mode.
-    let yaml = task_with_syncer(
+    let (src, dst, mut dm) = writer_setup(
         "hw",
-        &dst,
-        &["w"],
         &[
             "worker-count: 1",
             "batch: 20",
             "checkpoint-flush-interval: 3600",
         ],
-    );
-    start_task(&dm, &src, "hw", &yaml).await;
+    )
+    .await;
     let stop = Arc::new(AtomicBool::new(false));
     let writer = spawn_writer(&src, stop.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -16,32 +16,26 @@ use std::time::Duration;
 /// Inserts, updates and deletes on `r.t` and `r.u` until stopped; rotates the source's
 /// binlog now and then.
 fn spawn_writer(src: &MariaDb, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
-    let opts = src.opts();
-    tokio::spawn(async move {
-        let mut c = mysql_async::Conn::new(opts).await.unwrap();
-        let mut n = 0u64;
-        while !stop.load(Ordering::Relaxed) {
-            let id = 10_000 + n;
-            let sql = match n % 4 {
-                0 => format!(
-                    "BEGIN; INSERT INTO r.t (id, v, s) VALUES ({id}, {n}, 'w{n}'); \
+    spawn_loop(src, stop, |n| {
+        let id = 10_000 + n;
+        let sql = match n % 4 {
+            0 => format!(
+                "BEGIN; INSERT INTO r.t (id, v, s) VALUES ({id}, {n}, 'w{n}'); \
                      INSERT INTO r.u VALUES ({id}, REPEAT('x', {})); COMMIT",
-                    n % 300
-                ),
-                1 => format!(
-                    "UPDATE r.t SET v = v + 1, s = 'u{n}' WHERE id = {}",
-                    n % 500
-                ),
-                2 => format!("DELETE FROM r.u WHERE id = {}", n % 700),
-                _ => format!("UPDATE r.t SET id = id + 100000 WHERE id = {}", n % 900 + 1),
-            };
-            c.query_drop(sql).await.unwrap();
-            if n % 1500 == 1499 {
-                c.query_drop("FLUSH BINARY LOGS").await.unwrap();
-            }
-            n += 1;
+                n % 300
+            ),
+            1 => format!(
+                "UPDATE r.t SET v = v + 1, s = 'u{n}' WHERE id = {}",
+                n % 500
+            ),
+            2 => format!("DELETE FROM r.u WHERE id = {}", n % 700),
+            _ => format!("UPDATE r.t SET id = id + 100000 WHERE id = {}", n % 900 + 1),
+        };
+        if n % 1500 == 1499 {
+            format!("{sql}; FLUSH BINARY LOGS")
+        } else {
+            sql
         }
-        n
     })
 }
 

@@ -602,26 +602,36 @@ pub async fn done_chunks(dst: &MariaDb, task: &str) -> BTreeMap<(String, u32), S
     rows.into_iter().map(|(t, n, at)| ((t, n), at)).collect()
 }
 
-/// Moves rows across chunk boundaries, deletes, inserts below and above the key range,
-/// updates values, until stopped.
-pub fn spawn_mover(src: &MariaDb, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+/// Runs `sql(n)` for n = 0, 1, ... on `src` until stopped; returns how many ran.
+pub fn spawn_loop(
+    src: &MariaDb,
+    stop: Arc<AtomicBool>,
+    sql: impl Fn(u64) -> String + Send + 'static,
+) -> tokio::task::JoinHandle<u64> {
     let opts = src.opts();
     tokio::spawn(async move {
         let mut c = mysql_async::Conn::new(opts).await.unwrap();
         let mut n = 0u64;
         while !stop.load(Ordering::Relaxed) {
-            let k = (n * 7919) % 40_000 + 1;
-            let sql = match n % 5 {
-                0 => format!("UPDATE m.t SET id = id + 100000 WHERE id = {k}"),
-                1 => format!("DELETE FROM m.t WHERE id = {}", k + 1),
-                2 => format!("INSERT INTO m.t VALUES ({}, 0, 'low')", -(n as i64) - 1),
-                3 => format!("INSERT INTO m.t VALUES ({}, 0, 'high')", 1_000_000 + n),
-                _ => format!("UPDATE m.t SET v = v + 1, s = 'upd' WHERE id = {}", k + 2),
-            };
-            c.query_drop(sql).await.unwrap();
+            c.query_drop(sql(n)).await.unwrap();
             n += 1;
         }
         n
+    })
+}
+
+/// Moves rows across chunk boundaries, deletes, inserts below and above the key range,
+/// updates values, until stopped.
+pub fn spawn_mover(src: &MariaDb, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    spawn_loop(src, stop, |n| {
+        let k = (n * 7919) % 40_000 + 1;
+        match n % 5 {
+            0 => format!("UPDATE m.t SET id = id + 100000 WHERE id = {k}"),
+            1 => format!("DELETE FROM m.t WHERE id = {}", k + 1),
+            2 => format!("INSERT INTO m.t VALUES ({}, 0, 'low')", -(n as i64) - 1),
+            3 => format!("INSERT INTO m.t VALUES ({}, 0, 'high')", 1_000_000 + n),
+            _ => format!("UPDATE m.t SET v = v + 1, s = 'upd' WHERE id = {}", k + 2),
+        }
     })
 }
 

@@ -100,17 +100,6 @@ fn load_data_sql(
     )
 }
 
-/// The encoded rows so far, as one batch.
-fn take_batch(mode: &Mode, text: &mut String, buf: &mut Vec<u8>) -> Bytes {
-    match mode {
-        Mode::Insert(_) => Bytes::from(std::mem::take(text).into_bytes()),
-        Mode::Load(_) => Bytes::from(std::mem::replace(
-            buf,
-            Vec::with_capacity(BATCH_BYTES + 4096),
-        )),
-    }
-}
-
 /// Writes the batches coming over `rx` in the open transaction of `tgt`; gives `tgt` back
 /// with the number of rows the target took.
 ///
@@ -187,47 +176,72 @@ pub struct CopyPlan {
 /// Rows handed to the plugins at once in the full phase.
 const PLUGIN_BATCH_ROWS: usize = 512;
 
-/// Appends one row to the batch being built (a VALUES tuple, or a LOAD DATA line); returns
-/// the batch's size so far. `years[k]`: the k-th written column is a YEAR.
-fn encode_row(
-    mode: &Mode,
-    years: &[bool],
-    extra_values: &str,
-    datums: impl Iterator<Item = Datum>,
-    first: bool,
-    text: &mut String,
-    buf: &mut Vec<u8>,
-) -> usize {
-    match mode {
-        Mode::Insert(head) => {
-            text.push_str(if first { head } else { "," });
-            text.push('(');
-            for (k, d) in datums.enumerate() {
-                if k > 0 {
-                    text.push(',');
-                }
-                d.write_sql(text);
-            }
-            text.push_str(extra_values);
-            text.push(')');
-            text.len()
-        }
-        Mode::Load(_) => {
-            for (k, d) in datums.enumerate() {
-                if k > 0 {
-                    buf.push(b'\t');
-                }
-                match d {
-                    // A field "0" would be the year 2000.
-                    Datum::Int(y) if years[k] => {
-                        buf.extend_from_slice(format!("{y:04}").as_bytes())
+/// The batch being built: multi-row INSERT text or LOAD DATA lines.
+struct Batcher<'a> {
+    mode: &'a Mode,
+    /// `years[k]`: the k-th written column is a YEAR.
+    years: &'a [bool],
+    extra_values: &'a str,
+    text: String,
+    buf: Vec<u8>,
+    rows: u64,
+}
+
+impl Batcher<'_> {
+    /// Appends one row (a VALUES tuple, or a LOAD DATA line); the batch with its row count
+    /// when it is full.
+    fn push(&mut self, datums: impl Iterator<Item = Datum>) -> Option<(Bytes, u64)> {
+        let size = match self.mode {
+            Mode::Insert(head) => {
+                let text = &mut self.text;
+                text.push_str(if self.rows == 0 { head } else { "," });
+                text.push('(');
+                for (k, d) in datums.enumerate() {
+                    if k > 0 {
+                        text.push(',');
                     }
-                    d => d.write_tsv(buf),
+                    d.write_sql(text);
                 }
+                text.push_str(self.extra_values);
+                text.push(')');
+                text.len()
             }
-            buf.push(b'\n');
-            buf.len()
-        }
+            Mode::Load(_) => {
+                let buf = &mut self.buf;
+                for (k, d) in datums.enumerate() {
+                    if k > 0 {
+                        buf.push(b'\t');
+                    }
+                    match d {
+                        // A field "0" would be the year 2000.
+                        Datum::Int(y) if self.years[k] => {
+                            buf.extend_from_slice(format!("{y:04}").as_bytes())
+                        }
+                        d => d.write_tsv(buf),
+                    }
+                }
+                buf.push(b'\n');
+                buf.len()
+            }
+        };
+        self.rows += 1;
+        (size >= BATCH_BYTES || self.rows as usize >= BATCH_ROWS).then(|| self.take())
+    }
+
+    /// What is left, if anything.
+    fn rest(&mut self) -> Option<(Bytes, u64)> {
+        (self.rows > 0).then(|| self.take())
+    }
+
+    fn take(&mut self) -> (Bytes, u64) {
+        let batch = match self.mode {
+            Mode::Insert(_) => Bytes::from(std::mem::take(&mut self.text).into_bytes()),
+            Mode::Load(_) => Bytes::from(std::mem::replace(
+                &mut self.buf,
+                Vec::with_capacity(BATCH_BYTES + 4096),
+            )),
+        };
+        (batch, std::mem::take(&mut self.rows))
     }
 }
 
@@ -506,9 +520,14 @@ impl ChunkCopier {
         let direct = row_filter.is_none() && plugins.is_empty();
         let read = async {
             let mut result = src.exec_iter(select, ()).await.map_err(se)?;
-            let mut text = String::new();
-            let mut buf: Vec<u8> = Vec::with_capacity(BATCH_BYTES + 4096);
-            let mut n = 0u64;
+            let mut out = Batcher {
+                mode: &mode,
+                years: &years,
+                extra_values: &extra_values,
+                text: String::new(),
+                buf: Vec::with_capacity(BATCH_BYTES + 4096),
+                rows: 0,
+            };
             // Rows waiting for the plugins (whole images by the table's columns).
             let mut held: Vec<Vec<Datum>> = Vec::new();
             let mut done = false;
@@ -520,20 +539,8 @@ impl ChunkCopier {
                             .iter()
                             .zip(row.unwrap())
                             .map(|(&ci, v)| Datum::from_value(&table.columns[ci], v));
-                        let size = encode_row(
-                            &mode,
-                            &years,
-                            &extra_values,
-                            datums,
-                            n == 0,
-                            &mut text,
-                            &mut buf,
-                        );
-                        n += 1;
-                        if size >= BATCH_BYTES || n as usize >= BATCH_ROWS {
-                            let batch = take_batch(&mode, &mut text, &mut buf);
+                        if let Some((batch, n)) = out.push(datums) {
                             account(n, batch.len() as u64);
-                            n = 0;
                             if tx.send(batch).await.is_err() {
                                 // The writer failed; its error is reported below.
                                 return Ok(());
@@ -547,28 +554,24 @@ impl ChunkCopier {
                             .zip(row.unwrap())
                             .map(|(&ci, v)| Datum::from_value(&table.columns[ci], v))
                             .collect();
-                        if row_filter.is_none() && plugins.is_empty() {
-                            ready.push(datums);
-                        } else {
-                            // Filters see the row with the table's columns (generated ones
-                            // are not read: NULL).
-                            let mut full = vec![Datum::Null; table.columns.len()];
-                            for (&ci, d) in written.iter().zip(datums) {
-                                full[ci] = d;
-                            }
-                            let dropped = match row_filter {
-                                Some(f) => f
-                                    .drops(&table, RowOp::Insert, None, Some(&full))
-                                    .map_err(|message| Error::Filtered {
-                                        rule: "expression-filter".into(),
-                                        position: format!("the full phase of {name}"),
-                                        message,
-                                    })?,
-                                None => false,
-                            };
-                            if !dropped {
-                                held.push(full);
-                            }
+                        // Filters see the row with the table's columns (generated ones are
+                        // not read: NULL).
+                        let mut full = vec![Datum::Null; table.columns.len()];
+                        for (&ci, d) in written.iter().zip(datums) {
+                            full[ci] = d;
+                        }
+                        let dropped = match row_filter {
+                            Some(f) => f.drops(&table, RowOp::Insert, None, Some(&full)).map_err(
+                                |message| Error::Filtered {
+                                    rule: "expression-filter".into(),
+                                    position: format!("the full phase of {name}"),
+                                    message,
+                                },
+                            )?,
+                            None => false,
+                        };
+                        if !dropped {
+                            held.push(full);
                         }
                     }
                     None => done = true,
@@ -594,29 +597,15 @@ impl ChunkCopier {
                     }));
                 }
                 for datums in ready {
-                    let size = encode_row(
-                        &mode,
-                        &years,
-                        &extra_values,
-                        datums.into_iter(),
-                        n == 0,
-                        &mut text,
-                        &mut buf,
-                    );
-                    n += 1;
-                    if size >= BATCH_BYTES || n as usize >= BATCH_ROWS {
-                        let batch = take_batch(&mode, &mut text, &mut buf);
+                    if let Some((batch, n)) = out.push(datums.into_iter()) {
                         account(n, batch.len() as u64);
-                        n = 0;
                         if tx.send(batch).await.is_err() {
-                            // The writer failed; its error is reported below.
                             return Ok(());
                         }
                     }
                 }
             }
-            if n > 0 {
-                let batch = take_batch(&mode, &mut text, &mut buf);
+            if let Some((batch, n)) = out.rest() {
                 account(n, batch.len() as u64);
                 let _ = tx.send(batch).await;
             }
