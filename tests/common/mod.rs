@@ -490,7 +490,11 @@ pub async fn wait_for<F: FnMut() -> bool>(what: &str, timeout: Duration, mut f: 
 
 /// Waits until the task's applied position reaches the source's current position.
 pub async fn wait_caught_up(dm: &Dm, task: &str, src: &MariaDb) {
-    let target = src.master_pos().await;
+    wait_position(dm, task, &src.master_pos().await).await
+}
+
+/// Waits until the task's applied position is `target` (`file:pos`).
+pub async fn wait_position(dm: &Dm, task: &str, target: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Some(st) = dm.subtask(task) {
@@ -500,7 +504,7 @@ pub async fn wait_caught_up(dm: &Dm, task: &str, src: &MariaDb) {
                 }
             }
             let pos = st["position"].as_str().unwrap_or("");
-            if pos.split(' ').next() == Some(target.as_str()) {
+            if pos.split(' ').next() == Some(target) {
                 return;
             }
             assert!(

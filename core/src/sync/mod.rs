@@ -83,8 +83,8 @@ pub struct Incremental {
 
 enum ReaderMsg {
     Txn(Txn),
-    /// The source is quiet; the stream is at this position.
-    Idle(Position),
+    /// The source is quiet.
+    Idle,
 }
 
 /// Aborts a spawned task when the phase ends or is dropped (pause, stop).
@@ -232,7 +232,7 @@ async fn read_loop(mut reader: BinlogReader, tx: mpsc::Sender<Result<ReaderMsg>>
     loop {
         let msg = match reader.next_txn().await {
             Ok(Some(t)) => Ok(ReaderMsg::Txn(t)),
-            Ok(None) => Ok(ReaderMsg::Idle(reader.position().clone())),
+            Ok(None) => Ok(ReaderMsg::Idle),
             Err(e) => Err(e),
         };
         let stop = msg.is_err();
@@ -299,15 +299,7 @@ impl Dispatcher<'_> {
                     }
                 }
                 // Caught up: make everything durable and visible.
-                None | Some(ReaderMsg::Idle(_)) => {
-                    if let Some(ReaderMsg::Idle(at)) = msg {
-                        // Only events without changes (binlog checkpoints, ...) since the last
-                        // transaction: the checkpoint may pass them.
-                        if at.binlog > self.cp.position.binlog {
-                            self.cp.position = at;
-                            self.dirty = true;
-                        }
-                    }
+                None | Some(ReaderMsg::Idle) => {
                     self.poll_blocked().await?;
                     self.checkpoint().await?;
                     self.inc.progress.idle.store(true, Ordering::Relaxed);
