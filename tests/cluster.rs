@@ -389,3 +389,34 @@ async fn sources_move_leaders_step_down_and_members_go_offline_on_request() {
     c.wait_caught_up("mt", "src1", &src).await;
     assert_same(&src, &dst, &["a"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_serves_its_api_over_https_to_ctl_followers_and_workers() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE a; USE a; CREATE TABLE t (id BIGINT PRIMARY KEY, v INT NOT NULL, s VARCHAR(64));
+         INSERT INTO t SELECT seq, seq, 'init' FROM seq_1_to_500;",
+    )
+    .await;
+    let tls = TlsFiles::generate();
+    // The worker finds etcd by asking the masters over HTTPS.
+    let c = Cluster::start_tls(2, 1, &tls);
+    let leader = c.wait_leader().await;
+    c.create_source("src1", &src);
+    // Through the follower: it forwards to the leader over HTTPS.
+    let follower = c
+        .masters
+        .iter()
+        .position(|m| m.name != leader)
+        .map(|i| c.master_addrs[i].clone())
+        .unwrap();
+    let tf = c.file("task.yaml", &task_yaml("tl", "all", "src1", &dst, &["a"]));
+    let (ok, out) = c.ctl_at(&follower, &["start-task", tf.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    src.exec("INSERT INTO a.t VALUES (501, 501, 'after')").await;
+    c.wait_caught_up("tl", "src1", &src).await;
+    assert_same(&src, &dst, &["a"]).await;
+    // Plain HTTP is not served.
+    let (ok, out) = run_ctl(&format!("http://{follower}"), &["query-status"]);
+    assert!(!ok, "{out}");
+}

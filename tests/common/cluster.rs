@@ -96,11 +96,22 @@ pub struct Cluster {
     pub masters: Vec<Proc>,
     pub workers: Vec<Proc>,
     pub master_addrs: Vec<String>,
+    /// The masters serve HTTPS with a certificate signed by this CA.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Cluster {
     /// `masters` masters (each with its own etcd member) and `workers` workers, started.
     pub fn start(masters: usize, workers: usize) -> Cluster {
+        Self::start_with(masters, workers, None)
+    }
+
+    /// A cluster whose masters serve their API over HTTPS only (certificate of `tls`).
+    pub fn start_tls(masters: usize, workers: usize, tls: &super::TlsFiles) -> Cluster {
+        Self::start_with(masters, workers, Some(tls))
+    }
+
+    fn start_with(masters: usize, workers: usize, tls: Option<&super::TlsFiles>) -> Cluster {
         let etcd = find_binary("etcd");
         let mut dir = tempfile::Builder::new()
             .prefix("dm-test-cluster-")
@@ -127,7 +138,16 @@ impl Cluster {
             dir,
             masters: vec![],
             workers: vec![],
+            tls_ca: tls.map(|t| t.ca.clone()),
         };
+        let tls_lines = tls.map_or(String::new(), |t| {
+            format!(
+                "tls:\n  cert: {}\n  key: {}\n  ca: {}\n",
+                t.cert.display(),
+                t.key.display(),
+                t.ca.display()
+            )
+        });
         for (i, (api, client, peer)) in ports.iter().enumerate() {
             let name = format!("m{}", i + 1);
             let config = c.dir.path().join(format!("{name}.yaml"));
@@ -136,7 +156,7 @@ impl Cluster {
                 format!(
                     "name: {name}\nmaster-addr: 127.0.0.1:{api}\nelection-ttl: 2\netcd:\n  embed:\n    \
                      data-dir: {}\n    client-url: http://127.0.0.1:{client}\n    peer-url: http://127.0.0.1:{peer}\n    \
-                     initial-cluster: {initial}\n    bin: {}\n",
+                     initial-cluster: {initial}\n    bin: {}\n{tls_lines}",
                     c.dir.path().join(format!("etcd-{name}")).display(),
                     etcd.display()
                 ),
@@ -169,7 +189,9 @@ impl Cluster {
                 self.master_addrs.join(", "),
                 self.dir.path().join(format!("{name}-data")).display(),
                 super::free_port()
-            ),
+            ) + &self.tls_ca.as_ref().map_or(String::new(), |ca| {
+                format!("master-tls-ca: {}\n", ca.display())
+            }),
         )
         .unwrap();
         let mut p = Proc {
@@ -199,7 +221,15 @@ impl Cluster {
 
     /// `dm ctl` against every master (the first that answers is used).
     pub fn ctl(&self, args: &[&str]) -> (bool, String) {
-        super::run_ctl(&self.master_addrs.join(","), args)
+        self.ctl_at(&self.master_addrs.join(","), args)
+    }
+
+    /// `dm ctl` against the masters at `addrs` only.
+    pub fn ctl_at(&self, addrs: &str, args: &[&str]) -> (bool, String) {
+        let ca = self.tls_ca.as_ref().map(|p| p.display().to_string());
+        let mut all: Vec<&str> = ca.iter().flat_map(|c| ["--tls-ca", c.as_str()]).collect();
+        all.extend_from_slice(args);
+        super::run_ctl(addrs, &all)
     }
 
     pub fn ctl_ok(&self, args: &[&str]) -> String {
