@@ -22,8 +22,10 @@ use std::time::Duration;
 
 /// Rows per compared chunk.
 const CHUNK_ROWS: u64 = 10_000;
-/// A differing chunk is checked this many times more before its rows are compared.
+/// Differing chunks are checked this many times more before their rows are compared.
 const RECHECKS: u32 = 3;
+/// Row comparisons after the first one a difference must survive.
+const STABLE_CHECKS: u32 = 3;
 /// Differences shown per table.
 const SHOWN: usize = 20;
 
@@ -186,48 +188,54 @@ async fn compare(
         .map_err(&se)?;
     let cols = columns(table);
     report.chunks = bounds.len();
+    let mut differing = vec![];
     for b in &bounds {
         let range = key.as_ref().map_or("1 = 1".to_string(), |k| k.range(b));
-        let mut same = false;
-        for attempt in 0..=RECHECKS {
-            let s = checksum(src.conn, &checksum_sql(&table.name, &cols, &range))
-                .await
-                .map_err(&se)?;
-            let t = checksum(tgt.conn, &checksum_sql(target, &cols, &range))
-                .await
-                .map_err(&te)?;
-            if attempt == 0 {
-                report.rows += s.0;
-            }
-            if s == t {
-                same = true;
-                break;
-            }
-            if attempt < RECHECKS {
-                // Replication may still be applying this range: 0.25, 0.5, 1 s.
-                tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
-            }
+        let (rows, d) = range_differs(src, tgt, table, target, &cols, range).await?;
+        report.rows += rows;
+        differing.extend(d);
+    }
+    // Replication may still be applying those ranges: checked again after 0.25, 0.5, 1 s
+    // (all of the table's differing ranges at once, so the waits do not add up).
+    for attempt in 0..RECHECKS {
+        if differing.is_empty() {
+            break;
         }
-        if same {
-            continue;
+        tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+        let mut still = vec![];
+        for range in differing {
+            still.extend(
+                range_differs(src, tgt, table, target, &cols, range)
+                    .await?
+                    .1,
+            );
         }
-        // Rows still being replicated differ for a moment: only differences seen twice,
-        // half a second apart, count.
-        let first = diff_rows(src, tgt, table, target, &cols, &range).await?;
-        let diffs = if first.is_empty() {
-            first
-        } else {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let again = diff_rows(src, tgt, table, target, &cols, &range).await?;
-            again
-                .into_iter()
-                .filter(|d| {
-                    first
-                        .iter()
-                        .any(|f| f.key == d.key && f.source == d.source && f.target == d.target)
-                })
-                .collect()
-        };
+        differing = still;
+    }
+    // Rows still being replicated differ for a while (longer on a busy machine): only
+    // differences that stay the same over 0.5, 1 and 2 s count.
+    let mut pending = vec![];
+    for range in differing {
+        let diffs = diff_rows(src, tgt, table, target, &cols, &range).await?;
+        pending.push((range, diffs));
+    }
+    let mut wait = Duration::from_millis(500);
+    for _ in 0..STABLE_CHECKS {
+        if pending.iter().all(|(_, d)| d.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(wait).await;
+        wait *= 2;
+        for (range, diffs) in pending.iter_mut().filter(|(_, d)| !d.is_empty()) {
+            let again = diff_rows(src, tgt, table, target, &cols, range).await?;
+            diffs.retain(|d| {
+                again
+                    .iter()
+                    .any(|a| a.key == d.key && a.source == d.source && a.target == d.target)
+            });
+        }
+    }
+    for (_, diffs) in pending {
         if diffs.is_empty() {
             continue;
         }
@@ -251,6 +259,25 @@ async fn compare(
         );
     }
     Ok(())
+}
+
+/// The source's row count of a range, and the range back when its checksums differ.
+async fn range_differs(
+    src: &mut Side<'_>,
+    tgt: &mut Side<'_>,
+    table: &Table,
+    target: &TableName,
+    cols: &[(usize, String)],
+    range: String,
+) -> Result<(u64, Option<String>)> {
+    let (se, te) = (src.err(), tgt.err());
+    let s = checksum(src.conn, &checksum_sql(&table.name, cols, &range))
+        .await
+        .map_err(se)?;
+    let t = checksum(tgt.conn, &checksum_sql(target, cols, &range))
+        .await
+        .map_err(te)?;
+    Ok((s.0, (s != t).then_some(range)))
 }
 
 /// The rows of a chunk that differ, keyed by the table's identity key (all columns without).
