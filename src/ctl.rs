@@ -894,16 +894,12 @@ fn render_validation(v: &Value) -> String {
     let mut out = t.to_string();
     let diffs = v["diffs"].as_array().cloned().unwrap_or_default();
     if !diffs.is_empty() {
-        let mut d = table(&["Table", "Key", "Source row", "Target row", "Fix"]);
+        let mut d = table(DIFF_HEADER);
         for pair in &diffs {
-            let (tbl, diff) = (&pair[0], &pair[1]);
-            d.add_row(vec![
-                tbl.as_str().unwrap_or("").to_string(),
-                s(diff, "key"),
-                s(diff, "source"),
-                s(diff, "target"),
-                s(diff, "fix"),
-            ]);
+            d.add_row(diff_row(
+                pair[0].as_str().unwrap_or("").to_string(),
+                &pair[1],
+            ));
         }
         out += "\n";
         out += &d.to_string();
@@ -955,7 +951,7 @@ fn render_verify(v: &Value) -> String {
         "Differences",
         "Result",
     ]);
-    let mut diffs = table(&["Table", "Key", "Source row", "Target row", "Fix"]);
+    let mut diffs = table(DIFF_HEADER);
     let mut any = false;
     for r in as_list(v) {
         let n = r["differences"].as_u64().unwrap_or(0);
@@ -976,13 +972,7 @@ fn render_verify(v: &Value) -> String {
         ]);
         for d in r["diffs"].as_array().cloned().unwrap_or_default() {
             any = true;
-            diffs.add_row(vec![
-                s(&r, "target"),
-                s(&d, "key"),
-                s(&d, "source"),
-                s(&d, "target"),
-                s(&d, "fix"),
-            ]);
+            diffs.add_row(diff_row(s(&r, "target"), &d));
         }
     }
     if any {
@@ -990,6 +980,19 @@ fn render_verify(v: &Value) -> String {
     } else {
         t.to_string()
     }
+}
+
+const DIFF_HEADER: &[&str] = &["Table", "Key", "Source row", "Target row", "Fix"];
+
+/// A row that differs between source and target (verify, validation), with its fix.
+fn diff_row(table: String, d: &Value) -> Vec<String> {
+    vec![
+        table,
+        s(d, "key"),
+        s(d, "source"),
+        s(d, "target"),
+        s(d, "fix"),
+    ]
 }
 
 fn render_schema(v: &Value) -> String {

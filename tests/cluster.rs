@@ -313,14 +313,20 @@ async fn tasks_wait_for_a_worker_and_the_full_phase_moves_chunk_by_chunk() {
     eprintln!("{writes} writes during the copy, {rows} rows compared");
 }
 
+/// A source with `a.t` holding `rows` rows, and an empty target.
+async fn source_with_a_t(rows: u32) -> (MariaDb, MariaDb) {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(&format!(
+        "CREATE DATABASE a; USE a; CREATE TABLE t (id BIGINT PRIMARY KEY, v INT NOT NULL, s VARCHAR(64));
+         INSERT INTO t SELECT seq, seq, 'init' FROM seq_1_to_{rows};"
+    ))
+    .await;
+    (src, dst)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sources_move_leaders_step_down_and_members_go_offline_on_request() {
-    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
-    src.exec(
-        "CREATE DATABASE a; USE a; CREATE TABLE t (id BIGINT PRIMARY KEY, v INT NOT NULL, s VARCHAR(64));
-         INSERT INTO t SELECT seq, seq, 'init' FROM seq_1_to_2000;",
-    )
-    .await;
+    let (src, dst) = source_with_a_t(2000).await;
     let mut c = Cluster::start(3, 2);
     c.wait_leader().await;
     c.create_source("src1", &src);
@@ -392,12 +398,7 @@ async fn sources_move_leaders_step_down_and_members_go_offline_on_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cluster_serves_its_api_over_https_to_ctl_followers_and_workers() {
-    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
-    src.exec(
-        "CREATE DATABASE a; USE a; CREATE TABLE t (id BIGINT PRIMARY KEY, v INT NOT NULL, s VARCHAR(64));
-         INSERT INTO t SELECT seq, seq, 'init' FROM seq_1_to_500;",
-    )
-    .await;
+    let (src, dst) = source_with_a_t(500).await;
     let tls = TlsFiles::generate();
     // The worker finds etcd by asking the masters over HTTPS.
     let c = Cluster::start_tls(2, 1, &tls);

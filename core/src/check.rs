@@ -96,39 +96,31 @@ pub fn relay_space(src: &SourceConfig, status: Option<&RelayStatus>) -> Option<F
     }
     let subject = format!("source {}", src.source_id);
     let remain = src.purge.remain_space;
-    let free = status.and_then(|s| s.free_bytes.map(|f| (f, s)));
-    Some(match free {
-        None => finding(
+    let Some((free, s)) = status.and_then(|s| s.free_bytes.map(|f| (f, s))) else {
+        return Some(finding(
             &subject,
             "relay disk",
             Level::Warn,
             "the relay log has not reported its disk yet".into(),
             "run check-task again once the source's worker runs the relay (`dm ctl operate-source show`)",
-        ),
-        Some((free, s)) if free < remain.saturating_mul(GIB) => finding(
+        ));
+    };
+    let found = format!(
+        "{:.1} GiB free in {} on worker {}",
+        free as f64 / GIB as f64,
+        s.dir,
+        s.worker
+    );
+    Some(if free < remain.saturating_mul(GIB) {
+        finding(
             &subject,
             "relay disk",
             if free < GIB { Level::Fail } else { Level::Warn },
-            format!(
-                "{:.1} GiB free in {} on worker {}, below purge.remain-space ({remain} GiB): the relay purges every file no task needs",
-                free as f64 / GIB as f64,
-                s.dir,
-                s.worker
-            ),
+            format!("{found}, below purge.remain-space ({remain} GiB): the relay purges every file no task needs"),
             "free disk space, move relay-dir to a larger disk, or `dm ctl purge-relay <source>`",
-        ),
-        Some((free, s)) => finding(
-            &subject,
-            "relay disk",
-            Level::Ok,
-            format!(
-                "{:.1} GiB free in {} on worker {}",
-                free as f64 / GIB as f64,
-                s.dir,
-                s.worker
-            ),
-            "",
-        ),
+        )
+    } else {
+        finding(&subject, "relay disk", Level::Ok, found, "")
     })
 }
 

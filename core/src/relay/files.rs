@@ -45,6 +45,42 @@ pub fn list(dir: &Path) -> io::Result<Vec<String>> {
     Ok(names)
 }
 
+/// An event as a server writes it: a v4 header ending at `log_pos`, `body`, and its CRC32
+/// when the file's events carry one.
+pub fn event_bytes(
+    kind: u8,
+    server_id: u32,
+    log_pos: u32,
+    flags: u16,
+    body: &[u8],
+    crc: bool,
+) -> Vec<u8> {
+    let size = HEADER_LEN + body.len() + if crc { 4 } else { 0 };
+    let mut ev = Vec::with_capacity(size);
+    ev.extend(0u32.to_le_bytes());
+    ev.push(kind);
+    ev.extend(server_id.to_le_bytes());
+    ev.extend((size as u32).to_le_bytes());
+    ev.extend(log_pos.to_le_bytes());
+    ev.extend(flags.to_le_bytes());
+    ev.extend(body);
+    if crc {
+        let sum = crc32fast::hash(&ev);
+        ev.extend(sum.to_le_bytes());
+    }
+    ev
+}
+
+/// Whether events described by this footer end with a CRC32.
+pub fn has_crc32(footer: mysql_async::binlog::events::BinlogEventFooter) -> bool {
+    matches!(
+        footer.get_checksum_alg(),
+        Ok(Some(
+            mysql_async::binlog::BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32
+        ))
+    )
+}
+
 /// Event size and type from a header.
 pub fn parse_header(h: &[u8]) -> (u64, u8) {
     let size = u32::from_le_bytes([h[9], h[10], h[11], h[12]]) as u64;

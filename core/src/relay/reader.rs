@@ -6,7 +6,6 @@ use super::Relay;
 use crate::error::{Error, Result};
 use crate::upstream::BinlogPos;
 use mysql_async::binlog::events::{Event, RotateEvent, TableMapEvent};
-use mysql_async::binlog::BinlogChecksumAlg;
 use mysql_common::binlog::consts::BinlogVersion;
 use mysql_common::binlog::EventStreamReader;
 use std::sync::Arc;
@@ -25,6 +24,8 @@ pub struct RelayReader {
     /// Offset of the next event in `name`.
     pos: u64,
     file: Option<std::fs::File>,
+    /// The length of `name` once the relay has gone past it (it does not change any more).
+    complete_len: Option<u64>,
     /// Bytes of `file` from offset `buf_at` on.
     buf: Vec<u8>,
     buf_at: u64,
@@ -61,6 +62,7 @@ impl RelayReader {
             name: start.name.clone(),
             pos: 4,
             file: None,
+            complete_len: None,
             buf: Vec::new(),
             buf_at: 0,
             events: EventStreamReader::new(BinlogVersion::Version4),
@@ -104,17 +106,32 @@ impl RelayReader {
 
     /// How far `name` holds whole events, and whether the relay is past it (it is complete).
     fn readable_end(&mut self) -> Result<(u64, bool)> {
+        if let Some(len) = self.complete_len {
+            return Ok((len, true));
+        }
         let w = self.written.borrow_and_update().clone();
         Ok(match w {
             Some(w) if w.name == self.name => (w.pos, false),
             Some(w) if files::index(&w.name) > files::index(&self.name) => {
                 match std::fs::metadata(self.relay.dir.join(&self.name)) {
-                    Ok(m) => (m.len(), true),
+                    Ok(m) => {
+                        self.complete_len = Some(m.len());
+                        (m.len(), true)
+                    }
                     Err(e) => return Err(self.err(e.to_string())),
                 }
             }
             _ => (0, false),
         })
+    }
+
+    /// Goes on at the start of relay file `name`.
+    fn go_to(&mut self, name: String) {
+        self.name = name;
+        self.pos = 4;
+        self.file = None;
+        self.complete_len = None;
+        self.buf.clear();
     }
 
     /// The next whole event if the relay has it.
@@ -127,10 +144,7 @@ impl RelayReader {
             let here = files::index(&self.name);
             if let Some(next) = names.into_iter().find(|n| files::index(n) > here) {
                 let ev = self.artificial_rotate(&next)?;
-                self.name = next;
-                self.pos = 4;
-                self.file = None;
-                self.buf.clear();
+                self.go_to(next);
                 return Ok(Some(ev));
             }
             return Ok(None);
@@ -156,34 +170,17 @@ impl RelayReader {
         self.pos += size;
         if kind == ROTATE_EVENT {
             let r: RotateEvent = ev.read_event().map_err(|e| self.err(e.to_string()))?;
-            self.name = r.name().into_owned();
-            self.pos = 4;
-            self.file = None;
-            self.buf.clear();
+            self.go_to(r.name().into_owned());
         }
         Ok(Some(ev))
     }
 
     /// A ROTATE event to `next` as a server sends it at a file switch (`log_pos` 0).
     fn artificial_rotate(&mut self, next: &str) -> Result<Event> {
-        let crc = matches!(
-            self.events.get_fde().footer().get_checksum_alg(),
-            Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32))
-        );
-        let size = HEADER_LEN + 8 + next.len() + if crc { 4 } else { 0 };
-        let mut ev = Vec::with_capacity(size);
-        ev.extend(0u32.to_le_bytes());
-        ev.push(ROTATE_EVENT);
-        ev.extend(0u32.to_le_bytes());
-        ev.extend((size as u32).to_le_bytes());
-        ev.extend(0u32.to_le_bytes());
-        ev.extend(LOG_EVENT_ARTIFICIAL_F.to_le_bytes());
-        ev.extend(4u64.to_le_bytes());
-        ev.extend(next.as_bytes());
-        if crc {
-            let sum = crc32fast::hash(&ev);
-            ev.extend(sum.to_le_bytes());
-        }
+        let crc = files::has_crc32(self.events.get_fde().footer());
+        let mut body = 4u64.to_le_bytes().to_vec();
+        body.extend(next.as_bytes());
+        let ev = files::event_bytes(ROTATE_EVENT, 0, 0, LOG_EVENT_ARTIFICIAL_F, &body, crc);
         match self.events.read(&ev[..]) {
             Ok(Some(e)) => Ok(e),
             Ok(None) => Err(self.err("an empty ROTATE".into())),

@@ -10,19 +10,18 @@ use super::files::{self, FORMAT_DESCRIPTION_EVENT, LOG_EVENT_ARTIFICIAL_F, MAGIC
 use super::{Relay, RelayStage};
 use crate::config::{Flavor, SourceConfig};
 use crate::error::{DbRole, Error, Result};
-use crate::upstream::{current_position, detect_flavor, BinlogPos};
+use crate::upstream::{
+    current_position, detect_flavor, prepare_dump, BinlogPos, HEARTBEAT_EVENT, HEARTBEAT_SECS,
+};
 use futures_util::{FutureExt, StreamExt};
 use mysql_async::binlog::events::{Event, RotateEvent};
-use mysql_async::binlog::{BinlogChecksumAlg, BinlogVersion};
-use mysql_async::prelude::Queryable;
+use mysql_async::binlog::BinlogVersion;
 use mysql_async::BinlogStreamRequest;
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const HEARTBEAT_SECS: u64 = 5;
-const HEARTBEAT_EVENT: u8 = 27;
 /// Readers see new events at least this often under a steady stream.
 const PUBLISH_EVERY: Duration = Duration::from_millis(20);
 /// An empty relay waits this long for a subtask to name where to start.
@@ -95,22 +94,7 @@ async fn pull(relay: &Relay, cfg: &SourceConfig) -> Result<()> {
     };
     relay.set_flavor(flavor);
     let start = start_position(relay, cfg, &mut conn, flavor).await?;
-    let checksum: Option<String> = conn
-        .query_first("SELECT @@GLOBAL.binlog_checksum")
-        .await
-        .map_err(map)?;
-    let checksum = checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
-    conn.query_drop(format!(
-        "SET @master_heartbeat_period = {}",
-        HEARTBEAT_SECS * 1_000_000_000
-    ))
-    .await
-    .map_err(map)?;
-    if flavor == Flavor::Mariadb {
-        conn.query_drop("SET @mariadb_slave_capability = 4")
-            .await
-            .map_err(map)?;
-    }
+    let checksum = prepare_dump(&mut conn, flavor, &addr).await?;
     let mut out = Output::open(relay, &start)?;
     let request = BinlogStreamRequest::new(cfg.dump_server_id())
         .with_filename(start.name.as_bytes())
@@ -237,25 +221,23 @@ const MARIADB_ANNOTATE_ROWS: u8 = 160;
 fn annotate_filler(size: u64, end: u64, server_id: u32, crc: bool) -> Option<Vec<u8>> {
     let fixed = files::HEADER_LEN as u64 + if crc { 4 } else { 0 };
     let text_len = size.checked_sub(fixed)?;
-    let mut ev = Vec::with_capacity(size as usize);
-    ev.extend(0u32.to_le_bytes());
-    ev.push(MARIADB_ANNOTATE_ROWS);
-    ev.extend(server_id.to_le_bytes());
-    ev.extend(u32::try_from(size).ok()?.to_le_bytes());
-    ev.extend(u32::try_from(end).ok()?.to_le_bytes());
-    ev.extend(0u16.to_le_bytes());
+    u32::try_from(size).ok()?;
     let note = b"/* dm relay: annotation not sent by the source */";
-    ev.extend(
-        note.iter()
-            .copied()
-            .chain(std::iter::repeat(b' '))
-            .take(text_len as usize),
-    );
-    if crc {
-        let sum = crc32fast::hash(&ev);
-        ev.extend(sum.to_le_bytes());
-    }
-    Some(ev)
+    let text: Vec<u8> = note
+        .iter()
+        .copied()
+        .chain(std::iter::repeat(b' '))
+        .take(text_len as usize)
+        .collect();
+    let end = u32::try_from(end).ok()?;
+    Some(files::event_bytes(
+        MARIADB_ANNOTATE_ROWS,
+        server_id,
+        end,
+        0,
+        &text,
+        crc,
+    ))
 }
 
 /// The relay file being appended to.
@@ -359,10 +341,7 @@ impl Output {
             // MariaDB leaves ANNOTATE_ROWS events out of a dump unless asked (and mysql_async
             // cannot ask): a stand-in of the same size keeps every offset the source's.
             let gap = log_pos - size - self.pos;
-            let crc = matches!(
-                ev.footer().get_checksum_alg(),
-                Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32))
-            );
+            let crc = files::has_crc32(ev.footer());
             let filler =
                 annotate_filler(gap, self.pos + gap, h.server_id(), crc).ok_or_else(|| {
                     relay_err(

@@ -328,12 +328,7 @@ impl Dispatcher<'_> {
             let mut heard = Instant::now();
             loop {
                 let Some(txn) = reader.next_txn().await? else {
-                    // Quiet past `until` (the checkpoint may lie after the last transaction,
-                    // past events without changes): nothing more to apply.
-                    if reader.position().binlog >= until {
-                        break;
-                    }
-                    // Quiet before it: the stream has everything up to `until`; wait for it.
+                    // Quiet: the stream has everything up to `until`; wait for it.
                     if heard.elapsed() > Duration::from_secs(60) {
                         return Err(Error::Binlog {
                             source_id: self.inc.source.source_id.clone(),

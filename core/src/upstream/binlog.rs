@@ -21,11 +21,12 @@ use futures_util::StreamExt;
 use mysql_async::binlog::events::{Event, EventData, RowsEventData};
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStream, BinlogStreamRequest};
+use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
 use std::sync::Arc;
 use std::time::Duration;
 
-const HEARTBEAT_SECS: u64 = 5;
+/// Seconds between heartbeats the source sends on a quiet dump.
+pub const HEARTBEAT_SECS: u64 = 5;
 
 /// Values of one row image, by column; `None` where the image lacks the column.
 pub type RowImage = Vec<Option<BinlogValue<'static>>>;
@@ -106,9 +107,6 @@ pub struct BinlogReader {
     rows_in_txn: usize,
     /// Set by a heartbeat outside a transaction: the source is quiet.
     idle: bool,
-    /// End of the last event read in `file`: where a quiet stream is (events after the last
-    /// transaction, such as MariaDB's binlog checkpoints, move it on).
-    seen_pos: u64,
     filter: TableFilter,
 }
 
@@ -171,30 +169,8 @@ impl BinlogReader {
             },
             rows_in_txn: 0,
             idle: false,
-            seen_pos: 0,
             filter,
         })
-    }
-
-    /// The position after the last whole transaction, or after the events that followed it
-    /// when the stream is quiet.
-    pub fn position(&self) -> &Position {
-        &self.current.end
-    }
-
-    /// The stream is quiet outside a transaction: what came after the last transaction has
-    /// nothing to apply, so the position moves past it.
-    fn quiet(&mut self) {
-        if self.in_txn || self.seen_pos == 0 {
-            return;
-        }
-        let here = BinlogPos {
-            name: self.file.clone(),
-            pos: self.seen_pos,
-        };
-        if here > self.current.end.binlog {
-            self.current.end.binlog = here;
-        }
     }
 
     /// A binlog dump from the source; also says whether events carry checksums.
@@ -208,27 +184,12 @@ impl BinlogReader {
         let addr = cfg.from.addr();
         let map = |e| Error::db(DbRole::Source, &addr, e);
         let mut conn = crate::db::connect(&cfg.from, DbRole::Source).await?;
-        let checksum: Option<String> = conn
-            .query_first("SELECT @@GLOBAL.binlog_checksum")
-            .await
-            .map_err(map)?;
-        let checksum = checksum
-            .map(|c| !c.eq_ignore_ascii_case("NONE"))
-            .unwrap_or(false);
-        conn.query_drop(format!(
-            "SET @master_heartbeat_period = {}",
-            HEARTBEAT_SECS * 1_000_000_000
-        ))
-        .await
-        .map_err(map)?;
+        let checksum = prepare_dump(&mut conn, flavor, &addr).await?;
         let by_gtid = match (&start.gtid, flavor) {
             (Some(g @ GtidSet::Mariadb(_)), Flavor::Mariadb) if use_gtid => Some(g.to_string()),
             _ => None,
         };
         if flavor == Flavor::Mariadb {
-            conn.query_drop("SET @mariadb_slave_capability = 4")
-                .await
-                .map_err(map)?;
             if let Some(g) = &by_gtid {
                 conn.exec_drop("SET @slave_connect_state = ?", (g,))
                     .await
@@ -280,10 +241,7 @@ impl BinlogReader {
                         continue;
                     }
                     // Quiet: like a heartbeat outside a transaction.
-                    None if !self.in_txn => {
-                        self.quiet();
-                        return Ok(None);
-                    }
+                    None if !self.in_txn => return Ok(None),
                     None => continue,
                 },
             };
@@ -305,14 +263,35 @@ impl BinlogReader {
             }
             if self.idle {
                 self.idle = false;
-                self.quiet();
                 return Ok(None);
             }
         }
     }
 }
 
-const HEARTBEAT_EVENT: u8 = 27;
+pub const HEARTBEAT_EVENT: u8 = 27;
+/// Asks `conn` (about to dump the binlog) for heartbeats and, from MariaDB, for its own GTID
+/// events; says whether the source's events carry checksums.
+pub async fn prepare_dump(conn: &mut Conn, flavor: Flavor, addr: &str) -> Result<bool> {
+    let map = |e| Error::db(DbRole::Source, addr, e);
+    let checksum: Option<String> = conn
+        .query_first("SELECT @@GLOBAL.binlog_checksum")
+        .await
+        .map_err(map)?;
+    conn.query_drop(format!(
+        "SET @master_heartbeat_period = {}",
+        HEARTBEAT_SECS * 1_000_000_000
+    ))
+    .await
+    .map_err(map)?;
+    if flavor == Flavor::Mariadb {
+        conn.query_drop("SET @mariadb_slave_capability = 4")
+            .await
+            .map_err(map)?;
+    }
+    Ok(checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE")))
+}
+
 const MARIADB_ANNOTATE_ROWS: u8 = 160;
 const MARIADB_GTID: u8 = 162;
 const MARIADB_GTID_FLAG_STANDALONE: u8 = 1;
@@ -363,14 +342,8 @@ impl BinlogReader {
                 self.in_txn = !standalone;
                 return Ok(None);
             }
-            t if t >= MARIADB_ANNOTATE_ROWS => {
-                self.seen_pos = self.seen_pos.max(log_pos);
-                return Ok(None);
-            }
+            t if t >= MARIADB_ANNOTATE_ROWS => return Ok(None),
             _ => {}
-        }
-        if log_pos != 0 {
-            self.seen_pos = log_pos;
         }
         if h.timestamp() != 0 {
             self.current.timestamp = h.timestamp();
@@ -397,7 +370,6 @@ impl BinlogReader {
                     name.truncate(name.len() - 4);
                 }
                 self.file = String::from_utf8_lossy(&name).into_owned();
-                self.seen_pos = 0;
                 if !self.in_txn {
                     self.current.end.binlog = BinlogPos {
                         name: self.file.clone(),

@@ -3,7 +3,10 @@
 mod binlog;
 mod position;
 
-pub use binlog::{BinlogEvent, BinlogOrigin, BinlogReader, EventKind, RowImage, RowOp, Txn};
+pub use binlog::{
+    prepare_dump, BinlogEvent, BinlogOrigin, BinlogReader, EventKind, RowImage, RowOp, Txn,
+    HEARTBEAT_EVENT, HEARTBEAT_SECS,
+};
 pub use position::{BinlogPos, GtidSet, Position};
 
 use crate::config::Flavor;
