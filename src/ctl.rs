@@ -58,6 +58,9 @@ enum CtlCommand {
         /// Forget the task's checkpoints in the target and start over.
         #[arg(long)]
         remove_meta: bool,
+        /// Start even when the precheck (`check-task`) finds failures.
+        #[arg(long)]
+        skip_precheck: bool,
     },
     /// Apply a changed task file (rules, plugins, tuning) to a running task: its subtasks
     /// restart from their checkpoints with it.
@@ -472,16 +475,20 @@ pub async fn run(args: CtlArgs) -> Result<()> {
                 render_plain,
             ),
         },
-        CtlCommand::StartTask { file, remove_meta } => (
-            client
-                .call(
-                    Method::POST,
-                    "/api/v1/tasks",
-                    Some(file_body(&file, remove_meta)?),
-                )
-                .await?,
-            render_tasks,
-        ),
+        CtlCommand::StartTask {
+            file,
+            remove_meta,
+            skip_precheck,
+        } => {
+            let mut body = file_body(&file, remove_meta)?;
+            body["skip_precheck"] = json!(skip_precheck);
+            (
+                client
+                    .call(Method::POST, "/api/v1/tasks", Some(body))
+                    .await?,
+                render_tasks,
+            )
+        }
         CtlCommand::UpdateTask { file } => {
             let body = file_body(&file, false)?;
             let content = body["content"].as_str().unwrap_or_default();

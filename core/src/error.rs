@@ -78,6 +78,17 @@ pub enum Error {
         position: String,
         message: String,
     },
+    /// An event the pipeline does not apply and that no rule of the task filters out: the
+    /// task pauses rather than pass over it (docs/architecture.md, "Events dm does not apply").
+    #[error("{what} at {position} is not applied: {message}")]
+    NotApplied {
+        reason: NotApplied,
+        /// The event or statement.
+        what: String,
+        /// End of its source transaction.
+        position: String,
+        message: String,
+    },
     /// Shards merged into one table sent DDLs that cannot be reconciled.
     #[error("shard DDL lock of {target} at {position}: {message}")]
     ShardDdl {
@@ -94,6 +105,9 @@ pub enum Error {
         position: String,
         message: String,
     },
+    /// `start-task` found failures in the precheck (`check-task`).
+    #[error("precheck failed: {0}")]
+    Precheck(String),
     /// A request that is invalid in the current state (unknown task, task already exists, ...).
     #[error("{0}")]
     Invalid(String),
@@ -105,6 +119,17 @@ pub enum Error {
     Cancelled,
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Why an event is not applied (see `Error::NotApplied`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotApplied {
+    /// Row changes written as a statement (binlog_format STATEMENT or MIXED).
+    StatementDml,
+    /// A statement dm cannot tell the effect of.
+    UnknownStatement,
+    /// A binlog event type dm cannot apply (compressed, incident, XA, ...).
+    UnsupportedEvent,
 }
 
 /// Which side of the migration a database is.
@@ -186,8 +211,21 @@ impl Error {
             Error::UnsupportedDdl { .. } => "DM-DDL-6001",
             Error::Schema { .. } => "DM-SCHEMA-6002",
             Error::Filtered { .. } => "DM-FILTER-6003",
+            Error::NotApplied {
+                reason: NotApplied::StatementDml,
+                ..
+            } => "DM-EVENT-6301",
+            Error::NotApplied {
+                reason: NotApplied::UnknownStatement,
+                ..
+            } => "DM-EVENT-6302",
+            Error::NotApplied {
+                reason: NotApplied::UnsupportedEvent,
+                ..
+            } => "DM-EVENT-6303",
             Error::ShardDdl { .. } => "DM-SHARD-6101",
             Error::Plugin { .. } => "DM-PLUGIN-6201",
+            Error::Precheck(_) => "DM-CHECK-7101",
             Error::Invalid(_) => "DM-REQUEST-7001",
             Error::NotFound(_) => "DM-REQUEST-7002",
             Error::Cancelled => "DM-TASK-8001",
@@ -241,10 +279,14 @@ impl Error {
             }
             Error::Relay { source_id, .. } => format!("check the relay-dir (disk space, permissions) and `dm ctl operate-source show`; `dm ctl stop-relay {source_id}` makes the subtasks read the source directly"),
             Error::UnsupportedDdl { .. } => "apply the statement on the target by hand if it is needed, then `dm ctl binlog skip <task>`, or have dm run a replacement: `dm ctl binlog replace <task> '<statement>'`".into(),
+            Error::NotApplied { reason: NotApplied::StatementDml, .. } => "the source logs row changes as statements (binlog_format STATEMENT or MIXED) and dm needs ROW: on the source run SET GLOBAL binlog_format = 'ROW' and set binlog_format=ROW in my.cnf (sessions opened before keep their format); then `dm ctl binlog replace <task> '<statement>'` runs the statement on the target (or `dm ctl binlog skip <task>` and repair the tables it changed with `dm ctl verify <task> --fix`)".into(),
+            Error::NotApplied { reason: NotApplied::UnknownStatement, .. } => "dm cannot tell what this statement changes: do on the target what it needs by hand, then `dm ctl binlog skip <task>`, or `dm ctl binlog replace <task> '<statement>'` to run a statement instead".into(),
+            Error::NotApplied { reason: NotApplied::UnsupportedEvent, .. } => "change the source setting the message names, then `dm ctl binlog skip <task>` skips this transaction (its changes are missing on the target until `dm ctl verify <task> --fix`)".into(),
             Error::ShardDdl { target, .. } => format!("make the shards agree, then `dm ctl shard-ddl-lock unlock <task> {target} --exec` (run the DDL once) or `--skip` (it is done by hand); or `dm ctl binlog replace <task> '<statement>'` to send this shard's DDL as another statement"),
             Error::Plugin { .. } => "fix the plugin (`dm ctl plugin check <file.wasm>` runs it on a sample row) and replace its .wasm file, then `dm ctl resume-task <task>`".into(),
             Error::Filtered { .. } => "change the task's `filters` / `expression-filter` (stop-task, edit, start-task), or skip the event".into(),
             Error::Schema { .. } => "the tracked schema differs from the binlog; make sure binlog_row_metadata=FULL and that no DDL was filtered out for this table".into(),
+            Error::Precheck(_) => "fix each failure as it says and start the task again; to start anyway, name the checks in the task's `ignore-checking-items` or run `dm ctl start-task --skip-precheck`".into(),
             Error::Invalid(_) | Error::NotFound(_) => "see `dm ctl --help`".into(),
             Error::Cancelled => String::new(),
             Error::Io(_) => "check disk space and permissions of the data dir".into(),
@@ -261,6 +303,7 @@ impl Error {
                 Error::UnsupportedDdl { position, .. }
                 | Error::Schema { position, .. }
                 | Error::Filtered { position, .. }
+                | Error::NotApplied { position, .. }
                 | Error::ShardDdl { position, .. } => Some(position.clone()),
                 Error::Db { position, .. } => position.clone(),
                 // A binlog position when the plugin failed in the incremental phase.

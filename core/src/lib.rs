@@ -5,6 +5,7 @@ pub mod check;
 pub mod checkpoint;
 pub mod config;
 pub mod db;
+pub mod durable;
 pub mod error;
 pub mod fence;
 pub mod hooks;

@@ -44,6 +44,9 @@ pub struct TaskConfig {
     /// A plugin (of `plugins`) deciding shard DDL locks instead of `shard-mode`'s policy.
     #[serde(default)]
     pub shard_ddl_policy: Option<String>,
+    /// Prechecks whose failures do not stop `start-task` (TiDB DM's item names, `all`).
+    #[serde(default)]
+    pub ignore_checking_items: Vec<String>,
 }
 
 /// TiDB DM's `shard-mode`.
@@ -358,6 +361,17 @@ impl TaskConfig {
                     "add `shard-mode: optimistic` (shards wait at the DDL) or `pessimistic` (shards are held)",
                 );
             }
+        }
+        if let Some(bad) = cfg
+            .ignore_checking_items
+            .iter()
+            .find(|i| !crate::check::checking_items().contains(&i.as_str()))
+        {
+            return fail(
+                "ignore-checking-items",
+                format!("ignore-checking-items: `{bad}` is not a checking item"),
+                &format!("use {}", crate::check::checking_items().join(", ")),
+            );
         }
         if cfg.mysql_instances.is_empty() {
             return fail(

@@ -23,6 +23,9 @@ pub struct FileBody {
     pub content: String,
     #[serde(default)]
     pub remove_meta: bool,
+    /// `start-task --skip-precheck`: start even when `check-task` finds failures.
+    #[serde(default)]
+    pub skip_precheck: bool,
     /// Plugin modules of a task file (name -> base64), read where `dm ctl` runs.
     #[serde(default)]
     pub plugins: std::collections::BTreeMap<String, String>,
@@ -223,7 +226,18 @@ async fn task_sources(m: &Master, task: &TaskConfig) -> Result<Vec<SourceConfig>
 
 async fn start_task(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiResult<TaskView> {
     let mut task = TaskConfig::parse(&body.file, &body.content)?;
-    task_sources(&m, &task).await?;
+    let sources = task_sources(&m, &task).await?;
+    if m.store.get(&keys::task(&task.name)).await?.is_some() {
+        return Err(already_running(&task.name).into());
+    }
+    let mut warnings = vec![];
+    if !body.skip_precheck {
+        let (failures, warned) = precheck(&m, &task, &sources).await?;
+        if !failures.is_empty() {
+            return Err(Error::Precheck(failures.join("; ")).into());
+        }
+        warnings = warned;
+    }
     meta::plugins::store_task_plugins(m.store.as_ref(), &mut task, &body.plugins).await?;
     if body.remove_meta {
         let mut conn = crate::db::connect(&task.target_database, DbRole::Target).await?;
@@ -240,16 +254,58 @@ async fn start_task(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiR
     let key = keys::task(&task.name);
     let value = serde_json::to_vec(&task).map_err(|e| Error::Invalid(e.to_string()))?;
     if !m.store.compare_and_put(&key, None, value).await? {
-        return Err(Error::Invalid(format!(
-            "task `{}` is already running; stop-task first, or pause/resume it",
-            task.name
-        ))
-        .into());
+        return Err(already_running(&task.name).into());
     }
     let stage = DesiredStage::new(Stage::Running, 1);
     meta::put_json(m.store.as_ref(), &keys::stage(&task.name), &stage).await?;
     m.task_files.watch(&m, &task.name, &body.file);
-    Ok(Json(task_view(&m, task).await?))
+    let mut view = task_view(&m, task).await?;
+    view.warnings.extend(warnings);
+    Ok(Json(view))
+}
+
+fn already_running(name: &str) -> Error {
+    Error::Invalid(format!(
+        "task `{name}` is already running; stop-task first, or pause/resume it"
+    ))
+}
+
+/// `check-task` as `start-task` runs it: (failures that stop the start, warnings), each
+/// with its fix; failures the task's `ignore-checking-items` name become warnings.
+async fn precheck(
+    m: &Master,
+    task: &TaskConfig,
+    sources: &[SourceConfig],
+) -> Result<(Vec<String>, Vec<String>), Error> {
+    let mut failures = vec![];
+    let mut warnings = vec![];
+    for f in findings_of(m, task, sources).await? {
+        let text = format!("{} {}: {} (fix: {})", f.subject, f.check, f.message, f.fix);
+        match f.level {
+            crate::check::Level::Fail if !crate::check::ignored(task, &f) => failures.push(text),
+            crate::check::Level::Fail => {
+                warnings.push(format!("ignored by ignore-checking-items: {text}"))
+            }
+            crate::check::Level::Warn => warnings.push(text),
+            crate::check::Level::Ok => {}
+        }
+    }
+    Ok((failures, warnings))
+}
+
+/// Every finding of `check-task` for `task`.
+async fn findings_of(
+    m: &Master,
+    task: &TaskConfig,
+    sources: &[SourceConfig],
+) -> Result<Vec<Finding>, Error> {
+    let mut findings = check_task(task, sources).await;
+    for src in sources {
+        let status: Option<crate::relay::RelayStatus> =
+            meta::get_json(m.store.as_ref(), &keys::relay_status(&src.source_id)).await?;
+        findings.extend(crate::check::relay_space(src, status.as_ref()));
+    }
+    Ok(findings)
 }
 
 async fn task_view(m: &Master, task: TaskConfig) -> Result<TaskView, Error> {
@@ -556,6 +612,7 @@ async fn binlog_replace(
     if body.sql.is_empty() {
         return Err(Error::Invalid("binlog replace needs at least one statement".into()).into());
     }
+    check_statements(&body.sql)?;
     if body.at.position.is_some() {
         return Ok(Json(
             at_position(&m, &name, &body.at, |d, source, p| {
@@ -588,6 +645,7 @@ async fn binlog_inject(
     if body.sql.is_empty() {
         return Err(Error::Invalid("binlog inject needs at least one statement".into()).into());
     }
+    check_statements(&body.sql)?;
     let record = |d: &mut DesiredStage, source: String, p: String| {
         d.inject
             .entry(source)
@@ -600,6 +658,14 @@ async fn binlog_inject(
         at_paused_events(&m, &name, OnShardDdl::Refuse, record).await?
     };
     Ok(Json(view))
+}
+
+/// Refuses, before anything is recorded, statements a binlog operator could not run.
+fn check_statements(sql: &[String]) -> Result<(), Error> {
+    for s in sql {
+        crate::schema::check_operator_statement(s).map_err(Error::Invalid)?;
+    }
+    Ok(())
 }
 
 /// What a binlog operator does to a shard DDL in conflict (its lock takes it).
@@ -666,13 +732,7 @@ async fn at_paused_events(
 async fn check(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiResult<Vec<Finding>> {
     let task = TaskConfig::parse(&body.file, &body.content)?;
     let sources = task_sources(&m, &task).await?;
-    let mut findings = check_task(&task, &sources).await;
-    for src in &sources {
-        let status: Option<crate::relay::RelayStatus> =
-            meta::get_json(m.store.as_ref(), &keys::relay_status(&src.source_id)).await?;
-        findings.extend(crate::check::relay_space(src, status.as_ref()));
-    }
-    Ok(Json(findings))
+    Ok(Json(findings_of(&m, &task, &sources).await?))
 }
 
 /// Prometheus text format: per subtask, stage, rows and lag.

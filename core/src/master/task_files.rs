@@ -83,6 +83,7 @@ impl TaskFiles {
                             file: path.display().to_string(),
                             content,
                             remove_meta: false,
+                            skip_precheck: false,
                             plugins,
                         };
                         apply_update(&m, &task, &body).await.map(|_| ())

@@ -1,12 +1,12 @@
 //! The embedded store of `dm standalone`: a map kept in memory and written to one JSON file in
-//! the data dir after each change (write to a temporary file, fsync, rename), so a restart, or a
-//! kill -9, keeps every change that was acknowledged.
+//! the data dir with each change (`durable::write_atomically`), so a restart, or a kill -9,
+//! keeps every change that was acknowledged; a change that could not be written is taken
+//! back from memory too. The data dir is locked: one process writes it.
 
 use super::{MetaStore, WatchEvent};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tokio::sync::mpsc;
@@ -14,6 +14,8 @@ use tokio::sync::mpsc;
 pub struct EmbeddedStore {
     path: PathBuf,
     state: Mutex<State>,
+    /// The data dir's lock, held while the store is open.
+    _lock: std::fs::File,
 }
 
 #[derive(Default)]
@@ -23,11 +25,16 @@ struct State {
 }
 
 /// Keys that are rewritten often and describe the present only: not worth a disk write.
-const VOLATILE_PREFIX: &str = super::keys::STATUS;
+const VOLATILE_PREFIXES: &[&str] = &[super::keys::STATUS, super::keys::RELAY_STATUS];
+
+fn volatile(key: &str) -> bool {
+    VOLATILE_PREFIXES.iter().any(|p| key.starts_with(p))
+}
 
 impl EmbeddedStore {
     pub fn open(data_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(data_dir)?;
+        crate::durable::create_private_dir(data_dir)?;
+        let lock = crate::durable::lock_dir(data_dir).map_err(Error::Meta)?;
         let path = data_dir.join("meta.json");
         let map: BTreeMap<String, String> = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
@@ -43,6 +50,7 @@ impl EmbeddedStore {
                 map,
                 watchers: Vec::new(),
             }),
+            _lock: lock,
         })
     }
 
@@ -53,15 +61,12 @@ impl EmbeddedStore {
     fn persist(&self, map: &BTreeMap<String, Vec<u8>>) -> Result<()> {
         let durable: BTreeMap<&String, String> = map
             .iter()
-            .filter(|(k, _)| !k.starts_with(VOLATILE_PREFIX))
+            .filter(|(k, _)| !volatile(k))
             .map(|(k, v)| (k, String::from_utf8_lossy(v).into_owned()))
             .collect();
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(&durable).map_err(|e| Error::Meta(e.to_string()))?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.path)?;
-        Ok(())
+        let bytes = serde_json::to_vec_pretty(&durable).map_err(|e| Error::Meta(e.to_string()))?;
+        crate::durable::write_atomically(&self.path, &bytes)
+            .map_err(|e| Error::Meta(format!("cannot write {}: {e}", self.path.display())))
     }
 
     /// Applies a change, persists it unless volatile, then tells the watchers.
@@ -70,12 +75,23 @@ impl EmbeddedStore {
     }
 
     fn apply_locked(&self, st: &mut State, key: &str, value: Option<Vec<u8>>) -> Result<()> {
-        match &value {
+        let old = match &value {
             Some(v) => st.map.insert(key.to_string(), v.clone()),
             None => st.map.remove(key),
         };
-        if !key.starts_with(VOLATILE_PREFIX) {
-            self.persist(&st.map)?;
+        if old == value {
+            // Nothing changed: no write, no watch event (a watcher that writes what it
+            // read would otherwise wake itself up forever).
+            return Ok(());
+        }
+        if !volatile(key) {
+            if let Err(e) = self.persist(&st.map) {
+                match old {
+                    Some(v) => st.map.insert(key.to_string(), v),
+                    None => st.map.remove(key),
+                };
+                return Err(e);
+            }
         }
         st.watchers.retain(|(prefix, tx)| {
             if !key.starts_with(prefix.as_str()) {

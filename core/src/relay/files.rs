@@ -16,7 +16,7 @@ pub const ROTATE_EVENT: u8 = 4;
 pub const FORMAT_DESCRIPTION_EVENT: u8 = 15;
 /// Set on events a server makes up for a stream; never in a file.
 pub const LOG_EVENT_ARTIFICIAL_F: u16 = 0x20;
-const NEEDED: &str = "needed.json";
+pub const NEEDED: &str = "needed.json";
 
 /// The numeric suffix of `mysql-bin.000042`, if the name has one.
 pub fn index(name: &str) -> Option<u64> {
@@ -136,19 +136,20 @@ pub fn next_name(name: &str) -> Option<String> {
     Some(format!("{base}.{n:0width$}", width = ext.len()))
 }
 
-/// Per task, the oldest position it may read again.
-pub fn load_needed(dir: &Path) -> BTreeMap<String, BinlogPos> {
-    std::fs::read(dir.join(NEEDED))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+/// Per task, the oldest position it may read again; `Err` when the file is there but cannot
+/// be read (the caller must then keep every file).
+pub fn load_needed(dir: &Path) -> io::Result<BTreeMap<String, BinlogPos>> {
+    match std::fs::read(dir.join(NEEDED)) {
+        Ok(b) => serde_json::from_slice(&b).map_err(io::Error::other),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(e),
+    }
 }
 
-/// Written to a temporary file and renamed, so a crash leaves the old or the new map.
+/// Written atomically and durably: a crash leaves the old or the new map.
 pub fn save_needed(dir: &Path, needed: &BTreeMap<String, BinlogPos>) -> io::Result<()> {
-    let tmp = dir.join(format!("{NEEDED}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec(needed).map_err(io::Error::other)?)?;
-    std::fs::rename(tmp, dir.join(NEEDED))
+    let bytes = serde_json::to_vec(needed).map_err(io::Error::other)?;
+    crate::durable::write_atomically(&dir.join(NEEDED), &bytes)
 }
 
 /// Bytes free for an unprivileged user on the file system of `dir`.

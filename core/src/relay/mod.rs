@@ -100,6 +100,9 @@ pub struct Relay {
     wanted: Mutex<Option<BinlogPos>>,
     wanted_set: Notify,
     needed: Mutex<BTreeMap<String, BinlogPos>>,
+    /// `needed.json` was there but unreadable: which files tasks need is unknown, so
+    /// purging removes nothing.
+    needed_unknown: bool,
     paused: watch::Sender<bool>,
     state: Mutex<State>,
 }
@@ -120,9 +123,18 @@ impl Relay {
     /// relay-dir is used as is).
     pub fn start(cfg: SourceConfig, base: &Path) -> RelayRun {
         let dir = base.join(&cfg.relay_dir).join(&cfg.source_id);
+        let (needed, needed_unknown) = match files::load_needed(&dir) {
+            Ok(n) => (n, false),
+            Err(e) => {
+                tracing::warn!(source = %cfg.source_id, dir = %dir.display(), error = %e,
+                    "the relay's needed positions cannot be read: no relay file is purged until dm restarts with a readable file");
+                (BTreeMap::new(), true)
+            }
+        };
         let relay = Arc::new(Relay {
             source_id: cfg.source_id.clone(),
-            needed: Mutex::new(files::load_needed(&dir)),
+            needed: Mutex::new(needed),
+            needed_unknown,
             dir,
             written: watch::channel(None).0,
             wanted: Mutex::new(None),
@@ -171,8 +183,12 @@ impl Relay {
     }
 
     fn save_needed(&self, n: &BTreeMap<String, BinlogPos>) {
-        if let Err(e) =
-            std::fs::create_dir_all(&self.dir).and_then(|_| files::save_needed(&self.dir, n))
+        if self.needed_unknown {
+            // Keep the unreadable file for a person to look at; nothing is purged anyway.
+            return;
+        }
+        if let Err(e) = crate::durable::create_private_dir(&self.dir)
+            .and_then(|_| files::save_needed(&self.dir, n))
         {
             tracing::warn!(source = %self.source_id, error = %e, "cannot save the relay's needed positions");
         }
@@ -246,6 +262,14 @@ impl Relay {
         let Some(active) = names.last().cloned() else {
             return report;
         };
+        if self.needed_unknown {
+            report.kept = Some(format!(
+                "{} was unreadable at start: which files tasks need is unknown, every file is kept",
+                self.dir.join(files::NEEDED).display()
+            ));
+            lock(&self.state).last_purge = Some(report.clone());
+            return report;
+        }
         // The first file that stays, and why.
         let mut limits: Vec<(Option<u64>, String)> =
             vec![(files::index(&active), format!("{active} is being written"))];

@@ -78,7 +78,7 @@ fn relay_err(relay: &Relay, message: String, retryable: bool) -> Error {
 
 /// One replica connection: returns `Ok` when paused, an error when the stream broke.
 async fn pull(relay: &Relay, cfg: &SourceConfig) -> Result<()> {
-    std::fs::create_dir_all(&relay.dir).map_err(|e| {
+    crate::durable::create_private_dir(&relay.dir).map_err(|e| {
         relay_err(
             relay,
             format!("cannot create {}: {e}", relay.dir.display()),
@@ -257,10 +257,12 @@ impl Output {
     fn open(relay: &Relay, at: &BinlogPos) -> Result<Output> {
         let path = relay.dir.join(&at.name);
         let io = |e: std::io::Error| relay_err(relay, format!("{}: {e}", path.display()), true);
+        use std::os::unix::fs::OpenOptionsExt;
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&path)
             .map_err(io)?;
         if at.pos <= 4 {

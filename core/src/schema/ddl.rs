@@ -67,6 +67,11 @@ pub fn unparsed_table_ddl(default_db: &str, sql: &str) -> Option<(TableName, Ddl
         .into_iter()
         .filter(|t| !matches!(t, Token::Whitespace(_)))
         .collect();
+    // One statement only: the target would run everything after a `;` too.
+    let last = tokens.iter().rposition(|t| *t != Token::SemiColon)?;
+    if tokens[..last].contains(&Token::SemiColon) {
+        return None;
+    }
     let word = |i: usize| match tokens.get(i) {
         Some(Token::Word(w)) => Some(w.value.to_ascii_uppercase()),
         _ => None,
@@ -136,7 +141,7 @@ fn is_table_ddl(sql: &str) -> bool {
     }
 }
 
-fn table_name(default_db: &str, name: &ObjectName) -> TableName {
+pub(super) fn table_name(default_db: &str, name: &ObjectName) -> TableName {
     let parts: Vec<String> = name
         .0
         .iter()

@@ -64,13 +64,22 @@ pub struct ApplyWorker {
     pub floor: Option<BinlogPos>,
 }
 
-/// Name of the user lock an apply worker holds on the target while it runs: a restarted
-/// task waits until the old worker's session is gone before it reads the high waters.
+/// The worker number of the dispatcher's own session: its lock, and its row in the
+/// high-water table (statements of `binlog replace/inject` done).
+pub const DISPATCHER: usize = 1_000_000;
+
+/// Name of the user lock an apply worker (or the dispatcher) holds on the target while it
+/// runs: a restarted task waits until the old worker's session is gone before it reads the
+/// high waters. The hash is fixed (SHA-256), so every build and worker agrees on the name.
 pub fn lock_name(task_meta: &MetaTables, source_id: &str, worker: usize) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (&task_meta.high_water, source_id).hash(&mut h);
-    format!("dm-apply-{:016x}-{worker}", h.finish())
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(task_meta.high_water.as_bytes())
+        .chain_update([0u8])
+        .chain_update(source_id.as_bytes())
+        .finalize();
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("dm-apply-{hex}-{worker}")
 }
 
 /// Takes the user lock `name` on `conn`. A session of an earlier run that still holds it (a

@@ -8,8 +8,10 @@
 
 use super::Dispatcher;
 use crate::db::quote_ident;
-use crate::error::{errno, DbRole, Error, Result};
-use crate::schema::{parse_ddl, unparsed_table_ddl, Ddl, DdlKind, TableName};
+use crate::error::{errno, DbRole, Error, NotApplied, Result};
+use crate::schema::{
+    classify_statement, parse_ddl, unparsed_table_ddl, Ddl, DdlKind, StatementClass, TableName,
+};
 use crate::upstream::{BinlogPos, Position};
 use mysql_async::prelude::Queryable;
 
@@ -69,7 +71,7 @@ impl Dispatcher<'_> {
     pub(super) async fn apply_query(&mut self, db: &str, sql: &str, end: &Position) -> Result<()> {
         let at = end.binlog.to_string();
         let ddl = match parse_ddl(db, sql) {
-            Ok(None) => return Ok(()),
+            Ok(None) => return self.non_ddl(db, sql, &end.binlog),
             Ok(Some(d)) => d,
             Err(message) => match unparsed_table_ddl(db, sql) {
                 Some((table, kind)) if self.inc.router.route(&table).is_none() => {
@@ -131,6 +133,66 @@ impl Dispatcher<'_> {
         }
         tracing::info!(position = %at, statement = sql, "DDL applied");
         self.checkpoint_after_ddl(end).await
+    }
+
+    /// A statement that is not table DDL passes only when it changes nothing dm migrates or
+    /// writes only tables the task's rules leave out; anything else pauses the task.
+    fn non_ddl(&self, db: &str, sql: &str, end: &BinlogPos) -> Result<()> {
+        let (reason, message) = match classify_statement(db, sql) {
+            StatementClass::Irrelevant(why) => {
+                tracing::debug!(position = %end, statement = sql, why, "statement passed over");
+                return Ok(());
+            }
+            StatementClass::Dml(tables) if !tables.is_empty() => {
+                let kind = match sql.trim_start().get(..6).map(str::to_ascii_uppercase) {
+                    Some(w) if w == "UPDATE" => Some(crate::rules::EventKind::Update),
+                    Some(w) if w == "DELETE" => Some(crate::rules::EventKind::Delete),
+                    Some(w) if w == "INSERT" || w == "REPLAC" => {
+                        Some(crate::rules::EventKind::Insert)
+                    }
+                    _ => None,
+                };
+                let mut left_out = true;
+                for t in &tables {
+                    let filtered = !self.inc.filter.allows_table(&t.schema, &t.table)
+                        || self.in_snapshot(t, end)
+                        || match kind {
+                            Some(k) => !self.event_kept(&t.schema, Some(&t.table), k, None, end)?,
+                            None => false,
+                        };
+                    left_out &= filtered;
+                }
+                if left_out {
+                    tracing::debug!(position = %end, statement = sql, "statement on tables the task leaves out");
+                    return Ok(());
+                }
+                (
+                    NotApplied::StatementDml,
+                    format!(
+                        "row changes of {} logged as a statement, not as rows",
+                        tables
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            }
+            StatementClass::Dml(_) => (
+                NotApplied::StatementDml,
+                "row changes logged as a statement, not as rows".to_string(),
+            ),
+            StatementClass::Unknown => (
+                NotApplied::UnknownStatement,
+                "dm cannot tell what this statement changes".to_string(),
+            ),
+        };
+        Err(Error::NotApplied {
+            reason,
+            what: format!("statement `{}`", shown(sql)),
+            position: end.to_string(),
+            message,
+        })
     }
 
     /// A DDL on routed tables runs on their targets: ALTER and CREATE renamed (a shard's
@@ -288,4 +350,17 @@ impl Dispatcher<'_> {
             }
         }
     }
+}
+
+/// A statement as an error shows it: at most 500 characters.
+fn shown(sql: &str) -> String {
+    const MAX: usize = 500;
+    if sql.len() <= MAX {
+        return sql.to_string();
+    }
+    let mut cut = MAX;
+    while !sql.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{} ...", &sql[..cut])
 }

@@ -15,6 +15,7 @@ mod apply;
 mod batch;
 mod causality;
 mod ddl;
+mod operator;
 mod shard;
 
 pub use shard::ShardSync;
@@ -127,6 +128,12 @@ impl Incremental {
             .await
             .map_err(te)?;
         let batch_bytes = (packet.unwrap_or(4 << 20) as usize / 2).min(MAX_STATEMENT_BYTES);
+        // The dispatcher's session (DDL, operator statements, checkpoints) holds a lock too:
+        // a worker that took this source over ends it like the apply sessions, so an old
+        // owner that wakes up cannot run a DDL it held.
+        let dispatcher_lock =
+            apply::lock_name(&self.meta, &self.source.source_id, apply::DISPATCHER);
+        apply::take_lock(&mut conn, &addr, &dispatcher_lock).await?;
 
         // Workers take their locks first: a worker of an earlier run that is still
         // committing finishes before the high waters are read.
@@ -159,7 +166,7 @@ impl Incremental {
         let stale: Vec<usize> = high_waters
             .iter()
             .map(|(id, _, _)| *id)
-            .filter(|id| *id >= n)
+            .filter(|id| *id >= n && *id != apply::DISPATCHER)
             .collect();
         for id in &stale {
             // A worker of an earlier run with more workers: wait for its session too.
@@ -378,24 +385,10 @@ impl Dispatcher<'_> {
         }
         let at = end.binlog.to_string();
         if let Some((_, stmts)) = self.inc.replace.iter().find(|(p, _)| complete && *p == at) {
-            tracing::warn!(position = %at, statements = stmts.len(), "transaction replaced (binlog replace)");
-            let stmts = stmts.clone();
-            for (i, sql) in stmts.iter().enumerate() {
-                self.ddl_ends_txn = i + 1 == stmts.len();
-                self.apply_query("", sql, &end).await?;
-            }
-            self.cp.position = end;
-            self.dirty = true;
-            return self.checkpoint().await;
+            return self.replace_txn(&stmts.clone(), &end).await;
         }
         if let Some((_, stmts)) = self.inc.inject.iter().find(|(p, _)| complete && *p == at) {
-            tracing::warn!(position = %at, statements = stmts.len(), "statements injected before the transaction (binlog inject)");
-            let stmts = stmts.clone();
-            for sql in &stmts {
-                // The checkpoint stays before the transaction until it is applied.
-                self.ddl_ends_txn = false;
-                self.apply_query("", sql, &end).await?;
-            }
+            self.inject_before(&stmts.clone(), &end).await?;
         }
         let safe = self.safe_mode(&end.binlog);
         for (_, f) in &self.inc.plugins {
@@ -426,6 +419,14 @@ impl Dispatcher<'_> {
                     // then the checkpoint must not move past them yet.
                     self.ddl_ends_txn = complete && i == last;
                     self.apply_query(&db, &sql, &end).await?;
+                }
+                EventKind::Unsupported { what, message } => {
+                    return Err(Error::NotApplied {
+                        reason: crate::error::NotApplied::UnsupportedEvent,
+                        what,
+                        position: at,
+                        message,
+                    })
                 }
             }
         }

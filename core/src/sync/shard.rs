@@ -350,6 +350,8 @@ impl Dispatcher<'_> {
                             self.held_ddl(&db, &sql, &txn.end, &mut active).await?;
                             continue;
                         }
+                        // Paused on when the stream first passed it.
+                        EventKind::Unsupported { .. } => continue,
                     };
                     let Some(d) = active.get(&table) else {
                         continue;

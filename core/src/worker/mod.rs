@@ -108,7 +108,11 @@ impl Worker {
         loop {
             tokio::select! {
                 ev = changes.recv() => {
-                    if ev.as_ref().is_some_and(|e| e.key.starts_with(keys::STATUS)) {
+                    // What workers publish (this one's own writes among them) changes
+                    // nothing a worker runs: reacting to it would write again, forever.
+                    if ev.as_ref().is_some_and(|e| {
+                        e.key.starts_with(keys::STATUS) || e.key.starts_with(keys::RELAY_STATUS)
+                    }) {
                         continue;
                     }
                 }

@@ -1,0 +1,115 @@
+//! Nothing is passed over without a word: an event dm does not apply is filtered by a rule
+//! the user wrote or pauses the task with a code, its position and the fix; what a user
+//! gives `binlog replace` / `binlog inject` is run exactly.
+
+mod common;
+
+use common::*;
+
+/// A source logging row changes as statements (STATEMENT, then MIXED): start-task refuses it,
+/// with the override the first statement-logged DML pauses the task at its position, and the
+/// user's replacements (an INSERT, an UPDATE), an injected UPDATE and a skipped unknown
+/// statement leave the target exactly as asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn statement_format_pauses_and_operators_run_dml() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "SET GLOBAL binlog_format = 'STATEMENT'; CREATE DATABASE shop; \
+         CREATE TABLE shop.t (id INT PRIMARY KEY, v VARCHAR(20)); INSERT INTO shop.t VALUES (0, 'zero')",
+    )
+    .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let tf = dm.file(
+        "task.yaml",
+        &task_yaml("st", "all", "src1", &dst, &["shop"]),
+    );
+    let (ok, text) = dm.ctl(&["start-task", tf.to_str().unwrap()]);
+    assert!(!ok, "a STATEMENT source must be refused: {text}");
+    assert!(
+        text.contains("DM-CHECK-7101") && text.contains("binlog format") && text.contains("ROW"),
+        "{text}"
+    );
+    assert!(dm.subtask("st").is_none(), "nothing started");
+    dm.ctl_ok(&["start-task", "--skip-precheck", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "st", &src).await;
+
+    // STATEMENT: one INSERT of three rows, logged as a statement.
+    let insert = "INSERT INTO shop.t (id, v) VALUES (1, 'a'), (2, 'b'), (3, 'c')";
+    src.exec(insert).await;
+    let at = src.master_pos().await;
+    let err = wait_paused(&dm, "st").await;
+    assert_eq!(err["code"], "DM-EVENT-6301", "{err}");
+    assert_eq!(err["position"], at.as_str(), "{err}");
+    assert!(
+        err["hint"].as_str().unwrap().contains("binlog_format"),
+        "{err}"
+    );
+    assert_eq!(count(&dst, "SELECT COUNT(*) FROM shop.t").await, 1);
+    // What cannot be run is refused before anything is recorded.
+    for (bad, says) in [
+        ("SELECT 1", "neither"),
+        ("INSERT INTO t VALUES (9, 'x')", "database"),
+        (
+            "INSERT INTO shop.t VALUES (9, 'x'); DROP DATABASE shop",
+            "statements",
+        ),
+    ] {
+        let (ok, text) = dm.ctl(&["binlog", "replace", "st", bad]);
+        assert!(!ok && text.contains(says), "{bad}: {text}");
+    }
+    dm.ctl_ok(&["binlog", "replace", "st", insert]);
+    wait_caught_up(&dm, "st", &src).await;
+    assert_same(&src, &dst, &["shop"]).await;
+
+    // MIXED: a deterministic UPDATE is still logged as a statement.
+    src.exec("SET GLOBAL binlog_format = 'MIXED'").await;
+    let update = "UPDATE shop.t SET v = 'mixed' WHERE id = 2";
+    src.exec(update).await;
+    let at = src.master_pos().await;
+    let err = wait_paused(&dm, "st").await;
+    assert_eq!(err["code"], "DM-EVENT-6301", "{err}");
+    assert_eq!(err["position"], at.as_str(), "{err}");
+    dm.ctl_ok(&["binlog", "replace", "st", update]);
+    wait_caught_up(&dm, "st", &src).await;
+    assert_same(&src, &dst, &["shop"]).await;
+
+    // ROW again. A statement dm cannot judge pauses with its own code; skip goes on.
+    src.exec("SET GLOBAL binlog_format = 'ROW'").await;
+    src.exec("CREATE SEQUENCE shop.s").await;
+    let err = wait_paused(&dm, "st").await;
+    assert_eq!(err["code"], "DM-EVENT-6302", "{err}");
+    dm.ctl_ok(&["binlog", "skip", "st"]);
+    wait_caught_up(&dm, "st", &src).await;
+
+    // inject: an UPDATE the user wants before a transaction still to come.
+    dm.ctl_ok(&["pause-task", "st"]);
+    src.exec("INSERT INTO shop.t VALUES (5, 'e')").await;
+    let at = src.master_pos().await;
+    src.exec("INSERT INTO shop.t VALUES (6, 'f')").await;
+    dm.ctl_ok(&[
+        "binlog",
+        "inject",
+        "st",
+        "-b",
+        &at,
+        "UPDATE shop.t SET v = CONCAT(v, '+injected') WHERE id = 1",
+    ]);
+    dm.ctl_ok(&["resume-task", "st"]);
+    wait_caught_up(&dm, "st", &src).await;
+    let v: String = first(&dst, "SELECT v FROM shop.t WHERE id = 1").await;
+    assert_eq!(v, "a+injected", "the injected UPDATE ran exactly once");
+    src.exec("UPDATE shop.t SET v = 'a+injected' WHERE id = 1")
+        .await;
+    wait_caught_up(&dm, "st", &src).await;
+    assert_same(&src, &dst, &["shop"]).await;
+}
+
+async fn first<T: mysql_async::prelude::FromValue + Send + 'static>(db: &MariaDb, sql: &str) -> T {
+    use mysql_async::prelude::Queryable;
+    db.conn().await.query_first(sql).await.unwrap().unwrap()
+}
+
+async fn count(db: &MariaDb, sql: &str) -> u64 {
+    first(db, sql).await
+}
