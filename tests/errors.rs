@@ -154,11 +154,17 @@ async fn wrong_password_and_unsupported_ddl_pause_with_a_hint() {
         "passwords are never shown:\n{shown}"
     );
 
-    // A wrong target password pauses the task with the error and a hint.
+    // A wrong target password: start-task's precheck refuses it with the fix; started
+    // anyway, the task pauses with the error and a hint.
     let task =
         task_yaml("e1", "all", "s1", &dst, &["e"]).replace("password: \"\"", "password: nope");
     let tf = dm.file("task-bad.yaml", &task);
-    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    let (ok, text) = dm.ctl(&["start-task", tf.to_str().unwrap()]);
+    assert!(
+        !ok && text.contains("DM-CHECK-7101") && text.contains("check user and password"),
+        "{text}"
+    );
+    dm.ctl_ok(&["start-task", "--skip-precheck", tf.to_str().unwrap()]);
     wait_for("the task to pause", Duration::from_secs(30), || {
         dm.subtask("e1").is_some_and(|s| s["stage"] == "paused")
     })

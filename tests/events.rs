@@ -113,3 +113,77 @@ async fn first<T: mysql_async::prelude::FromValue + Send + 'static>(db: &MariaDb
 async fn count(db: &MariaDb, sql: &str) -> u64 {
     first(db, sql).await
 }
+
+/// A subtask that stops without a pause comes back by itself: its apply session is killed
+/// and its apply lock held elsewhere, so it loses the lock (`LeaseLost`) while the source is
+/// written. query-status shows stage `error` with the reason meanwhile; the worker restarts
+/// it from its checkpoint and the target ends equal.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subtask_that_stops_without_a_pause_is_restarted() {
+    use mysql_async::prelude::Queryable;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec("CREATE DATABASE h; CREATE TABLE h.t (id INT PRIMARY KEY, v INT)")
+        .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let tf = dm.file(
+        "task.yaml",
+        &task_tuned("heal", "all", &dst, &["h"], &[], &["worker-count: 1"]),
+    );
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "heal", &src).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_loop(&src, stop.clone(), |n| {
+        format!("INSERT INTO h.t VALUES ({n}, {n})")
+    });
+
+    // Take the apply worker's lock from it: end its session, hold the lock here.
+    let meta = dm_core::checkpoint::MetaTables::new("dm_meta", "heal");
+    let lock = dm_core::sync::lock_name(&meta, "src1", 0);
+    let mut holder = dst.conn().await;
+    let id: Option<u64> = holder
+        .exec_first("SELECT IS_USED_LOCK(?)", (&lock,))
+        .await
+        .unwrap();
+    let id = id.expect("the apply worker holds its lock");
+    holder.query_drop(format!("KILL {id}")).await.unwrap();
+    let got: Option<i64> = holder
+        .exec_first("SELECT GET_LOCK(?, 10)", (&lock,))
+        .await
+        .unwrap();
+    assert_eq!(got, Some(1));
+
+    // Lock lost (after its 5 s wait): stage `error`, then restarted (ending this session).
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while seen.is_empty() {
+        let body = http_get(&dm.addr, "/api/v1/tasks/heal");
+        if body.contains("DM-TASK-8002") && body.contains("\"error\"") {
+            seen = body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no error stage shown:\n{}",
+            dm.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        seen.contains("DM-CLUSTER-2101"),
+        "the reason is shown: {seen}"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let rows = writer.await.unwrap();
+    assert!(rows > 0);
+    wait_caught_up(&dm, "heal", &src).await;
+    assert_same(&src, &dst, &["h"]).await;
+    assert!(
+        dm.log().contains("subtask stopped without a pause"),
+        "{}",
+        dm.log()
+    );
+    drop(holder);
+}

@@ -280,12 +280,12 @@ async fn source_and_target_outages_are_retried_and_shown() {
     src.exec("INSERT INTO o.t VALUES (1, 1)").await;
     wait_caught_up(&dm, "o", &src).await;
 
-    // The source goes away: the error shows, the task keeps trying, and continues on the
+    // The source goes away: the error shows (stage `error`), the task keeps trying, and continues on the
     // source's new binlog file when it is back.
     src.stop();
     wait_for("the source error", Duration::from_secs(30), || {
         dm.subtask("o")
-            .is_some_and(|s| s["last_error"]["code"] == "DM-SOURCE-3001" && s["stage"] == "running")
+            .is_some_and(|s| s["last_error"]["code"] == "DM-SOURCE-3001" && s["stage"] == "error")
     })
     .await;
     src.start_again();
@@ -298,7 +298,7 @@ async fn source_and_target_outages_are_retried_and_shown() {
         .await;
     wait_for("the target error", Duration::from_secs(30), || {
         dm.subtask("o")
-            .is_some_and(|s| s["last_error"]["code"] == "DM-TARGET-4001" && s["stage"] == "running")
+            .is_some_and(|s| s["last_error"]["code"] == "DM-TARGET-4001" && s["stage"] == "error")
     })
     .await;
     dst.start_again();

@@ -117,6 +117,10 @@ pub enum Error {
     /// The task was asked to stop or pause.
     #[error("cancelled")]
     Cancelled,
+    /// A subtask stopped without pausing (it panicked, or ended on an error that is no
+    /// reason to pause); the worker restarts it.
+    #[error("subtask stopped unexpectedly: {0}")]
+    Crashed(String),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -229,6 +233,7 @@ impl Error {
             Error::Invalid(_) => "DM-REQUEST-7001",
             Error::NotFound(_) => "DM-REQUEST-7002",
             Error::Cancelled => "DM-TASK-8001",
+            Error::Crashed(_) => "DM-TASK-8002",
             Error::Io(_) => "DM-IO-9001",
         }
     }
@@ -239,7 +244,7 @@ impl Error {
             Error::Db { retryable, .. }
             | Error::Binlog { retryable, .. }
             | Error::Relay { retryable, .. } => *retryable,
-            Error::Meta(_) | Error::MetaUnavailable(_) | Error::Io(_) => true,
+            Error::Meta(_) | Error::MetaUnavailable(_) | Error::Io(_) | Error::Crashed(_) => true,
             _ => false,
         }
     }
@@ -289,6 +294,7 @@ impl Error {
             Error::Precheck(_) => "fix each failure as it says and start the task again; to start anyway, name the checks in the task's `ignore-checking-items` or run `dm ctl start-task --skip-precheck`".into(),
             Error::Invalid(_) | Error::NotFound(_) => "see `dm ctl --help`".into(),
             Error::Cancelled => String::new(),
+            Error::Crashed(_) => "the worker restarts the subtask from its checkpoint with backoff; if it keeps stopping, send the worker's log to dm's developers".into(),
             Error::Io(_) => "check disk space and permissions of the data dir".into(),
         }
     }

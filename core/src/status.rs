@@ -19,6 +19,9 @@ pub enum Stage {
     Paused,
     /// `task-mode: full` ended.
     Finished,
+    /// Not making progress: retrying after an error, or stopped without a pause (a panic, a
+    /// lost apply lock) and about to be restarted from its checkpoint; `last_error` says why.
+    Error,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

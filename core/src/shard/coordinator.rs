@@ -108,6 +108,15 @@ pub async fn coordinate_once(store: &dyn MetaStore, policies: &mut Policies) -> 
                 }
             },
         };
+        // Lock states are read before the DDLs and written back only if unchanged: a
+        // `binlog replace/skip` or `unlock` changes a DDL, then clears the lock's conflict,
+        // so a pass that read the DDL before that change cannot put its stale decision over
+        // the user's.
+        let locks_read: BTreeMap<String, Vec<u8>> = store
+            .list(&super::lock_prefix(&task.name))
+            .await?
+            .into_iter()
+            .collect();
         let locks = task_locks(store, &task).await?;
         if !locks.complete {
             // A source has not said which shards it has yet.
@@ -118,7 +127,12 @@ pub async fn coordinate_once(store: &dyn MetaStore, policies: &mut Policies) -> 
             let shards = locks.shards.get(target).cloned().unwrap_or_default();
             let mut pending = locks.pending.get(target).cloned().unwrap_or_default();
             let key = super::lock(&task.name, target);
-            let mut lock: LockState = meta::get_json(store, &key).await?.unwrap_or_default();
+            let mut read = locks_read.get(&key).cloned();
+            let mut lock: LockState = match &read {
+                Some(b) => serde_json::from_slice(b)
+                    .map_err(|e| crate::Error::Meta(format!("{key}: {e}")))?,
+                None => LockState::default(),
+            };
             let mut columns = if pending.is_empty() {
                 vec![]
             } else {
@@ -146,6 +160,7 @@ pub async fn coordinate_once(store: &dyn MetaStore, policies: &mut Policies) -> 
                     deferred: &lock.deferred,
                     target_columns: &columns,
                 });
+                let mut executed_now = None;
                 let release = match decision {
                     Decision::Wait => break,
                     Decision::Exec { ddls, release } => {
@@ -157,11 +172,12 @@ pub async fn coordinate_once(store: &dyn MetaStore, policies: &mut Policies) -> 
                                 shards: release,
                                 message: format!("the target refused `{}`: {e}", ddls.join("; ")),
                             });
-                            meta::put_json(store, &key, &lock).await?;
+                            write_lock(store, &key, &mut read, &lock).await?;
                             break;
                         }
                         lock.deferred.retain(|(d, _)| *d != ddls);
-                        lock.executed.push(ddls);
+                        lock.executed.push(ddls.clone());
+                        executed_now = Some(ddls);
                         columns = target_columns(&task, target).await?;
                         release
                     }
@@ -179,7 +195,18 @@ pub async fn coordinate_once(store: &dyn MetaStore, policies: &mut Policies) -> 
                         vec![]
                     }
                 };
-                meta::put_json(store, &key, &lock).await?;
+                if !write_lock(store, &key, &mut read, &lock).await? {
+                    // Changed by a user meanwhile: decided again at the next pass; what ran
+                    // on the target is recorded all the same.
+                    if let Some(ddls) = executed_now {
+                        let mut now: LockState =
+                            meta::get_json(store, &key).await?.unwrap_or_default();
+                        now.deferred.retain(|(d, _)| *d != ddls);
+                        now.executed.push(ddls);
+                        meta::put_json(store, &key, &now).await?;
+                    }
+                    break;
+                }
                 for shard in &release {
                     if let Some(i) = pending.iter().position(|d| d.shard == *shard) {
                         let d = pending.remove(i);
@@ -190,6 +217,26 @@ pub async fn coordinate_once(store: &dyn MetaStore, policies: &mut Policies) -> 
         }
     }
     Ok(())
+}
+
+/// Writes a lock state if the store still holds `read` (what this pass read or last wrote);
+/// false when someone else changed it.
+async fn write_lock(
+    store: &dyn MetaStore,
+    key: &str,
+    read: &mut Option<Vec<u8>>,
+    lock: &LockState,
+) -> Result<bool> {
+    let bytes = serde_json::to_vec(lock).map_err(|e| crate::Error::Meta(format!("{key}: {e}")))?;
+    if !store
+        .compare_and_put(key, read.as_deref(), bytes.clone())
+        .await?
+    {
+        tracing::debug!(key, "shard DDL lock changed meanwhile; deciding again");
+        return Ok(false);
+    }
+    *read = Some(bytes);
+    Ok(true)
 }
 
 /// The merged table's (column, type) in the target, lower case.

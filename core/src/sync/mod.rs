@@ -22,6 +22,7 @@ pub use shard::ShardSync;
 mod plan;
 mod rows;
 
+pub use apply::{lock_name, DISPATCHER};
 pub use rows::RowBatch;
 
 use crate::checkpoint::{Checkpoint, MetaTables};

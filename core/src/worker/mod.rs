@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 /// The stage a user asked for; `generation` grows with each resume so that a subtask paused
@@ -63,7 +63,18 @@ struct Running {
     /// The task and source configs it runs with; a changed config restarts it.
     task: TaskConfig,
     source: SourceConfig,
+    started: Instant,
+    /// Restarts after it stopped without a pause, in a row.
+    restarts: u32,
+    /// Set when it stopped without a pause: restarted from its checkpoint then.
+    restart_at: Option<Instant>,
 }
+
+/// A subtask that stopped without a pause is restarted after this, doubled per restart in a
+/// row (up to `MAX_RESTART_DELAY`); a run that lasted `STABLE_RUN` starts the count over.
+const RESTART_DELAY: Duration = Duration::from_secs(1);
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
+const STABLE_RUN: Duration = Duration::from_secs(300);
 
 pub struct Worker {
     pub name: String,
@@ -174,6 +185,7 @@ impl Worker {
                 }
             }
         }
+        let restarts = self.heal().await;
         // Stop what is no longer wanted (removed, paused, reconfigured, resumed anew).
         let stale: Vec<_> = self
             .running
@@ -216,6 +228,7 @@ impl Worker {
             if stage.stage != Stage::Running || self.running.contains_key(&k) {
                 continue;
             }
+            let restarts = restarts.get(&k).copied().unwrap_or(0);
             let progress = Arc::new(Progress::default());
             let state = Arc::new(Mutex::new(SubtaskState {
                 stage: Stage::New,
@@ -247,10 +260,82 @@ impl Worker {
                     generation: stage.generation,
                     task,
                     source,
+                    started: Instant::now(),
+                    restarts,
+                    restart_at: None,
                 },
             );
         }
         Ok(())
+    }
+
+    /// Self-healing: a subtask that stopped without a pause (it panicked, or lost its apply
+    /// lock) shows stage `error` with the reason and is restarted from its checkpoint once
+    /// its delay has passed. Returns the restart counts of those due now (removed from
+    /// `running`, so the reconcile starts them again).
+    async fn heal(&mut self) -> BTreeMap<(String, String), u32> {
+        let now = Instant::now();
+        let mut due = BTreeMap::new();
+        let ended: Vec<(String, String)> = self
+            .running
+            .iter()
+            .filter(|(_, r)| r.handle.is_finished())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in ended {
+            let Some(r) = self.running.get_mut(&k) else {
+                continue;
+            };
+            if let Some(at) = r.restart_at {
+                if now >= at {
+                    due.insert(k.clone(), r.restarts);
+                    self.running.remove(&k);
+                }
+                continue;
+            }
+            let stage = r.state.lock().unwrap_or_else(|p| p.into_inner()).stage;
+            if matches!(stage, Stage::Paused | Stage::Finished) {
+                continue;
+            }
+            // Its end, taken once; a finished stand-in keeps `abort`/await safe later.
+            let joined = std::mem::replace(&mut r.handle, tokio::spawn(async {}));
+            let why = match joined.await {
+                Err(e) if e.is_panic() => {
+                    let p = e.into_panic();
+                    let text = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".into());
+                    format!("panicked: {text}")
+                }
+                _ => {
+                    let st = r.state.lock().unwrap_or_else(|p| p.into_inner());
+                    match &st.last_error {
+                        Some(e) => format!("[{}] {}", e.code, e.message),
+                        None => "it ended".into(),
+                    }
+                }
+            };
+            r.restarts = if r.started.elapsed() >= STABLE_RUN {
+                1
+            } else {
+                r.restarts + 1
+            };
+            let delay = RESTART_DELAY
+                .saturating_mul(1 << (r.restarts - 1).min(6))
+                .min(MAX_RESTART_DELAY);
+            r.restart_at = Some(now + delay);
+            let err = crate::Error::Crashed(format!(
+                "{why}; restart {} in {delay:?} from the checkpoint",
+                r.restarts
+            ));
+            tracing::error!(task = %k.0, source = %k.1, error = %err, "subtask stopped without a pause");
+            let mut st = r.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.stage = Stage::Error;
+            st.last_error = Some(err.report());
+        }
+        due
     }
 
     /// Runs a relay log for each bound source with `enable-relay`, in the stage a user set,

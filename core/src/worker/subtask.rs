@@ -74,7 +74,7 @@ impl Subtask {
                 }
                 Err(e) if e.is_retryable() => {
                     tracing::warn!(task = %self.task.name, source = %self.source.source_id, error = %e, "retrying in {backoff:?}");
-                    self.set(Stage::Running, Some(&e));
+                    self.set(Stage::Error, Some(&e));
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
