@@ -105,6 +105,14 @@ pub enum Error {
         position: String,
         message: String,
     },
+    /// A target transaction holding changes of several source transactions failed for
+    /// good: the subtask applies them again one source transaction per target transaction,
+    /// up to `until`, to name the one at fault (so `binlog skip` knows what to skip).
+    #[error("{cause}")]
+    Narrow {
+        until: crate::upstream::BinlogPos,
+        cause: Box<Error>,
+    },
     /// `start-task` found failures in the precheck (`check-task`).
     #[error("precheck failed: {0}")]
     Precheck(String),
@@ -229,6 +237,7 @@ impl Error {
             } => "DM-EVENT-6303",
             Error::ShardDdl { .. } => "DM-SHARD-6101",
             Error::Plugin { .. } => "DM-PLUGIN-6201",
+            Error::Narrow { cause, .. } => cause.code(),
             Error::Precheck(_) => "DM-CHECK-7101",
             Error::Invalid(_) => "DM-REQUEST-7001",
             Error::NotFound(_) => "DM-REQUEST-7002",
@@ -291,6 +300,7 @@ impl Error {
             Error::Plugin { .. } => "fix the plugin (`dm ctl plugin check <file.wasm>` runs it on a sample row) and replace its .wasm file, then `dm ctl resume-task <task>`".into(),
             Error::Filtered { .. } => "change the task's `filters` / `expression-filter` (stop-task, edit, start-task), or skip the event".into(),
             Error::Schema { .. } => "the tracked schema differs from the binlog; make sure binlog_row_metadata=FULL and that no DDL was filtered out for this table".into(),
+            Error::Narrow { cause, .. } => cause.hint(),
             Error::Precheck(_) => "fix each failure as it says and start the task again; to start anyway, name the checks in the task's `ignore-checking-items` or run `dm ctl start-task --skip-precheck`".into(),
             Error::Invalid(_) | Error::NotFound(_) => "see `dm ctl --help`".into(),
             Error::Cancelled => String::new(),

@@ -62,6 +62,9 @@ pub struct ApplyWorker {
     /// The highest high water of earlier runs: changes up to it may be applied already. A
     /// replay in safe mode records no lower high water, or a second crash would forget it.
     pub floor: Option<BinlogPos>,
+    /// Up to this position each source transaction gets a target transaction of its own:
+    /// an earlier run failed on a batch of several and the one at fault must be named.
+    pub precise_until: Option<BinlogPos>,
 }
 
 /// The worker number of the dispatcher's own session: its lock, and its row in the
@@ -177,6 +180,7 @@ impl ApplyWorker {
             lock,
             fence,
             floor: None,
+            precise_until: None,
         }
     }
 
@@ -198,6 +202,10 @@ impl ApplyWorker {
                 // The task stops: what is not committed is not applied.
                 None => return Ok(()),
                 Some(WorkerMsg::Changes { changes, end }) => {
+                    let precise = self.precise_until.as_ref().is_some_and(|p| end <= *p);
+                    if precise && self.high_water.as_ref().is_some_and(|h| *h != end) {
+                        self.commit().await?;
+                    }
                     for c in changes {
                         self.batch.push(c, self.compact);
                     }
@@ -374,6 +382,12 @@ impl ApplyWorker {
                 }
                 None => *message = format!("{message}; applying changes of {at}"),
             }
+        }
+        if first != last {
+            return Error::Narrow {
+                until: last.clone(),
+                cause: Box::new(err),
+            };
         }
         err
     }

@@ -81,6 +81,8 @@ pub struct Incremental {
     pub plugins: crate::hooks::RowFilterChain,
     /// The source's binlog or the worker's relay log of it.
     pub origin: BinlogOrigin,
+    /// Apply one source transaction per target transaction up to here (see `Error::Narrow`).
+    pub precise_until: Option<BinlogPos>,
 }
 
 enum ReaderMsg {
@@ -194,6 +196,7 @@ impl Incremental {
         let mut handles = Vec::with_capacity(n);
         for mut worker in apply_workers {
             worker.floor = max.clone();
+            worker.precise_until = self.precise_until.clone();
             let (tx, rx) = mpsc::channel(WORKER_QUEUE);
             workers.push(tx);
             handles.push(AbortOnDrop(tokio::spawn(worker.run(rx))));

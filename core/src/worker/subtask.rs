@@ -58,9 +58,22 @@ impl Subtask {
     /// Runs until the task is finished (full mode) or paused by an error that needs a user.
     pub async fn run(self) {
         let mut backoff = Duration::from_secs(1);
+        let mut precise: Option<BinlogPos> = None;
         loop {
             self.set(Stage::Running, None);
-            match self.run_once().await {
+            let result = match self.run_once(precise.clone()).await {
+                Err(Error::Narrow { until, cause }) => {
+                    if precise.as_ref().is_none_or(|p| *p < until) {
+                        tracing::warn!(task = %self.task.name, source = %self.source.source_id, error = %cause, until = %until,
+                            "a target transaction of several source transactions failed: applying them one by one to name the one at fault");
+                        precise = Some(until);
+                        continue;
+                    }
+                    Err(*cause)
+                }
+                r => r,
+            };
+            match result {
                 Ok(()) => {
                     self.set(Stage::Finished, None);
                     return;
@@ -87,7 +100,7 @@ impl Subtask {
         }
     }
 
-    async fn run_once(&self) -> Result<()> {
+    async fn run_once(&self, precise_until: Option<BinlogPos>) -> Result<()> {
         let task = &self.task;
         let source_id = &self.source.source_id;
         let filter = TableFilter::new(&task.block_allow_list_of(source_id), &task.meta_schema);
@@ -216,6 +229,7 @@ impl Subtask {
                 reader: task.name.clone(),
                 relay: self.relay.clone(),
             },
+            precise_until,
         };
         inc.run(cp).await
     }
