@@ -2,7 +2,7 @@
 //! with `dm-plugin-sdk` (ABI in the sdk's docs).
 //!
 //! Each call has a wall-clock deadline (epoch interruption: a ticker thread advances the
-//! engine's epoch every 10 ms) and each instance a memory cap (`StoreLimits`). A trap, a
+//! engine's epoch every 10 ms while a guest runs) and each instance a memory cap (`StoreLimits`). A trap, a
 //! timeout, an out-of-memory or a malformed answer is an error naming what happened; the
 //! instance is thrown away and a fresh one serves the next call. Compiled modules are cached
 //! by content, so loading the same file again (a restart, another source) costs nothing.
@@ -20,6 +20,7 @@ use dm_core::schema::Table;
 use dm_core::schema::TableName;
 use dm_plugin_sdk as sdk;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::{
@@ -30,10 +31,66 @@ use wasmtime::{
 /// How often the epoch advances: the granularity of deadlines.
 const TICK: Duration = Duration::from_millis(10);
 
+/// Advances the engine's epoch every `TICK` while a guest runs and sleeps otherwise, so an
+/// idle dm does not wake up a hundred times a second.
+struct Ticker {
+    in_flight: AtomicUsize,
+    thread: std::thread::Thread,
+}
+
+/// A guest may run while this lives.
+struct Busy<'a>(&'a Ticker);
+
+impl Ticker {
+    fn start(engine: &Engine) -> Arc<Ticker> {
+        let weak = engine.weak();
+        let (tx, rx) = std::sync::mpsc::channel::<Arc<Ticker>>();
+        let handle = std::thread::Builder::new()
+            .name("dm-plugin-epoch".into())
+            .spawn(move || {
+                let Ok(me) = rx.recv() else { return };
+                let me = Arc::downgrade(&me);
+                loop {
+                    let Some(ticker) = me.upgrade() else { return };
+                    let Some(engine) = weak.upgrade() else { return };
+                    if ticker.in_flight.load(Ordering::Acquire) == 0 {
+                        drop((ticker, engine));
+                        std::thread::park_timeout(Duration::from_secs(1));
+                        continue;
+                    }
+                    engine.increment_epoch();
+                    drop((ticker, engine));
+                    std::thread::sleep(TICK);
+                }
+            })
+            .expect("a thread");
+        let ticker = Arc::new(Ticker {
+            in_flight: AtomicUsize::new(0),
+            thread: handle.thread().clone(),
+        });
+        let _ = tx.send(ticker.clone());
+        ticker
+    }
+
+    fn busy(&self) -> Busy<'_> {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.thread.unpark();
+        }
+        Busy(self)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Cheap to clone: clones share the engine and the module cache.
 #[derive(Clone)]
 pub struct WasmHost {
     engine: Engine,
+    ticker: Arc<Ticker>,
     modules: Arc<Mutex<HashMap<u64, Module>>>,
 }
 
@@ -48,18 +105,8 @@ impl WasmHost {
         let mut config = Config::new();
         config.epoch_interruption(true);
         let engine = Engine::new(&config).expect("a default wasmtime engine");
-        let ticker = engine.weak();
-        std::thread::Builder::new()
-            .name("dm-plugin-epoch".into())
-            .spawn(move || {
-                while let Some(e) = ticker.upgrade() {
-                    e.increment_epoch();
-                    drop(e);
-                    std::thread::sleep(TICK);
-                }
-            })
-            .expect("a thread");
         WasmHost {
+            ticker: Ticker::start(&engine),
             engine,
             modules: Arc::default(),
         }
@@ -93,10 +140,12 @@ impl WasmHost {
         bytes: &[u8],
         spec: &PluginSpec,
     ) -> Result<Plugin, String> {
+        let _busy = self.ticker.busy();
         let module = self.module(bytes)?;
         let plugin = Plugin {
             name: name.to_string(),
             engine: self.engine.clone(),
+            ticker: self.ticker.clone(),
             module,
             timeout: Duration::from_millis(spec.timeout_ms.max(1)),
             memory: (spec.memory_mib as usize) << 20,
@@ -173,6 +222,7 @@ impl Live {
 pub struct Plugin {
     pub name: String,
     engine: Engine,
+    ticker: Arc<Ticker>,
     module: Module,
     timeout: Duration,
     memory: usize,
@@ -253,6 +303,7 @@ impl Plugin {
     /// Calls `export(ptr, len)` with `request` in guest memory; returns the answer's bytes.
     /// A failed instance is dropped: the next call gets a fresh one.
     pub fn call(&self, export: &'static str, request: &[u8]) -> Result<Vec<u8>, String> {
+        let _busy = self.ticker.busy();
         let mut slot = self.instance.lock().unwrap_or_else(|p| p.into_inner());
         let mut live = match slot.take() {
             Some(l) => l,
