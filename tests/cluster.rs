@@ -421,3 +421,52 @@ async fn a_cluster_serves_its_api_over_https_to_ctl_followers_and_workers() {
     let (ok, out) = run_ctl(&format!("http://{follower}"), &["query-status"]);
     assert!(!ok, "{out}");
 }
+
+/// A worker frozen (SIGSTOP) while it holds a TRUNCATE it has not run yet (a failpoint
+/// holds it 4 s before every DDL): the source moves, the new owner runs the TRUNCATE and
+/// the rows written after it; woken up, the old worker must not run its TRUNCATE.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_worker_never_runs_the_ddl_it_held() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE f; CREATE TABLE f.t (id INT PRIMARY KEY, v INT); \
+         INSERT INTO f.t VALUES (1, 1), (2, 2), (3, 3)",
+    )
+    .await;
+    let mut c = Cluster::start(1, 0);
+    for w in ["w1", "w2"] {
+        c.add_worker_with(w, &[("DM_FAILPOINTS", "before-ddl=4000")]);
+    }
+    c.wait_leader().await;
+    c.create_source("src1", &src);
+    let tf = c.file("task.yaml", &task_yaml("fz", "all", "src1", &dst, &["f"]));
+    c.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    c.wait_caught_up("fz", "src1", &src).await;
+    let old = c.bound_worker("src1").unwrap();
+
+    src.exec("TRUNCATE TABLE f.t").await;
+    wait_for("the DDL held", Duration::from_secs(10), || {
+        c.worker(&old).log().contains("failpoint: pausing")
+    })
+    .await;
+    c.worker(&old).signal("-STOP");
+    wait_for("the source moved", Duration::from_secs(30), || {
+        c.bound_worker("src1").is_some_and(|w| w != old)
+    })
+    .await;
+    src.exec("INSERT INTO f.t VALUES (10, 10), (11, 11)").await;
+    c.wait_caught_up("fz", "src1", &src).await;
+    assert_same(&src, &dst, &["f"]).await;
+
+    c.worker(&old).signal("-CONT");
+    wait_for("the old worker to notice", Duration::from_secs(20), || {
+        c.worker(&old).log().contains("lease")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        assert_same(&src, &dst, &["f"]).await,
+        2,
+        "the rows written after the TRUNCATE are still there"
+    );
+}

@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod durable;
 pub mod error;
+pub mod failpoint;
 pub mod fence;
 pub mod hooks;
 pub mod join;

@@ -17,6 +17,8 @@ pub struct Proc {
     child: Option<Child>,
     starts: u32,
     role: &'static str,
+    /// Environment of the process (besides the test's).
+    env: Vec<(String, String)>,
 }
 
 impl Proc {
@@ -39,6 +41,7 @@ impl Proc {
             .arg(self.role)
             .arg("-c")
             .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -169,6 +172,7 @@ impl Cluster {
                 child: None,
                 starts: 0,
                 role: "master",
+                env: vec![],
             };
             p.start();
             c.masters.push(p);
@@ -180,6 +184,11 @@ impl Cluster {
     }
 
     pub fn add_worker(&mut self, name: &str) {
+        self.add_worker_with(name, &[]);
+    }
+
+    /// A worker with `env` set (e.g. `DM_FAILPOINTS`).
+    pub fn add_worker_with(&mut self, name: &str, env: &[(&str, &str)]) {
         let config = self.dir.path().join(format!("{name}.yaml"));
         std::fs::write(
             &config,
@@ -201,6 +210,10 @@ impl Cluster {
             child: None,
             starts: 0,
             role: "worker",
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         p.start();
         self.workers.push(p);

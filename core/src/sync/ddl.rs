@@ -322,6 +322,10 @@ impl Dispatcher<'_> {
     }
 
     async fn run_on_target(&mut self, default_db: &str, sql: &str, at: &str) -> Result<()> {
+        crate::failpoint::pause("before-ddl").await;
+        // A worker that lost its lease (frozen, cut off) must not run a DDL it still held:
+        // the source's new owner may have written since.
+        self.inc.fence.check()?;
         let addr = self.inc.target.addr();
         if !default_db.is_empty() {
             let use_db = format!("USE {}", quote_ident(default_db));

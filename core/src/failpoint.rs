@@ -1,0 +1,23 @@
+//! Test-only fault injection, compiled into debug builds only: `DM_FAILPOINTS=name=millis,...`
+//! makes `pause(name)` sleep that long, so a test can freeze a process at an exact step
+//! (the integration tests run debug builds). Release builds do nothing here.
+
+/// Sleeps as long as `DM_FAILPOINTS` says for `name` (debug builds only).
+pub async fn pause(name: &str) {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = configured(name) {
+        tracing::warn!(failpoint = name, ms, "failpoint: pausing");
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}
+
+#[cfg(debug_assertions)]
+fn configured(name: &str) -> Option<u64> {
+    let all = std::env::var("DM_FAILPOINTS").ok()?;
+    all.split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| k.trim() == name)
+        .and_then(|(_, v)| v.trim().parse().ok())
+}
