@@ -470,3 +470,64 @@ async fn a_frozen_worker_never_runs_the_ddl_it_held() {
         "the rows written after the TRUNCATE are still there"
     );
 }
+
+/// A worker frozen (SIGSTOP) for 20 s in the middle of its full phase, with a chunk
+/// transaction open on the target (a failpoint holds each chunk 1.5 s before its commit):
+/// the new owner ends that session, so its first chunk commits within seconds, not when
+/// the frozen process wakes; the end state is equal.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_worker_does_not_hold_up_the_full_phase() {
+    let (src, dst) = source_with_a_t(40_000).await;
+    let mut c = Cluster::start(1, 0);
+    c.add_worker_with("w1", &[("DM_FAILPOINTS", "before-chunk-commit=1500")]);
+    c.wait_leader().await;
+    c.create_source("src1", &src);
+    let yaml = task_tuned(
+        "fr",
+        "all",
+        &dst,
+        &["a"],
+        &["rows: 2000", "threads: 2"],
+        &[],
+    );
+    let tf = c.file("task.yaml", &yaml);
+    c.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_for("two chunks copied", Duration::from_secs(60), || {
+        futures_now(done_chunks(&dst, "fr")).len() >= 2
+    })
+    .await;
+    // Right after a chunk commit the next ones are open and held.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut conn = dst.conn().await;
+    let frozen_at: String = conn.query_first("SELECT NOW(6)").await.unwrap().unwrap();
+    c.worker("w1").signal("-STOP");
+    let t = Instant::now();
+    c.add_worker("w2");
+    let first_commit = loop {
+        let secs: Option<f64> = conn
+            .exec_first(
+                "SELECT TIMESTAMPDIFF(MICROSECOND, ?, MIN(finished_at)) / 1e6 FROM dm_meta.fr_chunk WHERE finished_at > ?",
+                (&frozen_at, &frozen_at),
+            )
+            .await
+            .unwrap()
+            .flatten();
+        if let Some(s) = secs {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "{}", c.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "w1 frozen mid full phase: the new owner's first chunk committed after {first_commit:.1} s"
+    );
+    assert!(
+        first_commit < 8.0,
+        "the new owner waited {first_commit:.1} s for the frozen worker's chunk"
+    );
+    tokio::time::sleep(Duration::from_secs(20).saturating_sub(t.elapsed())).await;
+    c.worker("w1").signal("-CONT");
+    c.wait_caught_up("fr", "src1", &src).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_same(&src, &dst, &["a"]).await;
+}

@@ -33,13 +33,28 @@ const NOT_ALLOWED_COMMAND: u16 = 1148;
 const LOCAL_INFILE_DISABLED: u16 = 3948;
 const LOCAL_INFILE_CAPABILITY: u16 = 4166;
 
-/// A target session for loading. `unique_checks = 0` is a bulk-load setting that cannot
-/// change the result: a chunk's rows are unique.
-async fn connect_target(target: &DbConfig) -> Result<Conn> {
+/// Copier `i` of a subtask holds target lock `COPIER_LOCKS + i` (`sync::lock_name`) while
+/// it copies: a worker that takes the source over ends the sessions of a frozen old owner,
+/// and their open chunk transactions with their row locks, at once.
+pub const COPIER_LOCKS: usize = 2_000_000;
+/// Copier slots an owner checks for sessions of an earlier owner.
+pub const MAX_COPIERS: usize = 128;
+
+/// A target session for loading, holding the copier's lock: the first session of a copier
+/// ends whoever holds it, a reconnect only takes it if it is free (else the source has a new
+/// owner). `unique_checks = 0` is a bulk-load setting that cannot change the result: a
+/// chunk's rows are unique.
+async fn connect_target(target: &DbConfig, lock: &str, first: bool) -> Result<Conn> {
+    let addr = target.addr();
     let mut tgt = crate::db::connect(target, DbRole::Target).await?;
+    if first {
+        crate::sync::take_lock(&mut tgt, &addr, lock).await?;
+    } else {
+        crate::sync::reclaim_lock(&mut tgt, &addr, lock).await?;
+    }
     tgt.query_drop("SET SESSION unique_checks = 0")
         .await
-        .map_err(|e| Error::db(DbRole::Target, &target.addr(), e))?;
+        .map_err(|e| Error::db(DbRole::Target, &addr, e))?;
     Ok(tgt)
 }
 
@@ -263,6 +278,8 @@ pub struct ChunkCopier {
     rows: Arc<RowFilters>,
     fence: Fence,
     plugins: Arc<crate::hooks::RowFilterChain>,
+    /// This copier's target lock (see `COPIER_LOCKS`).
+    lock: String,
 }
 
 impl ChunkCopier {
@@ -276,13 +293,16 @@ impl ChunkCopier {
         rows: Arc<RowFilters>,
         fence: Fence,
         plugins: Arc<crate::hooks::RowFilterChain>,
+        slot: usize,
     ) -> Result<Self> {
+        let lock = crate::sync::lock_name(&meta, &source.source_id, COPIER_LOCKS + slot);
         let mut src = crate::db::connect(&source.from, DbRole::Source).await?;
         // Raw bytes, whatever the column's character set.
         src.query_drop("SET character_set_results = binary")
             .await
             .map_err(|e| Error::db(DbRole::Source, &source.from.addr(), e))?;
-        let tgt = connect_target(&target).await?;
+        fence.check()?;
+        let tgt = connect_target(&target, &lock, true).await?;
         Ok(ChunkCopier {
             source,
             flavor,
@@ -296,6 +316,7 @@ impl ChunkCopier {
             rows,
             fence,
             plugins,
+            lock,
         })
     }
 
@@ -397,7 +418,10 @@ impl ChunkCopier {
                 Some(t) => {
                     let _ = t.query_drop("ROLLBACK").await;
                 }
-                None => self.tgt = Some(connect_target(&self.target).await?),
+                None => {
+                    self.fence.check()?;
+                    self.tgt = Some(connect_target(&self.target, &self.lock, false).await?)
+                }
             }
             let (rows, bytes) = std::mem::take(&mut self.counted);
             self.progress.rows_loaded.fetch_sub(rows, Ordering::Relaxed);
@@ -637,6 +661,7 @@ impl ChunkCopier {
         let done = self.meta.chunk_done_sql(&self.source.source_id, chunk, &at);
         let te = |e| Error::db(DbRole::Target, &self.target.addr(), e);
         // On error, dropping the session rolls the chunk back.
+        crate::failpoint::pause("before-chunk-commit").await;
         self.fence.check()?;
         let committed = async {
             tgt.query_drop(done).await?;

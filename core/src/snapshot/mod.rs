@@ -130,6 +130,12 @@ impl FullPhase {
             .await
             .map_err(self.src_err())?;
         let mut tgt = crate::db::connect(&self.target, DbRole::Target).await?;
+        // Copiers of an earlier owner of this source (a frozen worker) may still hold chunk
+        // transactions open: they end now, not when that process wakes up.
+        let earlier: Vec<String> = (0..chunk_copy::MAX_COPIERS)
+            .map(|i| crate::sync::lock_name(&self.meta, source_id, chunk_copy::COPIER_LOCKS + i))
+            .collect();
+        crate::sync::end_holders(&mut tgt, &tgt_addr, &earlier).await?;
         self.create_schemas(&mut src, &mut tgt).await?;
         loop {
             let loaded: BTreeSet<TableName> = self
@@ -412,8 +418,8 @@ impl FullPhase {
             .max(1)
             .min(queue.lock().unwrap_or_else(|e| e.into_inner()).len());
         let mut set = tokio::task::JoinSet::new();
-        for _ in 0..threads {
-            let mut copier = self.copier().await?;
+        for slot in 0..threads {
+            let mut copier = self.copier(slot).await?;
             let defer_indexes = self.dumper.defer_indexes;
             let queue = queue.clone();
             let progress = self.progress.clone();
@@ -478,7 +484,7 @@ impl FullPhase {
         for name in todo.iter().filter(|t| !loaded.contains(t)) {
             let c = match &mut copier {
                 Some(c) => c,
-                None => copier.insert(self.copier().await?),
+                None => copier.insert(self.copier(0).await?),
             };
             // A routed table's target may hold other tables' rows: its indexes stay.
             let defer = self.dumper.defer_indexes && self.router.route(name).is_none();
@@ -487,7 +493,7 @@ impl FullPhase {
         Ok(())
     }
 
-    async fn copier(&self) -> Result<ChunkCopier> {
+    async fn copier(&self, slot: usize) -> Result<ChunkCopier> {
         ChunkCopier::new(
             self.source.clone(),
             self.flavor,
@@ -497,6 +503,7 @@ impl FullPhase {
             self.rows.clone(),
             self.fence.clone(),
             self.plugins.clone(),
+            slot,
         )
         .await
     }

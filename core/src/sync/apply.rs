@@ -129,6 +129,59 @@ pub async fn take_lock(conn: &mut Conn, addr: &str, name: &str) -> Result<()> {
     }
 }
 
+/// Takes a session's lock again on a new connection, waiting only briefly: whoever holds it
+/// now took the source over, and this run must not write any more.
+pub async fn reclaim_lock(conn: &mut Conn, addr: &str, name: &str) -> Result<()> {
+    let got: Option<Option<i64>> = conn
+        .exec_first("SELECT GET_LOCK(?, 5)", (name,))
+        .await
+        .map_err(|e| Error::db(DbRole::Target, addr, e))?;
+    if got.flatten() == Some(1) {
+        Ok(())
+    } else {
+        Err(Error::LeaseLost(format!(
+            "another run of this subtask holds the lock `{name}`; this one stops"
+        )))
+    }
+}
+
+/// Ends every session that holds one of the locks `names` (sessions of an earlier owner of
+/// the source), without taking the locks.
+pub async fn end_holders(conn: &mut Conn, addr: &str, names: &[String]) -> Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "SELECT {}",
+        names
+            .iter()
+            .map(|n| format!("IS_USED_LOCK({})", crate::db::quote_str(n)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let row: Option<mysql_async::Row> = conn
+        .query_first(sql)
+        .await
+        .map_err(|e| Error::db(DbRole::Target, addr, e))?;
+    let holders: Vec<u64> = row
+        .map(|r| {
+            r.unwrap()
+                .into_iter()
+                .filter_map(|v| mysql_async::from_value_opt::<u64>(v).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for id in holders {
+        tracing::warn!(
+            session = id,
+            "a session of an earlier owner of the source holds a lock: ending it"
+        );
+        // It may be gone already.
+        let _ = conn.query_drop(format!("KILL CONNECTION {id}")).await;
+    }
+    Ok(())
+}
+
 /// Prepares a target session for applying: READ COMMITTED takes no gap locks, so workers
 /// writing different rows never wait for each other. A target that logs statements needs
 /// REPEATABLE READ, and keeps it.
@@ -311,22 +364,8 @@ impl ApplyWorker {
         Ok(seq == Some(self.seq))
     }
 
-    /// Takes this worker's lock again on a new session, waiting only briefly: whoever holds it now
-    /// took the source over, and this worker must not write any more.
     async fn reclaim_lock(&mut self, addr: &str) -> Result<()> {
-        let got: Option<Option<i64>> = self
-            .conn
-            .exec_first("SELECT GET_LOCK(?, 5)", (&self.lock,))
-            .await
-            .map_err(|e| Error::db(DbRole::Target, addr, e))?;
-        if got.flatten() == Some(1) {
-            Ok(())
-        } else {
-            Err(Error::LeaseLost(format!(
-                "another run of this subtask holds the apply lock `{}`; this one stops",
-                self.lock
-            )))
-        }
+        reclaim_lock(&mut self.conn, addr, &self.lock).await
     }
 
     /// Runs the statements one by one (and rolls back) to name the one that fails.

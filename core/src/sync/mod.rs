@@ -22,7 +22,7 @@ pub use shard::ShardSync;
 mod plan;
 mod rows;
 
-pub use apply::{lock_name, DISPATCHER};
+pub use apply::{end_holders, lock_name, reclaim_lock, take_lock, DISPATCHER};
 pub use rows::RowBatch;
 
 use crate::checkpoint::{Checkpoint, MetaTables};
