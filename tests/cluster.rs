@@ -439,6 +439,32 @@ async fn a_frozen_worker_never_runs_the_ddl_it_held() {
     }
     c.wait_leader().await;
     c.create_source("src1", &src);
+
+    // A second process under a live worker's name is refused (after waiting out a lease
+    // an earlier run of it might have left).
+    wait_for("w1 registered", Duration::from_secs(30), || {
+        c.json(&["list-member", "--worker"])
+            .is_some_and(|v| v.to_string().contains("\"w1\""))
+    })
+    .await;
+    let dup = c.file(
+        "w1-dup.yaml",
+        &std::fs::read_to_string(c.dir.path().join("w1.yaml"))
+            .unwrap()
+            .replace("w1-data", "w1-dup-data")
+            .replace("status-addr: ", "status-addr: 127.0.0.1:0 #"),
+    );
+    let out = std::process::Command::new(dm_bin())
+        .args(["worker", "-c"])
+        .arg(&dup)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("a worker named `w1` is already running"),
+        "{err}"
+    );
+
     let tf = c.file("task.yaml", &task_yaml("fz", "all", "src1", &dst, &["f"]));
     c.ctl_ok(&["start-task", tf.to_str().unwrap()]);
     c.wait_caught_up("fz", "src1", &src).await;
@@ -530,4 +556,90 @@ async fn a_frozen_worker_does_not_hold_up_the_full_phase() {
     c.wait_caught_up("fr", "src1", &src).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_same(&src, &dst, &["a"]).await;
+}
+
+/// The etcd member (of a master's embedded etcd) that etcd elected its leader.
+fn etcd_leader(c: &Cluster) -> Option<String> {
+    for m in &c.masters {
+        let config = std::fs::read_to_string(c.dir.path().join(format!("{}.yaml", m.name))).ok()?;
+        let url = config
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("client-url: http://"))?
+            .to_string();
+        let Some(body) = http_post(&url, "/v3/maintenance/status", "{}") else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        if v["leader"].is_string() && v["leader"] == v["header"]["member_id"] {
+            return Some(m.name.clone());
+        }
+    }
+    None
+}
+
+fn http_post(addr: &str, path: &str, body: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// kill -9 of the master whose etcd member leads etcd, five times while rows are written:
+/// etcd's election must not cost any worker its lease (renewals go to every member at once,
+/// so the first member that has a leader again renews it).
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_keep_their_leases_through_etcd_elections() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE a; CREATE TABLE a.t (id BIGINT PRIMARY KEY, v INT NOT NULL, s VARCHAR(64)); \
+         USE a; INSERT INTO a.t SELECT seq, seq, 'init' FROM seq_1_to_2000",
+    )
+    .await;
+    let mut c = Cluster::start(3, 0);
+    // The default lease: 3 s.
+    c.worker_ttl = 3;
+    c.add_worker("w1");
+    c.add_worker("w2");
+    c.wait_leader().await;
+    c.create_source("src1", &src);
+    let tf = c.file("task.yaml", &task_yaml("el", "all", "src1", &dst, &["a"]));
+    c.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    c.wait_caught_up("el", "src1", &src).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(&src, "a", stop.clone());
+    for round in 1..=5 {
+        let mut victim = None;
+        wait_for("an etcd leader", Duration::from_secs(30), || {
+            victim = etcd_leader(&c);
+            victim.is_some()
+        })
+        .await;
+        let victim = victim.unwrap();
+        eprintln!("round {round}: killing {victim}, whose etcd member leads etcd");
+        c.master(&victim).kill9();
+        wait_for("a new etcd leader", Duration::from_secs(30), || {
+            etcd_leader(&c).is_some_and(|l| l != victim)
+        })
+        .await;
+        c.wait_leader().await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Cluster::restart(c.master(&victim));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    c.wait_caught_up("el", "src1", &src).await;
+    assert_same(&src, &dst, &["a"]).await;
+    for w in ["w1", "w2"] {
+        let log = c.worker(w).log();
+        assert!(!log.contains("lease lost"), "{w} lost its lease:\n{log}");
+    }
 }

@@ -71,6 +71,15 @@ impl Fence {
         self.inner.valid_until.store(ms, Ordering::SeqCst);
     }
 
+    /// How long writing is still allowed (`Duration::MAX` for a fence that never closes).
+    pub fn remaining(&self) -> Duration {
+        let until = self.inner.valid_until.load(Ordering::SeqCst);
+        if until == u64::MAX {
+            return Duration::MAX;
+        }
+        Duration::from_millis(until).saturating_sub(self.inner.base.elapsed())
+    }
+
     pub fn close(&self) {
         self.inner.valid_until.store(0, Ordering::SeqCst);
     }

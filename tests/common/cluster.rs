@@ -101,6 +101,8 @@ pub struct Cluster {
     pub master_addrs: Vec<String>,
     /// The masters serve HTTPS with a certificate signed by this CA.
     pub tls_ca: Option<PathBuf>,
+    /// `keepalive-ttl` of workers added from now on.
+    pub worker_ttl: u64,
 }
 
 impl Cluster {
@@ -142,6 +144,7 @@ impl Cluster {
             masters: vec![],
             workers: vec![],
             tls_ca: tls.map(|t| t.ca.clone()),
+            worker_ttl: WORKER_TTL,
         };
         let tls_lines = tls.map_or(String::new(), |t| {
             format!(
@@ -193,8 +196,9 @@ impl Cluster {
         std::fs::write(
             &config,
             format!(
-                "name: {name}\nkeepalive-ttl: {WORKER_TTL}\nmaster-addrs: [{}]\n\
+                "name: {name}\nkeepalive-ttl: {}\nmaster-addrs: [{}]\n\
                  data-dir: {}\nstatus-addr: 127.0.0.1:{}\n",
+                self.worker_ttl,
                 self.master_addrs.join(", "),
                 self.dir.path().join(format!("{name}-data")).display(),
                 super::free_port()

@@ -93,13 +93,27 @@ impl Membership {
             tokio::time::sleep(POLL).await;
             if renewed.elapsed() >= renew_every {
                 let sent = Instant::now();
-                match store.keep_alive(lease).await {
+                // As long as the lease allows: etcd answers once it has a leader again.
+                let wait = valid_until.saturating_duration_since(sent + POLL);
+                match store.keep_alive(lease, wait).await {
                     Ok(ttl) if ttl > 0 => {
                         valid_until = sent + Duration::from_secs(ttl as u64);
                         renewed = sent;
+                        if self.is_leader() && _scheduler.is_none() {
+                            tracing::info!(master = %self.me.name, "lease confirmed again: leading");
+                            _scheduler = Some(self.leader_work());
+                        }
                     }
                     Ok(_) => return,
-                    Err(e) => tracing::debug!(error = %e, "lease renewal failed"),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "lease renewal failed");
+                        // A leader that cannot confirm its lease may be cut off from a
+                        // majority that elects another: it stops binding and coordinating
+                        // (shard DDL runs on targets) until a renewal gets through.
+                        if _scheduler.take().is_some() {
+                            tracing::warn!(master = %self.me.name, "lease not confirmed: leader's work paused");
+                        }
+                    }
                 }
             }
             // Step down a little before the lease may end, so two leaders never overlap.
@@ -133,16 +147,20 @@ impl Membership {
             if won {
                 tracing::info!(master = %self.me.name, "elected leader");
                 self.leader.store(true, Ordering::SeqCst);
-                // The leader's own work: binding, shard DDL, validation.
-                _scheduler = Some([
-                    AbortOnDrop(tokio::spawn(scheduler::run(self.store.clone()))),
-                    AbortOnDrop(tokio::spawn(crate::shard::coordinator::run(
-                        self.store.clone(),
-                    ))),
-                    AbortOnDrop(tokio::spawn(super::validation::run(self.store.clone()))),
-                ]);
+                _scheduler = Some(self.leader_work());
             }
         }
         // Dropping `scheduler` stops it.
+    }
+
+    /// The leader's own work: binding, shard DDL, validation; stopped when dropped.
+    fn leader_work(&self) -> [AbortOnDrop<()>; 3] {
+        [
+            AbortOnDrop(tokio::spawn(scheduler::run(self.store.clone()))),
+            AbortOnDrop(tokio::spawn(crate::shard::coordinator::run(
+                self.store.clone(),
+            ))),
+            AbortOnDrop(tokio::spawn(super::validation::run(self.store.clone()))),
+        ]
     }
 }

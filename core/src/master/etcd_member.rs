@@ -58,6 +58,21 @@ fn spawn(cfg: &EmbedEtcd, bin: &PathBuf, default_name: &str) -> Result<tokio::pr
         .arg(&cfg.initial_cluster)
         .arg("--initial-cluster-state")
         .arg("new")
+        // Workers rewrite their status every second: without compaction etcd keeps every
+        // revision until it reaches its quota and refuses all writes. Watches start from
+        // "now" when reopened, so a compaction never leaves one behind.
+        // Faster elections than etcd's defaults (100/1000 ms): etcd has no leader from a
+        // member's death until the election ends (two rounds when the votes split), and a
+        // worker's lease can only be renewed with a leader. With these a leaderless period
+        // stays under ~2 s, inside the default 3 s worker lease.
+        .arg("--heartbeat-interval")
+        .arg("100")
+        .arg("--election-timeout")
+        .arg("500")
+        .arg("--auto-compaction-mode")
+        .arg("periodic")
+        .arg("--auto-compaction-retention")
+        .arg("10m")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -22,7 +22,11 @@ use tokio::sync::mpsc;
 /// How long one request may take before it is sent again.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// A lease renewal is tried again soon rather than waited for long: leases are short.
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_millis(800);
+/// Bounds of how long a lease renewal waits for etcd to answer.
+const KEEPALIVE_MIN_WAIT: Duration = Duration::from_millis(300);
+const KEEPALIVE_MAX_WAIT: Duration = Duration::from_secs(10);
+/// A renewal without an answer tries every endpoint again this often.
+const KEEPALIVE_RETRY: Duration = Duration::from_millis(150);
 /// How long a request is retried before the store counts as unavailable.
 const RETRY_FOR: Duration = Duration::from_secs(5);
 
@@ -320,22 +324,43 @@ impl MetaStore for EtcdStore {
         Ok(resp.id())
     }
 
-    async fn keep_alive(&self, lease: i64) -> Result<i64> {
-        // One short-lived stream per renewal: a stream dies with its member and never
-        // recovers, a new one goes to a live member.
-        let (i, mut c) = self.client();
-        let attempt = async {
+    async fn keep_alive(&self, lease: i64, wait: Duration) -> Result<i64> {
+        // On every endpoint at once, again every `KEEPALIVE_RETRY` while none answered
+        // (earlier tries keep running), the first answer wins: neither a member that just
+        // died nor one whose forwarding to a dead leader hangs holds the renewal up, and a
+        // renewal gets through as soon as etcd has a leader again. One short-lived stream per
+        // try: a stream dies with its member and never recovers. Stream clients have no
+        // request timeout: `wait` (as long as the caller's lease allows) bounds it all.
+        let wait = wait.clamp(KEEPALIVE_MIN_WAIT, KEEPALIVE_MAX_WAIT);
+        let deadline = tokio::time::Instant::now() + wait;
+        let attempt = |mut c: Client| async move {
             let (mut keeper, mut stream) = c.lease_keep_alive(lease).await?;
             keeper.keep_alive().await?;
             Ok::<_, etcd_client::Error>(stream.message().await?.map(|r| r.ttl()).unwrap_or(0))
         };
-        let r = match tokio::time::timeout(KEEPALIVE_TIMEOUT, attempt).await {
-            Ok(Ok(ttl)) => return Ok(ttl),
-            Ok(Err(e)) => Err(Error::MetaUnavailable(format!("lease keepalive: {e}"))),
-            Err(_) => Err(Error::MetaUnavailable("lease keepalive timed out".into())),
-        };
-        self.failed(i);
-        r
+        let mut tries = futures_util::stream::FuturesUnordered::new();
+        let mut last = Error::MetaUnavailable("lease keepalive timed out".into());
+        let mut next_round = tokio::time::Instant::now();
+        loop {
+            if tokio::time::Instant::now() >= next_round {
+                for c in &self.stream_clients {
+                    tries.push(attempt(c.clone()));
+                }
+                next_round += KEEPALIVE_RETRY;
+            }
+            let until = next_round.min(deadline);
+            tokio::select! {
+                Some(r) = futures_util::StreamExt::next(&mut tries) => match r {
+                    Ok(ttl) => return Ok(ttl),
+                    Err(e) => last = Error::MetaUnavailable(format!("lease keepalive: {e}")),
+                },
+                _ = tokio::time::sleep_until(until) => {
+                    if until >= deadline {
+                        return Err(last);
+                    }
+                }
+            }
+        }
     }
 
     async fn revoke_lease(&self, lease: i64) -> Result<()> {

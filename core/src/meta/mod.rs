@@ -51,8 +51,9 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn grant_lease(&self, _ttl: i64) -> Result<i64> {
         Ok(1)
     }
-    /// Renews a lease; returns the seconds it has left (0: it is gone).
-    async fn keep_alive(&self, _lease: i64) -> Result<i64> {
+    /// Renews a lease, waiting at most `wait` for an answer; returns the seconds it has left
+    /// (0: it is gone).
+    async fn keep_alive(&self, _lease: i64, _wait: std::time::Duration) -> Result<i64> {
         Ok(i64::MAX)
     }
     async fn revoke_lease(&self, _lease: i64) -> Result<()> {

@@ -36,6 +36,10 @@ pub async fn run(cfg: WorkerConfig) -> Result<()> {
         addr: String::new(),
         etcd_endpoints: vec![],
     };
+    // The name is this worker's identity in bindings and apply locks: refused while another
+    // live worker holds it (a restarted worker waits for its old lease to run out).
+    let ttl = cfg.keepalive_ttl;
+    let first = register(store.as_ref(), &cfg.name, ttl).await?;
     meta::put_json(store.as_ref(), &keys::member_worker(&cfg.name), &me).await?;
     let fence = Fence::closed();
     let worker = Worker::new(
@@ -47,9 +51,10 @@ pub async fn run(cfg: WorkerConfig) -> Result<()> {
     tokio::spawn(keep_lease(
         store,
         cfg.name.clone(),
-        cfg.keepalive_ttl,
+        ttl,
         fence,
         worker.changed.clone(),
+        Some(first),
     ));
     if let Some(listener) = status {
         let metrics = worker.metrics.clone();
@@ -93,34 +98,75 @@ async fn discover_etcd(masters: &[String], api: &crate::api_tls::ApiClient) -> V
     }
 }
 
-/// Registers `/dm/alive/worker/<name>` under a lease and renews it; a lost lease closes the
-/// fence, and a new one opens a new epoch.
+/// A lease and when it was asked for.
+type Lease = (i64, Instant);
+
+/// Creates `/dm/alive/worker/<name>` under a new lease, waiting up to twice the TTL for a
+/// lease of an earlier run of this worker to run out; refuses a name another live worker
+/// holds.
+async fn register(store: &dyn MetaStore, name: &str, ttl: i64) -> Result<Lease> {
+    let deadline = Instant::now() + Duration::from_secs(2 * ttl as u64 + 1);
+    loop {
+        match try_register(store, name, ttl).await {
+            Ok(Some(lease)) => return Ok(lease),
+            Ok(None) if Instant::now() >= deadline => {
+                return Err(crate::Error::Invalid(format!(
+                    "a worker named `{name}` is already running (it keeps its lease alive): give this worker another `name`"
+                )))
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot register with etcd yet"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// One try: `None` when another lease holds the name.
+async fn try_register(store: &dyn MetaStore, name: &str, ttl: i64) -> Result<Option<Lease>> {
+    let granted_at = Instant::now();
+    let lease = store.grant_lease(ttl).await?;
+    let key = keys::alive_worker(name);
+    if store
+        .create_leased(&key, name.as_bytes().to_vec(), lease)
+        .await?
+    {
+        return Ok(Some((lease, granted_at)));
+    }
+    let _ = store.revoke_lease(lease).await;
+    Ok(None)
+}
+
+/// Keeps `/dm/alive/worker/<name>` under a lease (`first`, or one it registers) and renews
+/// it; a lost lease closes the fence, and a new one opens a new epoch.
 async fn keep_lease(
     store: Arc<dyn MetaStore>,
     name: String,
     ttl: i64,
     fence: Fence,
     changed: Arc<tokio::sync::Notify>,
+    mut first: Option<Lease>,
 ) {
     let ttl_d = Duration::from_secs(ttl as u64);
-    let renew_every = (ttl_d / 3).max(Duration::from_millis(300));
+    // Often enough that a renewal made just before etcd loses its leader leaves the fence
+    // open through the election that follows (~1-1.5 s).
+    let renew_every = (ttl_d / 10).max(Duration::from_millis(200));
     loop {
-        let granted_at = Instant::now();
-        let lease = match store.grant_lease(ttl).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot get a lease from etcd");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
+        let (lease, granted_at) = match first.take() {
+            Some(l) => l,
+            None => match try_register(store.as_ref(), &name, ttl).await {
+                Ok(Some(l)) => l,
+                Ok(None) => {
+                    // The old lease's key is still there until etcd expires it.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot get a lease from etcd");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            },
         };
-        if let Err(e) = store
-            .put_leased(&keys::alive_worker(&name), name.clone().into_bytes(), lease)
-            .await
-        {
-            tracing::warn!(error = %e, "cannot register as alive");
-            continue;
-        }
         fence.new_lease(granted_at + ttl_d - MARGIN);
         changed.notify_one();
         tracing::info!(worker = %name, lease, "registered");
@@ -128,7 +174,7 @@ async fn keep_lease(
         loop {
             tokio::time::sleep(pause).await;
             let sent = Instant::now();
-            match store.keep_alive(lease).await {
+            match store.keep_alive(lease, fence.remaining()).await {
                 Ok(left) if left > 0 => {
                     fence.extend_until(sent + Duration::from_secs(left as u64) - MARGIN);
                     pause = renew_every;
