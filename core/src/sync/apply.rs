@@ -70,6 +70,8 @@ pub struct ApplyWorker {
 /// The worker number of the dispatcher's own session: its lock, and its row in the
 /// high-water table (statements of `binlog replace/inject` done).
 pub const DISPATCHER: usize = 1_000_000;
+/// The worker number of the session DDL runs in (set to each statement's source session).
+pub const DDL_SESSION: usize = 1_000_001;
 
 /// Name of the user lock an apply worker (or the dispatcher) holds on the target while it
 /// runs: a restarted task waits until the old worker's session is gone before it reads the

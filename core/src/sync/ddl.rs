@@ -12,7 +12,7 @@ use crate::error::{errno, DbRole, Error, NotApplied, Result};
 use crate::schema::{
     classify_statement, parse_ddl, unparsed_table_ddl, Ddl, DdlKind, StatementClass, TableName,
 };
-use crate::upstream::{BinlogPos, Position};
+use crate::upstream::{Baseline, BinlogPos, Position};
 use mysql_async::prelude::Queryable;
 
 /// Server errors that mean the DDL's effect is already there.
@@ -327,15 +327,54 @@ impl Dispatcher<'_> {
         // the source's new owner may have written since.
         self.inc.fence.check()?;
         let addr = self.inc.target.addr();
+        let te = |e| Error::db(DbRole::Target, &addr, e);
+        if self.ddl_session.is_none() {
+            let mut conn = crate::db::connect(&self.inc.target, DbRole::Target).await?;
+            // Held like the dispatcher's: a new owner of the source ends this session too.
+            let lock = super::apply::lock_name(
+                &self.inc.meta,
+                &self.inc.source.source_id,
+                super::apply::DDL_SESSION,
+            );
+            super::apply::take_lock(&mut conn, &addr, &lock).await?;
+            let row: Option<(
+                String,
+                String,
+                String,
+                String,
+                String,
+                String,
+                String,
+                String,
+            )> = conn.query_first(Baseline::QUERY).await.map_err(te)?;
+            let (a, b, c, d, e, f, g, h) = row.unwrap_or_default();
+            self.ddl_session = Some((conn, Baseline::from_row([a, b, c, d, e, f, g, h])));
+        }
+        let (conn, baseline) = self.ddl_session.as_mut().expect("opened above");
+        // The source statement's session: sql_mode, time zone, collations, timestamp, ...
+        let set = self.ddl_context.set_statement(baseline);
+        if let Err(e) = conn.query_drop(set.as_str()).await {
+            let mut err = Error::db(DbRole::Target, &addr, e);
+            if let Error::Db {
+                message, position, ..
+            } = &mut err
+            {
+                *message = format!(
+                    "{message}; while putting the target session into the source statement's session (`{set}`) for the DDL at {at}"
+                );
+                *position = Some(at.to_string());
+            }
+            return Err(err);
+        }
         if !default_db.is_empty() {
             let use_db = format!("USE {}", quote_ident(default_db));
-            match self.conn.query_drop(use_db).await {
+            match conn.query_drop(use_db).await {
                 Ok(()) => {}
                 Err(mysql_async::Error::Server(e)) if e.code == errno::BAD_DB => {}
                 Err(e) => return Err(Error::db(DbRole::Target, &addr, e)),
             }
         }
-        match self.conn.query_drop(sql).await {
+        match conn.query_drop(sql).await {
             Ok(()) => Ok(()),
             Err(mysql_async::Error::Server(e)) if ALREADY_DONE.contains(&e.code) => {
                 tracing::warn!(position = at, statement = sql, error = %e.message, "DDL already applied on the target");

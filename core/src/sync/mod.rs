@@ -34,7 +34,10 @@ use crate::join::AbortOnDrop;
 use crate::rules::{EventFilter, Router, RowFilters, TableFilter, Verdict};
 use crate::schema::{Table, TableName};
 use crate::status::Progress;
-use crate::upstream::{BinlogOrigin, BinlogPos, BinlogReader, EventKind, Position, RowImage, Txn};
+use crate::upstream::{
+    Baseline, BinlogOrigin, BinlogPos, BinlogReader, EventKind, Position, RowImage,
+    StatementContext, Txn,
+};
 use apply::{ApplyWorker, WorkerMsg};
 use batch::Change;
 use causality::{change_keys, Causality};
@@ -118,6 +121,10 @@ struct Dispatcher<'a> {
     shard_polled: Instant,
     /// End of the last transaction (or fragment) dispatched.
     dispatched: BinlogPos,
+    /// The session on the source of the statement being applied (default: none known).
+    ddl_context: StatementContext,
+    /// The session DDL runs in, opened at the first DDL: (session, its variables as opened).
+    ddl_session: Option<(Conn, Baseline)>,
 }
 
 impl Incremental {
@@ -137,6 +144,8 @@ impl Incremental {
         let dispatcher_lock =
             apply::lock_name(&self.meta, &self.source.source_id, apply::DISPATCHER);
         apply::take_lock(&mut conn, &addr, &dispatcher_lock).await?;
+        let ddl_lock = apply::lock_name(&self.meta, &self.source.source_id, apply::DDL_SESSION);
+        apply::end_holders(&mut conn, &addr, &[ddl_lock]).await?;
 
         // Workers take their locks first: a worker of an earlier run that is still
         // committing finishes before the high waters are read.
@@ -231,6 +240,8 @@ impl Incremental {
             blocked: HashMap::new(),
             shard_polled: Instant::now(),
             dispatched: BinlogPos::default(),
+            ddl_context: StatementContext::default(),
+            ddl_session: None,
         };
         d.register_shards().await?;
         d.restore_blocked().await?;
@@ -417,12 +428,16 @@ impl Dispatcher<'_> {
                     self.dispatch_rows(&table, op, rows, &end.binlog, safe)
                         .await?;
                 }
-                EventKind::Query { db, sql } => {
+                EventKind::Query { db, sql, context } => {
                     self.send_pending(&end.binlog).await?;
                     // CREATE TABLE ... SELECT logs rows after the DDL in one transaction:
                     // then the checkpoint must not move past them yet.
                     self.ddl_ends_txn = complete && i == last;
-                    self.apply_query(&db, &sql, &end).await?;
+                    // The statement's session on the source is the one its DDL runs in.
+                    self.ddl_context = *context;
+                    let applied = self.apply_query(&db, &sql, &end).await;
+                    self.ddl_context = StatementContext::default();
+                    applied?;
                 }
                 EventKind::Unsupported { what, message } => {
                     return Err(Error::NotApplied {

@@ -346,7 +346,7 @@ impl Dispatcher<'_> {
                 for ev in txn.events {
                     let (table, op, rows) = match ev.kind {
                         EventKind::Rows { table, op, rows } => (table, op, rows),
-                        EventKind::Query { db, sql } => {
+                        EventKind::Query { db, sql, .. } => {
                             self.held_ddl(&db, &sql, &txn.end, &mut active).await?;
                             continue;
                         }

@@ -46,8 +46,12 @@ pub enum EventKind {
         op: RowOp,
         rows: Vec<(Option<RowImage>, Option<RowImage>)>,
     },
-    /// A statement (DDL or other) in database `db`.
-    Query { db: String, sql: String },
+    /// A statement (DDL or other) in database `db`, run in `context` on the source.
+    Query {
+        db: String,
+        sql: String,
+        context: Box<super::StatementContext>,
+    },
     /// An event dm cannot apply (see `event_rule`): the transaction pauses the task.
     Unsupported { what: String, message: String },
 }
@@ -97,6 +101,7 @@ enum EventSource {
 
 pub struct BinlogReader {
     source_id: String,
+    flavor: Flavor,
     stream: EventSource,
     file: String,
     checksum: bool,
@@ -158,6 +163,7 @@ impl BinlogReader {
         };
         Ok(BinlogReader {
             source_id: cfg.source_id.clone(),
+            flavor,
             stream,
             file: start.binlog.name.clone(),
             checksum,
@@ -458,10 +464,12 @@ impl BinlogReader {
                 if trimmed.eq_ignore_ascii_case("COMMIT") {
                     return Ok(Some(self.finish(log_pos)));
                 }
+                let context = super::StatementContext::of(&q, h.timestamp(), self.flavor);
                 self.current.events.push(BinlogEvent {
                     kind: EventKind::Query {
                         db: q.schema().into_owned(),
                         sql: sql.into_owned(),
+                        context: Box::new(context),
                     },
                 });
                 if self.in_txn {

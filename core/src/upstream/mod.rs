@@ -1,12 +1,14 @@
 //! The upstream side: binlog positions of both flavors and the binlog stream reader.
 
 mod binlog;
+mod context;
 mod position;
 
 pub use binlog::{
     prepare_dump, BinlogEvent, BinlogOrigin, BinlogReader, EventKind, RowImage, RowOp, Txn,
     HEARTBEAT_EVENT, HEARTBEAT_SECS,
 };
+pub use context::{sql_mode_names, Baseline, StatementContext};
 pub use position::{BinlogPos, GtidSet, Position};
 
 use crate::config::Flavor;
