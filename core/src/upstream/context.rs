@@ -164,6 +164,18 @@ impl StatementContext {
     }
 }
 
+/// A row of `Baseline::QUERY`.
+pub type BaselineRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+);
+
 /// The session variables of a target session as dm opened it (`Baseline::QUERY`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Baseline {
@@ -183,9 +195,17 @@ impl Baseline {
         CAST(@@session.foreign_key_checks AS CHAR), CAST(@@session.unique_checks AS CHAR), \
         CAST(@@session.auto_increment_increment AS CHAR), CAST(@@session.auto_increment_offset AS CHAR)";
 
-    pub fn from_row(r: [String; 8]) -> Self {
-        let [sql_mode, time_zone, collation_connection, collation_server, foreign_key_checks, unique_checks, auto_increment_increment, auto_increment_offset] =
-            r;
+    pub fn from_row(r: BaselineRow) -> Self {
+        let (
+            sql_mode,
+            time_zone,
+            collation_connection,
+            collation_server,
+            foreign_key_checks,
+            unique_checks,
+            auto_increment_increment,
+            auto_increment_offset,
+        ) = r;
         Baseline {
             sql_mode,
             time_zone,

@@ -8,7 +8,7 @@ pub use binlog::{
     prepare_dump, BinlogEvent, BinlogOrigin, BinlogReader, EventKind, RowImage, RowOp, Txn,
     HEARTBEAT_EVENT, HEARTBEAT_SECS,
 };
-pub use context::{sql_mode_names, Baseline, StatementContext};
+pub use context::{sql_mode_names, Baseline, BaselineRow, StatementContext};
 pub use position::{BinlogPos, GtidSet, Position};
 
 use crate::config::Flavor;
