@@ -108,10 +108,10 @@ pub async fn coordinate_once(store: &dyn MetaStore, policies: &mut Policies) -> 
                 }
             },
         };
-        // Lock states are read before the DDLs and written back only if unchanged: a
-        // `binlog replace/skip` or `unlock` changes a DDL, then clears the lock's conflict,
-        // so a pass that read the DDL before that change cannot put its stale decision over
-        // the user's.
+        // Lock states are read before the DDLs, and a conflict is written only if the lock
+        // is unchanged since: a `binlog replace/skip` or `unlock` changes a DDL, then clears
+        // the lock's conflict, so a pass that read the DDL before that change cannot put a
+        // stale conflict over the user's decision (the lock would stay in conflict).
         let locks_read: BTreeMap<String, Vec<u8>> = store
             .list(&super::lock_prefix(&task.name))
             .await?
@@ -160,7 +160,6 @@ pub async fn coordinate_once(store: &dyn MetaStore, policies: &mut Policies) -> 
                     deferred: &lock.deferred,
                     target_columns: &columns,
                 });
-                let mut executed_now = None;
                 let release = match decision {
                     Decision::Wait => break,
                     Decision::Exec { ddls, release } => {
@@ -172,12 +171,11 @@ pub async fn coordinate_once(store: &dyn MetaStore, policies: &mut Policies) -> 
                                 shards: release,
                                 message: format!("the target refused `{}`: {e}", ddls.join("; ")),
                             });
-                            write_lock(store, &key, &mut read, &lock).await?;
+                            write_lock(store, &key, &mut read, &lock, true).await?;
                             break;
                         }
                         lock.deferred.retain(|(d, _)| *d != ddls);
-                        lock.executed.push(ddls.clone());
-                        executed_now = Some(ddls);
+                        lock.executed.push(ddls);
                         columns = target_columns(&task, target).await?;
                         release
                     }
@@ -195,16 +193,8 @@ pub async fn coordinate_once(store: &dyn MetaStore, policies: &mut Policies) -> 
                         vec![]
                     }
                 };
-                if !write_lock(store, &key, &mut read, &lock).await? {
-                    // Changed by a user meanwhile: decided again at the next pass; what ran
-                    // on the target is recorded all the same.
-                    if let Some(ddls) = executed_now {
-                        let mut now: LockState =
-                            meta::get_json(store, &key).await?.unwrap_or_default();
-                        now.deferred.retain(|(d, _)| *d != ddls);
-                        now.executed.push(ddls);
-                        meta::put_json(store, &key, &now).await?;
-                    }
+                if !write_lock(store, &key, &mut read, &lock, lock.conflict.is_some()).await? {
+                    // Changed by a user meanwhile: decided again at the next pass.
                     break;
                 }
                 for shard in &release {
@@ -219,16 +209,19 @@ pub async fn coordinate_once(store: &dyn MetaStore, policies: &mut Policies) -> 
     Ok(())
 }
 
-/// Writes a lock state if the store still holds `read` (what this pass read or last wrote);
-/// false when someone else changed it.
+/// Writes a lock state; with `only_if_unchanged`, only if the store still holds `read` (what
+/// this pass read or last wrote): false when someone else changed it.
 async fn write_lock(
     store: &dyn MetaStore,
     key: &str,
     read: &mut Option<Vec<u8>>,
     lock: &LockState,
+    only_if_unchanged: bool,
 ) -> Result<bool> {
     let bytes = serde_json::to_vec(lock).map_err(|e| crate::Error::Meta(format!("{key}: {e}")))?;
-    if !store
+    if !only_if_unchanged {
+        store.put(key, bytes.clone()).await?;
+    } else if !store
         .compare_and_put(key, read.as_deref(), bytes.clone())
         .await?
     {
