@@ -45,7 +45,7 @@ async fn statement_format_pauses_and_operators_run_dml() {
         err["hint"].as_str().unwrap().contains("binlog_format"),
         "{err}"
     );
-    assert_eq!(count(&dst, "SELECT COUNT(*) FROM shop.t").await, 1);
+    assert_eq!(dst.value::<u64>("SELECT COUNT(*) FROM shop.t").await, 1);
     // What cannot be run is refused before anything is recorded.
     for (bad, says) in [
         ("SELECT 1", "neither"),
@@ -97,21 +97,12 @@ async fn statement_format_pauses_and_operators_run_dml() {
     ]);
     dm.ctl_ok(&["resume-task", "st"]);
     wait_caught_up(&dm, "st", &src).await;
-    let v: String = first(&dst, "SELECT v FROM shop.t WHERE id = 1").await;
+    let v: String = dst.value("SELECT v FROM shop.t WHERE id = 1").await;
     assert_eq!(v, "a+injected", "the injected UPDATE ran exactly once");
     src.exec("UPDATE shop.t SET v = 'a+injected' WHERE id = 1")
         .await;
     wait_caught_up(&dm, "st", &src).await;
     assert_same(&src, &dst, &["shop"]).await;
-}
-
-async fn first<T: mysql_async::prelude::FromValue + Send + 'static>(db: &MariaDb, sql: &str) -> T {
-    use mysql_async::prelude::Queryable;
-    db.conn().await.query_first(sql).await.unwrap().unwrap()
-}
-
-async fn count(db: &MariaDb, sql: &str) -> u64 {
-    first(db, sql).await
 }
 
 /// A subtask that stops without a pause comes back by itself: its apply session is killed
@@ -245,23 +236,26 @@ async fn a_rejected_row_under_load_pauses_at_its_own_transaction() {
     wait_caught_up(&dm, "nar", &src).await;
     let sums = "SELECT CONCAT(COUNT(*), '/', SUM(id), '/', SUM(v)) FROM n.t WHERE id < 1000000";
     assert_eq!(
-        first::<String>(&src, sums).await,
-        first::<String>(&dst, sums).await,
+        src.value::<String>(sums).await,
+        dst.value::<String>(sums).await,
         "every other transaction is applied"
     );
     // The rejected row is not there. Its transaction's other row went to another apply
     // worker, which may have committed it before the failure (transactions are split by
     // key for parallel apply, as in TiDB DM; docs/architecture.md says so): it may be there.
     assert_eq!(
-        count(&src, "SELECT COUNT(*) FROM n.t WHERE id > 1000000").await,
+        src.value::<u64>("SELECT COUNT(*) FROM n.t WHERE id > 1000000")
+            .await,
         2
     );
     assert_eq!(
-        count(&dst, "SELECT COUNT(*) FROM n.t WHERE id = 1000002").await,
+        dst.value::<u64>("SELECT COUNT(*) FROM n.t WHERE id = 1000002")
+            .await,
         0
     );
     assert_eq!(
-        count(&dst, "SELECT COUNT(*) FROM n.t WHERE id > 1000002").await,
+        dst.value::<u64>("SELECT COUNT(*) FROM n.t WHERE id > 1000002")
+            .await,
         0
     );
 }

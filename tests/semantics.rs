@@ -47,12 +47,14 @@ async fn ddl_runs_in_the_source_statements_session() {
     .await;
     wait_caught_up(&dm, "sem", &src).await;
     assert_same(&src, &dst, &["s"]).await;
-    let at: String = first(&dst, "SELECT CAST(at_dt AS CHAR) FROM s.t WHERE id = 1").await;
+    let at: String = dst
+        .value("SELECT CAST(at_dt AS CHAR) FROM s.t WHERE id = 1")
+        .await;
     assert_eq!(
         at, "2001-09-09 03:46:40",
         "the source's statement time in +02:00"
     );
-    let ab: String = first(&dst, "SELECT ab FROM s.g").await;
+    let ab: String = dst.value("SELECT ab FROM s.g").await;
     assert_eq!(ab, "xy");
 
     // One statement on the source under NO_BACKSLASH_ESCAPES; under the default escaping
@@ -62,9 +64,7 @@ async fn ddl_runs_in_the_source_statements_session() {
          ALTER TABLE s.t COMMENT '\\''; DROP DATABASE other -- '",
     )
     .await;
-    let comment: String = first(
-        &src,
-        "SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = 's' AND TABLE_NAME = 't'",
+    let comment: String = src.value("SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = 's' AND TABLE_NAME = 't'",
     )
     .await;
     assert_eq!(comment, "\\'; DROP DATABASE other -- ");
@@ -83,21 +83,11 @@ async fn ddl_runs_in_the_source_statements_session() {
         "applied exactly or refused: {st} / {on_target:?}"
     );
     assert_eq!(
-        count(
-            &dst,
+        dst.value::<u64>(
             "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'other'"
         )
         .await,
         1,
         "nothing outside the task's tables is touched"
     );
-}
-
-async fn first<T: mysql_async::prelude::FromValue + Send + 'static>(db: &MariaDb, sql: &str) -> T {
-    use mysql_async::prelude::Queryable;
-    db.conn().await.query_first(sql).await.unwrap().unwrap()
-}
-
-async fn count(db: &MariaDb, sql: &str) -> u64 {
-    first(db, sql).await
 }

@@ -279,6 +279,15 @@ impl MariaDb {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
+    /// The first column of the first row `sql` returns.
+    pub async fn value<T: mysql_async::prelude::FromValue + Send + 'static>(&self, sql: &str) -> T {
+        let mut c = self.conn().await;
+        c.query_first(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .unwrap_or_else(|| panic!("{sql}: no row"))
+    }
+
     /// `mysql-bin.000001:1234` of the last written event.
     pub async fn master_pos(&self) -> String {
         let mut c = self.conn().await;

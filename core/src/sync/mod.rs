@@ -570,18 +570,25 @@ impl Dispatcher<'_> {
         Ok(())
     }
 
-    /// The error of the worker that stopped.
+    /// The error of the worker that stopped. Its channel closes a moment before its task
+    /// is seen finished: wait for it (briefly), or the error (and its position) is lost.
     async fn worker_error(&mut self) -> Error {
-        for h in &mut self.handles {
-            if h.0.is_finished() {
-                return match (&mut h.0).await {
-                    Ok(Err(e)) => e,
-                    Ok(Ok(())) => Error::Invalid("an apply worker stopped".into()),
-                    Err(e) => Error::Invalid(format!("an apply worker failed: {e}")),
-                };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            for h in &mut self.handles {
+                if h.0.is_finished() {
+                    return match (&mut h.0).await {
+                        Ok(Err(e)) => e,
+                        Ok(Ok(())) => Error::Invalid("an apply worker stopped".into()),
+                        Err(e) => Error::Invalid(format!("an apply worker failed: {e}")),
+                    };
+                }
             }
+            if Instant::now() >= deadline {
+                return Error::Invalid("an apply worker stopped".into());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        Error::Invalid("an apply worker stopped".into())
     }
 
     /// Flushes the workers and saves the position of the last routed transaction.
