@@ -380,3 +380,101 @@ async fn rows_of(db: &MariaDb, table: &str) -> Vec<Vec<String>> {
         .unwrap();
     rows.into_iter().map(text_row).collect()
 }
+
+/// kill -9 while `purge-relay` runs, again and again: the paused task's files survive every
+/// kill (its needed position is written atomically before anything is removed), and the task
+/// resumes from the relay and ends equal.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_purge_keeps_what_a_paused_task_needs() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    seed(&src, 200).await;
+    let mut dm = Dm::start();
+    dm.create_source("src1", &src);
+    dm.ctl_ok(&["start-relay", "src1"]);
+    let tf = dm.file("task.yaml", &task_yaml("p", "all", "src1", &dst, &["r"]));
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    for i in 0..3 {
+        src.exec("FLUSH BINARY LOGS").await;
+        src.exec(&format!("INSERT INTO r.u VALUES ({}, 'before')", -1 - i))
+            .await;
+    }
+    same_rows(&src, &dst).await;
+    // The file of the task's checkpoint once quiet: what it reads again when resumed.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let position = dm.subtask("p").unwrap()["position"].clone();
+    let needed_file = position
+        .as_str()
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    dm.ctl_ok(&["pause-task", "p"]);
+    for i in 0..3 {
+        src.exec("FLUSH BINARY LOGS").await;
+        src.exec(&format!("INSERT INTO r.u VALUES ({}, 'paused')", -10 - i))
+            .await;
+    }
+    let dir = relay_dir(&dm, "src1");
+    for round in 0..6u64 {
+        wait_relay_at(&dm, "src1", &src.master_pos().await).await;
+        let ctl = std::process::Command::new(dm_bin())
+            .args(["ctl", "--master-addr", &dm.addr, "purge-relay", "src1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Somewhere in the request: before, during or after the removal.
+        tokio::time::sleep(Duration::from_millis(round * 7)).await;
+        dm.kill9();
+        let _ = tokio::task::spawn_blocking(move || ctl.wait_with_output()).await;
+        let left = binlog_names(&dir);
+        assert!(
+            left.contains(&needed_file),
+            "round {round}: {needed_file} is gone: {left:?}"
+        );
+        dm.restart();
+        src.exec(&format!(
+            "INSERT INTO r.u VALUES ({}, 'round')",
+            -100 - round as i64
+        ))
+        .await;
+    }
+    let out = dm.ctl_ok(&["purge-relay", "src1"]);
+    assert_eq!(binlog_names(&dir).first(), Some(&needed_file), "{out}");
+
+    // A needed.json that cannot be read means "keep everything", never "nothing needed".
+    dm.kill9();
+    std::fs::write(dir.join("needed.json"), b"{\"p\": {\"name\": ").unwrap();
+    dm.restart();
+    let files = binlog_names(&dir);
+    let out = dm.ctl_ok(&["purge-relay", "src1"]);
+    assert_eq!(binlog_names(&dir), files, "{out}");
+    assert!(out.contains("unreadable"), "{out}");
+    // Repaired by hand (here: removed) and restarted, the task's own position counts again.
+    dm.kill9();
+    std::fs::remove_file(dir.join("needed.json")).unwrap();
+    dm.restart();
+    dm.ctl_ok(&["resume-task", "p"]);
+    same_rows(&src, &dst).await;
+    assert_same(&src, &dst, &["r"]).await;
+}
+
+/// Waits until the target has as many rows in `r.u` as the source (positions are not
+/// compared: the source writes binlog checkpoints after each rotation).
+async fn same_rows(src: &MariaDb, dst: &MariaDb) {
+    let sql = "SELECT COUNT(*) FROM r.u";
+    let want: u64 = src.value(sql).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: Option<u64> = dst.conn().await.query_first(sql).await.ok().flatten();
+        if got == Some(want) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{got:?} of {want} rows in r.u"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
