@@ -346,6 +346,21 @@ impl Error {
         }
     }
 
+    /// A database error about the source transaction ending at `position`: says what dm was
+    /// doing and records the position (what `binlog skip|replace|inject` act on).
+    pub fn during(mut self, doing: impl std::fmt::Display, position: &str) -> Self {
+        if let Error::Db {
+            message,
+            position: at,
+            ..
+        } = &mut self
+        {
+            *message = format!("{message}; {doing}");
+            *at = Some(position.to_string());
+        }
+        self
+    }
+
     /// The server error number, when this is a server error.
     pub fn errno(&self) -> Option<u16> {
         match self {
@@ -353,6 +368,19 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// At most `max` bytes of `text` (cut at a character boundary, marked with ` ...`): how much
+/// of a statement an error shows.
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{} ...", &text[..cut])
 }
 
 /// Server errors that go away when the same statement is tried again later.

@@ -34,7 +34,8 @@ const TICK: Duration = Duration::from_millis(10);
 /// Advances the engine's epoch every `TICK` while a guest runs and sleeps otherwise, so an
 /// idle dm does not wake up a hundred times a second.
 struct Ticker {
-    in_flight: AtomicUsize,
+    /// Guest calls running now (shared with the ticker thread).
+    in_flight: Arc<AtomicUsize>,
     thread: std::thread::Thread,
 }
 
@@ -42,34 +43,30 @@ struct Ticker {
 struct Busy<'a>(&'a Ticker);
 
 impl Ticker {
+    /// The thread ends once the engine is gone.
     fn start(engine: &Engine) -> Arc<Ticker> {
         let weak = engine.weak();
-        let (tx, rx) = std::sync::mpsc::channel::<Arc<Ticker>>();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let calls = in_flight.clone();
         let handle = std::thread::Builder::new()
             .name("dm-plugin-epoch".into())
             .spawn(move || {
-                let Ok(me) = rx.recv() else { return };
-                let me = Arc::downgrade(&me);
-                loop {
-                    let Some(ticker) = me.upgrade() else { return };
-                    let Some(engine) = weak.upgrade() else { return };
-                    if ticker.in_flight.load(Ordering::Acquire) == 0 {
-                        drop((ticker, engine));
+                while let Some(engine) = weak.upgrade() {
+                    if calls.load(Ordering::Acquire) == 0 {
+                        drop(engine);
                         std::thread::park_timeout(Duration::from_secs(1));
                         continue;
                     }
                     engine.increment_epoch();
-                    drop((ticker, engine));
+                    drop(engine);
                     std::thread::sleep(TICK);
                 }
             })
             .expect("a thread");
-        let ticker = Arc::new(Ticker {
-            in_flight: AtomicUsize::new(0),
+        Arc::new(Ticker {
+            in_flight,
             thread: handle.thread().clone(),
-        });
-        let _ = tx.send(ticker.clone());
-        ticker
+        })
     }
 
     fn busy(&self) -> Busy<'_> {

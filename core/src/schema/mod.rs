@@ -12,5 +12,5 @@ mod tracker;
 
 pub use ddl::{parse_ddl, unparsed_table_ddl, Ddl, DdlKind};
 pub use model::{Column, ColumnKind, Table, TableName};
-pub use statement::{check_operator_statement, classify_statement, StatementClass};
+pub use statement::{check_operator_statement, classify_statement, DmlVerb, StatementClass};
 pub use tracker::{list_tables, load_table, Tracker};

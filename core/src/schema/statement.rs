@@ -14,10 +14,24 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 pub enum StatementClass {
     /// Changes no table or row dm migrates; the reason, for the log and the docs.
     Irrelevant(&'static str),
-    /// Writes rows: the tables it may write (empty when they cannot be told).
-    Dml(Vec<TableName>),
+    /// Writes rows: how, and the tables it may write (empty when they cannot be told).
+    Dml {
+        verb: DmlVerb,
+        tables: Vec<TableName>,
+    },
     /// dm cannot tell what it changes.
     Unknown,
+}
+
+/// The kind of row change a DML statement makes, as event filters name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DmlVerb {
+    /// INSERT or REPLACE.
+    Insert,
+    Update,
+    Delete,
+    /// LOAD DATA, CALL, DO, HANDLER: their changes cannot be told from the statement.
+    Other,
 }
 
 /// Object kinds whose CREATE/ALTER/DROP change no migrated table: dm migrates tables and
@@ -109,7 +123,15 @@ pub fn classify_statement(default_db: &str, sql: &str) -> StatementClass {
             StatementClass::Unknown
         }
         "INSERT" | "REPLACE" | "UPDATE" | "DELETE" | "LOAD" | "CALL" | "DO" | "HANDLER" => {
-            StatementClass::Dml(written_tables(default_db, sql))
+            StatementClass::Dml {
+                verb: match first {
+                    "INSERT" | "REPLACE" => DmlVerb::Insert,
+                    "UPDATE" => DmlVerb::Update,
+                    "DELETE" => DmlVerb::Delete,
+                    _ => DmlVerb::Other,
+                },
+                tables: written_tables(default_db, sql),
+            }
         }
         _ => StatementClass::Unknown,
     }
@@ -127,18 +149,15 @@ pub fn check_operator_statement(sql: &str) -> Result<(), String> {
         Err(_) => return Ok(()),
         Ok(None) => {}
     }
-    let dml_verb = matches!(
-        words(sql)
-            .and_then(|w| w.first().cloned().flatten())
-            .as_deref(),
-        Some("INSERT" | "REPLACE" | "UPDATE" | "DELETE")
-    );
-    let count = Parser::parse_sql(&MySqlDialect {}, sql).map(|s| s.len());
-    let tables = written_tables("", sql);
-    match count {
-        _ if !dml_verb => Err(format!(
-            "`{sql}` is neither table DDL nor INSERT, REPLACE, UPDATE or DELETE: only those can be run for a transaction"
-        )),
+    let tables = match classify_statement("", sql) {
+        StatementClass::Dml { verb, tables } if verb != DmlVerb::Other => tables,
+        _ => {
+            return Err(format!(
+                "`{sql}` is neither table DDL nor INSERT, REPLACE, UPDATE or DELETE: only those can be run for a transaction"
+            ))
+        }
+    };
+    match Parser::parse_sql(&MySqlDialect {}, sql).map(|s| s.len()) {
         Err(e) => Err(format!("`{sql}` does not parse: {e}")),
         Ok(n) if n != 1 => Err(format!(
             "`{sql}` holds {n} statements: give each as its own argument"
@@ -236,25 +255,44 @@ mod tests {
                 "{sql}"
             );
         }
+        use DmlVerb::*;
         let dml = [
-            ("INSERT INTO t VALUES (1)", vec![t("db", "t")]),
-            ("insert into x.t select * from y.u", vec![t("x", "t")]),
-            ("REPLACE INTO `a`.`b` (id) VALUES (2)", vec![t("a", "b")]),
-            ("UPDATE t SET a = a + 1 WHERE id < 3", vec![t("db", "t")]),
+            ("INSERT INTO t VALUES (1)", Insert, vec![t("db", "t")]),
+            (
+                "insert into x.t select * from y.u",
+                Insert,
+                vec![t("x", "t")],
+            ),
+            (
+                "REPLACE INTO `a`.`b` (id) VALUES (2)",
+                Insert,
+                vec![t("a", "b")],
+            ),
+            (
+                "/* c */ UPDATE t SET a = a + 1 WHERE id < 3",
+                Update,
+                vec![t("db", "t")],
+            ),
             (
                 "UPDATE a JOIN o.b ON a.id = b.id SET a.x = b.x",
+                Update,
                 vec![t("db", "a"), t("o", "b")],
             ),
-            ("DELETE FROM t WHERE id = 1", vec![t("db", "t")]),
+            ("DELETE FROM t WHERE id = 1", Delete, vec![t("db", "t")]),
             (
                 "DELETE a FROM a JOIN b ON a.id = b.id",
+                Delete,
                 vec![t("db", "a"), t("db", "a"), t("db", "b")],
             ),
-            ("LOAD DATA INFILE '/x' INTO TABLE t", vec![]),
-            ("CALL p()", vec![]),
+            ("LOAD DATA INFILE '/x' INTO TABLE t", Other, vec![]),
+            ("CALL p()", Other, vec![]),
         ];
-        for (sql, tables) in dml {
-            assert_eq!(classify_statement("db", sql), Dml(tables), "{sql}");
+        for (sql, verb, tables) in dml {
+            assert_eq!(
+                classify_statement("db", sql),
+                StatementClass::Dml { verb, tables },
+                "{sql}"
+            );
         }
         let unknown = [
             "XA START 'x'",

@@ -407,15 +407,7 @@ impl ApplyWorker {
             };
             match stmt {
                 Some(s) => {
-                    let mut sql = s.sql.clone();
-                    if sql.len() > SHOWN_SQL {
-                        let mut cut = SHOWN_SQL;
-                        while !sql.is_char_boundary(cut) {
-                            cut -= 1;
-                        }
-                        sql.truncate(cut);
-                        sql.push_str(" ...");
-                    }
+                    let sql = crate::error::shorten(&s.sql, SHOWN_SQL);
                     *message = format!(
                         "{message}; applying to {} changes of {at}: `{sql}`",
                         s.table

@@ -10,7 +10,8 @@ use super::Dispatcher;
 use crate::db::quote_ident;
 use crate::error::{errno, DbRole, Error, NotApplied, Result};
 use crate::schema::{
-    classify_statement, parse_ddl, unparsed_table_ddl, Ddl, DdlKind, StatementClass, TableName,
+    classify_statement, parse_ddl, unparsed_table_ddl, Ddl, DdlKind, DmlVerb, StatementClass,
+    TableName,
 };
 use crate::upstream::{Baseline, BaselineRow, BinlogPos, Position};
 use mysql_async::prelude::Queryable;
@@ -143,14 +144,12 @@ impl Dispatcher<'_> {
                 tracing::debug!(position = %end, statement = sql, why, "statement passed over");
                 return Ok(());
             }
-            StatementClass::Dml(tables) if !tables.is_empty() => {
-                let kind = match sql.trim_start().get(..6).map(str::to_ascii_uppercase) {
-                    Some(w) if w == "UPDATE" => Some(crate::rules::EventKind::Update),
-                    Some(w) if w == "DELETE" => Some(crate::rules::EventKind::Delete),
-                    Some(w) if w == "INSERT" || w == "REPLAC" => {
-                        Some(crate::rules::EventKind::Insert)
-                    }
-                    _ => None,
+            StatementClass::Dml { verb, tables } if !tables.is_empty() => {
+                let kind = match verb {
+                    DmlVerb::Insert => Some(crate::rules::EventKind::Insert),
+                    DmlVerb::Update => Some(crate::rules::EventKind::Update),
+                    DmlVerb::Delete => Some(crate::rules::EventKind::Delete),
+                    DmlVerb::Other => None,
                 };
                 let mut left_out = true;
                 for t in &tables {
@@ -178,7 +177,7 @@ impl Dispatcher<'_> {
                     ),
                 )
             }
-            StatementClass::Dml(_) => (
+            StatementClass::Dml { .. } => (
                 NotApplied::StatementDml,
                 "row changes logged as a statement, not as rows".to_string(),
             ),
@@ -189,7 +188,7 @@ impl Dispatcher<'_> {
         };
         Err(Error::NotApplied {
             reason,
-            what: format!("statement `{}`", shown(sql)),
+            what: format!("statement `{}`", crate::error::shorten(sql, 500)),
             position: end.to_string(),
             message,
         })
@@ -344,17 +343,10 @@ impl Dispatcher<'_> {
         // The source statement's session: sql_mode, time zone, collations, timestamp, ...
         let set = self.ddl_context.set_statement(baseline);
         if let Err(e) = conn.query_drop(set.as_str()).await {
-            let mut err = Error::db(DbRole::Target, &addr, e);
-            if let Error::Db {
-                message, position, ..
-            } = &mut err
-            {
-                *message = format!(
-                    "{message}; while putting the target session into the source statement's session (`{set}`) for the DDL at {at}"
-                );
-                *position = Some(at.to_string());
-            }
-            return Err(err);
+            return Err(Error::db(DbRole::Target, &addr, e).during(
+                format_args!("while putting the target session into the source statement's session (`{set}`) for the DDL at {at}"),
+                at,
+            ));
         }
         if !default_db.is_empty() {
             let use_db = format!("USE {}", quote_ident(default_db));
@@ -370,30 +362,8 @@ impl Dispatcher<'_> {
                 tracing::warn!(position = at, statement = sql, error = %e.message, "DDL already applied on the target");
                 Ok(())
             }
-            Err(e) => {
-                let mut err = Error::db(DbRole::Target, &addr, e);
-                if let Error::Db {
-                    message, position, ..
-                } = &mut err
-                {
-                    *message = format!("{message}; while running DDL at {at}: `{sql}`");
-                    *position = Some(at.to_string());
-                }
-                Err(err)
-            }
+            Err(e) => Err(Error::db(DbRole::Target, &addr, e)
+                .during(format_args!("while running DDL at {at}: `{sql}`"), at)),
         }
     }
-}
-
-/// A statement as an error shows it: at most 500 characters.
-fn shown(sql: &str) -> String {
-    const MAX: usize = 500;
-    if sql.len() <= MAX {
-        return sql.to_string();
-    }
-    let mut cut = MAX;
-    while !sql.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{} ...", &sql[..cut])
 }

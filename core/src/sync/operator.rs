@@ -35,7 +35,7 @@ impl Dispatcher<'_> {
         let done = self.operator_done(end).await?;
         let mut dml: Vec<&str> = Vec::new();
         for (i, sql) in stmts.iter().enumerate() {
-            if matches!(classify_statement("", sql), StatementClass::Dml(_)) {
+            if matches!(classify_statement("", sql), StatementClass::Dml { .. }) {
                 if i >= done {
                     dml.push(sql);
                 }
@@ -98,18 +98,15 @@ impl Dispatcher<'_> {
         self.inc.fence.check()?;
         if let Err(e) = self.conn.query_drop(text.as_str()).await {
             let _ = self.conn.query_drop("ROLLBACK").await;
-            let mut err = Error::db(DbRole::Target, &self.inc.target.addr(), e);
-            if let Error::Db {
-                message, position, ..
-            } = &mut err
-            {
-                *message = format!(
-                    "{message}; while running the statements given for the transaction ending at {}",
-                    end.binlog
-                );
-                *position = Some(end.binlog.to_string());
-            }
-            return Err(err);
+            let at = end.binlog.to_string();
+            return Err(
+                Error::db(DbRole::Target, &self.inc.target.addr(), e).during(
+                    format_args!(
+                        "while running the statements given for the transaction ending at {at}"
+                    ),
+                    &at,
+                ),
+            );
         }
         tracing::info!(position = %end.binlog, statements = dml.len(), "operator DML applied");
         Ok(())
