@@ -324,6 +324,8 @@ pub struct Dm {
     pub addr: String,
     child: Option<Child>,
     starts: u32,
+    /// Environment of the next starts (e.g. `DM_FAILPOINTS`).
+    pub env: Vec<(String, String)>,
 }
 
 pub fn dm_bin() -> &'static str {
@@ -355,6 +357,7 @@ impl Dm {
             addr,
             child: None,
             starts: 0,
+            env: vec![],
         };
         dm.restart();
         dm
@@ -368,6 +371,7 @@ impl Dm {
         let child = Command::new(dm_bin())
             .args(["standalone", "-c"])
             .arg(self.dir.path().join("dm.yaml"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -245,10 +245,14 @@ async fn target_columns(task: &TaskConfig, target: &str) -> Result<Vec<(String, 
     .map_err(|e| Error::db(DbRole::Target, &task.target_database.addr(), e))
 }
 
-/// Lets a shard go on: its `done` key carries the DDL it sent.
+/// Lets a shard go on: its `done` key carries the DDL it sent. The `ddl` key goes only if it
+/// still holds that DDL: once released, the shard may send its next DDL at once.
 pub async fn release_shard(store: &dyn MetaStore, task: &str, d: &ShardDdl) -> Result<()> {
     meta::put_json(store, &super::done(task, &d.target, &d.shard), d).await?;
-    store.delete(&super::ddl(task, &d.target, &d.shard)).await?;
+    let sent = serde_json::to_vec(d).map_err(|e| crate::Error::Meta(e.to_string()))?;
+    store
+        .compare_and_delete(&super::ddl(task, &d.target, &d.shard), &sent)
+        .await?;
     tracing::info!(task, target = %d.target, shard = %d.shard, "shard released");
     Ok(())
 }

@@ -414,7 +414,7 @@ impl Dispatcher<'_> {
             match ev.kind {
                 EventKind::Rows { table, op, rows } => {
                     if self.in_snapshot(&table, &end.binlog)
-                        || self.shard_blocked(&table)
+                        || self.shard_blocked(&table, &end.binlog)
                         || !self.event_kept(
                             &table.schema,
                             Some(&table.table),

@@ -4,10 +4,13 @@
 //!
 //! Pessimistic mode cannot stop the binlog stream at a shard's DDL: the other shards of the
 //! same source are in the same stream and must reach their DDL too. So a shard that sent its
-//! DDL is *blocked*: its rows are skipped while the stream goes on. Once released, the rows the
-//! shard wrote after its DDL are read again from the binlog (a second reader from the DDL's
+//! DDL is *blocked*: its rows after the DDL are skipped while the stream goes on. Once
+//! released, those rows are read again from the binlog (a second reader from the DDL's
 //! position up to where the stream is) and applied in safe mode, then the stream goes on.
-//! Blocked shards are rebuilt from the MetaStore after a restart.
+//! Blocked shards are rebuilt from the MetaStore after a restart; the restarted stream may
+//! start before a shard's DDL (it was sent, the checkpoint after it not saved yet): the
+//! shard's rows before it are applied as usual, the DDL itself is recognised as the one the
+//! shard waits at, and the shard is released only once the stream has passed it.
 
 use super::Dispatcher;
 use crate::config::ShardMode;
@@ -16,7 +19,7 @@ use crate::hooks::ShardId;
 use crate::meta::{self, MetaStore};
 use crate::schema::{Ddl, DdlKind, TableName};
 use crate::shard::{self, LockState, Members, ShardDdl};
-use crate::upstream::{BinlogReader, EventKind, Position};
+use crate::upstream::{BinlogPos, BinlogReader, EventKind, Position};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,8 +48,19 @@ impl Dispatcher<'_> {
         self.inc.shard.as_ref()
     }
 
-    pub(super) fn shard_blocked(&self, table: &TableName) -> bool {
-        !self.blocked.is_empty() && self.blocked.contains_key(table)
+    /// Whether rows of `table` in a transaction ending at `txn_end` wait for the shard's
+    /// release: those after the DDL it waits at.
+    pub(super) fn shard_blocked(&self, table: &TableName, txn_end: &BinlogPos) -> bool {
+        !self.blocked.is_empty()
+            && self
+                .blocked
+                .get(table)
+                .is_some_and(|d| *txn_end > d.position.binlog)
+    }
+
+    /// Everything the stream has handed out, fragments of a big transaction included.
+    fn stream_end(&self) -> BinlogPos {
+        self.dispatched.clone().max(self.cp.position.binlog.clone())
     }
 
     /// Whether the DDL is on a shard merged into a table with others, under a shard mode.
@@ -91,8 +105,17 @@ impl Dispatcher<'_> {
             shard::done_prefix(&self.inc.task),
         ] {
             for (_, d) in meta::list_json::<ShardDdl>(store, &prefix).await? {
-                if d.shard.source == self.inc.source.source_id {
-                    self.blocked.insert(parse_shard_name(&d.shard.table), d);
+                if d.shard.source != self.inc.source.source_id {
+                    continue;
+                }
+                // A release not yet caught up and the shard's next DDL (sent while catching
+                // up): the shard waits at the earlier one; the later one comes again.
+                let table = parse_shard_name(&d.shard.table);
+                match self.blocked.get(&table) {
+                    Some(e) if e.position.binlog <= d.position.binlog => {}
+                    _ => {
+                        self.blocked.insert(table, d);
+                    }
                 }
             }
         }
@@ -125,6 +148,18 @@ impl Dispatcher<'_> {
             return self.checkpoint_after_ddl(end).await;
         }
         let table = ddl.tables[0].clone();
+        if self
+            .blocked
+            .get(&table)
+            .is_some_and(|d| d.position.binlog == end.binlog)
+        {
+            // The DDL the shard waits at, read again after a restart: sent already; the
+            // tracked schema (from a checkpoint before it) takes it now.
+            if let Err(message) = ddl.apply(&mut self.cp.tracker) {
+                tracing::warn!(position = %at, statement = sql, error = %message, "tracked schema not updated");
+            }
+            return self.checkpoint_after_ddl(end).await;
+        }
         if self.blocked.contains_key(&table) {
             self.shard_polled = Instant::now() - POLL;
             self.poll_blocked().await?;
@@ -199,6 +234,7 @@ impl Dispatcher<'_> {
         } else {
             meta::put_json(store.as_ref(), &ddl_key, &info).await?;
             tracing::info!(task = %self.inc.task, shard = %shard, target = %target, position = %at, statement = sql, "shard DDL sent to the coordinator");
+            crate::failpoint::pause("after-shard-ddl-sent").await;
             info
         };
         if let Err(message) = ddl.apply(&mut self.cp.tracker) {
@@ -237,15 +273,20 @@ impl Dispatcher<'_> {
                 .map(|(_, d)| d)
                 .filter(|d| d.shard.source == self.inc.source.source_id)
                 .collect();
-        let mut released = Vec::new();
+        // A shard whose DDL the stream has not reached again (after a restart) is released
+        // once it has: its rows before the DDL come through the stream.
+        let until = self.stream_end();
+        let mut released = BTreeMap::new();
         for (table, info) in &self.blocked {
-            if done
+            match done
                 .iter()
-                .any(|d| d.shard == info.shard && d.position == info.position)
+                .find(|d| d.shard == info.shard && d.position == info.position)
             {
-                released.push(table.clone());
-            } else {
-                self.check_conflict(store, info).await?;
+                Some(d) if d.position.binlog <= until => {
+                    released.insert(table.clone(), d.clone());
+                }
+                Some(_) => {}
+                None => self.check_conflict(store, info).await?,
             }
         }
         if released.is_empty() {
@@ -296,15 +337,10 @@ impl Dispatcher<'_> {
         Ok(())
     }
 
-    /// Applies the rows the released shards wrote after their DDL, up to the stream's
-    /// position, then lets the stream go on.
-    async fn resync(&mut self, released: Vec<TableName>) -> Result<()> {
-        // Everything the stream has handed out, fragments of a big transaction included.
-        let until = self.dispatched.clone().max(self.cp.position.binlog.clone());
-        let infos: BTreeMap<TableName, ShardDdl> = released
-            .iter()
-            .filter_map(|t| self.blocked.get(t).map(|d| (t.clone(), d.clone())))
-            .collect();
+    /// Applies the rows the released shards (with the `done` record of each release) wrote
+    /// after their DDL, up to the stream's position, then lets the stream go on.
+    async fn resync(&mut self, infos: BTreeMap<TableName, ShardDdl>) -> Result<()> {
+        let until = self.stream_end();
         let from = infos
             .values()
             .map(|d| &d.position)
@@ -383,7 +419,8 @@ impl Dispatcher<'_> {
             if active.contains_key(&table) {
                 self.blocked.remove(&table);
             }
-            // Only this release: a DDL sent since may have been released too.
+            // Only this release (as the coordinator wrote it): a DDL sent since may have been
+            // released too.
             let old = serde_json::to_vec(&d).unwrap_or_default();
             sync.store
                 .compare_and_delete(&shard::done(&self.inc.task, &d.target, &d.shard), &old)
