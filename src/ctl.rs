@@ -1091,6 +1091,14 @@ fn render_locks(v: &Value) -> String {
             .unwrap_or_default()
             .iter()
             .map(|w| format!("{}:{}", s(w, "source"), s(w, "table")))
+            .chain(
+                l["catching_up"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|w| format!("{}:{} (released, catching up)", s(w, "source"), s(w, "table"))),
+            )
             .collect();
         t.add_row(vec![
             s(&l, "task"),

@@ -23,6 +23,8 @@ pub struct LockReport {
     pub arrived: Vec<ShardDdl>,
     /// Shards the lock still waits for.
     pub waiting_for: Vec<ShardId>,
+    /// Shards released whose rows held since their DDL are not all applied yet.
+    pub catching_up: Vec<ShardId>,
     pub executed: Vec<Vec<String>>,
     pub deferred: Vec<(Vec<String>, Vec<ShardId>)>,
     pub conflict: Option<String>,
@@ -59,15 +61,26 @@ pub async fn list(
         let locks = task_locks(m.store.as_ref(), &task).await?;
         let states =
             meta::list_json::<LockState>(m.store.as_ref(), &shard::lock_prefix(&task.name)).await?;
+        let released =
+            meta::list_json::<ShardDdl>(m.store.as_ref(), &shard::done_prefix(&task.name)).await?;
         let mode = format!("{:?}", task.shard_mode.unwrap()).to_lowercase();
         for (target, shards) in &locks.shards {
             let arrived = locks.pending.get(target).cloned().unwrap_or_default();
+            let catching_up: Vec<ShardId> = released
+                .iter()
+                .filter(|(_, d)| d.target == *target)
+                .map(|(_, d)| d.shard.clone())
+                .collect();
             let state = states
                 .iter()
                 .find(|(k, _)| *k == shard::lock(&task.name, target))
                 .map(|(_, s)| s.clone())
                 .unwrap_or_default();
-            if arrived.is_empty() && state.deferred.is_empty() && state.conflict.is_none() {
+            if arrived.is_empty()
+                && catching_up.is_empty()
+                && state.deferred.is_empty()
+                && state.conflict.is_none()
+            {
                 continue;
             }
             let waiting_for = shards
@@ -81,6 +94,7 @@ pub async fn list(
                 mode: mode.clone(),
                 arrived,
                 waiting_for,
+                catching_up,
                 executed: state.executed,
                 deferred: state.deferred,
                 conflict: state.conflict.map(|c| c.message),
