@@ -1097,7 +1097,13 @@ fn render_locks(v: &Value) -> String {
                     .cloned()
                     .unwrap_or_default()
                     .iter()
-                    .map(|w| format!("{}:{} (released, catching up)", s(w, "source"), s(w, "table"))),
+                    .map(|w| {
+                        format!(
+                            "{}:{} (released, catching up)",
+                            s(w, "source"),
+                            s(w, "table")
+                        )
+                    }),
             )
             .collect();
         t.add_row(vec![

@@ -58,7 +58,22 @@ fn init_tracing(level: &str) {
         .init();
 }
 
+/// mysql_async keeps up to 128 buffers of up to 4 MiB each for reuse: up to 512 MiB held
+/// after big rows went by. dm keeps 16 of up to 1 MiB unless the environment says otherwise.
+fn bound_mysql_buffer_pool() {
+    for (name, value) in [
+        ("MYSQL_ASYNC_BUFFER_POOL_CAP", "16"),
+        ("MYSQL_ASYNC_BUFFER_SIZE_CAP", "1048576"),
+    ] {
+        if std::env::var_os(name).is_none() {
+            // Single-threaded still: no runtime or thread is started yet.
+            std::env::set_var(name, value);
+        }
+    }
+}
+
 fn main() {
+    bound_mysql_buffer_pool();
     let cli = Cli::parse();
     let code = match run(cli) {
         Ok(()) => 0,

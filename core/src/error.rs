@@ -63,6 +63,15 @@ pub enum Error {
         statement: String,
         message: String,
     },
+    /// A row whose statement is larger than the target takes in one packet.
+    #[error("table {table} at {position}: the row {key} needs a statement of {bytes} bytes; the target's max_allowed_packet is {packet}")]
+    RowTooBig {
+        table: String,
+        key: String,
+        position: String,
+        bytes: usize,
+        packet: usize,
+    },
     /// A row or schema does not match what dm tracked for the table.
     #[error("table {table} at {position}: {message}")]
     Schema {
@@ -222,6 +231,7 @@ impl Error {
             Error::Relay { .. } => "DM-RELAY-5101",
             Error::UnsupportedDdl { .. } => "DM-DDL-6001",
             Error::Schema { .. } => "DM-SCHEMA-6002",
+            Error::RowTooBig { .. } => "DM-TARGET-4002",
             Error::Filtered { .. } => "DM-FILTER-6003",
             Error::NotApplied {
                 reason: NotApplied::StatementDml,
@@ -299,6 +309,7 @@ impl Error {
             Error::ShardDdl { target, .. } => format!("make the shards agree, then `dm ctl shard-ddl-lock unlock <task> {target} --exec` (run the DDL once) or `--skip` (it is done by hand); or `dm ctl binlog replace <task> '<statement>'` to send this shard's DDL as another statement"),
             Error::Plugin { .. } => "fix the plugin (`dm ctl plugin check <file.wasm>` runs it on a sample row) and replace its .wasm file, then `dm ctl resume-task <task>`".into(),
             Error::Filtered { .. } => "change the task's `filters` / `expression-filter` (stop-task, edit, start-task), or skip the event".into(),
+            Error::RowTooBig { bytes, .. } => format!("raise max_allowed_packet on the target to at least {} (SET GLOBAL max_allowed_packet = {}; and in its config file), then `dm ctl resume-task <task>`", bytes + (1 << 20), (bytes + (1 << 20)).next_power_of_two()),
             Error::Schema { .. } => "the tracked schema differs from the binlog; make sure binlog_row_metadata=FULL and that no DDL was filtered out for this table".into(),
             Error::Narrow { cause, .. } => cause.hint(),
             Error::Precheck(_) => "fix each failure as it says and start the task again; to start anyway, name the checks in the task's `ignore-checking-items` or run `dm ctl start-task --skip-precheck`".into(),
@@ -318,6 +329,7 @@ impl Error {
             position: match self {
                 Error::UnsupportedDdl { position, .. }
                 | Error::Schema { position, .. }
+                | Error::RowTooBig { position, .. }
                 | Error::Filtered { position, .. }
                 | Error::NotApplied { position, .. }
                 | Error::ShardDdl { position, .. } => Some(position.clone()),

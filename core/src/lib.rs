@@ -1,6 +1,7 @@
 //! dm-core: the migration engine and the cluster roles. See docs/architecture.md.
 
 pub mod api_tls;
+pub mod budget;
 pub mod check;
 pub mod checkpoint;
 pub mod config;

@@ -222,8 +222,9 @@ impl Progress {
             Some(at) if now.duration_since(at).as_secs_f64() < 1.0 => {}
             Some(at) => {
                 let secs = now.duration_since(at).as_secs_f64();
-                r.rows_per_sec = (rows - r.rows) as f64 / secs;
-                r.txns_per_sec = (txns - r.txns) as f64 / secs;
+                // Rows loaded go down when a chunk is copied again.
+                r.rows_per_sec = rows.saturating_sub(r.rows) as f64 / secs;
+                r.txns_per_sec = txns.saturating_sub(r.txns) as f64 / secs;
                 (r.at, r.rows, r.txns) = (Some(now), rows, txns);
             }
             None => (r.at, r.rows, r.txns) = (Some(now), rows, txns),

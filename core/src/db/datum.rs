@@ -243,11 +243,13 @@ fn write_tsv_bytes(b: &[u8], out: &mut Vec<u8>) {
         matches!(c, b'\\' | b'\t' | b'\n' | b'\r' | 0)
     }
     // No early exit: the compiler vectorizes the scan.
-    if !b.iter().fold(false, |any, &c| any | special(c)) {
+    let escapes = b.iter().fold(0usize, |n, &c| n + special(c) as usize);
+    if escapes == 0 {
         out.extend_from_slice(b);
         return;
     }
-    out.reserve(b.len() + 8);
+    // Exactly what it needs: a big value must not double the buffer's capacity.
+    out.reserve(b.len() + escapes);
     let mut run = 0;
     for (i, &c) in b.iter().enumerate() {
         if special(c) {

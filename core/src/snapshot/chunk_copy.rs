@@ -5,6 +5,7 @@
 
 use super::chunk::{Bounds, ChunkKey};
 use super::indexes;
+use crate::budget::{ByteBudget, Claim};
 use crate::checkpoint::{ChunkRecord, MetaTables};
 use crate::config::{DbConfig, Flavor, SourceConfig};
 use crate::db::quote_str;
@@ -27,6 +28,8 @@ use tokio::sync::mpsc;
 /// Statement size that keeps well under the default max_allowed_packet (16 MiB).
 const BATCH_BYTES: usize = 2 << 20;
 const BATCH_ROWS: usize = 5_000;
+/// Largest packet of `LOAD DATA LOCAL` data sent at once.
+const INFILE_PIECE: usize = 1 << 20;
 
 /// The server refuses `LOAD DATA LOCAL` (MySQL 5.x/8, MariaDB).
 const NOT_ALLOWED_COMMAND: u16 = 1148;
@@ -123,7 +126,7 @@ fn load_data_sql(
 /// changed or dropped in silence.
 async fn write_batches(
     mut tgt: Conn,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::Receiver<(Bytes, Claim)>,
     mode: Mode,
     addr: String,
 ) -> Result<(Conn, u64)> {
@@ -131,7 +134,7 @@ async fn write_batches(
     let mut taken = 0;
     match mode {
         Mode::Insert(_) => {
-            while let Some(sql) = rx.recv().await {
+            while let Some((sql, _claim)) = rx.recv().await {
                 tgt.query_drop(String::from_utf8_lossy(&sql).into_owned())
                     .await
                     .map_err(te)?;
@@ -139,9 +142,19 @@ async fn write_batches(
             }
         }
         Mode::Load(sql) => {
-            let rows = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|b| (Ok(b), rx))
-            });
+            // Sent in pieces the target's max_allowed_packet takes, whatever a row's size; a
+            // batch's bytes are given back once it is sent.
+            let start = (rx, Bytes::new(), None::<Claim>);
+            let rows =
+                futures_util::stream::unfold(start, |(mut rx, mut rest, mut claim)| async move {
+                    if rest.is_empty() {
+                        drop(claim.take());
+                        let (batch, held) = rx.recv().await?;
+                        (rest, claim) = (batch, Some(held));
+                    }
+                    let piece = rest.split_to(rest.len().min(INFILE_PIECE));
+                    Some((Ok(piece), (rx, rest, claim)))
+                });
             tgt.set_infile_handler(async move { Ok(rows.boxed()) });
             tgt.query_drop(sql).await.map_err(te)?;
             taken = tgt.affected_rows();
@@ -208,17 +221,26 @@ impl Batcher<'_> {
     fn push(&mut self, datums: impl Iterator<Item = Datum>) -> Option<(Bytes, u64)> {
         let size = match self.mode {
             Mode::Insert(head) => {
-                let text = &mut self.text;
-                text.push_str(if self.rows == 0 { head } else { "," });
-                text.push('(');
+                let mut row = String::from("(");
                 for (k, d) in datums.enumerate() {
                     if k > 0 {
-                        text.push(',');
+                        row.push(',');
                     }
-                    d.write_sql(text);
+                    d.write_sql(&mut row);
                 }
-                text.push_str(self.extra_values);
-                text.push(')');
+                row.push_str(self.extra_values);
+                row.push(')');
+                // A big row goes in a statement of its own: the statement stays below the
+                // target's max_allowed_packet whenever the row alone does.
+                let full = (self.rows > 0 && self.text.len() + row.len() > BATCH_BYTES)
+                    .then(|| self.take());
+                let text = &mut self.text;
+                text.push_str(if self.rows == 0 { head } else { "," });
+                text.push_str(&row);
+                self.rows += 1;
+                if full.is_some() {
+                    return full;
+                }
                 text.len()
             }
             Mode::Load(_) => {
@@ -236,10 +258,10 @@ impl Batcher<'_> {
                     }
                 }
                 buf.push(b'\n');
+                self.rows += 1;
                 buf.len()
             }
         };
-        self.rows += 1;
         (size >= BATCH_BYTES || self.rows as usize >= BATCH_ROWS).then(|| self.take())
     }
 
@@ -516,7 +538,8 @@ impl ChunkCopier {
             .expect("the target session is back after each chunk");
         tgt.query_drop("START TRANSACTION").await.map_err(te)?;
         // Rows are encoded here and written by a second task, so reading and writing overlap.
-        let (tx, rx) = mpsc::channel::<Bytes>(4);
+        let (tx, rx) = mpsc::channel::<(Bytes, Claim)>(4);
+        let budget = ByteBudget::new(crate::budget::COPY_QUEUE_BYTES);
         let target_addr = self.target.addr();
         let writer = tokio::spawn(write_batches(tgt, rx, mode.clone(), target_addr));
 
@@ -565,7 +588,8 @@ impl ChunkCopier {
                             .map(|(&ci, v)| Datum::from_value(&table.columns[ci], v));
                         if let Some((batch, n)) = out.push(datums) {
                             account(n, batch.len() as u64);
-                            if tx.send(batch).await.is_err() {
+                            let claim = budget.claim(batch.len()).await;
+                            if tx.send((batch, claim)).await.is_err() {
                                 // The writer failed; its error is reported below.
                                 return Ok(());
                             }
@@ -623,7 +647,8 @@ impl ChunkCopier {
                 for datums in ready {
                     if let Some((batch, n)) = out.push(datums.into_iter()) {
                         account(n, batch.len() as u64);
-                        if tx.send(batch).await.is_err() {
+                        let claim = budget.claim(batch.len()).await;
+                        if tx.send((batch, claim)).await.is_err() {
                             return Ok(());
                         }
                     }
@@ -631,7 +656,8 @@ impl ChunkCopier {
             }
             if let Some((batch, n)) = out.rest() {
                 account(n, batch.len() as u64);
-                let _ = tx.send(batch).await;
+                let claim = budget.claim(batch.len()).await;
+                let _ = tx.send((batch, claim)).await;
             }
             Ok::<(), Error>(())
         }

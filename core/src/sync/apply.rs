@@ -36,6 +36,8 @@ pub enum WorkerMsg {
     Changes {
         changes: Vec<Change>,
         end: BinlogPos,
+        /// Their bytes of the apply queues' budget, given back once they are in the batch.
+        claim: crate::budget::Claim,
     },
     /// Commit everything held, then answer.
     Flush(oneshot::Sender<()>),
@@ -65,7 +67,13 @@ pub struct ApplyWorker {
     /// Up to this position each source transaction gets a target transaction of its own:
     /// an earlier run failed on a batch of several and the one at fault must be named.
     pub precise_until: Option<BinlogPos>,
+    /// The target's max_allowed_packet: the largest transaction text it takes.
+    pub packet: usize,
 }
+
+/// Room a transaction's text needs besides its rows (START, high water, COMMIT, a long
+/// statement head).
+const TXN_OVERHEAD: usize = 64 << 10;
 
 /// The worker number of the dispatcher's own session: its lock, and its row in the
 /// high-water table (statements of `binlog replace/inject` done).
@@ -85,6 +93,36 @@ pub fn lock_name(task_meta: &MetaTables, source_id: &str, worker: usize) -> Stri
         .finalize();
     let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     format!("dm-apply-{hex}-{worker}")
+}
+
+/// The error for a change no transaction text can carry to the target, naming its row.
+fn too_big(c: &Change, end: &BinlogPos, bytes: usize, packet: usize) -> Error {
+    let image = c.after.as_deref().or(c.before.as_deref()).unwrap_or(&[]);
+    let columns = &c.plan.table.columns;
+    let key: Vec<usize> = c
+        .plan
+        .identity
+        .clone()
+        .unwrap_or_else(|| (0..image.len().min(3)).collect());
+    let shown: Vec<String> = key
+        .iter()
+        .filter_map(|&i| {
+            let v = image.get(i)?;
+            let value = if v.sql_len() > 200 {
+                format!("<{} bytes>", v.sql_len())
+            } else {
+                v.to_sql()
+            };
+            Some(format!("{} = {value}", columns.get(i)?.name))
+        })
+        .collect();
+    Error::RowTooBig {
+        table: c.plan.quoted.clone(),
+        key: format!("({})", shown.join(", ")),
+        position: end.to_string(),
+        bytes,
+        packet,
+    }
 }
 
 /// Takes the user lock `name` on `conn`. A session of an earlier run that still holds it (a
@@ -236,6 +274,7 @@ impl ApplyWorker {
             fence,
             floor: None,
             precise_until: None,
+            packet: usize::MAX,
         }
     }
 
@@ -256,18 +295,36 @@ impl ApplyWorker {
             match msg {
                 // The task stops: what is not committed is not applied.
                 None => return Ok(()),
-                Some(WorkerMsg::Changes { changes, end }) => {
+                Some(WorkerMsg::Changes {
+                    changes,
+                    end,
+                    claim,
+                }) => {
                     let precise = self.precise_until.as_ref().is_some_and(|p| end <= *p);
                     if precise && self.high_water.as_ref().is_some_and(|h| *h != end) {
                         self.commit().await?;
                     }
                     for c in changes {
+                        let len = c.sql_len();
+                        if len + TXN_OVERHEAD > self.packet {
+                            // What came before is applied; this row cannot be.
+                            self.commit().await?;
+                            return Err(too_big(&c, &end, len + TXN_OVERHEAD, self.packet));
+                        }
+                        // A batch stays below its size, so a transaction's text stays below
+                        // the packet: a big change goes into the next one. (A high water at
+                        // a transaction's end with only part of its changes is safe: after
+                        // a crash, safe mode applies the transaction again.)
+                        if !self.batch.is_empty() && self.batch.bytes + len > self.batch_bytes {
+                            self.commit().await?;
+                        }
                         self.batch.push(c, self.compact);
+                        if self.first.is_none() {
+                            self.first = Some(end.clone());
+                        }
+                        self.high_water = Some(end.clone());
                     }
-                    if self.first.is_none() {
-                        self.first = Some(end.clone());
-                    }
-                    self.high_water = Some(end);
+                    drop(claim);
                     if self.batch.rows >= self.batch_rows || self.batch.bytes >= self.batch_bytes {
                         self.commit().await?;
                     }
@@ -293,10 +350,11 @@ impl ApplyWorker {
         let rows = self.batch.rows as u64;
         let stmts = self.batch.take_sql();
         self.seq += 1;
-        let mut text = String::with_capacity(stmts.bytes + 256);
+        // Room for every statement, its separator and the frame: a big batch is not copied again.
+        let mut text = String::with_capacity(stmts.bytes + 2 * stmts.stmts.len() + 1024);
         text.push_str("START TRANSACTION;\n");
         if !stmts.is_empty() {
-            text.push_str(&stmts.joined());
+            stmts.join_into(&mut text);
             text.push_str(";\n");
         }
         let recorded = match &self.floor {

@@ -22,6 +22,23 @@ pub struct Change {
     pub safe: bool,
 }
 
+impl Change {
+    /// About the size of its SQL: the new image, and of the old one what finds the row (its
+    /// identity, or every column of a table without one).
+    pub fn sql_len(&self) -> usize {
+        let before = match (&self.before, &self.plan.identity) {
+            (Some(b), Some(key)) => key
+                .iter()
+                .filter_map(|&i| b.get(i))
+                .map(|d| d.sql_len() + 8)
+                .sum(),
+            (Some(b), None) => image_len(b),
+            (None, _) => 0,
+        };
+        before + self.after.as_deref().map_or(0, image_len)
+    }
+}
+
 /// Final state of a row after the merged changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RowState {

@@ -89,7 +89,8 @@ pub struct Incremental {
 }
 
 enum ReaderMsg {
-    Txn(Txn),
+    /// A transaction and the bytes it holds of the read queue's budget.
+    Txn(Txn, crate::budget::Claim),
     /// The source is quiet.
     Idle,
 }
@@ -113,6 +114,8 @@ struct Dispatcher<'a> {
     handles: Vec<AbortOnDrop<Result<()>>>,
     /// Changes of the current transaction per worker, not yet sent.
     pending: Vec<Vec<Change>>,
+    /// Bytes of changes in the workers' queues.
+    apply_budget: crate::budget::ByteBudget,
     keys: Vec<u64>,
     /// The DDL being applied is the last event of a whole transaction.
     ddl_ends_txn: bool,
@@ -205,6 +208,7 @@ impl Incremental {
         let mut handles = Vec::with_capacity(n);
         for mut worker in apply_workers {
             worker.floor = max.clone();
+            worker.packet = packet.map_or(usize::MAX, |p| p as usize);
             worker.precise_until = self.precise_until.clone();
             let (tx, rx) = mpsc::channel(WORKER_QUEUE);
             workers.push(tx);
@@ -221,7 +225,8 @@ impl Incremental {
         )
         .await?;
         let (tx, rx) = mpsc::channel::<Result<ReaderMsg>>(64);
-        let _reader = AbortOnDrop(tokio::spawn(read_loop(reader, tx)));
+        let read_budget = crate::budget::ByteBudget::new(crate::budget::READ_QUEUE_BYTES);
+        let _reader = AbortOnDrop(tokio::spawn(read_loop(reader, tx, read_budget)));
         self.progress.set_position(&cp.position);
         let mut d = Dispatcher {
             inc: self,
@@ -237,6 +242,7 @@ impl Incremental {
             handles,
             keys: Vec::new(),
             ddl_ends_txn: true,
+            apply_budget: crate::budget::ByteBudget::new(crate::budget::APPLY_QUEUE_BYTES),
             blocked: HashMap::new(),
             shard_polled: Instant::now(),
             dispatched: BinlogPos::default(),
@@ -250,10 +256,17 @@ impl Incremental {
     }
 }
 
-async fn read_loop(mut reader: BinlogReader, tx: mpsc::Sender<Result<ReaderMsg>>) {
+async fn read_loop(
+    mut reader: BinlogReader,
+    tx: mpsc::Sender<Result<ReaderMsg>>,
+    budget: crate::budget::ByteBudget,
+) {
     loop {
         let msg = match reader.next_txn().await {
-            Ok(Some(t)) => Ok(ReaderMsg::Txn(t)),
+            Ok(Some(t)) => {
+                let claim = budget.claim(t.bytes).await;
+                Ok(ReaderMsg::Txn(t, claim))
+            }
             Ok(None) => Ok(ReaderMsg::Idle),
             Err(e) => Err(e),
         };
@@ -308,7 +321,7 @@ impl Dispatcher<'_> {
                 Ok(Some(m)) => Some(m?),
             };
             match msg {
-                Some(ReaderMsg::Txn(txn)) => {
+                Some(ReaderMsg::Txn(txn, _claim)) => {
                     self.inc.progress.idle.store(false, Ordering::Relaxed);
                     self.dispatch(txn).await?;
                     self.poll_blocked().await?;
@@ -391,6 +404,7 @@ impl Dispatcher<'_> {
             end,
             timestamp,
             complete,
+            ..
         } = txn;
         if complete && self.inc.skip.contains(&end.binlog.to_string()) {
             tracing::warn!(position = %end.binlog, events = events.len(), "transaction skipped (binlog skip)");
@@ -539,9 +553,11 @@ impl Dispatcher<'_> {
                 continue;
             }
             let changes = std::mem::take(&mut self.pending[w]);
+            let bytes = changes.iter().map(Change::sql_len).sum();
             let msg = WorkerMsg::Changes {
                 changes,
                 end: end.clone(),
+                claim: self.apply_budget.claim(bytes).await,
             };
             if self.workers[w].send(msg).await.is_err() {
                 return Err(self.worker_error().await);

@@ -225,13 +225,18 @@ impl RowBatch {
     /// All statements as one multi-statement text.
     pub fn joined(&self) -> String {
         let mut out = String::with_capacity(self.bytes + 2 * self.stmts.len());
+        self.join_into(&mut out);
+        out
+    }
+
+    /// The statements separated by `;`, appended to `out` (no copy of the whole in between).
+    pub fn join_into(&self, out: &mut String) {
         for (n, s) in self.stmts.iter().enumerate() {
             if n > 0 {
                 out.push_str(";\n");
             }
             out.push_str(&s.sql);
         }
-        out
     }
 }
 

@@ -73,6 +73,8 @@ pub struct Txn {
     pub timestamp: u32,
     /// False for a fragment of a transaction too big to hold at once; the rest follows.
     pub complete: bool,
+    /// Size in the binlog of its row events: what holding it costs, about.
+    pub bytes: usize,
 }
 
 /// Where a subtask reads the source's binlog: `reader` names it among the readers of the
@@ -112,6 +114,7 @@ pub struct BinlogReader {
     in_txn: bool,
     current: Txn,
     rows_in_txn: usize,
+    bytes_in_txn: usize,
     /// Set by a heartbeat outside a transaction: the source is quiet.
     idle: bool,
     filter: TableFilter,
@@ -123,8 +126,10 @@ enum PendingGtid {
     Mysql { uuid: String, gno: u64 },
 }
 
-/// Rows after which a transaction is handed over in fragments.
+/// Rows, or bytes of row events, after which a transaction is handed over in fragments:
+/// a transaction of any size streams through without being held whole.
 const FRAGMENT_ROWS: usize = 20_000;
+const FRAGMENT_BYTES: usize = 8 << 20;
 
 impl BinlogReader {
     /// Opens the stream at `start` (a transaction boundary): from the relay log when the
@@ -176,6 +181,7 @@ impl BinlogReader {
                 ..Default::default()
             },
             rows_in_txn: 0,
+            bytes_in_txn: 0,
             idle: false,
             filter,
         })
@@ -517,11 +523,13 @@ impl BinlogReader {
                         )
                     })?;
                 self.rows_in_txn += rows.len();
+                self.bytes_in_txn += h.event_size() as usize;
                 self.current.events.push(BinlogEvent {
                     kind: EventKind::Rows { table, op, rows },
                 });
-                if self.rows_in_txn >= FRAGMENT_ROWS {
+                if self.rows_in_txn >= FRAGMENT_ROWS || self.bytes_in_txn >= FRAGMENT_BYTES {
                     self.rows_in_txn = 0;
+                    let bytes = std::mem::take(&mut self.bytes_in_txn);
                     // The fragment ends at its last event (not a resume point): skip lists,
                     // safe mode and high waters compare with where its changes are.
                     return Ok(Some(Txn {
@@ -535,6 +543,7 @@ impl BinlogReader {
                         },
                         timestamp: self.current.timestamp,
                         complete: false,
+                        bytes,
                     }));
                 }
                 Ok(None)
@@ -557,6 +566,7 @@ impl BinlogReader {
         }
         self.in_txn = false;
         self.rows_in_txn = 0;
+        let bytes = std::mem::take(&mut self.bytes_in_txn);
         let end = Position {
             binlog: BinlogPos {
                 name: self.file.clone(),
@@ -569,6 +579,7 @@ impl BinlogReader {
             end: end.clone(),
             timestamp: self.current.timestamp,
             complete: true,
+            bytes,
         };
         self.current.end = end;
         txn
