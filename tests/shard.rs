@@ -333,6 +333,41 @@ async fn pessimistic_shard_killed_between_its_ddl_and_the_checkpoint() {
     assert_merged(&dst, &srcs, "id, v, note, extra", &dm).await;
 }
 
+/// `start-task --remove-meta` starts shard coordination over: a conflict of the earlier run
+/// does not hold the new run's DDLs.
+#[tokio::test(flavor = "multi_thread")]
+async fn remove_meta_starts_shard_coordination_over() {
+    let (s1, s2, dst, dm) = setup("optimistic").await;
+    let srcs = [&s1, &s2];
+    s1.exec("ALTER TABLE shard_1.orders_1 MODIFY v SMALLINT NOT NULL")
+        .await;
+    let err = wait_paused(&dm, "sh").await;
+    assert_eq!(err["code"], "DM-SHARD-6101", "{err}");
+    dm.ctl_ok(&["stop-task", "sh"]);
+
+    // The user starts over: the shard gets its type back, the target is emptied.
+    s1.exec("ALTER TABLE shard_1.orders_1 MODIFY v INT NOT NULL")
+        .await;
+    dst.exec("DROP DATABASE merged").await;
+    let tf = dm.dir.path().join("task.yaml");
+    dm.ctl_ok(&["start-task", "--remove-meta", tf.to_str().unwrap()]);
+    for (i, db, t) in &shards() {
+        srcs[*i]
+            .exec(&format!("ALTER TABLE {db}.{t} ADD COLUMN extra INT NULL"))
+            .await;
+    }
+    wait_for("the column on the target", Duration::from_secs(60), || {
+        futures_now(target_columns(&dst)).contains(&"extra".to_string())
+    })
+    .await;
+    for (id, src) in [("src1", &s1), ("src2", &s2)] {
+        wait_caught_up_all(&dm, "sh", id, src).await;
+    }
+    let locks = dm.ctl_ok(&["shard-ddl-lock"]);
+    assert!(locks.contains("no shard DDL lock"), "{locks}");
+    assert_merged(&dst, &srcs, "id, v, note, extra", &dm).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn optimistic_ddl_adds_and_widens_at_once_drops_last_and_pauses_on_narrowing() {
     let (s1, s2, dst, dm) = setup("optimistic").await;

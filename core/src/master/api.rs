@@ -250,6 +250,7 @@ async fn start_task(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiR
                 .remove(&mut conn, &task.target_database.addr(), &inst.source_id)
                 .await?;
         }
+        crate::shard::remove_task_state(m.store.as_ref(), &task.name).await?;
     }
     let key = keys::task(&task.name);
     let value = serde_json::to_vec(&task).map_err(|e| Error::Invalid(e.to_string()))?;

@@ -94,3 +94,24 @@ pub fn parse_tail(tail: &str) -> Option<(String, ShardId)> {
     let table = parts.next()?.to_string();
     Some((target, ShardId { source, table }))
 }
+
+/// Removes every shard key of `task` (its shards, their DDLs and releases, its locks): a task
+/// started over (`start-task --remove-meta`) must not inherit an earlier run's conflicts,
+/// executed DDLs or releases. `stop-task` keeps them: a blocked shard's rows after its DDL
+/// are only known from them when the task starts again from its checkpoint.
+pub async fn remove_task_state(
+    store: &dyn crate::meta::MetaStore,
+    task: &str,
+) -> crate::error::Result<()> {
+    for prefix in [
+        member_prefix(task),
+        ddl_prefix(task),
+        done_prefix(task),
+        lock_prefix(task),
+    ] {
+        for (key, _) in store.list(&prefix).await? {
+            store.delete(&key).await?;
+        }
+    }
+    Ok(())
+}
