@@ -165,3 +165,36 @@ async fn event_and_expression_filters_drop_exactly_what_they_name() {
         1
     );
 }
+
+/// A rule with `table-pattern: "*"` takes the schema's own events too, as in TiDB DM: an
+/// ignored `DROP DATABASE` leaves the target's database and rows in place.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_star_table_pattern_takes_database_events() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE keep; USE keep; CREATE TABLE keep.t (id INT PRIMARY KEY);
+         INSERT INTO keep.t SELECT seq FROM seq_1_to_5;
+         CREATE DATABASE other; CREATE TABLE other.t (id INT PRIMARY KEY);",
+    )
+    .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let mut yaml = task_yaml("db", "all", "src1", &dst, &["keep", "other"]).replacen(
+        "    block-allow-list: sel\n",
+        "    block-allow-list: sel\n    filter-rules: [keep-db]\n",
+        1,
+    );
+    yaml.push_str(
+        "filters:\n  keep-db:\n    schema-pattern: keep\n    table-pattern: \"*\"\n    events: [\"drop database\"]\n    action: Ignore\n",
+    );
+    let tf = dm.file("task.yaml", &yaml);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "db", &src).await;
+    src.exec(
+        "USE other; DROP DATABASE IF EXISTS keep; INSERT INTO other.t SELECT seq FROM seq_1_to_3",
+    )
+    .await;
+    wait_caught_up(&dm, "db", &src).await;
+    assert_eq!(count(&dst, "SELECT COUNT(*) FROM keep.t").await, 5);
+    assert_same(&src, &dst, &["other"]).await;
+}

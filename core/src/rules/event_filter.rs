@@ -48,12 +48,13 @@ struct Rule {
 }
 
 impl Rule {
+    /// As in TiDB DM, a schema-level event (CREATE/DROP/ALTER DATABASE) has the empty table
+    /// name: a table pattern that matches it (`*`) takes the event too.
     fn applies_to(&self, schema: &str, table: Option<&str>) -> bool {
         self.schema.matches(schema)
-            && match (&self.table, table) {
-                (Some(p), Some(t)) => p.matches(t),
-                (Some(_), None) => false,
-                (None, _) => true,
+            && match &self.table {
+                Some(p) => p.matches(table.unwrap_or("")),
+                None => true,
             }
     }
 
