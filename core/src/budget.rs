@@ -1,7 +1,7 @@
 //! Byte budgets: how much row data may wait between the binlog reader, the dispatcher and
 //! the apply workers, or between a chunk's reader and writer. Counts alone do not bound
-//! memory: 20,000 rows of 32 MB blobs are 640 GB. A claim waits until its bytes fit; one larger than the whole budget waits for
-//! all of it, so a huge row still passes, alone.
+//! memory: 20,000 rows of 32 MB blobs are 640 GB. A claim waits until its bytes fit; one
+//! larger than the whole budget waits for all of it, so a huge row still passes, alone.
 
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};

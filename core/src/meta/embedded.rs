@@ -79,10 +79,10 @@ impl EmbeddedStore {
             Some(v) => st.map.insert(key.to_string(), v.clone()),
             None => st.map.remove(key),
         };
-        // Watchers hear of every write, changed or not: the shard DDL flow depends on it
-        // (without events for unchanged writes, held rows of released shards went missing
-        // in 1 of 5 loaded runs of tests/shard.rs; the dependency is still to be found).
-        // Only the disk write is saved when nothing changed.
+        // Watchers hear of every write, changed or not, as with etcd. (Dropping the events of
+        // unchanged writes once made held rows of released shards go missing under load: it
+        // changed the timing that exposed the shard catch-up bugs fixed since, in
+        // `sync/shard.rs`.) Only the disk write is saved when nothing changed.
         if !volatile(key) && old != value {
             if let Err(e) = self.persist(&st.map) {
                 match old {

@@ -118,6 +118,12 @@ fn load_data_sql(
     )
 }
 
+/// Hands a batch to the writer once its bytes fit the budget; false when the writer is gone.
+async fn hand_over(tx: &mpsc::Sender<(Bytes, Claim)>, budget: &ByteBudget, batch: Bytes) -> bool {
+    let claim = budget.claim(batch.len()).await;
+    tx.send((batch, claim)).await.is_ok()
+}
+
 /// Writes the batches coming over `rx` in the open transaction of `tgt`; gives `tgt` back
 /// with the number of rows the target took.
 ///
@@ -588,8 +594,7 @@ impl ChunkCopier {
                             .map(|(&ci, v)| Datum::from_value(&table.columns[ci], v));
                         if let Some((batch, n)) = out.push(datums) {
                             account(n, batch.len() as u64);
-                            let claim = budget.claim(batch.len()).await;
-                            if tx.send((batch, claim)).await.is_err() {
+                            if !hand_over(&tx, &budget, batch).await {
                                 // The writer failed; its error is reported below.
                                 return Ok(());
                             }
@@ -647,8 +652,7 @@ impl ChunkCopier {
                 for datums in ready {
                     if let Some((batch, n)) = out.push(datums.into_iter()) {
                         account(n, batch.len() as u64);
-                        let claim = budget.claim(batch.len()).await;
-                        if tx.send((batch, claim)).await.is_err() {
+                        if !hand_over(&tx, &budget, batch).await {
                             return Ok(());
                         }
                     }
@@ -656,8 +660,7 @@ impl ChunkCopier {
             }
             if let Some((batch, n)) = out.rest() {
                 account(n, batch.len() as u64);
-                let claim = budget.claim(batch.len()).await;
-                let _ = tx.send((batch, claim)).await;
+                hand_over(&tx, &budget, batch).await;
             }
             Ok::<(), Error>(())
         }

@@ -223,6 +223,7 @@ impl RowBatch {
     }
 
     /// All statements as one multi-statement text.
+    #[cfg(test)]
     pub fn joined(&self) -> String {
         let mut out = String::with_capacity(self.bytes + 2 * self.stmts.len());
         self.join_into(&mut out);
