@@ -351,6 +351,10 @@ async fn remove_meta_starts_shard_coordination_over() {
     dst.exec("DROP DATABASE merged").await;
     let tf = dm.dir.path().join("task.yaml");
     dm.ctl_ok(&["start-task", "--remove-meta", tf.to_str().unwrap()]);
+    // The new run's full phase is done before the shards change.
+    for (id, src) in [("src1", &s1), ("src2", &s2)] {
+        wait_caught_up_all(&dm, "sh", id, src).await;
+    }
     for (i, db, t) in &shards() {
         srcs[*i]
             .exec(&format!("ALTER TABLE {db}.{t} ADD COLUMN extra INT NULL"))
