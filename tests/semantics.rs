@@ -91,3 +91,142 @@ async fn ddl_runs_in_the_source_statements_session() {
         "nothing outside the task's tables is touched"
     );
 }
+
+/// The target's databases: name -> default character set.
+async fn databases(db: &MariaDb) -> std::collections::BTreeMap<String, String> {
+    use mysql_async::prelude::Queryable;
+    db.conn()
+        .await
+        .query(
+            "SELECT SCHEMA_NAME, DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA \
+             WHERE SCHEMA_NAME NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys', 'test', 'dm_meta')",
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// Database statements follow TiDB DM's routes: ALTER DATABASE (which the SQL parser does
+/// not know) and CREATE DATABASE with options are applied, under the name a schema rule
+/// gives; a database whose tables all go elsewhere is never created empty; a DROP DATABASE
+/// of a database others are merged into is left out (the merged rows stay).
+#[tokio::test(flavor = "multi_thread")]
+async fn database_statements_follow_schema_routes() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE gbk3 CHARACTER SET utf8mb4; CREATE TABLE gbk3.t (id INT PRIMARY KEY, v VARCHAR(10)); \
+         INSERT INTO gbk3.t VALUES (1, 'a'); \
+         CREATE DATABASE sharding1 CHARACTER SET latin1; \
+         CREATE TABLE sharding1.t1 (id INT PRIMARY KEY, v VARCHAR(10)); INSERT INTO sharding1.t1 VALUES (1, 'x'); \
+         CREATE DATABASE away1; CREATE TABLE away1.t1 (id INT PRIMARY KEY); INSERT INTO away1.t1 VALUES (1); \
+         CREATE DATABASE lone1 CHARACTER SET latin1; CREATE TABLE lone1.t1 (id INT PRIMARY KEY); \
+         CREATE TABLE lone1.stay (id INT PRIMARY KEY); INSERT INTO lone1.stay VALUES (7)",
+    )
+    .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let mut yaml = task_yaml(
+        "dbs",
+        "all",
+        "src1",
+        &dst,
+        &["gbk3", "sharding*", "away*", "lone*", "newdb"],
+    )
+    .replacen(
+        "    block-allow-list: sel\n",
+        "    block-allow-list: sel\n    route-rules: [tables, schemas, away, lone]\n",
+        1,
+    );
+    yaml.push_str(
+        "routes:
+  tables:
+    schema-pattern: sharding*
+    table-pattern: t*
+    target-schema: db_target
+    target-table: t_target
+  schemas:
+    schema-pattern: sharding*
+    target-schema: db_target
+  away:
+    schema-pattern: away*
+    table-pattern: t*
+    target-schema: merged_away
+    target-table: t
+  lone:
+    schema-pattern: lone1
+    table-pattern: t1
+    target-schema: merged_away
+    target-table: lone_t1
+",
+    );
+    let tf = dm.file("task.yaml", &yaml);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "dbs", &src).await;
+    let full = databases(&dst).await;
+    assert_eq!(
+        full.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["db_target", "gbk3", "lone1", "merged_away"],
+        "only databases tables land in (sharding1 goes to db_target; away1's tables to merged_away)"
+    );
+    assert_eq!(full["db_target"], "latin1", "sharding1's character set");
+    assert_eq!(
+        full["lone1"], "latin1",
+        "a table that stays creates its database like the source's"
+    );
+
+    src.exec(
+        "ALTER DATABASE gbk3 CHARSET gbk; \
+         CREATE DATABASE newdb DEFAULT CHARACTER SET gbk COLLATE gbk_bin; \
+         CREATE TABLE newdb.t (id INT PRIMARY KEY, v VARCHAR(10)); INSERT INTO newdb.t VALUES (1, 'n'); \
+         CREATE DATABASE sharding2; CREATE TABLE sharding2.t2 (id INT PRIMARY KEY, v VARCHAR(10)); \
+         INSERT INTO sharding2.t2 VALUES (2, 'y'); \
+         CREATE DATABASE away2; CREATE TABLE away2.t2 (id INT PRIMARY KEY); INSERT INTO away2.t2 VALUES (2); \
+         ALTER DATABASE away2 CHARSET latin1; \
+         USE gbk3; ALTER DATABASE COLLATE gbk_bin; CREATE TABLE gbk3.t2 (id INT PRIMARY KEY, v VARCHAR(10)); \
+         INSERT INTO gbk3.t2 VALUES (1, 'b')",
+    )
+    .await;
+    wait_caught_up(&dm, "dbs", &src).await;
+    src.exec("DROP DATABASE sharding2; DROP DATABASE away1")
+        .await;
+    src.exec("INSERT INTO gbk3.t VALUES (2, 'c')").await;
+    wait_caught_up(&dm, "dbs", &src).await;
+
+    let after = databases(&dst).await;
+    assert_eq!(
+        after.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["db_target", "gbk3", "lone1", "merged_away", "newdb"]
+    );
+    assert_eq!(after["gbk3"], "gbk", "ALTER DATABASE applied");
+    assert_eq!(after["newdb"], "gbk", "CREATE DATABASE with its options");
+    assert_eq!(
+        after["db_target"], "latin1",
+        "CREATE DATABASE sharding2 changed nothing"
+    );
+    assert_same(&src, &dst, &["gbk3", "newdb"]).await;
+    let stay: i32 = dst.value("SELECT id FROM lone1.stay").await;
+    assert_eq!(stay, 7);
+    let merged: Vec<(i32, String)> = {
+        use mysql_async::prelude::Queryable;
+        dst.conn()
+            .await
+            .query("SELECT id, v FROM db_target.t_target ORDER BY id")
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        merged,
+        [(1, "x".to_string()), (2, "y".to_string())],
+        "DROP DATABASE sharding2 left the merged rows"
+    );
+    let away: Vec<i32> = {
+        use mysql_async::prelude::Queryable;
+        dst.conn()
+            .await
+            .query("SELECT id FROM merged_away.t ORDER BY id")
+            .await
+            .unwrap()
+    };
+    assert_eq!(away, [1, 2], "the routed rows of away1 and away2");
+}

@@ -13,5 +13,5 @@ pub use block_allow::TableFilter;
 pub use event_filter::{EventFilter, EventKind, Verdict};
 pub use expr::RowExpr;
 pub use pattern::Pattern;
-pub use router::{Routed, Router};
+pub use router::{Routed, Router, SchemaRoute};
 pub use row_filter::RowFilters;

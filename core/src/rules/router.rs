@@ -12,6 +12,19 @@ use regex::Regex;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// Where a source database's own statements (CREATE/ALTER/DROP DATABASE) go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaRoute {
+    /// To the database of the same name.
+    Same,
+    /// To another database (a schema rule); `merged` when the rule's pattern may send other
+    /// databases there too.
+    To { schema: String, merged: bool },
+    /// Nowhere: table rules send its tables to other databases, so the target needs no
+    /// database of this name (a table that lands in one creates it).
+    Away,
+}
+
 /// Where a source table's rows go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routed {
@@ -30,6 +43,8 @@ struct Rule {
     target_table: Option<String>,
     extract: Vec<(ExtractOf, Regex, String)>,
     merged: bool,
+    /// The schema pattern matches several databases.
+    schema_merged: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -103,6 +118,7 @@ impl Router {
                     .collect(),
                     merged: is_pattern(&r.schema_pattern)
                         || r.table_pattern.as_deref().is_some_and(is_pattern),
+                    schema_merged: is_pattern(&r.schema_pattern),
                 })
             })
             .collect();
@@ -153,6 +169,23 @@ impl Router {
             });
         }
         Ok(self.route(t))
+    }
+
+    /// Where statements on the database `db` itself go: a schema rule (no table pattern)
+    /// renames it, as in TiDB DM.
+    pub fn route_schema(&self, db: &str) -> SchemaRoute {
+        let matching = || self.rules.iter().filter(|r| r.schema.matches(db));
+        match matching().find(|r| r.table.is_none()) {
+            Some(r) if r.target_schema != db => SchemaRoute::To {
+                schema: r.target_schema.clone(),
+                merged: r.schema_merged,
+            },
+            Some(_) => SchemaRoute::Same,
+            None if matching().next().is_some() && matching().all(|r| r.target_schema != db) => {
+                SchemaRoute::Away
+            }
+            None => SchemaRoute::Same,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -249,5 +282,16 @@ mod tests {
         assert_eq!(other.target, TableName::new("merged", "users"));
         assert!(other.extra.is_empty());
         assert!(r.route(&TableName::new("other", "t")).is_none());
+        assert_eq!(
+            r.route_schema("shard_01"),
+            SchemaRoute::To {
+                schema: "merged".into(),
+                merged: true
+            }
+        );
+        assert_eq!(r.route_schema("other"), SchemaRoute::Same);
+        // Only a table rule: the database's tables live elsewhere.
+        let away = Router::new("src1", &rules[1..]);
+        assert_eq!(away.route_schema("shard_01"), SchemaRoute::Away);
     }
 }

@@ -35,8 +35,17 @@ pub struct Ddl {
     pub database: Option<String>,
     /// Tables touched; for RENAME the old and new names alternate.
     pub tables: Vec<TableName>,
-    statement: Statement,
+    body: Body,
     default_db: String,
+}
+
+/// A table statement as `sqlparser` reads it, or a database statement read with its
+/// tokenizer: the parser knows no `ALTER DATABASE`, and its rendering of `CREATE DATABASE`
+/// drops the options. The options stay as the source wrote them.
+#[derive(Debug, Clone)]
+enum Body {
+    Table(Box<Statement>),
+    Database { options: String },
 }
 
 /// The first words of a statement, upper-cased, comments and whitespace skipped.
@@ -164,11 +173,111 @@ fn last_ident(name: &ObjectName) -> String {
         .unwrap_or_else(|| name.to_string())
 }
 
+/// Byte offset of a tokenizer location (1-based line and character column) in `sql`.
+fn byte_offset(sql: &str, at: sqlparser::tokenizer::Location) -> usize {
+    let line_start: usize = sql
+        .split_inclusive('\n')
+        .take(at.line.saturating_sub(1) as usize)
+        .map(str::len)
+        .sum();
+    let column = at.column.saturating_sub(1) as usize;
+    line_start
+        + sql[line_start..]
+            .char_indices()
+            .nth(column)
+            .map_or(sql.len() - line_start, |(i, _)| i)
+}
+
+/// `CREATE DATABASE [IF NOT EXISTS] db options`, `DROP DATABASE [IF EXISTS] db`, `ALTER
+/// DATABASE [db] options` (SCHEMA alike): the kind, the database and the options' text.
+/// `None` for other statements.
+fn database_ddl(default_db: &str, sql: &str) -> Option<Result<(DdlKind, String, String), String>> {
+    let tokens = Tokenizer::new(&MySqlDialect {}, sql)
+        .tokenize_with_location()
+        .ok()?;
+    let words: Vec<_> = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .collect();
+    let word = |i: usize| match words.get(i).map(|t| &t.token) {
+        Some(Token::Word(w)) => Some(w),
+        _ => None,
+    };
+    let is = |i: usize, k: &str| {
+        word(i).is_some_and(|w| w.quote_style.is_none() && w.value.eq_ignore_ascii_case(k))
+    };
+    let kind = match () {
+        _ if is(0, "CREATE") => DdlKind::CreateDatabase,
+        _ if is(0, "DROP") => DdlKind::DropDatabase,
+        _ if is(0, "ALTER") => DdlKind::AlterDatabase,
+        _ => return None,
+    };
+    if !is(1, "DATABASE") && !is(1, "SCHEMA") {
+        return None;
+    }
+    let mut i = 2;
+    if kind == DdlKind::CreateDatabase && is(i, "IF") && is(i + 1, "NOT") && is(i + 2, "EXISTS") {
+        i += 3;
+    }
+    if kind == DdlKind::DropDatabase && is(i, "IF") && is(i + 1, "EXISTS") {
+        i += 2;
+    }
+    // ALTER DATABASE without a name alters the default database.
+    const OPTION_WORDS: &[&str] = &[
+        "DEFAULT",
+        "CHARACTER",
+        "CHARSET",
+        "COLLATE",
+        "COMMENT",
+        "READ",
+        "ENCRYPTION",
+    ];
+    let unnamed = kind == DdlKind::AlterDatabase
+        && (words.get(i).is_none_or(|t| t.token == Token::EOF)
+            || OPTION_WORDS.iter().any(|k| is(i, k)));
+    // The options start right after the name (or where it would be): comments such as
+    // mysqldump's `/*!40100 DEFAULT CHARACTER SET latin1 */` included.
+    let (name, from) = if unnamed {
+        let from = words
+            .get(i)
+            .filter(|t| t.token != Token::EOF)
+            .map_or(sql.len(), |t| byte_offset(sql, t.span.start));
+        (default_db.to_string(), from)
+    } else {
+        match word(i) {
+            Some(w) => (w.value.clone(), byte_offset(sql, words[i].span.end)),
+            None => return Some(Err("no database name".into())),
+        }
+    };
+    if name.is_empty() {
+        return Some(Err("no database named, and no default database".into()));
+    }
+    let options = sql[from.min(sql.len())..]
+        .trim()
+        .trim_end_matches(';')
+        .trim_end()
+        .to_string();
+    if kind == DdlKind::DropDatabase && !options.is_empty() {
+        return Some(Err(format!("unexpected `{options}` after the name")));
+    }
+    Some(Ok((kind, name, options)))
+}
+
 /// Parses a QUERY event's statement run in `default_db`. `Ok(None)`: not a table DDL, nothing
 /// to replicate or track. `Err`: a table DDL that could not be understood.
 pub fn parse_ddl(default_db: &str, sql: &str) -> Result<Option<Ddl>, String> {
     if !is_table_ddl(sql) {
         return Ok(None);
+    }
+    if let Some(db) = database_ddl(default_db, sql) {
+        let (kind, database, options) = db?;
+        return Ok(Some(Ddl {
+            kind,
+            database: Some(database),
+            tables: vec![],
+            body: Body::Database { options },
+            default_db: default_db.to_string(),
+        }));
     }
     let mut stmts = Parser::parse_sql(&MySqlDialect {}, sql).map_err(|e| e.to_string())?;
     if stmts.len() != 1 {
@@ -176,15 +285,8 @@ pub fn parse_ddl(default_db: &str, sql: &str) -> Result<Option<Ddl>, String> {
     }
     let statement = stmts.remove(0);
     let t = |n: &ObjectName| table_name(default_db, n);
+    // Database statements were read above.
     let (kind, database, tables) = match &statement {
-        Statement::CreateDatabase { db_name, .. } => {
-            (DdlKind::CreateDatabase, Some(last_ident(db_name)), vec![])
-        }
-        Statement::CreateSchema { schema_name, .. } => (
-            DdlKind::CreateDatabase,
-            Some(schema_name.to_string().trim_matches('`').to_string()),
-            vec![],
-        ),
         Statement::CreateTable(ct) => {
             if ct.temporary {
                 return Ok(None);
@@ -212,9 +314,6 @@ pub fn parse_ddl(default_db: &str, sql: &str) -> Result<Option<Ddl>, String> {
         } => match object_type {
             _ if *temporary => return Ok(None),
             ObjectType::Table => (DdlKind::DropTable, None, names.iter().map(t).collect()),
-            ObjectType::Schema | ObjectType::Database => {
-                (DdlKind::DropDatabase, names.first().map(last_ident), vec![])
-            }
             ObjectType::Index => match table {
                 Some(tb) => (DdlKind::DropIndex, None, vec![t(tb)]),
                 None => return Err("DROP INDEX without ON <table>".into()),
@@ -235,7 +334,6 @@ pub fn parse_ddl(default_db: &str, sql: &str) -> Result<Option<Ddl>, String> {
             tr.table_names.iter().map(|x| t(&x.name)).collect(),
         ),
         Statement::CreateIndex(ci) => (DdlKind::CreateIndex, None, vec![t(&ci.table_name)]),
-        Statement::AlterSchema(a) => (DdlKind::AlterDatabase, Some(last_ident(&a.name)), vec![]),
         other => {
             return Err(format!(
                 "statement kind not handled: {}",
@@ -247,7 +345,7 @@ pub fn parse_ddl(default_db: &str, sql: &str) -> Result<Option<Ddl>, String> {
         kind,
         database,
         tables,
-        statement,
+        body: Body::Table(Box::new(statement)),
         default_db: default_db.to_string(),
     }))
 }
@@ -509,7 +607,10 @@ impl Ddl {
             sqlparser::ast::Ident::with_quote('`', to.schema.clone()),
             sqlparser::ast::Ident::with_quote('`', to.table.clone()),
         ]);
-        let mut stmt = self.statement.clone();
+        let Body::Table(stmt) = &self.body else {
+            return None;
+        };
+        let mut stmt = (**stmt).clone();
         match &mut stmt {
             Statement::AlterTable(a) => a.name = name,
             Statement::CreateTable(c) if c.like.is_none() && c.query.is_none() => {
@@ -521,6 +622,22 @@ impl Ddl {
         Some(stmt.to_string())
     }
 
+    /// A database statement for the target database `to`, safe to run again after a
+    /// restart (`IF [NOT] EXISTS`); the source's options kept as written.
+    pub fn database_statement_for(&self, to: &str) -> Option<String> {
+        let Body::Database { options } = &self.body else {
+            return None;
+        };
+        let name = crate::db::quote_ident(to);
+        let sql = match self.kind {
+            DdlKind::CreateDatabase => format!("CREATE DATABASE IF NOT EXISTS {name} {options}"),
+            DdlKind::AlterDatabase => format!("ALTER DATABASE {name} {options}"),
+            DdlKind::DropDatabase => format!("DROP DATABASE IF EXISTS {name}"),
+            _ => return None,
+        };
+        Some(sql.trim_end().to_string())
+    }
+
     /// The database the statement ran in; the target runs it there too.
     pub fn default_db(&self) -> &str {
         &self.default_db
@@ -529,7 +646,16 @@ impl Ddl {
     /// Applies the statement to the tracked model.
     pub fn apply(&self, tracker: &mut super::Tracker) -> Result<(), String> {
         let t = |n: &ObjectName| table_name(&self.default_db, n);
-        match &self.statement {
+        let stmt = match &self.body {
+            Body::Table(stmt) => &**stmt,
+            Body::Database { .. } => {
+                if let (DdlKind::DropDatabase, Some(db)) = (self.kind, &self.database) {
+                    tracker.drop_schema(db);
+                }
+                return Ok(());
+            }
+        };
+        match stmt {
             Statement::CreateTable(ct) => {
                 let name = t(&ct.name);
                 if ct.if_not_exists && tracker.get(&name).is_some() {
@@ -585,11 +711,6 @@ impl Ddl {
                         }
                         tracker.insert(tb);
                     }
-                }
-            }
-            Statement::Drop { .. } if self.kind == DdlKind::DropDatabase => {
-                if let Some(db) = &self.database {
-                    tracker.drop_schema(db);
                 }
             }
             Statement::RenameTable(_) => {
@@ -731,5 +852,63 @@ mod tests {
         assert_eq!(d.database.as_deref(), Some("shop"));
         let d = parse_ddl("", "DROP DATABASE shop").unwrap().unwrap();
         assert_eq!(d.kind, DdlKind::DropDatabase);
+    }
+
+    #[test]
+    fn database_statements_keep_their_options() {
+        let db = |default_db: &str, sql: &str, to: &str| {
+            let d = parse_ddl(default_db, sql).unwrap().unwrap();
+            (
+                d.kind,
+                d.database.clone().unwrap(),
+                d.database_statement_for(to).unwrap(),
+            )
+        };
+        assert_eq!(
+            db("", "ALTER DATABASE gbk3 CHARSET gbk", "t"),
+            (
+                DdlKind::AlterDatabase,
+                "gbk3".into(),
+                "ALTER DATABASE `t` CHARSET gbk".into()
+            )
+        );
+        assert_eq!(
+            db("cur", "alter schema collate = utf8mb4_bin;", "cur").2,
+            "ALTER DATABASE `cur` collate = utf8mb4_bin"
+        );
+        assert_eq!(
+            db("cur", "ALTER DATABASE DEFAULT CHARSET latin1", "x").1,
+            "cur"
+        );
+        assert_eq!(
+            db("", "CREATE DATABASE /*!32312 IF NOT EXISTS*/ `a b` /*!40100 DEFAULT CHARACTER SET latin1 */", "t"),
+            (
+                DdlKind::CreateDatabase,
+                "a b".into(),
+                "CREATE DATABASE IF NOT EXISTS `t` /*!40100 DEFAULT CHARACTER SET latin1 */".into()
+            )
+        );
+        assert_eq!(
+            db(
+                "",
+                "CREATE SCHEMA IF NOT EXISTS s\nDEFAULT CHARACTER SET = 'utf8mb4' COMMENT 'é''s'",
+                "s"
+            )
+            .2,
+            "CREATE DATABASE IF NOT EXISTS `s` DEFAULT CHARACTER SET = 'utf8mb4' COMMENT 'é''s'"
+        );
+        assert_eq!(
+            db("", "DROP SCHEMA IF EXISTS x", "y"),
+            (
+                DdlKind::DropDatabase,
+                "x".into(),
+                "DROP DATABASE IF EXISTS `y`".into()
+            )
+        );
+        assert!(
+            parse_ddl("", "ALTER DATABASE CHARSET gbk").is_err(),
+            "no database"
+        );
+        assert!(parse_ddl("", "DROP DATABASE x y").is_err());
     }
 }

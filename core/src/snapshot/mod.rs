@@ -25,7 +25,7 @@ use crate::config::{DbConfig, DumperConfig, Flavor, SourceConfig};
 use crate::db::quote_ident;
 use crate::error::{errno, DbRole, Error, Result};
 use crate::fence::Fence;
-use crate::rules::{Routed, Router, RowFilters, TableFilter};
+use crate::rules::{Routed, Router, RowFilters, SchemaRoute, TableFilter};
 use crate::schema::{list_tables, load_table, Table, TableName};
 use crate::status::{Progress, TableProgress};
 use crate::upstream::{BinlogPos, Position};
@@ -240,6 +240,10 @@ impl FullPhase {
         match &routed {
             Some(r) => self.create_routed(tgt, &table, &create, r).await?,
             None => {
+                if self.router.route_schema(&name.schema) == SchemaRoute::Away {
+                    self.create_schema_like(src, tgt, &name.schema, &name.schema)
+                        .await?;
+                }
                 tgt.query_drop(format!("USE {}", quote_ident(&name.schema)))
                     .await
                     .map_err(&te)?;
@@ -508,27 +512,59 @@ impl FullPhase {
         .await
     }
 
-    /// Creates the selected schemas in the target with their character sets.
+    /// Creates the target databases of the selected schemas with the source's character
+    /// sets: under their own name or the one a schema rule names; none where table rules send
+    /// the tables elsewhere (a table that stays there creates its database when it is made).
     async fn create_schemas(&self, src: &mut Conn, tgt: &mut Conn) -> Result<()> {
-        let rows: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = src
-            .query("SELECT SCHEMA_NAME, DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA")
+        let names: Vec<Vec<u8>> = src
+            .query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
             .await
             .map_err(self.src_err())?;
-        let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-        for (db, cs, coll) in rows
+        for db in names
             .into_iter()
-            .map(|(a, b, c)| (text(a), text(b), text(c)))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
         {
             if !self.filter.allows_schema(&db) {
                 continue;
             }
-            let sql = format!(
-                "CREATE DATABASE IF NOT EXISTS {} DEFAULT CHARACTER SET {cs} COLLATE {coll}",
-                quote_ident(&db)
-            );
-            tgt.query_drop(sql).await.map_err(self.tgt_err())?;
+            let to = match self.router.route_schema(&db) {
+                SchemaRoute::Same => db.clone(),
+                SchemaRoute::To { schema, .. } => schema,
+                SchemaRoute::Away => continue,
+            };
+            self.create_schema_like(src, tgt, &db, &to).await?;
         }
         Ok(())
+    }
+
+    /// Creates the database `to` in the target with the character set and collation of the
+    /// source's database `db`.
+    async fn create_schema_like(
+        &self,
+        src: &mut Conn,
+        tgt: &mut Conn,
+        db: &str,
+        to: &str,
+    ) -> Result<()> {
+        let row: Option<(Vec<u8>, Vec<u8>)> = src
+            .exec_first(
+                "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+                (db,),
+            )
+            .await
+            .map_err(self.src_err())?;
+        let Some((cs, coll)) = row else {
+            // Dropped meanwhile: its DROP DATABASE comes with the binlog.
+            return Ok(());
+        };
+        let name = |b: Vec<u8>| quote_ident(&String::from_utf8_lossy(&b));
+        let sql = format!(
+            "CREATE DATABASE IF NOT EXISTS {} DEFAULT CHARACTER SET {} COLLATE {}",
+            quote_ident(to),
+            name(cs),
+            name(coll)
+        );
+        tgt.query_drop(sql).await.map_err(self.tgt_err())
     }
 }
 

@@ -9,6 +9,7 @@
 use super::Dispatcher;
 use crate::db::quote_ident;
 use crate::error::{errno, DbRole, Error, NotApplied, Result};
+use crate::rules::SchemaRoute;
 use crate::schema::{
     classify_statement, parse_ddl, unparsed_table_ddl, Ddl, DdlKind, DmlVerb, StatementClass,
     TableName,
@@ -93,6 +94,9 @@ impl Dispatcher<'_> {
         }
         // A barrier: everything before the DDL is applied and checkpointed first.
         self.checkpoint().await?;
+        if let (Some(db), true) = (&ddl.database, ddl.tables.is_empty()) {
+            return self.apply_database_ddl(&ddl, db, sql, end).await;
+        }
         if self.is_shard_ddl(&ddl) {
             return self.shard_ddl(&ddl, sql, end).await;
         }
@@ -109,6 +113,10 @@ impl Dispatcher<'_> {
             let _ = ddl.apply(&mut self.cp.tracker);
             tracing::info!(position = %at, statement = sql, "DDL filtered out");
             return self.checkpoint_after_ddl(end).await;
+        }
+        if ddl.kind == DdlKind::CreateTable {
+            self.create_database_away(&ddl.tables[0].schema, &at)
+                .await?;
         }
         self.run_on_target(ddl.default_db(), sql, &at).await?;
         if let Err(message) = ddl.apply(&mut self.cp.tracker) {
@@ -134,6 +142,70 @@ impl Dispatcher<'_> {
         }
         tracing::info!(position = %at, statement = sql, "DDL applied");
         self.checkpoint_after_ddl(end).await
+    }
+
+    /// CREATE/ALTER/DROP DATABASE, on the database a schema rule names (TiDB DM's routes).
+    /// None where table rules send the database's tables elsewhere (a table that stays
+    /// creates it); no DROP of a database other databases are merged into (it would remove
+    /// their tables).
+    async fn apply_database_ddl(
+        &mut self,
+        ddl: &Ddl,
+        db: &str,
+        sql: &str,
+        end: &Position,
+    ) -> Result<()> {
+        let at = end.binlog.to_string();
+        if !self.ddl_kept(ddl, sql, &end.binlog)? {
+            let _ = ddl.apply(&mut self.cp.tracker);
+            tracing::info!(position = %at, statement = sql, "DDL filtered out");
+            return self.checkpoint_after_ddl(end).await;
+        }
+        let to = match self.inc.router.route_schema(db) {
+            SchemaRoute::Same => Some(db.to_string()),
+            SchemaRoute::To { merged: true, .. } if ddl.kind == DdlKind::DropDatabase => {
+                tracing::warn!(position = %at, statement = sql, "DDL not applied: other databases are merged into its target");
+                None
+            }
+            SchemaRoute::To { schema, .. } => Some(schema),
+            SchemaRoute::Away if ddl.kind == DdlKind::CreateDatabase => {
+                tracing::info!(position = %at, statement = sql, "database not created: routes send its tables to other databases");
+                None
+            }
+            // Created by a table that stays in it, or never.
+            SchemaRoute::Away => {
+                let te = self.tgt_err();
+                let exists: Option<u8> = self
+                    .conn
+                    .exec_first(
+                        "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+                        (db,),
+                    )
+                    .await
+                    .map_err(te)?;
+                exists.map(|_| db.to_string())
+            }
+        };
+        if let Some(stmt) = to.and_then(|to| ddl.database_statement_for(&to)) {
+            self.run_on_target("", &stmt, &at).await?;
+            tracing::info!(position = %at, statement = %stmt, "DDL applied");
+        }
+        let _ = ddl.apply(&mut self.cp.tracker);
+        if ddl.kind == DdlKind::DropDatabase {
+            // Its tables are gone: shards of merged tables among them too.
+            self.register_shards().await?;
+        }
+        self.checkpoint_after_ddl(end).await
+    }
+
+    /// A table created in a database whose CREATE DATABASE was left out (routes send its
+    /// other tables elsewhere) creates the database.
+    async fn create_database_away(&mut self, db: &str, at: &str) -> Result<()> {
+        if self.inc.router.route_schema(db) != SchemaRoute::Away {
+            return Ok(());
+        }
+        let sql = format!("CREATE DATABASE IF NOT EXISTS {}", quote_ident(db));
+        self.run_on_target("", &sql, at).await
     }
 
     /// A statement that is not table DDL passes only when it changes nothing dm migrates or
