@@ -429,6 +429,35 @@ async fn optimistic_ddl_adds_and_widens_at_once_drops_last_and_pauses_on_narrowi
     })
     .await;
 
+    // One statement that adds and drops: the addition at the first shard, the drop last.
+    let mixed = |db: &str, t: &str| {
+        format!("ALTER TABLE {db}.{t} ADD COLUMN c4 INT NULL DEFAULT 4, DROP COLUMN extra")
+    };
+    s1.exec(&mixed("shard_1", "orders_1")).await;
+    s1.exec("INSERT INTO shard_1.orders_1 (id, v, c4) VALUES (801, 8, 44)")
+        .await;
+    wait_for("the added column's row", Duration::from_secs(60), || {
+        futures_now(async {
+            let mut c = dst.conn().await;
+            let n: Option<i64> = c
+                .query_first("SELECT c4 FROM merged.orders WHERE id = 801 AND c_schema = '1'")
+                .await
+                .unwrap_or(None);
+            n == Some(44)
+        })
+    })
+    .await;
+    assert!(target_columns(&dst).await.contains(&"extra".to_string()));
+    for (i, db, t) in &all[1..] {
+        srcs[*i].exec(&mixed(db, t)).await;
+    }
+    wait_for(
+        "the mixed drop on the target",
+        Duration::from_secs(60),
+        || !futures_now(target_columns(&dst)).contains(&"extra".to_string()),
+    )
+    .await;
+
     // A widened type runs at the first shard too.
     s2.exec("ALTER TABLE shard_7.orders_1 MODIFY v BIGINT NOT NULL")
         .await;
@@ -480,6 +509,30 @@ async fn optimistic_ddl_adds_and_widens_at_once_drops_last_and_pauses_on_narrowi
     for (id, src) in [("src1", &s1), ("src2", &s2)] {
         wait_caught_up_all(&dm, "sh", id, src).await;
     }
-    let cols = "id, v, extra";
+    let cols = "id, v, c4";
     assert_merged(&dst, &srcs, cols, &dm).await;
+
+    // TRUNCATE of one shard, as in TiDB DM: the merged table keeps that shard's rows.
+    let shard_rows = |dst: &MariaDb| {
+        futures_now(async {
+            let mut c = dst.conn().await;
+            let ids: Vec<i64> = c
+                .query(
+                    "SELECT id FROM merged.orders WHERE c_source = '1' AND c_schema = '3'                      AND c_table = '3' ORDER BY id",
+                )
+                .await
+                .unwrap();
+            ids
+        })
+    };
+    let before = shard_rows(&dst);
+    assert!(!before.is_empty());
+    s1.exec(
+        "TRUNCATE TABLE shard_3.orders_3; INSERT INTO shard_3.orders_3 (id, v) VALUES (5000, 5)",
+    )
+    .await;
+    wait_caught_up_all(&dm, "sh", "src1", &s1).await;
+    let mut want = before;
+    want.push(5000);
+    assert_eq!(shard_rows(&dst), want);
 }

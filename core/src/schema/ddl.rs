@@ -622,6 +622,33 @@ impl Ddl {
         Some(stmt.to_string())
     }
 
+    /// An ALTER TABLE as one statement per change, each on the table `to` (`ADD COLUMN a,
+    /// DROP COLUMN b` -> two statements), as TiDB DM splits them for shard coordination.
+    pub fn split_renamed_to(&self, to: &TableName) -> Option<Vec<String>> {
+        let Body::Table(stmt) = &self.body else {
+            return None;
+        };
+        let Statement::AlterTable(alter) = &**stmt else {
+            return None;
+        };
+        if alter.operations.len() < 2 {
+            return self.renamed_to(to).map(|s| vec![s]);
+        }
+        alter
+            .operations
+            .iter()
+            .map(|op| {
+                let mut one = self.clone();
+                if let Body::Table(s) = &mut one.body {
+                    if let Statement::AlterTable(a) = &mut **s {
+                        a.operations = vec![op.clone()];
+                    }
+                }
+                one.renamed_to(to)
+            })
+            .collect()
+    }
+
     /// A database statement for the target database `to`, safe to run again after a
     /// restart (`IF [NOT] EXISTS`); the source's options kept as written.
     pub fn database_statement_for(&self, to: &str) -> Option<String> {
@@ -852,6 +879,23 @@ mod tests {
         assert_eq!(d.database.as_deref(), Some("shop"));
         let d = parse_ddl("", "DROP DATABASE shop").unwrap().unwrap();
         assert_eq!(d.kind, DdlKind::DropDatabase);
+    }
+
+    #[test]
+    fn a_mixed_alter_splits_into_one_statement_per_change() {
+        let d = parse_ddl(
+            "db",
+            "ALTER TABLE t ADD COLUMN c4 INT DEFAULT 1, DROP COLUMN c3",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            d.split_renamed_to(&TableName::new("m", "o")).unwrap(),
+            [
+                "ALTER TABLE `m`.`o` ADD COLUMN c4 INT DEFAULT 1",
+                "ALTER TABLE `m`.`o` DROP COLUMN c3"
+            ]
+        );
     }
 
     #[test]

@@ -124,17 +124,28 @@ impl ShardDdlPolicy for Optimistic {
                 message: format!("{}: {why}", show(p)),
             };
         }
-        if verdicts.iter().all(|c| *c == Change::Additive) {
-            Decision::Exec { ddls, release }
-        } else if verdicts.iter().all(|c| *c == Change::Drop) {
-            Decision::Defer { ddls, release }
+        // A statement that adds and drops (split into one statement per change): its
+        // additions run now, its drops wait for the other shards, as if sent one by one.
+        let (adds, drops): (Vec<_>, Vec<_>) = ddls
+            .into_iter()
+            .zip(verdicts)
+            .partition(|(_, c)| *c == Change::Additive);
+        let adds: Vec<String> = adds.into_iter().map(|(d, _)| d).collect();
+        let drops: Vec<String> = drops.into_iter().map(|(d, _)| d).collect();
+        if drops.is_empty() {
+            Decision::Exec {
+                ddls: adds,
+                release,
+            }
+        } else if adds.is_empty() || l.executed.contains(&adds) {
+            Decision::Defer {
+                ddls: drops,
+                release,
+            }
         } else {
-            Decision::Conflict {
-                shards: release,
-                message: format!(
-                    "{}: mixes additions and drops in one statement; send them separately",
-                    show(p)
-                ),
+            Decision::Exec {
+                ddls: adds,
+                release: vec![],
             }
         }
     }
@@ -367,5 +378,50 @@ mod tests {
             classify("ALTER TABLE t ADD COLUMN c INT, DROP COLUMN d", &[]),
             Change::Incompatible(_)
         ));
+    }
+
+    /// `ADD COLUMN c4, DROP COLUMN c3` (sent split, one statement per change): the addition
+    /// runs at once, the drop waits for every shard, as if the shard had sent them apart.
+    #[test]
+    fn optimistic_runs_the_additions_of_a_mixed_statement_and_defers_its_drops() {
+        let (a, b) = (shard("s1", "d.t1"), shard("s1", "d.t2"));
+        let shards = [a.clone(), b.clone()];
+        let (add, drop) = (
+            "ALTER TABLE `x`.`t` ADD COLUMN c4 INT".to_string(),
+            "ALTER TABLE `x`.`t` DROP COLUMN c3".to_string(),
+        );
+        let mixed = |s: &ShardId| PendingDdl {
+            shard: s.clone(),
+            ddls: vec![add.clone(), drop.clone()],
+            position: "mysql-bin.000001:4".into(),
+        };
+        let decide = |p: &[PendingDdl], executed: &[Vec<String>]| {
+            Optimistic.decide(&LockView {
+                task: "t",
+                target: "x.t",
+                shards: &shards,
+                pending: p,
+                executed,
+                deferred: &[],
+                target_columns: &[],
+            })
+        };
+        assert_eq!(
+            decide(&[mixed(&a)], &[]),
+            Decision::Exec {
+                ddls: vec![add.clone()],
+                release: vec![]
+            }
+        );
+        let done = [vec![add.clone()]];
+        for s in [&a, &b] {
+            assert_eq!(
+                decide(&[mixed(s)], &done),
+                Decision::Defer {
+                    ddls: vec![drop.clone()],
+                    release: vec![s.clone()]
+                }
+            );
+        }
     }
 }

@@ -134,6 +134,8 @@ impl Dispatcher<'_> {
                 self.apply_routed_ddl(ddl, sql, end).await?;
                 return self.register_shards().await;
             }
+            // As in TiDB DM: emptying one shard must not empty the table it is merged into.
+            DdlKind::TruncateTable => return self.apply_routed_ddl(ddl, sql, end).await,
             DdlKind::AlterTable => {}
             _ => {
                 return Err(Error::UnsupportedDdl {
@@ -206,13 +208,16 @@ impl Dispatcher<'_> {
             source: self.inc.source.source_id.clone(),
             table: shard_name(&table),
         };
-        let ddls = vec![ddl
-            .renamed_to(&routed.target)
-            .ok_or_else(|| Error::UnsupportedDdl {
-                position: at.clone(),
-                statement: sql.to_string(),
-                message: "cannot rewrite it for the merged table".into(),
-            })?];
+        // Optimistic mode decides change by change (additions now, drops last).
+        let ddls = match self.shard_sync().map(|s| s.mode) {
+            Some(ShardMode::Optimistic) => ddl.split_renamed_to(&routed.target),
+            _ => ddl.renamed_to(&routed.target).map(|s| vec![s]),
+        }
+        .ok_or_else(|| Error::UnsupportedDdl {
+            position: at.clone(),
+            statement: sql.to_string(),
+            message: "cannot rewrite it for the merged table".into(),
+        })?;
         let info = ShardDdl {
             shard: shard.clone(),
             target: target.clone(),
