@@ -512,6 +512,25 @@ async fn optimistic_ddl_adds_and_widens_at_once_drops_last_and_pauses_on_narrowi
     let cols = "id, v, c4";
     assert_merged(&dst, &srcs, cols, &dm).await;
 
+    // The coordinator runs a shard's DDL in the session the shard ran it in: existing rows
+    // get the statement's time in its zone.
+    for (i, db, t) in &all {
+        srcs[*i]
+            .exec(&format!(
+                "SET time_zone = '+02:00'; SET timestamp = 1000000000; \
+                 ALTER TABLE {db}.{t} ADD COLUMN at_dt DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP"
+            ))
+            .await;
+    }
+    for (id, src) in [("src1", &s1), ("src2", &s2)] {
+        wait_caught_up_all(&dm, "sh", id, src).await;
+    }
+    assert_merged(&dst, &srcs, "id, v, c4, at_dt", &dm).await;
+    let at: String = dst
+        .value("SELECT DISTINCT CAST(at_dt AS CHAR) FROM merged.orders")
+        .await;
+    assert_eq!(at, "2001-09-09 03:46:40");
+
     // TRUNCATE of one shard, as in TiDB DM: the merged table keeps that shard's rows.
     let shard_rows = |dst: &MariaDb| {
         futures_now(async {

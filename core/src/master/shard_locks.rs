@@ -141,7 +141,8 @@ pub async fn unlock(
     match b.action.as_str() {
         "exec" => {
             if let Some(ddls) = distinct.iter().max_by_key(|d| count(d)).cloned() {
-                execute(&task, &b.target, &ddls).await?;
+                let context = ShardDdl::context_of(&arrived, &ddls);
+                execute(&task, &b.target, &ddls, context).await?;
                 lock.executed.push(ddls);
             }
         }

@@ -8,6 +8,7 @@ use crate::config::TaskConfig;
 use crate::error::{DbRole, Error, Result};
 use crate::hooks::{Decision, LockView, PendingDdl, ShardId};
 use crate::meta::{self, keys, MetaStore};
+use crate::upstream::{Baseline, BaselineRow, StatementContext};
 use mysql_async::prelude::Queryable;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -163,7 +164,8 @@ pub async fn coordinate_once(store: &dyn MetaStore, policies: &mut Policies) -> 
                 let release = match decision {
                     Decision::Wait => break,
                     Decision::Exec { ddls, release } => {
-                        if let Err(e) = execute(&task, target, &ddls).await {
+                        let context = ShardDdl::context_of(&pending, &ddls);
+                        if let Err(e) = execute(&task, target, &ddls, context).await {
                             if e.is_retryable() {
                                 return Err(e);
                             }
@@ -265,10 +267,21 @@ const ALREADY_DONE: [u16; 4] = [
     1091, // can't drop: does not exist
 ];
 
-/// Runs the DDLs once on the target.
-pub async fn execute(task: &TaskConfig, target: &str, ddls: &[String]) -> Result<()> {
+/// Runs the DDLs once on the target, in the session the shard's statement ran in.
+pub async fn execute(
+    task: &TaskConfig,
+    target: &str,
+    ddls: &[String],
+    context: Option<&StatementContext>,
+) -> Result<()> {
     let addr = task.target_database.addr();
     let mut conn = crate::db::connect(&task.target_database, DbRole::Target).await?;
+    if let Some(ctx) = context {
+        let te = |e| Error::db(DbRole::Target, &addr, e);
+        let row: Option<BaselineRow> = conn.query_first(Baseline::QUERY).await.map_err(te)?;
+        let set = ctx.set_statement(&Baseline::from_row(row.unwrap_or_default()));
+        conn.query_drop(set).await.map_err(te)?;
+    }
     for sql in ddls {
         match conn.query_drop(sql.as_str()).await {
             Ok(()) => {

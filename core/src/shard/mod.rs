@@ -13,7 +13,7 @@ pub mod coordinator;
 pub mod policy;
 
 use crate::hooks::ShardId;
-use crate::upstream::Position;
+use crate::upstream::{Position, StatementContext};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -70,6 +70,19 @@ pub struct ShardDdl {
     pub position: Position,
     /// Arrival order.
     pub seq: u64,
+    /// The session the shard's statement ran in: the target runs it in the same one.
+    #[serde(default)]
+    pub context: Option<StatementContext>,
+}
+
+impl ShardDdl {
+    /// The session of the first shard that sent `ddls`.
+    pub fn context_of<'a>(sent: &'a [ShardDdl], ddls: &[String]) -> Option<&'a StatementContext> {
+        sent.iter()
+            .filter(|d| ddls.iter().all(|x| d.ddls.contains(x)))
+            .min_by_key(|d| d.seq)
+            .and_then(|d| d.context.as_ref())
+    }
 }
 
 /// The lock of one merged target table.

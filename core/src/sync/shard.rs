@@ -225,6 +225,7 @@ impl Dispatcher<'_> {
             original: sql.to_string(),
             position: end.clone(),
             seq: crate::status::now_micros(),
+            context: Some(self.ddl_context.clone()),
         };
         let store = self.shard_sync().expect("shard mode").store.clone();
         let ddl_key = shard::ddl(&self.inc.task, &target, &shard);

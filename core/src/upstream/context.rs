@@ -12,7 +12,7 @@ use mysql_async::binlog::StatusVarKey;
 
 /// The parts of a statement's session that change what a DDL does; `None` where the event
 /// does not say (the statement did not depend on it).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StatementContext {
     /// `sql_mode` names, as `SET sql_mode` takes them.
     pub sql_mode: Option<String>,
