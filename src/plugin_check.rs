@@ -17,6 +17,7 @@ fn column(name: &str, data_type: &str) -> Column {
         unsigned: false,
         nullable: true,
         generated: false,
+        members: vec![],
     }
 }
 

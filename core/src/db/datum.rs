@@ -278,6 +278,7 @@ mod tests {
             unsigned,
             nullable: true,
             generated: false,
+            members: vec![],
         }
     }
 

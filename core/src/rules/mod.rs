@@ -5,6 +5,7 @@
 mod block_allow;
 mod event_filter;
 mod expr;
+mod expr_value;
 mod pattern;
 mod router;
 mod row_filter;

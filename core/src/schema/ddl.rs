@@ -371,12 +371,24 @@ fn column_type(dt: &DataType) -> (String, bool) {
 
 fn column_from_def(def: &ColumnDef) -> (Column, bool, bool) {
     let (data_type, unsigned) = column_type(&def.data_type);
+    let members = match &def.data_type {
+        DataType::Enum(members, _) => members
+            .iter()
+            .map(|m| match m {
+                sqlparser::ast::EnumMember::Name(n)
+                | sqlparser::ast::EnumMember::NamedValue(n, _) => n.clone(),
+            })
+            .collect(),
+        DataType::Set(members) => members.clone(),
+        _ => vec![],
+    };
     let mut col = Column {
         name: def.name.value.clone(),
         data_type,
         unsigned,
         nullable: true,
         generated: false,
+        members,
     };
     let (mut pk, mut uk) = (false, false);
     for opt in &def.options {

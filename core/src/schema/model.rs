@@ -46,10 +46,41 @@ pub struct Column {
     /// Generated columns are computed by the target, never written.
     #[serde(default)]
     pub generated: bool,
+    /// The members of an ENUM or SET, in order (a row event carries their index or bits).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// The members of `enum('a','b''c')` or `set(...)` as `COLUMN_TYPE` writes them.
+pub fn enum_members(column_type: &str) -> Vec<String> {
+    let Some(open) = column_type.find('(') else {
+        return vec![];
+    };
+    let mut members = vec![];
+    let mut chars = column_type[open + 1..].chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\'' {
+            continue;
+        }
+        let mut m = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    m.push('\'');
+                }
+                '\'' => break,
+                '\\' => m.extend(chars.next()),
+                c => m.push(c),
+            }
+        }
+        members.push(m);
+    }
+    members
 }
 
 /// How a column's values are decoded and written.

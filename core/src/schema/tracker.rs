@@ -82,7 +82,7 @@ pub async fn load_table<Q: Queryable>(
     type ColumnRow = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
     let cols: Vec<ColumnRow> = conn
         .exec(
-            "SELECT COLUMN_NAME, LOWER(DATA_TYPE), LOWER(COLUMN_TYPE), IS_NULLABLE, UPPER(EXTRA) \
+            "SELECT COLUMN_NAME, LOWER(DATA_TYPE), COLUMN_TYPE, IS_NULLABLE, UPPER(EXTRA) \
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
              ORDER BY ORDINAL_POSITION",
             (&name.schema, &name.table),
@@ -97,10 +97,16 @@ pub async fn load_table<Q: Queryable>(
         .map(|(n, dt, ct, nullable, extra)| {
             let column_type = s(ct);
             let extra = s(extra);
+            let data_type = s(dt);
+            let members = match data_type.as_str() {
+                "enum" | "set" => super::model::enum_members(&column_type),
+                _ => vec![],
+            };
             Column {
                 name: s(n),
-                data_type: s(dt),
-                unsigned: column_type.contains("unsigned"),
+                data_type,
+                unsigned: column_type.to_lowercase().contains("unsigned"),
+                members,
                 nullable: nullable == b"YES",
                 generated: extra.contains("GENERATED")
                     || extra.contains("VIRTUAL")

@@ -171,6 +171,7 @@ mod tests {
             unsigned: false,
             nullable,
             generated: false,
+            members: vec![],
         };
         TablePlan::new(
             Table {

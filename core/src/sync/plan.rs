@@ -129,6 +129,7 @@ mod tests {
             unsigned: false,
             nullable: false,
             generated: false,
+            members: vec![],
         }
     }
 

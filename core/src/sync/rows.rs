@@ -276,6 +276,7 @@ pub(crate) mod tests {
             unsigned: false,
             nullable: n == "v",
             generated: false,
+            members: vec![],
         };
         TablePlan::new(
             Table {
