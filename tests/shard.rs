@@ -345,20 +345,32 @@ async fn remove_meta_starts_shard_coordination_over() {
     assert_eq!(err["code"], "DM-SHARD-6101", "{err}");
     dm.ctl_ok(&["stop-task", "sh"]);
 
-    // The user starts over: the shard gets its type back, the target is emptied.
+    // The user starts over, in pessimistic mode: the shard gets its type back, the target is
+    // emptied.
     s1.exec("ALTER TABLE shard_1.orders_1 MODIFY v INT NOT NULL")
         .await;
     dst.exec("DROP DATABASE merged").await;
     let tf = dm.dir.path().join("task.yaml");
+    let yaml = std::fs::read_to_string(&tf).unwrap();
+    std::fs::write(
+        &tf,
+        yaml.replace("shard-mode: optimistic", "shard-mode: pessimistic"),
+    )
+    .unwrap();
     dm.ctl_ok(&["start-task", "--remove-meta", tf.to_str().unwrap()]);
     // The new run's full phase is done before the shards change.
     for (id, src) in [("src1", &s1), ("src2", &s2)] {
         wait_caught_up_all(&dm, "sh", id, src).await;
     }
-    for (i, db, t) in &shards() {
-        srcs[*i]
-            .exec(&format!("ALTER TABLE {db}.{t} ADD COLUMN extra INT NULL"))
-            .await;
+    let all = shards();
+    let add = |db: &str, t: &str| format!("ALTER TABLE {db}.{t} ADD COLUMN extra INT NULL");
+    srcs[all[0].0].exec(&add(&all[0].1, &all[0].2)).await;
+    // Decided by the pessimistic policy now, not the first run's optimistic one: the column
+    // waits for every shard.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!target_columns(&dst).await.contains(&"extra".to_string()));
+    for (i, db, t) in &all[1..] {
+        srcs[*i].exec(&add(db, t)).await;
     }
     wait_for("the column on the target", Duration::from_secs(60), || {
         futures_now(target_columns(&dst)).contains(&"extra".to_string())

@@ -91,8 +91,9 @@ pub async fn coordinate_once(store: &dyn MetaStore, policies: &mut Policies) -> 
         let Some(mode) = task.shard_mode else {
             continue;
         };
+        // A task started again under the same name may have another mode or plugin.
         let key = format!(
-            "{}/{:?}",
+            "{}/{mode:?}/{:?}",
             task.name,
             task.shard_ddl_policy.as_ref().map(|p| task.plugins.get(p))
         );
