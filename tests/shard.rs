@@ -105,6 +105,17 @@ async fn assert_merged(dst: &MariaDb, srcs: &[&MariaDb], cols: &str, dm: &Dm) {
 
 /// Two sources with 16 shards each, a task merging them under `mode`, caught up.
 async fn setup(mode: &str) -> (MariaDb, MariaDb, MariaDb, Dm) {
+    let (s1, s2, dst, dm) = start_merge(mode, "").await;
+    for (id, src) in [("src1", &s1), ("src2", &s2)] {
+        wait_caught_up_all(&dm, "sh", id, src).await;
+    }
+    assert_eq!(merged(&dst, "id, v, note").await.len(), 32 * 20);
+    (s1, s2, dst, dm)
+}
+
+/// Two sources with 16 shards each and a task merging them under `mode` started, with dm's
+/// `failpoints` (`DM_FAILPOINTS`).
+async fn start_merge(mode: &str, failpoints: &str) -> (MariaDb, MariaDb, MariaDb, Dm) {
     let (s1, s2, dst) = (MariaDb::start(1), MariaDb::start(2), MariaDb::start(3));
     for (i, db, t) in shards() {
         let src = [&s1, &s2][i];
@@ -115,7 +126,12 @@ async fn setup(mode: &str) -> (MariaDb, MariaDb, MariaDb, Dm) {
         ))
         .await;
     }
-    let dm = Dm::start();
+    let mut dm = Dm::start();
+    if !failpoints.is_empty() {
+        dm.kill9();
+        dm.env = vec![("DM_FAILPOINTS".into(), failpoints.into())];
+        dm.restart();
+    }
     dm.create_source("src1", &s1);
     dm.create_source("src2", &s2);
     let yaml = format!(
@@ -128,10 +144,6 @@ async fn setup(mode: &str) -> (MariaDb, MariaDb, MariaDb, Dm) {
     );
     let tf = dm.file("task.yaml", &yaml);
     dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
-    for (id, src) in [("src1", &s1), ("src2", &s2)] {
-        wait_caught_up_all(&dm, "sh", id, src).await;
-    }
-    assert_eq!(merged(&dst, "id, v, note").await.len(), 32 * 20);
     (s1, s2, dst, dm)
 }
 
@@ -333,6 +345,32 @@ async fn pessimistic_shard_killed_between_its_ddl_and_the_checkpoint() {
     assert_merged(&dst, &srcs, "id, v, note, extra", &dm).await;
 }
 
+/// ALTERs on every shard while the full phase runs, after the merged table was created from
+/// the shards' old definition and before their rows are copied (the CI flake of
+/// `remove_meta_starts_shard_coordination_over`): the target gets the column, since a shard's
+/// copy adds what the merged table lacks, and every row arrives with its value.
+#[tokio::test(flavor = "multi_thread")]
+async fn pessimistic_ddl_during_the_full_phase_reaches_the_merged_table() {
+    let (s1, s2, dst, dm) = start_merge("pessimistic", "after-tables-planned=6000").await;
+    let srcs = [&s1, &s2];
+    wait_for("both sources planned", Duration::from_secs(60), || {
+        dm.log().matches("failpoint: pausing").count() >= 2
+    })
+    .await;
+    for (i, db, t) in &shards() {
+        srcs[*i]
+            .exec(&format!(
+                "ALTER TABLE {db}.{t} ADD COLUMN extra INT NOT NULL DEFAULT 7;
+                 INSERT INTO {db}.{t} (id, v, extra) VALUES (100, 1, 8)"
+            ))
+            .await;
+    }
+    for (id, src) in [("src1", &s1), ("src2", &s2)] {
+        wait_caught_up_all(&dm, "sh", id, src).await;
+    }
+    assert_merged(&dst, &srcs, "id, v, note, extra", &dm).await;
+}
+
 /// `start-task --remove-meta` starts shard coordination over: a conflict of the earlier run
 /// does not hold the new run's DDLs.
 #[tokio::test(flavor = "multi_thread")]
@@ -379,8 +417,11 @@ async fn remove_meta_starts_shard_coordination_over() {
     for (id, src) in [("src1", &s1), ("src2", &s2)] {
         wait_caught_up_all(&dm, "sh", id, src).await;
     }
-    let locks = dm.ctl_ok(&["shard-ddl-lock"]);
-    assert!(locks.contains("no shard DDL lock"), "{locks}");
+    // Released shards catch up before the lock goes.
+    wait_for("no lock left", Duration::from_secs(30), || {
+        dm.ctl_ok(&["shard-ddl-lock"]).contains("no shard DDL lock")
+    })
+    .await;
     assert_merged(&dst, &srcs, "id, v, note, extra", &dm).await;
 }
 

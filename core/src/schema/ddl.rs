@@ -263,6 +263,20 @@ fn database_ddl(default_db: &str, sql: &str) -> Option<Result<(DdlKind, String, 
     Some(Ok((kind, name, options)))
 }
 
+/// (name, definition) of each column of a `CREATE TABLE` statement, as `ADD COLUMN` takes
+/// the definition.
+pub fn column_definitions(create: &str) -> Result<Vec<(String, String)>, String> {
+    let mut stmts = Parser::parse_sql(&MySqlDialect {}, create).map_err(|e| e.to_string())?;
+    match stmts.pop() {
+        Some(Statement::CreateTable(ct)) if stmts.is_empty() => Ok(ct
+            .columns
+            .iter()
+            .map(|c| (c.name.value.clone(), c.to_string()))
+            .collect()),
+        _ => Err("not one CREATE TABLE statement".into()),
+    }
+}
+
 /// Parses a QUERY event's statement run in `default_db`. `Ok(None)`: not a table DDL, nothing
 /// to replicate or track. `Err`: a table DDL that could not be understood.
 pub fn parse_ddl(default_db: &str, sql: &str) -> Result<Option<Ddl>, String> {
@@ -891,6 +905,16 @@ mod tests {
         assert_eq!(d.database.as_deref(), Some("shop"));
         let d = parse_ddl("", "DROP DATABASE shop").unwrap().unwrap();
         assert_eq!(d.kind, DdlKind::DropDatabase);
+    }
+
+    #[test]
+    fn column_definitions_of_a_create_table() {
+        let defs = column_definitions(
+            "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `extra` varchar(10) DEFAULT 'a''b' COMMENT 'x',\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+        )
+        .unwrap();
+        assert_eq!(defs[1].0, "extra");
+        assert_eq!(defs[1].1, "`extra` VARCHAR(10) DEFAULT 'a''b' COMMENT 'x'");
     }
 
     #[test]

@@ -183,6 +183,7 @@ impl FullPhase {
                     q.push(c, planned.clone());
                 }
             }
+            crate::failpoint::pause("after-tables-planned").await;
             let changed = self.copy_chunks(queue).await?;
             for name in changed {
                 tracing::info!(table = %name, "columns changed during the copy; copying the table again");
@@ -314,6 +315,50 @@ impl FullPhase {
         made
     }
 
+    /// A shard whose definition has columns the table it is merged into lacks (an ALTER on the
+    /// shard after another shard created the target, before this one's copy): the target
+    /// gets them now, as the source defines them, so the copy carries them. The ALTER, in
+    /// this shard's snapshot, still reaches the shard coordination (`ddl.rs`), where running it
+    /// again is "already done".
+    async fn add_missing_columns(
+        &self,
+        tgt: &mut Conn,
+        merged: &Table,
+        shard: &Table,
+        create: &str,
+    ) -> Result<()> {
+        let missing: Vec<&str> = shard
+            .columns
+            .iter()
+            .filter(|c| !c.generated && merged.column_index(&c.name).is_none())
+            .map(|c| c.name.as_str())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let defs = crate::schema::column_definitions(create).map_err(|e| Error::Schema {
+            table: shard.name.to_string(),
+            position: "full phase".into(),
+            message: format!(
+                "cannot read its definition to add {missing:?} to {}, which it is merged into: {e}",
+                merged.name
+            ),
+        })?;
+        for name in missing {
+            let Some(def) = defs.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) else {
+                continue;
+            };
+            let sql = format!(
+                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {}",
+                merged.name.quoted(),
+                def.1
+            );
+            tracing::info!(shard = %shard.name, target = %merged.name, statement = %sql, "column of a shard added to the table it is merged into");
+            tgt.query_drop(sql).await.map_err(self.tgt_err())?;
+        }
+        Ok(())
+    }
+
     async fn create_routed_locked(
         &self,
         tgt: &mut Conn,
@@ -328,8 +373,8 @@ impl FullPhase {
         ))
         .await
         .map_err(&te)?;
-        if load_table(tgt, &r.target).await.map_err(&te)?.is_some() {
-            return Ok(());
+        if let Some(merged) = load_table(tgt, &r.target).await.map_err(&te)? {
+            return self.add_missing_columns(tgt, &merged, table, create).await;
         }
         // SHOW CREATE TABLE names the table unqualified right after CREATE TABLE.
         let body = create.find('(').map_or(create, |i| &create[i..]);

@@ -36,10 +36,12 @@ impl Dispatcher<'_> {
             DdlKind::CreateDatabase | DdlKind::DropDatabase | DdlKind::AlterDatabase => {
                 ddl.database.as_deref().is_some_and(|d| f.allows_schema(d))
             }
-            _ => ddl
-                .tables
-                .iter()
-                .any(|t| f.allows_table(&t.schema, &t.table) && !self.in_snapshot(t, txn_end)),
+            // A merged shard's DDL counts even where its copy already had it: the shard
+            // coordination waits for every shard's statement.
+            _ => ddl.tables.iter().any(|t| {
+                f.allows_table(&t.schema, &t.table)
+                    && (!self.in_snapshot(t, txn_end) || self.is_shard_ddl(ddl))
+            }),
         }
     }
 
