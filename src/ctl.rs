@@ -18,6 +18,9 @@ pub struct CtlArgs {
     /// or `tls.cert` of ./dm.yaml when it has `tls`).
     #[arg(long, env = "DM_TLS_CA", global = true)]
     tls_ca: Option<PathBuf>,
+    /// Token for a master whose API asks for one (`auth.tokens`).
+    #[arg(long, env = "DM_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
     /// Output format.
     #[arg(long, short, value_enum, default_value = "table", global = true)]
     output: Output,
@@ -120,6 +123,11 @@ enum CtlCommand {
     /// is DM_SECRET_KEY (64 hex digits), the same for every dm process.
     Encrypt {
         plaintext: String,
+    },
+    /// API tokens (runs here, without a master).
+    Token {
+        #[command(subcommand)]
+        op: TokenOp,
     },
     /// Work with plugin files (runs here, without a master).
     Plugin {
@@ -238,6 +246,19 @@ enum SchemaOp {
 }
 
 #[derive(Subcommand)]
+enum TokenOp {
+    /// Make a token: prints it (once) and the `auth.tokens` entry for the masters' config.
+    New {
+        /// Who will hold it.
+        #[arg(long)]
+        name: String,
+        /// `admin` (everything) or `viewer` (reads only).
+        #[arg(long, default_value = "admin")]
+        role: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum PluginOp {
     /// Load a plugin, report its ABI and hooks, run it on sample rows.
     Check { file: PathBuf },
@@ -304,8 +325,11 @@ impl Client {
         let mut answer = None;
         for base in &self.bases {
             let mut req = self.http.request(method.clone(), format!("{base}{path}"));
-            if let Some(b) = &body {
-                req = req.json(b);
+            // Every change carries a JSON body: the API refuses others (see api_auth).
+            match &body {
+                Some(b) => req = req.json(b),
+                None if method != reqwest::Method::GET => req = req.json(&json!({})),
+                None => {}
             }
             match req.send().await {
                 Ok(r) => {
@@ -424,6 +448,23 @@ pub async fn run(args: CtlArgs) -> Result<()> {
         );
         return Ok(());
     }
+    if let CtlCommand::Token {
+        op: TokenOp::New { name, role },
+    } = &args.command
+    {
+        if !matches!(role.as_str(), "admin" | "viewer") {
+            bail!("--role {role}: use admin or viewer");
+        }
+        let (token, sha256) = dm_core::api_auth::new_token();
+        let entry = json!({"name": name, "role": role, "sha256": sha256});
+        match args.output {
+            Output::Json => println!("{}", json!({"token": token, "entry": entry})),
+            Output::Table => println!(
+                "token: {token}\n  give it to `dm ctl --token` or DM_TOKEN (and a worker's token-file); it is not stored anywhere\n\nadd to every master's config (dm.yaml / master.yaml):\nauth:\n  tokens:\n    - {{name: {name}, role: {role}, sha256: {sha256}}}"
+            ),
+        }
+        return Ok(());
+    }
     if let CtlCommand::Plugin {
         op: PluginOp::Check { file },
     } = &args.command
@@ -436,6 +477,7 @@ pub async fn run(args: CtlArgs) -> Result<()> {
     let api = dm_core::api_tls::ApiClient::new(
         tls_ca.as_deref(),
         std::time::Duration::from_secs(24 * 3600),
+        args.token.as_deref(),
     )?;
     let bases = addrs
         .split(',')
@@ -615,7 +657,9 @@ pub async fn run(args: CtlArgs) -> Result<()> {
                 .await?,
             render_plain,
         ),
-        CtlCommand::Plugin { .. } | CtlCommand::Encrypt { .. } => unreachable!("handled above"),
+        CtlCommand::Plugin { .. } | CtlCommand::Encrypt { .. } | CtlCommand::Token { .. } => {
+            unreachable!("handled above")
+        }
         CtlCommand::BinlogSchema { op } => {
             let (task, body) = match op {
                 SchemaOp::List { task, source } => {

@@ -68,6 +68,171 @@ async fn a_running_master_answers_every_documented_operation() {
     }
 }
 
+/// `method path` with exactly `headers` (Host included) and `body`: (status, body).
+fn raw(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        out.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    )
+}
+
+/// A token from `dm ctl token new`: (token, config entry).
+fn new_token(name: &str, role: &str) -> (String, String) {
+    let (ok, out) = run_ctl(
+        "127.0.0.1:1",
+        &["-o", "json", "token", "new", "--name", name, "--role", role],
+    );
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let e = &v["entry"];
+    (
+        v["token"].as_str().unwrap().to_string(),
+        format!(
+            "    - {{name: {}, role: {}, sha256: {}}}\n",
+            e["name"].as_str().unwrap(),
+            e["role"].as_str().unwrap(),
+            e["sha256"].as_str().unwrap()
+        ),
+    )
+}
+
+/// With `auth.tokens`: no token, 401 on every operation; a viewer's token reads and gets 403
+/// on changes; an admin's token does everything, through `dm ctl --token` too. Always: a Host
+/// that is not the master's is refused (DNS rebinding), and so is a POST that is not JSON (a
+/// web page's form, text/plain or empty POST), with the API's JSON error shape.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_callers_with_a_token_and_the_masters_name_operate_dm() {
+    let (admin, admin_entry) = new_token("ops", "admin");
+    let (viewer, viewer_entry) = new_token("watch", "viewer");
+    let dm = Dm::start_with(&format!("auth:\n  tokens:\n{admin_entry}{viewer_entry}"));
+    let host = ("Host", dm.addr.as_str());
+    let json = ("Content-Type", "application/json");
+    let bearer = |t: &str| format!("Bearer {t}");
+    let (admin_h, viewer_h) = (bearer(&admin), bearer(&viewer));
+    let code = |body: &str| -> String {
+        serde_json::from_str::<serde_json::Value>(body).unwrap()["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    for (method, path) in documented() {
+        let concrete = path
+            .replace("{name}", "nosuch")
+            .replace("{id}", "nosuch")
+            .replace("{kind}", "worker")
+            .replace("{op}", "cancel-evict");
+        let (status, body) = raw(&dm.addr, &method, &concrete, &[host, json], "{}");
+        assert_eq!(
+            (status, code(&body)),
+            (401, "DM-API-7301".into()),
+            "{method} {path}: {body}"
+        );
+        let (status, body) = raw(
+            &dm.addr,
+            &method,
+            &concrete,
+            &[host, json, ("Authorization", &viewer_h)],
+            "{}",
+        );
+        if method == "GET" {
+            assert_ne!(status, 401, "{method} {path}: {body}");
+            assert_ne!(status, 403, "{method} {path}: {body}");
+        } else {
+            assert_eq!(
+                (status, code(&body)),
+                (403, "DM-API-7302".into()),
+                "{method} {path}: {body}"
+            );
+        }
+    }
+    let auth = ("Authorization", admin_h.as_str());
+    let (status, body) = raw(
+        &dm.addr,
+        "GET",
+        "/api/v1/tasks",
+        &[("Host", "evil.example"), auth],
+        "",
+    );
+    assert_eq!((status, code(&body)), (403, "DM-API-7303".into()), "{body}");
+    for ct in [
+        Some("application/x-www-form-urlencoded"),
+        Some("text/plain"),
+        None,
+    ] {
+        let mut h = vec![host, auth];
+        h.extend(ct.map(|c| ("Content-Type", c)));
+        let (status, body) = raw(&dm.addr, "POST", "/api/v1/tasks/nosuch/pause", &h, "");
+        assert_eq!(
+            (status, code(&body)),
+            (415, "DM-API-7304".into()),
+            "{ct:?}: {body}"
+        );
+    }
+
+    // dm ctl: refused without the token, with a hint; works with it.
+    let (ok, out) = dm.ctl(&["query-status"]);
+    assert!(
+        !ok && out.contains("DM-API-7301") && out.contains("--token"),
+        "{out}"
+    );
+    dm.ctl_ok(&["--token", &admin, "query-status"]);
+    let (ok, out) = dm.ctl(&["--token", &viewer, "pause-task", "nosuch"]);
+    assert!(!ok && out.contains("DM-API-7302"), "{out}");
+}
+
+/// A master listening beyond loopback without TLS and tokens does not start, and says how to
+/// fix it; `insecure: true` starts it anyway.
+#[test]
+fn a_master_beyond_loopback_without_tls_and_tokens_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("dm.yaml");
+    let port = free_port();
+    std::fs::write(
+        &cfg,
+        format!(
+            "data-dir: {}\nmaster-addr: 0.0.0.0:{port}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(dm_bin())
+        .args(["standalone", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("without TLS and tokens") && text.contains("insecure: true"),
+        "{text}"
+    );
+}
+
 /// A tiny HTTP/1.1 client over a TCP stream: enough to call the API without a dependency.
 mod reqwest_like {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -397,7 +397,7 @@ async fn sources_move_leaders_step_down_and_members_go_offline_on_request() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_cluster_serves_its_api_over_https_to_ctl_followers_and_workers() {
+async fn a_cluster_serves_its_api_over_https_with_tokens_to_ctl_followers_and_workers() {
     let (src, dst) = source_with_a_t(500).await;
     let tls = TlsFiles::generate();
     // The worker finds etcd by asking the masters over HTTPS.
@@ -420,6 +420,12 @@ async fn a_cluster_serves_its_api_over_https_to_ctl_followers_and_workers() {
     // Plain HTTP is not served.
     let (ok, out) = run_ctl(&format!("http://{follower}"), &["query-status"]);
     assert!(!ok, "{out}");
+    // Without the token, nothing: not through the follower, not at the leader.
+    let ca = c.tls_ca.as_ref().unwrap().display().to_string();
+    for addr in &c.master_addrs {
+        let (ok, out) = run_ctl(addr, &["--tls-ca", &ca, "pause-task", "tl"]);
+        assert!(!ok && out.contains("DM-API-7301"), "{out}");
+    }
 }
 
 /// A worker frozen (SIGSTOP) while it holds a TRUNCATE it has not run yet (a failpoint

@@ -91,10 +91,21 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    pub fn new(ca: Option<&Path>, timeout: Duration) -> Result<ApiClient> {
+    /// A client trusting `ca`, presenting `token` (a bearer token) on every request.
+    pub fn new(ca: Option<&Path>, timeout: Duration, token: Option<&str>) -> Result<ApiClient> {
         let mut b = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(timeout);
+        if let Some(token) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| {
+                    Error::Invalid("the token has characters a header cannot carry".into())
+                })?;
+            value.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            b = b.default_headers(headers);
+        }
         if let Some(ca) = ca {
             let pem = std::fs::read(ca).map_err(|e| tls_err(ca, e))?;
             let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| tls_err(ca, e))?;

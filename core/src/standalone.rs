@@ -9,6 +9,14 @@ use crate::worker::Worker;
 use std::sync::Arc;
 
 pub async fn run(cfg: StandaloneConfig) -> Result<()> {
+    let guard = crate::api_auth::ApiGuard::new(
+        &cfg.master_addr,
+        None,
+        cfg.auth.as_ref(),
+        &cfg.api_hosts,
+        cfg.tls.is_some(),
+        cfg.insecure,
+    )?;
     let store: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::open(&cfg.data_dir)?);
     let worker_name = format!("{}-worker", cfg.name);
     let listener = tokio::net::TcpListener::bind(&cfg.master_addr)
@@ -31,13 +39,16 @@ pub async fn run(cfg: StandaloneConfig) -> Result<()> {
         cfg.data_dir.clone(),
     );
     let worker = tokio::spawn(worker.run());
-    let app = router(Master {
-        store,
-        standalone_worker: Some(worker_name),
-        cluster: None,
-        task_files: Default::default(),
-        api: crate::api_tls::ApiClient::new(None, std::time::Duration::from_secs(600))?,
-    });
+    let app = router(
+        Master {
+            store,
+            standalone_worker: Some(worker_name),
+            cluster: None,
+            task_files: Default::default(),
+            api: crate::api_tls::ApiClient::new(None, std::time::Duration::from_secs(600), None)?,
+        },
+        guard,
+    );
     let served = crate::api_tls::serve(listener, app, cfg.tls.as_ref()).await;
     worker.abort();
     served

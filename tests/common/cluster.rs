@@ -101,6 +101,8 @@ pub struct Cluster {
     pub master_addrs: Vec<String>,
     /// The masters serve HTTPS with a certificate signed by this CA.
     pub tls_ca: Option<PathBuf>,
+    /// The admin token the masters ask for (a cluster with TLS asks for one).
+    pub token: Option<String>,
     /// `keepalive-ttl` of workers added from now on.
     pub worker_ttl: u64,
 }
@@ -111,7 +113,8 @@ impl Cluster {
         Self::start_with(masters, workers, None)
     }
 
-    /// A cluster whose masters serve their API over HTTPS only (certificate of `tls`).
+    /// A cluster whose masters serve their API over HTTPS only (certificate of `tls`) and
+    /// ask for an admin token, which `ctl` and the workers give.
     pub fn start_tls(masters: usize, workers: usize, tls: &super::TlsFiles) -> Cluster {
         Self::start_with(masters, workers, Some(tls))
     }
@@ -144,14 +147,23 @@ impl Cluster {
             masters: vec![],
             workers: vec![],
             tls_ca: tls.map(|t| t.ca.clone()),
+            token: None,
             worker_ttl: WORKER_TTL,
         };
         let tls_lines = tls.map_or(String::new(), |t| {
+            let (ok, out) = super::run_ctl(
+                "127.0.0.1:1",
+                &["-o", "json", "token", "new", "--name", "tests"],
+            );
+            assert!(ok, "{out}");
+            let v: Value = serde_json::from_str(&out).unwrap();
+            c.token = v["token"].as_str().map(str::to_string);
             format!(
-                "tls:\n  cert: {}\n  key: {}\n  ca: {}\n",
+                "tls:\n  cert: {}\n  key: {}\n  ca: {}\nauth:\n  tokens:\n    - {{name: tests, role: admin, sha256: {}}}\n",
                 t.cert.display(),
                 t.key.display(),
-                t.ca.display()
+                t.ca.display(),
+                v["entry"]["sha256"].as_str().unwrap()
             )
         });
         for (i, (api, client, peer)) in ports.iter().enumerate() {
@@ -204,6 +216,10 @@ impl Cluster {
                 super::free_port()
             ) + &self.tls_ca.as_ref().map_or(String::new(), |ca| {
                 format!("master-tls-ca: {}\n", ca.display())
+            }) + &self.token.as_ref().map_or(String::new(), |t| {
+                let file = self.dir.path().join(format!("{name}.token"));
+                std::fs::write(&file, t).unwrap();
+                format!("token-file: {}\n", file.display())
             }),
         )
         .unwrap();
@@ -245,6 +261,7 @@ impl Cluster {
     pub fn ctl_at(&self, addrs: &str, args: &[&str]) -> (bool, String) {
         let ca = self.tls_ca.as_ref().map(|p| p.display().to_string());
         let mut all: Vec<&str> = ca.iter().flat_map(|c| ["--tls-ca", c.as_str()]).collect();
+        all.extend(self.token.iter().flat_map(|t| ["--token", t.as_str()]));
         all.extend_from_slice(args);
         super::run_ctl(addrs, &all)
     }

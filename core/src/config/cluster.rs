@@ -24,6 +24,15 @@ pub struct MasterConfig {
     /// Serve the API over HTTPS only.
     #[serde(default)]
     pub tls: Option<crate::api_tls::ApiTls>,
+    /// Tokens the API asks for; without, it asks for none (then it serves loopback only).
+    #[serde(default)]
+    pub auth: Option<crate::api_auth::ApiAuth>,
+    /// Host names the API answers to, besides its own addresses and the loopback names.
+    #[serde(default)]
+    pub api_hosts: Vec<String>,
+    /// Serve the API beyond loopback without TLS and tokens (not recommended).
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 impl MasterConfig {
@@ -100,6 +109,10 @@ pub struct WorkerConfig {
     /// The masters' API uses HTTPS with certificates signed by this CA (PEM).
     #[serde(default)]
     pub master_tls_ca: Option<PathBuf>,
+    /// A file holding the token to give the masters' API when it asks for one (an admin
+    /// token; DM_TOKEN overrides it).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
     /// Where the worker keeps local state: relay logs of its sources (`relay-dir`).
     #[serde(default = "default_worker_data_dir")]
     pub data_dir: std::path::PathBuf,

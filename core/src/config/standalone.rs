@@ -20,6 +20,15 @@ pub struct StandaloneConfig {
     /// Serve the API over HTTPS only (`cert`, `key`).
     #[serde(default)]
     pub tls: Option<crate::api_tls::ApiTls>,
+    /// Tokens the API asks for; without, it asks for none (then it serves loopback only).
+    #[serde(default)]
+    pub auth: Option<crate::api_auth::ApiAuth>,
+    /// Host names the API answers to, besides its own addresses and the loopback names.
+    #[serde(default)]
+    pub api_hosts: Vec<String>,
+    /// Serve the API beyond loopback without TLS and tokens (not recommended).
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 fn default_name() -> String {
@@ -43,6 +52,9 @@ impl Default for StandaloneConfig {
             master_addr: default_master_addr(),
             log_level: default_log_level(),
             tls: None,
+            auth: None,
+            api_hosts: vec![],
+            insecure: false,
         }
     }
 }

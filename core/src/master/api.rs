@@ -104,7 +104,8 @@ impl IntoResponse for ApiError {
 
 pub(super) type ApiResult<T> = Result<Json<T>, ApiError>;
 
-pub fn router(master: Master) -> Router {
+/// The API, behind `guard` (Host, content type, tokens: `api_auth`).
+pub fn router(master: Master, guard: crate::api_auth::ApiGuard) -> Router {
     Router::new()
         .route("/api/v1/sources", get(list_sources).post(create_source))
         .route("/api/v1/sources/{id}", delete(stop_source))
@@ -144,6 +145,10 @@ pub fn router(master: Master) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             master.clone(),
             forward::to_leader,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            std::sync::Arc::new(guard),
+            crate::api_auth::guard,
         ))
         .with_state(master)
 }

@@ -16,6 +16,14 @@ pub async fn run(cfg: MasterConfig) -> Result<()> {
                 .into(),
         ));
     }
+    let guard = crate::api_auth::ApiGuard::new(
+        &cfg.master_addr,
+        cfg.advertise_addr.as_deref(),
+        cfg.auth.as_ref(),
+        &cfg.api_hosts,
+        cfg.tls.is_some(),
+        cfg.insecure,
+    )?;
     let listener = tokio::net::TcpListener::bind(&cfg.master_addr)
         .await
         .map_err(|e| {
@@ -49,17 +57,22 @@ pub async fn run(cfg: MasterConfig) -> Result<()> {
         ));
     }
     tracing::info!(master = %cfg.name, addr = %cfg.master_addr, etcd = %endpoints.join(","), "dm master started");
+    // Forwarded requests carry their caller's token, not one of this master's.
     let api = crate::api_tls::ApiClient::new(
         crate::config::api_ca(cfg.tls.as_ref()),
         Duration::from_secs(600),
+        None,
     )?;
-    let app = router(Master {
-        store,
-        standalone_worker: None,
-        cluster: Some(membership),
-        task_files: Default::default(),
-        api,
-    });
+    let app = router(
+        Master {
+            store,
+            standalone_worker: None,
+            cluster: Some(membership),
+            task_files: Default::default(),
+            api,
+        },
+        guard,
+    );
     crate::api_tls::serve(listener, app, cfg.tls.as_ref()).await
 }
 

@@ -76,8 +76,10 @@ async fn forward(
         )
         .header(FORWARDED, "1")
         .body(body);
-    if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
-        out = out.header(header::CONTENT_TYPE, ct);
+    for name in [header::CONTENT_TYPE, header::AUTHORIZATION] {
+        if let Some(v) = parts.headers.get(&name) {
+            out = out.header(name, v);
+        }
     }
     let resp = out.send().await.map_err(|e| e.to_string())?;
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);

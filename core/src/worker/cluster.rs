@@ -25,8 +25,12 @@ pub async fn run(cfg: WorkerConfig) -> Result<()> {
         None => None,
     };
     let endpoints = {
-        let api =
-            crate::api_tls::ApiClient::new(cfg.master_tls_ca.as_deref(), Duration::from_secs(3))?;
+        let token = worker_token(&cfg)?;
+        let api = crate::api_tls::ApiClient::new(
+            cfg.master_tls_ca.as_deref(),
+            Duration::from_secs(3),
+            token.as_deref(),
+        )?;
         discover_etcd(&cfg.master_addrs, &api).await
     };
     let store: Arc<dyn MetaStore> =
@@ -193,5 +197,23 @@ async fn keep_lease(
         fence.close();
         changed.notify_one();
         tracing::warn!(worker = %name, "lease lost: subtasks stop; registering again");
+    }
+}
+
+/// The token the worker gives the masters' API: DM_TOKEN, else the `token-file`.
+fn worker_token(cfg: &crate::config::WorkerConfig) -> crate::Result<Option<String>> {
+    if let Ok(t) = std::env::var("DM_TOKEN") {
+        return Ok(Some(t.trim().to_string()));
+    }
+    match &cfg.token_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|t| Some(t.trim().to_string()))
+            .map_err(|e| {
+                crate::Error::Invalid(format!(
+                    "token-file {}: {e}; write the worker's API token there",
+                    path.display()
+                ))
+            }),
+        None => Ok(None),
     }
 }
