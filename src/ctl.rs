@@ -123,6 +123,10 @@ enum CtlCommand {
     /// is DM_SECRET_KEY (64 hex digits), the same for every dm process.
     Encrypt {
         plaintext: String,
+        /// The deployment's key file (default: DM_SECRET_KEY, else the key of ./dm.yaml's
+        /// standalone: its secret-key-path or <data-dir>/secret.key).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
     },
     /// API tokens (runs here, without a master).
     Token {
@@ -441,7 +445,20 @@ fn s(v: &Value, k: &str) -> String {
 }
 
 pub async fn run(args: CtlArgs) -> Result<()> {
-    if let CtlCommand::Encrypt { plaintext } = &args.command {
+    if let CtlCommand::Encrypt {
+        plaintext,
+        key_file,
+    } = &args.command
+    {
+        let local = Path::new("dm.yaml");
+        let key_file = key_file.clone().or_else(|| {
+            let cfg = load_file::<StandaloneConfig>(local).ok()?;
+            Some(
+                cfg.secret_key_path
+                    .unwrap_or_else(|| cfg.data_dir.join("secret.key")),
+            )
+        });
+        dm_core::secret::init(key_file.as_deref(), false).map_err(|e| anyhow!(e))?;
         println!(
             "{}",
             dm_core::secret::encrypt(plaintext).map_err(|e| anyhow!(e))?

@@ -356,22 +356,31 @@ async fn encrypted_passwords_work_and_never_show() {
     )
     .await;
     let dm = Dm::start();
-    let enc = dm.ctl_ok(&["encrypt", secret]).trim().to_string();
+    // The standalone made its key on its first start.
+    let key = dm.dir.path().join("data/secret.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let enc = dm
+        .ctl_ok(&["encrypt", "--key-file", key.to_str().unwrap(), secret])
+        .trim()
+        .to_string();
     assert!(enc.starts_with("enc:") && !enc.contains(secret), "{enc}");
-    let with_user = |db: &MariaDb| {
+    // The source file has the password encrypted, the task file in clear.
+    let with_user = |db: &MariaDb, password: &str| {
         db.yaml()
             .replace("user: root", "user: dmu")
-            .replace("password: \"\"", &format!("password: \"{enc}\""))
+            .replace("password: \"\"", &format!("password: \"{password}\""))
     };
     let sf = dm.file(
         "source.yaml",
         &format!(
             "source-id: src1\nenable-gtid: true\nfrom:\n  {}\n",
-            with_user(&src)
+            with_user(&src, &enc)
         ),
     );
     dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
-    let task = task_yaml("sec", "all", "src1", &dst, &["s"]).replace(&dst.yaml(), &with_user(&dst));
+    let task =
+        task_yaml("sec", "all", "src1", &dst, &["s"]).replace(&dst.yaml(), &with_user(&dst, secret));
     let tf = dm.file("task.yaml", &task);
     dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
     wait_caught_up(&dm, "sec", &src).await;
@@ -379,6 +388,20 @@ async fn encrypted_passwords_work_and_never_show() {
     let shown =
         dm.ctl_ok(&["--output", "json", "query-status"]) + &dm.ctl_ok(&["operate-source", "show"]);
     assert!(!shown.contains(secret) && !dm.log().contains(secret));
+    // Stored encrypted: no file of the data dir holds the password in clear.
+    let mut dirs = vec![dm.dir.path().join("data")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                let bytes = std::fs::read(&p).unwrap_or_default();
+                let text = String::from_utf8_lossy(&bytes);
+                assert!(!text.contains(secret), "{} holds the password in clear", p.display());
+            }
+        }
+    }
 
     // A value encrypted under another key is refused with the file, line and fix.
     let bad = dm.file(

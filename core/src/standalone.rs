@@ -18,6 +18,11 @@ pub async fn run(cfg: StandaloneConfig) -> Result<()> {
         cfg.insecure,
     )?;
     let store: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::open(&cfg.data_dir)?);
+    let key = cfg
+        .secret_key_path
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("secret.key"));
+    crate::secret::init(Some(&key), true).map_err(Error::Invalid)?;
     let worker_name = format!("{}-worker", cfg.name);
     let listener = tokio::net::TcpListener::bind(&cfg.master_addr)
         .await

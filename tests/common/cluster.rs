@@ -150,6 +150,14 @@ impl Cluster {
             token: None,
             worker_ttl: WORKER_TTL,
         };
+        // The deployment's key for stored passwords, shared by every master and worker.
+        let key_file = c.dir.path().join("secret.key");
+        let mut key = [0u8; 32];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut key)
+            .unwrap();
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(&key_file, hex).unwrap();
+        let key_line = format!("secret-key-path: {}\n", key_file.display());
         let tls_lines = tls.map_or(String::new(), |t| {
             let (ok, out) = super::run_ctl(
                 "127.0.0.1:1",
@@ -174,7 +182,7 @@ impl Cluster {
                 format!(
                     "name: {name}\nmaster-addr: 127.0.0.1:{api}\nelection-ttl: 2\netcd:\n  embed:\n    \
                      data-dir: {}\n    client-url: http://127.0.0.1:{client}\n    peer-url: http://127.0.0.1:{peer}\n    \
-                     initial-cluster: {initial}\n    bin: {}\n{tls_lines}",
+                     initial-cluster: {initial}\n    bin: {}\n{tls_lines}{key_line}",
                     c.dir.path().join(format!("etcd-{name}")).display(),
                     etcd.display()
                 ),
@@ -209,11 +217,12 @@ impl Cluster {
             &config,
             format!(
                 "name: {name}\nkeepalive-ttl: {}\nmaster-addrs: [{}]\n\
-                 data-dir: {}\nstatus-addr: 127.0.0.1:{}\n",
+                 data-dir: {}\nstatus-addr: 127.0.0.1:{}\nsecret-key-path: {}\n",
                 self.worker_ttl,
                 self.master_addrs.join(", "),
                 self.dir.path().join(format!("{name}-data")).display(),
-                super::free_port()
+                super::free_port(),
+                self.dir.path().join("secret.key").display()
             ) + &self.tls_ca.as_ref().map_or(String::new(), |ca| {
                 format!("master-tls-ca: {}\n", ca.display())
             }) + &self.token.as_ref().map_or(String::new(), |t| {

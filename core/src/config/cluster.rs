@@ -33,6 +33,10 @@ pub struct MasterConfig {
     /// Serve the API beyond loopback without TLS and tokens (not recommended).
     #[serde(default)]
     pub insecure: bool,
+    /// File with the key that encrypts stored passwords (64 hex digits; DM_SECRET_KEY
+    /// overrides it). Every master and worker of a deployment has the same key.
+    #[serde(default)]
+    pub secret_key_path: Option<PathBuf>,
 }
 
 impl MasterConfig {
@@ -113,6 +117,10 @@ pub struct WorkerConfig {
     /// token; DM_TOKEN overrides it).
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// File with the key that encrypts stored passwords (64 hex digits; DM_SECRET_KEY
+    /// overrides it). Every master and worker of a deployment has the same key.
+    #[serde(default)]
+    pub secret_key_path: Option<PathBuf>,
     /// Where the worker keeps local state: relay logs of its sources (`relay-dir`).
     #[serde(default = "default_worker_data_dir")]
     pub data_dir: std::path::PathBuf,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct DbConfig {
     pub host: String,
@@ -52,7 +52,34 @@ fn default_user() -> String {
     "root".into()
 }
 
+/// Never prints the password, so no log or panic message can carry it.
+impl std::fmt::Debug for DbConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field(
+                "password",
+                &if self.password.is_empty() {
+                    ""
+                } else {
+                    "******"
+                },
+            )
+            .field("session", &self.session)
+            .field("security", &self.security)
+            .finish()
+    }
+}
+
 impl DbConfig {
+    /// Encrypts the password for storage (a master stores none in clear).
+    pub fn seal_password(&mut self) -> crate::Result<()> {
+        self.password = crate::secret::seal(&self.password).map_err(crate::Error::Invalid)?;
+        Ok(())
+    }
+
     pub fn addr(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }

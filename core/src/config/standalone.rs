@@ -29,6 +29,10 @@ pub struct StandaloneConfig {
     /// Serve the API beyond loopback without TLS and tokens (not recommended).
     #[serde(default)]
     pub insecure: bool,
+    /// File with the key that encrypts stored passwords (64 hex digits; DM_SECRET_KEY
+    /// overrides it); default `<data-dir>/secret.key`, made on the first start.
+    #[serde(default)]
+    pub secret_key_path: Option<PathBuf>,
 }
 
 fn default_name() -> String {
@@ -55,6 +59,7 @@ impl Default for StandaloneConfig {
             auth: None,
             api_hosts: vec![],
             insecure: false,
+            secret_key_path: None,
         }
     }
 }

@@ -67,6 +67,12 @@ pub fn opts(cfg: &DbConfig) -> Opts {
 
 /// Opens one connection, with a bounded wait so an unreachable server fails fast.
 pub async fn connect(cfg: &DbConfig, role: DbRole) -> Result<Conn> {
+    if let Err(e) = crate::secret::reveal(&cfg.password) {
+        return Err(Error::Invalid(format!(
+            "{role} {}: its stored password: {e}",
+            cfg.addr()
+        )));
+    }
     let fut = Conn::new(opts(cfg));
     match tokio::time::timeout(Duration::from_secs(10), fut).await {
         Ok(r) => r.map_err(|e| Error::db(role, &cfg.addr(), e)),

@@ -165,8 +165,9 @@ async fn create_source(
     State(m): State<Master>,
     Json(body): Json<FileBody>,
 ) -> ApiResult<SourceView> {
-    let src = SourceConfig::parse(&body.file, &body.content)?;
+    let mut src = SourceConfig::parse(&body.file, &body.content)?;
     probe_source(&src).await?;
+    src.from.seal_password()?;
     let key = keys::source(&src.source_id);
     let value = serde_json::to_vec(&src).map_err(|e| Error::Invalid(e.to_string()))?;
     if !m.store.compare_and_put(&key, None, value).await? {
@@ -257,6 +258,7 @@ async fn start_task(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiR
         }
         crate::shard::remove_task_state(m.store.as_ref(), &task.name).await?;
     }
+    task.target_database.seal_password()?;
     let key = keys::task(&task.name);
     let value = serde_json::to_vec(&task).map_err(|e| Error::Invalid(e.to_string()))?;
     if !m.store.compare_and_put(&key, None, value).await? {
@@ -457,6 +459,13 @@ pub(super) async fn apply_update(
 ) -> Result<TaskConfig, Error> {
     let old = load_task(m, name).await?;
     let mut task = TaskConfig::parse(&body.file, &body.content)?;
+    // Stored encrypted: the same password written in clear (or encrypted again) is no change.
+    if crate::secret::same(
+        &task.target_database.password,
+        &old.target_database.password,
+    ) {
+        task.target_database.password = old.target_database.password.clone();
+    }
     let sources = |t: &TaskConfig| {
         t.mysql_instances
             .iter()

@@ -24,6 +24,11 @@ pub async fn run(cfg: MasterConfig) -> Result<()> {
         cfg.tls.is_some(),
         cfg.insecure,
     )?;
+    if !crate::secret::init(cfg.secret_key_path.as_deref(), false).map_err(Error::Invalid)? {
+        return Err(Error::Invalid(
+            "a master stores the passwords it is given encrypted and needs the deployment's key: set secret-key-path (a file with 64 hex digits, the same on every master and worker: `head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > secret.key; chmod 600 secret.key`) or DM_SECRET_KEY".into(),
+        ));
+    }
     let listener = tokio::net::TcpListener::bind(&cfg.master_addr)
         .await
         .map_err(|e| {

@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 const MARGIN: Duration = Duration::from_millis(300);
 
 pub async fn run(cfg: WorkerConfig) -> Result<()> {
+    // Stored passwords are encrypted: without the key the worker cannot connect.
+    if !crate::secret::init(cfg.secret_key_path.as_deref(), false).map_err(crate::Error::Invalid)? {
+        tracing::warn!("no secret key (secret-key-path or DM_SECRET_KEY): this worker cannot use the encrypted passwords the masters store");
+    }
     // Bound first: a taken port is a config error, reported before anything starts.
     let status = match &cfg.status_addr {
         Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
