@@ -359,7 +359,10 @@ async fn encrypted_passwords_work_and_never_show() {
     // The standalone made its key on its first start.
     let key = dm.dir.path().join("data/secret.key");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let enc = dm
         .ctl_ok(&["encrypt", "--key-file", key.to_str().unwrap(), secret])
         .trim()
@@ -379,8 +382,8 @@ async fn encrypted_passwords_work_and_never_show() {
         ),
     );
     dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
-    let task =
-        task_yaml("sec", "all", "src1", &dst, &["s"]).replace(&dst.yaml(), &with_user(&dst, secret));
+    let task = task_yaml("sec", "all", "src1", &dst, &["s"])
+        .replace(&dst.yaml(), &with_user(&dst, secret));
     let tf = dm.file("task.yaml", &task);
     dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
     wait_caught_up(&dm, "sec", &src).await;
@@ -398,7 +401,11 @@ async fn encrypted_passwords_work_and_never_show() {
             } else {
                 let bytes = std::fs::read(&p).unwrap_or_default();
                 let text = String::from_utf8_lossy(&bytes);
-                assert!(!text.contains(secret), "{} holds the password in clear", p.display());
+                assert!(
+                    !text.contains(secret),
+                    "{} holds the password in clear",
+                    p.display()
+                );
             }
         }
     }

@@ -281,7 +281,9 @@ async fn expressions_compare_as_mysql_compares() {
     src.exec(&format!(
         "CREATE DATABASE x; USE x;
          CREATE TABLE t1 (id INT PRIMARY KEY, should_skip INT{columns});
-         CREATE TABLE t2 (id INT PRIMARY KEY, should_skip INT, c INT);"
+         CREATE TABLE t2 (id INT PRIMARY KEY, should_skip INT, c INT);
+         CREATE TABLE t5 (id INT PRIMARY KEY, should_skip INT, c INT);
+         INSERT INTO t5 VALUES (1, 0, 99), (2, 0, 101), (3, 0, 1), (4, 0, 1);"
     ))
     .await;
     // Rows of the full phase: ENUM, SET and TIMESTAMP as the copier reads them.
@@ -304,12 +306,26 @@ async fn expressions_compare_as_mysql_compares() {
     yaml = yaml.replacen(
         "    block-allow-list: sel\n",
         &format!(
-            "    block-allow-list: sel\n    expression-filters: [{}, even-c]\n",
+            "    block-allow-list: sel\n    expression-filters: [{}, even-c, old-big, new-big, one-to-two]\n",
             names.join(", ")
         ),
         1,
     );
     yaml.push_str("expression-filter:\n  even-c:\n    schema: x\n    table: t2\n    insert-value-expr: \"c % 2 = 0\"\n");
+    // Three update filters on one table: each decides on its own.
+    for (name, old, new) in [
+        ("old-big", Some("c > 100"), None),
+        ("new-big", None, Some("c > 100")),
+        ("one-to-two", Some("c = 1"), Some("c = 2")),
+    ] {
+        yaml.push_str(&format!("  {name}:\n    schema: x\n    table: t5\n"));
+        if let Some(e) = old {
+            yaml.push_str(&format!("    update-old-value-expr: \"{e}\"\n"));
+        }
+        if let Some(e) = new {
+            yaml.push_str(&format!("    update-new-value-expr: \"{e}\"\n"));
+        }
+    }
     for (i, (_, _, expr, ..)) in TYPED.iter().enumerate() {
         yaml.push_str(&format!(
             "  e{i}:\n    schema: x\n    table: t1\n    insert-value-expr: '{}'\n",
@@ -327,11 +343,21 @@ async fn expressions_compare_as_mysql_compares() {
     src.exec(
         "USE x; INSERT INTO t2 VALUES (1, 0, 1), (2, 1, 2);
          ALTER TABLE t2 DROP COLUMN c; INSERT INTO t2 VALUES (5, 0), (6, 0);
-         ALTER TABLE t2 ADD COLUMN c INT; INSERT INTO t2 VALUES (7, 1, 8), (8, 0, 9);",
+         ALTER TABLE t2 ADD COLUMN c INT; INSERT INTO t2 VALUES (7, 1, 8), (8, 0, 9);
+         UPDATE t5 SET should_skip = 1, c = 110 WHERE id = 1;
+         UPDATE t5 SET should_skip = 1, c = 20 WHERE id = 2;
+         UPDATE t5 SET should_skip = 1, c = 2 WHERE id = 3;
+         UPDATE t5 SET c = 3 WHERE id = 4;",
     )
     .await;
     wait_caught_up(&dm, "ex", &src).await;
 
+    let t5 = rows(&dst, "SELECT * FROM x.t5 ORDER BY id").await;
+    let want: Vec<Vec<String>> = [(1, 99), (2, 101), (3, 1), (4, 3)]
+        .iter()
+        .map(|(id, c)| vec![id.to_string(), "0".into(), c.to_string()])
+        .collect();
+    assert_eq!(t5, want, "x.t5: only the update no filter drops");
     for t in ["t1", "t2"] {
         let kept = format!("SELECT * FROM x.{t} WHERE should_skip = 0 ORDER BY id");
         let on_target = rows(&dst, &format!("SELECT * FROM x.{t} ORDER BY id")).await;

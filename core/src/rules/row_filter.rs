@@ -10,46 +10,68 @@ use crate::schema::{Table, TableName};
 use crate::upstream::RowOp;
 use std::collections::BTreeMap;
 
+/// One `expression-filter` entry: each filter decides on its own (as in TiDB DM), so two
+/// filters' old- and new-value expressions never combine.
 #[derive(Debug, Clone, Default)]
-struct TableExprs {
-    insert: Vec<RowExpr>,
-    update_old: Vec<RowExpr>,
-    update_new: Vec<RowExpr>,
-    delete: Vec<RowExpr>,
+struct Filter {
+    insert: Option<RowExpr>,
+    update_old: Option<RowExpr>,
+    update_new: Option<RowExpr>,
+    delete: Option<RowExpr>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct RowFilters {
-    tables: BTreeMap<TableName, TableExprs>,
+    tables: BTreeMap<TableName, Vec<Filter>>,
 }
 
-fn any_true(exprs: &[RowExpr], table: &Table, row: &[Datum]) -> Result<bool, String> {
-    for e in exprs {
-        if e.matches(table, row)? {
-            return Ok(true);
+fn is_true(e: &Option<RowExpr>, table: &Table, row: &[Datum]) -> Result<bool, String> {
+    match e {
+        Some(e) => e.matches(table, row),
+        None => Ok(false),
+    }
+}
+
+impl Filter {
+    fn drops(
+        &self,
+        table: &Table,
+        op: RowOp,
+        before: Option<&[Datum]>,
+        after: Option<&[Datum]>,
+    ) -> Result<bool, String> {
+        match (op, before, after) {
+            (RowOp::Insert, _, Some(a)) => is_true(&self.insert, table, a),
+            (RowOp::Delete, Some(b), _) => is_true(&self.delete, table, b),
+            (RowOp::Update, Some(b), Some(a)) => {
+                if self.update_old.is_none() && self.update_new.is_none() {
+                    return Ok(false);
+                }
+                // A side the filter does not name holds.
+                let old = self.update_old.is_none() || is_true(&self.update_old, table, b)?;
+                let new = self.update_new.is_none() || is_true(&self.update_new, table, a)?;
+                Ok(old && new)
+            }
+            _ => Ok(false),
         }
     }
-    Ok(false)
 }
 
 impl RowFilters {
     /// Expressions were validated when the task file was parsed.
     pub fn new<'a>(filters: impl IntoIterator<Item = &'a ExpressionFilter>) -> Self {
-        let mut tables: BTreeMap<TableName, TableExprs> = BTreeMap::new();
+        let mut tables: BTreeMap<TableName, Vec<Filter>> = BTreeMap::new();
+        let parse = |text: &Option<String>| text.as_deref().and_then(|t| RowExpr::parse(t).ok());
         for f in filters {
-            let t = tables
+            tables
                 .entry(TableName::new(f.schema.clone(), f.table.clone()))
-                .or_default();
-            for (text, list) in [
-                (&f.insert_value_expr, &mut t.insert),
-                (&f.update_old_value_expr, &mut t.update_old),
-                (&f.update_new_value_expr, &mut t.update_new),
-                (&f.delete_value_expr, &mut t.delete),
-            ] {
-                if let Some(e) = text.as_deref().and_then(|t| RowExpr::parse(t).ok()) {
-                    list.push(e);
-                }
-            }
+                .or_default()
+                .push(Filter {
+                    insert: parse(&f.insert_value_expr),
+                    update_old: parse(&f.update_old_value_expr),
+                    update_new: parse(&f.update_new_value_expr),
+                    delete: parse(&f.delete_value_expr),
+                });
         }
         RowFilters { tables }
     }
@@ -59,7 +81,7 @@ impl RowFilters {
         self.tables.contains_key(table)
     }
 
-    /// Whether a change is dropped.
+    /// Whether a change is dropped: some filter of its table drops it.
     pub fn drops(
         &self,
         table: &Table,
@@ -67,21 +89,63 @@ impl RowFilters {
         before: Option<&[Datum]>,
         after: Option<&[Datum]>,
     ) -> Result<bool, String> {
-        let Some(t) = self.tables.get(&table.name) else {
-            return Ok(false);
-        };
-        match (op, before, after) {
-            (RowOp::Insert, _, Some(a)) => any_true(&t.insert, table, a),
-            (RowOp::Delete, Some(b), _) => any_true(&t.delete, table, b),
-            (RowOp::Update, Some(b), Some(a)) => {
-                if t.update_old.is_empty() && t.update_new.is_empty() {
-                    return Ok(false);
-                }
-                let old = t.update_old.is_empty() || any_true(&t.update_old, table, b)?;
-                let new = t.update_new.is_empty() || any_true(&t.update_new, table, a)?;
-                Ok(old && new)
+        for f in self.tables.get(&table.name).into_iter().flatten() {
+            if f.drops(table, op, before, after)? {
+                return Ok(true);
             }
-            _ => Ok(false),
         }
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Column;
+
+    /// TiDB DM's expression_filter t5: three update filters on one table, each on its own.
+    #[test]
+    fn each_filter_decides_on_its_own() {
+        let f = |old: Option<&str>, new: Option<&str>| ExpressionFilter {
+            schema: "d".into(),
+            table: "t5".into(),
+            insert_value_expr: None,
+            update_old_value_expr: old.map(str::to_string),
+            update_new_value_expr: new.map(str::to_string),
+            delete_value_expr: None,
+        };
+        let filters = [
+            f(Some("c > 100"), None),
+            f(None, Some("c > 100")),
+            f(Some("c = 1"), Some("c = 2")),
+        ];
+        let rf = RowFilters::new(&filters);
+        let table = Table {
+            name: TableName::new("d", "t5"),
+            columns: vec![Column {
+                name: "c".into(),
+                data_type: "int".into(),
+                unsigned: false,
+                nullable: true,
+                generated: false,
+                members: vec![],
+            }],
+            primary_key: vec![],
+            unique_keys: vec![],
+            prefixed_keys: vec![],
+        };
+        let update = |from: i64, to: i64| {
+            rf.drops(
+                &table,
+                RowOp::Update,
+                Some(&[Datum::Int(from)]),
+                Some(&[Datum::Int(to)]),
+            )
+            .unwrap()
+        };
+        assert!(update(99, 110), "new value > 100");
+        assert!(update(101, 20), "old value > 100");
+        assert!(update(1, 2), "old = 1 and new = 2");
+        assert!(!update(1, 3), "no filter holds on both of its sides");
     }
 }
