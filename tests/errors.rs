@@ -76,6 +76,29 @@ fn config_mistakes_name_file_line_and_field() {
         "{e}"
     );
     assert!(e.hint().contains("docs/config.md"));
+
+    // Names that become paths: refused with the line, never joined to a directory.
+    let source = |extra: &str| {
+        SourceConfig::parse(
+            "source.yaml",
+            &format!("source-id: s1\nfrom:\n  host: h\n{extra}"),
+        )
+    };
+    for bad in ["../../../../tmp/x.000001", "/tmp/x.000001", "x"] {
+        let e = source(&format!("relay-binlog-name: \"{bad}\"\n")).unwrap_err();
+        assert!(
+            e.to_string().starts_with("source.yaml:4:")
+                && e.to_string().contains("not a binlog file name"),
+            "{bad}: {e}"
+        );
+    }
+    // TiDB DM's "not set".
+    assert_eq!(
+        source("relay-binlog-name: ''\n").unwrap().relay_binlog_name,
+        None
+    );
+    let e = SourceConfig::parse("source.yaml", "source-id: ../s1\nfrom:\n  host: h\n").unwrap_err();
+    assert!(e.to_string().starts_with("source.yaml:1:"), "{e}");
 }
 
 #[test]
@@ -339,6 +362,21 @@ fn completion_scripts_cover_the_commands() {
             assert!(text.contains(cmd), "{shell} completion lacks {cmd}");
         }
     }
+}
+
+/// A source file whose flavor is not the server's is refused when the source is created
+/// (it paused later, in the full phase, on `gtid_executed`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flavor_that_is_not_the_servers_is_refused() {
+    let src = MariaDb::start(1);
+    let dm = Dm::start();
+    let sf = dm.file(
+        "source.yaml",
+        &source_yaml("src1", &src)
+            .replace("enable-gtid: true\n", "enable-gtid: true\nflavor: mysql\n"),
+    );
+    let (ok, out) = dm.ctl(&["operate-source", "create", sf.to_str().unwrap()]);
+    assert!(!ok && out.contains("flavor: mariadb"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -429,9 +429,27 @@ async fn check_target_tables(
 }
 
 /// A source that cannot be reached or read fails `operate-source create` early.
+/// A `flavor` that is not the server's is refused: dm would read its binlog and GTIDs the
+/// wrong way.
 pub async fn probe_source(src: &SourceConfig) -> Result<(), Error> {
     let mut conn = crate::db::connect(&src.from, DbRole::Source).await?;
-    conn.query_drop("SELECT 1")
+    let version: Option<String> = conn
+        .query_first("SELECT VERSION()")
         .await
-        .map_err(|e| Error::db(DbRole::Source, &src.from.addr(), e))
+        .map_err(|e| Error::db(DbRole::Source, &src.from.addr(), e))?;
+    let version = version.unwrap_or_default();
+    let actual = if version.to_ascii_lowercase().contains("mariadb") {
+        crate::config::Flavor::Mariadb
+    } else {
+        crate::config::Flavor::Mysql
+    };
+    match src.flavor {
+        Some(f) if f != actual => Err(Error::Invalid(format!(
+            "source `{}`: flavor is {f:?} but {} runs {version} ({actual:?}); set `flavor: {}` or leave it out (dm detects it)",
+            src.source_id,
+            src.from.addr(),
+            format!("{actual:?}").to_lowercase()
+        ))),
+        _ => Ok(()),
+    }
 }

@@ -132,6 +132,17 @@ pub(crate) fn check_security(file: &str, text: &str, at: &str, db: &DbConfig) ->
     Ok(())
 }
 
+/// A name that becomes part of paths and metadata keys: letters, digits, `_`, `-`, `.`; not
+/// starting with a dot; at most 64 characters.
+pub(crate) fn is_safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
 pub(crate) fn check_password(file: &str, text: &str, field: &str, value: &str) -> Result<()> {
     crate::secret::reveal(value).map(|_| ()).map_err(|e| {
         semantic_error(

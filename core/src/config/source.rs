@@ -79,7 +79,11 @@ pub enum Flavor {
 
 impl SourceConfig {
     pub fn parse(file: &str, text: &str) -> Result<Self> {
-        let cfg: SourceConfig = parse_yaml(file, text)?;
+        let mut cfg: SourceConfig = parse_yaml(file, text)?;
+        // TiDB DM's files write `relay-binlog-name: ''` for "not set".
+        if cfg.relay_binlog_name.as_deref() == Some("") {
+            cfg.relay_binlog_name = None;
+        }
         super::check_password(file, text, "from.password", &cfg.from.password)?;
         super::check_security(file, text, "from", &cfg.from)?;
         if cfg.source_id.trim().is_empty() {
@@ -90,6 +94,26 @@ impl SourceConfig {
                 "source-id: must not be empty".into(),
                 "name the source, e.g. `source-id: mysql-01`",
             ));
+        }
+        if !super::is_safe_name(&cfg.source_id) {
+            return Err(semantic_error(
+                file,
+                text,
+                "source-id",
+                format!("source-id: `{}` may only hold letters, digits, `_`, `-` and `.` (at most 64; it names directories and keys)", cfg.source_id),
+                "e.g. `source-id: mysql-01`",
+            ));
+        }
+        if let Some(name) = &cfg.relay_binlog_name {
+            if !crate::relay::files::is_binlog_name(name) {
+                return Err(semantic_error(
+                    file,
+                    text,
+                    "relay-binlog-name",
+                    format!("relay-binlog-name: `{name}` is not a binlog file name"),
+                    "give a file name of the source's binlog such as `mysql-bin.000001`, or leave the field out",
+                ));
+            }
         }
         if cfg.from.host.trim().is_empty() {
             return Err(semantic_error(

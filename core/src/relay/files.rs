@@ -26,6 +26,16 @@ pub fn index(name: &str) -> Option<u64> {
         .flatten()
 }
 
+/// Whether `name` is a plain binlog file name (`mysql-bin.000042`): no directory part, not
+/// hidden, a numeric suffix. Names from a config, a checkpoint or a source's ROTATE event
+/// reach the relay directory only through this check.
+pub fn is_binlog_name(name: &str) -> bool {
+    !name.starts_with('.')
+        && !name.contains(['/', '\\', '\0'])
+        && name.len() <= 255
+        && index(name).is_some()
+}
+
 /// The binlog files in `dir`, oldest first.
 pub fn list(dir: &Path) -> io::Result<Vec<String>> {
     let mut names = vec![];
@@ -173,6 +183,21 @@ pub fn read_at(f: &std::fs::File, offset: u64, buf: &mut [u8]) -> io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_binlog_names() {
+        assert!(is_binlog_name("mysql-bin.000042"));
+        for bad in [
+            "../../x.000001",
+            "/tmp/evil.000001",
+            ".hidden.000001",
+            "x",
+            "a/b.000001",
+            "",
+        ] {
+            assert!(!is_binlog_name(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn names_and_order() {

@@ -11,7 +11,7 @@
 //!   again (`needed.json`, kept while a task is paused and across restarts), never the file
 //!   being written.
 
-mod files;
+pub mod files;
 mod reader;
 mod writer;
 

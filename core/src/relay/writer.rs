@@ -255,6 +255,13 @@ struct Output {
 
 impl Output {
     fn open(relay: &Relay, at: &BinlogPos) -> Result<Output> {
+        if !files::is_binlog_name(&at.name) {
+            return Err(relay_err(
+                relay,
+                format!("`{}` is not a plain binlog file name (from relay-binlog-name, a checkpoint or the source's ROTATE event); nothing is written outside the relay dir", at.name),
+                false,
+            ));
+        }
         let path = relay.dir.join(&at.name);
         let io = |e: std::io::Error| relay_err(relay, format!("{}: {e}", path.display()), true);
         use std::os::unix::fs::OpenOptionsExt;

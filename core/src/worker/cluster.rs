@@ -15,6 +15,12 @@ use std::time::{Duration, Instant};
 const MARGIN: Duration = Duration::from_millis(300);
 
 pub async fn run(cfg: WorkerConfig) -> Result<()> {
+    if !crate::config::is_safe_name(&cfg.name) {
+        return Err(crate::Error::Invalid(format!(
+            "worker name `{}` may only hold letters, digits, `_`, `-` and `.` (at most 64): it names metadata keys and locks",
+            cfg.name
+        )));
+    }
     // Stored passwords are encrypted: without the key the worker cannot connect.
     if !crate::secret::init(cfg.secret_key_path.as_deref(), false).map_err(crate::Error::Invalid)? {
         tracing::warn!("no secret key (secret-key-path or DM_SECRET_KEY): this worker cannot use the encrypted passwords the masters store");
