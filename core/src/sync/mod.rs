@@ -226,7 +226,7 @@ impl Incremental {
         .await?;
         let (tx, rx) = mpsc::channel::<Result<ReaderMsg>>(64);
         let read_budget = crate::budget::ByteBudget::new(crate::budget::READ_QUEUE_BYTES);
-        let _reader = AbortOnDrop(tokio::spawn(read_loop(reader, tx, read_budget)));
+        let mut reader_task = AbortOnDrop(tokio::spawn(read_loop(reader, tx, read_budget)));
         self.progress.set_position(&cp.position);
         let mut d = Dispatcher {
             inc: self,
@@ -252,9 +252,34 @@ impl Incremental {
         d.register_shards().await?;
         d.restore_blocked().await?;
         d.note_needed();
-        d.run(rx).await
+        let result = d.run(rx).await;
+        let at = d.cp.position.binlog.to_string();
+        match result {
+            // The reader ends by sending its error: ending without one is a crash.
+            Err(Error::Invalid(m)) if m == READER_STOPPED => {
+                let why = match (&mut reader_task.0).await {
+                    Err(e) if e.is_panic() => {
+                        let p = e.into_panic();
+                        p.downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_default()
+                    }
+                    _ => String::new(),
+                };
+                Err(Error::Binlog {
+                    source_id: self.source.source_id.clone(),
+                    position: at,
+                    message: format!("the binlog reader crashed after this position: {why}"),
+                    retryable: false,
+                })
+            }
+            r => r,
+        }
     }
 }
+
+const READER_STOPPED: &str = "binlog reader stopped";
 
 async fn read_loop(
     mut reader: BinlogReader,
@@ -317,7 +342,7 @@ impl Dispatcher<'_> {
         loop {
             let msg = match tokio::time::timeout(QUIET, rx.recv()).await {
                 Err(_) => None,
-                Ok(None) => return Err(Error::Invalid("binlog reader stopped".into())),
+                Ok(None) => return Err(Error::Invalid(READER_STOPPED.into())),
                 Ok(Some(m)) => Some(m?),
             };
             match msg {

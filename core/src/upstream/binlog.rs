@@ -511,7 +511,18 @@ impl BinlogReader {
                 if !self.filter.allows_table(&table.schema, &table.table) {
                     return Ok(None);
                 }
-                let rows = re
+                let patched = super::time2::patch(tme).map_err(|e| {
+                    self.err(
+                        log_pos,
+                        format!("cannot decode rows of {table}: {e}"),
+                        false,
+                    )
+                })?;
+                let (tme, time2) = match &patched {
+                    Some(p) => (&p.tme, p.columns.as_slice()),
+                    None => (tme, &[][..]),
+                };
+                let mut rows = re
                     .rows(tme)
                     .map(|r| r.map(|(before, after)| (before.map(image), after.map(image))))
                     .collect::<std::io::Result<Vec<_>>>()
@@ -522,6 +533,20 @@ impl BinlogReader {
                             false,
                         )
                     })?;
+                for image in rows.iter_mut().flat_map(|(b, a)| [b, a]).flatten() {
+                    for &i in time2 {
+                        if let Some(v) = image.get_mut(i).and_then(Option::take) {
+                            let fixed = super::time2::decode(v).map_err(|e| {
+                                self.err(
+                                    log_pos,
+                                    format!("cannot decode rows of {table}: {e}"),
+                                    false,
+                                )
+                            })?;
+                            image[i] = Some(fixed);
+                        }
+                    }
+                }
                 self.rows_in_txn += rows.len();
                 self.bytes_in_txn += h.event_size() as usize;
                 self.current.events.push(BinlogEvent {

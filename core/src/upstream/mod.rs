@@ -3,6 +3,7 @@
 mod binlog;
 mod context;
 mod position;
+mod time2;
 
 pub use binlog::{
     prepare_dump, BinlogEvent, BinlogOrigin, BinlogReader, EventKind, RowImage, RowOp, Txn,
