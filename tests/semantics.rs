@@ -230,3 +230,44 @@ async fn database_statements_follow_schema_routes() {
     };
     assert_eq!(away, [1, 2], "the routed rows of away1 and away2");
 }
+
+/// A DDL written in a `SET NAMES gbk` session (TiDB DM's gbk workload): its bytes are GBK, not
+/// UTF-8, and the target reads them as GBK too, so the comment and the ENUM members keep their
+/// characters (they became U+FFFD).
+#[tokio::test(flavor = "multi_thread")]
+async fn ddl_written_in_another_client_character_set_keeps_its_characters() {
+    use mysql_async::prelude::Queryable;
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec("CREATE DATABASE g CHARACTER SET gbk").await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let tf = dm.file("task.yaml", &task_yaml("gb", "all", "src1", &dst, &["g"]));
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "gb", &src).await;
+    // 你好 and 中, 文 in GBK.
+    let (nihao, zhong, wen): (&[u8], &[u8], &[u8]) =
+        (b"\xC4\xE3\xBA\xC3", b"\xD6\xD0", b"\xCE\xC4");
+    let mut ddl: Vec<u8> = b"CREATE TABLE g.t (c INT PRIMARY KEY COMMENT '".to_vec();
+    ddl.extend_from_slice(nihao);
+    ddl.extend_from_slice(b"', e ENUM('");
+    ddl.extend_from_slice(zhong);
+    ddl.extend_from_slice(b"', '");
+    ddl.extend_from_slice(wen);
+    ddl.extend_from_slice(b"') CHARACTER SET gbk, v VARCHAR(10) CHARACTER SET gbk)");
+    let mut insert: Vec<u8> = b"INSERT INTO g.t VALUES (1, '".to_vec();
+    insert.extend_from_slice(wen);
+    insert.extend_from_slice(b"', '");
+    insert.extend_from_slice(nihao);
+    insert.extend_from_slice(b"')");
+    let mut c = src.conn().await;
+    c.query_drop("SET NAMES gbk").await.unwrap();
+    c.query_drop(ddl.as_slice()).await.unwrap();
+    c.query_drop(insert.as_slice()).await.unwrap();
+    drop(c);
+    wait_caught_up(&dm, "gb", &src).await;
+    assert_same(&src, &dst, &["g"]).await;
+    let comment: String = dst
+        .value("SELECT COLUMN_COMMENT FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'g' AND COLUMN_NAME = 'c'")
+        .await;
+    assert_eq!(comment, "你好");
+}

@@ -120,7 +120,8 @@ impl Dispatcher<'_> {
             self.create_database_away(&ddl.tables[0].schema, &at)
                 .await?;
         }
-        self.run_on_target(ddl.default_db(), sql, &at).await?;
+        self.run_source_statement(ddl.default_db(), sql, &at)
+            .await?;
         if let Err(message) = ddl.apply(&mut self.cp.tracker) {
             // The target ran the same statement: its definition is the truth.
             let mut found = false;
@@ -375,7 +376,7 @@ impl Dispatcher<'_> {
             tracing::warn!(position = %at, statement = sql, "DDL filtered out; dm cannot track what it changes");
             return Ok(());
         }
-        self.run_on_target(db, sql, &at).await?;
+        self.run_source_statement(db, sql, &at).await?;
         let te = self.tgt_err();
         match crate::schema::load_table(&mut self.conn, &table)
             .await
@@ -395,6 +396,34 @@ impl Dispatcher<'_> {
     }
 
     async fn run_on_target(&mut self, default_db: &str, sql: &str, at: &str) -> Result<()> {
+        self.run_on_target_as(default_db, sql, None, at).await
+    }
+
+    /// Runs the source's own statement. Its text reaches dm as UTF-8; a statement whose bytes
+    /// are not (written under `SET NAMES gbk`, say) runs as the bytes the source logged, read
+    /// in the client character set the source read them in, so comments, defaults and ENUM
+    /// members keep their characters.
+    async fn run_source_statement(&mut self, default_db: &str, sql: &str, at: &str) -> Result<()> {
+        let raw = self.ddl_raw.take();
+        let client = self.ddl_context.client_charset;
+        let run = match (&raw, client) {
+            (Some(bytes), Some(cs)) => {
+                self.run_on_target_as(default_db, sql, Some((bytes, cs)), at)
+                    .await
+            }
+            _ => self.run_on_target_as(default_db, sql, None, at).await,
+        };
+        self.ddl_raw = raw;
+        run
+    }
+
+    async fn run_on_target_as(
+        &mut self,
+        default_db: &str,
+        sql: &str,
+        raw: Option<(&[u8], u16)>,
+        at: &str,
+    ) -> Result<()> {
         crate::failpoint::pause("before-ddl").await;
         // A worker that lost its lease (frozen, cut off) must not run a DDL it still held:
         // the source's new owner may have written since.
@@ -430,7 +459,24 @@ impl Dispatcher<'_> {
                 Err(e) => return Err(Error::db(DbRole::Target, &addr, e)),
             }
         }
-        match conn.query_drop(sql).await {
+        let ran = match raw {
+            Some((bytes, charset)) => {
+                // The id of the client's character set (any collation id of it works).
+                let client = format!("SET character_set_client = {charset}");
+                match conn.query_drop(client).await {
+                    Ok(()) => {
+                        let r = conn.query_drop(bytes).await;
+                        conn.query_drop("SET character_set_client = 'utf8mb4'")
+                            .await
+                            .map_err(te)?;
+                        r
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            None => conn.query_drop(sql).await,
+        };
+        match ran {
             Ok(()) => Ok(()),
             Err(mysql_async::Error::Server(e)) if ALREADY_DONE.contains(&e.code) => {
                 tracing::warn!(position = at, statement = sql, error = %e.message, "DDL already applied on the target");

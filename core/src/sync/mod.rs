@@ -126,6 +126,8 @@ struct Dispatcher<'a> {
     dispatched: BinlogPos,
     /// The session on the source of the statement being applied (default: none known).
     ddl_context: StatementContext,
+    /// Its bytes, when they are not UTF-8.
+    ddl_raw: Option<Vec<u8>>,
     /// The session DDL runs in, opened at the first DDL: (session, its variables as opened).
     ddl_session: Option<(Conn, Baseline)>,
 }
@@ -247,6 +249,7 @@ impl Incremental {
             shard_polled: Instant::now(),
             dispatched: BinlogPos::default(),
             ddl_context: StatementContext::default(),
+            ddl_raw: None,
             ddl_session: None,
         };
         d.register_shards().await?;
@@ -467,15 +470,22 @@ impl Dispatcher<'_> {
                     self.dispatch_rows(&table, op, rows, &end.binlog, safe)
                         .await?;
                 }
-                EventKind::Query { db, sql, context } => {
+                EventKind::Query {
+                    db,
+                    sql,
+                    context,
+                    raw,
+                } => {
                     self.send_pending(&end.binlog).await?;
                     // CREATE TABLE ... SELECT logs rows after the DDL in one transaction:
                     // then the checkpoint must not move past them yet.
                     self.ddl_ends_txn = complete && i == last;
                     // The statement's session on the source is the one its DDL runs in.
                     self.ddl_context = *context;
+                    self.ddl_raw = raw;
                     let applied = self.apply_query(&db, &sql, &end).await;
                     self.ddl_context = StatementContext::default();
+                    self.ddl_raw = None;
                     applied?;
                 }
                 EventKind::Unsupported { what, message } => {

@@ -51,6 +51,9 @@ pub enum EventKind {
         db: String,
         sql: String,
         context: Box<super::StatementContext>,
+        /// The statement's bytes when they are not UTF-8 (written in another client
+        /// character set); `sql` then has replacement characters.
+        raw: Option<Vec<u8>>,
     },
     /// An event dm cannot apply (see `event_rule`): the transaction pauses the task.
     Unsupported { what: String, message: String },
@@ -474,6 +477,9 @@ impl BinlogReader {
                 self.current.events.push(BinlogEvent {
                     kind: EventKind::Query {
                         db: q.schema().into_owned(),
+                        raw: std::str::from_utf8(q.query_raw())
+                            .is_err()
+                            .then(|| q.query_raw().to_vec()),
                         sql: sql.into_owned(),
                         context: Box::new(context),
                     },

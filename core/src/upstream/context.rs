@@ -26,6 +26,9 @@ pub struct StatementContext {
     pub unique_checks: Option<bool>,
     /// auto_increment_increment, auto_increment_offset.
     pub auto_increment: Option<(u16, u16)>,
+    /// character_set_client (a collation id of it): how the source read the statement's bytes.
+    #[serde(default)]
+    pub client_charset: Option<u16>,
 }
 
 /// `sql_mode` bits and their names, the same positions in MySQL and MariaDB up to bit 31.
@@ -115,8 +118,9 @@ impl StatementContext {
         if let Some(Owned::TimeZone(tz)) = value(StatusVarKey::TimeZone) {
             ctx.time_zone = (!tz.is_empty()).then_some(tz);
         }
-        if let Some(Owned::Charset(c)) = value(StatusVarKey::Charset) {
+        if let Some(Owned::Charset((client, c))) = value(StatusVarKey::Charset) {
             ctx.collations = Some(c);
+            ctx.client_charset = Some(client);
         }
         if let Some(Owned::AutoIncrement(a)) = value(StatusVarKey::AutoIncrement) {
             ctx.auto_increment = Some(a);
@@ -224,7 +228,7 @@ enum Owned {
     SqlMode(u64),
     Flags2(u32),
     TimeZone(String),
-    Charset((u16, u16)),
+    Charset((u16, (u16, u16))),
     AutoIncrement((u16, u16)),
     Other,
 }
@@ -235,10 +239,10 @@ fn owned(v: StatusVarVal<'_>) -> Owned {
         StatusVarVal::Flags2(f) => Owned::Flags2(f.0),
         StatusVarVal::TimeZone(tz) => Owned::TimeZone(tz.as_str().into_owned()),
         StatusVarVal::Charset {
+            charset_client,
             collation_connection,
             collation_server,
-            ..
-        } => Owned::Charset((collation_connection, collation_server)),
+        } => Owned::Charset((charset_client, (collation_connection, collation_server))),
         StatusVarVal::AutoIncrement { increment, offset } => {
             Owned::AutoIncrement((increment, offset))
         }
