@@ -287,6 +287,7 @@ mod tests {
             foreign_key_checks: Some(false),
             unique_checks: None,
             auto_increment: None,
+            client_charset: Some(28),
         };
         assert_eq!(
             ctx.set_statement(&base),
