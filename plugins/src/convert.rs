@@ -19,17 +19,45 @@ fn value(d: &Datum) -> sdk::Value {
     }
 }
 
-fn datum(kind: ColumnKind, v: sdk::Value) -> Datum {
-    match v {
+/// `-12.5`, `1e-3`: what a DECIMAL literal may hold.
+fn is_decimal(s: &str) -> bool {
+    let s = s.strip_prefix(['-', '+']).unwrap_or(s);
+    let (mantissa, exp) = match s.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e.strip_prefix(['-', '+']).unwrap_or(e))),
+        None => (s, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    !(int.is_empty() && frac.is_empty())
+        && digits(int)
+        && digits(frac)
+        && exp.is_none_or(|e| !e.is_empty() && digits(e))
+}
+
+/// `2024-02-29`, `12:34:56.5`, `-838:59:59`, `2024-02-29 12:34:56.000001`: digits and the
+/// separators of dates and times only.
+fn is_temporal(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 40
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b':' | b'.' | b' '))
+}
+
+/// A plugin's value for a column. Decimal and temporal values are written into SQL as text,
+/// so anything but a number or a date/time is refused here, before it reaches a statement.
+fn datum(kind: ColumnKind, v: sdk::Value) -> Result<Datum, String> {
+    Ok(match v {
         sdk::Value::Null => Datum::Null,
         sdk::Value::Int(i) => Datum::Int(i),
         sdk::Value::UInt(u) => Datum::UInt(u),
         sdk::Value::Float(f) if kind == ColumnKind::Float => Datum::Float(f as f32),
         sdk::Value::Float(f) => Datum::Double(f),
-        sdk::Value::Decimal(s) => Datum::Decimal(s),
+        sdk::Value::Decimal(s) if is_decimal(&s) => Datum::Decimal(s),
+        sdk::Value::Decimal(s) => return Err(format!("Decimal(`{s}`) is not a number")),
         sdk::Value::Bytes(b) => Datum::Bytes(b),
-        sdk::Value::Temporal(s) => Datum::Temporal(s),
-    }
+        sdk::Value::Temporal(s) if is_temporal(&s) => Datum::Temporal(s),
+        sdk::Value::Temporal(s) => return Err(format!("Temporal(`{s}`) is not a date or time")),
+    })
 }
 
 pub fn batch(table: &Table, rows: &[HookRow]) -> sdk::RowBatch {
@@ -66,9 +94,35 @@ pub fn verdict(table: &Table, v: sdk::Verdict) -> Result<RowVerdict, String> {
                     let i = table.column_index(&name).ok_or_else(|| {
                         format!("set column `{name}`, which {} does not have", table.name)
                     })?;
-                    Ok((i, datum(table.columns[i].kind(), v)))
+                    let d = datum(table.columns[i].kind(), v)
+                        .map_err(|e| format!("set column `{name}` to {e}"))?;
+                    Ok((i, d))
                 })
                 .collect::<Result<_, String>>()?,
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plugin cannot smuggle SQL through a decimal or temporal value.
+    #[test]
+    fn decimal_and_temporal_values_are_checked() {
+        let k = ColumnKind::Decimal;
+        for ok in ["1", "-12.50", ".5", "1e-3", "+7"] {
+            assert!(datum(k, sdk::Value::Decimal(ok.into())).is_ok(), "{ok}");
+        }
+        for bad in ["1'); DROP TABLE t; --", "", "1e", "0x10", "1 2"] {
+            assert!(datum(k, sdk::Value::Decimal(bad.into())).is_err(), "{bad}");
+        }
+        let t = ColumnKind::DateTime;
+        for ok in ["2024-02-29 12:34:56.000001", "-838:59:59", "2024-02-29"] {
+            assert!(datum(t, sdk::Value::Temporal(ok.into())).is_ok(), "{ok}");
+        }
+        for bad in ["2024-01-01' OR '1'='1", "now()", ""] {
+            assert!(datum(t, sdk::Value::Temporal(bad.into())).is_err(), "{bad}");
+        }
+    }
 }

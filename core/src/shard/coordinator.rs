@@ -164,6 +164,15 @@ pub async fn coordinate_once(store: &dyn MetaStore, policies: &mut Policies) -> 
                 });
                 let release = match decision {
                     Decision::Wait => break,
+                    Decision::Exec { ddls, release } if !lock_ddls(target, &ddls).is_empty() => {
+                        let why = lock_ddls(target, &ddls);
+                        tracing::warn!(task = %task.name, target = %target, %why, "shard DDL policy decision refused");
+                        lock.conflict = Some(Conflict {
+                            shards: release,
+                            message: format!("the policy `{}` asked to run {why}", policy.name()),
+                        });
+                        vec![]
+                    }
                     Decision::Exec { ddls, release } => {
                         let context = ShardDdl::context_of(&pending, &ddls);
                         if let Err(e) = execute(&task, target, &ddls, context).await {
@@ -268,6 +277,33 @@ const ALREADY_DONE: [u16; 4] = [
     1091, // can't drop: does not exist
 ];
 
+/// What is wrong with statements a policy wants run on the merged table `target`
+/// (`schema.table`): each must be one ALTER TABLE (or CREATE/DROP INDEX) of that table.
+/// Empty when they are fine. A policy plugin's answer is checked like the native ones'.
+pub fn lock_ddls(target: &str, ddls: &[String]) -> String {
+    use crate::schema::{parse_ddl, DdlKind};
+    let (schema, table) = target.split_once('.').unwrap_or(("", target));
+    let lock_table = crate::schema::TableName::new(schema, table);
+    for sql in ddls {
+        let ok = match parse_ddl(schema, sql) {
+            Ok(Some(d)) => {
+                matches!(
+                    d.kind,
+                    DdlKind::AlterTable | DdlKind::CreateIndex | DdlKind::DropIndex
+                ) && d.tables == [lock_table.clone()]
+            }
+            _ => false,
+        };
+        if !ok {
+            return format!(
+                "`{}`, which is not one ALTER TABLE of {target}",
+                crate::error::shorten(sql, 200)
+            );
+        }
+    }
+    String::new()
+}
+
 /// Runs the DDLs once on the target, in the session the shard's statement ran in.
 pub async fn execute(
     task: &TaskConfig,
@@ -295,4 +331,21 @@ pub async fn execute(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// A policy (a plugin's, say) cannot have the coordinator run anything but ALTERs of the
+    /// lock's table.
+    #[test]
+    fn only_alters_of_the_locks_table_run() {
+        let ok = |d: &str| super::lock_ddls("m.o", &[d.to_string()]).is_empty();
+        assert!(ok("ALTER TABLE `m`.`o` ADD COLUMN c INT"));
+        assert!(ok("CREATE INDEX i ON m.o (c)"));
+        assert!(!ok("ALTER TABLE m.other ADD COLUMN c INT"));
+        assert!(!ok("DROP TABLE m.o"));
+        assert!(!ok("ALTER TABLE m.o ADD COLUMN c INT; DROP DATABASE m"));
+        assert!(!ok("DELETE FROM m.o"));
+        assert!(!ok("GRANT ALL ON *.* TO x"));
+    }
 }
