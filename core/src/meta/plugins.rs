@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 
 pub const PREFIX: &str = "/dm/plugin/";
 
-/// Stores every plugin of `task` (from `uploaded`: name -> base64, else the file at its path)
-/// and records its hash in the task.
+/// Stores every plugin of `task` from `uploaded` (name -> base64) and records its hash in the
+/// task. The master reads no path an API caller names: `dm ctl` uploads the modules from where
+/// it runs (a caller could otherwise have the master read any of its files).
 pub async fn store_task_plugins(
     store: &dyn MetaStore,
     task: &mut TaskConfig,
@@ -25,12 +26,12 @@ pub async fn store_task_plugins(
             Some(text) => b64
                 .decode(text)
                 .map_err(|e| Error::Invalid(format!("plugin `{name}`: bad upload: {e}")))?,
-            None => std::fs::read(&spec.path).map_err(|e| {
-                Error::Invalid(format!(
-                    "plugin `{name}`: cannot read {}: {e}; `dm ctl start-task` uploads plugin files from where it runs",
+            None => {
+                return Err(Error::Invalid(format!(
+                    "plugin `{name}` ({}) was not uploaded with the task: `dm ctl start-task` / `update-task` upload plugin files from where they run; the master reads no local path",
                     spec.path.display()
-                ))
-            })?,
+                )))
+            }
         };
         let sha = format!("{:x}", Sha256::digest(&bytes));
         let key = format!("{PREFIX}{sha}");
@@ -92,5 +93,28 @@ pub async fn bytes_of(store: &dyn MetaStore, name: &str, spec: &PluginSpec) -> R
         }
         None => std::fs::read(&spec.path)
             .map_err(|e| missing(format!("cannot read {}: {e}", spec.path.display()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task naming a plugin at a path on the master, without uploading it, is refused: the
+    /// master reads no file an API caller names.
+    #[tokio::test]
+    async fn a_plugin_not_uploaded_is_refused_not_read_from_the_masters_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::meta::EmbeddedStore::open(dir.path()).unwrap();
+        let mut task = TaskConfig::parse(
+            "task.yaml",
+            "name: t\ntarget-database:\n  host: 127.0.0.1\nmysql-instances:\n  - source-id: s1\n    plugins: [p]\nplugins:\n  p:\n    path: /etc/passwd\n",
+        )
+        .unwrap();
+        let err = store_task_plugins(&store, &mut task, &BTreeMap::new())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("was not uploaded"), "{err}");
+        assert!(store.list(PREFIX).await.unwrap().is_empty());
     }
 }
