@@ -18,6 +18,11 @@ pub struct CtlArgs {
     /// or `tls.cert` of ./dm.yaml when it has `tls`).
     #[arg(long, env = "DM_TLS_CA", global = true)]
     tls_ca: Option<PathBuf>,
+    /// PEM client certificate and key, for a master that requires one (`tls.cert-allowed-cn`).
+    #[arg(long, env = "DM_TLS_CERT", global = true, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, env = "DM_TLS_KEY", global = true, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Token for a master whose API asks for one (`auth.tokens`).
     #[arg(long, env = "DM_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
@@ -495,6 +500,7 @@ pub async fn run(args: CtlArgs) -> Result<()> {
         tls_ca.as_deref(),
         std::time::Duration::from_secs(24 * 3600),
         args.token.as_deref(),
+        args.tls_cert.as_deref().zip(args.tls_key.as_deref()),
     )?;
     let bases = addrs
         .split(',')

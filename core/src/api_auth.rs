@@ -110,6 +110,8 @@ impl Refusal {
 pub struct ApiGuard {
     hosts: Vec<String>,
     tokens: Vec<ApiToken>,
+    /// Mutual TLS: the client certificate names that may use the API (as admins).
+    allowed_cn: Vec<String>,
 }
 
 /// The host part of `host:port`, `[v6]:port`, or a bare host, lower-cased.
@@ -144,9 +146,10 @@ impl ApiGuard {
         advertise: Option<&str>,
         auth: Option<&ApiAuth>,
         api_hosts: &[String],
-        tls: bool,
+        tls: Option<&crate::api_tls::ApiTls>,
         insecure: bool,
     ) -> Result<ApiGuard> {
+        let allowed_cn = tls.map(|t| t.cert_allowed_cn.clone()).unwrap_or_default();
         let tokens = auth.map(|a| a.tokens.clone()).unwrap_or_default();
         for t in &tokens {
             if t.sha256.len() != 64 || hex::decode(&t.sha256).is_err() {
@@ -157,11 +160,11 @@ impl ApiGuard {
             }
         }
         let listen_host = host_of(listen);
-        let protected = tls && !tokens.is_empty();
+        let protected = tls.is_some() && !(tokens.is_empty() && allowed_cn.is_empty());
         if !is_loopback(&listen_host) && !protected {
             if !insecure {
                 return Err(Error::Invalid(format!(
-                    "refusing to serve the API on {listen} without TLS and tokens: anyone who reaches it could run any migration with the stored passwords. Set `tls` (cert, key) and `auth.tokens` (see docs/security.md), listen on 127.0.0.1, or set `insecure: true` to accept the risk"
+                    "refusing to serve the API on {listen} without TLS and tokens: anyone who reaches it could run any migration with the stored passwords. Set `tls` (cert, key) and `auth.tokens` or `tls.cert-allowed-cn` (see docs/security.md), listen on 127.0.0.1, or set `insecure: true` to accept the risk"
                 )));
             }
             tracing::warn!(addr = listen, "INSECURE: the API is served beyond loopback without TLS and tokens (insecure: true)");
@@ -178,7 +181,11 @@ impl ApiGuard {
                 .filter(|h| h != "0.0.0.0" && h != "::"),
         );
         hosts.extend(api_hosts.iter().map(|h| host_of(h)));
-        Ok(ApiGuard { hosts, tokens })
+        Ok(ApiGuard {
+            hosts,
+            tokens,
+            allowed_cn,
+        })
     }
 
     /// Whether the API asks for tokens.
@@ -217,6 +224,23 @@ impl ApiGuard {
                     "a POST must carry a JSON body (Content-Type: application/json)".into(),
                 ));
             }
+        }
+        if !self.allowed_cn.is_empty() {
+            // The TLS handshake verified the certificate; its name decides.
+            let cn = req
+                .extensions()
+                .get::<crate::api_tls::PeerCn>()
+                .and_then(|p| p.0.clone());
+            return match cn {
+                Some(cn) if self.allowed_cn.contains(&cn) => Ok(()),
+                other => Err((
+                    Refusal::NotAllowed,
+                    format!(
+                        "the client certificate `{}` is not in cert-allowed-cn",
+                        other.unwrap_or_default()
+                    ),
+                )),
+            };
         }
         if self.tokens.is_empty() {
             return Ok(());
@@ -281,6 +305,16 @@ pub async fn guard(State(g): State<Arc<ApiGuard>>, req: Request, next: Next) -> 
 mod tests {
     use super::*;
 
+    fn tls() -> crate::api_tls::ApiTls {
+        crate::api_tls::ApiTls {
+            cert: "c.pem".into(),
+            key: "k.pem".into(),
+            ca: None,
+            cert_allowed_cn: vec![],
+            client_ca: None,
+        }
+    }
+
     fn req(method: Method, host: &str, ct: Option<&str>, token: Option<&str>) -> Request {
         let mut b = Request::builder()
             .method(method)
@@ -318,7 +352,7 @@ mod tests {
             Some("dm1.internal:8261"),
             Some(&auth),
             &["dm.example.com".into()],
-            true,
+            Some(&tls()),
             false,
         )
         .unwrap();
@@ -369,10 +403,18 @@ mod tests {
 
     #[test]
     fn beyond_loopback_needs_tls_and_tokens_or_insecure() {
-        let err = ApiGuard::new("0.0.0.0:8261", None, None, &[], false, false).unwrap_err();
+        let err = ApiGuard::new("0.0.0.0:8261", None, None, &[], None, false).unwrap_err();
         assert!(err.to_string().contains("insecure: true"), "{err}");
-        assert!(ApiGuard::new("0.0.0.0:8261", None, None, &[], false, true).is_ok());
-        assert!(ApiGuard::new("127.0.0.1:8261", None, None, &[], false, false).is_ok());
-        assert!(ApiGuard::new("[::1]:8261", None, None, &[], false, false).is_ok());
+        let tls_only = ApiGuard::new("0.0.0.0:8261", None, None, &[], Some(&tls()), false);
+        assert!(
+            tls_only.is_err(),
+            "TLS without tokens or client certificates"
+        );
+        let mut mtls = tls();
+        mtls.cert_allowed_cn = vec!["dm-admin".into()];
+        assert!(ApiGuard::new("0.0.0.0:8261", None, None, &[], Some(&mtls), false).is_ok());
+        assert!(ApiGuard::new("0.0.0.0:8261", None, None, &[], None, true).is_ok());
+        assert!(ApiGuard::new("127.0.0.1:8261", None, None, &[], None, false).is_ok());
+        assert!(ApiGuard::new("[::1]:8261", None, None, &[], None, false).is_ok());
     }
 }

@@ -22,6 +22,31 @@ pub struct ApiTls {
     /// PEM CA that signed the other masters' certificates (a cluster forwards to its leader).
     #[serde(default)]
     pub ca: Option<PathBuf>,
+    /// Mutual TLS (TiDB DM's `cert-allowed-cn`): only clients presenting a certificate signed
+    /// by `client-ca` (default `ca`) whose common name is listed may use the API, as admins.
+    /// Masters present their own certificate to each other, so list their names too.
+    #[serde(default)]
+    pub cert_allowed_cn: Vec<String>,
+    /// PEM CA of the client certificates (default: `ca`).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The common name of the certificate a client presented (mutual TLS), for the API guard.
+#[derive(Debug, Clone)]
+pub struct PeerCn(pub Option<String>);
+
+/// The subject common name of a DER certificate.
+fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    Some(cn)
 }
 
 fn tls_err(what: &Path, e: impl std::fmt::Display) -> Error {
@@ -37,10 +62,31 @@ fn server_config(tls: &ApiTls) -> Result<Arc<rustls::ServerConfig>> {
         .map_err(|e| tls_err(&tls.cert, e))?;
     let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| tls_err(&tls.key, e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| tls_err(&tls.cert, e))?
-        .with_no_client_auth()
+        .map_err(|e| tls_err(&tls.cert, e))?;
+    let builder = if tls.cert_allowed_cn.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let ca = tls.client_ca.as_ref().or(tls.ca.as_ref()).ok_or_else(|| {
+            Error::Invalid(
+                "TLS: cert-allowed-cn needs the CA of the client certificates: tls.client-ca (or tls.ca)"
+                    .into(),
+            )
+        })?;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(ca).map_err(|e| tls_err(ca, e))? {
+            roots
+                .add(c.map_err(|e| tls_err(ca, e))?)
+                .map_err(|e| tls_err(ca, e))?;
+        }
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| tls_err(ca, e))?;
+        builder.with_client_cert_verifier(verifier)
+    };
+    let cfg = builder
         .with_single_cert(certs, key)
         .map_err(|e| tls_err(&tls.cert, e))?;
     Ok(Arc::new(cfg))
@@ -70,6 +116,14 @@ pub async fn serve(listener: TcpListener, app: Router, tls: Option<&ApiTls>) -> 
                     return;
                 }
             };
+            // Who the client is (mutual TLS), for the API guard.
+            let cn = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| common_name(c));
+            let app = app.layer(axum::Extension(PeerCn(cn)));
             let service = hyper_util::service::TowerToHyperService::new(app);
             let builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
@@ -91,11 +145,23 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    /// A client trusting `ca`, presenting `token` (a bearer token) on every request.
-    pub fn new(ca: Option<&Path>, timeout: Duration, token: Option<&str>) -> Result<ApiClient> {
+    /// A client trusting `ca`, presenting `token` (a bearer token) on every request and
+    /// `identity` (PEM certificate and key files) to masters that ask for client certificates.
+    pub fn new(
+        ca: Option<&Path>,
+        timeout: Duration,
+        token: Option<&str>,
+        identity: Option<(&Path, &Path)>,
+    ) -> Result<ApiClient> {
         let mut b = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(timeout);
+        if let Some((cert, key)) = identity {
+            let mut pem = std::fs::read(cert).map_err(|e| tls_err(cert, e))?;
+            pem.extend(std::fs::read(key).map_err(|e| tls_err(key, e))?);
+            let id = reqwest::Identity::from_pem(&pem).map_err(|e| tls_err(cert, e))?;
+            b = b.use_rustls_tls().identity(id);
+        }
         if let Some(token) = token {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
                 .map_err(|_| {

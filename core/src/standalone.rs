@@ -14,7 +14,7 @@ pub async fn run(cfg: StandaloneConfig) -> Result<()> {
         None,
         cfg.auth.as_ref(),
         &cfg.api_hosts,
-        cfg.tls.is_some(),
+        cfg.tls.as_ref(),
         cfg.insecure,
     )?;
     let store: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::open(&cfg.data_dir)?);
@@ -50,7 +50,12 @@ pub async fn run(cfg: StandaloneConfig) -> Result<()> {
             standalone_worker: Some(worker_name),
             cluster: None,
             task_files: Default::default(),
-            api: crate::api_tls::ApiClient::new(None, std::time::Duration::from_secs(600), None)?,
+            api: crate::api_tls::ApiClient::new(
+                None,
+                std::time::Duration::from_secs(600),
+                None,
+                None,
+            )?,
         },
         guard,
     );

@@ -115,6 +115,9 @@ pub struct TlsFiles {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Client certificates signed by the CA: (cert, key) with CN `dm-admin` and `stranger`.
+    pub admin: (PathBuf, PathBuf),
+    pub stranger: (PathBuf, PathBuf),
 }
 
 impl TlsFiles {
@@ -140,10 +143,24 @@ impl TlsFiles {
             std::fs::write(&p, text).unwrap();
             p
         };
+        let client = |cn: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, cn);
+            let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+            (
+                write(&format!("{cn}-cert.pem"), cert.pem()),
+                write(&format!("{cn}-key.pem"), key.serialize_pem()),
+            )
+        };
         TlsFiles {
             ca: write("ca.pem", ca.pem()),
             cert: write("server-cert.pem", cert.pem()),
             key: write("server-key.pem", key.serialize_pem()),
+            admin: client("dm-admin"),
+            stranger: client("stranger"),
             dir,
         }
     }

@@ -113,6 +113,12 @@ pub struct WorkerConfig {
     /// The masters' API uses HTTPS with certificates signed by this CA (PEM).
     #[serde(default)]
     pub master_tls_ca: Option<PathBuf>,
+    /// PEM certificate and key the worker presents to masters that require client
+    /// certificates (`tls.cert-allowed-cn`).
+    #[serde(default)]
+    pub master_tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub master_tls_key: Option<PathBuf>,
     /// A file holding the token to give the masters' API when it asks for one (an admin
     /// token; DM_TOKEN overrides it).
     #[serde(default)]

@@ -21,7 +21,7 @@ pub async fn run(cfg: MasterConfig) -> Result<()> {
         cfg.advertise_addr.as_deref(),
         cfg.auth.as_ref(),
         &cfg.api_hosts,
-        cfg.tls.is_some(),
+        cfg.tls.as_ref(),
         cfg.insecure,
     )?;
     if !crate::secret::init(cfg.secret_key_path.as_deref(), false).map_err(Error::Invalid)? {
@@ -62,11 +62,16 @@ pub async fn run(cfg: MasterConfig) -> Result<()> {
         ));
     }
     tracing::info!(master = %cfg.name, addr = %cfg.master_addr, etcd = %endpoints.join(","), "dm master started");
-    // Forwarded requests carry their caller's token, not one of this master's.
+    // Forwarded requests carry their caller's token, not one of this master's; under mutual
+    // TLS the master presents its own certificate to the leader.
     let api = crate::api_tls::ApiClient::new(
         crate::config::api_ca(cfg.tls.as_ref()),
         Duration::from_secs(600),
         None,
+        cfg.tls
+            .as_ref()
+            .filter(|t| !t.cert_allowed_cn.is_empty())
+            .map(|t| (t.cert.as_path(), t.key.as_path())),
     )?;
     let app = router(
         Master {

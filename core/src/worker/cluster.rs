@@ -36,10 +36,15 @@ pub async fn run(cfg: WorkerConfig) -> Result<()> {
     };
     let endpoints = {
         let token = worker_token(&cfg)?;
+        let identity = cfg
+            .master_tls_cert
+            .as_deref()
+            .zip(cfg.master_tls_key.as_deref());
         let api = crate::api_tls::ApiClient::new(
             cfg.master_tls_ca.as_deref(),
             Duration::from_secs(3),
             token.as_deref(),
+            identity,
         )?;
         discover_etcd(&cfg.master_addrs, &api).await
     };
