@@ -40,7 +40,7 @@ enum Command {
         config: PathBuf,
     },
     /// Operate sources and tasks through the master's API.
-    Ctl(ctl::CtlArgs),
+    Ctl(Box<ctl::CtlArgs>),
     /// Print a shell completion script: `dm completion bash > /etc/bash_completion.d/dm`.
     Completion {
         #[arg(value_enum)]
@@ -120,7 +120,7 @@ fn run(cli: Cli) -> Result<()> {
             rt.block_on(dm_core::worker::cluster::run(cfg))
                 .map_err(report)
         }
-        Command::Ctl(args) => rt.block_on(ctl::run(args)),
+        Command::Ctl(args) => rt.block_on(ctl::run(*args)),
         Command::Completion { .. } => unreachable!("handled above"),
     }
 }
