@@ -475,3 +475,33 @@ async fn a_run_killed_while_it_replays_keeps_the_high_water_of_the_run_before() 
     wait_caught_up(&dm, "hw", &src).await;
     assert_same(&src, &dst, &["w"]).await;
 }
+
+/// TiDB DM's `syncers.safe-mode: true`: every change applies in safe mode, so an insert of a
+/// key the target already holds (a "load a dump, replicate from a slightly earlier position"
+/// workflow) replaces it instead of pausing on a duplicate key; a TiDB DM task file with its
+/// deprecated fields loads, with a warning for each.
+#[tokio::test(flavor = "multi_thread")]
+async fn safe_mode_from_a_tidb_dm_task_file_replaces_rows_the_target_has() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec("CREATE DATABASE s; CREATE TABLE s.t (id INT PRIMARY KEY, v VARCHAR(10))")
+        .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let yaml = task_tuned("sm", "all", &dst, &["s"], &[], &["safe-mode: true"]).replace(
+        "block-allow-list:\n",
+        "heartbeat-update-interval: 1\nenable-heartbeat: false\nblock-allow-list:\n",
+    );
+    let tf = dm.file("task.yaml", &yaml);
+    let out = dm.ctl_ok(&["-o", "json", "start-task", tf.to_str().unwrap()]);
+    assert!(
+        out.contains("heartbeat-update-interval") && out.contains("no effect"),
+        "{out}"
+    );
+    wait_caught_up(&dm, "sm", &src).await;
+    // The target has the row before the source writes it.
+    dst.exec("INSERT INTO s.t VALUES (1, 'old')").await;
+    src.exec("INSERT INTO s.t VALUES (1, 'new'), (2, 'b'); UPDATE s.t SET v = 'c' WHERE id = 2")
+        .await;
+    wait_caught_up(&dm, "sm", &src).await;
+    assert_same(&src, &dst, &["s"]).await;
+}

@@ -6,6 +6,7 @@
 //! `docs/config.md`.
 
 mod cluster;
+mod compat;
 mod db;
 mod source;
 mod standalone;

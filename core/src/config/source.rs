@@ -78,7 +78,14 @@ pub enum Flavor {
 }
 
 impl SourceConfig {
+    /// What dm did with TiDB DM's fields of the file (renamed, left out, and why).
+    pub fn compat_warnings(file: &str, text: &str) -> Vec<String> {
+        super::compat::source(file, text).warnings
+    }
+
     pub fn parse(file: &str, text: &str) -> Result<Self> {
+        let compat = super::compat::source(file, text);
+        let text = compat.text.as_str();
         let mut cfg: SourceConfig = parse_yaml(file, text)?;
         // TiDB DM's files write `relay-binlog-name: ''` for "not set".
         if cfg.relay_binlog_name.as_deref() == Some("") {

@@ -290,6 +290,10 @@ pub struct SyncerConfig {
     /// Seconds between checkpoint saves while changes flow.
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_flush_interval: u64,
+    /// TiDB DM's `safe-mode`: apply every change in safe mode (inserts as REPLACE, updates as
+    /// delete + replace), not only after a restart.
+    #[serde(default)]
+    pub safe_mode: bool,
 }
 
 fn default_worker_count() -> usize {
@@ -312,12 +316,20 @@ impl Default for SyncerConfig {
             batch: default_batch(),
             compact: true,
             checkpoint_flush_interval: default_checkpoint_interval(),
+            safe_mode: false,
         }
     }
 }
 
 impl TaskConfig {
+    /// What dm did with TiDB DM's fields of the file (renamed, left out, and why).
+    pub fn compat_warnings(file: &str, text: &str) -> Vec<String> {
+        super::compat::task(file, text).warnings
+    }
+
     pub fn parse(file: &str, text: &str) -> Result<Self> {
+        let compat = super::compat::task(file, text);
+        let text = compat.text.as_str();
         let cfg: TaskConfig = parse_yaml(file, text)?;
         super::check_password(
             file,

@@ -43,6 +43,9 @@ pub struct SourceView {
     /// What the worker reports of the source's relay log.
     #[serde(default)]
     pub relay: Option<crate::relay::RelayStatus>,
+    /// What dm did with TiDB DM's fields of the source file (create-source only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl SourceView {
@@ -65,6 +68,7 @@ impl SourceView {
             source_id: s.source_id,
             worker,
             relay,
+            warnings: vec![],
         })
     }
 }
@@ -183,7 +187,9 @@ async fn create_source(
             .put(&keys::bound(&src.source_id), w.clone().into_bytes())
             .await?;
     }
-    Ok(Json(SourceView::of(&m, src).await?))
+    let mut view = SourceView::of(&m, src).await?;
+    view.warnings = SourceConfig::compat_warnings(&body.file, &body.content);
+    Ok(Json(view))
 }
 
 async fn stop_source(
@@ -268,6 +274,8 @@ async fn start_task(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiR
     meta::put_json(m.store.as_ref(), &keys::stage(&task.name), &stage).await?;
     m.task_files.watch(&m, &task.name, &body.file);
     let mut view = task_view(&m, task).await?;
+    view.warnings
+        .extend(TaskConfig::compat_warnings(&body.file, &body.content));
     view.warnings.extend(warnings);
     Ok(Json(view))
 }
@@ -747,7 +755,18 @@ async fn at_paused_events(
 async fn check(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiResult<Vec<Finding>> {
     let task = TaskConfig::parse(&body.file, &body.content)?;
     let sources = task_sources(&m, &task).await?;
-    Ok(Json(findings_of(&m, &task, &sources).await?))
+    let mut findings: Vec<Finding> = TaskConfig::compat_warnings(&body.file, &body.content)
+        .into_iter()
+        .map(|w| Finding {
+            subject: body.file.clone(),
+            check: "tidb_dm_field".into(),
+            level: crate::check::Level::Warn,
+            message: w,
+            fix: "remove the field, or keep it: it has no effect (docs/config.md)".into(),
+        })
+        .collect();
+    findings.extend(findings_of(&m, &task, &sources).await?);
+    Ok(Json(findings))
 }
 
 /// Prometheus text format: per subtask, stage, rows and lag.

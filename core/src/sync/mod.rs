@@ -388,7 +388,7 @@ impl Dispatcher<'_> {
 
     /// Whether a transaction ending at `end` may be in the target already.
     fn safe_mode(&self, end: &BinlogPos) -> bool {
-        matches!(&self.cp.safe_mode_exit, Some(exit) if end <= exit)
+        self.inc.syncer.safe_mode || matches!(&self.cp.safe_mode_exit, Some(exit) if end <= exit)
     }
 
     /// Whether the event filters keep an event (`sql`: the statement of a DDL); refused events

@@ -1,0 +1,279 @@
+//! TiDB DM's task and source files, read as they are: fields dm takes under another name are
+//! renamed, fields that have no effect in dm are left out, each with a warning that says why.
+//! Done on the text, line for line (a left-out block becomes comment lines), so every other
+//! mistake is still reported at its own line by the strict parser that follows.
+
+/// What to do with a field of a DM file.
+enum Action {
+    /// Take it under this name.
+    Rename(&'static str),
+    /// Leave it (and its block) out: it has no effect in dm, for this reason.
+    Ignore(&'static str),
+    /// An empty value (`''`) is TiDB DM's "not set": left out; any other value stays.
+    EmptyIsUnset,
+}
+
+/// (path, action): a path is the keys from the top, `[]` for an item of a list, `*` for any
+/// key (the name of a `mydumpers`/`syncers` entry).
+const TASK: &[(&str, Action)] = &[
+    ("black-white-list", Action::Rename("block-allow-list")),
+    ("mysql-instances.[].black-white-list", Action::Rename("block-allow-list")),
+    ("is-sharding", Action::Ignore("TiDB DM's deprecated switch; dm merges shards by `routes` and coordinates their DDL with `shard-mode` (written from `is-sharding: true` as `shard-mode: pessimistic`)")),
+    ("heartbeat-update-interval", Action::Ignore("dm measures lag from the binlog events' timestamps, without a heartbeat table (TiDB DM deprecates it too)")),
+    ("heartbeat-report-interval", Action::Ignore("dm measures lag from the binlog events' timestamps, without a heartbeat table (TiDB DM deprecates it too)")),
+    ("enable-heartbeat", Action::Ignore("dm measures lag from the binlog events' timestamps, without a heartbeat table (TiDB DM deprecates it too)")),
+    ("timezone", Action::Ignore("dm copies DATETIME and TIMESTAMP values exactly (TIMESTAMP in UTC) and replays each statement in its own time zone from the binlog, so no task time zone is needed")),
+    ("case-sensitive", Action::Ignore("dm matches schema and table patterns case-insensitively, as TiDB DM's default")),
+    ("collation_compatible", Action::Ignore("dm creates tables with the source's definitions; check-task reports collations the target lacks")),
+    ("clean-dump-file", Action::Ignore("dm's full phase streams rows into the target and writes no dump files")),
+    ("loaders", Action::Ignore("dm's full phase streams rows into the target: there are no dump files to load (tune it with `mydumpers`)")),
+    ("remove-meta", Action::Ignore("TiDB DM's deprecated field; use `dm ctl start-task --remove-meta`")),
+    ("enable-ansi-quotes", Action::Ignore("dm replays each statement under the source's own sql_mode, ANSI_QUOTES included")),
+    ("mysql-instances.[].loader-config-name", Action::Ignore("dm's full phase streams rows into the target: there are no dump files to load")),
+    ("mysql-instances.[].loader-thread", Action::Ignore("dm's full phase streams rows into the target: there are no dump files to load")),
+    ("mysql-instances.[].mydumper-thread", Action::Ignore("TiDB DM's deprecated field; set `threads` in the instance's `mydumpers` entry")),
+    ("mysql-instances.[].loader", Action::Ignore("dm's full phase streams rows into the target: there are no dump files to load")),
+    ("mysql-instances.[].mydumper", Action::Ignore("inline copier settings: dm takes them from the `mydumpers` entry named by `mydumper-config-name`")),
+    ("mysql-instances.[].syncer", Action::Ignore("inline apply settings: dm takes them from the `syncers` entry named by `syncer-config-name`")),
+    ("meta-dir", Action::Ignore("dm keeps no dump metadata files")),
+    ("mysql-instances.[].syncer-thread", Action::Ignore("TiDB DM's deprecated field; set `worker-count` in the instance's `syncers` entry")),
+    ("mydumpers.*.chunk-filesize", Action::Ignore("dm copies tables in key-range chunks of `rows` rows, not files")),
+    ("mydumpers.*.skip-tz-utc", Action::Ignore("dm reads TIMESTAMP values in UTC and writes them back exactly")),
+    ("mydumpers.*.extra-args", Action::Ignore("dm does not run mydumper/dumpling; its copier takes `threads` and `rows`")),
+    ("mydumpers.*.statement-size", Action::Ignore("dm bounds its statements by the target's max_allowed_packet")),
+    ("mydumpers.*.mydumper-path", Action::Ignore("dm does not run mydumper")),
+    ("syncers.*.enable-ansi-quotes", Action::Ignore("dm replays each statement under the source's own sql_mode, ANSI_QUOTES included")),
+    ("syncers.*.multiple-rows", Action::Ignore("dm always batches row changes into multi-row statements where the keys allow")),
+    ("syncers.*.queue-size", Action::Ignore("dm bounds its queues by bytes (docs/architecture.md)")),
+    ("syncers.*.max-retry", Action::Ignore("dm retries transient errors until they pass, with backoff")),
+    ("syncers.*.auto-fix-gtid", Action::Ignore("TiDB DM's deprecated field")),
+    ("syncers.*.disable-detect", Action::Ignore("TiDB DM's deprecated field")),
+    ("target-database.max-allowed-packet", Action::Ignore("TiDB DM's deprecated field; dm reads the target's max_allowed_packet")),
+    ("target-database.security.cert-allowed-cn", Action::Ignore("it checks the names of TiDB DM's own components, not of a database server")),
+    ("auto-fix-gtid", Action::Ignore("TiDB DM's deprecated field")),
+    ("online-ddl", Action::Ignore("gh-ost/pt-online-schema-change support is not built yet: their ghost-table RENAME pauses the task with DM-DDL-6001 (nothing is applied silently)")),
+    ("online-ddl-scheme", Action::Ignore("gh-ost/pt-online-schema-change support is not built yet: their ghost-table RENAME pauses the task with DM-DDL-6001 (nothing is applied silently)")),
+    ("strict-optimistic-shard-mode", Action::Ignore("dm's optimistic mode already pauses on any change it cannot reconcile")),
+    ("experimental", Action::Ignore("TiDB DM's experimental switches")),
+    ("shard-mode", Action::EmptyIsUnset),
+    ("validators", Action::Ignore("dm validates with `dm ctl validation start <task>` (continuous) and `dm ctl verify`")),
+    ("mysql-instances.[].validator-config-name", Action::Ignore("dm validates with `dm ctl validation start <task>` (continuous) and `dm ctl verify`")),
+    ("syncers.*.safe-mode-duration", Action::Ignore("dm keeps safe mode after a restart until the stream passes the newest position the last run may have applied, which it records")),
+];
+
+const SOURCE: &[(&str, Action)] = &[
+    (
+        "checker",
+        Action::Ignore("dm's worker checks its subtasks itself and restarts them with backoff"),
+    ),
+    (
+        "relay-binlog-gtid",
+        Action::Ignore(
+            "dm's relay starts at `relay-binlog-name` or where the first subtask needs it",
+        ),
+    ),
+    (
+        "enable",
+        Action::Ignore("a source dm knows is enabled; `dm ctl operate-source stop` removes it"),
+    ),
+    (
+        "case-sensitive",
+        Action::Ignore(
+            "dm matches schema and table patterns case-insensitively, as TiDB DM's default",
+        ),
+    ),
+    (
+        "tracer",
+        Action::Ignore("TiDB DM's deprecated tracing service"),
+    ),
+    (
+        "from.max-allowed-packet",
+        Action::Ignore("TiDB DM's deprecated field"),
+    ),
+    (
+        "from.security.cert-allowed-cn",
+        Action::Ignore("it checks the names of TiDB DM's own components, not of a database server"),
+    ),
+    ("flavor", Action::EmptyIsUnset),
+    (
+        "auto-fix-gtid",
+        Action::Ignore("TiDB DM's deprecated field"),
+    ),
+    ("relay-binlog-name", Action::EmptyIsUnset),
+];
+
+/// A file's text with DM's fields taken care of, and what was done.
+pub struct Compat {
+    pub text: String,
+    pub warnings: Vec<String>,
+}
+
+fn matches(pattern: &str, path: &[String]) -> bool {
+    let parts: Vec<&str> = pattern.split('.').collect();
+    parts.len() == path.len() && parts.iter().zip(path).all(|(p, k)| *p == "*" || p == k)
+}
+
+/// The key of a block-style YAML line (`  key: value`, `- key: value`): (indent of the key,
+/// whether the line starts a list item, key).
+fn key_of(line: &str) -> Option<(usize, bool, &str)> {
+    let trimmed = line.trim_start();
+    let mut indent = line.len() - trimmed.len();
+    let (item, rest) = match trimmed.strip_prefix("- ") {
+        Some(r) => {
+            indent += 2 + (r.len() - r.trim_start().len());
+            (true, r.trim_start())
+        }
+        None => (false, trimmed),
+    };
+    if rest.starts_with('#') {
+        return None;
+    }
+    let end = rest.find(':')?;
+    let key = rest[..end].trim_matches(|c| c == '"' || c == '\'');
+    let valid = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    let after = &rest[end + 1..];
+    (valid && (after.is_empty() || after.starts_with(' '))).then_some((indent, item, key))
+}
+
+fn apply(file: &str, text: &str, rules: &[(&str, Action)], task: bool) -> Compat {
+    let mut out: Vec<String> = Vec::new();
+    let mut warnings = Vec::new();
+    // (indent, key) of the enclosing keys; a list item adds "[]".
+    let mut stack: Vec<(usize, String)> = Vec::new();
+    // Lines at an indent above this are inside a left-out block.
+    let mut skipping: Option<usize> = None;
+    let mut shard_mode_set = text.lines().any(|l| l.starts_with("shard-mode:"));
+    for (n, line) in text.lines().enumerate() {
+        let blank = line.trim().is_empty() || line.trim_start().starts_with('#');
+        if let Some(indent) = skipping {
+            let this = line.len() - line.trim_start().len();
+            if blank || this > indent {
+                out.push(format!("# {line}"));
+                continue;
+            }
+            skipping = None;
+        }
+        if line.trim() == "-" {
+            // A list item whose keys start on the next line.
+            let dash = line.len() - line.trim_start().len();
+            while stack.last().is_some_and(|(i, _)| *i >= dash) {
+                stack.pop();
+            }
+            stack.push((dash, "[]".into()));
+            out.push(line.to_string());
+            continue;
+        }
+        let Some((indent, item, key)) = key_of(line) else {
+            out.push(line.to_string());
+            continue;
+        };
+        // A new list item also ends the previous item.
+        let floor = if item { indent - 1 } else { indent };
+        while stack.last().is_some_and(|(i, _)| *i >= floor) {
+            stack.pop();
+        }
+        if item {
+            stack.push((indent.saturating_sub(1), "[]".into()));
+        }
+        let mut path: Vec<String> = stack.iter().map(|(_, k)| k.clone()).collect();
+        path.push(key.to_string());
+        stack.push((indent, key.to_string()));
+        let at = format!("{file}:{}", n + 1);
+        let rule = rules.iter().find(|(p, _)| matches(p, &path));
+        match rule {
+            Some((_, Action::Rename(to))) => {
+                warnings.push(format!(
+                    "{at}: `{}` is TiDB DM's old name of `{to}`; taken as `{to}`",
+                    path.join(".")
+                ));
+                out.push(line.replacen(key, to, 1));
+                if let Some(last) = stack.last_mut() {
+                    last.1 = to.to_string();
+                }
+            }
+            Some((_, Action::Ignore(why))) => {
+                let value = line.split_once(':').map_or("", |(_, v)| v.trim());
+                if task && key == "is-sharding" && value == "true" && !shard_mode_set {
+                    shard_mode_set = true;
+                    warnings.push(format!("{at}: `is-sharding: true` is TiDB DM's deprecated switch; taken as `shard-mode: pessimistic`"));
+                    out.push("shard-mode: pessimistic".into());
+                    continue;
+                }
+                warnings.push(format!(
+                    "{at}: `{}` has no effect in dm: {why}",
+                    path.join(".")
+                ));
+                if item {
+                    // The item's first key: the item stays open for its other keys.
+                    out.push(format!(
+                        "{} # {}",
+                        line[..indent].trim_end(),
+                        &line[indent..]
+                    ));
+                } else {
+                    out.push(format!("# {line}"));
+                }
+                skipping = Some(indent);
+            }
+            Some((_, Action::EmptyIsUnset)) => {
+                let value = line.split_once(':').map_or("", |(_, v)| v.trim());
+                if matches!(value, "''" | "\"\"") {
+                    out.push(format!("# {line}"));
+                } else {
+                    out.push(line.to_string());
+                }
+            }
+            None => out.push(line.to_string()),
+        }
+    }
+    let mut text = out.join("\n");
+    text.push('\n');
+    Compat { text, warnings }
+}
+
+/// A task file as dm reads it.
+pub fn task(file: &str, text: &str) -> Compat {
+    apply(file, text, TASK, true)
+}
+
+/// A source file as dm reads it.
+pub fn source(file: &str, text: &str) -> Compat {
+    apply(file, text, SOURCE, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dm_fields_are_renamed_or_left_out_line_for_line() {
+        let text = "name: t\nis-sharding: true\nheartbeat-update-interval: 1\nmysql-instances:\n  - source-id: s1\n    black-white-list: bw\n    mydumper-thread: 4\nblack-white-list:\n  bw:\n    do-dbs: [a]\nmydumpers:\n  global:\n    threads: 4\n    extra-args: \"--where x\"\n    chunk-filesize: 64\nloaders:\n  global:\n    pool-size: 16\n    dir: ./dumped\n";
+        let c = task("task.yaml", text);
+        assert_eq!(c.text.lines().count(), text.lines().count(), "{}", c.text);
+        let lines: Vec<&str> = c.text.lines().collect();
+        assert_eq!(lines[1], "shard-mode: pessimistic");
+        assert_eq!(lines[2], "# heartbeat-update-interval: 1");
+        assert_eq!(lines[5], "    block-allow-list: bw");
+        assert_eq!(lines[6], "#     mydumper-thread: 4");
+        assert_eq!(lines[7], "block-allow-list:");
+        assert_eq!(lines[12], "    threads: 4");
+        assert!(lines[13].starts_with('#') && lines[14].starts_with('#'));
+        assert!(lines[15..].iter().all(|l| l.starts_with('#')), "{}", c.text);
+        assert!(c
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("task.yaml:3:") && w.contains("heartbeat")));
+        assert_eq!(c.warnings.len(), 8, "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn a_file_without_dm_fields_is_unchanged() {
+        let text = "source-id: s1\nfrom:\n  host: h\n  port: 3306\n";
+        let c = source("source.yaml", text);
+        assert_eq!(c.text, text);
+        assert!(c.warnings.is_empty());
+    }
+}
