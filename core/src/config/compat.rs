@@ -11,12 +11,15 @@ enum Action {
     Ignore(&'static str),
     /// An empty value (`''`) is TiDB DM's "not set": left out; any other value stays.
     EmptyIsUnset,
+    /// Not supported, and leaving it out would change the data: the file is refused.
+    Refuse(&'static str),
 }
 
 /// (path, action): a path is the keys from the top, `[]` for an item of a list, `*` for any
 /// key (the name of a `mydumpers`/`syncers` entry).
 const TASK: &[(&str, Action)] = &[
     ("black-white-list", Action::Rename("block-allow-list")),
+    ("mysql-instances.[].column-mapping-rules", Action::Refuse("column mapping (TiDB DM's deprecated `column-mappings`) is not supported: to tag merged rows with their shard use the `extract-table`/`extract-schema`/`extract-source` columns of `routes`, to compute a column use a row filter plugin")),
     ("mysql-instances.[].black-white-list", Action::Rename("block-allow-list")),
     ("is-sharding", Action::Ignore("TiDB DM's deprecated switch; dm merges shards by `routes` and coordinates their DDL with `shard-mode` (written from `is-sharding: true` as `shard-mode: pessimistic`)")),
     ("heartbeat-update-interval", Action::Ignore("dm measures lag from the binlog events' timestamps, without a heartbeat table (TiDB DM deprecates it too)")),
@@ -106,6 +109,8 @@ const SOURCE: &[(&str, Action)] = &[
 pub struct Compat {
     pub text: String,
     pub warnings: Vec<String>,
+    /// A field dm refuses: (line, message).
+    pub refused: Option<(usize, String)>,
 }
 
 fn matches(pattern: &str, path: &[String]) -> bool {
@@ -141,6 +146,7 @@ fn key_of(line: &str) -> Option<(usize, bool, &str)> {
 fn apply(file: &str, text: &str, rules: &[(&str, Action)], task: bool) -> Compat {
     let mut out: Vec<String> = Vec::new();
     let mut warnings = Vec::new();
+    let mut refused = None;
     // (indent, key) of the enclosing keys; a list item adds "[]".
     let mut stack: Vec<(usize, String)> = Vec::new();
     // Lines at an indent above this are inside a left-out block.
@@ -218,6 +224,10 @@ fn apply(file: &str, text: &str, rules: &[(&str, Action)], task: bool) -> Compat
                 }
                 skipping = Some(indent);
             }
+            Some((_, Action::Refuse(why))) => {
+                refused.get_or_insert((n + 1, format!("{}: {why}", path.join("."))));
+                out.push(line.to_string());
+            }
             Some((_, Action::EmptyIsUnset)) => {
                 let value = line.split_once(':').map_or("", |(_, v)| v.trim());
                 if matches!(value, "''" | "\"\"") {
@@ -231,7 +241,11 @@ fn apply(file: &str, text: &str, rules: &[(&str, Action)], task: bool) -> Compat
     }
     let mut text = out.join("\n");
     text.push('\n');
-    Compat { text, warnings }
+    Compat {
+        text,
+        warnings,
+        refused,
+    }
 }
 
 /// A task file as dm reads it.
@@ -267,6 +281,14 @@ mod tests {
             .iter()
             .any(|w| w.starts_with("task.yaml:3:") && w.contains("heartbeat")));
         assert_eq!(c.warnings.len(), 8, "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn column_mappings_are_refused_with_what_to_use() {
+        let text = "name: t\nmysql-instances:\n  -\n    source-id: s1\n    column-mapping-rules: [\"m\"]\n";
+        let (line, message) = task("task.yaml", text).refused.unwrap();
+        assert_eq!(line, 5);
+        assert!(message.contains("extract-table"), "{message}");
     }
 
     #[test]

@@ -329,6 +329,15 @@ impl TaskConfig {
 
     pub fn parse(file: &str, text: &str) -> Result<Self> {
         let compat = super::compat::task(file, text);
+        if let Some((line, message)) = compat.refused {
+            return Err(crate::Error::Config {
+                file: file.to_string(),
+                line,
+                column: 1,
+                message,
+                hint: "remove the field (docs/config.md, \"TiDB DM's files\")".into(),
+            });
+        }
         let text = compat.text.as_str();
         let cfg: TaskConfig = parse_yaml(file, text)?;
         super::check_password(
