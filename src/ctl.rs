@@ -1190,9 +1190,14 @@ fn render_members(v: &Value) -> String {
     if let Some(ms) = v.get("masters").and_then(Value::as_array) {
         let mut t = table(&["Master", "Address", "Alive", "Leader"]);
         for m in ms {
+            let insecure = m.get("insecure").and_then(Value::as_bool) == Some(true);
             t.add_row(vec![
                 s(m, "name"),
-                s(m, "addr"),
+                if insecure {
+                    format!("{} INSECURE (no TLS/auth)", s(m, "addr"))
+                } else {
+                    s(m, "addr")
+                },
                 s(m, "alive"),
                 s(m, "leader"),
             ]);

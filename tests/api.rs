@@ -231,6 +231,35 @@ fn a_master_beyond_loopback_without_tls_and_tokens_refuses_to_start() {
         text.contains("without TLS and tokens") && text.contains("insecure: true"),
         "{text}"
     );
+
+    // Accepted on the user's word, and shown as such.
+    std::fs::write(
+        &cfg,
+        format!(
+            "data-dir: {}\nmaster-addr: 0.0.0.0:{port}\ninsecure: true\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(dm_bin())
+        .args(["standalone", "-c", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let mut shown = String::new();
+    for _ in 0..100 {
+        let (ok, out) = run_ctl(&addr, &["list-member"]);
+        if ok {
+            shown = out;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(shown.contains("INSECURE"), "{shown}");
 }
 
 /// A tiny HTTP/1.1 client over a TCP stream: enough to call the API without a dependency.

@@ -108,6 +108,8 @@ impl Refusal {
 /// What the API checks, built once from the config.
 #[derive(Debug, Clone)]
 pub struct ApiGuard {
+    /// Serves beyond loopback without TLS and authentication (the user said `insecure`).
+    pub insecure: bool,
     hosts: Vec<String>,
     tokens: Vec<ApiToken>,
     /// Mutual TLS: the client certificate names that may use the API (as admins).
@@ -182,6 +184,7 @@ impl ApiGuard {
         );
         hosts.extend(api_hosts.iter().map(|h| host_of(h)));
         Ok(ApiGuard {
+            insecure: !is_loopback(&listen_host) && !protected,
             hosts,
             tokens,
             allowed_cn,

@@ -56,6 +56,7 @@ pub async fn run(cfg: StandaloneConfig) -> Result<()> {
                 None,
                 None,
             )?,
+            insecure: guard.insecure,
         },
         guard,
     );

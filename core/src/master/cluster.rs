@@ -51,6 +51,7 @@ pub async fn run(cfg: MasterConfig) -> Result<()> {
         name: cfg.name.clone(),
         addr: cfg.advertise().to_string(),
         etcd_endpoints: all_endpoints,
+        insecure: guard.insecure,
     };
     let membership = Membership::new(me, store.clone(), cfg.election_ttl);
     tokio::spawn(membership.clone().run());
@@ -80,6 +81,7 @@ pub async fn run(cfg: MasterConfig) -> Result<()> {
             cluster: Some(membership),
             task_files: Default::default(),
             api,
+            insecure: guard.insecure,
         },
         guard,
     );

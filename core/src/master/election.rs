@@ -22,6 +22,9 @@ pub struct MemberInfo {
     /// etcd client URLs this master knows (masters only).
     #[serde(default)]
     pub etcd_endpoints: Vec<String>,
+    /// Serves its API beyond loopback without TLS and authentication (`insecure: true`).
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 pub struct Membership {

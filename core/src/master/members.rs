@@ -18,6 +18,9 @@ pub struct MasterView {
     pub addr: String,
     pub alive: bool,
     pub leader: bool,
+    /// Serves its API beyond loopback without TLS and authentication (`insecure: true`).
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -73,6 +76,7 @@ pub async fn list(State(m): State<Master>) -> ApiResult<Members> {
                 addr: String::new(),
                 alive: true,
                 leader: true,
+                insecure: m.insecure,
             }],
             workers: vec![WorkerView {
                 stage: "bound".into(),
@@ -93,6 +97,7 @@ pub async fn list(State(m): State<Master>) -> ApiResult<Members> {
             leader: leader.as_deref() == Some(i.name.as_str()),
             name: i.name,
             addr: i.addr,
+            insecure: i.insecure,
         })
         .collect();
     let alive_workers = meta::list_names(m.store.as_ref(), keys::ALIVE_WORKER).await?;

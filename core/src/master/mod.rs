@@ -32,4 +32,6 @@ pub struct Master {
     pub task_files: Arc<task_files::TaskFiles>,
     /// Client for other masters' APIs (forwarding to the leader).
     pub api: crate::api_tls::ApiClient,
+    /// This master serves its API beyond loopback without TLS and authentication.
+    pub insecure: bool,
 }

@@ -54,6 +54,7 @@ pub async fn run(cfg: WorkerConfig) -> Result<()> {
         name: cfg.name.clone(),
         addr: String::new(),
         etcd_endpoints: vec![],
+        insecure: false,
     };
     // The name is this worker's identity in bindings and apply locks: refused while another
     // live worker holds it (a restarted worker waits for its old lease to run out).
