@@ -212,14 +212,15 @@ fn a_master_beyond_loopback_without_tls_and_tokens_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("dm.yaml");
     let port = free_port();
-    std::fs::write(
-        &cfg,
-        format!(
-            "data-dir: {}\nmaster-addr: 0.0.0.0:{port}\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
+    let write_cfg = |extra: &str| {
+        let data = dir.path().join("data");
+        let text = format!(
+            "data-dir: {}\nmaster-addr: 0.0.0.0:{port}\n{extra}",
+            data.display()
+        );
+        std::fs::write(&cfg, text).unwrap();
+    };
+    write_cfg("");
     let out = std::process::Command::new(dm_bin())
         .args(["standalone", "-c", cfg.to_str().unwrap()])
         .output()
@@ -233,14 +234,7 @@ fn a_master_beyond_loopback_without_tls_and_tokens_refuses_to_start() {
     );
 
     // Accepted on the user's word, and shown as such.
-    std::fs::write(
-        &cfg,
-        format!(
-            "data-dir: {}\nmaster-addr: 0.0.0.0:{port}\ninsecure: true\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
+    write_cfg("insecure: true\n");
     let mut child = std::process::Command::new(dm_bin())
         .args(["standalone", "-c", cfg.to_str().unwrap()])
         .stdout(std::process::Stdio::null())

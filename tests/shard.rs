@@ -168,6 +168,14 @@ async fn wait_caught_up_all(dm: &Dm, task: &str, source: &str, src: &MariaDb) {
     .await;
 }
 
+/// Waits until no shard DDL lock is left (released shards have caught up).
+async fn wait_no_lock(dm: &Dm) {
+    wait_for("no lock left", Duration::from_secs(30), || {
+        dm.ctl_ok(&["shard-ddl-lock"]).contains("no shard DDL lock")
+    })
+    .await;
+}
+
 /// Random row changes on every shard of both sources until stopped.
 fn spawn_writers(srcs: [&MariaDb; 2], stop: Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<u64>> {
     srcs.iter()
@@ -295,10 +303,7 @@ async fn pessimistic_ddl_runs_once_when_every_shard_sent_it() {
     for (id, src) in [("src1", &s1), ("src2", &s2)] {
         wait_caught_up_all(&dm, "sh", id, src).await;
     }
-    wait_for("no lock left", Duration::from_secs(30), || {
-        dm.ctl_ok(&["shard-ddl-lock"]).contains("no shard DDL lock")
-    })
-    .await;
+    wait_no_lock(&dm).await;
     let cols = "id, v, note, extra, tag";
     assert_merged(&dst, &srcs, cols, &dm).await;
 }
@@ -338,10 +343,7 @@ async fn pessimistic_shard_killed_between_its_ddl_and_the_checkpoint() {
     for (id, src) in [("src1", &s1), ("src2", &s2)] {
         wait_caught_up_all(&dm, "sh", id, src).await;
     }
-    wait_for("no lock left", Duration::from_secs(30), || {
-        dm.ctl_ok(&["shard-ddl-lock"]).contains("no shard DDL lock")
-    })
-    .await;
+    wait_no_lock(&dm).await;
     assert_merged(&dst, &srcs, "id, v, note, extra", &dm).await;
 }
 
@@ -418,10 +420,7 @@ async fn remove_meta_starts_shard_coordination_over() {
         wait_caught_up_all(&dm, "sh", id, src).await;
     }
     // Released shards catch up before the lock goes.
-    wait_for("no lock left", Duration::from_secs(30), || {
-        dm.ctl_ok(&["shard-ddl-lock"]).contains("no shard DDL lock")
-    })
-    .await;
+    wait_no_lock(&dm).await;
     assert_merged(&dst, &srcs, "id, v, note, extra", &dm).await;
 }
 

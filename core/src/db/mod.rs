@@ -23,7 +23,8 @@ const SESSION_INIT: &[&str] = &[
     "SET SESSION foreign_key_checks = 0",
 ];
 
-pub fn opts(cfg: &DbConfig) -> Opts {
+/// Connection options of `cfg`, with its password as the server wants it (`password`).
+fn opts(cfg: &DbConfig, password: String) -> Opts {
     let mut init: Vec<String> = SESSION_INIT.iter().map(|s| s.to_string()).collect();
     for (k, v) in &cfg.session {
         init.push(format!(
@@ -53,10 +54,7 @@ pub fn opts(cfg: &DbConfig) -> Opts {
         .ip_or_hostname(cfg.host.clone())
         .tcp_port(cfg.port)
         .user(Some(cfg.user.clone()))
-        // Checked when the file was read: an `enc:` value that does not decrypt is refused there.
-        .pass(Some(
-            crate::secret::reveal(&cfg.password).unwrap_or_else(|_| cfg.password.clone()),
-        ))
+        .pass(Some(password))
         .prefer_socket(false)
         .init(init)
         .conn_ttl(Some(Duration::from_secs(300)))
@@ -67,13 +65,9 @@ pub fn opts(cfg: &DbConfig) -> Opts {
 
 /// Opens one connection, with a bounded wait so an unreachable server fails fast.
 pub async fn connect(cfg: &DbConfig, role: DbRole) -> Result<Conn> {
-    if let Err(e) = crate::secret::reveal(&cfg.password) {
-        return Err(Error::Invalid(format!(
-            "{role} {}: its stored password: {e}",
-            cfg.addr()
-        )));
-    }
-    let fut = Conn::new(opts(cfg));
+    let password = crate::secret::reveal(&cfg.password)
+        .map_err(|e| Error::Invalid(format!("{role} {}: its stored password: {e}", cfg.addr())))?;
+    let fut = Conn::new(opts(cfg, password));
     match tokio::time::timeout(Duration::from_secs(10), fut).await {
         Ok(r) => r.map_err(|e| Error::db(role, &cfg.addr(), e)),
         Err(_) => Err(Error::Db {

@@ -141,8 +141,7 @@ pub async fn unlock(
     match b.action.as_str() {
         "exec" => {
             if let Some(ddls) = distinct.iter().max_by_key(|d| count(d)).cloned() {
-                let why = crate::shard::coordinator::lock_ddls(&b.target, &ddls);
-                if !why.is_empty() {
+                if let Some(why) = crate::shard::coordinator::lock_ddls(&b.target, &ddls) {
                     return Err(Error::Invalid(format!("unlock --exec would run {why}")).into());
                 }
                 let context = ShardDdl::context_of(&arrived, &ddls);

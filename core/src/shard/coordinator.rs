@@ -162,17 +162,20 @@ pub async fn coordinate_once(store: &dyn MetaStore, policies: &mut Policies) -> 
                     deferred: &lock.deferred,
                     target_columns: &columns,
                 });
-                let release = match decision {
-                    Decision::Wait => break,
-                    Decision::Exec { ddls, release } if !lock_ddls(target, &ddls).is_empty() => {
-                        let why = lock_ddls(target, &ddls);
-                        tracing::warn!(task = %task.name, target = %target, %why, "shard DDL policy decision refused");
-                        lock.conflict = Some(Conflict {
+                // What a policy asks to run is checked first: a refused statement is a
+                // conflict like any other.
+                let decision = match decision {
+                    Decision::Exec { ddls, release } => match lock_ddls(target, &ddls) {
+                        Some(why) => Decision::Conflict {
                             shards: release,
                             message: format!("the policy `{}` asked to run {why}", policy.name()),
-                        });
-                        vec![]
-                    }
+                        },
+                        None => Decision::Exec { ddls, release },
+                    },
+                    other => other,
+                };
+                let release = match decision {
+                    Decision::Wait => break,
                     Decision::Exec { ddls, release } => {
                         let context = ShardDdl::context_of(&pending, &ddls);
                         if let Err(e) = execute(&task, target, &ddls, context).await {
@@ -279,8 +282,8 @@ const ALREADY_DONE: [u16; 4] = [
 
 /// What is wrong with statements a policy wants run on the merged table `target`
 /// (`schema.table`): each must be one ALTER TABLE (or CREATE/DROP INDEX) of that table.
-/// Empty when they are fine. A policy plugin's answer is checked like the native ones'.
-pub fn lock_ddls(target: &str, ddls: &[String]) -> String {
+/// `None` when they are fine. A policy plugin's answer is checked like the native ones'.
+pub fn lock_ddls(target: &str, ddls: &[String]) -> Option<String> {
     use crate::schema::{parse_ddl, DdlKind};
     let (schema, table) = target.split_once('.').unwrap_or(("", target));
     let lock_table = crate::schema::TableName::new(schema, table);
@@ -295,13 +298,13 @@ pub fn lock_ddls(target: &str, ddls: &[String]) -> String {
             _ => false,
         };
         if !ok {
-            return format!(
+            return Some(format!(
                 "`{}`, which is not one ALTER TABLE of {target}",
                 crate::error::shorten(sql, 200)
-            );
+            ));
         }
     }
-    String::new()
+    None
 }
 
 /// Runs the DDLs once on the target, in the session the shard's statement ran in.
@@ -339,7 +342,7 @@ mod tests {
     /// lock's table.
     #[test]
     fn only_alters_of_the_locks_table_run() {
-        let ok = |d: &str| super::lock_ddls("m.o", &[d.to_string()]).is_empty();
+        let ok = |d: &str| super::lock_ddls("m.o", &[d.to_string()]).is_none();
         assert!(ok("ALTER TABLE `m`.`o` ADD COLUMN c INT"));
         assert!(ok("CREATE INDEX i ON m.o (c)"));
         assert!(!ok("ALTER TABLE m.other ADD COLUMN c INT"));

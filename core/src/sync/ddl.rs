@@ -38,10 +38,12 @@ impl Dispatcher<'_> {
             }
             // A merged shard's DDL counts even where its copy already had it: the shard
             // coordination waits for every shard's statement.
-            _ => ddl.tables.iter().any(|t| {
-                f.allows_table(&t.schema, &t.table)
-                    && (!self.in_snapshot(t, txn_end) || self.is_shard_ddl(ddl))
-            }),
+            _ => {
+                let shard = self.is_shard_ddl(ddl);
+                ddl.tables.iter().any(|t| {
+                    f.allows_table(&t.schema, &t.table) && (shard || !self.in_snapshot(t, txn_end))
+                })
+            }
         }
     }
 
@@ -110,11 +112,7 @@ impl Dispatcher<'_> {
             return self.apply_routed_ddl(&ddl, sql, end).await;
         }
         if !self.ddl_kept(&ddl, sql, &end.binlog)? {
-            // Filtered out for the target, but the source's tables did change: the tracker
-            // follows them so that their rows still decode.
-            let _ = ddl.apply(&mut self.cp.tracker);
-            tracing::info!(position = %at, statement = sql, "DDL filtered out");
-            return self.checkpoint_after_ddl(end).await;
+            return self.ddl_filtered_out(&ddl, sql, end).await;
         }
         if ddl.kind == DdlKind::CreateTable {
             self.create_database_away(&ddl.tables[0].schema, &at)
@@ -160,9 +158,7 @@ impl Dispatcher<'_> {
     ) -> Result<()> {
         let at = end.binlog.to_string();
         if !self.ddl_kept(ddl, sql, &end.binlog)? {
-            let _ = ddl.apply(&mut self.cp.tracker);
-            tracing::info!(position = %at, statement = sql, "DDL filtered out");
-            return self.checkpoint_after_ddl(end).await;
+            return self.ddl_filtered_out(ddl, sql, end).await;
         }
         let to = match self.inc.router.route_schema(db) {
             SchemaRoute::Same => Some(db.to_string()),
@@ -281,8 +277,7 @@ impl Dispatcher<'_> {
     ) -> Result<()> {
         let at = end.binlog.to_string();
         if !self.ddl_kept(ddl, sql, &end.binlog)? {
-            let _ = ddl.apply(&mut self.cp.tracker);
-            return self.checkpoint_after_ddl(end).await;
+            return self.ddl_filtered_out(ddl, sql, end).await;
         }
         for t in &ddl.tables {
             let Some(r) = self.inc.router.route(t) else {
@@ -332,6 +327,19 @@ impl Dispatcher<'_> {
         if let Err(message) = ddl.apply(&mut self.cp.tracker) {
             tracing::warn!(position = %at, statement = sql, error = %message, "tracked schema not updated");
         }
+        self.checkpoint_after_ddl(end).await
+    }
+
+    /// A DDL the event filters leave out: not run on the target, but the source's tables did
+    /// change, so the tracker follows them (their rows still decode).
+    pub(super) async fn ddl_filtered_out(
+        &mut self,
+        ddl: &Ddl,
+        sql: &str,
+        end: &Position,
+    ) -> Result<()> {
+        let _ = ddl.apply(&mut self.cp.tracker);
+        tracing::info!(position = %end.binlog, statement = sql, "DDL filtered out");
         self.checkpoint_after_ddl(end).await
     }
 

@@ -146,8 +146,7 @@ impl Dispatcher<'_> {
             }
         }
         if !self.ddl_kept(ddl, sql, &end.binlog)? {
-            let _ = ddl.apply(&mut self.cp.tracker);
-            return self.checkpoint_after_ddl(end).await;
+            return self.ddl_filtered_out(ddl, sql, end).await;
         }
         let table = ddl.tables[0].clone();
         if self
