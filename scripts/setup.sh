@@ -10,6 +10,8 @@ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(maria
 command -v mariadb >/dev/null 2>&1 || need+=(mariadb-client)
 # Cluster tests run real etcd; building etcd-client needs protoc.
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+# Tests look at etcd from outside with etcdctl (what a client without a certificate sees).
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 if [ "${1:-}" = "--bench" ]; then
   command -v sysbench >/dev/null 2>&1 || need+=(sysbench)

@@ -358,10 +358,13 @@ impl Client {
             }
         }
         let resp = answer.ok_or_else(|| {
-            anyhow!(
-                "cannot reach any master ({})\n  hint: start one with `dm standalone -c dm.yaml` or `dm master -c master.yaml`, or pass --master-addr; a master with `tls` needs https and --tls-ca <ca.pem>",
-                failures.join("; ")
-            )
+            let all = failures.join("; ");
+            let hint = if all.contains("CertificateRequired") {
+                "the master asks for a client certificate (tls.cert-allowed-cn): pass --tls-cert and --tls-key (DM_TLS_CERT, DM_TLS_KEY)"
+            } else {
+                "start one with `dm standalone -c dm.yaml` or `dm master -c master.yaml`, or pass --master-addr; a master with `tls` needs https and --tls-ca <ca.pem>"
+            };
+            anyhow!("cannot reach any master ({all})\n  hint: {hint}")
         })?;
         let status = resp.status();
         let text = resp.text().await?;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::cluster::{Cluster, WORKER_TTL};
+use common::cluster::{etcdctl, etcdctl_at, Cluster, WORKER_TTL};
 use common::*;
 use mysql_async::prelude::Queryable;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -229,7 +229,8 @@ async fn tasks_wait_for_a_worker_and_the_full_phase_moves_chunk_by_chunk() {
          ANALYZE TABLE t;",
     )
     .await;
-    let mut c = Cluster::start(1, 0);
+    // The one cluster on plain HTTP without tokens and etcd without TLS (loopback).
+    let mut c = Cluster::start_plain(1, 0);
     c.wait_leader().await;
     c.create_source("src1", &src);
     let yaml = task_tuned("mv", "all", &dst, &["m"], &["rows: 300", "threads: 2"], &[]);
@@ -397,13 +398,24 @@ async fn sources_move_leaders_step_down_and_members_go_offline_on_request() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_cluster_serves_its_api_over_https_with_tokens_to_ctl_followers_and_workers() {
+async fn a_cluster_serves_its_api_and_etcd_over_tls_to_authenticated_callers_only() {
     let (src, dst) = source_with_a_t(500).await;
-    let tls = TlsFiles::generate();
     // The worker finds etcd by asking the masters over HTTPS.
-    let c = Cluster::start_tls(2, 1, &tls);
+    let c = Cluster::start(2, 1);
     let leader = c.wait_leader().await;
-    c.create_source("src1", &src);
+    // The source is read as a user with a password, which must never be readable in etcd.
+    let password = "Pw-never-in-etcd-7731";
+    src.exec(&format!(
+        "CREATE USER dmsrc@'%' IDENTIFIED BY '{password}'; GRANT ALL ON *.* TO dmsrc@'%'"
+    ))
+    .await;
+    let sf = c.file(
+        "src1.yaml",
+        &source_yaml("src1", &src)
+            .replace("user: root", "user: dmsrc")
+            .replace("password: \"\"", &format!("password: \"{password}\"")),
+    );
+    c.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
     // Through the follower: it forwards to the leader over HTTPS.
     let follower = c
         .masters
@@ -426,6 +438,51 @@ async fn a_cluster_serves_its_api_over_https_with_tokens_to_ctl_followers_and_wo
         let (ok, out) = run_ctl(addr, &["--tls-ca", &ca, "pause-task", "tl"]);
         assert!(!ok && out.contains("DM-API-7301"), "{out}");
     }
+
+    // etcd: TLS only, and only for certificates signed by the deployment's CA.
+    let url = etcd_client_url(&c, &leader).unwrap();
+    assert!(url.starts_with("https://"), "{url}");
+    let (ok, out) = etcdctl(&c, &url, false, &["get", "--prefix", "/dm/", "--keys-only"]);
+    assert!(!ok, "etcd answered a client without a certificate:\n{out}");
+    let (ok, out) = etcdctl(
+        &c,
+        &url.replace("https", "http"),
+        false,
+        &["get", "/dm/leader"],
+    );
+    assert!(!ok, "etcd answered plain http:\n{out}");
+    let (ok, dump) = etcdctl(&c, &url, true, &["get", "--prefix", "/dm/"]);
+    assert!(ok && dump.contains("src1"), "{dump}");
+    assert!(
+        !dump.contains(password),
+        "the source password is readable in etcd"
+    );
+    // Where etcd is (and its user) is told to admins (workers), not to viewers or strangers.
+    let https = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(c.tls_ca.as_ref().unwrap()).unwrap())
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let etcd_info = format!("https://{}/api/v1/cluster/etcd", c.master_addrs[0]);
+    let resp = https.get(&etcd_info).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = https
+        .get(&etcd_info)
+        .bearer_auth(c.token.as_ref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["client_cert_required"], true, "{v}");
+    assert!(
+        v["ca"]
+            .as_str()
+            .is_some_and(|ca| ca.contains("BEGIN CERTIFICATE")),
+        "{v}"
+    );
 }
 
 /// A worker frozen (SIGSTOP) while it holds a TRUNCATE it has not run yet (a failpoint
@@ -567,35 +624,27 @@ async fn a_frozen_worker_does_not_hold_up_the_full_phase() {
 /// The etcd member (of a master's embedded etcd) that etcd elected its leader.
 fn etcd_leader(c: &Cluster) -> Option<String> {
     for m in &c.masters {
-        let config = std::fs::read_to_string(c.dir.path().join(format!("{}.yaml", m.name))).ok()?;
-        let url = config
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("client-url: http://"))?
-            .to_string();
-        let Some(body) = http_post(&url, "/v3/maintenance/status", "{}") else {
+        let url = etcd_client_url(c, &m.name)?;
+        let (ok, out) = etcdctl(c, &url, true, &["endpoint", "status", "-w", "json"]);
+        if !ok {
             continue;
-        };
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-        if v["leader"].is_string() && v["leader"] == v["header"]["member_id"] {
+        }
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        let status = &v[0]["Status"];
+        if status["leader"].is_u64() && status["leader"] == status["header"]["member_id"] {
             return Some(m.name.clone());
         }
     }
     None
 }
 
-fn http_post(addr: &str, path: &str, body: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+/// The client URL of the etcd member of master `name`, from its config.
+fn etcd_client_url(c: &Cluster, name: &str) -> Option<String> {
+    let config = std::fs::read_to_string(c.dir.path().join(format!("{name}.yaml"))).ok()?;
+    config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("client-url: "))
+        .map(str::to_string)
 }
 
 /// kill -9 of the master whose etcd member leads etcd, five times while rows are written:
@@ -648,4 +697,130 @@ async fn workers_keep_their_leases_through_etcd_elections() {
         let log = c.worker(w).log();
         assert!(!log.contains("lease lost"), "{w} lost its lease:\n{log}");
     }
+}
+
+/// An etcd the test runs itself (not a master's member); killed with the test.
+struct OwnEtcd(std::process::Child);
+
+impl Drop for OwnEtcd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Masters on an existing etcd that serves TLS and has authentication on: they reach it as an
+/// etcd user (read-write on `/dm/` only) whose password the master config holds encrypted;
+/// the workers get the CA and the user from the masters. Without the user, etcd gives nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_runs_on_an_existing_etcd_with_tls_and_a_user() {
+    let (src, dst) = source_with_a_t(300).await;
+    let tls = TlsFiles::generate();
+    let dir = tempfile::Builder::new()
+        .prefix("dm-test-cluster-etcd-")
+        .tempdir()
+        .unwrap();
+    let (client, peer) = (free_port(), free_port());
+    let url = format!("https://127.0.0.1:{client}");
+    let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+    let _etcd = OwnEtcd(
+        std::process::Command::new(find_binary("etcd"))
+            .arg("--name=e1")
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={url}"))
+            .arg(format!("--advertise-client-urls={url}"))
+            .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
+            ))
+            .arg(format!("--initial-cluster=e1=http://127.0.0.1:{peer}"))
+            .arg(format!("--cert-file={}", tls.cert.display()))
+            .arg(format!("--key-file={}", tls.key.display()))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let ca = format!("--cacert={}", tls.ca.display());
+    let as_root = |args: &[&str]| {
+        let mut all = vec![ca.clone(), "--user=root:Root-pw-1".to_string()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        etcdctl_at(&url, &all)
+    };
+    wait_for("etcd answers", Duration::from_secs(30), || {
+        etcdctl_at(&url, &[ca.clone(), "endpoint".into(), "health".into()]).0
+    })
+    .await;
+    let etcd_password = "Etcd-pw-never-in-clear-5521";
+    for step in [
+        vec!["user", "add", "root", "--new-user-password=Root-pw-1"],
+        vec!["role", "add", "dm"],
+        vec![
+            "role",
+            "grant-permission",
+            "dm",
+            "--prefix=true",
+            "readwrite",
+            "/dm/",
+        ],
+        vec![
+            "user",
+            "add",
+            "dm",
+            &format!("--new-user-password={etcd_password}"),
+        ],
+        vec!["user", "grant-role", "dm", "dm"],
+        vec!["auth", "enable"],
+    ] {
+        let (ok, out) = as_root(&step);
+        assert!(ok, "etcdctl {step:?}: {out}");
+    }
+
+    let ca_path = tls.ca.clone();
+    let url_for_config = url.clone();
+    let c = Cluster::start_on_etcd(2, 1, tls, &|key_file| {
+        let out = std::process::Command::new(dm_bin())
+            .args(["ctl", "encrypt", "--key-file"])
+            .arg(key_file)
+            .arg(etcd_password)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let sealed = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        format!(
+            "etcd:\n  endpoints: [{url_for_config}]\n  tls:\n    ca: {}\n  username: dm\n  password: \"{sealed}\"\n",
+            ca_path.display()
+        )
+    });
+    c.wait_leader().await;
+    c.create_source("src1", &src);
+    let tf = c.file("task.yaml", &task_yaml("ex", "all", "src1", &dst, &["a"]));
+    c.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    src.exec("INSERT INTO a.t VALUES (301, 301, 'after')").await;
+    c.wait_caught_up("ex", "src1", &src).await;
+    assert_same(&src, &dst, &["a"]).await;
+
+    // The master config and the logs hold the etcd password encrypted only.
+    for m in &c.masters {
+        let cfg = std::fs::read_to_string(c.dir.path().join(format!("{}.yaml", m.name))).unwrap();
+        assert!(cfg.contains("password: \"enc:") && !cfg.contains(etcd_password));
+    }
+    assert!(!c.logs().contains(etcd_password));
+    // No user, no data; dm's user sees dm's keys.
+    let (ok, out) = etcdctl_at(
+        &url,
+        &[ca.clone(), "get".into(), "--prefix".into(), "/dm/".into()],
+    );
+    assert!(!ok, "etcd answered without a user:\n{out}");
+    let (ok, out) = etcdctl_at(
+        &url,
+        &[
+            ca.clone(),
+            format!("--user=dm:{etcd_password}"),
+            "get".into(),
+            "--prefix".into(),
+            "/dm/alive/worker/".into(),
+        ],
+    );
+    assert!(ok && out.contains("w1"), "{out}");
 }

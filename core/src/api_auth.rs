@@ -117,7 +117,7 @@ pub struct ApiGuard {
 }
 
 /// The host part of `host:port`, `[v6]:port`, or a bare host, lower-cased.
-fn host_of(addr: &str) -> String {
+pub(crate) fn host_of(addr: &str) -> String {
     let addr = addr
         .trim()
         .trim_start_matches("http://")
@@ -133,7 +133,7 @@ fn host_of(addr: &str) -> String {
     host.to_ascii_lowercase()
 }
 
-fn is_loopback(host: &str) -> bool {
+pub(crate) fn is_loopback(host: &str) -> bool {
     host == "localhost"
         || host
             .parse::<std::net::IpAddr>()
@@ -210,7 +210,10 @@ impl ApiGuard {
                 format!("this master does not answer to the host `{host}`"),
             ));
         }
-        let reads = matches!(*req.method(), Method::GET | Method::HEAD);
+        // How to reach etcd (and its user's sealed password) is for workers, which hold an
+        // admin token, not for viewers.
+        let reads = matches!(*req.method(), Method::GET | Method::HEAD)
+            && req.uri().path() != "/api/v1/cluster/etcd";
         if *req.method() == Method::POST {
             let json = req
                 .headers()
@@ -369,6 +372,14 @@ mod tests {
             refused(req(Method::GET, "dm.example.com", None, Some(&viewer))),
             None
         );
+        // How to reach etcd is for workers (admins) only.
+        let etcd = |token: &str| {
+            let mut r = req(Method::GET, "dm1.internal:8261", None, Some(token));
+            *r.uri_mut() = "/api/v1/cluster/etcd".parse().unwrap();
+            refused(r)
+        };
+        assert_eq!(etcd(&viewer), Some(Refusal::NotAllowed));
+        assert_eq!(etcd(&admin), None);
         assert_eq!(
             refused(req(Method::GET, "evil.example:8261", None, Some(&admin))),
             Some(Refusal::WrongHost)

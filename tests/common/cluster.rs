@@ -1,5 +1,7 @@
 //! A dm cluster of real processes: masters that each run their own etcd member (`etcd.embed`,
-//! Debian's `etcd` binary), and workers, all on free loopback ports.
+//! Debian's `etcd` binary), and workers, all on free loopback ports. Secure unless a test asks
+//! otherwise: the API over HTTPS with tokens, etcd with client and peer TLS requiring client
+//! certificates (workers present theirs).
 
 use super::{dm_bin, find_binary, free_port, wait_for, MariaDb};
 use serde_json::Value;
@@ -99,6 +101,9 @@ pub struct Cluster {
     pub masters: Vec<Proc>,
     pub workers: Vec<Proc>,
     pub master_addrs: Vec<String>,
+    /// The certificates of a secure cluster: the masters serve HTTPS (and their etcd members
+    /// TLS) with `cert`, signed by `ca`; workers present `admin`.
+    pub tls: Option<super::TlsFiles>,
     /// The masters serve HTTPS with a certificate signed by this CA.
     pub tls_ca: Option<PathBuf>,
     /// The admin token the masters ask for (a cluster with TLS asks for one).
@@ -108,18 +113,36 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// `masters` masters (each with its own etcd member) and `workers` workers, started.
+    /// `masters` masters (each with its own etcd member) and `workers` workers, started,
+    /// secure: the API over HTTPS only, asking for an admin token (which `ctl` and the
+    /// workers give); etcd over TLS, open only to certificates signed by the test CA.
     pub fn start(masters: usize, workers: usize) -> Cluster {
-        Self::start_with(masters, workers, None)
+        Self::start_with(masters, workers, Some(super::TlsFiles::generate()), None)
     }
 
-    /// A cluster whose masters serve their API over HTTPS only (certificate of `tls`) and
-    /// ask for an admin token, which `ctl` and the workers give.
-    pub fn start_tls(masters: usize, workers: usize, tls: &super::TlsFiles) -> Cluster {
-        Self::start_with(masters, workers, Some(tls))
+    /// A cluster on plain HTTP without tokens, etcd without TLS (loopback only).
+    pub fn start_plain(masters: usize, workers: usize) -> Cluster {
+        Self::start_with(masters, workers, None, None)
     }
 
-    fn start_with(masters: usize, workers: usize, tls: Option<&super::TlsFiles>) -> Cluster {
+    /// A secure cluster (certificates of `tls`) whose masters use an existing etcd: the
+    /// `etcd:` section of their config is what `etcd_section` makes of the deployment's key
+    /// file.
+    pub fn start_on_etcd(
+        masters: usize,
+        workers: usize,
+        tls: super::TlsFiles,
+        etcd_section: &dyn Fn(&std::path::Path) -> String,
+    ) -> Cluster {
+        Self::start_with(masters, workers, Some(tls), Some(etcd_section))
+    }
+
+    fn start_with(
+        masters: usize,
+        workers: usize,
+        tls: Option<super::TlsFiles>,
+        external_etcd: Option<&dyn Fn(&std::path::Path) -> String>,
+    ) -> Cluster {
         let etcd = find_binary("etcd");
         let mut dir = tempfile::Builder::new()
             .prefix("dm-test-cluster-")
@@ -132,10 +155,11 @@ impl Cluster {
         let ports: Vec<(u16, u16, u16)> = (0..masters)
             .map(|_| (free_port(), free_port(), free_port()))
             .collect();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let initial = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, _, peer))| format!("m{}=http://127.0.0.1:{peer}", i + 1))
+            .map(|(i, (_, _, peer))| format!("m{}={scheme}://127.0.0.1:{peer}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
         let mut c = Cluster {
@@ -146,7 +170,8 @@ impl Cluster {
             dir,
             masters: vec![],
             workers: vec![],
-            tls_ca: tls.map(|t| t.ca.clone()),
+            tls_ca: tls.as_ref().map(|t| t.ca.clone()),
+            tls: None,
             token: None,
             worker_ttl: WORKER_TTL,
         };
@@ -158,7 +183,7 @@ impl Cluster {
         let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
         std::fs::write(&key_file, hex).unwrap();
         let key_line = format!("secret-key-path: {}\n", key_file.display());
-        let tls_lines = tls.map_or(String::new(), |t| {
+        let tls_lines = tls.as_ref().map_or(String::new(), |t| {
             let (ok, out) = super::run_ctl(
                 "127.0.0.1:1",
                 &["-o", "json", "token", "new", "--name", "tests"],
@@ -177,14 +202,19 @@ impl Cluster {
         for (i, (api, client, peer)) in ports.iter().enumerate() {
             let name = format!("m{}", i + 1);
             let config = c.dir.path().join(format!("{name}.yaml"));
+            let etcd_section = match external_etcd {
+                Some(section) => section(&key_file),
+                None => format!(
+                    "etcd:\n  embed:\n    data-dir: {}\n    client-url: {scheme}://127.0.0.1:{client}\n    \
+                     peer-url: {scheme}://127.0.0.1:{peer}\n    initial-cluster: {initial}\n    bin: {}\n",
+                    c.dir.path().join(format!("etcd-{name}")).display(),
+                    etcd.display()
+                ),
+            };
             std::fs::write(
                 &config,
                 format!(
-                    "name: {name}\nmaster-addr: 127.0.0.1:{api}\nelection-ttl: 2\netcd:\n  embed:\n    \
-                     data-dir: {}\n    client-url: http://127.0.0.1:{client}\n    peer-url: http://127.0.0.1:{peer}\n    \
-                     initial-cluster: {initial}\n    bin: {}\n{tls_lines}{key_line}",
-                    c.dir.path().join(format!("etcd-{name}")).display(),
-                    etcd.display()
+                    "name: {name}\nmaster-addr: 127.0.0.1:{api}\nelection-ttl: 2\n{etcd_section}{tls_lines}{key_line}"
                 ),
             )
             .unwrap();
@@ -200,6 +230,7 @@ impl Cluster {
             p.start();
             c.masters.push(p);
         }
+        c.tls = tls;
         for i in 0..workers {
             c.add_worker(&format!("w{}", i + 1));
         }
@@ -225,6 +256,12 @@ impl Cluster {
                 self.dir.path().join("secret.key").display()
             ) + &self.tls_ca.as_ref().map_or(String::new(), |ca| {
                 format!("master-tls-ca: {}\n", ca.display())
+            }) + &self.tls.as_ref().map_or(String::new(), |t| {
+                format!(
+                    "master-tls-cert: {}\nmaster-tls-key: {}\n",
+                    t.admin.0.display(),
+                    t.admin.1.display()
+                )
             }) + &self.token.as_ref().map_or(String::new(), |t| {
                 let file = self.dir.path().join(format!("{name}.token"));
                 std::fs::write(&file, t).unwrap();
@@ -374,4 +411,34 @@ impl Cluster {
         }
         s
     }
+}
+
+/// `etcdctl` against the members of `c` (with the test CA and, when `cert`, the admin
+/// certificate): success and what it printed.
+pub fn etcdctl(c: &Cluster, endpoints: &str, cert: bool, args: &[&str]) -> (bool, String) {
+    let mut all: Vec<String> = vec![];
+    if let Some(t) = &c.tls {
+        all.push(format!("--cacert={}", t.ca.display()));
+        if cert {
+            all.push(format!("--cert={}", t.admin.0.display()));
+            all.push(format!("--key={}", t.admin.1.display()));
+        }
+    }
+    all.extend(args.iter().map(|a| a.to_string()));
+    etcdctl_at(endpoints, &all)
+}
+
+/// `etcdctl --endpoints <endpoints> <args>`: success and what it printed.
+pub fn etcdctl_at(endpoints: &str, args: &[String]) -> (bool, String) {
+    let mut cmd = Command::new(find_binary("etcdctl"));
+    cmd.env("ETCDCTL_API", "3")
+        .arg("--endpoints")
+        .arg(endpoints)
+        .arg("--dial-timeout=2s")
+        .arg("--command-timeout=3s");
+    let out = cmd.args(args).output().expect("etcdctl runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
 }

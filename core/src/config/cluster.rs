@@ -53,13 +53,49 @@ pub fn api_ca(tls: Option<&crate::api_tls::ApiTls>) -> Option<&std::path::Path> 
 
 /// Either an etcd member that the master runs itself, or existing etcd endpoints (or both: the
 /// endpoints are used besides the own member's).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct EtcdConfig {
     #[serde(default)]
     pub embed: Option<EmbedEtcd>,
     #[serde(default)]
     pub endpoints: Vec<String>,
+    /// TLS to the etcd at `endpoints` (https URLs). Embedded members use the master's `tls`.
+    #[serde(default)]
+    pub tls: Option<EtcdTls>,
+    /// etcd user, for an etcd with authentication enabled; the workers get it from the
+    /// masters.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Its password: as `dm ctl encrypt` prints it (or plain, not recommended).
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// `etcd.tls`: how a master reaches an existing etcd over TLS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct EtcdTls {
+    /// PEM CA of the members' certificates (the workers are given it too).
+    pub ca: PathBuf,
+    /// PEM certificate and key the master presents, when etcd requires client certificates
+    /// (workers present their `master-tls-cert`).
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for EtcdConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdConfig")
+            .field("embed", &self.embed)
+            .field("endpoints", &self.endpoints)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "******"))
+            .finish()
+    }
 }
 
 impl EtcdConfig {

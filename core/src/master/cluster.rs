@@ -37,13 +37,16 @@ pub async fn run(cfg: MasterConfig) -> Result<()> {
                 cfg.master_addr
             ))
         })?;
+    let member_tls = super::etcd_access::member_tls(&cfg)?;
+    let access = super::etcd_access::client_access(&cfg, member_tls.as_ref())?;
     if let Some(embed) = &cfg.etcd.embed {
-        super::etcd_member::start(embed.clone(), cfg.name.clone()).await?;
+        super::etcd_member::start(embed.clone(), cfg.name.clone(), member_tls).await?;
     }
     // With embedded members, etcd answers once a majority of the masters run.
-    let etcd = EtcdStore::connect(&endpoints, Duration::from_secs(300)).await?;
+    let etcd = EtcdStore::connect(&endpoints, &access, Duration::from_secs(300)).await?;
     // Workers get every member's URL, so they survive the death of this master's member.
     let all_endpoints = etcd.member_urls().await;
+    let discovery = super::etcd_access::discovery(all_endpoints.clone(), &access)?;
     let etcd = Arc::new(etcd);
     let etcd_handle = etcd.clone();
     let store: Arc<dyn MetaStore> = etcd;
@@ -53,7 +56,7 @@ pub async fn run(cfg: MasterConfig) -> Result<()> {
         etcd_endpoints: all_endpoints,
         insecure: guard.insecure,
     };
-    let membership = Membership::new(me, store.clone(), cfg.election_ttl);
+    let membership = Membership::new(me, discovery, store.clone(), cfg.election_ttl);
     tokio::spawn(membership.clone().run());
     if let Some(embed) = &cfg.etcd.embed {
         tokio::spawn(keep_etcd_leader_elsewhere(

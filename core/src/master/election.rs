@@ -29,6 +29,8 @@ pub struct MemberInfo {
 
 pub struct Membership {
     pub me: MemberInfo,
+    /// What workers are told about reaching etcd (`/api/v1/cluster/etcd`).
+    pub etcd: super::etcd_access::EtcdDiscovery,
     pub store: Arc<dyn MetaStore>,
     pub ttl: i64,
     leader: AtomicBool,
@@ -38,9 +40,15 @@ pub struct Membership {
 const POLL: Duration = Duration::from_millis(200);
 
 impl Membership {
-    pub fn new(me: MemberInfo, store: Arc<dyn MetaStore>, ttl: i64) -> Arc<Self> {
+    pub fn new(
+        me: MemberInfo,
+        etcd: super::etcd_access::EtcdDiscovery,
+        store: Arc<dyn MetaStore>,
+        ttl: i64,
+    ) -> Arc<Self> {
         Arc::new(Membership {
             me,
+            etcd,
             store,
             ttl,
             leader: AtomicBool::new(false),

@@ -3,6 +3,7 @@
 //! master (parent-death signal), so a killed master takes its member along, like an embedded
 //! one would.
 
+use super::etcd_access::MemberTls;
 use crate::config::EmbedEtcd;
 use crate::error::{Error, Result};
 use std::path::PathBuf;
@@ -10,9 +11,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 /// Starts the member and keeps it running; returns once it was started the first time.
-pub async fn start(cfg: EmbedEtcd, default_name: String) -> Result<()> {
+pub async fn start(cfg: EmbedEtcd, default_name: String, tls: Option<MemberTls>) -> Result<()> {
     let bin = cfg.bin.clone().unwrap_or_else(|| PathBuf::from("etcd"));
-    let mut child = spawn(&cfg, &bin, &default_name)?;
+    let mut child = spawn(&cfg, &bin, &default_name, tls.as_ref())?;
     tokio::spawn(async move {
         loop {
             let status = child.wait().await;
@@ -21,7 +22,7 @@ pub async fn start(cfg: EmbedEtcd, default_name: String) -> Result<()> {
                 "the embedded etcd member exited; starting it again"
             );
             tokio::time::sleep(Duration::from_secs(1)).await;
-            match spawn(&cfg, &bin, &default_name) {
+            match spawn(&cfg, &bin, &default_name, tls.as_ref()) {
                 Ok(c) => child = c,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start the embedded etcd member");
@@ -33,7 +34,12 @@ pub async fn start(cfg: EmbedEtcd, default_name: String) -> Result<()> {
     Ok(())
 }
 
-fn spawn(cfg: &EmbedEtcd, bin: &PathBuf, default_name: &str) -> Result<tokio::process::Child> {
+fn spawn(
+    cfg: &EmbedEtcd,
+    bin: &PathBuf,
+    default_name: &str,
+    tls: Option<&MemberTls>,
+) -> Result<tokio::process::Child> {
     let name = cfg.name.as_deref().unwrap_or(default_name);
     std::fs::create_dir_all(&cfg.data_dir)?;
     let log_path = cfg.data_dir.with_extension("log");
@@ -73,6 +79,7 @@ fn spawn(cfg: &EmbedEtcd, bin: &PathBuf, default_name: &str) -> Result<tokio::pr
         .arg("periodic")
         .arg("--auto-compaction-retention")
         .arg("10m")
+        .args(tls.map(tls_args).unwrap_or_default())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -93,4 +100,27 @@ fn spawn(cfg: &EmbedEtcd, bin: &PathBuf, default_name: &str) -> Result<tokio::pr
     })?;
     tracing::info!(member = name, client_url = %cfg.client_url, log = %log_path.display(), "embedded etcd member started");
     Ok(child)
+}
+
+/// Client and peer TLS with the master's certificate; clients and peers must present a
+/// certificate signed by the deployment's CA. etcd's own authentication stays off: the CA is
+/// the gate, as for the API's mutual TLS.
+fn tls_args(tls: &MemberTls) -> Vec<std::ffi::OsString> {
+    let mut out = vec![];
+    for (flag, path) in [
+        ("--cert-file", &tls.cert),
+        ("--key-file", &tls.key),
+        ("--trusted-ca-file", &tls.ca),
+        ("--peer-cert-file", &tls.cert),
+        ("--peer-key-file", &tls.key),
+        ("--peer-trusted-ca-file", &tls.ca),
+    ] {
+        out.push(flag.into());
+        out.push(path.into());
+    }
+    // etcd 3.4 already requires client certificates once it has a trusted CA; the flag says
+    // so explicitly (and keeps it so should a version stop implying it).
+    out.push("--client-cert-auth".into());
+    out.push("--peer-client-cert-auth".into());
+    out
 }

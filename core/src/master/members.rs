@@ -39,11 +39,11 @@ pub struct Members {
 }
 
 /// etcd client URLs, for workers that know only the masters.
-pub async fn etcd_endpoints(State(m): State<Master>) -> Json<Vec<String>> {
+pub async fn etcd_endpoints(State(m): State<Master>) -> Json<super::etcd_access::EtcdDiscovery> {
     Json(
         m.cluster
             .as_ref()
-            .map(|c| c.me.etcd_endpoints.clone())
+            .map(|c| c.etcd.clone())
             .unwrap_or_default(),
     )
 }

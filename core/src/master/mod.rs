@@ -6,6 +6,7 @@ mod api;
 mod binlog_schema;
 pub mod cluster;
 mod election;
+pub mod etcd_access;
 mod etcd_member;
 mod forward;
 mod members;

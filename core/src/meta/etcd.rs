@@ -10,8 +10,8 @@ use super::{MetaStore, WatchEvent};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, PutOptions,
-    Txn, TxnOp, WatchOptions,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions,
+    Identity, PutOptions, TlsOptions, Txn, TxnOp, WatchOptions,
 };
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,8 +30,56 @@ const KEEPALIVE_RETRY: Duration = Duration::from_millis(150);
 /// How long a request is retried before the store counts as unavailable.
 const RETRY_FOR: Duration = Duration::from_secs(5);
 
+/// How to reach etcd besides its URLs: TLS (https endpoints) and an etcd user.
+#[derive(Clone, Default, PartialEq)]
+pub struct EtcdAccess {
+    /// PEM of the CA that signed the members' certificates.
+    pub ca_pem: Option<String>,
+    /// PEM certificate and key this process presents (members that require client
+    /// certificates).
+    pub identity: Option<(String, String)>,
+    /// etcd user and password (an etcd with authentication enabled).
+    pub user: Option<(String, String)>,
+}
+
+impl EtcdAccess {
+    /// Refuses endpoints whose scheme does not match: https needs a CA, TLS needs https.
+    fn check(&self, endpoints: &[String]) -> Result<()> {
+        for e in endpoints {
+            let https = e.starts_with("https://");
+            if https && self.ca_pem.is_none() {
+                return Err(Error::Invalid(format!(
+                    "etcd at {e} serves TLS: give the CA of its certificate (etcd.tls.ca, or the master's tls.ca for embedded members; a worker's master-tls-ca)"
+                )));
+            }
+            if !https && self.ca_pem.is_some() {
+                return Err(Error::Invalid(format!(
+                    "etcd at {e} is plain http while TLS is configured for etcd: use https:// URLs"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn options(&self, base: ConnectOptions) -> ConnectOptions {
+        let mut opts = base;
+        if let Some(ca) = &self.ca_pem {
+            let mut tls = TlsOptions::new().ca_certificate(Certificate::from_pem(ca));
+            if let Some((cert, key)) = &self.identity {
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            opts = opts.with_tls(tls);
+        }
+        if let Some((user, password)) = &self.user {
+            opts = opts.with_user(user, password).with_auto_token_refresh(true);
+        }
+        opts
+    }
+}
+
 pub struct EtcdStore {
     endpoints: Vec<String>,
+    access: EtcdAccess,
     /// One per endpoint, with a request timeout.
     clients: Vec<Client>,
     /// One per endpoint, without request timeout: for watch streams.
@@ -42,10 +90,15 @@ pub struct EtcdStore {
 
 impl EtcdStore {
     /// Connects to `endpoints` (`http://host:port`), waiting up to `wait` for one to answer.
-    pub async fn connect(endpoints: &[String], wait: Duration) -> Result<Self> {
+    pub async fn connect(
+        endpoints: &[String],
+        access: &EtcdAccess,
+        wait: Duration,
+    ) -> Result<Self> {
+        access.check(endpoints)?;
         let deadline = Instant::now() + wait;
         loop {
-            match Self::try_connect(endpoints).await {
+            match Self::try_connect(endpoints, access).await {
                 Ok(store) => return Ok(store),
                 Err(e) if Instant::now() >= deadline => return Err(e),
                 Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
@@ -53,14 +106,16 @@ impl EtcdStore {
         }
     }
 
-    async fn try_connect(endpoints: &[String]) -> Result<Self> {
+    async fn try_connect(endpoints: &[String], access: &EtcdAccess) -> Result<Self> {
         let unavailable = |e: etcd_client::Error| {
             Error::MetaUnavailable(format!("etcd at {}: {e}", endpoints.join(",")))
         };
-        let opts = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(2))
-            .with_timeout(REQUEST_TIMEOUT)
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+        let opts = access.options(
+            ConnectOptions::new()
+                .with_connect_timeout(Duration::from_secs(2))
+                .with_timeout(REQUEST_TIMEOUT)
+                .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2)),
+        );
         let mut clients = vec![];
         let mut stream_clients = vec![];
         for e in endpoints {
@@ -72,7 +127,9 @@ impl EtcdStore {
             stream_clients.push(
                 Client::connect(
                     [e],
-                    Some(ConnectOptions::new().with_connect_timeout(Duration::from_secs(2))),
+                    Some(access.options(
+                        ConnectOptions::new().with_connect_timeout(Duration::from_secs(2)),
+                    )),
                 )
                 .await
                 .map_err(unavailable)?,
@@ -80,6 +137,7 @@ impl EtcdStore {
         }
         let store = EtcdStore {
             endpoints: endpoints.to_vec(),
+            access: access.clone(),
             clients,
             stream_clients,
             current: Arc::default(),
@@ -107,7 +165,7 @@ impl EtcdStore {
         let members = c.member_list().await.map_err(err)?;
         // Only to a member that answers: the list keeps dead members too.
         for other in members.members().iter().filter(|m| m.id() != me) {
-            if !answers(other.client_urls()).await {
+            if !answers(other.client_urls(), &self.access).await {
                 continue;
             }
             c.move_leader(other.id()).await.map_err(err)?;
@@ -191,10 +249,12 @@ impl EtcdStore {
 }
 
 /// Whether an etcd member at one of `urls` answers a status request within 500 ms.
-async fn answers(urls: &[String]) -> bool {
-    let opts = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_millis(500))
-        .with_timeout(Duration::from_millis(500));
+async fn answers(urls: &[String], access: &EtcdAccess) -> bool {
+    let opts = access.options(
+        ConnectOptions::new()
+            .with_connect_timeout(Duration::from_millis(500))
+            .with_timeout(Duration::from_millis(500)),
+    );
     let Ok(mut c) = Client::connect(urls, Some(opts)).await else {
         return false;
     };

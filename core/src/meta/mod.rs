@@ -15,7 +15,7 @@ pub mod keys;
 pub mod plugins;
 
 pub use embedded::EmbeddedStore;
-pub use etcd::EtcdStore;
+pub use etcd::{EtcdAccess, EtcdStore};
 
 use crate::error::{Error, Result};
 use async_trait::async_trait;

@@ -6,6 +6,7 @@ use super::Worker;
 use crate::config::WorkerConfig;
 use crate::error::Result;
 use crate::fence::Fence;
+use crate::master::etcd_access::EtcdDiscovery;
 use crate::master::MemberInfo;
 use crate::meta::{self, keys, EtcdStore, MetaStore};
 use std::sync::Arc;
@@ -34,12 +35,12 @@ pub async fn run(cfg: WorkerConfig) -> Result<()> {
         })?),
         None => None,
     };
-    let endpoints = {
+    let identity = cfg
+        .master_tls_cert
+        .as_deref()
+        .zip(cfg.master_tls_key.as_deref());
+    let etcd = {
         let token = worker_token(&cfg)?;
-        let identity = cfg
-            .master_tls_cert
-            .as_deref()
-            .zip(cfg.master_tls_key.as_deref());
         let api = crate::api_tls::ApiClient::new(
             cfg.master_tls_ca.as_deref(),
             Duration::from_secs(3),
@@ -48,8 +49,15 @@ pub async fn run(cfg: WorkerConfig) -> Result<()> {
         )?;
         discover_etcd(&cfg.master_addrs, &api).await
     };
+    // The same certificate the worker shows the masters opens etcd's members to it.
+    let identity_pem = match identity {
+        Some((cert, key)) => Some((read_file(cert)?, read_file(key)?)),
+        None => None,
+    };
+    let endpoints = etcd.endpoints.clone();
+    let access = etcd.access(identity_pem)?;
     let store: Arc<dyn MetaStore> =
-        Arc::new(EtcdStore::connect(&endpoints, Duration::from_secs(120)).await?);
+        Arc::new(EtcdStore::connect(&endpoints, &access, Duration::from_secs(120)).await?);
     let me = MemberInfo {
         name: cfg.name.clone(),
         addr: String::new(),
@@ -96,16 +104,34 @@ pub async fn run(cfg: WorkerConfig) -> Result<()> {
     Ok(())
 }
 
-/// Asks the masters where etcd is, until one answers.
-async fn discover_etcd(masters: &[String], api: &crate::api_tls::ApiClient) -> Vec<String> {
+fn read_file(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| {
+        crate::Error::Invalid(format!(
+            "cannot read {}: {e}; master-tls-cert and master-tls-key are PEM files",
+            path.display()
+        ))
+    })
+}
+
+/// Asks the masters where etcd is and how to reach it, until one answers.
+async fn discover_etcd(masters: &[String], api: &crate::api_tls::ApiClient) -> EtcdDiscovery {
     let mut warned = Instant::now() - Duration::from_secs(60);
     loop {
         for m in masters {
             let url = format!("{}/api/v1/cluster/etcd", api.base(m));
             if let Ok(resp) = api.http.get(&url).send().await {
-                if let Ok(eps) = resp.json::<Vec<String>>().await {
-                    if !eps.is_empty() {
-                        return eps;
+                if !resp.status().is_success() {
+                    // Refused (no or a wrong token or certificate): say so rather than wait
+                    // quietly.
+                    if warned.elapsed() > Duration::from_secs(10) {
+                        tracing::warn!(master = %m, status = %resp.status(), "the master refuses to say where etcd is: give the worker an admin token (token-file) or a certificate with an allowed name");
+                        warned = Instant::now();
+                    }
+                    continue;
+                }
+                if let Ok(d) = resp.json::<EtcdDiscovery>().await {
+                    if !d.endpoints.is_empty() {
+                        return d;
                     }
                 }
             }
