@@ -92,13 +92,27 @@ fn server_config(tls: &ApiTls) -> Result<Arc<rustls::ServerConfig>> {
     Ok(Arc::new(cfg))
 }
 
-/// Serves `app` on `listener`, over TLS when `tls` is set.
+/// Connections served at once; more wait in the listener's backlog until one ends, so a
+/// flood of idle connections cannot exhaust the process.
+const MAX_CONNECTIONS: usize = 512;
+/// How long a client has for its TLS handshake and for the headers of each request: a client
+/// that opens connections and sends nothing does not keep them.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `app` on `listener`: HTTPS only when `tls` is given (with the client's certificate
+/// name for the API guard under mutual TLS), plain HTTP otherwise.
 pub async fn serve(listener: TcpListener, app: Router, tls: Option<&ApiTls>) -> Result<()> {
-    let Some(tls) = tls else {
-        return axum::serve(listener, app).await.map_err(Error::Io);
+    let acceptor = match tls {
+        Some(tls) => Some(tokio_rustls::TlsAcceptor::from(server_config(tls)?)),
+        None => None,
     };
-    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(tls)?);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
@@ -109,10 +123,18 @@ pub async fn serve(listener: TcpListener, app: Router, tls: Option<&ApiTls>) -> 
         };
         let (acceptor, app) = (acceptor.clone(), app.clone());
         tokio::spawn(async move {
-            let stream = match acceptor.accept(tcp).await {
-                Ok(s) => s,
-                Err(e) => {
+            let _slot = slot;
+            let Some(acceptor) = acceptor else {
+                return serve_connection(tcp, app, peer).await;
+            };
+            let stream = match tokio::time::timeout(CLIENT_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "API: TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "API: TLS handshake timed out");
                     return;
                 }
             };
@@ -123,17 +145,28 @@ pub async fn serve(listener: TcpListener, app: Router, tls: Option<&ApiTls>) -> 
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(|c| common_name(c));
-            let app = app.layer(axum::Extension(PeerCn(cn)));
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            let builder =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "API: connection ended with an error");
-            }
+            serve_connection(stream, app.layer(axum::Extension(PeerCn(cn))), peer).await
         });
+    }
+}
+
+/// HTTP/1 or HTTP/2 on one connection, with a deadline for each request's headers.
+async fn serve_connection<S>(stream: S, app: Router, peer: std::net::SocketAddr)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(CLIENT_TIMEOUT);
+    if let Err(e) = builder
+        .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!(%peer, error = %e, "API: connection ended with an error");
     }
 }
 

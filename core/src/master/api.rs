@@ -109,6 +109,9 @@ impl IntoResponse for ApiError {
 pub(super) type ApiResult<T> = Result<Json<T>, ApiError>;
 
 /// The API, behind `guard` (Host, content type, tokens: `api_auth`).
+/// The largest request body the API reads.
+const API_BODY_LIMIT: usize = 8 * 1024 * 1024;
+
 pub fn router(master: Master, guard: crate::api_auth::ApiGuard) -> Router {
     Router::new()
         .route("/api/v1/sources", get(list_sources).post(create_source))
@@ -146,6 +149,9 @@ pub fn router(master: Master, guard: crate::api_auth::ApiGuard) -> Router {
         .route("/api/v1/leader/{op}", post(members::operate_leader))
         .route("/api/v1/cluster/etcd", get(members::etcd_endpoints))
         .route("/metrics", get(metrics))
+        // Task files with their plugin modules (each at most 1 MiB, base64) fit; nothing
+        // bigger is read into memory.
+        .layer(axum::extract::DefaultBodyLimit::max(API_BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             master.clone(),
             forward::to_leader,

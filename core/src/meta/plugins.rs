@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 
 pub const PREFIX: &str = "/dm/plugin/";
 
+/// The largest module stored: base64 of it must fit etcd's default request limit (1.5 MiB).
+pub const MAX_MODULE_BYTES: usize = 1024 * 1024;
+
 /// Stores every plugin of `task` from `uploaded` (name -> base64) and records its hash in the
 /// task. The master reads no path an API caller names: `dm ctl` uploads the modules from where
 /// it runs (a caller could otherwise have the master read any of its files).
@@ -33,6 +36,13 @@ pub async fn store_task_plugins(
                 )))
             }
         };
+        if bytes.len() > MAX_MODULE_BYTES {
+            return Err(Error::Invalid(format!(
+                "plugin `{name}` is {} KiB: at most {} KiB can be stored (etcd's request limit); build it with `opt-level = \"s\"`, `strip = true` and `lto = true` (and wasm-opt -Os)",
+                bytes.len() / 1024,
+                MAX_MODULE_BYTES / 1024
+            )));
+        }
         let sha = format!("{:x}", Sha256::digest(&bytes));
         let key = format!("{PREFIX}{sha}");
         if store.get(&key).await?.is_none() {
@@ -116,5 +126,13 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("was not uploaded"), "{err}");
         assert!(store.list(PREFIX).await.unwrap().is_empty());
+        let big = BTreeMap::from([(
+            "p".to_string(),
+            base64::engine::general_purpose::STANDARD.encode(vec![0u8; MAX_MODULE_BYTES + 1]),
+        )]);
+        let err = store_task_plugins(&store, &mut task, &big)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("at most 1024 KiB"), "{err}");
     }
 }
