@@ -401,7 +401,7 @@ async fn sources_move_leaders_step_down_and_members_go_offline_on_request() {
 async fn a_cluster_serves_its_api_and_etcd_over_tls_to_authenticated_callers_only() {
     let (src, dst) = source_with_a_t(500).await;
     // The worker finds etcd by asking the masters over HTTPS.
-    let c = Cluster::start(2, 1);
+    let c = Cluster::start(3, 1);
     let leader = c.wait_leader().await;
     // The source is read as a user with a password, which must never be readable in etcd.
     let password = "Pw-never-in-etcd-7731";
@@ -457,6 +457,13 @@ async fn a_cluster_serves_its_api_and_etcd_over_tls_to_authenticated_callers_onl
         !dump.contains(password),
         "the source password is readable in etcd"
     );
+    for p in c.masters.iter().chain(&c.workers) {
+        assert!(
+            !p.log().contains(password),
+            "{}'s log holds the password",
+            p.name
+        );
+    }
     // Where etcd is (and its user) is told to admins (workers), not to viewers or strangers.
     let https = reqwest::Client::builder()
         .add_root_certificate(
@@ -805,7 +812,13 @@ async fn a_cluster_runs_on_an_existing_etcd_with_tls_and_a_user() {
         let cfg = std::fs::read_to_string(c.dir.path().join(format!("{}.yaml", m.name))).unwrap();
         assert!(cfg.contains("password: \"enc:") && !cfg.contains(etcd_password));
     }
-    assert!(!c.logs().contains(etcd_password));
+    for p in c.masters.iter().chain(&c.workers) {
+        assert!(
+            !p.log().contains(etcd_password),
+            "{}'s log holds the password",
+            p.name
+        );
+    }
     // No user, no data; dm's user sees dm's keys.
     let (ok, out) = etcdctl_at(
         &url,
