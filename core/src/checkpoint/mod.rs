@@ -17,6 +17,8 @@
 //!
 //! Keeping them in the target (not on a worker's disk) lets any worker resume a task.
 
+pub mod tidb_dm;
+
 use crate::db::{quote_ident, quote_str, Datum};
 use crate::error::{DbRole, Error, Result};
 use crate::schema::{Table, TableName, Tracker};

@@ -138,7 +138,13 @@ impl Subtask {
         let mut tgt = crate::db::connect(&task.target_database, DbRole::Target).await?;
         meta.create(&mut tgt, &tgt_addr).await?;
 
-        let cp = match meta.load_checkpoint(&mut tgt, &tgt_addr, source_id).await? {
+        let mut own = meta.load_checkpoint(&mut tgt, &tgt_addr, source_id).await?;
+        if own.is_none() && task.task_mode != TaskMode::Full {
+            own = self
+                .take_over_tidb_dm(&mut tgt, &mut src, flavor, &filter, &meta)
+                .await?;
+        }
+        let cp = match own {
             Some(cp) => {
                 tracing::info!(task = %task.name, source = %source_id, position = %cp.position, "resuming from checkpoint");
                 cp
@@ -246,7 +252,10 @@ impl Subtask {
     }
 
     /// Start of an incremental-only task: `meta` of the task file, else the source's current
-    /// position; the schema is read from the source as it is now.
+    /// position; the schema is read from the source as it is now. From `meta`, the changes up
+    /// to the source's position at the start are applied in safe mode: the target may hold
+    /// them already (a dump taken after `meta`, the usual "load, then replicate from a bit
+    /// earlier"), and a change applied twice must not pause the task on a duplicate key.
     async fn incremental_start(
         &self,
         src: &mut mysql_async::Conn,
@@ -258,38 +267,104 @@ impl Subtask {
             .task
             .instance(&self.source.source_id)
             .and_then(|i| i.meta.clone());
-        let position = match configured {
-            Some(m) => Position {
-                binlog: BinlogPos {
-                    name: m.binlog_name.unwrap_or_default(),
-                    pos: m.binlog_pos.unwrap_or(4),
-                },
-                gtid: match m.binlog_gtid {
-                    Some(g) => Some(GtidSet::parse(flavor, &g).map_err(Error::Invalid)?),
-                    None => None,
-                },
-            },
-            None => current_position(src, flavor, &addr).await?,
-        };
-        let names = list_tables(src, filter)
-            .await
-            .map_err(|e| Error::db(DbRole::Source, &addr, e))?;
-        let mut tracker = Tracker::default();
-        for name in names {
-            if let Some(table) = load_table(src, &name)
-                .await
-                .map_err(|e| Error::db(DbRole::Source, &addr, e))?
-            {
-                tracker.insert(table);
+        let now = current_position(src, flavor, &addr).await?;
+        let (position, safe_mode_exit) = match configured {
+            Some(m) => {
+                let from = Position {
+                    binlog: BinlogPos {
+                        name: m.binlog_name.unwrap_or_default(),
+                        pos: m.binlog_pos.unwrap_or(4),
+                    },
+                    gtid: match m.binlog_gtid {
+                        Some(g) => Some(GtidSet::parse(flavor, &g).map_err(Error::Invalid)?),
+                        None => None,
+                    },
+                };
+                (from, Some(now.binlog))
             }
-        }
+            None => (now, None),
+        };
         Ok(Checkpoint {
             position,
-            safe_mode_exit: None,
+            safe_mode_exit,
             table_positions: vec![],
-            tracker,
+            tracker: tracker_now(src, filter, &addr).await?,
         })
     }
+
+    /// A TiDB DM task of this name left its checkpoint in the target: start from DM's global
+    /// point, in safe mode until the source's position now (DM saves its checkpoint every 30 s,
+    /// so it may have applied changes past it), with the schema as the source has it now.
+    async fn take_over_tidb_dm(
+        &self,
+        tgt: &mut mysql_async::Conn,
+        src: &mut Option<mysql_async::Conn>,
+        flavor: Flavor,
+        filter: &TableFilter,
+        meta: &MetaTables,
+    ) -> Result<Option<Checkpoint>> {
+        let (task, source_id) = (&self.task, &self.source.source_id);
+        let tgt_addr = task.target_database.addr();
+        let Some(point) = crate::checkpoint::tidb_dm::read(
+            tgt,
+            &tgt_addr,
+            &task.meta_schema,
+            &task.name,
+            source_id,
+            flavor,
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        let addr = self.source.from.addr();
+        let src = self.source_conn(src).await?;
+        let now = current_position(src, flavor, &addr).await?;
+        let mut position = point.position;
+        if position.gtid.is_none() {
+            let p = &position.binlog;
+            position.gtid = gtid_at(src, flavor, &addr, &p.name, p.pos).await?;
+        }
+        let safe_mode_exit = Some(now.binlog).max(point.safe_mode_exit);
+        let cp = Checkpoint {
+            position,
+            safe_mode_exit,
+            table_positions: vec![],
+            tracker: tracker_now(src, filter, &addr).await?,
+        };
+        self.fence.check()?;
+        save(meta, tgt, &tgt_addr, source_id, &cp).await?;
+        tracing::warn!(
+            task = %task.name,
+            source = %source_id,
+            from = %point.table,
+            position = %cp.position,
+            safe_mode_until = ?cp.safe_mode_exit,
+            "took over TiDB DM's checkpoint: replicating from its position, no full copy"
+        );
+        Ok(Some(cp))
+    }
+}
+
+/// The model of every selected table as the source has it now.
+async fn tracker_now(
+    src: &mut mysql_async::Conn,
+    filter: &TableFilter,
+    addr: &str,
+) -> Result<Tracker> {
+    let names = list_tables(src, filter)
+        .await
+        .map_err(|e| Error::db(DbRole::Source, addr, e))?;
+    let mut tracker = Tracker::default();
+    for name in names {
+        if let Some(table) = load_table(src, &name)
+            .await
+            .map_err(|e| Error::db(DbRole::Source, addr, e))?
+        {
+            tracker.insert(table);
+        }
+    }
+    Ok(tracker)
 }
 
 /// The incremental phase starts at the oldest chunk snapshot, skips each table's events up to

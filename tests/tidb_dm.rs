@@ -1,0 +1,164 @@
+//! Workflows of users coming from TiDB DM: replicating from an earlier position into a target
+//! that a dump already filled, and taking over a DM task's checkpoint. Each ends with a
+//! row-by-row comparison.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+/// A source with `s.t` (100 rows), changed after `at` (the returned position): 100 more rows,
+/// updates and deletes of old ones.
+async fn source_changed_after_a_position() -> (MariaDb, String) {
+    let src = MariaDb::start(1);
+    src.exec(
+        "CREATE DATABASE s; CREATE TABLE s.t (id INT PRIMARY KEY, v VARCHAR(20), u INT, UNIQUE KEY (u)); USE s; \
+         INSERT INTO s.t SELECT seq, 'first', seq FROM seq_1_to_100",
+    )
+    .await;
+    let at = src.master_pos().await;
+    src.exec(
+        "USE s; INSERT INTO s.t SELECT seq, 'second', seq FROM seq_101_to_200; \
+         UPDATE s.t SET v = 'changed', u = u + 1000 WHERE id BETWEEN 10 AND 20; \
+         DELETE FROM s.t WHERE id BETWEEN 30 AND 35",
+    )
+    .await;
+    (src, at)
+}
+
+/// What a user does with a dump: `mariadb-dump` of the source loaded into the target.
+fn dump_into(src: &MariaDb, dst: &MariaDb) {
+    let dump = std::process::Command::new(find_binary("mariadb-dump"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-u",
+            "root",
+            "--single-transaction",
+            "--databases",
+            "s",
+        ])
+        .arg(format!("-P{}", src.port))
+        .output()
+        .unwrap();
+    assert!(dump.status.success(), "{dump:?}");
+    let mut load = std::process::Command::new(find_binary("mariadb"))
+        .args(["-h", "127.0.0.1", "-u", "root"])
+        .arg(format!("-P{}", dst.port))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(load.stdin.as_mut().unwrap(), &dump.stdout).unwrap();
+    drop(load.stdin.take());
+    assert!(load.wait().unwrap().success());
+}
+
+/// More changes after the dump, touching rows the dump has.
+async fn change_after_the_dump(src: &MariaDb) {
+    src.exec(
+        "USE s; INSERT INTO s.t SELECT seq, 'third', seq FROM seq_201_to_250; \
+         UPDATE s.t SET v = 'again' WHERE id BETWEEN 15 AND 120; \
+         DELETE FROM s.t WHERE id BETWEEN 40 AND 45",
+    )
+    .await;
+}
+
+/// "Load a dump, then replicate from a slightly earlier position": an incremental task from
+/// `meta` replays changes the dump already holds (inserts of rows the target has) without
+/// pausing on a duplicate key, and ends equal.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_incremental_task_from_an_earlier_position_replays_what_the_dump_holds() {
+    let (src, at) = source_changed_after_a_position().await;
+    let dst = MariaDb::start(2);
+    dump_into(&src, &dst);
+    change_after_the_dump(&src).await;
+    let (name, pos) = at.split_once(':').unwrap();
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let yaml = task_yaml("inc", "incremental", "src1", &dst, &["s"]).replace(
+        "    block-allow-list: sel\n",
+        &format!("    block-allow-list: sel\n    meta:\n      binlog-name: {name}\n      binlog-pos: {pos}\n"),
+    );
+    let tf = dm.file("task.yaml", &yaml);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "inc", &src).await;
+    let st = dm.subtask("inc").unwrap();
+    assert_eq!(st["stage"], "running", "{st}");
+    assert_same(&src, &dst, &["s"]).await;
+    // Past the start position, changes are applied as they are again.
+    src.exec("INSERT INTO s.t VALUES (500, 'late', 500)").await;
+    wait_caught_up(&dm, "inc", &src).await;
+    assert_eq!(dm.subtask("inc").unwrap()["safe_mode"], false);
+    assert_same(&src, &dst, &["s"]).await;
+}
+
+/// TiDB DM's checkpoint table as DM creates it (dm/syncer/checkpoint.go), with DM's global
+/// point of `src1` at `at` (written the way DM's relay names files) and a table point.
+async fn leave_a_tidb_dm_checkpoint(dst: &MariaDb, task: &str, at: &str) {
+    let (name, pos) = at.split_once(':').unwrap();
+    let relay_name = name.replacen('.', "|000001.", 1);
+    dst.exec(&format!(
+        "CREATE DATABASE IF NOT EXISTS dm_meta; \
+         CREATE TABLE dm_meta.`{task}_syncer_checkpoint` (
+            id VARCHAR(32) NOT NULL, cp_schema VARCHAR(128) NOT NULL, cp_table VARCHAR(128) NOT NULL,
+            binlog_name VARCHAR(128), binlog_pos INT UNSIGNED, binlog_gtid TEXT,
+            exit_safe_binlog_name VARCHAR(128) DEFAULT '', exit_safe_binlog_pos INT UNSIGNED DEFAULT 0,
+            exit_safe_binlog_gtid TEXT, table_info JSON NOT NULL, is_global BOOLEAN,
+            create_time timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP,
+            update_time timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+            UNIQUE KEY uk_id_schema_table (id, cp_schema, cp_table)); \
+         INSERT INTO dm_meta.`{task}_syncer_checkpoint` (id, cp_schema, cp_table, binlog_name, binlog_pos, binlog_gtid, table_info, is_global) VALUES \
+            ('src1', '', '', '{relay_name}', {pos}, '', '{{}}', 1), \
+            ('src1', 's', 't', '{relay_name}', {pos}, '', '{{}}', 0), \
+            ('other-source', '', '', 'mysql-bin.000001', 4, '', '{{}}', 1)"
+    ))
+    .await;
+}
+
+/// A DM task stopped with its checkpoint in the target: a dm task of the same name takes
+/// over from DM's position (no full copy: nothing loaded), replays in safe mode what DM had
+/// applied past its last saved checkpoint, and ends equal.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tidb_dm_checkpoint_in_the_target_is_taken_over() {
+    let (src, at) = source_changed_after_a_position().await;
+    let dst = MariaDb::start(2);
+    // What DM had applied when it stopped: more than its checkpoint says.
+    dump_into(&src, &dst);
+    leave_a_tidb_dm_checkpoint(&dst, "dmtask", &at).await;
+    change_after_the_dump(&src).await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let tf = dm.file(
+        "task.yaml",
+        &task_yaml("dmtask", "all", "src1", &dst, &["s"]),
+    );
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "dmtask", &src).await;
+    let st = dm.subtask("dmtask").unwrap();
+    assert_eq!(st["stage"], "running", "{st}");
+    assert_eq!(st["rows_loaded"], 0, "a full copy ran: {st}");
+    assert!(
+        dm.log().contains("took over TiDB DM's checkpoint"),
+        "{}",
+        dm.log()
+    );
+    assert_same(&src, &dst, &["s"]).await;
+    // Restarted, dm resumes from its own checkpoint, not DM's again.
+    src.exec("UPDATE s.t SET v = 'after' WHERE id = 1").await;
+    wait_caught_up(&dm, "dmtask", &src).await;
+    dm.ctl_ok(&["pause-task", "dmtask"]);
+    dm.ctl_ok(&["resume-task", "dmtask"]);
+    src.exec("INSERT INTO s.t VALUES (600, 'resumed', 600)")
+        .await;
+    wait_for("running again", Duration::from_secs(30), || {
+        dm.subtask("dmtask")
+            .is_some_and(|s| s["stage"] == "running")
+    })
+    .await;
+    wait_caught_up(&dm, "dmtask", &src).await;
+    assert_eq!(
+        dm.log().matches("took over TiDB DM's checkpoint").count(),
+        1
+    );
+    assert_same(&src, &dst, &["s"]).await;
+}
