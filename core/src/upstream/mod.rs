@@ -50,14 +50,26 @@ pub async fn current_position(conn: &mut Conn, flavor: Flavor, addr: &str) -> Re
     })?;
     let name: String = row.get(0).unwrap_or_default();
     let pos: u64 = row.get(1).unwrap_or_default();
-    let gtid = gtid_at(conn, flavor, addr, &name, pos).await?;
+    let gtid = match flavor {
+        Flavor::Mariadb => gtid_at(conn, flavor, addr, &name, pos).await?,
+        // The set executed now is the set at the position just read (MySQL can tell no other).
+        Flavor::Mysql => {
+            let text: Option<String> = conn
+                .query_first("SELECT @@GLOBAL.gtid_executed")
+                .await
+                .map_err(map)?;
+            text.and_then(|t| GtidSet::parse(flavor, &t).ok())
+        }
+    };
     Ok(Position {
         binlog: BinlogPos { name, pos },
         gtid,
     })
 }
 
-/// The GTID set executed up to `name:pos`, when the server can tell.
+/// The GTID set executed up to `name:pos`, when the server can tell: MariaDB's
+/// `BINLOG_GTID_POS`. MySQL has no such function (`gtid_executed` is the set now, not at an
+/// earlier position, and using it would mark transactions after `pos` as done), so `None`.
 pub async fn gtid_at(
     conn: &mut Conn,
     flavor: Flavor,
@@ -65,16 +77,12 @@ pub async fn gtid_at(
     name: &str,
     pos: u64,
 ) -> Result<Option<GtidSet>> {
-    let map = |e| Error::db(DbRole::Source, addr, e);
-    let text: Option<String> = match flavor {
-        Flavor::Mariadb => conn
-            .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (name, pos))
-            .await
-            .map_err(map)?,
-        Flavor::Mysql => conn
-            .query_first("SELECT @@GLOBAL.gtid_executed")
-            .await
-            .map_err(map)?,
-    };
+    if flavor == Flavor::Mysql {
+        return Ok(None);
+    }
+    let text: Option<String> = conn
+        .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (name, pos))
+        .await
+        .map_err(|e| Error::db(DbRole::Source, addr, e))?;
     Ok(text.and_then(|t| GtidSet::parse(flavor, &t).ok()))
 }
