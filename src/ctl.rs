@@ -69,6 +69,11 @@ enum CtlCommand {
         /// Start even when the precheck (`check-task`) finds failures.
         #[arg(long)]
         skip_precheck: bool,
+        /// Replicate from the first transaction written at or after this time (TiDB DM's
+        /// flag): `2021-10-21 00:01:00` in the source's time zone, or with an offset
+        /// (`2021-10-21T00:01:00+08:00`). Changes up to now are applied in safe mode.
+        #[arg(long)]
+        start_time: Option<String>,
     },
     /// Apply a changed task file (rules, plugins, tuning) to a running task: its subtasks
     /// restart from their checkpoints with it.
@@ -547,9 +552,11 @@ pub async fn run(args: CtlArgs) -> Result<()> {
             file,
             remove_meta,
             skip_precheck,
+            start_time,
         } => {
             let mut body = file_body(&file, remove_meta)?;
             body["skip_precheck"] = json!(skip_precheck);
+            body["start_time"] = json!(start_time);
             (
                 client
                     .call(Method::POST, "/api/v1/tasks", Some(body))

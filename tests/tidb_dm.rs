@@ -162,3 +162,79 @@ async fn a_tidb_dm_checkpoint_in_the_target_is_taken_over() {
     );
     assert_same(&src, &dst, &["s"]).await;
 }
+
+/// `start-task --start-time`: replication starts at the first transaction written at or after
+/// the time (found across binlog files), changes the target already holds are replayed in
+/// safe mode; started again with an earlier time over its own checkpoint, the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn start_time_starts_at_the_first_transaction_at_or_after_it() {
+    let src = MariaDb::start(1);
+    src.exec(
+        "CREATE DATABASE s; CREATE TABLE s.t (id INT PRIMARY KEY, v VARCHAR(20), u INT, UNIQUE KEY (u)); \
+         USE s; INSERT INTO s.t SELECT seq, 'first', seq FROM seq_1_to_100",
+    )
+    .await;
+    // The end of the last transaction before the time: where replication starts.
+    let at = src.master_pos().await;
+    src.exec("FLUSH BINARY LOGS").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The time as the source tells it, in its zone and in UTC.
+    let local: String = src.value("SELECT CAST(NOW() AS CHAR)").await;
+    let utc: String = src
+        .value("SELECT DATE_FORMAT(UTC_TIMESTAMP(), '%Y-%m-%dT%H:%i:%sZ')")
+        .await;
+    src.exec(
+        "USE s; INSERT INTO s.t SELECT seq, 'second', seq FROM seq_101_to_200; \
+         UPDATE s.t SET v = 'changed', u = u + 1000 WHERE id BETWEEN 10 AND 20; FLUSH BINARY LOGS; \
+         DELETE FROM s.t WHERE id BETWEEN 30 AND 35",
+    )
+    .await;
+    let dst = MariaDb::start(2);
+    dump_into(&src, &dst);
+    change_after_the_dump(&src).await;
+
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let tf = dm.file(
+        "task.yaml",
+        &task_yaml("st", "incremental", "src1", &dst, &["s"]),
+    );
+    let out = dm.ctl_ok(&["start-task", tf.to_str().unwrap(), "--start-time", &local]);
+    assert!(
+        out.contains(&format!("replicates from {at}")),
+        "{at}: {out}"
+    );
+    wait_caught_up(&dm, "st", &src).await;
+    assert_eq!(dm.subtask("st").unwrap()["stage"], "running");
+    assert_same(&src, &dst, &["s"]).await;
+
+    // Again from the same time (in UTC), over the task's own checkpoint.
+    dm.ctl_ok(&["stop-task", "st"]);
+    src.exec("USE s; UPDATE s.t SET v = 'while stopped' WHERE id > 150")
+        .await;
+    let out = dm.ctl_ok(&["start-task", tf.to_str().unwrap(), "--start-time", &utc]);
+    assert!(
+        out.contains(&format!("replicates from {at}")),
+        "{at}: {out}"
+    );
+    wait_caught_up(&dm, "st", &src).await;
+    assert_eq!(dm.subtask("st").unwrap()["stage"], "running");
+    assert_same(&src, &dst, &["s"]).await;
+
+    // A time that is not one, and one in the future: refused, saying why.
+    dm.ctl_ok(&["stop-task", "st"]);
+    let (ok, out) = dm.ctl(&[
+        "start-task",
+        tf.to_str().unwrap(),
+        "--start-time",
+        "yesterday",
+    ]);
+    assert!(!ok && out.contains("is not a date and time"), "{out}");
+    let (ok, out) = dm.ctl(&[
+        "start-task",
+        tf.to_str().unwrap(),
+        "--start-time",
+        "2037-01-01 00:00:00",
+    ]);
+    assert!(!ok && out.contains("in the future"), "{out}");
+}

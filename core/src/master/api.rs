@@ -26,6 +26,9 @@ pub struct FileBody {
     /// `start-task --skip-precheck`: start even when `check-task` finds failures.
     #[serde(default)]
     pub skip_precheck: bool,
+    /// `start-task --start-time`: replicate from the first transaction at or after this time.
+    #[serde(default)]
+    pub start_time: Option<String>,
     /// Plugin modules of a task file (name -> base64), read where `dm ctl` runs.
     #[serde(default)]
     pub plugins: std::collections::BTreeMap<String, String>,
@@ -269,6 +272,9 @@ async fn start_task(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiR
                 .await?;
         }
         crate::shard::remove_task_state(m.store.as_ref(), &task.name).await?;
+    }
+    if let Some(text) = &body.start_time {
+        warnings.extend(super::start_time::set(&task, &sources, text).await?);
     }
     task.target_database.seal_password()?;
     let key = keys::task(&task.name);

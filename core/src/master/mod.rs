@@ -13,6 +13,7 @@ mod members;
 mod relay;
 mod scheduler;
 mod shard_locks;
+mod start_time;
 mod task_files;
 pub mod validation;
 

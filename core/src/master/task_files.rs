@@ -84,6 +84,7 @@ impl TaskFiles {
                             content,
                             remove_meta: false,
                             skip_precheck: false,
+                            start_time: None,
                             plugins,
                         };
                         apply_update(&m, &task, &body).await.map(|_| ())

@@ -53,6 +53,22 @@ impl Tracker {
     }
 }
 
+/// The model of every table `filter` selects, as the server (a source) has it now.
+pub async fn tracker_now(
+    conn: &mut mysql_async::Conn,
+    filter: &TableFilter,
+    addr: &str,
+) -> crate::error::Result<Tracker> {
+    let err = |e| crate::error::Error::db(crate::error::DbRole::Source, addr, e);
+    let mut tracker = Tracker::default();
+    for name in list_tables(conn, filter).await.map_err(err)? {
+        if let Some(table) = load_table(conn, &name).await.map_err(err)? {
+            tracker.insert(table);
+        }
+    }
+    Ok(tracker)
+}
+
 /// The base tables of a live server that `filter` selects, in name order.
 pub async fn list_tables<Q: Queryable>(
     conn: &mut Q,

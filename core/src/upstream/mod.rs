@@ -4,6 +4,7 @@ mod binlog;
 mod context;
 mod position;
 mod time2;
+pub mod time_search;
 
 pub use binlog::{
     prepare_dump, BinlogEvent, BinlogOrigin, BinlogReader, EventKind, RowImage, RowOp, Txn,

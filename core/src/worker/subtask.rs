@@ -8,7 +8,7 @@ use crate::error::{DbRole, Error, ErrorReport, Result};
 use crate::fence::Fence;
 use crate::meta::MetaStore;
 use crate::rules::TableFilter;
-use crate::schema::{list_tables, load_table, Tracker};
+use crate::schema::{tracker_now, Tracker};
 use crate::snapshot::FullPhase;
 use crate::status::{Phase, Progress, Stage};
 use crate::sync::{Incremental, ShardSync};
@@ -344,27 +344,6 @@ impl Subtask {
         );
         Ok(Some(cp))
     }
-}
-
-/// The model of every selected table as the source has it now.
-async fn tracker_now(
-    src: &mut mysql_async::Conn,
-    filter: &TableFilter,
-    addr: &str,
-) -> Result<Tracker> {
-    let names = list_tables(src, filter)
-        .await
-        .map_err(|e| Error::db(DbRole::Source, addr, e))?;
-    let mut tracker = Tracker::default();
-    for name in names {
-        if let Some(table) = load_table(src, &name)
-            .await
-            .map_err(|e| Error::db(DbRole::Source, addr, e))?
-        {
-            tracker.insert(table);
-        }
-    }
-    Ok(tracker)
 }
 
 /// The incremental phase starts at the oldest chunk snapshot, skips each table's events up to
