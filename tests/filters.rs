@@ -372,3 +372,74 @@ async fn expressions_compare_as_mysql_compares() {
         TYPED.len() as i64 + 4
     );
 }
+
+/// TiDB DM's finer event names: an ALTER whose DROP COLUMN a rule ignores runs without it
+/// (its other changes applied, one statement each, as DM splits them), and rows go on. Rules
+/// of the source file (DM's source-level `filters`) apply to the task too.
+#[tokio::test(flavor = "multi_thread")]
+async fn finer_ddl_event_names_and_source_level_filters() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE d; USE d;
+         CREATE TABLE t (id INT PRIMARY KEY, keepme VARCHAR(10), v INT);
+         INSERT INTO t SELECT seq, 'k', seq FROM seq_1_to_10;
+         CREATE TABLE log (id INT PRIMARY KEY, v INT);
+         INSERT INTO log SELECT seq, seq FROM seq_1_to_5;",
+    )
+    .await;
+    let dm = Dm::start();
+    let sf = dm.file(
+        "source.yaml",
+        &(source_yaml("src1", &src)
+            + "filters:\n  - schema-pattern: d\n    table-pattern: log\n    events: [\"delete\"]\n    action: Ignore\n"),
+    );
+    dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
+    let mut yaml = task_yaml("fine", "all", "src1", &dst, &["d"]).replacen(
+        "    block-allow-list: sel\n",
+        "    block-allow-list: sel\n    filter-rules: [no-column-drops]\n",
+        1,
+    );
+    yaml.push_str(
+        "filters:\n  no-column-drops:\n    schema-pattern: d\n    table-pattern: t\n    events: [\"drop column\", \"drop schema\"]\n    action: Ignore\n",
+    );
+    let tf = dm.file("task.yaml", &yaml);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "fine", &src).await;
+    src.exec(
+        "USE d; ALTER TABLE t ADD COLUMN added INT DEFAULT 7, DROP COLUMN keepme, ADD INDEX iv (v);
+         INSERT INTO t (id, v) VALUES (11, 11); UPDATE t SET v = v + 100 WHERE id <= 3;
+         DELETE FROM log WHERE id <= 2; INSERT INTO log VALUES (6, 6);",
+    )
+    .await;
+    wait_caught_up(&dm, "fine", &src).await;
+    assert_eq!(dm.subtask("fine").unwrap()["stage"], "running");
+    // The target kept the column the rule protects and got the other changes.
+    let cols = rows(
+        &dst,
+        "SELECT GROUP_CONCAT(COLUMN_NAME ORDER BY ORDINAL_POSITION) FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = 'd' AND TABLE_NAME = 't'",
+    )
+    .await;
+    assert_eq!(cols, vec![vec!["id,keepme,v,added".to_string()]]);
+    assert_eq!(
+        count(&dst, "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = 'd' AND TABLE_NAME = 't' AND INDEX_NAME = 'iv'").await,
+        1
+    );
+    // Rows applied by column; rows the source did not change since keep their value in the
+    // column the source dropped (a changed row may be written whole, as in TiDB DM).
+    let want = rows(&src, "SELECT id, v, added FROM d.t ORDER BY id").await;
+    assert_eq!(
+        rows(&dst, "SELECT id, v, added FROM d.t ORDER BY id").await,
+        want
+    );
+    assert_eq!(
+        count(
+            &dst,
+            "SELECT COUNT(*) FROM d.t WHERE id BETWEEN 4 AND 10 AND keepme = 'k'"
+        )
+        .await,
+        7
+    );
+    // The source's rule kept the deleted log rows.
+    assert_eq!(count(&dst, "SELECT COUNT(*) FROM d.log").await, 6);
+}

@@ -9,7 +9,7 @@ enum Action {
     Rename(&'static str),
     /// Leave it (and its block) out: it has no effect in dm, for this reason.
     Ignore(&'static str),
-    /// An empty value (`''`) is TiDB DM's "not set": left out; any other value stays.
+    /// An empty value (`''`, `[]`) is TiDB DM's "not set": left out; any other value stays.
     EmptyIsUnset,
     /// Not supported, and leaving it out would change the data: the file is refused.
     Refuse(&'static str),
@@ -52,6 +52,12 @@ const TASK: &[(&str, Action)] = &[
     ("syncers.*.auto-fix-gtid", Action::Ignore("TiDB DM's deprecated field")),
     ("syncers.*.disable-detect", Action::Ignore("TiDB DM's deprecated field")),
     ("target-database.max-allowed-packet", Action::Ignore("TiDB DM's deprecated field; dm reads the target's max_allowed_packet")),
+    ("target-database.security.ssl-ca-bytes", Action::EmptyIsUnset),
+    ("target-database.security.ssl-cert-bytes", Action::EmptyIsUnset),
+    ("target-database.security.ssl-key-bytes", Action::EmptyIsUnset),
+    ("target-database.security.ssl-ca-base64", Action::EmptyIsUnset),
+    ("target-database.security.ssl-cert-base64", Action::EmptyIsUnset),
+    ("target-database.security.ssl-key-base64", Action::EmptyIsUnset),
     ("target-database.security.cert-allowed-cn", Action::Ignore("it checks the names of TiDB DM's own components, not of a database server")),
     ("auto-fix-gtid", Action::Ignore("TiDB DM's deprecated field")),
     ("online-ddl", Action::Ignore("gh-ost/pt-online-schema-change support is not built yet: their ghost-table RENAME pauses the task with DM-DDL-6001 (nothing is applied silently)")),
@@ -98,6 +104,22 @@ const SOURCE: &[(&str, Action)] = &[
         Action::Ignore("it checks the names of TiDB DM's own components, not of a database server"),
     ),
     ("flavor", Action::EmptyIsUnset),
+    ("from.security.ssl-ca-bytes", Action::EmptyIsUnset),
+    ("from.security.ssl-cert-bytes", Action::EmptyIsUnset),
+    ("from.security.ssl-key-bytes", Action::EmptyIsUnset),
+    ("from.security.ssl-ca-base64", Action::EmptyIsUnset),
+    ("from.security.ssl-cert-base64", Action::EmptyIsUnset),
+    ("from.security.ssl-key-base64", Action::EmptyIsUnset),
+    (
+        "charset",
+        Action::Ignore(
+            "dm reads the source with utf8mb4 and each value in its column's character set",
+        ),
+    ),
+    (
+        "meta-dir",
+        Action::Ignore("dm keeps no dump metadata files"),
+    ),
     (
         "auto-fix-gtid",
         Action::Ignore("TiDB DM's deprecated field"),
@@ -230,7 +252,7 @@ fn apply(file: &str, text: &str, rules: &[(&str, Action)], task: bool) -> Compat
             }
             Some((_, Action::EmptyIsUnset)) => {
                 let value = line.split_once(':').map_or("", |(_, v)| v.trim());
-                if matches!(value, "''" | "\"\"") {
+                if matches!(value, "''" | "\"\"" | "[]") {
                     out.push(format!("# {line}"));
                 } else {
                     out.push(line.to_string());

@@ -33,6 +33,10 @@ pub struct SourceConfig {
     pub relay_binlog_name: Option<String>,
     #[serde(default)]
     pub purge: PurgeConfig,
+    /// TiDB DM's source-level binlog event filters: added to every task on this source, for
+    /// table patterns the task has no rule for.
+    #[serde(default)]
+    pub filters: Vec<super::FilterRule>,
 }
 
 /// When relay log files no subtask needs any more are removed.
@@ -93,6 +97,11 @@ impl SourceConfig {
         }
         super::check_password(file, text, "from.password", &cfg.from.password)?;
         super::check_security(file, text, "from", &cfg.from)?;
+        for (i, rule) in cfg.filters.iter().enumerate() {
+            if let Err((key, message, hint)) = rule.check(&format!("filters[{i}]")) {
+                return Err(semantic_error(file, text, key, message, &hint));
+            }
+        }
         if cfg.source_id.trim().is_empty() {
             return Err(semantic_error(
                 file,

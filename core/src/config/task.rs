@@ -107,6 +107,35 @@ pub struct FilterRule {
     pub action: FilterAction,
 }
 
+impl FilterRule {
+    /// Its events are known and its SQL patterns compile: (key, message, hint) otherwise.
+    pub fn check(&self, at: &str) -> std::result::Result<(), (&'static str, String, String)> {
+        if let Some(ev) = self
+            .events
+            .iter()
+            .find(|e| !FILTER_EVENTS.contains(&e.to_ascii_lowercase().as_str()))
+        {
+            return Err((
+                "events",
+                format!("{at}.events: unknown event `{ev}`"),
+                format!("use one of: {}", FILTER_EVENTS.join(", ")),
+            ));
+        }
+        if let Some((p, e)) = self
+            .sql_pattern
+            .iter()
+            .find_map(|p| regex::Regex::new(p).err().map(|e| (p, e)))
+        {
+            return Err((
+                "sql-pattern",
+                format!("{at}.sql-pattern: `{p}`: {e}"),
+                "write a regular expression (Rust regex syntax)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FilterAction {
     #[serde(alias = "ignore")]
@@ -133,18 +162,24 @@ pub struct ExpressionFilter {
     pub delete_value_expr: Option<String>,
 }
 
-/// Event names a filter rule may list (TiDB DM's).
+/// Event names a filter rule may list: TiDB DM's (`pkg/binlog-filter`), its finer ALTER
+/// TABLE names included, and its aliases (`create schema` for `create database`, ...).
 pub const FILTER_EVENTS: &[&str] = &[
     "all",
     "all dml",
     "all ddl",
     "none",
+    "none dml",
+    "none ddl",
     "insert",
     "update",
     "delete",
     "create database",
     "drop database",
     "alter database",
+    "create schema",
+    "drop schema",
+    "alter schema",
     "create table",
     "drop table",
     "alter table",
@@ -152,6 +187,46 @@ pub const FILTER_EVENTS: &[&str] = &[
     "truncate table",
     "create index",
     "drop index",
+    "create view",
+    "drop view",
+    "incompatible ddl changes",
+    "add column",
+    "drop column",
+    "modify column",
+    "rename column",
+    "rename index",
+    "set default value",
+    "modify default value",
+    "modify constraint",
+    "modify columns order",
+    "modify charset",
+    "modify collation",
+    "modify storage engine",
+    "modify table comment",
+    "modify table charset and collate",
+    "modify schema charset and collate",
+    "add primary key",
+    "drop primary key",
+    "drop unique key",
+    "add foreign key",
+    "drop foreign key",
+    "rebase auto id",
+    "remove auto increment",
+    "value range decrease",
+    "precision decrease",
+    "add table partition",
+    "drop table partition",
+    "truncate table partition",
+    "reorganize table partition",
+    "rebuild table partition",
+    "coalesce table partition",
+    "split table partition",
+    "exchange table partition",
+    "alter table partitioning",
+    "remove table partitioning",
+    "alter index visibility",
+    "recover table",
+    "multi schema change",
 ];
 
 fn default_meta_schema() -> String {
@@ -484,27 +559,8 @@ impl TaskConfig {
             }
         }
         for (name, rule) in &cfg.filters {
-            if let Some(ev) = rule
-                .events
-                .iter()
-                .find(|e| !FILTER_EVENTS.contains(&e.to_ascii_lowercase().as_str()))
-            {
-                return fail(
-                    "events",
-                    format!("filters.{name}.events: unknown event `{ev}`"),
-                    &format!("use one of: {}", FILTER_EVENTS.join(", ")),
-                );
-            }
-            if let Some((p, e)) = rule
-                .sql_pattern
-                .iter()
-                .find_map(|p| regex::Regex::new(p).err().map(|e| (p, e)))
-            {
-                return fail(
-                    "sql-pattern",
-                    format!("filters.{name}.sql-pattern: `{p}`: {e}"),
-                    "write a regular expression (Rust regex syntax)",
-                );
+            if let Err((key, message, hint)) = rule.check(&format!("filters.{name}")) {
+                return fail(key, message, &hint);
             }
         }
         for (name, r) in &cfg.routes {
@@ -617,12 +673,38 @@ impl TaskConfig {
     }
 
     /// The binlog event filter of one source.
-    pub fn event_filter_of(&self, source_id: &str) -> crate::rules::EventFilter {
+    /// The event filter of one source: the rules its instance names, then the source file's
+    /// own `filters` (TiDB DM's source-level rules) for table patterns the task has no rule
+    /// for: the task's rule wins, as in DM.
+    pub fn event_filter_of(&self, source: &super::SourceConfig) -> crate::rules::EventFilter {
         let names = self
-            .instance(source_id)
+            .instance(&source.source_id)
             .map(|i| i.filter_rules.clone())
             .unwrap_or_default();
-        crate::rules::EventFilter::new(self.filters.iter().filter(|(n, _)| names.contains(n)))
+        let task_rules: Vec<(String, FilterRule)> = self
+            .filters
+            .iter()
+            .filter(|(n, _)| names.contains(n))
+            .map(|(n, r)| (n.clone(), r.clone()))
+            .collect();
+        let same_patterns = |r: &FilterRule| {
+            task_rules.iter().any(|(_, t)| {
+                t.schema_pattern == r.schema_pattern && t.table_pattern == r.table_pattern
+            })
+        };
+        let from_source: Vec<(String, FilterRule)> = source
+            .filters
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !same_patterns(r))
+            .map(|(i, r)| {
+                (
+                    format!("source {} filters[{i}]", source.source_id),
+                    r.clone(),
+                )
+            })
+            .collect();
+        crate::rules::EventFilter::new(task_rules.iter().chain(&from_source).map(|(n, r)| (n, r)))
     }
 
     /// The table router of one source.

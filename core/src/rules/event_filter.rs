@@ -24,16 +24,58 @@ pub enum EventKind {
     Delete,
     /// A DDL statement, by its event name (`create table`, `drop index`, ...).
     Ddl(&'static str),
+    /// One change of an ALTER TABLE: `alter table` and its finer names (`drop column`,
+    /// `add primary key`, ...; "" where there is none).
+    AlterChange([&'static str; 2]),
 }
 
+/// TiDB DM's `ddl` class; every other DDL name is an "incompatible ddl change".
+const COMPATIBLE_DDL: &[&str] = &[
+    "create database",
+    "alter database",
+    "create table",
+    "create index",
+    "create view",
+    "drop view",
+    "alter table",
+    "add table partition",
+];
+
 impl EventKind {
+    fn is_dml(self) -> bool {
+        matches!(
+            self,
+            EventKind::Insert | EventKind::Update | EventKind::Delete
+        )
+    }
+
+    /// For messages: its most precise name.
     pub fn name(self) -> &'static str {
+        self.names().last().expect("every event has a name")
+    }
+
+    /// Every name a rule may call this event by.
+    fn names(self) -> Vec<&'static str> {
         match self {
-            EventKind::Insert => "insert",
-            EventKind::Update => "update",
-            EventKind::Delete => "delete",
-            EventKind::Ddl(n) => n,
+            EventKind::Insert => vec!["insert"],
+            EventKind::Update => vec!["update"],
+            EventKind::Delete => vec!["delete"],
+            EventKind::Ddl(n) => vec![n],
+            EventKind::AlterChange(finer) => std::iter::once("alter table")
+                .chain(finer.into_iter().filter(|n| !n.is_empty()))
+                .collect(),
         }
+    }
+}
+
+/// TiDB DM's aliases, as the name they stand for.
+fn canonical_event(name: &str) -> String {
+    let name = name.to_ascii_lowercase();
+    match name.as_str() {
+        "create schema" => "create database".into(),
+        "drop schema" => "drop database".into(),
+        "alter schema" => "alter database".into(),
+        _ => name,
     }
 }
 
@@ -60,13 +102,32 @@ impl Rule {
 
     /// The rule names this event or statement.
     fn names(&self, kind: EventKind, sql: Option<&str>) -> bool {
-        let dml = matches!(
-            kind,
-            EventKind::Insert | EventKind::Update | EventKind::Delete
-        );
-        self.events.iter().any(|e| {
-            e == kind.name() || e == "all" || (e == "all dml" && dml) || (e == "all ddl" && !dml)
-        }) || sql.is_some_and(|s| self.sql.iter().any(|r| r.is_match(s)))
+        self.names_event(kind) || sql.is_some_and(|s| self.sql.iter().any(|r| r.is_match(s)))
+    }
+
+    /// As TiDB DM reads `events`, in order: `none` (or `none ddl`/`none dml` for its class)
+    /// ends the list unmatched.
+    fn names_event(&self, kind: EventKind) -> bool {
+        let dml = kind.is_dml();
+        let names = kind.names();
+        for e in &self.events {
+            match e.as_str() {
+                "all" => return true,
+                "none" => return false,
+                "all dml" if dml => return true,
+                "none dml" if dml => return false,
+                "all ddl" if !dml => return true,
+                "none ddl" if !dml => return false,
+                "incompatible ddl changes"
+                    if !dml && names.iter().any(|n| !COMPATIBLE_DDL.contains(n)) =>
+                {
+                    return true
+                }
+                e if names.contains(&e) => return true,
+                _ => {}
+            }
+        }
+        false
     }
 }
 
@@ -88,7 +149,7 @@ impl EventFilter {
                         Some(t) => Some(Pattern::new(t).ok()?),
                         None => None,
                     },
-                    events: r.events.iter().map(|e| e.to_ascii_lowercase()).collect(),
+                    events: r.events.iter().map(|e| canonical_event(e)).collect(),
                     sql: r
                         .sql_pattern
                         .iter()
@@ -221,6 +282,64 @@ mod tests {
                 Some("truncate orders")
             ),
             Verdict::Refuse("no-truncate".into())
+        );
+    }
+
+    #[test]
+    fn tidb_dm_finer_names_incompatible_changes_none_and_aliases() {
+        let drop_col = EventKind::AlterChange(["drop column", ""]);
+        let add_pk = EventKind::AlterChange(["modify constraint", "add primary key"]);
+        let add_col = EventKind::AlterChange(["add column", ""]);
+        let plain_alter = EventKind::AlterChange(["", ""]);
+        let check = |events: &[&str], kind: EventKind| {
+            let rules = [(
+                "r".to_string(),
+                rule("s", Some("t"), events, &[], FilterAction::Ignore),
+            )];
+            EventFilter::new(rules.iter().map(|(n, r)| (n, r))).check("s", Some("t"), kind, None)
+        };
+        assert_eq!(check(&["drop column"], drop_col), Verdict::Drop);
+        assert_eq!(check(&["drop column"], add_col), Verdict::Keep);
+        // `alter table` keeps naming every ALTER TABLE change.
+        assert_eq!(check(&["alter table"], drop_col), Verdict::Drop);
+        assert_eq!(check(&["add primary key"], add_pk), Verdict::Drop);
+        assert_eq!(check(&["modify constraint"], add_pk), Verdict::Drop);
+        assert_eq!(
+            check(&["incompatible ddl changes"], drop_col),
+            Verdict::Drop
+        );
+        assert_eq!(
+            check(&["incompatible ddl changes"], plain_alter),
+            Verdict::Keep
+        );
+        assert_eq!(
+            check(
+                &["incompatible ddl changes"],
+                EventKind::Ddl("create table")
+            ),
+            Verdict::Keep
+        );
+        assert_eq!(
+            check(
+                &["incompatible ddl changes"],
+                EventKind::Ddl("truncate table")
+            ),
+            Verdict::Drop
+        );
+        assert_eq!(
+            check(&["incompatible ddl changes"], EventKind::Insert),
+            Verdict::Keep
+        );
+        // `none` ends the list, as in DM; `none ddl` only for DDL.
+        assert_eq!(check(&["none", "drop column"], drop_col), Verdict::Keep);
+        assert_eq!(
+            check(&["none ddl", "insert"], EventKind::Insert),
+            Verdict::Drop
+        );
+        assert_eq!(check(&["none ddl", "all"], drop_col), Verdict::Keep);
+        assert_eq!(
+            check(&["DROP SCHEMA"], EventKind::Ddl("drop database")),
+            Verdict::Drop
         );
     }
 }

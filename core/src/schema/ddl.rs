@@ -624,7 +624,112 @@ fn change_column(
     Ok(())
 }
 
+/// TiDB DM's finer event names of one ALTER TABLE change, beyond `alter table` ("" where
+/// there is none). DM names some changes by what they do to the data (`precision
+/// decrease`); dm names a type change `modify column`.
+fn change_event_names(op: &AlterTableOperation) -> [&'static str; 2] {
+    use sqlparser::ast::{AlterColumnOperation, TableConstraint};
+    match op {
+        AlterTableOperation::AddColumn { .. } => ["add column", ""],
+        AlterTableOperation::DropColumn { .. } => ["drop column", ""],
+        AlterTableOperation::ChangeColumn {
+            old_name,
+            new_name,
+            column_position,
+            ..
+        } => [
+            "modify column",
+            if !old_name.value.eq_ignore_ascii_case(&new_name.value) {
+                "rename column"
+            } else if column_position.is_some() {
+                "modify columns order"
+            } else {
+                ""
+            },
+        ],
+        AlterTableOperation::ModifyColumn {
+            column_position, ..
+        } => [
+            "modify column",
+            if column_position.is_some() {
+                "modify columns order"
+            } else {
+                ""
+            },
+        ],
+        AlterTableOperation::RenameColumn { .. } => ["rename column", ""],
+        AlterTableOperation::RenameTable { .. } => ["rename table", ""],
+        AlterTableOperation::AlterColumn { op, .. } => match op {
+            AlterColumnOperation::SetDefault { .. } => {
+                ["modify default value", "set default value"]
+            }
+            AlterColumnOperation::DropDefault => ["modify default value", ""],
+            _ => ["modify column", ""],
+        },
+        AlterTableOperation::AddConstraint { constraint, .. } => [
+            "modify constraint",
+            match constraint {
+                TableConstraint::PrimaryKey(_) => "add primary key",
+                TableConstraint::ForeignKey(_) => "add foreign key",
+                _ => "",
+            },
+        ],
+        AlterTableOperation::DropPrimaryKey { .. } => ["drop primary key", ""],
+        AlterTableOperation::DropForeignKey { .. } => ["drop foreign key", ""],
+        AlterTableOperation::DropIndex { .. } | AlterTableOperation::DropConstraint { .. } => {
+            ["drop index", ""]
+        }
+        AlterTableOperation::AddPartitions { .. } => ["add table partition", ""],
+        AlterTableOperation::DropPartitions { .. } => ["drop table partition", ""],
+        AlterTableOperation::AutoIncrement { .. } => ["rebase auto id", ""],
+        other => {
+            // Table options and the rarer changes, by their words.
+            let text = other.to_string().to_ascii_uppercase();
+            let has = |w: &str| text.contains(w);
+            let name = if has("RENAME INDEX") || has("RENAME KEY") {
+                "rename index"
+            } else if has("TRUNCATE PARTITION") {
+                "truncate table partition"
+            } else if has("REORGANIZE PARTITION") {
+                "reorganize table partition"
+            } else if has("REBUILD PARTITION") {
+                "rebuild table partition"
+            } else if has("COALESCE PARTITION") {
+                "coalesce table partition"
+            } else if has("EXCHANGE PARTITION") {
+                "exchange table partition"
+            } else if has("REMOVE PARTITIONING") {
+                "remove table partitioning"
+            } else if has("PARTITION BY") {
+                "alter table partitioning"
+            } else if has("ENGINE") {
+                "modify storage engine"
+            } else if has("COLLATE") {
+                "modify collation"
+            } else if has("CHARACTER SET") || has("CHARSET") {
+                "modify charset"
+            } else if has("COMMENT") {
+                "modify table comment"
+            } else {
+                ""
+            };
+            [name, ""]
+        }
+    }
+}
+
 impl Ddl {
+    /// For an ALTER TABLE: TiDB DM's finer event names of each change, in order.
+    pub fn alter_changes(&self) -> Option<Vec<[&'static str; 2]>> {
+        let Body::Table(stmt) = &self.body else {
+            return None;
+        };
+        let Statement::AlterTable(alter) = &**stmt else {
+            return None;
+        };
+        Some(alter.operations.iter().map(change_event_names).collect())
+    }
+
     /// The statement with its table renamed to `to`, for statements on one table whose
     /// meaning does not depend on the name (ALTER TABLE; CREATE TABLE, made IF NOT EXISTS).
     /// `None` for the others.
@@ -795,6 +900,43 @@ mod tests {
     fn run(tracker: &mut Tracker, sql: &str) {
         let ddl = parse_ddl("db", sql).unwrap().expect("a DDL");
         ddl.apply(tracker).unwrap();
+    }
+
+    #[test]
+    fn alter_changes_have_tidb_dm_finer_names() {
+        let changes = |sql: &str| {
+            parse_ddl("db", sql)
+                .unwrap()
+                .expect("a DDL")
+                .alter_changes()
+                .unwrap()
+        };
+        assert_eq!(
+            changes(
+                "ALTER TABLE t ADD COLUMN a INT, DROP COLUMN b, ADD PRIMARY KEY (id), DROP INDEX i"
+            ),
+            vec![
+                ["add column", ""],
+                ["drop column", ""],
+                ["modify constraint", "add primary key"],
+                ["drop index", ""]
+            ]
+        );
+        assert_eq!(
+            changes(
+                "ALTER TABLE t CHANGE a b INT, MODIFY c BIGINT FIRST, ALTER COLUMN d SET DEFAULT 1"
+            ),
+            vec![
+                ["modify column", "rename column"],
+                ["modify column", "modify columns order"],
+                ["modify default value", "set default value"]
+            ]
+        );
+        assert!(parse_ddl("db", "DROP TABLE t")
+            .unwrap()
+            .unwrap()
+            .alter_changes()
+            .is_none());
     }
 
     #[test]

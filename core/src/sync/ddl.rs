@@ -48,8 +48,43 @@ impl Dispatcher<'_> {
     }
 
     /// Whether the event filters keep a DDL: every table it touches (or its database) must
-    /// keep it.
+    /// keep it. An ALTER TABLE whose changes the filters partly keep (by TiDB DM's finer
+    /// names, `drop column`, ...) cannot be split on a routed or merged table: refused with
+    /// the fix.
     pub(super) fn ddl_kept(&self, ddl: &Ddl, sql: &str, at: &BinlogPos) -> Result<bool> {
+        let kept = self.changes_kept(ddl, sql, at)?;
+        if kept.iter().all(|k| *k) {
+            return Ok(true);
+        }
+        if kept.iter().all(|k| !*k) {
+            return Ok(false);
+        }
+        Err(Error::UnsupportedDdl {
+            position: at.to_string(),
+            statement: sql.to_string(),
+            message: "the event filters keep some changes of this ALTER TABLE and drop others, on a routed or merged table where dm cannot split it; run the changes to keep with `dm ctl binlog replace`".into(),
+        })
+    }
+
+    /// Per change of an ALTER TABLE (one entry for any other statement): whether the event
+    /// filters keep it, as TiDB DM filters the ALTERs it splits into one change each.
+    fn changes_kept(&self, ddl: &Ddl, sql: &str, at: &BinlogPos) -> Result<Vec<bool>> {
+        if let (DdlKind::AlterTable, Some(changes)) = (ddl.kind, ddl.alter_changes()) {
+            if !changes.is_empty() {
+                let t = &ddl.tables[0];
+                return changes
+                    .into_iter()
+                    .map(|names| {
+                        let kind = crate::rules::EventKind::AlterChange(names);
+                        self.event_kept(&t.schema, Some(&t.table), kind, Some(sql), at)
+                    })
+                    .collect();
+            }
+        }
+        Ok(vec![self.statement_kept(ddl, sql, at)?])
+    }
+
+    fn statement_kept(&self, ddl: &Ddl, sql: &str, at: &BinlogPos) -> Result<bool> {
         let kind = crate::rules::EventKind::Ddl(match ddl.kind {
             DdlKind::CreateDatabase => "create database",
             DdlKind::DropDatabase => "drop database",
@@ -111,8 +146,12 @@ impl Dispatcher<'_> {
         {
             return self.apply_routed_ddl(&ddl, sql, end).await;
         }
-        if !self.ddl_kept(&ddl, sql, &end.binlog)? {
+        let kept = self.changes_kept(&ddl, sql, &end.binlog)?;
+        if kept.iter().all(|k| !*k) {
             return self.ddl_filtered_out(&ddl, sql, end).await;
+        }
+        if kept.iter().any(|k| !*k) {
+            return self.apply_kept_changes(&ddl, sql, &kept, end).await;
         }
         if ddl.kind == DdlKind::CreateTable {
             self.create_database_away(&ddl.tables[0].schema, &at)
@@ -340,6 +379,46 @@ impl Dispatcher<'_> {
     ) -> Result<()> {
         let _ = ddl.apply(&mut self.cp.tracker);
         tracing::info!(position = %end.binlog, statement = sql, "DDL filtered out");
+        self.checkpoint_after_ddl(end).await
+    }
+
+    /// An ALTER TABLE some of whose changes the event filters drop: the others run on the
+    /// target one statement each (TiDB DM splits ALTERs the same way); the tracked schema
+    /// follows the source, all changes.
+    async fn apply_kept_changes(
+        &mut self,
+        ddl: &Ddl,
+        sql: &str,
+        kept: &[bool],
+        end: &Position,
+    ) -> Result<()> {
+        let at = end.binlog.to_string();
+        let statements =
+            ddl.split_renamed_to(&ddl.tables[0])
+                .ok_or_else(|| Error::UnsupportedDdl {
+                    position: at.clone(),
+                    statement: sql.to_string(),
+                    message: "cannot split this ALTER TABLE into one statement per change".into(),
+                })?;
+        // The source's bytes are the whole statement: the parts run as dm renders them.
+        self.ddl_raw = None;
+        for (stmt, keep) in statements.iter().zip(kept) {
+            if *keep {
+                self.run_on_target(ddl.default_db(), stmt, &at).await?;
+                tracing::info!(position = %at, statement = %stmt, "DDL change applied");
+            } else {
+                tracing::info!(position = %at, statement = %stmt, "DDL change filtered out");
+            }
+        }
+        // The target's definition now differs from the source's: only the statement can say
+        // what the source's table became.
+        if let Err(message) = ddl.apply(&mut self.cp.tracker) {
+            return Err(Error::UnsupportedDdl {
+                position: at,
+                statement: sql.to_string(),
+                message: format!("the source's table after this ALTER is unknown: {message}; fix the tracked schema with `dm ctl binlog-schema update`"),
+            });
+        }
         self.checkpoint_after_ddl(end).await
     }
 

@@ -213,7 +213,7 @@ impl Subtask {
         let inc = Incremental {
             task: task.name.clone(),
             syncer: task.syncer_of(source_id),
-            events: task.event_filter_of(source_id),
+            events: task.event_filter_of(&self.source),
             rows: task.row_filters_of(source_id),
             router,
             skip: self.skip.clone(),
