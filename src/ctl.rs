@@ -1,6 +1,7 @@
 //! `dm ctl`: the command line for people. Talks only to the master's HTTP API; prints tables by
 //! default and JSON with `--output json`.
 
+use crate::ctl_config::task_name;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
@@ -80,20 +81,42 @@ enum CtlCommand {
     UpdateTask {
         file: PathBuf,
     },
-    /// Stop a task (its checkpoints stay in the target; start-task resumes from them).
+    /// Stop a task (its checkpoints stay in the target; start-task resumes from them). The
+    /// task's name or its task file.
     StopTask {
         name: String,
     },
+    /// Pause a task: its name or its task file.
     PauseTask {
         name: String,
     },
-    /// Resume a task paused by a user or by an error.
+    /// Resume a task paused by a user or by an error: its name or its task file.
     ResumeTask {
         name: String,
     },
+    /// The stored task or source file, as start-task and operate-source create take it back
+    /// (passwords encrypted): TiDB DM's get-config.
+    GetConfig {
+        /// task or source
+        kind: String,
+        name: String,
+        /// Write it to this file instead of printing it.
+        #[arg(short, long)]
+        file: Option<PathBuf>,
+    },
+    /// Every source and task file: export into a directory, import from one (backup, moving
+    /// to another deployment); imported tasks resume from their checkpoints.
+    Config {
+        #[command(subcommand)]
+        op: ConfigOp,
+    },
     /// Stage, phase, progress, position, lag and last error of tasks.
     QueryStatus {
+        /// A task's name or its task file.
         name: Option<String>,
+        /// Only the subtasks of these sources.
+        #[arg(short, long = "source")]
+        source: Vec<String>,
         /// Draw progress bars and follow the task until it finishes or pauses.
         #[arg(long, requires = "name")]
         watch: bool,
@@ -317,9 +340,36 @@ struct RelayArgs {
 
 #[derive(Subcommand)]
 enum SourceOp {
-    Create { file: PathBuf },
-    Show,
-    Stop { source_id: String },
+    /// Create sources from their files.
+    Create {
+        #[arg(required_unless_present = "print_sample_config")]
+        files: Vec<PathBuf>,
+        /// Print a sample source file.
+        #[arg(short, long)]
+        print_sample_config: bool,
+    },
+    Show {
+        /// Only these sources.
+        #[arg(short, long = "source")]
+        source: Vec<String>,
+    },
+    Stop {
+        source_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigOp {
+    /// Write every source to <path>/sources/<id>.yaml and task to <path>/tasks/<name>.yaml.
+    Export {
+        #[arg(short, long)]
+        path: PathBuf,
+    },
+    /// Create the sources and start the tasks of an exported directory.
+    Import {
+        #[arg(short, long)]
+        path: PathBuf,
+    },
 }
 
 pub struct Client {
@@ -413,7 +463,7 @@ fn master_addr(arg: Option<String>, tls_ca: Option<PathBuf>) -> (String, Option<
     (addr, ca)
 }
 
-fn file_body(path: &Path, remove_meta: bool) -> Result<Value> {
+pub(crate) fn file_body(path: &Path, remove_meta: bool) -> Result<Value> {
     let content =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     // Absolute: a master on this machine watches the file for edits.
@@ -523,20 +573,42 @@ pub async fn run(args: CtlArgs) -> Result<()> {
     use reqwest::Method;
     let (value, render): (Value, fn(&Value) -> String) = match args.command {
         CtlCommand::OperateSource { op } => match op {
-            SourceOp::Create { file } => (
-                client
-                    .call(
-                        Method::POST,
-                        "/api/v1/sources",
-                        Some(file_body(&file, false)?),
-                    )
-                    .await?,
-                render_sources,
-            ),
-            SourceOp::Show => (
-                client.call(Method::GET, "/api/v1/sources", None).await?,
-                render_sources,
-            ),
+            SourceOp::Create {
+                print_sample_config: true,
+                ..
+            } => {
+                print!("{}", include_str!("../examples/source.yaml"));
+                return Ok(());
+            }
+            SourceOp::Create { files, .. } => {
+                let mut created = vec![];
+                for file in files {
+                    created.push(
+                        client
+                            .call(
+                                Method::POST,
+                                "/api/v1/sources",
+                                Some(file_body(&file, false)?),
+                            )
+                            .await
+                            .with_context(|| {
+                                format!("creating the source of {}", file.display())
+                            })?,
+                    );
+                }
+                (Value::Array(created), render_sources)
+            }
+            SourceOp::Show { source } => {
+                let mut v = client.call(Method::GET, "/api/v1/sources", None).await?;
+                if let (Value::Array(all), false) = (&mut v, source.is_empty()) {
+                    all.retain(|s| {
+                        s["source_id"]
+                            .as_str()
+                            .is_some_and(|id| source.iter().any(|w| w == id))
+                    });
+                }
+                (v, render_sources)
+            }
             SourceOp::Stop { source_id } => (
                 client
                     .call(
@@ -582,15 +654,47 @@ pub async fn run(args: CtlArgs) -> Result<()> {
         }
         CtlCommand::StopTask { name } => (
             client
-                .call(Method::DELETE, &format!("/api/v1/tasks/{name}"), None)
+                .call(
+                    Method::DELETE,
+                    &format!("/api/v1/tasks/{}", task_name(&name)?),
+                    None,
+                )
                 .await?,
             render_plain,
         ),
         CtlCommand::PauseTask { name } => (
             client
-                .call(Method::POST, &format!("/api/v1/tasks/{name}/pause"), None)
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/tasks/{}/pause", task_name(&name)?),
+                    None,
+                )
                 .await?,
             render_tasks,
+        ),
+        CtlCommand::GetConfig { kind, name, file } => {
+            let text = crate::ctl_config::get_config(&client, &kind, &name).await?;
+            match file {
+                Some(f) => {
+                    dm_core::durable::write_atomically(&f, text.as_bytes())
+                        .with_context(|| format!("cannot write {}", f.display()))?;
+                    println!("{kind} `{name}` written to {}", f.display());
+                }
+                None => print!("{text}"),
+            }
+            return Ok(());
+        }
+        CtlCommand::Config {
+            op: ConfigOp::Export { path },
+        } => (
+            crate::ctl_config::export(&client, &path).await?,
+            render_config_files,
+        ),
+        CtlCommand::Config {
+            op: ConfigOp::Import { path },
+        } => (
+            crate::ctl_config::import(&client, &path).await?,
+            render_config_files,
         ),
         CtlCommand::Binlog {
             op: BinlogOp::Skip { name, at },
@@ -620,26 +724,37 @@ pub async fn run(args: CtlArgs) -> Result<()> {
         } => binlog_statements(&client, "inject", &name, sql, at).await?,
         CtlCommand::ResumeTask { name } => (
             client
-                .call(Method::POST, &format!("/api/v1/tasks/{name}/resume"), None)
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/tasks/{}/resume", task_name(&name)?),
+                    None,
+                )
                 .await?,
             render_tasks,
         ),
         CtlCommand::QueryStatus {
             name: Some(n),
             watch: true,
-        } => return crate::watch::watch(&client, &n).await,
-        CtlCommand::QueryStatus { name, .. } => match name {
-            Some(n) => (
-                client
-                    .call(Method::GET, &format!("/api/v1/tasks/{n}"), None)
-                    .await?,
-                render_tasks,
-            ),
-            None => (
-                client.call(Method::GET, "/api/v1/tasks", None).await?,
-                render_tasks,
-            ),
-        },
+            ..
+        } => return crate::watch::watch(&client, &task_name(&n)?).await,
+        CtlCommand::QueryStatus { name, source, .. } => {
+            let mut v = match name {
+                Some(n) => {
+                    client
+                        .call(
+                            Method::GET,
+                            &format!("/api/v1/tasks/{}", task_name(&n)?),
+                            None,
+                        )
+                        .await?
+                }
+                None => client.call(Method::GET, "/api/v1/tasks", None).await?,
+            };
+            if !source.is_empty() {
+                only_sources(&mut v, &source);
+            }
+            (v, render_tasks)
+        }
         CtlCommand::ListMember {
             master,
             worker,
@@ -852,6 +967,37 @@ fn as_list(v: &Value) -> Vec<Value> {
         Value::Array(a) => a.clone(),
         other => vec![other.clone()],
     }
+}
+
+/// Keeps the subtasks of `sources` in a task view (or a list of them).
+fn only_sources(v: &mut Value, sources: &[String]) {
+    match v {
+        Value::Array(tasks) => tasks.iter_mut().for_each(|t| only_sources(t, sources)),
+        Value::Object(task) => {
+            if let Some(Value::Array(subtasks)) = task.get_mut("subtasks") {
+                subtasks.retain(|s| {
+                    s["source_id"]
+                        .as_str()
+                        .is_some_and(|id| sources.iter().any(|w| w == id))
+                });
+            }
+        }
+        _ => {}
+    }
+}
+
+fn render_config_files(v: &Value) -> String {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(["Kind", "Name", "File"]);
+    for f in as_list(v) {
+        t.add_row([
+            f["kind"].as_str().unwrap_or("-"),
+            f["name"].as_str().unwrap_or("-"),
+            f["file"].as_str().unwrap_or("-"),
+        ]);
+    }
+    t.to_string()
 }
 
 fn render_plain(v: &Value) -> String {

@@ -238,3 +238,73 @@ async fn start_time_starts_at_the_first_transaction_at_or_after_it() {
     ]);
     assert!(!ok && out.contains("in the future"), "{out}");
 }
+
+/// `config export`, the standalone's data dir wiped, `config import`: the source (its password
+/// encrypted in the exported file, readable with the deployment's key) and the task come
+/// back, and the task resumes from its checkpoint in the target without copying again. Task
+/// commands take the task file where dmctl does; `get-config` prints what is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn config_export_and_import_bring_a_deployment_back() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    let password = "Exported-pw-4411";
+    src.exec(&format!(
+        "CREATE USER dmsrc@'%' IDENTIFIED BY '{password}'; GRANT ALL ON *.* TO dmsrc@'%'; \
+         CREATE DATABASE s; CREATE TABLE s.t (id INT PRIMARY KEY, v VARCHAR(20)); \
+         USE s; INSERT INTO s.t SELECT seq, 'first' FROM seq_1_to_500"
+    ))
+    .await;
+    // The deployment's key lives outside the data dir, as a backup needs.
+    let keys = tempfile::Builder::new()
+        .prefix("dm-test-dm-key-")
+        .tempdir()
+        .unwrap();
+    let key = keys.path().join("secret.key");
+    std::fs::write(&key, "ab".repeat(32)).unwrap();
+    let mut dm = Dm::start_with(&format!("secret-key-path: {}\n", key.display()));
+    let sf = dm.file(
+        "source.yaml",
+        &source_yaml("src1", &src)
+            .replace("user: root", "user: dmsrc")
+            .replace("password: \"\"", &format!("password: \"{password}\"")),
+    );
+    dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
+    let tf = dm.file("task.yaml", &task_yaml("ex", "all", "src1", &dst, &["s"]));
+    let task_file = tf.to_str().unwrap();
+    dm.ctl_ok(&["start-task", task_file]);
+    wait_caught_up(&dm, "ex", &src).await;
+    // A task file where dmctl takes a task: pause, resume, query-status -s.
+    dm.ctl_ok(&["pause-task", task_file]);
+    assert_eq!(dm.subtask("ex").unwrap()["stage"], "paused");
+    dm.ctl_ok(&["resume-task", task_file]);
+    let status = dm.ctl_ok(&["-o", "json", "query-status", task_file, "-s", "nosuch"]);
+    assert!(!status.contains("\"source_id\""), "{status}");
+    let stored = dm.ctl_ok(&["get-config", "task", "ex"]);
+    assert!(stored.contains("name: ex"), "{stored}");
+
+    let backup = dm.dir.path().join("backup");
+    dm.ctl_ok(&["config", "export", "-p", backup.to_str().unwrap()]);
+    let exported = std::fs::read_to_string(backup.join("sources/src1.yaml")).unwrap();
+    assert!(
+        exported.contains("enc:") && !exported.contains(password),
+        "{exported}"
+    );
+    assert!(backup.join("tasks/ex.yaml").is_file());
+
+    // The data dir is lost; the source keeps changing.
+    dm.kill9();
+    std::fs::remove_dir_all(dm.dir.path().join("data")).unwrap();
+    src.exec("USE s; INSERT INTO s.t SELECT seq, 'second' FROM seq_501_to_600; UPDATE s.t SET v = 'x' WHERE id < 50")
+        .await;
+    dm.restart();
+    let (ok, out) = dm.ctl(&["query-status", "ex"]);
+    assert!(!ok, "a wiped dm still knows the task: {out}");
+    dm.ctl_ok(&["config", "import", "-p", backup.to_str().unwrap()]);
+    wait_caught_up(&dm, "ex", &src).await;
+    let st = dm.subtask("ex").unwrap();
+    assert_eq!(st["stage"], "running", "{st}");
+    assert_eq!(
+        st["rows_loaded"], 0,
+        "the task copied again instead of resuming: {st}"
+    );
+    assert_same(&src, &dst, &["s"]).await;
+}

@@ -211,9 +211,12 @@ impl ApiGuard {
             ));
         }
         // How to reach etcd (and its user's sealed password) is for workers, which hold an
-        // admin token, not for viewers.
+        // admin token; stored files (encrypted passwords) for admins: not for viewers.
+        let path = req.uri().path();
         let reads = matches!(*req.method(), Method::GET | Method::HEAD)
-            && req.uri().path() != "/api/v1/cluster/etcd";
+            && path != "/api/v1/cluster/etcd"
+            && path != "/api/v1/config"
+            && !path.starts_with("/api/v1/config/");
         if *req.method() == Method::POST {
             let json = req
                 .headers()

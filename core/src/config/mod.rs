@@ -135,7 +135,7 @@ pub(crate) fn check_security(file: &str, text: &str, at: &str, db: &DbConfig) ->
 
 /// A name that becomes part of paths and metadata keys: letters, digits, `_`, `-`, `.`; not
 /// starting with a dot; at most 64 characters.
-pub(crate) fn is_safe_name(name: &str) -> bool {
+pub fn is_safe_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')

@@ -1,7 +1,7 @@
 //! HTTP/JSON API of the master (`/api/v1/...`). Every error answers with
 //! `{code, message, hint}` and a 4xx/5xx status.
 
-use super::{binlog_schema, forward, members, relay, shard_locks, validation, Master};
+use super::{binlog_schema, config_api, forward, members, relay, shard_locks, validation, Master};
 use crate::check::{check_task, probe_source, Finding};
 use crate::checkpoint::MetaTables;
 use crate::config::{SourceConfig, TaskConfig};
@@ -148,6 +148,8 @@ pub fn router(master: Master, guard: crate::api_auth::ApiGuard) -> Router {
         .route("/api/v1/shard-ddl-locks", get(shard_locks::list))
         .route("/api/v1/shard-ddl-locks/unlock", post(shard_locks::unlock))
         .route("/api/v1/members", get(members::list))
+        .route("/api/v1/config", get(config_api::export))
+        .route("/api/v1/config/{kind}/{name}", get(config_api::get))
         .route("/api/v1/members/{kind}/{name}", delete(members::offline))
         .route("/api/v1/leader/{op}", post(members::operate_leader))
         .route("/api/v1/cluster/etcd", get(members::etcd_endpoints))

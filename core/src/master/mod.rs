@@ -5,6 +5,7 @@
 mod api;
 mod binlog_schema;
 pub mod cluster;
+mod config_api;
 mod election;
 pub mod etcd_access;
 mod etcd_member;
