@@ -236,6 +236,23 @@ async fn pessimistic_ddl_runs_once_when_every_shard_sent_it() {
     assert_eq!(v[0]["arrived"].as_array().unwrap().len(), 16, "{locks}");
     assert_eq!(v[0]["waiting_for"].as_array().unwrap().len(), 16, "{locks}");
     assert!(dm.ctl_ok(&["shard-ddl-lock"]).contains("merged.orders"));
+    // TiDB DM's query-status fields say the same, per source.
+    let status: serde_json::Value =
+        serde_json::from_str(&dm.ctl_ok(&["-o", "json", "query-status", "sh"])).unwrap();
+    for st in status["subtasks"].as_array().unwrap() {
+        assert_eq!(
+            st["unresolvedGroups"],
+            serde_json::json!(["merged.orders"]),
+            "{st}"
+        );
+        assert!(
+            st["blockingDDLs"][0]
+                .as_str()
+                .is_some_and(|d| d.contains("extra")),
+            "{st}"
+        );
+        assert_eq!(st["synced"], false, "{st}");
+    }
     let held: Option<i64> = dst
         .conn()
         .await

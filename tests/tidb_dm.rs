@@ -278,6 +278,18 @@ async fn config_export_and_import_bring_a_deployment_back() {
     dm.ctl_ok(&["resume-task", task_file]);
     let status = dm.ctl_ok(&["-o", "json", "query-status", task_file, "-s", "nosuch"]);
     assert!(!status.contains("\"source_id\""), "{status}");
+    wait_for(
+        "synced, in TiDB DM's words",
+        Duration::from_secs(30),
+        || {
+            dm.subtask("ex").is_some_and(|s| {
+                s["synced"] == true
+                    && s["syncerBinlog"] == s["position"]
+                    && s["masterBinlog"] == s["position"]
+            })
+        },
+    )
+    .await;
     let stored = dm.ctl_ok(&["get-config", "task", "ex"]);
     assert!(stored.contains("name: ex"), "{stored}");
 

@@ -78,6 +78,22 @@ pub struct SubtaskStatus {
     /// Problems that do not stop the subtask (a plugin's new version that did not load).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// TiDB DM's query-status fields, for scripts written against it. `synced`: caught up
+    /// (incremental, running, the source quiet, nothing read and not applied).
+    #[serde(default)]
+    pub synced: bool,
+    /// The source's position as far as dm knows it: its last binlog position when synced.
+    #[serde(default, rename = "masterBinlog")]
+    pub master_binlog: Option<String>,
+    /// `position`, under DM's name.
+    #[serde(default, rename = "syncerBinlog")]
+    pub syncer_binlog: String,
+    /// Shard DDLs of this source the merged tables wait at (`shard-ddl-lock` has the rest).
+    #[serde(default, rename = "blockingDDLs")]
+    pub blocking_ddls: Vec<String>,
+    /// The merged tables whose lock waits for this source's DDL or others'.
+    #[serde(default, rename = "unresolvedGroups")]
+    pub unresolved_groups: Vec<String>,
 }
 
 /// Full-phase progress of one table.

@@ -347,6 +347,9 @@ async fn task_view(m: &Master, task: TaskConfig) -> Result<TaskView, Error> {
     for inst in &task.mysql_instances {
         subtasks.push(subtask_view(m, &task.name, &inst.source_id, stage).await?);
     }
+    if task.shard_mode.is_some() {
+        blocking_ddls(m, &task, &mut subtasks).await?;
+    }
     Ok(TaskView {
         warnings: m.task_files.warning(&task.name).into_iter().collect(),
         name: task.name.clone(),
@@ -354,6 +357,34 @@ async fn task_view(m: &Master, task: TaskConfig) -> Result<TaskView, Error> {
         stage,
         subtasks,
     })
+}
+
+/// TiDB DM's `blockingDDLs` and `unresolvedGroups` of each subtask: the shard DDLs its
+/// source sent that a merged table's lock still holds, and those merged tables.
+async fn blocking_ddls(
+    m: &Master,
+    task: &TaskConfig,
+    subtasks: &mut [SubtaskStatus],
+) -> Result<(), Error> {
+    let locks = crate::shard::coordinator::task_locks(m.store.as_ref(), task).await?;
+    for (target, arrived) in locks.pending.iter().filter(|(_, a)| !a.is_empty()) {
+        for st in subtasks.iter_mut() {
+            let in_group = locks
+                .shards
+                .get(target)
+                .is_some_and(|s| s.iter().any(|sh| sh.source == st.source_id));
+            if in_group {
+                st.unresolved_groups.push(target.clone());
+            }
+            st.blocking_ddls.extend(
+                arrived
+                    .iter()
+                    .filter(|d| d.shard.source == st.source_id)
+                    .flat_map(|d| d.ddls.iter().cloned()),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// What a subtask is doing, as far as the master can tell: the worker's report when the

@@ -422,6 +422,12 @@ impl Worker {
         let rows_loaded = p.rows_loaded.load(Ordering::Relaxed);
         let eta_seconds = (p.phase() == Phase::Full && rows_per_sec > 0.0)
             .then(|| (rows_estimated.saturating_sub(rows_loaded) as f64 / rows_per_sec) as u64);
+        let position = p.position();
+        let queue_depth = p.queue_depth.load(Ordering::Relaxed);
+        let synced = state.stage == Stage::Running
+            && p.phase() == Phase::Incremental
+            && p.idle.load(Ordering::Relaxed)
+            && queue_depth == 0;
         SubtaskStatus {
             task: k.0.clone(),
             source_id: k.1.clone(),
@@ -439,13 +445,18 @@ impl Worker {
             txns_applied: p.txns_applied.load(Ordering::Relaxed),
             rows_per_sec,
             txns_per_sec,
-            queue_depth: p.queue_depth.load(Ordering::Relaxed),
-            position: p.position(),
+            queue_depth,
+            position: position.clone(),
             lag_seconds: p.lag_seconds(),
             safe_mode: p.safe_mode.load(Ordering::Relaxed),
             last_error: state.last_error,
             updated_at: now_secs(),
             warnings: p.plugin_warnings(),
+            synced,
+            master_binlog: synced.then(|| position.clone()),
+            syncer_binlog: position.clone(),
+            blocking_ddls: vec![],
+            unresolved_groups: vec![],
         }
     }
 
