@@ -320,3 +320,46 @@ async fn config_export_and_import_bring_a_deployment_back() {
     );
     assert_same(&src, &dst, &["s"]).await;
 }
+
+/// TiDB DM's `mydumpers.*.where` and `extra-args: --where`: the full phase copies only the
+/// rows satisfying the condition; the binlog is replicated whole (as in DM). Options dm has
+/// no use for are accepted with a warning; a condition that is not one is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn where_restricts_the_rows_the_full_phase_copies() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE s; CREATE TABLE s.t (id INT PRIMARY KEY, v VARCHAR(20)); \
+         USE s; INSERT INTO s.t SELECT seq, 'old' FROM seq_1_to_200",
+    )
+    .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let task = |args: &str| {
+        task_tuned(
+            "wh",
+            "all",
+            &dst,
+            &["s"],
+            &[&format!("extra-args: \"{args}\"")],
+            &[],
+        )
+    };
+    let bad = dm.file("bad.yaml", &task("--where 'id > 1; DROP TABLE s.t'"));
+    let (ok, out) = dm.ctl(&["start-task", bad.to_str().unwrap()]);
+    assert!(!ok && out.contains("extra-args"), "{out}");
+    let tf = dm.file(
+        "task.yaml",
+        &task("--consistency none --where 'id > 100 AND v = \\\"old\\\"'"),
+    );
+    let out = dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    assert!(out.contains("--consistency none has no effect"), "{out}");
+    wait_caught_up(&dm, "wh", &src).await;
+    src.exec("INSERT INTO s.t VALUES (300, 'new')").await;
+    wait_caught_up(&dm, "wh", &src).await;
+    let copied: i64 = dst.value("SELECT COUNT(*) FROM s.t").await;
+    assert_eq!(copied, 101);
+    let lowest: i64 = dst.value("SELECT MIN(id) FROM s.t").await;
+    assert_eq!(lowest, 101);
+    let new: i64 = dst.value("SELECT COUNT(*) FROM s.t WHERE id = 300").await;
+    assert_eq!(new, 1);
+}

@@ -8,6 +8,7 @@
 mod cluster;
 mod compat;
 mod db;
+mod dump_args;
 mod source;
 mod standalone;
 mod task;

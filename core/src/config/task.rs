@@ -329,6 +329,25 @@ pub struct DumperConfig {
     /// data.
     #[serde(default = "yes")]
     pub defer_indexes: bool,
+    /// TiDB DM's `where`: copy only the rows of every table that satisfy this SQL condition
+    /// (the binlog is replicated whole, as in DM).
+    #[serde(default, rename = "where")]
+    pub where_clause: Option<String>,
+    /// TiDB DM's dumpling options: `--where` is taken (when `where` is not set), the sizing
+    /// options are accepted without effect, others refused.
+    #[serde(default)]
+    pub extra_args: Option<String>,
+}
+
+impl DumperConfig {
+    /// The condition rows must satisfy to be copied, checked when the file was read.
+    pub fn row_condition(&self) -> Option<String> {
+        if let Some(w) = &self.where_clause {
+            return super::dump_args::row_condition(w).ok();
+        }
+        let args = self.extra_args.as_deref()?;
+        super::dump_args::extra_args(args).ok()?.0
+    }
 }
 
 fn default_chunk_rows() -> u64 {
@@ -345,6 +364,8 @@ impl Default for DumperConfig {
             threads: default_threads(),
             rows: default_chunk_rows(),
             defer_indexes: true,
+            where_clause: None,
+            extra_args: None,
         }
     }
 }
@@ -399,7 +420,19 @@ impl Default for SyncerConfig {
 impl TaskConfig {
     /// What dm did with TiDB DM's fields of the file (renamed, left out, and why).
     pub fn compat_warnings(file: &str, text: &str) -> Vec<String> {
-        super::compat::task(file, text).warnings
+        let mut warnings = super::compat::task(file, text).warnings;
+        if let Ok(cfg) = Self::parse(file, text) {
+            for (name, d) in &cfg.mydumpers {
+                let notes = d
+                    .extra_args
+                    .as_deref()
+                    .and_then(|a| super::dump_args::extra_args(a).ok())
+                    .map(|(_, notes)| notes)
+                    .unwrap_or_default();
+                warnings.extend(notes.into_iter().map(|n| format!("mydumpers.{name}.{n}")));
+            }
+        }
+        warnings
     }
 
     pub fn parse(file: &str, text: &str) -> Result<Self> {
@@ -563,6 +596,22 @@ impl TaskConfig {
                 return fail(key, message, &hint);
             }
         }
+        for (name, d) in &cfg.mydumpers {
+            if let Some(w) = &d.where_clause {
+                if let Err(e) = super::dump_args::row_condition(w) {
+                    return fail("where", format!("mydumpers.{name}.where: {e}"), "write one SQL condition on the tables' columns, e.g. `where: \"id > 1000\"`");
+                }
+            }
+            if let Some(a) = &d.extra_args {
+                if let Err(e) = super::dump_args::extra_args(a) {
+                    return fail(
+                        "extra-args",
+                        format!("mydumpers.{name}.{e}"),
+                        "see docs/from-tidb-dm.md",
+                    );
+                }
+            }
+        }
         for (name, r) in &cfg.routes {
             let extracts = [&r.extract_table, &r.extract_schema, &r.extract_source];
             for x in extracts.into_iter().flatten() {
@@ -672,7 +721,6 @@ impl TaskConfig {
             .unwrap_or_default()
     }
 
-    /// The binlog event filter of one source.
     /// The event filter of one source: the rules its instance names, then the source file's
     /// own `filters` (TiDB DM's source-level rules) for table patterns the task has no rule
     /// for: the task's rule wins, as in DM.

@@ -308,6 +308,8 @@ pub struct ChunkCopier {
     plugins: Arc<crate::hooks::RowFilterChain>,
     /// This copier's target lock (see `COPIER_LOCKS`).
     lock: String,
+    /// Only rows satisfying this SQL condition are copied (`mydumpers.*.where`).
+    pub row_condition: Option<String>,
 }
 
 impl ChunkCopier {
@@ -345,6 +347,7 @@ impl ChunkCopier {
             fence,
             plugins,
             lock,
+            row_condition: None,
         })
     }
 
@@ -516,7 +519,13 @@ impl ChunkCopier {
             .as_ref()
             .map(|k| k.range(&bounds))
             .unwrap_or_else(|| "1 = 1".into());
-        let select = format!("SELECT {col_list} FROM {} WHERE {cond}", name.quoted());
+        let select = match &self.row_condition {
+            Some(w) => format!(
+                "SELECT {col_list} FROM {} WHERE {cond} AND ({w})",
+                name.quoted()
+            ),
+            None => format!("SELECT {col_list} FROM {} WHERE {cond}", name.quoted()),
+        };
         let (into, extra) = match routed.as_ref() {
             Some(r) => (r.target.clone(), r.extra.clone()),
             None => (name.clone(), vec![]),

@@ -543,7 +543,7 @@ impl FullPhase {
     }
 
     async fn copier(&self, slot: usize) -> Result<ChunkCopier> {
-        ChunkCopier::new(
+        let mut copier = ChunkCopier::new(
             self.source.clone(),
             self.flavor,
             self.target.clone(),
@@ -554,7 +554,9 @@ impl FullPhase {
             self.plugins.clone(),
             slot,
         )
-        .await
+        .await?;
+        copier.row_condition = self.dumper.row_condition();
+        Ok(copier)
     }
 
     /// Creates the target databases of the selected schemas with the source's character
