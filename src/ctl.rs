@@ -53,6 +53,7 @@ enum CtlCommand {
     StopRelay(RelayArgs),
     /// Stop pulling the source's binlog into the relay; subtasks read what it holds.
     PauseRelay(RelayArgs),
+    /// Pull the source's binlog into the relay again.
     ResumeRelay(RelayArgs),
     /// Remove relay log files that no task needs any more.
     PurgeRelay {
@@ -78,22 +79,14 @@ enum CtlCommand {
     },
     /// Apply a changed task file (rules, plugins, tuning) to a running task: its subtasks
     /// restart from their checkpoints with it.
-    UpdateTask {
-        file: PathBuf,
-    },
+    UpdateTask { file: PathBuf },
     /// Stop a task (its checkpoints stay in the target; start-task resumes from them). The
     /// task's name or its task file.
-    StopTask {
-        name: String,
-    },
+    StopTask { name: String },
     /// Pause a task: its name or its task file.
-    PauseTask {
-        name: String,
-    },
+    PauseTask { name: String },
     /// Resume a task paused by a user or by an error: its name or its task file.
-    ResumeTask {
-        name: String,
-    },
+    ResumeTask { name: String },
     /// The stored task or source file, as start-task and operate-source create take it back
     /// (passwords encrypted): TiDB DM's get-config.
     GetConfig {
@@ -135,9 +128,7 @@ enum CtlCommand {
         op: ValidationOp,
     },
     /// Check sources and target of a task file before starting it.
-    CheckTask {
-        file: PathBuf,
-    },
+    CheckTask { file: PathBuf },
     /// Act on the binlog event a task stopped at.
     Binlog {
         #[command(subcommand)]
@@ -198,10 +189,7 @@ enum CtlCommand {
         name: String,
     },
     /// Move a source to a free worker.
-    TransferSource {
-        source_id: String,
-        worker: String,
-    },
+    TransferSource { source_id: String, worker: String },
     /// `evict`: the leader steps down and stays a follower; `cancel-evict` undoes that.
     OperateLeader {
         #[arg(value_parser = ["evict", "cancel-evict"])]
@@ -265,13 +253,21 @@ enum SchemaOp {
         #[arg(short, long)]
         source: Option<String>,
     },
-    /// Track `schema.table` as the CREATE TABLE in `file` says.
+    /// Track `schema.table` as the CREATE TABLE in `file` says, or as the source or the
+    /// target has the table now.
     Update {
         task: String,
         table: String,
-        file: PathBuf,
+        #[arg(required_unless_present_any = ["from_source", "from_target"])]
+        file: Option<PathBuf>,
         #[arg(short, long)]
         source: Option<String>,
+        /// The definition the source has now.
+        #[arg(long, conflicts_with_all = ["file", "from_target"])]
+        from_source: bool,
+        /// The definition the target has now (under the table's routed name).
+        #[arg(long, conflicts_with = "file")]
+        from_target: bool,
     },
     /// Stop tracking `schema.table` (dm reads it from the target when rows come).
     Delete {
@@ -827,14 +823,26 @@ pub async fn run(args: CtlArgs) -> Result<()> {
                     table,
                     file,
                     source,
-                } => {
-                    let create = std::fs::read_to_string(&file)
-                        .with_context(|| format!("cannot read {}", file.display()))?;
-                    (
-                        task,
-                        json!({ "table": table, "create": create, "source": source }),
-                    )
-                }
+                    from_source,
+                    from_target,
+                } => match file {
+                    Some(file) => {
+                        let create = std::fs::read_to_string(&file)
+                            .with_context(|| format!("cannot read {}", file.display()))?;
+                        (
+                            task,
+                            json!({ "table": table, "create": create, "source": source }),
+                        )
+                    }
+                    None => {
+                        let from = if from_source { "source" } else { "target" };
+                        debug_assert!(from_source || from_target);
+                        (
+                            task,
+                            json!({ "table": table, "from": from, "source": source }),
+                        )
+                    }
+                },
                 SchemaOp::Delete {
                     task,
                     table,

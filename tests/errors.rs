@@ -548,6 +548,24 @@ async fn binlog_schema_lists_and_fixes_the_tracked_schema() {
         .await;
     wait_caught_up(&dm, "sc", &src).await;
     assert_same(&src, &dst, &["bs"]).await;
+
+    // Drifted again: TiDB DM's --from-source / --from-target read the live definition.
+    dm.ctl_ok(&["pause-task", "sc"]);
+    wait_for("the pause", std::time::Duration::from_secs(30), || {
+        dm.subtask("sc").is_some_and(|s| s["stage"] == "paused")
+    })
+    .await;
+    src.exec("SET sql_log_bin = 0; ALTER TABLE bs.t ADD COLUMN z INT; SET sql_log_bin = 1")
+        .await;
+    dst.exec("ALTER TABLE bs.t ADD COLUMN z INT").await;
+    let after = dm.ctl_ok(&["binlog-schema", "update", "sc", "bs.t", "--from-source"]);
+    assert!(after.contains("z int"), "{after}");
+    let after = dm.ctl_ok(&["binlog-schema", "update", "sc", "bs.t", "--from-target"]);
+    assert!(after.contains("z int"), "{after}");
+    dm.ctl_ok(&["resume-task", "sc"]);
+    src.exec("INSERT INTO bs.t VALUES (2, 2, 'y', 2)").await;
+    wait_caught_up(&dm, "sc", &src).await;
+    assert_same(&src, &dst, &["bs"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

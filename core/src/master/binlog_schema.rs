@@ -63,8 +63,58 @@ pub async fn list(
 pub struct Change {
     pub source: Option<String>,
     pub table: String,
-    /// `CREATE TABLE` of the table as the binlog has it now; `None` deletes it.
+    /// `CREATE TABLE` of the table as the binlog has it now; `None` (and no `from`) deletes it.
     pub create: Option<String>,
+    /// TiDB DM's `--from-source` / `--from-target`: take the table's definition as the source
+    /// (or the target, under its routed name) has it now.
+    #[serde(default)]
+    pub from: Option<String>,
+}
+
+/// The definition of the source's table `name` as the source or the target has it now.
+async fn live_definition(
+    m: &Master,
+    task: &TaskConfig,
+    source: &str,
+    name: &TableName,
+    from: &str,
+) -> Result<Table, Error> {
+    let (db, on) = match from {
+        "source" => {
+            let src = meta::get_json::<crate::config::SourceConfig>(
+                m.store.as_ref(),
+                &keys::source(source),
+            )
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("source `{source}` does not exist")))?;
+            (src.from, name.clone())
+        }
+        "target" => {
+            let routed = task
+                .router_of(source)
+                .route(name)
+                .map(|r| r.target)
+                .unwrap_or_else(|| name.clone());
+            (task.target_database.clone(), routed)
+        }
+        other => {
+            return Err(Error::Invalid(format!(
+                "from `{other}`: take the definition from `source` or `target`"
+            )))
+        }
+    };
+    let role = if from == "source" {
+        DbRole::Source
+    } else {
+        DbRole::Target
+    };
+    let mut conn = crate::db::connect(&db, role).await?;
+    let mut table = crate::schema::load_table(&mut conn, &on)
+        .await
+        .map_err(|e| Error::db(role, &db.addr(), e))?
+        .ok_or_else(|| Error::NotFound(format!("{from} has no table {on}")))?;
+    table.name = name.clone();
+    Ok(table)
 }
 
 /// `update` (a CREATE TABLE) or `delete` (no statement) one table's tracked schema.
@@ -86,6 +136,12 @@ pub async fn change(
     let target = table_name(&c.table)?;
     let (mut cp, meta, mut conn) = checkpoint(&task, &source).await?;
     match &c.create {
+        None if c.from.is_some() => {
+            let from = c.from.as_deref().unwrap_or_default();
+            let table = live_definition(&m, &task, &source, &target, from).await?;
+            cp.tracker.remove(&target);
+            cp.tracker.insert(table);
+        }
         None => {
             cp.tracker.remove(&target).ok_or_else(|| {
                 Error::NotFound(format!(
