@@ -225,11 +225,18 @@ enum BinlogOp {
     },
     /// The skips, replacements and injections recorded for a task.
     List { name: String },
+    /// Forget the skip, replacement or injection recorded at -b file:pos.
+    Revert {
+        name: String,
+        #[command(flatten)]
+        at: BinlogAt,
+    },
 }
 
 #[derive(Args)]
 struct BinlogAt {
-    /// End of the transaction (`file:pos`) instead of the one a subtask paused at.
+    /// End of the transaction (`file:pos`) instead of the one a subtask paused at (for
+    /// revert: the position of the operation).
     #[arg(short = 'b', long = "binlog-pos")]
     position: Option<String>,
     /// The source of that position (needed when the task has several).
@@ -691,6 +698,18 @@ pub async fn run(args: CtlArgs) -> Result<()> {
         } => (
             crate::ctl_config::import(&client, &path).await?,
             render_config_files,
+        ),
+        CtlCommand::Binlog {
+            op: BinlogOp::Revert { name, at },
+        } => (
+            client
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/tasks/{name}/binlog-revert"),
+                    Some(at.body().unwrap_or_else(|| json!({}))),
+                )
+                .await?,
+            render_tasks,
         ),
         CtlCommand::Binlog {
             op: BinlogOp::Skip { name, at },

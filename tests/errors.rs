@@ -477,6 +477,13 @@ async fn binlog_skip_at_a_position_before_the_task_gets_there() {
     src.exec("INSERT INTO b.t VALUES (1)").await;
     let unwanted = src.master_pos().await;
     src.exec("INSERT INTO b.t VALUES (2)").await;
+    // Recorded, reverted (TiDB DM's binlog revert), recorded again.
+    dm.ctl_ok(&["binlog", "skip", "bp", "-b", &unwanted]);
+    dm.ctl_ok(&["binlog", "revert", "bp", "-b", &unwanted]);
+    let list = dm.ctl_ok(&["binlog", "list", "bp"]);
+    assert!(!list.contains(&unwanted), "{list}");
+    let (ok, text) = dm.ctl(&["binlog", "revert", "bp", "-b", &unwanted]);
+    assert!(!ok && text.contains("no binlog operation"), "{text}");
     dm.ctl_ok(&["binlog", "skip", "bp", "-b", &unwanted]);
     let list = dm.ctl_ok(&["binlog", "list", "bp"]);
     assert!(list.contains(&unwanted) && list.contains("skip"), "{list}");

@@ -128,6 +128,7 @@ pub fn router(master: Master, guard: crate::api_auth::ApiGuard) -> Router {
         .route("/api/v1/tasks/{name}/resume", post(resume_task))
         .route("/api/v1/tasks/{name}/binlog-skip", post(binlog_skip))
         .route("/api/v1/tasks/{name}/binlog", get(binlog_list))
+        .route("/api/v1/tasks/{name}/binlog-revert", post(binlog_revert))
         .route(
             "/api/v1/tasks/{name}/binlog-schema",
             get(binlog_schema::list).post(binlog_schema::change),
@@ -625,6 +626,46 @@ async fn at_position(
     desired.generation += 1;
     meta::put_json(m.store.as_ref(), &key, &desired).await?;
     task_view(m, task).await
+}
+
+/// `binlog revert -b file:pos`: forgets the skip, replacement or injection recorded for
+/// that position (TiDB DM's command); the subtasks restart without it.
+async fn binlog_revert(
+    State(m): State<Master>,
+    Path(name): Path<String>,
+    Json(at): Json<At>,
+) -> ApiResult<TaskView> {
+    let task = load_task(&m, &name).await?;
+    let position = at.position.clone().ok_or_else(|| {
+        Error::Invalid("binlog revert needs the position (-b file:pos) of the operation".into())
+    })?;
+    let source = task.source_named(at.source.as_deref())?;
+    let key = keys::stage(&name);
+    let mut desired = meta::get_json::<DesiredStage>(m.store.as_ref(), &key)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("task `{name}` has no stage")))?;
+    let mut removed = 0;
+    if let Some(ps) = desired.skip.get_mut(&source) {
+        let before = ps.len();
+        ps.retain(|p| *p != position);
+        removed += before - ps.len();
+    }
+    for ops in [&mut desired.replace, &mut desired.inject] {
+        if let Some(rs) = ops.get_mut(&source) {
+            let before = rs.len();
+            rs.retain(|(p, _)| *p != position);
+            removed += before - rs.len();
+        }
+    }
+    if removed == 0 {
+        return Err(Error::NotFound(format!(
+            "task `{name}` has no binlog operation at {position} of source `{source}` (`dm ctl binlog list {name}`)"
+        ))
+        .into());
+    }
+    desired.generation += 1;
+    meta::put_json(m.store.as_ref(), &key, &desired).await?;
+    Ok(Json(task_view(&m, task).await?))
 }
 
 #[derive(Serialize)]
