@@ -13,9 +13,10 @@ command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 # Tests look at etcd from outside with etcdctl (what a client without a certificate sees).
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+# Tests import dumps mydumper writes (task-mode load&sync).
+command -v mydumper >/dev/null 2>&1 || need+=(mydumper)
 if [ "${1:-}" = "--bench" ]; then
   command -v sysbench >/dev/null 2>&1 || need+=(sysbench)
-  command -v mydumper >/dev/null 2>&1 || need+=(mydumper)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"

@@ -13,6 +13,7 @@ pub mod failpoint;
 pub mod fence;
 pub mod hooks;
 pub mod join;
+pub mod load;
 pub mod master;
 pub mod meta;
 pub mod metrics;

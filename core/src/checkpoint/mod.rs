@@ -11,6 +11,9 @@
 //! - `<task>_load`: per source and table, a finished full-phase table with the lowest and
 //!   highest positions of its chunks and its model.
 //!
+//! - `<task>_dump_files`: per source, each file of a dump directory (`task-mode: load`,
+//!   `load&sync`) whose statements are in, recorded in the same target transaction.
+//!
 //! - `<task>_high_water`: per source and apply worker, the end of the last source transaction
 //!   the worker committed changes of, written in the same target transaction as those
 //!   changes. After a crash, the safe mode lasts until the stream passes the highest of them.
@@ -46,6 +49,7 @@ pub struct MetaTables {
     pub load: String,
     pub chunk: String,
     pub high_water: String,
+    pub dump_files: String,
 }
 
 /// A key range of a table's full-phase copy: keys above `lower` up to `upper` (inclusive);
@@ -76,6 +80,7 @@ impl MetaTables {
             load: q(format!("{task}_load")),
             chunk: q(format!("{task}_chunk")),
             high_water: q(format!("{task}_high_water")),
+            dump_files: q(format!("{task}_dump_files")),
         }
     }
 
@@ -141,6 +146,15 @@ impl MetaTables {
                     PRIMARY KEY (source_id, worker)
                 ) DEFAULT CHARSET = utf8mb4",
                 self.high_water
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (
+                    source_id VARCHAR(128) NOT NULL,
+                    file_name VARCHAR(512) NOT NULL,
+                    finished_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+                    PRIMARY KEY (source_id, file_name)
+                ) DEFAULT CHARSET = utf8mb4",
+                self.dump_files
             ),
         ];
         for s in stmts {
@@ -460,7 +474,13 @@ impl MetaTables {
 
     /// Forgets everything of a source (start-task --remove-meta).
     pub async fn remove(&self, conn: &mut Conn, addr: &str, source_id: &str) -> Result<()> {
-        for t in [&self.checkpoint, &self.load, &self.chunk, &self.high_water] {
+        for t in [
+            &self.checkpoint,
+            &self.load,
+            &self.chunk,
+            &self.high_water,
+            &self.dump_files,
+        ] {
             conn.exec_drop(format!("DELETE FROM {t} WHERE source_id = ?"), (source_id,))
                 .await
                 .map_err(|e| Error::db(DbRole::Target, addr, e))?;

@@ -29,10 +29,20 @@ const TASK: &[(&str, Action)] = &[
     ("case-sensitive", Action::Ignore("dm matches schema and table patterns case-insensitively, as TiDB DM's default")),
     ("collation_compatible", Action::Ignore("dm creates tables with the source's definitions; check-task reports collations the target lacks")),
     ("clean-dump-file", Action::Ignore("dm's full phase streams rows into the target and writes no dump files")),
-    ("loaders", Action::Ignore("dm's full phase streams rows into the target: there are no dump files to load (tune it with `mydumpers`)")),
+    ("loaders.*.pool-size", Action::Ignore("dm imports a dump's files one after the other, each in one transaction")),
+    ("loaders.*.import-mode", Action::Ignore("dm imports a dump with SQL statements (TiDB's physical import does not apply)")),
+    ("loaders.*.on-duplicate", Action::Ignore("dm imports a dump into the target as it is: rows the target already has are an error")),
+    ("loaders.*.on-duplicate-logical", Action::Ignore("dm imports a dump into the target as it is: rows the target already has are an error")),
+    ("loaders.*.on-duplicate-physical", Action::Ignore("TiDB's physical import does not apply")),
+    ("loaders.*.sorting-dir-physical", Action::Ignore("TiDB's physical import does not apply")),
+    ("loaders.*.disk-quota-physical", Action::Ignore("TiDB's physical import does not apply")),
+    ("loaders.*.checksum-physical", Action::Ignore("TiDB's physical import does not apply; `dm ctl verify` compares source and target")),
+    ("loaders.*.analyze", Action::Ignore("TiDB's physical import does not apply")),
+    ("loaders.*.range-concurrency", Action::Ignore("TiDB's physical import does not apply")),
+    ("loaders.*.compress-kv-pairs", Action::Ignore("TiDB's physical import does not apply")),
+    ("loaders.*.pd-addr", Action::Ignore("TiDB's physical import does not apply")),
     ("remove-meta", Action::Ignore("TiDB DM's deprecated field; use `dm ctl start-task --remove-meta`")),
     ("enable-ansi-quotes", Action::Ignore("dm replays each statement under the source's own sql_mode, ANSI_QUOTES included")),
-    ("mysql-instances.[].loader-config-name", Action::Ignore("dm's full phase streams rows into the target: there are no dump files to load")),
     ("mysql-instances.[].loader-thread", Action::Ignore("dm's full phase streams rows into the target: there are no dump files to load")),
     ("mysql-instances.[].mydumper-thread", Action::Ignore("TiDB DM's deprecated field; set `threads` in the instance's `mydumpers` entry")),
     ("mysql-instances.[].loader", Action::Ignore("dm's full phase streams rows into the target: there are no dump files to load")),
@@ -298,7 +308,13 @@ mod tests {
         // extra-args is read by dm (its --where); chunk-filesize left out.
         assert_eq!(lines[13], "    extra-args: \"--where x\"");
         assert!(lines[14].starts_with('#'));
-        assert!(lines[15..].iter().all(|l| l.starts_with('#')), "{}", c.text);
+        // loaders: its dir is read (task-mode load), pool-size left out.
+        assert_eq!(lines[15], "loaders:");
+        assert!(
+            lines[17].starts_with('#') && lines[18] == "    dir: ./dumped",
+            "{}",
+            c.text
+        );
         assert!(c
             .warnings
             .iter()

@@ -25,6 +25,10 @@ pub struct TaskConfig {
     /// Tuning of the incremental phase.
     #[serde(default)]
     pub syncers: BTreeMap<String, SyncerConfig>,
+    /// Dump directories to import (`task-mode: load` and `load&sync`), referenced from
+    /// `mysql-instances[].loader-config-name`.
+    #[serde(default)]
+    pub loaders: BTreeMap<String, LoaderConfig>,
     /// Binlog event filter rules, referenced from `mysql-instances[].filter-rules`.
     #[serde(default)]
     pub filters: BTreeMap<String, FilterRule>,
@@ -243,6 +247,11 @@ pub enum TaskMode {
     Full,
     /// Incremental phase only, from `meta` or the source's current position.
     Incremental,
+    /// TiDB DM's `load`: import a dump directory (mydumper's or dumpling's) into the target.
+    Load,
+    /// TiDB DM's `load&sync`: import a dump directory, then replicate from its position.
+    #[serde(rename = "load&sync")]
+    LoadSync,
 }
 
 impl TaskMode {
@@ -250,7 +259,14 @@ impl TaskMode {
         matches!(self, TaskMode::All | TaskMode::Full)
     }
     pub fn has_incremental(self) -> bool {
-        matches!(self, TaskMode::All | TaskMode::Incremental)
+        matches!(
+            self,
+            TaskMode::All | TaskMode::Incremental | TaskMode::LoadSync
+        )
+    }
+    /// Imports a dump directory first.
+    pub fn has_load(self) -> bool {
+        matches!(self, TaskMode::Load | TaskMode::LoadSync)
     }
 }
 
@@ -267,6 +283,9 @@ pub struct MysqlInstance {
     /// Name of an entry of the task's `mydumpers`.
     #[serde(default)]
     pub mydumper_config_name: Option<String>,
+    /// The `loaders` entry with the dump directory (`task-mode: load` and `load&sync`).
+    #[serde(default)]
+    pub loader_config_name: Option<String>,
     /// Name of an entry of the task's `syncers`.
     #[serde(default)]
     pub syncer_config_name: Option<String>,
@@ -337,6 +356,21 @@ pub struct DumperConfig {
     /// options are accepted without effect, others refused.
     #[serde(default)]
     pub extra_args: Option<String>,
+}
+
+/// `loaders.<name>`: where a dump to import is (`task-mode: load` and `load&sync`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LoaderConfig {
+    /// A directory written by mydumper or dumpling (`metadata`, `<db>-schema-create.sql`,
+    /// `<db>.<table>-schema.sql`, `<db>.<table>[.<n>].sql`), on the worker's machine
+    /// (TiDB DM's default: `./dumped_data`).
+    #[serde(default = "default_dump_dir")]
+    pub dir: std::path::PathBuf,
+}
+
+fn default_dump_dir() -> std::path::PathBuf {
+    "./dumped_data".into()
 }
 
 impl DumperConfig {
@@ -422,6 +456,12 @@ impl TaskConfig {
     pub fn compat_warnings(file: &str, text: &str) -> Vec<String> {
         let mut warnings = super::compat::task(file, text).warnings;
         if let Ok(cfg) = Self::parse(file, text) {
+            if !cfg.loaders.is_empty() && !cfg.task_mode.has_load() {
+                warnings.push(format!(
+                    "{file}: loaders has no effect in task-mode {}: dm's full phase streams rows source to target, without dump files",
+                    format!("{:?}", cfg.task_mode).to_lowercase()
+                ));
+            }
             for (name, d) in &cfg.mydumpers {
                 let notes = d
                     .extra_args
@@ -522,7 +562,24 @@ impl TaskConfig {
                 );
             }
             // (field, section it names entries of, names used, names defined)
-            let references: [(&str, &str, Vec<&String>, Vec<&String>); 7] = [
+            if cfg.task_mode.has_load() && inst.loader_config_name.is_none() {
+                return fail(
+                    "task-mode",
+                    format!(
+                        "task-mode {:?}: mysql-instances `{}` names no loader-config-name",
+                        cfg.task_mode, inst.source_id
+                    )
+                    .to_lowercase(),
+                    "name a `loaders` entry whose `dir` holds the source's dump (mydumper's or dumpling's)",
+                );
+            }
+            let references: [(&str, &str, Vec<&String>, Vec<&String>); 8] = [
+                (
+                    "loader-config-name",
+                    "loaders",
+                    inst.loader_config_name.iter().collect(),
+                    cfg.loaders.keys().collect(),
+                ),
                 (
                     "route-rules",
                     "routes",

@@ -139,7 +139,7 @@ impl Subtask {
         meta.create(&mut tgt, &tgt_addr).await?;
 
         let mut own = meta.load_checkpoint(&mut tgt, &tgt_addr, source_id).await?;
-        if own.is_none() && task.task_mode != TaskMode::Full {
+        if own.is_none() && task.task_mode.has_incremental() && !task.task_mode.has_load() {
             own = self
                 .take_over_tidb_dm(&mut tgt, &mut src, flavor, &filter, &meta)
                 .await?;
@@ -147,6 +147,51 @@ impl Subtask {
         let cp = match own {
             Some(cp) => {
                 tracing::info!(task = %task.name, source = %source_id, position = %cp.position, "resuming from checkpoint");
+                cp
+            }
+            None if task.task_mode.has_load() => {
+                self.progress.set_phase(Phase::Full);
+                let dir = task
+                    .instance(source_id)
+                    .and_then(|i| i.loader_config_name.as_ref())
+                    .and_then(|n| task.loaders.get(n))
+                    .map(|l| l.dir.clone())
+                    .ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "task `{}`: source `{source_id}` names no loaders entry",
+                            task.name
+                        ))
+                    })?;
+                let loaded = crate::load::LoadPhase {
+                    source_id: source_id.clone(),
+                    flavor,
+                    target: task.target_database.clone(),
+                    dir: dir.clone(),
+                    filter: filter.clone(),
+                    router: Arc::new(router.clone()),
+                    meta: meta.clone(),
+                    progress: self.progress.clone(),
+                    fence: self.fence.clone(),
+                }
+                .run()
+                .await?;
+                if task.task_mode == TaskMode::Load {
+                    return Ok(());
+                }
+                let position = loaded.position.ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "{}: the dump's metadata has no binlog position (SHOW MASTER STATUS): load&sync needs it; dump with mydumper or dumpling from a server with binary logging",
+                        dir.display()
+                    ))
+                })?;
+                let cp = Checkpoint {
+                    position,
+                    safe_mode_exit: None,
+                    table_positions: vec![],
+                    tracker: loaded.tracker,
+                };
+                self.fence.check()?;
+                save(&meta, &mut tgt, &tgt_addr, source_id, &cp).await?;
                 cp
             }
             None if task.task_mode.has_full() => {

@@ -1,0 +1,172 @@
+//! The statements of a dump's SQL file (mydumper's, dumpling's), as bytes: values are written
+//! raw (`SET NAMES binary`), so a file is not text. Statements end at a `;` outside quotes,
+//! backquotes and comments.
+
+/// Splits `sql` into statements (without their `;`), skipping empty ones.
+pub fn split(sql: &[u8]) -> Vec<&[u8]> {
+    let mut out = vec![];
+    let (mut start, mut i) = (0, 0);
+    while i < sql.len() {
+        match sql[i] {
+            q @ (b'\'' | b'"' | b'`') => {
+                i += 1;
+                while i < sql.len() {
+                    if sql[i] == b'\\' && q != b'`' {
+                        i += 2;
+                        continue;
+                    }
+                    if sql[i] == q {
+                        // A doubled quote is one quote character.
+                        if sql.get(i + 1) == Some(&q) {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            b'/' if sql.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < sql.len() && !(sql[i] == b'*' && sql[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'-' if sql.get(i + 1) == Some(&b'-')
+                && sql.get(i + 2).is_none_or(|c| c.is_ascii_whitespace()) =>
+            {
+                while i < sql.len() && sql[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'#' => {
+                while i < sql.len() && sql[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b';' => {
+                push(&mut out, &sql[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    push(&mut out, &sql[start.min(sql.len())..]);
+    out
+}
+
+fn push<'a>(out: &mut Vec<&'a [u8]>, stmt: &'a [u8]) {
+    if !stmt.iter().all(|c| c.is_ascii_whitespace()) {
+        out.push(stmt);
+    }
+}
+
+/// An `INSERT [IGNORE] INTO <table> ...` with the table named `target` (a quoted, qualified
+/// name) instead; `None` for any other statement.
+pub fn retarget_insert(stmt: &[u8], target: &str) -> Option<Vec<u8>> {
+    let text_start = stmt.iter().position(|c| !c.is_ascii_whitespace())?;
+    let mut i = text_start;
+    let word = |i: &mut usize| -> Option<String> {
+        while *i < stmt.len() && stmt[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
+        let s = *i;
+        while *i < stmt.len() && stmt[*i].is_ascii_alphabetic() {
+            *i += 1;
+        }
+        (*i > s).then(|| String::from_utf8_lossy(&stmt[s..*i]).to_ascii_uppercase())
+    };
+    if word(&mut i)? != "INSERT" {
+        return None;
+    }
+    let mut w = word(&mut i)?;
+    if w == "IGNORE" {
+        w = word(&mut i)?;
+    }
+    if w != "INTO" {
+        return None;
+    }
+    while i < stmt.len() && stmt[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    let name_start = i;
+    // `a` or `a`.`b` (backquoted, as the dump tools write them), or a plain word.
+    loop {
+        if stmt.get(i) == Some(&b'`') {
+            i += 1;
+            while i < stmt.len() {
+                if stmt[i] == b'`' {
+                    if stmt.get(i + 1) == Some(&b'`') {
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                i += 1;
+            }
+            i += 1;
+        } else {
+            while i < stmt.len()
+                && (stmt[i].is_ascii_alphanumeric() || stmt[i] == b'_' || stmt[i] == b'$')
+            {
+                i += 1;
+            }
+        }
+        if stmt.get(i) == Some(&b'.') {
+            i += 1;
+            continue;
+        }
+        break;
+    }
+    if i == name_start {
+        return None;
+    }
+    let mut out = stmt[..name_start].to_vec();
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(&stmt[i..]);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_at_semicolons_outside_quotes_and_comments() {
+        let sql = b"/*!40101 SET NAMES binary*/;\nINSERT INTO `t` VALUES\n(1,\"a;b\",NULL),\n(2,\"it\\'s\",\"\\0\xff;\\'\"),\n(3,'x''y;','z');\n-- a comment; here\nINSERT INTO `t;x` VALUES (4,'w');\n";
+        let stmts = split(sql);
+        assert_eq!(
+            stmts.len(),
+            3,
+            "{:?}",
+            stmts
+                .iter()
+                .map(|s| String::from_utf8_lossy(s))
+                .collect::<Vec<_>>()
+        );
+        assert!(stmts[1].ends_with(b"(3,'x''y;','z')"));
+        assert!(stmts[2].ends_with(b"(4,'w')"));
+    }
+
+    #[test]
+    fn inserts_are_retargeted() {
+        let to = "`m`.`all`";
+        let r = |s: &str| retarget_insert(s.as_bytes(), to).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(
+            r("INSERT INTO `t` VALUES (1)").unwrap(),
+            "INSERT INTO `m`.`all` VALUES (1)"
+        );
+        assert_eq!(
+            r("\ninsert ignore into `d`.`t` VALUES (1)").unwrap(),
+            "\ninsert ignore into `m`.`all` VALUES (1)"
+        );
+        assert_eq!(
+            r("INSERT INTO t (a) VALUES (1)").unwrap(),
+            "INSERT INTO `m`.`all` (a) VALUES (1)"
+        );
+        assert!(r("/*!40101 SET NAMES binary*/").is_none());
+        assert!(r("REPLACE INTO `t` VALUES (1)").is_none());
+    }
+}
