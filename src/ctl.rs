@@ -82,11 +82,26 @@ enum CtlCommand {
     UpdateTask { file: PathBuf },
     /// Stop a task (its checkpoints stay in the target; start-task resumes from them). The
     /// task's name or its task file.
-    StopTask { name: String },
+    StopTask {
+        name: String,
+        /// Only the subtasks of these sources (the task goes on with the others).
+        #[arg(short, long = "source")]
+        source: Vec<String>,
+    },
     /// Pause a task: its name or its task file.
-    PauseTask { name: String },
+    PauseTask {
+        name: String,
+        /// Only the subtasks of these sources.
+        #[arg(short, long = "source")]
+        source: Vec<String>,
+    },
     /// Resume a task paused by a user or by an error: its name or its task file.
-    ResumeTask { name: String },
+    ResumeTask {
+        name: String,
+        /// Only the subtasks of these sources.
+        #[arg(short, long = "source")]
+        source: Vec<String>,
+    },
     /// The stored task or source file, as start-task and operate-source create take it back
     /// (passwords encrypted): TiDB DM's get-config.
     GetConfig {
@@ -655,22 +670,26 @@ pub async fn run(args: CtlArgs) -> Result<()> {
                 render_tasks,
             )
         }
-        CtlCommand::StopTask { name } => (
+        CtlCommand::StopTask { name, source } => (
             client
                 .call(
                     Method::DELETE,
-                    &format!("/api/v1/tasks/{}", task_name(&name)?),
+                    &format!(
+                        "/api/v1/tasks/{}?sources={}",
+                        task_name(&name)?,
+                        source.join(",")
+                    ),
                     None,
                 )
                 .await?,
             render_plain,
         ),
-        CtlCommand::PauseTask { name } => (
+        CtlCommand::PauseTask { name, source } => (
             client
                 .call(
                     Method::POST,
                     &format!("/api/v1/tasks/{}/pause", task_name(&name)?),
-                    None,
+                    Some(json!({ "sources": source })),
                 )
                 .await?,
             render_tasks,
@@ -737,12 +756,12 @@ pub async fn run(args: CtlArgs) -> Result<()> {
         CtlCommand::Binlog {
             op: BinlogOp::Inject { name, sql, at },
         } => binlog_statements(&client, "inject", &name, sql, at).await?,
-        CtlCommand::ResumeTask { name } => (
+        CtlCommand::ResumeTask { name, source } => (
             client
                 .call(
                     Method::POST,
                     &format!("/api/v1/tasks/{}/resume", task_name(&name)?),
-                    None,
+                    Some(json!({ "sources": source })),
                 )
                 .await?,
             render_tasks,

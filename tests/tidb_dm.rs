@@ -464,3 +464,75 @@ async fn load_and_sync_imports_a_mydumper_directory_and_resumes_by_file() {
         .await;
     assert_eq!(recorded as usize, files);
 }
+
+/// The subtask of `source` in `task`'s status.
+fn subtask_of(dm: &Dm, task: &str, source: &str) -> Option<serde_json::Value> {
+    let v: serde_json::Value =
+        serde_json::from_str(&dm.ctl_ok(&["-o", "json", "query-status", task])).ok()?;
+    v["subtasks"]
+        .as_array()?
+        .iter()
+        .find(|s| s["source_id"] == source)
+        .cloned()
+}
+
+async fn wait_source_caught_up(dm: &Dm, task: &str, source: &str, src: &MariaDb) {
+    let at = src.master_pos().await;
+    wait_for(
+        &format!("{source} at {at}"),
+        Duration::from_secs(60),
+        || {
+            subtask_of(dm, task, source).is_some_and(|s| {
+                s["stage"] == "running" && s["position"].as_str().unwrap_or("").starts_with(&at)
+            })
+        },
+    )
+    .await;
+}
+
+/// dmctl's `-s`: pause and resume one source's subtask while the other goes on; stop one
+/// source's subtask and the task goes on with the other.
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_resume_and_stop_one_source_of_a_task() {
+    let (s1, s2, dst) = (MariaDb::start(1), MariaDb::start(2), MariaDb::start(3));
+    for (db, schema) in [(&s1, "a"), (&s2, "b")] {
+        db.exec(&format!(
+            "CREATE DATABASE {schema}; CREATE TABLE {schema}.t (id INT PRIMARY KEY)"
+        ))
+        .await;
+    }
+    let dm = Dm::start();
+    dm.create_source("src1", &s1);
+    dm.create_source("src2", &s2);
+    let yaml = task_yaml("two", "all", "src1", &dst, &["a", "b"]).replace(
+        "    block-allow-list: sel\n",
+        "    block-allow-list: sel\n  - source-id: src2\n    block-allow-list: sel\n",
+    );
+    let tf = dm.file("task.yaml", &yaml);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_source_caught_up(&dm, "two", "src1", &s1).await;
+    wait_source_caught_up(&dm, "two", "src2", &s2).await;
+
+    dm.ctl_ok(&["pause-task", "two", "-s", "src2"]);
+    wait_for("src2 paused", Duration::from_secs(30), || {
+        subtask_of(&dm, "two", "src2").is_some_and(|s| s["stage"] == "paused")
+    })
+    .await;
+    s1.exec("INSERT INTO a.t VALUES (1)").await;
+    s2.exec("INSERT INTO b.t VALUES (1)").await;
+    wait_source_caught_up(&dm, "two", "src1", &s1).await;
+    let held: i64 = dst.value("SELECT COUNT(*) FROM b.t").await;
+    assert_eq!(held, 0, "a paused source's rows arrived");
+    dm.ctl_ok(&["resume-task", "two", "-s", "src2"]);
+    wait_source_caught_up(&dm, "two", "src2", &s2).await;
+    assert_same(&s2, &dst, &["b"]).await;
+
+    dm.ctl_ok(&["stop-task", "two", "-s", "src1"]);
+    let status = dm.ctl_ok(&["-o", "json", "query-status", "two"]);
+    assert!(!status.contains("\"src1\""), "{status}");
+    s2.exec("INSERT INTO b.t VALUES (2)").await;
+    wait_source_caught_up(&dm, "two", "src2", &s2).await;
+    assert_same(&s2, &dst, &["b"]).await;
+    let (ok, out) = dm.ctl(&["pause-task", "two", "-s", "nosuch"]);
+    assert!(!ok && out.contains("no source `nosuch`"), "{out}");
+}

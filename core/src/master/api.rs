@@ -340,13 +340,16 @@ async fn findings_of(
 }
 
 async fn task_view(m: &Master, task: TaskConfig) -> Result<TaskView, Error> {
-    let stage = meta::get_json::<DesiredStage>(m.store.as_ref(), &keys::stage(&task.name))
-        .await?
-        .map(|s| s.stage)
-        .unwrap_or(Stage::New);
+    let desired =
+        meta::get_json::<DesiredStage>(m.store.as_ref(), &keys::stage(&task.name)).await?;
+    let stage = desired.as_ref().map(|s| s.stage).unwrap_or(Stage::New);
     let mut subtasks = Vec::with_capacity(task.mysql_instances.len());
     for inst in &task.mysql_instances {
-        subtasks.push(subtask_view(m, &task.name, &inst.source_id, stage).await?);
+        let of_source = desired
+            .as_ref()
+            .map(|d| d.stage_of(&inst.source_id))
+            .unwrap_or(stage);
+        subtasks.push(subtask_view(m, &task.name, &inst.source_id, of_source).await?);
     }
     if task.shard_mode.is_some() {
         blocking_ddls(m, &task, &mut subtasks).await?;
@@ -462,11 +465,48 @@ async fn query_task(State(m): State<Master>, Path(name): Path<String>) -> ApiRes
     Ok(Json(task_view(&m, task).await?))
 }
 
+#[derive(Deserialize, Default)]
+struct StopQuery {
+    /// Comma-separated sources whose subtasks stop (TiDB DM's `stop-task -s`); the task
+    /// goes on with the others.
+    #[serde(default)]
+    sources: Option<String>,
+}
+
 async fn stop_task(
     State(m): State<Master>,
     Path(name): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<StopQuery>,
 ) -> ApiResult<serde_json::Value> {
-    load_task(&m, &name).await?;
+    let mut task = load_task(&m, &name).await?;
+    let sources: Vec<String> = q
+        .sources
+        .iter()
+        .flat_map(|s| s.split(','))
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if let Some(s) = sources.iter().find(|s| task.instance(s).is_none()) {
+        return Err(Error::NotFound(format!("task `{name}` has no source `{s}`")).into());
+    }
+    let keep = task
+        .mysql_instances
+        .iter()
+        .filter(|i| !sources.contains(&i.source_id))
+        .count();
+    if !sources.is_empty() && keep > 0 {
+        // The task goes on without these sources; their checkpoints stay in the target.
+        task.mysql_instances
+            .retain(|i| !sources.contains(&i.source_id));
+        let value = serde_json::to_vec(&task).map_err(|e| Error::Invalid(e.to_string()))?;
+        m.store.put(&keys::task(&name), value).await?;
+        for s in &sources {
+            m.store.delete(&keys::status(&name, s)).await?;
+        }
+        return Ok(Json(
+            serde_json::json!({ "stopped": name, "sources": sources }),
+        ));
+    }
     m.store.delete(&keys::stage(&name)).await?;
     m.store.delete(&keys::task(&name)).await?;
     m.store.delete(&keys::validation(&name)).await?;
@@ -543,23 +583,67 @@ pub(super) async fn apply_update(
     Ok(task)
 }
 
-async fn set_stage(m: &Master, name: &str, stage: Stage) -> Result<TaskView, Error> {
+/// `pause-task` / `resume-task`, of the whole task or, with `sources`, of those sources'
+/// subtasks alone (TiDB DM's `-s`).
+#[derive(Deserialize, Default)]
+struct StageBody {
+    #[serde(default)]
+    sources: Vec<String>,
+}
+
+async fn set_stage(
+    m: &Master,
+    name: &str,
+    stage: Stage,
+    sources: &[String],
+) -> Result<TaskView, Error> {
     let task = load_task(m, name).await?;
+    for s in sources {
+        if task.instance(s).is_none() {
+            return Err(Error::NotFound(format!(
+                "task `{name}` has no source `{s}`"
+            )));
+        }
+    }
     let key = keys::stage(name);
     let current = meta::get_json::<DesiredStage>(m.store.as_ref(), &key).await?;
     let mut desired = current.unwrap_or(DesiredStage::new(stage, 0));
-    desired.stage = stage;
-    desired.generation += u64::from(stage == Stage::Running);
+    if sources.is_empty() {
+        desired.stage = stage;
+        desired.generation += u64::from(stage == Stage::Running);
+        desired.paused_sources.clear();
+    } else if stage == Stage::Running {
+        for s in sources {
+            desired.paused_sources.remove(s);
+            *desired.source_generations.entry(s.clone()).or_default() += 1;
+        }
+    } else {
+        desired.paused_sources.extend(sources.iter().cloned());
+    }
     meta::put_json(m.store.as_ref(), &key, &desired).await?;
     task_view(m, task).await
 }
 
-async fn pause_task(State(m): State<Master>, Path(name): Path<String>) -> ApiResult<TaskView> {
-    Ok(Json(set_stage(&m, &name, Stage::Paused).await?))
+async fn pause_task(
+    State(m): State<Master>,
+    Path(name): Path<String>,
+    body: Option<Json<StageBody>>,
+) -> ApiResult<TaskView> {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    Ok(Json(
+        set_stage(&m, &name, Stage::Paused, &body.sources).await?,
+    ))
 }
 
-async fn resume_task(State(m): State<Master>, Path(name): Path<String>) -> ApiResult<TaskView> {
-    Ok(Json(set_stage(&m, &name, Stage::Running).await?))
+async fn resume_task(
+    State(m): State<Master>,
+    Path(name): Path<String>,
+    body: Option<Json<StageBody>>,
+) -> ApiResult<TaskView> {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    Ok(Json(
+        set_stage(&m, &name, Stage::Running, &body.sources).await?,
+    ))
 }
 
 /// `binlog skip`: the transaction each paused subtask of the task stopped at is skipped, and

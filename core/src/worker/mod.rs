@@ -38,6 +38,12 @@ pub struct DesiredStage {
     /// (end position, statements).
     #[serde(default)]
     pub inject: BTreeMap<String, Vec<(String, Vec<String>)>>,
+    /// Sources paused on their own (`pause-task -s`) while the task runs.
+    #[serde(default)]
+    pub paused_sources: std::collections::BTreeSet<String>,
+    /// Per source, resumes of that source alone (`resume-task -s`).
+    #[serde(default)]
+    pub source_generations: BTreeMap<String, u64>,
 }
 
 impl DesiredStage {
@@ -49,7 +55,22 @@ impl DesiredStage {
             skip: BTreeMap::new(),
             replace: BTreeMap::new(),
             inject: BTreeMap::new(),
+            paused_sources: Default::default(),
+            source_generations: BTreeMap::new(),
         }
+    }
+
+    /// The stage the subtask of `source` should be in.
+    pub fn stage_of(&self, source: &str) -> Stage {
+        match self.stage {
+            Stage::Running if self.paused_sources.contains(source) => Stage::Paused,
+            s => s,
+        }
+    }
+
+    /// Grows with each resume of the task or of `source` alone.
+    pub fn generation_of(&self, source: &str) -> u64 {
+        self.generation + self.source_generations.get(source).copied().unwrap_or(0)
     }
 }
 
@@ -194,8 +215,8 @@ impl Worker {
                 None => true,
                 Some((task, source, stage)) => {
                     !r.fence.is_open()
-                        || stage.stage != Stage::Running
-                        || stage.generation != r.generation
+                        || stage.stage_of(&k.1) != Stage::Running
+                        || stage.generation_of(&k.1) != r.generation
                         || *task != r.task
                         || *source != r.source
                 }
@@ -215,7 +236,7 @@ impl Worker {
             match desired.get(&k) {
                 None => self.store.delete(&keys::status(&k.0, &k.1)).await?,
                 // Restarted below.
-                Some((_, _, stage)) if stage.stage == Stage::Running => {}
+                Some((_, _, stage)) if stage.stage_of(&k.1) == Stage::Running => {}
                 Some(_) => {
                     // Paused by the user: say so.
                     let mut st = self.status_of(&k, None);
@@ -225,7 +246,7 @@ impl Worker {
             }
         }
         for (k, (task, source, stage)) in desired {
-            if stage.stage != Stage::Running || self.running.contains_key(&k) {
+            if stage.stage_of(&k.1) != Stage::Running || self.running.contains_key(&k) {
                 continue;
             }
             let restarts = restarts.get(&k).copied().unwrap_or(0);
@@ -250,6 +271,7 @@ impl Worker {
             };
             tracing::info!(task = %k.0, source = %k.1, "subtask starting");
             let handle = tokio::spawn(sub.run());
+            let generation = stage.generation_of(&k.1);
             self.running.insert(
                 k,
                 Running {
@@ -257,7 +279,7 @@ impl Worker {
                     fence,
                     progress,
                     state,
-                    generation: stage.generation,
+                    generation,
                     task,
                     source,
                     started: Instant::now(),
