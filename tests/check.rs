@@ -18,6 +18,23 @@ async fn each_precheck_fails_on_a_server_that_breaks_it() {
     let tf = dm.file("task.yaml", &task_yaml("ck", "all", "src1", &dst, &["p"]));
     let clean = dm.ctl_ok(&["check-task", tf.to_str().unwrap()]);
     assert!(!clean.contains("fail"), "{clean}");
+    assert!(!clean.contains("cascading"), "{clean}");
+
+    // A cascading foreign key in scope: a warning that says what will differ.
+    src.exec(
+        "CREATE TABLE p.parent (id INT PRIMARY KEY); \
+         CREATE TABLE p.child (id INT PRIMARY KEY, pid INT, \
+           CONSTRAINT fk_parent FOREIGN KEY (pid) REFERENCES p.parent (id) ON DELETE CASCADE)",
+    )
+    .await;
+    let warned = dm.ctl_ok(&["check-task", tf.to_str().unwrap()]);
+    assert!(
+        warned.contains("foreign keys with cascading actions")
+            && warned.contains("p.child -> p.parent")
+            && warned.contains("ON DELETE CASCADE"),
+        "{warned}"
+    );
+    src.exec("DROP TABLE p.child; DROP TABLE p.parent").await;
 
     // Statement-based binlog, a user without REPLICATION CLIENT/SLAVE, a target table with
     // other columns.

@@ -205,6 +205,55 @@ pub async fn check_task(task: &TaskConfig, sources: &[SourceConfig]) -> Vec<Find
     out
 }
 
+/// Foreign keys of selected tables whose actions change other rows (`ON DELETE CASCADE`,
+/// `SET NULL`, ...): the source's storage engine makes those changes without writing them to
+/// the binlog, and dm applies with `foreign_key_checks = 0`, so they never reach the target.
+async fn cascading_foreign_keys(
+    subject: &str,
+    conn: &mut mysql_async::Conn,
+    filter: &TableFilter,
+    out: &mut Vec<Finding>,
+) {
+    type Row = (String, String, String, String, String, String);
+    let rows: Vec<Row> = conn
+        .query(
+            "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, REFERENCED_TABLE_NAME, CONSTRAINT_NAME,              UPDATE_RULE, DELETE_RULE FROM information_schema.REFERENTIAL_CONSTRAINTS              WHERE UPDATE_RULE NOT IN ('RESTRICT', 'NO ACTION')              OR DELETE_RULE NOT IN ('RESTRICT', 'NO ACTION')              ORDER BY CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME",
+        )
+        .await
+        .unwrap_or_default();
+    let cascades: Vec<String> = rows
+        .into_iter()
+        .filter(|(db, child, parent, ..)| {
+            filter.allows_table(db, child) || filter.allows_table(db, parent)
+        })
+        .map(|(db, child, parent, name, on_update, on_delete)| {
+            let mut actions = vec![];
+            if !matches!(on_delete.as_str(), "RESTRICT" | "NO ACTION") {
+                actions.push(format!("ON DELETE {on_delete}"));
+            }
+            if !matches!(on_update.as_str(), "RESTRICT" | "NO ACTION") {
+                actions.push(format!("ON UPDATE {on_update}"));
+            }
+            format!(
+                "{db}.{child} -> {db}.{parent} ({name}: {})",
+                actions.join(", ")
+            )
+        })
+        .collect();
+    if !cascades.is_empty() {
+        out.push(finding(
+            subject,
+            "foreign keys with cascading actions",
+            Level::Warn,
+            format!(
+                "{}: the rows a cascade changes on the source are not written to its binlog, and dm applies changes with foreign_key_checks = 0, so the target's child rows keep their old values",
+                cascades.join("; ")
+            ),
+            "have the application change child rows itself (or drop the cascading action) before migrating; `dm ctl verify` shows child rows that differ",
+        ));
+    }
+}
+
 async fn check_source(task: &TaskConfig, src: &SourceConfig, out: &mut Vec<Finding>) {
     let subject = format!("source {}", src.source_id);
     let mut conn = match crate::db::connect(&src.from, DbRole::Source).await {
@@ -323,6 +372,7 @@ async fn check_source(task: &TaskConfig, src: &SourceConfig, out: &mut Vec<Findi
             "add a primary key (or a NOT NULL unique key) to these tables",
         ));
     }
+    cascading_foreign_keys(&subject, &mut conn, &filter, out).await;
     check_target_tables(task, src, &mut conn, &filter, out).await;
     if !whole.is_empty() {
         out.push(finding(
