@@ -443,3 +443,56 @@ async fn finer_ddl_event_names_and_source_level_filters() {
     // The source's rule kept the deleted log rows.
     assert_eq!(count(&dst, "SELECT COUNT(*) FROM d.log").await, 6);
 }
+
+/// TiDB DM's `case-sensitive`: by default `do-dbs: [Shop]` also selects `shop` (DM's
+/// default); with `case-sensitive: true` only `Shop`.
+#[tokio::test(flavor = "multi_thread")]
+async fn case_sensitive_patterns_match_names_exactly() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE Shop; CREATE TABLE Shop.t (id INT PRIMARY KEY); INSERT INTO Shop.t VALUES (1); \
+         CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY); INSERT INTO shop.t VALUES (2)",
+    )
+    .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let exact = task_yaml("cs", "all", "src1", &dst, &["Shop"]).replacen(
+        "task-mode: all\n",
+        "task-mode: all\ncase-sensitive: true\n",
+        1,
+    );
+    let tf = dm.file("task.yaml", &exact);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "cs", &src).await;
+    src.exec("INSERT INTO Shop.t VALUES (3); INSERT INTO shop.t VALUES (4)")
+        .await;
+    wait_caught_up(&dm, "cs", &src).await;
+    let dbs = rows(&dst, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN ('Shop', 'shop') ORDER BY 1").await;
+    assert_eq!(dbs, vec![vec!["Shop".to_string()]]);
+    assert_same(&src, &dst, &["Shop"]).await;
+
+    // By default both are selected. dm's meta tables tell `Shop.t` from `shop.t`, also
+    // where an earlier version made their keys case-insensitive.
+    dm.ctl_ok(&["stop-task", "cs"]);
+    let dst2 = MariaDb::start(3);
+    dst2.exec(
+        "CREATE DATABASE dm_meta; CREATE TABLE dm_meta.ci_chunk (source_id VARCHAR(128) NOT NULL, \
+         schema_name VARCHAR(128) NOT NULL, table_name VARCHAR(128) NOT NULL, chunk INT UNSIGNED NOT NULL, \
+         lower_key LONGTEXT NULL, upper_key LONGTEXT NULL, binlog_name VARCHAR(255) NULL, \
+         binlog_pos BIGINT UNSIGNED NULL, binlog_gtid LONGTEXT NULL, row_count BIGINT UNSIGNED NOT NULL DEFAULT 0, \
+         byte_count BIGINT UNSIGNED NOT NULL DEFAULT 0, finished_at TIMESTAMP(6) NULL, \
+         PRIMARY KEY (source_id, schema_name, table_name, chunk)) DEFAULT CHARSET = utf8mb4",
+    )
+    .await;
+    let tf = dm.file(
+        "any.yaml",
+        &task_yaml("ci", "all", "src1", &dst2, &["Shop"]),
+    );
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "ci", &src).await;
+    assert_same(&src, &dst2, &["Shop", "shop"]).await;
+    let collation: String = dst2
+        .value("SELECT COLLATION_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'dm_meta' AND TABLE_NAME = 'ci_chunk' AND COLUMN_NAME = 'table_name'")
+        .await;
+    assert_eq!(collation, "utf8mb4_bin");
+}

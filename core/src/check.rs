@@ -347,7 +347,7 @@ async fn check_source(task: &TaskConfig, src: &SourceConfig, out: &mut Vec<Findi
             src.from.user
         ),
     ));
-    let filter = TableFilter::new(&task.block_allow_list_of(&src.source_id), &task.meta_schema);
+    let filter = task.table_filter_of(&src.source_id);
     let names = list_tables(&mut conn, &filter).await.unwrap_or_default();
     let (mut keyless, mut whole) = (vec![], vec![]);
     for name in names {

@@ -11,7 +11,6 @@
 use crate::config::{SourceConfig, TaskConfig};
 use crate::db::Datum;
 use crate::error::{DbRole, Error, Result};
-use crate::rules::TableFilter;
 use crate::schema::{list_tables, load_table, Table, TableName};
 use crate::snapshot::chunk::{estimated_rows, plan, Bounds, ChunkKey};
 use mysql_async::prelude::Queryable;
@@ -67,7 +66,7 @@ pub async fn verify(
         let mut src = src_conn.side();
         let se = src.err();
         let id = &source.source_id;
-        let filter = TableFilter::new(&task.block_allow_list_of(id), &task.meta_schema);
+        let filter = task.table_filter_of(id);
         let router = task.router_of(id);
         let filtered = !task.plugins_of(id).is_empty()
             || task

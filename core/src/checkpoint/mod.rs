@@ -50,6 +50,8 @@ pub struct MetaTables {
     pub chunk: String,
     pub high_water: String,
     pub dump_files: String,
+    /// The meta schema and the task, unquoted.
+    names: (String, String),
 }
 
 /// A key range of a table's full-phase copy: keys above `lower` up to `upper` (inclusive);
@@ -81,6 +83,7 @@ impl MetaTables {
             chunk: q(format!("{task}_chunk")),
             high_water: q(format!("{task}_high_water")),
             dump_files: q(format!("{task}_dump_files")),
+            names: (meta_schema.to_string(), task.to_string()),
         }
     }
 
@@ -104,8 +107,8 @@ impl MetaTables {
             format!(
                 "CREATE TABLE IF NOT EXISTS {} (
                     source_id VARCHAR(128) NOT NULL,
-                    schema_name VARCHAR(128) NOT NULL,
-                    table_name VARCHAR(128) NOT NULL,
+                    schema_name VARCHAR(128) COLLATE utf8mb4_bin NOT NULL,
+                    table_name VARCHAR(128) COLLATE utf8mb4_bin NOT NULL,
                     binlog_name VARCHAR(255) NOT NULL,
                     binlog_pos BIGINT UNSIGNED NOT NULL,
                     binlog_gtid LONGTEXT NULL,
@@ -121,8 +124,8 @@ impl MetaTables {
             format!(
                 "CREATE TABLE IF NOT EXISTS {} (
                     source_id VARCHAR(128) NOT NULL,
-                    schema_name VARCHAR(128) NOT NULL,
-                    table_name VARCHAR(128) NOT NULL,
+                    schema_name VARCHAR(128) COLLATE utf8mb4_bin NOT NULL,
+                    table_name VARCHAR(128) COLLATE utf8mb4_bin NOT NULL,
                     chunk INT UNSIGNED NOT NULL,
                     lower_key LONGTEXT NULL,
                     upper_key LONGTEXT NULL,
@@ -150,7 +153,7 @@ impl MetaTables {
             format!(
                 "CREATE TABLE IF NOT EXISTS {} (
                     source_id VARCHAR(128) NOT NULL,
-                    file_name VARCHAR(512) NOT NULL,
+                    file_name VARCHAR(512) COLLATE utf8mb4_bin NOT NULL,
                     finished_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
                     PRIMARY KEY (source_id, file_name)
                 ) DEFAULT CHARSET = utf8mb4",
@@ -161,6 +164,34 @@ impl MetaTables {
             conn.query_drop(s)
                 .await
                 .map_err(|e| Error::db(DbRole::Target, addr, e))?;
+        }
+        self.names_compare_exactly(conn, addr).await
+    }
+
+    /// Schema and table names are keys here, compared byte for byte: a source may hold
+    /// `Shop.t` and `shop.t` (MariaDB and MySQL on Linux tell them apart). Tables made by
+    /// earlier versions, with case-insensitive keys, are changed once.
+    async fn names_compare_exactly(&self, conn: &mut Conn, addr: &str) -> Result<()> {
+        let err = |e| Error::db(DbRole::Target, addr, e);
+        let (schema, task) = &self.names;
+        for (table, suffix) in [(&self.load, "load"), (&self.chunk, "chunk")] {
+            let name = format!("{task}_{suffix}");
+            let loose: Option<u8> = conn
+                .exec_first(
+                    "SELECT 1 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+                     AND COLUMN_NAME = 'schema_name' AND COLLATION_NAME <> 'utf8mb4_bin'",
+                    (schema, &name),
+                )
+                .await
+                .map_err(err)?;
+            if loose.is_some() {
+                conn.query_drop(format!(
+                    "ALTER TABLE {table} MODIFY schema_name VARCHAR(128) COLLATE utf8mb4_bin NOT NULL, \
+                     MODIFY table_name VARCHAR(128) COLLATE utf8mb4_bin NOT NULL"
+                ))
+                .await
+                .map_err(err)?;
+            }
         }
         Ok(())
     }

@@ -26,7 +26,6 @@ const TASK: &[(&str, Action)] = &[
     ("heartbeat-report-interval", Action::Ignore("dm measures lag from the binlog events' timestamps, without a heartbeat table (TiDB DM deprecates it too)")),
     ("enable-heartbeat", Action::Ignore("dm measures lag from the binlog events' timestamps, without a heartbeat table (TiDB DM deprecates it too)")),
     ("timezone", Action::Ignore("dm copies DATETIME and TIMESTAMP values exactly (TIMESTAMP in UTC) and replays each statement in its own time zone from the binlog, so no task time zone is needed")),
-    ("case-sensitive", Action::Ignore("dm matches schema and table patterns case-insensitively, as TiDB DM's default")),
     ("collation_compatible", Action::Ignore("dm creates tables with the source's definitions; check-task reports collations the target lacks")),
     ("clean-dump-file", Action::Ignore("dm's full phase streams rows into the target and writes no dump files")),
     ("loaders.*.pool-size", Action::Ignore("dm imports a dump's files one after the other, each in one transaction")),
@@ -97,7 +96,7 @@ const SOURCE: &[(&str, Action)] = &[
     (
         "case-sensitive",
         Action::Ignore(
-            "dm matches schema and table patterns case-insensitively, as TiDB DM's default",
+            "dm takes case-sensitive from the task file (TiDB DM uses either); set it there",
         ),
     ),
     (

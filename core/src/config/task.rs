@@ -14,6 +14,10 @@ pub struct TaskConfig {
     /// Schema in the target where dm keeps checkpoints and load progress.
     #[serde(default = "default_meta_schema")]
     pub meta_schema: String,
+    /// TiDB DM's `case-sensitive`: schema and table patterns (block-allow list, routes,
+    /// filters) match names exactly; by default case-insensitively.
+    #[serde(default)]
+    pub case_sensitive: bool,
     pub target_database: DbConfig,
     pub mysql_instances: Vec<MysqlInstance>,
     /// Named table selections, referenced from `mysql-instances[].block-allow-list`.
@@ -809,7 +813,19 @@ impl TaskConfig {
                 )
             })
             .collect();
-        crate::rules::EventFilter::new(task_rules.iter().chain(&from_source).map(|(n, r)| (n, r)))
+        crate::rules::EventFilter::new(
+            task_rules.iter().chain(&from_source).map(|(n, r)| (n, r)),
+            self.case_sensitive,
+        )
+    }
+
+    /// The block-allow list of one source, as it selects tables.
+    pub fn table_filter_of(&self, source_id: &str) -> crate::rules::TableFilter {
+        crate::rules::TableFilter::with_case(
+            &self.block_allow_list_of(source_id),
+            &self.meta_schema,
+            self.case_sensitive,
+        )
     }
 
     /// The table router of one source.
@@ -824,6 +840,7 @@ impl TaskConfig {
                 .iter()
                 .filter(|(n, _)| names.contains(n))
                 .map(|(_, r)| r),
+            self.case_sensitive,
         )
     }
 

@@ -7,7 +7,6 @@
 use crate::checkpoint::{Checkpoint, MetaTables};
 use crate::config::{SourceConfig, TaskConfig, TaskMode};
 use crate::error::{DbRole, Error, Result};
-use crate::rules::TableFilter;
 use crate::upstream::time_search::{position_at, unix_time};
 use crate::upstream::{current_position, detect_flavor};
 use mysql_async::prelude::Queryable;
@@ -42,7 +41,7 @@ pub async fn set(task: &TaskConfig, sources: &[SourceConfig], text: &str) -> Res
                 src.source_id
             )));
         }
-        let filter = TableFilter::new(&task.block_allow_list_of(&src.source_id), &task.meta_schema);
+        let filter = task.table_filter_of(&src.source_id);
         let position = position_at(&mut conn, src, flavor, at, &filter).await?;
         let now = current_position(&mut conn, flavor, &addr).await?;
         let old = tables

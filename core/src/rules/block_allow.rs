@@ -17,21 +17,19 @@ pub struct TableFilter {
     meta_schema: String,
 }
 
-fn pats(v: &[String]) -> Vec<Pattern> {
-    v.iter().filter_map(|p| Pattern::new(p).ok()).collect()
-}
-
 impl TableFilter {
     /// Patterns were validated when the task file was parsed.
     pub fn new(ba: &BlockAllowList, meta_schema: &str) -> Self {
+        Self::with_case(ba, meta_schema, false)
+    }
+
+    /// With `case_sensitive` (TiDB DM's `case-sensitive: true`), names match exactly.
+    pub fn with_case(ba: &BlockAllowList, meta_schema: &str, case_sensitive: bool) -> Self {
+        let pat = |p: &str| Pattern::with_case(p, case_sensitive).ok();
+        let pats = |v: &[String]| v.iter().filter_map(|p| pat(p)).collect();
         let tables = |v: &[crate::config::TableRule]| {
             v.iter()
-                .filter_map(|t| {
-                    Some((
-                        Pattern::new(&t.db_name).ok()?,
-                        Pattern::new(&t.tbl_name).ok()?,
-                    ))
-                })
+                .filter_map(|t| Some((pat(&t.db_name)?, pat(&t.tbl_name)?)))
                 .collect()
         };
         TableFilter {

@@ -138,15 +138,18 @@ pub struct EventFilter {
 
 impl EventFilter {
     /// Patterns, events and regexes were validated when the task file was parsed.
-    pub fn new<'a>(rules: impl IntoIterator<Item = (&'a String, &'a FilterRule)>) -> Self {
+    pub fn new<'a>(
+        rules: impl IntoIterator<Item = (&'a String, &'a FilterRule)>,
+        case_sensitive: bool,
+    ) -> Self {
         let rules = rules
             .into_iter()
             .filter_map(|(name, r)| {
                 Some(Rule {
                     name: name.clone(),
-                    schema: Pattern::new(&r.schema_pattern).ok()?,
+                    schema: Pattern::with_case(&r.schema_pattern, case_sensitive).ok()?,
                     table: match &r.table_pattern {
-                        Some(t) => Some(Pattern::new(t).ok()?),
+                        Some(t) => Some(Pattern::with_case(t, case_sensitive).ok()?),
                         None => None,
                     },
                     events: r.events.iter().map(|e| canonical_event(e)).collect(),
@@ -244,7 +247,7 @@ mod tests {
                 rule("*", None, &[], &["(?i)^TRUNCATE"], FilterAction::Error),
             ),
         ];
-        let f = EventFilter::new(rules.iter().map(|(n, r)| (n, r)));
+        let f = EventFilter::new(rules.iter().map(|(n, r)| (n, r)), false);
         assert_eq!(
             f.check("shop", Some("orders"), EventKind::Delete, None),
             Verdict::Drop
@@ -296,7 +299,12 @@ mod tests {
                 "r".to_string(),
                 rule("s", Some("t"), events, &[], FilterAction::Ignore),
             )];
-            EventFilter::new(rules.iter().map(|(n, r)| (n, r))).check("s", Some("t"), kind, None)
+            EventFilter::new(rules.iter().map(|(n, r)| (n, r)), false).check(
+                "s",
+                Some("t"),
+                kind,
+                None,
+            )
         };
         assert_eq!(check(&["drop column"], drop_col), Verdict::Drop);
         assert_eq!(check(&["drop column"], add_col), Verdict::Keep);

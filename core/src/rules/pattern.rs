@@ -1,5 +1,5 @@
 //! Name patterns as TiDB DM writes them: `*` and `?` wildcards, or `~regex`. Matching is
-//! case-insensitive, as DM's default.
+//! case-insensitive, as DM's default; a task with `case-sensitive: true` matches exactly.
 
 use regex::Regex;
 
@@ -8,10 +8,15 @@ pub struct Pattern(Regex);
 
 impl Pattern {
     pub fn new(p: &str) -> Result<Self, regex::Error> {
+        Self::with_case(p, false)
+    }
+
+    pub fn with_case(p: &str, case_sensitive: bool) -> Result<Self, regex::Error> {
+        let flags = if case_sensitive { "" } else { "(?i)" };
         let re = if let Some(re) = p.strip_prefix('~') {
-            format!("(?i:{re})")
+            format!("{flags}(?:{re})")
         } else {
-            let mut s = String::from("(?i)^");
+            let mut s = format!("{flags}^");
             for c in p.chars() {
                 match c {
                     '*' => s.push_str(".*"),
@@ -42,5 +47,12 @@ mod tests {
         assert!(Pattern::new("~^t\\d+$").unwrap().matches("t12"));
         assert!(!Pattern::new("~^t\\d+$").unwrap().matches("tx"));
         assert!(!Pattern::new("a.b").unwrap().matches("axb"));
+        assert!(!Pattern::with_case("Shop_*", true)
+            .unwrap()
+            .matches("shop_01"));
+        assert!(Pattern::with_case("Shop_*", true)
+            .unwrap()
+            .matches("Shop_01"));
+        assert!(!Pattern::with_case("~^S", true).unwrap().matches("shop"));
     }
 }

@@ -91,7 +91,11 @@ fn is_pattern(p: &str) -> bool {
 
 impl Router {
     /// Patterns and regexes were validated when the task file was parsed.
-    pub fn new<'a>(source_id: &str, rules: impl IntoIterator<Item = &'a RouteRule>) -> Self {
+    pub fn new<'a>(
+        source_id: &str,
+        rules: impl IntoIterator<Item = &'a RouteRule>,
+        case_sensitive: bool,
+    ) -> Self {
         let mut rules: Vec<Rule> = rules
             .into_iter()
             .filter_map(|r| {
@@ -101,9 +105,9 @@ impl Router {
                     })
                 };
                 Some(Rule {
-                    schema: Pattern::new(&r.schema_pattern).ok()?,
+                    schema: Pattern::with_case(&r.schema_pattern, case_sensitive).ok()?,
                     table: match &r.table_pattern {
-                        Some(t) => Some(Pattern::new(t).ok()?),
+                        Some(t) => Some(Pattern::with_case(t, case_sensitive).ok()?),
                         None => None,
                     },
                     target_schema: r.target_schema.clone(),
@@ -266,7 +270,7 @@ mod tests {
                 }),
             },
         ];
-        let r = Router::new("src1", &rules);
+        let r = Router::new("src1", &rules, false);
         let o = r.route(&TableName::new("shard_01", "orders_7")).unwrap();
         assert_eq!(o.target, TableName::new("merged", "orders"));
         assert!(o.merged);
@@ -291,7 +295,7 @@ mod tests {
         );
         assert_eq!(r.route_schema("other"), SchemaRoute::Same);
         // Only a table rule: the database's tables live elsewhere.
-        let away = Router::new("src1", &rules[1..]);
+        let away = Router::new("src1", &rules[1..], false);
         assert_eq!(away.route_schema("shard_01"), SchemaRoute::Away);
     }
 }

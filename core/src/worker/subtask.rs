@@ -103,7 +103,7 @@ impl Subtask {
     async fn run_once(&self, precise_until: Option<BinlogPos>) -> Result<()> {
         let task = &self.task;
         let source_id = &self.source.source_id;
-        let filter = TableFilter::new(&task.block_allow_list_of(source_id), &task.meta_schema);
+        let filter = task.table_filter_of(source_id);
         let meta = MetaTables::new(&task.meta_schema, &task.name);
         let tgt_addr = task.target_database.addr();
         let src_addr = self.source.from.addr();
