@@ -366,6 +366,10 @@ enum SourceOp {
         #[arg(short, long)]
         print_sample_config: bool,
     },
+    /// Replace a source's file (no task may use the source).
+    Update {
+        file: PathBuf,
+    },
     Show {
         /// Only these sources.
         #[arg(short, long = "source")]
@@ -615,6 +619,27 @@ pub async fn run(args: CtlArgs) -> Result<()> {
                     );
                 }
                 (Value::Array(created), render_sources)
+            }
+            SourceOp::Update { file } => {
+                let body = file_body(&file, false)?;
+                let text = body["content"].as_str().unwrap_or_default();
+                let doc: serde_json::Value = serde_yaml::from_str(text).unwrap_or_default();
+                let Some(id) = doc["source-id"].as_str().map(str::to_string) else {
+                    bail!(
+                        "{}: a source file names its source (`source-id:`)",
+                        file.display()
+                    );
+                };
+                (
+                    client
+                        .call(
+                            Method::POST,
+                            &format!("/api/v1/sources/{id}/update"),
+                            Some(body),
+                        )
+                        .await?,
+                    render_sources,
+                )
             }
             SourceOp::Show { source } => {
                 let mut v = client.call(Method::GET, "/api/v1/sources", None).await?;

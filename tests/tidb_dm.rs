@@ -290,6 +290,9 @@ async fn config_export_and_import_bring_a_deployment_back() {
         },
     )
     .await;
+    // operate-source update: refused while a task uses the source.
+    let (ok, out) = dm.ctl(&["operate-source", "update", sf.to_str().unwrap()]);
+    assert!(!ok && out.contains("used by task `ex`"), "{out}");
     let stored = dm.ctl_ok(&["get-config", "task", "ex"]);
     assert!(stored.contains("name: ex"), "{stored}");
 
@@ -311,6 +314,18 @@ async fn config_export_and_import_bring_a_deployment_back() {
     let (ok, out) = dm.ctl(&["query-status", "ex"]);
     assert!(!ok, "a wiped dm still knows the task: {out}");
     dm.ctl_ok(&["config", "import", "-p", backup.to_str().unwrap()]);
+    // Stopped, the source takes a new file; the task goes on with it.
+    dm.ctl_ok(&["stop-task", "ex"]);
+    let updated = dm.file(
+        "source2.yaml",
+        &std::fs::read_to_string(&sf)
+            .unwrap()
+            .replace("enable-gtid: true", "enable-gtid: false"),
+    );
+    dm.ctl_ok(&["operate-source", "update", updated.to_str().unwrap()]);
+    let shown = dm.ctl_ok(&["-o", "json", "operate-source", "show", "-s", "src1"]);
+    assert!(shown.contains("\"enable_gtid\": false"), "{shown}");
+    dm.ctl_ok(&["start-task", task_file]);
     wait_caught_up(&dm, "ex", &src).await;
     let st = dm.subtask("ex").unwrap();
     assert_eq!(st["stage"], "running", "{st}");

@@ -119,6 +119,7 @@ pub fn router(master: Master, guard: crate::api_auth::ApiGuard) -> Router {
     Router::new()
         .route("/api/v1/sources", get(list_sources).post(create_source))
         .route("/api/v1/sources/{id}", delete(stop_source))
+        .route("/api/v1/sources/{id}/update", post(update_source))
         .route("/api/v1/tasks", get(query_status).post(start_task))
         .route("/api/v1/tasks/check", post(check))
         .route("/api/v1/tasks/{name}", get(query_task).delete(stop_task))
@@ -198,6 +199,50 @@ async fn create_source(
         m.store
             .put(&keys::bound(&src.source_id), w.clone().into_bytes())
             .await?;
+    }
+    let mut view = SourceView::of(&m, src).await?;
+    view.warnings = SourceConfig::compat_warnings(&body.file, &body.content);
+    Ok(Json(view))
+}
+
+/// `operate-source update` (TiDB DM's): a source's file replaced while no task uses it.
+async fn update_source(
+    State(m): State<Master>,
+    Path(id): Path<String>,
+    Json(body): Json<FileBody>,
+) -> ApiResult<SourceView> {
+    let mut src = SourceConfig::parse(&body.file, &body.content)?;
+    if src.source_id != id {
+        return Err(Error::Invalid(format!(
+            "the file is for source `{}`, not `{id}`",
+            src.source_id
+        ))
+        .into());
+    }
+    let key = keys::source(&id);
+    let Some(old) = m.store.get(&key).await? else {
+        return Err(Error::NotFound(format!(
+            "source `{id}` does not exist; `dm ctl operate-source create` it"
+        ))
+        .into());
+    };
+    for (_, t) in meta::list_json::<TaskConfig>(m.store.as_ref(), keys::TASK).await? {
+        if t.instance(&id).is_some() {
+            return Err(Error::Invalid(format!(
+                "source `{id}` is used by task `{}`; stop the task first (its checkpoints stay), update, start it again",
+                t.name
+            ))
+            .into());
+        }
+    }
+    probe_source(&src).await?;
+    src.from.seal_password()?;
+    let value = serde_json::to_vec(&src).map_err(|e| Error::Invalid(e.to_string()))?;
+    if !m.store.compare_and_put(&key, Some(&old), value).await? {
+        return Err(Error::Invalid(format!(
+            "source `{id}` changed while it was being updated; try again"
+        ))
+        .into());
     }
     let mut view = SourceView::of(&m, src).await?;
     view.warnings = SourceConfig::compat_warnings(&body.file, &body.content);
