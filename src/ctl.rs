@@ -330,6 +330,13 @@ enum LockOp {
         exec: bool,
         #[arg(long)]
         skip: bool,
+        /// With --exec: run the DDL this source sent, in its statement's session (TiDB DM's
+        /// `-o owner`; dm's `-o` is `--output`).
+        #[arg(long, requires = "exec")]
+        owner: Option<String>,
+        /// With --exec: release the lock even if the DDL fails on the target.
+        #[arg(short = 'f', long, requires = "exec")]
+        force_remove: bool,
     },
 }
 
@@ -849,6 +856,8 @@ pub async fn run(args: CtlArgs) -> Result<()> {
                     target,
                     exec,
                     skip: _,
+                    owner,
+                    force_remove,
                 }),
             ..
         } => (
@@ -859,6 +868,7 @@ pub async fn run(args: CtlArgs) -> Result<()> {
                     Some(json!({
                         "task": task, "target": target,
                         "action": if exec { "exec" } else { "skip" },
+                        "owner": owner, "force_remove": force_remove,
                     })),
                 )
                 .await?,

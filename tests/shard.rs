@@ -567,6 +567,18 @@ async fn optimistic_ddl_adds_and_widens_at_once_drops_last_and_pauses_on_narrowi
     );
     let locks = dm.ctl_ok(&["shard-ddl-lock", "sh"]);
     assert!(locks.contains("src1:shard_2.orders_4"), "{locks}");
+    // TiDB DM's owner names the source whose DDL runs: one that sent none is refused.
+    let (ok, out) = dm.ctl(&[
+        "shard-ddl-lock",
+        "unlock",
+        "sh",
+        "merged.orders",
+        "--exec",
+        "--owner",
+        "src9",
+        "-f",
+    ]);
+    assert!(!ok && out.contains("source `src9` sent no DDL"), "{out}");
     dm.ctl_ok(&["shard-ddl-lock", "unlock", "sh", "merged.orders", "--skip"]);
     s1.exec("INSERT INTO shard_2.orders_4 (id, v) VALUES (900, 9)")
         .await;

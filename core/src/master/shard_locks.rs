@@ -110,6 +110,13 @@ pub struct UnlockBody {
     pub target: String,
     /// `exec`: run the DDL the shards sent (most of them) once; `skip`: it was done by hand.
     pub action: String,
+    /// TiDB DM's `-o`: with `exec`, run the DDL this source sent, in its statement's session.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// TiDB DM's `-f`: with `exec`, release the lock even when the DDL fails on the target
+    /// (the error is in the answer; fix the target by hand).
+    #[serde(default)]
+    pub force_remove: bool,
 }
 
 /// Resolves a lock by hand: releases every shard that sent a DDL, runs the DDL first
@@ -138,15 +145,46 @@ pub async fn unlock(
             distinct.push(a.ddls.clone());
         }
     }
+    let mut exec_error = None;
     match b.action.as_str() {
         "exec" => {
-            if let Some(ddls) = distinct.iter().max_by_key(|d| count(d)).cloned() {
+            // The owner's DDL and session, else the one most shards sent.
+            let sent: Vec<ShardDdl> = match &b.owner {
+                Some(o) => {
+                    let mine: Vec<ShardDdl> = arrived
+                        .iter()
+                        .filter(|a| a.shard.source == *o)
+                        .cloned()
+                        .collect();
+                    if mine.is_empty() {
+                        return Err(Error::NotFound(format!(
+                            "source `{o}` sent no DDL this lock holds; `dm ctl shard-ddl-lock {}` shows who did",
+                            task.name
+                        ))
+                        .into());
+                    }
+                    mine
+                }
+                None => arrived.clone(),
+            };
+            let chosen = match &b.owner {
+                Some(_) => sent.first().map(|d| d.ddls.clone()),
+                None => distinct.iter().max_by_key(|d| count(d)).cloned(),
+            };
+            if let Some(ddls) = chosen {
                 if let Some(why) = crate::shard::coordinator::lock_ddls(&b.target, &ddls) {
                     return Err(Error::Invalid(format!("unlock --exec would run {why}")).into());
                 }
-                let context = ShardDdl::context_of(&arrived, &ddls);
-                execute(&task, &b.target, &ddls, context).await?;
-                lock.executed.push(ddls);
+                let context = ShardDdl::context_of(&sent, &ddls);
+                match execute(&task, &b.target, &ddls, context).await {
+                    Ok(()) => lock.executed.push(ddls),
+                    Err(e) if b.force_remove => {
+                        tracing::warn!(task = %task.name, target = %b.target, error = %e, "unlock --force-remove: the DDL failed; lock released anyway");
+                        exec_error = Some(e.to_string());
+                        lock.executed.extend(distinct.iter().cloned());
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         // Done by hand: later shards sending the same DDL are let through.
@@ -166,6 +204,7 @@ pub async fn unlock(
     Ok(Json(serde_json::json!({
         "task": task.name, "target": b.target, "action": b.action,
         "released": arrived.iter().map(|a| a.shard.to_string()).collect::<Vec<_>>(),
+        "exec_error": exec_error,
     })))
 }
 
