@@ -551,3 +551,74 @@ async fn pause_resume_and_stop_one_source_of_a_task() {
     let (ok, out) = dm.ctl(&["pause-task", "two", "-s", "nosuch"]);
     assert!(!ok && out.contains("no source `nosuch`"), "{out}");
 }
+
+/// `shard-ddl-lock unlock --exec -f` (TiDB DM's force remove): the DDL a lock holds fails on
+/// the target (a unique key over a value someone wrote there twice by hand), plain `--exec`
+/// refuses with the target's error, `-f` releases the lock anyway and says why; the shards
+/// go on and the merged table ends equal to the union of the shards.
+#[tokio::test(flavor = "multi_thread")]
+async fn unlock_force_remove_releases_a_lock_whose_ddl_fails() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE s; CREATE TABLE s.o1 (id INT PRIMARY KEY, v INT); \
+         CREATE TABLE s.o2 (id INT PRIMARY KEY, v INT); \
+         INSERT INTO s.o1 VALUES (1, 1); INSERT INTO s.o2 VALUES (2, 2)",
+    )
+    .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let yaml = task_yaml("fr", "all", "src1", &dst, &["s"])
+        .replacen("task-mode: all\n", "task-mode: all\nshard-mode: pessimistic\n", 1)
+        .replace(
+            "    block-allow-list: sel\n",
+            "    block-allow-list: sel\n    route-rules: [merge]\n",
+        )
+        + "routes:\n  merge:\n    schema-pattern: s\n    table-pattern: o*\n    target-schema: m\n    target-table: o\n";
+    let tf = dm.file("task.yaml", &yaml);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "fr", &src).await;
+    dst.exec("INSERT INTO m.o VALUES (99, 1)").await;
+    src.exec("ALTER TABLE s.o1 ADD UNIQUE KEY uv (v); INSERT INTO s.o1 VALUES (10, 10)")
+        .await;
+    wait_for("the lock", Duration::from_secs(30), || {
+        dm.ctl_ok(&["shard-ddl-lock", "fr"]).contains("m.o")
+    })
+    .await;
+    let (ok, out) = dm.ctl(&["shard-ddl-lock", "unlock", "fr", "m.o", "--exec"]);
+    assert!(!ok && out.contains("Duplicate entry"), "{out}");
+    let out = dm.ctl_ok(&[
+        "-o",
+        "json",
+        "shard-ddl-lock",
+        "unlock",
+        "fr",
+        "m.o",
+        "--exec",
+        "-f",
+    ]);
+    assert!(
+        out.contains("exec_error") && out.contains("Duplicate entry"),
+        "{out}"
+    );
+    dst.exec("DELETE FROM m.o WHERE id = 99").await;
+    src.exec("ALTER TABLE s.o2 ADD UNIQUE KEY uv (v); INSERT INTO s.o2 VALUES (20, 20)")
+        .await;
+    wait_caught_up(&dm, "fr", &src).await;
+    let want = {
+        let mut c = src.conn().await;
+        let mut r: Vec<(i32, i32)> = mysql_async::prelude::Queryable::query(
+            &mut c,
+            "SELECT id, v FROM s.o1 UNION ALL SELECT id, v FROM s.o2 ORDER BY id",
+        )
+        .await
+        .unwrap();
+        r.sort();
+        r
+    };
+    let mut c = dst.conn().await;
+    let got: Vec<(i32, i32)> =
+        mysql_async::prelude::Queryable::query(&mut c, "SELECT id, v FROM m.o ORDER BY id")
+            .await
+            .unwrap();
+    assert_eq!(got, want);
+}
