@@ -446,6 +446,19 @@ async fn load_and_sync_imports_a_mydumper_directory_and_resumes_by_file() {
         "loaders:\n  from-mydumper:\n    dir: {}\n    pool-size: 16\n",
         dump.path().join("d").display()
     );
+    // Row filters would not see the dump's rows: refused, not ignored.
+    let filtered = dm.file(
+        "filtered.yaml",
+        &(yaml.replace(
+            "    loader-config-name: from-mydumper\n",
+            "    loader-config-name: from-mydumper\n    expression-filters: [odd]\n",
+        ) + "expression-filter:\n  odd:\n    schema: s\n    table: t\n    insert-value-expr: id % 2 = 1\n"),
+    );
+    let (ok, out) = dm.ctl(&["start-task", filtered.to_str().unwrap()]);
+    assert!(
+        !ok && out.contains("do not apply to the rows of an imported dump"),
+        "{out}"
+    );
     let tf = dm.file("task.yaml", &yaml);
     let answer = dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
     assert!(answer.contains("pool-size"), "{answer}");

@@ -566,6 +566,18 @@ impl TaskConfig {
                 );
             }
             // (field, section it names entries of, names used, names defined)
+            if cfg.task_mode.has_load()
+                && (!inst.expression_filters.is_empty() || !inst.plugins.is_empty())
+            {
+                return fail(
+                    "task-mode",
+                    format!(
+                        "mysql-instances `{}`: expression filters and row filter plugins do not apply to the rows of an imported dump",
+                        inst.source_id
+                    ),
+                    "filter the dump when it is made (mydumper --where), or use task-mode all, whose full phase applies them",
+                );
+            }
             if cfg.task_mode.has_load() && inst.loader_config_name.is_none() {
                 return fail(
                     "task-mode",
