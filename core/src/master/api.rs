@@ -1,7 +1,9 @@
 //! HTTP/JSON API of the master (`/api/v1/...`). Every error answers with
 //! `{code, message, hint}` and a 4xx/5xx status.
 
-use super::{binlog_schema, config_api, forward, members, relay, shard_locks, validation, Master};
+use super::{
+    binlog_ops, binlog_schema, config_api, forward, members, relay, shard_locks, validation, Master,
+};
 use crate::check::{check_task, probe_source, Finding};
 use crate::checkpoint::MetaTables;
 use crate::config::{SourceConfig, TaskConfig};
@@ -127,15 +129,27 @@ pub fn router(master: Master, guard: crate::api_auth::ApiGuard) -> Router {
         .route("/api/v1/tasks/{name}/update", post(update_task))
         .route("/api/v1/tasks/{name}/verify", post(verify_task))
         .route("/api/v1/tasks/{name}/resume", post(resume_task))
-        .route("/api/v1/tasks/{name}/binlog-skip", post(binlog_skip))
-        .route("/api/v1/tasks/{name}/binlog", get(binlog_list))
-        .route("/api/v1/tasks/{name}/binlog-revert", post(binlog_revert))
+        .route(
+            "/api/v1/tasks/{name}/binlog-skip",
+            post(binlog_ops::binlog_skip),
+        )
+        .route("/api/v1/tasks/{name}/binlog", get(binlog_ops::binlog_list))
+        .route(
+            "/api/v1/tasks/{name}/binlog-revert",
+            post(binlog_ops::binlog_revert),
+        )
         .route(
             "/api/v1/tasks/{name}/binlog-schema",
             get(binlog_schema::list).post(binlog_schema::change),
         )
-        .route("/api/v1/tasks/{name}/binlog-replace", post(binlog_replace))
-        .route("/api/v1/tasks/{name}/binlog-inject", post(binlog_inject))
+        .route(
+            "/api/v1/tasks/{name}/binlog-replace",
+            post(binlog_ops::binlog_replace),
+        )
+        .route(
+            "/api/v1/tasks/{name}/binlog-inject",
+            post(binlog_ops::binlog_inject),
+        )
         .route("/api/v1/tasks/{name}/validation", get(validation::status))
         .route(
             "/api/v1/tasks/{name}/validation/start",
@@ -384,7 +398,7 @@ async fn findings_of(
     Ok(findings)
 }
 
-async fn task_view(m: &Master, task: TaskConfig) -> Result<TaskView, Error> {
+pub(super) async fn task_view(m: &Master, task: TaskConfig) -> Result<TaskView, Error> {
     let desired =
         meta::get_json::<DesiredStage>(m.store.as_ref(), &keys::stage(&task.name)).await?;
     let stage = desired.as_ref().map(|s| s.stage).unwrap_or(Stage::New);
@@ -689,282 +703,6 @@ async fn resume_task(
     Ok(Json(
         set_stage(&m, &name, Stage::Running, &body.sources).await?,
     ))
-}
-
-/// `binlog skip`: the transaction each paused subtask of the task stopped at is skipped, and
-/// the task resumes.
-async fn binlog_skip(
-    State(m): State<Master>,
-    Path(name): Path<String>,
-    body: Option<Json<At>>,
-) -> ApiResult<TaskView> {
-    if let Some(Json(at)) = body.filter(|b| b.position.is_some()) {
-        return Ok(Json(
-            at_position(&m, &name, &at, |d, source, p| {
-                d.skip.entry(source).or_default().push(p)
-            })
-            .await?,
-        ));
-    }
-    Ok(Json(
-        at_paused_events(&m, &name, OnShardDdl::Skip, |d, source, p| {
-            d.skip.entry(source).or_default().push(p)
-        })
-        .await?,
-    ))
-}
-
-/// An event named by hand (`-b file:pos`, the end of its transaction) instead of the one a
-/// subtask paused at; `source` may be left out when the task has one source.
-#[derive(Deserialize)]
-struct At {
-    #[serde(default)]
-    position: Option<String>,
-    #[serde(default)]
-    source: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ReplaceBody {
-    sql: Vec<String>,
-    #[serde(flatten)]
-    at: At,
-}
-
-/// Records `op` for the transaction ending at `at.position` of `at.source`; the task's
-/// subtasks restart and act on it when they reach it.
-async fn at_position(
-    m: &Master,
-    name: &str,
-    at: &At,
-    mut op: impl FnMut(&mut DesiredStage, String, String),
-) -> Result<TaskView, Error> {
-    let task = load_task(m, name).await?;
-    let position = at.position.clone().unwrap_or_default();
-    if crate::upstream::BinlogPos::parse(&position).is_none() {
-        return Err(Error::Invalid(format!(
-            "`{position}` is not a binlog position: give the end of the transaction as file:pos (`dm ctl query-status` and the error show them)"
-        )));
-    }
-    let source = task.source_named(at.source.as_deref())?;
-    let key = keys::stage(name);
-    let mut desired = meta::get_json::<DesiredStage>(m.store.as_ref(), &key)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("task `{name}` has no stage")))?;
-    op(&mut desired, source, position);
-    desired.generation += 1;
-    meta::put_json(m.store.as_ref(), &key, &desired).await?;
-    task_view(m, task).await
-}
-
-/// `binlog revert -b file:pos`: forgets the skip, replacement or injection recorded for
-/// that position (TiDB DM's command); the subtasks restart without it.
-async fn binlog_revert(
-    State(m): State<Master>,
-    Path(name): Path<String>,
-    Json(at): Json<At>,
-) -> ApiResult<TaskView> {
-    let task = load_task(&m, &name).await?;
-    let position = at.position.clone().ok_or_else(|| {
-        Error::Invalid("binlog revert needs the position (-b file:pos) of the operation".into())
-    })?;
-    let source = task.source_named(at.source.as_deref())?;
-    let key = keys::stage(&name);
-    let mut desired = meta::get_json::<DesiredStage>(m.store.as_ref(), &key)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("task `{name}` has no stage")))?;
-    let mut removed = 0;
-    if let Some(ps) = desired.skip.get_mut(&source) {
-        let before = ps.len();
-        ps.retain(|p| *p != position);
-        removed += before - ps.len();
-    }
-    for ops in [&mut desired.replace, &mut desired.inject] {
-        if let Some(rs) = ops.get_mut(&source) {
-            let before = rs.len();
-            rs.retain(|(p, _)| *p != position);
-            removed += before - rs.len();
-        }
-    }
-    if removed == 0 {
-        return Err(Error::NotFound(format!(
-            "task `{name}` has no binlog operation at {position} of source `{source}` (`dm ctl binlog list {name}`)"
-        ))
-        .into());
-    }
-    desired.generation += 1;
-    meta::put_json(m.store.as_ref(), &key, &desired).await?;
-    Ok(Json(task_view(&m, task).await?))
-}
-
-#[derive(Serialize)]
-struct Operator {
-    source: String,
-    position: String,
-    action: &'static str,
-    sql: Vec<String>,
-}
-
-/// `binlog list`: the skips and replacements recorded for a task.
-async fn binlog_list(
-    State(m): State<Master>,
-    Path(name): Path<String>,
-) -> ApiResult<Vec<Operator>> {
-    load_task(&m, &name).await?;
-    let d = meta::get_json::<DesiredStage>(m.store.as_ref(), &keys::stage(&name))
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("task `{name}` has no stage")))?;
-    let mut out = vec![];
-    for (source, ps) in d.skip {
-        for p in ps {
-            out.push(Operator {
-                source: source.clone(),
-                position: p,
-                action: "skip",
-                sql: vec![],
-            });
-        }
-    }
-    for (action, ops) in [("replace", d.replace), ("inject", d.inject)] {
-        for (source, rs) in ops {
-            for (p, sql) in rs {
-                out.push(Operator {
-                    source: source.clone(),
-                    position: p,
-                    action,
-                    sql,
-                });
-            }
-        }
-    }
-    Ok(Json(out))
-}
-
-/// `binlog replace`: the transaction each paused subtask stopped at is replaced by `sql`
-/// (run on the target and tracked like the source's own DDL), and the task resumes.
-async fn binlog_replace(
-    State(m): State<Master>,
-    Path(name): Path<String>,
-    Json(body): Json<ReplaceBody>,
-) -> ApiResult<TaskView> {
-    if body.sql.is_empty() {
-        return Err(Error::Invalid("binlog replace needs at least one statement".into()).into());
-    }
-    check_statements(&body.sql)?;
-    if body.at.position.is_some() {
-        return Ok(Json(
-            at_position(&m, &name, &body.at, |d, source, p| {
-                d.replace
-                    .entry(source)
-                    .or_default()
-                    .push((p, body.sql.clone()))
-            })
-            .await?,
-        ));
-    }
-    Ok(Json(
-        at_paused_events(&m, &name, OnShardDdl::Replace(&body.sql), |d, source, p| {
-            d.replace
-                .entry(source)
-                .or_default()
-                .push((p, body.sql.clone()))
-        })
-        .await?,
-    ))
-}
-
-/// `binlog inject`: statements run on the target before the transaction each paused subtask
-/// stopped at (or the one ending at `-b`), which is then applied as usual.
-async fn binlog_inject(
-    State(m): State<Master>,
-    Path(name): Path<String>,
-    Json(body): Json<ReplaceBody>,
-) -> ApiResult<TaskView> {
-    if body.sql.is_empty() {
-        return Err(Error::Invalid("binlog inject needs at least one statement".into()).into());
-    }
-    check_statements(&body.sql)?;
-    let record = |d: &mut DesiredStage, source: String, p: String| {
-        d.inject
-            .entry(source)
-            .or_default()
-            .push((p, body.sql.clone()))
-    };
-    let view = if body.at.position.is_some() {
-        at_position(&m, &name, &body.at, record).await?
-    } else {
-        at_paused_events(&m, &name, OnShardDdl::Refuse, record).await?
-    };
-    Ok(Json(view))
-}
-
-/// Refuses, before anything is recorded, statements a binlog operator could not run.
-fn check_statements(sql: &[String]) -> Result<(), Error> {
-    for s in sql {
-        crate::schema::check_operator_statement(s).map_err(Error::Invalid)?;
-    }
-    Ok(())
-}
-
-/// What a binlog operator does to a shard DDL in conflict (its lock takes it).
-enum OnShardDdl<'a> {
-    Skip,
-    Replace(&'a [String]),
-    Refuse,
-}
-
-/// Records `op` for the event each paused subtask of the task stopped at, then resumes it.
-async fn at_paused_events(
-    m: &Master,
-    name: &str,
-    on_shard_ddl: OnShardDdl<'_>,
-    mut op: impl FnMut(&mut DesiredStage, String, String),
-) -> Result<TaskView, Error> {
-    let task = load_task(m, name).await?;
-    let key = keys::stage(name);
-    let mut desired = meta::get_json::<DesiredStage>(m.store.as_ref(), &key)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("task `{name}` has no stage")))?;
-    let mut found = false;
-    for inst in &task.mysql_instances {
-        let status =
-            meta::get_json::<SubtaskStatus>(m.store.as_ref(), &keys::status(name, &inst.source_id))
-                .await?;
-        let error = status
-            .filter(|s| s.stage == Stage::Paused)
-            .and_then(|s| s.last_error);
-        let shard_ddl = error.as_ref().is_some_and(|e| e.code == "DM-SHARD-6101");
-        let position = error.and_then(|e| e.position);
-        if let Some(p) = position {
-            // A shard DDL in conflict: the lock takes the skip or the replacement.
-            if shard_ddl {
-                let replace = match &on_shard_ddl {
-                    OnShardDdl::Skip => None,
-                    OnShardDdl::Replace(sql) => Some(*sql),
-                    OnShardDdl::Refuse => return Err(Error::Invalid(format!(
-                        "`{}` is paused at a shard DDL in conflict; use `dm ctl binlog replace` or `dm ctl shard-ddl-lock unlock`",
-                        inst.source_id
-                    ))),
-                };
-                if shard_locks::operate_paused_ddl(m, &task, &inst.source_id, &p, replace).await? {
-                    found = true;
-                    continue;
-                }
-            }
-            tracing::warn!(task = %name, source = %inst.source_id, position = %p, "operator on a binlog event");
-            op(&mut desired, inst.source_id.clone(), p);
-            found = true;
-        }
-    }
-    if !found {
-        return Err(Error::Invalid(format!(
-            "task `{name}` has no subtask paused at a binlog event; `dm ctl query-status {name}` shows why it stopped"
-        )));
-    }
-    desired.stage = Stage::Running;
-    desired.generation += 1;
-    meta::put_json(m.store.as_ref(), &key, &desired).await?;
-    task_view(m, task).await
 }
 
 async fn check(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiResult<Vec<Finding>> {

@@ -3,6 +3,7 @@
 //! masters elect a leader; only the leader schedules, the others forward API calls to it.
 
 mod api;
+mod binlog_ops;
 mod binlog_schema;
 pub mod cluster;
 mod config_api;
