@@ -272,6 +272,17 @@ impl TaskMode {
     pub fn has_load(self) -> bool {
         matches!(self, TaskMode::Load | TaskMode::LoadSync)
     }
+
+    /// As task files write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskMode::All => "all",
+            TaskMode::Full => "full",
+            TaskMode::Incremental => "incremental",
+            TaskMode::Load => "load",
+            TaskMode::LoadSync => "load&sync",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -457,24 +468,24 @@ impl Default for SyncerConfig {
 
 impl TaskConfig {
     /// What dm did with TiDB DM's fields of the file (renamed, left out, and why).
-    pub fn compat_warnings(file: &str, text: &str) -> Vec<String> {
+    /// `self` having been read from `text`: the fields of TiDB DM's with no effect, and the
+    /// settings of this file that have none here.
+    pub fn compat_warnings(&self, file: &str, text: &str) -> Vec<String> {
         let mut warnings = super::compat::task(file, text).warnings;
-        if let Ok(cfg) = Self::parse(file, text) {
-            if !cfg.loaders.is_empty() && !cfg.task_mode.has_load() {
-                warnings.push(format!(
-                    "{file}: loaders has no effect in task-mode {}: dm's full phase streams rows source to target, without dump files",
-                    format!("{:?}", cfg.task_mode).to_lowercase()
-                ));
-            }
-            for (name, d) in &cfg.mydumpers {
-                let notes = d
-                    .extra_args
-                    .as_deref()
-                    .and_then(|a| super::dump_args::extra_args(a).ok())
-                    .map(|(_, notes)| notes)
-                    .unwrap_or_default();
-                warnings.extend(notes.into_iter().map(|n| format!("mydumpers.{name}.{n}")));
-            }
+        if !self.loaders.is_empty() && !self.task_mode.has_load() {
+            warnings.push(format!(
+                "{file}: loaders has no effect in task-mode {}: dm's full phase streams rows source to target, without dump files",
+                self.task_mode.name()
+            ));
+        }
+        for (name, d) in &self.mydumpers {
+            let notes = d
+                .extra_args
+                .as_deref()
+                .and_then(|a| super::dump_args::extra_args(a).ok())
+                .map(|(_, notes)| notes)
+                .unwrap_or_default();
+            warnings.extend(notes.into_iter().map(|n| format!("mydumpers.{name}.{n}")));
         }
         warnings
     }
@@ -565,7 +576,6 @@ impl TaskConfig {
                     "list each source once",
                 );
             }
-            // (field, section it names entries of, names used, names defined)
             if cfg.task_mode.has_load()
                 && (!inst.expression_filters.is_empty() || !inst.plugins.is_empty())
             {
@@ -582,13 +592,14 @@ impl TaskConfig {
                 return fail(
                     "task-mode",
                     format!(
-                        "task-mode {:?}: mysql-instances `{}` names no loader-config-name",
-                        cfg.task_mode, inst.source_id
-                    )
-                    .to_lowercase(),
+                        "task-mode {}: mysql-instances `{}` names no loader-config-name",
+                        cfg.task_mode.name(),
+                        inst.source_id
+                    ),
                     "name a `loaders` entry whose `dir` holds the source's dump (mydumper's or dumpling's)",
                 );
             }
+            // (field, section it names entries of, names used, names defined)
             let references: [(&str, &str, Vec<&String>, Vec<&String>); 8] = [
                 (
                     "loader-config-name",

@@ -347,9 +347,9 @@ async fn start_task(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiR
     let stage = DesiredStage::new(Stage::Running, 1);
     meta::put_json(m.store.as_ref(), &keys::stage(&task.name), &stage).await?;
     m.task_files.watch(&m, &task.name, &body.file);
+    let compat = task.compat_warnings(&body.file, &body.content);
     let mut view = task_view(&m, task).await?;
-    view.warnings
-        .extend(TaskConfig::compat_warnings(&body.file, &body.content));
+    view.warnings.extend(compat);
     view.warnings.extend(warnings);
     Ok(Json(view))
 }
@@ -416,7 +416,7 @@ pub(super) async fn task_view(m: &Master, task: TaskConfig) -> Result<TaskView, 
     Ok(TaskView {
         warnings: m.task_files.warning(&task.name).into_iter().collect(),
         name: task.name.clone(),
-        task_mode: format!("{:?}", task.task_mode).to_lowercase(),
+        task_mode: task.task_mode.name().into(),
         stage,
         subtasks,
     })
@@ -708,7 +708,8 @@ async fn resume_task(
 async fn check(State(m): State<Master>, Json(body): Json<FileBody>) -> ApiResult<Vec<Finding>> {
     let task = TaskConfig::parse(&body.file, &body.content)?;
     let sources = task_sources(&m, &task).await?;
-    let mut findings: Vec<Finding> = TaskConfig::compat_warnings(&body.file, &body.content)
+    let mut findings: Vec<Finding> = task
+        .compat_warnings(&body.file, &body.content)
         .into_iter()
         .map(|w| Finding {
             subject: body.file.clone(),
