@@ -63,7 +63,8 @@ impl EtcdDiscovery {
     }
 }
 
-fn read_pem(path: &Path, field: &str) -> Result<String> {
+/// A PEM file named by `field` of a config.
+pub fn read_pem(path: &Path, field: &str) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| {
         Error::Invalid(format!(
             "{field}: cannot read {}: {e}; give a PEM file",

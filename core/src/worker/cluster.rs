@@ -6,7 +6,7 @@ use super::Worker;
 use crate::config::WorkerConfig;
 use crate::error::Result;
 use crate::fence::Fence;
-use crate::master::etcd_access::EtcdDiscovery;
+use crate::master::etcd_access::{read_pem, EtcdDiscovery};
 use crate::master::MemberInfo;
 use crate::meta::{self, keys, EtcdStore, MetaStore};
 use std::sync::Arc;
@@ -51,7 +51,10 @@ pub async fn run(cfg: WorkerConfig) -> Result<()> {
     };
     // The same certificate the worker shows the masters opens etcd's members to it.
     let identity_pem = match identity {
-        Some((cert, key)) => Some((read_file(cert)?, read_file(key)?)),
+        Some((cert, key)) => Some((
+            read_pem(cert, "master-tls-cert")?,
+            read_pem(key, "master-tls-key")?,
+        )),
         None => None,
     };
     let endpoints = etcd.endpoints.clone();
@@ -102,15 +105,6 @@ pub async fn run(cfg: WorkerConfig) -> Result<()> {
     tracing::info!(worker = %cfg.name, etcd = %endpoints.join(","), "dm worker started");
     worker.run().await;
     Ok(())
-}
-
-fn read_file(path: &std::path::Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| {
-        crate::Error::Invalid(format!(
-            "cannot read {}: {e}; master-tls-cert and master-tls-key are PEM files",
-            path.display()
-        ))
-    })
 }
 
 /// Asks the masters where etcd is and how to reach it, until one answers.
