@@ -205,20 +205,16 @@ impl LoadPhase {
         };
         tgt.query_drop("START TRANSACTION").await.map_err(at)?;
         for stmt in statements::split(&bytes) {
-            let text = String::from_utf8_lossy(&stmt[..stmt.len().min(64)])
-                .trim_start()
-                .to_ascii_uppercase();
             if let Some(insert) = statements::retarget_insert(stmt, &qualified) {
                 tgt.query_drop(insert.as_slice()).await.map_err(at)?;
-            } else if text.starts_with("/*!") || text.starts_with("SET ") {
-                tgt.query_drop(stmt).await.map_err(at)?;
-            } else {
+            } else if let Err(why) = statements::check_session_setting(stmt) {
                 let _ = tgt.query_drop("ROLLBACK").await;
                 return Err(Error::Invalid(format!(
-                    "{}: a data file holds `{}...`, which is not an INSERT: dm runs only the INSERTs of data files",
-                    path.display(),
-                    text.chars().take(40).collect::<String>()
+                    "{}: {why}; dm runs only the INSERTs of a dump's data files and the session settings they begin with",
+                    path.display()
                 )));
+            } else {
+                tgt.query_drop(stmt).await.map_err(at)?;
             }
         }
         self.fence.check()?;

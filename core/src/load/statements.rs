@@ -63,6 +63,89 @@ fn push<'a>(out: &mut Vec<&'a [u8]>, stmt: &'a [u8]) {
     }
 }
 
+/// Session variables a dump file may set (the character set its bytes are in, the time zone
+/// of its TIMESTAMPs, checks), besides user variables.
+const SESSION_SETTINGS: &[&str] = &[
+    "names",
+    "character",
+    "character_set_client",
+    "character_set_results",
+    "character_set_connection",
+    "collation_connection",
+    "time_zone",
+    "foreign_key_checks",
+    "unique_checks",
+    "sql_mode",
+    "sql_notes",
+];
+
+/// Parts of `text` between commas outside quotes and parentheses.
+fn top_level_parts(text: &str) -> Vec<&str> {
+    let (mut parts, mut start, mut depth, mut quote) = (vec![], 0, 0i32, None);
+    for (i, c) in text.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"' | '`') => quote = Some(c),
+            (None, '(') => depth += 1,
+            (None, ')') => depth -= 1,
+            (None, ',') if depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// A `SET` of session settings, as dump files begin (`/*!40101 SET NAMES binary*/`): the
+/// only statements of a data file besides its INSERTs that dm runs. Anything else (another
+/// statement, a global variable, inside an executable comment or not) is named in the error.
+pub fn check_session_setting(stmt: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(stmt);
+    let mut text = text.trim();
+    if let Some(inner) = text.strip_prefix("/*!") {
+        text = inner
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .trim_end()
+            .trim_end_matches("*/")
+            .trim();
+    }
+    let shown = || text.chars().take(60).collect::<String>();
+    let Some(rest) = text
+        .get(..4)
+        .filter(|w| w.eq_ignore_ascii_case("SET "))
+        .map(|_| &text[4..])
+    else {
+        return Err(format!("`{}` is neither an INSERT nor a SET", shown()));
+    };
+    for part in top_level_parts(rest) {
+        let p = part.trim().to_ascii_lowercase();
+        let p = ["@@session.", "@@local.", "session ", "local "]
+            .iter()
+            .find_map(|pre| p.strip_prefix(pre))
+            .unwrap_or(&p)
+            .trim_start();
+        if p.starts_with('@') && !p.starts_with("@@") {
+            continue;
+        }
+        let p = p.strip_prefix("@@").unwrap_or(p);
+        let name: String = p
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !SESSION_SETTINGS.contains(&name.as_str()) {
+            return Err(format!(
+                "`{}` sets `{name}`, which is not a session setting of a dump",
+                shown()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// An `INSERT [IGNORE] INTO <table> ...` with the table named `target` (a quoted, qualified
 /// name) instead; `None` for any other statement.
 pub fn retarget_insert(stmt: &[u8], target: &str) -> Option<Vec<u8>> {
@@ -148,6 +231,28 @@ mod tests {
         );
         assert!(stmts[1].ends_with(b"(3,'x''y;','z')"));
         assert!(stmts[2].ends_with(b"(4,'w')"));
+    }
+
+    #[test]
+    fn only_session_settings_run_besides_inserts() {
+        for ok in [
+            "/*!40101 SET NAMES binary*/",
+            "/*!40014 SET FOREIGN_KEY_CHECKS=0*/",
+            "/*!40103 SET TIME_ZONE='+00:00' */",
+            "SET @OLD_SQL_MODE=@@SQL_MODE, SQL_MODE='NO_AUTO_VALUE_ON_ZERO,ANSI_QUOTES'",
+            "SET SESSION unique_checks = 0",
+        ] {
+            assert!(check_session_setting(ok.as_bytes()).is_ok(), "{ok}");
+        }
+        for bad in [
+            "/*!40000 DROP DATABASE other */",
+            "SET GLOBAL read_only = 1",
+            "SET @@global.time_zone = '+01:00'",
+            "SET NAMES binary, PASSWORD FOR root = 'x'",
+            "DELETE FROM t",
+        ] {
+            assert!(check_session_setting(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]
