@@ -63,6 +63,15 @@ pub enum Error {
         statement: String,
         message: String,
     },
+    /// An online schema change (gh-ost, pt-osc) dm cannot follow: a swap whose shadow table's
+    /// statements it did not see, or a RENAME no such tool makes.
+    #[error("online schema change of {table} at {position}: {message}: `{statement}`")]
+    OnlineDdl {
+        table: String,
+        position: String,
+        statement: String,
+        message: String,
+    },
     /// A row whose statement is larger than the target takes in one packet.
     #[error("table {table} at {position}: the row {key} needs a statement of {bytes} bytes; the target's max_allowed_packet is {packet}")]
     RowTooBig {
@@ -231,6 +240,7 @@ impl Error {
             Error::Relay { .. } => "DM-RELAY-5101",
             Error::UnsupportedDdl { .. } => "DM-DDL-6001",
             Error::Schema { .. } => "DM-SCHEMA-6002",
+            Error::OnlineDdl { .. } => "DM-DDL-6004",
             Error::RowTooBig { .. } => "DM-TARGET-4002",
             Error::Filtered { .. } => "DM-FILTER-6003",
             Error::NotApplied {
@@ -310,6 +320,7 @@ impl Error {
             Error::Plugin { .. } => "fix the plugin (`dm ctl plugin check <file.wasm>` runs it on a sample row) and replace its .wasm file, then `dm ctl resume-task <task>`".into(),
             Error::Filtered { .. } => "change the task's `filters` / `expression-filter` (stop-task, edit, start-task), or skip the event".into(),
             Error::RowTooBig { bytes, .. } => format!("raise max_allowed_packet on the target to at least {} (SET GLOBAL max_allowed_packet = {}; and in its config file), then `dm ctl resume-task <task>`", bytes + (1 << 20), (bytes + (1 << 20)).next_power_of_two()),
+            Error::OnlineDdl { table, .. } => format!("run on the target's {table} the ALTER the tool ran on its shadow table (its --alter), then `dm ctl binlog skip <task>`; or `dm ctl binlog replace <task> '<ALTER TABLE ...>'` to have dm run it at this position (an empty ALTER list: `binlog skip`); set `online-ddl: false` if these are not a tool's tables"),
             Error::Schema { .. } => "the tracked schema differs from the binlog; make sure binlog_row_metadata=FULL and that no DDL was filtered out for this table".into(),
             Error::Narrow { cause, .. } => cause.hint(),
             Error::Precheck(_) => "fix each failure as it says and start the task again; to start anyway, name the checks in the task's `ignore-checking-items` or run `dm ctl start-task --skip-precheck`".into(),
@@ -328,6 +339,7 @@ impl Error {
             retryable: self.is_retryable(),
             position: match self {
                 Error::UnsupportedDdl { position, .. }
+                | Error::OnlineDdl { position, .. }
                 | Error::Schema { position, .. }
                 | Error::RowTooBig { position, .. }
                 | Error::Filtered { position, .. }

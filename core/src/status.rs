@@ -94,6 +94,22 @@ pub struct SubtaskStatus {
     /// The merged tables whose lock waits for this source's DDL or others'.
     #[serde(default, rename = "unresolvedGroups")]
     pub unresolved_groups: Vec<String>,
+    /// gh-ost/pt-osc runs under way on the source: statements waiting for their swap.
+    #[serde(default)]
+    pub online_ddl: Vec<OnlineDdlStatus>,
+}
+
+/// An online schema change in progress on one table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OnlineDdlStatus {
+    /// The real table (`schema.table`).
+    pub table: String,
+    pub shadow: String,
+    pub tool: String,
+    /// Where its shadow table was created (or first seen).
+    pub since: String,
+    /// Run on the shadow table so far, written for the real table.
+    pub statements: Vec<String>,
 }
 
 /// Full-phase progress of one table.
@@ -126,6 +142,8 @@ pub struct Progress {
     rates: Mutex<RateSample>,
     /// The subtask's plugins, for their reload errors.
     pub plugins: Mutex<crate::hooks::RowFilterChain>,
+    /// Online schema changes in progress, as of the last checkpoint.
+    pub online_ddl: Mutex<Vec<OnlineDdlStatus>>,
 }
 
 /// The counters when rates were last worked out, and the rates then.

@@ -528,9 +528,13 @@ pub async fn wait_caught_up(dm: &Dm, task: &str, src: &MariaDb) {
     wait_position(dm, task, &src.master_pos().await).await
 }
 
-/// Waits until the task's applied position is `target` (`file:pos`).
+/// Waits until the task's applied position is `target` (`file:pos`). It gives up only once
+/// the task has made no progress (position, rows copied or applied) for two minutes: a slow
+/// machine that is still applying a big transaction is not a failure, a stuck task is.
 pub async fn wait_position(dm: &Dm, task: &str, target: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let stall = Duration::from_secs(120);
+    let mut deadline = Instant::now() + stall;
+    let mut last_progress = None;
     loop {
         if let Some(st) = dm.subtask(task) {
             if let Some(e) = st.get("last_error").filter(|e| !e.is_null()) {
@@ -542,9 +546,18 @@ pub async fn wait_position(dm: &Dm, task: &str, target: &str) {
             if pos.split(' ').next() == Some(target) {
                 return;
             }
+            let progress = (
+                pos.to_string(),
+                st["rows_applied"].clone(),
+                st["rows_loaded"].clone(),
+            );
+            if last_progress.as_ref() != Some(&progress) {
+                last_progress = Some(progress);
+                deadline = Instant::now() + stall;
+            }
             assert!(
                 Instant::now() < deadline,
-                "not caught up with {target}: {st}\nlog:\n{}",
+                "not caught up with {target}, no progress for {stall:?}: {st}\nlog:\n{}",
                 dm.log()
             );
         }

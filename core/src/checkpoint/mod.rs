@@ -20,6 +20,7 @@
 //!
 //! Keeping them in the target (not on a worker's disk) lets any worker resume a task.
 
+pub mod online_ddl;
 pub mod tidb_dm;
 
 use crate::db::{quote_ident, quote_str, Datum};
@@ -39,6 +40,23 @@ pub struct Checkpoint {
     /// Tables snapshotted after `position`: their events before their snapshot are skipped.
     pub table_positions: Vec<(TableName, BinlogPos)>,
     pub tracker: Tracker,
+    /// gh-ost/pt-osc runs in progress: the statements waiting for their swap.
+    #[serde(default)]
+    pub online_ddl: online_ddl::OnlineDdls,
+}
+
+/// `schema_json`: the tracked schema and, alongside it, the online schema changes waiting
+/// for their swap (schema changes of the source not yet in the target).
+#[derive(Serialize, Deserialize)]
+struct SchemaState<T, O> {
+    #[serde(flatten)]
+    tracker: T,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    online_ddl: O,
+}
+
+fn is_empty<O: Serialize>(o: &O) -> bool {
+    serde_json::to_value(o).is_ok_and(|v| v.as_object().is_some_and(|m| m.is_empty()))
 }
 
 /// Names of a task's meta tables.
@@ -231,6 +249,8 @@ impl MetaTables {
                 self.checkpoint
             ))
         };
+        let state: SchemaState<Tracker, online_ddl::OnlineDdls> =
+            serde_json::from_str(&schema).map_err(|e| bad("schema_json", e))?;
         Ok(Some(Checkpoint {
             position: Position {
                 binlog: BinlogPos { name, pos },
@@ -244,7 +264,8 @@ impl MetaTables {
                 .map(|(name, pos)| BinlogPos { name, pos }),
             table_positions: serde_json::from_str(&tables)
                 .map_err(|e| bad("table_positions", e))?,
-            tracker: serde_json::from_str(&schema).map_err(|e| bad("schema_json", e))?,
+            tracker: state.tracker,
+            online_ddl: state.online_ddl,
         }))
     }
 
@@ -262,7 +283,11 @@ impl MetaTables {
             None => ("NULL".into(), "NULL".into()),
         };
         let tables = quote_str(&serde_json::to_string(&cp.table_positions).unwrap_or_default());
-        let schema = quote_str(&serde_json::to_string(&cp.tracker).unwrap_or_default());
+        let state = SchemaState {
+            tracker: &cp.tracker,
+            online_ddl: &cp.online_ddl,
+        };
+        let schema = quote_str(&serde_json::to_string(&state).unwrap_or_default());
         let schema_update = if with_schema {
             ", schema_json = VALUES(schema_json)"
         } else {

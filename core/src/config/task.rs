@@ -55,6 +55,31 @@ pub struct TaskConfig {
     /// Prechecks whose failures do not stop `start-task` (TiDB DM's item names, `all`).
     #[serde(default)]
     pub ignore_checking_items: Vec<String>,
+    /// gh-ost and pt-online-schema-change on the source (TiDB DM's `online-ddl`): their
+    /// shadow and trash tables are not migrated, the ALTERs run on a shadow table are applied
+    /// to the real table when the tool swaps it in.
+    #[serde(default = "yes")]
+    pub online_ddl: bool,
+    /// Names of shadow tables: regular expressions capturing the real table's name.
+    #[serde(default = "default_shadow_rules")]
+    pub shadow_table_rules: Vec<String>,
+    /// Names of trash (and bookkeeping) tables: regular expressions capturing the real name.
+    #[serde(default = "default_trash_rules")]
+    pub trash_table_rules: Vec<String>,
+}
+
+fn default_shadow_rules() -> Vec<String> {
+    crate::rules::online_ddl::DEFAULT_SHADOW_RULES
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+fn default_trash_rules() -> Vec<String> {
+    crate::rules::online_ddl::DEFAULT_TRASH_RULES
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// TiDB DM's `shard-mode`.
@@ -557,6 +582,21 @@ impl TaskConfig {
                 &format!("use {}", crate::check::checking_items().join(", ")),
             );
         }
+        for (key, rules) in [
+            ("shadow-table-rules", &cfg.shadow_table_rules),
+            ("trash-table-rules", &cfg.trash_table_rules),
+        ] {
+            if let Some(message) = rules
+                .iter()
+                .find_map(|r| crate::rules::online_ddl::check_rule(r).err())
+            {
+                return fail(
+                    key,
+                    format!("{key}: {message}"),
+                    "write a regular expression (Rust regex syntax) whose first group captures the real table's name, as `^_(.+)_(?:new|gho)$`",
+                );
+            }
+        }
         if cfg.mysql_instances.is_empty() {
             return fail(
                 "mysql-instances",
@@ -844,11 +884,18 @@ impl TaskConfig {
 
     /// The block-allow list of one source, as it selects tables.
     pub fn table_filter_of(&self, source_id: &str) -> crate::rules::TableFilter {
-        crate::rules::TableFilter::with_case(
+        let filter = crate::rules::TableFilter::with_case(
             &self.block_allow_list_of(source_id),
             &self.meta_schema,
             self.case_sensitive,
-        )
+        );
+        if !self.online_ddl {
+            return filter;
+        }
+        filter.with_online_ddl(crate::rules::OnlineDdlRules::new(
+            &self.shadow_table_rules,
+            &self.trash_table_rules,
+        ))
     }
 
     /// The table router of one source.

@@ -2,7 +2,7 @@
 //! `ignore-dbs`), then table level (`do-tables`, else `ignore-tables`). System schemas are
 //! never migrated.
 
-use super::Pattern;
+use super::{OnlineDdlRules, Pattern, TableRole};
 use crate::config::BlockAllowList;
 
 const SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
@@ -15,6 +15,8 @@ pub struct TableFilter {
     ignore_tables: Vec<(Pattern, Pattern)>,
     /// The task's own meta schema is never migrated (it lives in the target).
     meta_schema: String,
+    /// With `online-ddl`: the shadow and trash tables of gh-ost and pt-osc, never migrated.
+    online_ddl: Option<std::sync::Arc<OnlineDdlRules>>,
 }
 
 impl TableFilter {
@@ -38,6 +40,28 @@ impl TableFilter {
             do_tables: tables(&ba.do_tables),
             ignore_tables: tables(&ba.ignore_tables),
             meta_schema: meta_schema.to_string(),
+            online_ddl: None,
+        }
+    }
+
+    /// The same filter, leaving out the helper tables of online schema changes.
+    pub fn with_online_ddl(mut self, rules: OnlineDdlRules) -> Self {
+        self.online_ddl = Some(std::sync::Arc::new(rules));
+        self
+    }
+
+    pub fn online_ddl(&self) -> Option<&OnlineDdlRules> {
+        self.online_ddl.as_deref()
+    }
+
+    /// Whether `db`.`table`, or the real table of an online schema change's helper table,
+    /// is migrated.
+    pub fn allows_real_table(&self, db: &str, table: &str) -> bool {
+        match self.online_ddl().map(|r| r.role(table)) {
+            Some(TableRole::Shadow(real) | TableRole::Trash(real)) => {
+                self.allows_table(db, &real)
+            }
+            _ => self.allows_table(db, table),
         }
     }
 
@@ -63,6 +87,9 @@ impl TableFilter {
         if SYSTEM_SCHEMAS.iter().any(|s| s.eq_ignore_ascii_case(db))
             || db.eq_ignore_ascii_case(&self.meta_schema)
         {
+            return false;
+        }
+        if self.online_ddl().is_some_and(|r| !r.is_real(table)) {
             return false;
         }
         let db_listed = self.do_dbs.iter().any(|p| p.matches(db));

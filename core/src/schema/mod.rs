@@ -7,6 +7,7 @@
 
 mod ddl;
 mod model;
+pub mod retarget;
 mod statement;
 mod tracker;
 

@@ -115,6 +115,12 @@ impl Dispatcher<'_> {
             Ok(None) => return self.non_ddl(db, sql, &end.binlog),
             Ok(Some(d)) => d,
             Err(message) => match unparsed_table_ddl(db, sql) {
+                Some((table, kind)) if self.online_role(&table).is_some() => {
+                    let role = self.online_role(&table).expect("checked above");
+                    return self
+                        .online_statement(kind, db, sql, &table, &role, end)
+                        .await;
+                }
                 Some((table, kind)) if self.inc.router.route(&table).is_none() => {
                     return self.apply_unparsed(db, sql, table, kind, end).await
                 }
@@ -128,6 +134,9 @@ impl Dispatcher<'_> {
                 }
             },
         };
+        if let Some(roles) = self.online_roles(&ddl.tables) {
+            return self.online_ddl(&ddl, db, sql, roles, end).await;
+        }
         if !self.ddl_selected(&ddl, &end.binlog) {
             return Ok(());
         }

@@ -15,6 +15,7 @@ mod apply;
 mod batch;
 mod causality;
 mod ddl;
+mod online_ddl;
 mod operator;
 mod shard;
 
@@ -669,6 +670,7 @@ impl Dispatcher<'_> {
         self.schema_dirty = false;
         self.saved_at = Instant::now();
         self.note_needed();
+        self.publish_online_ddl();
         let p = &self.inc.progress;
         p.set_position(&self.cp.position);
         p.safe_mode

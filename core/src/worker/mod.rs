@@ -435,6 +435,11 @@ impl Worker {
             ),
         };
         let (rows_per_sec, txns_per_sec) = p.rates();
+        let online_ddl = p
+            .online_ddl
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let tables = if p.phase() == Phase::Full {
             p.tables()
         } else {
@@ -479,6 +484,7 @@ impl Worker {
             syncer_binlog: position.clone(),
             blocking_ddls: vec![],
             unresolved_groups: vec![],
+            online_ddl,
         }
     }
 

@@ -189,6 +189,7 @@ impl Subtask {
                     safe_mode_exit: None,
                     table_positions: vec![],
                     tracker: loaded.tracker,
+                    online_ddl: Default::default(),
                 };
                 self.fence.check()?;
                 save(&meta, &mut tgt, &tgt_addr, source_id, &cp).await?;
@@ -235,6 +236,7 @@ impl Subtask {
                         safe_mode_exit: None,
                         table_positions: vec![],
                         tracker: Tracker::default(),
+                        online_ddl: Default::default(),
                     },
                 };
                 self.fence.check()?;
@@ -334,6 +336,7 @@ impl Subtask {
             safe_mode_exit,
             table_positions: vec![],
             tracker: tracker_now(src, filter, &addr).await?,
+            online_ddl: Default::default(),
         })
     }
 
@@ -376,6 +379,7 @@ impl Subtask {
             safe_mode_exit,
             table_positions: vec![],
             tracker: tracker_now(src, filter, &addr).await?,
+            online_ddl: Default::default(),
         };
         self.fence.check()?;
         save(meta, tgt, &tgt_addr, source_id, &cp).await?;
@@ -416,6 +420,7 @@ fn checkpoint_after_full(
         safe_mode_exit: Some(newest),
         table_positions,
         tracker,
+        online_ddl: Default::default(),
     })
 }
 
