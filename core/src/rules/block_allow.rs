@@ -58,9 +58,7 @@ impl TableFilter {
     /// is migrated.
     pub fn allows_real_table(&self, db: &str, table: &str) -> bool {
         match self.online_ddl().map(|r| r.role(table)) {
-            Some(TableRole::Shadow(real) | TableRole::Trash(real)) => {
-                self.allows_table(db, &real)
-            }
+            Some(TableRole::Shadow(real) | TableRole::Trash(real)) => self.allows_table(db, &real),
             _ => self.allows_table(db, table),
         }
     }

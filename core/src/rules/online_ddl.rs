@@ -95,7 +95,10 @@ mod tests {
         let r = defaults();
         assert_eq!(r.role("_orders_gho"), TableRole::Shadow("orders".into()));
         assert_eq!(r.role("_orders_new"), TableRole::Shadow("orders".into()));
-        assert_eq!(r.role("_order_items_del"), TableRole::Trash("order_items".into()));
+        assert_eq!(
+            r.role("_order_items_del"),
+            TableRole::Trash("order_items".into())
+        );
         assert_eq!(r.role("_orders_ghc"), TableRole::Trash("orders".into()));
         assert_eq!(r.role("_orders_old"), TableRole::Trash("orders".into()));
         assert_eq!(r.role("orders"), TableRole::Real);
@@ -108,7 +111,9 @@ mod tests {
     #[test]
     fn a_rule_must_capture_the_real_name() {
         assert!(check_rule("^_(.+)_tmp$").is_ok());
-        assert!(check_rule("^_.+_tmp$").unwrap_err().contains("capture group"));
+        assert!(check_rule("^_.+_tmp$")
+            .unwrap_err()
+            .contains("capture group"));
         assert!(check_rule("^_(.+_tmp$").is_err());
     }
 }

@@ -13,7 +13,9 @@ use sqlparser::tokenizer::{Location, Token, Tokenizer};
 /// (table, byte range of its name in `sql`).
 fn table_span(default_db: &str, sql: &str) -> Option<(TableName, usize, usize)> {
     let dialect = MySqlDialect {};
-    let all = Tokenizer::new(&dialect, sql).tokenize_with_location().ok()?;
+    let all = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .ok()?;
     // Indexes into `all` of the tokens that are not whitespace or comments.
     let words: Vec<usize> = (0..all.len())
         .filter(|&i| !matches!(all[i].token, Token::Whitespace(_)))
@@ -32,9 +34,10 @@ fn table_span(default_db: &str, sql: &str) -> Option<(TableName, usize, usize)> 
             }
             is(i, "TABLE").then_some(i + 1)?
         }
-        "CREATE" | "DROP" => (1..6).find(|&i| is(i, "ON")).map(|i| i + 1).filter(|_| {
-            (1..4).any(|i| is(i, "INDEX") || is(i, "KEY"))
-        })?,
+        "CREATE" | "DROP" => (1..6)
+            .find(|&i| is(i, "ON"))
+            .map(|i| i + 1)
+            .filter(|_| (1..4).any(|i| is(i, "INDEX") || is(i, "KEY")))?,
         _ => return None,
     };
     let ident = |i: usize| match words.get(i).map(|&j| &all[j].token) {
@@ -126,11 +129,21 @@ mod tests {
     fn only_the_table_name_changes() {
         let to = t("shop", "orders");
         assert_eq!(
-            retarget("x", "alter /* gh-ost */ table `shop`.`_orders_gho` add column c int comment 'a\\'b'", &to).unwrap(),
+            retarget(
+                "x",
+                "alter /* gh-ost */ table `shop`.`_orders_gho` add column c int comment 'a\\'b'",
+                &to
+            )
+            .unwrap(),
             "alter /* gh-ost */ table `shop`.`orders` add column c int comment 'a\\'b'"
         );
         assert_eq!(
-            retarget("shop", "ALTER ONLINE TABLE _orders_new\n  ENGINE=InnoDB, ALGORITHM=INPLACE", &to).unwrap(),
+            retarget(
+                "shop",
+                "ALTER ONLINE TABLE _orders_new\n  ENGINE=InnoDB, ALGORITHM=INPLACE",
+                &to
+            )
+            .unwrap(),
             "ALTER ONLINE TABLE `shop`.`orders`\n  ENGINE=InnoDB, ALGORITHM=INPLACE"
         );
         assert_eq!(

@@ -87,7 +87,11 @@ impl Dispatcher<'_> {
             tracing::debug!(position = %at, statement = sql, "statement on an online schema change's trash table passed over");
             return Ok(());
         };
-        if !self.inc.filter.allows_real_table(&table.schema, &table.table) {
+        if !self
+            .inc
+            .filter
+            .allows_real_table(&table.schema, &table.table)
+        {
             return Ok(());
         }
         let real = TableName::new(&table.schema, real);
