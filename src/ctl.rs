@@ -1502,7 +1502,7 @@ fn render_tasks(v: &Value) -> String {
                 num("rows_per_sec"),
                 num("txns_per_sec")
             );
-            let warnings: Vec<String> = st
+            let mut warnings: Vec<String> = st
                 .get("warnings")
                 .and_then(Value::as_array)
                 .map(|w| {
@@ -1512,6 +1512,20 @@ fn render_tasks(v: &Value) -> String {
                         .collect()
                 })
                 .unwrap_or_default();
+            // gh-ost/pt-osc runs under way: what waits for their swap.
+            for o in st
+                .get("online_ddl")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let n = o["statements"].as_array().map_or(0, Vec::len);
+                warnings.push(format!(
+                    "{} on {}: {n} statement(s) wait for the swap",
+                    s(o, "tool"),
+                    s(o, "table")
+                ));
+            }
             let err = match st.get("last_error") {
                 Some(e) if !e.is_null() => format!(
                     "[{}] {}\nhint: {}",

@@ -425,6 +425,13 @@ async fn an_abandoned_gh_ost_run_leaves_the_target_table_as_it_was() {
     };
     gh.begin("add column d int null").await;
     wait_online_ddl(&dm, "gho").await;
+    // check-task names the tool's tables it will not migrate.
+    let tf = dm.dir.path().join("task.yaml");
+    let (_, out) = dm.ctl(&["--output", "json", "check-task", tf.to_str().unwrap()]);
+    assert!(
+        out.contains("online schema change tables") && out.contains("shop._t_gho (shadow of t)"),
+        "{out}"
+    );
     gh.copy().await;
     gh.abandon().await;
     stop.store(true, Ordering::Relaxed);

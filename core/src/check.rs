@@ -111,7 +111,7 @@ const ITEMS: &[(&str, &[&str])] = &[
     ("binlog_db", &[]),
     ("conn_number", &[]),
     ("meta_position", &[]),
-    ("online_ddl", &[]),
+    ("online_ddl", &["online schema change tables"]),
 ];
 
 /// The names `ignore-checking-items` accepts.
@@ -254,6 +254,47 @@ async fn cascading_foreign_keys(
     }
 }
 
+/// Tables whose names `online-ddl`'s rules take for gh-ost's or pt-osc's: they are not
+/// migrated. A shadow table at the start may be a run under way, whose ALTER (already run)
+/// dm will not see.
+async fn online_ddl_tables(
+    subject: &str,
+    conn: &mut mysql_async::Conn,
+    filter: &TableFilter,
+    out: &mut Vec<Finding>,
+) {
+    let Some(rules) = filter.online_ddl() else {
+        return;
+    };
+    let tables: Vec<(String, String)> = conn
+        .query(
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
+             WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME",
+        )
+        .await
+        .unwrap_or_default();
+    let helpers: Vec<String> = tables
+        .into_iter()
+        .filter(|(db, t)| !rules.is_real(t) && filter.allows_real_table(db, t))
+        .map(|(db, t)| match rules.role(&t) {
+            crate::rules::TableRole::Shadow(real) => format!("{db}.{t} (shadow of {real})"),
+            _ => format!("{db}.{t}"),
+        })
+        .collect();
+    if !helpers.is_empty() {
+        out.push(finding(
+            subject,
+            "online schema change tables",
+            Level::Warn,
+            format!(
+                "{}: their names match `shadow-table-rules`/`trash-table-rules`, so dm takes them for gh-ost's or pt-online-schema-change's tables and does not migrate them; a run under way whose ALTER already ran pauses the task at its swap (DM-DDL-6004)",
+                helpers.join(", ")
+            ),
+            "let a tool's run finish before starting the task; for tables of your own with such names set `online-ddl: false` or narrower rules",
+        ));
+    }
+}
+
 async fn check_source(task: &TaskConfig, src: &SourceConfig, out: &mut Vec<Finding>) {
     let subject = format!("source {}", src.source_id);
     let mut conn = match crate::db::connect(&src.from, DbRole::Source).await {
@@ -373,6 +414,7 @@ async fn check_source(task: &TaskConfig, src: &SourceConfig, out: &mut Vec<Findi
         ));
     }
     cascading_foreign_keys(&subject, &mut conn, &filter, out).await;
+    online_ddl_tables(&subject, &mut conn, &filter, out).await;
     check_target_tables(task, src, &mut conn, &filter, out).await;
     if !whole.is_empty() {
         out.push(finding(
