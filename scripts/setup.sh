@@ -15,6 +15,8 @@ command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 # Tests import dumps mydumper writes (task-mode load&sync).
 command -v mydumper >/dev/null 2>&1 || need+=(mydumper)
+# Tests run pt-online-schema-change on the source (online-ddl).
+command -v pt-online-schema-change >/dev/null 2>&1 || need+=(percona-toolkit)
 if [ "${1:-}" = "--bench" ]; then
   command -v sysbench >/dev/null 2>&1 || need+=(sysbench)
 fi
