@@ -17,6 +17,8 @@ pub struct TableFilter {
     meta_schema: String,
     /// With `online-ddl`: the shadow and trash tables of gh-ost and pt-osc, never migrated.
     online_ddl: Option<std::sync::Arc<OnlineDdlRules>>,
+    /// System schemas too (reading binlog files whole, not migrating).
+    system: bool,
 }
 
 impl TableFilter {
@@ -41,6 +43,16 @@ impl TableFilter {
             ignore_tables: tables(&ba.ignore_tables),
             meta_schema: meta_schema.to_string(),
             online_ddl: None,
+            system: false,
+        }
+    }
+
+    /// Every table, those of system schemas included: for reading binlog files whole (files a
+    /// test server wrote keep their tables in `mysql`), never for a task.
+    pub fn everything() -> Self {
+        TableFilter {
+            system: true,
+            ..Self::new(&BlockAllowList::default(), "")
         }
     }
 
@@ -82,6 +94,9 @@ impl TableFilter {
 
     /// Whether rows and DDL of `db`.`table` are migrated.
     pub fn allows_table(&self, db: &str, table: &str) -> bool {
+        if self.system {
+            return true;
+        }
         if SYSTEM_SCHEMAS.iter().any(|s| s.eq_ignore_ascii_case(db))
             || db.eq_ignore_ascii_case(&self.meta_schema)
         {

@@ -134,7 +134,7 @@ impl Dispatcher<'_> {
                 }
             },
         };
-        if let Some(roles) = self.online_roles(&ddl.tables) {
+        if let Some(roles) = self.online_roles(&ddl) {
             return self.online_ddl(&ddl, db, sql, roles, end).await;
         }
         if !self.ddl_selected(&ddl, &end.binlog) {

@@ -24,10 +24,15 @@ use crate::status::OnlineDdlStatus;
 use crate::upstream::Position;
 
 impl Dispatcher<'_> {
-    /// The role of each table when one of them is a shadow or trash table.
-    pub(super) fn online_roles(&self, tables: &[TableName]) -> Option<Vec<TableRole>> {
+    /// The role of each table the DDL changes when one of them is a shadow or trash table
+    /// (CREATE TABLE ... LIKE changes only the first table it names).
+    pub(super) fn online_roles(&self, ddl: &Ddl) -> Option<Vec<TableRole>> {
         let rules = self.inc.filter.online_ddl()?;
-        let roles: Vec<TableRole> = tables.iter().map(|t| rules.role(&t.table)).collect();
+        let changed = match ddl.kind {
+            DdlKind::CreateTable => &ddl.tables[..1.min(ddl.tables.len())],
+            _ => &ddl.tables[..],
+        };
+        let roles: Vec<TableRole> = changed.iter().map(|t| rules.role(&t.table)).collect();
         roles.iter().any(|r| *r != TableRole::Real).then_some(roles)
     }
 
@@ -49,21 +54,22 @@ impl Dispatcher<'_> {
         if ddl.kind == DdlKind::RenameTable {
             return self.online_rename(ddl, sql, &roles, end).await;
         }
-        // CREATE TABLE ... LIKE names its model second: only the first table is created.
-        let n = if ddl.kind == DdlKind::CreateTable {
-            1
-        } else {
-            ddl.tables.len()
-        };
-        if roles[..n].contains(&TableRole::Real) {
+        let tables = ddl.tables.iter().zip(&roles);
+        let f = &self.inc.filter;
+        if let Some((real, _)) = tables
+            .clone()
+            .find(|(t, r)| **r == TableRole::Real && f.allows_table(&t.schema, &t.table))
+        {
+            // DROP TABLE t, _t_old: no tool writes that; dm cannot run part of it.
             return Err(Error::OnlineDdl {
-                table: ddl.tables[0].to_string(),
+                table: real.to_string(),
                 position: end.binlog.to_string(),
                 statement: sql.to_string(),
-                message: "a statement on both real tables and online schema change tables".into(),
+                message: "a statement on both migrated tables and online schema change tables"
+                    .into(),
             });
         }
-        for (table, role) in ddl.tables[..n].iter().zip(&roles[..n]) {
+        for (table, role) in tables.filter(|(_, r)| **r != TableRole::Real) {
             self.online_statement(ddl.kind, db, sql, table, role, end)
                 .await?;
         }

@@ -22,6 +22,9 @@ use mysql_async::binlog::events::{Event, EventData, RowsEventData};
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
+use mysql_common::binlog::consts::BinlogVersion;
+use mysql_common::binlog::EventStreamReader;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,6 +105,8 @@ impl BinlogOrigin {
 enum EventSource {
     Network(BinlogStream),
     Relay(crate::relay::RelayReader),
+    /// Binlog files on disk, read in order.
+    Files(super::binlog_files::FileEvents),
 }
 
 pub struct BinlogReader {
@@ -121,6 +126,11 @@ pub struct BinlogReader {
     /// Set by a heartbeat outside a transaction: the source is quiet.
     idle: bool,
     filter: TableFilter,
+    /// The events of a compressed transaction (MySQL's TRANSACTION_PAYLOAD) not handled yet,
+    /// the reader of their table maps, and the payload event's end (their position).
+    payload: VecDeque<Event>,
+    payload_reader: Option<EventStreamReader>,
+    payload_end: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -187,7 +197,57 @@ impl BinlogReader {
             bytes_in_txn: 0,
             idle: false,
             filter,
+            payload: VecDeque::new(),
+            payload_reader: None,
+            payload_end: 0,
         })
+    }
+
+    /// Reads binlog files a server wrote, in the order given, from the start of the first.
+    pub fn from_files(
+        source_id: &str,
+        flavor: Flavor,
+        files: Vec<std::path::PathBuf>,
+        filter: TableFilter,
+    ) -> Self {
+        let first = files
+            .first()
+            .and_then(|f| f.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        BinlogReader {
+            source_id: source_id.to_string(),
+            flavor,
+            stream: EventSource::Files(super::binlog_files::FileEvents::new(files)),
+            file: first.clone(),
+            checksum: false,
+            seen_format: false,
+            gtid: Some(GtidSet::empty(flavor)),
+            pending_gtid: None,
+            in_txn: false,
+            current: Txn {
+                end: Position {
+                    binlog: BinlogPos {
+                        name: first,
+                        pos: 4,
+                    },
+                    gtid: None,
+                },
+                ..Default::default()
+            },
+            rows_in_txn: 0,
+            bytes_in_txn: 0,
+            idle: false,
+            filter,
+            payload: VecDeque::new(),
+            payload_reader: None,
+            payload_end: 0,
+        }
+    }
+
+    /// Events of a transaction were read, its end not yet (a file that ends inside one).
+    pub fn mid_transaction(&self) -> bool {
+        self.in_txn || !self.current.events.is_empty()
     }
 
     /// A binlog dump from the source; also says whether events carry checksums.
@@ -248,8 +308,33 @@ impl BinlogReader {
     /// (a heartbeat came): the caller may flush and report lag 0.
     pub async fn next_txn(&mut self) -> Result<Option<Txn>> {
         loop {
+            // What is left of a compressed transaction comes first.
+            if let Some(ev) = self.payload.pop_front() {
+                let done = self.handle(ev);
+                if self.payload.is_empty() {
+                    self.payload_reader = None;
+                }
+                match done? {
+                    Some(txn) => return Ok(Some(txn)),
+                    None => continue,
+                }
+            }
             let stream = match &mut self.stream {
                 EventSource::Network(s) => s,
+                EventSource::Files(f) => match f.next() {
+                    Ok(Some(ev)) => {
+                        if ev.new_file {
+                            self.file = f.name().to_string();
+                        }
+                        if let Some(done) = self.handle(ev.event)? {
+                            return Ok(Some(done));
+                        }
+                        continue;
+                    }
+                    // Past the last file: quiet.
+                    Ok(None) => return Ok(None),
+                    Err(message) => return Err(self.err(0, message, false)),
+                },
                 EventSource::Relay(r) => match r.next().await? {
                     Some(ev) => {
                         if let Some(done) = self.handle(ev)? {
@@ -331,7 +416,9 @@ fn event_rule(type_code: u8) -> EventRule {
         "MariaDB compressed binlog event: set log_bin_compress=OFF on the source";
     match type_code {
         // QUERY, ROTATE, XID, FORMAT_DESCRIPTION, TABLE_MAP, rows v1/v2, GTID, partial JSON rows.
-        2 | 4 | 15 | 16 | 19 | 23..=25 | 30..=33 | 39 => Read,
+        // TRANSACTION_PAYLOAD (MySQL's compressed transactions) is unpacked.
+        // GTID_TAGGED (MySQL 8.4) is a GTID.
+        2 | 4 | 15 | 16 | 19 | 23..=25 | 30..=33 | 39 | 40 | 42 => Read,
         // START_V3, STOP, INTVAR, RAND, USER_VAR (context of a statement), HEARTBEAT,
         // IGNORABLE, ROWS_QUERY, ANONYMOUS_GTID, PREVIOUS_GTIDS, TRANSACTION_CONTEXT,
         // VIEW_CHANGE (group replication), HEARTBEAT_V2, MariaDB ANNOTATE_ROWS,
@@ -349,10 +436,6 @@ fn event_rule(type_code: u8) -> EventRule {
         38 => Refuse(
             "XA PREPARE event",
             "XA transactions are not supported: commit XA transactions on the source with a plain COMMIT",
-        ),
-        40 => Refuse(
-            "TRANSACTION_PAYLOAD event",
-            "MySQL binlog transaction compression is not supported yet: SET GLOBAL binlog_transaction_compression = OFF on the source",
         ),
         165..=171 => Refuse("compressed event", COMPRESSED),
         _ => Refuse(
@@ -384,7 +467,11 @@ impl BinlogReader {
     /// Takes one event; returns a transaction when this event ended one (or filled a fragment).
     fn handle(&mut self, ev: Event) -> Result<Option<Txn>> {
         let h = ev.header();
-        let log_pos = h.log_pos() as u64;
+        // Events of a compressed transaction are where their payload event ends.
+        let log_pos = match self.payload_reader {
+            Some(_) => self.payload_end,
+            None => h.log_pos() as u64,
+        };
         match h.event_type_raw() {
             HEARTBEAT_EVENT => {
                 if !self.in_txn {
@@ -456,13 +543,18 @@ impl BinlogReader {
                 Ok(None)
             }
             EventData::GtidEvent(g) => {
-                self.pending_gtid = Some(PendingGtid::Mysql {
-                    uuid: uuid_text(g.sid()),
-                    gno: g.gno(),
-                });
+                let uuid = match g.tag() {
+                    Some(tag) => format!("{}:{tag}", uuid_text(g.sid())),
+                    None => uuid_text(g.sid()),
+                };
+                self.pending_gtid = Some(PendingGtid::Mysql { uuid, gno: g.gno() });
                 Ok(None)
             }
             EventData::XidEvent(_) => Ok(Some(self.finish(log_pos))),
+            EventData::TransactionPayloadEvent(p) => {
+                self.unpack(&p, log_pos)?;
+                Ok(None)
+            }
             EventData::QueryEvent(q) => {
                 let sql = q.query();
                 let trimmed = sql.trim();
@@ -502,9 +594,11 @@ impl BinlogReader {
                         RowOp::Delete
                     }
                 };
-                let tme = match &self.stream {
-                    EventSource::Network(s) => s.get_tme(re.table_id()),
-                    EventSource::Relay(r) => r.get_tme(re.table_id()),
+                let tme = match (&self.payload_reader, &self.stream) {
+                    (Some(p), _) => p.get_tme(re.table_id()),
+                    (None, EventSource::Network(s)) => s.get_tme(re.table_id()),
+                    (None, EventSource::Relay(r)) => r.get_tme(re.table_id()),
+                    (None, EventSource::Files(f)) => f.get_tme(re.table_id()),
                 };
                 let Some(tme) = tme else {
                     return Err(self.err(
@@ -581,6 +675,33 @@ impl BinlogReader {
             }
             _ => Ok(None),
         }
+    }
+
+    /// Unpacks a compressed transaction: its events are handled next, in order, with their
+    /// own table maps.
+    fn unpack(
+        &mut self,
+        p: &mysql_common::binlog::events::TransactionPayloadEvent<'_>,
+        log_pos: u64,
+    ) -> Result<()> {
+        let bad = |e: std::io::Error| format!("cannot unpack a compressed transaction: {e}");
+        let mut data = p
+            .decompressed()
+            .map_err(|e| self.err(log_pos, bad(e), false))?;
+        // Inside a payload, events carry no checksums (a new reader's format description).
+        let mut reader = EventStreamReader::new(BinlogVersion::Version4);
+        let mut events = VecDeque::new();
+        loop {
+            match reader.read_decompressed(&mut data) {
+                Ok(Some(ev)) => events.push_back(ev),
+                Ok(None) => break,
+                Err(e) => return Err(self.err(log_pos, bad(e), false)),
+            }
+        }
+        self.payload = events;
+        self.payload_reader = Some(reader);
+        self.payload_end = log_pos;
+        Ok(())
     }
 
     /// Ends the current transaction at `log_pos`.

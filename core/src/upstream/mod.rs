@@ -1,6 +1,7 @@
 //! The upstream side: binlog positions of both flavors and the binlog stream reader.
 
 mod binlog;
+mod binlog_files;
 mod context;
 mod position;
 mod time2;

@@ -88,16 +88,25 @@ impl GtidSet {
                     m.insert(d, (s, q));
                 }
                 GtidSet::Mysql(m) => {
+                    // `uuid:1-5:7:tag:1-3` (MySQL 8.4 tags name the intervals after them).
                     let mut it = part.split(':');
                     let uuid = it.next().unwrap_or("").to_ascii_lowercase();
                     let bad = || format!("bad MySQL GTID set `{part}`");
+                    let mut key = uuid.clone();
                     for iv in it {
+                        if !iv.starts_with(|c: char| c.is_ascii_digit()) {
+                            if iv.is_empty() {
+                                return Err(bad());
+                            }
+                            key = format!("{uuid}:{}", iv.to_ascii_lowercase());
+                            continue;
+                        }
                         let (a, b) = match iv.split_once('-') {
                             Some((a, b)) => (a.parse::<u64>(), b.parse::<u64>()),
                             None => (iv.parse(), iv.parse()),
                         };
                         let (a, b) = (a.map_err(|_| bad())?, b.map_err(|_| bad())?);
-                        m.entry(uuid.clone()).or_default().push((a, b + 1));
+                        m.entry(key.clone()).or_default().push((a, b + 1));
                     }
                 }
             }
@@ -112,6 +121,7 @@ impl GtidSet {
         }
     }
 
+    /// `uuid` is the server's uuid, `uuid:tag` for a tagged GTID (MySQL 8.4).
     pub fn add_mysql(&mut self, uuid: &str, gno: u64) {
         if let GtidSet::Mysql(m) = self {
             let ivs = m.entry(uuid.to_string()).or_default();
@@ -135,22 +145,39 @@ impl fmt::Display for GtidSet {
                 f.write_str(&parts.join(","))
             }
             GtidSet::Mysql(m) => {
-                let parts: Vec<String> = m
-                    .iter()
-                    .map(|(u, ivs)| {
-                        let ivs: Vec<String> = ivs
-                            .iter()
-                            .map(|(a, b)| {
-                                if b - a == 1 {
-                                    a.to_string()
-                                } else {
-                                    format!("{a}-{}", b - 1)
-                                }
-                            })
-                            .collect();
-                        format!("{u}:{}", ivs.join(":"))
-                    })
-                    .collect();
+                // One part per server uuid: its untagged intervals, then each tag's (the
+                // keys of a uuid sort together, untagged first).
+                let mut parts: Vec<String> = Vec::new();
+                let mut last_uuid = "";
+                for (key, ivs) in m {
+                    let (uuid, tag) = match key.split_once(':') {
+                        Some((u, t)) => (u, Some(t)),
+                        None => (key.as_str(), None),
+                    };
+                    let ivs: Vec<String> = ivs
+                        .iter()
+                        .map(|(a, b)| {
+                            if b - a == 1 {
+                                a.to_string()
+                            } else {
+                                format!("{a}-{}", b - 1)
+                            }
+                        })
+                        .collect();
+                    let text = match tag {
+                        Some(t) => format!("{t}:{}", ivs.join(":")),
+                        None => ivs.join(":"),
+                    };
+                    if uuid == last_uuid {
+                        if let Some(p) = parts.last_mut() {
+                            p.push(':');
+                            p.push_str(&text);
+                        }
+                    } else {
+                        parts.push(format!("{uuid}:{text}"));
+                        last_uuid = uuid;
+                    }
+                }
                 f.write_str(&parts.join(","))
             }
         }
@@ -177,6 +204,23 @@ impl fmt::Display for Position {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mysql_gtid_sets_with_tags_read_and_print_as_mysql_writes_them() {
+        let text = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:11:batch:1-3:nightly:7,\
+                    aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa:tag_only:1-2";
+        let mut set = GtidSet::parse(Flavor::Mysql, text).unwrap();
+        assert_eq!(set.to_string(), text.replace(' ', ""));
+        set.add_mysql("3e11fa47-71ca-11e1-9e33-c80aa9429562:batch", 4);
+        set.add_mysql("aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa", 1);
+        assert_eq!(
+            set.to_string(),
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:11:batch:1-4:nightly:7,\
+             aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa:1:tag_only:1-2"
+                .replace(' ', "")
+        );
+        assert!(GtidSet::parse(Flavor::Mysql, "3e11fa47-71ca-11e1-9e33-c80aa9429562::1").is_err());
+    }
 
     #[test]
     fn positions_order_by_file_then_offset() {

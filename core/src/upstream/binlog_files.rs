@@ -1,0 +1,95 @@
+//! Binlog files on disk as an event stream: files a server wrote (archived, or recorded from
+//! MySQL servers for tests), read in order, each from its magic header and format
+//! description, with checksums verified as the file's format description says.
+
+use mysql_async::binlog::events::{Event, TableMapEvent};
+use mysql_common::binlog::consts::BinlogVersion;
+use mysql_common::binlog::{BinlogFileHeader, EventStreamReader};
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+
+pub struct FileEvents {
+    files: VecDeque<PathBuf>,
+    current: Option<(BufReader<File>, EventStreamReader)>,
+    /// The file being read (its name, as positions name it) and the offset of its next event.
+    name: String,
+    offset: u64,
+}
+
+/// An event and whether it is the first of a new file (named `FileEvents::name`).
+pub struct FileEvent {
+    pub event: Event,
+    pub new_file: bool,
+}
+
+impl FileEvents {
+    pub fn new(files: Vec<PathBuf>) -> Self {
+        FileEvents {
+            files: files.into(),
+            current: None,
+            name: String::new(),
+            offset: 0,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The next event; `None` past the end of the last file. An error says what is wrong
+    /// with the file (not a binlog, a corrupt or truncated event).
+    pub fn next(&mut self) -> Result<Option<FileEvent>, String> {
+        let mut new_file = false;
+        loop {
+            if self.current.is_none() {
+                let Some(path) = self.files.pop_front() else {
+                    return Ok(None);
+                };
+                self.name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let file = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let mut read = BufReader::new(file);
+                BinlogFileHeader::read(&mut read)
+                    .map_err(|e| format!("{}: not a binlog file: {e}", path.display()))?;
+                self.current = Some((read, EventStreamReader::new(BinlogVersion::Version4)));
+                self.offset = 4;
+                new_file = true;
+            }
+            let Some((read, events)) = self.current.as_mut() else {
+                continue;
+            };
+            let at_end = read.fill_buf().map(|b| b.is_empty());
+            if at_end.map_err(|e| format!("{}:{}: {e}", self.name, self.offset))? {
+                self.current = None;
+                continue;
+            }
+            match events.read(&mut *read) {
+                Ok(Some(event)) => {
+                    self.offset += u64::from(event.header().event_size());
+                    return Ok(Some(FileEvent { event, new_file }));
+                }
+                Ok(None) => self.current = None,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(format!(
+                        "{}:{}: the file ends inside an event (truncated: the server stopped while writing it)",
+                        self.name, self.offset
+                    ))
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "{}:{}: a corrupt event: {e}",
+                        self.name, self.offset
+                    ))
+                }
+            }
+        }
+    }
+
+    pub fn get_tme(&self, table_id: u64) -> Option<&TableMapEvent<'static>> {
+        self.current.as_ref()?.1.get_tme(table_id)
+    }
+}
