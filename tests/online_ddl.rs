@@ -354,10 +354,12 @@ async fn pt_online_schema_change_reaches_the_target_without_its_copy() {
     let rows = assert_same(&src, &dst, &["shop"]).await;
     assert!(rows as u64 > ROWS / 2);
     // The copy (200k rows into _t_new) never reached the target: only the writer's inserts
-    // (a third of its writes) and dm's own bookkeeping did.
+    // (a third of its writes) and dm's own bookkeeping (an upsert of the apply position per
+    // target transaction, at most one per write) did.
     let inserted = rows_inserted(&dst).await - before;
+    eprintln!("pt-osc on {ROWS} rows: the target inserted {inserted} rows for {writes} writes");
     assert!(
-        inserted < writes / 3 + 20_000,
+        inserted < writes * 4 / 3 + 20_000,
         "the target inserted {inserted} rows for {writes} writes"
     );
     assert_eq!(
@@ -408,8 +410,9 @@ async fn gh_ost_atomic_and_two_step_cut_overs_reach_the_target_without_the_copy(
     );
     assert_same(&src, &dst, &["shop"]).await;
     let inserted = rows_inserted(&dst).await - before;
+    eprintln!("gh-ost twice on {ROWS} rows: the target inserted {inserted} rows for {writes} writes");
     assert!(
-        inserted < writes / 3 + 20_000,
+        inserted < writes * 4 / 3 + 20_000,
         "the target inserted {inserted} rows for {writes} writes (two copies of {ROWS} rows ran)"
     );
 }
