@@ -410,7 +410,9 @@ async fn gh_ost_atomic_and_two_step_cut_overs_reach_the_target_without_the_copy(
     );
     assert_same(&src, &dst, &["shop"]).await;
     let inserted = rows_inserted(&dst).await - before;
-    eprintln!("gh-ost twice on {ROWS} rows: the target inserted {inserted} rows for {writes} writes");
+    eprintln!(
+        "gh-ost twice on {ROWS} rows: the target inserted {inserted} rows for {writes} writes"
+    );
     assert!(
         inserted < writes * 4 / 3 + 20_000,
         "the target inserted {inserted} rows for {writes} writes (two copies of {ROWS} rows ran)"

@@ -765,8 +765,8 @@ async fn begin_snapshot(
             src.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
                 .await
                 .map_err(&se)?;
-            let row: Option<mysql_async::Row> =
-                src.query_first("SHOW MASTER STATUS").await.map_err(&se)?;
+            let sql = crate::upstream::binlog_status_sql(Flavor::Mysql, src.server_version());
+            let row: Option<mysql_async::Row> = src.query_first(sql).await.map_err(&se)?;
             // Executed_Gtid_Set (5th column) is read in the same row, under the lock.
             let row = row.map(|r| {
                 (

@@ -279,9 +279,17 @@ impl BinlogReader {
                     .map_err(map)?;
             }
         }
+        // MySQL: the GTIDs already applied (COM_BINLOG_DUMP_GTID); the server finds the
+        // first transaction missing, on another server of the topology too.
+        let mysql_sids = match (&start.gtid, flavor) {
+            (Some(g), Flavor::Mysql) if use_gtid => g.mysql_sids(),
+            _ => None,
+        };
         let request = BinlogStreamRequest::new(server_id);
         let request = if by_gtid.is_some() {
             request
+        } else if let Some(sids) = mysql_sids {
+            request.with_gtid().with_gtid_set(sids)
         } else {
             request
                 .with_filename(start.binlog.name.as_bytes())

@@ -37,15 +37,26 @@ pub async fn detect_flavor(conn: &mut Conn, addr: &str) -> Result<Flavor> {
     )
 }
 
+/// The statement that shows the binlog file and position being written, by the server's
+/// version (from the handshake): MySQL 8.2 renamed `SHOW MASTER STATUS` to `SHOW BINARY LOG
+/// STATUS` and 8.4 removed the old name; MariaDB keeps it. Both answer with the same columns
+/// (File, Position, Binlog_Do_DB, Binlog_Ignore_DB and, MySQL, Executed_Gtid_Set).
+pub fn binlog_status_sql(flavor: Flavor, version: (u16, u16, u16)) -> &'static str {
+    match flavor {
+        Flavor::Mysql if version >= (8, 2, 0) => "SHOW BINARY LOG STATUS",
+        _ => "SHOW MASTER STATUS",
+    }
+}
+
 /// The source's current binlog position (end of the last written event), with its GTID set.
 pub async fn current_position(conn: &mut Conn, flavor: Flavor, addr: &str) -> Result<Position> {
     let map = |e| Error::db(DbRole::Source, addr, e);
-    let row: Option<mysql_async::Row> =
-        conn.query_first("SHOW MASTER STATUS").await.map_err(map)?;
+    let sql = binlog_status_sql(flavor, conn.server_version());
+    let row: Option<mysql_async::Row> = conn.query_first(sql).await.map_err(map)?;
     let row = row.ok_or_else(|| Error::Db {
         role: DbRole::Source,
         addr: addr.to_string(),
-        message: "binary logging is off (SHOW MASTER STATUS is empty)".into(),
+        message: format!("binary logging is off ({sql} is empty)"),
         errno: None,
         retryable: false,
         position: None,
@@ -87,4 +98,36 @@ pub async fn gtid_at(
         .await
         .map_err(|e| Error::db(DbRole::Source, addr, e))?;
     Ok(text.and_then(|t| GtidSet::parse(flavor, &t).ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_binlog_status_statement_follows_the_servers_version() {
+        for (flavor, version, sql) in [
+            (Flavor::Mysql, (5, 7, 44), "SHOW MASTER STATUS"),
+            (Flavor::Mysql, (8, 0, 36), "SHOW MASTER STATUS"),
+            (Flavor::Mysql, (8, 2, 0), "SHOW BINARY LOG STATUS"),
+            (Flavor::Mysql, (8, 4, 3), "SHOW BINARY LOG STATUS"),
+            (Flavor::Mysql, (9, 1, 0), "SHOW BINARY LOG STATUS"),
+            (Flavor::Mariadb, (10, 11, 19), "SHOW MASTER STATUS"),
+            (Flavor::Mariadb, (11, 4, 2), "SHOW MASTER STATUS"),
+        ] {
+            assert_eq!(binlog_status_sql(flavor, version), sql, "{version:?}");
+        }
+    }
+
+    /// MySQL prints Executed_Gtid_Set with a newline after each comma.
+    #[test]
+    fn executed_gtid_set_as_mysql_prints_it() {
+        let answer = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-77,\n\
+                      ce9be252-2b71-11e6-b8f4-00212844f856:1-3:tag:5";
+        let set = GtidSet::parse(Flavor::Mysql, answer).unwrap();
+        assert_eq!(
+            set.to_string(),
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-77,ce9be252-2b71-11e6-b8f4-00212844f856:1-3:tag:5"
+        );
+    }
 }

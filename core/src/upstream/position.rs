@@ -121,6 +121,41 @@ impl GtidSet {
         }
     }
 
+    /// The set as COM_BINLOG_DUMP_GTID takes it (a MySQL server then sends every transaction
+    /// not in it, from whatever file holds the first); tagged GTIDs in MySQL 8.4's tagged
+    /// format. `None` for a MariaDB or empty set, or one with a malformed uuid or tag.
+    pub fn mysql_sids(&self) -> Option<Vec<mysql_common::packets::Sid<'static>>> {
+        use mysql_common::packets::{GnoInterval, Sid, Tag};
+        let GtidSet::Mysql(m) = self else {
+            return None;
+        };
+        if m.is_empty() {
+            return None;
+        }
+        m.iter()
+            .map(|(key, ivs)| {
+                let (uuid, tag) = match key.split_once(':') {
+                    Some((u, t)) => (u, Some(t)),
+                    None => (key.as_str(), None),
+                };
+                let hex: String = uuid.chars().filter(|c| *c != '-').collect();
+                if hex.len() != 32 {
+                    return None;
+                }
+                let mut bytes = [0u8; 16];
+                for (i, b) in bytes.iter_mut().enumerate() {
+                    *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+                }
+                let intervals = ivs.iter().map(|(a, b)| GnoInterval::new(*a, *b)).collect();
+                let sid = Sid::new(bytes).with_intervals(intervals);
+                Some(match tag {
+                    Some(t) => sid.with_tag(Tag::new(t.to_string()).ok()?),
+                    None => sid,
+                })
+            })
+            .collect()
+    }
+
     /// `uuid` is the server's uuid, `uuid:tag` for a tagged GTID (MySQL 8.4).
     pub fn add_mysql(&mut self, uuid: &str, gno: u64) {
         if let GtidSet::Mysql(m) = self {
@@ -204,6 +239,32 @@ impl fmt::Display for Position {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mysql_gtid_set_becomes_the_sid_block_of_a_gtid_dump() {
+        let text = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:11:batch:1-3";
+        let sids = GtidSet::parse(Flavor::Mysql, text)
+            .unwrap()
+            .mysql_sids()
+            .unwrap();
+        let shown: Vec<String> = sids.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:11",
+                "3e11fa47-71ca-11e1-9e33-c80aa9429562:batch:1-3"
+            ]
+        );
+        assert!(GtidSet::empty(Flavor::Mysql).mysql_sids().is_none());
+        assert!(GtidSet::parse(Flavor::Mariadb, "0-1-5")
+            .unwrap()
+            .mysql_sids()
+            .is_none());
+        assert!(GtidSet::parse(Flavor::Mysql, "3e11fa47:1-5")
+            .unwrap()
+            .mysql_sids()
+            .is_none());
+    }
 
     #[test]
     fn mysql_gtid_sets_with_tags_read_and_print_as_mysql_writes_them() {
