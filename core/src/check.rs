@@ -177,7 +177,8 @@ pub fn relay_space(src: &SourceConfig, status: Option<&RelayStatus>) -> Option<F
 
 pub async fn check_task(task: &TaskConfig, sources: &[SourceConfig]) -> Vec<Finding> {
     let mut out = Vec::new();
-    for src in sources {
+    // A source of binlog files has no server to check.
+    for src in sources.iter().filter(|s| s.binlog_dir.is_none()) {
         check_source(task, src, &mut out).await;
     }
     let subject = format!("target {}", task.target_database.addr());
@@ -524,6 +525,23 @@ async fn check_target_tables(
 /// A `flavor` that is not the server's is refused: dm would read its binlog and GTIDs the
 /// wrong way.
 pub async fn probe_source(src: &SourceConfig) -> Result<(), Error> {
+    if let Some(dir) = &src.binlog_dir {
+        let files = crate::relay::files::list(dir).map_err(|e| {
+            Error::Invalid(format!(
+                "source `{}`: binlog-dir {}: {e}",
+                src.source_id,
+                dir.display()
+            ))
+        })?;
+        if files.is_empty() {
+            return Err(Error::Invalid(format!(
+                "source `{}`: binlog-dir {} holds no binlog files (names like `mysql-bin.000001`)",
+                src.source_id,
+                dir.display()
+            )));
+        }
+        return Ok(());
+    }
     let mut conn = crate::db::connect(&src.from, DbRole::Source).await?;
     let version: Option<String> = conn
         .query_first("SELECT VERSION()")

@@ -40,6 +40,20 @@ pub struct Security {
     pub verify_hostname: bool,
 }
 
+/// No server (a `binlog-dir` source leaves `from` out): connecting to it is refused.
+impl Default for DbConfig {
+    fn default() -> Self {
+        DbConfig {
+            host: String::new(),
+            port: default_port(),
+            user: default_user(),
+            password: String::new(),
+            session: BTreeMap::new(),
+            security: None,
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }

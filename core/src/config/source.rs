@@ -18,7 +18,13 @@ pub struct SourceConfig {
     /// Server id dm uses when it reads the binlog; must differ from every server's id.
     #[serde(default)]
     pub server_id: Option<u32>,
+    /// The server; left out for a `binlog-dir` source.
+    #[serde(default)]
     pub from: DbConfig,
+    /// Binlog files on disk as the source (archived from a server that may be gone): an
+    /// incremental task replays them into the target, in file order, then waits for more.
+    #[serde(default)]
+    pub binlog_dir: Option<PathBuf>,
     /// Keep the source's binlog on the worker's disk (relay log); subtasks read it from there,
     /// so they go on while the source is down and the source may purge its binlog early.
     #[serde(default)]
@@ -131,13 +137,43 @@ impl SourceConfig {
                 ));
             }
         }
+        if let Some(dir) = &cfg.binlog_dir {
+            let fail = |key: &str, message: String, hint: &str| {
+                Err(semantic_error(file, text, key, message, hint))
+            };
+            if !cfg.from.host.trim().is_empty() {
+                return fail(
+                    "binlog-dir",
+                    "binlog-dir: a source is a server (`from`) or binlog files, not both".into(),
+                    "leave `from` out to replay the files, or `binlog-dir` out to read the server",
+                );
+            }
+            if cfg.flavor.is_none() {
+                return fail(
+                    "binlog-dir",
+                    format!(
+                        "binlog-dir {}: `flavor` is needed (no server to ask)",
+                        dir.display()
+                    ),
+                    "add `flavor: mysql` or `flavor: mariadb`, as the server that wrote the files",
+                );
+            }
+            if cfg.enable_relay {
+                return fail(
+                    "enable-relay",
+                    "enable-relay: a binlog-dir source is read from its files; there is nothing to relay".into(),
+                    "leave enable-relay out",
+                );
+            }
+            return Ok(cfg);
+        }
         if cfg.from.host.trim().is_empty() {
             return Err(semantic_error(
                 file,
                 text,
                 "host",
                 "from.host: must not be empty".into(),
-                "give the address of the upstream server",
+                "give the address of the upstream server (or `binlog-dir` to replay binlog files)",
             ));
         }
         Ok(cfg)

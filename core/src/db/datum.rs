@@ -87,6 +87,39 @@ fn int_of_width(bits: u64, width: u8, unsigned: bool) -> Datum {
     }
 }
 
+/// The text of a MySQL binary JSON value as MySQL prints it: a DECIMAL inside JSON stays a
+/// number (converting through serde_json would make it a string), dates and times are
+/// strings, other opaque values `base64:type<n>:<data>`, separators `", "` and `": "`.
+fn json_text(dom: mysql_common::binlog::jsonb::JsonDom, out: &mut String) {
+    use mysql_common::binlog::jsonb::{JsonContainer, JsonDom, JsonNumber, JsonScalar};
+    match dom {
+        JsonDom::Container(JsonContainer::Array(items)) => {
+            out.push('[');
+            for (i, item) in items.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                json_text(item, out);
+            }
+            out.push(']');
+        }
+        JsonDom::Container(JsonContainer::Object(members)) => {
+            out.push('{');
+            for (i, (key, value)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&serde_json::Value::String(key).to_string());
+                out.push_str(": ");
+                json_text(value, out);
+            }
+            out.push('}');
+        }
+        JsonDom::Scalar(JsonScalar::Number(JsonNumber::Decimal(d))) => out.push_str(&d.to_string()),
+        JsonDom::Scalar(scalar) => out.push_str(&serde_json::Value::from(scalar).to_string()),
+    }
+}
+
 impl Datum {
     /// A value read with the binary protocol (full phase).
     pub fn from_value(col: &Column, v: Value) -> Datum {
@@ -122,8 +155,9 @@ impl Datum {
             BinlogValue::Value(v) => v,
             BinlogValue::Jsonb(j) => {
                 let dom = j.parse().map_err(|e| format!("bad JSON value: {e}"))?;
-                let json: serde_json::Value = dom.into();
-                return Ok(Datum::Bytes(json.to_string().into_bytes()));
+                let mut text = String::new();
+                json_text(dom, &mut text);
+                return Ok(Datum::Bytes(text.into_bytes()));
             }
             BinlogValue::JsonDiff(_) => {
                 return Err("partial JSON updates (binlog_row_value_options=PARTIAL_JSON) are not supported; set it to ''".into())

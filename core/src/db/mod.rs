@@ -65,6 +65,11 @@ fn opts(cfg: &DbConfig, password: String) -> Opts {
 
 /// Opens one connection, with a bounded wait so an unreachable server fails fast.
 pub async fn connect(cfg: &DbConfig, role: DbRole) -> Result<Conn> {
+    if cfg.host.trim().is_empty() {
+        return Err(Error::Invalid(format!(
+            "the {role} has no server address (a source of binlog files has no server to connect to)"
+        )));
+    }
     let password = crate::secret::reveal(&cfg.password)
         .map_err(|e| Error::Invalid(format!("{role} {}: its stored password: {e}", cfg.addr())))?;
     let fut = Conn::new(opts(cfg, password));

@@ -8,7 +8,7 @@ use crate::config::TaskConfig;
 use crate::error::{DbRole, Error, Result};
 use crate::hooks::{Decision, LockView, PendingDdl, ShardId};
 use crate::meta::{self, keys, MetaStore};
-use crate::upstream::{Baseline, BaselineRow, StatementContext};
+use crate::upstream::{Baseline, StatementContext};
 use mysql_async::prelude::Queryable;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -318,8 +318,8 @@ pub async fn execute(
     let mut conn = crate::db::connect(&task.target_database, DbRole::Target).await?;
     if let Some(ctx) = context {
         let te = |e| Error::db(DbRole::Target, &addr, e);
-        let row: Option<BaselineRow> = conn.query_first(Baseline::QUERY).await.map_err(te)?;
-        let set = ctx.set_statement(&Baseline::from_row(row.unwrap_or_default()));
+        let baseline = Baseline::read(&mut conn).await.map_err(te)?;
+        let set = ctx.set_statement(&baseline);
         conn.query_drop(set).await.map_err(te)?;
     }
     for sql in ddls {

@@ -14,7 +14,7 @@ use crate::schema::{
     classify_statement, parse_ddl, unparsed_table_ddl, Ddl, DdlKind, DmlVerb, StatementClass,
     TableName,
 };
-use crate::upstream::{Baseline, BaselineRow, BinlogPos, Position};
+use crate::upstream::{Baseline, BinlogPos, Position};
 use mysql_async::prelude::Queryable;
 
 /// Server errors that mean the DDL's effect is already there.
@@ -535,8 +535,8 @@ impl Dispatcher<'_> {
                 super::apply::DDL_SESSION,
             );
             super::apply::take_lock(&mut conn, &addr, &lock).await?;
-            let row: Option<BaselineRow> = conn.query_first(Baseline::QUERY).await.map_err(te)?;
-            self.ddl_session = Some((conn, Baseline::from_row(row.unwrap_or_default())));
+            let baseline = Baseline::read(&mut conn).await.map_err(te)?;
+            self.ddl_session = Some((conn, baseline));
         }
         let (conn, baseline) = self.ddl_session.as_mut().expect("opened above");
         // The source statement's session: sql_mode, time zone, collations, timestamp, ...

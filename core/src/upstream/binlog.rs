@@ -156,6 +156,23 @@ impl BinlogReader {
         filter: TableFilter,
         origin: &BinlogOrigin,
     ) -> Result<Self> {
+        if let Some(dir) = &cfg.binlog_dir {
+            let files =
+                super::binlog_files::FileEvents::in_dir(dir, &start.binlog).map_err(|message| {
+                    Error::Binlog {
+                        source_id: cfg.source_id.clone(),
+                        position: start.binlog.to_string(),
+                        message,
+                        retryable: false,
+                    }
+                })?;
+            let mut reader = Self::from_files(&cfg.source_id, flavor, vec![], filter);
+            reader.stream = EventSource::Files(files);
+            reader.file = start.binlog.name.clone();
+            reader.gtid = start.gtid.clone().or(Some(GtidSet::empty(flavor)));
+            reader.current.end = start.clone();
+            return Ok(reader);
+        }
         let stream = match &origin.relay {
             // A start known only by GTID (a task's `meta`) is found by the source; the next
             // restart starts from a checkpoint with a file and reads the relay.
@@ -339,8 +356,11 @@ impl BinlogReader {
                         }
                         continue;
                     }
-                    // Past the last file: quiet.
-                    Ok(None) => return Ok(None),
+                    // Past the last file: quiet (more files are looked for a second later).
+                    Ok(None) => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        return Ok(None);
+                    }
                     Err(message) => return Err(self.err(0, message, false)),
                 },
                 EventSource::Relay(r) => match r.next().await? {

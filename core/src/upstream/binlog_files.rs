@@ -2,16 +2,23 @@
 //! MySQL servers for tests), read in order, each from its magic header and format
 //! description, with checksums verified as the file's format description says.
 
+use super::BinlogPos;
+use crate::relay::files;
 use mysql_async::binlog::events::{Event, TableMapEvent};
 use mysql_common::binlog::consts::BinlogVersion;
 use mysql_common::binlog::{BinlogFileHeader, EventStreamReader};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub struct FileEvents {
+    /// Where files after the last one read may still appear.
+    dir: Option<PathBuf>,
     files: VecDeque<PathBuf>,
+    /// Events of the first file ending at or before this offset are read (format description,
+    /// table maps) but not handed out: the stream starts after them.
+    skip_to: u64,
     current: Option<(BufReader<File>, EventStreamReader)>,
     /// The file being read (its name, as positions name it) and the offset of its next event.
     name: String,
@@ -27,11 +34,54 @@ pub struct FileEvent {
 impl FileEvents {
     pub fn new(files: Vec<PathBuf>) -> Self {
         FileEvents {
+            dir: None,
+            skip_to: 0,
             files: files.into(),
             current: None,
             name: String::new(),
             offset: 0,
         }
+    }
+
+    /// The binlog files of `dir` from `start` on (its first file when `start` names none);
+    /// files added to `dir` later are read when the stream gets to them.
+    pub fn in_dir(dir: &Path, start: &BinlogPos) -> Result<Self, String> {
+        let names = files::list(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let from = files::index(&start.name);
+        let names: Vec<String> = names
+            .into_iter()
+            .filter(|n| start.name.is_empty() || files::index(n) >= from)
+            .collect();
+        match names.first() {
+            None => return Err(format!("{} holds no binlog files", dir.display())),
+            Some(first) if !start.name.is_empty() && *first != start.name => {
+                return Err(format!(
+                    "{} does not hold {}, where the stream starts (its next file is {first})",
+                    dir.display(),
+                    start.name
+                ))
+            }
+            Some(_) => {}
+        }
+        let mut events = FileEvents::new(names.iter().map(|n| dir.join(n)).collect());
+        events.dir = Some(dir.to_path_buf());
+        events.skip_to = start.pos;
+        Ok(events)
+    }
+
+    /// Files of the directory after the one read last, when the list is done.
+    fn more_files(&mut self) -> Result<(), String> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        let last = files::index(&self.name);
+        let names = files::list(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        self.files = names
+            .into_iter()
+            .filter(|n| files::index(n) > last)
+            .map(|n| dir.join(n))
+            .collect();
+        Ok(())
     }
 
     pub fn name(&self) -> &str {
@@ -44,9 +94,16 @@ impl FileEvents {
         let mut new_file = false;
         loop {
             if self.current.is_none() {
+                if self.files.is_empty() {
+                    self.more_files()?;
+                }
                 let Some(path) = self.files.pop_front() else {
                     return Ok(None);
                 };
+                if !self.name.is_empty() {
+                    // Only the first file starts at a position.
+                    self.skip_to = 0;
+                }
                 self.name = path
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
@@ -70,6 +127,9 @@ impl FileEvents {
             match events.read(&mut *read) {
                 Ok(Some(event)) => {
                     self.offset += u64::from(event.header().event_size());
+                    if self.offset <= self.skip_to {
+                        continue;
+                    }
                     return Ok(Some(FileEvent { event, new_file }));
                 }
                 Ok(None) => self.current = None,

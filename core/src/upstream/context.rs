@@ -9,6 +9,7 @@ use crate::config::Flavor;
 use crate::db::quote_str;
 use mysql_async::binlog::events::{QueryEvent, StatusVarVal};
 use mysql_async::binlog::StatusVarKey;
+use std::collections::BTreeSet;
 
 /// The parts of a statement's session that change what a DDL does; `None` where the event
 /// does not say (the statement did not depend on it).
@@ -137,7 +138,10 @@ impl StatementContext {
             None => base.to_string(),
         };
         let (collation_connection, collation_server) = match self.collations {
-            Some((conn, server)) => (conn.to_string(), server.to_string()),
+            Some((conn, server)) => (
+                baseline.collation_for_target(conn).to_string(),
+                baseline.collation_for_target(server).to_string(),
+            ),
             None => (
                 quote_str(&baseline.collation_connection),
                 quote_str(&baseline.collation_server),
@@ -191,9 +195,49 @@ pub struct Baseline {
     pub unique_checks: String,
     pub auto_increment_increment: String,
     pub auto_increment_offset: String,
+    /// The collation ids the target knows and its default utf8mb4 collation (see
+    /// `collation_for_target`); `None`: not read, ids are set as the source logged them.
+    pub target_collations: Option<(BTreeSet<u16>, u16)>,
 }
 
+/// MySQL 8's utf8mb4 collations (`utf8mb4_0900_ai_ci`, MySQL 8's default, and the other
+/// `_0900_` ones).
+const MYSQL8_UTF8MB4_COLLATIONS: std::ops::RangeInclusive<u16> = 255..=323;
+
 impl Baseline {
+    /// A target session's baseline, with the collations the target knows.
+    pub async fn read(conn: &mut mysql_async::Conn) -> Result<Self, mysql_async::Error> {
+        use mysql_async::prelude::Queryable;
+        let row: Option<BaselineRow> = conn.query_first(Self::QUERY).await?;
+        let mut base = Self::from_row(row.unwrap_or_default());
+        let ids: Vec<(u16, String)> = conn
+            .query(
+                "SELECT ID, CONCAT(CHARACTER_SET_NAME, IS_DEFAULT) FROM information_schema.COLLATIONS \
+                 WHERE ID IS NOT NULL",
+            )
+            .await?;
+        let default = ids
+            .iter()
+            .find(|(_, d)| d == "utf8mb4Yes")
+            .map_or(45, |(id, _)| *id);
+        base.target_collations = Some((ids.into_iter().map(|(id, _)| id).collect(), default));
+        Ok(base)
+    }
+
+    /// The collation the target session takes for the source's collation `id`: the same one,
+    /// or for a MySQL 8 utf8mb4 collation the target lacks (a MariaDB target), the target's
+    /// default utf8mb4 collation (TiDB DM's `collation_compatible: loose`). Other unknown ids
+    /// stay: the target refuses them and the task pauses naming the statement.
+    pub fn collation_for_target(&self, id: u16) -> u16 {
+        match &self.target_collations {
+            Some((known, utf8mb4))
+                if !known.contains(&id) && MYSQL8_UTF8MB4_COLLATIONS.contains(&id) =>
+            {
+                *utf8mb4
+            }
+            _ => id,
+        }
+    }
     pub const QUERY: &'static str = "SELECT @@session.sql_mode, @@session.time_zone, \
         @@session.collation_connection, @@session.collation_server, \
         CAST(@@session.foreign_key_checks AS CHAR), CAST(@@session.unique_checks AS CHAR), \
@@ -219,6 +263,7 @@ impl Baseline {
             unique_checks,
             auto_increment_increment,
             auto_increment_offset,
+            target_collations: None,
         }
     }
 }
@@ -278,6 +323,7 @@ mod tests {
             unique_checks: "1".into(),
             auto_increment_increment: "1".into(),
             auto_increment_offset: "1".into(),
+            target_collations: None,
         };
         let ctx = StatementContext {
             sql_mode: Some("NO_BACKSLASH_ESCAPES".into()),

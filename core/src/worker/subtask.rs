@@ -113,8 +113,16 @@ impl Subtask {
             .source
             .flavor
             .or_else(|| self.relay.as_ref().and_then(|r| r.flavor()));
+        let files = self.source.binlog_dir.is_some();
+        if files && task.task_mode != TaskMode::Incremental {
+            return Err(Error::Invalid(format!(
+                "task `{}`: source `{source_id}` is binlog files (binlog-dir), which only an incremental task replays; task-mode is {}",
+                task.name,
+                task.task_mode.name()
+            )));
+        }
         let mut src = match known_flavor {
-            Some(_) if self.relay.is_some() => None,
+            Some(_) if self.relay.is_some() || files => None,
             _ => Some(crate::db::connect(&self.source.from, DbRole::Source).await?),
         };
         let flavor = match (known_flavor, &mut src) {
@@ -139,7 +147,8 @@ impl Subtask {
         meta.create(&mut tgt, &tgt_addr).await?;
 
         let mut own = meta.load_checkpoint(&mut tgt, &tgt_addr, source_id).await?;
-        if own.is_none() && task.task_mode.has_incremental() && !task.task_mode.has_load() {
+        if own.is_none() && task.task_mode.has_incremental() && !task.task_mode.has_load() && !files
+        {
             own = self
                 .take_over_tidb_dm(&mut tgt, &mut src, flavor, &filter, &meta)
                 .await?;
@@ -243,6 +252,12 @@ impl Subtask {
                 save(&meta, &mut tgt, &tgt_addr, source_id, &cp).await?;
                 cp
             }
+            None if files => {
+                let cp = self.files_start(flavor)?;
+                self.fence.check()?;
+                save(&meta, &mut tgt, &tgt_addr, source_id, &cp).await?;
+                cp
+            }
             None => {
                 let src = self.source_conn(&mut src).await?;
                 let cp = self.incremental_start(src, flavor, &filter).await?;
@@ -336,6 +351,61 @@ impl Subtask {
             safe_mode_exit,
             table_positions: vec![],
             tracker: tracker_now(src, filter, &addr).await?,
+            online_ddl: Default::default(),
+        })
+    }
+
+    /// Start of a replay of binlog files: `meta` of the task file, else the first file of the
+    /// directory. The tables come from the files' own CREATE TABLEs or, for tables the target
+    /// has already (a restored backup), from the target's definitions.
+    fn files_start(&self, flavor: Flavor) -> Result<Checkpoint> {
+        let dir = self
+            .source
+            .binlog_dir
+            .as_deref()
+            .expect("a binlog-dir source");
+        let configured = self
+            .task
+            .instance(&self.source.source_id)
+            .and_then(|i| i.meta.clone());
+        let first = || {
+            crate::relay::files::list(dir)
+                .ok()
+                .and_then(|names| names.into_iter().next())
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "binlog-dir {} holds no binlog files",
+                        dir.display()
+                    ))
+                })
+        };
+        let position = match configured {
+            Some(m) => Position {
+                binlog: BinlogPos {
+                    name: match m.binlog_name {
+                        Some(n) => n,
+                        None => first()?,
+                    },
+                    pos: m.binlog_pos.unwrap_or(4),
+                },
+                gtid: match m.binlog_gtid {
+                    Some(g) => Some(GtidSet::parse(flavor, &g).map_err(Error::Invalid)?),
+                    None => None,
+                },
+            },
+            None => Position {
+                binlog: BinlogPos {
+                    name: first()?,
+                    pos: 4,
+                },
+                gtid: None,
+            },
+        };
+        Ok(Checkpoint {
+            position,
+            safe_mode_exit: None,
+            table_positions: vec![],
+            tracker: Tracker::default(),
             online_ddl: Default::default(),
         })
     }
