@@ -7,10 +7,12 @@ use dm_core::config::Flavor;
 use dm_core::rules::TableFilter;
 use dm_core::upstream::{BinlogReader, EventKind};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+mod common;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mysql-binlogs")
+    common::fixtures("mysql-binlogs")
 }
 
 /// What dm read from one file.
@@ -72,7 +74,7 @@ async fn read(file: &str) -> Read {
 
 async fn read_all() -> BTreeMap<String, Read> {
     let mut names: Vec<String> = std::fs::read_dir(fixtures())
-        .expect("../shared/fixtures/mysql-binlogs")
+        .expect("the mysql-binlogs fixtures")
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n != "README.md")
         .collect();

@@ -108,8 +108,7 @@ async fn a_binlog_dir_source_is_checked_when_created_and_only_incremental_tasks_
     assert!(!ok && out.contains("`flavor` is needed"), "{out}");
 
     let dir = tempfile::tempdir().unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/mysql-binlogs/binlog_transaction_with_GTID.000001");
+    let fixture = fixtures("mysql-binlogs").join("binlog_transaction_with_GTID.000001");
     std::fs::copy(fixture, dir.path().join("binlog.000001")).unwrap();
     let sf = dm.file(
         "source.yaml",
@@ -141,8 +140,7 @@ async fn a_recorded_mysql_binlog_replays_into_mariadb() {
     let dst = MariaDb::start(2);
     let dm = Dm::start();
     let dir = tempfile::tempdir().unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/mysql-binlogs/json-opaque.binlog");
+    let fixture = fixtures("mysql-binlogs").join("json-opaque.binlog");
     std::fs::copy(fixture, dir.path().join("binlog.000001")).unwrap();
     let sf = dm.file(
         "source.yaml",

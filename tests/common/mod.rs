@@ -15,6 +15,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A folder of the shared test data (`../shared/fixtures/<sub>` next to the project, read in
+/// place, never copied): `DM_FIXTURES` if set, else the first `shared/fixtures` beside the
+/// project or one of its parent folders (a clone elsewhere, as CI makes, finds the machine's).
+pub fn fixtures(sub: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("DM_FIXTURES") {
+        return PathBuf::from(dir).join(sub);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    root.ancestors()
+        .map(|a| a.join("shared/fixtures"))
+        .chain([PathBuf::from("/work/shared/fixtures")])
+        .find(|p| p.join(sub).is_dir())
+        .map(|p| p.join(sub))
+        .unwrap_or_else(|| {
+            panic!("shared/fixtures/{sub} not found beside {} or its parents: set DM_FIXTURES to the fixtures folder", root.display())
+        })
+}
+
 pub fn find_binary(name: &str) -> PathBuf {
     for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
         "/usr/sbin",

@@ -26,7 +26,7 @@ const TASK: &[(&str, Action)] = &[
     ("heartbeat-report-interval", Action::Ignore("dm measures lag from the binlog events' timestamps, without a heartbeat table (TiDB DM deprecates it too)")),
     ("enable-heartbeat", Action::Ignore("dm measures lag from the binlog events' timestamps, without a heartbeat table (TiDB DM deprecates it too)")),
     ("timezone", Action::Ignore("dm copies DATETIME and TIMESTAMP values exactly (TIMESTAMP in UTC) and replays each statement in its own time zone from the binlog, so no task time zone is needed")),
-    ("collation_compatible", Action::Ignore("dm creates tables with the source's definitions; check-task reports collations the target lacks")),
+    ("collation_compatible", Action::Ignore("dm creates tables with the source's definitions and always acts as `loose`: a statement's MySQL 8 utf8mb4 collation the target lacks becomes the target's default utf8mb4 collation; check-task reports collations the target lacks")),
     ("clean-dump-file", Action::Ignore("dm's full phase streams rows into the target and writes no dump files")),
     ("loaders.*.pool-size", Action::Ignore("dm imports a dump's files one after the other, each in one transaction")),
     ("loaders.*.import-mode", Action::Ignore("dm imports a dump with SQL statements (TiDB's physical import does not apply)")),

@@ -166,12 +166,15 @@ impl BinlogReader {
                         retryable: false,
                     }
                 })?;
-            let mut reader = Self::from_files(&cfg.source_id, flavor, vec![], filter);
-            reader.stream = EventSource::Files(files);
-            reader.file = start.binlog.name.clone();
-            reader.gtid = start.gtid.clone().or(Some(GtidSet::empty(flavor)));
-            reader.current.end = start.clone();
-            return Ok(reader);
+            let stream = EventSource::Files(files);
+            return Ok(Self::new(
+                &cfg.source_id,
+                flavor,
+                stream,
+                false,
+                start,
+                filter,
+            ));
         }
         let stream = match &origin.relay {
             // A start known only by GTID (a task's `meta`) is found by the source; the next
@@ -196,8 +199,28 @@ impl BinlogReader {
                 (EventSource::Network(s), checksum)
             }
         };
-        Ok(BinlogReader {
-            source_id: cfg.source_id.clone(),
+        Ok(Self::new(
+            &cfg.source_id,
+            flavor,
+            stream,
+            checksum,
+            start,
+            filter,
+        ))
+    }
+
+    /// A reader of `stream`, which starts at `start` (`checksum`: its events carry CRCs the
+    /// client strips once a format description came).
+    fn new(
+        source_id: &str,
+        flavor: Flavor,
+        stream: EventSource,
+        checksum: bool,
+        start: &Position,
+        filter: TableFilter,
+    ) -> Self {
+        BinlogReader {
+            source_id: source_id.to_string(),
             flavor,
             stream,
             file: start.binlog.name.clone(),
@@ -217,7 +240,7 @@ impl BinlogReader {
             payload: VecDeque::new(),
             payload_reader: None,
             payload_end: 0,
-        })
+        }
     }
 
     /// Reads binlog files a server wrote, in the order given, from the start of the first.
@@ -232,34 +255,15 @@ impl BinlogReader {
             .and_then(|f| f.file_name())
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        BinlogReader {
-            source_id: source_id.to_string(),
-            flavor,
-            stream: EventSource::Files(super::binlog_files::FileEvents::new(files)),
-            file: first.clone(),
-            checksum: false,
-            seen_format: false,
-            gtid: Some(GtidSet::empty(flavor)),
-            pending_gtid: None,
-            in_txn: false,
-            current: Txn {
-                end: Position {
-                    binlog: BinlogPos {
-                        name: first,
-                        pos: 4,
-                    },
-                    gtid: None,
-                },
-                ..Default::default()
+        let start = Position {
+            binlog: BinlogPos {
+                name: first,
+                pos: 4,
             },
-            rows_in_txn: 0,
-            bytes_in_txn: 0,
-            idle: false,
-            filter,
-            payload: VecDeque::new(),
-            payload_reader: None,
-            payload_end: 0,
-        }
+            gtid: None,
+        };
+        let stream = EventSource::Files(super::binlog_files::FileEvents::new(files));
+        Self::new(source_id, flavor, stream, false, &start, filter)
     }
 
     /// Events of a transaction were read, its end not yet (a file that ends inside one).
@@ -358,7 +362,9 @@ impl BinlogReader {
                     }
                     // Past the last file: quiet (more files are looked for a second later).
                     Ok(None) => {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        if f.follows_dir() {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
                         return Ok(None);
                     }
                     Err(message) => return Err(self.err(0, message, false)),

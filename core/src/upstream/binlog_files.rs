@@ -84,6 +84,11 @@ impl FileEvents {
         Ok(())
     }
 
+    /// Whether files added to the directory later are read (`in_dir`).
+    pub fn follows_dir(&self) -> bool {
+        self.dir.is_some()
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
