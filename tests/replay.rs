@@ -59,13 +59,15 @@ async fn archived_binlog_files_replay_into_the_target_and_new_files_follow() {
     assert_same(&src, &dst, &["shop"]).await;
     assert!(tables_of(&dst, &["other"]).await.is_empty());
 
-    // The server goes on; its next file reaches the archive later.
-    src.exec(
-        "FLUSH BINARY LOGS; USE shop;
-         UPDATE u SET c = c + id; INSERT INTO t (id, v) VALUES (100000, 'late'); DROP TABLE u;",
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The server goes on: its current file grows in the archive, then its next file comes.
+    src.exec("USE shop; UPDATE u SET c = c + id; INSERT INTO t (id, v) VALUES (100000, 'late');")
+        .await;
+    archive(&src, dir.path());
+    wait_caught_up(&dm, "replay", &src).await;
+    assert_same(&src, &dst, &["shop"]).await;
+    src.exec("FLUSH BINARY LOGS; DROP TABLE shop.u; UPDATE shop.t SET v = 'next file';")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     archive(&src, dir.path());
     wait_caught_up(&dm, "replay", &src).await;
     assert_same(&src, &dst, &["shop"]).await;
