@@ -77,9 +77,7 @@ pub fn extra_args(text: &str) -> Result<(Option<String>, Vec<String>), String> {
             }
             "--consistency" => {
                 let v = value()?;
-                no_effect.push(format!(
-                    "extra-args: --consistency {v} has no effect: dm reads each chunk in its own consistent snapshot and replays the binlog from the oldest"
-                ));
+                parse_consistency(&v)?;
             }
             "-F" | "--filesize" | "-r" | "--rows" | "-s" | "--statement-size" | "-t"
             | "--threads" => {
@@ -101,12 +99,35 @@ pub fn extra_args(text: &str) -> Result<(Option<String>, Vec<String>), String> {
             }
             other => {
                 return Err(format!(
-                    "extra-args: unknown option `{other}`; dm takes --where (the rows to copy) and accepts --consistency, --filesize, --rows, --statement-size, --threads without effect"
+                    "extra-args: unknown option `{other}`; dm takes --where (the rows to copy) and --consistency, and accepts --filesize, --rows, --statement-size, --threads without effect"
                 ))
             }
         }
     }
     Ok((condition, no_effect))
+}
+
+fn parse_consistency(v: &str) -> Result<super::task::Consistency, String> {
+    serde_yaml::from_str(v).map_err(|_| {
+        format!("extra-args: --consistency {v}: use auto, flush, lock, snapshot or none")
+    })
+}
+
+/// extra-args' `--consistency`, if it has one (the arguments were checked when read).
+pub fn consistency(text: &str) -> Option<super::task::Consistency> {
+    let words = words(text).ok()?;
+    let mut it = words.iter();
+    while let Some(w) = it.next() {
+        let value = match w.split_once('=') {
+            Some(("--consistency", v)) => Some(v.to_string()),
+            None if w == "--consistency" => it.next().cloned(),
+            _ => None,
+        };
+        if let Some(v) = value {
+            return parse_consistency(&v).ok();
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -129,12 +150,24 @@ mod tests {
         let (w, notes) =
             extra_args("--consistency none --where 'ts >= \"2024-01-01\"' -F 64MiB").unwrap();
         assert_eq!(w.as_deref(), Some("ts >= \"2024-01-01\""));
-        assert_eq!(notes.len(), 2);
+        // --consistency is taken; -F has no effect.
+        assert_eq!(notes.len(), 1);
+        assert_eq!(
+            consistency("--where 'a > 1' --consistency none"),
+            Some(super::super::task::Consistency::None)
+        );
+        assert_eq!(
+            consistency("--consistency=flush"),
+            Some(super::super::task::Consistency::Flush)
+        );
+        assert!(extra_args("--consistency sometimes")
+            .unwrap_err()
+            .contains("use auto, flush"));
         let (w, _) = extra_args("--where=\"id < 100\"").unwrap();
         assert_eq!(w.as_deref(), Some("id < 100"));
         let (_, notes) = extra_args("-B test -T t1,t2 --consistency none").unwrap();
         assert!(
-            notes[0].contains("block-allow-list") && notes.len() == 3,
+            notes[0].contains("block-allow-list") && notes.len() == 2,
             "{notes:?}"
         );
         assert!(extra_args("--no-data")

@@ -18,8 +18,8 @@ pub use db::{DbConfig, Security};
 pub use source::{Flavor, PurgeConfig, SourceConfig};
 pub use standalone::StandaloneConfig;
 pub use task::{
-    BinlogMeta, BlockAllowList, DumperConfig, ExpressionFilter, Extract, FilterAction, FilterRule,
-    MysqlInstance, RouteRule, ShardMode, SyncerConfig, TableRule, TaskConfig, TaskMode,
+    BinlogMeta, BlockAllowList, Consistency, DumperConfig, ExpressionFilter, Extract, FilterAction,
+    FilterRule, MysqlInstance, RouteRule, ShardMode, SyncerConfig, TableRule, TaskConfig, TaskMode,
     FILTER_EVENTS,
 };
 

@@ -392,10 +392,45 @@ pub struct DumperConfig {
     /// (the binlog is replicated whole, as in DM).
     #[serde(default, rename = "where")]
     pub where_clause: Option<String>,
-    /// TiDB DM's dumpling options: `--where` is taken (when `where` is not set), the sizing
-    /// options are accepted without effect, others refused.
+    /// TiDB DM's dumpling options: `--where` and `--consistency` are taken (when the fields
+    /// are not set), the sizing options are accepted without effect, others refused.
     #[serde(default)]
     pub extra_args: Option<String>,
+    /// How each chunk's snapshot is tied to a binlog position (TiDB DM's / dumpling's
+    /// `--consistency`; see `Consistency`).
+    #[serde(default)]
+    pub consistency: Consistency,
+}
+
+/// How a chunk's snapshot is tied to a binlog position.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    /// MariaDB: the snapshot's own position, no lock. MySQL: as `none`, no lock.
+    #[default]
+    Auto,
+    /// MySQL: a short `FLUSH TABLES WITH READ LOCK` per chunk while its snapshot starts, for
+    /// its exact position (refused by RDS and Aurora). MariaDB: as `auto`.
+    Flush,
+    /// As `flush` (dumpling's table locks are not needed: dm locks no tables).
+    Lock,
+    /// As `auto`.
+    Snapshot,
+    /// No lock on either flavor: each snapshot is bracketed by the binlog position read just
+    /// before it; the binlog from the oldest bracket on is replayed in safe mode until past
+    /// the position read after the last chunk (docs/architecture.md).
+    None,
+}
+
+impl Consistency {
+    /// Whether chunk snapshots are bracketed (no exact position) with this flavor.
+    pub fn bracketed(self, flavor: super::Flavor) -> bool {
+        matches!(
+            (self, flavor),
+            (Consistency::None, _)
+                | (Consistency::Auto | Consistency::Snapshot, super::Flavor::Mysql)
+        )
+    }
 }
 
 /// `loaders.<name>`: where a dump to import is (`task-mode: load` and `load&sync`).
@@ -422,6 +457,17 @@ impl DumperConfig {
         let args = self.extra_args.as_deref()?;
         super::dump_args::extra_args(args).ok()?.0
     }
+
+    /// `consistency`, or extra-args' `--consistency` when the field is not set.
+    pub fn consistency(&self) -> Consistency {
+        if self.consistency != Consistency::Auto {
+            return self.consistency;
+        }
+        self.extra_args
+            .as_deref()
+            .and_then(super::dump_args::consistency)
+            .unwrap_or(Consistency::Auto)
+    }
 }
 
 fn default_chunk_rows() -> u64 {
@@ -440,6 +486,7 @@ impl Default for DumperConfig {
             defer_indexes: true,
             where_clause: None,
             extra_args: None,
+            consistency: Consistency::Auto,
         }
     }
 }

@@ -77,6 +77,7 @@ fn load_data_sql(
     written: &[usize],
     into: &TableName,
     extra: &[(String, String)],
+    verb: &str,
 ) -> String {
     let mut cols = Vec::with_capacity(written.len());
     let mut sets: Vec<String> = extra
@@ -111,7 +112,7 @@ fn load_data_sql(
         format!(" SET {}", sets.join(", "))
     };
     format!(
-        "LOAD DATA LOCAL INFILE 'dm-chunk' INTO TABLE {} CHARACTER SET binary \
+        "LOAD DATA LOCAL INFILE 'dm-chunk' {verb}INTO TABLE {} CHARACTER SET binary \
          FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({}){set}",
         into.quoted(),
         cols.join(", ")
@@ -310,6 +311,8 @@ pub struct ChunkCopier {
     lock: String,
     /// Only rows satisfying this SQL condition are copied (`mydumpers.*.where`).
     pub row_condition: Option<String>,
+    /// Each snapshot is bracketed by the position read before it (`Consistency::bracketed`).
+    pub bracketed: bool,
 }
 
 impl ChunkCopier {
@@ -348,6 +351,7 @@ impl ChunkCopier {
             plugins,
             lock,
             row_condition: None,
+            bracketed: false,
         })
     }
 
@@ -471,7 +475,7 @@ impl ChunkCopier {
         let src_addr = self.source.from.addr();
         let se = |e| Error::db(DbRole::Source, &src_addr, e);
         let te = |e| Error::db(DbRole::Target, &self.target.addr(), e);
-        let at = begin_snapshot(&mut self.src, self.flavor, &self.source).await?;
+        let at = begin_snapshot(&mut self.src, self.flavor, &self.source, self.bracketed).await?;
         let name = chunk.table.clone();
         // Opening the table takes its metadata lock for the rest of the transaction: from here
         // on its definition cannot change under us.
@@ -538,13 +542,21 @@ impl ChunkCopier {
             .iter()
             .map(|(_, v)| format!(",{}", quote_str(v)))
             .collect();
-        let mode = if self.load_data {
-            Mode::Load(load_data_sql(&table, &written, &into, &extra))
-        } else {
-            Mode::Insert(format!(
-                "INSERT INTO {} ({col_list}{extra_cols}) VALUES ",
+        // Chunks are snapshots of different moments: a unique secondary key value may sit in
+        // one row of an earlier chunk and another row of this one (it moved between them).
+        // The newer row replaces the older: the older row changed after its chunk's snapshot,
+        // and that change is replayed from the binlog (in safe mode up to past the last
+        // chunk). Rows of shards merged into one table keep the plain insert: there a conflict
+        // may be two shards' rows, and it stops the copy.
+        let merged = routed.as_ref().is_some_and(|r| r.merged);
+        let mode = match (self.load_data, merged) {
+            (true, false) => Mode::Load(load_data_sql(&table, &written, &into, &extra, "REPLACE ")),
+            (true, true) => Mode::Load(load_data_sql(&table, &written, &into, &extra, "")),
+            (false, merged) => Mode::Insert(format!(
+                "{} INTO {} ({col_list}{extra_cols}) VALUES ",
+                if merged { "INSERT" } else { "REPLACE" },
                 into.quoted()
-            ))
+            )),
         };
 
         let mut tgt = self
@@ -679,7 +691,9 @@ impl ChunkCopier {
             .await
             .map_err(|e| Error::Invalid(format!("writer of {name} panicked: {e}")))??;
         let (rows, bytes) = self.counted;
-        if read.is_ok() && taken != rows {
+        // A REPLACE counts the row it evicted too.
+        let short = if merged { taken != rows } else { taken < rows };
+        if read.is_ok() && short {
             self.tgt = Some(tgt);
             return Err(Error::Db {
                 role: DbRole::Target,
@@ -714,16 +728,28 @@ impl ChunkCopier {
 }
 
 /// Starts the snapshot transaction and returns the binlog position it sees (with the GTID
-/// set, for MySQL).
+/// set, for MySQL). `bracketed`: no lock and no exact position: the position read just before
+/// the snapshot starts, which it is at or after (the full phase keeps the safe mode past the
+/// position read after its last chunk).
 async fn begin_snapshot(
     src: &mut Conn,
     flavor: Flavor,
     source: &SourceConfig,
+    bracketed: bool,
 ) -> Result<(BinlogPos, Option<String>)> {
     let se = |e| Error::db(DbRole::Source, &source.from.addr(), e);
     src.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         .await
         .map_err(&se)?;
+    if bracketed {
+        let low = crate::upstream::binlog_status(src, flavor, &source.from.addr()).await?;
+        // Tests widen the bracket: writes land between the position and the snapshot.
+        crate::failpoint::pause("inside-bracket").await;
+        src.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            .await
+            .map_err(&se)?;
+        return Ok(low);
+    }
     match flavor {
         Flavor::Mariadb => {
             src.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
@@ -765,19 +791,10 @@ async fn begin_snapshot(
             src.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
                 .await
                 .map_err(&se)?;
-            let sql = crate::upstream::binlog_status_sql(Flavor::Mysql, src.server_version());
-            let row: Option<mysql_async::Row> = src.query_first(sql).await.map_err(&se)?;
-            // Executed_Gtid_Set (5th column) is read in the same row, under the lock.
-            let row = row.map(|r| {
-                (
-                    r.get::<String, _>(0).unwrap_or_default(),
-                    r.get::<u64, _>(1).unwrap_or_default(),
-                    r.get::<Option<String>, _>(4).flatten(),
-                )
-            });
+            // Executed_Gtid_Set is read in the same row, under the lock.
+            let status = crate::upstream::binlog_status(src, flavor, &source.from.addr()).await;
             locker.query_drop("UNLOCK TABLES").await.map_err(&se)?;
-            let (name, pos, gtid) = row.unwrap_or_default();
-            Ok((BinlogPos { name, pos }, gtid))
+            status
         }
     }
 }

@@ -193,9 +193,20 @@ impl FullPhase {
             }
             self.finish_tables(&mut tgt, &todo).await?;
         }
-        self.meta
+        let mut tables = self
+            .meta
             .loaded_tables(&mut tgt, &tgt_addr, source_id)
-            .await
+            .await?;
+        if self.dumper.consistency().bracketed(self.flavor) {
+            // Each chunk's snapshot is somewhere after its bracket: all are before this.
+            let end =
+                crate::upstream::current_position(&mut src, self.flavor, &self.source.from.addr())
+                    .await?;
+            for (_, _, high) in &mut tables {
+                *high = high.clone().max(end.binlog.clone());
+            }
+        }
+        Ok(tables)
     }
 
     /// Creates the table in the target and stores its chunk plan. `None` when the table is
@@ -556,6 +567,7 @@ impl FullPhase {
         )
         .await?;
         copier.row_condition = self.dumper.row_condition();
+        copier.bracketed = self.dumper.consistency().bracketed(self.flavor);
         Ok(copier)
     }
 

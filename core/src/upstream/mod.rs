@@ -48,11 +48,18 @@ pub fn binlog_status_sql(flavor: Flavor, version: (u16, u16, u16)) -> &'static s
     }
 }
 
-/// The source's current binlog position (end of the last written event), with its GTID set.
-pub async fn current_position(conn: &mut Conn, flavor: Flavor, addr: &str) -> Result<Position> {
-    let map = |e| Error::db(DbRole::Source, addr, e);
+/// The binlog file and position being written and, from MySQL, the GTID set executed then
+/// (`Executed_Gtid_Set`, read in the same row).
+pub async fn binlog_status(
+    conn: &mut Conn,
+    flavor: Flavor,
+    addr: &str,
+) -> Result<(BinlogPos, Option<String>)> {
     let sql = binlog_status_sql(flavor, conn.server_version());
-    let row: Option<mysql_async::Row> = conn.query_first(sql).await.map_err(map)?;
+    let row: Option<mysql_async::Row> = conn
+        .query_first(sql)
+        .await
+        .map_err(|e| Error::db(DbRole::Source, addr, e))?;
     let row = row.ok_or_else(|| Error::Db {
         role: DbRole::Source,
         addr: addr.to_string(),
@@ -64,20 +71,20 @@ pub async fn current_position(conn: &mut Conn, flavor: Flavor, addr: &str) -> Re
     let name: String = row.get(0).unwrap_or_default();
     let pos: u64 = row.get(1).unwrap_or_default();
     let gtid = match flavor {
-        Flavor::Mariadb => gtid_at(conn, flavor, addr, &name, pos).await?,
-        // The set executed now is the set at the position just read (MySQL can tell no other).
-        Flavor::Mysql => {
-            let text: Option<String> = conn
-                .query_first("SELECT @@GLOBAL.gtid_executed")
-                .await
-                .map_err(map)?;
-            text.and_then(|t| GtidSet::parse(flavor, &t).ok())
-        }
+        Flavor::Mysql => row.get::<Option<String>, _>(4).flatten(),
+        Flavor::Mariadb => None,
     };
-    Ok(Position {
-        binlog: BinlogPos { name, pos },
-        gtid,
-    })
+    Ok((BinlogPos { name, pos }, gtid))
+}
+
+/// The source's current binlog position (end of the last written event), with its GTID set.
+pub async fn current_position(conn: &mut Conn, flavor: Flavor, addr: &str) -> Result<Position> {
+    let (binlog, executed) = binlog_status(conn, flavor, addr).await?;
+    let gtid = match flavor {
+        Flavor::Mariadb => gtid_at(conn, flavor, addr, &binlog.name, binlog.pos).await?,
+        Flavor::Mysql => executed.and_then(|t| GtidSet::parse(flavor, &t).ok()),
+    };
+    Ok(Position { binlog, gtid })
 }
 
 /// The GTID set executed up to `name:pos`, when the server can tell: MariaDB's
