@@ -428,7 +428,10 @@ impl Consistency {
         matches!(
             (self, flavor),
             (Consistency::None, _)
-                | (Consistency::Auto | Consistency::Snapshot, super::Flavor::Mysql)
+                | (
+                    Consistency::Auto | Consistency::Snapshot,
+                    super::Flavor::Mysql
+                )
         )
     }
 }

@@ -45,8 +45,9 @@ pub const MAX_COPIERS: usize = 128;
 
 /// A target session for loading, holding the copier's lock: the first session of a copier
 /// ends whoever holds it, a reconnect only takes it if it is free (else the source has a new
-/// owner). `unique_checks = 0` is a bulk-load setting that cannot change the result: a
-/// chunk's rows are unique.
+/// owner). `unique_checks` stays on: rows of different chunks may hold the same unique
+/// secondary key value (it moved between their snapshots), and with the checks off InnoDB may
+/// let both into the index instead of replacing the older row.
 async fn connect_target(target: &DbConfig, lock: &str, first: bool) -> Result<Conn> {
     let addr = target.addr();
     let mut tgt = crate::db::connect(target, DbRole::Target).await?;
@@ -55,9 +56,6 @@ async fn connect_target(target: &DbConfig, lock: &str, first: bool) -> Result<Co
     } else {
         crate::sync::reclaim_lock(&mut tgt, &addr, lock).await?;
     }
-    tgt.query_drop("SET SESSION unique_checks = 0")
-        .await
-        .map_err(|e| Error::db(DbRole::Target, &addr, e))?;
     Ok(tgt)
 }
 
