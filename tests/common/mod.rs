@@ -16,20 +16,35 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A folder of the shared test data (`../shared/fixtures/<sub>` next to the project, read in
-/// place, never copied): `DM_FIXTURES` if set, else the first `shared/fixtures` beside the
-/// project or one of its parent folders (a clone elsewhere, as CI makes, finds the machine's).
+/// place, never copied): `DM_FIXTURES` if set, else beside this checkout or, for a clone made
+/// elsewhere (CI's fresh clone), beside the repository it was cloned from.
 pub fn fixtures(sub: &str) -> PathBuf {
     if let Ok(dir) = std::env::var("DM_FIXTURES") {
         return PathBuf::from(dir).join(sub);
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    root.ancestors()
-        .map(|a| a.join("shared/fixtures"))
-        .chain([PathBuf::from("/work/shared/fixtures")])
-        .find(|p| p.join(sub).is_dir())
-        .map(|p| p.join(sub))
+    let origin = Command::new("git")
+        .args([
+            "-C",
+            &root.display().to_string(),
+            "remote",
+            "get-url",
+            "origin",
+        ])
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let candidates: Vec<PathBuf> = [Some(root.to_path_buf()), origin]
+        .into_iter()
+        .flatten()
+        .map(|p| p.join("../shared/fixtures").join(sub))
+        .collect();
+    candidates
+        .iter()
+        .find(|d| d.is_dir())
+        .cloned()
         .unwrap_or_else(|| {
-            panic!("shared/fixtures/{sub} not found beside {} or its parents: set DM_FIXTURES to the fixtures folder", root.display())
+            panic!("the {sub} fixtures are expected at one of {candidates:?} (or set DM_FIXTURES)")
         })
 }
 
