@@ -51,12 +51,8 @@ pub struct Checkpoint {
 struct SchemaState<T, O> {
     #[serde(flatten)]
     tracker: T,
-    #[serde(default, skip_serializing_if = "is_empty")]
+    #[serde(default)]
     online_ddl: O,
-}
-
-fn is_empty<O: Serialize>(o: &O) -> bool {
-    serde_json::to_value(o).is_ok_and(|v| v.as_object().is_some_and(|m| m.is_empty()))
 }
 
 /// Names of a task's meta tables.

@@ -9,11 +9,7 @@ use mysql_common::binlog::consts::BinlogVersion;
 use mysql_common::binlog::{BinlogFileHeader, EventStreamReader};
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::BufReader;
-use std::os::unix::fs::FileExt;
-
-/// Bytes of an event header (v4): timestamp, type, server id, size, next position, flags.
-const HEADER_LEN: u64 = 19;
+use std::io::{BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 pub struct FileEvents {
@@ -125,46 +121,12 @@ impl FileEvents {
                 self.offset = 4;
                 new_file = true;
             }
-            let Some((read, _)) = self.current.as_ref() else {
-                continue;
-            };
-            let at = |e: std::io::Error| format!("{}:{}: {e}", self.name, self.offset);
-            let len = read.get_ref().metadata().map_err(at)?.len();
-            // What is at the offset: nothing more, part of an event, or a whole one.
-            let whole = match len.saturating_sub(self.offset) {
-                0 => None,
-                rest if rest < HEADER_LEN => Some(false),
-                rest => {
-                    let mut header = [0u8; HEADER_LEN as usize];
-                    read.get_ref()
-                        .read_exact_at(&mut header, self.offset)
-                        .map_err(at)?;
-                    let size = u32::from_le_bytes([header[9], header[10], header[11], header[12]]);
-                    Some(u64::from(size) <= rest)
-                }
-            };
-            if whole != Some(true) {
-                // A file of a followed directory may still be written (by the server or the
-                // archiver copying it): it is done once a later file is there.
-                if self.dir.is_some() {
-                    self.more_files()?;
-                    if self.files.is_empty() {
-                        return Ok(None);
-                    }
-                }
-                if whole == Some(false) {
-                    return Err(format!(
-                        "{}:{}: the file ends inside an event (truncated: the server stopped while writing it)",
-                        self.name, self.offset
-                    ));
-                }
-                self.current = None;
-                continue;
-            }
             let Some((read, events)) = self.current.as_mut() else {
                 continue;
             };
-            match events.read(&mut *read) {
+            // What is at the offset: a whole event (read as it is: the usual case costs no
+            // more than the read), part of one, or nothing more.
+            let partial = match events.read(&mut *read) {
                 Ok(Some(event)) => {
                     self.offset += u64::from(event.header().event_size());
                     if self.offset <= self.skip_to {
@@ -172,14 +134,36 @@ impl FileEvents {
                     }
                     return Ok(Some(FileEvent { event, new_file }));
                 }
-                Ok(None) => self.current = None,
+                Ok(None) => false,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    // Read again from its start once more of it is there.
+                    if let Err(e) = read.seek(SeekFrom::Start(self.offset)) {
+                        return Err(format!("{}:{}: {e}", self.name, self.offset));
+                    }
+                    true
+                }
                 Err(e) => {
                     return Err(format!(
                         "{}:{}: a corrupt event: {e}",
                         self.name, self.offset
                     ))
                 }
+            };
+            // A file of a followed directory may still be written (by the server or the
+            // archiver copying it): it is done once a later file is there.
+            if self.dir.is_some() {
+                self.more_files()?;
+                if self.files.is_empty() {
+                    return Ok(None);
+                }
             }
+            if partial {
+                return Err(format!(
+                    "{}:{}: the file ends inside an event (truncated: the server stopped while writing it)",
+                    self.name, self.offset
+                ));
+            }
+            self.current = None;
         }
     }
 
