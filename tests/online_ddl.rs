@@ -300,6 +300,14 @@ impl GhOst<'_> {
     }
 }
 
+/// gh-ost on `shop.t` with a writer on it: the tool, the writer's stop flag, the writer.
+fn gh_ost_with_writer(src: &MariaDb) -> (GhOst<'_>, Arc<AtomicBool>, tokio::task::JoinHandle<u64>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let ghost: Ghost = Arc::new(Mutex::new(None));
+    let writer = spawn_writer(src, stop.clone(), vec![T], ghost.clone());
+    (GhOst { src, t: T, ghost }, stop, writer)
+}
+
 async fn wait_online_ddl(dm: &Dm, task: &str) -> serde_json::Value {
     let mut seen = serde_json::Value::Null;
     wait_for(
@@ -375,14 +383,7 @@ async fn gh_ost_atomic_and_two_step_cut_overs_reach_the_target_without_the_copy(
     let dm = Dm::start();
     start(&dm, &src, &dst, "gho").await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let ghost = Arc::new(Mutex::new(None));
-    let writer = spawn_writer(&src, stop.clone(), vec![T], ghost.clone());
-    let gh = GhOst {
-        src: &src,
-        t: T,
-        ghost: ghost.clone(),
-    };
+    let (gh, stop, writer) = gh_ost_with_writer(&src);
     let before = rows_inserted(&dst).await;
     for (how, alter) in [
         (CutOver::Atomic, "add column c int null, add index ic (c)"),
@@ -432,14 +433,7 @@ async fn a_restart_between_the_shadow_alter_and_the_cut_over_keeps_the_alter() {
     dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
     start_task(&dm, &src, &dst, "gho").await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let ghost = Arc::new(Mutex::new(None));
-    let writer = spawn_writer(&src, stop.clone(), vec![T], ghost.clone());
-    let gh = GhOst {
-        src: &src,
-        t: T,
-        ghost: ghost.clone(),
-    };
+    let (gh, stop, writer) = gh_ost_with_writer(&src);
     gh.begin("add column c int null default 7").await;
     let status = wait_online_ddl(&dm, "gho").await;
     assert!(
@@ -471,14 +465,7 @@ async fn an_abandoned_gh_ost_run_leaves_the_target_table_as_it_was() {
     start(&dm, &src, &dst, "gho").await;
     let def = show_create(&dst, "shop.t").await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let ghost = Arc::new(Mutex::new(None));
-    let writer = spawn_writer(&src, stop.clone(), vec![T], ghost.clone());
-    let gh = GhOst {
-        src: &src,
-        t: T,
-        ghost: ghost.clone(),
-    };
+    let (gh, stop, writer) = gh_ost_with_writer(&src);
     gh.begin("add column d int null").await;
     wait_online_ddl(&dm, "gho").await;
     // check-task names the tool's tables it will not migrate.

@@ -22,6 +22,17 @@ fn archive(src: &MariaDb, to: &Path) {
     }
 }
 
+/// A source file for the binlog files of `dir` (`flavor`: the server that wrote them).
+fn files_source(dm: &Dm, id: &str, flavor: &str, dir: &Path) -> std::path::PathBuf {
+    dm.file(
+        "source.yaml",
+        &format!(
+            "source-id: {id}\nflavor: {flavor}\nbinlog-dir: {}\n",
+            dir.display()
+        ),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn archived_binlog_files_replay_into_the_target_and_new_files_follow() {
     let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
@@ -42,13 +53,7 @@ async fn archived_binlog_files_replay_into_the_target_and_new_files_follow() {
     archive(&src, dir.path());
 
     let mut dm = Dm::start();
-    let sf = dm.file(
-        "source.yaml",
-        &format!(
-            "source-id: archive\nflavor: mariadb\nbinlog-dir: {}\n",
-            dir.path().display()
-        ),
-    );
+    let sf = files_source(&dm, "archive", "mariadb", dir.path());
     dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
     let tf = dm.file(
         "task.yaml",
@@ -95,13 +100,7 @@ async fn a_binlog_dir_source_is_checked_when_created_and_only_incremental_tasks_
     let dst = MariaDb::start(2);
     let dm = Dm::start();
     let empty = tempfile::tempdir().unwrap();
-    let sf = dm.file(
-        "source.yaml",
-        &format!(
-            "source-id: archive\nflavor: mysql\nbinlog-dir: {}\n",
-            empty.path().display()
-        ),
-    );
+    let sf = files_source(&dm, "archive", "mysql", empty.path());
     let (ok, out) = dm.ctl(&["operate-source", "create", sf.to_str().unwrap()]);
     assert!(!ok && out.contains("holds no binlog files"), "{out}");
 
@@ -112,13 +111,7 @@ async fn a_binlog_dir_source_is_checked_when_created_and_only_incremental_tasks_
     let dir = tempfile::tempdir().unwrap();
     let fixture = fixtures("mysql-binlogs").join("binlog_transaction_with_GTID.000001");
     std::fs::copy(fixture, dir.path().join("binlog.000001")).unwrap();
-    let sf = dm.file(
-        "source.yaml",
-        &format!(
-            "source-id: archive\nflavor: mysql\nbinlog-dir: {}\n",
-            dir.path().display()
-        ),
-    );
+    let sf = files_source(&dm, "archive", "mysql", dir.path());
     dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
     let tf = dm.file(
         "task.yaml",
@@ -144,13 +137,7 @@ async fn a_recorded_mysql_binlog_replays_into_mariadb() {
     let dir = tempfile::tempdir().unwrap();
     let fixture = fixtures("mysql-binlogs").join("json-opaque.binlog");
     std::fs::copy(fixture, dir.path().join("binlog.000001")).unwrap();
-    let sf = dm.file(
-        "source.yaml",
-        &format!(
-            "source-id: recorded\nflavor: mysql\nbinlog-dir: {}\n",
-            dir.path().display()
-        ),
-    );
+    let sf = files_source(&dm, "recorded", "mysql", dir.path());
     dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
     let tf = dm.file(
         "task.yaml",

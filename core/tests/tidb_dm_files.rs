@@ -4,31 +4,11 @@
 use dm_core::config::{SourceConfig, TaskConfig};
 use std::path::{Path, PathBuf};
 
-/// `../shared/fixtures/tidb-dm` next to the project: next to this checkout, or, for a clone
-/// of the project (CI's fresh clone), next to the repository it was cloned from.
+#[path = "../../tests/common/fixtures.rs"]
+mod shared;
+
 fn fixtures() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let origin = std::process::Command::new("git")
-        .args([
-            "-C",
-            &root.display().to_string(),
-            "remote",
-            "get-url",
-            "origin",
-        ])
-        .output()
-        .ok()
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    let candidates: Vec<PathBuf> = [Some(root), origin]
-        .into_iter()
-        .flatten()
-        .map(|p| p.join("../shared/fixtures/tidb-dm"))
-        .collect();
-    candidates
-        .iter()
-        .find(|d| d.is_dir())
-        .cloned()
-        .unwrap_or_else(|| panic!("TiDB DM's files are expected at one of {candidates:?}"))
+    shared::fixtures("tidb-dm")
 }
 
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {

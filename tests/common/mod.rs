@@ -4,6 +4,10 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+mod fixtures;
+
+#[allow(unused_imports)]
+pub use fixtures::fixtures;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Row, Value};
@@ -14,39 +18,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A folder of the shared test data (`../shared/fixtures/<sub>` next to the project, read in
-/// place, never copied): `DM_FIXTURES` if set, else beside this checkout or, for a clone made
-/// elsewhere (CI's fresh clone), beside the repository it was cloned from.
-pub fn fixtures(sub: &str) -> PathBuf {
-    if let Ok(dir) = std::env::var("DM_FIXTURES") {
-        return PathBuf::from(dir).join(sub);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let origin = Command::new("git")
-        .args([
-            "-C",
-            &root.display().to_string(),
-            "remote",
-            "get-url",
-            "origin",
-        ])
-        .output()
-        .ok()
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    let candidates: Vec<PathBuf> = [Some(root.to_path_buf()), origin]
-        .into_iter()
-        .flatten()
-        .map(|p| p.join("../shared/fixtures").join(sub))
-        .collect();
-    candidates
-        .iter()
-        .find(|d| d.is_dir())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!("the {sub} fixtures are expected at one of {candidates:?} (or set DM_FIXTURES)")
-        })
-}
 
 pub fn find_binary(name: &str) -> PathBuf {
     for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
