@@ -457,7 +457,7 @@ async fn load_and_sync_imports_a_mydumper_directory_and_resumes_by_file() {
     );
     let (ok, out) = dm.ctl(&["start-task", filtered.to_str().unwrap()]);
     assert!(
-        !ok && out.contains("do not apply to the rows of an imported dump"),
+        !ok && out.contains("do not apply to the rows of a dump"),
         "{out}"
     );
     let tf = dm.file("task.yaml", &yaml);
@@ -492,6 +492,151 @@ async fn load_and_sync_imports_a_mydumper_directory_and_resumes_by_file() {
         .value("SELECT COUNT(*) FROM dm_meta.ld_dump_files")
         .await;
     assert_eq!(recorded as usize, files);
+}
+
+/// `task-mode: dump` then `load&sync` through dm's own files. The dump (one reader, so tables
+/// go one after the other) is killed after its first table while the source is written: the
+/// restarted dump keeps that table's files and reads the others in a new snapshot, so the
+/// dump's tables are at two positions and its `metadata` says so. `load&sync` imports the
+/// files and replicates from the first position in safe mode up to the second: the rows the
+/// later snapshot already holds are replayed without a duplicate-key pause, and the target
+/// ends equal, types, odd names and binary values included.
+#[tokio::test(flavor = "multi_thread")]
+async fn dump_resumed_after_a_kill_then_load_and_sync_of_its_files_ends_equal() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE s; USE s; \
+         CREATE TABLE s.t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(40), b BLOB, u INT, \
+           d DATETIME(6), ts TIMESTAMP(3) NULL, n DECIMAL(20,6), f DOUBLE, bits BIT(10), y YEAR, \
+           j JSON, e ENUM('a','b'), st SET('x','y'), g INT AS (id * 2) VIRTUAL, UNIQUE KEY (u)); \
+         INSERT INTO s.t (id, v, b, u, d, ts, n, f, bits, y, j, e, st) SELECT seq, \
+           CONCAT('r', seq, ELT(1 + seq % 4, ';', '''', '\"', '\\\\')), \
+           IF(seq % 5 = 0, NULL, UNHEX(CONCAT('00FF3B27', HEX(seq)))), seq, \
+           '2026-01-02 03:04:05.123456' + INTERVAL seq SECOND, '2001-02-03 04:05:06.789', \
+           seq / 7, seq / 3, seq % 1024, 1990 + seq % 50, CONCAT('{\"k\": ', seq, '}'), \
+           ELT(1 + seq % 2, 'a', 'b'), 'x,y' FROM seq_1_to_3000; \
+         SET sql_mode = 'NO_AUTO_VALUE_ON_ZERO'; INSERT INTO s.t (id, v, y) VALUES (0, 'zero', 0); \
+         CREATE TABLE s.`a.b/c` (id INT PRIMARY KEY, v TEXT); INSERT INTO s.`a.b/c` VALUES (1, 'odd name'); \
+         CREATE TABLE s.e (id INT PRIMARY KEY); \
+         CREATE TABLE s.w (id INT PRIMARY KEY, v INT); INSERT INTO s.w SELECT seq, seq FROM seq_1_to_10",
+    )
+    .await;
+    let dump = tempfile::Builder::new()
+        .prefix("dm-test-dump-")
+        .tempdir()
+        .unwrap();
+    let dir = dump.path().join("d");
+    let with_dir = |yaml: String| {
+        yaml.replace(
+            "    block-allow-list: sel\n",
+            "    block-allow-list: sel\n    loader-config-name: out\n",
+        ) + &format!("loaders:\n  out:\n    dir: {}\n", dir.display())
+    };
+    let mut dm = Dm::start();
+    dm.env = vec![("DM_FAILPOINTS".into(), "after-dump-table=60000".into())];
+    dm.kill9();
+    dm.restart();
+    dm.create_source("src1", &src);
+    let dump_task = with_dir(task_tuned(
+        "dp",
+        "dump",
+        &dst,
+        &["s"],
+        &["threads: 1", "rows: 1000"],
+        &[],
+    ));
+    let tf = dm.file("dump.yaml", &dump_task);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    let journal = dir.join("dm-dump.json");
+    let tables_in_journal = || {
+        std::fs::read(&journal)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|j| j["tables"].as_object().map(|t| t.len()))
+            .unwrap_or(0)
+    };
+    wait_for("the first table dumped", Duration::from_secs(60), || {
+        tables_in_journal() == 1
+    })
+    .await;
+    assert!(!dir.join("metadata").exists());
+    // Changes between the two runs: to the table dumped (its files hold the old rows) and to
+    // one dumped after the restart (its files hold the new rows, which replication from the
+    // first position replays again).
+    src.exec(
+        "USE s; UPDATE s.t SET v = 'between' WHERE id <= 100; DELETE FROM s.t WHERE id BETWEEN 200 AND 210; \
+         INSERT INTO s.w SELECT seq, seq FROM seq_11_to_50; UPDATE s.w SET v = v + 100 WHERE id <= 5",
+    )
+    .await;
+    dm.kill9();
+    dm.env.clear();
+    dm.restart();
+    wait_for("the dump finished", Duration::from_secs(60), || {
+        dm.subtask("dp").is_some_and(|s| s["stage"] == "finished")
+    })
+    .await;
+    assert_eq!(tables_in_journal(), 4);
+    let metadata = std::fs::read_to_string(dir.join("metadata")).unwrap();
+    assert!(metadata.contains("SHOW MASTER STATUS:"), "{metadata}");
+    assert!(
+        metadata.contains("dm safe mode until:"),
+        "two snapshots, two positions:\n{metadata}"
+    );
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for want in [
+        "s-schema-create.sql",
+        "s.t-schema.sql",
+        "s.t.00000.sql",
+        "s.t.00003.sql",
+        "s.a@2eb@2fc-schema.sql",
+        "s.e-schema.sql",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+    assert!(!names.iter().any(|n| n == "s.t.00004.sql"), "{names:?}");
+    let mode = |n: &str| {
+        std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.join(n)).unwrap().permissions(),
+        ) & 0o777
+    };
+    assert_eq!(mode("s.t.00000.sql"), 0o600);
+    dm.ctl_ok(&["stop-task", "dp"]);
+    // mydumper's own loader takes the files too.
+    let out = std::process::Command::new(find_binary("myloader"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-u",
+            "root",
+            "-s",
+            "s",
+            "-B",
+            "copy",
+            "-d",
+        ])
+        .arg(&dir)
+        .args(["-P", &dst.port.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let copied: i64 = dst.value("SELECT COUNT(*) FROM copy.t").await;
+    let same: i64 = dst
+        .value("SELECT COUNT(*) FROM copy.t c JOIN (SELECT 1) x WHERE c.b <=> UNHEX(CONCAT('00FF3B27', HEX(c.id))) OR c.id % 5 = 0 OR c.id = 0")
+        .await;
+    assert_eq!((copied, same), (3001, 3001));
+    dst.exec("DROP DATABASE copy").await;
+
+    src.exec("USE s; INSERT INTO s.t (v) VALUES ('after'); UPDATE s.w SET v = 0 WHERE id > 40")
+        .await;
+    let load = with_dir(task_yaml("ls", "load&sync", "src1", &dst, &["s"]));
+    let tf = dm.file("load.yaml", &load);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "ls", &src).await;
+    assert_eq!(dm.subtask("ls").unwrap()["stage"], "running");
+    assert_same(&src, &dst, &["s"]).await;
 }
 
 /// The subtask of `source` in `task`'s status.

@@ -7,6 +7,7 @@ pub mod check;
 pub mod checkpoint;
 pub mod config;
 pub mod db;
+pub mod dump;
 pub mod durable;
 pub mod error;
 pub mod failpoint;

@@ -281,6 +281,9 @@ pub enum TaskMode {
     /// TiDB DM's `load&sync`: import a dump directory, then replicate from its position.
     #[serde(rename = "load&sync")]
     LoadSync,
+    /// TiDB DM's `dump`: write the source's selected tables as a dump directory (mydumper's
+    /// layout) under the instance's `loaders` dir, nothing to the target.
+    Dump,
 }
 
 impl TaskMode {
@@ -306,6 +309,7 @@ impl TaskMode {
             TaskMode::Incremental => "incremental",
             TaskMode::Load => "load",
             TaskMode::LoadSync => "load&sync",
+            TaskMode::Dump => "dump",
         }
     }
 }
@@ -547,7 +551,10 @@ impl TaskConfig {
     /// settings of this file that have none here.
     pub fn compat_warnings(&self, file: &str, text: &str) -> Vec<String> {
         let mut warnings = super::compat::task(file, text).warnings;
-        if !self.loaders.is_empty() && !self.task_mode.has_load() {
+        if !self.loaders.is_empty()
+            && !self.task_mode.has_load()
+            && self.task_mode != TaskMode::Dump
+        {
             warnings.push(format!(
                 "{file}: loaders has no effect in task-mode {}: dm's full phase streams rows source to target, without dump files",
                 self.task_mode.name()
@@ -666,14 +673,15 @@ impl TaskConfig {
                     "list each source once",
                 );
             }
-            if cfg.task_mode.has_load()
+            if (cfg.task_mode.has_load() || cfg.task_mode == TaskMode::Dump)
                 && (!inst.expression_filters.is_empty() || !inst.plugins.is_empty())
             {
                 return fail(
                     "task-mode",
                     format!(
-                        "mysql-instances `{}`: expression filters and row filter plugins do not apply to the rows of an imported dump",
-                        inst.source_id
+                        "mysql-instances `{}`: expression filters and row filter plugins do not apply to the rows of a dump (task-mode {})",
+                        inst.source_id,
+                        cfg.task_mode.name()
                     ),
                     "filter the dump when it is made (mydumper --where), or use task-mode all, whose full phase applies them",
                 );
@@ -761,6 +769,23 @@ impl TaskConfig {
                             inst.source_id
                         ),
                         "give the position the incremental phase starts from",
+                    );
+                }
+            }
+        }
+        if cfg.task_mode == TaskMode::Dump {
+            let mut dirs = BTreeSet::new();
+            for inst in &cfg.mysql_instances {
+                let dir = cfg.dump_dir_of(&inst.source_id);
+                if !dirs.insert(dir.clone()) {
+                    return fail(
+                        "task-mode",
+                        format!(
+                            "task-mode dump: source `{}` would write its dump into {}, as another source does",
+                            inst.source_id,
+                            dir.display()
+                        ),
+                        "give each source its own `loaders` entry (loader-config-name) with its own dir",
                     );
                 }
             }
@@ -885,6 +910,22 @@ impl TaskConfig {
             .and_then(|n| self.block_allow_list.get(n))
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The dump directory of a source's instance: its `loaders` entry's dir (`task-mode:
+    /// load`, `load&sync`, `dump`).
+    pub fn loader_dir_of(&self, source_id: &str) -> Option<std::path::PathBuf> {
+        self.instance(source_id)
+            .and_then(|i| i.loader_config_name.as_ref())
+            .and_then(|n| self.loaders.get(n))
+            .map(|l| l.dir.clone())
+    }
+
+    /// Where `task-mode: dump` writes a source's dump: its `loaders` dir, else TiDB DM's
+    /// default `./dumped_data`.
+    pub fn dump_dir_of(&self, source_id: &str) -> std::path::PathBuf {
+        self.loader_dir_of(source_id)
+            .unwrap_or_else(default_dump_dir)
     }
 
     pub fn dumper_of(&self, source_id: &str) -> DumperConfig {

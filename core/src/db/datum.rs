@@ -59,7 +59,7 @@ fn civil_from_days(z: i64) -> (i64, u8, u8) {
 }
 
 /// A TIMESTAMP from the binlog (seconds since the epoch, UTC) as text; 0 is the zero date.
-fn timestamp_text(secs: i64, us: u32) -> String {
+pub(crate) fn timestamp_text(secs: i64, us: u32) -> String {
     if secs == 0 && us == 0 {
         return "0000-00-00 00:00:00".into();
     }

@@ -4,6 +4,7 @@
 
 mod datum;
 
+pub(crate) use datum::timestamp_text;
 pub use datum::Datum;
 
 use crate::config::DbConfig;

@@ -1,12 +1,15 @@
 //! A dump directory written by mydumper or dumpling: `metadata` (the source's binlog position
 //! at the dump), `<db>-schema-create.sql`, `<db>.<table>-schema.sql` and the data files
 //! `<db>.<table>.sql` / `<db>.<table>.<n>.sql`. Other files (views, triggers, routines,
-//! compressed files) are named in the answer so nothing is left out silently.
+//! compressed files) are named in the answer so nothing is left out silently. A dump dm wrote
+//! (`task-mode: dump`) has its journal: it must be finished, and names in its file names are
+//! decoded (`dump::layout::file_part`).
 
 use crate::config::Flavor;
+use crate::dump::layout::{self, Journal};
 use crate::error::{Error, Result};
 use crate::schema::TableName;
-use crate::upstream::{BinlogPos, GtidSet, Position};
+use crate::upstream::{BinlogPos, Position};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -14,6 +17,8 @@ use std::path::{Path, PathBuf};
 pub struct DumpDir {
     /// Where the dump was taken, from `metadata`.
     pub position: Option<Position>,
+    /// dm's dumps read without a lock: replication stays in safe mode up to here.
+    pub safe_until: Option<BinlogPos>,
     /// Database -> its CREATE DATABASE file.
     pub databases: BTreeMap<String, PathBuf>,
     /// Table -> its CREATE TABLE file.
@@ -35,6 +40,19 @@ fn bad(dir: &Path, why: String) -> Error {
 pub fn read(dir: &Path, flavor: Flavor) -> Result<DumpDir> {
     let entries = std::fs::read_dir(dir).map_err(|e| bad(dir, e.to_string()))?;
     let mut out = DumpDir::default();
+    let journal = Journal::read(dir).map_err(|e| bad(dir, e))?;
+    if journal.as_ref().is_some_and(|j| !j.finished) {
+        return Err(bad(
+            dir,
+            "dm's dump of it is not finished (dm-dump.json): resume the dump task first".into(),
+        ));
+    }
+    // dm writes special characters of names encoded; other tools' names are as they are.
+    let decode = |part: &str| match &journal {
+        Some(_) => layout::name_of_file_part(part),
+        None => Some(part.to_string()),
+    };
+    let table_name = |db: &str, t: &str| Some(TableName::new(decode(db)?, decode(t)?));
     let mut names: Vec<String> = entries
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_file())
@@ -43,9 +61,13 @@ pub fn read(dir: &Path, flavor: Flavor) -> Result<DumpDir> {
     names.sort();
     for name in names {
         let path = dir.join(&name);
-        if name == "metadata" {
+        if name == layout::METADATA {
             let text = std::fs::read_to_string(&path).map_err(|e| bad(dir, e.to_string()))?;
-            out.position = position_of(&text, flavor).map_err(|e| bad(dir, e))?;
+            (out.position, out.safe_until) =
+                layout::parse_metadata(&text, flavor).map_err(|e| bad(dir, e))?;
+            continue;
+        }
+        if name == layout::JOURNAL && journal.is_some() {
             continue;
         }
         let Some(stem) = name.strip_suffix(".sql") else {
@@ -53,22 +75,28 @@ pub fn read(dir: &Path, flavor: Flavor) -> Result<DumpDir> {
             continue;
         };
         if let Some(db) = stem.strip_suffix("-schema-create") {
-            out.databases.insert(db.to_string(), path);
+            match decode(db) {
+                Some(db) => {
+                    out.databases.insert(db, path);
+                }
+                None => out.other.push(name),
+            }
         } else if let Some(t) = stem.strip_suffix("-schema") {
             match t.split_once('.') {
-                Some((db, table)) if !table.contains('.') => {
-                    out.schemas.insert(TableName::new(db, table), path);
-                }
+                Some((db, table)) if !table.contains('.') => match table_name(db, table) {
+                    Some(t) => {
+                        out.schemas.insert(t, path);
+                    }
+                    None => out.other.push(name),
+                },
                 _ => out.other.push(name),
             }
         } else {
             // <db>.<table> or <db>.<table>.<n>; views and triggers have their own suffixes.
             let parts: Vec<&str> = stem.split('.').collect();
             let table = match parts.as_slice() {
-                [db, t] => Some(TableName::new(*db, *t)),
-                [db, t, n] if n.chars().all(|c| c.is_ascii_digit()) => {
-                    Some(TableName::new(*db, *t))
-                }
+                [db, t] => table_name(db, t),
+                [db, t, n] if n.chars().all(|c| c.is_ascii_digit()) => table_name(db, t),
                 _ => None,
             };
             match table {
@@ -91,65 +119,4 @@ pub fn read(dir: &Path, flavor: Flavor) -> Result<DumpDir> {
         ));
     }
     Ok(out)
-}
-
-/// The position in mydumper's and dumpling's `metadata`:
-/// `SHOW MASTER STATUS:` then `Log: <file>`, `Pos: <pos>`, `GTID:<set>`.
-fn position_of(text: &str, flavor: Flavor) -> std::result::Result<Option<Position>, String> {
-    let Some(start) = text.find("SHOW MASTER STATUS:") else {
-        return Ok(None);
-    };
-    let mut name = None;
-    let mut pos = None;
-    let mut gtid = None;
-    for line in text[start..].lines().skip(1) {
-        let line = line.trim();
-        if line.is_empty() || !line.contains(':') {
-            break;
-        }
-        let (k, v) = line.split_once(':').unwrap_or_default();
-        match k.trim() {
-            "Log" => name = Some(v.trim().to_string()),
-            "Pos" => pos = v.trim().parse::<u64>().ok(),
-            "GTID" => gtid = Some(v.trim().to_string()).filter(|g| !g.is_empty()),
-            _ => {}
-        }
-    }
-    let (Some(name), Some(pos)) = (name, pos) else {
-        return Err("metadata has SHOW MASTER STATUS without Log and Pos".into());
-    };
-    if !crate::relay::files::is_binlog_name(&name) {
-        return Err(format!(
-            "metadata names `{name}`, which is not a binlog file name"
-        ));
-    }
-    let gtid = match gtid {
-        Some(g) => Some(GtidSet::parse(flavor, &g)?),
-        None => None,
-    };
-    Ok(Some(Position {
-        binlog: BinlogPos { name, pos },
-        gtid,
-    }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mydumper_metadata() {
-        let text = "Started dump at: 2026-12-02 05:37:19\nSHOW MASTER STATUS:\n\tLog: mysql-bin.000001\n\tPos: 1064\n\tGTID:0-1-4\n\nFinished dump at: 2026-12-02 05:37:19\n";
-        let p = position_of(text, Flavor::Mariadb).unwrap().unwrap();
-        assert_eq!(p.binlog.to_string(), "mysql-bin.000001:1064");
-        assert!(p.gtid.is_some());
-        assert!(position_of("Started dump at: x\n", Flavor::Mariadb)
-            .unwrap()
-            .is_none());
-        assert!(position_of(
-            "SHOW MASTER STATUS:\n\tLog: ../x\n\tPos: 4\n",
-            Flavor::Mariadb
-        )
-        .is_err());
-    }
 }

@@ -15,7 +15,7 @@ use crate::fence::Fence;
 use crate::rules::{Router, SchemaRoute, TableFilter};
 use crate::schema::{parse_ddl, DdlKind, TableName, Tracker};
 use crate::status::Progress;
-use crate::upstream::Position;
+use crate::upstream::{BinlogPos, Position};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use std::collections::BTreeSet;
@@ -39,6 +39,9 @@ pub struct LoadPhase {
 /// as the dump's schema files define them.
 pub struct Loaded {
     pub position: Option<Position>,
+    /// Replication from `position` stays in safe mode up to here: the dump's tables were read
+    /// at different positions (dm's dumps without a lock, or resumed).
+    pub safe_until: Option<BinlogPos>,
     pub tracker: Tracker,
 }
 
@@ -111,6 +114,7 @@ impl LoadPhase {
         }
         Ok(Loaded {
             position: dump.position,
+            safe_until: dump.safe_until,
             tracker,
         })
     }

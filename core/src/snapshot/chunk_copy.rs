@@ -729,7 +729,7 @@ impl ChunkCopier {
 /// set, for MySQL). `bracketed`: no lock and no exact position: the position read just before
 /// the snapshot starts, which it is at or after (the full phase keeps the safe mode past the
 /// position read after its last chunk).
-async fn begin_snapshot(
+pub(crate) async fn begin_snapshot(
     src: &mut Conn,
     flavor: Flavor,
     source: &SourceConfig,

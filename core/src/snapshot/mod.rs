@@ -30,6 +30,7 @@ use crate::schema::{list_tables, load_table, Table, TableName};
 use crate::status::{Progress, TableProgress};
 use crate::upstream::{BinlogPos, Position};
 use chunk::ChunkKey;
+pub(crate) use chunk_copy::begin_snapshot;
 use chunk_copy::{ChunkCopier, Copied, CopyPlan};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;

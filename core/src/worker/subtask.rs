@@ -143,6 +143,22 @@ impl Subtask {
             Some((name, r)) => task.router_of(source_id).with_plugin(name, r),
             None => task.router_of(source_id),
         };
+        if task.task_mode == TaskMode::Dump {
+            // Nothing reaches the target: the snapshot becomes files.
+            self.progress.set_phase(Phase::Full);
+            return crate::dump::DumpPhase {
+                task: task.name.clone(),
+                source: self.source.clone(),
+                flavor,
+                dir: task.dump_dir_of(source_id),
+                filter: filter.clone(),
+                dumper: task.dumper_of(source_id),
+                progress: self.progress.clone(),
+                fence: self.fence.clone(),
+            }
+            .run()
+            .await;
+        }
         let mut tgt = crate::db::connect(&task.target_database, DbRole::Target).await?;
         meta.create(&mut tgt, &tgt_addr).await?;
 
@@ -160,17 +176,12 @@ impl Subtask {
             }
             None if task.task_mode.has_load() => {
                 self.progress.set_phase(Phase::Full);
-                let dir = task
-                    .instance(source_id)
-                    .and_then(|i| i.loader_config_name.as_ref())
-                    .and_then(|n| task.loaders.get(n))
-                    .map(|l| l.dir.clone())
-                    .ok_or_else(|| {
-                        Error::Invalid(format!(
-                            "task `{}`: source `{source_id}` names no loaders entry",
-                            task.name
-                        ))
-                    })?;
+                let dir = task.loader_dir_of(source_id).ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "task `{}`: source `{source_id}` names no loaders entry",
+                        task.name
+                    ))
+                })?;
                 let loaded = crate::load::LoadPhase {
                     source_id: source_id.clone(),
                     flavor,
@@ -195,7 +206,7 @@ impl Subtask {
                 })?;
                 let cp = Checkpoint {
                     position,
-                    safe_mode_exit: None,
+                    safe_mode_exit: loaded.safe_until,
                     table_positions: vec![],
                     tracker: loaded.tracker,
                     online_ddl: Default::default(),
