@@ -639,31 +639,6 @@ async fn dump_resumed_after_a_kill_then_load_and_sync_of_its_files_ends_equal() 
     assert_same(&src, &dst, &["s"]).await;
 }
 
-/// The subtask of `source` in `task`'s status.
-fn subtask_of(dm: &Dm, task: &str, source: &str) -> Option<serde_json::Value> {
-    let v: serde_json::Value =
-        serde_json::from_str(&dm.ctl_ok(&["-o", "json", "query-status", task])).ok()?;
-    v["subtasks"]
-        .as_array()?
-        .iter()
-        .find(|s| s["source_id"] == source)
-        .cloned()
-}
-
-async fn wait_source_caught_up(dm: &Dm, task: &str, source: &str, src: &MariaDb) {
-    let at = src.master_pos().await;
-    wait_for(
-        &format!("{source} at {at}"),
-        Duration::from_secs(60),
-        || {
-            subtask_of(dm, task, source).is_some_and(|s| {
-                s["stage"] == "running" && s["position"].as_str().unwrap_or("").starts_with(&at)
-            })
-        },
-    )
-    .await;
-}
-
 /// dmctl's `-s`: pause and resume one source's subtask while the other goes on; stop one
 /// source's subtask and the task goes on with the other.
 #[tokio::test(flavor = "multi_thread")]

@@ -788,3 +788,35 @@ pub async fn wait_paused(dm: &Dm, task: &str) -> serde_json::Value {
     .await;
     err
 }
+
+/// The subtask of `source` in `task`'s status.
+pub fn subtask_of(dm: &Dm, task: &str, source: &str) -> Option<serde_json::Value> {
+    let v: serde_json::Value =
+        serde_json::from_str(&dm.ctl_ok(&["-o", "json", "query-status", task])).ok()?;
+    v["subtasks"]
+        .as_array()?
+        .iter()
+        .find(|s| s["source_id"] == source)
+        .cloned()
+}
+
+/// Waits until `source`'s subtask of `task` has applied everything `src` wrote so far.
+pub async fn wait_source_caught_up(dm: &Dm, task: &str, source: &str, src: &MariaDb) {
+    let at = src.master_pos().await;
+    wait_for(
+        &format!("{source} at {at}"),
+        Duration::from_secs(60),
+        || {
+            subtask_of(dm, task, source).is_some_and(|s| {
+                assert!(
+                    s["stage"] != "paused",
+                    "{source} paused: {}\nlog:\n{}",
+                    s["last_error"],
+                    dm.log()
+                );
+                s["stage"] == "running" && s["position"].as_str().unwrap_or("").starts_with(&at)
+            })
+        },
+    )
+    .await;
+}

@@ -95,7 +95,21 @@ pub(crate) fn semantic_error(
 
 /// An `enc:` password that does not decrypt is a config error at its line.
 /// The TLS files of a connection exist, and a client certificate comes with its key.
-pub(crate) fn check_security(file: &str, text: &str, at: &str, db: &DbConfig) -> Result<()> {
+/// The connection settings of `at`: its session variables' names and its TLS files.
+pub(crate) fn check_connection(file: &str, text: &str, at: &str, db: &DbConfig) -> Result<()> {
+    if let Some(name) = db.session.keys().find(|k| !crate::db::is_variable_name(k)) {
+        return Err(semantic_error(
+            file,
+            text,
+            name,
+            format!("{at}.session: `{name}` is not a session variable name"),
+            "name a variable as SHOW VARIABLES does: letters, digits and _",
+        ));
+    }
+    check_security(file, text, at, db)
+}
+
+fn check_security(file: &str, text: &str, at: &str, db: &DbConfig) -> Result<()> {
     let Some(s) = &db.security else {
         return Ok(());
     };

@@ -90,7 +90,18 @@ pub enum Flavor {
 impl SourceConfig {
     /// What dm did with TiDB DM's fields of the file (renamed, left out, and why).
     pub fn compat_warnings(file: &str, text: &str) -> Vec<String> {
-        super::compat::source(file, text).warnings
+        let compat = super::compat::source(file, text);
+        let mut warnings = compat.warnings;
+        if let Ok(cfg) = parse_yaml::<SourceConfig>(file, &compat.text) {
+            warnings.extend(cfg.filters.iter().enumerate().filter_map(|(i, r)| {
+                let ev = r.unknown_event()?;
+                Some(super::FilterRule::left_out(
+                    &format!("{file}: filters[{i}]"),
+                    ev,
+                ))
+            }));
+        }
+        warnings
     }
 
     pub fn parse(file: &str, text: &str) -> Result<Self> {
@@ -102,7 +113,9 @@ impl SourceConfig {
             cfg.relay_binlog_name = None;
         }
         super::check_password(file, text, "from.password", &cfg.from.password)?;
-        super::check_security(file, text, "from", &cfg.from)?;
+        super::check_connection(file, text, "from", &cfg.from)?;
+        // As TiDB DM: a rule naming an event DM does not know is left out (compat_warnings).
+        cfg.filters.retain(|r| r.unknown_event().is_none());
         for (i, rule) in cfg.filters.iter().enumerate() {
             if let Err((key, message, hint)) = rule.check(&format!("filters[{i}]")) {
                 return Err(semantic_error(file, text, key, message, &hint));

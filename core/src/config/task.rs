@@ -8,6 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct TaskConfig {
+    /// Warnings about parts of the file left out when it was read (not a field).
+    #[serde(skip)]
+    pub left_out: Vec<String>,
     pub name: String,
     #[serde(default)]
     pub task_mode: TaskMode,
@@ -141,19 +144,25 @@ pub struct FilterRule {
 }
 
 impl FilterRule {
-    /// Its events are known and its SQL patterns compile: (key, message, hint) otherwise.
-    pub fn check(&self, at: &str) -> std::result::Result<(), (&'static str, String, String)> {
-        if let Some(ev) = self
-            .events
+    /// An event it lists that TiDB DM does not know: DM leaves such a rule out (it logs an
+    /// error and filters nothing by it), and so does dm, with a warning.
+    pub fn unknown_event(&self) -> Option<&str> {
+        self.events
             .iter()
             .find(|e| !FILTER_EVENTS.contains(&e.to_ascii_lowercase().as_str()))
-        {
-            return Err((
-                "events",
-                format!("{at}.events: unknown event `{ev}`"),
-                format!("use one of: {}", FILTER_EVENTS.join(", ")),
-            ));
-        }
+            .map(String::as_str)
+    }
+
+    /// The warning for a rule left out for `unknown_event`.
+    pub fn left_out(at: &str, event: &str) -> String {
+        format!(
+            "{at}: the event `{event}` is not one TiDB DM knows: DM leaves this whole rule out (it logs an error), and so does dm: nothing is filtered by it. To make it work, name known events ({})",
+            FILTER_EVENTS.join(", ")
+        )
+    }
+
+    /// Its SQL patterns compile: (key, message, hint) otherwise.
+    pub fn check(&self, at: &str) -> std::result::Result<(), (&'static str, String, String)> {
         if let Some((p, e)) = self
             .sql_pattern
             .iter()
@@ -546,11 +555,29 @@ impl Default for SyncerConfig {
 }
 
 impl TaskConfig {
+    /// Filter rules naming an event TiDB DM does not know are left out, as DM leaves them out
+    /// (with a warning, in `compat_warnings`).
+    fn leave_out_dm_invalid_filters(&mut self, file: &str) {
+        let mut gone = BTreeSet::new();
+        for (name, rule) in &self.filters {
+            if let Some(ev) = rule.unknown_event() {
+                self.left_out
+                    .push(FilterRule::left_out(&format!("{file}: filters.{name}"), ev));
+                gone.insert(name.clone());
+            }
+        }
+        self.filters.retain(|n, _| !gone.contains(n));
+        for inst in &mut self.mysql_instances {
+            inst.filter_rules.retain(|n| !gone.contains(n));
+        }
+    }
+
     /// What dm did with TiDB DM's fields of the file (renamed, left out, and why).
     /// `self` having been read from `text`: the fields of TiDB DM's with no effect, and the
     /// settings of this file that have none here.
     pub fn compat_warnings(&self, file: &str, text: &str) -> Vec<String> {
         let mut warnings = super::compat::task(file, text).warnings;
+        warnings.extend(self.left_out.iter().cloned());
         if !self.loaders.is_empty()
             && !self.task_mode.has_load()
             && self.task_mode != TaskMode::Dump
@@ -559,6 +586,13 @@ impl TaskConfig {
                 "{file}: loaders has no effect in task-mode {}: dm's full phase streams rows source to target, without dump files",
                 self.task_mode.name()
             ));
+        }
+        for k in self.target_database.session.keys() {
+            if crate::db::is_tidb_variable(k) {
+                warnings.push(format!(
+                    "{file}: target-database.session.{k}: a TiDB variable, set only when the target is TiDB (MySQL and MariaDB have none such)"
+                ));
+            }
         }
         for (name, d) in &self.mydumpers {
             let notes = d
@@ -584,14 +618,15 @@ impl TaskConfig {
             });
         }
         let text = compat.text.as_str();
-        let cfg: TaskConfig = parse_yaml(file, text)?;
+        let mut cfg: TaskConfig = parse_yaml(file, text)?;
+        cfg.leave_out_dm_invalid_filters(file);
         super::check_password(
             file,
             text,
             "target-database.password",
             &cfg.target_database.password,
         )?;
-        super::check_security(file, text, "target-database", &cfg.target_database)?;
+        super::check_connection(file, text, "target-database", &cfg.target_database)?;
         let fail = |key: &str, message: String, hint: &str| {
             Err(semantic_error(file, text, key, message, hint))
         };

@@ -27,13 +27,12 @@ const SESSION_INIT: &[&str] = &[
 /// Connection options of `cfg`, with its password as the server wants it (`password`).
 fn opts(cfg: &DbConfig, password: String) -> Opts {
     let mut init: Vec<String> = SESSION_INIT.iter().map(|s| s.to_string()).collect();
-    for (k, v) in &cfg.session {
-        init.push(format!(
-            "SET SESSION {} = {}",
-            quote_ident(k).trim_matches('`'),
-            v
-        ));
-    }
+    init.extend(
+        cfg.session
+            .iter()
+            .filter(|(k, _)| !is_tidb_variable(k))
+            .filter_map(|(k, v)| session_setting(k, v)),
+    );
     let ssl = cfg.security.as_ref().map(|s| {
         let mut o = SslOpts::default()
             .with_danger_skip_domain_validation(!s.verify_hostname)
@@ -64,8 +63,60 @@ fn opts(cfg: &DbConfig, password: String) -> Opts {
         .into()
 }
 
+/// A session variable's name: letters, digits and `_` (it is written into `SET` as it is).
+pub fn is_variable_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// TiDB's own variables (`tidb_*`), which TiDB DM's files set for a TiDB target: set only on
+/// a TiDB, since MySQL and MariaDB refuse unknown variables.
+pub fn is_tidb_variable(name: &str) -> bool {
+    name.len() > 5 && name[..5].eq_ignore_ascii_case("tidb_")
+}
+
+/// `SET SESSION name = value`: numbers and words (`ON`, `utf8mb4`, `DEFAULT`) as they are,
+/// anything else as a quoted string, so a value is one value; `None` for a bad name (the
+/// config check refuses those with the file and line).
+fn session_setting(name: &str, value: &str) -> Option<String> {
+    if !is_variable_name(name) {
+        return None;
+    }
+    let word = value
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let literal = if word || value.parse::<f64>().is_ok() {
+        value.to_string()
+    } else {
+        quote_str(value)
+    };
+    Some(format!("SET SESSION {name} = {literal}"))
+}
+
 /// Opens one connection, with a bounded wait so an unreachable server fails fast.
 pub async fn connect(cfg: &DbConfig, role: DbRole) -> Result<Conn> {
+    let mut conn = open(cfg, role).await?;
+    let tidb: Vec<String> = cfg
+        .session
+        .iter()
+        .filter(|(k, _)| is_tidb_variable(k))
+        .filter_map(|(k, v)| session_setting(k, v))
+        .collect();
+    if !tidb.is_empty() {
+        use mysql_async::prelude::Queryable;
+        let err = |e| Error::db(role, &cfg.addr(), e);
+        let version: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(err)?;
+        if version.is_some_and(|v| v.contains("TiDB")) {
+            for set in tidb {
+                conn.query_drop(set).await.map_err(err)?;
+            }
+        }
+    }
+    Ok(conn)
+}
+
+async fn open(cfg: &DbConfig, role: DbRole) -> Result<Conn> {
     if cfg.host.trim().is_empty() {
         return Err(Error::Invalid(format!(
             "the {role} has no server address (a source of binlog files has no server to connect to)"
@@ -106,4 +157,28 @@ pub fn quote_str(s: &str) -> String {
     }
     out.push('\'');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_values_are_one_literal_each() {
+        let set = |k: &str, v: &str| session_setting(k, v);
+        assert_eq!(set("sql_mode", "").unwrap(), "SET SESSION sql_mode = ''");
+        assert_eq!(set("x", "10").unwrap(), "SET SESSION x = 10");
+        assert_eq!(set("x", "off").unwrap(), "SET SESSION x = off");
+        assert_eq!(
+            set("time_zone", "+08:00").unwrap(),
+            "SET SESSION time_zone = '+08:00'"
+        );
+        assert_eq!(
+            set("x", "1; DROP DATABASE d").unwrap(),
+            "SET SESSION x = '1; DROP DATABASE d'"
+        );
+        assert_eq!(set("x", "a'b").unwrap(), "SET SESSION x = 'a''b'");
+        assert!(set("x = 1; DROP DATABASE d; SET y", "1").is_none());
+        assert!(is_tidb_variable("tidb_retry_limit") && !is_tidb_variable("tidb"));
+    }
 }
