@@ -90,6 +90,18 @@ fn tidb_dm_task_and_source_files_load() {
             .any(|w| w.contains("`truncate`") && w.contains("leaves this whole rule out")),
         "{warnings:?}"
     );
+    // DM's foreign key tests turn the target's checks on: dm leaves that out and says why.
+    let f = "tests/safe_mode_foreign_key/conf/dm-task.yaml";
+    let text = std::fs::read_to_string(root.join(f)).unwrap();
+    let warnings = TaskConfig::parse(f, &text)
+        .unwrap()
+        .compat_warnings(f, &text);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("session.foreign_key_checks: left out")),
+        "{warnings:?}"
+    );
     for sample in [
         "master/source.yaml",
         "worker/source.yaml",

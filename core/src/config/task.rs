@@ -588,6 +588,11 @@ impl TaskConfig {
             ));
         }
         for k in self.target_database.session.keys() {
+            if k.eq_ignore_ascii_case("foreign_key_checks") {
+                warnings.push(format!(
+                    "{file}: target-database.session.foreign_key_checks: left out: dm applies with foreign key checks off in every session (with them on, the copy's and safe mode's REPLACE of a parent row would delete its children by cascade); cascading foreign keys in scope are listed by check-task, since the rows a cascade changes are not in the source's binlog"
+                ));
+            }
             if crate::db::is_tidb_variable(k) {
                 warnings.push(format!(
                     "{file}: target-database.session.{k}: a TiDB variable, set only when the target is TiDB (MySQL and MariaDB have none such)"

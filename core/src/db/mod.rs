@@ -30,7 +30,9 @@ fn opts(cfg: &DbConfig, password: String) -> Opts {
     init.extend(
         cfg.session
             .iter()
-            .filter(|(k, _)| !is_tidb_variable(k))
+            // dm keeps foreign key checks off in every session (see `SESSION_INIT`): TiDB DM's
+            // `foreign_key_checks: 1` is left out with a warning (TaskConfig::compat_warnings).
+            .filter(|(k, _)| !is_tidb_variable(k) && !k.eq_ignore_ascii_case("foreign_key_checks"))
             .filter_map(|(k, v)| session_setting(k, v)),
     );
     let ssl = cfg.security.as_ref().map(|s| {
@@ -180,5 +182,26 @@ mod tests {
         assert_eq!(set("x", "a'b").unwrap(), "SET SESSION x = 'a''b'");
         assert!(set("x = 1; DROP DATABASE d; SET y", "1").is_none());
         assert!(is_tidb_variable("tidb_retry_limit") && !is_tidb_variable("tidb"));
+    }
+
+    #[test]
+    fn foreign_key_checks_and_tidb_variables_stay_out_of_the_session_init() {
+        let cfg: DbConfig = serde_yaml::from_str(
+            "host: h\nsession:\n  foreign_key_checks: '1'\n  tidb_retry_limit: '10'\n  max_statement_time: '5'\n",
+        )
+        .unwrap();
+        let init = opts(&cfg, String::new()).init().to_vec();
+        assert!(
+            init.contains(&"SET SESSION foreign_key_checks = 0".to_string()),
+            "{init:?}"
+        );
+        assert!(
+            init.contains(&"SET SESSION max_statement_time = 5".to_string()),
+            "{init:?}"
+        );
+        assert!(
+            !init.iter().any(|s| s.contains("= 1") || s.contains("tidb")),
+            "{init:?}"
+        );
     }
 }
