@@ -128,6 +128,9 @@ enum CtlCommand {
         /// Draw progress bars and follow the task until it finishes or pauses.
         #[arg(long, requires = "name")]
         watch: bool,
+        /// TiDB DM's flag for every task's detail: dm's table shows every subtask in any case.
+        #[arg(long)]
+        more: bool,
     },
     /// Compare source and target of a task chunk by chunk; print differing rows and the
     /// statements that fix them.

@@ -125,6 +125,12 @@ async fn dm_sample_task_basic_selects_what_its_rules_say() {
         .await;
     wait_source_caught_up(&dm, &task, &a, &s1).await;
     wait_source_caught_up(&dm, &task, &b, &s2).await;
+    // dmctl's habit: every task in detail.
+    let more = dm.ctl_ok(&["query-status", "--more"]);
+    assert!(
+        more.contains("instance118-4306") && more.contains("instance118-5306"),
+        "{more}"
+    );
     assert_eq!(
         tables(&dst, &["test1", "test2", "do", "foo"]).await,
         ["do.do", "test1.t1", "test1.t3", "test2.t2"]

@@ -3,6 +3,7 @@
 //! `Datum` value model with its exact SQL literal form.
 
 mod datum;
+mod json_diff;
 
 pub(crate) use datum::timestamp_text;
 pub use datum::Datum;

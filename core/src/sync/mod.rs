@@ -316,7 +316,14 @@ fn dml_kind(op: crate::upstream::RowOp) -> crate::rules::EventKind {
     }
 }
 
-fn decode(table: &Table, image: RowImage, at: &BinlogPos) -> Result<Vec<Datum>> {
+/// The values of a row image; `base` is the before image of an UPDATE's after image, which
+/// partial JSON updates apply to.
+fn decode(
+    table: &Table,
+    image: RowImage,
+    base: Option<&RowImage>,
+    at: &BinlogPos,
+) -> Result<Vec<Datum>> {
     let err = |message: String| Error::Schema {
         table: table.name.to_string(),
         position: at.to_string(),
@@ -333,9 +340,14 @@ fn decode(table: &Table, image: RowImage, at: &BinlogPos) -> Result<Vec<Datum>> 
         .columns
         .iter()
         .zip(image)
-        .map(|(c, v)| match v {
+        .enumerate()
+        .map(|(i, (c, v))| match v {
             None => Err(err(format!("column `{}` is missing from the row image; set binlog_row_image=FULL on the source", c.name))),
-            Some(v) => Datum::from_binlog(c, v).map_err(|m| err(format!("column `{}`: {m}", c.name))),
+            Some(v) => {
+                let base = base.and_then(|b| b.get(i)).and_then(Option::as_ref);
+                Datum::from_binlog_after(c, v, base)
+                    .map_err(|m| err(format!("column `{}`: {m}", c.name)))
+            }
         })
         .collect()
 }
@@ -535,8 +547,12 @@ impl Dispatcher<'_> {
         let filtered = self.inc.rows.has(table);
         let mut decoded = Vec::with_capacity(rows.len());
         for (before, after) in rows {
-            let before = before.map(|r| decode(&plan.table, r, end)).transpose()?;
-            let after = after.map(|r| decode(&plan.table, r, end)).transpose()?;
+            let after = after
+                .map(|r| decode(&plan.table, r, before.as_ref(), end))
+                .transpose()?;
+            let before = before
+                .map(|r| decode(&plan.table, r, None, end))
+                .transpose()?;
             if filtered
                 && self
                     .inc
