@@ -228,9 +228,12 @@ async fn a_swapped_plugin_takes_over_between_transactions_and_a_broken_one_is_re
     wait_caught_up(&dm, "hr", &src).await;
 
     let opts = src.opts();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
     let writer = tokio::spawn(async move {
         let mut c = mysql_async::Conn::new(opts).await.unwrap();
-        for txn in 0..400 {
+        let mut txn = 0;
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
             // Five rows per transaction: one version must handle all of them.
             let rows: Vec<String> = (0..5)
                 .map(|k| format!("({}, {txn}, 'src')", txn * 5 + k))
@@ -241,18 +244,40 @@ async fn a_swapped_plugin_takes_over_between_transactions_and_a_broken_one_is_re
             ))
             .await
             .unwrap();
+            txn += 1;
             tokio::time::sleep(Duration::from_millis(15)).await;
         }
+        txn
     });
-    for swap in 0..10 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let next = if swap % 2 == 0 { &b } else { &a };
+    // Each swap waits until rows written after it carry the new version: no timing
+    // assumption about how fast the reload is seen.
+    for swap in 0..6 {
+        let (next, tag) = if swap % 2 == 0 { (&b, "b") } else { (&a, "a") };
+        let mark: i64 = dst.value("SELECT COALESCE(MAX(id), -1) FROM h.t").await;
         // Replaced the way deploy tools do: a new file renamed over the old one.
         let tmp = dm.dir.path().join("tag.wasm.tmp");
         std::fs::copy(next, &tmp).unwrap();
         std::fs::rename(&tmp, &live).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let seen: i64 = dst
+                .value(&format!(
+                    "SELECT COUNT(*) FROM h.t WHERE id > {mark} AND tag = '{tag}'"
+                ))
+                .await;
+            if seen > 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "version {tag} never applied after swap {swap}\n{}",
+                dm.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
-    writer.await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let txns = writer.await.unwrap();
     wait_caught_up(&dm, "hr", &src).await;
 
     let mut c = dst.conn().await;
@@ -260,7 +285,7 @@ async fn a_swapped_plugin_takes_over_between_transactions_and_a_broken_one_is_re
         .query("SELECT id, txn, tag FROM h.t ORDER BY id")
         .await
         .unwrap();
-    assert_eq!(rows.len(), 2000, "every row once");
+    assert_eq!(rows.len(), txns as usize * 5, "every row once");
     assert!(rows.iter().enumerate().all(|(i, r)| r.0 == i as i32));
     let mut switches = 0;
     for txn in rows.chunks(5) {

@@ -127,6 +127,41 @@ async fn a_binlog_dir_source_is_checked_when_created_and_only_incremental_tasks_
     );
 }
 
+/// Replays the recorded MySQL binlog `file` (`../shared/fixtures/mysql-binlogs`) into `dst`
+/// as the only file of a binlog-dir source, until the task has applied all of it.
+async fn replay_recorded(dm: &Dm, dst: &MariaDb, file: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixtures("mysql-binlogs").join(file),
+        dir.path().join("binlog.000001"),
+    )
+    .unwrap();
+    let id = file.replace(['.', '_'], "-");
+    let sf = files_source(dm, &id, "mysql", dir.path());
+    dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
+    let tf = dm.file(
+        &format!("task-{id}.yaml"),
+        &task_yaml(&id, "incremental", &id, dst, &["foo"]),
+    );
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_for(
+        &format!("the replay of {file}"),
+        Duration::from_secs(60),
+        || {
+            let st = dm.subtask(&id).unwrap_or_default();
+            assert_ne!(st["stage"], "paused", "{file}: {st}\n{}", dm.log());
+            st["synced"] == true
+        },
+    )
+    .await;
+}
+
+async fn sorted_rows(dst: &MariaDb, sql: &str) -> Vec<String> {
+    let mut rows: Vec<String> = dst.conn().await.query(sql).await.unwrap();
+    rows.sort();
+    rows
+}
+
 /// A recorded MySQL 8 binlog (`../shared/fixtures/mysql-binlogs`) replayed into MariaDB: its
 /// own CREATE TABLE, then rows of a JSON column holding opaque values (DECIMAL, DATE, TIME,
 /// DATETIME inside JSON), written as MySQL meant them.
@@ -134,29 +169,8 @@ async fn a_binlog_dir_source_is_checked_when_created_and_only_incremental_tasks_
 async fn a_recorded_mysql_binlog_replays_into_mariadb() {
     let dst = MariaDb::start(2);
     let dm = Dm::start();
-    let dir = tempfile::tempdir().unwrap();
-    let fixture = fixtures("mysql-binlogs").join("json-opaque.binlog");
-    std::fs::copy(fixture, dir.path().join("binlog.000001")).unwrap();
-    let sf = files_source(&dm, "recorded", "mysql", dir.path());
-    dm.ctl_ok(&["operate-source", "create", sf.to_str().unwrap()]);
-    let tf = dm.file(
-        "task.yaml",
-        &task_yaml("replay", "incremental", "recorded", &dst, &["foo"]),
-    );
-    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
-    wait_for("the replay to catch up", Duration::from_secs(60), || {
-        let st = dm.subtask("replay").unwrap_or_default();
-        assert_ne!(st["stage"], "paused", "{st}\n{}", dm.log());
-        st["synced"] == true
-    })
-    .await;
-    let mut rows: Vec<String> = dst
-        .conn()
-        .await
-        .query("SELECT CAST(a AS CHAR) FROM foo.test")
-        .await
-        .unwrap();
-    rows.sort();
+    replay_recorded(&dm, &dst, "json-opaque.binlog").await;
+    let rows = sorted_rows(&dst, "SELECT CAST(a AS CHAR) FROM foo.test").await;
     // As MySQL prints them: a DECIMAL in JSON is a number, temporal values strings, other
     // opaque values base64 with their type.
     let mut want = vec![
