@@ -143,6 +143,20 @@ impl DumpPhase {
                 conns.push(self.reader_session().await?);
             }
             let readers = self.start_snapshots(conns, how).await?;
+            // Tables created between the listing and the snapshots: their CREATE may be
+            // before the dump's position. One created after it fails to open in the snapshot
+            // and gets one of its own (`read_tables`).
+            for t in list_tables(&mut src, &self.filter)
+                .await
+                .map_err(self.src_err())?
+            {
+                if !journal.tables.contains_key(&t.to_string())
+                    && !todo.iter().any(|(_, known)| *known == t)
+                {
+                    self.progress.tables_total.fetch_add(1, Ordering::Relaxed);
+                    todo.push((0, t));
+                }
+            }
             let queue = Mutex::new(todo.into_iter().map(|(_, t)| t).collect::<VecDeque<_>>());
             let shared = Mutex::new(journal);
             futures_util::future::try_join_all(
