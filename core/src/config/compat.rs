@@ -77,7 +77,6 @@ const TASK: &[(&str, Action)] = &[
     ("shard-mode", Action::EmptyIsUnset),
     ("validators", Action::Ignore("dm validates with `dm ctl validation start <task>` (continuous) and `dm ctl verify`")),
     ("mysql-instances.[].validator-config-name", Action::Ignore("dm validates with `dm ctl validation start <task>` (continuous) and `dm ctl verify`")),
-    ("syncers.*.safe-mode-duration", Action::Ignore("dm needs no time window: after a restart it keeps safe mode until the stream passes the newest position the last run may have applied, which it records; an incremental task started from `meta` or from TiDB DM's checkpoint keeps it until the source's position at its start")),
 ];
 
 const SOURCE: &[(&str, Action)] = &[

@@ -527,6 +527,57 @@ pub struct SyncerConfig {
     /// delete + replace), not only after a restart.
     #[serde(default)]
     pub safe_mode: bool,
+    /// TiDB DM's `safe-mode-duration` (Go's form: `60s`, `1m30s`): safe mode also lasts this
+    /// long after the incremental phase starts or resumes, besides the window dm records.
+    #[serde(default)]
+    pub safe_mode_duration: Option<String>,
+}
+
+impl SyncerConfig {
+    /// `safe-mode-duration` as a duration (none, or zero: only the recorded window).
+    pub fn safe_mode_for(&self) -> Option<std::time::Duration> {
+        self.safe_mode_duration
+            .as_deref()
+            .and_then(|d| go_duration(d).ok())
+            .filter(|d| !d.is_zero())
+    }
+}
+
+/// A duration as Go writes it (TiDB DM's files): numbers with units `h`, `m`, `s`, `ms`, `us`
+/// (`µs`), `ns`, one after the other (`1h30m`, `1.5s`); a bare `0` is zero.
+pub fn go_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let t = text.trim();
+    if t == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let bad = || format!("`{text}` is not a duration such as 60s, 1m30s or 500ms");
+    let mut secs = 0f64;
+    let mut rest = t;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..n].parse().map_err(|_| bad())?;
+        rest = &rest[n..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return Err(bad()),
+        };
+        secs += value * scale;
+        rest = &rest[unit_len..];
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 fn default_worker_count() -> usize {
@@ -550,6 +601,7 @@ impl Default for SyncerConfig {
             compact: true,
             checkpoint_flush_interval: default_checkpoint_interval(),
             safe_mode: false,
+            safe_mode_duration: None,
         }
     }
 }
@@ -835,6 +887,15 @@ impl TaskConfig {
                 return fail(key, message, &hint);
             }
         }
+        for (name, sy) in &cfg.syncers {
+            if let Some(Err(e)) = sy.safe_mode_duration.as_deref().map(go_duration) {
+                return fail(
+                    "safe-mode-duration",
+                    format!("syncers.{name}.safe-mode-duration: {e}"),
+                    "write it as TiDB DM does: 60s, 1m30s, 0s",
+                );
+            }
+        }
         for (name, d) in &cfg.mydumpers {
             if let Some(w) = &d.where_clause {
                 if let Err(e) = super::dump_args::row_condition(w) {
@@ -1089,5 +1150,28 @@ impl TaskConfig {
             .and_then(|n| self.syncers.get(n))
             .cloned()
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn go_durations_as_tidb_dm_writes_them() {
+        assert_eq!(go_duration("60s").unwrap(), Duration::from_secs(60));
+        assert_eq!(go_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(go_duration("1.5h").unwrap(), Duration::from_secs(5400));
+        assert_eq!(go_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(go_duration("0").unwrap(), Duration::ZERO);
+        for bad in ["", "60", "1 minute", "5x", "s"] {
+            assert!(go_duration(bad).is_err(), "{bad}");
+        }
+        let zero = SyncerConfig {
+            safe_mode_duration: Some("0s".into()),
+            ..Default::default()
+        };
+        assert_eq!(zero.safe_mode_for(), None);
     }
 }

@@ -107,6 +107,8 @@ struct Dispatcher<'a> {
     /// The checkpoint in the target is older than `cp`.
     dirty: bool,
     saved_at: Instant,
+    /// `safe-mode-duration`: safe mode lasts until then whatever the position.
+    safe_until: Option<Instant>,
     /// The tracked schema changed since the last saved checkpoint.
     schema_dirty: bool,
     plans: HashMap<TableName, Arc<TablePlan>>,
@@ -237,6 +239,7 @@ impl Incremental {
             cp,
             dirty: false,
             saved_at: Instant::now(),
+            safe_until: self.syncer.safe_mode_for().map(|d| Instant::now() + d),
             schema_dirty: false,
             plans: HashMap::new(),
             causality: Causality::new(n),
@@ -401,7 +404,9 @@ impl Dispatcher<'_> {
 
     /// Whether a transaction ending at `end` may be in the target already.
     fn safe_mode(&self, end: &BinlogPos) -> bool {
-        self.inc.syncer.safe_mode || matches!(&self.cp.safe_mode_exit, Some(exit) if end <= exit)
+        self.inc.syncer.safe_mode
+            || matches!(&self.cp.safe_mode_exit, Some(exit) if end <= exit)
+            || self.safe_until.is_some_and(|t| Instant::now() < t)
     }
 
     /// Whether the event filters keep an event (`sql`: the statement of a DDL); refused events
