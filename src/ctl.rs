@@ -4,7 +4,7 @@
 use crate::ctl_config::task_name;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, ColumnConstraint, ContentArrangement, Table};
 use dm_core::config::{load_file, StandaloneConfig};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -128,7 +128,11 @@ enum CtlCommand {
         /// Draw progress bars and follow the task until it finishes or pauses.
         #[arg(long, requires = "name")]
         watch: bool,
-        /// TiDB DM's flag for every task's detail: dm's table shows every subtask in any case.
+        /// Every counter of every subtask (worker, rows loaded and applied, rates, queue, the
+        /// error's hint) in a wide table; by default a table that fits 100 columns.
+        #[arg(long)]
+        wide: bool,
+        /// TiDB DM's flag for every task's detail: as `--wide`.
         #[arg(long)]
         more: bool,
     },
@@ -806,7 +810,13 @@ pub async fn run(args: CtlArgs) -> Result<()> {
             watch: true,
             ..
         } => return crate::watch::watch(&client, &task_name(&n)?).await,
-        CtlCommand::QueryStatus { name, source, .. } => {
+        CtlCommand::QueryStatus {
+            name,
+            source,
+            wide,
+            more,
+            ..
+        } => {
             let mut v = match name {
                 Some(n) => {
                     client
@@ -822,7 +832,12 @@ pub async fn run(args: CtlArgs) -> Result<()> {
             if !source.is_empty() {
                 only_sources(&mut v, &source);
             }
-            (v, render_tasks)
+            let render: fn(&Value) -> String = if wide || more {
+                render_tasks
+            } else {
+                render_tasks_compact
+            };
+            (v, render)
         }
         CtlCommand::ListMember {
             master,
@@ -1505,40 +1520,7 @@ fn render_tasks(v: &Value) -> String {
                 num("rows_per_sec"),
                 num("txns_per_sec")
             );
-            let mut warnings: Vec<String> = st
-                .get("warnings")
-                .and_then(Value::as_array)
-                .map(|w| {
-                    w.iter()
-                        .filter_map(Value::as_str)
-                        .map(|w| format!("warning: {w}"))
-                        .collect()
-                })
-                .unwrap_or_default();
-            // gh-ost/pt-osc runs under way: what waits for their swap.
-            for o in st
-                .get("online_ddl")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let n = o["statements"].as_array().map_or(0, Vec::len);
-                warnings.push(format!(
-                    "{} on {}: {n} statement(s) wait for the swap",
-                    s(o, "tool"),
-                    s(o, "table")
-                ));
-            }
-            let err = match st.get("last_error") {
-                Some(e) if !e.is_null() => format!(
-                    "[{}] {}\nhint: {}",
-                    s(e, "code"),
-                    s(e, "message"),
-                    s(e, "hint")
-                ),
-                _ if !warnings.is_empty() => warnings.join("\n"),
-                _ => "-".into(),
-            };
+            let err = subtask_note(&st, true);
             t.add_row(vec![
                 s(&task, "name"),
                 s(&st, "source_id"),
@@ -1552,6 +1534,120 @@ fn render_tasks(v: &Value) -> String {
                 s(&st, "lag_seconds"),
                 s(&st, "queue_depth"),
                 err,
+            ]);
+        }
+    }
+    t.to_string()
+}
+
+/// A subtask's last error (with its hint when `hint`), else its warnings and the online
+/// schema changes waiting for their swap; `-` when there is nothing.
+fn subtask_note(st: &Value, hint: bool) -> String {
+    if let Some(e) = st.get("last_error").filter(|e| !e.is_null()) {
+        let mut text = format!("[{}] {}", s(e, "code"), s(e, "message"));
+        if hint {
+            text.push_str(&format!("\nhint: {}", s(e, "hint")));
+        }
+        return text;
+    }
+    let mut notes: Vec<String> = st
+        .get("warnings")
+        .and_then(Value::as_array)
+        .map(|w| {
+            w.iter()
+                .filter_map(Value::as_str)
+                .map(|w| format!("warning: {w}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    // gh-ost/pt-osc runs under way: what waits for their swap.
+    for o in st
+        .get("online_ddl")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let n = o["statements"].as_array().map_or(0, Vec::len);
+        notes.push(format!(
+            "{} on {}: {n} statement(s) wait for the swap",
+            s(o, "tool"),
+            s(o, "table")
+        ));
+    }
+    if notes.is_empty() {
+        "-".into()
+    } else {
+        notes.join("\n")
+    }
+}
+
+/// Width of the default task table: it fits a 100-column terminal.
+const COMPACT_WIDTH: u16 = 100;
+
+/// The default task table: stage, phase and progress, lag, position and what is wrong, in
+/// 100 columns (`--wide` for every counter).
+fn render_tasks_compact(v: &Value) -> String {
+    let mut t = table(&[
+        "Task",
+        "Source",
+        "Stage",
+        "Progress",
+        "Lag",
+        "Position",
+        "Error / notes",
+    ]);
+    t.set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(COMPACT_WIDTH);
+    // Names and positions stay whole; progress and notes wrap.
+    for i in [0, 1, 2, 4, 5] {
+        if let Some(c) = t.column_mut(i) {
+            c.set_constraint(ColumnConstraint::ContentWidth);
+        }
+    }
+    for task in as_list(v) {
+        for w in task["warnings"].as_array().cloned().unwrap_or_default() {
+            let mut row = vec![s(&task, "name")];
+            row.extend(std::iter::repeat_n("-".to_string(), 5));
+            row.push(format!("warning: {}", w.as_str().unwrap_or_default()));
+            t.add_row(row);
+        }
+        let subs = task["subtasks"].as_array().cloned().unwrap_or_default();
+        if subs.is_empty() {
+            let mut row = vec![s(&task, "name"), "-".into(), s(&task, "stage")];
+            row.extend(std::iter::repeat_n("-".to_string(), 4));
+            t.add_row(row);
+        }
+        for st in subs {
+            let num = |k: &str| st.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+            let progress = if s(&st, "phase") == "incremental" {
+                format!(
+                    "incremental: {} rows, {:.0}/s",
+                    s(&st, "rows_applied"),
+                    num("rows_per_sec")
+                )
+            } else {
+                format!(
+                    "{}: {}/{} tables, {} rows",
+                    s(&st, "phase"),
+                    s(&st, "tables_done"),
+                    s(&st, "tables_total"),
+                    s(&st, "rows_loaded")
+                )
+            };
+            // The file and offset; the GTID set is in --wide and -o json.
+            let position = s(&st, "position")
+                .split(' ')
+                .next()
+                .unwrap_or("-")
+                .to_string();
+            t.add_row(vec![
+                s(&task, "name"),
+                s(&st, "source_id"),
+                s(&st, "stage"),
+                progress,
+                s(&st, "lag_seconds"),
+                position,
+                subtask_note(&st, false),
             ]);
         }
     }

@@ -125,11 +125,18 @@ async fn dm_sample_task_basic_selects_what_its_rules_say() {
         .await;
     wait_source_caught_up(&dm, &task, &a, &s1).await;
     wait_source_caught_up(&dm, &task, &b, &s2).await;
-    // dmctl's habit: every task in detail.
+    // dmctl's habit: every task in detail (dm's --wide); by default a table of 100 columns.
     let more = dm.ctl_ok(&["query-status", "--more"]);
     assert!(
-        more.contains("instance118-4306") && more.contains("instance118-5306"),
+        more.contains("instance118-4306")
+            && more.contains("instance118-5306")
+            && more.contains("Rows loaded"),
         "{more}"
+    );
+    let compact = dm.ctl_ok(&["query-status"]);
+    assert!(
+        compact.contains("instance118-5306") && compact.lines().all(|l| l.chars().count() <= 100),
+        "{compact}"
     );
     assert_eq!(
         tables(&dst, &["test1", "test2", "do", "foo"]).await,
