@@ -351,3 +351,35 @@ async fn negative_fractional_times_in_the_binlog() {
     wait_caught_up(&dm, "tt", &src).await;
     assert_same(&src, &dst, &["s"]).await;
 }
+
+/// Invisible columns (MariaDB 10.3+, MySQL 8.0.23+): the copy names them (a `SELECT *` would
+/// leave them out), row events carry them, and the target keeps them invisible with their
+/// values. `assert_same` compares every column by name.
+#[tokio::test(flavor = "multi_thread")]
+async fn invisible_columns_are_copied_and_replicated() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE s; USE s; \
+         CREATE TABLE s.t (id INT PRIMARY KEY, v VARCHAR(10), h INT INVISIBLE DEFAULT 7, \
+           k BIGINT INVISIBLE NULL); \
+         INSERT INTO s.t (id, v, h, k) SELECT seq, CONCAT('v', seq), seq * 3, seq FROM seq_1_to_500",
+    )
+    .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let tf = dm.file("task.yaml", &task_yaml("iv", "all", "src1", &dst, &["s"]));
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "iv", &src).await;
+    src.exec(
+        "INSERT INTO s.t (id, v, h, k) VALUES (1000, 'new', 1, 2); INSERT INTO s.t VALUES (1001, 'dflt'); \
+         UPDATE s.t SET h = h + 1000 WHERE id <= 10; DELETE FROM s.t WHERE id BETWEEN 20 AND 30; \
+         ALTER TABLE s.t ADD COLUMN z INT INVISIBLE DEFAULT 5; UPDATE s.t SET z = id WHERE id > 490",
+    )
+    .await;
+    wait_caught_up(&dm, "iv", &src).await;
+    assert_same(&src, &dst, &["s"]).await;
+    let invisible: i64 = dst
+        .value("SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 's' AND EXTRA LIKE '%INVISIBLE%'")
+        .await;
+    assert_eq!(invisible, 3);
+}

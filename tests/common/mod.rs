@@ -590,21 +590,26 @@ async fn dump(c: &mut Conn, schema: &str, table: &str) -> (String, Vec<Vec<Value
         .await
         .unwrap()
         .unwrap();
-    let ncols: usize = c
-        .exec_first::<usize, _, _>(
-            "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=? AND TABLE_NAME=?",
+    // Every column by name: `SELECT *` leaves invisible columns out.
+    let columns: Vec<String> = c
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=? AND TABLE_NAME=? ORDER BY ORDINAL_POSITION",
             (schema, table),
         )
         .await
-        .unwrap()
         .unwrap();
-    let order = (1..=ncols)
+    let list = columns
+        .iter()
+        .map(|n| format!("`{}`", n.replace('`', "``")))
+        .collect::<Vec<_>>()
+        .join(",");
+    let order = (1..=columns.len())
         .map(|i| i.to_string())
         .collect::<Vec<_>>()
         .join(",");
     let rows: Vec<Row> = c
         .query(format!(
-            "SELECT * FROM `{schema}`.`{table}` ORDER BY {order}"
+            "SELECT {list} FROM `{schema}`.`{table}` ORDER BY {order}"
         ))
         .await
         .unwrap();
