@@ -93,8 +93,6 @@ pub(crate) fn semantic_error(
     }
 }
 
-/// An `enc:` password that does not decrypt is a config error at its line.
-/// The TLS files of a connection exist, and a client certificate comes with its key.
 /// The connection settings of `at`: its session variables' names and its TLS files.
 pub(crate) fn check_connection(file: &str, text: &str, at: &str, db: &DbConfig) -> Result<()> {
     if let Some(name) = db.session.keys().find(|k| !crate::db::is_variable_name(k)) {
@@ -109,6 +107,7 @@ pub(crate) fn check_connection(file: &str, text: &str, at: &str, db: &DbConfig) 
     check_security(file, text, at, db)
 }
 
+/// The TLS files of a connection exist, and a client certificate comes with its key.
 fn check_security(file: &str, text: &str, at: &str, db: &DbConfig) -> Result<()> {
     let Some(s) = &db.security else {
         return Ok(());

@@ -84,6 +84,11 @@ fn session_setting(name: &str, value: &str) -> Option<String> {
     if !is_variable_name(name) {
         return None;
     }
+    // A value written already quoted (`time_zone: "'+08:00'"`) is the text inside.
+    let value = value
+        .strip_prefix('\'')
+        .and_then(|v| v.strip_suffix('\''))
+        .unwrap_or(value);
     let word = value
         .chars()
         .next()
@@ -181,6 +186,10 @@ mod tests {
             "SET SESSION x = '1; DROP DATABASE d'"
         );
         assert_eq!(set("x", "a'b").unwrap(), "SET SESSION x = 'a''b'");
+        assert_eq!(
+            set("time_zone", "'+08:00'").unwrap(),
+            "SET SESSION time_zone = '+08:00'"
+        );
         assert!(set("x = 1; DROP DATABASE d; SET y", "1").is_none());
         assert!(is_tidb_variable("tidb_retry_limit") && !is_tidb_variable("tidb"));
     }
