@@ -561,11 +561,12 @@ async fn dump_resumed_after_a_kill_then_load_and_sync_of_its_files_ends_equal() 
     .await;
     assert!(!dir.join("metadata").exists());
     // Changes between the two runs: to the table dumped (its files hold the old rows) and to
-    // one dumped after the restart (its files hold the new rows, which replication from the
-    // first position replays again).
+    // one dumped after the restart (its files hold the new rows and the new column, which
+    // replication from the first position must not replay over it: its own position).
     src.exec(
         "USE s; UPDATE s.t SET v = 'between' WHERE id <= 100; DELETE FROM s.t WHERE id BETWEEN 200 AND 210; \
-         INSERT INTO s.w SELECT seq, seq FROM seq_11_to_50; UPDATE s.w SET v = v + 100 WHERE id <= 5",
+         INSERT INTO s.w SELECT seq, seq FROM seq_11_to_50; UPDATE s.w SET v = v + 100 WHERE id <= 5; \
+         ALTER TABLE s.w ADD COLUMN extra INT DEFAULT 9; UPDATE s.w SET extra = id WHERE id > 45",
     )
     .await;
     dm.kill9();

@@ -544,18 +544,16 @@ impl SyncerConfig {
 }
 
 /// A duration as Go writes it (TiDB DM's files): numbers with units `h`, `m`, `s`, `ms`, `us`
-/// (`µs`), `ns`, one after the other (`1h30m`, `1.5s`); a bare `0` is zero.
+/// (`µs`), `ns`, one after the other (`1h30m`, `1.5s`); `0` and empty are zero; at most a
+/// year.
 pub fn go_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
     let t = text.trim();
-    if t == "0" {
+    if t == "0" || t.is_empty() {
         return Ok(std::time::Duration::ZERO);
     }
     let bad = || format!("`{text}` is not a duration such as 60s, 1m30s or 500ms");
     let mut secs = 0f64;
     let mut rest = t;
-    if rest.is_empty() {
-        return Err(bad());
-    }
     while !rest.is_empty() {
         let n = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -577,7 +575,11 @@ pub fn go_duration(text: &str) -> std::result::Result<std::time::Duration, Strin
         secs += value * scale;
         rest = &rest[unit_len..];
     }
-    Ok(std::time::Duration::from_secs_f64(secs))
+    // At most a year: beyond, a deadline would overflow.
+    std::time::Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| d.as_secs() <= 366 * 86_400)
+        .ok_or_else(bad)
 }
 
 fn default_worker_count() -> usize {
@@ -643,6 +645,10 @@ impl TaskConfig {
             if k.eq_ignore_ascii_case("foreign_key_checks") {
                 warnings.push(format!(
                     "{file}: target-database.session.foreign_key_checks: left out: dm applies with foreign key checks off in every session (with them on, the copy's and safe mode's REPLACE of a parent row would delete its children by cascade); cascading foreign keys in scope are listed by check-task, since the rows a cascade changes are not in the source's binlog"
+                ));
+            } else if crate::db::is_dm_controlled(k) {
+                warnings.push(format!(
+                    "{file}: target-database.session.{k}: left out: dm sets it itself (UTC for TIMESTAMPs, a strict sql_mode, utf8mb4) and replays every statement in the session it ran in on the source"
                 ));
             }
             if crate::db::is_tidb_variable(k) {
@@ -1165,7 +1171,8 @@ mod tests {
         assert_eq!(go_duration("1.5h").unwrap(), Duration::from_secs(5400));
         assert_eq!(go_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(go_duration("0").unwrap(), Duration::ZERO);
-        for bad in ["", "60", "1 minute", "5x", "s"] {
+        assert_eq!(go_duration("").unwrap(), Duration::ZERO);
+        for bad in ["60", "1 minute", "5x", "s", "99999999999999999999h"] {
             assert!(go_duration(bad).is_err(), "{bad}");
         }
         let zero = SyncerConfig {

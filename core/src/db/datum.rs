@@ -258,6 +258,18 @@ impl Datum {
         }
     }
 
+    /// The literal for a column of `kind`: a JSON document's text is given its character set
+    /// (MySQL refuses a binary string as JSON, error 3144).
+    pub fn write_sql_for(&self, kind: ColumnKind, out: &mut String) {
+        if kind == ColumnKind::Json && matches!(self, Datum::Bytes(_)) {
+            out.push_str("CONVERT(");
+            self.write_sql(out);
+            out.push_str(" USING utf8mb4)");
+        } else {
+            self.write_sql(out);
+        }
+    }
+
     pub fn to_sql(&self) -> String {
         let mut s = String::new();
         self.write_sql(&mut s);
@@ -443,5 +455,15 @@ mod tests {
         let mut text = String::new();
         json_text(dom, &mut text);
         assert_eq!(text, r#"{"b": 1, "c": 3, "aa": 2}"#);
+    }
+
+    #[test]
+    fn json_text_is_written_with_its_character_set() {
+        let mut out = String::new();
+        Datum::Bytes(b"{}".to_vec()).write_sql_for(ColumnKind::Json, &mut out);
+        assert_eq!(out, "CONVERT(X'7B7D' USING utf8mb4)");
+        out.clear();
+        Datum::Bytes(b"{}".to_vec()).write_sql_for(ColumnKind::Bytes, &mut out);
+        assert_eq!(out, "X'7B7D'");
     }
 }

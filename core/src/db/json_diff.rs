@@ -108,11 +108,21 @@ pub fn apply(doc: &mut JsonDom, diff: &JsonDiff<'_>) -> Result<(), String> {
             a.remove(*n);
             Ok(())
         }
+        // As MySQL: REPLACE needs the member, INSERT its absence; otherwise the before image
+        // is not the document the source changed.
         (
-            JsonDiffOperation::REPLACE | JsonDiffOperation::INSERT,
+            JsonDiffOperation::REPLACE,
             Leg::Member(k),
             JsonDom::Container(JsonContainer::Object(m)),
-        ) => {
+        ) if m.contains_key(k) => {
+            m.insert(k.clone(), value.ok_or_else(needs_value)?);
+            Ok(())
+        }
+        (
+            JsonDiffOperation::INSERT,
+            Leg::Member(k),
+            JsonDom::Container(JsonContainer::Object(m)),
+        ) if !m.contains_key(k) => {
             m.insert(k.clone(), value.ok_or_else(needs_value)?);
             Ok(())
         }
@@ -206,5 +216,8 @@ mod tests {
         assert_eq!(doc, want);
         let err = apply(&mut doc, &diff("$.gone.x", 0, Some(&[0x05, 1, 0]))).unwrap_err();
         assert!(err.contains("$.gone.x"), "{err}");
+        // REPLACE of a missing member, INSERT of an existing one: not the source's document.
+        assert!(apply(&mut doc, &diff("$.gone", 0, Some(&[0x05, 1, 0]))).is_err());
+        assert!(apply(&mut doc, &diff("$.age", 1, Some(&[0x05, 1, 0]))).is_err());
     }
 }

@@ -31,9 +31,7 @@ fn opts(cfg: &DbConfig, password: String) -> Opts {
     init.extend(
         cfg.session
             .iter()
-            // dm keeps foreign key checks off in every session (see `SESSION_INIT`): TiDB DM's
-            // `foreign_key_checks: 1` is left out with a warning (TaskConfig::compat_warnings).
-            .filter(|(k, _)| !is_tidb_variable(k) && !k.eq_ignore_ascii_case("foreign_key_checks"))
+            .filter(|(k, _)| !is_tidb_variable(k) && !is_dm_controlled(k))
             .filter_map(|(k, v)| session_setting(k, v)),
     );
     let ssl = cfg.security.as_ref().map(|s| {
@@ -74,7 +72,29 @@ pub fn is_variable_name(name: &str) -> bool {
 /// TiDB's own variables (`tidb_*`), which TiDB DM's files set for a TiDB target: set only on
 /// a TiDB, since MySQL and MariaDB refuse unknown variables.
 pub fn is_tidb_variable(name: &str) -> bool {
-    name.len() > 5 && name[..5].eq_ignore_ascii_case("tidb_")
+    name.len() > 5
+        && name
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case("tidb_"))
+}
+
+/// Session variables dm sets itself (`SESSION_INIT`) and a configured `session` may not
+/// change: the time zone TIMESTAMPs travel in, the sql_mode that keeps values exact, the
+/// character set dm's literals are written in (another one could also turn an escaped quote
+/// into a real one), foreign key checks (a REPLACE of a parent would cascade). Left out with a
+/// warning (`TaskConfig::compat_warnings`).
+pub fn is_dm_controlled(name: &str) -> bool {
+    const CONTROLLED: &[&str] = &[
+        "time_zone",
+        "sql_mode",
+        "foreign_key_checks",
+        "names",
+        "character_set_client",
+        "character_set_connection",
+        "character_set_results",
+        "collation_connection",
+    ];
+    CONTROLLED.iter().any(|c| c.eq_ignore_ascii_case(name))
 }
 
 /// `SET SESSION name = value`: numbers and words (`ON`, `utf8mb4`, `DEFAULT`) as they are,
@@ -197,7 +217,7 @@ mod tests {
     #[test]
     fn foreign_key_checks_and_tidb_variables_stay_out_of_the_session_init() {
         let cfg: DbConfig = serde_yaml::from_str(
-            "host: h\nsession:\n  foreign_key_checks: '1'\n  tidb_retry_limit: '10'\n  max_statement_time: '5'\n",
+            "host: h\nsession:\n  foreign_key_checks: '1'\n  tidb_retry_limit: '10'\n  max_statement_time: '5'\n  time_zone: '+08:00'\n  character_set_client: gbk\n",
         )
         .unwrap();
         let init = opts(&cfg, String::new()).init().to_vec();
@@ -210,7 +230,14 @@ mod tests {
             "{init:?}"
         );
         assert!(
-            !init.iter().any(|s| s.contains("= 1") || s.contains("tidb")),
+            init.contains(&"SET time_zone = '+00:00'".to_string()),
+            "{init:?}"
+        );
+        assert!(
+            !init.iter().any(|s| s.contains("= 1")
+                || s.contains("tidb")
+                || s.contains("08:00")
+                || s.contains("gbk")),
             "{init:?}"
         );
     }

@@ -226,13 +226,16 @@ impl DumpPhase {
                         e.file_name().to_string_lossy()
                     )));
                 }
-                Ok(Journal {
+                let journal = Journal {
                     task: self.task.clone(),
                     source_id: self.source.source_id.clone(),
                     flavor: Some(self.flavor),
                     started: layout::now_text(),
                     ..Default::default()
-                })
+                };
+                // Before any other file: a dump stopped at any point resumes in its directory.
+                journal.save(dir).map_err(|e| refuse(e.to_string()))?;
+                Ok(journal)
             }
         }
     }
@@ -493,7 +496,8 @@ impl DumpPhase {
                 if k > 0 {
                     text.push(',');
                 }
-                Datum::from_value(&table.columns[ci], v).write_sql(&mut text);
+                let col = &table.columns[ci];
+                Datum::from_value(col, v).write_sql_for(col.kind(), &mut text);
             }
             text.push(')');
             out.push(&text).map_err(self.io_err(&self.dir))?;
@@ -503,13 +507,23 @@ impl DumpPhase {
         }
         drop(result);
         let files = out.finish().map_err(self.io_err(&self.dir))?;
+        // A table outside InnoDB (MyISAM, Aria, MEMORY) is not in the snapshot: it was read
+        // as it was during the read, so its rows may hold changes up to the position after.
+        let engine: Option<String> = conn
+            .exec_first(
+                "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (&t.schema, &t.table),
+            )
+            .await
+            .map_err(&se)?;
+        let in_snapshot = engine.is_some_and(|e| e.eq_ignore_ascii_case("InnoDB"));
         let high = match how {
-            Snapshots::Bracketed => {
+            Snapshots::Locked | Snapshots::Own if in_snapshot => reader.at.binlog.clone(),
+            _ => {
                 crate::upstream::binlog_status(conn, self.flavor, &self.source.from.addr())
                     .await?
                     .0
             }
-            Snapshots::Locked | Snapshots::Own => reader.at.binlog.clone(),
         };
         tracing::info!(table = %t, rows, files = files.len() - 1, "table dumped");
         Ok(Some(TableDone {

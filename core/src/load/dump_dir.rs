@@ -19,6 +19,9 @@ pub struct DumpDir {
     pub position: Option<Position>,
     /// dm's dumps read without a lock: replication stays in safe mode up to here.
     pub safe_until: Option<BinlogPos>,
+    /// dm's dumps: the position each table was read at (its events before it are in its
+    /// files).
+    pub table_positions: Vec<(TableName, BinlogPos)>,
     /// Database -> its CREATE DATABASE file.
     pub databases: BTreeMap<String, PathBuf>,
     /// Table -> its CREATE TABLE file.
@@ -53,6 +56,11 @@ pub fn read(dir: &Path, flavor: Flavor) -> Result<DumpDir> {
         None => Some(part.to_string()),
     };
     let table_name = |db: &str, t: &str| Some(TableName::new(decode(db)?, decode(t)?));
+    out.table_positions = journal
+        .iter()
+        .flat_map(|j| j.tables.values())
+        .map(|t| (TableName::new(&t.schema, &t.table), t.low.binlog.clone()))
+        .collect();
     let mut names: Vec<String> = entries
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_file())

@@ -42,6 +42,9 @@ pub struct Loaded {
     /// Replication from `position` stays in safe mode up to here: the dump's tables were read
     /// at different positions (dm's dumps without a lock, or resumed).
     pub safe_until: Option<BinlogPos>,
+    /// Tables read after `position` (dm's dumps): their events before their own position are
+    /// in their files already.
+    pub table_positions: Vec<(TableName, BinlogPos)>,
     pub tracker: Tracker,
 }
 
@@ -112,9 +115,15 @@ impl LoadPhase {
             self.progress.tables_done.fetch_add(1, Ordering::Relaxed);
             tracing::info!(table = %t, into = %target, "dump of table imported");
         }
+        let table_positions = dump
+            .table_positions
+            .into_iter()
+            .filter(|(_, p)| dump.position.as_ref().is_some_and(|at| *p > at.binlog))
+            .collect();
         Ok(Loaded {
             position: dump.position,
             safe_until: dump.safe_until,
+            table_positions,
             tracker,
         })
     }

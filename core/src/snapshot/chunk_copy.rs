@@ -85,6 +85,12 @@ fn load_data_sql(
     for &i in written {
         let c = &table.columns[i];
         let name = quote_ident(&c.name);
+        // A JSON document's bytes get their character set (MySQL refuses binary JSON).
+        if c.kind() == ColumnKind::Json {
+            cols.push(format!("@v{i}"));
+            sets.push(format!("{name} = CONVERT(@v{i} USING utf8mb4)"));
+            continue;
+        }
         let via_var = c.kind() == ColumnKind::Bit
             || matches!(
                 c.data_type.as_str(),
@@ -212,8 +218,8 @@ const PLUGIN_BATCH_ROWS: usize = 512;
 /// The batch being built: multi-row INSERT text or LOAD DATA lines.
 struct Batcher<'a> {
     mode: &'a Mode,
-    /// `years[k]`: the k-th written column is a YEAR.
-    years: &'a [bool],
+    /// `kinds[k]`: the kind of the k-th written column.
+    kinds: &'a [ColumnKind],
     extra_values: &'a str,
     text: String,
     buf: Vec<u8>,
@@ -231,7 +237,7 @@ impl Batcher<'_> {
                     if k > 0 {
                         row.push(',');
                     }
-                    d.write_sql(&mut row);
+                    d.write_sql_for(self.kinds[k], &mut row);
                 }
                 row.push_str(self.extra_values);
                 row.push(')');
@@ -256,7 +262,7 @@ impl Batcher<'_> {
                     }
                     match d {
                         // A field "0" would be the year 2000.
-                        Datum::Int(y) if self.years[k] => {
+                        Datum::Int(y) if self.kinds[k] == ColumnKind::Year => {
                             buf.extend_from_slice(format!("{y:04}").as_bytes())
                         }
                         d => d.write_tsv(buf),
@@ -584,17 +590,14 @@ impl ChunkCopier {
         for (_, f) in plugins {
             f.at_boundary();
         }
-        let years: Vec<bool> = written
-            .iter()
-            .map(|&ci| table.columns[ci].kind() == ColumnKind::Year)
-            .collect();
+        let kinds: Vec<ColumnKind> = written.iter().map(|&ci| table.columns[ci].kind()).collect();
         // Without filters or plugins rows go straight from the source row to the batch.
         let direct = row_filter.is_none() && plugins.is_empty();
         let read = async {
             let mut result = src.exec_iter(select, ()).await.map_err(se)?;
             let mut out = Batcher {
                 mode: &mode,
-                years: &years,
+                kinds: &kinds,
                 extra_values: &extra_values,
                 text: String::new(),
                 buf: Vec::with_capacity(BATCH_BYTES + 4096),

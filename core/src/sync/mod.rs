@@ -239,7 +239,10 @@ impl Incremental {
             cp,
             dirty: false,
             saved_at: Instant::now(),
-            safe_until: self.syncer.safe_mode_for().map(|d| Instant::now() + d),
+            safe_until: self
+                .syncer
+                .safe_mode_for()
+                .and_then(|d| Instant::now().checked_add(d)),
             schema_dirty: false,
             plans: HashMap::new(),
             causality: Causality::new(n),

@@ -98,7 +98,7 @@ impl RowBatch {
         }
         self.write_last(|sql| {
             sql.push('(');
-            write_written_columns(sql, plan, row, |sql, _, v| v.write_sql(sql));
+            write_written_columns(sql, plan, row, |sql, c, v| v.write_sql_for(c.kind(), sql));
             for (_, v) in &plan.extra {
                 sql.push(',');
                 v.write_sql(sql);
@@ -190,7 +190,7 @@ impl RowBatch {
             write_written_columns(sql, plan, after, |sql, c, v| {
                 sql.push_str(&quote_ident(&c.name));
                 sql.push('=');
-                v.write_sql(sql);
+                v.write_sql_for(c.kind(), sql);
             });
         });
         self.where_clause(plan, before);

@@ -207,7 +207,7 @@ impl Subtask {
                 let cp = Checkpoint {
                     position,
                     safe_mode_exit: loaded.safe_until,
-                    table_positions: vec![],
+                    table_positions: loaded.table_positions,
                     tracker: loaded.tracker,
                     online_ddl: Default::default(),
                 };
