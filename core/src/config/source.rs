@@ -93,6 +93,13 @@ impl SourceConfig {
         let compat = super::compat::source(file, text);
         let mut warnings = compat.warnings;
         if let Ok(cfg) = parse_yaml::<SourceConfig>(file, &compat.text) {
+            warnings.extend(
+                cfg.from
+                    .session
+                    .keys()
+                    .filter(|k| crate::db::is_dm_controlled(k))
+                    .map(|k| format!("{file}: from.session.{k}: left out: dm sets it itself in every session (UTC, a strict sql_mode, utf8mb4, foreign key checks off)")),
+            );
             warnings.extend(cfg.filters.iter().enumerate().filter_map(|(i, r)| {
                 let ev = r.unknown_event()?;
                 Some(super::FilterRule::left_out(
@@ -216,4 +223,22 @@ fn fnv1a(bytes: &[u8]) -> u32 {
     bytes
         .iter()
         .fold(2166136261u32, |h, b| (h ^ *b as u32).wrapping_mul(16777619))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_variables_dm_sets_itself_are_named_in_a_warning() {
+        let text = "source-id: s1\nfrom:\n  host: h\n  session:\n    time_zone: '+08:00'\n    max_statement_time: 30\n";
+        SourceConfig::parse("source.yaml", text).unwrap();
+        let w = SourceConfig::compat_warnings("source.yaml", text);
+        assert!(
+            w.iter()
+                .any(|w| w.contains("from.session.time_zone: left out")),
+            "{w:?}"
+        );
+        assert!(!w.iter().any(|w| w.contains("max_statement_time")), "{w:?}");
+    }
 }
