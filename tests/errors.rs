@@ -32,6 +32,13 @@ fn config_mistakes_name_file_line_and_field() {
     let e = task_error(&GOOD_TASK.replace("task-mode: all", "task-mod: all"));
     assert!(e.starts_with("task.yaml:2:"), "{e}");
     assert!(e.contains("unknown field `task-mod`"), "{e}");
+    let hint = TaskConfig::parse(
+        "task.yaml",
+        &GOOD_TASK.replace("task-mode: all", "task-mod: all"),
+    )
+    .unwrap_err()
+    .hint();
+    assert!(hint.contains("did you mean `task-mode`"), "{hint}");
 
     let e = task_error(&GOOD_TASK.replace("task-mode: all", "task-mode: sometimes"));
     assert!(

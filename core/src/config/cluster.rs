@@ -206,5 +206,24 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("worker.yaml:3"), "{e}");
         assert!(e.to_string().contains("keepalive"), "{e}");
+        assert!(
+            e.hint().contains("did you mean `keepalive-ttl`"),
+            "{}",
+            e.hint()
+        );
+        let e =
+            crate::config::parse_yaml::<WorkerConfig>("worker.yaml", "name: w\nmaster-adrs: []\n")
+                .unwrap_err();
+        assert!(
+            e.hint().contains("did you mean `master-addrs`"),
+            "{}",
+            e.hint()
+        );
+        let e = crate::config::parse_yaml::<WorkerConfig>(
+            "worker.yaml",
+            "name: w\nmaster-addrs: []\ncolour: red\n",
+        )
+        .unwrap_err();
+        assert!(!e.hint().contains("did you mean"), "{}", e.hint());
     }
 }

@@ -52,23 +52,56 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &str, text: &str) -> Result<T> {
             Some(i) => message[..i].to_string(),
             None => message,
         };
-        let hint = if message.contains("unknown field") {
+        let hint = if let Some(close) = closest_field(&message) {
+            format!("did you mean `{close}`? (the accepted fields are listed in docs/config.md)")
+        } else if message.contains("unknown field") {
             "remove the field or fix its spelling; the accepted fields are listed in docs/config.md"
+                .into()
         } else if message.contains("invalid type") || message.contains("invalid value") {
-            "give the field a value of the type docs/config.md names"
+            "give the field a value of the type docs/config.md names".into()
         } else if message.contains("missing field") {
-            "add the field; docs/config.md lists the required ones"
+            "add the field; docs/config.md lists the required ones".into()
         } else {
-            "fix the YAML syntax at that position"
+            "fix the YAML syntax at that position".into()
         };
         Error::Config {
             file: file.to_string(),
             line,
             column,
             message,
-            hint: hint.into(),
+            hint,
         }
     })
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`": the accepted field closest to
+/// `x` when it is a likely misspelling (at most a third of its letters differ).
+fn closest_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (given, rest) = rest.split_once('`')?;
+    let accepted: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    accepted
+        .into_iter()
+        .map(|a| (edit_distance(given, a), a))
+        .filter(|(d, a)| *d > 0 && *d * 3 <= a.len().max(given.len()))
+        .min()
+        .map(|(_, a)| a.to_string())
+}
+
+/// Levenshtein distance between two short names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 /// A semantic error found after parsing: locates `key` in the text to give a line.
