@@ -790,3 +790,84 @@ async fn safe_mode_duration_replays_idempotently_for_that_long_after_the_start()
     wait_caught_up(&dm, "sm", &src).await;
     assert_same(&src, &dst, &["s"]).await;
 }
+
+/// `task-mode: dump` without a lock (`consistency: none`) under a writer: each table is read in
+/// a snapshot of its own, bracketed by the position read before it (widened by a failpoint),
+/// and the one read after it. `load&sync` of the files replicates from the lowest position in
+/// safe mode up to the highest and ends equal.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dump_without_a_lock_under_a_writer_loads_and_syncs_equal() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE s; USE s; \
+         CREATE TABLE s.a (id INT PRIMARY KEY, v INT, u INT, UNIQUE KEY (u)); \
+         CREATE TABLE s.b (id INT PRIMARY KEY, v VARCHAR(20)); \
+         INSERT INTO s.a SELECT seq, seq, seq FROM seq_1_to_5000; \
+         INSERT INTO s.b SELECT seq, CONCAT('b', seq) FROM seq_1_to_5000",
+    )
+    .await;
+    let dump = tempfile::Builder::new()
+        .prefix("dm-test-dump-")
+        .tempdir()
+        .unwrap();
+    let dir = dump.path().join("d");
+    let with_dir = |yaml: String| {
+        yaml.replace(
+            "    block-allow-list: sel\n",
+            "    block-allow-list: sel\n    loader-config-name: out\n",
+        ) + &format!("loaders:\n  out:\n    dir: {}\n", dir.display())
+    };
+    let mut dm = Dm::start();
+    dm.env = vec![("DM_FAILPOINTS".into(), "inside-bracket=300".into())];
+    dm.kill9();
+    dm.restart();
+    dm.create_source("src1", &src);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (opts, stop) = (src.opts(), stop.clone());
+        tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await.unwrap();
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let k = n % 5000 + 1;
+                let sql = format!(
+                    "INSERT INTO s.b VALUES ({}, 'new') ON DUPLICATE KEY UPDATE v = 'again'; \
+                     UPDATE s.a SET v = v + 1 WHERE id = {k}; \
+                     UPDATE s.a SET u = -u WHERE id = {}; DELETE FROM s.b WHERE id = {k}",
+                    10_000 + n,
+                    (n * 7) % 5000 + 1
+                );
+                mysql_async::prelude::Queryable::query_drop(&mut c, sql)
+                    .await
+                    .unwrap();
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let dump_task = with_dir(task_tuned(
+        "dn",
+        "dump",
+        &dst,
+        &["s"],
+        &["threads: 2", "rows: 1000", "consistency: none"],
+        &[],
+    ));
+    let tf = dm.file("dump.yaml", &dump_task);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_for("the dump finished", Duration::from_secs(120), || {
+        dm.subtask("dn").is_some_and(|s| s["stage"] == "finished")
+    })
+    .await;
+    let metadata = std::fs::read_to_string(dir.join("metadata")).unwrap();
+    assert!(metadata.contains("dm safe mode until:"), "{metadata}");
+    dm.ctl_ok(&["stop-task", "dn"]);
+    let load = with_dir(task_yaml("dl", "load&sync", "src1", &dst, &["s"]));
+    let tf = dm.file("load.yaml", &load);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.unwrap();
+    wait_caught_up(&dm, "dl", &src).await;
+    assert_same(&src, &dst, &["s"]).await;
+}
