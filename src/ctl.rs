@@ -1469,8 +1469,41 @@ fn render_members(v: &Value) -> String {
     out.join("\n")
 }
 
+/// A task table of `header`'s columns: a row per task warning (in the last
+/// column), one for a task without subtasks (its stage in column `stage_at`), and
+/// `subtask_row(task, subtask)` for each subtask.
+fn task_table(
+    v: &Value,
+    header: &[&str],
+    stage_at: usize,
+    subtask_row: impl Fn(&Value, &Value) -> Vec<String>,
+) -> Table {
+    let mut t = table(header);
+    let dashes = |n: usize| std::iter::repeat_n("-".to_string(), n);
+    for task in as_list(v) {
+        for w in task["warnings"].as_array().cloned().unwrap_or_default() {
+            let mut row = vec![s(&task, "name")];
+            row.extend(dashes(header.len() - 2));
+            row.push(format!("warning: {}", w.as_str().unwrap_or_default()));
+            t.add_row(row);
+        }
+        let subs = task["subtasks"].as_array().cloned().unwrap_or_default();
+        if subs.is_empty() {
+            let mut row = vec![s(&task, "name")];
+            row.extend(dashes(stage_at - 1));
+            row.push(s(&task, "stage"));
+            row.extend(dashes(header.len() - stage_at - 1));
+            t.add_row(row);
+        }
+        for st in subs {
+            t.add_row(subtask_row(&task, &st));
+        }
+    }
+    t
+}
+
 fn render_tasks(v: &Value) -> String {
-    let mut t = table(&[
+    let header = [
         "Task",
         "Source",
         "Worker",
@@ -1483,61 +1516,31 @@ fn render_tasks(v: &Value) -> String {
         "Lag (s)",
         "Queue",
         "Last error",
-    ]);
-    for task in as_list(v) {
-        for w in task["warnings"].as_array().cloned().unwrap_or_default() {
-            let mut row = vec![s(&task, "name")];
-            row.extend(std::iter::repeat_n("-".to_string(), 10));
-            row.push(format!("warning: {}", w.as_str().unwrap_or_default()));
-            t.add_row(row);
-        }
-        let subs = task
-            .get("subtasks")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        if subs.is_empty() {
-            t.add_row(vec![
-                s(&task, "name"),
-                "-".into(),
-                "-".into(),
-                s(&task, "stage"),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-            ]);
-        }
-        for st in subs {
-            let num = |k: &str| st.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-            let applied = format!(
-                "{} rows\n{:.0} rows/s\n{:.0} txn/s",
-                s(&st, "rows_applied"),
-                num("rows_per_sec"),
-                num("txns_per_sec")
-            );
-            let err = subtask_note(&st, true);
-            t.add_row(vec![
-                s(&task, "name"),
-                s(&st, "source_id"),
-                s(&st, "worker"),
-                s(&st, "stage"),
-                s(&st, "phase"),
-                format!("{}/{}", s(&st, "tables_done"), s(&st, "tables_total")),
-                s(&st, "rows_loaded"),
-                applied,
-                s(&st, "position"),
-                s(&st, "lag_seconds"),
-                s(&st, "queue_depth"),
-                err,
-            ]);
-        }
-    }
-    t.to_string()
+    ];
+    task_table(v, &header, 3, |task, st| {
+        let num = |k: &str| st.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+        let applied = format!(
+            "{} rows\n{:.0} rows/s\n{:.0} txn/s",
+            s(st, "rows_applied"),
+            num("rows_per_sec"),
+            num("txns_per_sec")
+        );
+        vec![
+            s(task, "name"),
+            s(st, "source_id"),
+            s(st, "worker"),
+            s(st, "stage"),
+            s(st, "phase"),
+            format!("{}/{}", s(st, "tables_done"), s(st, "tables_total")),
+            s(st, "rows_loaded"),
+            applied,
+            s(st, "position"),
+            s(st, "lag_seconds"),
+            s(st, "queue_depth"),
+            subtask_note(st, true),
+        ]
+    })
+    .to_string()
 }
 
 /// A subtask's last error (with its hint when `hint`), else its warnings and the online
@@ -1587,7 +1590,7 @@ const COMPACT_WIDTH: u16 = 100;
 /// The default task table: stage, phase and progress, lag, position and what is wrong, in
 /// 100 columns (`--wide` for every counter).
 fn render_tasks_compact(v: &Value) -> String {
-    let mut t = table(&[
+    let header = [
         "Task",
         "Source",
         "Stage",
@@ -1595,60 +1598,46 @@ fn render_tasks_compact(v: &Value) -> String {
         "Lag",
         "Position",
         "Error / notes",
-    ]);
+    ];
+    let mut t = task_table(v, &header, 2, |task, st| {
+        let num = |k: &str| st.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+        let progress = if s(st, "phase") == "incremental" {
+            format!(
+                "incremental: {} rows, {:.0}/s",
+                s(st, "rows_applied"),
+                num("rows_per_sec")
+            )
+        } else {
+            format!(
+                "{}: {}/{} tables, {} rows",
+                s(st, "phase"),
+                s(st, "tables_done"),
+                s(st, "tables_total"),
+                s(st, "rows_loaded")
+            )
+        };
+        // The file and offset; the GTID set is in --wide and -o json.
+        let position = s(st, "position")
+            .split(' ')
+            .next()
+            .unwrap_or("-")
+            .to_string();
+        vec![
+            s(task, "name"),
+            s(st, "source_id"),
+            s(st, "stage"),
+            progress,
+            s(st, "lag_seconds"),
+            position,
+            subtask_note(st, false),
+        ]
+    });
     t.set_content_arrangement(ContentArrangement::Dynamic)
         .set_width(COMPACT_WIDTH);
     // Names and positions stay whole; progress and notes wrap.
     for i in [0, 1, 2, 4, 5] {
         if let Some(c) = t.column_mut(i) {
             c.set_constraint(ColumnConstraint::ContentWidth);
-        }
-    }
-    for task in as_list(v) {
-        for w in task["warnings"].as_array().cloned().unwrap_or_default() {
-            let mut row = vec![s(&task, "name")];
-            row.extend(std::iter::repeat_n("-".to_string(), 5));
-            row.push(format!("warning: {}", w.as_str().unwrap_or_default()));
-            t.add_row(row);
-        }
-        let subs = task["subtasks"].as_array().cloned().unwrap_or_default();
-        if subs.is_empty() {
-            let mut row = vec![s(&task, "name"), "-".into(), s(&task, "stage")];
-            row.extend(std::iter::repeat_n("-".to_string(), 4));
-            t.add_row(row);
-        }
-        for st in subs {
-            let num = |k: &str| st.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-            let progress = if s(&st, "phase") == "incremental" {
-                format!(
-                    "incremental: {} rows, {:.0}/s",
-                    s(&st, "rows_applied"),
-                    num("rows_per_sec")
-                )
-            } else {
-                format!(
-                    "{}: {}/{} tables, {} rows",
-                    s(&st, "phase"),
-                    s(&st, "tables_done"),
-                    s(&st, "tables_total"),
-                    s(&st, "rows_loaded")
-                )
-            };
-            // The file and offset; the GTID set is in --wide and -o json.
-            let position = s(&st, "position")
-                .split(' ')
-                .next()
-                .unwrap_or("-")
-                .to_string();
-            t.add_row(vec![
-                s(&task, "name"),
-                s(&st, "source_id"),
-                s(&st, "stage"),
-                progress,
-                s(&st, "lag_seconds"),
-                position,
-                subtask_note(&st, false),
-            ]);
         }
     }
     t.to_string()

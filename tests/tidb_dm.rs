@@ -494,6 +494,31 @@ async fn load_and_sync_imports_a_mydumper_directory_and_resumes_by_file() {
     assert_eq!(recorded as usize, files);
 }
 
+/// A dump directory for a test (`loaders.out.dir`), removed with it.
+struct DumpDir {
+    _tmp: tempfile::TempDir,
+    dir: std::path::PathBuf,
+}
+
+impl DumpDir {
+    fn new() -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("dm-test-dump-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().join("d");
+        DumpDir { _tmp: tmp, dir }
+    }
+
+    /// `yaml` (a `task_yaml` or `task_tuned` file) with its instance's loader set to this dir.
+    fn task(&self, yaml: String) -> String {
+        yaml.replace(
+            "    block-allow-list: sel\n",
+            "    block-allow-list: sel\n    loader-config-name: out\n",
+        ) + &format!("loaders:\n  out:\n    dir: {}\n", self.dir.display())
+    }
+}
+
 /// `task-mode: dump` then `load&sync` through dm's own files. The dump (one reader, so tables
 /// go one after the other) is killed after its first table while the source is written: the
 /// restarted dump keeps that table's files and reads the others in a new snapshot, so the
@@ -521,17 +546,8 @@ async fn dump_resumed_after_a_kill_then_load_and_sync_of_its_files_ends_equal() 
          CREATE TABLE s.w (id INT PRIMARY KEY, v INT); INSERT INTO s.w SELECT seq, seq FROM seq_1_to_10",
     )
     .await;
-    let dump = tempfile::Builder::new()
-        .prefix("dm-test-dump-")
-        .tempdir()
-        .unwrap();
-    let dir = dump.path().join("d");
-    let with_dir = |yaml: String| {
-        yaml.replace(
-            "    block-allow-list: sel\n",
-            "    block-allow-list: sel\n    loader-config-name: out\n",
-        ) + &format!("loaders:\n  out:\n    dir: {}\n", dir.display())
-    };
+    let dump = DumpDir::new();
+    let (dir, with_dir) = (dump.dir.clone(), |yaml| dump.task(yaml));
     let mut dm = Dm::start();
     dm.env = vec![("DM_FAILPOINTS".into(), "after-dump-table=60000".into())];
     dm.kill9();
@@ -806,17 +822,8 @@ async fn a_dump_without_a_lock_under_a_writer_loads_and_syncs_equal() {
          INSERT INTO s.b SELECT seq, CONCAT('b', seq) FROM seq_1_to_5000",
     )
     .await;
-    let dump = tempfile::Builder::new()
-        .prefix("dm-test-dump-")
-        .tempdir()
-        .unwrap();
-    let dir = dump.path().join("d");
-    let with_dir = |yaml: String| {
-        yaml.replace(
-            "    block-allow-list: sel\n",
-            "    block-allow-list: sel\n    loader-config-name: out\n",
-        ) + &format!("loaders:\n  out:\n    dir: {}\n", dir.display())
-    };
+    let dump = DumpDir::new();
+    let (dir, with_dir) = (dump.dir.clone(), |yaml| dump.task(yaml));
     let mut dm = Dm::start();
     dm.env = vec![("DM_FAILPOINTS".into(), "inside-bracket=300".into())];
     dm.kill9();

@@ -151,10 +151,7 @@ impl Side<'_> {
 impl Opened {
     async fn open(cfg: &crate::config::DbConfig, role: DbRole) -> Result<Opened> {
         let addr = cfg.addr();
-        let mut conn = crate::db::connect(cfg, role).await?;
-        conn.query_drop("SET character_set_results = binary")
-            .await
-            .map_err(|e| Error::db(role, &addr, e))?;
+        let conn = crate::db::connect_raw(cfg, role).await?;
         Ok(Opened(conn, role, addr))
     }
 

@@ -122,6 +122,17 @@ fn session_setting(name: &str, value: &str) -> Option<String> {
     Some(format!("SET SESSION {name} = {literal}"))
 }
 
+/// A connection whose results are raw bytes, whatever a column's character set (copies,
+/// dumps, comparisons read values as stored).
+pub async fn connect_raw(cfg: &DbConfig, role: DbRole) -> Result<Conn> {
+    use mysql_async::prelude::Queryable;
+    let mut conn = connect(cfg, role).await?;
+    conn.query_drop("SET character_set_results = binary")
+        .await
+        .map_err(|e| Error::db(role, &cfg.addr(), e))?;
+    Ok(conn)
+}
+
 /// Opens one connection, with a bounded wait so an unreachable server fails fast.
 pub async fn connect(cfg: &DbConfig, role: DbRole) -> Result<Conn> {
     let mut conn = open(cfg, role).await?;

@@ -77,8 +77,6 @@ pub struct Journal {
     pub flavor: Option<Flavor>,
     /// Key: `db.table` (names as they are).
     pub tables: BTreeMap<String, TableDone>,
-    /// Database schema files written.
-    pub databases: Vec<String>,
     /// Every selected table is written and `metadata` too.
     pub finished: bool,
     /// When the dump was started first (UTC, `YYYY-MM-DD hh:mm:ss`).

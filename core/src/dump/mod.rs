@@ -23,7 +23,7 @@ use crate::db::{quote_ident, Datum};
 use crate::error::{errno, DbRole, Error, Result};
 use crate::fence::Fence;
 use crate::rules::TableFilter;
-use crate::schema::{list_tables, load_table, TableName};
+use crate::schema::{list_schemas, list_tables, load_table, TableName};
 use crate::status::{Progress, TableProgress};
 use crate::upstream::{BinlogPos, Position};
 use layout::{file_part, Journal, TableDone};
@@ -106,7 +106,7 @@ impl DumpPhase {
             return Ok(());
         }
         let mut src = self.reader_session().await?;
-        self.write_databases(&mut src, &mut journal).await?;
+        self.write_databases(&mut src).await?;
         let tables = list_tables(&mut src, &self.filter)
             .await
             .map_err(self.src_err())?;
@@ -242,12 +242,13 @@ impl DumpPhase {
 
     /// Files of tables a killed dump had not finished, and temporary files.
     fn remove_unfinished(&self, journal: &Journal) -> Result<()> {
+        let kept: std::collections::HashSet<&String> =
+            journal.tables.values().flat_map(|t| &t.files).collect();
         let entries = std::fs::read_dir(&self.dir).map_err(self.io_err(&self.dir))?;
         for e in entries.filter_map(|e| e.ok()) {
             let name = e.file_name().to_string_lossy().into_owned();
             let data = name.ends_with(".sql") && !name.ends_with("-schema-create.sql");
-            let kept = journal.tables.values().any(|t| t.files.contains(&name));
-            if (data && !kept) || name.ends_with(".tmp") {
+            if (data && !kept.contains(&name)) || name.ends_with(".tmp") {
                 std::fs::remove_file(e.path()).map_err(self.io_err(&e.path()))?;
             }
         }
@@ -256,27 +257,18 @@ impl DumpPhase {
 
     /// A source session returning raw bytes.
     async fn reader_session(&self) -> Result<Conn> {
-        let mut c = crate::db::connect(&self.source.from, DbRole::Source).await?;
-        c.query_drop("SET character_set_results = binary")
-            .await
-            .map_err(self.src_err())?;
-        Ok(c)
+        crate::db::connect_raw(&self.source.from, DbRole::Source).await
     }
 
     /// `<db>-schema-create.sql` of every selected database.
-    async fn write_databases(&self, src: &mut Conn, journal: &mut Journal) -> Result<()> {
-        let names: Vec<Vec<u8>> = src
-            .query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
+    async fn write_databases(&self, src: &mut Conn) -> Result<()> {
+        let names = list_schemas(src, &self.filter)
             .await
             .map_err(self.src_err())?;
         src.query_drop("SET character_set_results = utf8mb4")
             .await
             .map_err(self.src_err())?;
-        for db in names
-            .into_iter()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .filter(|db| self.filter.allows_schema(db))
-        {
+        for db in names {
             let create: Option<(String, String)> = src
                 .query_first(format!("SHOW CREATE DATABASE {}", quote_ident(&db)))
                 .await
@@ -286,9 +278,6 @@ impl DumpPhase {
             let path = self.dir.join(&file);
             let text = format!("/*!40101 SET NAMES utf8mb4*/;\n{create};\n");
             crate::durable::write_atomically(&path, text.as_bytes()).map_err(self.io_err(&path))?;
-            if !journal.databases.contains(&file) {
-                journal.databases.push(file);
-            }
         }
         src.query_drop("SET character_set_results = binary")
             .await

@@ -14,4 +14,4 @@ mod tracker;
 pub use ddl::{column_definitions, parse_ddl, unparsed_table_ddl, Ddl, DdlKind};
 pub use model::{Column, ColumnKind, Table, TableName};
 pub use statement::{check_operator_statement, classify_statement, DmlVerb, StatementClass};
-pub use tracker::{list_tables, load_table, tracker_now, Tracker};
+pub use tracker::{list_schemas, list_tables, load_table, tracker_now, Tracker};

@@ -69,6 +69,21 @@ pub async fn tracker_now(
     Ok(tracker)
 }
 
+/// The databases of a live server that `filter` selects.
+pub async fn list_schemas<Q: Queryable>(
+    conn: &mut Q,
+    filter: &TableFilter,
+) -> Result<Vec<String>, mysql_async::Error> {
+    let names: Vec<Vec<u8>> = conn
+        .query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
+        .await?;
+    Ok(names
+        .into_iter()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .filter(|db| filter.allows_schema(db))
+        .collect())
+}
+
 /// The base tables of a live server that `filter` selects, in name order.
 pub async fn list_tables<Q: Queryable>(
     conn: &mut Q,

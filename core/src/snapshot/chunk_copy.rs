@@ -333,11 +333,7 @@ impl ChunkCopier {
         slot: usize,
     ) -> Result<Self> {
         let lock = crate::sync::lock_name(&meta, &source.source_id, COPIER_LOCKS + slot);
-        let mut src = crate::db::connect(&source.from, DbRole::Source).await?;
-        // Raw bytes, whatever the column's character set.
-        src.query_drop("SET character_set_results = binary")
-            .await
-            .map_err(|e| Error::db(DbRole::Source, &source.from.addr(), e))?;
+        let src = crate::db::connect_raw(&source.from, DbRole::Source).await?;
         fence.check()?;
         let tgt = connect_target(&target, &lock, true).await?;
         Ok(ChunkCopier {

@@ -26,7 +26,7 @@ use crate::db::quote_ident;
 use crate::error::{errno, DbRole, Error, Result};
 use crate::fence::Fence;
 use crate::rules::{Routed, Router, RowFilters, SchemaRoute, TableFilter};
-use crate::schema::{list_tables, load_table, Table, TableName};
+use crate::schema::{list_schemas, list_tables, load_table, Table, TableName};
 use crate::status::{Progress, TableProgress};
 use crate::upstream::{BinlogPos, Position};
 use chunk::ChunkKey;
@@ -126,10 +126,7 @@ impl FullPhase {
     pub async fn run(&self) -> Result<Vec<(Table, Position, BinlogPos)>> {
         let tgt_addr = self.target.addr();
         let source_id = &self.source.source_id;
-        let mut src = crate::db::connect(&self.source.from, DbRole::Source).await?;
-        src.query_drop("SET character_set_results = binary")
-            .await
-            .map_err(self.src_err())?;
+        let mut src = crate::db::connect_raw(&self.source.from, DbRole::Source).await?;
         let mut tgt = crate::db::connect(&self.target, DbRole::Target).await?;
         // Copiers of an earlier owner of this source (a frozen worker) may still hold chunk
         // transactions open: they end now, not when that process wakes up.
@@ -576,17 +573,10 @@ impl FullPhase {
     /// sets: under their own name or the one a schema rule names; none where table rules send
     /// the tables elsewhere (a table that stays there creates its database when it is made).
     async fn create_schemas(&self, src: &mut Conn, tgt: &mut Conn) -> Result<()> {
-        let names: Vec<Vec<u8>> = src
-            .query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
+        for db in list_schemas(src, &self.filter)
             .await
-            .map_err(self.src_err())?;
-        for db in names
-            .into_iter()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map_err(self.src_err())?
         {
-            if !self.filter.allows_schema(&db) {
-                continue;
-            }
             let to = match self.router.route_schema(&db) {
                 SchemaRoute::Same => db.clone(),
                 SchemaRoute::To { schema, .. } => schema,
