@@ -35,6 +35,14 @@ if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep 
   rustup target add wasm32-unknown-unknown
 fi
 
+# The test command checks formatting and lints before it tests.
+for component in rustfmt clippy; do
+  if command -v rustup >/dev/null 2>&1 && ! rustup component list --installed | grep -q "^$component"; then
+    echo "setup: adding the $component Rust component"
+    rustup component add "$component"
+  fi
+done
+
 [ "${1:-}" = "--deps-only" ] && exit 0
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dm-target}"
 cargo build --release --bin dm

@@ -180,13 +180,15 @@ pub mod guest {
     /// # Safety
     /// `ptr`, `len` come from `alloc` or `answer`.
     pub unsafe fn free(ptr: u32, len: u32) {
-        drop(Vec::from_raw_parts(ptr as *mut u8, 0, len as usize));
+        // SAFETY: the caller passes a buffer `alloc` or `answer` leaked with this capacity.
+        drop(unsafe { Vec::from_raw_parts(ptr as *mut u8, 0, len as usize) });
     }
 
     /// # Safety
     /// The host wrote `len` bytes at `ptr` (from `alloc`).
     pub unsafe fn request<T: DeserializeOwned>(ptr: u32, len: u32) -> T {
-        let bytes = Vec::from_raw_parts(ptr as *mut u8, len as usize, len as usize);
+        // SAFETY: the caller passes an `alloc` buffer of `len` bytes the host filled.
+        let bytes = unsafe { Vec::from_raw_parts(ptr as *mut u8, len as usize, len as usize) };
         decode(&bytes).expect("the host sent a malformed request")
     }
 
@@ -202,7 +204,8 @@ pub mod guest {
     /// # Safety
     /// As `request`.
     pub unsafe fn init(ptr: u32, len: u32) -> u64 {
-        let text: String = request(ptr, len);
+        // SAFETY: as this function's contract.
+        let text: String = unsafe { request(ptr, len) };
         let _ = super::CONFIG.set(text);
         answer(&Ok::<(), String>(()))
     }
@@ -239,11 +242,11 @@ macro_rules! __dm_plugin_base {
         }
         #[no_mangle]
         pub unsafe extern "C" fn dm_free(ptr: u32, len: u32) {
-            $crate::guest::free(ptr, len)
+            unsafe { $crate::guest::free(ptr, len) }
         }
         #[no_mangle]
         pub unsafe extern "C" fn dm_init(ptr: u32, len: u32) -> u64 {
-            $crate::guest::init(ptr, len)
+            unsafe { $crate::guest::init(ptr, len) }
         }
     };
 }
@@ -255,7 +258,7 @@ macro_rules! __export_row_filter {
         $crate::__dm_plugin_base!($crate::HOOK_ROW_FILTER);
         #[no_mangle]
         pub unsafe extern "C" fn dm_row_filter(ptr: u32, len: u32) -> u64 {
-            let batch: $crate::RowBatch = $crate::guest::request(ptr, len);
+            let batch: $crate::RowBatch = unsafe { $crate::guest::request(ptr, len) };
             $crate::guest::answer(&$crate::guest::filter_batch(batch, $f))
         }
     };
@@ -268,7 +271,7 @@ macro_rules! __export_table_router {
         $crate::__dm_plugin_base!($crate::HOOK_TABLE_ROUTER);
         #[no_mangle]
         pub unsafe extern "C" fn dm_route(ptr: u32, len: u32) -> u64 {
-            let t: $crate::TableRef = $crate::guest::request(ptr, len);
+            let t: $crate::TableRef = unsafe { $crate::guest::request(ptr, len) };
             $crate::guest::answer(&$f(&t))
         }
     };
@@ -281,7 +284,7 @@ macro_rules! __export_shard_ddl_policy {
         $crate::__dm_plugin_base!($crate::HOOK_SHARD_DDL_POLICY);
         #[no_mangle]
         pub unsafe extern "C" fn dm_shard_ddl(ptr: u32, len: u32) -> u64 {
-            let l: $crate::LockInfo = $crate::guest::request(ptr, len);
+            let l: $crate::LockInfo = unsafe { $crate::guest::request(ptr, len) };
             $crate::guest::answer(&$f(&l))
         }
     };
