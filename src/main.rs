@@ -1,9 +1,7 @@
 //! The `dm` binary: wires the roles of dm-core to a command line.
 
 mod ctl;
-mod ctl_config;
 mod plugin_check;
-mod watch;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

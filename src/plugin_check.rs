@@ -7,7 +7,6 @@ use dm_core::hooks::{HookRow, PluginSpec, RowFilter, RowVerdict};
 use dm_core::schema::{Column, Table, TableName};
 use dm_core::upstream::RowOp;
 use dm_plugin_sdk as sdk;
-use serde_json::{json, Value};
 use std::path::Path;
 
 fn column(name: &str, data_type: &str) -> Column {
@@ -38,8 +37,24 @@ fn text(s: &str) -> Datum {
     Datum::Bytes(s.as_bytes().to_vec())
 }
 
-/// A report as JSON: file, ABI, hooks, and per sample row what the filter did.
-pub fn check(file: &Path) -> Result<Value> {
+/// What `plugin check` found.
+#[derive(Debug, serde::Serialize)]
+pub struct PluginReport {
+    pub file: String,
+    pub abi_version: u32,
+    pub hooks: Vec<&'static str>,
+    pub sample_rows: Vec<SampleRow>,
+}
+
+/// A sample row and what the row filter did with it.
+#[derive(Debug, serde::Serialize)]
+pub struct SampleRow {
+    pub row: String,
+    pub verdict: String,
+}
+
+/// Loads the plugin, lists its hooks, and runs its row filter on sample rows.
+pub fn check(file: &Path) -> Result<PluginReport> {
     let spec = PluginSpec {
         path: file.to_path_buf(),
         timeout_ms: 1000,
@@ -112,30 +127,26 @@ pub fn check(file: &Path) -> Result<Value> {
                         .join(", ")
                 ),
             };
-            samples.push(json!({ "row": shown.join(", "), "verdict": verdict }));
+            samples.push(SampleRow {
+                row: shown.join(", "),
+                verdict,
+            });
         }
     }
-    Ok(json!({
-        "file": file.display().to_string(),
-        "abi_version": sdk::ABI_VERSION,
-        "hooks": hooks,
-        "sample_rows": samples,
-    }))
+    Ok(PluginReport {
+        file: file.display().to_string(),
+        abi_version: sdk::ABI_VERSION,
+        hooks,
+        sample_rows: samples,
+    })
 }
 
-pub fn render(v: &Value) -> String {
+pub fn render(r: &PluginReport) -> String {
     let out = format!(
         "{}: plugin ABI {}, hooks: {}\n",
-        v["file"].as_str().unwrap_or(""),
-        v["abi_version"],
-        v["hooks"]
-            .as_array()
-            .map(|h| h
-                .iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(", "))
-            .unwrap_or_default()
+        r.file,
+        r.abi_version,
+        r.hooks.join(", ")
     );
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
@@ -143,11 +154,8 @@ pub fn render(v: &Value) -> String {
             "Sample row (sample.users: id, email, deleted, name)",
             "Verdict",
         ]);
-    for s in v["sample_rows"].as_array().cloned().unwrap_or_default() {
-        t.add_row(vec![
-            s["row"].as_str().unwrap_or("").to_string(),
-            s["verdict"].as_str().unwrap_or("").to_string(),
-        ]);
+    for s in &r.sample_rows {
+        t.add_row(vec![s.row.clone(), s.verdict.clone()]);
     }
     out + &t.to_string()
 }

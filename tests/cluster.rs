@@ -130,7 +130,7 @@ async fn killing_the_leader_and_busy_workers_loses_and_duplicates_nothing() {
     // 2. kill -9 the worker running src1: the idle worker takes it over. Before, its own
     // /metrics shows what it applies.
     let busy = c.bound_worker("src1").unwrap();
-    let metrics = http_get(&c.worker(&busy).status_addr(), "/metrics");
+    let metrics = metrics_of(&c.worker(&busy).status_addr()).await;
     assert!(
         metrics.contains("dm_rows_applied_total{task=\"") && metrics.contains("source=\"src1\""),
         "{metrics}"
@@ -465,30 +465,26 @@ async fn a_cluster_serves_its_api_and_etcd_over_tls_to_authenticated_callers_onl
         );
     }
     // Where etcd is (and its user) is told to admins (workers), not to viewers or strangers.
-    let https = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(&std::fs::read(c.tls_ca.as_ref().unwrap()).unwrap())
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
-    let etcd_info = format!("https://{}/api/v1/cluster/etcd", c.master_addrs[0]);
-    let resp = https.get(&etcd_info).send().await.unwrap();
-    assert_eq!(resp.status(), 401);
-    let resp = https
-        .get(&etcd_info)
-        .bearer_auth(c.token.as_ref().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let v: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(v["client_cert_required"], true, "{v}");
+    let client = |token: Option<&str>| {
+        let how = dm_core::api::Connect {
+            tls_ca: c.tls_ca.as_deref(),
+            token,
+            ..Default::default()
+        };
+        dm_core::api::Client::new(&c.master_addrs[0], &how).unwrap()
+    };
+    match client(None).etcd_endpoints().await {
+        Err(dm_core::api::ClientError::Refused { status: 401, .. }) => {}
+        other => panic!("etcd's whereabouts without a token: {other:?}"),
+    }
+    let found = client(c.token.as_deref()).etcd_endpoints().await.unwrap();
+    assert!(found.client_cert_required, "{found:?}");
     assert!(
-        v["ca"]
-            .as_str()
+        found
+            .ca
+            .as_deref()
             .is_some_and(|ca| ca.contains("BEGIN CERTIFICATE")),
-        "{v}"
+        "{found:?}"
     );
 }
 

@@ -150,7 +150,8 @@ async fn a_subtask_that_stops_without_a_pause_is_restarted() {
     let mut seen = String::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while seen.is_empty() {
-        let body = http_get(&dm.addr, "/api/v1/tasks/heal");
+        let view = api_client(&dm.addr).get_task("heal").await.unwrap();
+        let body = serde_json::to_string(&view).unwrap();
         if body.contains("DM-TASK-8002") && body.contains("\"error\"") {
             seen = body;
         }

@@ -218,7 +218,7 @@ async fn relay_and_direct_reading_give_identical_results() {
     }
     let view = source_view(&dm, "relayed");
     assert_eq!(view["relay"]["stage"], "running", "{view}");
-    let metrics = http_get(&dm.addr, "/metrics");
+    let metrics = metrics_of(&dm.addr).await;
     assert!(
         metrics.contains("dm_relay_running{source=\"relayed\"} 1")
             && metrics.contains("dm_relay_bytes{source=\"relayed\"}"),

@@ -260,7 +260,7 @@ async fn pessimistic_ddl_runs_once_when_every_shard_sent_it() {
         .await
         .unwrap();
     assert_eq!(held, Some(0), "a held row reached the target");
-    let metrics = http_get(&dm.addr, "/metrics");
+    let metrics = metrics_of(&dm.addr).await;
     assert!(
         metrics.contains("dm_shard_ddl_pending{task=\"sh\",target=\"merged.orders\"} 16")
             && metrics.contains("dm_subtasks{stage=\"running\"} 2"),

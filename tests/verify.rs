@@ -129,7 +129,9 @@ async fn continuous_validation_notices_a_change_behind_dms_back() {
         "{out}"
     );
     assert!(
-        http_get(&dm.addr, "/metrics").contains("dm_validation_differences{task=\"cv\"} 1"),
+        metrics_of(&dm.addr)
+            .await
+            .contains("dm_validation_differences{task=\"cv\"} 1"),
         "metrics"
     );
     dst.exec("UPDATE cv.t SET v = 42 WHERE id = 42").await;

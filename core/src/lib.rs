@@ -1,5 +1,6 @@
 //! dm-core: the migration engine and the cluster roles. See docs/architecture.md.
 
+pub mod api;
 pub mod api_auth;
 pub mod api_tls;
 pub mod budget;

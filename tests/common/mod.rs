@@ -757,20 +757,14 @@ pub fn run_ctl(addr: &str, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// The body of `GET <path>` from the master at `addr` (plain HTTP/1.1, no client needed).
-pub fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
+/// dm's API client for the master (or worker) at `addr` on loopback, as `dm ctl` uses it.
+pub fn api_client(addr: &str) -> dm_core::api::Client {
+    dm_core::api::Client::new(addr, &dm_core::api::Connect::default()).unwrap()
+}
+
+/// `/metrics` of the master or worker at `addr`.
+pub async fn metrics_of(addr: &str) -> String {
+    api_client(addr).metrics().await.unwrap()
 }
 
 /// Waits until a subtask of `task` pauses; returns its last error.

@@ -2,54 +2,23 @@
 //! a task stopped at (or will reach), recorded with the task's desired stage per source and
 //! position; the subtasks restart and act on it when they get there.
 
-use super::api::{load_task, task_view, ApiResult, TaskView};
+use super::tasks::{load_task, task_view};
 use super::{shard_locks, Master};
+use crate::api::types::{BinlogAt, BinlogOperator, BinlogStatements, TaskView};
 use crate::error::Error;
 use crate::meta::{self, keys};
 use crate::status::{Stage, SubtaskStatus};
 use crate::worker::DesiredStage;
-use axum::extract::{Path, State};
-use axum::Json;
-use serde::{Deserialize, Serialize};
 
 /// `binlog skip`: the transaction each paused subtask of the task stopped at is skipped, and
 /// the task resumes.
-pub(super) async fn binlog_skip(
-    State(m): State<Master>,
-    Path(name): Path<String>,
-    body: Option<Json<At>>,
-) -> ApiResult<TaskView> {
-    if let Some(Json(at)) = body.filter(|b| b.position.is_some()) {
-        return Ok(Json(
-            at_position(&m, &name, &at, |d, source, p| {
-                d.skip.entry(source).or_default().push(p)
-            })
-            .await?,
-        ));
+pub async fn skip(m: &Master, name: &str, at: &BinlogAt) -> Result<TaskView, Error> {
+    let record =
+        |d: &mut DesiredStage, source: String, p: String| d.skip.entry(source).or_default().push(p);
+    if at.position.is_some() {
+        return at_position(m, name, at, record).await;
     }
-    Ok(Json(
-        at_paused_events(&m, &name, OnShardDdl::Skip, |d, source, p| {
-            d.skip.entry(source).or_default().push(p)
-        })
-        .await?,
-    ))
-}
-
-/// An event named by hand (`-b file:pos`, the end of its transaction) instead of the one a
-/// subtask paused at; `source` may be left out when the task has one source.
-#[derive(Deserialize)]
-pub(super) struct At {
-    #[serde(default)]
-    position: Option<String>,
-    #[serde(default)]
-    source: Option<String>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct ReplaceBody {
-    sql: Vec<String>,
-    #[serde(flatten)]
-    at: At,
+    at_paused_events(m, name, OnShardDdl::Skip, record).await
 }
 
 /// Records `op` for the transaction ending at `at.position` of `at.source`; the task's
@@ -57,7 +26,7 @@ pub(super) struct ReplaceBody {
 async fn at_position(
     m: &Master,
     name: &str,
-    at: &At,
+    at: &BinlogAt,
     mut op: impl FnMut(&mut DesiredStage, String, String),
 ) -> Result<TaskView, Error> {
     let task = load_task(m, name).await?;
@@ -80,17 +49,13 @@ async fn at_position(
 
 /// `binlog revert -b file:pos`: forgets the skip, replacement or injection recorded for
 /// that position (TiDB DM's command); the subtasks restart without it.
-pub(super) async fn binlog_revert(
-    State(m): State<Master>,
-    Path(name): Path<String>,
-    Json(at): Json<At>,
-) -> ApiResult<TaskView> {
-    let task = load_task(&m, &name).await?;
+pub async fn revert(m: &Master, name: &str, at: &BinlogAt) -> Result<TaskView, Error> {
+    let task = load_task(m, name).await?;
     let position = at.position.clone().ok_or_else(|| {
         Error::Invalid("binlog revert needs the position (-b file:pos) of the operation".into())
     })?;
     let source = task.source_named(at.source.as_deref())?;
-    let key = keys::stage(&name);
+    let key = keys::stage(name);
     let mut desired = meta::get_json::<DesiredStage>(m.store.as_ref(), &key)
         .await?
         .ok_or_else(|| Error::NotFound(format!("task `{name}` has no stage")))?;
@@ -110,38 +75,26 @@ pub(super) async fn binlog_revert(
     if removed == 0 {
         return Err(Error::NotFound(format!(
             "task `{name}` has no binlog operation at {position} of source `{source}` (`dm ctl binlog list {name}`)"
-        ))
-        .into());
+        )));
     }
     desired.generation += 1;
     meta::put_json(m.store.as_ref(), &key, &desired).await?;
-    Ok(Json(task_view(&m, task).await?))
-}
-
-#[derive(Serialize)]
-pub(super) struct Operator {
-    source: String,
-    position: String,
-    action: &'static str,
-    sql: Vec<String>,
+    task_view(m, task).await
 }
 
 /// `binlog list`: the skips and replacements recorded for a task.
-pub(super) async fn binlog_list(
-    State(m): State<Master>,
-    Path(name): Path<String>,
-) -> ApiResult<Vec<Operator>> {
-    load_task(&m, &name).await?;
-    let d = meta::get_json::<DesiredStage>(m.store.as_ref(), &keys::stage(&name))
+pub async fn list(m: &Master, name: &str) -> Result<Vec<BinlogOperator>, Error> {
+    load_task(m, name).await?;
+    let d = meta::get_json::<DesiredStage>(m.store.as_ref(), &keys::stage(name))
         .await?
         .ok_or_else(|| Error::NotFound(format!("task `{name}` has no stage")))?;
     let mut out = vec![];
     for (source, ps) in d.skip {
         for p in ps {
-            out.push(Operator {
+            out.push(BinlogOperator {
                 source: source.clone(),
                 position: p,
-                action: "skip",
+                action: "skip".into(),
                 sql: vec![],
             });
         }
@@ -149,60 +102,46 @@ pub(super) async fn binlog_list(
     for (action, ops) in [("replace", d.replace), ("inject", d.inject)] {
         for (source, rs) in ops {
             for (p, sql) in rs {
-                out.push(Operator {
+                out.push(BinlogOperator {
                     source: source.clone(),
                     position: p,
-                    action,
+                    action: action.into(),
                     sql,
                 });
             }
         }
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 /// `binlog replace`: the transaction each paused subtask stopped at is replaced by `sql`
 /// (run on the target and tracked like the source's own DDL), and the task resumes.
-pub(super) async fn binlog_replace(
-    State(m): State<Master>,
-    Path(name): Path<String>,
-    Json(body): Json<ReplaceBody>,
-) -> ApiResult<TaskView> {
+pub async fn replace(m: &Master, name: &str, body: &BinlogStatements) -> Result<TaskView, Error> {
     if body.sql.is_empty() {
-        return Err(Error::Invalid("binlog replace needs at least one statement".into()).into());
-    }
-    check_statements(&body.sql)?;
-    if body.at.position.is_some() {
-        return Ok(Json(
-            at_position(&m, &name, &body.at, |d, source, p| {
-                d.replace
-                    .entry(source)
-                    .or_default()
-                    .push((p, body.sql.clone()))
-            })
-            .await?,
+        return Err(Error::Invalid(
+            "binlog replace needs at least one statement".into(),
         ));
     }
-    Ok(Json(
-        at_paused_events(&m, &name, OnShardDdl::Replace(&body.sql), |d, source, p| {
-            d.replace
-                .entry(source)
-                .or_default()
-                .push((p, body.sql.clone()))
-        })
-        .await?,
-    ))
+    check_statements(&body.sql)?;
+    let record = |d: &mut DesiredStage, source: String, p: String| {
+        d.replace
+            .entry(source)
+            .or_default()
+            .push((p, body.sql.clone()))
+    };
+    if body.at.position.is_some() {
+        return at_position(m, name, &body.at, record).await;
+    }
+    at_paused_events(m, name, OnShardDdl::Replace(&body.sql), record).await
 }
 
 /// `binlog inject`: statements run on the target before the transaction each paused subtask
 /// stopped at (or the one ending at `-b`), which is then applied as usual.
-pub(super) async fn binlog_inject(
-    State(m): State<Master>,
-    Path(name): Path<String>,
-    Json(body): Json<ReplaceBody>,
-) -> ApiResult<TaskView> {
+pub async fn inject(m: &Master, name: &str, body: &BinlogStatements) -> Result<TaskView, Error> {
     if body.sql.is_empty() {
-        return Err(Error::Invalid("binlog inject needs at least one statement".into()).into());
+        return Err(Error::Invalid(
+            "binlog inject needs at least one statement".into(),
+        ));
     }
     check_statements(&body.sql)?;
     let record = |d: &mut DesiredStage, source: String, p: String| {
@@ -211,12 +150,10 @@ pub(super) async fn binlog_inject(
             .or_default()
             .push((p, body.sql.clone()))
     };
-    let view = if body.at.position.is_some() {
-        at_position(&m, &name, &body.at, record).await?
-    } else {
-        at_paused_events(&m, &name, OnShardDdl::Refuse, record).await?
-    };
-    Ok(Json(view))
+    if body.at.position.is_some() {
+        return at_position(m, name, &body.at, record).await;
+    }
+    at_paused_events(m, name, OnShardDdl::Refuse, record).await
 }
 
 /// Refuses, before anything is recorded, statements a binlog operator could not run.

@@ -2,24 +2,16 @@
 //! checkpoint in the target), to inspect it or to fix it when it drifted from the binlog. Changes
 //! need the task paused: a running subtask writes its own tracked schema back.
 
-use super::api::{load_task, ApiResult};
+use super::tasks::load_task;
 use super::Master;
+use crate::api::types::SchemaChange;
 use crate::checkpoint::MetaTables;
 use crate::config::TaskConfig;
 use crate::error::{DbRole, Error};
 use crate::meta::{self, keys};
 use crate::schema::{parse_ddl, Table, TableName, Tracker};
 use crate::status::{Stage, SubtaskStatus};
-use axum::extract::{Path, Query, State};
-use axum::Json;
 use mysql_async::prelude::Queryable;
-use serde::Deserialize;
-
-#[derive(Deserialize)]
-pub struct Which {
-    /// The source (may be left out when the task has one).
-    pub source: Option<String>,
-}
 
 fn table_name(text: &str) -> Result<TableName, Error> {
     let (s, t) = text
@@ -48,27 +40,12 @@ async fn checkpoint(
     Ok((cp, meta, conn))
 }
 
-pub async fn list(
-    State(m): State<Master>,
-    Path(name): Path<String>,
-    Query(w): Query<Which>,
-) -> ApiResult<Vec<Table>> {
-    let task = load_task(&m, &name).await?;
-    let source = task.source_named(w.source.as_deref())?;
+/// The tables tracked for `source` (may be left out when the task has one).
+pub async fn list(m: &Master, name: &str, source: Option<&str>) -> Result<Vec<Table>, Error> {
+    let task = load_task(m, name).await?;
+    let source = task.source_named(source)?;
     let (cp, _, _) = checkpoint(&task, &source).await?;
-    Ok(Json(cp.tracker.tables().cloned().collect()))
-}
-
-#[derive(Deserialize)]
-pub struct Change {
-    pub source: Option<String>,
-    pub table: String,
-    /// `CREATE TABLE` of the table as the binlog has it now; `None` (and no `from`) deletes it.
-    pub create: Option<String>,
-    /// TiDB DM's `--from-source` / `--from-target`: take the table's definition as the source
-    /// (or the target, under its routed name) has it now.
-    #[serde(default)]
-    pub from: Option<String>,
+    Ok(cp.tracker.tables().cloned().collect())
 }
 
 /// The definition of the source's table `name` as the source or the target has it now.
@@ -118,27 +95,22 @@ async fn live_definition(
 }
 
 /// `update` (a CREATE TABLE) or `delete` (no statement) one table's tracked schema.
-pub async fn change(
-    State(m): State<Master>,
-    Path(name): Path<String>,
-    Json(c): Json<Change>,
-) -> ApiResult<Vec<Table>> {
-    let task = load_task(&m, &name).await?;
+pub async fn change(m: &Master, name: &str, c: &SchemaChange) -> Result<Vec<Table>, Error> {
+    let task = load_task(m, name).await?;
     let source = task.source_named(c.source.as_deref())?;
     let status =
-        meta::get_json::<SubtaskStatus>(m.store.as_ref(), &keys::status(&name, &source)).await?;
+        meta::get_json::<SubtaskStatus>(m.store.as_ref(), &keys::status(name, &source)).await?;
     if status.is_some_and(|s| s.stage == Stage::Running) {
         return Err(Error::Invalid(format!(
             "pause task `{name}` first (`dm ctl pause-task {name}`): its subtask writes its own tracked schema"
-        ))
-        .into());
+        )));
     }
     let target = table_name(&c.table)?;
     let (mut cp, meta, mut conn) = checkpoint(&task, &source).await?;
     match &c.create {
         None if c.from.is_some() => {
             let from = c.from.as_deref().unwrap_or_default();
-            let table = live_definition(&m, &task, &source, &target, from).await?;
+            let table = live_definition(m, &task, &source, &target, from).await?;
             cp.tracker.remove(&target);
             cp.tracker.insert(table);
         }
@@ -171,5 +143,5 @@ pub async fn change(
         .await
         .map_err(|e| Error::db(DbRole::Target, &task.target_database.addr(), e))?;
     tracing::warn!(task = %name, source = %source, table = %c.table, "tracked schema changed by hand");
-    Ok(Json(cp.tracker.tables().cloned().collect()))
+    Ok(cp.tracker.tables().cloned().collect())
 }

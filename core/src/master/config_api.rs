@@ -2,24 +2,12 @@
 //! the master stores them, as YAML that `start-task` and `operate-source create` take back.
 //! Passwords stay encrypted with the deployment's key.
 
-use super::api::ApiResult;
 use super::Master;
+use crate::api::types::ConfigFile;
 use crate::config::{SourceConfig, TaskConfig};
 use crate::error::Error;
 use crate::meta::{self, keys};
-use axum::extract::{Path, State};
-use axum::Json;
-use serde::{Deserialize, Serialize};
-
-/// One stored file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ConfigFile {
-    /// `task` or `source`.
-    pub kind: String,
-    pub name: String,
-    /// The file, YAML.
-    pub content: String,
-}
+use serde::Serialize;
 
 fn yaml<T: Serialize>(value: &T) -> Result<String, Error> {
     serde_yaml::to_string(value).map_err(|e| Error::Invalid(format!("cannot write YAML: {e}")))
@@ -56,15 +44,12 @@ async fn file_of(m: &Master, kind: &str, name: &str) -> Result<ConfigFile, Error
 }
 
 /// `GET /api/v1/config/{kind}/{name}`.
-pub async fn get(
-    State(m): State<Master>,
-    Path((kind, name)): Path<(String, String)>,
-) -> ApiResult<ConfigFile> {
-    Ok(Json(file_of(&m, &kind, &name).await?))
+pub async fn get(m: &Master, kind: &str, name: &str) -> Result<ConfigFile, Error> {
+    file_of(m, kind, name).await
 }
 
 /// `GET /api/v1/config`: every source, then every task.
-pub async fn export(State(m): State<Master>) -> ApiResult<Vec<ConfigFile>> {
+pub async fn export(m: &Master) -> Result<Vec<ConfigFile>, Error> {
     let mut out = vec![];
     for (_, s) in meta::list_json::<SourceConfig>(m.store.as_ref(), keys::SOURCE).await? {
         out.push(ConfigFile {
@@ -80,5 +65,5 @@ pub async fn export(State(m): State<Master>) -> ApiResult<Vec<ConfigFile>> {
             content: yaml(&t)?,
         });
     }
-    Ok(Json(out))
+    Ok(out)
 }

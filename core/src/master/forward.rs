@@ -2,8 +2,8 @@
 //! to any master. `/api/v1/cluster/*` (what a worker asks before it can reach etcd) and
 //! `/metrics` are answered locally.
 
-use super::api::ApiError;
 use super::election::MemberInfo;
+use super::http::ApiError;
 use super::Master;
 use crate::error::Error;
 use crate::meta::{self, keys};

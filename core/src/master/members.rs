@@ -1,51 +1,20 @@
 //! Cluster membership API: where etcd is, who is a member, moving a source, leader eviction.
 
-use super::api::ApiResult;
 use super::election::MemberInfo;
 use super::Master;
+use crate::api::types::{LeaderAnswer, MasterView, Members, Offline, Transfer, WorkerView};
 use crate::error::Error;
 use crate::meta::{self, keys};
 use crate::status::SubtaskStatus;
-use axum::extract::{Path, State};
-use axum::Json;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct MasterView {
-    pub name: String,
-    pub addr: String,
-    pub alive: bool,
-    pub leader: bool,
-    /// Serves its API beyond loopback without TLS and authentication (`insecure: true`).
-    #[serde(default)]
-    pub insecure: bool,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct WorkerView {
-    pub name: String,
-    /// `bound` (runs a source), `free` (alive, idle) or `offline`.
-    pub stage: String,
-    pub source: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Members {
-    pub leader: Option<String>,
-    pub masters: Vec<MasterView>,
-    pub workers: Vec<WorkerView>,
-}
-
 /// etcd client URLs, for workers that know only the masters.
-pub async fn etcd_endpoints(State(m): State<Master>) -> Json<super::etcd_access::EtcdDiscovery> {
-    Json(
-        m.cluster
-            .as_ref()
-            .map(|c| c.etcd.clone())
-            .unwrap_or_default(),
-    )
+pub fn etcd_endpoints(m: &Master) -> super::etcd_access::EtcdDiscovery {
+    m.cluster
+        .as_ref()
+        .map(|c| c.etcd.clone())
+        .unwrap_or_default()
 }
 
 /// Source -> worker.
@@ -63,13 +32,13 @@ async fn bindings(m: &Master) -> Result<BTreeMap<String, String>, Error> {
         .collect())
 }
 
-pub async fn list(State(m): State<Master>) -> ApiResult<Members> {
-    let bound = bindings(&m).await?;
+pub async fn list(m: &Master) -> Result<Members, Error> {
+    let bound = bindings(m).await?;
     let source_of = |w: &str| bound.iter().find(|(_, b)| *b == w).map(|(s, _)| s.clone());
     if m.cluster.is_none() {
         // Standalone: one master, one worker, in this process.
         let worker = m.standalone_worker.clone().unwrap_or_default();
-        return Ok(Json(Members {
+        return Ok(Members {
             leader: Some("standalone".into()),
             masters: vec![MasterView {
                 name: "standalone".into(),
@@ -83,7 +52,7 @@ pub async fn list(State(m): State<Master>) -> ApiResult<Members> {
                 source: source_of(&worker),
                 name: worker,
             }],
-        }));
+        });
     }
     let leader = meta::get_json::<MemberInfo>(m.store.as_ref(), keys::LEADER)
         .await?
@@ -118,113 +87,91 @@ pub async fn list(State(m): State<Master>) -> ApiResult<Members> {
             }
         })
         .collect();
-    Ok(Json(Members {
+    Ok(Members {
         leader,
         masters,
         workers,
-    }))
+    })
 }
 
 /// `offline-member`: forgets a master or worker that is not running.
-pub async fn offline(
-    State(m): State<Master>,
-    Path((kind, name)): Path<(String, String)>,
-) -> ApiResult<serde_json::Value> {
-    let (member, alive) = match kind.as_str() {
-        "master" => (keys::member_master(&name), keys::alive_master(&name)),
-        "worker" => (keys::member_worker(&name), keys::alive_worker(&name)),
+pub async fn offline(m: &Master, kind: &str, name: &str) -> Result<Offline, Error> {
+    let (member, alive) = match kind {
+        "master" => (keys::member_master(name), keys::alive_master(name)),
+        "worker" => (keys::member_worker(name), keys::alive_worker(name)),
         _ => {
             return Err(Error::Invalid(format!(
                 "unknown member kind `{kind}`: use master or worker"
-            ))
-            .into())
+            )))
         }
     };
     if m.store.get(&member).await?.is_none() {
-        return Err(Error::NotFound(format!("{kind} `{name}` is not a member")).into());
+        return Err(Error::NotFound(format!("{kind} `{name}` is not a member")));
     }
     if m.store.get(&alive).await?.is_some() {
         return Err(Error::Invalid(format!(
             "{kind} `{name}` is running; stop it first, then take it offline"
-        ))
-        .into());
+        )));
     }
     m.store.delete(&member).await?;
-    m.store.delete(&keys::evict(&name)).await?;
-    Ok(Json(serde_json::json!({ "offline": name })))
-}
-
-#[derive(Deserialize)]
-pub struct TransferBody {
-    pub worker: String,
+    m.store.delete(&keys::evict(name)).await?;
+    Ok(Offline {
+        offline: name.to_string(),
+    })
 }
 
 /// `transfer-source`: moves a source to a free live worker. The old worker stops its
 /// subtasks first (its status keys go away), then the new one starts them.
-pub async fn transfer(
-    State(m): State<Master>,
-    Path(source): Path<String>,
-    Json(body): Json<TransferBody>,
-) -> ApiResult<serde_json::Value> {
+pub async fn transfer(m: &Master, source: &str, worker: &str) -> Result<Transfer, Error> {
+    let moved = || Transfer {
+        source: source.to_string(),
+        worker: worker.to_string(),
+    };
     if m.cluster.is_none() {
-        return Err(Error::Invalid("transfer-source needs a cluster".into()).into());
+        return Err(Error::Invalid("transfer-source needs a cluster".into()));
     }
-    if m.store.get(&keys::source(&source)).await?.is_none() {
-        return Err(Error::NotFound(format!("source `{source}` does not exist")).into());
+    if m.store.get(&keys::source(source)).await?.is_none() {
+        return Err(Error::NotFound(format!("source `{source}` does not exist")));
     }
-    if m.store
-        .get(&keys::alive_worker(&body.worker))
-        .await?
-        .is_none()
-    {
-        return Err(Error::Invalid(format!("worker `{}` is not running", body.worker)).into());
+    if m.store.get(&keys::alive_worker(worker)).await?.is_none() {
+        return Err(Error::Invalid(format!(
+            "worker `{}` is not running",
+            worker
+        )));
     }
-    let bound = bindings(&m).await?;
-    if let Some((s, _)) = bound.iter().find(|(_, w)| **w == body.worker) {
+    let bound = bindings(m).await?;
+    if let Some((s, _)) = bound.iter().find(|(_, w)| **w == worker) {
         if *s == source {
-            return Ok(Json(
-                serde_json::json!({ "source": source, "worker": body.worker }),
-            ));
+            return Ok(moved());
         }
         return Err(Error::Invalid(format!(
             "worker `{}` already runs source `{s}`; pick a free worker (`dm ctl list-member --worker`)",
-            body.worker
-        ))
-        .into());
+            worker
+        )));
     }
     // The scheduler leaves a moving source alone; the hold ends by itself (lease) should
     // this master die half-way.
     let hold = m.store.grant_lease(60).await?;
     m.store
-        .put_leased(
-            &keys::moving(&source),
-            body.worker.clone().into_bytes(),
-            hold,
-        )
+        .put_leased(&keys::moving(source), worker.as_bytes().to_vec(), hold)
         .await?;
     m.store
-        .put(&keys::last_bound(&source), body.worker.clone().into_bytes())
+        .put(&keys::last_bound(source), worker.as_bytes().to_vec())
         .await?;
-    if let Some(old) = bound.get(&source) {
+    if let Some(old) = bound.get(source) {
         m.store
-            .compare_and_delete(&keys::bound(&source), old.as_bytes())
+            .compare_and_delete(&keys::bound(source), old.as_bytes())
             .await?;
-        if let Err(e) = wait_stopped(&m, &source, old).await {
+        if let Err(e) = wait_stopped(m, source, old).await {
             m.store.revoke_lease(hold).await?;
-            return Err(e.into());
+            return Err(e);
         }
     }
     m.store
-        .compare_and_put(
-            &keys::bound(&source),
-            None,
-            body.worker.clone().into_bytes(),
-        )
+        .compare_and_put(&keys::bound(source), None, worker.as_bytes().to_vec())
         .await?;
     m.store.revoke_lease(hold).await?;
-    Ok(Json(
-        serde_json::json!({ "source": source, "worker": body.worker }),
-    ))
+    Ok(moved())
 }
 
 /// Waits until `worker` no longer reports running subtasks of `source`.
@@ -248,31 +195,33 @@ async fn wait_stopped(m: &Master, source: &str, worker: &str) -> Result<(), Erro
 }
 
 /// `operate-leader evict|cancel-evict`.
-pub async fn operate_leader(
-    State(m): State<Master>,
-    Path(op): Path<String>,
-) -> ApiResult<serde_json::Value> {
+pub async fn operate_leader(m: &Master, op: &str) -> Result<LeaderAnswer, Error> {
     let Some(cluster) = m.cluster.as_ref() else {
-        return Err(Error::Invalid("operate-leader needs a cluster".into()).into());
+        return Err(Error::Invalid("operate-leader needs a cluster".into()));
     };
-    match op.as_str() {
+    match op {
         // Answered by the leader (requests are forwarded to it): evicts itself.
         "evict" => {
             m.store
                 .put(&keys::evict(&cluster.me.name), b"1".to_vec())
                 .await?;
-            Ok(Json(serde_json::json!({ "evicted": cluster.me.name })))
+            Ok(LeaderAnswer {
+                evicted: Some(cluster.me.name.clone()),
+                cancelled: None,
+            })
         }
         "cancel-evict" => {
             let evicted = meta::list_names(m.store.as_ref(), keys::EVICT).await?;
             for name in &evicted {
                 m.store.delete(&keys::evict(name)).await?;
             }
-            Ok(Json(serde_json::json!({ "cancelled": evicted })))
+            Ok(LeaderAnswer {
+                evicted: None,
+                cancelled: Some(evicted),
+            })
         }
         _ => Err(Error::Invalid(format!(
             "unknown operation `{op}`: use evict or cancel-evict"
-        ))
-        .into()),
+        ))),
     }
 }

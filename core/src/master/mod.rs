@@ -2,7 +2,6 @@
 //! and serves the HTTP API that `dm ctl` uses (documented in docs/api.md). In a cluster the
 //! masters elect a leader; only the leader schedules, the others forward API calls to it.
 
-mod api;
 mod binlog_ops;
 mod binlog_schema;
 pub mod cluster;
@@ -11,16 +10,20 @@ mod election;
 pub mod etcd_access;
 mod etcd_member;
 mod forward;
+mod http;
 mod members;
+mod prometheus;
 mod relay;
 mod scheduler;
 mod shard_locks;
+mod sources;
 mod start_time;
 mod task_files;
+mod tasks;
 pub mod validation;
 
-pub use api::router;
 pub use election::{MemberInfo, Membership};
+pub use http::{router, served_routes};
 
 use crate::meta::MetaStore;
 use std::sync::Arc;

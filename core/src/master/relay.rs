@@ -2,43 +2,24 @@
 //! records what a user wants in the metadata store; the worker of the source carries it out
 //! and reports in `/dm/relay-status/<source>`.
 
-use super::api::ApiResult;
 use super::Master;
+use crate::api::types::RelayAnswer;
 use crate::config::SourceConfig;
 use crate::error::Error;
 use crate::meta::{self, keys};
 use crate::relay::{PurgeReport, PurgeRequest, RelayStage, RelayStatus};
-use axum::extract::{Path, State};
-use axum::Json;
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct RelayBody {
-    /// `purge`: remove the files before this one (only those no task needs).
-    #[serde(default)]
-    pub filename: Option<String>,
-}
-
-/// What a relay operation answers.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RelayAnswer {
-    pub source_id: String,
-    pub enable_relay: bool,
-    pub stage: Option<RelayStage>,
-    /// For `purge`: what the worker removed and kept.
-    pub purge: Option<PurgeReport>,
-}
 
 const PURGE_WAIT: Duration = Duration::from_secs(15);
 
 pub async fn operate(
-    State(m): State<Master>,
-    Path((source, op)): Path<(String, String)>,
-    body: Option<Json<RelayBody>>,
-) -> ApiResult<RelayAnswer> {
+    m: &Master,
+    source: &str,
+    op: &str,
+    filename: Option<String>,
+) -> Result<RelayAnswer, Error> {
     let store = m.store.as_ref();
-    let key = keys::source(&source);
+    let key = keys::source(source);
     let mut cfg = meta::get_json::<SourceConfig>(store, &key)
         .await?
         .ok_or_else(|| Error::NotFound(format!("source `{source}` does not exist")))?;
@@ -48,46 +29,44 @@ pub async fn operate(
         ))
     };
     let mut purge = None;
-    match op.as_str() {
+    match op {
         "start" | "stop" => {
             cfg.enable_relay = op == "start";
             meta::put_json(store, &key, &cfg).await?;
             if !cfg.enable_relay {
-                store.delete(&keys::relay_stage(&source)).await?;
+                store.delete(&keys::relay_stage(source)).await?;
             }
         }
         "pause" | "resume" => {
             if !cfg.enable_relay {
-                return Err(not_enabled().into());
+                return Err(not_enabled());
             }
             let stage = if op == "pause" {
                 RelayStage::Paused
             } else {
                 RelayStage::Running
             };
-            meta::put_json(store, &keys::relay_stage(&source), &stage).await?;
+            meta::put_json(store, &keys::relay_stage(source), &stage).await?;
         }
         "purge" => {
             if !cfg.enable_relay {
-                return Err(not_enabled().into());
+                return Err(not_enabled());
             }
-            let filename = body.and_then(|Json(b)| b.filename);
-            purge = Some(request_purge(&m, &source, filename).await?);
+            purge = Some(request_purge(m, source, filename).await?);
         }
         _ => {
             return Err(Error::NotFound(format!(
                 "no relay operation `{op}`: start, stop, pause, resume or purge"
-            ))
-            .into())
+            )))
         }
     }
-    let stage = meta::get_json::<RelayStage>(store, &keys::relay_stage(&source)).await?;
-    Ok(Json(RelayAnswer {
-        source_id: source,
+    let stage = meta::get_json::<RelayStage>(store, &keys::relay_stage(source)).await?;
+    Ok(RelayAnswer {
+        source_id: source.to_string(),
         enable_relay: cfg.enable_relay,
         stage: stage.or(cfg.enable_relay.then_some(RelayStage::Running)),
         purge,
-    }))
+    })
 }
 
 /// Stores a purge request and waits for the worker's answer.

@@ -1,8 +1,8 @@
 //! `shard-ddl-lock`: what merged tables wait for, and resolving a stuck lock by hand; also
 //! `binlog skip|replace` on a subtask paused at a shard DDL.
 
-use super::api::ApiResult;
 use super::Master;
+use crate::api::types::{LockReport, UnlockBody, Unlocked};
 use crate::config::TaskConfig;
 use crate::error::Error;
 use crate::hooks::ShardId;
@@ -10,30 +10,6 @@ use crate::meta::{self, keys};
 use crate::schema::parse_ddl;
 use crate::shard::coordinator::{execute, release_shard, task_locks};
 use crate::shard::{self, LockState, ShardDdl};
-use axum::extract::{Query, State};
-use axum::Json;
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LockReport {
-    pub task: String,
-    pub target: String,
-    pub mode: String,
-    /// Shards that sent a DDL and wait: who sent what.
-    pub arrived: Vec<ShardDdl>,
-    /// Shards the lock still waits for.
-    pub waiting_for: Vec<ShardId>,
-    /// Shards released whose rows held since their DDL are not all applied yet.
-    pub catching_up: Vec<ShardId>,
-    pub executed: Vec<Vec<String>>,
-    pub deferred: Vec<(Vec<String>, Vec<ShardId>)>,
-    pub conflict: Option<String>,
-}
-
-#[derive(Deserialize)]
-pub struct LockQuery {
-    pub task: Option<String>,
-}
 
 async fn sharded_tasks(m: &Master, only: Option<&str>) -> Result<Vec<TaskConfig>, Error> {
     let tasks: Vec<TaskConfig> = meta::list_json::<TaskConfig>(m.store.as_ref(), keys::TASK)
@@ -52,12 +28,9 @@ async fn sharded_tasks(m: &Master, only: Option<&str>) -> Result<Vec<TaskConfig>
     Ok(tasks)
 }
 
-pub async fn list(
-    State(m): State<Master>,
-    Query(q): Query<LockQuery>,
-) -> ApiResult<Vec<LockReport>> {
+pub async fn list(m: &Master, only: Option<&str>) -> Result<Vec<LockReport>, Error> {
     let mut out = vec![];
-    for task in sharded_tasks(&m, q.task.as_deref()).await? {
+    for task in sharded_tasks(m, only).await? {
         let locks = task_locks(m.store.as_ref(), &task).await?;
         let states =
             meta::list_json::<LockState>(m.store.as_ref(), &shard::lock_prefix(&task.name)).await?;
@@ -101,31 +74,13 @@ pub async fn list(
             });
         }
     }
-    Ok(Json(out))
-}
-
-#[derive(Deserialize)]
-pub struct UnlockBody {
-    pub task: String,
-    pub target: String,
-    /// `exec`: run the DDL the shards sent (most of them) once; `skip`: it was done by hand.
-    pub action: String,
-    /// TiDB DM's `-o`: with `exec`, run the DDL this source sent, in its statement's session.
-    #[serde(default)]
-    pub owner: Option<String>,
-    /// TiDB DM's `-f`: with `exec`, release the lock even when the DDL fails on the target
-    /// (the error is in the answer; fix the target by hand).
-    #[serde(default)]
-    pub force_remove: bool,
+    Ok(out)
 }
 
 /// Resolves a lock by hand: releases every shard that sent a DDL, runs the DDL first
 /// (`exec`) or not (`skip`), clears a conflict, and resumes the task's paused subtasks.
-pub async fn unlock(
-    State(m): State<Master>,
-    Json(b): Json<UnlockBody>,
-) -> ApiResult<serde_json::Value> {
-    let task = sharded_tasks(&m, Some(&b.task)).await?.remove(0);
+pub async fn unlock(m: &Master, b: &UnlockBody) -> Result<Unlocked, Error> {
+    let task = sharded_tasks(m, Some(&b.task)).await?.remove(0);
     let store = m.store.as_ref();
     let locks = task_locks(store, &task).await?;
     let arrived = locks.pending.get(&b.target).cloned().unwrap_or_default();
@@ -135,8 +90,7 @@ pub async fn unlock(
         return Err(Error::NotFound(format!(
             "no shard of `{}` waits at a DDL; `dm ctl shard-ddl-lock {}` lists the locks",
             b.target, task.name
-        ))
-        .into());
+        )));
     }
     let count = |d: &Vec<String>| arrived.iter().filter(|a| a.ddls == *d).count();
     let mut distinct: Vec<Vec<String>> = vec![];
@@ -160,8 +114,7 @@ pub async fn unlock(
                         return Err(Error::NotFound(format!(
                             "source `{o}` sent no DDL this lock holds; `dm ctl shard-ddl-lock {}` shows who did",
                             task.name
-                        ))
-                        .into());
+                        )));
                     }
                     mine
                 }
@@ -173,7 +126,7 @@ pub async fn unlock(
             };
             if let Some(ddls) = chosen {
                 if let Some(why) = crate::shard::coordinator::lock_ddls(&b.target, &ddls) {
-                    return Err(Error::Invalid(format!("unlock --exec would run {why}")).into());
+                    return Err(Error::Invalid(format!("unlock --exec would run {why}")));
                 }
                 let context = ShardDdl::context_of(&sent, &ddls);
                 match execute(&task, &b.target, &ddls, context).await {
@@ -183,16 +136,16 @@ pub async fn unlock(
                         exec_error = Some(e.to_string());
                         lock.executed.extend(distinct.iter().cloned());
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(e),
                 }
             }
         }
         // Done by hand: later shards sending the same DDL are let through.
         "skip" => lock.executed.extend(distinct),
         other => {
-            return Err(
-                Error::Invalid(format!("unknown action `{other}`: use exec or skip")).into(),
-            )
+            return Err(Error::Invalid(format!(
+                "unknown action `{other}`: use exec or skip"
+            )))
         }
     }
     lock.conflict = None;
@@ -200,12 +153,14 @@ pub async fn unlock(
     for d in &arrived {
         release_shard(store, &task.name, d).await?;
     }
-    resume(&m, &task.name).await?;
-    Ok(Json(serde_json::json!({
-        "task": task.name, "target": b.target, "action": b.action,
-        "released": arrived.iter().map(|a| a.shard.to_string()).collect::<Vec<_>>(),
-        "exec_error": exec_error,
-    })))
+    resume(m, &task.name).await?;
+    Ok(Unlocked {
+        task: task.name,
+        target: b.target.clone(),
+        action: b.action.clone(),
+        released: arrived.iter().map(|a| a.shard.to_string()).collect(),
+        exec_error,
+    })
 }
 
 /// Restarts the subtasks a conflict paused.

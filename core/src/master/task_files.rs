@@ -3,8 +3,9 @@
 //! like `update-task`, uploading the plugins it names. An edit that is not valid leaves the
 //! task as it runs and a warning in `query-status`.
 
-use super::api::{apply_update, FileBody};
+use super::tasks::apply_update;
 use super::Master;
+use crate::api::types::FileBody;
 use notify::{RecursiveMode, Watcher};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

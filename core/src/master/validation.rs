@@ -2,15 +2,13 @@
 //! standalone one) runs `verify` on a task again and again, every `interval` seconds after the
 //! last run ended, and keeps the last result where `validation status` and `/metrics` read it.
 
-use super::api::{load_task, ApiResult};
+use super::tasks::load_task;
 use super::Master;
 use crate::config::{SourceConfig, TaskConfig};
 use crate::error::{Error, ErrorReport};
 use crate::meta::{self, keys, MetaStore};
 use crate::status::now_secs;
 use crate::verify::RowDiff;
-use axum::extract::{Path, State};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,53 +40,37 @@ pub struct ValidationStatus {
     pub error: Option<ErrorReport>,
 }
 
-#[derive(Debug, Deserialize)]
-pub struct StartBody {
-    #[serde(default)]
-    pub interval_secs: Option<u64>,
-}
-
 pub async fn start(
-    State(m): State<Master>,
-    Path(name): Path<String>,
-    body: Option<Json<StartBody>>,
-) -> ApiResult<ValidationStatus> {
-    load_task(&m, &name).await?;
-    let interval_secs = body
-        .and_then(|Json(b)| b.interval_secs)
-        .unwrap_or(DEFAULT_INTERVAL)
-        .max(1);
+    m: &Master,
+    name: &str,
+    interval_secs: Option<u64>,
+) -> Result<ValidationStatus, Error> {
+    load_task(m, name).await?;
+    let interval_secs = interval_secs.unwrap_or(DEFAULT_INTERVAL).max(1);
     let cfg = ValidationConfig { interval_secs };
-    meta::put_json(m.store.as_ref(), &keys::validation(&name), &cfg).await?;
-    let mut st = status_of(m.store.as_ref(), &name).await?;
+    meta::put_json(m.store.as_ref(), &keys::validation(name), &cfg).await?;
+    let mut st = status_of(m.store.as_ref(), name).await?;
     st.interval_secs = interval_secs;
-    Ok(Json(st))
+    Ok(st)
 }
 
-pub async fn stop(
-    State(m): State<Master>,
-    Path(name): Path<String>,
-) -> ApiResult<ValidationStatus> {
-    load_task(&m, &name).await?;
-    m.store.delete(&keys::validation(&name)).await?;
-    Ok(Json(status_of(m.store.as_ref(), &name).await?))
+pub async fn stop(m: &Master, name: &str) -> Result<ValidationStatus, Error> {
+    load_task(m, name).await?;
+    m.store.delete(&keys::validation(name)).await?;
+    status_of(m.store.as_ref(), name).await
 }
 
-pub async fn status(
-    State(m): State<Master>,
-    Path(name): Path<String>,
-) -> ApiResult<ValidationStatus> {
-    load_task(&m, &name).await?;
-    if meta::get_json::<ValidationConfig>(m.store.as_ref(), &keys::validation(&name))
+pub async fn status(m: &Master, name: &str) -> Result<ValidationStatus, Error> {
+    load_task(m, name).await?;
+    if meta::get_json::<ValidationConfig>(m.store.as_ref(), &keys::validation(name))
         .await?
         .is_none()
     {
         return Err(Error::NotFound(format!(
             "task `{name}` is not validated; `dm ctl validation start {name}` first"
-        ))
-        .into());
+        )));
     }
-    Ok(Json(status_of(m.store.as_ref(), &name).await?))
+    status_of(m.store.as_ref(), name).await
 }
 
 async fn status_of(store: &dyn MetaStore, task: &str) -> Result<ValidationStatus, Error> {
