@@ -12,42 +12,15 @@
 //! A master that listens beyond loopback without TLS and tokens refuses to start unless the
 //! user writes `insecure: true`.
 
+pub use crate::config::{ApiAuth, ApiToken, Role};
 use crate::error::{Error, Result};
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-
-/// `auth` of dm.yaml / master.yaml.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct ApiAuth {
-    /// Tokens that may use the API (`dm ctl token new` makes one).
-    pub tokens: Vec<ApiToken>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct ApiToken {
-    /// Who holds it (shown in logs).
-    pub name: String,
-    pub role: Role,
-    /// SHA-256 of the token, hex.
-    pub sha256: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Reads: status, members, metrics.
-    Viewer,
-    /// Everything.
-    Admin,
-}
 
 /// A new random token and its SHA-256 (for `auth.tokens`).
 pub fn new_token() -> (String, String) {

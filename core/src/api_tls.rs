@@ -1,36 +1,15 @@
 //! HTTPS for the master API: a master with `tls` serves only HTTPS; dm's own clients (ctl,
 //! followers forwarding to the leader, workers asking for etcd) trust the CA they are given.
 
+pub use crate::config::ApiTls;
 use crate::error::{Error, Result};
 use axum::Router;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-
-/// `tls` of dm.yaml / master.yaml.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct ApiTls {
-    /// PEM certificate chain the API presents.
-    pub cert: PathBuf,
-    /// PEM private key of that certificate.
-    pub key: PathBuf,
-    /// PEM CA that signed the other masters' certificates (a cluster forwards to its leader).
-    #[serde(default)]
-    pub ca: Option<PathBuf>,
-    /// Mutual TLS (TiDB DM's `cert-allowed-cn`): only clients presenting a certificate signed
-    /// by `client-ca` (default `ca`) whose common name is listed may use the API, as admins.
-    /// Masters present their own certificate to each other, so list their names too.
-    #[serde(default)]
-    pub cert_allowed_cn: Vec<String>,
-    /// PEM CA of the client certificates (default: `ca`).
-    #[serde(default)]
-    pub client_ca: Option<PathBuf>,
-}
 
 /// The common name of the certificate a client presented (mutual TLS), for the API guard.
 #[derive(Debug, Clone)]

@@ -86,44 +86,11 @@ fn privilege_finding(subject: &str, missing: &[&str], ok: &str, grant: &str) -> 
     }
 }
 
-/// TiDB DM's `ignore-checking-items` names, each with the checks it stands for (source
-/// and target); items dm has no check for are accepted and ignore nothing.
-const ITEMS: &[(&str, &[&str])] = &[
-    ("all", &[]),
-    ("binlog_enable", &["binary logging"]),
-    ("binlog_format", &["binlog format"]),
-    ("binlog_row_image", &["row image", "row metadata"]),
-    ("server_id", &["server_id"]),
-    ("dump_privilege", &["privileges"]),
-    ("replication_privilege", &["privileges"]),
-    ("target_privilege", &["privileges"]),
-    (
-        "table_schema",
-        &[
-            "tables without primary or unique key",
-            "tables the full phase cannot split",
-            "target tables",
-        ],
-    ),
-    ("schema_of_shard_tables", &[]),
-    ("auto_increment_ID", &[]),
-    ("version", &[]),
-    ("binlog_db", &[]),
-    ("conn_number", &[]),
-    ("meta_position", &[]),
-    ("online_ddl", &["online schema change tables"]),
-];
-
-/// The names `ignore-checking-items` accepts.
-pub fn checking_items() -> Vec<&'static str> {
-    ITEMS.iter().map(|(name, _)| *name).collect()
-}
-
 /// Whether the task's `ignore-checking-items` cover a failed check.
 pub fn ignored(task: &TaskConfig, f: &Finding) -> bool {
     task.ignore_checking_items.iter().any(|item| {
         item == "all"
-            || ITEMS.iter().any(|(name, checks)| {
+            || crate::config::CHECKING_ITEMS.iter().any(|(name, checks)| {
                 name == item
                     && checks.contains(&f.check.as_str())
                     && match *name {

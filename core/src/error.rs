@@ -128,7 +128,7 @@ pub enum Error {
     /// up to `until`, to name the one at fault (so `binlog skip` knows what to skip).
     #[error("{cause}")]
     Narrow {
-        until: crate::upstream::BinlogPos,
+        until: crate::position::BinlogPos,
         cause: Box<Error>,
     },
     /// `start-task` found failures in the precheck (`check-task`).

@@ -19,6 +19,7 @@ pub mod load;
 pub mod master;
 pub mod meta;
 pub mod metrics;
+pub mod position;
 pub mod relay;
 pub mod rules;
 pub mod schema;

@@ -25,8 +25,8 @@ pub mod tidb_dm;
 
 use crate::db::{quote_ident, quote_str, Datum};
 use crate::error::{DbRole, Error, Result};
+use crate::position::{BinlogPos, Position};
 use crate::schema::{Table, TableName, Tracker};
-use crate::upstream::{BinlogPos, Position};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use serde::{Deserialize, Serialize};

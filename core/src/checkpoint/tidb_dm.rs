@@ -6,7 +6,7 @@
 use crate::config::Flavor;
 use crate::db::quote_ident;
 use crate::error::{DbRole, Error, Result};
-use crate::upstream::{BinlogPos, GtidSet, Position};
+use crate::position::{BinlogPos, GtidSet, Position};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
@@ -100,7 +100,7 @@ fn real_binlog_name(name: &str) -> Option<String> {
         Some((base, rest)) => format!("{base}.{}", rest.rsplit_once('.')?.1),
         None => name.to_string(),
     };
-    crate::relay::files::is_binlog_name(&real).then_some(real)
+    crate::position::is_binlog_name(&real).then_some(real)
 }
 
 #[cfg(test)]

@@ -23,10 +23,10 @@ pub struct MasterConfig {
     pub log_level: String,
     /// Serve the API over HTTPS only.
     #[serde(default)]
-    pub tls: Option<crate::api_tls::ApiTls>,
+    pub tls: Option<super::ApiTls>,
     /// Tokens the API asks for; without, it asks for none (then it serves loopback only).
     #[serde(default)]
-    pub auth: Option<crate::api_auth::ApiAuth>,
+    pub auth: Option<super::ApiAuth>,
     /// Host names the API answers to, besides its own addresses and the loopback names.
     #[serde(default)]
     pub api_hosts: Vec<String>,
@@ -47,7 +47,7 @@ impl MasterConfig {
 
 /// The CA to trust when talking to the masters of a cluster whose API uses `tls`: its `ca`,
 /// else its own certificate (self-signed).
-pub fn api_ca(tls: Option<&crate::api_tls::ApiTls>) -> Option<&std::path::Path> {
+pub fn api_ca(tls: Option<&super::ApiTls>) -> Option<&std::path::Path> {
     tls.map(|t| t.ca.as_deref().unwrap_or(&t.cert))
 }
 

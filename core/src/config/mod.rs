@@ -5,16 +5,24 @@
 //! per struct (its `Default` impl or a `default_*` function next to it) and are documented in
 //! `docs/config.md`.
 
+mod api;
+mod checking_items;
 mod cluster;
 mod compat;
 mod db;
 mod dump_args;
+mod plugin;
+mod session;
 mod source;
 mod standalone;
 mod task;
 
+pub use api::{ApiAuth, ApiTls, ApiToken, Role};
+pub use checking_items::{checking_items, CHECKING_ITEMS};
 pub use cluster::{api_ca, EmbedEtcd, EtcdConfig, MasterConfig, WorkerConfig};
 pub use db::{DbConfig, Security};
+pub use plugin::PluginSpec;
+pub use session::{is_dm_controlled, is_tidb_variable, is_variable_name};
 pub use source::{Flavor, PurgeConfig, SourceConfig};
 pub use standalone::StandaloneConfig;
 pub use task::{
@@ -128,7 +136,7 @@ pub(crate) fn semantic_error(
 
 /// The connection settings of `at`: its session variables' names and its TLS files.
 pub(crate) fn check_connection(file: &str, text: &str, at: &str, db: &DbConfig) -> Result<()> {
-    if let Some(name) = db.session.keys().find(|k| !crate::db::is_variable_name(k)) {
+    if let Some(name) = db.session.keys().find(|k| !is_variable_name(k)) {
         return Err(semantic_error(
             file,
             text,

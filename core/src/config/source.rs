@@ -80,12 +80,7 @@ fn default_remain_space() -> u64 {
     15
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Flavor {
-    Mysql,
-    Mariadb,
-}
+pub use crate::position::Flavor;
 
 impl SourceConfig {
     /// What dm did with TiDB DM's fields of the file (renamed, left out, and why).
@@ -97,7 +92,7 @@ impl SourceConfig {
                 cfg.from
                     .session
                     .keys()
-                    .filter(|k| crate::db::is_dm_controlled(k))
+                    .filter(|k| super::is_dm_controlled(k))
                     .map(|k| format!("{file}: from.session.{k}: left out: dm sets it itself in every session (UTC, a strict sql_mode, utf8mb4, foreign key checks off)")),
             );
             warnings.extend(cfg.filters.iter().enumerate().filter_map(|(i, r)| {
@@ -147,7 +142,7 @@ impl SourceConfig {
             ));
         }
         if let Some(name) = &cfg.relay_binlog_name {
-            if !crate::relay::files::is_binlog_name(name) {
+            if !crate::position::is_binlog_name(name) {
                 return Err(semantic_error(
                     file,
                     text,

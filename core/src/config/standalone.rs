@@ -19,10 +19,10 @@ pub struct StandaloneConfig {
     pub log_level: String,
     /// Serve the API over HTTPS only (`cert`, `key`).
     #[serde(default)]
-    pub tls: Option<crate::api_tls::ApiTls>,
+    pub tls: Option<super::ApiTls>,
     /// Tokens the API asks for; without, it asks for none (then it serves loopback only).
     #[serde(default)]
-    pub auth: Option<crate::api_auth::ApiAuth>,
+    pub auth: Option<super::ApiAuth>,
     /// Host names the API answers to, besides its own addresses and the loopback names.
     #[serde(default)]
     pub api_hosts: Vec<String>,

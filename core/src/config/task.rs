@@ -51,7 +51,7 @@ pub struct TaskConfig {
     pub shard_mode: Option<ShardMode>,
     /// WASM plugins, referenced from `mysql-instances[].plugins`.
     #[serde(default)]
-    pub plugins: BTreeMap<String, crate::hooks::PluginSpec>,
+    pub plugins: BTreeMap<String, super::PluginSpec>,
     /// A plugin (of `plugins`) deciding shard DDL locks instead of `shard-mode`'s policy.
     #[serde(default)]
     pub shard_ddl_policy: Option<String>,
@@ -646,12 +646,12 @@ impl TaskConfig {
                 warnings.push(format!(
                     "{file}: target-database.session.foreign_key_checks: left out: dm applies with foreign key checks off in every session (with them on, the copy's and safe mode's REPLACE of a parent row would delete its children by cascade); cascading foreign keys in scope are listed by check-task, since the rows a cascade changes are not in the source's binlog"
                 ));
-            } else if crate::db::is_dm_controlled(k) {
+            } else if super::is_dm_controlled(k) {
                 warnings.push(format!(
                     "{file}: target-database.session.{k}: left out: dm sets it itself (UTC for TIMESTAMPs, a strict sql_mode, utf8mb4) and replays every statement in the session it ran in on the source"
                 ));
             }
-            if crate::db::is_tidb_variable(k) {
+            if super::is_tidb_variable(k) {
                 warnings.push(format!(
                     "{file}: target-database.session.{k}: a TiDB variable, set only when the target is TiDB (MySQL and MariaDB have none such)"
                 ));
@@ -729,12 +729,12 @@ impl TaskConfig {
         if let Some(bad) = cfg
             .ignore_checking_items
             .iter()
-            .find(|i| !crate::check::checking_items().contains(&i.as_str()))
+            .find(|i| !super::checking_items().contains(&i.as_str()))
         {
             return fail(
                 "ignore-checking-items",
                 format!("ignore-checking-items: `{bad}` is not a checking item"),
-                &format!("use {}", crate::check::checking_items().join(", ")),
+                &format!("use {}", super::checking_items().join(", ")),
             );
         }
         for (key, rules) in [
@@ -1139,7 +1139,7 @@ impl TaskConfig {
     }
 
     /// The plugins of one source, in order: (name, spec).
-    pub fn plugins_of(&self, source_id: &str) -> Vec<(String, crate::hooks::PluginSpec)> {
+    pub fn plugins_of(&self, source_id: &str) -> Vec<(String, super::PluginSpec)> {
         self.instance(source_id)
             .map(|i| {
                 i.plugins

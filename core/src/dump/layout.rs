@@ -4,7 +4,7 @@
 //! crash and a loader never imports a dump that is not finished.
 
 use crate::config::Flavor;
-use crate::upstream::{BinlogPos, GtidSet, Position};
+use crate::position::{BinlogPos, GtidSet, Position};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -173,7 +173,7 @@ fn section(text: &str, header: &str) -> Result<Option<(BinlogPos, Option<String>
     let (Some(name), Some(pos)) = (name, pos) else {
         return Err(format!("metadata has `{header}` without Log and Pos"));
     };
-    if !crate::relay::files::is_binlog_name(&name) {
+    if !crate::position::is_binlog_name(&name) {
         return Err(format!(
             "metadata names `{name}`, which is not a binlog file name"
         ));

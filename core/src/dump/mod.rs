@@ -22,10 +22,10 @@ use crate::config::{Consistency, DumperConfig, Flavor, SourceConfig};
 use crate::db::{quote_ident, Datum};
 use crate::error::{errno, DbRole, Error, Result};
 use crate::fence::Fence;
+use crate::position::{BinlogPos, Position};
 use crate::rules::TableFilter;
 use crate::schema::{list_schemas, list_tables, load_table, TableName};
 use crate::status::{Progress, TableProgress};
-use crate::upstream::{BinlogPos, Position};
 use layout::{file_part, Journal, TableDone};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
@@ -530,7 +530,7 @@ impl DumpPhase {
 /// for `metadata`).
 fn position(flavor: Flavor, binlog: BinlogPos, executed: Option<String>) -> Result<Position> {
     let gtid = executed
-        .map(|g| crate::upstream::GtidSet::parse(flavor, &g).map_err(Error::Invalid))
+        .map(|g| crate::position::GtidSet::parse(flavor, &g).map_err(Error::Invalid))
         .transpose()?;
     Ok(Position { binlog, gtid })
 }

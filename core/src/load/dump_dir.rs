@@ -8,8 +8,8 @@
 use crate::config::Flavor;
 use crate::dump::layout::{self, Journal};
 use crate::error::{Error, Result};
+use crate::position::{BinlogPos, Position};
 use crate::schema::TableName;
-use crate::upstream::{BinlogPos, Position};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

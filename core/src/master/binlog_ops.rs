@@ -31,7 +31,7 @@ async fn at_position(
 ) -> Result<TaskView, Error> {
     let task = load_task(m, name).await?;
     let position = at.position.clone().unwrap_or_default();
-    if crate::upstream::BinlogPos::parse(&position).is_none() {
+    if crate::position::BinlogPos::parse(&position).is_none() {
         return Err(Error::Invalid(format!(
             "`{position}` is not a binlog position: give the end of the transaction as file:pos (`dm ctl query-status` and the error show them)"
         )));

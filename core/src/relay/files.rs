@@ -3,7 +3,7 @@
 //! relay and on the source), plus `needed.json`: per task, the oldest position it may still
 //! read, which purging respects even while the task is paused or the worker restarts.
 
-use crate::upstream::BinlogPos;
+use crate::position::BinlogPos;
 use std::collections::BTreeMap;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
@@ -18,23 +18,7 @@ pub const FORMAT_DESCRIPTION_EVENT: u8 = 15;
 pub const LOG_EVENT_ARTIFICIAL_F: u16 = 0x20;
 pub const NEEDED: &str = "needed.json";
 
-/// The numeric suffix of `mysql-bin.000042`, if the name has one.
-pub fn index(name: &str) -> Option<u64> {
-    let (_, ext) = name.rsplit_once('.')?;
-    (!ext.is_empty() && ext.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| ext.parse().ok())
-        .flatten()
-}
-
-/// Whether `name` is a plain binlog file name (`mysql-bin.000042`): no directory part, not
-/// hidden, a numeric suffix. Names from a config, a checkpoint or a source's ROTATE event
-/// reach the relay directory only through this check.
-pub fn is_binlog_name(name: &str) -> bool {
-    !name.starts_with('.')
-        && !name.contains(['/', '\\', '\0'])
-        && name.len() <= 255
-        && index(name).is_some()
-}
+pub use crate::position::{binlog_index as index, is_binlog_name};
 
 /// The binlog files in `dir`, oldest first.
 pub fn list(dir: &Path) -> io::Result<Vec<String>> {

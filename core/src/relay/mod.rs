@@ -21,7 +21,7 @@ pub use reader::RelayReader;
 use crate::config::{Flavor, SourceConfig};
 use crate::error::{Error, ErrorReport};
 use crate::join::AbortOnDrop;
-use crate::upstream::BinlogPos;
+use crate::position::BinlogPos;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

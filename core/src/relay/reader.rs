@@ -4,7 +4,7 @@
 use super::files::{self, parse_header, HEADER_LEN, LOG_EVENT_ARTIFICIAL_F, ROTATE_EVENT};
 use super::Relay;
 use crate::error::{Error, Result};
-use crate::upstream::BinlogPos;
+use crate::position::BinlogPos;
 use mysql_async::binlog::events::{Event, RotateEvent, TableMapEvent};
 use mysql_common::binlog::consts::BinlogVersion;
 use mysql_common::binlog::EventStreamReader;

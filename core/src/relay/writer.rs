@@ -10,8 +10,9 @@ use super::files::{self, FORMAT_DESCRIPTION_EVENT, LOG_EVENT_ARTIFICIAL_F, MAGIC
 use super::{Relay, RelayStage};
 use crate::config::{Flavor, SourceConfig};
 use crate::error::{DbRole, Error, Result};
+use crate::position::BinlogPos;
 use crate::upstream::{
-    current_position, detect_flavor, prepare_dump, BinlogPos, HEARTBEAT_EVENT, HEARTBEAT_SECS,
+    current_position, detect_flavor, prepare_dump, HEARTBEAT_EVENT, HEARTBEAT_SECS,
 };
 use futures_util::{FutureExt, StreamExt};
 use mysql_async::binlog::events::{Event, RotateEvent};

@@ -13,7 +13,8 @@ pub mod coordinator;
 pub mod policy;
 
 use crate::hooks::ShardId;
-use crate::upstream::{Position, StatementContext};
+use crate::position::Position;
+use crate::upstream::StatementContext;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -9,12 +9,13 @@
 use super::Dispatcher;
 use crate::db::quote_ident;
 use crate::error::{errno, DbRole, Error, NotApplied, Result};
+use crate::position::{BinlogPos, Position};
 use crate::rules::SchemaRoute;
 use crate::schema::{
     classify_statement, parse_ddl, unparsed_table_ddl, Ddl, DdlKind, DmlVerb, StatementClass,
     TableName,
 };
-use crate::upstream::{Baseline, BinlogPos, Position};
+use crate::upstream::Baseline;
 use mysql_async::prelude::Queryable;
 
 /// Server errors that mean the DDL's effect is already there.

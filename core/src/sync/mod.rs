@@ -32,12 +32,12 @@ use crate::db::Datum;
 use crate::error::{DbRole, Error, Result};
 use crate::fence::Fence;
 use crate::join::AbortOnDrop;
+use crate::position::{BinlogPos, Position};
 use crate::rules::{EventFilter, Router, RowFilters, TableFilter, Verdict};
 use crate::schema::{Table, TableName};
 use crate::status::Progress;
 use crate::upstream::{
-    Baseline, BinlogOrigin, BinlogPos, BinlogReader, EventKind, Position, RowImage,
-    StatementContext, Txn,
+    Baseline, BinlogOrigin, BinlogReader, EventKind, RowImage, StatementContext, Txn,
 };
 use apply::{ApplyWorker, WorkerMsg};
 use batch::Change;

@@ -16,12 +16,12 @@
 use super::Dispatcher;
 use crate::checkpoint::online_ddl::{key, OnlineDdl, RecordedDdl};
 use crate::error::{Error, Result};
+use crate::position::Position;
 use crate::rules::online_ddl::tool_of;
 use crate::rules::TableRole;
 use crate::schema::retarget::{combine_alters, retarget};
 use crate::schema::{Ddl, DdlKind, TableName};
 use crate::status::OnlineDdlStatus;
-use crate::upstream::Position;
 
 impl Dispatcher<'_> {
     /// The role of each table the DDL changes when one of them is a shadow or trash table

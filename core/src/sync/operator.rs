@@ -8,8 +8,8 @@
 use super::apply::DISPATCHER;
 use super::Dispatcher;
 use crate::error::{DbRole, Error, Result};
+use crate::position::Position;
 use crate::schema::{classify_statement, StatementClass};
-use crate::upstream::Position;
 use mysql_async::prelude::Queryable;
 
 impl Dispatcher<'_> {

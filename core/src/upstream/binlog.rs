@@ -12,9 +12,9 @@
 //!   at the statement itself. Only those ends are positions one may resume from.
 //! - A heartbeat is asked for every few seconds so that a dead connection is noticed.
 
-use super::{BinlogPos, GtidSet, Position};
 use crate::config::{Flavor, SourceConfig};
 use crate::error::{DbRole, Error, Result};
+use crate::position::{BinlogPos, GtidSet, Position};
 use crate::rules::TableFilter;
 use crate::schema::TableName;
 use futures_util::StreamExt;

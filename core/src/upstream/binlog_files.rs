@@ -2,7 +2,7 @@
 //! MySQL servers for tests), read in order, each from its magic header and format
 //! description, with checksums verified as the file's format description says.
 
-use super::BinlogPos;
+use crate::position::BinlogPos;
 use crate::relay::files;
 use mysql_async::binlog::events::{Event, TableMapEvent};
 use mysql_common::binlog::consts::BinlogVersion;

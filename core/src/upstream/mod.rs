@@ -3,7 +3,6 @@
 mod binlog;
 mod binlog_files;
 mod context;
-mod position;
 mod time2;
 pub mod time_search;
 
@@ -12,10 +11,9 @@ pub use binlog::{
     HEARTBEAT_EVENT, HEARTBEAT_SECS,
 };
 pub use context::{sql_mode_names, Baseline, BaselineRow, StatementContext};
-pub use position::{BinlogPos, GtidSet, Position};
 
-use crate::config::Flavor;
 use crate::error::{DbRole, Error, Result};
+use crate::position::{BinlogPos, Flavor, GtidSet, Position};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 

@@ -2,9 +2,10 @@
 //! after a time. Binlog files are searched by the time of their first transaction, then the
 //! one that holds the time is read until a transaction at or after it.
 
-use super::{gtid_at, BinlogOrigin, BinlogPos, BinlogReader, Position};
+use super::{gtid_at, BinlogOrigin, BinlogReader};
 use crate::config::{Flavor, SourceConfig};
 use crate::error::{DbRole, Error, Result};
+use crate::position::{BinlogPos, Position};
 use crate::rules::TableFilter;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;

@@ -2,11 +2,36 @@
 //! the GTID set of either flavor (MariaDB `domain-server-seq`, MySQL `uuid:interval`), kept so
 //! that a stream can resume by GTID.
 
-use crate::config::Flavor;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
+
+/// The source server's kind: positions and GTID sets are written differently by each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    Mysql,
+    Mariadb,
+}
+
+/// The number at the end of a binlog file name (`mysql-bin.000042` -> 42).
+pub fn binlog_index(name: &str) -> Option<u64> {
+    let (_, ext) = name.rsplit_once('.')?;
+    (!ext.is_empty() && ext.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| ext.parse().ok())
+        .flatten()
+}
+
+/// Whether `name` is a plain binlog file name (`mysql-bin.000042`): no directory part, not
+/// hidden, a numeric suffix. Names from a config, a checkpoint or a source's ROTATE event
+/// reach the file system only through this check.
+pub fn is_binlog_name(name: &str) -> bool {
+    !name.starts_with('.')
+        && !name.contains(['/', '\\', '\0'])
+        && name.len() <= 255
+        && binlog_index(name).is_some()
+}
 
 /// A position in the source's binlog files.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
