@@ -4,8 +4,7 @@
 use anyhow::{anyhow, Result};
 use dm_core::db::Datum;
 use dm_core::hooks::{HookRow, PluginSpec, RowFilter, RowVerdict};
-use dm_core::schema::{Column, Table, TableName};
-use dm_core::upstream::RowOp;
+use dm_core::table::{Column, RowOp, Table, TableName};
 use dm_plugin_sdk as sdk;
 use std::path::Path;
 

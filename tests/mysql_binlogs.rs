@@ -187,7 +187,7 @@ async fn partial_json_updates_apply_to_the_document_before_them() {
         vec![fixtures().join("json.binlog.000001")],
         TableFilter::everything(),
     );
-    let json = dm_core::schema::Column {
+    let json = dm_core::table::Column {
         name: "json_col".into(),
         data_type: "json".into(),
         unsigned: false,

@@ -11,6 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+/// A PEM file named by `field` of a config.
+pub fn read_pem(path: &Path, field: &str) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Error::Invalid(format!(
+            "{field}: cannot read {}: {e}; give a PEM file",
+            path.display()
+        ))
+    })
+}
+
 /// The common name of the certificate a client presented (mutual TLS), for the API guard.
 #[derive(Debug, Clone)]
 pub struct PeerCn(pub Option<String>);

@@ -3,9 +3,9 @@
 
 use crate::config::{SourceConfig, TaskConfig};
 use crate::error::{DbRole, Error};
-use crate::relay::RelayStatus;
 use crate::rules::TableFilter;
 use crate::schema::{list_tables, load_table};
+use crate::upstream::relay::RelayStatus;
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
 
@@ -422,7 +422,7 @@ async fn check_target_tables(
             continue; // routed tables get extra columns of their own
         }
         if let Ok(Some(existing)) = load_table(&mut tgt, &name).await {
-            let shape = |t: &crate::schema::Table| {
+            let shape = |t: &crate::table::Table| {
                 t.columns
                     .iter()
                     .map(|c| (c.name.to_lowercase(), c.data_type.clone()))
@@ -493,7 +493,7 @@ async fn check_target_tables(
 /// wrong way.
 pub async fn probe_source(src: &SourceConfig) -> Result<(), Error> {
     if let Some(dir) = &src.binlog_dir {
-        let files = crate::relay::files::list(dir).map_err(|e| {
+        let files = crate::upstream::relay::files::list(dir).map_err(|e| {
             Error::Invalid(format!(
                 "source `{}`: binlog-dir {}: {e}",
                 src.source_id,

@@ -79,7 +79,7 @@ pub trait ShardDdlPolicy: Send + Sync {
 /// One row change handed to a row filter: images by column of the table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HookRow {
-    pub op: crate::upstream::RowOp,
+    pub op: crate::table::RowOp,
     pub before: Option<Vec<crate::db::Datum>>,
     pub after: Option<Vec<crate::db::Datum>>,
 }
@@ -100,7 +100,7 @@ pub trait RowFilter: Send + Sync {
     /// One verdict per row, or why the filter failed (a trap, a timeout, bad output).
     fn filter(
         &self,
-        table: &crate::schema::Table,
+        table: &crate::table::Table,
         rows: &[HookRow],
     ) -> Result<Vec<RowVerdict>, String>;
     /// Called between source transactions (and chunks): a new version of the filter, if one
@@ -149,8 +149,8 @@ pub trait TableRouter: Send + Sync {
     fn name(&self) -> &str;
     fn route(
         &self,
-        table: &crate::schema::TableName,
-    ) -> Result<Option<crate::schema::TableName>, String>;
+        table: &crate::table::TableName,
+    ) -> Result<Option<crate::table::TableName>, String>;
 }
 
 /// Loads plugins; the `dm` binary registers the WASM host (dm-plugins) at start, so that
@@ -176,7 +176,7 @@ pub type RowFilterChain = Vec<(String, std::sync::Arc<dyn RowFilter>)>;
 /// Runs `rows` through every filter of `chain`; errors name the plugin, table and position.
 pub fn run_row_filters(
     chain: &RowFilterChain,
-    table: &crate::schema::Table,
+    table: &crate::table::Table,
     mut rows: Vec<HookRow>,
     position: &str,
 ) -> crate::Result<Vec<HookRow>> {
@@ -212,42 +212,6 @@ pub struct SubtaskPlugins {
     pub row_filters: RowFilterChain,
     /// The first table router among the plugins.
     pub router: Option<(String, std::sync::Arc<dyn TableRouter>)>,
-}
-
-/// Loads the plugins of `source_id` in `task` through the registered host, their bytes from
-/// the metadata store.
-pub async fn load_plugins(
-    task: &crate::config::TaskConfig,
-    source_id: &str,
-    store: &dyn crate::meta::MetaStore,
-) -> crate::Result<SubtaskPlugins> {
-    let specs = task.plugins_of(source_id);
-    let mut out = SubtaskPlugins::default();
-    if specs.is_empty() {
-        return Ok(out);
-    }
-    let host = plugin_host().ok_or_else(|| {
-        crate::Error::Invalid("this process cannot run plugins (no plugin host)".into())
-    })?;
-    for (name, spec) in specs {
-        let bytes = crate::meta::plugins::bytes_of(store, &name, &spec).await?;
-        let loaded = host
-            .load(&name, &spec, &bytes)
-            .map_err(|message| crate::Error::Plugin {
-                plugin: name.clone(),
-                hook: "load".into(),
-                table: "-".into(),
-                position: spec.path.display().to_string(),
-                message,
-            })?;
-        if let Some(r) = loaded.table_router {
-            out.router.get_or_insert((name.clone(), r));
-        }
-        if let Some(f) = loaded.row_filter {
-            out.row_filters.push((name, f));
-        }
-    }
-    Ok(out)
 }
 
 impl std::fmt::Debug for dyn RowFilter {

@@ -1,8 +1,8 @@
 //! Prometheus text of subtasks and relay logs, served by the master (for the whole cluster,
 //! from the metadata store) and by a worker with a `status-addr` (for what it runs).
 
-use crate::relay::{RelayStage, RelayStatus};
 use crate::status::{Stage, SubtaskStatus};
+use crate::upstream::relay::{RelayStage, RelayStatus};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 

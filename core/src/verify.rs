@@ -11,8 +11,9 @@
 use crate::config::{SourceConfig, TaskConfig};
 use crate::db::Datum;
 use crate::error::{DbRole, Error, Result};
-use crate::schema::{list_tables, load_table, Table, TableName};
+use crate::schema::{list_tables, load_table};
 use crate::snapshot::chunk::{estimated_rows, plan, Bounds, ChunkKey};
+use crate::table::{Table, TableName};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use serde::{Deserialize, Serialize};

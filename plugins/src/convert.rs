@@ -2,8 +2,7 @@
 
 use dm_core::db::Datum;
 use dm_core::hooks::{HookRow, RowVerdict};
-use dm_core::schema::{ColumnKind, Table};
-use dm_core::upstream::RowOp;
+use dm_core::table::{ColumnKind, RowOp, Table};
 use dm_plugin_sdk as sdk;
 
 fn value(d: &Datum) -> sdk::Value {

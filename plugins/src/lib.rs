@@ -16,8 +16,8 @@ use dm_core::hooks::{
     Decision, HookRow, LoadedPlugin, LockView, PluginHost, PluginSpec, RowFilter, RowVerdict,
     ShardDdlPolicy, ShardId, TableRouter,
 };
-use dm_core::schema::Table;
-use dm_core::schema::TableName;
+use dm_core::table::Table;
+use dm_core::table::TableName;
 use dm_plugin_sdk as sdk;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

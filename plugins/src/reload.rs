@@ -4,7 +4,7 @@
 
 use super::{Plugin, WasmHost};
 use dm_core::hooks::{HookRow, PluginSpec, RowFilter, RowVerdict};
-use dm_core::schema::Table;
+use dm_core::table::Table;
 use notify::{RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

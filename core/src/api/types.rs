@@ -9,12 +9,10 @@ use std::collections::BTreeMap;
 pub use crate::check::{Finding, Level};
 pub use crate::error::ErrorReport;
 pub use crate::hooks::ShardId;
-pub use crate::master::etcd_access::EtcdDiscovery;
-pub use crate::master::validation::ValidationStatus;
-pub use crate::relay::{PurgeReport, RelayStage, RelayStatus};
-pub use crate::schema::Table as TrackedTable;
 pub use crate::shard::ShardDdl;
 pub use crate::status::{Phase, Stage, SubtaskStatus};
+pub use crate::table::Table as TrackedTable;
+pub use crate::upstream::relay::{PurgeReport, RelayStage, RelayStatus};
 pub use crate::verify::{RowDiff, TableReport};
 
 /// A config file sent by `dm ctl` (create-source, start-task, update-task, check-task): its
@@ -289,4 +287,40 @@ pub struct Unlocked {
     /// The DDL's error on the target (with `force_remove`).
     #[serde(default)]
     pub exec_error: Option<String>,
+}
+
+/// What `/api/v1/cluster/etcd` answers: how a worker reaches etcd.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EtcdDiscovery {
+    /// Client URLs of every member.
+    pub endpoints: Vec<String>,
+    /// PEM of the CA of the members' certificates, when they serve TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// The members require a client certificate signed by that CA.
+    #[serde(default)]
+    pub client_cert_required: bool,
+    /// etcd user, when etcd has authentication enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Its password, encrypted with the deployment's key (workers have the same key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// The last validation run of a task.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ValidationStatus {
+    pub task: String,
+    pub interval_secs: u64,
+    pub runs: u64,
+    pub last_finished: Option<u64>,
+    /// Source and target had the same rows in every compared table.
+    pub equal: Option<bool>,
+    pub tables: usize,
+    pub rows: u64,
+    pub differences: usize,
+    /// The first differences: (source table, difference with its fix).
+    pub diffs: Vec<(String, RowDiff)>,
+    pub error: Option<ErrorReport>,
 }

@@ -3,7 +3,7 @@
 //! the checkpoint, saved with the position they are valid at, so a restart or a failover in
 //! the middle of a tool's run still applies them at its swap.
 
-use crate::schema::TableName;
+use crate::table::TableName;
 use crate::upstream::StatementContext;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

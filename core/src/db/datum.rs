@@ -6,7 +6,7 @@
 //! bytes as hex (no charset conversion), floats in shortest round-trip exponent form, decimals
 //! as quoted text, temporal values in UTC.
 
-use crate::schema::{Column, ColumnKind};
+use crate::table::{Column, ColumnKind};
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::Value;
 use std::fmt::Write;

@@ -146,10 +146,7 @@ async fn open(cfg: &DbConfig, role: DbRole) -> Result<Conn> {
     }
 }
 
-/// `` `name` `` with backticks doubled.
-pub fn quote_ident(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
-}
+pub use crate::table::quote_ident;
 
 /// `'text'` with quotes and backslashes escaped (for identifiers used as values).
 pub fn quote_str(s: &str) -> String {

@@ -9,7 +9,7 @@ use crate::config::Flavor;
 use crate::dump::layout::{self, Journal};
 use crate::error::{Error, Result};
 use crate::position::{BinlogPos, Position};
-use crate::schema::TableName;
+use crate::table::TableName;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -9,8 +9,9 @@ use crate::checkpoint::MetaTables;
 use crate::config::TaskConfig;
 use crate::error::{DbRole, Error};
 use crate::meta::{self, keys};
-use crate::schema::{parse_ddl, Table, TableName, Tracker};
+use crate::schema::{parse_ddl, Tracker};
 use crate::status::{Stage, SubtaskStatus};
+use crate::table::{Table, TableName};
 use mysql_async::prelude::Queryable;
 
 fn table_name(text: &str) -> Result<TableName, Error> {

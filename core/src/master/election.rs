@@ -6,26 +6,11 @@
 
 use super::scheduler;
 use crate::join::AbortOnDrop;
+pub use crate::meta::MemberInfo;
 use crate::meta::{self, keys, MetaStore};
-use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A master or worker as registered in the store.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MemberInfo {
-    pub name: String,
-    /// API address (masters); empty for workers.
-    #[serde(default)]
-    pub addr: String,
-    /// etcd client URLs this master knows (masters only).
-    #[serde(default)]
-    pub etcd_endpoints: Vec<String>,
-    /// Serves its API beyond loopback without TLS and authentication (`insecure: true`).
-    #[serde(default)]
-    pub insecure: bool,
-}
 
 pub struct Membership {
     pub me: MemberInfo,

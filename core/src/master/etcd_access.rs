@@ -4,12 +4,13 @@
 //! reached with `etcd.tls` and an etcd user. Workers learn all of it from
 //! `/api/v1/cluster/etcd`, which only authenticated callers may read.
 
+pub use crate::api::types::EtcdDiscovery;
 use crate::api_auth::{host_of, is_loopback};
+use crate::api_tls::read_pem;
 use crate::config::MasterConfig;
 use crate::error::{Error, Result};
 use crate::meta::EtcdAccess;
-use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The TLS files of the embedded member: the master's own certificate, for clients and peers.
 #[derive(Debug, Clone)]
@@ -17,25 +18,6 @@ pub struct MemberTls {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub ca: PathBuf,
-}
-
-/// What `/api/v1/cluster/etcd` answers: how a worker reaches etcd.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct EtcdDiscovery {
-    /// Client URLs of every member.
-    pub endpoints: Vec<String>,
-    /// PEM of the CA of the members' certificates, when they serve TLS.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca: Option<String>,
-    /// The members require a client certificate signed by that CA.
-    #[serde(default)]
-    pub client_cert_required: bool,
-    /// etcd user, when etcd has authentication enabled.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// Its password, encrypted with the deployment's key (workers have the same key).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
 }
 
 impl EtcdDiscovery {
@@ -61,16 +43,6 @@ impl EtcdDiscovery {
             user,
         })
     }
-}
-
-/// A PEM file named by `field` of a config.
-pub fn read_pem(path: &Path, field: &str) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| {
-        Error::Invalid(format!(
-            "{field}: cannot read {}: {e}; give a PEM file",
-            path.display()
-        ))
-    })
 }
 
 /// Every URL the embedded member listens on or names: its own and `initial-cluster`'s.

@@ -15,7 +15,7 @@ pub async fn render(m: &Master) -> Result<String, Error> {
             .into_iter()
             .map(|(_, s)| s)
             .collect();
-    let relays: Vec<crate::relay::RelayStatus> =
+    let relays: Vec<crate::upstream::relay::RelayStatus> =
         meta::list_json(m.store.as_ref(), keys::RELAY_STATUS)
             .await?
             .into_iter()

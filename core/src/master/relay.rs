@@ -7,7 +7,7 @@ use crate::api::types::RelayAnswer;
 use crate::config::SourceConfig;
 use crate::error::Error;
 use crate::meta::{self, keys};
-use crate::relay::{PurgeReport, PurgeRequest, RelayStage, RelayStatus};
+use crate::upstream::relay::{PurgeReport, PurgeRequest, RelayStage, RelayStatus};
 use std::time::Duration;
 
 const PURGE_WAIT: Duration = Duration::from_secs(15);

@@ -201,7 +201,7 @@ pub async fn operate_paused_ddl(
     match replace {
         Some(sql) => {
             let (schema, table) = d.target.split_once('.').unwrap_or(("", &d.target));
-            let target = crate::schema::TableName::new(schema, table);
+            let target = crate::table::TableName::new(schema, table);
             let shard_db = d.shard.table.split_once('.').map(|(s, _)| s).unwrap_or("");
             d.ddls = sql
                 .iter()

@@ -113,7 +113,7 @@ async fn findings_of(
 ) -> Result<Vec<Finding>, Error> {
     let mut findings = check_task(task, sources).await;
     for src in sources {
-        let status: Option<crate::relay::RelayStatus> =
+        let status: Option<crate::upstream::relay::RelayStatus> =
             meta::get_json(m.store.as_ref(), &keys::relay_status(&src.source_id)).await?;
         findings.extend(crate::check::relay_space(src, status.as_ref()));
     }

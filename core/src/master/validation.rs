@@ -4,11 +4,11 @@
 
 use super::tasks::load_task;
 use super::Master;
+pub use crate::api::types::ValidationStatus;
 use crate::config::{SourceConfig, TaskConfig};
-use crate::error::{Error, ErrorReport};
+use crate::error::Error;
 use crate::meta::{self, keys, MetaStore};
 use crate::status::now_secs;
-use crate::verify::RowDiff;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,23 +21,6 @@ const SHOWN: usize = 20;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ValidationConfig {
     pub interval_secs: u64,
-}
-
-/// The last validation run of a task.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ValidationStatus {
-    pub task: String,
-    pub interval_secs: u64,
-    pub runs: u64,
-    pub last_finished: Option<u64>,
-    /// Source and target had the same rows in every compared table.
-    pub equal: Option<bool>,
-    pub tables: usize,
-    pub rows: u64,
-    pub differences: usize,
-    /// The first differences: (source table, difference with its fix).
-    pub diffs: Vec<(String, RowDiff)>,
-    pub error: Option<ErrorReport>,
 }
 
 pub async fn start(

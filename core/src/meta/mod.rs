@@ -20,6 +20,22 @@ pub use etcd::{EtcdAccess, EtcdStore};
 use crate::error::{Error, Result};
 use async_trait::async_trait;
 use serde::{de::DeserializeOwned, Serialize};
+
+/// A master or worker as registered in the store.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemberInfo {
+    pub name: String,
+    /// API address (masters); empty for workers.
+    #[serde(default)]
+    pub addr: String,
+    /// etcd client URLs this master knows (masters only).
+    #[serde(default)]
+    pub etcd_endpoints: Vec<String>,
+    /// Serves its API beyond loopback without TLS and authentication (`insecure: true`).
+    #[serde(default)]
+    pub insecure: bool,
+}
+
 use tokio::sync::mpsc;
 
 /// A change seen by a watcher: the key and its new value (`None` when deleted).

@@ -3,9 +3,9 @@
 //! here, so a cluster needs no shared disk for plugins.
 
 use super::MetaStore;
+use crate::config::PluginSpec;
 use crate::config::TaskConfig;
 use crate::error::{Error, Result};
-use crate::hooks::PluginSpec;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -104,6 +104,42 @@ pub async fn bytes_of(store: &dyn MetaStore, name: &str, spec: &PluginSpec) -> R
         None => std::fs::read(&spec.path)
             .map_err(|e| missing(format!("cannot read {}: {e}", spec.path.display()))),
     }
+}
+
+/// Loads the plugins of `source_id` in `task` through the registered host, their bytes from
+/// the metadata store.
+pub async fn load_plugins(
+    task: &crate::config::TaskConfig,
+    source_id: &str,
+    store: &dyn MetaStore,
+) -> crate::Result<crate::hooks::SubtaskPlugins> {
+    let specs = task.plugins_of(source_id);
+    let mut out = crate::hooks::SubtaskPlugins::default();
+    if specs.is_empty() {
+        return Ok(out);
+    }
+    let host = crate::hooks::plugin_host().ok_or_else(|| {
+        crate::Error::Invalid("this process cannot run plugins (no plugin host)".into())
+    })?;
+    for (name, spec) in specs {
+        let bytes = bytes_of(store, &name, &spec).await?;
+        let loaded = host
+            .load(&name, &spec, &bytes)
+            .map_err(|message| crate::Error::Plugin {
+                plugin: name.clone(),
+                hook: "load".into(),
+                table: "-".into(),
+                position: spec.path.display().to_string(),
+                message,
+            })?;
+        if let Some(r) = loaded.table_router {
+            out.router.get_or_insert((name.clone(), r));
+        }
+        if let Some(f) = loaded.row_filter {
+            out.row_filters.push((name, f));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

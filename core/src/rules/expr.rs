@@ -15,7 +15,7 @@
 
 use super::expr_value::{self as value, boolean, compare, from_datum, TemporalKind, V};
 use crate::db::Datum;
-use crate::schema::Table;
+use crate::table::Table;
 use regex::bytes::Regex;
 use sqlparser::ast::{
     BinaryOperator, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, InTarget,
@@ -593,7 +593,7 @@ fn bit_bytes(bits: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{Column, TableName};
+    use crate::table::{Column, TableName};
 
     fn table() -> Table {
         let col = |n: &str, t: &str| Column {

@@ -5,7 +5,7 @@
 //! `'12abc'`), strings as strings.
 
 use crate::db::Datum;
-use crate::schema::{Column, ColumnKind};
+use crate::table::{Column, ColumnKind};
 use std::cmp::Ordering;
 
 #[derive(Debug, Clone, PartialEq)]

@@ -7,7 +7,7 @@
 use super::Pattern;
 use crate::config::{Extract, RouteRule};
 use crate::hooks::TableRouter;
-use crate::schema::TableName;
+use crate::table::TableName;
 use regex::Regex;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

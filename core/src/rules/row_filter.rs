@@ -6,8 +6,8 @@
 use super::RowExpr;
 use crate::config::ExpressionFilter;
 use crate::db::Datum;
-use crate::schema::{Table, TableName};
-use crate::upstream::RowOp;
+use crate::table::RowOp;
+use crate::table::{Table, TableName};
 use std::collections::BTreeMap;
 
 /// One `expression-filter` entry: each filter decides on its own (as in TiDB DM), so two
@@ -101,7 +101,7 @@ impl RowFilters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::Column;
+    use crate::table::Column;
 
     /// TiDB DM's expression_filter t5: three update filters on one table, each on its own.
     #[test]

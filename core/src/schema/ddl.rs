@@ -3,7 +3,7 @@
 //! with its tokenizer) decide whether a statement concerns tables at all, so that GRANTs,
 //! views, triggers and the like are passed over without parsing.
 
-use super::model::{Column, Table, TableName};
+use crate::table::{Column, Table, TableName};
 use sqlparser::ast::{
     AlterTable, AlterTableOperation, ColumnDef, ColumnOption, CreateTable, CreateTableLikeKind,
     DataType, Expr, IndexColumn, MySQLColumnPosition, ObjectName, ObjectType, RenameTableNameKind,

@@ -6,12 +6,10 @@
 //! `binlog_row_metadata=FULL`) or JSON (MariaDB logs JSON as a BLOB).
 
 mod ddl;
-mod model;
 pub mod retarget;
 mod statement;
 mod tracker;
 
 pub use ddl::{column_definitions, parse_ddl, unparsed_table_ddl, Ddl, DdlKind};
-pub use model::{Column, ColumnKind, Table, TableName};
 pub use statement::{check_operator_statement, classify_statement, DmlVerb, StatementClass};
 pub use tracker::{list_schemas, list_tables, load_table, tracker_now, Tracker};

@@ -4,8 +4,8 @@
 //! not re-rendered by the parser, so options the parser does not know, comments and string
 //! literals (escapes and all) stay exactly as the source ran them.
 
-use super::TableName;
 use crate::db::quote_ident;
+use crate::table::TableName;
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::tokenizer::{Location, Token, Tokenizer};
 

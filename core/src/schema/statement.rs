@@ -4,7 +4,7 @@
 //! The dispatcher pauses the task on the last two unless a rule of the task filters them
 //! out: a statement is never passed over because dm did not understand it.
 
-use super::model::TableName;
+use crate::table::TableName;
 use sqlparser::ast::{FromTable, ObjectName, Statement, TableFactor, TableObject, TableWithJoins};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;

@@ -1,7 +1,7 @@
 //! The set of tracked tables, and how a table's model is read from a live server.
 
-use super::model::{Column, Table, TableName};
 use crate::rules::TableFilter;
+use crate::table::{Column, Table, TableName};
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -130,7 +130,7 @@ pub async fn load_table<Q: Queryable>(
             let extra = s(extra);
             let data_type = s(dt);
             let members = match data_type.as_str() {
-                "enum" | "set" => super::model::enum_members(&column_type),
+                "enum" | "set" => crate::table::enum_members(&column_type),
                 _ => vec![],
             };
             Column {

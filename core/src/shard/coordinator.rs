@@ -286,7 +286,7 @@ const ALREADY_DONE: [u16; 4] = [
 pub fn lock_ddls(target: &str, ddls: &[String]) -> Option<String> {
     use crate::schema::{parse_ddl, DdlKind};
     let (schema, table) = target.split_once('.').unwrap_or(("", target));
-    let lock_table = crate::schema::TableName::new(schema, table);
+    let lock_table = crate::table::TableName::new(schema, table);
     for sql in ddls {
         let ok = match parse_ddl(schema, sql) {
             Ok(Some(d)) => {

@@ -10,7 +10,7 @@
 //! every server's range optimizer turns into index ranges.
 
 use crate::db::{quote_ident, Datum};
-use crate::schema::{ColumnKind, Table, TableName};
+use crate::table::{ColumnKind, Table, TableName};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 

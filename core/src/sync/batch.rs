@@ -8,7 +8,7 @@
 use super::plan::TablePlan;
 use super::rows::RowBatch;
 use crate::db::Datum;
-use crate::upstream::RowOp;
+use crate::table::RowOp;
 use std::collections::HashMap;
 use std::sync::Arc;
 

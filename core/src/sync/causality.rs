@@ -162,7 +162,7 @@ impl Causality {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{Column, Table, TableName};
+    use crate::table::{Column, Table, TableName};
 
     fn plan() -> TablePlan {
         let col = |n: &str, t: &str, nullable| Column {

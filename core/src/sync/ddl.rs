@@ -13,8 +13,8 @@ use crate::position::{BinlogPos, Position};
 use crate::rules::SchemaRoute;
 use crate::schema::{
     classify_statement, parse_ddl, unparsed_table_ddl, Ddl, DdlKind, DmlVerb, StatementClass,
-    TableName,
 };
+use crate::table::TableName;
 use crate::upstream::Baseline;
 use mysql_async::prelude::Queryable;
 

@@ -34,8 +34,8 @@ use crate::fence::Fence;
 use crate::join::AbortOnDrop;
 use crate::position::{BinlogPos, Position};
 use crate::rules::{EventFilter, Router, RowFilters, TableFilter, Verdict};
-use crate::schema::{Table, TableName};
 use crate::status::Progress;
+use crate::table::{Table, TableName};
 use crate::upstream::{
     Baseline, BinlogOrigin, BinlogReader, EventKind, RowImage, StatementContext, Txn,
 };
@@ -312,9 +312,9 @@ async fn read_loop(
     }
 }
 
-fn dml_kind(op: crate::upstream::RowOp) -> crate::rules::EventKind {
+fn dml_kind(op: crate::table::RowOp) -> crate::rules::EventKind {
     use crate::rules::EventKind as K;
-    use crate::upstream::RowOp;
+    use crate::table::RowOp;
     match op {
         RowOp::Insert => K::Insert,
         RowOp::Update => K::Update,
@@ -546,7 +546,7 @@ impl Dispatcher<'_> {
     async fn dispatch_rows(
         &mut self,
         table: &TableName,
-        op: crate::upstream::RowOp,
+        op: crate::table::RowOp,
         rows: Vec<(Option<RowImage>, Option<RowImage>)>,
         end: &BinlogPos,
         safe: bool,

@@ -20,8 +20,9 @@ use crate::position::Position;
 use crate::rules::online_ddl::tool_of;
 use crate::rules::TableRole;
 use crate::schema::retarget::{combine_alters, retarget};
-use crate::schema::{Ddl, DdlKind, TableName};
+use crate::schema::{Ddl, DdlKind};
 use crate::status::OnlineDdlStatus;
+use crate::table::TableName;
 
 impl Dispatcher<'_> {
     /// The role of each table the DDL changes when one of them is a shadow or trash table

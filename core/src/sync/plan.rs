@@ -3,7 +3,7 @@
 
 use crate::db::{quote_str, Datum};
 use crate::rules::Routed;
-use crate::schema::{ColumnKind, Table};
+use crate::table::{ColumnKind, Table};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
@@ -120,7 +120,7 @@ impl TablePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{Column, TableName};
+    use crate::table::{Column, TableName};
 
     fn col(n: &str, t: &str) -> Column {
         Column {

@@ -8,8 +8,8 @@
 
 use super::plan::TablePlan;
 use crate::db::{quote_ident, Datum};
-use crate::schema::{Column, ColumnKind};
-use crate::upstream::RowOp;
+use crate::table::RowOp;
+use crate::table::{Column, ColumnKind};
 
 /// Writes `item` for each column the target accepts values for (not generated), comma
 /// separated.
@@ -267,7 +267,7 @@ fn write_key_match(sql: &mut String, plan: &TablePlan, cols: &[usize], row: &[Da
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::schema::{Table, TableName};
+    use crate::table::{Table, TableName};
 
     pub fn plan(pk: &[&str]) -> TablePlan {
         let col = |n: &str, t: &str| Column {

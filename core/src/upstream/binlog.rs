@@ -16,7 +16,7 @@ use crate::config::{Flavor, SourceConfig};
 use crate::error::{DbRole, Error, Result};
 use crate::position::{BinlogPos, GtidSet, Position};
 use crate::rules::TableFilter;
-use crate::schema::TableName;
+use crate::table::{RowOp, TableName};
 use futures_util::StreamExt;
 use mysql_async::binlog::events::{Event, EventData, RowsEventData};
 use mysql_async::binlog::value::BinlogValue;
@@ -33,13 +33,6 @@ pub const HEARTBEAT_SECS: u64 = 5;
 
 /// Values of one row image, by column; `None` where the image lacks the column.
 pub type RowImage = Vec<Option<BinlogValue<'static>>>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RowOp {
-    Insert,
-    Update,
-    Delete,
-}
 
 #[derive(Debug)]
 pub enum EventKind {
@@ -89,7 +82,7 @@ pub struct Txn {
 pub struct BinlogOrigin {
     pub reader: String,
     /// The worker's relay log of the source, when it keeps one.
-    pub relay: Option<Arc<crate::relay::Relay>>,
+    pub relay: Option<Arc<crate::upstream::relay::Relay>>,
 }
 
 impl BinlogOrigin {
@@ -104,7 +97,7 @@ impl BinlogOrigin {
 
 enum EventSource {
     Network(BinlogStream),
-    Relay(crate::relay::RelayReader),
+    Relay(crate::upstream::relay::RelayReader),
     /// Binlog files on disk, read in order.
     Files(super::binlog_files::FileEvents),
 }
@@ -180,7 +173,9 @@ impl BinlogReader {
             // A start known only by GTID (a task's `meta`) is found by the source; the next
             // restart starts from a checkpoint with a file and reads the relay.
             Some(relay) if !start.binlog.name.is_empty() => {
-                match crate::relay::RelayReader::open(relay.clone(), &start.binlog).await? {
+                match crate::upstream::relay::RelayReader::open(relay.clone(), &start.binlog)
+                    .await?
+                {
                     Some(r) => Some(EventSource::Relay(r)),
                     None => {
                         tracing::warn!(source = %cfg.source_id, reader = %origin.reader, start = %start.binlog,

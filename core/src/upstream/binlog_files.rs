@@ -3,7 +3,7 @@
 //! description, with checksums verified as the file's format description says.
 
 use crate::position::BinlogPos;
-use crate::relay::files;
+use crate::upstream::relay::files;
 use mysql_async::binlog::events::{Event, TableMapEvent};
 use mysql_common::binlog::consts::BinlogVersion;
 use mysql_common::binlog::{BinlogFileHeader, EventStreamReader};

@@ -1,13 +1,15 @@
-//! The upstream side: binlog positions of both flavors and the binlog stream reader.
+//! The upstream side: the binlog stream reader (from the source, a relay log or binlog files)
+//! and the relay log that keeps a source's binlog on its worker.
 
 mod binlog;
 mod binlog_files;
 mod context;
+pub mod relay;
 mod time2;
 pub mod time_search;
 
 pub use binlog::{
-    prepare_dump, BinlogEvent, BinlogOrigin, BinlogReader, EventKind, RowImage, RowOp, Txn,
+    prepare_dump, BinlogEvent, BinlogOrigin, BinlogReader, EventKind, RowImage, Txn,
     HEARTBEAT_EVENT, HEARTBEAT_SECS,
 };
 pub use context::{sql_mode_names, Baseline, BaselineRow, StatementContext};

@@ -3,11 +3,12 @@
 //! the lease, the fence closes and every subtask stops before etcd lets the lease go.
 
 use super::Worker;
+use crate::api::types::EtcdDiscovery;
+use crate::api_tls::read_pem;
 use crate::config::WorkerConfig;
 use crate::error::Result;
 use crate::fence::Fence;
-use crate::master::etcd_access::{read_pem, EtcdDiscovery};
-use crate::master::MemberInfo;
+use crate::meta::MemberInfo;
 use crate::meta::{self, keys, EtcdStore, MetaStore};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

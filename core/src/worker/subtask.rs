@@ -43,7 +43,7 @@ pub struct Subtask {
     /// Where shard DDL coordination happens.
     pub store: Arc<dyn MetaStore>,
     /// The worker's relay log of the source, when the source has one.
-    pub relay: Option<Arc<crate::relay::Relay>>,
+    pub relay: Option<Arc<crate::upstream::relay::Relay>>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -134,7 +134,7 @@ impl Subtask {
         let crate::hooks::SubtaskPlugins {
             row_filters: plugins,
             router: plugin_router,
-        } = crate::hooks::load_plugins(task, source_id, self.store.as_ref()).await?;
+        } = crate::meta::plugins::load_plugins(task, source_id, self.store.as_ref()).await?;
         *self
             .progress
             .plugins
@@ -381,7 +381,7 @@ impl Subtask {
             .instance(&self.source.source_id)
             .and_then(|i| i.meta.clone());
         let first = || {
-            crate::relay::files::list(dir)
+            crate::upstream::relay::files::list(dir)
                 .ok()
                 .and_then(|names| names.into_iter().next())
                 .ok_or_else(|| {
@@ -481,7 +481,7 @@ impl Subtask {
 /// its own oldest chunk snapshot (every chunk of the table has them) and stays in safe mode
 /// until the newest chunk snapshot of all.
 fn checkpoint_after_full(
-    tables: Vec<(crate::schema::Table, Position, BinlogPos)>,
+    tables: Vec<(crate::table::Table, Position, BinlogPos)>,
 ) -> Option<Checkpoint> {
     let start = tables
         .iter()

@@ -1,7 +1,13 @@
-//! Table and column model shared by the tracker, the full phase and the apply stage.
+//! Tables as dm models them (name, columns, keys) and what a row change does: the value types
+//! shared by the schema tracker, the binlog decoder, the rules, the plugins and both phases.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+/// `` `name` `` with backticks doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
 
 /// `schema`.`table` as written in the source.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -20,11 +26,7 @@ impl TableName {
 
     /// The name quoted for SQL: `` `db`.`t` ``.
     pub fn quoted(&self) -> String {
-        format!(
-            "{}.{}",
-            crate::db::quote_ident(&self.schema),
-            crate::db::quote_ident(&self.table)
-        )
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.table))
     }
 }
 
@@ -194,4 +196,12 @@ impl Table {
             }
         }
     }
+}
+
+/// What a row change does to its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowOp {
+    Insert,
+    Update,
+    Delete,
 }
