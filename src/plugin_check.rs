@@ -2,7 +2,7 @@
 //! and hooks, and runs its row filter on sample rows.
 
 use anyhow::{anyhow, Result};
-use dm_core::db::Datum;
+use dm_core::datum::Datum;
 use dm_core::hooks::{HookRow, PluginSpec, RowFilter, RowVerdict};
 use dm_core::table::{Column, RowOp, Table, TableName};
 use dm_plugin_sdk as sdk;

@@ -180,7 +180,7 @@ async fn every_recorded_mysql_binlog_is_decoded_or_refused_with_the_reason() {
 /// row had in its previous image in the file: the new document, printed as MySQL prints it.
 #[tokio::test]
 async fn partial_json_updates_apply_to_the_document_before_them() {
-    use dm_core::db::Datum;
+    use dm_core::datum::Datum;
     let mut reader = BinlogReader::from_files(
         "recorded",
         Flavor::Mysql,

@@ -4,6 +4,7 @@
 use crate::config::{SourceConfig, TaskConfig};
 use crate::error::{DbRole, Error};
 use crate::rules::TableFilter;
+use crate::rules::TaskRules;
 use crate::schema::{list_tables, load_table};
 use crate::upstream::relay::RelayStatus;
 use mysql_async::prelude::Queryable;

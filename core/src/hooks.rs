@@ -80,8 +80,8 @@ pub trait ShardDdlPolicy: Send + Sync {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HookRow {
     pub op: crate::table::RowOp,
-    pub before: Option<Vec<crate::db::Datum>>,
-    pub after: Option<Vec<crate::db::Datum>>,
+    pub before: Option<Vec<crate::datum::Datum>>,
+    pub after: Option<Vec<crate::datum::Datum>>,
 }
 
 /// What a row filter says of one row.
@@ -90,7 +90,7 @@ pub enum RowVerdict {
     Keep,
     Drop,
     /// Keep it with these columns (by index) set in both images.
-    Set(Vec<(usize, crate::db::Datum)>),
+    Set(Vec<(usize, crate::datum::Datum)>),
 }
 
 /// A row filter called once per batch of rows of one table, in the full phase (inserts) and

@@ -9,8 +9,9 @@
 //! skipped, with the reason.
 
 use crate::config::{SourceConfig, TaskConfig};
-use crate::db::Datum;
+use crate::datum::Datum;
 use crate::error::{DbRole, Error, Result};
+use crate::rules::TaskRules;
 use crate::schema::{list_tables, load_table};
 use crate::snapshot::chunk::{estimated_rows, plan, Bounds, ChunkKey};
 use crate::table::{Table, TableName};

@@ -1,6 +1,6 @@
 //! dm-core's rows and the SDK's wire types, both ways.
 
-use dm_core::db::Datum;
+use dm_core::datum::Datum;
 use dm_core::hooks::{HookRow, RowVerdict};
 use dm_core::table::{ColumnKind, RowOp, Table};
 use dm_plugin_sdk as sdk;

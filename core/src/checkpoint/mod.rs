@@ -23,7 +23,9 @@
 pub mod online_ddl;
 pub mod tidb_dm;
 
-use crate::db::{quote_ident, quote_str, Datum};
+use crate::db::{quote_ident, quote_str};
+
+use crate::datum::Datum;
 use crate::error::{DbRole, Error, Result};
 use crate::position::{BinlogPos, Position};
 use crate::schema::Tracker;

@@ -72,14 +72,14 @@ pub struct TaskConfig {
 }
 
 fn default_shadow_rules() -> Vec<String> {
-    crate::rules::online_ddl::DEFAULT_SHADOW_RULES
+    super::online_ddl::DEFAULT_SHADOW_RULES
         .iter()
         .map(|s| s.to_string())
         .collect()
 }
 
 fn default_trash_rules() -> Vec<String> {
-    crate::rules::online_ddl::DEFAULT_TRASH_RULES
+    super::online_ddl::DEFAULT_TRASH_RULES
         .iter()
         .map(|s| s.to_string())
         .collect()
@@ -743,7 +743,7 @@ impl TaskConfig {
         ] {
             if let Some(message) = rules
                 .iter()
-                .find_map(|r| crate::rules::online_ddl::check_rule(r).err())
+                .find_map(|r| super::online_ddl::check_rule(r).err())
             {
                 return fail(
                     key,
@@ -937,7 +937,7 @@ impl TaskConfig {
                 ("update-new-value-expr", &ef.update_new_value_expr),
                 ("delete-value-expr", &ef.delete_value_expr),
             ] {
-                if let Some(Err(e)) = text.as_deref().map(crate::rules::RowExpr::parse) {
+                if let Some(Err(e)) = text.as_deref().map(crate::expr::RowExpr::parse) {
                     return fail(
                         key,
                         format!("expression-filter.{name}.{key}: {e}"),
@@ -993,7 +993,7 @@ impl TaskConfig {
                     .map(move |p| (format!("routes.{n}"), p))
             }));
         for (place, p) in patterns {
-            if let Err(e) = crate::rules::Pattern::new(p) {
+            if let Err(e) = crate::config::Pattern::new(p) {
                 return fail(
                     p,
                     format!("{place}: pattern `{p}`: {e}"),
@@ -1041,89 +1041,6 @@ impl TaskConfig {
             .and_then(|n| self.mydumpers.get(n))
             .cloned()
             .unwrap_or_default()
-    }
-
-    /// The event filter of one source: the rules its instance names, then the source file's
-    /// own `filters` (TiDB DM's source-level rules) for table patterns the task has no rule
-    /// for: the task's rule wins, as in DM.
-    pub fn event_filter_of(&self, source: &super::SourceConfig) -> crate::rules::EventFilter {
-        let names = self
-            .instance(&source.source_id)
-            .map(|i| i.filter_rules.clone())
-            .unwrap_or_default();
-        let task_rules: Vec<(String, FilterRule)> = self
-            .filters
-            .iter()
-            .filter(|(n, _)| names.contains(n))
-            .map(|(n, r)| (n.clone(), r.clone()))
-            .collect();
-        let same_patterns = |r: &FilterRule| {
-            task_rules.iter().any(|(_, t)| {
-                t.schema_pattern == r.schema_pattern && t.table_pattern == r.table_pattern
-            })
-        };
-        let from_source: Vec<(String, FilterRule)> = source
-            .filters
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| !same_patterns(r))
-            .map(|(i, r)| {
-                (
-                    format!("source {} filters[{i}]", source.source_id),
-                    r.clone(),
-                )
-            })
-            .collect();
-        crate::rules::EventFilter::new(
-            task_rules.iter().chain(&from_source).map(|(n, r)| (n, r)),
-            self.case_sensitive,
-        )
-    }
-
-    /// The block-allow list of one source, as it selects tables.
-    pub fn table_filter_of(&self, source_id: &str) -> crate::rules::TableFilter {
-        let filter = crate::rules::TableFilter::with_case(
-            &self.block_allow_list_of(source_id),
-            &self.meta_schema,
-            self.case_sensitive,
-        );
-        if !self.online_ddl {
-            return filter;
-        }
-        filter.with_online_ddl(crate::rules::OnlineDdlRules::new(
-            &self.shadow_table_rules,
-            &self.trash_table_rules,
-        ))
-    }
-
-    /// The table router of one source.
-    pub fn router_of(&self, source_id: &str) -> crate::rules::Router {
-        let names = self
-            .instance(source_id)
-            .map(|i| i.route_rules.clone())
-            .unwrap_or_default();
-        crate::rules::Router::new(
-            source_id,
-            self.routes
-                .iter()
-                .filter(|(n, _)| names.contains(n))
-                .map(|(_, r)| r),
-            self.case_sensitive,
-        )
-    }
-
-    /// The expression filters of one source.
-    pub fn row_filters_of(&self, source_id: &str) -> crate::rules::RowFilters {
-        let names = self
-            .instance(source_id)
-            .map(|i| i.expression_filters.clone())
-            .unwrap_or_default();
-        crate::rules::RowFilters::new(
-            self.expression_filter
-                .iter()
-                .filter(|(n, _)| names.contains(n))
-                .map(|(_, f)| f),
-        )
     }
 
     /// The source a request names, or the task's only source when it names none.

@@ -2,12 +2,6 @@
 //! opens (UTC session time zone, utf8mb4, no implicit conversions), identifier quoting, and the
 //! `Datum` value model with its exact SQL literal form.
 
-mod datum;
-mod json_diff;
-
-pub(crate) use datum::timestamp_text;
-pub use datum::Datum;
-
 use crate::config::DbConfig;
 use crate::error::{DbRole, Error, Result};
 use mysql_async::{ClientIdentity, Conn, Opts, OptsBuilder, SslOpts};

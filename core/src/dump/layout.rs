@@ -200,7 +200,7 @@ pub fn parse_metadata(
 
 /// Now, as mydumper writes times in `metadata`.
 pub fn now_text() -> String {
-    crate::db::timestamp_text(crate::status::now_secs() as i64, 0)
+    crate::datum::timestamp_text(crate::status::now_secs() as i64, 0)
 }
 
 #[cfg(test)]

@@ -19,7 +19,8 @@
 pub mod layout;
 
 use crate::config::{Consistency, DumperConfig, Flavor, SourceConfig};
-use crate::db::{quote_ident, Datum};
+use crate::datum::Datum;
+use crate::db::quote_ident;
 use crate::error::{errno, DbRole, Error, Result};
 use crate::fence::Fence;
 use crate::position::{BinlogPos, Position};

@@ -9,6 +9,7 @@ use crate::checkpoint::MetaTables;
 use crate::config::TaskConfig;
 use crate::error::{DbRole, Error};
 use crate::meta::{self, keys};
+use crate::rules::TaskRules;
 use crate::schema::{parse_ddl, Tracker};
 use crate::status::{Stage, SubtaskStatus};
 use crate::table::{Table, TableName};

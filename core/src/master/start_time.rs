@@ -7,6 +7,7 @@
 use crate::checkpoint::{Checkpoint, MetaTables};
 use crate::config::{SourceConfig, TaskConfig, TaskMode};
 use crate::error::{DbRole, Error, Result};
+use crate::rules::TaskRules;
 use crate::upstream::time_search::{position_at, unix_time};
 use crate::upstream::{current_position, detect_flavor};
 use mysql_async::prelude::Queryable;

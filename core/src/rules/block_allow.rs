@@ -2,8 +2,9 @@
 //! `ignore-dbs`), then table level (`do-tables`, else `ignore-tables`). System schemas are
 //! never migrated.
 
-use super::{OnlineDdlRules, Pattern, TableRole};
+use super::{OnlineDdlRules, TableRole};
 use crate::config::BlockAllowList;
+use crate::config::Pattern;
 
 const SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
 

@@ -3,7 +3,7 @@
 //! them so that the task pauses (`Error`). When several rules match a table: Error wins over
 //! Ignore, and a table with `Do` rules keeps only the events one of them names.
 
-use super::Pattern;
+use crate::config::Pattern;
 use crate::config::{FilterAction, FilterRule};
 use regex::Regex;
 

@@ -4,17 +4,14 @@
 
 mod block_allow;
 mod event_filter;
-mod expr;
-mod expr_value;
 pub mod online_ddl;
-mod pattern;
 mod router;
 mod row_filter;
+mod task;
 
 pub use block_allow::TableFilter;
 pub use event_filter::{EventFilter, EventKind, Verdict};
-pub use expr::RowExpr;
 pub use online_ddl::{OnlineDdlRules, TableRole};
-pub use pattern::Pattern;
 pub use router::{Routed, Router, SchemaRoute};
 pub use row_filter::RowFilters;
+pub use task::TaskRules;

@@ -7,9 +7,7 @@
 
 use regex::Regex;
 
-/// TiDB DM's defaults: gh-ost's and pt-osc's names.
-pub const DEFAULT_SHADOW_RULES: &[&str] = &["^_(.+)_(?:new|gho)$"];
-pub const DEFAULT_TRASH_RULES: &[&str] = &["^_(.+)_(?:ghc|del|old)$"];
+pub use crate::config::online_ddl::{check_rule, DEFAULT_SHADOW_RULES, DEFAULT_TRASH_RULES};
 
 /// What a table is to an online schema change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,17 +23,6 @@ pub enum TableRole {
 pub struct OnlineDdlRules {
     shadow: Vec<Regex>,
     trash: Vec<Regex>,
-}
-
-/// A rule that does not compile or captures no name: the message says which.
-pub fn check_rule(rule: &str) -> Result<(), String> {
-    let re = Regex::new(rule).map_err(|e| format!("`{rule}`: {e}"))?;
-    if re.captures_len() < 2 {
-        return Err(format!(
-            "`{rule}` has no capture group: its first group must capture the real table's name"
-        ));
-    }
-    Ok(())
 }
 
 impl OnlineDdlRules {

@@ -4,7 +4,7 @@
 //! source id (all groups, joined) into a target column, so rows merged from shards stay
 //! distinguishable.
 
-use super::Pattern;
+use crate::config::Pattern;
 use crate::config::{Extract, RouteRule};
 use crate::hooks::TableRouter;
 use crate::table::TableName;

@@ -3,9 +3,9 @@
 //! full phase copies), updates by their old and/or new values (both must match when both are
 //! given), deleted rows.
 
-use super::RowExpr;
 use crate::config::ExpressionFilter;
-use crate::db::Datum;
+use crate::datum::Datum;
+use crate::expr::RowExpr;
 use crate::table::RowOp;
 use crate::table::{Table, TableName};
 use std::collections::BTreeMap;

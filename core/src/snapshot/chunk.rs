@@ -9,7 +9,9 @@
 //! Composite keys compare as row values, written out as `a > x OR (a = x AND b > y)`, which
 //! every server's range optimizer turns into index ranges.
 
-use crate::db::{quote_ident, Datum};
+use crate::db::quote_ident;
+
+use crate::datum::Datum;
 use crate::table::{ColumnKind, Table, TableName};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;

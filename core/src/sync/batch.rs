@@ -7,7 +7,7 @@
 
 use super::plan::TablePlan;
 use super::rows::RowBatch;
-use crate::db::Datum;
+use crate::datum::Datum;
 use crate::table::RowOp;
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -12,7 +12,7 @@
 //! may call such values equal.
 
 use super::plan::TablePlan;
-use crate::db::Datum;
+use crate::datum::Datum;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};

@@ -28,7 +28,7 @@ pub use rows::RowBatch;
 
 use crate::checkpoint::{Checkpoint, MetaTables};
 use crate::config::{DbConfig, Flavor, SourceConfig, SyncerConfig};
-use crate::db::Datum;
+use crate::datum::Datum;
 use crate::error::{DbRole, Error, Result};
 use crate::fence::Fence;
 use crate::join::AbortOnDrop;

@@ -1,7 +1,9 @@
 //! What the apply path needs to know of a table, worked out once per schema version instead
 //! of once per row.
 
-use crate::db::{quote_str, Datum};
+use crate::db::quote_str;
+
+use crate::datum::Datum;
 use crate::rules::Routed;
 use crate::table::{ColumnKind, Table};
 use std::collections::hash_map::DefaultHasher;

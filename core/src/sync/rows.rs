@@ -7,7 +7,8 @@
 //! REPLACE of the new row, DELETE stays.
 
 use super::plan::TablePlan;
-use crate::db::{quote_ident, Datum};
+use crate::datum::Datum;
+use crate::db::quote_ident;
 use crate::table::RowOp;
 use crate::table::{Column, ColumnKind};
 

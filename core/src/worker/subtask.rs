@@ -9,6 +9,7 @@ use crate::fence::Fence;
 use crate::meta::MetaStore;
 use crate::position::{BinlogPos, GtidSet, Position};
 use crate::rules::TableFilter;
+use crate::rules::TaskRules;
 use crate::schema::{tracker_now, Tracker};
 use crate::snapshot::FullPhase;
 use crate::status::{Phase, Progress, Stage};

@@ -13,8 +13,9 @@
 //! for character strings); TIMESTAMP values and literals without an offset are read in UTC.
 //! A column the table no longer has (dropped since) is NULL, as in TiDB DM.
 
-use super::expr_value::{self as value, boolean, compare, from_datum, TemporalKind, V};
-use crate::db::Datum;
+mod value;
+
+use crate::datum::Datum;
 use crate::table::Table;
 use regex::bytes::Regex;
 use sqlparser::ast::{
@@ -25,6 +26,7 @@ use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use value::{boolean, compare, from_datum, TemporalKind, V};
 
 #[derive(Debug, Clone)]
 pub struct RowExpr {

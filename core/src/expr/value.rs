@@ -4,7 +4,7 @@
 //! anything else with a number compares as a number (a string's numeric prefix, as MySQL reads
 //! `'12abc'`), strings as strings.
 
-use crate::db::Datum;
+use crate::datum::Datum;
 use crate::table::{Column, ColumnKind};
 use std::cmp::Ordering;
 

@@ -6,6 +6,8 @@
 //! bytes as hex (no charset conversion), floats in shortest round-trip exponent form, decimals
 //! as quoted text, temporal values in UTC.
 
+mod json_diff;
+
 use crate::table::{Column, ColumnKind};
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::Value;
@@ -170,7 +172,7 @@ impl Datum {
             .parse()
             .map_err(|e| format!("bad JSON value: {e}"))?;
         for d in &diffs {
-            super::json_diff::apply(&mut dom, d)?;
+            json_diff::apply(&mut dom, d)?;
         }
         let mut text = String::new();
         json_text(dom, &mut text);
