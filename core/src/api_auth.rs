@@ -53,10 +53,10 @@ pub enum Refusal {
 impl Refusal {
     pub fn code(self) -> &'static str {
         match self {
-            Refusal::NoCredentials => "DM-API-7301",
-            Refusal::NotAllowed => "DM-API-7302",
-            Refusal::WrongHost => "DM-API-7303",
-            Refusal::NotJson => "DM-API-7304",
+            Refusal::NoCredentials => crate::error::codes::NO_CREDENTIALS,
+            Refusal::NotAllowed => crate::error::codes::NOT_ALLOWED,
+            Refusal::WrongHost => crate::error::codes::WRONG_HOST,
+            Refusal::NotJson => crate::error::codes::NOT_JSON,
         }
     }
 

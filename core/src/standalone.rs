@@ -27,7 +27,7 @@ pub async fn run(cfg: StandaloneConfig) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(&cfg.master_addr)
         .await
         .map_err(|e| {
-            Error::Invalid(format!(
+            Error::Startup(format!(
                 "cannot listen on {}: {e}; set master-addr in dm.yaml",
                 cfg.master_addr
             ))

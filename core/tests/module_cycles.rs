@@ -29,7 +29,10 @@ fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
                 continue;
             }
             let text = std::fs::read_to_string(&p).unwrap();
-            let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
+            let code = text
+                .split("#[cfg(test)]\nmod tests")
+                .next()
+                .unwrap_or_default();
             let mut names: BTreeSet<String> =
                 path.captures_iter(code).map(|c| c[1].to_string()).collect();
             for g in group.captures_iter(code) {

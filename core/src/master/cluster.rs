@@ -32,7 +32,7 @@ pub async fn run(cfg: MasterConfig) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(&cfg.master_addr)
         .await
         .map_err(|e| {
-            Error::Invalid(format!(
+            Error::Startup(format!(
                 "cannot listen on {}: {e}; set master-addr in the master config",
                 cfg.master_addr
             ))

@@ -216,7 +216,7 @@ async fn subtask_view(
         None => {
             st.stage = Stage::Waiting;
             st.last_error = Some(ErrorReport {
-                code: "DM-CLUSTER-2102".into(),
+                code: crate::error::codes::NO_WORKER.into(),
                 message: format!("no worker runs source `{source_id}`"),
                 hint: "start a worker (`dm worker -c worker.yaml`) or free one; the subtask starts as soon as one is free".into(),
                 retryable: true,

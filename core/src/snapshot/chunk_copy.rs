@@ -688,7 +688,7 @@ impl ChunkCopier {
         drop(tx);
         let (mut tgt, taken) = writer
             .await
-            .map_err(|e| Error::Invalid(format!("writer of {name} panicked: {e}")))??;
+            .map_err(|e| Error::Internal(format!("writer of {name} panicked: {e}")))??;
         let (rows, bytes) = self.counted;
         // A REPLACE counts the row it evicted too.
         let short = if merged { taken != rows } else { taken < rows };

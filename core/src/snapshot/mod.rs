@@ -524,7 +524,7 @@ impl FullPhase {
         }
         let mut changed = BTreeSet::new();
         while let Some(r) = set.join_next().await {
-            changed.extend(r.map_err(|e| Error::Invalid(format!("chunk copier panicked: {e}")))??);
+            changed.extend(r.map_err(|e| Error::Internal(format!("chunk copier panicked: {e}")))??);
         }
         Ok(changed)
     }

@@ -238,7 +238,10 @@ impl Dispatcher<'_> {
             self.run_on_target("", &stmt, &at).await?;
             tracing::info!(position = %at, statement = %stmt, "DDL applied");
         }
-        let _ = ddl.apply(&mut self.cp.tracker);
+        if let Err(message) = ddl.apply(&mut self.cp.tracker) {
+            // A database statement changes no tracked column: nothing decodes differently.
+            tracing::warn!(position = %at, statement = sql, %message, "tracked schema not changed");
+        }
         if ddl.kind == DdlKind::DropDatabase {
             // Its tables are gone: shards of merged tables among them too.
             self.register_shards().await?;
@@ -387,7 +390,11 @@ impl Dispatcher<'_> {
         sql: &str,
         end: &Position,
     ) -> Result<()> {
-        let _ = ddl.apply(&mut self.cp.tracker);
+        if let Err(message) = ddl.apply(&mut self.cp.tracker) {
+            // The table's next rows say whether this matters (DM-SCHEMA-6002 if they no
+            // longer match).
+            tracing::warn!(position = %end.binlog, statement = sql, %message, "DDL filtered out; tracked schema not changed");
+        }
         tracing::info!(position = %end.binlog, statement = sql, "DDL filtered out");
         self.checkpoint_after_ddl(end).await
     }

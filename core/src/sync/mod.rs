@@ -655,13 +655,13 @@ impl Dispatcher<'_> {
                 if h.0.is_finished() {
                     return match (&mut h.0).await {
                         Ok(Err(e)) => e,
-                        Ok(Ok(())) => Error::Invalid("an apply worker stopped".into()),
+                        Ok(Ok(())) => Error::Internal("an apply worker stopped".into()),
                         Err(e) => Error::Invalid(format!("an apply worker failed: {e}")),
                     };
                 }
             }
             if Instant::now() >= deadline {
-                return Error::Invalid("an apply worker stopped".into());
+                return Error::Internal("an apply worker stopped".into());
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

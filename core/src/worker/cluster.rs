@@ -30,7 +30,7 @@ pub async fn run(cfg: WorkerConfig) -> Result<()> {
     // Bound first: a taken port is a config error, reported before anything starts.
     let status = match &cfg.status_addr {
         Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            crate::Error::Invalid(format!(
+            crate::Error::Startup(format!(
                 "cannot listen on {addr}: {e}; set status-addr in the worker config"
             ))
         })?),

@@ -2,6 +2,8 @@
 //! of TiKV's `error_code`: the message names the object (file, source, task, table, position),
 //! the hint says what to do. Whether an error is worth retrying is a property of the error.
 
+pub mod codes;
+
 use serde::{Deserialize, Serialize};
 
 /// Result type of the engine.
@@ -137,6 +139,13 @@ pub enum Error {
     /// A request that is invalid in the current state (unknown task, task already exists, ...).
     #[error("{0}")]
     Invalid(String),
+    /// A dm process cannot start: its address is taken, a file it needs cannot be read.
+    #[error("{0}")]
+    Startup(String),
+    /// A bug: something dm assumes did not hold (a task of its own panicked, a worker it
+    /// waits for vanished). The subtask restarts from its checkpoint.
+    #[error("internal error (a bug in dm): {0}")]
+    Internal(String),
     /// A request for an object that does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -224,46 +233,48 @@ impl Error {
     /// Stable code of the error kind, shown to users and documented in docs/errors.md.
     pub fn code(&self) -> &'static str {
         match self {
-            Error::Config { .. } => "DM-CONFIG-1001",
-            Error::Meta(_) => "DM-META-2001",
-            Error::MetaUnavailable(_) => "DM-META-2002",
-            Error::LeaseLost(_) => "DM-CLUSTER-2101",
+            Error::Config { .. } => codes::CONFIG,
+            Error::Meta(_) => codes::META,
+            Error::MetaUnavailable(_) => codes::META_UNAVAILABLE,
+            Error::LeaseLost(_) => codes::LEASE_LOST,
             Error::Db {
                 role: DbRole::Source,
                 ..
-            } => "DM-SOURCE-3001",
+            } => codes::SOURCE,
             Error::Db {
                 role: DbRole::Target,
                 ..
-            } => "DM-TARGET-4001",
-            Error::Binlog { .. } => "DM-BINLOG-5001",
-            Error::Relay { .. } => "DM-RELAY-5101",
-            Error::UnsupportedDdl { .. } => "DM-DDL-6001",
-            Error::Schema { .. } => "DM-SCHEMA-6002",
-            Error::OnlineDdl { .. } => "DM-DDL-6004",
-            Error::RowTooBig { .. } => "DM-TARGET-4002",
-            Error::Filtered { .. } => "DM-FILTER-6003",
+            } => codes::TARGET,
+            Error::Binlog { .. } => codes::BINLOG,
+            Error::Relay { .. } => codes::RELAY,
+            Error::UnsupportedDdl { .. } => codes::UNSUPPORTED_DDL,
+            Error::Schema { .. } => codes::SCHEMA,
+            Error::OnlineDdl { .. } => codes::ONLINE_DDL,
+            Error::RowTooBig { .. } => codes::ROW_TOO_BIG,
+            Error::Filtered { .. } => codes::FILTERED,
             Error::NotApplied {
                 reason: NotApplied::StatementDml,
                 ..
-            } => "DM-EVENT-6301",
+            } => codes::STATEMENT_DML,
             Error::NotApplied {
                 reason: NotApplied::UnknownStatement,
                 ..
-            } => "DM-EVENT-6302",
+            } => codes::UNKNOWN_STATEMENT,
             Error::NotApplied {
                 reason: NotApplied::UnsupportedEvent,
                 ..
-            } => "DM-EVENT-6303",
-            Error::ShardDdl { .. } => "DM-SHARD-6101",
-            Error::Plugin { .. } => "DM-PLUGIN-6201",
+            } => codes::UNSUPPORTED_EVENT,
+            Error::ShardDdl { .. } => codes::SHARD_DDL,
+            Error::Plugin { .. } => codes::PLUGIN,
             Error::Narrow { cause, .. } => cause.code(),
-            Error::Precheck(_) => "DM-CHECK-7101",
-            Error::Invalid(_) => "DM-REQUEST-7001",
-            Error::NotFound(_) => "DM-REQUEST-7002",
-            Error::Cancelled => "DM-TASK-8001",
-            Error::Crashed(_) => "DM-TASK-8002",
-            Error::Io(_) => "DM-IO-9001",
+            Error::Precheck(_) => codes::PRECHECK,
+            Error::Invalid(_) => codes::INVALID,
+            Error::NotFound(_) => codes::NOT_FOUND,
+            Error::Startup(_) => codes::STARTUP,
+            Error::Internal(_) => codes::INTERNAL,
+            Error::Cancelled => codes::CANCELLED,
+            Error::Crashed(_) => codes::CRASHED,
+            Error::Io(_) => codes::IO,
         }
     }
 
@@ -273,7 +284,11 @@ impl Error {
             Error::Db { retryable, .. }
             | Error::Binlog { retryable, .. }
             | Error::Relay { retryable, .. } => *retryable,
-            Error::Meta(_) | Error::MetaUnavailable(_) | Error::Io(_) | Error::Crashed(_) => true,
+            Error::Meta(_)
+            | Error::MetaUnavailable(_)
+            | Error::Io(_)
+            | Error::Crashed(_)
+            | Error::Internal(_) => true,
             _ => false,
         }
     }
@@ -324,11 +339,18 @@ impl Error {
             Error::Schema { .. } => "the tracked schema differs from the binlog; make sure binlog_row_metadata=FULL and that no DDL was filtered out for this table".into(),
             Error::Narrow { cause, .. } => cause.hint(),
             Error::Precheck(_) => "fix each failure as it says and start the task again; to start anyway, name the checks in the task's `ignore-checking-items` or run `dm ctl start-task --skip-precheck`".into(),
-            Error::Invalid(_) | Error::NotFound(_) => "see `dm ctl --help`".into(),
+            Error::Invalid(_) | Error::NotFound(_) | Error::Startup(_) | Error::Internal(_) => {
+                self.table_fix().into()
+            }
             Error::Cancelled => String::new(),
             Error::Crashed(_) => "the worker restarts the subtask from its checkpoint with backoff; if it keeps stopping, send the worker's log to dm's developers".into(),
             Error::Io(_) => "check disk space and permissions of the data dir".into(),
         }
+    }
+
+    /// The usual way out of this error's code (`codes::ALL`).
+    fn table_fix(&self) -> &'static str {
+        codes::info(self.code()).map_or("", |c| c.fix)
     }
 
     pub fn report(&self) -> ErrorReport {
@@ -420,4 +442,137 @@ fn is_retryable_errno(code: u16) -> bool {
             | errno::READ_ONLY
             | 2002..=2013
     )
+}
+
+#[cfg(test)]
+mod code_tests {
+    use super::*;
+
+    /// One error of every kind (a new variant without one here fails `every_code_is_used`
+    /// only if it brings a new code; its code comes from `codes` either way).
+    fn one_of_each() -> Vec<Error> {
+        let text = || "x".to_string();
+        let db = |role| Error::Db {
+            role,
+            addr: text(),
+            message: text(),
+            errno: None,
+            retryable: false,
+            position: None,
+        };
+        let not_applied = |reason| Error::NotApplied {
+            reason,
+            what: text(),
+            position: text(),
+            message: text(),
+        };
+        vec![
+            Error::Config {
+                file: text(),
+                line: 1,
+                column: 1,
+                message: text(),
+                hint: text(),
+            },
+            Error::Meta(text()),
+            Error::MetaUnavailable(text()),
+            Error::LeaseLost(text()),
+            db(DbRole::Source),
+            db(DbRole::Target),
+            Error::Binlog {
+                source_id: text(),
+                position: text(),
+                message: text(),
+                retryable: true,
+            },
+            Error::Relay {
+                source_id: text(),
+                message: text(),
+                retryable: true,
+            },
+            Error::UnsupportedDdl {
+                position: text(),
+                statement: text(),
+                message: text(),
+            },
+            Error::OnlineDdl {
+                table: text(),
+                position: text(),
+                statement: text(),
+                message: text(),
+            },
+            Error::RowTooBig {
+                table: text(),
+                key: text(),
+                position: text(),
+                bytes: 1,
+                packet: 1,
+            },
+            Error::Schema {
+                table: text(),
+                position: text(),
+                message: text(),
+            },
+            Error::Filtered {
+                rule: text(),
+                position: text(),
+                message: text(),
+            },
+            not_applied(NotApplied::StatementDml),
+            not_applied(NotApplied::UnknownStatement),
+            not_applied(NotApplied::UnsupportedEvent),
+            Error::ShardDdl {
+                target: text(),
+                position: text(),
+                message: text(),
+            },
+            Error::Plugin {
+                plugin: text(),
+                hook: text(),
+                table: text(),
+                position: text(),
+                message: text(),
+            },
+            Error::Precheck(text()),
+            Error::Invalid(text()),
+            Error::NotFound(text()),
+            Error::Startup(text()),
+            Error::Internal(text()),
+            Error::Cancelled,
+            Error::Crashed(text()),
+            Error::Io(std::io::Error::other("x")),
+        ]
+    }
+
+    #[test]
+    fn every_code_is_used_and_every_error_has_a_listed_code_and_a_hint() {
+        let mut unused: std::collections::BTreeSet<&str> =
+            codes::ALL.iter().map(|c| c.code).collect();
+        // Codes that are not `Error`s: the API's refusals and a subtask no worker runs.
+        for elsewhere in [
+            codes::NO_CREDENTIALS,
+            codes::NOT_ALLOWED,
+            codes::WRONG_HOST,
+            codes::NOT_JSON,
+            codes::NO_WORKER,
+        ] {
+            unused.remove(elsewhere);
+        }
+        for e in one_of_each() {
+            assert!(codes::info(e.code()).is_some(), "{e:?}: {}", e.code());
+            assert!(
+                matches!(e, Error::Cancelled) || !e.hint().is_empty(),
+                "{e:?} has no hint"
+            );
+            unused.remove(e.code());
+        }
+        assert!(unused.is_empty(), "codes no error has: {unused:?}");
+    }
+
+    #[test]
+    fn bugs_retry_and_startup_failures_do_not() {
+        assert!(Error::Internal("x".into()).is_retryable());
+        assert!(!Error::Startup("x".into()).is_retryable());
+        assert_eq!(Error::Startup("x".into()).code(), codes::STARTUP);
+    }
 }
