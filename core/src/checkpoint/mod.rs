@@ -2,8 +2,10 @@
 //!
 //! - `<task>_checkpoint`: per source, the position the incremental phase resumes from, the
 //!   safe-mode exit position, the tables whose snapshot is newer than the position (their
-//!   earlier events are skipped) and the tracked schema at the position. It is written in the
-//!   same target transaction as the changes it covers, so it never runs ahead of the data.
+//!   earlier events are skipped) and the tracked schema at the position. The dispatcher writes
+//!   it in its own session after every apply worker has committed what it covers (so it never
+//!   runs ahead of the data; after a crash the changes since are replayed in safe mode, see
+//!   docs/architecture.md, "Checkpoints and the high water").
 //! - `<task>_chunk`: per source, table and chunk, the chunk plan (key range) and, once the
 //!   chunk's rows are in, the binlog position of its snapshot (its low watermark), written in
 //!   the same target transaction as the chunk's rows. A restarted full phase copies only the

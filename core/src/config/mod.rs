@@ -202,6 +202,7 @@ pub fn is_safe_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
+/// A password field holds clear text or an `enc:` value this deployment's key opens.
 pub(crate) fn check_password(file: &str, text: &str, field: &str, value: &str) -> Result<()> {
     crate::secret::reveal(value).map(|_| ()).map_err(|e| {
         semantic_error(

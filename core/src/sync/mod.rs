@@ -96,7 +96,6 @@ enum ReaderMsg {
     Idle,
 }
 
-/// Aborts a spawned task when the phase ends or is dropped (pause, stop).
 /// Routes decoded changes to the apply workers and keeps the checkpoint.
 struct Dispatcher<'a> {
     inc: &'a Incremental,
