@@ -1,5 +1,6 @@
 //! dm-core: the migration engine and the cluster roles. See docs/architecture.md.
 
+pub mod abort_on_drop;
 pub mod api;
 pub mod api_auth;
 pub mod api_tls;
@@ -16,7 +17,6 @@ pub mod expr;
 pub mod failpoint;
 pub mod fence;
 pub mod hooks;
-pub mod join;
 pub mod load;
 pub mod master;
 pub mod meta;

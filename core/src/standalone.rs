@@ -33,10 +33,12 @@ pub async fn run(cfg: StandaloneConfig) -> Result<()> {
             ))
         })?;
     tracing::info!(addr = %cfg.master_addr, data_dir = %cfg.data_dir.display(), "dm standalone started");
-    let _coordinator =
-        crate::join::AbortOnDrop(tokio::spawn(crate::shard::coordinator::run(store.clone())));
-    let _validation =
-        crate::join::AbortOnDrop(tokio::spawn(crate::master::validation::run(store.clone())));
+    let _coordinator = crate::abort_on_drop::AbortOnDrop(tokio::spawn(
+        crate::shard::coordinator::run(store.clone()),
+    ));
+    let _validation = crate::abort_on_drop::AbortOnDrop(tokio::spawn(
+        crate::master::validation::run(store.clone()),
+    ));
     let worker = Worker::new(
         worker_name.clone(),
         store.clone(),

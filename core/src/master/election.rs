@@ -5,7 +5,7 @@
 //! idea of the lease says the lease may be gone, before etcd lets another master in.
 
 use super::scheduler;
-use crate::join::AbortOnDrop;
+use crate::abort_on_drop::AbortOnDrop;
 pub use crate::meta::MemberInfo;
 use crate::meta::{self, keys, MetaStore};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -4,14 +4,14 @@
 
 mod block_allow;
 mod event_filter;
+mod expression_filter;
 pub mod online_ddl;
 mod router;
-mod row_filter;
 mod task;
 
 pub use block_allow::TableFilter;
 pub use event_filter::{EventFilter, EventKind, Verdict};
+pub use expression_filter::ExpressionFilters;
 pub use online_ddl::{OnlineDdlRules, TableRole};
 pub use router::{Routed, Router, SchemaRoute};
-pub use row_filter::RowFilters;
 pub use task::TaskRules;

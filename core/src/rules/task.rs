@@ -2,7 +2,7 @@
 //! which tables, which events, where rows go, which rows. `use crate::rules::TaskRules` and
 //! call them on a `TaskConfig`.
 
-use super::{EventFilter, OnlineDdlRules, Router, RowFilters, TableFilter};
+use super::{EventFilter, ExpressionFilters, OnlineDdlRules, Router, TableFilter};
 use crate::config::{FilterRule, SourceConfig, TaskConfig};
 
 pub trait TaskRules {
@@ -13,7 +13,7 @@ pub trait TaskRules {
     /// The routes of `source_id`.
     fn router_of(&self, source_id: &str) -> Router;
     /// The expression filters of `source_id`.
-    fn row_filters_of(&self, source_id: &str) -> RowFilters;
+    fn expression_filters_of(&self, source_id: &str) -> ExpressionFilters;
 }
 
 impl TaskRules for TaskConfig {
@@ -87,12 +87,12 @@ impl TaskRules for TaskConfig {
     }
 
     /// The expression filters of one source.
-    fn row_filters_of(&self, source_id: &str) -> RowFilters {
+    fn expression_filters_of(&self, source_id: &str) -> ExpressionFilters {
         let names = self
             .instance(source_id)
             .map(|i| i.expression_filters.clone())
             .unwrap_or_default();
-        RowFilters::new(
+        ExpressionFilters::new(
             self.expression_filter
                 .iter()
                 .filter(|(n, _)| names.contains(n))

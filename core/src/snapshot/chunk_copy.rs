@@ -14,7 +14,7 @@ use crate::db::quote_str;
 use crate::error::{errno, DbRole, Error, Result};
 use crate::fence::Fence;
 use crate::position::{BinlogPos, GtidSet, Position};
-use crate::rules::{Routed, RowFilters};
+use crate::rules::{ExpressionFilters, Routed};
 use crate::schema::load_table;
 use crate::status::Progress;
 use crate::table::RowOp;
@@ -310,7 +310,7 @@ pub struct ChunkCopier {
     /// (rows, bytes) of the current chunk counted in the progress so far.
     counted: (u64, u64),
     /// Expression filters: rows they drop are not copied.
-    rows: Arc<RowFilters>,
+    rows: Arc<ExpressionFilters>,
     fence: Fence,
     plugins: Arc<crate::hooks::RowFilterChain>,
     /// This copier's target lock (see `COPIER_LOCKS`).
@@ -329,7 +329,7 @@ impl ChunkCopier {
         target: DbConfig,
         meta: MetaTables,
         progress: Arc<Progress>,
-        rows: Arc<RowFilters>,
+        rows: Arc<ExpressionFilters>,
         fence: Fence,
         plugins: Arc<crate::hooks::RowFilterChain>,
         slot: usize,

@@ -26,7 +26,7 @@ use crate::db::quote_ident;
 use crate::error::{errno, DbRole, Error, Result};
 use crate::fence::Fence;
 use crate::position::{BinlogPos, Position};
-use crate::rules::{Routed, Router, RowFilters, SchemaRoute, TableFilter};
+use crate::rules::{ExpressionFilters, Routed, Router, SchemaRoute, TableFilter};
 use crate::schema::{list_schemas, list_tables, load_table};
 use crate::status::{Progress, TableProgress};
 use crate::table::{Table, TableName};
@@ -52,7 +52,7 @@ pub struct FullPhase {
     pub filter: TableFilter,
     pub meta: MetaTables,
     pub dumper: DumperConfig,
-    pub rows: Arc<RowFilters>,
+    pub rows: Arc<ExpressionFilters>,
     pub router: Arc<Router>,
     pub progress: Arc<Progress>,
     pub fence: Fence,
@@ -64,14 +64,14 @@ pub struct FullPhase {
 /// with the fewest chunks in flight: loading different tables at once is much faster than
 /// loading ranges of one table at once (measured 5.3 s against 7.2 s in `bench/full.sh`).
 #[derive(Default)]
-struct Scheduler {
+struct ChunkQueue {
     waiting: BTreeMap<TableName, VecDeque<(ChunkRecord, Arc<CopyPlan>)>>,
     in_flight: BTreeMap<TableName, usize>,
     /// Chunks of the table not finished yet (waiting or in flight).
     remaining: BTreeMap<TableName, usize>,
 }
 
-impl Scheduler {
+impl ChunkQueue {
     fn push(&mut self, chunk: ChunkRecord, planned: Arc<CopyPlan>) {
         *self.remaining.entry(chunk.table.clone()).or_default() += 1;
         self.waiting
@@ -111,7 +111,7 @@ impl Scheduler {
     }
 }
 
-type Queue = Arc<Mutex<Scheduler>>;
+type Queue = Arc<Mutex<ChunkQueue>>;
 
 impl FullPhase {
     fn src_err(&self) -> impl Fn(mysql_async::Error) -> Error + '_ {

@@ -26,14 +26,14 @@ mod rows;
 pub use apply::{end_holders, lock_name, reclaim_lock, take_lock, DISPATCHER};
 pub use rows::RowBatch;
 
+use crate::abort_on_drop::AbortOnDrop;
 use crate::checkpoint::{Checkpoint, MetaTables};
 use crate::config::{DbConfig, Flavor, SourceConfig, SyncerConfig};
 use crate::datum::Datum;
 use crate::error::{DbRole, Error, Result};
 use crate::fence::Fence;
-use crate::join::AbortOnDrop;
 use crate::position::{BinlogPos, Position};
-use crate::rules::{EventFilter, Router, RowFilters, TableFilter, Verdict};
+use crate::rules::{EventFilter, ExpressionFilters, Router, TableFilter, Verdict};
 use crate::status::Progress;
 use crate::table::{Table, TableName};
 use crate::upstream::{
@@ -67,7 +67,7 @@ pub struct Incremental {
     pub target: DbConfig,
     pub filter: TableFilter,
     pub events: EventFilter,
-    pub rows: RowFilters,
+    pub rows: ExpressionFilters,
     pub router: Router,
     /// Ends (`file:pos`) of transactions a user chose to skip.
     pub skip: Vec<String>,

@@ -18,9 +18,9 @@ mod writer;
 pub use files::free_bytes;
 pub use reader::RelayReader;
 
+use crate::abort_on_drop::AbortOnDrop;
 use crate::config::{Flavor, SourceConfig};
 use crate::error::{Error, ErrorReport};
-use crate::join::AbortOnDrop;
 use crate::position::BinlogPos;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};

@@ -21,7 +21,7 @@ struct Filter {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct RowFilters {
+pub struct ExpressionFilters {
     tables: BTreeMap<TableName, Vec<Filter>>,
 }
 
@@ -57,7 +57,7 @@ impl Filter {
     }
 }
 
-impl RowFilters {
+impl ExpressionFilters {
     /// Expressions were validated when the task file was parsed.
     pub fn new<'a>(filters: impl IntoIterator<Item = &'a ExpressionFilter>) -> Self {
         let mut tables: BTreeMap<TableName, Vec<Filter>> = BTreeMap::new();
@@ -73,7 +73,7 @@ impl RowFilters {
                     delete: parse(&f.delete_value_expr),
                 });
         }
-        RowFilters { tables }
+        ExpressionFilters { tables }
     }
 
     /// Whether rows of `table` are ever filtered.
@@ -119,7 +119,7 @@ mod tests {
             f(None, Some("c > 100")),
             f(Some("c = 1"), Some("c = 2")),
         ];
-        let rf = RowFilters::new(&filters);
+        let rf = ExpressionFilters::new(&filters);
         let table = Table {
             name: TableName::new("d", "t5"),
             columns: vec![Column {
