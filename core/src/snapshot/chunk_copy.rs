@@ -295,6 +295,30 @@ impl Batcher<'_> {
     }
 }
 
+/// What opening a chunk's snapshot found.
+enum Opened {
+    /// The table as the snapshot has it, and the snapshot's position.
+    Table(Box<(Table, Position)>),
+    /// The table is gone (dropped since it was planned).
+    Gone,
+    /// Its columns changed since it was planned: planned again.
+    Changed,
+}
+
+/// The statements of one chunk.
+struct ChunkSql {
+    /// What reads the chunk's rows on the source.
+    select: String,
+    /// How the rows are written to the target.
+    mode: Mode,
+    /// Values of the columns a route adds, written after each row's own.
+    extra_values: String,
+    /// The table's columns that are read and written (not generated ones).
+    written: Vec<usize>,
+    /// Rows of shards merged into one table: plain inserts, each must be taken.
+    merged: bool,
+}
+
 /// A reader session on the source and a writer session on the target, reused chunk after
 /// chunk.
 pub struct ChunkCopier {
@@ -469,16 +493,64 @@ impl ChunkCopier {
     }
 
     async fn copy_once(&mut self, chunk: &mut ChunkRecord, plan: &CopyPlan) -> Result<Copied> {
-        let CopyPlan {
-            key,
-            columns,
-            routed,
-        } = plan;
+        let (table, at) = match self.open_snapshot(&chunk.table, &plan.columns).await? {
+            Opened::Table(opened) => *opened,
+            Opened::Gone => return Ok(Copied::Gone),
+            Opened::Changed => return Ok(Copied::Changed),
+        };
+        let sql = self.chunk_sql(&table, chunk, plan);
+        let te = |e| Error::db(DbRole::Target, &self.target.addr(), e);
+        let mut tgt = self
+            .tgt
+            .take()
+            .expect("the target session is back after each chunk");
+        tgt.query_drop("START TRANSACTION").await.map_err(te)?;
+        // Rows are encoded here and written by a second task, so reading and writing overlap.
+        let (tx, rx) = mpsc::channel::<(Bytes, Claim)>(4);
+        let writer = tokio::spawn(write_batches(tgt, rx, sql.mode.clone(), self.target.addr()));
+        let read = self.read_rows(&table, &sql, tx).await;
+        let (tgt, taken) = writer
+            .await
+            .map_err(|e| Error::Internal(format!("writer of {} panicked: {e}", table.name)))??;
+        let (rows, bytes) = self.counted;
+        // A REPLACE counts the row it evicted too.
+        let short = if sql.merged {
+            taken != rows
+        } else {
+            taken < rows
+        };
+        if read.is_ok() && short {
+            self.tgt = Some(tgt);
+            return Err(Error::Db {
+                role: DbRole::Target,
+                addr: self.target.addr(),
+                message: format!(
+                    "{}: the target took {taken} of the chunk's {rows} rows",
+                    table.name
+                ),
+                errno: None,
+                retryable: false,
+                position: None,
+            });
+        }
+        if let Err(e) = read {
+            self.tgt = Some(tgt);
+            return Err(e);
+        }
+        chunk.rows = rows;
+        chunk.bytes = bytes;
+        self.commit_chunk(tgt, chunk, &at).await?;
+        chunk.done = Some(at);
+        Ok(Copied::Done(table))
+    }
+
+    /// Starts the chunk's snapshot (bracketed or under the lock, see `begin_snapshot`) and
+    /// reads the table's definition in it, which must still have the planned `columns`.
+    async fn open_snapshot(&mut self, name: &TableName, columns: &[String]) -> Result<Opened> {
         let src_addr = self.source.from.addr();
         let se = |e| Error::db(DbRole::Source, &src_addr, e);
-        let te = |e| Error::db(DbRole::Target, &self.target.addr(), e);
-        let at = begin_snapshot(&mut self.src, self.flavor, &self.source, self.bracketed).await?;
-        let name = chunk.table.clone();
+        let (at, gtid) =
+            begin_snapshot(&mut self.src, self.flavor, &self.source, self.bracketed).await?;
         // Opening the table takes its metadata lock for the rest of the transaction: from here
         // on its definition cannot change under us.
         match self
@@ -487,41 +559,48 @@ impl ChunkCopier {
             .await
         {
             Err(mysql_async::Error::Server(e)) if e.code == errno::NO_SUCH_TABLE => {
-                return Ok(Copied::Gone)
+                return Ok(Opened::Gone)
             }
             r => r.map_err(se)?,
         }
-        let Some(table) = load_table(&mut self.src, &name).await.map_err(se)? else {
-            return Ok(Copied::Gone);
+        let Some(table) = load_table(&mut self.src, name).await.map_err(se)? else {
+            return Ok(Opened::Gone);
         };
-        let written: Vec<usize> = (0..table.columns.len())
-            .filter(|&i| !table.columns[i].generated)
-            .collect();
-        let now: Vec<&String> = table.columns.iter().map(|c| &c.name).collect();
-        if now.len() != columns.len()
-            || now
+        let same_columns = table.columns.len() == columns.len()
+            && table
+                .columns
                 .iter()
                 .zip(columns)
-                .any(|(a, b)| !a.eq_ignore_ascii_case(b))
-        {
-            return Ok(Copied::Changed);
+                .all(|(a, b)| a.name.eq_ignore_ascii_case(b));
+        if !same_columns {
+            return Ok(Opened::Changed);
         }
         // MySQL's GTID set came with the position, under the global read lock. MariaDB's
         // would scan the binlog file up to the position (BINLOG_GTID_POS), for every chunk:
         // only the incremental phase's start needs it, and gets it then.
-        let (at, gtid) = at;
         let gtid = gtid
             .map(|g| GtidSet::parse(self.flavor, &g).map_err(Error::Invalid))
             .transpose()?;
-        let at = Position { binlog: at, gtid };
+        Ok(Opened::Table(Box::new((
+            table,
+            Position { binlog: at, gtid },
+        ))))
+    }
 
+    /// The chunk's SELECT on the source and how its rows are written to the target.
+    fn chunk_sql(&self, table: &Table, chunk: &ChunkRecord, plan: &CopyPlan) -> ChunkSql {
+        let name = &table.name;
+        let written: Vec<usize> = (0..table.columns.len())
+            .filter(|&i| !table.columns[i].generated)
+            .collect();
         let col_list = written
             .iter()
             .map(|&i| quote_ident(&table.columns[i].name))
             .collect::<Vec<_>>()
             .join(", ");
         let bounds: Bounds = (chunk.lower.clone(), chunk.upper.clone());
-        let cond = key
+        let cond = plan
+            .key
             .as_ref()
             .map(|k| k.range(&bounds))
             .unwrap_or_else(|| "1 = 1".into());
@@ -532,7 +611,7 @@ impl ChunkCopier {
             ),
             None => format!("SELECT {col_list} FROM {} WHERE {cond}", name.quoted()),
         };
-        let (into, extra) = match routed.as_ref() {
+        let (into, extra) = match plan.routed.as_ref() {
             Some(r) => (r.target.clone(), r.extra.clone()),
             None => (name.clone(), vec![]),
         };
@@ -550,30 +629,45 @@ impl ChunkCopier {
         // and that change is replayed from the binlog (in safe mode up to past the last
         // chunk). Rows of shards merged into one table keep the plain insert: there a conflict
         // may be two shards' rows, and it stops the copy.
-        let merged = routed.as_ref().is_some_and(|r| r.merged);
+        let merged = plan.routed.as_ref().is_some_and(|r| r.merged);
         let mode = match (self.load_data, merged) {
-            (true, false) => Mode::Load(load_data_sql(&table, &written, &into, &extra, "REPLACE ")),
-            (true, true) => Mode::Load(load_data_sql(&table, &written, &into, &extra, "")),
+            (true, false) => Mode::Load(load_data_sql(table, &written, &into, &extra, "REPLACE ")),
+            (true, true) => Mode::Load(load_data_sql(table, &written, &into, &extra, "")),
             (false, merged) => Mode::Insert(format!(
                 "{} INTO {} ({col_list}{extra_cols}) VALUES ",
                 if merged { "INSERT" } else { "REPLACE" },
                 into.quoted()
             )),
         };
+        ChunkSql {
+            select,
+            mode,
+            extra_values,
+            written,
+            merged,
+        }
+    }
 
-        let mut tgt = self
-            .tgt
-            .take()
-            .expect("the target session is back after each chunk");
-        tgt.query_drop("START TRANSACTION").await.map_err(te)?;
-        // Rows are encoded here and written by a second task, so reading and writing overlap.
-        let (tx, rx) = mpsc::channel::<(Bytes, Claim)>(4);
+    /// Reads the chunk's rows, runs them through the expression filters and plugins, and hands
+    /// them to the writer in batches; counts them in the progress as they go.
+    async fn read_rows(
+        &mut self,
+        table: &Table,
+        sql: &ChunkSql,
+        tx: mpsc::Sender<(Bytes, Claim)>,
+    ) -> Result<()> {
+        let name = &table.name;
+        let src_addr = self.source.from.addr();
+        let se = |e| Error::db(DbRole::Source, &src_addr, e);
         let budget = ByteBudget::new(crate::budget::COPY_QUEUE_BYTES);
-        let target_addr = self.target.addr();
-        let writer = tokio::spawn(write_batches(tgt, rx, mode.clone(), target_addr));
-
-        let row_filter = self.rows.has(&name).then_some(&*self.rows);
-        let src = &mut self.src;
+        let ChunkSql {
+            select,
+            mode,
+            extra_values,
+            written,
+            ..
+        } = sql;
+        let row_filter = self.rows.has(name).then_some(&*self.rows);
         let progress = &self.progress;
         let counted = &mut self.counted;
         let table_key = name.to_string();
@@ -591,138 +685,123 @@ impl ChunkCopier {
         let kinds: Vec<ColumnKind> = written.iter().map(|&ci| table.columns[ci].kind()).collect();
         // Without filters or plugins rows go straight from the source row to the batch.
         let direct = row_filter.is_none() && plugins.is_empty();
-        let read = async {
-            let mut result = src.exec_iter(select, ()).await.map_err(se)?;
-            let mut out = Batcher {
-                mode: &mode,
-                kinds: &kinds,
-                extra_values: &extra_values,
-                text: String::new(),
-                buf: Vec::with_capacity(BATCH_BYTES + 4096),
-                rows: 0,
-            };
-            // Rows waiting for the plugins (whole images by the table's columns).
-            let mut held: Vec<Vec<Datum>> = Vec::new();
-            let mut done = false;
-            while !done {
-                let mut ready: Vec<Vec<Datum>> = Vec::new();
-                match result.next().await.map_err(se)? {
-                    Some(row) if direct => {
-                        let datums = written
-                            .iter()
-                            .zip(row.unwrap())
-                            .map(|(&ci, v)| Datum::from_value(&table.columns[ci], v));
-                        if let Some((batch, n)) = out.push(datums) {
-                            account(n, batch.len() as u64);
-                            if !hand_over(&tx, &budget, batch).await {
-                                // The writer failed; its error is reported below.
-                                return Ok(());
-                            }
-                        }
-                        continue;
-                    }
-                    Some(row) => {
-                        let datums: Vec<Datum> = written
-                            .iter()
-                            .zip(row.unwrap())
-                            .map(|(&ci, v)| Datum::from_value(&table.columns[ci], v))
-                            .collect();
-                        // Filters see the row with the table's columns (generated ones are
-                        // not read: NULL).
-                        let mut full = vec![Datum::Null; table.columns.len()];
-                        for (&ci, d) in written.iter().zip(datums) {
-                            full[ci] = d;
-                        }
-                        let dropped = match row_filter {
-                            Some(f) => f.drops(&table, RowOp::Insert, None, Some(&full)).map_err(
-                                |message| Error::Filtered {
-                                    rule: "expression-filter".into(),
-                                    position: format!("the full phase of {name}"),
-                                    message,
-                                },
-                            )?,
-                            None => false,
-                        };
-                        if !dropped {
-                            held.push(full);
-                        }
-                    }
-                    None => done = true,
-                }
-                if !held.is_empty() && (done || held.len() >= PLUGIN_BATCH_ROWS) {
-                    let rows = std::mem::take(&mut held)
-                        .into_iter()
-                        .map(|full| crate::hooks::HookRow {
-                            op: RowOp::Insert,
-                            before: None,
-                            after: Some(full),
-                        })
-                        .collect();
-                    let kept = crate::hooks::run_row_filters(
-                        plugins,
-                        &table,
-                        rows,
-                        &format!("the full phase of {name}"),
-                    )?;
-                    ready.extend(kept.into_iter().filter_map(|r| {
-                        let full = r.after?;
-                        Some(written.iter().map(|&ci| full[ci].clone()).collect())
-                    }));
-                }
-                for datums in ready {
-                    if let Some((batch, n)) = out.push(datums.into_iter()) {
+        let mut result = self.src.exec_iter(select.as_str(), ()).await.map_err(se)?;
+        let mut out = Batcher {
+            mode,
+            kinds: &kinds,
+            extra_values,
+            text: String::new(),
+            buf: Vec::with_capacity(BATCH_BYTES + 4096),
+            rows: 0,
+        };
+        // Rows waiting for the plugins (whole images by the table's columns).
+        let mut held: Vec<Vec<Datum>> = Vec::new();
+        let mut done = false;
+        while !done {
+            let mut ready: Vec<Vec<Datum>> = Vec::new();
+            match result.next().await.map_err(se)? {
+                Some(row) if direct => {
+                    let datums = written
+                        .iter()
+                        .zip(row.unwrap())
+                        .map(|(&ci, v)| Datum::from_value(&table.columns[ci], v));
+                    if let Some((batch, n)) = out.push(datums) {
                         account(n, batch.len() as u64);
                         if !hand_over(&tx, &budget, batch).await {
+                            // The writer failed; its error is reported by the caller.
                             return Ok(());
                         }
                     }
+                    continue;
+                }
+                Some(row) => {
+                    let datums: Vec<Datum> = written
+                        .iter()
+                        .zip(row.unwrap())
+                        .map(|(&ci, v)| Datum::from_value(&table.columns[ci], v))
+                        .collect();
+                    // Filters see the row with the table's columns (generated ones are not
+                    // read: NULL).
+                    let mut full = vec![Datum::Null; table.columns.len()];
+                    for (&ci, d) in written.iter().zip(datums) {
+                        full[ci] = d;
+                    }
+                    let dropped = match row_filter {
+                        Some(f) => {
+                            f.drops(table, RowOp::Insert, None, Some(&full))
+                                .map_err(|message| Error::Filtered {
+                                    rule: "expression-filter".into(),
+                                    position: format!("the full phase of {name}"),
+                                    message,
+                                })?
+                        }
+                        None => false,
+                    };
+                    if !dropped {
+                        held.push(full);
+                    }
+                }
+                None => done = true,
+            }
+            if !held.is_empty() && (done || held.len() >= PLUGIN_BATCH_ROWS) {
+                let rows = std::mem::take(&mut held)
+                    .into_iter()
+                    .map(|full| crate::hooks::HookRow {
+                        op: RowOp::Insert,
+                        before: None,
+                        after: Some(full),
+                    })
+                    .collect();
+                let kept = crate::hooks::run_row_filters(
+                    plugins,
+                    table,
+                    rows,
+                    &format!("the full phase of {name}"),
+                )?;
+                ready.extend(kept.into_iter().filter_map(|r| {
+                    let full = r.after?;
+                    Some(written.iter().map(|&ci| full[ci].clone()).collect())
+                }));
+            }
+            for datums in ready {
+                if let Some((batch, n)) = out.push(datums.into_iter()) {
+                    account(n, batch.len() as u64);
+                    if !hand_over(&tx, &budget, batch).await {
+                        return Ok(());
+                    }
                 }
             }
-            if let Some((batch, n)) = out.rest() {
-                account(n, batch.len() as u64);
-                hand_over(&tx, &budget, batch).await;
-            }
-            Ok::<(), Error>(())
         }
-        .await;
-        drop(tx);
-        let (mut tgt, taken) = writer
-            .await
-            .map_err(|e| Error::Internal(format!("writer of {name} panicked: {e}")))??;
-        let (rows, bytes) = self.counted;
-        // A REPLACE counts the row it evicted too.
-        let short = if merged { taken != rows } else { taken < rows };
-        if read.is_ok() && short {
-            self.tgt = Some(tgt);
-            return Err(Error::Db {
-                role: DbRole::Target,
-                addr: self.target.addr(),
-                message: format!("{name}: the target took {taken} of the chunk's {rows} rows"),
-                errno: None,
-                retryable: false,
-                position: None,
-            });
+        if let Some((batch, n)) = out.rest() {
+            account(n, batch.len() as u64);
+            hand_over(&tx, &budget, batch).await;
         }
-        if let Err(e) = read {
-            self.tgt = Some(tgt);
-            return Err(e);
-        }
-        chunk.rows = rows;
-        chunk.bytes = bytes;
-        let done = self.meta.chunk_done_sql(&self.source.source_id, chunk, &at);
-        let te = |e| Error::db(DbRole::Target, &self.target.addr(), e);
-        // On error, dropping the session rolls the chunk back.
+        Ok(())
+    }
+
+    /// Records the chunk done (with its snapshot's position `at`) in the transaction that
+    /// holds its rows, and commits; the target session is kept for the next chunk either way
+    /// (on error, the rollback happens when the transaction is abandoned).
+    async fn commit_chunk(
+        &mut self,
+        mut tgt: Conn,
+        chunk: &ChunkRecord,
+        at: &Position,
+    ) -> Result<()> {
+        let done = self.meta.chunk_done_sql(&self.source.source_id, chunk, at);
         crate::failpoint::pause("before-chunk-commit").await;
-        self.fence.check()?;
-        let committed = async {
-            tgt.query_drop(done).await?;
-            tgt.query_drop("COMMIT").await
-        }
-        .await;
+        let fenced = self.fence.check();
+        let committed = match fenced {
+            Ok(()) => async {
+                tgt.query_drop(done).await?;
+                tgt.query_drop("COMMIT").await
+            }
+            .await
+            .map_err(|e| Error::db(DbRole::Target, &self.target.addr(), e)),
+            Err(e) => Err(e),
+        };
         self.tgt = Some(tgt);
-        committed.map_err(te)?;
-        chunk.done = Some(at);
-        Ok(Copied::Done(table))
+        committed
     }
 }
 
