@@ -295,6 +295,42 @@ impl Batcher<'_> {
     }
 }
 
+/// A source row as the filters see it: by the table's columns, generated ones (not read)
+/// NULL.
+fn full_image(table: &Table, written: &[usize], row: mysql_async::Row) -> Vec<Datum> {
+    let mut full = vec![Datum::Null; table.columns.len()];
+    for (&ci, v) in written.iter().zip(row.unwrap()) {
+        full[ci] = Datum::from_value(&table.columns[ci], v);
+    }
+    full
+}
+
+/// Runs full images through the plugins' row filters; the rows they keep, as written.
+fn plugin_pass(
+    plugins: &crate::hooks::RowFilterChain,
+    table: &Table,
+    written: &[usize],
+    held: Vec<Vec<Datum>>,
+) -> Result<Vec<Vec<Datum>>> {
+    let rows = held
+        .into_iter()
+        .map(|full| crate::hooks::HookRow {
+            op: RowOp::Insert,
+            before: None,
+            after: Some(full),
+        })
+        .collect();
+    let position = format!("the full phase of {}", table.name);
+    let kept = crate::hooks::run_row_filters(plugins, table, rows, &position)?;
+    Ok(kept
+        .into_iter()
+        .filter_map(|r| {
+            let full = r.after?;
+            Some(written.iter().map(|&ci| full[ci].clone()).collect())
+        })
+        .collect())
+}
+
 /// What opening a chunk's snapshot found.
 enum Opened {
     /// The table as the snapshot has it, and the snapshot's position.
@@ -715,17 +751,7 @@ impl ChunkCopier {
                     continue;
                 }
                 Some(row) => {
-                    let datums: Vec<Datum> = written
-                        .iter()
-                        .zip(row.unwrap())
-                        .map(|(&ci, v)| Datum::from_value(&table.columns[ci], v))
-                        .collect();
-                    // Filters see the row with the table's columns (generated ones are not
-                    // read: NULL).
-                    let mut full = vec![Datum::Null; table.columns.len()];
-                    for (&ci, d) in written.iter().zip(datums) {
-                        full[ci] = d;
-                    }
+                    let full = full_image(table, written, row);
                     let dropped = match row_filter {
                         Some(f) => {
                             f.drops(table, RowOp::Insert, None, Some(&full))
@@ -744,24 +770,7 @@ impl ChunkCopier {
                 None => done = true,
             }
             if !held.is_empty() && (done || held.len() >= PLUGIN_BATCH_ROWS) {
-                let rows = std::mem::take(&mut held)
-                    .into_iter()
-                    .map(|full| crate::hooks::HookRow {
-                        op: RowOp::Insert,
-                        before: None,
-                        after: Some(full),
-                    })
-                    .collect();
-                let kept = crate::hooks::run_row_filters(
-                    plugins,
-                    table,
-                    rows,
-                    &format!("the full phase of {name}"),
-                )?;
-                ready.extend(kept.into_iter().filter_map(|r| {
-                    let full = r.after?;
-                    Some(written.iter().map(|&ci| full[ci].clone()).collect())
-                }));
+                ready = plugin_pass(plugins, table, written, std::mem::take(&mut held))?;
             }
             for datums in ready {
                 if let Some((batch, n)) = out.push(datums.into_iter()) {
