@@ -47,25 +47,30 @@ pub async fn stop(
 }
 
 pub async fn pause(
-    State(m): State<Master>,
-    Path(name): Path<String>,
+    m: State<Master>,
+    name: Path<String>,
     body: Option<Json<StageBody>>,
 ) -> ApiResult<TaskView> {
-    let sources = body.map(|Json(b)| b.sources).unwrap_or_default();
-    Ok(Json(
-        tasks::set_stage(&m, &name, Stage::Paused, &sources).await?,
-    ))
+    set_stage(m, name, body, Stage::Paused).await
 }
 
 pub async fn resume(
+    m: State<Master>,
+    name: Path<String>,
+    body: Option<Json<StageBody>>,
+) -> ApiResult<TaskView> {
+    set_stage(m, name, body, Stage::Running).await
+}
+
+/// The whole task, or with `sources` in the body those sources' subtasks.
+async fn set_stage(
     State(m): State<Master>,
     Path(name): Path<String>,
     body: Option<Json<StageBody>>,
+    stage: Stage,
 ) -> ApiResult<TaskView> {
     let sources = body.map(|Json(b)| b.sources).unwrap_or_default();
-    Ok(Json(
-        tasks::set_stage(&m, &name, Stage::Running, &sources).await?,
-    ))
+    Ok(Json(tasks::set_stage(&m, &name, stage, &sources).await?))
 }
 
 pub async fn verify(
