@@ -49,9 +49,7 @@ pub fn task_name(arg: &str) -> Result<String> {
 
 /// A top-level string field of a YAML file (`name:` of a task, `source-id:` of a source).
 pub fn name_field(yaml: &str, field: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Fields(BTreeMap<String, serde_yaml::Value>);
-    let Fields(doc) = serde_yaml::from_str(yaml).ok()?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(yaml).ok()?;
     doc.get(field)?.as_str().map(str::to_string)
 }
 
