@@ -8,6 +8,7 @@ pub mod budget;
 pub mod check;
 pub mod checkpoint;
 pub mod config;
+pub mod context;
 pub mod datum;
 pub mod db;
 pub mod dump;

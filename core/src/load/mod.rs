@@ -7,15 +7,12 @@
 mod dump_dir;
 mod statements;
 
-use crate::checkpoint::MetaTables;
-use crate::config::{DbConfig, Flavor};
+use crate::context::SubtaskContext;
 use crate::db::quote_ident;
 use crate::error::{DbRole, Error, Result};
-use crate::fence::Fence;
 use crate::position::{BinlogPos, Position};
-use crate::rules::{Router, SchemaRoute, TableFilter};
+use crate::rules::SchemaRoute;
 use crate::schema::{parse_ddl, DdlKind, Tracker};
-use crate::status::Progress;
 use crate::table::TableName;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
@@ -25,15 +22,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 pub struct LoadPhase {
-    pub source_id: String,
-    pub flavor: Flavor,
-    pub target: DbConfig,
+    /// What the subtask's phases share (source, target, table rules, progress).
+    pub ctx: Arc<SubtaskContext>,
+    /// The dump directory.
     pub dir: PathBuf,
-    pub filter: TableFilter,
-    pub router: Arc<Router>,
-    pub meta: MetaTables,
-    pub progress: Arc<Progress>,
-    pub fence: Fence,
 }
 
 /// What the import leaves for replication: where the dump was taken and the source's tables
@@ -62,16 +54,16 @@ fn file_key(path: &Path) -> String {
 
 impl LoadPhase {
     fn tgt_err(&self) -> impl Fn(mysql_async::Error) -> Error + '_ {
-        let addr = self.target.addr();
+        let addr = self.ctx.target.addr();
         move |e| Error::db(DbRole::Target, &addr, e)
     }
 
     pub async fn run(&self) -> Result<Loaded> {
-        let dump = dump_dir::read(&self.dir, self.flavor)?;
+        let dump = dump_dir::read(&self.dir, self.ctx.flavor)?;
         if !dump.other.is_empty() {
             tracing::warn!(dir = %self.dir.display(), files = ?dump.other, "dump files dm does not import (views, triggers, routines, compressed files): apply them by hand");
         }
-        let mut tgt = crate::db::connect(&self.target, DbRole::Target).await?;
+        let mut tgt = crate::db::connect(&self.ctx.target, DbRole::Target).await?;
         // As mysqldump and myloader do: a 0 in an AUTO_INCREMENT column stays 0.
         tgt.query_drop(
             "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO', SESSION foreign_key_checks = 0",
@@ -82,25 +74,26 @@ impl LoadPhase {
             .exec(
                 format!(
                     "SELECT file_name FROM {} WHERE source_id = ?",
-                    self.meta.dump_files
+                    self.ctx.meta.dump_files
                 ),
-                (&self.source_id,),
+                (&self.ctx.source.source_id,),
             )
             .await
             .map_err(self.tgt_err())?
             .into_iter()
             .collect();
         for (db, path) in &dump.databases {
-            if self.filter.allows_schema(db) {
+            if self.ctx.filter.allows_schema(db) {
                 self.create_database(&mut tgt, db, path).await?;
             }
         }
         let selected: Vec<&TableName> = dump
             .schemas
             .keys()
-            .filter(|t| self.filter.allows_table(&t.schema, &t.table))
+            .filter(|t| self.ctx.filter.allows_table(&t.schema, &t.table))
             .collect();
-        self.progress
+        self.ctx
+            .progress
             .tables_total
             .store(selected.len() as u64, Ordering::Relaxed);
         let mut tracker = Tracker::default();
@@ -113,7 +106,10 @@ impl LoadPhase {
                     self.import_file(&mut tgt, &target, file).await?;
                 }
             }
-            self.progress.tables_done.fetch_add(1, Ordering::Relaxed);
+            self.ctx
+                .progress
+                .tables_done
+                .fetch_add(1, Ordering::Relaxed);
             tracing::info!(table = %t, into = %target, "dump of table imported");
         }
         let table_positions = dump
@@ -130,7 +126,7 @@ impl LoadPhase {
     }
 
     async fn create_database(&self, tgt: &mut Conn, db: &str, path: &Path) -> Result<()> {
-        let to = match self.router.route_schema(db) {
+        let to = match self.ctx.router.route_schema(db) {
             SchemaRoute::Same => db.to_string(),
             SchemaRoute::To { schema, .. } => schema,
             SchemaRoute::Away => return Ok(()),
@@ -156,7 +152,7 @@ impl LoadPhase {
         path: &Path,
         tracker: &mut Tracker,
     ) -> Result<TableName> {
-        let routed = self.router.route(t);
+        let routed = self.ctx.router.route(t);
         if routed.as_ref().is_some_and(|r| !r.extra.is_empty()) {
             return Err(Error::Invalid(format!(
                 "{t}: routes that add columns (extract-table/schema/source) do not work with task-mode load yet; use task-mode all"
@@ -208,7 +204,7 @@ impl LoadPhase {
             quote_ident(&target.table)
         );
         let at = |e: mysql_async::Error| {
-            let mut err = Error::db(DbRole::Target, &self.target.addr(), e);
+            let mut err = Error::db(DbRole::Target, &self.ctx.target.addr(), e);
             if let Error::Db { message, .. } = &mut err {
                 message.push_str(&format!(
                     "; while importing the dump file {}",
@@ -231,13 +227,13 @@ impl LoadPhase {
                 tgt.query_drop(stmt).await.map_err(at)?;
             }
         }
-        self.fence.check()?;
+        self.ctx.fence.check()?;
         tgt.exec_drop(
             format!(
                 "INSERT INTO {} (source_id, file_name) VALUES (?, ?)",
-                self.meta.dump_files
+                self.ctx.meta.dump_files
             ),
-            (&self.source_id, file_key(path)),
+            (&self.ctx.source.source_id, file_key(path)),
         )
         .await
         .map_err(at)?;

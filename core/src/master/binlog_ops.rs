@@ -7,41 +7,49 @@ use super::{shard_locks, Master};
 use crate::api::types::{BinlogAt, BinlogOperator, BinlogStatements, TaskView};
 use crate::error::Error;
 use crate::meta::{self, keys};
+use crate::position::BinlogPos;
 use crate::status::{Stage, SubtaskStatus};
+use crate::sync::{record_operator, BinlogAction};
 use crate::worker::DesiredStage;
 
 /// `binlog skip`: the transaction each paused subtask of the task stopped at is skipped, and
 /// the task resumes.
 pub async fn skip(m: &Master, name: &str, at: &BinlogAt) -> Result<TaskView, Error> {
-    let record =
-        |d: &mut DesiredStage, source: String, p: String| d.skip.entry(source).or_default().push(p);
     if at.position.is_some() {
-        return at_position(m, name, at, record).await;
+        return at_position(m, name, at, BinlogAction::Skip).await;
     }
-    at_paused_events(m, name, OnShardDdl::Skip, record).await
+    at_paused_events(m, name, OnShardDdl::Skip, BinlogAction::Skip).await
 }
 
-/// Records `op` for the transaction ending at `at.position` of `at.source`; the task's
+/// The end of a transaction as a user (or an error report) wrote it.
+fn parse_position(position: &str) -> Result<BinlogPos, Error> {
+    BinlogPos::parse(position).ok_or_else(|| {
+        Error::Invalid(format!(
+            "`{position}` is not a binlog position: give the end of the transaction as file:pos (`dm ctl query-status` and the error show them)"
+        ))
+    })
+}
+
+/// Records `action` for the transaction ending at `at.position` of `at.source`; the task's
 /// subtasks restart and act on it when they reach it.
 async fn at_position(
     m: &Master,
     name: &str,
     at: &BinlogAt,
-    mut op: impl FnMut(&mut DesiredStage, String, String),
+    action: BinlogAction,
 ) -> Result<TaskView, Error> {
     let task = load_task(m, name).await?;
-    let position = at.position.clone().unwrap_or_default();
-    if crate::position::BinlogPos::parse(&position).is_none() {
-        return Err(Error::Invalid(format!(
-            "`{position}` is not a binlog position: give the end of the transaction as file:pos (`dm ctl query-status` and the error show them)"
-        )));
-    }
+    let position = parse_position(at.position.as_deref().unwrap_or_default())?;
     let source = task.source_named(at.source.as_deref())?;
     let key = keys::stage(name);
     let mut desired = meta::get_json::<DesiredStage>(m.store.as_ref(), &key)
         .await?
         .ok_or_else(|| Error::NotFound(format!("task `{name}` has no stage")))?;
-    op(&mut desired, source, position);
+    record_operator(
+        desired.operators.entry(source).or_default(),
+        position,
+        action,
+    );
     desired.generation += 1;
     meta::put_json(m.store.as_ref(), &key, &desired).await?;
     task_view(m, task).await
@@ -51,28 +59,19 @@ async fn at_position(
 /// that position (TiDB DM's command); the subtasks restart without it.
 pub async fn revert(m: &Master, name: &str, at: &BinlogAt) -> Result<TaskView, Error> {
     let task = load_task(m, name).await?;
-    let position = at.position.clone().ok_or_else(|| {
+    let position = at.position.as_deref().ok_or_else(|| {
         Error::Invalid("binlog revert needs the position (-b file:pos) of the operation".into())
     })?;
+    let position = parse_position(position)?;
     let source = task.source_named(at.source.as_deref())?;
     let key = keys::stage(name);
     let mut desired = meta::get_json::<DesiredStage>(m.store.as_ref(), &key)
         .await?
         .ok_or_else(|| Error::NotFound(format!("task `{name}` has no stage")))?;
-    let mut removed = 0;
-    if let Some(ps) = desired.skip.get_mut(&source) {
-        let before = ps.len();
-        ps.retain(|p| *p != position);
-        removed += before - ps.len();
-    }
-    for ops in [&mut desired.replace, &mut desired.inject] {
-        if let Some(rs) = ops.get_mut(&source) {
-            let before = rs.len();
-            rs.retain(|(p, _)| *p != position);
-            removed += before - rs.len();
-        }
-    }
-    if removed == 0 {
+    let ops = desired.operators.entry(source.clone()).or_default();
+    let before = ops.len();
+    ops.retain(|o| o.at != position);
+    if ops.len() == before {
         return Err(Error::NotFound(format!(
             "task `{name}` has no binlog operation at {position} of source `{source}` (`dm ctl binlog list {name}`)"
         )));
@@ -89,26 +88,14 @@ pub async fn list(m: &Master, name: &str) -> Result<Vec<BinlogOperator>, Error> 
         .await?
         .ok_or_else(|| Error::NotFound(format!("task `{name}` has no stage")))?;
     let mut out = vec![];
-    for (source, ps) in d.skip {
-        for p in ps {
+    for (source, ops) in d.operators {
+        for o in ops {
             out.push(BinlogOperator {
                 source: source.clone(),
-                position: p,
-                action: "skip".into(),
-                sql: vec![],
+                position: o.at.to_string(),
+                action: o.action.name().into(),
+                sql: o.action.statements().to_vec(),
             });
-        }
-    }
-    for (action, ops) in [("replace", d.replace), ("inject", d.inject)] {
-        for (source, rs) in ops {
-            for (p, sql) in rs {
-                out.push(BinlogOperator {
-                    source: source.clone(),
-                    position: p,
-                    action: action.into(),
-                    sql,
-                });
-            }
         }
     }
     Ok(out)
@@ -123,16 +110,13 @@ pub async fn replace(m: &Master, name: &str, body: &BinlogStatements) -> Result<
         ));
     }
     check_statements(&body.sql)?;
-    let record = |d: &mut DesiredStage, source: String, p: String| {
-        d.replace
-            .entry(source)
-            .or_default()
-            .push((p, body.sql.clone()))
+    let action = BinlogAction::Replace {
+        sql: body.sql.clone(),
     };
     if body.at.position.is_some() {
-        return at_position(m, name, &body.at, record).await;
+        return at_position(m, name, &body.at, action).await;
     }
-    at_paused_events(m, name, OnShardDdl::Replace(&body.sql), record).await
+    at_paused_events(m, name, OnShardDdl::Replace(&body.sql), action).await
 }
 
 /// `binlog inject`: statements run on the target before the transaction each paused subtask
@@ -144,16 +128,13 @@ pub async fn inject(m: &Master, name: &str, body: &BinlogStatements) -> Result<T
         ));
     }
     check_statements(&body.sql)?;
-    let record = |d: &mut DesiredStage, source: String, p: String| {
-        d.inject
-            .entry(source)
-            .or_default()
-            .push((p, body.sql.clone()))
+    let action = BinlogAction::Inject {
+        sql: body.sql.clone(),
     };
     if body.at.position.is_some() {
-        return at_position(m, name, &body.at, record).await;
+        return at_position(m, name, &body.at, action).await;
     }
-    at_paused_events(m, name, OnShardDdl::Refuse, record).await
+    at_paused_events(m, name, OnShardDdl::Refuse, action).await
 }
 
 /// Refuses, before anything is recorded, statements a binlog operator could not run.
@@ -171,12 +152,13 @@ enum OnShardDdl<'a> {
     Refuse,
 }
 
-/// Records `op` for the event each paused subtask of the task stopped at, then resumes it.
+/// Records `action` for the event each paused subtask of the task stopped at, then resumes
+/// it.
 async fn at_paused_events(
     m: &Master,
     name: &str,
     on_shard_ddl: OnShardDdl<'_>,
-    mut op: impl FnMut(&mut DesiredStage, String, String),
+    action: BinlogAction,
 ) -> Result<TaskView, Error> {
     let task = load_task(m, name).await?;
     let key = keys::stage(name);
@@ -210,7 +192,14 @@ async fn at_paused_events(
                 }
             }
             tracing::warn!(task = %name, source = %inst.source_id, position = %p, "operator on a binlog event");
-            op(&mut desired, inst.source_id.clone(), p);
+            let at = BinlogPos::parse(&p).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "`{}` stopped at {p}, not at a binlog transaction, which is what `dm ctl binlog` acts on: fix the cause the error names, then `dm ctl resume-task {name}`",
+                    inst.source_id
+                ))
+            })?;
+            let ops = desired.operators.entry(inst.source_id.clone()).or_default();
+            record_operator(ops, at, action.clone());
             found = true;
         }
     }

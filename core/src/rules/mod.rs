@@ -7,6 +7,7 @@ mod event_filter;
 mod expression_filter;
 pub mod online_ddl;
 mod router;
+mod row_rules;
 mod task;
 
 pub use block_allow::TableFilter;
@@ -14,4 +15,5 @@ pub use event_filter::{EventFilter, EventKind, Verdict};
 pub use expression_filter::ExpressionFilters;
 pub use online_ddl::{OnlineDdlRules, TableRole};
 pub use router::{Routed, Router, SchemaRoute};
+pub use row_rules::{RowOrigin, RowRules};
 pub use task::TaskRules;

@@ -6,17 +6,17 @@
 use super::chunk::{Bounds, ChunkKey};
 use super::indexes;
 use crate::budget::{ByteBudget, Claim};
-use crate::checkpoint::{ChunkRecord, MetaTables};
+use crate::checkpoint::ChunkRecord;
 use crate::config::{DbConfig, Flavor, SourceConfig};
+use crate::context::SubtaskContext;
 use crate::datum::Datum;
 use crate::db::quote_ident;
 use crate::db::quote_str;
 use crate::error::{errno, DbRole, Error, Result};
-use crate::fence::Fence;
+use crate::hooks::HookRow;
 use crate::position::{BinlogPos, GtidSet, Position};
-use crate::rules::{ExpressionFilters, Routed};
+use crate::rules::{Routed, RowOrigin, RowRules};
 use crate::schema::load_table;
-use crate::status::Progress;
 use crate::table::RowOp;
 use crate::table::{ColumnKind, Table, TableName};
 use bytes::Bytes;
@@ -214,8 +214,8 @@ pub struct CopyPlan {
     pub routed: Option<Routed>,
 }
 
-/// Rows handed to the plugins at once in the full phase.
-const PLUGIN_BATCH_ROWS: usize = 512;
+/// Rows handed to the row rules (expression filters, plugins) at once in the full phase.
+const RULES_BATCH_ROWS: usize = 512;
 
 /// The batch being built: multi-row INSERT text or LOAD DATA lines.
 struct Batcher<'a> {
@@ -305,23 +305,15 @@ fn full_image(table: &Table, written: &[usize], row: mysql_async::Row) -> Vec<Da
     full
 }
 
-/// Runs full images through the plugins' row filters; the rows they keep, as written.
-fn plugin_pass(
-    plugins: &crate::hooks::RowFilterChain,
+/// Runs full images (as inserts) through the subtask's row rules; the rows they keep, by
+/// the written columns.
+fn rules_pass(
+    rules: &RowRules,
     table: &Table,
     written: &[usize],
-    held: Vec<Vec<Datum>>,
+    held: Vec<HookRow>,
 ) -> Result<Vec<Vec<Datum>>> {
-    let rows = held
-        .into_iter()
-        .map(|full| crate::hooks::HookRow {
-            op: RowOp::Insert,
-            before: None,
-            after: Some(full),
-        })
-        .collect();
-    let position = format!("the full phase of {}", table.name);
-    let kept = crate::hooks::run_row_filters(plugins, table, rows, &position)?;
+    let kept = rules.run(table, held, RowOrigin::Snapshot)?;
     Ok(kept
         .into_iter()
         .filter_map(|r| {
@@ -358,21 +350,13 @@ struct ChunkSql {
 /// A reader session on the source and a writer session on the target, reused chunk after
 /// chunk.
 pub struct ChunkCopier {
-    pub source: SourceConfig,
-    pub flavor: Flavor,
-    pub target: DbConfig,
-    pub meta: MetaTables,
-    pub progress: Arc<Progress>,
+    ctx: Arc<SubtaskContext>,
     src: Conn,
     tgt: Option<Conn>,
     /// The target takes `LOAD DATA LOCAL INFILE` (else multi-row INSERTs).
     load_data: bool,
     /// (rows, bytes) of the current chunk counted in the progress so far.
     counted: (u64, u64),
-    /// Expression filters: rows they drop are not copied.
-    rows: Arc<ExpressionFilters>,
-    fence: Fence,
-    plugins: Arc<crate::hooks::RowFilterChain>,
     /// This copier's target lock (see `COPIER_LOCKS`).
     lock: String,
     /// Only rows satisfying this SQL condition are copied (`mydumpers.*.where`).
@@ -382,35 +366,17 @@ pub struct ChunkCopier {
 }
 
 impl ChunkCopier {
-    #[allow(clippy::too_many_arguments)]
-    pub async fn new(
-        source: SourceConfig,
-        flavor: Flavor,
-        target: DbConfig,
-        meta: MetaTables,
-        progress: Arc<Progress>,
-        rows: Arc<ExpressionFilters>,
-        fence: Fence,
-        plugins: Arc<crate::hooks::RowFilterChain>,
-        slot: usize,
-    ) -> Result<Self> {
-        let lock = crate::sync::lock_name(&meta, &source.source_id, COPIER_LOCKS + slot);
-        let src = crate::db::connect_raw(&source.from, DbRole::Source).await?;
-        fence.check()?;
-        let tgt = connect_target(&target, &lock, true).await?;
+    pub async fn new(ctx: Arc<SubtaskContext>, slot: usize) -> Result<Self> {
+        let lock = crate::sync::lock_name(&ctx.meta, &ctx.source.source_id, COPIER_LOCKS + slot);
+        let src = crate::db::connect_raw(&ctx.source.from, DbRole::Source).await?;
+        ctx.fence.check()?;
+        let tgt = connect_target(&ctx.target, &lock, true).await?;
         Ok(ChunkCopier {
-            source,
-            flavor,
-            target,
-            meta,
-            progress,
+            ctx,
             src,
             tgt: Some(tgt),
             load_data: true,
             counted: (0, 0),
-            rows,
-            fence,
-            plugins,
             lock,
             row_condition: None,
             bracketed: false,
@@ -427,7 +393,7 @@ impl ChunkCopier {
             Some(NOT_ALLOWED_COMMAND | LOCAL_INFILE_DISABLED | LOCAL_INFILE_CAPABILITY)
         );
         if self.load_data && refused {
-            tracing::warn!(target = %self.target.addr(), "the target refuses LOAD DATA LOCAL INFILE (local_infile=OFF); loading with INSERTs, which is slower");
+            tracing::warn!(target = %self.ctx.target.addr(), "the target refuses LOAD DATA LOCAL INFILE (local_infile=OFF); loading with INSERTs, which is slower");
             self.load_data = false;
             r = self.copy_once(chunk, plan).await;
             self.end_chunk(r.is_err(), &chunk.table.to_string()).await?;
@@ -444,14 +410,15 @@ impl ChunkCopier {
         model: Option<Table>,
         defer_indexes: bool,
     ) -> Result<()> {
-        let source_id = &self.source.source_id;
-        let tgt_addr = self.target.addr();
+        let source_id = &self.ctx.source.source_id;
+        let tgt_addr = self.ctx.target.addr();
         let tgt = self
             .tgt
             .as_mut()
             .expect("the target session is back between chunks");
         let te = |e| Error::db(DbRole::Target, &tgt_addr, e);
         let plan: Vec<ChunkRecord> = self
+            .ctx
             .meta
             .chunks(tgt, &tgt_addr, source_id)
             .await?
@@ -470,7 +437,7 @@ impl ChunkCopier {
         let (Some(low), Some(high)) = (low, high) else {
             return Ok(());
         };
-        let src_addr = self.source.from.addr();
+        let src_addr = self.ctx.source.from.addr();
         let se = |e| Error::db(DbRole::Source, &src_addr, e);
         let table = match model {
             Some(t) => t,
@@ -496,12 +463,16 @@ impl ChunkCopier {
         }
         let rows = plan.iter().map(|c| c.rows).sum();
         tgt.query_drop(
-            self.meta
+            self.ctx
+                .meta
                 .table_loaded_sql(source_id, &table, &low, &high, rows),
         )
         .await
         .map_err(te)?;
-        self.progress.tables_done.fetch_add(1, Ordering::Relaxed);
+        self.ctx
+            .progress
+            .tables_done
+            .fetch_add(1, Ordering::Relaxed);
         tracing::info!(table = %name, rows, chunks = plan.len(), from = %low, to = %high, "table copied");
         Ok(())
     }
@@ -516,13 +487,16 @@ impl ChunkCopier {
                     let _ = t.query_drop("ROLLBACK").await;
                 }
                 None => {
-                    self.fence.check()?;
-                    self.tgt = Some(connect_target(&self.target, &self.lock, false).await?)
+                    self.ctx.fence.check()?;
+                    self.tgt = Some(connect_target(&self.ctx.target, &self.lock, false).await?)
                 }
             }
             let (rows, bytes) = std::mem::take(&mut self.counted);
-            self.progress.rows_loaded.fetch_sub(rows, Ordering::Relaxed);
-            self.progress.sub_table_rows(table, rows, bytes);
+            self.ctx
+                .progress
+                .rows_loaded
+                .fetch_sub(rows, Ordering::Relaxed);
+            self.ctx.progress.sub_table_rows(table, rows, bytes);
         }
         self.counted = (0, 0);
         Ok(())
@@ -535,7 +509,7 @@ impl ChunkCopier {
             Opened::Changed => return Ok(Copied::Changed),
         };
         let sql = self.chunk_sql(&table, chunk, plan);
-        let te = |e| Error::db(DbRole::Target, &self.target.addr(), e);
+        let te = |e| Error::db(DbRole::Target, &self.ctx.target.addr(), e);
         let mut tgt = self
             .tgt
             .take()
@@ -543,7 +517,12 @@ impl ChunkCopier {
         tgt.query_drop("START TRANSACTION").await.map_err(te)?;
         // Rows are encoded here and written by a second task, so reading and writing overlap.
         let (tx, rx) = mpsc::channel::<(Bytes, Claim)>(4);
-        let writer = tokio::spawn(write_batches(tgt, rx, sql.mode.clone(), self.target.addr()));
+        let writer = tokio::spawn(write_batches(
+            tgt,
+            rx,
+            sql.mode.clone(),
+            self.ctx.target.addr(),
+        ));
         let read = self.read_rows(&table, &sql, tx).await;
         let (tgt, taken) = writer
             .await
@@ -559,7 +538,7 @@ impl ChunkCopier {
             self.tgt = Some(tgt);
             return Err(Error::Db {
                 role: DbRole::Target,
-                addr: self.target.addr(),
+                addr: self.ctx.target.addr(),
                 message: format!(
                     "{}: the target took {taken} of the chunk's {rows} rows",
                     table.name
@@ -583,10 +562,15 @@ impl ChunkCopier {
     /// Starts the chunk's snapshot (bracketed or under the lock, see `begin_snapshot`) and
     /// reads the table's definition in it, which must still have the planned `columns`.
     async fn open_snapshot(&mut self, name: &TableName, columns: &[String]) -> Result<Opened> {
-        let src_addr = self.source.from.addr();
+        let src_addr = self.ctx.source.from.addr();
         let se = |e| Error::db(DbRole::Source, &src_addr, e);
-        let (at, gtid) =
-            begin_snapshot(&mut self.src, self.flavor, &self.source, self.bracketed).await?;
+        let (at, gtid) = begin_snapshot(
+            &mut self.src,
+            self.ctx.flavor,
+            &self.ctx.source,
+            self.bracketed,
+        )
+        .await?;
         // Opening the table takes its metadata lock for the rest of the transaction: from here
         // on its definition cannot change under us.
         match self
@@ -615,7 +599,7 @@ impl ChunkCopier {
         // would scan the binlog file up to the position (BINLOG_GTID_POS), for every chunk:
         // only the incremental phase's start needs it, and gets it then.
         let gtid = gtid
-            .map(|g| GtidSet::parse(self.flavor, &g).map_err(Error::Invalid))
+            .map(|g| GtidSet::parse(self.ctx.flavor, &g).map_err(Error::Invalid))
             .transpose()?;
         Ok(Opened::Table(Box::new((
             table,
@@ -693,7 +677,7 @@ impl ChunkCopier {
         tx: mpsc::Sender<(Bytes, Claim)>,
     ) -> Result<()> {
         let name = &table.name;
-        let src_addr = self.source.from.addr();
+        let src_addr = self.ctx.source.from.addr();
         let se = |e| Error::db(DbRole::Source, &src_addr, e);
         let budget = ByteBudget::new(crate::budget::COPY_QUEUE_BYTES);
         let ChunkSql {
@@ -703,8 +687,8 @@ impl ChunkCopier {
             written,
             ..
         } = sql;
-        let row_filter = self.rows.has(name).then_some(&*self.rows);
-        let progress = &self.progress;
+        let rules = &self.ctx.rows;
+        let progress = &self.ctx.progress;
         let counted = &mut self.counted;
         let table_key = name.to_string();
         // A batch is on its way: the progress and the chunk's own counts take it.
@@ -714,13 +698,10 @@ impl ChunkCopier {
             progress.rows_loaded.fetch_add(n, Ordering::Relaxed);
             progress.add_table_rows(&table_key, n, len);
         };
-        let plugins = &*self.plugins;
-        for (_, f) in plugins {
-            f.at_boundary();
-        }
+        rules.at_boundary();
         let kinds: Vec<ColumnKind> = written.iter().map(|&ci| table.columns[ci].kind()).collect();
         // Without filters or plugins rows go straight from the source row to the batch.
-        let direct = row_filter.is_none() && plugins.is_empty();
+        let direct = rules.passes_all(name);
         let mut result = self.src.exec_iter(select.as_str(), ()).await.map_err(se)?;
         let mut out = Batcher {
             mode,
@@ -730,8 +711,8 @@ impl ChunkCopier {
             buf: Vec::with_capacity(BATCH_BYTES + 4096),
             rows: 0,
         };
-        // Rows waiting for the plugins (whole images by the table's columns).
-        let mut held: Vec<Vec<Datum>> = Vec::new();
+        // Rows waiting for the row rules (whole images by the table's columns).
+        let mut held: Vec<HookRow> = Vec::new();
         let mut done = false;
         while !done {
             let mut ready: Vec<Vec<Datum>> = Vec::new();
@@ -750,27 +731,15 @@ impl ChunkCopier {
                     }
                     continue;
                 }
-                Some(row) => {
-                    let full = full_image(table, written, row);
-                    let dropped = match row_filter {
-                        Some(f) => {
-                            f.drops(table, RowOp::Insert, None, Some(&full))
-                                .map_err(|message| Error::Filtered {
-                                    rule: "expression-filter".into(),
-                                    position: format!("the full phase of {name}"),
-                                    message,
-                                })?
-                        }
-                        None => false,
-                    };
-                    if !dropped {
-                        held.push(full);
-                    }
-                }
+                Some(row) => held.push(HookRow {
+                    op: RowOp::Insert,
+                    before: None,
+                    after: Some(full_image(table, written, row)),
+                }),
                 None => done = true,
             }
-            if !held.is_empty() && (done || held.len() >= PLUGIN_BATCH_ROWS) {
-                ready = plugin_pass(plugins, table, written, std::mem::take(&mut held))?;
+            if !held.is_empty() && (done || held.len() >= RULES_BATCH_ROWS) {
+                ready = rules_pass(rules, table, written, std::mem::take(&mut held))?;
             }
             for datums in ready {
                 if let Some((batch, n)) = out.push(datums.into_iter()) {
@@ -797,16 +766,19 @@ impl ChunkCopier {
         chunk: &ChunkRecord,
         at: &Position,
     ) -> Result<()> {
-        let done = self.meta.chunk_done_sql(&self.source.source_id, chunk, at);
+        let done = self
+            .ctx
+            .meta
+            .chunk_done_sql(&self.ctx.source.source_id, chunk, at);
         crate::failpoint::pause("before-chunk-commit").await;
-        let fenced = self.fence.check();
+        let fenced = self.ctx.fence.check();
         let committed = match fenced {
             Ok(()) => async {
                 tgt.query_drop(done).await?;
                 tgt.query_drop("COMMIT").await
             }
             .await
-            .map_err(|e| Error::db(DbRole::Target, &self.target.addr(), e)),
+            .map_err(|e| Error::db(DbRole::Target, &self.ctx.target.addr(), e)),
             Err(e) => Err(e),
         };
         self.tgt = Some(tgt);

@@ -20,15 +20,15 @@ pub mod chunk;
 mod chunk_copy;
 mod indexes;
 
-use crate::checkpoint::{ChunkRecord, MetaTables};
-use crate::config::{DbConfig, DumperConfig, Flavor, SourceConfig};
+use crate::checkpoint::ChunkRecord;
+use crate::config::DumperConfig;
+use crate::context::SubtaskContext;
 use crate::db::quote_ident;
 use crate::error::{errno, DbRole, Error, Result};
-use crate::fence::Fence;
 use crate::position::{BinlogPos, Position};
-use crate::rules::{ExpressionFilters, Routed, Router, SchemaRoute, TableFilter};
+use crate::rules::{Routed, SchemaRoute};
 use crate::schema::{list_schemas, list_tables, load_table};
-use crate::status::{Progress, TableProgress};
+use crate::status::TableProgress;
 use crate::table::{Table, TableName};
 use chunk::ChunkKey;
 pub(crate) use chunk_copy::begin_snapshot;
@@ -46,18 +46,9 @@ pub async fn chunkable(conn: &mut Conn, table: &Table) -> bool {
 
 /// What the full phase needs to know.
 pub struct FullPhase {
-    pub source: SourceConfig,
-    pub flavor: Flavor,
-    pub target: DbConfig,
-    pub filter: TableFilter,
-    pub meta: MetaTables,
+    /// What the subtask's phases share (source, target, table and row rules, progress).
+    pub ctx: Arc<SubtaskContext>,
     pub dumper: DumperConfig,
-    pub rows: Arc<ExpressionFilters>,
-    pub router: Arc<Router>,
-    pub progress: Arc<Progress>,
-    pub fence: Fence,
-    /// Row filter plugins, in order.
-    pub plugins: Arc<crate::hooks::RowFilterChain>,
 }
 
 /// Chunks waiting for a copier, shared by all copiers. A copier takes a chunk of the table
@@ -115,42 +106,46 @@ type Queue = Arc<Mutex<ChunkQueue>>;
 
 impl FullPhase {
     fn src_err(&self) -> impl Fn(mysql_async::Error) -> Error + '_ {
-        |e| Error::db(DbRole::Source, &self.source.from.addr(), e)
+        |e| Error::db(DbRole::Source, &self.ctx.source.from.addr(), e)
     }
 
     fn tgt_err(&self) -> impl Fn(mysql_async::Error) -> Error + '_ {
-        |e| Error::db(DbRole::Target, &self.target.addr(), e)
+        |e| Error::db(DbRole::Target, &self.ctx.target.addr(), e)
     }
 
     /// Copies every chunk of every selected table not copied yet; returns all copied tables
     /// with the lowest and highest positions of their chunks.
     pub async fn run(&self) -> Result<Vec<(Table, Position, BinlogPos)>> {
-        let tgt_addr = self.target.addr();
-        let source_id = &self.source.source_id;
-        let mut src = crate::db::connect_raw(&self.source.from, DbRole::Source).await?;
-        let mut tgt = crate::db::connect(&self.target, DbRole::Target).await?;
+        let tgt_addr = self.ctx.target.addr();
+        let source_id = &self.ctx.source.source_id;
+        let mut src = crate::db::connect_raw(&self.ctx.source.from, DbRole::Source).await?;
+        let mut tgt = crate::db::connect(&self.ctx.target, DbRole::Target).await?;
         // Copiers of an earlier owner of this source (a frozen worker) may still hold chunk
         // transactions open: they end now, not when that process wakes up.
         let earlier: Vec<String> = (0..chunk_copy::MAX_COPIERS)
-            .map(|i| crate::sync::lock_name(&self.meta, source_id, chunk_copy::COPIER_LOCKS + i))
+            .map(|i| {
+                crate::sync::lock_name(&self.ctx.meta, source_id, chunk_copy::COPIER_LOCKS + i)
+            })
             .collect();
         crate::sync::end_holders(&mut tgt, &tgt_addr, &earlier).await?;
         self.create_schemas(&mut src, &mut tgt).await?;
         loop {
             let loaded: BTreeSet<TableName> = self
+                .ctx
                 .meta
                 .loaded_tables(&mut tgt, &tgt_addr, source_id)
                 .await?
                 .into_iter()
                 .map(|(t, _, _)| t.name)
                 .collect();
-            let listed = list_tables(&mut src, &self.filter)
+            let listed = list_tables(&mut src, &self.ctx.filter)
                 .await
                 .map_err(self.src_err())?;
-            self.progress
+            self.ctx
+                .progress
                 .tables_total
                 .store(listed.len() as u64, Ordering::Relaxed);
-            self.progress.tables_done.store(
+            self.ctx.progress.tables_done.store(
                 listed.iter().filter(|t| loaded.contains(t)).count() as u64,
                 Ordering::Relaxed,
             );
@@ -160,7 +155,7 @@ impl FullPhase {
                 break;
             }
             let mut chunks: BTreeMap<TableName, Vec<ChunkRecord>> = BTreeMap::new();
-            for c in self.meta.chunks(&mut tgt, &tgt_addr, source_id).await? {
+            for c in self.ctx.meta.chunks(&mut tgt, &tgt_addr, source_id).await? {
                 chunks.entry(c.table.clone()).or_default().push(c);
             }
             let queue: Queue = Arc::default();
@@ -186,21 +181,26 @@ impl FullPhase {
             let changed = self.copy_chunks(queue).await?;
             for name in changed {
                 tracing::info!(table = %name, "columns changed during the copy; copying the table again");
-                self.meta
+                self.ctx
+                    .meta
                     .forget_table(&mut tgt, &tgt_addr, source_id, &name)
                     .await?;
             }
             self.finish_tables(&mut tgt, &todo).await?;
         }
         let mut tables = self
+            .ctx
             .meta
             .loaded_tables(&mut tgt, &tgt_addr, source_id)
             .await?;
-        if self.dumper.consistency().bracketed(self.flavor) {
+        if self.dumper.consistency().bracketed(self.ctx.flavor) {
             // Each chunk's snapshot is somewhere after its bracket: all are before this.
-            let end =
-                crate::upstream::current_position(&mut src, self.flavor, &self.source.from.addr())
-                    .await?;
+            let end = crate::upstream::current_position(
+                &mut src,
+                self.ctx.flavor,
+                &self.ctx.source.from.addr(),
+            )
+            .await?;
             for (_, _, high) in &mut tables {
                 *high = high.clone().max(end.binlog.clone());
             }
@@ -247,11 +247,11 @@ impl FullPhase {
             .await
             .map_err(&se)?;
         let create = String::from_utf8_lossy(&create).into_owned();
-        let routed = self.router.route_checked(name)?;
+        let routed = self.ctx.router.route_checked(name)?;
         match &routed {
             Some(r) => self.create_routed(tgt, &table, &create, r).await?,
             None => {
-                if self.router.route_schema(&name.schema) == SchemaRoute::Away {
+                if self.ctx.router.route_schema(&name.schema) == SchemaRoute::Away {
                     self.create_schema_like(src, tgt, &name.schema, &name.schema)
                         .await?;
                 }
@@ -282,9 +282,13 @@ impl FullPhase {
                 bytes: 0,
             })
             .collect();
-        tgt.query_drop(self.meta.save_plan_sql(&self.source.source_id, &plan))
-            .await
-            .map_err(&te)?;
+        tgt.query_drop(
+            self.ctx
+                .meta
+                .save_plan_sql(&self.ctx.source.source_id, &plan),
+        )
+        .await
+        .map_err(&te)?;
         tracing::info!(table = %name, chunks = plan.len(), chunked = key.is_some(), "table planned");
         let columns = table.columns.iter().map(|c| c.name.clone()).collect();
         Ok(Some((
@@ -437,7 +441,7 @@ impl FullPhase {
         tgt: &mut Conn,
         name: &TableName,
     ) -> Result<CopyPlan> {
-        let routed = self.router.route_checked(name)?;
+        let routed = self.ctx.router.route_checked(name)?;
         let source_table = load_table(src, name).await.map_err(self.src_err())?;
         let key = match &source_table {
             Some(t) => ChunkKey::of(src, t).await.map_err(self.src_err())?,
@@ -459,7 +463,7 @@ impl FullPhase {
 
     fn show_table(&self, name: &TableName, plan: &[ChunkRecord], estimate: u64) {
         let done = plan.iter().filter(|c| c.done.is_some());
-        self.progress.set_table(TableProgress {
+        self.ctx.progress.set_table(TableProgress {
             table: name.to_string(),
             chunks_total: plan.len() as u64,
             chunks_done: done.clone().count() as u64,
@@ -481,7 +485,7 @@ impl FullPhase {
             let mut copier = self.copier(slot).await?;
             let defer_indexes = self.dumper.defer_indexes;
             let queue = queue.clone();
-            let progress = self.progress.clone();
+            let progress = self.ctx.progress.clone();
             set.spawn(async move {
                 let mut changed = BTreeSet::new();
                 loop {
@@ -533,8 +537,9 @@ impl FullPhase {
     /// (their last chunk finished just before a restart).
     async fn finish_tables(&self, tgt: &mut Conn, todo: &[TableName]) -> Result<()> {
         let loaded: BTreeSet<TableName> = self
+            .ctx
             .meta
-            .loaded_tables(tgt, &self.target.addr(), &self.source.source_id)
+            .loaded_tables(tgt, &self.ctx.target.addr(), &self.ctx.source.source_id)
             .await?
             .into_iter()
             .map(|(t, _, _)| t.name)
@@ -546,27 +551,16 @@ impl FullPhase {
                 None => copier.insert(self.copier(0).await?),
             };
             // A routed table's target may hold other tables' rows: its indexes stay.
-            let defer = self.dumper.defer_indexes && self.router.route(name).is_none();
+            let defer = self.dumper.defer_indexes && self.ctx.router.route(name).is_none();
             c.finish_table(name, None, defer).await?;
         }
         Ok(())
     }
 
     async fn copier(&self, slot: usize) -> Result<ChunkCopier> {
-        let mut copier = ChunkCopier::new(
-            self.source.clone(),
-            self.flavor,
-            self.target.clone(),
-            self.meta.clone(),
-            self.progress.clone(),
-            self.rows.clone(),
-            self.fence.clone(),
-            self.plugins.clone(),
-            slot,
-        )
-        .await?;
+        let mut copier = ChunkCopier::new(self.ctx.clone(), slot).await?;
         copier.row_condition = self.dumper.row_condition();
-        copier.bracketed = self.dumper.consistency().bracketed(self.flavor);
+        copier.bracketed = self.dumper.consistency().bracketed(self.ctx.flavor);
         Ok(copier)
     }
 
@@ -574,11 +568,11 @@ impl FullPhase {
     /// sets: under their own name or the one a schema rule names; none where table rules send
     /// the tables elsewhere (a table that stays there creates its database when it is made).
     async fn create_schemas(&self, src: &mut Conn, tgt: &mut Conn) -> Result<()> {
-        for db in list_schemas(src, &self.filter)
+        for db in list_schemas(src, &self.ctx.filter)
             .await
             .map_err(self.src_err())?
         {
-            let to = match self.router.route_schema(&db) {
+            let to = match self.ctx.router.route_schema(&db) {
                 SchemaRoute::Same => db.clone(),
                 SchemaRoute::To { schema, .. } => schema,
                 SchemaRoute::Away => continue,

@@ -32,7 +32,7 @@ const ALREADY_DONE: &[u16] = &[
 
 impl Dispatcher<'_> {
     fn ddl_selected(&self, ddl: &Ddl, txn_end: &BinlogPos) -> bool {
-        let f = &self.inc.filter;
+        let f = &self.inc.ctx.filter;
         match ddl.kind {
             DdlKind::CreateDatabase | DdlKind::DropDatabase | DdlKind::AlterDatabase => {
                 ddl.database.as_deref().is_some_and(|d| f.allows_schema(d))
@@ -122,7 +122,7 @@ impl Dispatcher<'_> {
                         .online_statement(kind, db, sql, &table, &role, end)
                         .await;
                 }
-                Some((table, kind)) if self.inc.router.route(&table).is_none() => {
+                Some((table, kind)) if self.inc.ctx.router.route(&table).is_none() => {
                     return self.apply_unparsed(db, sql, table, kind, end).await
                 }
                 // Unknown, or on a routed table (its name would need rewriting).
@@ -152,7 +152,7 @@ impl Dispatcher<'_> {
         if ddl
             .tables
             .iter()
-            .any(|t| self.inc.router.route(t).is_some())
+            .any(|t| self.inc.ctx.router.route(t).is_some())
         {
             return self.apply_routed_ddl(&ddl, sql, end).await;
         }
@@ -209,7 +209,7 @@ impl Dispatcher<'_> {
         if !self.ddl_kept(ddl, sql, &end.binlog)? {
             return self.ddl_filtered_out(ddl, sql, end).await;
         }
-        let to = match self.inc.router.route_schema(db) {
+        let to = match self.inc.ctx.router.route_schema(db) {
             SchemaRoute::Same => Some(db.to_string()),
             SchemaRoute::To { merged: true, .. } if ddl.kind == DdlKind::DropDatabase => {
                 tracing::warn!(position = %at, statement = sql, "DDL not applied: other databases are merged into its target");
@@ -252,7 +252,7 @@ impl Dispatcher<'_> {
     /// A table created in a database whose CREATE DATABASE was left out (routes send its
     /// other tables elsewhere) creates the database.
     async fn create_database_away(&mut self, db: &str, at: &str) -> Result<()> {
-        if self.inc.router.route_schema(db) != SchemaRoute::Away {
+        if self.inc.ctx.router.route_schema(db) != SchemaRoute::Away {
             return Ok(());
         }
         let sql = format!("CREATE DATABASE IF NOT EXISTS {}", quote_ident(db));
@@ -276,7 +276,7 @@ impl Dispatcher<'_> {
                 };
                 let mut left_out = true;
                 for t in &tables {
-                    let filtered = !self.inc.filter.allows_table(&t.schema, &t.table)
+                    let filtered = !self.inc.ctx.filter.allows_table(&t.schema, &t.table)
                         || self.in_snapshot(t, end)
                         || match kind {
                             Some(k) => !self.event_kept(&t.schema, Some(&t.table), k, None, end)?,
@@ -332,7 +332,7 @@ impl Dispatcher<'_> {
             return self.ddl_filtered_out(ddl, sql, end).await;
         }
         for t in &ddl.tables {
-            let Some(r) = self.inc.router.route(t) else {
+            let Some(r) = self.inc.ctx.router.route(t) else {
                 continue;
             };
             let target = &r.target;
@@ -460,7 +460,7 @@ impl Dispatcher<'_> {
         end: &Position,
     ) -> Result<()> {
         let at = end.binlog.to_string();
-        let f = &self.inc.filter;
+        let f = &self.inc.ctx.filter;
         if !f.allows_table(&table.schema, &table.table) || self.in_snapshot(&table, &end.binlog) {
             return Ok(());
         }
@@ -531,15 +531,15 @@ impl Dispatcher<'_> {
         crate::failpoint::pause("before-ddl").await;
         // A worker that lost its lease (frozen, cut off) must not run a DDL it still held:
         // the source's new owner may have written since.
-        self.inc.fence.check()?;
-        let addr = self.inc.target.addr();
+        self.inc.ctx.fence.check()?;
+        let addr = self.inc.ctx.target.addr();
         let te = |e| Error::db(DbRole::Target, &addr, e);
         if self.ddl_session.is_none() {
-            let mut conn = crate::db::connect(&self.inc.target, DbRole::Target).await?;
+            let mut conn = crate::db::connect(&self.inc.ctx.target, DbRole::Target).await?;
             // Held like the dispatcher's: a new owner of the source ends this session too.
             let lock = super::apply::lock_name(
-                &self.inc.meta,
-                &self.inc.source.source_id,
+                &self.inc.ctx.meta,
+                &self.inc.ctx.source.source_id,
                 super::apply::DDL_SESSION,
             );
             super::apply::take_lock(&mut conn, &addr, &lock).await?;

@@ -19,6 +19,7 @@ mod online_ddl;
 mod operator;
 mod shard;
 
+pub use operator::{record_operator, BinlogAction, BinlogOperator};
 pub use shard::ShardSync;
 mod plan;
 mod rows;
@@ -27,14 +28,15 @@ pub use apply::{end_holders, lock_name, reclaim_lock, take_lock, DISPATCHER};
 pub use rows::RowBatch;
 
 use crate::abort_on_drop::AbortOnDrop;
-use crate::checkpoint::{Checkpoint, MetaTables};
-use crate::config::{DbConfig, Flavor, SourceConfig, SyncerConfig};
+use crate::checkpoint::Checkpoint;
+use crate::config::SyncerConfig;
+use crate::context::SubtaskContext;
 use crate::datum::Datum;
 use crate::error::{DbRole, Error, Result};
-use crate::fence::Fence;
+use crate::hooks::HookRow;
 use crate::position::{BinlogPos, Position};
-use crate::rules::{EventFilter, ExpressionFilters, Router, TableFilter, Verdict};
-use crate::status::Progress;
+use crate::rules::RowOrigin;
+use crate::rules::{EventFilter, Verdict};
 use crate::table::{Table, TableName};
 use crate::upstream::{
     Baseline, BinlogOrigin, BinlogReader, EventKind, RowImage, StatementContext, Txn,
@@ -61,28 +63,14 @@ const WORKER_QUEUE: usize = 256;
 const MAX_STATEMENT_BYTES: usize = 8 << 20;
 
 pub struct Incremental {
-    pub task: String,
-    pub source: SourceConfig,
-    pub flavor: Flavor,
-    pub target: DbConfig,
-    pub filter: TableFilter,
+    /// What the subtask's phases share (source, target, table and row rules, progress).
+    pub ctx: Arc<SubtaskContext>,
     pub events: EventFilter,
-    pub rows: ExpressionFilters,
-    pub router: Router,
-    /// Ends (`file:pos`) of transactions a user chose to skip.
-    pub skip: Vec<String>,
-    /// Transactions (by end) a user chose to replace by statements.
-    pub replace: Vec<(String, Vec<String>)>,
-    /// Statements a user chose to run on the target before a transaction (by end).
-    pub inject: Vec<(String, Vec<String>)>,
-    pub meta: MetaTables,
+    /// What users decided about source transactions (`binlog skip|replace|inject`).
+    pub operators: Vec<BinlogOperator>,
     pub syncer: SyncerConfig,
-    pub progress: Arc<Progress>,
-    pub fence: Fence,
     /// Shard DDL coordination, when the task has a shard mode.
     pub shard: Option<ShardSync>,
-    /// Row filter plugins, in order.
-    pub plugins: crate::hooks::RowFilterChain,
     /// The source's binlog or the worker's relay log of it.
     pub origin: BinlogOrigin,
     /// Apply one source transaction per target transaction up to here (see `Error::Narrow`).
@@ -137,9 +125,9 @@ struct Dispatcher<'a> {
 impl Incremental {
     /// Runs until an error (or cancellation by dropping the future).
     pub async fn run(&self, mut cp: Checkpoint) -> Result<()> {
-        let addr = self.target.addr();
+        let addr = self.ctx.target.addr();
         let te = |e| Error::db(DbRole::Target, &addr, e);
-        let mut conn = crate::db::connect(&self.target, DbRole::Target).await?;
+        let mut conn = crate::db::connect(&self.ctx.target, DbRole::Target).await?;
         let packet: Option<u64> = conn
             .query_first("SELECT @@max_allowed_packet")
             .await
@@ -148,10 +136,17 @@ impl Incremental {
         // The dispatcher's session (DDL, operator statements, checkpoints) holds a lock too:
         // a worker that took this source over ends it like the apply sessions, so an old
         // owner that wakes up cannot run a DDL it held.
-        let dispatcher_lock =
-            apply::lock_name(&self.meta, &self.source.source_id, apply::DISPATCHER);
+        let dispatcher_lock = apply::lock_name(
+            &self.ctx.meta,
+            &self.ctx.source.source_id,
+            apply::DISPATCHER,
+        );
         apply::take_lock(&mut conn, &addr, &dispatcher_lock).await?;
-        let ddl_lock = apply::lock_name(&self.meta, &self.source.source_id, apply::DDL_SESSION);
+        let ddl_lock = apply::lock_name(
+            &self.ctx.meta,
+            &self.ctx.source.source_id,
+            apply::DDL_SESSION,
+        );
         apply::end_holders(&mut conn, &addr, &[ddl_lock]).await?;
 
         // Workers take their locks first: a worker of an earlier run that is still
@@ -159,28 +154,29 @@ impl Incremental {
         let n = self.syncer.worker_count.max(1);
         let mut apply_workers = Vec::with_capacity(n);
         for id in 0..n {
-            let mut wconn = crate::db::connect(&self.target, DbRole::Target).await?;
-            let lock = apply::lock_name(&self.meta, &self.source.source_id, id);
+            let mut wconn = crate::db::connect(&self.ctx.target, DbRole::Target).await?;
+            let lock = apply::lock_name(&self.ctx.meta, &self.ctx.source.source_id, id);
             apply::take_lock(&mut wconn, &addr, &lock).await?;
             apply::prepare_session(&mut wconn, &addr).await?;
             let worker = ApplyWorker::new(
                 id,
-                self.source.source_id.clone(),
-                self.target.clone(),
-                self.meta.clone(),
+                self.ctx.source.source_id.clone(),
+                self.ctx.target.clone(),
+                self.ctx.meta.clone(),
                 wconn,
                 self.syncer.batch,
                 batch_bytes,
                 self.syncer.compact,
-                self.progress.clone(),
+                self.ctx.progress.clone(),
                 lock,
-                self.fence.clone(),
+                self.ctx.fence.clone(),
             );
             apply_workers.push(worker);
         }
         let mut high_waters = self
+            .ctx
             .meta
-            .high_waters(&mut conn, &addr, &self.source.source_id)
+            .high_waters(&mut conn, &addr, &self.ctx.source.source_id)
             .await?;
         let stale: Vec<usize> = high_waters
             .iter()
@@ -189,21 +185,22 @@ impl Incremental {
             .collect();
         for id in &stale {
             // A worker of an earlier run with more workers: wait for its session too.
-            let name = apply::lock_name(&self.meta, &self.source.source_id, *id);
+            let name = apply::lock_name(&self.ctx.meta, &self.ctx.source.source_id, *id);
             // Kept while this run lives, so that session cannot come back either.
             apply::take_lock(&mut conn, &addr, &name).await?;
         }
         if !stale.is_empty() {
             // Those sessions may have committed meanwhile.
             high_waters = self
+                .ctx
                 .meta
-                .high_waters(&mut conn, &addr, &self.source.source_id)
+                .high_waters(&mut conn, &addr, &self.ctx.source.source_id)
                 .await?;
         }
         let max = high_waters.into_iter().map(|(_, _, p)| p).max();
         if let Some(max) = &max {
             if *max > cp.position.binlog && cp.safe_mode_exit.as_ref().is_none_or(|e| max > e) {
-                tracing::info!(task = %self.task, source = %self.source.source_id, checkpoint = %cp.position, until = %max,
+                tracing::info!(task = %self.ctx.task, source = %self.ctx.source.source_id, checkpoint = %cp.position, until = %max,
                     "changes after the checkpoint may be applied already: safe mode until the high water");
                 cp.safe_mode_exit = Some(max.clone());
             }
@@ -220,18 +217,18 @@ impl Incremental {
         }
 
         let reader = BinlogReader::open(
-            &self.source,
-            self.flavor,
+            &self.ctx.source,
+            self.ctx.flavor,
             &cp.position,
-            self.source.enable_gtid,
-            self.filter.clone(),
+            self.ctx.source.enable_gtid,
+            self.ctx.filter.clone(),
             &self.origin,
         )
         .await?;
         let (tx, rx) = mpsc::channel::<Result<ReaderMsg>>(64);
         let read_budget = crate::budget::ByteBudget::new(crate::budget::READ_QUEUE_BYTES);
         let mut reader_task = AbortOnDrop(tokio::spawn(read_loop(reader, tx, read_budget)));
-        self.progress.set_position(&cp.position);
+        self.ctx.progress.set_position(&cp.position);
         let mut d = Dispatcher {
             inc: self,
             conn,
@@ -277,7 +274,7 @@ impl Incremental {
                     _ => String::new(),
                 };
                 Err(Error::Binlog {
-                    source_id: self.source.source_id.clone(),
+                    source_id: self.ctx.source.source_id.clone(),
                     position: at,
                     message: format!("the binlog reader crashed after this position: {why}"),
                     retryable: false,
@@ -368,10 +365,11 @@ impl Dispatcher<'_> {
             };
             match msg {
                 Some(ReaderMsg::Txn(txn, _claim)) => {
-                    self.inc.progress.idle.store(false, Ordering::Relaxed);
+                    self.inc.ctx.progress.idle.store(false, Ordering::Relaxed);
                     self.dispatch(txn).await?;
                     self.poll_blocked().await?;
                     self.inc
+                        .ctx
                         .progress
                         .queue_depth
                         .store(self.queue_depth(&rx), Ordering::Relaxed);
@@ -383,8 +381,12 @@ impl Dispatcher<'_> {
                 None | Some(ReaderMsg::Idle) => {
                     self.poll_blocked().await?;
                     self.checkpoint().await?;
-                    self.inc.progress.idle.store(true, Ordering::Relaxed);
-                    self.inc.progress.queue_depth.store(0, Ordering::Relaxed);
+                    self.inc.ctx.progress.idle.store(true, Ordering::Relaxed);
+                    self.inc
+                        .ctx
+                        .progress
+                        .queue_depth
+                        .store(0, Ordering::Relaxed);
                 }
             }
         }
@@ -400,7 +402,7 @@ impl Dispatcher<'_> {
     }
 
     fn tgt_err(&self) -> impl Fn(mysql_async::Error) -> Error {
-        let addr = self.inc.target.addr();
+        let addr = self.inc.ctx.target.addr();
         move |e| Error::db(DbRole::Target, &addr, e)
     }
 
@@ -454,23 +456,25 @@ impl Dispatcher<'_> {
             complete,
             ..
         } = txn;
-        if complete && self.inc.skip.contains(&end.binlog.to_string()) {
-            tracing::warn!(position = %end.binlog, events = events.len(), "transaction skipped (binlog skip)");
-            self.cp.position = end;
-            self.dirty = true;
-            return self.checkpoint().await;
+        let operator = self
+            .inc
+            .operators
+            .iter()
+            .find(|o| complete && o.at == end.binlog);
+        match operator.map(|o| o.action.clone()) {
+            Some(BinlogAction::Skip) => {
+                tracing::warn!(position = %end.binlog, events = events.len(), "transaction skipped (binlog skip)");
+                self.cp.position = end;
+                self.dirty = true;
+                return self.checkpoint().await;
+            }
+            Some(BinlogAction::Replace { sql }) => return self.replace_txn(&sql, &end).await,
+            Some(BinlogAction::Inject { sql }) => self.inject_before(&sql, &end).await?,
+            None => {}
         }
         let at = end.binlog.to_string();
-        if let Some((_, stmts)) = self.inc.replace.iter().find(|(p, _)| complete && *p == at) {
-            return self.replace_txn(&stmts.clone(), &end).await;
-        }
-        if let Some((_, stmts)) = self.inc.inject.iter().find(|(p, _)| complete && *p == at) {
-            self.inject_before(&stmts.clone(), &end).await?;
-        }
         let safe = self.safe_mode(&end.binlog);
-        for (_, f) in &self.inc.plugins {
-            f.at_boundary();
-        }
+        self.inc.ctx.rows.at_boundary();
         let last = events.len().saturating_sub(1);
         for (i, ev) in events.into_iter().enumerate() {
             match ev.kind {
@@ -525,11 +529,13 @@ impl Dispatcher<'_> {
             self.dirty = true;
             // Counted when routed: the queue depth tells what is still on its way.
             self.inc
+                .ctx
                 .progress
                 .txns_applied
                 .fetch_add(1, Ordering::Relaxed);
             if timestamp != 0 {
                 self.inc
+                    .ctx
                     .progress
                     .last_event_ts
                     .store(timestamp as u64, Ordering::Relaxed);
@@ -551,7 +557,6 @@ impl Dispatcher<'_> {
         safe: bool,
     ) -> Result<()> {
         let plan = self.plan(table, end).await?;
-        let filtered = self.inc.rows.has(table);
         let mut decoded = Vec::with_capacity(rows.len());
         for (before, after) in rows {
             let after = after
@@ -560,30 +565,14 @@ impl Dispatcher<'_> {
             let before = before
                 .map(|r| decode(&plan.table, r, None, end))
                 .transpose()?;
-            if filtered
-                && self
-                    .inc
-                    .rows
-                    .drops(&plan.table, op, before.as_deref(), after.as_deref())
-                    .map_err(|message| Error::Filtered {
-                        rule: "expression-filter".into(),
-                        position: end.to_string(),
-                        message,
-                    })?
-            {
-                continue;
-            }
-            decoded.push(crate::hooks::HookRow { op, before, after });
+            decoded.push(HookRow { op, before, after });
         }
-        if !self.inc.plugins.is_empty() {
-            decoded = crate::hooks::run_row_filters(
-                &self.inc.plugins,
-                &plan.table,
-                decoded,
-                &end.to_string(),
-            )?;
-        }
-        for crate::hooks::HookRow { before, after, .. } in decoded {
+        let kept = self
+            .inc
+            .ctx
+            .rows
+            .run(&plan.table, decoded, RowOrigin::Binlog(end))?;
+        for HookRow { before, after, .. } in kept {
             change_keys(&plan, before.as_deref(), after.as_deref(), &mut self.keys);
             let worker = match self.causality.route(&self.keys) {
                 Some(w) => w,
@@ -681,20 +670,20 @@ impl Dispatcher<'_> {
         {
             self.cp.table_positions.clear();
         }
-        let sql = self.inc.meta.save_checkpoint_sql(
-            &self.inc.source.source_id,
+        let sql = self.inc.ctx.meta.save_checkpoint_sql(
+            &self.inc.ctx.source.source_id,
             &self.cp,
             self.schema_dirty,
         );
         let te = self.tgt_err();
-        self.inc.fence.check()?;
+        self.inc.ctx.fence.check()?;
         self.conn.query_drop(sql).await.map_err(te)?;
         self.dirty = false;
         self.schema_dirty = false;
         self.saved_at = Instant::now();
         self.note_needed();
         self.publish_online_ddl();
-        let p = &self.inc.progress;
+        let p = &self.inc.ctx.progress;
         p.set_position(&self.cp.position);
         p.safe_mode
             .store(self.safe_mode(&self.cp.position.binlog), Ordering::Relaxed);
@@ -714,7 +703,7 @@ impl Dispatcher<'_> {
             .chain([&self.cp.position.binlog])
             .min()
             .expect("the checkpoint is there");
-        relay.set_needed(&self.inc.task, oldest);
+        relay.set_needed(&self.inc.ctx.task, oldest);
     }
 
     /// The plan of a table, from the tracker, or from the target when the tracker lacks it
@@ -745,7 +734,7 @@ impl Dispatcher<'_> {
                 t
             }
         };
-        let plan = Arc::new(TablePlan::new(table, self.inc.router.route(name)));
+        let plan = Arc::new(TablePlan::new(table, self.inc.ctx.router.route(name)));
         self.plans.insert(name.clone(), plan.clone());
         Ok(plan)
     }

@@ -28,7 +28,7 @@ impl Dispatcher<'_> {
     /// The role of each table the DDL changes when one of them is a shadow or trash table
     /// (CREATE TABLE ... LIKE changes only the first table it names).
     pub(super) fn online_roles(&self, ddl: &Ddl) -> Option<Vec<TableRole>> {
-        let rules = self.inc.filter.online_ddl()?;
+        let rules = self.inc.ctx.filter.online_ddl()?;
         let changed = match ddl.kind {
             DdlKind::CreateTable => &ddl.tables[..1.min(ddl.tables.len())],
             _ => &ddl.tables[..],
@@ -39,7 +39,7 @@ impl Dispatcher<'_> {
 
     /// The role of a shadow or trash table; `None` for a real one.
     pub(super) fn online_role(&self, table: &TableName) -> Option<TableRole> {
-        let role = self.inc.filter.online_ddl()?.role(&table.table);
+        let role = self.inc.ctx.filter.online_ddl()?.role(&table.table);
         (role != TableRole::Real).then_some(role)
     }
 
@@ -56,7 +56,7 @@ impl Dispatcher<'_> {
             return self.online_rename(ddl, sql, &roles, end).await;
         }
         let tables = ddl.tables.iter().zip(&roles);
-        let f = &self.inc.filter;
+        let f = &self.inc.ctx.filter;
         if let Some((real, _)) = tables
             .clone()
             .find(|(t, r)| **r == TableRole::Real && f.allows_table(&t.schema, &t.table))
@@ -96,6 +96,7 @@ impl Dispatcher<'_> {
         };
         if !self
             .inc
+            .ctx
             .filter
             .allows_real_table(&table.schema, &table.table)
         {
@@ -159,8 +160,12 @@ impl Dispatcher<'_> {
         let mut swaps = Vec::new();
         for (pair, role) in ddl.tables.chunks(2).zip(roles.chunks(2)) {
             let (from, to) = (&pair[0], &pair[1]);
-            if !self.inc.filter.allows_real_table(&from.schema, &from.table)
-                && !self.inc.filter.allows_real_table(&to.schema, &to.table)
+            if !self
+                .inc
+                .ctx
+                .filter
+                .allows_real_table(&from.schema, &from.table)
+                && !self.inc.ctx.filter.allows_real_table(&to.schema, &to.table)
             {
                 continue;
             }
@@ -223,7 +228,7 @@ impl Dispatcher<'_> {
             statements.push((r.db.clone(), stmt, r.context.clone()));
         }
         let merged_shard =
-            self.inc.shard.is_some() && self.inc.router.route(real).is_some_and(|r| r.merged);
+            self.inc.shard.is_some() && self.inc.ctx.router.route(real).is_some_and(|r| r.merged);
         if merged_shard && statements.len() > 1 {
             // A shard's coordination takes one DDL per position: its changes as one ALTER.
             let parts: Vec<(&str, &str)> = statements
@@ -280,6 +285,7 @@ impl Dispatcher<'_> {
             .collect();
         *self
             .inc
+            .ctx
             .progress
             .online_ddl
             .lock()

@@ -8,9 +8,56 @@
 use super::apply::DISPATCHER;
 use super::Dispatcher;
 use crate::error::{DbRole, Error, Result};
-use crate::position::Position;
+use crate::position::{BinlogPos, Position};
 use crate::schema::{classify_statement, StatementClass};
 use mysql_async::prelude::Queryable;
+use serde::{Deserialize, Serialize};
+
+/// What a user decided for one source transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "lowercase")]
+pub enum BinlogAction {
+    /// Leave it out (`binlog skip`).
+    Skip,
+    /// Run these statements instead of it (`binlog replace`).
+    Replace { sql: Vec<String> },
+    /// Run these statements before it, then it as usual (`binlog inject`).
+    Inject { sql: Vec<String> },
+}
+
+impl BinlogAction {
+    /// `skip`, `replace` or `inject`: the command that recorded it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BinlogAction::Skip => "skip",
+            BinlogAction::Replace { .. } => "replace",
+            BinlogAction::Inject { .. } => "inject",
+        }
+    }
+
+    /// The statements it runs (none for a skip).
+    pub fn statements(&self) -> &[String] {
+        match self {
+            BinlogAction::Skip => &[],
+            BinlogAction::Replace { sql } | BinlogAction::Inject { sql } => sql,
+        }
+    }
+}
+
+/// A binlog operator: what to do with the source transaction ending at `at`. One per
+/// transaction: a later decision for the same transaction takes the earlier one's place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinlogOperator {
+    pub at: BinlogPos,
+    #[serde(flatten)]
+    pub action: BinlogAction,
+}
+
+/// Records `action` for the transaction ending at `at`, in place of any earlier one.
+pub fn record_operator(ops: &mut Vec<BinlogOperator>, at: BinlogPos, action: BinlogAction) {
+    ops.retain(|o| o.at != at);
+    ops.push(BinlogOperator { at, action });
+}
 
 impl Dispatcher<'_> {
     /// Runs `stmts` instead of the transaction ending at `end`, then checkpoints past it.
@@ -58,9 +105,9 @@ impl Dispatcher<'_> {
             .exec_first(
                 format!(
                     "SELECT seq, binlog_name, binlog_pos FROM {} WHERE source_id = ? AND worker = ?",
-                    self.inc.meta.high_water
+                    self.inc.ctx.meta.high_water
                 ),
-                (&self.inc.source.source_id, DISPATCHER),
+                (&self.inc.ctx.source.source_id, DISPATCHER),
             )
             .await
             .map_err(te)?;
@@ -88,19 +135,19 @@ impl Dispatcher<'_> {
             text.push_str(s);
             text.push_str(";\n");
         }
-        text.push_str(&self.inc.meta.high_water_sql(
-            &self.inc.source.source_id,
+        text.push_str(&self.inc.ctx.meta.high_water_sql(
+            &self.inc.ctx.source.source_id,
             DISPATCHER,
             done_after as u64,
             &end.binlog,
         ));
         text.push_str(";\nCOMMIT");
-        self.inc.fence.check()?;
+        self.inc.ctx.fence.check()?;
         if let Err(e) = self.conn.query_drop(text.as_str()).await {
             let _ = self.conn.query_drop("ROLLBACK").await;
             let at = end.binlog.to_string();
             return Err(
-                Error::db(DbRole::Target, &self.inc.target.addr(), e).during(
+                Error::db(DbRole::Target, &self.inc.ctx.target.addr(), e).during(
                     format_args!(
                         "while running the statements given for the transaction ending at {at}"
                     ),

@@ -71,7 +71,7 @@ impl Dispatcher<'_> {
             && ddl
                 .tables
                 .iter()
-                .any(|t| self.inc.router.route(t).is_some_and(|r| r.merged))
+                .any(|t| self.inc.ctx.router.route(t).is_some_and(|r| r.merged))
     }
 
     /// Tells the coordinator every shard of this source (after start, CREATE and DROP).
@@ -81,14 +81,14 @@ impl Dispatcher<'_> {
         };
         let mut members: Members = BTreeMap::new();
         for t in self.cp.tracker.tables() {
-            if let Some(r) = self.inc.router.route(&t.name).filter(|r| r.merged) {
+            if let Some(r) = self.inc.ctx.router.route(&t.name).filter(|r| r.merged) {
                 members
                     .entry(shard_name(&r.target))
                     .or_default()
                     .push(shard_name(&t.name));
             }
         }
-        let key = shard::member(&self.inc.task, &self.inc.source.source_id);
+        let key = shard::member(&self.inc.ctx.task, &self.inc.ctx.source.source_id);
         meta::put_json(sync.store.as_ref(), &key, &members).await
     }
 
@@ -103,11 +103,11 @@ impl Dispatcher<'_> {
         }
         let store = sync.store.as_ref();
         for prefix in [
-            shard::ddl_prefix(&self.inc.task),
-            shard::done_prefix(&self.inc.task),
+            shard::ddl_prefix(&self.inc.ctx.task),
+            shard::done_prefix(&self.inc.ctx.task),
         ] {
             for (_, d) in meta::list_json::<ShardDdl>(store, &prefix).await? {
-                if d.shard.source != self.inc.source.source_id {
+                if d.shard.source != self.inc.ctx.source.source_id {
                     continue;
                 }
                 // A release not yet caught up and the shard's next DDL (sent while catching
@@ -122,7 +122,7 @@ impl Dispatcher<'_> {
             }
         }
         if !self.blocked.is_empty() {
-            tracing::info!(task = %self.inc.task, source = %self.inc.source.source_id, shards = self.blocked.len(), "shards blocked at their DDL");
+            tracing::info!(task = %self.inc.ctx.task, source = %self.inc.ctx.source.source_id, shards = self.blocked.len(), "shards blocked at their DDL");
         }
         Ok(())
     }
@@ -179,7 +179,7 @@ impl Dispatcher<'_> {
         let info = self.send_shard_ddl(ddl, sql, end).await?;
         let sync = self.shard_sync().cloned().expect("shard mode");
         let store = sync.store.as_ref();
-        let done_key = shard::done(&self.inc.task, &info.target, &info.shard);
+        let done_key = shard::done(&self.inc.ctx.task, &info.target, &info.shard);
         match sync.mode {
             ShardMode::Pessimistic => {
                 self.blocked.insert(table, info);
@@ -203,10 +203,10 @@ impl Dispatcher<'_> {
     async fn send_shard_ddl(&mut self, ddl: &Ddl, sql: &str, end: &Position) -> Result<ShardDdl> {
         let at = end.binlog.to_string();
         let table = ddl.tables[0].clone();
-        let routed = self.inc.router.route(&table).expect("merged shard");
+        let routed = self.inc.ctx.router.route(&table).expect("merged shard");
         let target = shard_name(&routed.target);
         let shard = ShardId {
-            source: self.inc.source.source_id.clone(),
+            source: self.inc.ctx.source.source_id.clone(),
             table: shard_name(&table),
         };
         // Optimistic mode decides change by change (additions now, drops last).
@@ -229,8 +229,8 @@ impl Dispatcher<'_> {
             context: Some(self.ddl_context.clone()),
         };
         let store = self.shard_sync().expect("shard mode").store.clone();
-        let ddl_key = shard::ddl(&self.inc.task, &target, &shard);
-        let done_key = shard::done(&self.inc.task, &target, &shard);
+        let ddl_key = shard::ddl(&self.inc.ctx.task, &target, &shard);
+        let done_key = shard::done(&self.inc.ctx.task, &target, &shard);
         let same = |d: &Option<ShardDdl>| d.as_ref().is_some_and(|d| d.position == *end);
         let done = meta::get_json(store.as_ref(), &done_key).await?;
         let sent = meta::get_json(store.as_ref(), &ddl_key).await?;
@@ -240,7 +240,7 @@ impl Dispatcher<'_> {
             sent.unwrap()
         } else {
             meta::put_json(store.as_ref(), &ddl_key, &info).await?;
-            tracing::info!(task = %self.inc.task, shard = %shard, target = %target, position = %at, statement = sql, "shard DDL sent to the coordinator");
+            tracing::info!(task = %self.inc.ctx.task, shard = %shard, target = %target, position = %at, statement = sql, "shard DDL sent to the coordinator");
             crate::failpoint::pause("after-shard-ddl-sent").await;
             info
         };
@@ -253,7 +253,7 @@ impl Dispatcher<'_> {
 
     async fn check_conflict(&self, store: &dyn MetaStore, d: &ShardDdl) -> Result<()> {
         let lock: Option<LockState> =
-            meta::get_json(store, &shard::lock(&self.inc.task, &d.target)).await?;
+            meta::get_json(store, &shard::lock(&self.inc.ctx.task, &d.target)).await?;
         match lock.and_then(|l| l.conflict) {
             Some(c) if c.shards.contains(&d.shard) => Err(Error::ShardDdl {
                 target: d.target.clone(),
@@ -274,11 +274,11 @@ impl Dispatcher<'_> {
         let sync = self.shard_sync().cloned().expect("shard mode");
         let store = sync.store.as_ref();
         let done: Vec<ShardDdl> =
-            meta::list_json::<ShardDdl>(store, &shard::done_prefix(&self.inc.task))
+            meta::list_json::<ShardDdl>(store, &shard::done_prefix(&self.inc.ctx.task))
                 .await?
                 .into_iter()
                 .map(|(_, d)| d)
-                .filter(|d| d.shard.source == self.inc.source.source_id)
+                .filter(|d| d.shard.source == self.inc.ctx.source.source_id)
                 .collect();
         // A shard whose DDL the stream has not reached again (after a restart) is released
         // once it has: its rows before the DDL come through the stream.
@@ -354,17 +354,17 @@ impl Dispatcher<'_> {
             .min_by(|a, b| a.binlog.cmp(&b.binlog))
             .cloned()
             .expect("released shards");
-        tracing::info!(task = %self.inc.task, shards = infos.len(), from = %from.binlog, until = %until, "shards released: applying their rows held since the DDL");
+        tracing::info!(task = %self.inc.ctx.task, shards = infos.len(), from = %from.binlog, until = %until, "shards released: applying their rows held since the DDL");
         // Released shards still being caught up (a held DDL blocks a shard again).
         let mut active = infos.clone();
         self.flush_workers().await?;
         if from.binlog < until {
             let mut reader = BinlogReader::open(
-                &self.inc.source,
-                self.inc.flavor,
+                &self.inc.ctx.source,
+                self.inc.ctx.flavor,
                 &from,
-                self.inc.source.enable_gtid,
-                self.inc.filter.clone(),
+                self.inc.ctx.source.enable_gtid,
+                self.inc.ctx.filter.clone(),
                 &self.inc.origin.sub_reader("shard-resync"),
             )
             .await?;
@@ -374,7 +374,7 @@ impl Dispatcher<'_> {
                     // Quiet: the stream has everything up to `until`; wait for it.
                     if heard.elapsed() > Duration::from_secs(60) {
                         return Err(Error::Binlog {
-                            source_id: self.inc.source.source_id.clone(),
+                            source_id: self.inc.ctx.source.source_id.clone(),
                             position: until.to_string(),
                             message: "reading the held rows of released shards stalled".into(),
                             retryable: true,
@@ -430,7 +430,7 @@ impl Dispatcher<'_> {
             // released too.
             let old = serde_json::to_vec(&d).unwrap_or_default();
             sync.store
-                .compare_and_delete(&shard::done(&self.inc.task, &d.target, &d.shard), &old)
+                .compare_and_delete(&shard::done(&self.inc.ctx.task, &d.target, &d.shard), &old)
                 .await?;
         }
         self.dirty = true;

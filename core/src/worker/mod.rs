@@ -3,6 +3,7 @@
 //! runs back into it, so the same loop serves standalone and cluster.
 
 pub mod cluster;
+mod stage_record;
 mod subtask;
 
 pub use subtask::{Subtask, SubtaskState};
@@ -11,6 +12,7 @@ use crate::config::{SourceConfig, TaskConfig};
 use crate::fence::Fence;
 use crate::meta::{self, keys, MetaStore};
 use crate::status::{now_secs, Phase, Progress, Stage, SubtaskStatus};
+use crate::sync::BinlogOperator;
 use crate::upstream::relay::{PurgeRequest, Relay, RelayRun, RelayStage};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,26 +25,16 @@ use tokio::task::JoinHandle;
 /// The stage a user asked for; `generation` grows with each resume so that a subtask paused
 /// by an error starts again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "stage_record::StageRecord")]
 pub struct DesiredStage {
     pub stage: Stage,
     pub generation: u64,
-    /// Per source, binlog positions (`file:pos` of a transaction's end) whose transactions a
-    /// user chose to skip (`binlog skip`).
-    #[serde(default)]
-    pub skip: BTreeMap<String, Vec<String>>,
-    /// Per source, transactions to replace by statements (`binlog replace`): (end position,
-    /// statements run on the target instead).
-    #[serde(default)]
-    pub replace: BTreeMap<String, Vec<(String, Vec<String>)>>,
-    /// Per source, statements to run on the target before a transaction (`binlog inject`):
-    /// (end position, statements).
-    #[serde(default)]
-    pub inject: BTreeMap<String, Vec<(String, Vec<String>)>>,
+    /// Per source, what users decided about source transactions (`binlog skip|replace|
+    /// inject`), by the end position of each.
+    pub operators: BTreeMap<String, Vec<BinlogOperator>>,
     /// Sources paused on their own (`pause-task -s`) while the task runs.
-    #[serde(default)]
-    pub paused_sources: std::collections::BTreeSet<String>,
+    pub paused_sources: BTreeSet<String>,
     /// Per source, resumes of that source alone (`resume-task -s`).
-    #[serde(default)]
     pub source_generations: BTreeMap<String, u64>,
 }
 
@@ -52,12 +44,15 @@ impl DesiredStage {
         DesiredStage {
             stage,
             generation,
-            skip: BTreeMap::new(),
-            replace: BTreeMap::new(),
-            inject: BTreeMap::new(),
-            paused_sources: Default::default(),
+            operators: BTreeMap::new(),
+            paused_sources: BTreeSet::new(),
             source_generations: BTreeMap::new(),
         }
+    }
+
+    /// The binlog operators recorded for `source`.
+    pub fn operators_of(&self, source: &str) -> Vec<BinlogOperator> {
+        self.operators.get(source).cloned().unwrap_or_default()
     }
 
     /// The stage the subtask of `source` should be in.
@@ -263,9 +258,7 @@ impl Worker {
                 progress: progress.clone(),
                 state: state.clone(),
                 changed: self.changed.clone(),
-                skip: stage.skip.get(&k.1).cloned().unwrap_or_default(),
-                replace: stage.replace.get(&k.1).cloned().unwrap_or_default(),
-                inject: stage.inject.get(&k.1).cloned().unwrap_or_default(),
+                operators: stage.operators_of(&k.1),
                 fence: fence.clone(),
                 store: self.store.clone(),
             };

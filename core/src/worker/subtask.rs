@@ -4,10 +4,12 @@
 
 use crate::checkpoint::{Checkpoint, MetaTables};
 use crate::config::{Flavor, SourceConfig, TaskConfig, TaskMode};
+use crate::context::SubtaskContext;
 use crate::error::{DbRole, Error, ErrorReport, Result};
 use crate::fence::Fence;
 use crate::meta::MetaStore;
 use crate::position::{BinlogPos, GtidSet, Position};
+use crate::rules::RowRules;
 use crate::rules::TableFilter;
 use crate::rules::TaskRules;
 use crate::schema::{tracker_now, Tracker};
@@ -33,12 +35,8 @@ pub struct Subtask {
     pub state: Arc<Mutex<SubtaskState>>,
     /// Told when the stage changes, so the status goes out at once.
     pub changed: Arc<tokio::sync::Notify>,
-    /// Positions of transactions to skip (`binlog skip`).
-    pub skip: Vec<String>,
-    /// Transactions to replace by statements (`binlog replace`).
-    pub replace: Vec<(String, Vec<String>)>,
-    /// Statements to run before transactions (`binlog inject`).
-    pub inject: Vec<(String, Vec<String>)>,
+    /// What users decided about source transactions (`binlog skip|replace|inject`).
+    pub operators: Vec<crate::sync::BinlogOperator>,
     /// Closed when the worker's lease runs out: no more writes to the target.
     pub fence: Fence,
     /// Where shard DDL coordination happens.
@@ -145,6 +143,18 @@ impl Subtask {
             Some((name, r)) => task.router_of(source_id).with_plugin(name, r),
             None => task.router_of(source_id),
         };
+        let ctx = Arc::new(SubtaskContext {
+            task: task.name.clone(),
+            source: self.source.clone(),
+            flavor,
+            target: task.target_database.clone(),
+            meta: meta.clone(),
+            progress: self.progress.clone(),
+            fence: self.fence.clone(),
+            filter: filter.clone(),
+            router,
+            rows: RowRules::new(task.expression_filters_of(source_id), plugins),
+        });
         if task.task_mode == TaskMode::Dump {
             // Nothing reaches the target: the snapshot becomes files.
             self.progress.set_phase(Phase::Full);
@@ -185,15 +195,8 @@ impl Subtask {
                     ))
                 })?;
                 let loaded = crate::load::LoadPhase {
-                    source_id: source_id.clone(),
-                    flavor,
-                    target: task.target_database.clone(),
+                    ctx: ctx.clone(),
                     dir: dir.clone(),
-                    filter: filter.clone(),
-                    router: Arc::new(router.clone()),
-                    meta: meta.clone(),
-                    progress: self.progress.clone(),
-                    fence: self.fence.clone(),
                 }
                 .run()
                 .await?;
@@ -227,17 +230,8 @@ impl Subtask {
                 }
                 self.progress.set_phase(Phase::Full);
                 let full = FullPhase {
-                    source: self.source.clone(),
-                    flavor,
-                    target: task.target_database.clone(),
-                    filter: filter.clone(),
-                    meta: meta.clone(),
+                    ctx: ctx.clone(),
                     dumper: task.dumper_of(source_id),
-                    rows: Arc::new(task.expression_filters_of(source_id)),
-                    router: Arc::new(router.clone()),
-                    progress: self.progress.clone(),
-                    fence: self.fence.clone(),
-                    plugins: Arc::new(plugins.clone()),
                 };
                 let tables = full.run().await?;
                 if task.task_mode == TaskMode::Full {
@@ -286,26 +280,14 @@ impl Subtask {
         drop(tgt);
         self.progress.set_phase(Phase::Incremental);
         let inc = Incremental {
-            task: task.name.clone(),
+            ctx,
             syncer: task.syncer_of(source_id),
             events: task.event_filter_of(&self.source),
-            rows: task.expression_filters_of(source_id),
-            router,
-            skip: self.skip.clone(),
-            replace: self.replace.clone(),
-            inject: self.inject.clone(),
-            source: self.source.clone(),
-            flavor,
-            target: task.target_database.clone(),
-            filter,
-            meta,
-            progress: self.progress.clone(),
-            fence: self.fence.clone(),
+            operators: self.operators.clone(),
             shard: task.shard_mode.map(|mode| ShardSync {
                 store: self.store.clone(),
                 mode,
             }),
-            plugins,
             origin: crate::upstream::BinlogOrigin {
                 reader: task.name.clone(),
                 relay: self.relay.clone(),
