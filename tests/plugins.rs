@@ -116,10 +116,11 @@ async fn plugins_that_loop_trap_or_hog_pause_their_task_and_nothing_else() {
     dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
     wait_caught_up(&dm, "bad", &src).await;
 
-    for (i, (kind, says)) in [
-        ("spin", "ran longer than its deadline of 300 ms"),
-        ("boom", "panicked"),
-        ("hog", "memory"),
+    // Each kind of failure has its own fix in the hint.
+    for (i, (kind, says, fix)) in [
+        ("spin", "ran longer than its deadline of 300 ms", "timeout-ms"),
+        ("boom", "panicked", "plugin check"),
+        ("hog", "memory", "memory-mib"),
     ]
     .into_iter()
     .enumerate()
@@ -142,6 +143,7 @@ async fn plugins_that_loop_trap_or_hog_pause_their_task_and_nothing_else() {
             msg.contains("`bad`.`t`") && err["position"].is_string(),
             "{err}"
         );
+        assert!(err["hint"].as_str().unwrap().contains(fix), "{err}");
         // The other task goes on in the same worker.
         wait_for("the good task to apply", Duration::from_secs(30), || {
             futures_now(async {

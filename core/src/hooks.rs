@@ -93,6 +93,41 @@ pub enum RowVerdict {
     Set(Vec<(usize, crate::datum::Datum)>),
 }
 
+/// How a plugin failed. Each kind has its own fix, which `hint` gives.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginError {
+    /// The module cannot be found, read or run as a dm plugin: not WASM, another ABI, a
+    /// missing export, an import, a refused config.
+    #[error("{0}")]
+    Unusable(String),
+    /// It ran past its deadline and was stopped.
+    #[error("ran longer than its deadline of {ms} ms and was stopped")]
+    Timeout { ms: u64 },
+    /// It asked for more memory than it may have.
+    #[error("ran out of memory: it may use at most {mib} MiB ({detail})")]
+    OutOfMemory { mib: u64, detail: String },
+    /// It trapped: a panic, an out-of-bounds access, a division by zero.
+    #[error("trapped: {0}")]
+    Trapped(String),
+    /// Its answer breaks the plugin ABI: not what the hook answers, a verdict missing, a
+    /// column the table lacks, a value that is not what its type says.
+    #[error("{0}")]
+    BadAnswer(String),
+}
+
+impl PluginError {
+    /// What a user does about it.
+    pub fn hint(&self) -> String {
+        let resume = "then `dm ctl resume-task <task>`";
+        match self {
+            PluginError::Unusable(_) => format!("build the plugin against this dm's dm-plugin-sdk (`dm ctl plugin check <file.wasm>` says what is wrong), replace its .wasm file, {resume}"),
+            PluginError::Timeout { .. } => format!("if the plugin is just slow, raise `timeout-ms` in the task's plugins section (`dm ctl update-task`); else fix it and replace its .wasm file; {resume}"),
+            PluginError::OutOfMemory { .. } => format!("raise `memory-mib` in the task's plugins section (`dm ctl update-task`) or make the plugin use less; {resume}"),
+            PluginError::Trapped(_) | PluginError::BadAnswer(_) => format!("fix the plugin (`dm ctl plugin check <file.wasm>` runs it on a sample row) and replace its .wasm file, {resume}"),
+        }
+    }
+}
+
 /// A row filter called once per batch of rows of one table, in the full phase (inserts) and
 /// the incremental phase, before routing and causality.
 pub trait RowFilter: Send + Sync {
@@ -102,12 +137,12 @@ pub trait RowFilter: Send + Sync {
         &self,
         table: &crate::table::Table,
         rows: &[HookRow],
-    ) -> Result<Vec<RowVerdict>, String>;
+    ) -> Result<Vec<RowVerdict>, PluginError>;
     /// Called between source transactions (and chunks): a new version of the filter, if one
     /// was loaded, takes over here, never within a transaction.
     fn at_boundary(&self) {}
     /// Why the newest version of the filter could not be loaded (the previous one runs).
-    fn reload_error(&self) -> Option<String> {
+    fn reload_error(&self) -> Option<PluginError> {
         None
     }
 }
@@ -150,14 +185,19 @@ pub trait TableRouter: Send + Sync {
     fn route(
         &self,
         table: &crate::table::TableName,
-    ) -> Result<Option<crate::table::TableName>, String>;
+    ) -> Result<Option<crate::table::TableName>, PluginError>;
 }
 
 /// Loads plugins; the `dm` binary registers the WASM host (dm-plugins) at start, so that
 /// dm-core knows nothing of wasmtime.
 pub trait PluginHost: Send + Sync {
     /// `bytes`: the module as the task's metadata (or the file at `spec.path`) has it.
-    fn load(&self, name: &str, spec: &PluginSpec, bytes: &[u8]) -> Result<LoadedPlugin, String>;
+    fn load(
+        &self,
+        name: &str,
+        spec: &PluginSpec,
+        bytes: &[u8],
+    ) -> Result<LoadedPlugin, PluginError>;
 }
 
 static HOST: std::sync::OnceLock<std::sync::Arc<dyn PluginHost>> = std::sync::OnceLock::new();
@@ -184,22 +224,22 @@ pub fn run_row_filters(
         if rows.is_empty() {
             break;
         }
-        let err = |message: String| crate::Error::Plugin {
+        let err = |error: PluginError| crate::Error::Plugin {
             plugin: name.clone(),
             hook: "row filter".into(),
             table: table.name.to_string(),
             position: position.to_string(),
-            message,
+            error: Box::new(error),
         };
         // Inline: a call is microseconds, and its deadline bounds it (block_in_place would
         // cost more than the call; measured in bench/incremental.sh).
         let verdicts = f.filter(table, &rows).map_err(err)?;
         if verdicts.len() != rows.len() {
-            return Err(err(format!(
+            return Err(err(PluginError::BadAnswer(format!(
                 "answered {} verdicts for {} rows",
                 verdicts.len(),
                 rows.len()
-            )));
+            ))));
         }
         rows = apply_verdicts(rows, verdicts);
     }

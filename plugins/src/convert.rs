@@ -1,7 +1,7 @@
 //! dm-core's rows and the SDK's wire types, both ways.
 
 use dm_core::datum::Datum;
-use dm_core::hooks::{HookRow, RowVerdict};
+use dm_core::hooks::{HookRow, PluginError, RowVerdict};
 use dm_core::table::{ColumnKind, RowOp, Table};
 use dm_plugin_sdk as sdk;
 
@@ -83,7 +83,7 @@ pub fn batch(table: &Table, rows: &[HookRow]) -> sdk::RowBatch {
     }
 }
 
-pub fn verdict(table: &Table, v: sdk::Verdict) -> Result<RowVerdict, String> {
+pub fn verdict(table: &Table, v: sdk::Verdict) -> Result<RowVerdict, PluginError> {
     Ok(match v {
         sdk::Verdict::Keep => RowVerdict::Keep,
         sdk::Verdict::Drop => RowVerdict::Drop,
@@ -91,13 +91,17 @@ pub fn verdict(table: &Table, v: sdk::Verdict) -> Result<RowVerdict, String> {
             cols.into_iter()
                 .map(|(name, v)| {
                     let i = table.column_index(&name).ok_or_else(|| {
-                        format!("set column `{name}`, which {} does not have", table.name)
+                        PluginError::BadAnswer(format!(
+                            "set column `{name}`, which {} does not have",
+                            table.name
+                        ))
                     })?;
-                    let d = datum(table.columns[i].kind(), v)
-                        .map_err(|e| format!("set column `{name}` to {e}"))?;
+                    let d = datum(table.columns[i].kind(), v).map_err(|e| {
+                        PluginError::BadAnswer(format!("set column `{name}` to {e}"))
+                    })?;
                     Ok((i, d))
                 })
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, PluginError>>()?,
         ),
     })
 }

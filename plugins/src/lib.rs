@@ -13,8 +13,8 @@ mod reload;
 pub use reload::Reloading;
 
 use dm_core::hooks::{
-    Decision, HookRow, LoadedPlugin, LockView, PluginHost, PluginSpec, RowFilter, RowVerdict,
-    ShardDdlPolicy, ShardId, TableRouter,
+    Decision, HookRow, LoadedPlugin, LockView, PluginError, PluginHost, PluginSpec, RowFilter,
+    RowVerdict, ShardDdlPolicy, ShardId, TableRouter,
 };
 use dm_core::table::Table;
 use dm_core::table::TableName;
@@ -109,7 +109,7 @@ impl WasmHost {
         }
     }
 
-    fn module(&self, bytes: &[u8]) -> Result<Module, String> {
+    fn module(&self, bytes: &[u8]) -> Result<Module, PluginError> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         bytes.hash(&mut h);
@@ -119,15 +119,16 @@ impl WasmHost {
             return Ok(m.clone());
         }
         let m = Module::new(&self.engine, bytes)
-            .map_err(|e| format!("not a WASM module dm can run: {e:#}"))?;
+            .map_err(|e| PluginError::Unusable(format!("not a WASM module dm can run: {e:#}")))?;
         cache.insert(key, m.clone());
         Ok(m)
     }
 
     /// Loads, checks the ABI and instantiates the plugin at `spec.path`.
-    pub fn open(&self, name: &str, spec: &PluginSpec) -> Result<Plugin, String> {
-        let bytes = std::fs::read(&spec.path)
-            .map_err(|e| format!("cannot read {}: {e}", spec.path.display()))?;
+    pub fn open(&self, name: &str, spec: &PluginSpec) -> Result<Plugin, PluginError> {
+        let bytes = std::fs::read(&spec.path).map_err(|e| {
+            PluginError::Unusable(format!("cannot read {}: {e}", spec.path.display()))
+        })?;
         self.open_bytes(name, &bytes, spec)
     }
 
@@ -136,7 +137,7 @@ impl WasmHost {
         name: &str,
         bytes: &[u8],
         spec: &PluginSpec,
-    ) -> Result<Plugin, String> {
+    ) -> Result<Plugin, PluginError> {
         let _busy = self.ticker.busy();
         let module = self.module(bytes)?;
         let plugin = Plugin {
@@ -153,11 +154,11 @@ impl WasmHost {
         let mut inst = plugin.instantiate()?;
         let abi = inst.call_u32(&plugin, "dm_abi_version")?;
         if abi != sdk::ABI_VERSION {
-            return Err(format!(
+            return Err(PluginError::Unusable(format!(
                 "built for plugin ABI {abi}, this dm speaks ABI {}: rebuild it against dm-plugin-sdk {}",
                 sdk::ABI_VERSION,
                 env!("CARGO_PKG_VERSION")
-            ));
+            )));
         }
         let hooks = inst.call_u32(&plugin, "dm_hooks")?;
         *plugin.instance.lock().unwrap() = Some(inst);
@@ -166,7 +167,12 @@ impl WasmHost {
 }
 
 impl PluginHost for WasmHost {
-    fn load(&self, name: &str, spec: &PluginSpec, bytes: &[u8]) -> Result<LoadedPlugin, String> {
+    fn load(
+        &self,
+        name: &str,
+        spec: &PluginSpec,
+        bytes: &[u8],
+    ) -> Result<LoadedPlugin, PluginError> {
         let plugin = self.open_bytes(name, bytes, spec)?;
         // A policy gets an instance of its own: it is called from the coordinator.
         let shard_ddl_policy = if plugin.has(sdk::HOOK_SHARD_DDL_POLICY) {
@@ -206,11 +212,15 @@ struct Live {
 }
 
 impl Live {
-    fn call_u32(&mut self, p: &Plugin, export: &str) -> Result<u32, String> {
+    fn call_u32(&mut self, p: &Plugin, export: &str) -> Result<u32, PluginError> {
         let f = self
             .instance
             .get_typed_func::<(), u32>(&mut self.store, export)
-            .map_err(|_| format!("does not export `{export}`: is it built with dm-plugin-sdk?"))?;
+            .map_err(|_| {
+                PluginError::Unusable(format!(
+                    "does not export `{export}`: is it built with dm-plugin-sdk?"
+                ))
+            })?;
         self.store.set_epoch_deadline(p.ticks());
         f.call(&mut self.store, ()).map_err(|e| p.explain(e))
     }
@@ -239,7 +249,7 @@ impl Plugin {
         (self.timeout.as_millis() / TICK.as_millis()) as u64 + 1
     }
 
-    fn instantiate(&self) -> Result<Live, String> {
+    fn instantiate(&self) -> Result<Live, PluginError> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.memory)
             .trap_on_grow_failure(true)
@@ -249,18 +259,28 @@ impl Plugin {
         store.epoch_deadline_trap();
         store.set_epoch_deadline(self.ticks());
         let linker: Linker<Limits> = Linker::new(&self.engine);
-        let instance = linker
-            .instantiate(&mut store, &self.module)
-            .map_err(|e| format!("cannot start it: {e:#} (plugins may not import anything)"))?;
+        let instance = linker.instantiate(&mut store, &self.module).map_err(|e| {
+            PluginError::Unusable(format!(
+                "cannot start it: {e:#} (plugins may not import anything)"
+            ))
+        })?;
         let memory = instance
             .get_memory(&mut store, "memory")
-            .ok_or("exports no memory")?;
+            .ok_or_else(|| PluginError::Unusable("exports no memory".into()))?;
         let alloc = instance
             .get_typed_func(&mut store, "dm_alloc")
-            .map_err(|_| "does not export `dm_alloc`: is it built with dm-plugin-sdk?")?;
+            .map_err(|_| {
+                PluginError::Unusable(
+                    "does not export `dm_alloc`: is it built with dm-plugin-sdk?".into(),
+                )
+            })?;
         let free = instance
             .get_typed_func(&mut store, "dm_free")
-            .map_err(|_| "does not export `dm_free`: is it built with dm-plugin-sdk?")?;
+            .map_err(|_| {
+                PluginError::Unusable(
+                    "does not export `dm_free`: is it built with dm-plugin-sdk?".into(),
+                )
+            })?;
         let mut live = Live {
             store,
             instance,
@@ -271,35 +291,34 @@ impl Plugin {
         };
         if let Some(config) = &self.config {
             let answer = self.call_on(&mut live, "dm_init", &sdk::encode(config))?;
-            let accepted: Result<(), String> =
-                sdk::decode(&answer).map_err(|e| format!("dm_init answered nonsense: {e}"))?;
-            accepted.map_err(|e| format!("refused its config: {e}"))?;
+            let accepted: Result<(), String> = sdk::decode(&answer)
+                .map_err(|e| PluginError::BadAnswer(format!("dm_init answered nonsense: {e}")))?;
+            accepted.map_err(|e| PluginError::Unusable(format!("refused its config: {e}")))?;
         }
         Ok(live)
     }
 
     /// What went wrong in a call, for people.
-    fn explain(&self, e: wasmtime::Error) -> String {
+    fn explain(&self, e: wasmtime::Error) -> PluginError {
         match e.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => format!(
-                "ran longer than its deadline of {} ms and was stopped (raise timeout-ms in the task's plugins section if it is just slow)",
-                self.timeout.as_millis()
-            ),
+            Some(Trap::Interrupt) => PluginError::Timeout {
+                ms: self.timeout.as_millis() as u64,
+            },
             Some(Trap::UnreachableCodeReached) => {
-                "trapped: the plugin panicked (unreachable)".to_string()
+                PluginError::Trapped("the plugin panicked (unreachable)".into())
             }
-            Some(t) => format!("trapped: {t}"),
-            None if format!("{e:#}").contains("memory") => format!(
-                "ran out of memory: it may use at most {} MiB (memory-mib in the task's plugins section): {e:#}",
-                self.memory >> 20
-            ),
-            None => format!("failed: {e:#}"),
+            Some(t) => PluginError::Trapped(t.to_string()),
+            None if format!("{e:#}").contains("memory") => PluginError::OutOfMemory {
+                mib: (self.memory >> 20) as u64,
+                detail: format!("{e:#}"),
+            },
+            None => PluginError::Trapped(format!("failed: {e:#}")),
         }
     }
 
     /// Calls `export(ptr, len)` with `request` in guest memory; returns the answer's bytes.
     /// A failed instance is dropped: the next call gets a fresh one.
-    pub fn call(&self, export: &'static str, request: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn call(&self, export: &'static str, request: &[u8]) -> Result<Vec<u8>, PluginError> {
         let _busy = self.ticker.busy();
         let mut slot = self.instance.lock().unwrap_or_else(|p| p.into_inner());
         let mut live = match slot.take() {
@@ -316,19 +335,20 @@ impl Plugin {
         live: &mut Live,
         export: &'static str,
         request: &[u8],
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, PluginError> {
         let f = match live.hooks.get(export) {
             Some(f) => f.clone(),
             None => {
                 let f: TypedFunc<(u32, u32), u64> = live
                     .instance
                     .get_typed_func(&mut live.store, export)
-                    .map_err(|_| format!("does not export `{export}`"))?;
+                    .map_err(|_| PluginError::Unusable(format!("does not export `{export}`")))?;
                 live.hooks.insert(export, f.clone());
                 f
             }
         };
-        let len = u32::try_from(request.len()).map_err(|_| "request too large")?;
+        let len = u32::try_from(request.len())
+            .map_err(|_| PluginError::BadAnswer("request too large".into()))?;
         live.store.set_epoch_deadline(self.ticks());
         let ptr = live
             .alloc
@@ -336,7 +356,7 @@ impl Plugin {
             .map_err(|e| self.explain(e))?;
         live.memory
             .write(&mut live.store, ptr as usize, request)
-            .map_err(|e| format!("bad allocation: {e}"))?;
+            .map_err(|e| PluginError::BadAnswer(format!("bad allocation: {e}")))?;
         let r = f
             .call(&mut live.store, (ptr, len))
             .map_err(|e| self.explain(e))?;
@@ -344,7 +364,7 @@ impl Plugin {
         let data = live.memory.data(&live.store);
         let bytes = data
             .get(p..p.saturating_add(l))
-            .ok_or_else(|| format!("answered out of its memory ({p}+{l})"))?
+            .ok_or_else(|| PluginError::BadAnswer(format!("answered out of its memory ({p}+{l})")))?
             .to_vec();
         live.free
             .call(&mut live.store, (p as u32, l as u32))
@@ -358,11 +378,12 @@ impl RowFilter for Plugin {
         &self.name
     }
 
-    fn filter(&self, table: &Table, rows: &[HookRow]) -> Result<Vec<RowVerdict>, String> {
+    fn filter(&self, table: &Table, rows: &[HookRow]) -> Result<Vec<RowVerdict>, PluginError> {
         let batch = convert::batch(table, rows);
         let answer = self.call("dm_row_filter", &sdk::encode(&batch))?;
-        let verdicts: Vec<sdk::Verdict> = sdk::decode(&answer)
-            .map_err(|e| format!("answered something that is not verdicts: {e}"))?;
+        let verdicts: Vec<sdk::Verdict> = sdk::decode(&answer).map_err(|e| {
+            PluginError::BadAnswer(format!("answered something that is not verdicts: {e}"))
+        })?;
         verdicts
             .into_iter()
             .map(|v| convert::verdict(table, v))
@@ -397,7 +418,8 @@ impl ShardDdlPolicy for Plugin {
         let answer = self
             .call("dm_shard_ddl", &sdk::encode(&info))
             .and_then(|a| {
-                sdk::decode::<sdk::Decision>(&a).map_err(|e| format!("answered nonsense: {e}"))
+                sdk::decode::<sdk::Decision>(&a)
+                    .map_err(|e| PluginError::BadAnswer(format!("answered nonsense: {e}")))
             });
         match answer {
             Ok(sdk::Decision::Wait) => Decision::Wait,
@@ -425,16 +447,19 @@ impl TableRouter for Plugin {
         &self.name
     }
 
-    fn route(&self, t: &TableName) -> Result<Option<TableName>, String> {
+    fn route(&self, t: &TableName) -> Result<Option<TableName>, PluginError> {
         let req = sdk::TableRef {
             schema: t.schema.clone(),
             table: t.table.clone(),
         };
         let answer = self.call("dm_route", &sdk::encode(&req))?;
-        let to: sdk::TableRef = sdk::decode(&answer)
-            .map_err(|e| format!("answered something that is not a table: {e}"))?;
+        let to: sdk::TableRef = sdk::decode(&answer).map_err(|e| {
+            PluginError::BadAnswer(format!("answered something that is not a table: {e}"))
+        })?;
         if to.schema.is_empty() || to.table.is_empty() {
-            return Err(format!("routed {t} to an empty name"));
+            return Err(PluginError::BadAnswer(format!(
+                "routed {t} to an empty name"
+            )));
         }
         let to = TableName::new(to.schema, to.table);
         Ok((to != *t).then_some(to))

@@ -3,7 +3,7 @@
 //! boundary. A new version that does not load leaves the old one running and says why.
 
 use super::{Plugin, WasmHost};
-use dm_core::hooks::{HookRow, PluginSpec, RowFilter, RowVerdict};
+use dm_core::hooks::{HookRow, PluginError, PluginSpec, RowFilter, RowVerdict};
 use dm_core::table::Table;
 use notify::{RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ pub struct Reloading {
     current: RwLock<Arc<Plugin>>,
     staged: Mutex<Option<Arc<Plugin>>>,
     has_staged: AtomicBool,
-    error: Mutex<Option<String>>,
+    error: Mutex<Option<PluginError>>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
@@ -38,7 +38,7 @@ impl Reloading {
         })
     }
 
-    fn reloaded(&self, result: Result<Plugin, String>) {
+    fn reloaded(&self, result: Result<Plugin, PluginError>) {
         match result {
             Ok(p) => {
                 tracing::info!(plugin = %self.name, "new plugin version loaded; it takes over at the next transaction");
@@ -97,7 +97,10 @@ fn watch(
                 let bytes = match std::fs::read(&path) {
                     Ok(b) => b,
                     Err(e) => {
-                        target.reloaded(Err(format!("cannot read {}: {e}", path.display())));
+                        target.reloaded(Err(PluginError::Unusable(format!(
+                            "cannot read {}: {e}",
+                            path.display()
+                        ))));
                         continue;
                     }
                 };
@@ -117,7 +120,7 @@ impl RowFilter for Reloading {
         &self.name
     }
 
-    fn filter(&self, table: &Table, rows: &[HookRow]) -> Result<Vec<RowVerdict>, String> {
+    fn filter(&self, table: &Table, rows: &[HookRow]) -> Result<Vec<RowVerdict>, PluginError> {
         let current = self
             .current
             .read()
@@ -135,7 +138,7 @@ impl RowFilter for Reloading {
         }
     }
 
-    fn reload_error(&self) -> Option<String> {
+    fn reload_error(&self) -> Option<PluginError> {
         self.error.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

@@ -117,13 +117,13 @@ pub enum Error {
         message: String,
     },
     /// A plugin failed: it trapped, ran out of time or memory, or answered nonsense.
-    #[error("plugin `{plugin}` ({hook}) on {table} at {position}: {message}")]
+    #[error("plugin `{plugin}` ({hook}) on {table} at {position}: {error}")]
     Plugin {
         plugin: String,
         hook: String,
         table: String,
         position: String,
-        message: String,
+        error: Box<crate::hooks::PluginError>,
     },
     /// A target transaction holding changes of several source transactions failed for
     /// good: the subtask applies them again one source transaction per target transaction,
@@ -332,7 +332,7 @@ impl Error {
             Error::NotApplied { reason: NotApplied::UnknownStatement, .. } => "dm cannot tell what this statement changes: do on the target what it needs by hand, then `dm ctl binlog skip <task>`, or `dm ctl binlog replace <task> '<statement>'` to run a statement instead".into(),
             Error::NotApplied { reason: NotApplied::UnsupportedEvent, .. } => "change the source setting the message names, then `dm ctl binlog skip <task>` skips this transaction (its changes are missing on the target until `dm ctl verify <task> --fix`)".into(),
             Error::ShardDdl { target, .. } => format!("make the shards agree, then `dm ctl shard-ddl-lock unlock <task> {target} --exec` (run the DDL once) or `--skip` (it is done by hand); or `dm ctl binlog replace <task> '<statement>'` to send this shard's DDL as another statement"),
-            Error::Plugin { .. } => "fix the plugin (`dm ctl plugin check <file.wasm>` runs it on a sample row) and replace its .wasm file, then `dm ctl resume-task <task>`".into(),
+            Error::Plugin { error, .. } => error.hint(),
             Error::Filtered { .. } => "change the task's `filters` / `expression-filter` (stop-task, edit, start-task), or skip the event".into(),
             Error::RowTooBig { bytes, .. } => format!("raise max_allowed_packet on the target to at least {} (SET GLOBAL max_allowed_packet = {}; and in its config file), then `dm ctl resume-task <task>`", bytes + (1 << 20), (bytes + (1 << 20)).next_power_of_two()),
             Error::OnlineDdl { table, .. } => format!("run on the target's {table} the ALTER the tool ran on its shadow table (its --alter), then `dm ctl binlog skip <task>`; or `dm ctl binlog replace <task> '<ALTER TABLE ...>'` to have dm run it at this position (an empty ALTER list: `binlog skip`); set `online-ddl: false` if these are not a tool's tables"),
@@ -531,7 +531,7 @@ mod code_tests {
                 hook: text(),
                 table: text(),
                 position: text(),
-                message: text(),
+                error: Box::new(crate::hooks::PluginError::Trapped(text())),
             },
             Error::Precheck(text()),
             Error::Invalid(text()),

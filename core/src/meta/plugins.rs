@@ -89,7 +89,7 @@ pub async fn bytes_of(store: &dyn MetaStore, name: &str, spec: &PluginSpec) -> R
         hook: "load".into(),
         table: "-".into(),
         position: spec.path.display().to_string(),
-        message: what,
+        error: Box::new(crate::hooks::PluginError::Unusable(what)),
     };
     match &spec.sha256 {
         Some(sha) => {
@@ -125,12 +125,12 @@ pub async fn load_plugins(
         let bytes = bytes_of(store, &name, &spec).await?;
         let loaded = host
             .load(&name, &spec, &bytes)
-            .map_err(|message| crate::Error::Plugin {
+            .map_err(|error| crate::Error::Plugin {
                 plugin: name.clone(),
                 hook: "load".into(),
                 table: "-".into(),
                 position: spec.path.display().to_string(),
-                message,
+                error: Box::new(error),
             })?;
         if let Some(r) = loaded.table_router {
             out.router.get_or_insert((name.clone(), r));

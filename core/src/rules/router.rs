@@ -61,7 +61,7 @@ pub struct Router {
     plugin: Option<PluginRoutes>,
 }
 
-type PluginAnswers = HashMap<TableName, Result<Option<TableName>, String>>;
+type PluginAnswers = HashMap<TableName, Result<Option<TableName>, crate::hooks::PluginError>>;
 
 /// A table router plugin and its answers (asked once per table).
 #[derive(Clone)]
@@ -146,7 +146,10 @@ impl Router {
     }
 
     /// The plugin's answer for `t` (asked once).
-    fn plugin_route(&self, t: &TableName) -> Option<Result<Option<TableName>, String>> {
+    fn plugin_route(
+        &self,
+        t: &TableName,
+    ) -> Option<Result<Option<TableName>, crate::hooks::PluginError>> {
         let p = self.plugin.as_ref()?;
         let mut answers = p.answers.lock().unwrap_or_else(|e| e.into_inner());
         Some(
@@ -159,7 +162,7 @@ impl Router {
 
     /// `route`, but a failing router plugin is an error (`route` would keep the table's name).
     pub fn route_checked(&self, t: &TableName) -> crate::Result<Option<Routed>> {
-        if let Some(Err(message)) = self.plugin_route(t) {
+        if let Some(Err(error)) = self.plugin_route(t) {
             return Err(crate::Error::Plugin {
                 plugin: self
                     .plugin
@@ -169,7 +172,7 @@ impl Router {
                 hook: "table router".into(),
                 table: t.to_string(),
                 position: "-".into(),
-                message,
+                error: Box::new(error),
             });
         }
         Ok(self.route(t))

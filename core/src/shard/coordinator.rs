@@ -42,7 +42,8 @@ async fn policy_of(
     let bytes = crate::meta::plugins::bytes_of(store, name, spec)
         .await
         .map_err(|e| e.to_string())?;
-    host.load(name, spec, &bytes)?
+    host.load(name, spec, &bytes)
+        .map_err(|e| e.to_string())?
         .shard_ddl_policy
         .ok_or_else(|| format!("plugin `{name}` has no shard DDL policy hook"))
 }

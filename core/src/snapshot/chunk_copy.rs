@@ -17,6 +17,7 @@ use crate::hooks::HookRow;
 use crate::position::{BinlogPos, GtidSet, Position};
 use crate::rules::{Routed, RowOrigin, RowRules};
 use crate::schema::load_table;
+use crate::status::Progress;
 use crate::table::RowOp;
 use crate::table::{ColumnKind, Table, TableName};
 use bytes::Bytes;
@@ -292,6 +293,44 @@ impl Batcher<'_> {
             )),
         };
         (batch, std::mem::take(&mut self.rows))
+    }
+}
+
+/// Rows on their way to the writer: batched, handed over when a batch is full, and counted
+/// in the progress and the chunk's own counts as they go.
+struct Outbox<'a> {
+    batcher: Batcher<'a>,
+    tx: mpsc::Sender<(Bytes, Claim)>,
+    budget: ByteBudget,
+    progress: &'a Progress,
+    /// (rows, bytes) of the chunk handed over so far.
+    counted: &'a mut (u64, u64),
+    table_key: String,
+}
+
+impl Outbox<'_> {
+    /// Adds a row; false when the writer is gone (it failed).
+    async fn push(&mut self, datums: impl Iterator<Item = Datum>) -> bool {
+        match self.batcher.push(datums) {
+            Some(batch) => self.send(batch).await,
+            None => true,
+        }
+    }
+
+    async fn send(&mut self, (batch, n): (Bytes, u64)) -> bool {
+        let len = batch.len() as u64;
+        self.counted.0 += n;
+        self.counted.1 += len;
+        self.progress.rows_loaded.fetch_add(n, Ordering::Relaxed);
+        self.progress.add_table_rows(&self.table_key, n, len);
+        hand_over(&self.tx, &self.budget, batch).await
+    }
+
+    /// Hands over the last, partly filled batch.
+    async fn finish(mut self) {
+        if let Some(batch) = self.batcher.rest() {
+            self.send(batch).await;
+        }
     }
 }
 
@@ -688,46 +727,39 @@ impl ChunkCopier {
             ..
         } = sql;
         let rules = &self.ctx.rows;
-        let progress = &self.ctx.progress;
-        let counted = &mut self.counted;
-        let table_key = name.to_string();
-        // A batch is on its way: the progress and the chunk's own counts take it.
-        let mut account = |n: u64, len: u64| {
-            counted.0 += n;
-            counted.1 += len;
-            progress.rows_loaded.fetch_add(n, Ordering::Relaxed);
-            progress.add_table_rows(&table_key, n, len);
-        };
         rules.at_boundary();
         let kinds: Vec<ColumnKind> = written.iter().map(|&ci| table.columns[ci].kind()).collect();
         // Without filters or plugins rows go straight from the source row to the batch.
         let direct = rules.passes_all(name);
         let mut result = self.src.exec_iter(select.as_str(), ()).await.map_err(se)?;
-        let mut out = Batcher {
-            mode,
-            kinds: &kinds,
-            extra_values,
-            text: String::new(),
-            buf: Vec::with_capacity(BATCH_BYTES + 4096),
-            rows: 0,
+        let mut out = Outbox {
+            batcher: Batcher {
+                mode,
+                kinds: &kinds,
+                extra_values,
+                text: String::new(),
+                buf: Vec::with_capacity(BATCH_BYTES + 4096),
+                rows: 0,
+            },
+            tx,
+            budget,
+            progress: &self.ctx.progress,
+            counted: &mut self.counted,
+            table_key: name.to_string(),
         };
         // Rows waiting for the row rules (whole images by the table's columns).
         let mut held: Vec<HookRow> = Vec::new();
         let mut done = false;
+        // `out.push` is false once the writer failed; its error is reported by the caller.
         while !done {
-            let mut ready: Vec<Vec<Datum>> = Vec::new();
             match result.next().await.map_err(se)? {
                 Some(row) if direct => {
                     let datums = written
                         .iter()
                         .zip(row.unwrap())
                         .map(|(&ci, v)| Datum::from_value(&table.columns[ci], v));
-                    if let Some((batch, n)) = out.push(datums) {
-                        account(n, batch.len() as u64);
-                        if !hand_over(&tx, &budget, batch).await {
-                            // The writer failed; its error is reported by the caller.
-                            return Ok(());
-                        }
+                    if !out.push(datums).await {
+                        return Ok(());
                     }
                     continue;
                 }
@@ -739,21 +771,14 @@ impl ChunkCopier {
                 None => done = true,
             }
             if !held.is_empty() && (done || held.len() >= RULES_BATCH_ROWS) {
-                ready = rules_pass(rules, table, written, std::mem::take(&mut held))?;
-            }
-            for datums in ready {
-                if let Some((batch, n)) = out.push(datums.into_iter()) {
-                    account(n, batch.len() as u64);
-                    if !hand_over(&tx, &budget, batch).await {
+                for datums in rules_pass(rules, table, written, std::mem::take(&mut held))? {
+                    if !out.push(datums.into_iter()).await {
                         return Ok(());
                     }
                 }
             }
         }
-        if let Some((batch, n)) = out.rest() {
-            account(n, batch.len() as u64);
-            hand_over(&tx, &budget, batch).await;
-        }
+        out.finish().await;
         Ok(())
     }
 

@@ -154,29 +154,7 @@ impl FullPhase {
             if todo.is_empty() {
                 break;
             }
-            let mut chunks: BTreeMap<TableName, Vec<ChunkRecord>> = BTreeMap::new();
-            for c in self.ctx.meta.chunks(&mut tgt, &tgt_addr, source_id).await? {
-                chunks.entry(c.table.clone()).or_default().push(c);
-            }
-            let queue: Queue = Arc::default();
-            for name in &todo {
-                let estimate = chunk::estimated_rows(&mut src, name)
-                    .await
-                    .map_err(self.src_err())?;
-                let (planned, plan) = match chunks.remove(name) {
-                    Some(plan) => (self.resume_plan(&mut src, &mut tgt, name).await?, plan),
-                    None => match self.plan_table(&mut src, &mut tgt, name, estimate).await? {
-                        Some(p) => p,
-                        None => continue, // dropped meanwhile
-                    },
-                };
-                let planned = Arc::new(planned);
-                self.show_table(name, &plan, estimate);
-                let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
-                for c in plan.into_iter().filter(|c| c.done.is_none()) {
-                    q.push(c, planned.clone());
-                }
-            }
+            let queue = self.queue_chunks(&mut src, &mut tgt, &todo).await?;
             crate::failpoint::pause("after-tables-planned").await;
             let changed = self.copy_chunks(queue).await?;
             for name in changed {
@@ -208,6 +186,42 @@ impl FullPhase {
         Ok(tables)
     }
 
+    /// The chunks of `todo` not copied yet, in a queue for the copiers: tables planned in an
+    /// earlier run keep their plan, the others are created in the target and planned now.
+    async fn queue_chunks(
+        &self,
+        src: &mut Conn,
+        tgt: &mut Conn,
+        todo: &[TableName],
+    ) -> Result<Queue> {
+        let source_id = &self.ctx.source.source_id;
+        let mut chunks: BTreeMap<TableName, Vec<ChunkRecord>> = BTreeMap::new();
+        let tgt_addr = self.ctx.target.addr();
+        for c in self.ctx.meta.chunks(tgt, &tgt_addr, source_id).await? {
+            chunks.entry(c.table.clone()).or_default().push(c);
+        }
+        let queue: Queue = Arc::default();
+        for name in todo {
+            let estimate = chunk::estimated_rows(src, name)
+                .await
+                .map_err(self.src_err())?;
+            let (planned, plan) = match chunks.remove(name) {
+                Some(plan) => (self.resume_plan(src, tgt, name).await?, plan),
+                None => match self.plan_table(src, tgt, name, estimate).await? {
+                    Some(p) => p,
+                    None => continue, // dropped meanwhile
+                },
+            };
+            let planned = Arc::new(planned);
+            self.show_table(name, &plan, estimate);
+            let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+            for c in plan.into_iter().filter(|c| c.done.is_none()) {
+                q.push(c, planned.clone());
+            }
+        }
+        Ok(queue)
+    }
+
     /// Creates the table in the target and stores its chunk plan. `None` when the table is
     /// gone.
     async fn plan_table(
@@ -217,58 +231,20 @@ impl FullPhase {
         name: &TableName,
         estimate: u64,
     ) -> Result<Option<(CopyPlan, Vec<ChunkRecord>)>> {
-        let (se, te) = (self.src_err(), self.tgt_err());
-        // Definition and CREATE under one metadata lock, so they agree.
-        src.query_drop("START TRANSACTION").await.map_err(&se)?;
-        let planned = async {
-            match src
-                .query_drop(format!("SELECT 1 FROM {} LIMIT 0", name.quoted()))
-                .await
-            {
-                Err(mysql_async::Error::Server(e)) if e.code == errno::NO_SUCH_TABLE => {
-                    return Ok(None)
-                }
-                r => r?,
-            }
-            let create: Option<(Vec<u8>, Vec<u8>)> = src
-                .query_first(format!("SHOW CREATE TABLE {}", name.quoted()))
-                .await?;
-            let table = load_table(src, name).await?;
-            Ok(create.zip(table))
-        }
-        .await
-        .map_err(&se);
-        src.query_drop("COMMIT").await.map_err(&se)?;
-        let Some(((_, create), table)) = planned? else {
+        let se = self.src_err();
+        let Some((create, table)) = self.read_definition(src, name).await? else {
             return Ok(None);
         };
         let key = ChunkKey::of(src, &table).await.map_err(&se)?;
         let bounds = chunk::plan(src, &table, key.as_ref(), estimate, self.dumper.rows)
             .await
             .map_err(&se)?;
-        let create = String::from_utf8_lossy(&create).into_owned();
         let routed = self.ctx.router.route_checked(name)?;
         match &routed {
             Some(r) => self.create_routed(tgt, &table, &create, r).await?,
-            None => {
-                if self.ctx.router.route_schema(&name.schema) == SchemaRoute::Away {
-                    self.create_schema_like(src, tgt, &name.schema, &name.schema)
-                        .await?;
-                }
-                tgt.query_drop(format!("USE {}", quote_ident(&name.schema)))
-                    .await
-                    .map_err(&te)?;
-                tgt.query_drop(format!("DROP TABLE IF EXISTS {}", name.quoted()))
-                    .await
-                    .map_err(&te)?;
-                let create = if self.dumper.defer_indexes {
-                    indexes::without_secondary_indexes(&create).0
-                } else {
-                    create
-                };
-                tgt.query_drop(create).await.map_err(&te)?;
-            }
+            None => self.create_table(src, tgt, name, create).await?,
         }
+        let te = self.tgt_err();
         let plan: Vec<ChunkRecord> = bounds
             .into_iter()
             .enumerate()
@@ -299,6 +275,70 @@ impl FullPhase {
             },
             plan,
         )))
+    }
+
+    /// The table's `SHOW CREATE TABLE` and its columns, read under one metadata lock so they
+    /// agree; `None` when the table is gone.
+    async fn read_definition(
+        &self,
+        src: &mut Conn,
+        name: &TableName,
+    ) -> Result<Option<(String, Table)>> {
+        let se = self.src_err();
+        src.query_drop("START TRANSACTION").await.map_err(&se)?;
+        let read = async {
+            match src
+                .query_drop(format!("SELECT 1 FROM {} LIMIT 0", name.quoted()))
+                .await
+            {
+                Err(mysql_async::Error::Server(e)) if e.code == errno::NO_SUCH_TABLE => {
+                    return Ok(None)
+                }
+                r => r?,
+            }
+            let create: Option<(Vec<u8>, Vec<u8>)> = src
+                .query_first(format!("SHOW CREATE TABLE {}", name.quoted()))
+                .await?;
+            let table = load_table(src, name).await?;
+            Ok(create.zip(table))
+        }
+        .await
+        .map_err(&se);
+        src.query_drop("COMMIT").await.map_err(&se)?;
+        Ok(
+            read?
+                .map(|((_, create), table)| (String::from_utf8_lossy(&create).into_owned(), table)),
+        )
+    }
+
+    /// Makes the table in the target under its own name from the source's definition
+    /// (without its secondary indexes when they are added after the copy), replacing
+    /// whatever was there.
+    async fn create_table(
+        &self,
+        src: &mut Conn,
+        tgt: &mut Conn,
+        name: &TableName,
+        create: String,
+    ) -> Result<()> {
+        let te = self.tgt_err();
+        if self.ctx.router.route_schema(&name.schema) == SchemaRoute::Away {
+            self.create_schema_like(src, tgt, &name.schema, &name.schema)
+                .await?;
+        }
+        tgt.query_drop(format!("USE {}", quote_ident(&name.schema)))
+            .await
+            .map_err(&te)?;
+        tgt.query_drop(format!("DROP TABLE IF EXISTS {}", name.quoted()))
+            .await
+            .map_err(&te)?;
+        let create = if self.dumper.defer_indexes {
+            indexes::without_secondary_indexes(&create).0
+        } else {
+            create
+        };
+        tgt.query_drop(create).await.map_err(&te)?;
+        Ok(())
     }
 
     /// Creates the target of a routed table unless another table routed there did: the
