@@ -118,7 +118,11 @@ async fn plugins_that_loop_trap_or_hog_pause_their_task_and_nothing_else() {
 
     // Each kind of failure has its own fix in the hint.
     for (i, (kind, says, fix)) in [
-        ("spin", "ran longer than its deadline of 300 ms", "timeout-ms"),
+        (
+            "spin",
+            "ran longer than its deadline of 300 ms",
+            "timeout-ms",
+        ),
         ("boom", "panicked", "plugin check"),
         ("hog", "memory", "memory-mib"),
     ]
