@@ -94,9 +94,9 @@ fn run(cli: Cli) -> Result<()> {
         return Ok(());
     }
     let rt = tokio::runtime::Runtime::new()?;
-    if !matches!(cli.command, Command::Ctl(_)) {
-        dm_core::hooks::set_plugin_host(std::sync::Arc::new(dm_plugins::WasmHost::new()));
-    }
+    // The roles run plugins with the WASM host; ctl runs none (`plugin check` makes its own).
+    let host =
+        || -> dm_core::hooks::Host { Some(std::sync::Arc::new(dm_plugins::WasmHost::new())) };
     match cli.command {
         Command::Standalone { config } => {
             let cfg: StandaloneConfig = if config.exists() {
@@ -105,18 +105,19 @@ fn run(cli: Cli) -> Result<()> {
                 anyhow::bail!("{}: no such file; pass the standalone config with -c (see dm.yaml in the repository)", config.display());
             };
             init_tracing(&cfg.log_level);
-            rt.block_on(dm_core::standalone::run(cfg)).map_err(report)
+            rt.block_on(dm_core::standalone::run(cfg, host()))
+                .map_err(report)
         }
         Command::Master { config } => {
             let cfg: MasterConfig = load_file(&config).map_err(report)?;
             init_tracing(&cfg.log_level);
-            rt.block_on(dm_core::master::cluster::run(cfg))
+            rt.block_on(dm_core::master::cluster::run(cfg, host()))
                 .map_err(report)
         }
         Command::Worker { config } => {
             let cfg: WorkerConfig = load_file(&config).map_err(report)?;
             init_tracing(&cfg.log_level);
-            rt.block_on(dm_core::worker::cluster::run(cfg))
+            rt.block_on(dm_core::worker::cluster::run(cfg, host()))
                 .map_err(report)
         }
         Command::Ctl(args) => rt.block_on(ctl::run(*args)),

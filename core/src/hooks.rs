@@ -188,8 +188,9 @@ pub trait TableRouter: Send + Sync {
     ) -> Result<Option<crate::table::TableName>, PluginError>;
 }
 
-/// Loads plugins; the `dm` binary registers the WASM host (dm-plugins) at start, so that
-/// dm-core knows nothing of wasmtime.
+/// Loads plugins. The `dm` binary hands the WASM host (dm-plugins) to the role it starts,
+/// so that dm-core knows nothing of wasmtime; a process without one refuses tasks that name
+/// plugins.
 pub trait PluginHost: Send + Sync {
     /// `bytes`: the module as the task's metadata (or the file at `spec.path`) has it.
     fn load(
@@ -200,15 +201,8 @@ pub trait PluginHost: Send + Sync {
     ) -> Result<LoadedPlugin, PluginError>;
 }
 
-static HOST: std::sync::OnceLock<std::sync::Arc<dyn PluginHost>> = std::sync::OnceLock::new();
-
-pub fn set_plugin_host(host: std::sync::Arc<dyn PluginHost>) {
-    let _ = HOST.set(host);
-}
-
-pub fn plugin_host() -> Option<std::sync::Arc<dyn PluginHost>> {
-    HOST.get().cloned()
-}
+/// The plugin host of a process, when it has one.
+pub type Host = Option<std::sync::Arc<dyn PluginHost>>;
 
 /// The row filters of a subtask, in the task file's order: (plugin name, filter).
 pub type RowFilterChain = Vec<(String, std::sync::Arc<dyn RowFilter>)>;

@@ -8,7 +8,8 @@ use crate::meta::{EmbeddedStore, MetaStore};
 use crate::worker::Worker;
 use std::sync::Arc;
 
-pub async fn run(cfg: StandaloneConfig) -> Result<()> {
+/// `plugin_host` runs the plugins tasks name (row filters, routers, shard DDL policies).
+pub async fn run(cfg: StandaloneConfig, plugin_host: crate::hooks::Host) -> Result<()> {
     let guard = crate::api_auth::ApiGuard::new(
         &cfg.master_addr,
         None,
@@ -34,7 +35,7 @@ pub async fn run(cfg: StandaloneConfig) -> Result<()> {
         })?;
     tracing::info!(addr = %cfg.master_addr, data_dir = %cfg.data_dir.display(), "dm standalone started");
     let _coordinator = crate::abort_on_drop::AbortOnDrop(tokio::spawn(
-        crate::shard::coordinator::run(store.clone()),
+        crate::shard::coordinator::run(store.clone(), plugin_host.clone()),
     ));
     let _validation = crate::abort_on_drop::AbortOnDrop(tokio::spawn(
         crate::master::validation::run(store.clone()),
@@ -44,6 +45,7 @@ pub async fn run(cfg: StandaloneConfig) -> Result<()> {
         store.clone(),
         Fence::open(),
         cfg.data_dir.clone(),
+        plugin_host,
     );
     let worker = tokio::spawn(worker.run());
     let app = router(

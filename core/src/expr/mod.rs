@@ -217,10 +217,6 @@ impl RowExpr {
         Ok(parsed)
     }
 
-    pub fn text(&self) -> &str {
-        &self.text
-    }
-
     /// Whether `row` of `table` makes the expression true.
     pub fn matches(&self, table: &Table, row: &[Datum]) -> Result<bool, String> {
         Ok(self.eval(&self.expr, table, row)?.truth() == Some(true))

@@ -8,7 +8,8 @@ use crate::meta::{EtcdStore, MetaStore};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub async fn run(cfg: MasterConfig) -> Result<()> {
+/// `plugin_host` runs shard DDL policy plugins while this master leads.
+pub async fn run(cfg: MasterConfig, plugin_host: crate::hooks::Host) -> Result<()> {
     let endpoints = cfg.etcd.client_endpoints();
     if endpoints.is_empty() {
         return Err(Error::Invalid(
@@ -56,7 +57,7 @@ pub async fn run(cfg: MasterConfig) -> Result<()> {
         etcd_endpoints: all_endpoints,
         insecure: guard.insecure,
     };
-    let membership = Membership::new(me, discovery, store.clone(), cfg.election_ttl);
+    let membership = Membership::new(me, discovery, store.clone(), cfg.election_ttl, plugin_host);
     tokio::spawn(membership.clone().run());
     if let Some(embed) = &cfg.etcd.embed {
         tokio::spawn(keep_etcd_leader_elsewhere(

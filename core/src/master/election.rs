@@ -19,6 +19,8 @@ pub struct Membership {
     pub store: Arc<dyn MetaStore>,
     pub ttl: i64,
     leader: AtomicBool,
+    /// Runs shard DDL policy plugins while this master leads.
+    plugin_host: crate::hooks::Host,
 }
 
 /// How often a follower looks whether the leader key is free.
@@ -30,6 +32,7 @@ impl Membership {
         etcd: super::etcd_access::EtcdDiscovery,
         store: Arc<dyn MetaStore>,
         ttl: i64,
+        plugin_host: crate::hooks::Host,
     ) -> Arc<Self> {
         Arc::new(Membership {
             me,
@@ -37,6 +40,7 @@ impl Membership {
             store,
             ttl,
             leader: AtomicBool::new(false),
+            plugin_host,
         })
     }
 
@@ -155,6 +159,7 @@ impl Membership {
             AbortOnDrop(tokio::spawn(scheduler::run(self.store.clone()))),
             AbortOnDrop(tokio::spawn(crate::shard::coordinator::run(
                 self.store.clone(),
+                self.plugin_host.clone(),
             ))),
             AbortOnDrop(tokio::spawn(super::validation::run(self.store.clone()))),
         ]

@@ -112,13 +112,14 @@ pub async fn load_plugins(
     task: &crate::config::TaskConfig,
     source_id: &str,
     store: &dyn MetaStore,
+    host: &crate::hooks::Host,
 ) -> crate::Result<crate::hooks::SubtaskPlugins> {
     let specs = task.plugins_of(source_id);
     let mut out = crate::hooks::SubtaskPlugins::default();
     if specs.is_empty() {
         return Ok(out);
     }
-    let host = crate::hooks::plugin_host().ok_or_else(|| {
+    let host = host.as_ref().ok_or_else(|| {
         crate::Error::Invalid("this process cannot run plugins (no plugin host)".into())
     })?;
     for (name, spec) in specs {

@@ -76,11 +76,6 @@ fn offset(sql: &str, at: Location) -> Option<usize> {
     (line == at.line && col == at.column).then_some(sql.len())
 }
 
-/// The table an ALTER TABLE (CREATE/DROP INDEX ... ON) changes.
-pub fn statement_table(default_db: &str, sql: &str) -> Option<TableName> {
-    table_span(default_db, sql).map(|(t, _, _)| t)
-}
-
 /// The statement with its table replaced by `to` (written `schema`.`table`).
 pub fn retarget(default_db: &str, sql: &str, to: &TableName) -> Option<String> {
     let (_, from, end) = table_span(default_db, sql)?;
@@ -159,7 +154,7 @@ mod tests {
             "ALTER TABLE `é`.`ö` ADD c INT"
         );
         assert_eq!(
-            statement_table("d", "alter table `a`.`_b_new` add x int"),
+            table_span("d", "alter table `a`.`_b_new` add x int").map(|(t, _, _)| t),
             Some(t("a", "_b_new"))
         );
         assert_eq!(retarget("d", "RENAME TABLE a TO b", &to), None);

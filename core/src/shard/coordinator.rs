@@ -15,14 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs until aborted.
-pub async fn run(store: Arc<dyn MetaStore>) {
+pub async fn run(store: Arc<dyn MetaStore>, host: crate::hooks::Host) {
     // Policy plugins, loaded once per task.
     let mut policies = Policies::new();
     let mut changes = store.watch(super::PREFIX).await.ok();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         crate::meta::next_change(&mut changes, &mut tick).await;
-        if let Err(e) = coordinate_once(store.as_ref(), &mut policies).await {
+        if let Err(e) = coordinate_once(store.as_ref(), &mut policies, &host).await {
             tracing::warn!(error = %e, "shard DDL coordination failed; trying again");
         }
     }
@@ -33,12 +33,13 @@ async fn policy_of(
     task: &TaskConfig,
     mode: crate::config::ShardMode,
     store: &dyn MetaStore,
+    host: &crate::hooks::Host,
 ) -> std::result::Result<Arc<dyn crate::hooks::ShardDdlPolicy>, String> {
     let Some(name) = &task.shard_ddl_policy else {
         return Ok(Arc::from(policy::native(mode)));
     };
     let spec = task.plugins.get(name).ok_or("not in plugins")?;
-    let host = crate::hooks::plugin_host().ok_or("this process cannot run plugins")?;
+    let host = host.as_ref().ok_or("this process cannot run plugins")?;
     let bytes = crate::meta::plugins::bytes_of(store, name, spec)
         .await
         .map_err(|e| e.to_string())?;
@@ -87,7 +88,11 @@ pub async fn task_locks(store: &dyn MetaStore, task: &TaskConfig) -> Result<Task
 
 type Policies = std::collections::HashMap<String, Arc<dyn crate::hooks::ShardDdlPolicy>>;
 
-pub async fn coordinate_once(store: &dyn MetaStore, policies: &mut Policies) -> Result<()> {
+pub async fn coordinate_once(
+    store: &dyn MetaStore,
+    policies: &mut Policies,
+    host: &crate::hooks::Host,
+) -> Result<()> {
     for (_, task) in meta::list_json::<TaskConfig>(store, keys::TASK).await? {
         let Some(mode) = task.shard_mode else {
             continue;
@@ -100,7 +105,7 @@ pub async fn coordinate_once(store: &dyn MetaStore, policies: &mut Policies) -> 
         );
         let policy = match policies.get(&key) {
             Some(p) => p.clone(),
-            None => match policy_of(&task, mode, store).await {
+            None => match policy_of(&task, mode, store, host).await {
                 Ok(p) => {
                     policies.insert(key, p.clone());
                     p

@@ -100,15 +100,6 @@ pub struct Conflict {
     pub message: String,
 }
 
-/// Splits `<target>/<source>/<table>` (the tail of a ddl or done key).
-pub fn parse_tail(tail: &str) -> Option<(String, ShardId)> {
-    let mut parts = tail.splitn(3, '/');
-    let target = parts.next()?.to_string();
-    let source = parts.next()?.to_string();
-    let table = parts.next()?.to_string();
-    Some((target, ShardId { source, table }))
-}
-
 /// Removes every shard key of `task` (its shards, their DDLs and releases, its locks): a task
 /// started over (`start-task --remove-meta`) must not inherit an earlier run's conflicts,
 /// executed DDLs or releases. `stop-task` keeps them: a blocked shard's rows after its DDL

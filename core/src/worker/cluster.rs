@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 /// Room for the clock of this process against etcd's.
 const MARGIN: Duration = Duration::from_millis(300);
 
-pub async fn run(cfg: WorkerConfig) -> Result<()> {
+/// `plugin_host` runs the plugins of the tasks this worker runs.
+pub async fn run(cfg: WorkerConfig, plugin_host: crate::hooks::Host) -> Result<()> {
     if !crate::config::is_safe_name(&cfg.name) {
         return Err(crate::Error::Invalid(format!(
             "worker name `{}` may only hold letters, digits, `_`, `-` and `.` (at most 64): it names metadata keys and locks",
@@ -79,6 +80,7 @@ pub async fn run(cfg: WorkerConfig) -> Result<()> {
         store.clone(),
         fence.clone(),
         cfg.data_dir.clone(),
+        plugin_host,
     );
     tokio::spawn(keep_lease(
         store,

@@ -106,10 +106,18 @@ pub struct Worker {
     relays: BTreeMap<String, RelayRun>,
     /// Prometheus text of what this worker runs, renewed with each status.
     pub metrics: Arc<Mutex<String>>,
+    /// Runs the plugins tasks name.
+    plugin_host: crate::hooks::Host,
 }
 
 impl Worker {
-    pub fn new(name: String, store: Arc<dyn MetaStore>, fence: Fence, data_dir: PathBuf) -> Self {
+    pub fn new(
+        name: String,
+        store: Arc<dyn MetaStore>,
+        fence: Fence,
+        data_dir: PathBuf,
+        plugin_host: crate::hooks::Host,
+    ) -> Self {
         Worker {
             name,
             store,
@@ -119,6 +127,7 @@ impl Worker {
             data_dir,
             relays: BTreeMap::new(),
             metrics: Arc::default(),
+            plugin_host,
         }
     }
 
@@ -261,6 +270,7 @@ impl Worker {
                 operators: stage.operators_of(&k.1),
                 fence: fence.clone(),
                 store: self.store.clone(),
+                plugin_host: self.plugin_host.clone(),
             };
             tracing::info!(task = %k.0, source = %k.1, "subtask starting");
             let handle = tokio::spawn(sub.run());

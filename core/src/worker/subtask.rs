@@ -41,6 +41,8 @@ pub struct Subtask {
     pub fence: Fence,
     /// Where shard DDL coordination happens.
     pub store: Arc<dyn MetaStore>,
+    /// Runs the task's plugins.
+    pub plugin_host: crate::hooks::Host,
     /// The worker's relay log of the source, when the source has one.
     pub relay: Option<Arc<crate::upstream::relay::Relay>>,
 }
@@ -133,7 +135,13 @@ impl Subtask {
         let crate::hooks::SubtaskPlugins {
             row_filters: plugins,
             router: plugin_router,
-        } = crate::meta::plugins::load_plugins(task, source_id, self.store.as_ref()).await?;
+        } = crate::meta::plugins::load_plugins(
+            task,
+            source_id,
+            self.store.as_ref(),
+            &self.plugin_host,
+        )
+        .await?;
         *self
             .progress
             .plugins
