@@ -3,6 +3,9 @@
 //! the hint says what to do. Whether an error is worth retrying is a property of the error.
 
 pub mod codes;
+mod plugin;
+
+pub use plugin::PluginError;
 
 use serde::{Deserialize, Serialize};
 
@@ -123,7 +126,7 @@ pub enum Error {
         hook: String,
         table: String,
         position: String,
-        error: Box<crate::hooks::PluginError>,
+        error: Box<PluginError>,
     },
     /// A target transaction holding changes of several source transactions failed for
     /// good: the subtask applies them again one source transaction per target transaction,
@@ -531,7 +534,7 @@ mod code_tests {
                 hook: text(),
                 table: text(),
                 position: text(),
-                error: Box::new(crate::hooks::PluginError::Trapped(text())),
+                error: Box::new(PluginError::Trapped(text())),
             },
             Error::Precheck(text()),
             Error::Invalid(text()),

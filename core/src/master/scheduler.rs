@@ -11,7 +11,7 @@ use std::time::Duration;
 
 /// Runs until aborted (the master stops leading).
 pub async fn run(store: Arc<dyn MetaStore>) {
-    let mut changes = store.watch("/dm/").await.ok();
+    let mut changes = store.watch(keys::ROOT).await.ok();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         crate::meta::next_change(&mut changes, &mut tick).await;

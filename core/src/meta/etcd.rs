@@ -143,7 +143,7 @@ impl EtcdStore {
             current: Arc::default(),
         };
         // Connecting is lazy: make sure somebody answers.
-        store.get("/dm/ping").await?;
+        store.get(super::keys::PING).await?;
         Ok(store)
     }
 

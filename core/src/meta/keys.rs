@@ -1,10 +1,22 @@
-//! Key names of the metadata store (layout in the module doc of `meta`).
+//! Every key of the metadata store: the one place its layout is written. Values are JSON
+//! unless said otherwise. docs/architecture.md ("Roles and metadata") shows the same layout
+//! for people; a test checks it names every prefix here.
 
+/// Everything dm keeps is under here (the worker and the scheduler watch it).
+pub const ROOT: &str = "/dm/";
+
+/// `/dm/source/<source-id>`: a source's config (passwords encrypted).
 pub const SOURCE: &str = "/dm/source/";
+/// `/dm/bound/<source-id>`: the name of the worker that runs the source.
 pub const BOUND: &str = "/dm/bound/";
+/// `/dm/task/<task>`: a task's config.
 pub const TASK: &str = "/dm/task/";
+/// `/dm/stage/<task>`: the stage users asked for, its generation, binlog operators.
 pub const STAGE: &str = "/dm/stage/";
+/// `/dm/status/<task>/<source-id>`: a subtask's status, published by its worker (volatile).
 pub const STATUS: &str = "/dm/status/";
+/// `/dm/ping`: read to check that the store answers.
+pub const PING: &str = "/dm/ping";
 
 pub fn source(id: &str) -> String {
     format!("{SOURCE}{id}")
@@ -91,4 +103,60 @@ pub fn validation(task: &str) -> String {
 }
 pub fn validation_status(task: &str) -> String {
     format!("{VALIDATION_STATUS}{task}")
+}
+
+/// `/dm/plugin/<sha256>`: a plugin module (base64), content-addressed.
+pub const PLUGIN: &str = "/dm/plugin/";
+
+pub fn plugin(sha256: &str) -> String {
+    format!("{PLUGIN}{sha256}")
+}
+
+/// Shard DDL coordination (see docs/architecture.md, "Shard DDL").
+pub mod shard {
+    use crate::hooks::ShardId;
+
+    /// Everything of shard DDL coordination (the coordinator watches it).
+    pub const PREFIX: &str = "/dm/shard/";
+
+    /// `/dm/shard/member/<task>/<source>`: `{target: [shard table]}`, every shard of the
+    /// source per merged target table.
+    pub fn member_prefix(task: &str) -> String {
+        format!("{PREFIX}member/{task}/")
+    }
+    pub fn member(task: &str, source: &str) -> String {
+        format!("{}{source}", member_prefix(task))
+    }
+    /// `/dm/shard/ddl/<task>/<target>/<source>/<table>`: a shard's DDL waiting for a
+    /// decision.
+    pub fn ddl_prefix(task: &str) -> String {
+        format!("{PREFIX}ddl/{task}/")
+    }
+    pub fn ddl(task: &str, target: &str, shard: &ShardId) -> String {
+        format!(
+            "{}{target}/{}/{}",
+            ddl_prefix(task),
+            shard.source,
+            shard.table
+        )
+    }
+    /// `/dm/shard/done/<task>/<target>/<source>/<table>`: the decision that released it.
+    pub fn done_prefix(task: &str) -> String {
+        format!("{PREFIX}done/{task}/")
+    }
+    pub fn done(task: &str, target: &str, shard: &ShardId) -> String {
+        format!(
+            "{}{target}/{}/{}",
+            done_prefix(task),
+            shard.source,
+            shard.table
+        )
+    }
+    /// `/dm/shard/lock/<task>/<target>`: a lock's executed and deferred DDLs, a conflict.
+    pub fn lock_prefix(task: &str) -> String {
+        format!("{PREFIX}lock/{task}/")
+    }
+    pub fn lock(task: &str, target: &str) -> String {
+        format!("{}{target}", lock_prefix(task))
+    }
 }

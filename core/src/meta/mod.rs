@@ -2,12 +2,7 @@
 //! where workers publish what they run. Master and worker roles talk only through it and the
 //! HTTP API, in one process (standalone) as across processes (cluster, on etcd).
 //!
-//! Key layout (also in docs/architecture.md):
-//! - `/dm/source/<source-id>`        source config (JSON)
-//! - `/dm/bound/<source-id>`         name of the worker that runs the source
-//! - `/dm/task/<task>`               task config (JSON)
-//! - `/dm/stage/<task>`              desired stage: `running` or `paused`
-//! - `/dm/status/<task>/<source-id>` subtask status published by its worker (JSON)
+//! The key layout is in `keys`.
 
 mod embedded;
 mod etcd;

@@ -1,5 +1,5 @@
-//! Plugin modules in the metadata store, content-addressed: `/dm/plugin/<sha256>` holds the
-//! module (base64). The master stores what `dm ctl` uploads with a task; workers load from
+//! Plugin modules in the metadata store, content-addressed (`keys::plugin`: the module in
+//! base64 under its SHA-256). The master stores what `dm ctl` uploads with a task; workers load from
 //! here, so a cluster needs no shared disk for plugins.
 
 use super::MetaStore;
@@ -10,7 +10,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
-pub const PREFIX: &str = "/dm/plugin/";
+use super::keys;
 
 /// The largest module stored: base64 of it must fit etcd's default request limit (1.5 MiB).
 pub const MAX_MODULE_BYTES: usize = 1024 * 1024;
@@ -44,7 +44,7 @@ pub async fn store_task_plugins(
             )));
         }
         let sha = format!("{:x}", Sha256::digest(&bytes));
-        let key = format!("{PREFIX}{sha}");
+        let key = keys::plugin(&sha);
         if store.get(&key).await?.is_none() {
             store.put(&key, b64.encode(&bytes).into_bytes()).await?;
         }
@@ -94,7 +94,7 @@ pub async fn bytes_of(store: &dyn MetaStore, name: &str, spec: &PluginSpec) -> R
     match &spec.sha256 {
         Some(sha) => {
             let text = store
-                .get(&format!("{PREFIX}{sha}"))
+                .get(&keys::plugin(sha))
                 .await?
                 .ok_or_else(|| missing(format!("module {sha} is not in the metadata store")))?;
             base64::engine::general_purpose::STANDARD
@@ -162,7 +162,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("was not uploaded"), "{err}");
-        assert!(store.list(PREFIX).await.unwrap().is_empty());
+        assert!(store.list(keys::PLUGIN).await.unwrap().is_empty());
         let big = BTreeMap::from([(
             "p".to_string(),
             base64::engine::general_purpose::STANDARD.encode(vec![0u8; MAX_MODULE_BYTES + 1]),

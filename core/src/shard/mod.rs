@@ -3,11 +3,7 @@
 //! their shard's DDL; the coordinator on the leading master asks the task's `ShardDdlPolicy`
 //! what to do and releases shards; subtasks go on when released.
 //!
-//! Keys (all JSON):
-//! - `/dm/shard/member/<task>/<source>`: `{target: [shard table]}`: every shard of the source
-//! - `/dm/shard/ddl/<task>/<target>/<source>/<table>`: a shard's DDL waiting for a decision
-//! - `/dm/shard/done/<task>/<target>/<source>/<table>`: the decision released it
-//! - `/dm/shard/lock/<task>/<target>`: executed and deferred DDLs, a conflict
+//! Its keys are in `meta::keys::shard`.
 
 pub mod coordinator;
 pub mod policy;
@@ -18,42 +14,9 @@ use crate::upstream::StatementContext;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub const PREFIX: &str = "/dm/shard/";
-
-pub fn member_prefix(task: &str) -> String {
-    format!("{PREFIX}member/{task}/")
-}
-pub fn member(task: &str, source: &str) -> String {
-    format!("{}{source}", member_prefix(task))
-}
-pub fn ddl_prefix(task: &str) -> String {
-    format!("{PREFIX}ddl/{task}/")
-}
-pub fn ddl(task: &str, target: &str, shard: &ShardId) -> String {
-    format!(
-        "{}{target}/{}/{}",
-        ddl_prefix(task),
-        shard.source,
-        shard.table
-    )
-}
-pub fn done_prefix(task: &str) -> String {
-    format!("{PREFIX}done/{task}/")
-}
-pub fn done(task: &str, target: &str, shard: &ShardId) -> String {
-    format!(
-        "{}{target}/{}/{}",
-        done_prefix(task),
-        shard.source,
-        shard.table
-    )
-}
-pub fn lock_prefix(task: &str) -> String {
-    format!("{PREFIX}lock/{task}/")
-}
-pub fn lock(task: &str, target: &str) -> String {
-    format!("{}{target}", lock_prefix(task))
-}
+pub use crate::meta::keys::shard::{
+    ddl, ddl_prefix, done, done_prefix, lock, lock_prefix, member, member_prefix, PREFIX,
+};
 
 /// A source's shards per merged target table (`schema.table` both).
 pub type Members = BTreeMap<String, Vec<String>>;

@@ -133,7 +133,7 @@ impl Worker {
 
     /// Reconciles on every change under `/dm/` and at least once a second, publishing status.
     pub async fn run(mut self) {
-        let mut changes = match self.store.watch("/dm/").await {
+        let mut changes = match self.store.watch(keys::ROOT).await {
             Ok(w) => w,
             Err(e) => {
                 tracing::error!(error = %e, "worker cannot watch the metadata store");
