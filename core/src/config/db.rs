@@ -97,16 +97,4 @@ impl DbConfig {
     pub fn addr(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
-
-    /// The config with the password hidden, for logs and status.
-    pub fn redacted(&self) -> DbConfig {
-        DbConfig {
-            password: if self.password.is_empty() {
-                String::new()
-            } else {
-                "******".into()
-            },
-            ..self.clone()
-        }
-    }
 }

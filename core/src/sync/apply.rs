@@ -11,11 +11,9 @@
 use super::batch::{Batch, Change};
 use super::rows::RowBatch;
 use crate::checkpoint::MetaTables;
-use crate::config::DbConfig;
+use crate::context::SubtaskContext;
 use crate::error::{DbRole, Error, Result};
-use crate::fence::Fence;
 use crate::position::BinlogPos;
-use crate::status::Progress;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use std::sync::atomic::Ordering;
@@ -45,14 +43,12 @@ pub enum WorkerMsg {
 
 pub struct ApplyWorker {
     pub id: usize,
-    pub source_id: String,
-    pub target: DbConfig,
-    pub meta: MetaTables,
+    /// What the subtask's phases share: target, meta tables, progress, fence.
+    ctx: Arc<SubtaskContext>,
     pub conn: Conn,
     pub batch_rows: usize,
     pub batch_bytes: usize,
     pub compact: bool,
-    pub progress: Arc<Progress>,
     batch: Batch,
     /// Source positions the open batch spans.
     first: Option<BinlogPos>,
@@ -60,7 +56,6 @@ pub struct ApplyWorker {
     seq: u64,
     /// The user lock this worker holds (see `lock_name`).
     lock: String,
-    fence: Fence,
     /// The highest high water of earlier runs: changes up to it may be applied already. A
     /// replay in safe mode records no lower high water, or a second crash would forget it.
     pub floor: Option<BinlogPos>,
@@ -241,37 +236,28 @@ pub async fn prepare_session(conn: &mut Conn, addr: &str) -> Result<()> {
 }
 
 impl ApplyWorker {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: usize,
-        source_id: String,
-        target: DbConfig,
-        meta: MetaTables,
+        ctx: Arc<SubtaskContext>,
         conn: Conn,
         batch_rows: usize,
         batch_bytes: usize,
         compact: bool,
-        progress: Arc<Progress>,
         lock: String,
-        fence: Fence,
     ) -> Self {
         ApplyWorker {
             id,
-            source_id,
-            target,
-            meta,
+            ctx,
             conn,
             batch_rows,
             batch_bytes,
             compact,
-            progress,
             batch: Batch::default(),
             first: None,
             high_water: None,
             // Unique across restarts without reading the old value.
             seq: crate::status::now_micros(),
             lock,
-            fence,
             floor: None,
             precise_until: None,
             packet: usize::MAX,
@@ -338,7 +324,7 @@ impl ApplyWorker {
     }
 
     fn addr(&self) -> String {
-        self.target.addr()
+        self.ctx.target.addr()
     }
 
     /// Writes the batch and the high water in one target transaction.
@@ -361,16 +347,17 @@ impl ApplyWorker {
             Some(f) if *f > high_water => f,
             _ => &high_water,
         };
-        text.push_str(
-            &self
-                .meta
-                .high_water_sql(&self.source_id, self.id, self.seq, recorded),
-        );
+        text.push_str(&self.ctx.meta.high_water_sql(
+            &self.ctx.source.source_id,
+            self.id,
+            self.seq,
+            recorded,
+        ));
         text.push_str(";\nCOMMIT");
         let mut backoff = Duration::from_millis(100);
         let mut attempt = 1;
         loop {
-            self.fence.check()?;
+            self.ctx.fence.check()?;
             let err = match self.conn.query_drop(text.as_str()).await {
                 Ok(()) => break,
                 Err(e) => Error::db(DbRole::Target, &self.addr(), e),
@@ -390,7 +377,8 @@ impl ApplyWorker {
                 break;
             }
         }
-        self.progress
+        self.ctx
+            .progress
             .rows_applied
             .fetch_add(rows, Ordering::Relaxed);
         Ok(())
@@ -402,21 +390,21 @@ impl ApplyWorker {
         let addr = self.addr();
         let sql = format!(
             "SELECT seq FROM {} WHERE source_id = ? AND worker = ?",
-            self.meta.high_water
+            self.ctx.meta.high_water
         );
         let seq: Option<u64> = match self
             .conn
-            .exec_first(sql.as_str(), (&self.source_id, self.id))
+            .exec_first(sql.as_str(), (&self.ctx.source.source_id, self.id))
             .await
         {
             Ok(s) => s,
             Err(_) => {
-                self.fence.check()?;
-                self.conn = crate::db::connect(&self.target, DbRole::Target).await?;
+                self.ctx.fence.check()?;
+                self.conn = crate::db::connect(&self.ctx.target, DbRole::Target).await?;
                 self.reclaim_lock(&addr).await?;
                 prepare_session(&mut self.conn, &addr).await?;
                 self.conn
-                    .exec_first(sql.as_str(), (&self.source_id, self.id))
+                    .exec_first(sql.as_str(), (&self.ctx.source.source_id, self.id))
                     .await
                     .map_err(|e| Error::db(DbRole::Target, &addr, e))?
             }

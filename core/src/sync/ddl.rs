@@ -15,8 +15,37 @@ use crate::schema::{
     classify_statement, parse_ddl, unparsed_table_ddl, Ddl, DdlKind, DmlVerb, StatementClass,
 };
 use crate::table::TableName;
-use crate::upstream::Baseline;
+use crate::upstream::{Baseline, StatementContext};
 use mysql_async::prelude::Queryable;
+
+/// A statement of the source's binlog on its way to the target, with what its handling
+/// needs besides the text.
+#[derive(Debug, Clone)]
+pub(super) struct SourceStatement {
+    /// The end of its transaction.
+    pub end: Position,
+    /// It is the last event of a whole transaction, so the checkpoint may move past it: not
+    /// so for CREATE TABLE ... SELECT (its rows follow in the same transaction), nor for one
+    /// of several statements a binlog operator or an online schema change runs.
+    pub ends_txn: bool,
+    /// The session it ran in on the source (sql_mode, time zone, character sets, ...).
+    pub context: StatementContext,
+    /// Its bytes, when they are not UTF-8 and it runs whole.
+    pub raw: Option<Vec<u8>>,
+}
+
+impl SourceStatement {
+    /// A statement dm runs at `end` on the source's behalf (an operator's, a swap's), in no
+    /// particular session, with the checkpoint kept before `end`.
+    pub fn within(end: &Position, context: StatementContext) -> Self {
+        SourceStatement {
+            end: end.clone(),
+            ends_txn: false,
+            context,
+            raw: None,
+        }
+    }
+}
 
 /// Server errors that mean the DDL's effect is already there.
 const ALREADY_DONE: &[u16] = &[
@@ -110,7 +139,13 @@ impl Dispatcher<'_> {
         Ok(true)
     }
 
-    pub(super) async fn apply_query(&mut self, db: &str, sql: &str, end: &Position) -> Result<()> {
+    pub(super) async fn apply_query(
+        &mut self,
+        db: &str,
+        sql: &str,
+        st: &SourceStatement,
+    ) -> Result<()> {
+        let end = &st.end;
         let at = end.binlog.to_string();
         let ddl = match parse_ddl(db, sql) {
             Ok(None) => return self.non_ddl(db, sql, &end.binlog),
@@ -119,11 +154,11 @@ impl Dispatcher<'_> {
                 Some((table, kind)) if self.online_role(&table).is_some() => {
                     let role = self.online_role(&table).expect("checked above");
                     return self
-                        .online_statement(kind, db, sql, &table, &role, end)
+                        .online_statement(kind, db, sql, &table, &role, st)
                         .await;
                 }
                 Some((table, kind)) if self.inc.ctx.router.route(&table).is_none() => {
-                    return self.apply_unparsed(db, sql, table, kind, end).await
+                    return self.apply_unparsed(db, sql, table, kind, st).await
                 }
                 // Unknown, or on a routed table (its name would need rewriting).
                 _ => {
@@ -136,7 +171,7 @@ impl Dispatcher<'_> {
             },
         };
         if let Some(roles) = self.online_roles(&ddl) {
-            return self.online_ddl(&ddl, db, sql, roles, end).await;
+            return self.online_ddl(&ddl, db, sql, roles, st).await;
         }
         if !self.ddl_selected(&ddl, &end.binlog) {
             return Ok(());
@@ -144,31 +179,29 @@ impl Dispatcher<'_> {
         // A barrier: everything before the DDL is applied and checkpointed first.
         self.checkpoint().await?;
         if let (Some(db), true) = (&ddl.database, ddl.tables.is_empty()) {
-            return self.apply_database_ddl(&ddl, db, sql, end).await;
+            return self.apply_database_ddl(&ddl, db, sql, st).await;
         }
         if self.is_shard_ddl(&ddl) {
-            return self.shard_ddl(&ddl, sql, end).await;
+            return self.shard_ddl(&ddl, sql, st).await;
         }
         if ddl
             .tables
             .iter()
             .any(|t| self.inc.ctx.router.route(t).is_some())
         {
-            return self.apply_routed_ddl(&ddl, sql, end).await;
+            return self.apply_routed_ddl(&ddl, sql, st).await;
         }
         let kept = self.changes_kept(&ddl, sql, &end.binlog)?;
         if kept.iter().all(|k| !*k) {
-            return self.ddl_filtered_out(&ddl, sql, end).await;
+            return self.ddl_filtered_out(&ddl, sql, st).await;
         }
         if kept.iter().any(|k| !*k) {
-            return self.apply_kept_changes(&ddl, sql, &kept, end).await;
+            return self.apply_kept_changes(&ddl, sql, &kept, st).await;
         }
         if ddl.kind == DdlKind::CreateTable {
-            self.create_database_away(&ddl.tables[0].schema, &at)
-                .await?;
+            self.create_database_away(&ddl.tables[0].schema, st).await?;
         }
-        self.run_source_statement(ddl.default_db(), sql, &at)
-            .await?;
+        self.run_source_statement(ddl.default_db(), sql, st).await?;
         if let Err(message) = ddl.apply(&mut self.cp.tracker) {
             // The target ran the same statement: its definition is the truth.
             let mut found = false;
@@ -191,7 +224,7 @@ impl Dispatcher<'_> {
             }
         }
         tracing::info!(position = %at, statement = sql, "DDL applied");
-        self.checkpoint_after_ddl(end).await
+        self.checkpoint_after_ddl(st).await
     }
 
     /// CREATE/ALTER/DROP DATABASE, on the database a schema rule names (TiDB DM's routes).
@@ -203,11 +236,12 @@ impl Dispatcher<'_> {
         ddl: &Ddl,
         db: &str,
         sql: &str,
-        end: &Position,
+        st: &SourceStatement,
     ) -> Result<()> {
+        let end = &st.end;
         let at = end.binlog.to_string();
         if !self.ddl_kept(ddl, sql, &end.binlog)? {
-            return self.ddl_filtered_out(ddl, sql, end).await;
+            return self.ddl_filtered_out(ddl, sql, st).await;
         }
         let to = match self.inc.ctx.router.route_schema(db) {
             SchemaRoute::Same => Some(db.to_string()),
@@ -235,7 +269,7 @@ impl Dispatcher<'_> {
             }
         };
         if let Some(stmt) = to.and_then(|to| ddl.database_statement_for(&to)) {
-            self.run_on_target("", &stmt, &at).await?;
+            self.run_on_target("", &stmt, st).await?;
             tracing::info!(position = %at, statement = %stmt, "DDL applied");
         }
         if let Err(message) = ddl.apply(&mut self.cp.tracker) {
@@ -246,17 +280,17 @@ impl Dispatcher<'_> {
             // Its tables are gone: shards of merged tables among them too.
             self.register_shards().await?;
         }
-        self.checkpoint_after_ddl(end).await
+        self.checkpoint_after_ddl(st).await
     }
 
     /// A table created in a database whose CREATE DATABASE was left out (routes send its
     /// other tables elsewhere) creates the database.
-    async fn create_database_away(&mut self, db: &str, at: &str) -> Result<()> {
+    async fn create_database_away(&mut self, db: &str, st: &SourceStatement) -> Result<()> {
         if self.inc.ctx.router.route_schema(db) != SchemaRoute::Away {
             return Ok(());
         }
         let sql = format!("CREATE DATABASE IF NOT EXISTS {}", quote_ident(db));
-        self.run_on_target("", &sql, at).await
+        self.run_on_target("", &sql, st).await
     }
 
     /// A statement that is not table DDL passes only when it changes nothing dm migrates or
@@ -325,11 +359,12 @@ impl Dispatcher<'_> {
         &mut self,
         ddl: &Ddl,
         sql: &str,
-        end: &Position,
+        st: &SourceStatement,
     ) -> Result<()> {
+        let end = &st.end;
         let at = end.binlog.to_string();
         if !self.ddl_kept(ddl, sql, &end.binlog)? {
-            return self.ddl_filtered_out(ddl, sql, end).await;
+            return self.ddl_filtered_out(ddl, sql, st).await;
         }
         for t in &ddl.tables {
             let Some(r) = self.inc.ctx.router.route(t) else {
@@ -354,10 +389,10 @@ impl Dispatcher<'_> {
                             "CREATE DATABASE IF NOT EXISTS {}",
                             quote_ident(&target.schema)
                         ),
-                        &at,
+                        st,
                     )
                     .await?;
-                    self.run_on_target("", &stmt, &at).await?;
+                    self.run_on_target("", &stmt, st).await?;
                     if ddl.kind == DdlKind::CreateTable {
                         for (col, _) in &r.extra {
                             let add = format!(
@@ -365,7 +400,7 @@ impl Dispatcher<'_> {
                                 target.quoted(),
                                 quote_ident(col)
                             );
-                            self.run_on_target("", &add, &at).await?;
+                            self.run_on_target("", &add, st).await?;
                         }
                     }
                     tracing::info!(position = %at, statement = %stmt, "DDL applied to the routed table");
@@ -379,7 +414,7 @@ impl Dispatcher<'_> {
         if let Err(message) = ddl.apply(&mut self.cp.tracker) {
             tracing::warn!(position = %at, statement = sql, error = %message, "tracked schema not updated");
         }
-        self.checkpoint_after_ddl(end).await
+        self.checkpoint_after_ddl(st).await
     }
 
     /// A DDL the event filters leave out: not run on the target, but the source's tables did
@@ -388,15 +423,16 @@ impl Dispatcher<'_> {
         &mut self,
         ddl: &Ddl,
         sql: &str,
-        end: &Position,
+        st: &SourceStatement,
     ) -> Result<()> {
+        let end = &st.end;
         if let Err(message) = ddl.apply(&mut self.cp.tracker) {
             // The table's next rows say whether this matters (DM-SCHEMA-6002 if they no
             // longer match).
             tracing::warn!(position = %end.binlog, statement = sql, %message, "DDL filtered out; tracked schema not changed");
         }
         tracing::info!(position = %end.binlog, statement = sql, "DDL filtered out");
-        self.checkpoint_after_ddl(end).await
+        self.checkpoint_after_ddl(st).await
     }
 
     /// An ALTER TABLE some of whose changes the event filters drop: the others run on the
@@ -407,8 +443,9 @@ impl Dispatcher<'_> {
         ddl: &Ddl,
         sql: &str,
         kept: &[bool],
-        end: &Position,
+        st: &SourceStatement,
     ) -> Result<()> {
+        let end = &st.end;
         let at = end.binlog.to_string();
         let statements =
             ddl.split_renamed_to(&ddl.tables[0])
@@ -418,10 +455,9 @@ impl Dispatcher<'_> {
                     message: "cannot split this ALTER TABLE into one statement per change".into(),
                 })?;
         // The source's bytes are the whole statement: the parts run as dm renders them.
-        self.ddl_raw = None;
         for (stmt, keep) in statements.iter().zip(kept) {
             if *keep {
-                self.run_on_target(ddl.default_db(), stmt, &at).await?;
+                self.run_on_target(ddl.default_db(), stmt, st).await?;
                 tracing::info!(position = %at, statement = %stmt, "DDL change applied");
             } else {
                 tracing::info!(position = %at, statement = %stmt, "DDL change filtered out");
@@ -436,13 +472,13 @@ impl Dispatcher<'_> {
                 message: format!("the source's table after this ALTER is unknown: {message}; fix the tracked schema with `dm ctl binlog-schema update`"),
             });
         }
-        self.checkpoint_after_ddl(end).await
+        self.checkpoint_after_ddl(st).await
     }
 
     /// The DDL's transaction is done: checkpoint right after it, with the changed schema.
-    pub(super) async fn checkpoint_after_ddl(&mut self, end: &Position) -> Result<()> {
-        self.schema_changed(end);
-        if !self.ddl_ends_txn {
+    pub(super) async fn checkpoint_after_ddl(&mut self, st: &SourceStatement) -> Result<()> {
+        self.schema_changed(st);
+        if !st.ends_txn {
             // Rows of the same transaction follow; the checkpoint comes after them.
             return Ok(());
         }
@@ -457,8 +493,9 @@ impl Dispatcher<'_> {
         sql: &str,
         table: TableName,
         kind: DdlKind,
-        end: &Position,
+        st: &SourceStatement,
     ) -> Result<()> {
+        let end = &st.end;
         let at = end.binlog.to_string();
         let f = &self.inc.ctx.filter;
         if !f.allows_table(&table.schema, &table.table) || self.in_snapshot(&table, &end.binlog) {
@@ -480,7 +517,7 @@ impl Dispatcher<'_> {
             tracing::warn!(position = %at, statement = sql, "DDL filtered out; dm cannot track what it changes");
             return Ok(());
         }
-        self.run_source_statement(db, sql, &at).await?;
+        self.run_source_statement(db, sql, st).await?;
         let te = self.tgt_err();
         match crate::schema::load_table(&mut self.conn, &table)
             .await
@@ -496,29 +533,36 @@ impl Dispatcher<'_> {
             }
         }
         tracing::info!(position = %at, statement = sql, "DDL applied (definition read back from the target)");
-        self.checkpoint_after_ddl(end).await
+        self.checkpoint_after_ddl(st).await
     }
 
-    async fn run_on_target(&mut self, default_db: &str, sql: &str, at: &str) -> Result<()> {
-        self.run_on_target_as(default_db, sql, None, at).await
+    /// Runs a statement dm wrote (not the source's bytes) in the source statement's session.
+    async fn run_on_target(
+        &mut self,
+        default_db: &str,
+        sql: &str,
+        st: &SourceStatement,
+    ) -> Result<()> {
+        self.run_on_target_as(default_db, sql, None, st).await
     }
 
     /// Runs the source's own statement. Its text reaches dm as UTF-8; a statement whose bytes
     /// are not (written under `SET NAMES gbk`, say) runs as the bytes the source logged, read
     /// in the client character set the source read them in, so comments, defaults and ENUM
     /// members keep their characters.
-    async fn run_source_statement(&mut self, default_db: &str, sql: &str, at: &str) -> Result<()> {
-        let raw = self.ddl_raw.take();
-        let client = self.ddl_context.client_charset;
-        let run = match (&raw, client) {
+    async fn run_source_statement(
+        &mut self,
+        default_db: &str,
+        sql: &str,
+        st: &SourceStatement,
+    ) -> Result<()> {
+        match (&st.raw, st.context.client_charset) {
             (Some(bytes), Some(cs)) => {
-                self.run_on_target_as(default_db, sql, Some((bytes, cs)), at)
+                self.run_on_target_as(default_db, sql, Some((bytes, cs)), st)
                     .await
             }
-            _ => self.run_on_target_as(default_db, sql, None, at).await,
-        };
-        self.ddl_raw = raw;
-        run
+            _ => self.run_on_target_as(default_db, sql, None, st).await,
+        }
     }
 
     async fn run_on_target_as(
@@ -526,8 +570,9 @@ impl Dispatcher<'_> {
         default_db: &str,
         sql: &str,
         raw: Option<(&[u8], u16)>,
-        at: &str,
+        st: &SourceStatement,
     ) -> Result<()> {
+        let at = &st.end.binlog.to_string();
         crate::failpoint::pause("before-ddl").await;
         // A worker that lost its lease (frozen, cut off) must not run a DDL it still held:
         // the source's new owner may have written since.
@@ -548,7 +593,7 @@ impl Dispatcher<'_> {
         }
         let (conn, baseline) = self.ddl_session.as_mut().expect("opened above");
         // The source statement's session: sql_mode, time zone, collations, timestamp, ...
-        let set = self.ddl_context.set_statement(baseline);
+        let set = st.context.set_statement(baseline);
         if let Err(e) = conn.query_drop(set.as_str()).await {
             return Err(Error::db(DbRole::Target, &addr, e).during(
                 format_args!("while putting the target session into the source statement's session (`{set}`) for the DDL at {at}"),

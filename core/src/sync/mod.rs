@@ -34,16 +34,15 @@ use crate::context::SubtaskContext;
 use crate::datum::Datum;
 use crate::error::{DbRole, Error, Result};
 use crate::hooks::HookRow;
-use crate::position::{BinlogPos, Position};
+use crate::position::BinlogPos;
 use crate::rules::RowOrigin;
 use crate::rules::{EventFilter, Verdict};
 use crate::table::{Table, TableName};
-use crate::upstream::{
-    Baseline, BinlogOrigin, BinlogReader, EventKind, RowImage, StatementContext, Txn,
-};
+use crate::upstream::{Baseline, BinlogOrigin, BinlogReader, EventKind, RowImage, Txn};
 use apply::{ApplyWorker, WorkerMsg};
 use batch::Change;
 use causality::{change_keys, Causality};
+use ddl::SourceStatement;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use plan::TablePlan;
@@ -107,17 +106,11 @@ struct Dispatcher<'a> {
     /// Bytes of changes in the workers' queues.
     apply_budget: crate::budget::ByteBudget,
     keys: Vec<u64>,
-    /// The DDL being applied is the last event of a whole transaction.
-    ddl_ends_txn: bool,
     /// Shards waiting at their DDL (pessimistic shard mode): their rows are held.
     blocked: HashMap<TableName, crate::shard::ShardDdl>,
     shard_polled: Instant,
     /// End of the last transaction (or fragment) dispatched.
     dispatched: BinlogPos,
-    /// The session on the source of the statement being applied (default: none known).
-    ddl_context: StatementContext,
-    /// Its bytes, when they are not UTF-8.
-    ddl_raw: Option<Vec<u8>>,
     /// The session DDL runs in, opened at the first DDL: (session, its variables as opened).
     ddl_session: Option<(Conn, Baseline)>,
 }
@@ -160,16 +153,12 @@ impl Incremental {
             apply::prepare_session(&mut wconn, &addr).await?;
             let worker = ApplyWorker::new(
                 id,
-                self.ctx.source.source_id.clone(),
-                self.ctx.target.clone(),
-                self.ctx.meta.clone(),
+                self.ctx.clone(),
                 wconn,
                 self.syncer.batch,
                 batch_bytes,
                 self.syncer.compact,
-                self.ctx.progress.clone(),
                 lock,
-                self.ctx.fence.clone(),
             );
             apply_workers.push(worker);
         }
@@ -246,13 +235,10 @@ impl Incremental {
             workers,
             handles,
             keys: Vec::new(),
-            ddl_ends_txn: true,
             apply_budget: crate::budget::ByteBudget::new(crate::budget::APPLY_QUEUE_BYTES),
             blocked: HashMap::new(),
             shard_polled: Instant::now(),
             dispatched: BinlogPos::default(),
-            ddl_context: StatementContext::default(),
-            ddl_raw: None,
             ddl_session: None,
         };
         d.register_shards().await?;
@@ -501,16 +487,16 @@ impl Dispatcher<'_> {
                     raw,
                 } => {
                     self.send_pending(&end.binlog).await?;
-                    // CREATE TABLE ... SELECT logs rows after the DDL in one transaction:
-                    // then the checkpoint must not move past them yet.
-                    self.ddl_ends_txn = complete && i == last;
-                    // The statement's session on the source is the one its DDL runs in.
-                    self.ddl_context = *context;
-                    self.ddl_raw = raw;
-                    let applied = self.apply_query(&db, &sql, &end).await;
-                    self.ddl_context = StatementContext::default();
-                    self.ddl_raw = None;
-                    applied?;
+                    let st = SourceStatement {
+                        end: end.clone(),
+                        // CREATE TABLE ... SELECT logs rows after the DDL in one
+                        // transaction: then the checkpoint must not move past them yet.
+                        ends_txn: complete && i == last,
+                        // The statement's session on the source is the one its DDL runs in.
+                        context: *context,
+                        raw,
+                    };
+                    self.apply_query(&db, &sql, &st).await?;
                 }
                 EventKind::Unsupported { what, message } => {
                     return Err(Error::NotApplied {
@@ -740,10 +726,10 @@ impl Dispatcher<'_> {
     }
 
     /// The schema changed: plans are worked out again.
-    fn schema_changed(&mut self, end: &Position) {
+    fn schema_changed(&mut self, st: &SourceStatement) {
         self.plans.clear();
-        if self.ddl_ends_txn {
-            self.cp.position = end.clone();
+        if st.ends_txn {
+            self.cp.position = st.end.clone();
         }
         self.schema_dirty = true;
         self.dirty = true;

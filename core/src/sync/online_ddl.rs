@@ -13,10 +13,10 @@
 //!   coordination); the real table's rename to the trash name is not applied;
 //! - a shadow table dropped before its swap (an abandoned run) takes its record with it.
 
+use super::ddl::SourceStatement;
 use super::Dispatcher;
 use crate::checkpoint::online_ddl::{key, OnlineDdl, RecordedDdl};
 use crate::error::{Error, Result};
-use crate::position::Position;
 use crate::rules::online_ddl::tool_of;
 use crate::rules::TableRole;
 use crate::schema::retarget::{combine_alters, retarget};
@@ -50,10 +50,11 @@ impl Dispatcher<'_> {
         db: &str,
         sql: &str,
         roles: Vec<TableRole>,
-        end: &Position,
+        st: &SourceStatement,
     ) -> Result<()> {
+        let end = &st.end;
         if ddl.kind == DdlKind::RenameTable {
-            return self.online_rename(ddl, sql, &roles, end).await;
+            return self.online_rename(ddl, sql, &roles, st).await;
         }
         let tables = ddl.tables.iter().zip(&roles);
         let f = &self.inc.ctx.filter;
@@ -71,7 +72,7 @@ impl Dispatcher<'_> {
             });
         }
         for (table, role) in tables.filter(|(_, r)| **r != TableRole::Real) {
-            self.online_statement(ddl.kind, db, sql, table, role, end)
+            self.online_statement(ddl.kind, db, sql, table, role, st)
                 .await?;
         }
         Ok(())
@@ -86,8 +87,9 @@ impl Dispatcher<'_> {
         sql: &str,
         table: &TableName,
         role: &TableRole,
-        end: &Position,
+        st: &SourceStatement,
     ) -> Result<()> {
+        let end = &st.end;
         let at = end.binlog.to_string();
         let TableRole::Shadow(real) = role else {
             // Trash tables: the tools' originals and bookkeeping; nothing of them migrates.
@@ -135,12 +137,12 @@ impl Dispatcher<'_> {
                 record.statements.push(RecordedDdl {
                     db: db.to_string(),
                     sql: stmt,
-                    context: self.ddl_context.clone(),
+                    context: st.context.clone(),
                     position: at,
                 });
             }
         }
-        self.checkpoint_after_ddl(end).await
+        self.checkpoint_after_ddl(st).await
     }
 
     /// A RENAME with a shadow or trash table: the swap applies the shadow table's statements.
@@ -149,8 +151,9 @@ impl Dispatcher<'_> {
         ddl: &Ddl,
         sql: &str,
         roles: &[TableRole],
-        end: &Position,
+        st: &SourceStatement,
     ) -> Result<()> {
+        let end = &st.end;
         let refuse = |table: &TableName, message: &str| Error::OnlineDdl {
             table: table.to_string(),
             position: end.binlog.to_string(),
@@ -185,9 +188,9 @@ impl Dispatcher<'_> {
             }
         }
         for (shadow, real) in swaps {
-            self.swap_in(&shadow, &real, sql, end).await?;
+            self.swap_in(&shadow, &real, sql, st).await?;
         }
-        self.checkpoint_after_ddl(end).await
+        self.checkpoint_after_ddl(st).await
     }
 
     /// The shadow table replaces `real`: its recorded statements run on `real`.
@@ -196,8 +199,9 @@ impl Dispatcher<'_> {
         shadow: &TableName,
         real: &TableName,
         sql: &str,
-        end: &Position,
+        st: &SourceStatement,
     ) -> Result<()> {
+        let end = &st.end;
         let k = key(shadow);
         let Some(record) = self.cp.online_ddl.get(&k).cloned() else {
             return Err(Error::OnlineDdl {
@@ -250,21 +254,10 @@ impl Dispatcher<'_> {
         // The statements are the swap's, at its position: the checkpoint stays before it
         // (with the record) until all of them ran; run again after a crash, those already
         // done are accepted as done.
-        let ends_txn = std::mem::replace(&mut self.ddl_ends_txn, false);
-        let context = self.ddl_context.clone();
-        let raw = self.ddl_raw.take();
-        let mut result = Ok(());
-        for (db, stmt, ctx) in statements {
-            self.ddl_context = ctx;
-            result = Box::pin(self.apply_query(&db, &stmt, end)).await;
-            if result.is_err() {
-                break;
-            }
+        for (db, stmt, context) in statements {
+            let recorded = SourceStatement::within(end, context);
+            Box::pin(self.apply_query(&db, &stmt, &recorded)).await?;
         }
-        self.ddl_ends_txn = ends_txn;
-        self.ddl_context = context;
-        self.ddl_raw = raw;
-        result?;
         self.cp.online_ddl.remove(&k);
         Ok(())
     }

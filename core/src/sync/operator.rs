@@ -6,10 +6,12 @@
 //! neither loses nor repeats it.
 
 use super::apply::DISPATCHER;
+use super::ddl::SourceStatement;
 use super::Dispatcher;
 use crate::error::{DbRole, Error, Result};
 use crate::position::{BinlogPos, Position};
 use crate::schema::{classify_statement, StatementClass};
+use crate::upstream::StatementContext;
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
 
@@ -91,8 +93,8 @@ impl Dispatcher<'_> {
             self.run_operator_dml(&dml, i, end).await?;
             dml.clear();
             // Not the end of the transaction: the caller checkpoints.
-            self.ddl_ends_txn = false;
-            self.apply_query("", sql, end).await?;
+            let st = SourceStatement::within(end, StatementContext::default());
+            self.apply_query("", sql, &st).await?;
         }
         self.run_operator_dml(&dml, stmts.len(), end).await
     }

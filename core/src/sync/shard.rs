@@ -12,12 +12,13 @@
 //! shard's rows before it are applied as usual, the DDL itself is recognised as the one the
 //! shard waits at, and the shard is released only once the stream has passed it.
 
+use super::ddl::SourceStatement;
 use super::Dispatcher;
 use crate::config::ShardMode;
 use crate::error::{Error, Result};
 use crate::hooks::ShardId;
 use crate::meta::{self, MetaStore};
-use crate::position::{BinlogPos, Position};
+use crate::position::BinlogPos;
 use crate::schema::{Ddl, DdlKind};
 use crate::shard::{self, LockState, Members, ShardDdl};
 use crate::table::TableName;
@@ -129,15 +130,21 @@ impl Dispatcher<'_> {
 
     /// A DDL on a merged shard: CREATE and DROP change the shard set; ALTER goes to the
     /// coordinator.
-    pub(super) async fn shard_ddl(&mut self, ddl: &Ddl, sql: &str, end: &Position) -> Result<()> {
+    pub(super) async fn shard_ddl(
+        &mut self,
+        ddl: &Ddl,
+        sql: &str,
+        st: &SourceStatement,
+    ) -> Result<()> {
+        let end = &st.end;
         let at = end.binlog.to_string();
         match ddl.kind {
             DdlKind::CreateTable | DdlKind::DropTable => {
-                self.apply_routed_ddl(ddl, sql, end).await?;
+                self.apply_routed_ddl(ddl, sql, st).await?;
                 return self.register_shards().await;
             }
             // As in TiDB DM: emptying one shard must not empty the table it is merged into.
-            DdlKind::TruncateTable => return self.apply_routed_ddl(ddl, sql, end).await,
+            DdlKind::TruncateTable => return self.apply_routed_ddl(ddl, sql, st).await,
             DdlKind::AlterTable => {}
             _ => {
                 return Err(Error::UnsupportedDdl {
@@ -148,7 +155,7 @@ impl Dispatcher<'_> {
             }
         }
         if !self.ddl_kept(ddl, sql, &end.binlog)? {
-            return self.ddl_filtered_out(ddl, sql, end).await;
+            return self.ddl_filtered_out(ddl, sql, st).await;
         }
         let table = ddl.tables[0].clone();
         if self
@@ -161,7 +168,7 @@ impl Dispatcher<'_> {
             if let Err(message) = ddl.apply(&mut self.cp.tracker) {
                 tracing::warn!(position = %at, statement = sql, error = %message, "tracked schema not updated");
             }
-            return self.checkpoint_after_ddl(end).await;
+            return self.checkpoint_after_ddl(st).await;
         }
         if self.blocked.contains_key(&table) {
             self.shard_polled = Instant::now() - POLL;
@@ -170,13 +177,13 @@ impl Dispatcher<'_> {
         if self.blocked.contains_key(&table) {
             // Held like the shard's rows: it comes again when they are applied.
             tracing::info!(position = %at, statement = sql, "DDL of a shard waiting at an earlier DDL: held");
-            if self.ddl_ends_txn {
+            if st.ends_txn {
                 self.cp.position = end.clone();
                 self.dirty = true;
             }
             return Ok(());
         }
-        let info = self.send_shard_ddl(ddl, sql, end).await?;
+        let info = self.send_shard_ddl(ddl, sql, st).await?;
         let sync = self.shard_sync().cloned().expect("shard mode");
         let store = sync.store.as_ref();
         let done_key = shard::done(&self.inc.ctx.task, &info.target, &info.shard);
@@ -195,12 +202,18 @@ impl Dispatcher<'_> {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             },
         }
-        self.checkpoint_after_ddl(end).await
+        self.checkpoint_after_ddl(st).await
     }
 
     /// Sends a shard's ALTER to the coordinator (unless it is there already: after a restart,
     /// or replaced by a user) and applies it to the tracked schema.
-    async fn send_shard_ddl(&mut self, ddl: &Ddl, sql: &str, end: &Position) -> Result<ShardDdl> {
+    async fn send_shard_ddl(
+        &mut self,
+        ddl: &Ddl,
+        sql: &str,
+        st: &SourceStatement,
+    ) -> Result<ShardDdl> {
+        let end = &st.end;
         let at = end.binlog.to_string();
         let table = ddl.tables[0].clone();
         let routed = self.inc.ctx.router.route(&table).expect("merged shard");
@@ -226,7 +239,7 @@ impl Dispatcher<'_> {
             original: sql.to_string(),
             position: end.clone(),
             seq: crate::status::now_micros(),
-            context: Some(self.ddl_context.clone()),
+            context: Some(st.context.clone()),
         };
         let store = self.shard_sync().expect("shard mode").store.clone();
         let ddl_key = shard::ddl(&self.inc.ctx.task, &target, &shard);
@@ -308,9 +321,10 @@ impl Dispatcher<'_> {
         &mut self,
         db: &str,
         sql: &str,
-        end: &Position,
+        st: &SourceStatement,
         active: &mut BTreeMap<TableName, ShardDdl>,
     ) -> Result<()> {
+        let end = &st.end;
         let Ok(Some(ddl)) = crate::schema::parse_ddl(db, sql) else {
             return Ok(());
         };
@@ -338,7 +352,7 @@ impl Dispatcher<'_> {
         // Rows before it go out first; rows after it wait for the new lock.
         self.send_pending(&end.binlog).await?;
         self.flush_workers().await?;
-        let info = self.send_shard_ddl(&ddl, sql, end).await?;
+        let info = self.send_shard_ddl(&ddl, sql, st).await?;
         active.remove(&table);
         self.blocked.insert(table, info);
         Ok(())
@@ -389,8 +403,12 @@ impl Dispatcher<'_> {
                 for ev in txn.events {
                     let (table, op, rows) = match ev.kind {
                         EventKind::Rows { table, op, rows } => (table, op, rows),
-                        EventKind::Query { db, sql, .. } => {
-                            self.held_ddl(&db, &sql, &txn.end, &mut active).await?;
+                        EventKind::Query {
+                            db, sql, context, ..
+                        } => {
+                            // Sent like the stream's own: in its source session.
+                            let st = SourceStatement::within(&txn.end, *context);
+                            self.held_ddl(&db, &sql, &st, &mut active).await?;
                             continue;
                         }
                         // Paused on when the stream first passed it.
