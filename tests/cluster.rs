@@ -367,13 +367,13 @@ async fn sources_move_leaders_step_down_and_members_go_offline_on_request() {
     let leader = c.wait_leader().await;
     c.ctl_ok(&["operate-leader", "evict"]);
     let mut now = String::new();
-    wait_for("another leader", Duration::from_secs(30), || {
+    wait_for("another leader", Duration::from_secs(90), || {
         now = c.leader().unwrap_or_default();
         !now.is_empty() && now != leader
     })
     .await;
     c.ctl_ok(&["operate-leader", "evict"]);
-    wait_for("a third leader", Duration::from_secs(30), || {
+    wait_for("a third leader", Duration::from_secs(90), || {
         c.leader().is_some_and(|l| l != leader && l != now)
     })
     .await;

@@ -32,6 +32,7 @@ pub mod standalone;
 pub mod status;
 pub mod sync;
 pub mod table;
+pub mod throttle;
 pub mod upstream;
 mod verify;
 pub mod worker;

@@ -12,7 +12,8 @@ const SUBTASK_HELP: &str = "\
 # HELP dm_rows_applied_total Row changes applied by the incremental phase.\n# TYPE dm_rows_applied_total counter\n\
 # HELP dm_txns_applied_total Source transactions applied by the incremental phase.\n# TYPE dm_txns_applied_total counter\n\
 # HELP dm_apply_queue_depth Transactions and change batches read from the binlog, not yet applied.\n# TYPE dm_apply_queue_depth gauge\n\
-# HELP dm_lag_seconds Seconds between the source commit of the last applied change and now.\n# TYPE dm_lag_seconds gauge\n";
+# HELP dm_lag_seconds Seconds between the source commit of the last applied change and now.\n# TYPE dm_lag_seconds gauge\n\
+# HELP dm_subtask_throttled 1 while the subtask is held (dm ctl throttle on, or its max-load).\n# TYPE dm_subtask_throttled gauge\n";
 
 const RELAY_HELP: &str = "\
 # HELP dm_relay_running 1 while the relay log of a source pulls from it.\n# TYPE dm_relay_running gauge\n\
@@ -31,12 +32,13 @@ pub fn render(subtasks: &[SubtaskStatus], relays: &[RelayStatus]) -> String {
             out,
             "dm_subtask_running{{{l}}} {}\ndm_rows_loaded_total{{{l}}} {}\n\
              dm_rows_applied_total{{{l}}} {}\ndm_txns_applied_total{{{l}}} {}\n\
-             dm_apply_queue_depth{{{l}}} {}\n",
+             dm_apply_queue_depth{{{l}}} {}\ndm_subtask_throttled{{{l}}} {}\n",
             u8::from(s.stage == Stage::Running),
             s.rows_loaded,
             s.rows_applied,
             s.txns_applied,
-            s.queue_depth
+            s.queue_depth,
+            u8::from(s.throttled)
         );
         if let Some(lag) = s.lag_seconds {
             let _ = writeln!(out, "dm_lag_seconds{{{l}}} {lag}");

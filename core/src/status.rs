@@ -97,6 +97,12 @@ pub struct SubtaskStatus {
     /// gh-ost/pt-osc runs under way on the source: statements waiting for their swap.
     #[serde(default)]
     pub online_ddl: Vec<OnlineDdlStatus>,
+    /// Why the subtask waits (`dm ctl throttle on`, the source's load), or its rows/s limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<String>,
+    /// It waits now: held by `dm ctl throttle on` or by the load check.
+    #[serde(default)]
+    pub throttled: bool,
 }
 
 /// An online schema change in progress on one table.
@@ -126,6 +132,8 @@ pub struct TableProgress {
 /// Counters a running subtask updates and its status publisher reads.
 #[derive(Debug, Default)]
 pub struct Progress {
+    /// How fast the subtask may go and whether it waits (status shows it).
+    pub throttle: crate::throttle::Throttle,
     pub tables_total: AtomicU64,
     pub tables_done: AtomicU64,
     pub rows_loaded: AtomicU64,

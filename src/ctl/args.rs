@@ -28,6 +28,14 @@ pub struct CtlArgs {
     pub command: CtlCommand,
 }
 
+/// What `throttle` does.
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+pub enum ThrottleAction {
+    On,
+    Off,
+    Rate,
+}
+
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
 pub enum Output {
     Table,
@@ -88,6 +96,14 @@ pub enum CtlCommand {
         /// Only the subtasks of these sources.
         #[arg(short, long = "source")]
         source: Vec<String>,
+    },
+    /// Hold a task (`on`), let it go (`off`), or limit its rows per second (`rate N`, 0: no
+    /// limit), at once and without a restart.
+    Throttle {
+        name: String,
+        action: ThrottleAction,
+        /// Rows per second, for `rate`.
+        rows_per_second: Option<u64>,
     },
     /// Resume a task paused by a user or by an error: its name or its task file.
     ResumeTask {

@@ -57,6 +57,27 @@ pub async fn run(client: &Client, command: CtlCommand, out: Output) -> Result<()
             show_task(&client.pause_task(&task_name(&name)?, &source).await?, out);
             Ok(())
         }
+        CtlCommand::Throttle {
+            name,
+            action,
+            rows_per_second,
+        } => {
+            let request = match (action, rows_per_second) {
+                (ThrottleAction::On, _) => ThrottleRequest::On,
+                (ThrottleAction::Off, _) => ThrottleRequest::Off,
+                (ThrottleAction::Rate, Some(rows_per_second)) => {
+                    ThrottleRequest::Rate { rows_per_second }
+                }
+                (ThrottleAction::Rate, None) => bail!(
+                    "throttle {name} rate needs the rows per second: `dm ctl throttle {name} rate 2000` (0: no limit)"
+                ),
+            };
+            show_task(
+                &client.throttle_task(&task_name(&name)?, &request).await?,
+                out,
+            );
+            Ok(())
+        }
         CtlCommand::ResumeTask { name, source } => {
             show_task(&client.resume_task(&task_name(&name)?, &source).await?, out);
             Ok(())

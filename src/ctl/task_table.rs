@@ -100,6 +100,9 @@ fn subtask_note(st: &SubtaskStatus, hint: bool) -> String {
             o.statements.len()
         ));
     }
+    if let Some(t) = &st.throttle {
+        notes.push(format!("throttle: {t}"));
+    }
     if notes.is_empty() {
         "-".into()
     } else {

@@ -243,6 +243,11 @@ impl Client {
             .await
     }
 
+    pub async fn throttle_task(&self, name: &str, body: &ThrottleRequest) -> Result<TaskView> {
+        self.call(routes::THROTTLE_TASK, &[name], "", Some(body))
+            .await
+    }
+
     pub async fn binlog_revert(&self, name: &str, at: &BinlogAt) -> Result<TaskView> {
         self.call(routes::BINLOG_REVERT, &[name], "", Some(at))
             .await

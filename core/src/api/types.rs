@@ -73,6 +73,19 @@ pub struct StageBody {
     pub sources: Vec<String>,
 }
 
+/// `throttle`: hold a task's subtasks, let them go, or limit their rows per second; takes
+/// effect at once, without a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "lowercase")]
+pub enum ThrottleRequest {
+    /// Hold: no rows are written until `off` (positions and sessions are kept).
+    On,
+    /// No hold, and the task file's `max-rows-per-second` again.
+    Off,
+    /// This many rows per second at most (0: no limit), in place of the task file's.
+    Rate { rows_per_second: u64 },
+}
+
 /// Query of `stop-task`: comma-separated sources whose subtasks stop (TiDB DM's
 /// `stop-task -s`); the task goes on with the others.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

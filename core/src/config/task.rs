@@ -413,6 +413,14 @@ pub struct DumperConfig {
     /// `--consistency`; see `Consistency`).
     #[serde(default)]
     pub consistency: Consistency,
+    /// Rows copied per second at most (0: no limit); `dm ctl throttle` changes it at
+    /// runtime.
+    #[serde(default)]
+    pub max_rows_per_second: u64,
+    /// Hold while a global status variable of the source is above a limit:
+    /// `Threads_running=50[,Name=limit...]` (gh-ost's `--max-load`).
+    #[serde(default)]
+    pub max_load: Option<String>,
 }
 
 /// How a chunk's snapshot is tied to a binlog position.
@@ -503,6 +511,8 @@ impl Default for DumperConfig {
             where_clause: None,
             extra_args: None,
             consistency: Consistency::Auto,
+            max_rows_per_second: 0,
+            max_load: None,
         }
     }
 }
@@ -531,6 +541,14 @@ pub struct SyncerConfig {
     /// long after the incremental phase starts or resumes, besides the window dm records.
     #[serde(default)]
     pub safe_mode_duration: Option<String>,
+    /// Row changes applied per second at most (0: no limit); `dm ctl throttle` changes it
+    /// at runtime.
+    #[serde(default)]
+    pub max_rows_per_second: u64,
+    /// Hold while a global status variable of the source is above a limit:
+    /// `Threads_running=50[,Name=limit...]` (gh-ost's `--max-load`).
+    #[serde(default)]
+    pub max_load: Option<String>,
 }
 
 impl SyncerConfig {
@@ -604,6 +622,8 @@ impl Default for SyncerConfig {
             checkpoint_flush_interval: default_checkpoint_interval(),
             safe_mode: false,
             safe_mode_duration: None,
+            max_rows_per_second: 0,
+            max_load: None,
         }
     }
 }
@@ -901,8 +921,22 @@ impl TaskConfig {
                     "write it as TiDB DM does: 60s, 1m30s, 0s",
                 );
             }
+            if let Some(Err(e)) = sy.max_load.as_deref().map(crate::throttle::parse_max_load) {
+                return fail(
+                    "max-load",
+                    format!("syncers.{name}.max-load: {e}"),
+                    "write it as gh-ost's --max-load: `Threads_running=50`",
+                );
+            }
         }
         for (name, d) in &cfg.mydumpers {
+            if let Some(Err(e)) = d.max_load.as_deref().map(crate::throttle::parse_max_load) {
+                return fail(
+                    "max-load",
+                    format!("mydumpers.{name}.max-load: {e}"),
+                    "write it as gh-ost's --max-load: `Threads_running=50`",
+                );
+            }
             if let Some(w) = &d.where_clause {
                 if let Err(e) = super::dump_args::row_condition(w) {
                     return fail("where", format!("mydumpers.{name}.where: {e}"), "write one SQL condition on the tables' columns, e.g. `where: \"id > 1000\"`");

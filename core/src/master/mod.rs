@@ -20,6 +20,7 @@ mod sources;
 mod start_time;
 mod task_files;
 mod tasks;
+mod throttle;
 pub mod validation;
 
 pub use election::{MemberInfo, Membership};

@@ -318,6 +318,7 @@ impl Outbox<'_> {
     }
 
     async fn send(&mut self, (batch, n): (Bytes, u64)) -> bool {
+        self.progress.throttle.take(n).await;
         let len = batch.len() as u64;
         self.counted.0 += n;
         self.counted.1 += len;

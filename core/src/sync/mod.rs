@@ -558,6 +558,7 @@ impl Dispatcher<'_> {
             .ctx
             .rows
             .run(&plan.table, decoded, RowOrigin::Binlog(end))?;
+        self.inc.ctx.progress.throttle.take(kept.len() as u64).await;
         for HookRow { before, after, .. } in kept {
             change_keys(&plan, before.as_deref(), after.as_deref(), &mut self.keys);
             let worker = match self.causality.route(&self.keys) {

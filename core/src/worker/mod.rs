@@ -3,6 +3,7 @@
 //! runs back into it, so the same loop serves standalone and cluster.
 
 pub mod cluster;
+mod load_check;
 mod stage_record;
 mod subtask;
 
@@ -13,6 +14,7 @@ use crate::fence::Fence;
 use crate::meta::{self, keys, MetaStore};
 use crate::status::{now_secs, Phase, Progress, Stage, SubtaskStatus};
 use crate::sync::BinlogOperator;
+use crate::throttle::ThrottleSetting;
 use crate::upstream::relay::{PurgeRequest, Relay, RelayRun, RelayStage};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,6 +38,8 @@ pub struct DesiredStage {
     pub paused_sources: BTreeSet<String>,
     /// Per source, resumes of that source alone (`resume-task -s`).
     pub source_generations: BTreeMap<String, u64>,
+    /// What `dm ctl throttle` set (every source of the task); applied without a restart.
+    pub throttle: ThrottleSetting,
 }
 
 impl DesiredStage {
@@ -47,6 +51,7 @@ impl DesiredStage {
             operators: BTreeMap::new(),
             paused_sources: BTreeSet::new(),
             source_generations: BTreeMap::new(),
+            throttle: ThrottleSetting::default(),
         }
     }
 
@@ -250,11 +255,16 @@ impl Worker {
             }
         }
         for (k, (task, source, stage)) in desired {
+            if let Some(r) = self.running.get(&k) {
+                // Takes effect at once, no restart.
+                r.progress.throttle.set_user(&stage.throttle);
+            }
             if stage.stage_of(&k.1) != Stage::Running || self.running.contains_key(&k) {
                 continue;
             }
             let restarts = restarts.get(&k).copied().unwrap_or(0);
             let progress = Arc::new(Progress::default());
+            progress.throttle.set_user(&stage.throttle);
             let state = Arc::new(Mutex::new(SubtaskState {
                 stage: Stage::New,
                 last_error: None,
@@ -488,6 +498,8 @@ impl Worker {
             blocking_ddls: vec![],
             unresolved_groups: vec![],
             online_ddl,
+            throttle: p.throttle.describe(),
+            throttled: p.throttle.is_held(),
         }
     }
 

@@ -6,6 +6,7 @@ use super::DesiredStage;
 use crate::position::BinlogPos;
 use crate::status::Stage;
 use crate::sync::{record_operator, BinlogAction, BinlogOperator};
+use crate::throttle::ThrottleSetting;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,6 +20,8 @@ pub(super) struct StageRecord {
     paused_sources: BTreeSet<String>,
     #[serde(default)]
     source_generations: BTreeMap<String, u64>,
+    #[serde(default)]
+    throttle: ThrottleSetting,
     /// Earlier versions: per source, `file:pos` of transactions to skip.
     #[serde(default)]
     skip: BTreeMap<String, Vec<String>>,
@@ -64,6 +67,7 @@ impl From<StageRecord> for DesiredStage {
             operators,
             paused_sources: r.paused_sources,
             source_generations: r.source_generations,
+            throttle: r.throttle,
         }
     }
 }

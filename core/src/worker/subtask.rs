@@ -116,6 +116,13 @@ impl Subtask {
             .flavor
             .or_else(|| self.relay.as_ref().and_then(|r| r.flavor()));
         let files = self.source.binlog_dir.is_some();
+        // Holds the phases while the source is busier than their `max-load` says.
+        let _load_check = (!files).then(|| {
+            crate::abort_on_drop::AbortOnDrop(tokio::spawn(super::load_check::run(
+                self.source.from.clone(),
+                self.progress.clone(),
+            )))
+        });
         if files && task.task_mode != TaskMode::Incremental {
             return Err(Error::Invalid(format!(
                 "task `{}`: source `{source_id}` is binlog files (binlog-dir), which only an incremental task replays; task-mode is {}",
@@ -229,6 +236,8 @@ impl Subtask {
                 cp
             }
             None if task.task_mode.has_full() => {
+                let dumper = task.dumper_of(source_id);
+                self.configure_throttle(dumper.max_rows_per_second, &dumper.max_load);
                 let src = self.source_conn(&mut src).await?;
                 if let Some(relay) = &self.relay {
                     // Every chunk's low watermark comes after this: the relay starts here.
@@ -239,7 +248,7 @@ impl Subtask {
                 self.progress.set_phase(Phase::Full);
                 let full = FullPhase {
                     ctx: ctx.clone(),
-                    dumper: task.dumper_of(source_id),
+                    dumper,
                 };
                 let tables = full.run().await?;
                 if task.task_mode == TaskMode::Full {
@@ -287,9 +296,11 @@ impl Subtask {
         drop(src);
         drop(tgt);
         self.progress.set_phase(Phase::Incremental);
+        let syncer = task.syncer_of(source_id);
+        self.configure_throttle(syncer.max_rows_per_second, &syncer.max_load);
         let inc = Incremental {
             ctx,
-            syncer: task.syncer_of(source_id),
+            syncer,
             events: task.event_filter_of(&self.source),
             operators: self.operators.clone(),
             shard: task.shard_mode.map(|mode| ShardSync {
@@ -303,6 +314,16 @@ impl Subtask {
             precise_until,
         };
         inc.run(cp).await
+    }
+
+    /// The running phase's limits (rows per second, load check) for the subtask's throttle.
+    fn configure_throttle(&self, rows_per_second: u64, max_load: &Option<String>) {
+        // Checked when the task file was read.
+        let limits = max_load
+            .as_deref()
+            .and_then(|m| crate::throttle::parse_max_load(m).ok())
+            .unwrap_or_default();
+        self.progress.throttle.configure(rows_per_second, limits);
     }
 
     /// The source connection, made now if the subtask went without one so far.

@@ -83,6 +83,7 @@ fn endpoints() -> Vec<(Route, MethodRouter<Master>)> {
         BINLOG_REPLACE => binlog::replace,
         BINLOG_INJECT => binlog::inject,
         BINLOG_REVERT => binlog::revert,
+        THROTTLE_TASK => tasks::throttle,
         BINLOG_LIST => binlog::list,
         BINLOG_SCHEMA_LIST => binlog::schema_list,
         BINLOG_SCHEMA_CHANGE => binlog::schema_change,

@@ -2,7 +2,7 @@
 
 use super::ApiResult;
 use crate::api::types::*;
-use crate::master::{tasks, validation, Master};
+use crate::master::{tasks, throttle, validation, Master};
 use crate::status::Stage;
 use axum::extract::{Path, Query, State};
 use axum::Json;
@@ -44,6 +44,14 @@ pub async fn stop(
         .map(str::to_string)
         .collect();
     Ok(Json(tasks::stop(&m, &name, sources).await?))
+}
+
+pub async fn throttle(
+    State(m): State<Master>,
+    Path(name): Path<String>,
+    Json(body): Json<ThrottleRequest>,
+) -> ApiResult<TaskView> {
+    Ok(Json(throttle::set(&m, &name, &body).await?))
 }
 
 pub async fn pause(
