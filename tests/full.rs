@@ -246,3 +246,52 @@ async fn bracketed_chunk_snapshots_end_equal_under_a_writer_moving_unique_key_va
     // must last past the position read after the copy).
     chunks_end_equal_under_a_writer_with_unique_keys("none", 100_000).await;
 }
+
+/// Chunks stay near their size whatever the key's distribution: one outlier far away, keys
+/// spread thinly, keys in two clusters, and the dense case that is cut without a scan. A
+/// chunk with every row would be copied by one copier and resumed only from its start.
+#[tokio::test(flavor = "multi_thread")]
+async fn chunk_plans_hold_on_skewed_sparse_and_clustered_keys() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE sk; USE sk;
+         CREATE TABLE outlier (id BIGINT PRIMARY KEY, v INT);
+         INSERT INTO outlier SELECT seq, seq FROM seq_1_to_20000;
+         INSERT INTO outlier VALUES (1000000000, 0);
+         CREATE TABLE umax (id BIGINT UNSIGNED PRIMARY KEY, v INT);
+         INSERT INTO umax SELECT seq, seq FROM seq_1_to_20000;
+         INSERT INTO umax VALUES (18446744073709551615, 0);
+         CREATE TABLE sparse (id INT PRIMARY KEY, v INT);
+         INSERT INTO sparse SELECT seq * 1000, seq FROM seq_1_to_20000;
+         CREATE TABLE clustered (id INT PRIMARY KEY, v INT);
+         INSERT INTO clustered SELECT seq, seq FROM seq_1_to_10000;
+         INSERT INTO clustered SELECT 500000000 + seq, seq FROM seq_1_to_10000;
+         CREATE TABLE dense (id INT PRIMARY KEY, v INT);
+         INSERT INTO dense SELECT seq * 2, seq FROM seq_1_to_20000;
+         ANALYZE TABLE outlier, umax, sparse, clustered, dense;",
+    )
+    .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let yaml = task_tuned("sk", "full", &dst, &["sk"], &["rows: 2000"], &[]);
+    let tf = dm.file("task.yaml", &yaml);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    let watched = dm.ctl_ok(&["query-status", "sk", "--watch"]);
+    assert!(watched.contains("sk: finished"), "{watched}");
+    assert_same(&src, &dst, &["sk"]).await;
+    let mut c = dst.conn().await;
+    let sizes: Vec<(String, u64, u64)> = c
+        .query(
+            "SELECT table_name, COUNT(*), MAX(row_count) FROM dm_meta.sk_chunk GROUP BY table_name",
+        )
+        .await
+        .unwrap();
+    assert_eq!(sizes.len(), 5, "{sizes:?}");
+    for (table, chunks, largest) in sizes {
+        // About 20000 rows in chunks of about 2000: none above twice that.
+        assert!(
+            chunks >= 8 && largest <= 4000,
+            "{table}: {chunks} chunks, the largest {largest} rows"
+        );
+    }
+}

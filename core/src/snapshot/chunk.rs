@@ -174,6 +174,75 @@ pub async fn estimated_rows(conn: &mut Conn, name: &TableName) -> Result<u64, my
     Ok(estimate.flatten().unwrap_or(0))
 }
 
+/// Cuts of a one-integer-column key evenly between MIN and MAX, with no scan, when the key is
+/// dense enough for that: its range at most twice the rows, so that no chunk can hold more
+/// than twice its share. `None` for a sparse or skewed key (one outlier at 10^9 among ids
+/// 1..500000 would put every row in the first chunk): the index is walked instead.
+async fn even_cuts(
+    conn: &mut Conn,
+    table: &Table,
+    ci: usize,
+    name: &str,
+    estimate: u64,
+    n: u64,
+) -> Result<Option<Vec<Vec<Datum>>>, mysql_async::Error> {
+    let q = table.name.quoted();
+    let row: Option<(Option<i128>, Option<i128>)> = conn
+        .query_first(format!("SELECT MIN({name}), MAX({name}) FROM {q}"))
+        .await?;
+    let Some((Some(min), Some(max))) = row else {
+        return Ok(Some(Vec::new()));
+    };
+    if max - min + 1 > 2 * estimate as i128 {
+        return Ok(None);
+    }
+    let unsigned = table.columns[ci].unsigned;
+    let mut cuts = Vec::new();
+    let mut last = None;
+    for i in 1..n as i128 {
+        let cut = min + (max - min) * i / n as i128;
+        if Some(cut) == last || cut >= max {
+            continue;
+        }
+        last = Some(cut);
+        cuts.push(vec![if unsigned {
+            Datum::UInt(cut as u64)
+        } else {
+            Datum::Int(cut as i64)
+        }]);
+    }
+    Ok(Some(cuts))
+}
+
+/// Cuts found by walking the index: the key `rows` entries after the previous cut, until the
+/// end (at most four times the estimated chunks, should the estimate be far too low).
+async fn walk_cuts(
+    conn: &mut Conn,
+    table: &Table,
+    key: &ChunkKey,
+    rows: u64,
+    n: u64,
+) -> Result<Vec<Vec<Datum>>, mysql_async::Error> {
+    let q = table.name.quoted();
+    let names = key.names();
+    let mut cuts: Vec<Vec<Datum>> = Vec::new();
+    for _ in 0..n * 4 {
+        let cond = cuts
+            .last()
+            .map(|p| format!("WHERE {}", key.range(&(Some(p.clone()), None))))
+            .unwrap_or_default();
+        let row: Option<mysql_async::Row> = conn
+            .query_first(format!(
+                "SELECT {names} FROM {q} {cond} ORDER BY {names} LIMIT 1 OFFSET {}",
+                rows - 1
+            ))
+            .await?;
+        let Some(row) = row else { break };
+        cuts.push(key.decode(table, row));
+    }
+    Ok(cuts)
+}
+
 /// Splits `table`, of about `estimate` rows, into chunks of about `rows` rows. `conn` must
 /// return raw bytes (`character_set_results = binary`).
 pub async fn plan(
@@ -192,50 +261,14 @@ pub async fn plan(
     if n <= 1 {
         return Ok(whole);
     }
-    let q = table.name.quoted();
-    let names = key.names();
-    let mut cuts: Vec<Vec<Datum>> = Vec::new();
-    if let [(ci, name, KeyKind::Int)] = &key.cols[..] {
-        // One integer column: even cuts between MIN and MAX, no scan.
-        let row: Option<(Option<i128>, Option<i128>)> = conn
-            .query_first(format!("SELECT MIN({name}), MAX({name}) FROM {q}"))
-            .await?;
-        if let Some((Some(min), Some(max))) = row {
-            let unsigned = table.columns[*ci].unsigned;
-            let mut last = None;
-            for i in 1..n as i128 {
-                let cut = min + (max - min) * i / n as i128;
-                if Some(cut) == last || cut >= max {
-                    continue;
-                }
-                last = Some(cut);
-                cuts.push(vec![if unsigned {
-                    Datum::UInt(cut as u64)
-                } else {
-                    Datum::Int(cut as i64)
-                }]);
-            }
-        }
-    } else {
-        // Walk the index: the key `rows` entries after the previous cut, until the end.
-        let mut prev: Option<Vec<Datum>> = None;
-        for _ in 0..n * 4 {
-            let cond = prev
-                .as_ref()
-                .map(|p| format!("WHERE {}", key.range(&(Some(p.clone()), None))))
-                .unwrap_or_default();
-            let row: Option<mysql_async::Row> = conn
-                .query_first(format!(
-                    "SELECT {names} FROM {q} {cond} ORDER BY {names} LIMIT 1 OFFSET {}",
-                    rows - 1
-                ))
-                .await?;
-            let Some(row) = row else { break };
-            let cut = key.decode(table, row);
-            prev = Some(cut.clone());
-            cuts.push(cut);
-        }
-    }
+    let even = match &key.cols[..] {
+        [(ci, name, KeyKind::Int)] => even_cuts(conn, table, *ci, name, estimate, n).await?,
+        _ => None,
+    };
+    let cuts = match even {
+        Some(cuts) => cuts,
+        None => walk_cuts(conn, table, key, rows, n).await?,
+    };
     let mut out = Vec::with_capacity(cuts.len() + 1);
     let mut lower = None;
     for cut in cuts {
