@@ -44,7 +44,11 @@ async fn rows_per_second_runtime_throttle_and_the_load_check() {
         &dst,
         &["th"],
         &["max-rows-per-second: 1000"],
-        &["max-rows-per-second: 1000", "max-load: Threads_running=6"],
+        &[
+            "max-rows-per-second: 1000",
+            "max-load: Threads_running=6",
+            "max-target-load: Threads_running=6",
+        ],
     );
     let tf = dm.file("task.yaml", &task);
 
@@ -107,31 +111,34 @@ async fn rows_per_second_runtime_throttle_and_the_load_check() {
     assert!(!ok && text.contains("rows per second"), "{text}");
     dm.ctl_ok(&["throttle", "th", "off"]);
 
-    // The load check: sessions running on the source push Threads_running above 6; the
-    // task holds, says why, and goes on once they end.
-    let mut sleepers = Vec::new();
-    for _ in 0..8 {
-        let mut c = src.conn().await;
-        sleepers.push(tokio::spawn(async move {
-            let _: Option<i64> = c.query_first("SELECT SLEEP(6)").await.unwrap();
-        }));
+    // The load checks: sessions running on the source, then on the target, push its
+    // Threads_running above 6; the task holds, says why, and goes on once they end.
+    for (busy, side) in [(&src, "source"), (&dst, "target")] {
+        let mut sleepers = Vec::new();
+        for _ in 0..8 {
+            let mut c = busy.conn().await;
+            sleepers.push(tokio::spawn(async move {
+                let _: Option<i64> = c.query_first("SELECT SLEEP(6)").await.unwrap();
+            }));
+        }
+        let says = format!("{side} Threads_running=");
+        wait_for(
+            "the load check to hold the task",
+            Duration::from_secs(30),
+            || {
+                let (text, held) = throttle_of(&dm);
+                held && text.contains(&says) && text.contains("above its limit 6")
+            },
+        )
+        .await;
+        src.exec("UPDATE th.t SET v = v + 1 WHERE id > 3000").await;
+        for s in sleepers {
+            s.await.unwrap();
+        }
+        wait_caught_up(&dm, "th", &src).await;
+        let (text, held) = throttle_of(&dm);
+        assert!(!held && text == "1000 rows/s", "{side}: {text}");
     }
-    wait_for(
-        "the load check to hold the task",
-        Duration::from_secs(30),
-        || {
-            let (text, held) = throttle_of(&dm);
-            held && text.contains("Threads_running=") && text.contains("above max-load 6")
-        },
-    )
-    .await;
-    src.exec("UPDATE th.t SET v = v + 1 WHERE id > 3000").await;
-    for s in sleepers {
-        s.await.unwrap();
-    }
-    wait_caught_up(&dm, "th", &src).await;
-    let (text, held) = throttle_of(&dm);
-    assert!(!held && text == "1000 rows/s", "{text}");
     assert_same(&src, &dst, &["th"]).await;
 }
 

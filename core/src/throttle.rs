@@ -1,8 +1,8 @@
 //! Throttling: how fast a subtask may write rows to the target, and whether it waits. Three
 //! things decide it: the phase's `max-rows-per-second` from the task file, what a user said
-//! at runtime (`dm ctl throttle <task> on|off|rate N`), and the phase's load check
-//! (`max-load: Threads_running=50`), which holds the subtask while the source is busier than
-//! that. Rows are paid for as they are handed on (a token bucket that may go into debt, so a
+//! at runtime (`dm ctl throttle <task> on|off|rate N`), and the phase's load checks
+//! (`max-load: Threads_running=50` on the source, `max-target-load` on the target), which
+//! hold the subtask while a server is busier than that. Rows are paid for as they are handed on (a token bucket that may go into debt, so a
 //! batch larger than a second's worth still goes, and the next waits); a held subtask keeps
 //! its position and its sessions, it only stops handing rows on.
 
@@ -58,8 +58,9 @@ pub fn parse_max_load(text: &str) -> Result<Vec<LoadLimit>, String> {
 struct State {
     /// The running phase's `max-rows-per-second` (0: none).
     configured: u64,
-    /// The phase's load limits.
+    /// The phase's load limits: on the source, on the target.
     max_load: Vec<LoadLimit>,
+    max_target_load: Vec<LoadLimit>,
     user: ThrottleSetting,
     /// Why the load check holds the subtask, when it does.
     load: Option<String>,
@@ -90,6 +91,7 @@ impl Default for Throttle {
             state: Mutex::new(State {
                 configured: 0,
                 max_load: Vec::new(),
+                max_target_load: Vec::new(),
                 user: ThrottleSetting::default(),
                 load: None,
                 tokens: 0.0,
@@ -107,11 +109,18 @@ impl Throttle {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A phase starts: its `max-rows-per-second` (0: none) and load limits apply.
-    pub fn configure(&self, rows_per_second: u64, max_load: Vec<LoadLimit>) {
+    /// A phase starts: its `max-rows-per-second` (0: none) and load limits (on the source,
+    /// on the target) apply.
+    pub fn configure(
+        &self,
+        rows_per_second: u64,
+        max_load: Vec<LoadLimit>,
+        max_target_load: Vec<LoadLimit>,
+    ) {
         let mut s = self.state();
         s.configured = rows_per_second;
         s.max_load = max_load;
+        s.max_target_load = max_target_load;
         s.load = None;
     }
 
@@ -124,9 +133,10 @@ impl Throttle {
         }
     }
 
-    /// The load limits of the running phase.
-    pub fn max_load(&self) -> Vec<LoadLimit> {
-        self.state().max_load.clone()
+    /// The load limits of the running phase: (on the source, on the target).
+    pub fn max_load(&self) -> (Vec<LoadLimit>, Vec<LoadLimit>) {
+        let s = self.state();
+        (s.max_load.clone(), s.max_target_load.clone())
     }
 
     /// The load check's verdict: why it holds the subtask, or `None`.
@@ -231,7 +241,7 @@ mod tests {
     #[test]
     fn a_user_setting_overrides_the_task_file_and_a_hold_says_why() {
         let t = Throttle::default();
-        t.configure(2000, vec![]);
+        t.configure(2000, vec![], vec![]);
         assert_eq!(t.describe().as_deref(), Some("2000 rows/s"));
         t.set_user(&ThrottleSetting {
             hold: false,
@@ -251,7 +261,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn rows_are_paid_for_at_the_rate() {
         let t = Throttle::default();
-        t.configure(1000, vec![]);
+        t.configure(1000, vec![], vec![]);
         let start = tokio::time::Instant::now();
         for _ in 0..30 {
             t.take(100).await;

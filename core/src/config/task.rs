@@ -421,6 +421,9 @@ pub struct DumperConfig {
     /// `Threads_running=50[,Name=limit...]` (gh-ost's `--max-load`).
     #[serde(default)]
     pub max_load: Option<String>,
+    /// The same check on the target.
+    #[serde(default)]
+    pub max_target_load: Option<String>,
 }
 
 /// How a chunk's snapshot is tied to a binlog position.
@@ -513,6 +516,7 @@ impl Default for DumperConfig {
             consistency: Consistency::Auto,
             max_rows_per_second: 0,
             max_load: None,
+            max_target_load: None,
         }
     }
 }
@@ -549,6 +553,9 @@ pub struct SyncerConfig {
     /// `Threads_running=50[,Name=limit...]` (gh-ost's `--max-load`).
     #[serde(default)]
     pub max_load: Option<String>,
+    /// The same check on the target.
+    #[serde(default)]
+    pub max_target_load: Option<String>,
 }
 
 impl SyncerConfig {
@@ -624,6 +631,7 @@ impl Default for SyncerConfig {
             safe_mode_duration: None,
             max_rows_per_second: 0,
             max_load: None,
+            max_target_load: None,
         }
     }
 }
@@ -921,21 +929,31 @@ impl TaskConfig {
                     "write it as TiDB DM does: 60s, 1m30s, 0s",
                 );
             }
-            if let Some(Err(e)) = sy.max_load.as_deref().map(crate::throttle::parse_max_load) {
-                return fail(
-                    "max-load",
-                    format!("syncers.{name}.max-load: {e}"),
-                    "write it as gh-ost's --max-load: `Threads_running=50`",
-                );
+            for (field, value) in [
+                ("max-load", &sy.max_load),
+                ("max-target-load", &sy.max_target_load),
+            ] {
+                if let Some(Err(e)) = value.as_deref().map(crate::throttle::parse_max_load) {
+                    return fail(
+                        field,
+                        format!("syncers.{name}.{field}: {e}"),
+                        "write it as gh-ost's --max-load: `Threads_running=50`",
+                    );
+                }
             }
         }
         for (name, d) in &cfg.mydumpers {
-            if let Some(Err(e)) = d.max_load.as_deref().map(crate::throttle::parse_max_load) {
-                return fail(
-                    "max-load",
-                    format!("mydumpers.{name}.max-load: {e}"),
-                    "write it as gh-ost's --max-load: `Threads_running=50`",
-                );
+            for (field, value) in [
+                ("max-load", &d.max_load),
+                ("max-target-load", &d.max_target_load),
+            ] {
+                if let Some(Err(e)) = value.as_deref().map(crate::throttle::parse_max_load) {
+                    return fail(
+                        field,
+                        format!("mydumpers.{name}.{field}: {e}"),
+                        "write it as gh-ost's --max-load: `Threads_running=50`",
+                    );
+                }
             }
             if let Some(w) = &d.where_clause {
                 if let Err(e) = super::dump_args::row_condition(w) {

@@ -116,13 +116,13 @@ impl Subtask {
             .flavor
             .or_else(|| self.relay.as_ref().and_then(|r| r.flavor()));
         let files = self.source.binlog_dir.is_some();
-        // Holds the phases while the source is busier than their `max-load` says.
-        let _load_check = (!files).then(|| {
-            crate::abort_on_drop::AbortOnDrop(tokio::spawn(super::load_check::run(
-                self.source.from.clone(),
-                self.progress.clone(),
-            )))
-        });
+        // Holds the phases while a server is busier than their `max-load` (source) or
+        // `max-target-load` (target) says.
+        let _load_check = crate::abort_on_drop::AbortOnDrop(tokio::spawn(super::load_check::run(
+            self.source.from.clone(),
+            task.target_database.clone(),
+            self.progress.clone(),
+        )));
         if files && task.task_mode != TaskMode::Incremental {
             return Err(Error::Invalid(format!(
                 "task `{}`: source `{source_id}` is binlog files (binlog-dir), which only an incremental task replays; task-mode is {}",
@@ -237,7 +237,11 @@ impl Subtask {
             }
             None if task.task_mode.has_full() => {
                 let dumper = task.dumper_of(source_id);
-                self.configure_throttle(dumper.max_rows_per_second, &dumper.max_load);
+                self.configure_throttle(
+                    dumper.max_rows_per_second,
+                    &dumper.max_load,
+                    &dumper.max_target_load,
+                );
                 let src = self.source_conn(&mut src).await?;
                 if let Some(relay) = &self.relay {
                     // Every chunk's low watermark comes after this: the relay starts here.
@@ -297,7 +301,11 @@ impl Subtask {
         drop(tgt);
         self.progress.set_phase(Phase::Incremental);
         let syncer = task.syncer_of(source_id);
-        self.configure_throttle(syncer.max_rows_per_second, &syncer.max_load);
+        self.configure_throttle(
+            syncer.max_rows_per_second,
+            &syncer.max_load,
+            &syncer.max_target_load,
+        );
         let inc = Incremental {
             ctx,
             syncer,
@@ -317,13 +325,23 @@ impl Subtask {
     }
 
     /// The running phase's limits (rows per second, load check) for the subtask's throttle.
-    fn configure_throttle(&self, rows_per_second: u64, max_load: &Option<String>) {
+    fn configure_throttle(
+        &self,
+        rows_per_second: u64,
+        max_load: &Option<String>,
+        max_target_load: &Option<String>,
+    ) {
         // Checked when the task file was read.
-        let limits = max_load
-            .as_deref()
-            .and_then(|m| crate::throttle::parse_max_load(m).ok())
-            .unwrap_or_default();
-        self.progress.throttle.configure(rows_per_second, limits);
+        let limits = |m: &Option<String>| {
+            m.as_deref()
+                .and_then(|m| crate::throttle::parse_max_load(m).ok())
+                .unwrap_or_default()
+        };
+        self.progress.throttle.configure(
+            rows_per_second,
+            limits(max_load),
+            limits(max_target_load),
+        );
     }
 
     /// The source connection, made now if the subtask went without one so far.
