@@ -568,6 +568,22 @@ impl SyncerConfig {
     }
 }
 
+const LOAD_HINT: &str = "write it as gh-ost's --max-load: `Threads_running=50`";
+
+/// The first of a section's `max-load` and `max-target-load` that does not parse: its
+/// field and what is wrong.
+fn bad_load_limit(
+    max_load: &Option<String>,
+    max_target_load: &Option<String>,
+) -> Option<(&'static str, String)> {
+    [("max-load", max_load), ("max-target-load", max_target_load)]
+        .into_iter()
+        .find_map(|(field, value)| {
+            let e = crate::throttle::parse_max_load(value.as_deref()?).err()?;
+            Some((field, e))
+        })
+}
+
 /// A duration as Go writes it (TiDB DM's files): numbers with units `h`, `m`, `s`, `ms`, `us`
 /// (`µs`), `ns`, one after the other (`1h30m`, `1.5s`); `0` and empty are zero; at most a
 /// year.
@@ -929,31 +945,13 @@ impl TaskConfig {
                     "write it as TiDB DM does: 60s, 1m30s, 0s",
                 );
             }
-            for (field, value) in [
-                ("max-load", &sy.max_load),
-                ("max-target-load", &sy.max_target_load),
-            ] {
-                if let Some(Err(e)) = value.as_deref().map(crate::throttle::parse_max_load) {
-                    return fail(
-                        field,
-                        format!("syncers.{name}.{field}: {e}"),
-                        "write it as gh-ost's --max-load: `Threads_running=50`",
-                    );
-                }
+            if let Some((field, e)) = bad_load_limit(&sy.max_load, &sy.max_target_load) {
+                return fail(field, format!("syncers.{name}.{field}: {e}"), LOAD_HINT);
             }
         }
         for (name, d) in &cfg.mydumpers {
-            for (field, value) in [
-                ("max-load", &d.max_load),
-                ("max-target-load", &d.max_target_load),
-            ] {
-                if let Some(Err(e)) = value.as_deref().map(crate::throttle::parse_max_load) {
-                    return fail(
-                        field,
-                        format!("mydumpers.{name}.{field}: {e}"),
-                        "write it as gh-ost's --max-load: `Threads_running=50`",
-                    );
-                }
+            if let Some((field, e)) = bad_load_limit(&d.max_load, &d.max_target_load) {
+                return fail(field, format!("mydumpers.{name}.{field}: {e}"), LOAD_HINT);
             }
             if let Some(w) = &d.where_clause {
                 if let Err(e) = super::dump_args::row_condition(w) {
