@@ -53,6 +53,8 @@ pub struct Client {
     /// One master per entry; the first that answers is used.
     bases: Vec<String>,
     http: reqwest::Client,
+    /// HTTPS without a client certificate: a master that asks for one ends the connection.
+    without_certificate: bool,
 }
 
 impl Client {
@@ -74,6 +76,7 @@ impl Client {
         Ok(Client {
             bases,
             http: api.http,
+            without_certificate: how.tls_ca.is_some() && how.identity.is_none(),
         })
     }
 
@@ -116,7 +119,13 @@ impl Client {
             }
         }
         let tried = failures.join("; ");
-        let hint = if tried.contains("CertificateRequired") {
+        // With TLS 1.3 the master checks the client's certificate after the handshake: its
+        // refusal reaches the client as an alert or, as often, as a closed connection.
+        let closed = tried.contains("connection was not ready")
+            || tried.contains("connection closed")
+            || tried.contains("Connection reset");
+        let hint = if tried.contains("CertificateRequired") || (self.without_certificate && closed)
+        {
             "the master asks for a client certificate (tls.cert-allowed-cn): pass --tls-cert and --tls-key (DM_TLS_CERT, DM_TLS_KEY)"
         } else {
             "start one with `dm standalone -c dm.yaml` or `dm master -c master.yaml`, or pass --master-addr; a master with `tls` needs https and --tls-ca <ca.pem>"
