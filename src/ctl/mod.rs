@@ -9,6 +9,7 @@ mod commands;
 mod files;
 mod local;
 mod render;
+mod subcommands;
 mod task_table;
 mod watch;
 
