@@ -166,3 +166,56 @@ async fn a_bad_max_load_is_refused_with_its_field() {
         "{text}"
     );
 }
+
+/// The copy holds too while the source is busier than `mydumpers.*.max-load`, keeping what it
+/// copied so far, and finishes once the load falls.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_source_holds_the_copy_until_it_calms_down() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE th; USE th; CREATE TABLE t (id INT PRIMARY KEY, v INT);
+         INSERT INTO t SELECT seq, seq FROM seq_1_to_3000;",
+    )
+    .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    // The copiers' own reads count in Threads_running: 2 of them, and the check.
+    let task = task_tuned(
+        "th",
+        "full",
+        &dst,
+        &["th"],
+        &[
+            "threads: 2",
+            "max-rows-per-second: 1000",
+            "max-load: Threads_running=9",
+        ],
+        &[],
+    );
+    let tf = dm.file("task.yaml", &task);
+    let mut sleepers = Vec::new();
+    for _ in 0..12 {
+        let mut c = src.conn().await;
+        sleepers.push(tokio::spawn(async move {
+            let _: Option<i64> = c.query_first("SELECT SLEEP(8)").await.unwrap();
+        }));
+    }
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_for("the copy to be held", Duration::from_secs(30), || {
+        let (text, held) = throttle_of(&dm);
+        held && text.contains("source Threads_running=")
+    })
+    .await;
+    let loaded = || dm.subtask("th").unwrap()["rows_loaded"].as_u64().unwrap();
+    let before = loaded();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    if throttle_of(&dm).1 {
+        assert_eq!(loaded(), before, "rows were copied while held");
+    }
+    for s in sleepers {
+        s.await.unwrap();
+    }
+    let watched = dm.ctl_ok(&["query-status", "th", "--watch"]);
+    assert!(watched.contains("th: finished"), "{watched}");
+    assert_same(&src, &dst, &["th"]).await;
+}

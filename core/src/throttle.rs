@@ -151,39 +151,40 @@ impl Throttle {
         }
     }
 
-    /// Waits until `rows` more rows may go.
+    /// Waits until `rows` more rows may go: they are paid for at the rate, and nothing goes
+    /// while the subtask is held (a hold that comes while rows wait for their turn holds them
+    /// too).
     pub async fn take(&self, rows: u64) {
+        let mut charged = false;
         loop {
-            let owed = {
+            let wait = {
                 let mut s = self.state();
                 let now = Instant::now();
                 let rate = s.rate();
+                let earned = now.duration_since(s.refilled).as_secs_f64() * rate as f64;
+                s.refilled = now;
                 if s.held() {
-                    // Nothing is earned while held.
-                    s.refilled = now;
-                    s.tokens = s.tokens.min(0.0);
-                    None
+                    // Time held pays what is owed but saves nothing up.
+                    s.tokens = (s.tokens + earned).min(0.0);
+                    HELD_POLL
                 } else if rate == 0 {
                     return;
                 } else {
                     // At most a second's worth saved up.
-                    let earned = now.duration_since(s.refilled).as_secs_f64() * rate as f64;
                     s.tokens = (s.tokens + earned).min(rate as f64);
-                    s.refilled = now;
-                    s.tokens -= rows as f64;
-                    Some((-s.tokens / rate as f64).max(0.0))
+                    if !charged {
+                        s.tokens -= rows as f64;
+                        charged = true;
+                    }
+                    // Paid (to a thousandth of a row: the clock's rounding).
+                    if s.tokens > -0.001 {
+                        return;
+                    }
+                    // Owed: wait until paid, then look again (a hold may have come).
+                    Duration::from_secs_f64(-s.tokens / rate as f64)
                 }
             };
-            match owed {
-                None => tokio::time::sleep(HELD_POLL).await,
-                // The rows are counted: wait until they are paid for, then go.
-                Some(secs) => {
-                    if secs > 0.0 {
-                        tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-                    }
-                    return;
-                }
-            }
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -256,6 +257,29 @@ mod tests {
             rate: None,
         });
         assert!(t.describe().unwrap().contains("throttle on"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_that_comes_while_rows_wait_holds_them() {
+        let t = std::sync::Arc::new(Throttle::default());
+        t.configure(1000, vec![], vec![]);
+        let start = tokio::time::Instant::now();
+        let waiting = {
+            let t = t.clone();
+            tokio::spawn(async move { t.take(2000).await })
+        };
+        // Paid for after 2 s; held from 1 s to 5 s.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        t.set_load(Some("busy".into()));
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(!waiting.is_finished(), "rows went while held");
+        t.set_load(None);
+        waiting.await.unwrap();
+        assert!(
+            start.elapsed() >= Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]
