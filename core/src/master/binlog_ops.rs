@@ -2,7 +2,7 @@
 //! a task stopped at (or will reach), recorded with the task's desired stage per source and
 //! position; the subtasks restart and act on it when they get there.
 
-use super::tasks::{load_task, task_view};
+use super::tasks::{load_stage, load_task, task_view};
 use super::{shard_locks, Master};
 use crate::api::types::{BinlogAt, BinlogOperator, BinlogStatements, TaskView};
 use crate::error::Error;
@@ -10,7 +10,6 @@ use crate::meta::{self, keys};
 use crate::position::BinlogPos;
 use crate::status::{Stage, SubtaskStatus};
 use crate::sync::{record_operator, BinlogAction};
-use crate::worker::DesiredStage;
 
 /// `binlog skip`: the transaction each paused subtask of the task stopped at is skipped, and
 /// the task resumes.
@@ -42,9 +41,7 @@ async fn at_position(
     let position = parse_position(at.position.as_deref().unwrap_or_default())?;
     let source = task.source_named(at.source.as_deref())?;
     let key = keys::stage(name);
-    let mut desired = meta::get_json::<DesiredStage>(m.store.as_ref(), &key)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("task `{name}` has no stage")))?;
+    let mut desired = load_stage(m, name).await?;
     record_operator(
         desired.operators.entry(source).or_default(),
         position,
@@ -65,9 +62,7 @@ pub async fn revert(m: &Master, name: &str, at: &BinlogAt) -> Result<TaskView, E
     let position = parse_position(position)?;
     let source = task.source_named(at.source.as_deref())?;
     let key = keys::stage(name);
-    let mut desired = meta::get_json::<DesiredStage>(m.store.as_ref(), &key)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("task `{name}` has no stage")))?;
+    let mut desired = load_stage(m, name).await?;
     let ops = desired.operators.entry(source.clone()).or_default();
     let before = ops.len();
     ops.retain(|o| o.at != position);
@@ -84,9 +79,7 @@ pub async fn revert(m: &Master, name: &str, at: &BinlogAt) -> Result<TaskView, E
 /// `binlog list`: the skips and replacements recorded for a task.
 pub async fn list(m: &Master, name: &str) -> Result<Vec<BinlogOperator>, Error> {
     load_task(m, name).await?;
-    let d = meta::get_json::<DesiredStage>(m.store.as_ref(), &keys::stage(name))
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("task `{name}` has no stage")))?;
+    let d = load_stage(m, name).await?;
     let mut out = vec![];
     for (source, ops) in d.operators {
         for o in ops {
@@ -162,9 +155,7 @@ async fn at_paused_events(
 ) -> Result<TaskView, Error> {
     let task = load_task(m, name).await?;
     let key = keys::stage(name);
-    let mut desired = meta::get_json::<DesiredStage>(m.store.as_ref(), &key)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("task `{name}` has no stage")))?;
+    let mut desired = load_stage(m, name).await?;
     let mut found = false;
     for inst in &task.mysql_instances {
         let status =

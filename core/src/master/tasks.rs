@@ -227,6 +227,14 @@ async fn subtask_view(
     Ok(st)
 }
 
+/// The stage users asked for of task `name`, with what they decided at runtime (binlog
+/// operators, throttle).
+pub(super) async fn load_stage(m: &Master, name: &str) -> Result<DesiredStage, Error> {
+    meta::get_json::<DesiredStage>(m.store.as_ref(), &keys::stage(name))
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("task `{name}` has no stage")))
+}
+
 pub(super) async fn load_task(m: &Master, name: &str) -> Result<TaskConfig, Error> {
     meta::get_json::<TaskConfig>(m.store.as_ref(), &keys::task(name))
         .await?

@@ -1,19 +1,16 @@
 //! `throttle`: what a user says about a task's pace at runtime, kept with its desired stage
 //! (every source of the task); workers apply it to running subtasks without a restart.
 
-use super::tasks::{load_task, task_view};
+use super::tasks::{load_stage, load_task, task_view};
 use super::Master;
 use crate::api::types::{TaskView, ThrottleRequest};
 use crate::error::Error;
 use crate::meta::{self, keys};
-use crate::worker::DesiredStage;
 
 pub async fn set(m: &Master, name: &str, request: &ThrottleRequest) -> Result<TaskView, Error> {
     let task = load_task(m, name).await?;
     let key = keys::stage(name);
-    let mut desired = meta::get_json::<DesiredStage>(m.store.as_ref(), &key)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("task `{name}` has no stage")))?;
+    let mut desired = load_stage(m, name).await?;
     let t = &mut desired.throttle;
     match request {
         ThrottleRequest::On => t.hold = true,
