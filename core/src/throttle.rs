@@ -2,9 +2,11 @@
 //! things decide it: the phase's `max-rows-per-second` from the task file, what a user said
 //! at runtime (`dm ctl throttle <task> on|off|rate N`), and the phase's load checks
 //! (`max-load: Threads_running=50` on the source, `max-target-load` on the target), which
-//! hold the subtask while a server is busier than that. Rows are paid for as they are handed on (a token bucket that may go into debt, so a
-//! batch larger than a second's worth still goes, and the next waits); a held subtask keeps
-//! its position and its sessions, it only stops handing rows on.
+//! hold the subtask while a server is busier than that. Rows are paid for as they are handed
+//! on (a token bucket that may go into debt, so a batch larger than a second's worth still
+//! goes, and the next waits); a held subtask keeps its position and its sessions, it only
+//! stops handing rows on. Limits are per subtask: a task on three sources may write three
+//! times its `max-rows-per-second`.
 
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
@@ -101,8 +103,9 @@ impl Default for Throttle {
     }
 }
 
-/// How often a held subtask looks again.
-const HELD_POLL: Duration = Duration::from_millis(100);
+/// How often a waiting subtask looks again: a hold, a release or a new rate takes effect
+/// within this, even for rows that owe minutes at the old rate.
+const POLL: Duration = Duration::from_millis(100);
 
 impl Throttle {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -166,7 +169,7 @@ impl Throttle {
                 if s.held() {
                     // Time held pays what is owed but saves nothing up.
                     s.tokens = (s.tokens + earned).min(0.0);
-                    HELD_POLL
+                    POLL
                 } else if rate == 0 {
                     return;
                 } else {
@@ -180,8 +183,9 @@ impl Throttle {
                     if s.tokens > -0.001 {
                         return;
                     }
-                    // Owed: wait until paid, then look again (a hold may have come).
-                    Duration::from_secs_f64(-s.tokens / rate as f64)
+                    // Owed: wait until paid, looking again meanwhile (a hold or a new rate
+                    // may have come).
+                    Duration::from_secs_f64(-s.tokens / rate as f64).min(POLL)
                 }
             };
             tokio::time::sleep(wait).await;
@@ -277,6 +281,29 @@ mod tests {
         waiting.await.unwrap();
         assert!(
             start.elapsed() >= Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_rate_applies_to_rows_already_waiting() {
+        let t = std::sync::Arc::new(Throttle::default());
+        t.configure(10, vec![], vec![]);
+        let start = tokio::time::Instant::now();
+        // 1000 s owed at 10 rows/s.
+        let waiting = {
+            let t = t.clone();
+            tokio::spawn(async move { t.take(10_000).await })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        t.set_user(&ThrottleSetting {
+            hold: false,
+            rate: Some(0),
+        });
+        waiting.await.unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
             "{:?}",
             start.elapsed()
         );
