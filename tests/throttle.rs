@@ -20,6 +20,21 @@ async fn count(db: &MariaDb) -> i64 {
         .unwrap()
 }
 
+/// `n` sessions running `SELECT SLEEP(secs)` on `db`: they count in its Threads_running.
+async fn busy(db: &MariaDb, n: usize, secs: u32) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut sleepers = Vec::new();
+    for _ in 0..n {
+        let mut c = db.conn().await;
+        sleepers.push(tokio::spawn(async move {
+            let _: Option<i64> = c
+                .query_first(format!("SELECT SLEEP({secs})"))
+                .await
+                .unwrap();
+        }));
+    }
+    sleepers
+}
+
 fn throttle_of(dm: &Dm) -> (String, bool) {
     let s = dm.subtask("th").unwrap_or_default();
     (
@@ -116,14 +131,8 @@ async fn rows_per_second_runtime_throttle_and_the_load_check() {
     // The load checks: sessions running on the source, then on the target, push its
     // Threads_running above 9 (dm's own sessions stay below that); the task holds, says why,
     // and goes on once they end.
-    for (busy, side) in [(&src, "source"), (&dst, "target")] {
-        let mut sleepers = Vec::new();
-        for _ in 0..12 {
-            let mut c = busy.conn().await;
-            sleepers.push(tokio::spawn(async move {
-                let _: Option<i64> = c.query_first("SELECT SLEEP(6)").await.unwrap();
-            }));
-        }
+    for (db, side) in [(&src, "source"), (&dst, "target")] {
+        let sleepers = busy(db, 12, 6).await;
         let says = format!("{side} Threads_running=");
         wait_for(
             "the load check to hold the task",
@@ -193,13 +202,7 @@ async fn a_busy_source_holds_the_copy_until_it_calms_down() {
         &[],
     );
     let tf = dm.file("task.yaml", &task);
-    let mut sleepers = Vec::new();
-    for _ in 0..12 {
-        let mut c = src.conn().await;
-        sleepers.push(tokio::spawn(async move {
-            let _: Option<i64> = c.query_first("SELECT SLEEP(8)").await.unwrap();
-        }));
-    }
+    let sleepers = busy(&src, 12, 8).await;
     dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
     wait_for("the copy to be held", Duration::from_secs(30), || {
         let (text, held) = throttle_of(&dm);
