@@ -8,6 +8,8 @@ use crate::config::{DbConfig, Flavor, SourceConfig};
 use crate::fence::Fence;
 use crate::rules::{Router, RowRules, TableFilter};
 use crate::status::Progress;
+use crate::table::TableName;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub struct SubtaskContext {
@@ -27,4 +29,27 @@ pub struct SubtaskContext {
     pub router: Router,
     /// Expression filters, then plugins: what both phases run rows through.
     pub rows: RowRules,
+}
+
+impl SubtaskContext {
+    /// The context of another stream of the subtask that takes only `tables` (tables
+    /// joining the running task): its records in the target under `source_id`, a progress of
+    /// its own under the subtask's throttle, the same rules.
+    pub fn beside(&self, source_id: String, tables: BTreeSet<TableName>) -> SubtaskContext {
+        SubtaskContext {
+            task: self.task.clone(),
+            source: SourceConfig {
+                source_id,
+                ..self.source.clone()
+            },
+            flavor: self.flavor,
+            target: self.target.clone(),
+            meta: self.meta.clone(),
+            progress: Arc::new(self.progress.beside()),
+            fence: self.fence.clone(),
+            filter: self.filter.clone().only(tables),
+            router: self.router.clone(),
+            rows: self.rows.clone(),
+        }
+    }
 }

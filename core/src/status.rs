@@ -5,7 +5,7 @@ use crate::error::ErrorReport;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -133,7 +133,7 @@ pub struct TableProgress {
 #[derive(Debug, Default)]
 pub struct Progress {
     /// How fast the subtask may go and whether it waits (status shows it).
-    pub throttle: crate::throttle::Throttle,
+    pub throttle: Arc<crate::throttle::Throttle>,
     pub tables_total: AtomicU64,
     pub tables_done: AtomicU64,
     pub rows_loaded: AtomicU64,
@@ -152,6 +152,8 @@ pub struct Progress {
     pub plugins: Mutex<crate::hooks::RowFilterChain>,
     /// Online schema changes in progress, as of the last checkpoint.
     pub online_ddl: Mutex<Vec<OnlineDdlStatus>>,
+    /// The progress of tables joining the running task (`sync/join.rs`), while they do.
+    pub joining: Mutex<Option<Arc<Progress>>>,
 }
 
 /// The counters when rates were last worked out, and the rates then.
@@ -251,6 +253,24 @@ impl Progress {
     pub fn tables(&self) -> Vec<TableProgress> {
         let t = self.tables.lock().unwrap_or_else(|e| e.into_inner());
         t.values().cloned().collect()
+    }
+
+    /// The copy of the tables joining the running task; `None` when none is.
+    pub fn joining_tables(&self) -> Option<Vec<TableProgress>> {
+        let joining = self
+            .joining
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        joining.map(|j| j.tables())
+    }
+
+    /// A progress of its own for another stream of the subtask, under the same throttle.
+    pub fn beside(&self) -> Progress {
+        Progress {
+            throttle: self.throttle.clone(),
+            ..Progress::default()
+        }
     }
 
     /// (rows/s, transactions/s) applied since the previous call at least a second ago.

@@ -35,6 +35,7 @@ use crate::table::{Table, TableName};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// The resume state of one source of a task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,16 +49,54 @@ pub struct Checkpoint {
     /// gh-ost/pt-osc runs in progress: the statements waiting for their swap.
     #[serde(default)]
     pub online_ddl: online_ddl::OnlineDdls,
+    /// Tables added to the running task whose copy and catch-up run beside this stream
+    /// (`sync/join.rs`): their events are skipped here until they join.
+    #[serde(default)]
+    pub joining: BTreeSet<TableName>,
+}
+
+impl Checkpoint {
+    /// The incremental phase starts at the oldest chunk snapshot, skips each table's events up to
+    /// its own oldest chunk snapshot (every chunk of the table has them) and stays in safe mode
+    /// until the newest chunk snapshot of all.
+    pub fn after_full(
+        tables: Vec<(crate::table::Table, Position, BinlogPos)>,
+    ) -> Option<Checkpoint> {
+        let start = tables
+            .iter()
+            .map(|(_, p, _)| p)
+            .min_by(|a, b| a.binlog.cmp(&b.binlog))?
+            .clone();
+        let newest = tables.iter().map(|(_, _, high)| high.clone()).max()?;
+        let mut tracker = Tracker::default();
+        let mut table_positions = Vec::new();
+        for (t, p, _) in tables {
+            if p.binlog > start.binlog {
+                table_positions.push((t.name.clone(), p.binlog));
+            }
+            tracker.insert(t);
+        }
+        Some(Checkpoint {
+            position: start,
+            safe_mode_exit: Some(newest),
+            table_positions,
+            tracker,
+            online_ddl: Default::default(),
+            joining: Default::default(),
+        })
+    }
 }
 
 /// `schema_json`: the tracked schema and, alongside it, the online schema changes waiting
 /// for their swap (schema changes of the source not yet in the target).
 #[derive(Serialize, Deserialize)]
-struct SchemaState<T, O> {
+struct SchemaState<T, O, J> {
     #[serde(flatten)]
     tracker: T,
     #[serde(default)]
     online_ddl: O,
+    #[serde(default)]
+    joining: J,
 }
 
 /// Names of a task's meta tables.
@@ -250,7 +289,7 @@ impl MetaTables {
                 self.checkpoint
             ))
         };
-        let state: SchemaState<Tracker, online_ddl::OnlineDdls> =
+        let state: SchemaState<Tracker, online_ddl::OnlineDdls, BTreeSet<TableName>> =
             serde_json::from_str(&schema).map_err(|e| bad("schema_json", e))?;
         Ok(Some(Checkpoint {
             position: Position {
@@ -267,6 +306,7 @@ impl MetaTables {
                 .map_err(|e| bad("table_positions", e))?,
             tracker: state.tracker,
             online_ddl: state.online_ddl,
+            joining: state.joining,
         }))
     }
 
@@ -287,6 +327,7 @@ impl MetaTables {
         let state = SchemaState {
             tracker: &cp.tracker,
             online_ddl: &cp.online_ddl,
+            joining: &cp.joining,
         };
         let schema = quote_str(&serde_json::to_string(&state).unwrap_or_default());
         let schema_update = if with_schema {

@@ -54,6 +54,7 @@ pub async fn set(task: &TaskConfig, sources: &[SourceConfig], text: &str) -> Res
             table_positions: vec![],
             tracker: crate::schema::tracker_now(&mut conn, &filter, &addr).await?,
             online_ddl: Default::default(),
+            joining: Default::default(),
         };
         tgt.query_drop(tables.save_checkpoint_sql(&src.source_id, &cp, true))
             .await

@@ -20,6 +20,8 @@ pub struct TableFilter {
     online_ddl: Option<std::sync::Arc<OnlineDdlRules>>,
     /// System schemas too (reading binlog files whole, not migrating).
     system: bool,
+    /// Only these of the tables the rules select (tables joining a running task).
+    only: Option<std::sync::Arc<std::collections::BTreeSet<crate::table::TableName>>>,
 }
 
 impl TableFilter {
@@ -45,7 +47,19 @@ impl TableFilter {
             meta_schema: meta_schema.to_string(),
             online_ddl: None,
             system: false,
+            only: None,
         }
+    }
+
+    /// The same filter, narrowed to `tables` (and their schemas).
+    pub fn only(mut self, tables: std::collections::BTreeSet<crate::table::TableName>) -> Self {
+        self.only = Some(std::sync::Arc::new(tables));
+        self
+    }
+
+    /// The tables `only` narrowed the filter to.
+    pub fn only_tables(&self) -> Option<&std::collections::BTreeSet<crate::table::TableName>> {
+        self.only.as_deref()
     }
 
     /// Every table, those of system schemas included: for reading binlog files whole (files a
@@ -78,6 +92,11 @@ impl TableFilter {
 
     /// Whether the schema itself (CREATE/DROP DATABASE) is migrated.
     pub fn allows_schema(&self, db: &str) -> bool {
+        if let Some(only) = &self.only {
+            if !only.iter().any(|t| t.schema == db) {
+                return false;
+            }
+        }
         if SYSTEM_SCHEMAS.iter().any(|s| s.eq_ignore_ascii_case(db))
             || db.eq_ignore_ascii_case(&self.meta_schema)
         {
@@ -106,6 +125,11 @@ impl TableFilter {
         if self.online_ddl().is_some_and(|r| !r.is_real(table)) {
             return false;
         }
+        if let Some(only) = &self.only {
+            if !only.iter().any(|t| t.schema == db && t.table == table) {
+                return false;
+            }
+        }
         let db_listed = self.do_dbs.iter().any(|p| p.matches(db));
         if !self.do_dbs.is_empty() && !db_listed && self.do_tables.is_empty() {
             return false;
@@ -132,12 +156,34 @@ impl TableFilter {
 mod tests {
     use super::*;
     use crate::config::TableRule;
+    use crate::table::TableName;
 
     fn rule(d: &str, t: &str) -> TableRule {
         TableRule {
             db_name: d.into(),
             tbl_name: t.into(),
         }
+    }
+
+    #[test]
+    fn only_narrows_to_the_tables_named() {
+        let f = TableFilter::new(
+            &BlockAllowList {
+                ignore_tables: vec![rule("shop", "secret")],
+                ..Default::default()
+            },
+            "dm_meta",
+        );
+        let names = [
+            TableName::new("shop", "b"),
+            TableName::new("shop", "secret"),
+        ];
+        let f = f.only(names.into_iter().collect());
+        assert!(f.allows_table("shop", "b"));
+        assert!(!f.allows_table("shop", "a"));
+        assert!(!f.allows_table("shop", "secret"), "the rules still apply");
+        assert!(f.allows_schema("shop"));
+        assert!(!f.allows_schema("other"));
     }
 
     #[test]

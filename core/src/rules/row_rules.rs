@@ -29,7 +29,7 @@ impl RowOrigin<'_> {
 }
 
 /// A subtask's row rules: expression filters, then plugins.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct RowRules {
     expressions: ExpressionFilters,
     plugins: RowFilterChain,

@@ -15,6 +15,7 @@ mod apply;
 mod batch;
 mod causality;
 mod ddl;
+pub mod join;
 mod online_ddl;
 mod operator;
 mod shard;
@@ -73,6 +74,11 @@ pub struct Incremental {
     pub origin: BinlogOrigin,
     /// Apply one source transaction per target transaction up to here (see `Error::Narrow`).
     pub precise_until: Option<BinlogPos>,
+    /// The full phase's settings, to copy tables that join the running task (`join.rs`);
+    /// `None` in a task without a full phase.
+    pub full: Option<crate::config::DumperConfig>,
+    /// Set when this stream is the lane that brings joining tables in.
+    pub lane: Option<join::LaneEnd>,
 }
 
 enum ReaderMsg {
@@ -112,11 +118,24 @@ struct Dispatcher<'a> {
     dispatched: BinlogPos,
     /// The session DDL runs in, opened at the first DDL: (session, its variables as opened).
     ddl_session: Option<(Conn, Baseline)>,
+    /// The last transaction routed was a fragment: the rest of it comes next.
+    mid_txn: bool,
+    /// Main: the lane bringing joining tables in.
+    lane: Option<join::Lane>,
+    /// Lane: where main waits for the handoff, and where to send it.
+    handoff: Option<(BinlogPos, oneshot::Sender<join::Joined>)>,
 }
 
 impl Incremental {
-    /// Runs until an error (or cancellation by dropping the future).
-    pub async fn run(&self, mut cp: Checkpoint) -> Result<()> {
+    /// Runs until an error (or cancellation by dropping the future), with a lane for the
+    /// tables joining the task, if any (`join.rs`).
+    pub async fn run(&self, cp: Checkpoint) -> Result<()> {
+        let lane = self.start_lane(&cp).await?;
+        self.run_stream(cp, lane).await
+    }
+
+    /// The stream itself: main's (with its lane) or a lane's.
+    async fn run_stream(&self, mut cp: Checkpoint, lane: Option<join::Lane>) -> Result<()> {
         let addr = self.ctx.target.addr();
         let te = |e| Error::db(DbRole::Target, &addr, e);
         let mut conn = crate::db::connect(&self.ctx.target, DbRole::Target).await?;
@@ -239,6 +258,9 @@ impl Incremental {
             shard_polled: Instant::now(),
             dispatched: BinlogPos::default(),
             ddl_session: None,
+            mid_txn: false,
+            lane,
+            handoff: None,
         };
         d.register_shards().await?;
         d.restore_blocked().await?;
@@ -348,10 +370,20 @@ impl Dispatcher<'_> {
                 Ok(None) => return Err(Error::Invalid(READER_STOPPED.into())),
                 Ok(Some(m)) => Some(m?),
             };
+            self.serve_lane().await?;
             match msg {
                 Some(ReaderMsg::Txn(txn, _claim)) => {
+                    if self.lane_stops_before(&txn.end.binlog) {
+                        self.hand_over().await?;
+                        return Ok(());
+                    }
                     self.inc.ctx.progress.idle.store(false, Ordering::Relaxed);
                     self.dispatch(txn).await?;
+                    // Nothing read waits: a lane is as far as the source (a busy source
+                    // never goes quiet).
+                    if self.lane_done(rx.is_empty()).await? {
+                        return Ok(());
+                    }
                     self.poll_blocked().await?;
                     self.inc
                         .ctx
@@ -372,6 +404,9 @@ impl Dispatcher<'_> {
                         .progress
                         .queue_depth
                         .store(0, Ordering::Relaxed);
+                    if self.lane_done(true).await? {
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -427,10 +462,13 @@ impl Dispatcher<'_> {
     /// Whether events of `table` in a transaction ending at `txn_end` are already in the
     /// table's snapshot.
     fn in_snapshot(&self, table: &TableName, txn_end: &BinlogPos) -> bool {
-        self.cp
-            .table_positions
-            .iter()
-            .any(|(t, p)| t == table && txn_end <= p)
+        // Main skips the tables the lane brings in (the lane's own list is what it takes).
+        (self.inc.lane.is_none() && self.cp.joining.contains(table))
+            || self
+                .cp
+                .table_positions
+                .iter()
+                .any(|(t, p)| t == table && txn_end <= p)
     }
 
     async fn dispatch(&mut self, txn: Txn) -> Result<()> {
@@ -509,6 +547,7 @@ impl Dispatcher<'_> {
         }
         self.send_pending(&end.binlog).await?;
         self.dispatched = end.binlog.clone();
+        self.mid_txn = !complete;
         if complete {
             self.cp.position = end;
             self.dirty = true;

@@ -453,10 +453,11 @@ impl Worker {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let joining = p.joining_tables();
         let tables = if p.phase() == Phase::Full {
             p.tables()
         } else {
-            Vec::new()
+            joining.clone().unwrap_or_default()
         };
         let rows_estimated: u64 = tables.iter().map(|t| t.rows_estimated).sum();
         let rows_loaded = p.rows_loaded.load(Ordering::Relaxed);
@@ -467,7 +468,8 @@ impl Worker {
         let synced = state.stage == Stage::Running
             && p.phase() == Phase::Incremental
             && p.idle.load(Ordering::Relaxed)
-            && queue_depth == 0;
+            && queue_depth == 0
+            && joining.is_none();
         SubtaskStatus {
             task: k.0.clone(),
             source_id: k.1.clone(),

@@ -230,6 +230,7 @@ impl Subtask {
                     table_positions: loaded.table_positions,
                     tracker: loaded.tracker,
                     online_ddl: Default::default(),
+                    joining: Default::default(),
                 };
                 self.fence.check()?;
                 save(&meta, &mut tgt, &tgt_addr, source_id, &cp).await?;
@@ -258,7 +259,7 @@ impl Subtask {
                 if task.task_mode == TaskMode::Full {
                     return Ok(());
                 }
-                let cp = match checkpoint_after_full(tables) {
+                let cp = match Checkpoint::after_full(tables) {
                     Some(mut cp) => {
                         if cp.position.gtid.is_none() {
                             let p = &cp.position.binlog;
@@ -274,6 +275,7 @@ impl Subtask {
                         table_positions: vec![],
                         tracker: Tracker::default(),
                         online_ddl: Default::default(),
+                        joining: Default::default(),
                     },
                 };
                 self.fence.check()?;
@@ -296,6 +298,11 @@ impl Subtask {
         };
         if task.task_mode == TaskMode::Full {
             return Ok(());
+        }
+        let mut cp = cp;
+        if task.task_mode.has_full() && !files {
+            self.join_new_tables(&mut cp, &mut src, &filter, &meta, &mut tgt)
+                .await?;
         }
         drop(src);
         drop(tgt);
@@ -320,8 +327,41 @@ impl Subtask {
                 relay: self.relay.clone(),
             },
             precise_until,
+            full: task.task_mode.has_full().then(|| task.dumper_of(source_id)),
+            lane: None,
         };
         inc.run(cp).await
+    }
+
+    /// Tables the task's rules select on the source that its checkpoint does not know (added
+    /// by `update-task`) join the running task: copied and caught up beside it
+    /// (`sync/join.rs`).
+    async fn join_new_tables(
+        &self,
+        cp: &mut Checkpoint,
+        src: &mut Option<mysql_async::Conn>,
+        filter: &TableFilter,
+        meta: &MetaTables,
+        tgt: &mut mysql_async::Conn,
+    ) -> Result<()> {
+        let src_addr = self.source.from.addr();
+        let conn = match self.source_conn(src).await {
+            Ok(c) => c,
+            // The relay lets the task run while the source is down; new tables wait.
+            Err(e) if self.relay.is_some() => {
+                tracing::warn!(source = %self.source.source_id, error = %e, "source unreachable: tables added to the task are looked for at the next start");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let new = crate::sync::join::new_tables(conn, &src_addr, filter, cp).await?;
+        if new.is_empty() {
+            return Ok(());
+        }
+        cp.joining.extend(new);
+        self.fence.check()?;
+        let addr = self.task.target_database.addr();
+        save(meta, tgt, &addr, &self.source.source_id, cp).await
     }
 
     /// The running phase's limits (rows per second, load check) for the subtask's throttle.
@@ -394,6 +434,7 @@ impl Subtask {
             table_positions: vec![],
             tracker: tracker_now(src, filter, &addr).await?,
             online_ddl: Default::default(),
+            joining: Default::default(),
         })
     }
 
@@ -449,6 +490,7 @@ impl Subtask {
             table_positions: vec![],
             tracker: Tracker::default(),
             online_ddl: Default::default(),
+            joining: Default::default(),
         })
     }
 
@@ -492,6 +534,7 @@ impl Subtask {
             table_positions: vec![],
             tracker: tracker_now(src, filter, &addr).await?,
             online_ddl: Default::default(),
+            joining: Default::default(),
         };
         self.fence.check()?;
         save(meta, tgt, &tgt_addr, source_id, &cp).await?;
@@ -505,35 +548,6 @@ impl Subtask {
         );
         Ok(Some(cp))
     }
-}
-
-/// The incremental phase starts at the oldest chunk snapshot, skips each table's events up to
-/// its own oldest chunk snapshot (every chunk of the table has them) and stays in safe mode
-/// until the newest chunk snapshot of all.
-fn checkpoint_after_full(
-    tables: Vec<(crate::table::Table, Position, BinlogPos)>,
-) -> Option<Checkpoint> {
-    let start = tables
-        .iter()
-        .map(|(_, p, _)| p)
-        .min_by(|a, b| a.binlog.cmp(&b.binlog))?
-        .clone();
-    let newest = tables.iter().map(|(_, _, high)| high.clone()).max()?;
-    let mut tracker = Tracker::default();
-    let mut table_positions = Vec::new();
-    for (t, p, _) in tables {
-        if p.binlog > start.binlog {
-            table_positions.push((t.name.clone(), p.binlog));
-        }
-        tracker.insert(t);
-    }
-    Some(Checkpoint {
-        position: start,
-        safe_mode_exit: Some(newest),
-        table_positions,
-        tracker,
-        online_ddl: Default::default(),
-    })
 }
 
 async fn save(

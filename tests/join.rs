@@ -1,0 +1,163 @@
+//! Tables added to a running task (`update-task` with a wider block-allow list) join it
+//! without stopping it: copied chunk by chunk and caught up beside the running stream, then
+//! handed over to it. Writers never stop; a kill -9 in the middle of the copy resumes with
+//! the chunks not done; the end is compared row by row.
+
+mod common;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Task `jn` on `shop`, taking `tables` only, 5000-row chunks.
+fn task(dst: &MariaDb, tables: &[&str]) -> String {
+    let y = task_tuned(
+        "jn",
+        "all",
+        dst,
+        &["shop"],
+        &["rows: 5000", "threads: 2"],
+        &[],
+    );
+    let list: String = tables
+        .iter()
+        .map(|t| format!("      - db-name: shop\n        tbl-name: {t}\n"))
+        .collect();
+    y.replace(
+        "    do-dbs: [\"shop\"]\n",
+        &format!("    do-tables:\n{list}"),
+    )
+}
+
+async fn sum_a(db: &MariaDb) -> i64 {
+    let mut c = db.conn().await;
+    c.query_first("SELECT CAST(COALESCE(SUM(v), 0) AS SIGNED) FROM shop.a")
+        .await
+        .unwrap()
+        .unwrap_or(0)
+}
+
+/// The chunks of `b` done so far (chunk -> finished_at).
+async fn done_b(dst: &MariaDb) -> std::collections::BTreeMap<u32, String> {
+    done_chunks(dst, "jn")
+        .await
+        .into_iter()
+        .filter(|((t, _), _)| t == "b")
+        .map(|((_, n), at)| (n, at))
+        .collect()
+}
+
+fn not_paused(dm: &Dm) {
+    if let Some(s) = dm.subtask("jn") {
+        assert_ne!(s["stage"], "paused", "{s}\nlog:\n{}", dm.log());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_added_to_a_running_task_is_copied_and_joins_while_both_are_written() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE shop; USE shop;
+         CREATE TABLE a (id INT PRIMARY KEY, v INT NOT NULL);
+         INSERT INTO a SELECT seq, 0 FROM seq_1_to_100;
+         CREATE TABLE b (id BIGINT PRIMARY KEY, u BIGINT NOT NULL, v INT NOT NULL,
+                         s VARCHAR(40), UNIQUE KEY (u));
+         INSERT INTO b SELECT seq, seq, seq, REPEAT('x', 30) FROM seq_1_to_200000;
+         ANALYZE TABLE b;",
+    )
+    .await;
+    let mut dm = Dm::start();
+    // Each chunk waits a moment before its commit: the copy lasts long enough to be killed.
+    dm.kill9();
+    dm.env = vec![("DM_FAILPOINTS".into(), "before-chunk-commit=150".into())];
+    dm.restart();
+    dm.create_source("src1", &src);
+    let tf = dm.file("task.yaml", &task(&dst, &["a"]));
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer_a = spawn_loop(&src, stop.clone(), |n| match n % 3 {
+        0 => format!("INSERT INTO shop.a VALUES ({}, 1)", 1000 + n),
+        _ => format!("UPDATE shop.a SET v = v + 1 WHERE id = {}", n % 100 + 1),
+    });
+    wait_for("the incremental phase", Duration::from_secs(120), || {
+        dm.subtask("jn")
+            .is_some_and(|s| s["phase"] == "incremental")
+    })
+    .await;
+    assert!(done_b(&dst).await.is_empty(), "b is not in the task yet");
+
+    // b changes heavily from now on: keys move across chunks, rows go and come at both
+    // ends, unique values move.
+    let writer_b = spawn_loop(&src, stop.clone(), |n| {
+        let k = (n * 7919) % 200_000 + 1;
+        match n % 6 {
+            0 => format!("UPDATE shop.b SET id = id + 300000 WHERE id = {k}"),
+            1 => format!("DELETE FROM shop.b WHERE id = {}", k + 1),
+            2 => format!(
+                "INSERT INTO shop.b VALUES ({}, {}, 0, 'low')",
+                -(n as i64) - 1,
+                10_000_000 + n
+            ),
+            3 => format!(
+                "INSERT INTO shop.b VALUES ({}, {}, 0, 'high')",
+                1_000_000 + n,
+                20_000_000 + n
+            ),
+            4 => format!("UPDATE shop.b SET u = -u WHERE id = {}", k + 2),
+            _ => format!(
+                "UPDATE shop.b SET v = v + 1, s = 'upd' WHERE id = {}",
+                k + 3
+            ),
+        }
+    });
+    let a_before = sum_a(&dst).await;
+    let tf = dm.file("task.yaml", &task(&dst, &["a", "b"]));
+    dm.ctl_ok(&["update-task", tf.to_str().unwrap()]);
+
+    // The copy runs; a keeps applying meanwhile and the task never pauses.
+    let mut shown = false;
+    loop {
+        not_paused(&dm);
+        if let Some(s) = dm.subtask("jn") {
+            shown |= s["tables"].to_string().contains('b');
+        }
+        if done_b(&dst).await.len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(shown, "query-status shows the joining table's copy");
+    wait_for("a applied during b's copy", Duration::from_secs(60), || {
+        futures_now(sum_a(&dst)) > a_before
+    })
+    .await;
+    dm.kill9();
+    let done = done_b(&dst).await;
+    eprintln!("killed with {} chunks of b done", done.len());
+    dm.restart();
+
+    // Chunks done before the kill are never copied again; b joins.
+    wait_for("b to join", Duration::from_secs(180), || {
+        not_paused(&dm);
+        let now = futures_now(done_b(&dst));
+        for (k, at) in &done {
+            // The lane's records go once b joined.
+            if !now.is_empty() {
+                assert_eq!(now.get(k), Some(at), "chunk {k} of b was copied again");
+            }
+        }
+        dm.log().contains("tables joined the running task")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (na, nb) = (writer_a.await.unwrap(), writer_b.await.unwrap());
+    wait_caught_up(&dm, "jn", &src).await;
+    let rows = assert_same(&src, &dst, &["shop"]).await;
+    eprintln!("{na} writes to a, {nb} to b during the test; {rows} rows compared");
+    assert!(nb > 100, "b was written during its copy: {nb}");
+    let st = dm.subtask("jn").unwrap();
+    assert_eq!(st["tables"], serde_json::json!([]), "{st}");
+}
