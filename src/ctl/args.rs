@@ -106,6 +106,17 @@ pub enum CtlCommand {
         /// Rows per second, for `rate`.
         rows_per_second: Option<u64>,
     },
+    /// Copy tables of a running task again while it runs (after verify found differences):
+    /// re-created in the target, copied, caught up with the binlog, then applied as before.
+    Resync {
+        name: String,
+        /// Tables as schema.table.
+        #[arg(required = true)]
+        tables: Vec<String>,
+        /// Only from these sources.
+        #[arg(short, long = "source")]
+        source: Vec<String>,
+    },
     /// Resume a task paused by a user or by an error: its name or its task file.
     ResumeTask {
         name: String,

@@ -78,6 +78,18 @@ pub async fn run(client: &Client, command: CtlCommand, out: Output) -> Result<()
             );
             Ok(())
         }
+        CtlCommand::Resync {
+            name,
+            tables,
+            source,
+        } => {
+            let body = ResyncBody {
+                tables,
+                sources: source,
+            };
+            show_task(&client.resync_task(&task_name(&name)?, &body).await?, out);
+            Ok(())
+        }
         CtlCommand::ResumeTask { name, source } => {
             show_task(&client.resume_task(&task_name(&name)?, &source).await?, out);
             Ok(())

@@ -257,6 +257,11 @@ impl Client {
             .await
     }
 
+    pub async fn resync_task(&self, name: &str, body: &ResyncBody) -> Result<TaskView> {
+        self.call(routes::RESYNC_TASK, &[name], "", Some(body))
+            .await
+    }
+
     pub async fn binlog_revert(&self, name: &str, at: &BinlogAt) -> Result<TaskView> {
         self.call(routes::BINLOG_REVERT, &[name], "", Some(at))
             .await

@@ -98,6 +98,7 @@ routes! {
     UPDATE_TASK = Post "/api/v1/tasks/{name}/update";
     VERIFY_TASK = Post "/api/v1/tasks/{name}/verify";
     THROTTLE_TASK = Post "/api/v1/tasks/{name}/throttle";
+    RESYNC_TASK = Post "/api/v1/tasks/{name}/resync";
     BINLOG_SKIP = Post "/api/v1/tasks/{name}/binlog-skip";
     BINLOG_REPLACE = Post "/api/v1/tasks/{name}/binlog-replace";
     BINLOG_INJECT = Post "/api/v1/tasks/{name}/binlog-inject";

@@ -86,6 +86,15 @@ pub enum ThrottleRequest {
     Rate { rows_per_second: u64 },
 }
 
+/// `resync`: copy these tables (`schema.table`) again while the task runs; of every source
+/// of the task whose rules take them, or of `sources` only.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ResyncBody {
+    pub tables: Vec<String>,
+    #[serde(default)]
+    pub sources: Vec<String>,
+}
+
 /// Query of `stop-task`: comma-separated sources whose subtasks stop (TiDB DM's
 /// `stop-task -s`); the task goes on with the others.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

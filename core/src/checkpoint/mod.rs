@@ -53,6 +53,9 @@ pub struct Checkpoint {
     /// (`sync/join.rs`): their events are skipped here until they join.
     #[serde(default)]
     pub joining: BTreeSet<TableName>,
+    /// The newest `resync` order taken (its tables joined `joining` then).
+    #[serde(default)]
+    pub resync_done: u64,
 }
 
 impl Checkpoint {
@@ -83,6 +86,7 @@ impl Checkpoint {
             tracker,
             online_ddl: Default::default(),
             joining: Default::default(),
+            resync_done: 0,
         })
     }
 }
@@ -97,6 +101,8 @@ struct SchemaState<T, O, J> {
     online_ddl: O,
     #[serde(default)]
     joining: J,
+    #[serde(default)]
+    resync_done: u64,
 }
 
 /// Names of a task's meta tables.
@@ -307,6 +313,7 @@ impl MetaTables {
             tracker: state.tracker,
             online_ddl: state.online_ddl,
             joining: state.joining,
+            resync_done: state.resync_done,
         }))
     }
 
@@ -328,6 +335,7 @@ impl MetaTables {
             tracker: &cp.tracker,
             online_ddl: &cp.online_ddl,
             joining: &cp.joining,
+            resync_done: cp.resync_done,
         };
         let schema = quote_str(&serde_json::to_string(&state).unwrap_or_default());
         let schema_update = if with_schema {

@@ -15,7 +15,8 @@ use crate::status::{Stage, SubtaskStatus};
 use crate::table::{Table, TableName};
 use mysql_async::prelude::Queryable;
 
-fn table_name(text: &str) -> Result<TableName, Error> {
+/// `schema.table` (each part may be quoted with backticks).
+pub(super) fn table_name(text: &str) -> Result<TableName, Error> {
     let (s, t) = text
         .split_once('.')
         .ok_or_else(|| Error::Invalid(format!("`{text}`: give the table as schema.table")))?;

@@ -14,6 +14,7 @@ mod http;
 mod members;
 mod prometheus;
 mod relay;
+mod resync;
 mod scheduler;
 mod shard_locks;
 mod sources;

@@ -55,6 +55,7 @@ pub async fn set(task: &TaskConfig, sources: &[SourceConfig], text: &str) -> Res
             tracker: crate::schema::tracker_now(&mut conn, &filter, &addr).await?,
             online_ddl: Default::default(),
             joining: Default::default(),
+            resync_done: 0,
         };
         tgt.query_drop(tables.save_checkpoint_sql(&src.source_id, &cp, true))
             .await

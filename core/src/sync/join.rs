@@ -299,6 +299,7 @@ impl LaneRun {
                     tracker: Default::default(),
                     online_ddl: Default::default(),
                     joining: Default::default(),
+                    resync_done: 0,
                 }
             }
         };

@@ -40,6 +40,18 @@ pub struct DesiredStage {
     pub source_generations: BTreeMap<String, u64>,
     /// What `dm ctl throttle` set (every source of the task); applied without a restart.
     pub throttle: ThrottleSetting,
+    /// `dm ctl resync` orders, the newest last; a subtask takes those newer than the last
+    /// one its checkpoint took.
+    pub resync: Vec<ResyncOrder>,
+}
+
+/// Copy these tables of a source again while the task runs (`dm ctl resync`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResyncOrder {
+    /// Grows with each order of the task.
+    pub id: u64,
+    pub source: String,
+    pub tables: BTreeSet<crate::table::TableName>,
 }
 
 impl DesiredStage {
@@ -52,7 +64,17 @@ impl DesiredStage {
             paused_sources: BTreeSet::new(),
             source_generations: BTreeMap::new(),
             throttle: ThrottleSetting::default(),
+            resync: Vec::new(),
         }
+    }
+
+    /// The resync orders for `source`.
+    pub fn resync_of(&self, source: &str) -> Vec<ResyncOrder> {
+        self.resync
+            .iter()
+            .filter(|o| o.source == source)
+            .cloned()
+            .collect()
     }
 
     /// The binlog operators recorded for `source`.
@@ -278,6 +300,7 @@ impl Worker {
                 state: state.clone(),
                 changed: self.changed.clone(),
                 operators: stage.operators_of(&k.1),
+                resync: stage.resync_of(&k.1),
                 fence: fence.clone(),
                 store: self.store.clone(),
                 plugin_host: self.plugin_host.clone(),

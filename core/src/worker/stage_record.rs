@@ -22,6 +22,8 @@ pub(super) struct StageRecord {
     source_generations: BTreeMap<String, u64>,
     #[serde(default)]
     throttle: ThrottleSetting,
+    #[serde(default)]
+    resync: Vec<super::ResyncOrder>,
     /// Earlier versions: per source, `file:pos` of transactions to skip.
     #[serde(default)]
     skip: BTreeMap<String, Vec<String>>,
@@ -68,6 +70,7 @@ impl From<StageRecord> for DesiredStage {
             paused_sources: r.paused_sources,
             source_generations: r.source_generations,
             throttle: r.throttle,
+            resync: r.resync,
         }
     }
 }

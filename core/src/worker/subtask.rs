@@ -37,6 +37,8 @@ pub struct Subtask {
     pub changed: Arc<tokio::sync::Notify>,
     /// What users decided about source transactions (`binlog skip|replace|inject`).
     pub operators: Vec<crate::sync::BinlogOperator>,
+    /// `dm ctl resync` orders for this source.
+    pub resync: Vec<super::ResyncOrder>,
     /// Closed when the worker's lease runs out: no more writes to the target.
     pub fence: Fence,
     /// Where shard DDL coordination happens.
@@ -231,6 +233,7 @@ impl Subtask {
                     tracker: loaded.tracker,
                     online_ddl: Default::default(),
                     joining: Default::default(),
+                    resync_done: 0,
                 };
                 self.fence.check()?;
                 save(&meta, &mut tgt, &tgt_addr, source_id, &cp).await?;
@@ -276,6 +279,7 @@ impl Subtask {
                         tracker: Tracker::default(),
                         online_ddl: Default::default(),
                         joining: Default::default(),
+                        resync_done: 0,
                     },
                 };
                 self.fence.check()?;
@@ -300,8 +304,8 @@ impl Subtask {
             return Ok(());
         }
         let mut cp = cp;
-        if task.task_mode.has_full() && !files {
-            self.join_new_tables(&mut cp, &mut src, &filter, &meta, &mut tgt)
+        if !files {
+            self.join_tables(&mut cp, &mut src, &filter, &meta, &mut tgt)
                 .await?;
         }
         drop(src);
@@ -327,22 +331,48 @@ impl Subtask {
                 relay: self.relay.clone(),
             },
             precise_until,
-            full: task.task_mode.has_full().then(|| task.dumper_of(source_id)),
+            full: (!files).then(|| task.dumper_of(source_id)),
             lane: None,
         };
         inc.run(cp).await
     }
 
-    /// Tables the task's rules select on the source that its checkpoint does not know (added
-    /// by `update-task`) join the running task: copied and caught up beside it
-    /// (`sync/join.rs`).
-    async fn join_new_tables(
+    /// Tables join the running task, copied and caught up beside it (`sync/join.rs`): those
+    /// `resync` orders name, and, in a task with a full phase, those the task's rules select
+    /// on the source that its checkpoint does not know (added by `update-task`).
+    async fn join_tables(
         &self,
         cp: &mut Checkpoint,
         src: &mut Option<mysql_async::Conn>,
         filter: &TableFilter,
         meta: &MetaTables,
         tgt: &mut mysql_async::Conn,
+    ) -> Result<()> {
+        let before = (cp.joining.clone(), cp.resync_done);
+        let taken = cp.resync_done;
+        for order in self.resync.iter().filter(|o| o.id > taken) {
+            tracing::info!(task = %self.task.name, source = %self.source.source_id, order = order.id, "resync: tables copied again");
+            cp.joining.extend(order.tables.iter().cloned());
+            cp.resync_done = order.id;
+        }
+        if self.task.task_mode.has_full() {
+            self.join_new_tables(cp, src, filter).await?;
+        }
+        if (&cp.joining, cp.resync_done) == (&before.0, before.1) {
+            return Ok(());
+        }
+        self.fence.check()?;
+        let addr = self.task.target_database.addr();
+        save(meta, tgt, &addr, &self.source.source_id, cp).await
+    }
+
+    /// Tables the task's rules select on the source that `cp` does not know: added to the
+    /// task by `update-task`.
+    async fn join_new_tables(
+        &self,
+        cp: &mut Checkpoint,
+        src: &mut Option<mysql_async::Conn>,
+        filter: &TableFilter,
     ) -> Result<()> {
         let src_addr = self.source.from.addr();
         let conn = match self.source_conn(src).await {
@@ -355,13 +385,8 @@ impl Subtask {
             Err(e) => return Err(e),
         };
         let new = crate::sync::join::new_tables(conn, &src_addr, filter, cp).await?;
-        if new.is_empty() {
-            return Ok(());
-        }
         cp.joining.extend(new);
-        self.fence.check()?;
-        let addr = self.task.target_database.addr();
-        save(meta, tgt, &addr, &self.source.source_id, cp).await
+        Ok(())
     }
 
     /// The running phase's limits (rows per second, load check) for the subtask's throttle.
@@ -435,6 +460,7 @@ impl Subtask {
             tracker: tracker_now(src, filter, &addr).await?,
             online_ddl: Default::default(),
             joining: Default::default(),
+            resync_done: 0,
         })
     }
 
@@ -491,6 +517,7 @@ impl Subtask {
             tracker: Tracker::default(),
             online_ddl: Default::default(),
             joining: Default::default(),
+            resync_done: 0,
         })
     }
 
@@ -535,6 +562,7 @@ impl Subtask {
             tracker: tracker_now(src, filter, &addr).await?,
             online_ddl: Default::default(),
             joining: Default::default(),
+            resync_done: 0,
         };
         self.fence.check()?;
         save(meta, tgt, &tgt_addr, source_id, &cp).await?;

@@ -84,6 +84,7 @@ fn endpoints() -> Vec<(Route, MethodRouter<Master>)> {
         BINLOG_INJECT => binlog::inject,
         BINLOG_REVERT => binlog::revert,
         THROTTLE_TASK => tasks::throttle,
+        RESYNC_TASK => tasks::resync,
         BINLOG_LIST => binlog::list,
         BINLOG_SCHEMA_LIST => binlog::schema_list,
         BINLOG_SCHEMA_CHANGE => binlog::schema_change,

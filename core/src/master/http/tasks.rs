@@ -2,7 +2,7 @@
 
 use super::ApiResult;
 use crate::api::types::*;
-use crate::master::{tasks, throttle, validation, Master};
+use crate::master::{resync, tasks, throttle, validation, Master};
 use crate::status::Stage;
 use axum::extract::{Path, Query, State};
 use axum::Json;
@@ -52,6 +52,14 @@ pub async fn throttle(
     Json(body): Json<ThrottleRequest>,
 ) -> ApiResult<TaskView> {
     Ok(Json(throttle::set(&m, &name, &body).await?))
+}
+
+pub async fn resync(
+    State(m): State<Master>,
+    Path(name): Path<String>,
+    Json(body): Json<ResyncBody>,
+) -> ApiResult<TaskView> {
+    Ok(Json(resync::resync(&m, &name, &body).await?))
 }
 
 pub async fn pause(
