@@ -96,9 +96,23 @@ pub async fn connect_raw(cfg: &DbConfig, role: DbRole) -> Result<Conn> {
     Ok(conn)
 }
 
+/// MySQL 8.0.30+ hides a generated invisible primary key (`my_row_id`,
+/// `sql_generate_invisible_primary_key`) from `SHOW CREATE TABLE` and information_schema
+/// unless the session asks; its binlog rows carry it. A source session asks, so the tracked
+/// table, the target's table and the rows agree. Other servers lack the variable.
+const SHOW_GIPK: &str = "SET SESSION show_gipk_in_create_table_and_information_schema = ON";
+
 /// Opens one connection, with a bounded wait so an unreachable server fails fast.
 pub async fn connect(cfg: &DbConfig, role: DbRole) -> Result<Conn> {
     let mut conn = open(cfg, role).await?;
+    if role == DbRole::Source {
+        use mysql_async::prelude::Queryable;
+        match conn.query_drop(SHOW_GIPK).await {
+            Err(mysql_async::Error::Server(e))
+                if e.code == crate::error::errno::UNKNOWN_SYSTEM_VARIABLE => {}
+            r => r.map_err(|e| Error::db(role, &cfg.addr(), e))?,
+        }
+    }
     let tidb: Vec<String> = cfg
         .session
         .iter()

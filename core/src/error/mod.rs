@@ -194,6 +194,7 @@ impl std::fmt::Display for DbRole {
 /// MySQL server error numbers dm reacts to.
 pub mod errno {
     pub const ACCESS_DENIED: u16 = 1045;
+    pub const UNKNOWN_SYSTEM_VARIABLE: u16 = 1193;
     pub const DBACCESS_DENIED: u16 = 1044;
     pub const TABLEACCESS_DENIED: u16 = 1142;
     pub const SPECIFIC_ACCESS_DENIED: u16 = 1227;
