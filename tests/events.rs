@@ -132,7 +132,7 @@ async fn a_subtask_that_stops_without_a_pause_is_restarted() {
 
     // Take the apply worker's lock from it: end its session, hold the lock here.
     let meta = dm_core::checkpoint::MetaTables::new("dm_meta", "heal");
-    let lock = dm_core::sync::lock_name(&meta, "src1", 0);
+    let lock = dm_core::session_lock::lock_name(&meta, "src1", 0);
     let mut holder = dst.conn().await;
     let id: Option<u64> = holder
         .exec_first("SELECT IS_USED_LOCK(?)", (&lock,))

@@ -26,6 +26,7 @@ mod position;
 pub mod rules;
 mod schema;
 pub mod secret;
+pub mod session_lock;
 mod shard;
 mod snapshot;
 pub mod standalone;

@@ -39,7 +39,7 @@ const NOT_ALLOWED_COMMAND: u16 = 1148;
 const LOCAL_INFILE_DISABLED: u16 = 3948;
 const LOCAL_INFILE_CAPABILITY: u16 = 4166;
 
-/// Copier `i` of a subtask holds target lock `COPIER_LOCKS + i` (`sync::lock_name`) while
+/// Copier `i` of a subtask holds target lock `COPIER_LOCKS + i` (`session_lock::lock_name`) while
 /// it copies: a worker that takes the source over ends the sessions of a frozen old owner,
 /// and their open chunk transactions with their row locks, at once.
 pub const COPIER_LOCKS: usize = 2_000_000;
@@ -55,9 +55,9 @@ async fn connect_target(target: &DbConfig, lock: &str, first: bool) -> Result<Co
     let addr = target.addr();
     let mut tgt = crate::db::connect(target, DbRole::Target).await?;
     if first {
-        crate::sync::take_lock(&mut tgt, &addr, lock).await?;
+        crate::session_lock::take_lock(&mut tgt, &addr, lock).await?;
     } else {
-        crate::sync::reclaim_lock(&mut tgt, &addr, lock).await?;
+        crate::session_lock::reclaim_lock(&mut tgt, &addr, lock).await?;
     }
     Ok(tgt)
 }
@@ -407,7 +407,8 @@ pub struct ChunkCopier {
 
 impl ChunkCopier {
     pub async fn new(ctx: Arc<SubtaskContext>, slot: usize) -> Result<Self> {
-        let lock = crate::sync::lock_name(&ctx.meta, &ctx.source.source_id, COPIER_LOCKS + slot);
+        let lock =
+            crate::session_lock::lock_name(&ctx.meta, &ctx.source.source_id, COPIER_LOCKS + slot);
         let src = crate::db::connect_raw(&ctx.source.from, DbRole::Source).await?;
         ctx.fence.check()?;
         let tgt = connect_target(&ctx.target, &lock, true).await?;

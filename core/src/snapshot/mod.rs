@@ -124,10 +124,14 @@ impl FullPhase {
         // transactions open: they end now, not when that process wakes up.
         let earlier: Vec<String> = (0..chunk_copy::MAX_COPIERS)
             .map(|i| {
-                crate::sync::lock_name(&self.ctx.meta, source_id, chunk_copy::COPIER_LOCKS + i)
+                crate::session_lock::lock_name(
+                    &self.ctx.meta,
+                    source_id,
+                    chunk_copy::COPIER_LOCKS + i,
+                )
             })
             .collect();
-        crate::sync::end_holders(&mut tgt, &tgt_addr, &earlier).await?;
+        crate::session_lock::end_holders(&mut tgt, &tgt_addr, &earlier).await?;
         self.create_schemas(&mut src, &mut tgt).await?;
         loop {
             let loaded: BTreeSet<TableName> = self

@@ -582,12 +582,12 @@ impl Dispatcher<'_> {
         if self.ddl_session.is_none() {
             let mut conn = crate::db::connect(&self.inc.ctx.target, DbRole::Target).await?;
             // Held like the dispatcher's: a new owner of the source ends this session too.
-            let lock = super::apply::lock_name(
+            let lock = crate::session_lock::lock_name(
                 &self.inc.ctx.meta,
                 &self.inc.ctx.source.source_id,
-                super::apply::DDL_SESSION,
+                crate::session_lock::DDL_SESSION,
             );
-            super::apply::take_lock(&mut conn, &addr, &lock).await?;
+            crate::session_lock::take_lock(&mut conn, &addr, &lock).await?;
             let baseline = Baseline::read(&mut conn).await.map_err(te)?;
             self.ddl_session = Some((conn, baseline));
         }

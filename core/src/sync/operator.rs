@@ -5,12 +5,12 @@
 //! statements are done (its row in the high-water table, `DISPATCHER`), so a restart
 //! neither loses nor repeats it.
 
-use super::apply::DISPATCHER;
 use super::ddl::SourceStatement;
 use super::Dispatcher;
 use crate::error::{DbRole, Error, Result};
 use crate::position::{BinlogPos, Position};
 use crate::schema::{classify_statement, StatementClass};
+use crate::session_lock::DISPATCHER;
 use crate::upstream::StatementContext;
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};

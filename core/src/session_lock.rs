@@ -1,0 +1,126 @@
+//! User locks a subtask's writing sessions hold on the target while they run (apply workers,
+//! the dispatcher, the DDL session, full-phase copiers): a restarted or moved subtask ends the
+//! sessions of an earlier run before it reads where they got, and a session that lost its lock
+//! never writes again (docs/architecture.md, "Two workers never write for one source").
+
+use crate::checkpoint::MetaTables;
+use crate::error::{DbRole, Error, Result};
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+/// The worker number of the dispatcher's own session: its lock, and its row in the
+/// high-water table (statements of `binlog replace/inject` done).
+pub const DISPATCHER: usize = 1_000_000;
+/// The worker number of the session DDL runs in (set to each statement's source session).
+pub const DDL_SESSION: usize = 1_000_001;
+
+/// Name of the user lock an apply worker (or the dispatcher) holds on the target while it
+/// runs: a restarted task waits until the old worker's session is gone before it reads the
+/// high waters. The hash is fixed (SHA-256), so every build and worker agrees on the name.
+pub fn lock_name(task_meta: &MetaTables, source_id: &str, worker: usize) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(task_meta.high_water.as_bytes())
+        .chain_update([0u8])
+        .chain_update(source_id.as_bytes())
+        .finalize();
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("dm-apply-{hex}-{worker}")
+}
+
+/// Takes the user lock `name` on `conn`. A session of an earlier run that still holds it (a
+/// run stopped mid-commit, or a frozen worker whose sources moved here) is killed: its open
+/// transaction commits or rolls back whole, together with its high water, and it can never
+/// commit again, since a reconnecting session must take the lock first.
+pub async fn take_lock(conn: &mut Conn, addr: &str, name: &str) -> Result<()> {
+    let te = |e| Error::db(DbRole::Target, addr, e);
+    let got: Option<Option<i64>> = conn
+        .exec_first("SELECT GET_LOCK(?, 0)", (name,))
+        .await
+        .map_err(te)?;
+    if got.flatten() == Some(1) {
+        return Ok(());
+    }
+    let holder: Option<Option<u64>> = conn
+        .exec_first("SELECT IS_USED_LOCK(?)", (name,))
+        .await
+        .map_err(te)?;
+    if let Some(id) = holder.flatten() {
+        tracing::warn!(
+            lock = name,
+            session = id,
+            "an earlier apply session holds the lock: ending it"
+        );
+        // It may be gone already.
+        let _ = conn.query_drop(format!("KILL CONNECTION {id}")).await;
+    }
+    let got: Option<Option<i64>> = conn
+        .exec_first("SELECT GET_LOCK(?, 30)", (name,))
+        .await
+        .map_err(te)?;
+    if got.flatten() == Some(1) {
+        Ok(())
+    } else {
+        Err(Error::Db {
+            role: DbRole::Target,
+            addr: addr.to_string(),
+            message: format!("an earlier apply session still holds the lock `{name}`"),
+            errno: None,
+            retryable: true,
+            position: None,
+        })
+    }
+}
+
+/// Takes a session's lock again on a new connection, waiting only briefly: whoever holds it
+/// now took the source over, and this run must not write any more.
+pub async fn reclaim_lock(conn: &mut Conn, addr: &str, name: &str) -> Result<()> {
+    let got: Option<Option<i64>> = conn
+        .exec_first("SELECT GET_LOCK(?, 5)", (name,))
+        .await
+        .map_err(|e| Error::db(DbRole::Target, addr, e))?;
+    if got.flatten() == Some(1) {
+        Ok(())
+    } else {
+        Err(Error::LeaseLost(format!(
+            "another run of this subtask holds the lock `{name}`; this one stops"
+        )))
+    }
+}
+
+/// Ends every session that holds one of the locks `names` (sessions of an earlier owner of
+/// the source), without taking the locks.
+pub async fn end_holders(conn: &mut Conn, addr: &str, names: &[String]) -> Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "SELECT {}",
+        names
+            .iter()
+            .map(|n| format!("IS_USED_LOCK({})", crate::db::quote_str(n)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let row: Option<mysql_async::Row> = conn
+        .query_first(sql)
+        .await
+        .map_err(|e| Error::db(DbRole::Target, addr, e))?;
+    let holders: Vec<u64> = row
+        .map(|r| {
+            r.unwrap()
+                .into_iter()
+                .filter_map(|v| mysql_async::from_value_opt::<u64>(v).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for id in holders {
+        tracing::warn!(
+            session = id,
+            "a session of an earlier owner of the source holds a lock: ending it"
+        );
+        // It may be gone already.
+        let _ = conn.query_drop(format!("KILL CONNECTION {id}")).await;
+    }
+    Ok(())
+}
