@@ -78,16 +78,7 @@ echo "== dm task-mode full (threads $DM_THREADS, rows per chunk $DM_ROWS, defer-
 empty_target
 start_dm
 mkdir -p "$WORK/dm"
-{ task_head full full; cat <<YAML; } > "$WORK/dm/task.yaml"
-mysql-instances:
-  - source-id: s1
-    block-allow-list: sel
-    mydumper-config-name: m
-block-allow-list:
-  sel:
-    do-dbs: ["sbtest", "comp"]
-mydumpers:
-  m:
+{ task_head full full; task_body '"sbtest", "comp"'; cat <<YAML; } > "$WORK/dm/task.yaml"
     threads: $DM_THREADS
     rows: $DM_ROWS
     defer-indexes: $DM_DEFER

@@ -24,18 +24,7 @@ checksums() { # $1: src or dst
 pos() { src -e "SHOW MASTER STATUS" | awk '{print $1":"$2}'; }
 ctl() { "$DM" ctl --master-addr $API "$@" >/dev/null; }
 task_file() { # $1: name, $2: task-mode, $3: do-dbs
-  { task_head "$1" "$2"; cat <<YAML; } > "$WORK/dm/$1.yaml"
-mysql-instances:
-  - source-id: s1
-    block-allow-list: sel
-    mydumper-config-name: m
-block-allow-list:
-  sel:
-    do-dbs: [$3]
-mydumpers:
-  m:
-    threads: 2
-YAML
+  { task_head "$1" "$2"; task_body "$3"; echo "    threads: 2"; } > "$WORK/dm/$1.yaml"
 }
 joined() { # waits until the log says B joined
   until grep -q "tables joined the running task" "$WORK/dm/dm.log"; do sleep 0.05; done
@@ -52,7 +41,7 @@ src -e "CREATE DATABASE big; USE big; CREATE TABLE big.b (id BIGINT PRIMARY KEY,
         c CHAR(120) NOT NULL, pad CHAR(60) NOT NULL, KEY (k));
         INSERT INTO big.b SELECT seq, seq % 10007, REPEAT('c', 120), REPEAT('p', 60) FROM seq_1_to_$SIZE_B;"
 
-declare -a COLD BASE JOIN_T LOADED RATIO_B RATIO_A
+declare -a RATIO_B RATIO_A
 for run in $(seq 1 "$RUNS"); do
   dst -e "DROP DATABASE IF EXISTS sbtest; DROP DATABASE IF EXISTS big; DROP DATABASE IF EXISTS dm_meta"
   rm -rf "$WORK/dm"; start_dm
@@ -82,13 +71,13 @@ for run in $(seq 1 "$RUNS"); do
   join_txn=$(awk '/transactions:/ {print $2}' "$WORK/sb-join.txt")
   equal=no; [ "$(checksums src)" = "$(checksums dst)" ] && equal=yes
   [ $equal = yes ] || { echo "run $run: target differs"; exit 1; }
+  read -r rss _ <<< "$(dm_usage)"
   kill -9 "$DM_PID"; wait "$DM_PID" 2>/dev/null || true; DM_PID=
 
   a_base=$(calc "$base_txn / $base_s"); a_join=$(calc "$join_txn / $load_s")
-  printf 'run %d: B cold %.2f s, B joined in %.2f s (%.2fx); A %s txn/s alone, %s txn/s while B joins (%.0f%%); equal %s\n' \
-    "$run" "$cold" "$join_s" "$(calc "$join_s / $cold")" "$a_base" "$a_join" "$(calc "100 * $a_join / $a_base")" $equal
+  printf 'run %d: B cold %.2f s, B joined in %.2f s (%.2fx); A %s txn/s alone, %s txn/s while B joins (%.0f%%); equal %s; dm peak RSS %d MiB\n' \
+    "$run" "$cold" "$join_s" "$(calc "$join_s / $cold")" "$a_base" "$a_join" "$(calc "100 * $a_join / $a_base")" $equal "$rss"
   RATIO_B+=("$(calc "$join_s / $cold")"); RATIO_A+=("$(calc "$a_join / $a_base")")
-  # Next run: the load's rows back to a like state is not needed; B is dropped on the target.
 done
 echo
 echo "== $RUNS runs, $(nproc) cores; sysbench oltp_write_only $THREADS threads at most $RATE txn/s for $SECS s"

@@ -39,6 +39,22 @@ task_head() {
     "$1" "$2" $DST_PORT
 }
 
+# The rest of a task file for source s1: do-dbs $1, then the head of mydumpers entry `m`
+# (its fields follow).
+task_body() {
+  cat <<YAML
+mysql-instances:
+  - source-id: s1
+    block-allow-list: sel
+    mydumper-config-name: m
+block-allow-list:
+  sel:
+    do-dbs: [$1]
+mydumpers:
+  m:
+YAML
+}
+
 # Waits until field $2 of the first subtask of task $1 is $3 (its first word); fails if the
 # subtask pauses. One process polls the API every 50 ms: spawning `dm ctl` and a JSON parser
 # per poll took a noticeable share of the 2 cores from the contender being timed.

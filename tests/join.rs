@@ -49,6 +49,16 @@ async fn done_b(dst: &MariaDb) -> std::collections::BTreeMap<u32, String> {
         .collect()
 }
 
+/// Database `shop` on `src` with table `a` (100 rows), then the statements of `more`.
+async fn shop(src: &MariaDb, more: &str) {
+    src.exec(&format!(
+        "CREATE DATABASE shop; USE shop;
+         CREATE TABLE a (id INT PRIMARY KEY, v INT NOT NULL);
+         INSERT INTO a SELECT seq, 0 FROM seq_1_to_100; {more}"
+    ))
+    .await;
+}
+
 fn not_paused(dm: &Dm) {
     if let Some(s) = dm.subtask("jn") {
         assert_ne!(s["stage"], "paused", "{s}\nlog:\n{}", dm.log());
@@ -58,11 +68,9 @@ fn not_paused(dm: &Dm) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_table_added_to_a_running_task_is_copied_and_joins_while_both_are_written() {
     let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
-    src.exec(
-        "CREATE DATABASE shop; USE shop;
-         CREATE TABLE a (id INT PRIMARY KEY, v INT NOT NULL);
-         INSERT INTO a SELECT seq, 0 FROM seq_1_to_100;
-         CREATE TABLE b (id BIGINT PRIMARY KEY, u BIGINT NOT NULL, v INT NOT NULL,
+    shop(
+        &src,
+        "CREATE TABLE b (id BIGINT PRIMARY KEY, u BIGINT NOT NULL, v INT NOT NULL,
                          s VARCHAR(40), UNIQUE KEY (u));
          INSERT INTO b SELECT seq, seq, seq, REPEAT('x', 30) FROM seq_1_to_200000;
          ANALYZE TABLE b;",
@@ -117,18 +125,21 @@ async fn a_table_added_to_a_running_task_is_copied_and_joins_while_both_are_writ
     dm.ctl_ok(&["update-task", tf.to_str().unwrap()]);
 
     // The copy runs; a keeps applying meanwhile and the task never pauses.
-    let mut shown = false;
+    let (mut shown, mut noted) = (false, false);
     loop {
         not_paused(&dm);
         if let Some(s) = dm.subtask("jn") {
-            shown |= s["tables"].to_string().contains('b');
+            shown |= s["tables"].to_string().contains("`b`");
         }
+        let table = dm.ctl(&["query-status"]).1;
+        noted |= table.contains("joining:") && table.contains("`shop`.`b`");
         if done_b(&dst).await.len() >= 5 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(shown, "query-status shows the joining table's copy");
+    assert!(noted, "the task table notes the joining table");
     wait_for("a applied during b's copy", Duration::from_secs(60), || {
         futures_now(sum_a(&dst)) > a_before
     })
@@ -165,11 +176,9 @@ async fn a_table_added_to_a_running_task_is_copied_and_joins_while_both_are_writ
 #[tokio::test(flavor = "multi_thread")]
 async fn resync_repairs_a_table_damaged_on_the_target_while_writes_go_on() {
     let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
-    src.exec(
-        "CREATE DATABASE shop; USE shop;
-         CREATE TABLE a (id INT PRIMARY KEY, v INT NOT NULL);
-         INSERT INTO a SELECT seq, 0 FROM seq_1_to_100;
-         CREATE TABLE c (id INT PRIMARY KEY, v INT NOT NULL, s VARCHAR(20));
+    shop(
+        &src,
+        "CREATE TABLE c (id INT PRIMARY KEY, v INT NOT NULL, s VARCHAR(20));
          INSERT INTO c SELECT seq, seq, 'x' FROM seq_1_to_30000;",
     )
     .await;

@@ -103,6 +103,15 @@ fn subtask_note(st: &SubtaskStatus, hint: bool) -> String {
     if let Some(t) = &st.throttle {
         notes.push(format!("throttle: {t}"));
     }
+    // Tables joining the running task (update-task, resync): their copy.
+    if st.phase == Phase::Incremental {
+        for t in &st.tables {
+            notes.push(format!(
+                "joining: {} {}/{} chunks",
+                t.table, t.chunks_done, t.chunks_total
+            ));
+        }
+    }
     if notes.is_empty() {
         "-".into()
     } else {

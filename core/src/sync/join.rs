@@ -382,19 +382,24 @@ impl Dispatcher<'_> {
     }
 
     /// Lane: whether it is done, asking main to hand over once it caught up with the source
-    /// and handing over once it applied everything up to where main waits.
-    pub(super) async fn lane_done(&mut self, caught_up: bool) -> Result<bool> {
+    /// and handing over once it applied everything up to where main waits. `idle`: the
+    /// source has nothing more (the lane read all it wrote); else `caught_up` says that
+    /// nothing read waits.
+    pub(super) async fn lane_done(&mut self, caught_up: bool, idle: bool) -> Result<bool> {
         let Some(end) = &self.inc.lane else {
             return Ok(false);
         };
         // Before the newest chunk's position the tables' rows may be ahead of the stream:
-        // main would replay events they hold already.
-        let past_chunks = self
-            .cp
-            .safe_mode_exit
-            .as_ref()
-            .is_none_or(|exit| self.cp.position.binlog >= *exit);
-        if self.handoff.is_none() && caught_up && past_chunks && !self.mid_txn {
+        // main would replay events they hold already. An idle source is past every chunk
+        // (they were read before the catch-up started), even where the newest chunk's
+        // position is not a transaction's end (a rotated binlog).
+        let past_chunks = idle
+            || self
+                .cp
+                .safe_mode_exit
+                .as_ref()
+                .is_none_or(|exit| self.cp.position.binlog >= *exit);
+        if self.handoff.is_none() && (caught_up || idle) && past_chunks && !self.mid_txn {
             self.handoff = Some(end.ask().await?);
         }
         match &self.handoff {

@@ -25,7 +25,6 @@ pub use shard::ShardSync;
 mod plan;
 mod rows;
 
-pub use apply::{end_holders, lock_name, reclaim_lock, take_lock, DISPATCHER};
 pub use rows::RowBatch;
 
 use crate::abort_on_drop::AbortOnDrop;
@@ -37,6 +36,7 @@ use crate::error::{DbRole, Error, Result};
 use crate::hooks::HookRow;
 use crate::position::BinlogPos;
 use crate::rules::{EventFilter, RowOrigin, Verdict};
+use crate::session_lock;
 use crate::table::{Table, TableName};
 use crate::upstream::{Baseline, BinlogOrigin, BinlogReader, EventKind, RowImage, Txn};
 use apply::{ApplyWorker, WorkerMsg};
@@ -147,18 +147,18 @@ impl Incremental {
         // The dispatcher's session (DDL, operator statements, checkpoints) holds a lock too:
         // a worker that took this source over ends it like the apply sessions, so an old
         // owner that wakes up cannot run a DDL it held.
-        let dispatcher_lock = apply::lock_name(
+        let dispatcher_lock = session_lock::lock_name(
             &self.ctx.meta,
             &self.ctx.source.source_id,
-            apply::DISPATCHER,
+            session_lock::DISPATCHER,
         );
-        apply::take_lock(&mut conn, &addr, &dispatcher_lock).await?;
-        let ddl_lock = apply::lock_name(
+        session_lock::take_lock(&mut conn, &addr, &dispatcher_lock).await?;
+        let ddl_lock = session_lock::lock_name(
             &self.ctx.meta,
             &self.ctx.source.source_id,
-            apply::DDL_SESSION,
+            session_lock::DDL_SESSION,
         );
-        apply::end_holders(&mut conn, &addr, &[ddl_lock]).await?;
+        session_lock::end_holders(&mut conn, &addr, &[ddl_lock]).await?;
 
         // Workers take their locks first: a worker of an earlier run that is still
         // committing finishes before the high waters are read.
@@ -166,8 +166,8 @@ impl Incremental {
         let mut apply_workers = Vec::with_capacity(n);
         for id in 0..n {
             let mut wconn = crate::db::connect(&self.ctx.target, DbRole::Target).await?;
-            let lock = apply::lock_name(&self.ctx.meta, &self.ctx.source.source_id, id);
-            apply::take_lock(&mut wconn, &addr, &lock).await?;
+            let lock = session_lock::lock_name(&self.ctx.meta, &self.ctx.source.source_id, id);
+            session_lock::take_lock(&mut wconn, &addr, &lock).await?;
             apply::prepare_session(&mut wconn, &addr).await?;
             let worker = ApplyWorker::new(
                 id,
@@ -188,13 +188,13 @@ impl Incremental {
         let stale: Vec<usize> = high_waters
             .iter()
             .map(|(id, _, _)| *id)
-            .filter(|id| *id >= n && *id != apply::DISPATCHER)
+            .filter(|id| *id >= n && *id != session_lock::DISPATCHER)
             .collect();
         for id in &stale {
             // A worker of an earlier run with more workers: wait for its session too.
-            let name = apply::lock_name(&self.ctx.meta, &self.ctx.source.source_id, *id);
+            let name = session_lock::lock_name(&self.ctx.meta, &self.ctx.source.source_id, *id);
             // Kept while this run lives, so that session cannot come back either.
-            apply::take_lock(&mut conn, &addr, &name).await?;
+            session_lock::take_lock(&mut conn, &addr, &name).await?;
         }
         if !stale.is_empty() {
             // Those sessions may have committed meanwhile.
@@ -381,7 +381,7 @@ impl Dispatcher<'_> {
                     self.dispatch(txn).await?;
                     // Nothing read waits: a lane is as far as the source (a busy source
                     // never goes quiet).
-                    if self.lane_done(rx.is_empty()).await? {
+                    if self.lane_done(rx.is_empty(), false).await? {
                         return Ok(());
                     }
                     self.poll_blocked().await?;
@@ -396,6 +396,9 @@ impl Dispatcher<'_> {
                 }
                 // Caught up: make everything durable and visible.
                 None | Some(ReaderMsg::Idle) => {
+                    // The reader's word that the source has nothing more, not a pause in
+                    // what arrives.
+                    let source_idle = msg.is_some();
                     self.poll_blocked().await?;
                     self.checkpoint().await?;
                     self.inc.ctx.progress.idle.store(true, Ordering::Relaxed);
@@ -404,7 +407,7 @@ impl Dispatcher<'_> {
                         .progress
                         .queue_depth
                         .store(0, Ordering::Relaxed);
-                    if self.lane_done(true).await? {
+                    if self.lane_done(true, source_idle).await? {
                         return Ok(());
                     }
                 }
