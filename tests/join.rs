@@ -218,3 +218,50 @@ async fn resync_repairs_a_table_damaged_on_the_target_while_writes_go_on() {
     let rows = assert_same(&src, &dst, &["shop"]).await;
     eprintln!("{writes} writes during the resync; {rows} rows compared");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_joining_table_altered_during_its_copy_joins_on_a_rotated_idle_source() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    shop(
+        &src,
+        "CREATE TABLE d (id INT PRIMARY KEY, v INT NOT NULL);
+         INSERT INTO d SELECT seq, seq FROM seq_1_to_40000;",
+    )
+    .await;
+    let mut dm = Dm::start();
+    dm.kill9();
+    dm.env = vec![("DM_FAILPOINTS".into(), "before-chunk-commit=200".into())];
+    dm.restart();
+    dm.create_source("src1", &src);
+    let tf = dm.file("task.yaml", &task(&dst, &["a"]));
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "jn", &src).await;
+    let tf = dm.file("task.yaml", &task(&dst, &["a", "d"]));
+    dm.ctl_ok(&["update-task", tf.to_str().unwrap()]);
+    // The table changes shape while it is copied, and rows go on changing.
+    wait_for("d's copy to start", Duration::from_secs(60), || {
+        futures_now(done_chunks(&dst, "jn"))
+            .keys()
+            .any(|(t, _)| t == "d")
+    })
+    .await;
+    src.exec(
+        "ALTER TABLE shop.d ADD COLUMN w VARCHAR(10) NOT NULL DEFAULT 'new';
+         UPDATE shop.d SET v = -v, w = 'upd' WHERE id % 1000 = 0;
+         DELETE FROM shop.d WHERE id % 999 = 0;
+         UPDATE shop.a SET v = v + 1;",
+    )
+    .await;
+    // The binlog rotates and then nothing is written: the lane must still hand over.
+    src.exec("FLUSH BINARY LOGS").await;
+    wait_for("d to join", Duration::from_secs(120), || {
+        not_paused(&dm);
+        dm.log().contains("tables joined the running task")
+    })
+    .await;
+    // d is applied by the task itself now.
+    src.exec("UPDATE shop.d SET w = 'after' WHERE id < 100")
+        .await;
+    wait_caught_up(&dm, "jn", &src).await;
+    assert_same(&src, &dst, &["shop"]).await;
+}
