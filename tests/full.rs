@@ -175,12 +175,9 @@ async fn chunks_end_equal_under_a_writer_with_unique_keys(consistency: &str, row
          INSERT INTO t SELECT seq, seq, 0 FROM seq_1_to_30000;",
     )
     .await;
-    let mut dm = Dm::start();
     // Bracketed snapshots start 20 ms after their position is read: the writer's changes in
     // between are in the snapshot and in the binlog after the position.
-    dm.kill9();
-    dm.env = vec![("DM_FAILPOINTS".into(), "inside-bracket=20".into())];
-    dm.restart();
+    let dm = Dm::start_with_failpoints("inside-bracket=20");
     dm.create_source("src1", &src);
     let consistency = format!("consistency: {consistency}");
     let rows = format!("rows: {rows}");

@@ -76,11 +76,8 @@ async fn a_table_added_to_a_running_task_is_copied_and_joins_while_both_are_writ
          ANALYZE TABLE b;",
     )
     .await;
-    let mut dm = Dm::start();
     // Each chunk waits a moment before its commit: the copy lasts long enough to be killed.
-    dm.kill9();
-    dm.env = vec![("DM_FAILPOINTS".into(), "before-chunk-commit=150".into())];
-    dm.restart();
+    let mut dm = Dm::start_with_failpoints("before-chunk-commit=150");
     dm.create_source("src1", &src);
     let tf = dm.file("task.yaml", &task(&dst, &["a"]));
     dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
@@ -228,10 +225,7 @@ async fn a_joining_table_altered_during_its_copy_joins_on_a_rotated_idle_source(
          INSERT INTO d SELECT seq, seq FROM seq_1_to_40000;",
     )
     .await;
-    let mut dm = Dm::start();
-    dm.kill9();
-    dm.env = vec![("DM_FAILPOINTS".into(), "before-chunk-commit=200".into())];
-    dm.restart();
+    let dm = Dm::start_with_failpoints("before-chunk-commit=200");
     dm.create_source("src1", &src);
     let tf = dm.file("task.yaml", &task(&dst, &["a"]));
     dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);

@@ -435,10 +435,7 @@ async fn load_and_sync_imports_a_mydumper_directory_and_resumes_by_file() {
     )
     .await;
 
-    let mut dm = Dm::start();
-    dm.env = vec![("DM_FAILPOINTS".into(), "after-dump-file=4000".into())];
-    dm.kill9();
-    dm.restart();
+    let mut dm = Dm::start_with_failpoints("after-dump-file=4000");
     dm.create_source("src1", &src);
     let yaml = task_yaml("ld", "load&sync", "src1", &dst, &["s"]).replace(
         "    block-allow-list: sel\n",
@@ -548,10 +545,7 @@ async fn dump_resumed_after_a_kill_then_load_and_sync_of_its_files_ends_equal() 
     .await;
     let dump = DumpDir::new();
     let (dir, with_dir) = (dump.dir.clone(), |yaml| dump.task(yaml));
-    let mut dm = Dm::start();
-    dm.env = vec![("DM_FAILPOINTS".into(), "after-dump-table=60000".into())];
-    dm.kill9();
-    dm.restart();
+    let mut dm = Dm::start_with_failpoints("after-dump-table=60000");
     dm.create_source("src1", &src);
     let dump_task = with_dir(task_tuned(
         "dp",
@@ -824,10 +818,7 @@ async fn a_dump_without_a_lock_under_a_writer_loads_and_syncs_equal() {
     .await;
     let dump = DumpDir::new();
     let (dir, with_dir) = (dump.dir.clone(), |yaml| dump.task(yaml));
-    let mut dm = Dm::start();
-    dm.env = vec![("DM_FAILPOINTS".into(), "inside-bracket=300".into())];
-    dm.kill9();
-    dm.restart();
+    let dm = Dm::start_with_failpoints("inside-bracket=300");
     dm.create_source("src1", &src);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {

@@ -358,6 +358,15 @@ impl Dm {
         Self::start_with("")
     }
 
+    /// `dm standalone` with `DM_FAILPOINTS=spec`: a debug build pauses at those steps.
+    pub fn start_with_failpoints(spec: &str) -> Dm {
+        let mut dm = Self::start();
+        dm.kill9();
+        dm.env = vec![("DM_FAILPOINTS".into(), spec.into())];
+        dm.restart();
+        dm
+    }
+
     /// `dm standalone` with `extra` lines appended to its dm.yaml.
     pub fn start_with(extra: &str) -> Dm {
         let dir = tempfile::Builder::new()
