@@ -200,6 +200,9 @@ async fn resync_repairs_a_table_damaged_on_the_target_while_writes_go_on() {
          INSERT INTO shop.c VALUES (-5, 0, 'stray');",
     )
     .await;
+    // start-task on the running task points to update-task.
+    let (ok, text) = dm.ctl(&["start-task", tf.to_str().unwrap()]);
+    assert!(!ok && text.contains("update-task"), "{text}");
     let (ok, text) = dm.ctl(&["resync", "jn", "shop.nope"]);
     assert!(!ok && text.contains("does not take"), "{text}");
     dm.ctl_ok(&["resync", "jn", "shop.c"]);

@@ -78,7 +78,7 @@ pub async fn start(m: &Master, body: FileBody) -> Result<TaskView, Error> {
 
 fn already_running(name: &str) -> Error {
     Error::Invalid(format!(
-        "task `{name}` is already running; stop-task first, or pause/resume it"
+        "task `{name}` is already running: `dm ctl update-task <file>` applies a changed file to it (tables added to its rules are copied and join it without a stop); else stop-task first, or pause/resume it"
     ))
 }
 
