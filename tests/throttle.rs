@@ -35,6 +35,19 @@ async fn busy(db: &MariaDb, n: usize, secs: u32) -> Vec<tokio::task::JoinHandle<
     sleepers
 }
 
+/// A source with `th.t` of 3000 rows, an empty target, and dm with the source created.
+async fn source_of_3000_rows() -> (MariaDb, MariaDb, Dm) {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE th; USE th; CREATE TABLE t (id INT PRIMARY KEY, v INT);
+         INSERT INTO t SELECT seq, seq FROM seq_1_to_3000;",
+    )
+    .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    (src, dst, dm)
+}
+
 fn throttle_of(dm: &Dm) -> (String, bool) {
     let s = dm.subtask("th").unwrap_or_default();
     (
@@ -45,14 +58,7 @@ fn throttle_of(dm: &Dm) -> (String, bool) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rows_per_second_runtime_throttle_and_the_load_check() {
-    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
-    src.exec(
-        "CREATE DATABASE th; USE th; CREATE TABLE t (id INT PRIMARY KEY, v INT);
-         INSERT INTO t SELECT seq, seq FROM seq_1_to_3000;",
-    )
-    .await;
-    let dm = Dm::start();
-    dm.create_source("src1", &src);
+    let (src, dst, dm) = source_of_3000_rows().await;
     let task = task_tuned(
         "th",
         "all",
@@ -180,14 +186,7 @@ async fn a_bad_max_load_is_refused_with_its_field() {
 /// copied so far, and finishes once the load falls.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_busy_source_holds_the_copy_until_it_calms_down() {
-    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
-    src.exec(
-        "CREATE DATABASE th; USE th; CREATE TABLE t (id INT PRIMARY KEY, v INT);
-         INSERT INTO t SELECT seq, seq FROM seq_1_to_3000;",
-    )
-    .await;
-    let dm = Dm::start();
-    dm.create_source("src1", &src);
+    let (src, dst, dm) = source_of_3000_rows().await;
     // The copiers' own reads count in Threads_running: 2 of them, and the check.
     let task = task_tuned(
         "th",

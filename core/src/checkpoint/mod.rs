@@ -59,6 +59,20 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// A stream starting at `position` with the tables of `tracker`: no safe mode, nothing
+    /// skipped, nothing joining.
+    pub fn at(position: Position, tracker: Tracker) -> Checkpoint {
+        Checkpoint {
+            position,
+            safe_mode_exit: None,
+            table_positions: vec![],
+            tracker,
+            online_ddl: Default::default(),
+            joining: Default::default(),
+            resync_done: 0,
+        }
+    }
+
     /// The incremental phase starts at the oldest chunk snapshot, skips each table's events up to
     /// its own oldest chunk snapshot (every chunk of the table has them) and stays in safe mode
     /// until the newest chunk snapshot of all.
@@ -80,13 +94,9 @@ impl Checkpoint {
             tracker.insert(t);
         }
         Some(Checkpoint {
-            position: start,
             safe_mode_exit: Some(newest),
             table_positions,
-            tracker,
-            online_ddl: Default::default(),
-            joining: Default::default(),
-            resync_done: 0,
+            ..Checkpoint::at(start, tracker)
         })
     }
 }
@@ -315,6 +325,19 @@ impl MetaTables {
             joining: state.joining,
             resync_done: state.resync_done,
         }))
+    }
+
+    /// Records `cp` of `source_id` with its tracked schema, on its own (a stream's start).
+    pub async fn save_checkpoint(
+        &self,
+        conn: &mut Conn,
+        addr: &str,
+        source_id: &str,
+        cp: &Checkpoint,
+    ) -> Result<()> {
+        conn.query_drop(self.save_checkpoint_sql(source_id, cp, true))
+            .await
+            .map_err(|e| Error::db(DbRole::Target, addr, e))
     }
 
     /// The statement that records `cp`; run it inside the transaction that applied the

@@ -50,16 +50,14 @@ pub async fn set(task: &TaskConfig, sources: &[SourceConfig], text: &str) -> Res
             .await?;
         let cp = Checkpoint {
             safe_mode_exit: Some(now.binlog).max(old.and_then(|o| o.safe_mode_exit)),
-            position,
-            table_positions: vec![],
-            tracker: crate::schema::tracker_now(&mut conn, &filter, &addr).await?,
-            online_ddl: Default::default(),
-            joining: Default::default(),
-            resync_done: 0,
+            ..Checkpoint::at(
+                position,
+                crate::schema::tracker_now(&mut conn, &filter, &addr).await?,
+            )
         };
-        tgt.query_drop(tables.save_checkpoint_sql(&src.source_id, &cp, true))
-            .await
-            .map_err(|e| Error::db(DbRole::Target, &tgt_addr, e))?;
+        tables
+            .save_checkpoint(&mut tgt, &tgt_addr, &src.source_id, &cp)
+            .await?;
         tracing::info!(task = %task.name, source = %src.source_id, start_time = text, position = %cp.position, "start-time: replication starts here");
         notes.push(format!(
             "start-time {text}: source {} replicates from {} (safe mode until {})",

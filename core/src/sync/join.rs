@@ -132,16 +132,9 @@ pub async fn new_tables(
 }
 
 impl Incremental {
-    /// Starts the lane that brings `cp.joining` in; `None` when no table is joining (then
-    /// the records of an earlier lane, if a crash left them, go).
+    /// Starts the lane that brings `cp.joining` in; `None` when no table is joining.
     pub(super) async fn start_lane(&self, cp: &Checkpoint) -> Result<Option<Lane>> {
         if cp.joining.is_empty() {
-            let id = lane_id(&self.ctx.source.source_id);
-            let mut conn = crate::db::connect(&self.ctx.target, DbRole::Target).await?;
-            self.ctx
-                .meta
-                .remove(&mut conn, &self.ctx.target.addr(), &id)
-                .await?;
             return Ok(None);
         }
         let Some(dumper) = self.full.clone() else {
@@ -292,32 +285,16 @@ impl LaneRun {
                     &ctx.source.from.addr(),
                 )
                 .await?;
-                Checkpoint {
-                    position: at,
-                    safe_mode_exit: None,
-                    table_positions: vec![],
-                    tracker: Default::default(),
-                    online_ddl: Default::default(),
-                    joining: Default::default(),
-                    resync_done: 0,
-                }
+                Checkpoint::at(at, Default::default())
             }
         };
         cp.joining = tables;
         ctx.fence.check()?;
-        save(ctx, tgt, &cp).await?;
+        ctx.meta
+            .save_checkpoint(tgt, &ctx.target.addr(), &ctx.source.source_id, &cp)
+            .await?;
         Ok(cp)
     }
-}
-
-async fn save(ctx: &SubtaskContext, tgt: &mut mysql_async::Conn, cp: &Checkpoint) -> Result<()> {
-    use mysql_async::prelude::Queryable;
-    tgt.query_drop(
-        ctx.meta
-            .save_checkpoint_sql(&ctx.source.source_id, cp, true),
-    )
-    .await
-    .map_err(|e| Error::db(DbRole::Target, &ctx.target.addr(), e))
 }
 
 impl Dispatcher<'_> {

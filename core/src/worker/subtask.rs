@@ -17,7 +17,7 @@ use crate::snapshot::FullPhase;
 use crate::status::{Phase, Progress, Stage};
 use crate::sync::{Incremental, ShardSync};
 use crate::upstream::{current_position, detect_flavor, gtid_at};
-use mysql_async::prelude::Queryable;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -227,16 +227,13 @@ impl Subtask {
                     ))
                 })?;
                 let cp = Checkpoint {
-                    position,
                     safe_mode_exit: loaded.safe_until,
                     table_positions: loaded.table_positions,
-                    tracker: loaded.tracker,
-                    online_ddl: Default::default(),
-                    joining: Default::default(),
-                    resync_done: 0,
+                    ..Checkpoint::at(position, loaded.tracker)
                 };
                 self.fence.check()?;
-                save(&meta, &mut tgt, &tgt_addr, source_id, &cp).await?;
+                meta.save_checkpoint(&mut tgt, &tgt_addr, source_id, &cp)
+                    .await?;
                 cp
             }
             None if task.task_mode.has_full() => {
@@ -272,31 +269,29 @@ impl Subtask {
                         cp
                     }
                     // Nothing to copy: follow the binlog from now on.
-                    None => Checkpoint {
-                        position: current_position(src, flavor, &src_addr).await?,
-                        safe_mode_exit: None,
-                        table_positions: vec![],
-                        tracker: Tracker::default(),
-                        online_ddl: Default::default(),
-                        joining: Default::default(),
-                        resync_done: 0,
-                    },
+                    None => Checkpoint::at(
+                        current_position(src, flavor, &src_addr).await?,
+                        Tracker::default(),
+                    ),
                 };
                 self.fence.check()?;
-                save(&meta, &mut tgt, &tgt_addr, source_id, &cp).await?;
+                meta.save_checkpoint(&mut tgt, &tgt_addr, source_id, &cp)
+                    .await?;
                 cp
             }
             None if files => {
                 let cp = self.files_start(flavor)?;
                 self.fence.check()?;
-                save(&meta, &mut tgt, &tgt_addr, source_id, &cp).await?;
+                meta.save_checkpoint(&mut tgt, &tgt_addr, source_id, &cp)
+                    .await?;
                 cp
             }
             None => {
                 let src = self.source_conn(&mut src).await?;
                 let cp = self.incremental_start(src, flavor, &filter).await?;
                 self.fence.check()?;
-                save(&meta, &mut tgt, &tgt_addr, source_id, &cp).await?;
+                meta.save_checkpoint(&mut tgt, &tgt_addr, source_id, &cp)
+                    .await?;
                 cp
             }
         };
@@ -348,45 +343,52 @@ impl Subtask {
         meta: &MetaTables,
         tgt: &mut mysql_async::Conn,
     ) -> Result<()> {
-        let before = (cp.joining.clone(), cp.resync_done);
         let taken = cp.resync_done;
-        for order in self.resync.iter().filter(|o| o.id > taken) {
+        let orders: Vec<_> = self.resync.iter().filter(|o| o.id > taken).collect();
+        for order in &orders {
             tracing::info!(task = %self.task.name, source = %self.source.source_id, order = order.id, "resync: tables copied again");
             cp.joining.extend(order.tables.iter().cloned());
             cp.resync_done = order.id;
         }
-        if self.task.task_mode.has_full() {
-            self.join_new_tables(cp, src, filter).await?;
+        let new = match self.task.task_mode.has_full() {
+            true => self.new_tables(cp, src, filter).await?,
+            false => BTreeSet::new(),
+        };
+        let changed = !orders.is_empty() || !new.is_empty();
+        cp.joining.extend(new);
+        let addr = self.task.target_database.addr();
+        if cp.joining.is_empty() {
+            // A crash right after a handoff may have left the lane's records behind.
+            let lane = crate::sync::join::lane_id(&self.source.source_id);
+            meta.remove(tgt, &addr, &lane).await?;
         }
-        if (&cp.joining, cp.resync_done) == (&before.0, before.1) {
+        if !changed {
             return Ok(());
         }
         self.fence.check()?;
-        let addr = self.task.target_database.addr();
-        save(meta, tgt, &addr, &self.source.source_id, cp).await
+        meta.save_checkpoint(tgt, &addr, &self.source.source_id, cp)
+            .await
     }
 
     /// Tables the task's rules select on the source that `cp` does not know: added to the
     /// task by `update-task`.
-    async fn join_new_tables(
+    async fn new_tables(
         &self,
-        cp: &mut Checkpoint,
+        cp: &Checkpoint,
         src: &mut Option<mysql_async::Conn>,
         filter: &TableFilter,
-    ) -> Result<()> {
+    ) -> Result<BTreeSet<crate::table::TableName>> {
         let src_addr = self.source.from.addr();
         let conn = match self.source_conn(src).await {
             Ok(c) => c,
             // The relay lets the task run while the source is down; new tables wait.
             Err(e) if self.relay.is_some() => {
                 tracing::warn!(source = %self.source.source_id, error = %e, "source unreachable: tables added to the task are looked for at the next start");
-                return Ok(());
+                return Ok(BTreeSet::new());
             }
             Err(e) => return Err(e),
         };
-        let new = crate::sync::join::new_tables(conn, &src_addr, filter, cp).await?;
-        cp.joining.extend(new);
-        Ok(())
+        crate::sync::join::new_tables(conn, &src_addr, filter, cp).await
     }
 
     /// The running phase's limits (rows per second, load check) for the subtask's throttle.
@@ -454,13 +456,8 @@ impl Subtask {
             None => (now, None),
         };
         Ok(Checkpoint {
-            position,
             safe_mode_exit,
-            table_positions: vec![],
-            tracker: tracker_now(src, filter, &addr).await?,
-            online_ddl: Default::default(),
-            joining: Default::default(),
-            resync_done: 0,
+            ..Checkpoint::at(position, tracker_now(src, filter, &addr).await?)
         })
     }
 
@@ -510,15 +507,7 @@ impl Subtask {
                 gtid: None,
             },
         };
-        Ok(Checkpoint {
-            position,
-            safe_mode_exit: None,
-            table_positions: vec![],
-            tracker: Tracker::default(),
-            online_ddl: Default::default(),
-            joining: Default::default(),
-            resync_done: 0,
-        })
+        Ok(Checkpoint::at(position, Tracker::default()))
     }
 
     /// A TiDB DM task of this name left its checkpoint in the target: start from DM's global
@@ -556,16 +545,11 @@ impl Subtask {
         }
         let safe_mode_exit = Some(now.binlog).max(point.safe_mode_exit);
         let cp = Checkpoint {
-            position,
             safe_mode_exit,
-            table_positions: vec![],
-            tracker: tracker_now(src, filter, &addr).await?,
-            online_ddl: Default::default(),
-            joining: Default::default(),
-            resync_done: 0,
+            ..Checkpoint::at(position, tracker_now(src, filter, &addr).await?)
         };
         self.fence.check()?;
-        save(meta, tgt, &tgt_addr, source_id, &cp).await?;
+        meta.save_checkpoint(tgt, &tgt_addr, source_id, &cp).await?;
         tracing::warn!(
             task = %task.name,
             source = %source_id,
@@ -576,16 +560,4 @@ impl Subtask {
         );
         Ok(Some(cp))
     }
-}
-
-async fn save(
-    meta: &MetaTables,
-    tgt: &mut mysql_async::Conn,
-    addr: &str,
-    source_id: &str,
-    cp: &Checkpoint,
-) -> Result<()> {
-    tgt.query_drop(meta.save_checkpoint_sql(source_id, cp, true))
-        .await
-        .map_err(|e| Error::db(DbRole::Target, addr, e))
 }
