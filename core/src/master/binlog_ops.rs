@@ -2,7 +2,7 @@
 //! a task stopped at (or will reach), recorded with the task's desired stage per source and
 //! position; the subtasks restart and act on it when they get there.
 
-use super::tasks::{load_stage, load_task, task_view};
+use super::tasks::{load_stage, load_task, task_view, update_stage};
 use super::{shard_locks, Master};
 use crate::api::types::{BinlogAt, BinlogOperator, BinlogStatements, TaskView};
 use crate::error::Error;
@@ -40,15 +40,16 @@ async fn at_position(
     let task = load_task(m, name).await?;
     let position = parse_position(at.position.as_deref().unwrap_or_default())?;
     let source = task.source_named(at.source.as_deref())?;
-    let key = keys::stage(name);
-    let mut desired = load_stage(m, name).await?;
-    record_operator(
-        desired.operators.entry(source).or_default(),
-        position,
-        action,
-    );
-    desired.generation += 1;
-    meta::put_json(m.store.as_ref(), &key, &desired).await?;
+    update_stage(m, name, |desired| {
+        record_operator(
+            desired.operators.entry(source.clone()).or_default(),
+            position.clone(),
+            action.clone(),
+        );
+        desired.generation += 1;
+        Ok(())
+    })
+    .await?;
     task_view(m, task).await
 }
 
@@ -61,18 +62,19 @@ pub async fn revert(m: &Master, name: &str, at: &BinlogAt) -> Result<TaskView, E
     })?;
     let position = parse_position(position)?;
     let source = task.source_named(at.source.as_deref())?;
-    let key = keys::stage(name);
-    let mut desired = load_stage(m, name).await?;
-    let ops = desired.operators.entry(source.clone()).or_default();
-    let before = ops.len();
-    ops.retain(|o| o.at != position);
-    if ops.len() == before {
-        return Err(Error::NotFound(format!(
-            "task `{name}` has no binlog operation at {position} of source `{source}` (`dm ctl binlog list {name}`)"
-        )));
-    }
-    desired.generation += 1;
-    meta::put_json(m.store.as_ref(), &key, &desired).await?;
+    update_stage(m, name, |desired| {
+        let ops = desired.operators.entry(source.clone()).or_default();
+        let before = ops.len();
+        ops.retain(|o| o.at != position);
+        if ops.len() == before {
+            return Err(Error::NotFound(format!(
+                "task `{name}` has no binlog operation at {position} of source `{source}` (`dm ctl binlog list {name}`)"
+            )));
+        }
+        desired.generation += 1;
+        Ok(())
+    })
+    .await?;
     task_view(m, task).await
 }
 
@@ -154,8 +156,8 @@ async fn at_paused_events(
     action: BinlogAction,
 ) -> Result<TaskView, Error> {
     let task = load_task(m, name).await?;
-    let key = keys::stage(name);
-    let mut desired = load_stage(m, name).await?;
+    // (source, transaction) of the subtasks paused at a binlog event, not at a shard lock.
+    let mut paused_at: Vec<(String, BinlogPos)> = Vec::new();
     let mut found = false;
     for inst in &task.mysql_instances {
         let status =
@@ -189,8 +191,7 @@ async fn at_paused_events(
                     inst.source_id
                 ))
             })?;
-            let ops = desired.operators.entry(inst.source_id.clone()).or_default();
-            record_operator(ops, at, action.clone());
+            paused_at.push((inst.source_id.clone(), at));
             found = true;
         }
     }
@@ -199,8 +200,15 @@ async fn at_paused_events(
             "task `{name}` has no subtask paused at a binlog event; `dm ctl query-status {name}` shows why it stopped"
         )));
     }
-    desired.stage = Stage::Running;
-    desired.generation += 1;
-    meta::put_json(m.store.as_ref(), &key, &desired).await?;
+    update_stage(m, name, |desired| {
+        for (source, at) in &paused_at {
+            let ops = desired.operators.entry(source.clone()).or_default();
+            record_operator(ops, at.clone(), action.clone());
+        }
+        desired.stage = Stage::Running;
+        desired.generation += 1;
+        Ok(())
+    })
+    .await?;
     task_view(m, task).await
 }

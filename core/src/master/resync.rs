@@ -4,11 +4,10 @@
 //! (`sync/join.rs`): re-created in the target, copied chunk by chunk, caught up, handed over.
 
 use super::binlog_schema::table_name;
-use super::tasks::{load_stage, load_task, task_view};
+use super::tasks::{load_task, task_view, update_stage};
 use super::Master;
 use crate::api::types::{ResyncBody, TaskView};
 use crate::error::Error;
-use crate::meta::{self, keys};
 use crate::rules::TaskRules;
 use crate::status::Stage;
 use crate::table::TableName;
@@ -40,9 +39,8 @@ pub async fn resync(m: &Master, name: &str, body: &ResyncBody) -> Result<TaskVie
             .collect(),
         false => body.sources.clone(),
     };
-    let mut desired = load_stage(m, name).await?;
-    let mut next = desired.resync.last().map_or(1, |o| o.id + 1);
-    let mut ordered = Vec::new();
+    // Per source, the tables the order names that its rules take.
+    let mut per_source: Vec<(String, BTreeSet<TableName>)> = Vec::new();
     for source in &sources {
         if task.instance(source).is_none() {
             return Err(Error::NotFound(format!(
@@ -61,33 +59,41 @@ pub async fn resync(m: &Master, name: &str, body: &ResyncBody) -> Result<TaskVie
                 "{t} of source `{source}` is routed to another table, which resync cannot re-create without the rows other tables put there; compare and repair it with `dm ctl verify {name} --fix`"
             )));
         }
-        if mine.is_empty() {
-            continue;
-        }
-        ordered.extend(mine.iter().cloned());
-        desired.resync.push(ResyncOrder {
-            id: next,
-            source: source.clone(),
-            tables: mine,
-        });
-        next += 1;
-        // Taken when the subtask starts: a running one restarts now, a paused one at resume.
-        if desired.stage_of(source) == Stage::Running {
-            *desired
-                .source_generations
-                .entry(source.clone())
-                .or_default() += 1;
+        if !mine.is_empty() {
+            per_source.push((source.clone(), mine));
         }
     }
-    if let Some(t) = tables.iter().find(|t| !ordered.contains(t)) {
+    if let Some(t) = tables
+        .iter()
+        .find(|t| !per_source.iter().any(|(_, mine)| mine.contains(t)))
+    {
         return Err(Error::Invalid(format!(
             "task `{name}` does not take {t} from {}: resync copies tables of the task",
             sources.join(", ")
         )));
     }
-    let excess = desired.resync.len().saturating_sub(KEPT_ORDERS);
-    desired.resync.drain(..excess);
-    meta::put_json(m.store.as_ref(), &keys::stage(name), &desired).await?;
+    update_stage(m, name, |desired| {
+        let first = desired.resync.last().map_or(1, |o| o.id + 1);
+        for (id, (source, mine)) in (first..).zip(&per_source) {
+            desired.resync.push(ResyncOrder {
+                id,
+                source: source.clone(),
+                tables: mine.clone(),
+            });
+            // Taken when the subtask starts: a running one restarts now, a paused one at
+            // resume.
+            if desired.stage_of(source) == Stage::Running {
+                *desired
+                    .source_generations
+                    .entry(source.clone())
+                    .or_default() += 1;
+            }
+        }
+        let excess = desired.resync.len().saturating_sub(KEPT_ORDERS);
+        desired.resync.drain(..excess);
+        Ok(())
+    })
+    .await?;
     tracing::info!(task = %name, tables = ?body.tables, "resync ordered");
     task_view(m, task).await
 }

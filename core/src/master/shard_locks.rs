@@ -166,13 +166,16 @@ pub async fn unlock(m: &Master, b: &UnlockBody) -> Result<Unlocked, Error> {
 /// Restarts the subtasks a conflict paused.
 async fn resume(m: &Master, task: &str) -> Result<(), Error> {
     let key = keys::stage(task);
-    if let Some(mut d) =
-        meta::get_json::<crate::worker::DesiredStage>(m.store.as_ref(), &key).await?
-    {
-        d.stage = crate::status::Stage::Running;
-        d.generation += 1;
-        meta::put_json(m.store.as_ref(), &key, &d).await?;
-    }
+    meta::update_json(
+        m.store.as_ref(),
+        &key,
+        |d: &mut crate::worker::DesiredStage| {
+            d.stage = crate::status::Stage::Running;
+            d.generation += 1;
+            Ok(())
+        },
+    )
+    .await?;
     Ok(())
 }
 

@@ -235,6 +235,18 @@ pub(super) async fn load_stage(m: &Master, name: &str) -> Result<DesiredStage, E
         .ok_or_else(|| Error::NotFound(format!("task `{name}` has no stage")))
 }
 
+/// Changes the desired stage of task `name` with `change` (again, on a fresh copy, if
+/// something else changed it meanwhile: runtime decisions made at once all stay).
+pub(super) async fn update_stage(
+    m: &Master,
+    name: &str,
+    change: impl FnMut(&mut DesiredStage) -> Result<(), Error>,
+) -> Result<DesiredStage, Error> {
+    meta::update_json(m.store.as_ref(), &keys::stage(name), change)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("task `{name}` has no stage")))
+}
+
 pub(super) async fn load_task(m: &Master, name: &str) -> Result<TaskConfig, Error> {
     meta::get_json::<TaskConfig>(m.store.as_ref(), &keys::task(name))
         .await?
@@ -366,22 +378,30 @@ pub async fn set_stage(
             )));
         }
     }
-    let key = keys::stage(name);
-    let current = meta::get_json::<DesiredStage>(m.store.as_ref(), &key).await?;
-    let mut desired = current.unwrap_or(DesiredStage::new(stage, 0));
-    if sources.is_empty() {
-        desired.stage = stage;
-        desired.generation += u64::from(stage == Stage::Running);
-        desired.paused_sources.clear();
-    } else if stage == Stage::Running {
-        for s in sources {
-            desired.paused_sources.remove(s);
-            *desired.source_generations.entry(s.clone()).or_default() += 1;
+    let mut change = |desired: &mut DesiredStage| {
+        if sources.is_empty() {
+            desired.stage = stage;
+            desired.generation += u64::from(stage == Stage::Running);
+            desired.paused_sources.clear();
+        } else if stage == Stage::Running {
+            for s in sources {
+                desired.paused_sources.remove(s);
+                *desired.source_generations.entry(s.clone()).or_default() += 1;
+            }
+        } else {
+            desired.paused_sources.extend(sources.iter().cloned());
         }
-    } else {
-        desired.paused_sources.extend(sources.iter().cloned());
+        Ok(())
+    };
+    let key = keys::stage(name);
+    if meta::update_json(m.store.as_ref(), &key, &mut change)
+        .await?
+        .is_none()
+    {
+        let mut desired = DesiredStage::new(stage, 0);
+        change(&mut desired)?;
+        meta::put_json(m.store.as_ref(), &key, &desired).await?;
     }
-    meta::put_json(m.store.as_ref(), &key, &desired).await?;
     task_view(m, task).await
 }
 

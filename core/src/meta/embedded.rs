@@ -181,4 +181,37 @@ mod tests {
         assert_eq!(store.get("/dm/status/a/s").await.unwrap(), None);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// Changes made at once through `update_json` all stay (none overwrites another).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_json_updates_all_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        crate::meta::put_json(store.as_ref(), "/dm/stage/t", &Vec::<u32>::new())
+            .await
+            .unwrap();
+        let mut writers = Vec::new();
+        for w in 0..4u32 {
+            let store = store.clone();
+            writers.push(tokio::spawn(async move {
+                for i in 0..25u32 {
+                    crate::meta::update_json(store.as_ref(), "/dm/stage/t", |v: &mut Vec<u32>| {
+                        v.push(w * 100 + i);
+                        Ok(())
+                    })
+                    .await
+                    .unwrap()
+                    .unwrap();
+                }
+            }));
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        let v: Vec<u32> = crate::meta::get_json(store.as_ref(), "/dm/stage/t")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(v.len(), 100, "{v:?}");
+    }
 }

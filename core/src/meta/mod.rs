@@ -113,6 +113,28 @@ pub async fn put_json<T: Serialize>(store: &dyn MetaStore, key: &str, value: &T)
     store.put(key, v).await
 }
 
+/// Changes the JSON value at `key` with `change`, written only if nobody wrote the key since
+/// it was read (else read and changed again): two callers changing one value at once both
+/// take effect. `change` sees the current value; `None` when the key holds none.
+pub async fn update_json<T, F>(store: &dyn MetaStore, key: &str, mut change: F) -> Result<Option<T>>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnMut(&mut T) -> Result<()>,
+{
+    loop {
+        let Some(old) = store.get(key).await? else {
+            return Ok(None);
+        };
+        let mut value: T = serde_json::from_slice(&old)
+            .map_err(|e| Error::Meta(format!("{key}: bad value: {e}")))?;
+        change(&mut value)?;
+        let new = serde_json::to_vec(&value).map_err(|e| Error::Meta(format!("{key}: {e}")))?;
+        if store.compare_and_put(key, Some(&old), new).await? {
+            return Ok(Some(value));
+        }
+    }
+}
+
 pub async fn list_json<T: DeserializeOwned>(
     store: &dyn MetaStore,
     prefix: &str,
