@@ -30,8 +30,9 @@ async fn each_precheck_fails_on_a_server_that_breaks_it() {
     let warned = dm.ctl_ok(&["check-task", tf.to_str().unwrap()]);
     assert!(
         warned.contains("foreign keys with cascading actions")
-            && warned.contains("p.child -> p.parent")
-            && warned.contains("ON DELETE CASCADE"),
+            && warned.contains("`p`.`child` -> `p`.`parent`")
+            && warned.contains("ON DELETE CASCADE")
+            && warned.contains("foreign-key-checks: true"),
         "{warned}"
     );
     src.exec("DROP TABLE p.child; DROP TABLE p.parent").await;

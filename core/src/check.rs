@@ -176,38 +176,52 @@ pub async fn check_task(task: &TaskConfig, sources: &[SourceConfig]) -> Vec<Find
 
 /// Foreign keys of selected tables whose actions change other rows (`ON DELETE CASCADE`,
 /// `SET NULL`, ...): the source's storage engine makes those changes without writing them to
-/// the binlog, and dm applies with `foreign_key_checks = 0`, so they never reach the target.
+/// the binlog. Without `foreign-key-checks` dm applies with the checks off, so they never
+/// reach the target; with it, a table linked to one the task does not migrate is refused.
 async fn cascading_foreign_keys(
     subject: &str,
     conn: &mut mysql_async::Conn,
     filter: &TableFilter,
+    checks_on: bool,
     out: &mut Vec<Finding>,
 ) {
-    type Row = (String, String, String, String, String, String);
-    let rows: Vec<Row> = conn
-        .query(
-            "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, REFERENCED_TABLE_NAME, CONSTRAINT_NAME,              UPDATE_RULE, DELETE_RULE FROM information_schema.REFERENTIAL_CONSTRAINTS              WHERE UPDATE_RULE NOT IN ('RESTRICT', 'NO ACTION')              OR DELETE_RULE NOT IN ('RESTRICT', 'NO ACTION')              ORDER BY CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME",
-        )
+    let fks = crate::schema::foreign_keys::list(conn, None)
         .await
         .unwrap_or_default();
-    let cascades: Vec<String> = rows
-        .into_iter()
-        .filter(|(db, child, parent, ..)| {
-            filter.allows_table(db, child) || filter.allows_table(db, parent)
-        })
-        .map(|(db, child, parent, name, on_update, on_delete)| {
-            let mut actions = vec![];
-            if !matches!(on_delete.as_str(), "RESTRICT" | "NO ACTION") {
-                actions.push(format!("ON DELETE {on_delete}"));
-            }
-            if !matches!(on_update.as_str(), "RESTRICT" | "NO ACTION") {
-                actions.push(format!("ON UPDATE {on_update}"));
-            }
-            format!(
-                "{db}.{child} -> {db}.{parent} ({name}: {})",
-                actions.join(", ")
-            )
-        })
+    let allowed = |t: &crate::table::TableName| filter.allows_table(&t.schema, &t.table);
+    if checks_on {
+        let scope: std::collections::BTreeSet<_> = fks
+            .iter()
+            .flat_map(|fk| [&fk.child, &fk.parent])
+            .filter(|t| allowed(t))
+            .cloned()
+            .collect();
+        match crate::schema::foreign_keys::Groups::of(&scope, &fks) {
+            Err(m) => out.push(finding(
+                subject,
+                "foreign keys",
+                Level::Fail,
+                m,
+                "add the referenced table to the task, or leave foreign-key-checks off",
+            )),
+            Ok(groups) => out.push(finding(
+                subject,
+                "foreign keys",
+                Level::Ok,
+                format!(
+                    "{} group(s) of tables linked by foreign keys: each copied in one snapshot, its changes applied in order with the checks on",
+                    groups.groups().len()
+                ),
+                "",
+            )),
+        }
+        return;
+    }
+    let cascades: Vec<String> = fks
+        .iter()
+        .filter(|fk| allowed(&fk.child) || allowed(&fk.parent))
+        .filter(|fk| !fk.cascades().is_empty())
+        .map(|fk| format!("{fk}: {}", fk.cascades().join(", ")))
         .collect();
     if !cascades.is_empty() {
         out.push(finding(
@@ -218,7 +232,7 @@ async fn cascading_foreign_keys(
                 "{}: the rows a cascade changes on the source are not written to its binlog, and dm applies changes with foreign_key_checks = 0, so the target's child rows keep their old values",
                 cascades.join("; ")
             ),
-            "have the application change child rows itself (or drop the cascading action) before migrating; `dm ctl verify` shows child rows that differ",
+            "set `foreign-key-checks: true` in the task (cascades then happen on the target too), or have the application change child rows itself",
         ));
     }
 }
@@ -382,7 +396,7 @@ async fn check_source(task: &TaskConfig, src: &SourceConfig, out: &mut Vec<Findi
             "add a primary key (or a NOT NULL unique key) to these tables",
         ));
     }
-    cascading_foreign_keys(&subject, &mut conn, &filter, out).await;
+    cascading_foreign_keys(&subject, &mut conn, &filter, task.foreign_key_checks, out).await;
     online_ddl_tables(&subject, &mut conn, &filter, out).await;
     check_target_tables(task, src, &mut conn, &filter, out).await;
     if !whole.is_empty() {

@@ -29,6 +29,9 @@ pub struct SubtaskContext {
     pub router: Router,
     /// Expression filters, then plugins: what both phases run rows through.
     pub rows: RowRules,
+    /// `foreign-key-checks`: tables linked by foreign keys are copied in one snapshot and
+    /// applied in order with the checks on (`sync/linked.rs`).
+    pub foreign_keys: bool,
 }
 
 impl SubtaskContext {
@@ -50,6 +53,7 @@ impl SubtaskContext {
             filter: self.filter.clone().only(tables),
             router: self.router.clone(),
             rows: self.rows.clone(),
+            foreign_keys: self.foreign_keys,
         }
     }
 }

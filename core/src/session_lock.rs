@@ -13,6 +13,8 @@ use mysql_async::Conn;
 pub const DISPATCHER: usize = 1_000_000;
 /// The worker number of the session DDL runs in (set to each statement's source session).
 pub const DDL_SESSION: usize = 1_000_001;
+/// The worker number of the apply worker of tables linked by foreign keys (`sync/linked.rs`).
+pub const LINKED_WORKER: usize = 1_000_002;
 
 /// Name of the user lock an apply worker (or the dispatcher) holds on the target while it
 /// runs: a restarted task waits until the old worker's session is gone before it reads the

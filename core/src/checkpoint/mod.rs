@@ -115,6 +115,15 @@ struct SchemaState<T, O, J> {
     resync_done: u64,
 }
 
+/// What an apply worker recorded with its last transaction (see `high_water_sql`).
+#[derive(Debug, Clone)]
+pub struct HighWater {
+    pub worker: usize,
+    pub seq: u64,
+    pub at: BinlogPos,
+    pub place_index: u64,
+}
+
 /// Names of a task's meta tables.
 #[derive(Debug, Clone)]
 pub struct MetaTables {
@@ -220,6 +229,7 @@ impl MetaTables {
                     seq BIGINT UNSIGNED NOT NULL,
                     binlog_name VARCHAR(255) NOT NULL,
                     binlog_pos BIGINT UNSIGNED NOT NULL,
+                    place_index BIGINT UNSIGNED NOT NULL DEFAULT 0,
                     PRIMARY KEY (source_id, worker)
                 ) DEFAULT CHARSET = utf8mb4",
                 self.high_water
@@ -239,7 +249,32 @@ impl MetaTables {
                 .await
                 .map_err(|e| Error::db(DbRole::Target, addr, e))?;
         }
-        self.names_compare_exactly(conn, addr).await
+        self.names_compare_exactly(conn, addr).await?;
+        self.high_water_places(conn, addr).await
+    }
+
+    /// `place_index` (see `high_water_sql`) is added to a high-water table made by an earlier
+    /// version.
+    async fn high_water_places(&self, conn: &mut Conn, addr: &str) -> Result<()> {
+        let err = |e| Error::db(DbRole::Target, addr, e);
+        let (schema, task) = &self.names;
+        let has: Option<u8> = conn
+            .exec_first(
+                "SELECT 1 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+                 AND COLUMN_NAME = 'place_index'",
+                (schema, format!("{task}_high_water")),
+            )
+            .await
+            .map_err(err)?;
+        if has.is_none() {
+            conn.query_drop(format!(
+                "ALTER TABLE {} ADD COLUMN place_index BIGINT UNSIGNED NOT NULL DEFAULT 0",
+                self.high_water
+            ))
+            .await
+            .map_err(err)?;
+        }
+        Ok(())
     }
 
     /// Schema and table names are keys here, compared byte for byte: a source may hold
@@ -381,16 +416,20 @@ impl MetaTables {
 
     /// The statement that records the high water of one apply worker; run it inside the
     /// transaction that applies the changes. `seq` tells a committed transaction from a lost one.
+    /// `place_index`: of the worker that applies linked tables (`sync/linked.rs`), how many of
+    /// the linked changes at position `at` are applied (0 for the others).
     pub fn high_water_sql(
         &self,
         source_id: &str,
         worker: usize,
         seq: u64,
         at: &BinlogPos,
+        place_index: u64,
     ) -> String {
         format!(
-            "INSERT INTO {} (source_id, worker, seq, binlog_name, binlog_pos) VALUES ({}, {worker}, {seq}, {}, {}) \
-             ON DUPLICATE KEY UPDATE seq = VALUES(seq), binlog_name = VALUES(binlog_name), binlog_pos = VALUES(binlog_pos)",
+            "INSERT INTO {} (source_id, worker, seq, binlog_name, binlog_pos, place_index) VALUES ({}, {worker}, {seq}, {}, {}, {place_index}) \
+             ON DUPLICATE KEY UPDATE seq = VALUES(seq), binlog_name = VALUES(binlog_name), binlog_pos = VALUES(binlog_pos), \
+             place_index = VALUES(place_index)",
             self.high_water,
             quote_str(source_id),
             quote_str(&at.name),
@@ -398,17 +437,17 @@ impl MetaTables {
         )
     }
 
-    /// (worker, seq, high water) of every apply worker that ever committed for the source.
+    /// Every apply worker that ever committed for the source.
     pub async fn high_waters(
         &self,
         conn: &mut Conn,
         addr: &str,
         source_id: &str,
-    ) -> Result<Vec<(usize, u64, BinlogPos)>> {
-        let rows: Vec<(u64, u64, String, u64)> = conn
+    ) -> Result<Vec<HighWater>> {
+        let rows: Vec<(u64, u64, String, u64, u64)> = conn
             .exec(
                 format!(
-                    "SELECT worker, seq, binlog_name, binlog_pos FROM {} WHERE source_id = ?",
+                    "SELECT worker, seq, binlog_name, binlog_pos, place_index FROM {} WHERE source_id = ?",
                     self.high_water
                 ),
                 (source_id,),
@@ -417,7 +456,12 @@ impl MetaTables {
             .map_err(|e| Error::db(DbRole::Target, addr, e))?;
         Ok(rows
             .into_iter()
-            .map(|(w, seq, name, pos)| (w as usize, seq, BinlogPos { name, pos }))
+            .map(|(w, seq, name, pos, place_index)| HighWater {
+                worker: w as usize,
+                seq,
+                at: BinlogPos { name, pos },
+                place_index,
+            })
             .collect())
     }
 
@@ -582,7 +626,7 @@ impl MetaTables {
             .collect()
     }
 
-    /// Forgets a table's plan (its copy starts over).
+    /// Forgets a table's plan and load record (its copy starts over).
     pub async fn forget_table(
         &self,
         conn: &mut Conn,
@@ -590,15 +634,17 @@ impl MetaTables {
         source_id: &str,
         table: &TableName,
     ) -> Result<()> {
-        conn.exec_drop(
-            format!(
-                "DELETE FROM {} WHERE source_id = ? AND schema_name = ? AND table_name = ?",
-                self.chunk
-            ),
-            (source_id, &table.schema, &table.table),
-        )
-        .await
-        .map_err(|e| Error::db(DbRole::Target, addr, e))
+        for t in [&self.chunk, &self.load] {
+            conn.exec_drop(
+                format!(
+                    "DELETE FROM {t} WHERE source_id = ? AND schema_name = ? AND table_name = ?"
+                ),
+                (source_id, &table.schema, &table.table),
+            )
+            .await
+            .map_err(|e| Error::db(DbRole::Target, addr, e))?;
+        }
+        Ok(())
     }
 
     /// Forgets everything of a source (start-task --remove-meta).

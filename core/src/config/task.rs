@@ -69,6 +69,12 @@ pub struct TaskConfig {
     /// Names of trash (and bookkeeping) tables: regular expressions capturing the real name.
     #[serde(default = "default_trash_rules")]
     pub trash_table_rules: Vec<String>,
+    /// Apply tables linked by foreign keys with the target's foreign key checks on, so that
+    /// cascades (`ON DELETE CASCADE`, `SET NULL`, ...), whose row changes the source does not
+    /// write to its binlog, happen on the target too: such tables are copied in one snapshot
+    /// and their changes applied in binlog order, exactly once (`sync/linked.rs`).
+    #[serde(default)]
+    pub foreign_key_checks: bool,
 }
 
 fn default_shadow_rules() -> Vec<String> {
@@ -937,12 +943,27 @@ impl TaskConfig {
                 return fail(key, message, &hint);
             }
         }
+        if cfg.foreign_key_checks && cfg.shard_mode.is_some() {
+            return fail(
+                "foreign-key-checks",
+                "foreign-key-checks with shard-mode: shards merged into one table cannot keep the foreign keys of each shard's own tables".into(),
+                "migrate the tables linked by foreign keys in a task without shard-mode, or leave foreign-key-checks off",
+            );
+        }
         for (name, sy) in &cfg.syncers {
             if let Some(Err(e)) = sy.safe_mode_duration.as_deref().map(go_duration) {
                 return fail(
                     "safe-mode-duration",
                     format!("syncers.{name}.safe-mode-duration: {e}"),
                     "write it as TiDB DM does: 60s, 1m30s, 0s",
+                );
+            }
+            if cfg.foreign_key_checks && (sy.safe_mode || sy.safe_mode_for().is_some()) {
+                let field = if sy.safe_mode { "safe-mode" } else { "safe-mode-duration" };
+                return fail(
+                    field,
+                    format!("syncers.{name}.{field}: safe mode writes changes as REPLACE, which with foreign-key-checks: true deletes the children of a parent row by cascade"),
+                    "leave safe mode off: with foreign-key-checks, tables linked by foreign keys are applied exactly once without it",
                 );
             }
             if let Some((field, e)) = bad_load_limit(&sy.max_load, &sy.max_target_load) {

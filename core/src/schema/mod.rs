@@ -6,6 +6,7 @@
 //! `binlog_row_metadata=FULL`) or JSON (MariaDB logs JSON as a BLOB).
 
 mod ddl;
+pub mod foreign_keys;
 pub mod retarget;
 mod statement;
 mod tracker;

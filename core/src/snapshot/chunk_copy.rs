@@ -24,6 +24,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -403,6 +404,9 @@ pub struct ChunkCopier {
     pub row_condition: Option<String>,
     /// Each snapshot is bracketed by the position read before it (`Consistency::bracketed`).
     pub bracketed: bool,
+    /// The snapshot every chunk is read in, when one is held across chunks
+    /// (`copy_in_one_snapshot`).
+    held: Option<Position>,
 }
 
 impl ChunkCopier {
@@ -421,7 +425,48 @@ impl ChunkCopier {
             lock,
             row_condition: None,
             bracketed: false,
+            held: None,
         })
+    }
+
+    /// Copies `chunks` (of any tables) in one snapshot at one exact position, which every
+    /// chunk is recorded done at: tables that must agree with each other (linked by foreign
+    /// keys) are read as of one moment. The tables are opened first, so their definitions
+    /// cannot change until the last chunk is read.
+    pub async fn copy_in_one_snapshot(
+        &mut self,
+        chunks: &mut [(ChunkRecord, Arc<CopyPlan>)],
+    ) -> Result<Vec<Copied>> {
+        let src_addr = self.ctx.source.from.addr();
+        let se = |e| Error::db(DbRole::Source, &src_addr, e);
+        let (at, gtid) =
+            begin_snapshot(&mut self.src, self.ctx.flavor, &self.ctx.source, false).await?;
+        let gtid = gtid
+            .map(|g| GtidSet::parse(self.ctx.flavor, &g).map_err(Error::Invalid))
+            .transpose()?;
+        self.held = Some(Position { binlog: at, gtid });
+        let copied = async {
+            let tables: BTreeSet<&TableName> = chunks.iter().map(|(c, _)| &c.table).collect();
+            for t in tables {
+                match self
+                    .src
+                    .query_drop(format!("SELECT 1 FROM {} LIMIT 0", t.quoted()))
+                    .await
+                {
+                    Err(mysql_async::Error::Server(e)) if e.code == errno::NO_SUCH_TABLE => {}
+                    r => r.map_err(se)?,
+                }
+            }
+            let mut out = Vec::with_capacity(chunks.len());
+            for (chunk, plan) in chunks.iter_mut() {
+                out.push(self.copy(chunk, plan).await?);
+            }
+            Ok(out)
+        }
+        .await;
+        self.held = None;
+        let _ = self.src.query_drop("ROLLBACK").await;
+        copied
     }
 
     /// Copies `chunk` of a table planned as `plan`; on success the chunk is recorded done with
@@ -521,7 +566,9 @@ impl ChunkCopier {
     /// Ends the chunk's snapshot; after a failure, rolls the target back (or reconnects when
     /// its session went down with the writer) and takes back the progress it counted.
     async fn end_chunk(&mut self, failed: bool, table: &str) -> Result<()> {
-        let _ = self.src.query_drop("ROLLBACK").await;
+        if self.held.is_none() {
+            let _ = self.src.query_drop("ROLLBACK").await;
+        }
         if failed {
             match self.tgt.as_mut() {
                 Some(t) => {
@@ -605,13 +652,18 @@ impl ChunkCopier {
     async fn open_snapshot(&mut self, name: &TableName, columns: &[String]) -> Result<Opened> {
         let src_addr = self.ctx.source.from.addr();
         let se = |e| Error::db(DbRole::Source, &src_addr, e);
-        let (at, gtid) = begin_snapshot(
-            &mut self.src,
-            self.ctx.flavor,
-            &self.ctx.source,
-            self.bracketed,
-        )
-        .await?;
+        let (at, gtid) = match &self.held {
+            Some(p) => (p.binlog.clone(), None),
+            None => {
+                begin_snapshot(
+                    &mut self.src,
+                    self.ctx.flavor,
+                    &self.ctx.source,
+                    self.bracketed,
+                )
+                .await?
+            }
+        };
         // Opening the table takes its metadata lock for the rest of the transaction: from here
         // on its definition cannot change under us.
         match self
@@ -639,9 +691,12 @@ impl ChunkCopier {
         // MySQL's GTID set came with the position, under the global read lock. MariaDB's
         // would scan the binlog file up to the position (BINLOG_GTID_POS), for every chunk:
         // only the incremental phase's start needs it, and gets it then.
-        let gtid = gtid
-            .map(|g| GtidSet::parse(self.ctx.flavor, &g).map_err(Error::Invalid))
-            .transpose()?;
+        let gtid = match &self.held {
+            Some(p) => p.gtid.clone(),
+            None => gtid
+                .map(|g| GtidSet::parse(self.ctx.flavor, &g).map_err(Error::Invalid))
+                .transpose()?,
+        };
         Ok(Opened::Table(Box::new((
             table,
             Position { binlog: at, gtid },

@@ -27,6 +27,7 @@ use crate::db::quote_ident;
 use crate::error::{errno, DbRole, Error, Result};
 use crate::position::{BinlogPos, Position};
 use crate::rules::{Routed, SchemaRoute};
+use crate::schema::foreign_keys::{self, Groups};
 use crate::schema::{list_schemas, list_tables, load_table};
 use crate::status::TableProgress;
 use crate::table::{Table, TableName};
@@ -133,7 +134,12 @@ impl FullPhase {
             .collect();
         crate::session_lock::end_holders(&mut tgt, &tgt_addr, &earlier).await?;
         self.create_schemas(&mut src, &mut tgt).await?;
+        let linked;
         loop {
+            let listed = list_tables(&mut src, &self.ctx.filter)
+                .await
+                .map_err(self.src_err())?;
+            let groups = self.linked_groups(&mut src, &mut tgt, &listed).await?;
             let loaded: BTreeSet<TableName> = self
                 .ctx
                 .meta
@@ -142,9 +148,6 @@ impl FullPhase {
                 .into_iter()
                 .map(|(t, _, _)| t.name)
                 .collect();
-            let listed = list_tables(&mut src, &self.ctx.filter)
-                .await
-                .map_err(self.src_err())?;
             self.ctx
                 .progress
                 .tables_total
@@ -156,11 +159,19 @@ impl FullPhase {
             let todo: Vec<TableName> = listed.into_iter().filter(|t| !loaded.contains(t)).collect();
             // Tables created while we copy show up in the next listing.
             if todo.is_empty() {
+                linked = groups;
                 break;
             }
+            let mut changed = BTreeSet::new();
+            for group in groups.groups() {
+                if group.iter().any(|t| todo.contains(t)) {
+                    changed.extend(self.copy_linked(&mut src, &mut tgt, &group).await?);
+                }
+            }
+            let todo: Vec<TableName> = todo.into_iter().filter(|t| !groups.linked(t)).collect();
             let queue = self.queue_chunks(&mut src, &mut tgt, &todo).await?;
             crate::failpoint::pause("after-tables-planned").await;
-            let changed = self.copy_chunks(queue).await?;
+            changed.extend(self.copy_chunks(queue).await?);
             for name in changed {
                 tracing::info!(table = %name, "columns changed during the copy; copying the table again");
                 self.ctx
@@ -183,7 +194,8 @@ impl FullPhase {
                 &self.ctx.source.from.addr(),
             )
             .await?;
-            for (_, _, high) in &mut tables {
+            // Linked tables were read at one exact position (`copy_linked`).
+            for (_, _, high) in tables.iter_mut().filter(|(t, ..)| !linked.linked(&t.name)) {
                 *high = high.clone().max(end.binlog.clone());
             }
         }
@@ -211,7 +223,10 @@ impl FullPhase {
                 .map_err(self.src_err())?;
             let (planned, plan) = match chunks.remove(name) {
                 Some(plan) => (self.resume_plan(src, tgt, name).await?, plan),
-                None => match self.plan_table(src, tgt, name, estimate).await? {
+                None => match self
+                    .plan_table(src, tgt, name, estimate, self.dumper.defer_indexes)
+                    .await?
+                {
                     Some(p) => p,
                     None => continue, // dropped meanwhile
                 },
@@ -234,6 +249,7 @@ impl FullPhase {
         tgt: &mut Conn,
         name: &TableName,
         estimate: u64,
+        defer_indexes: bool,
     ) -> Result<Option<(CopyPlan, Vec<ChunkRecord>)>> {
         let se = self.src_err();
         let Some((create, table)) = self.read_definition(src, name).await? else {
@@ -246,7 +262,10 @@ impl FullPhase {
         let routed = self.ctx.router.route_checked(name)?;
         match &routed {
             Some(r) => self.create_routed(tgt, &table, &create, r).await?,
-            None => self.create_table(src, tgt, name, create).await?,
+            None => {
+                self.create_table(src, tgt, name, create, defer_indexes)
+                    .await?
+            }
         }
         let te = self.tgt_err();
         let plan: Vec<ChunkRecord> = bounds
@@ -324,6 +343,7 @@ impl FullPhase {
         tgt: &mut Conn,
         name: &TableName,
         create: String,
+        defer_indexes: bool,
     ) -> Result<()> {
         let te = self.tgt_err();
         if self.ctx.router.route_schema(&name.schema) == SchemaRoute::Away {
@@ -336,7 +356,7 @@ impl FullPhase {
         tgt.query_drop(format!("DROP TABLE IF EXISTS {}", name.quoted()))
             .await
             .map_err(&te)?;
-        let create = if self.dumper.defer_indexes {
+        let create = if defer_indexes {
             indexes::without_secondary_indexes(&create).0
         } else {
             create
@@ -599,6 +619,112 @@ impl FullPhase {
             c.finish_table(name, None, defer).await?;
         }
         Ok(())
+    }
+
+    /// The groups of tables linked by foreign keys among `listed` (none without
+    /// `foreign-key-checks`). A group copied in parts (a crash between its tables, or a table
+    /// that joined it later) has its records forgotten: it is copied again, whole.
+    async fn linked_groups(
+        &self,
+        src: &mut Conn,
+        tgt: &mut Conn,
+        listed: &[TableName],
+    ) -> Result<Groups> {
+        if !self.ctx.foreign_keys {
+            return Ok(Groups::default());
+        }
+        let tables: BTreeSet<TableName> = listed.iter().cloned().collect();
+        let schemas: BTreeSet<String> = tables.iter().map(|t| t.schema.clone()).collect();
+        let fks = foreign_keys::list(src, Some(&schemas))
+            .await
+            .map_err(self.src_err())?;
+        let groups = Groups::of(&tables, &fks).map_err(|m| Error::Schema {
+            table: self.ctx.source.source_id.clone(),
+            position: "full phase".into(),
+            message: format!("{m}; add the table to the task, or leave foreign-key-checks off"),
+        })?;
+        let tgt_addr = self.ctx.target.addr();
+        let source_id = &self.ctx.source.source_id;
+        let loaded: BTreeMap<TableName, BinlogPos> = self
+            .ctx
+            .meta
+            .loaded_tables(tgt, &tgt_addr, source_id)
+            .await?
+            .into_iter()
+            .map(|(t, low, _)| (t.name, low.binlog))
+            .collect();
+        for group in groups.groups() {
+            if let Some(t) = group.iter().find(|t| self.ctx.router.route(t).is_some()) {
+                return Err(Error::Schema {
+                    table: t.to_string(),
+                    position: "full phase".into(),
+                    message: "a table linked by foreign keys is routed to another table: its foreign keys would name the source's tables".into(),
+                });
+            }
+            let at: BTreeSet<Option<&BinlogPos>> = group.iter().map(|t| loaded.get(t)).collect();
+            if at.len() > 1 {
+                tracing::info!(tables = ?group, "tables linked by foreign keys were copied at different positions; copying them again in one snapshot");
+                for t in &group {
+                    self.ctx
+                        .meta
+                        .forget_table(tgt, &tgt_addr, source_id, t)
+                        .await?;
+                }
+            }
+        }
+        Ok(groups)
+    }
+
+    /// Copies a group of linked tables in one snapshot on one copier, so that they agree with
+    /// each other at one exact position; returns the tables whose columns changed meanwhile
+    /// (then the group is copied again). A crash in between leaves it in parts, which
+    /// `linked_groups` forgets.
+    async fn copy_linked(
+        &self,
+        src: &mut Conn,
+        tgt: &mut Conn,
+        group: &BTreeSet<TableName>,
+    ) -> Result<BTreeSet<TableName>> {
+        let tgt_addr = self.ctx.target.addr();
+        let mut planned = Vec::new();
+        for name in group {
+            self.ctx
+                .meta
+                .forget_table(tgt, &tgt_addr, &self.ctx.source.source_id, name)
+                .await?;
+            let estimate = chunk::estimated_rows(src, name)
+                .await
+                .map_err(self.src_err())?;
+            // Their indexes stay: a foreign key needs one, and InnoDB makes its own without.
+            if let Some((plan, chunks)) = self.plan_table(src, tgt, name, estimate, false).await? {
+                self.show_table(name, &chunks, estimate);
+                let plan = Arc::new(plan);
+                planned.extend(chunks.into_iter().map(|c| (c, plan.clone())));
+            }
+        }
+        let mut copier = self.copier(0).await?;
+        copier.bracketed = false;
+        let copied = copier.copy_in_one_snapshot(&mut planned).await?;
+        let mut changed = BTreeSet::new();
+        let mut models = BTreeMap::new();
+        for ((chunk, _), c) in planned.iter().zip(copied) {
+            match c {
+                Copied::Done(t) => {
+                    self.ctx.progress.chunk_done(&chunk.table.to_string());
+                    models.insert(chunk.table.clone(), t);
+                }
+                Copied::Changed => {
+                    changed.extend(group.iter().cloned());
+                }
+                Copied::Gone => {}
+            }
+        }
+        if changed.is_empty() {
+            for (name, table) in models {
+                copier.finish_table(&name, Some(table), false).await?;
+            }
+        }
+        Ok(changed)
     }
 
     async fn copier(&self, slot: usize) -> Result<ChunkCopier> {

@@ -63,6 +63,11 @@ pub struct ApplyWorker {
     pub precise_until: Option<BinlogPos>,
     /// The target's max_allowed_packet: the largest transaction text it takes.
     pub packet: usize,
+    /// The worker of linked tables (`linked.rs`): foreign key checks on, no compaction, and
+    /// the place after its last change recorded instead of a high water.
+    linked: bool,
+    /// The place after the last change in the open batch (linked worker).
+    place: Option<super::linked::Place>,
 }
 
 /// Room a transaction's text needs besides its rows (START, high water, COMMIT, a long
@@ -101,9 +106,14 @@ fn too_big(c: &Change, end: &BinlogPos, bytes: usize, packet: usize) -> Error {
 
 /// Prepares a target session for applying: READ COMMITTED takes no gap locks, so workers
 /// writing different rows never wait for each other. A target that logs statements needs
-/// REPEATABLE READ, and keeps it.
-pub async fn prepare_session(conn: &mut Conn, addr: &str) -> Result<()> {
+/// REPEATABLE READ, and keeps it. The linked worker's session checks foreign keys.
+pub async fn prepare_session(conn: &mut Conn, addr: &str, linked: bool) -> Result<()> {
     let te = |e| Error::db(DbRole::Target, addr, e);
+    if linked {
+        conn.query_drop("SET SESSION foreign_key_checks = 1")
+            .await
+            .map_err(te)?;
+    }
     let (log_bin, format): (Option<i64>, Option<String>) = conn
         .query_first("SELECT @@log_bin, @@binlog_format")
         .await
@@ -127,13 +137,16 @@ impl ApplyWorker {
         compact: bool,
         lock: String,
     ) -> Self {
+        let linked = id == crate::session_lock::LINKED_WORKER;
         ApplyWorker {
             id,
             ctx,
             conn,
             batch_rows,
             batch_bytes,
-            compact,
+            compact: compact && !linked,
+            linked,
+            place: None,
             batch: Batch::default(),
             first: None,
             high_water: None,
@@ -186,6 +199,9 @@ impl ApplyWorker {
                         if !self.batch.is_empty() && self.batch.bytes + len > self.batch_bytes {
                             self.commit().await?;
                         }
+                        if let Some(p) = &c.place {
+                            self.place = Some(p.next());
+                        }
                         self.batch.push(c, self.compact);
                         if self.first.is_none() {
                             self.first = Some(end.clone());
@@ -225,15 +241,19 @@ impl ApplyWorker {
             stmts.join_into(&mut text);
             text.push_str(";\n");
         }
-        let recorded = match &self.floor {
-            Some(f) if *f > high_water => f,
-            _ => &high_water,
+        let place = self.place.take();
+        let (recorded, place_index) = match (&place, &self.floor) {
+            // Exact: the linked worker never replays (so never needs a floor).
+            (Some(p), _) => (&p.pos, p.index),
+            (None, Some(f)) if *f > high_water => (f, 0),
+            _ => (&high_water, 0),
         };
         text.push_str(&self.ctx.meta.high_water_sql(
             &self.ctx.source.source_id,
             self.id,
             self.seq,
             recorded,
+            place_index,
         ));
         text.push_str(";\nCOMMIT");
         let mut backoff = Duration::from_millis(100);
@@ -284,7 +304,7 @@ impl ApplyWorker {
                 self.ctx.fence.check()?;
                 self.conn = crate::db::connect(&self.ctx.target, DbRole::Target).await?;
                 self.reclaim_lock(&addr).await?;
-                prepare_session(&mut self.conn, &addr).await?;
+                prepare_session(&mut self.conn, &addr, self.linked).await?;
                 self.conn
                     .exec_first(sql.as_str(), (&self.ctx.source.source_id, self.id))
                     .await

@@ -20,6 +20,8 @@ pub struct Change {
     pub after: Option<Vec<Datum>>,
     /// Apply idempotently (the target may have it already).
     pub safe: bool,
+    /// Of a linked table's change: where it is (`linked.rs`).
+    pub place: Option<super::linked::Place>,
 }
 
 impl Change {
@@ -165,6 +167,7 @@ impl Batch {
             before,
             after,
             safe,
+            ..
         } = c;
         match (op, before, after) {
             (RowOp::Insert, _, Some(a)) => self.merge(&plan, Op::Insert, a, safe),
@@ -263,6 +266,7 @@ mod tests {
             before: b,
             after: a,
             safe: false,
+            place: None,
         }
     }
 

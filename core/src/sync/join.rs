@@ -144,6 +144,9 @@ impl Incremental {
                 self.ctx.task
             )));
         };
+        if self.ctx.foreign_keys {
+            self.refuse_linked(&cp.joining).await?;
+        }
         let (tx, rx) = mpsc::channel(1);
         let lane = LaneRun {
             main: self.ctx.clone(),
@@ -170,6 +173,32 @@ impl Incremental {
             r
         }));
         Ok(Some(Lane { requests: rx, task }))
+    }
+}
+
+impl Incremental {
+    /// With `foreign-key-checks`, a table linked by foreign keys cannot join: its copy would be
+    /// read at other moments than the tables it is linked to, which the exact apply of linked
+    /// tables needs to agree (`linked.rs`).
+    async fn refuse_linked(&self, joining: &BTreeSet<TableName>) -> Result<()> {
+        let mut src = crate::db::connect(&self.ctx.source.from, DbRole::Source).await?;
+        let fks = crate::schema::foreign_keys::list(&mut src, None)
+            .await
+            .map_err(|e| Error::db(DbRole::Source, &self.ctx.source.from.addr(), e))?;
+        let filter = &self.ctx.filter;
+        let linked = fks.iter().find(|fk| {
+            let allowed = |t: &TableName| filter.allows_table(&t.schema, &t.table);
+            (joining.contains(&fk.child) && allowed(&fk.parent))
+                || (joining.contains(&fk.parent) && allowed(&fk.child))
+        });
+        match linked {
+            Some(fk) => Err(Error::Invalid(format!(
+                "tables {} cannot join task `{}` while it runs: foreign key {fk} links them to other tables, which foreign-key-checks copies in one snapshot; stop-task, then start-task copies them together (or remove the table from the task again)",
+                names(joining),
+                self.ctx.task
+            ))),
+            None => Ok(()),
+        }
     }
 }
 

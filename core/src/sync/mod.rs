@@ -16,6 +16,7 @@ mod batch;
 mod causality;
 mod ddl;
 pub mod join;
+mod linked;
 mod online_ddl;
 mod operator;
 mod shard;
@@ -124,6 +125,9 @@ struct Dispatcher<'a> {
     lane: Option<join::Lane>,
     /// Lane: where main waits for the handoff, and where to send it.
     handoff: Option<(BinlogPos, oneshot::Sender<join::Joined>)>,
+    /// Tables linked by foreign keys and where their changes are (`linked.rs`); their worker
+    /// is the last of `workers`.
+    linked: linked::Linked,
 }
 
 impl Incremental {
@@ -161,14 +165,19 @@ impl Incremental {
         session_lock::end_holders(&mut conn, &addr, &[ddl_lock]).await?;
 
         // Workers take their locks first: a worker of an earlier run that is still
-        // committing finishes before the high waters are read.
+        // committing finishes before the high waters are read. Changes of tables linked by
+        // foreign keys go to one more (`linked.rs`).
         let n = self.syncer.worker_count.max(1);
-        let mut apply_workers = Vec::with_capacity(n);
-        for id in 0..n {
+        let ids: Vec<usize> = (0..n)
+            .chain(self.ctx.foreign_keys.then_some(session_lock::LINKED_WORKER))
+            .collect();
+        let mut apply_workers = Vec::with_capacity(ids.len());
+        for id in ids {
             let mut wconn = crate::db::connect(&self.ctx.target, DbRole::Target).await?;
             let lock = session_lock::lock_name(&self.ctx.meta, &self.ctx.source.source_id, id);
             session_lock::take_lock(&mut wconn, &addr, &lock).await?;
-            apply::prepare_session(&mut wconn, &addr).await?;
+            let linked = id == session_lock::LINKED_WORKER;
+            apply::prepare_session(&mut wconn, &addr, linked).await?;
             let worker = ApplyWorker::new(
                 id,
                 self.ctx.clone(),
@@ -187,8 +196,10 @@ impl Incremental {
             .await?;
         let stale: Vec<usize> = high_waters
             .iter()
-            .map(|(id, _, _)| *id)
-            .filter(|id| *id >= n && *id != session_lock::DISPATCHER)
+            .map(|h| h.worker)
+            .filter(|id| {
+                *id >= n && *id != session_lock::DISPATCHER && *id != session_lock::LINKED_WORKER
+            })
             .collect();
         for id in &stale {
             // A worker of an earlier run with more workers: wait for its session too.
@@ -204,7 +215,14 @@ impl Incremental {
                 .high_waters(&mut conn, &addr, &self.ctx.source.source_id)
                 .await?;
         }
-        let max = high_waters.into_iter().map(|(_, _, p)| p).max();
+        let linked_applied = high_waters
+            .iter()
+            .find(|h| h.worker == session_lock::LINKED_WORKER)
+            .map(|h| linked::Place {
+                pos: h.at.clone(),
+                index: h.place_index,
+            });
+        let max = high_waters.into_iter().map(|h| h.at).max();
         if let Some(max) = &max {
             if *max > cp.position.binlog && cp.safe_mode_exit.as_ref().is_none_or(|e| max > e) {
                 tracing::info!(task = %self.ctx.task, source = %self.ctx.source.source_id, checkpoint = %cp.position, until = %max,
@@ -215,7 +233,7 @@ impl Incremental {
         let mut workers = Vec::with_capacity(n);
         let mut handles = Vec::with_capacity(n);
         for mut worker in apply_workers {
-            worker.floor = max.clone();
+            worker.floor = max.clone().filter(|_| worker.id != session_lock::LINKED_WORKER);
             worker.packet = packet.map_or(usize::MAX, |p| p as usize);
             worker.precise_until = self.precise_until.clone();
             let (tx, rx) = mpsc::channel(WORKER_QUEUE);
@@ -249,7 +267,8 @@ impl Incremental {
             schema_dirty: false,
             plans: HashMap::new(),
             causality: Causality::new(n),
-            pending: (0..n).map(|_| Vec::new()).collect(),
+            pending: (0..workers.len()).map(|_| Vec::new()).collect(),
+            linked: linked::Linked::new(linked_applied),
             workers,
             handles,
             keys: Vec::new(),
@@ -505,6 +524,10 @@ impl Dispatcher<'_> {
         for (i, ev) in events.into_iter().enumerate() {
             match ev.kind {
                 EventKind::Rows { table, op, rows } => {
+                    let event_end = BinlogPos {
+                        name: end.binlog.name.clone(),
+                        pos: ev.pos,
+                    };
                     if self.in_snapshot(&table, &end.binlog)
                         || self.shard_blocked(&table, &end.binlog)
                         || !self.event_kept(
@@ -517,7 +540,7 @@ impl Dispatcher<'_> {
                     {
                         continue;
                     }
-                    self.dispatch_rows(&table, op, rows, &end.binlog, safe)
+                    self.dispatch_rows(&table, op, rows, &end.binlog, event_end, safe)
                         .await?;
                 }
                 EventKind::Query {
@@ -581,6 +604,7 @@ impl Dispatcher<'_> {
         op: crate::table::RowOp,
         rows: Vec<(Option<RowImage>, Option<RowImage>)>,
         end: &BinlogPos,
+        event_end: BinlogPos,
         safe: bool,
     ) -> Result<()> {
         let plan = self.plan(table, end).await?;
@@ -600,6 +624,23 @@ impl Dispatcher<'_> {
             .rows
             .run(&plan.table, decoded, RowOrigin::Binlog(end))?;
         self.inc.ctx.progress.throttle.take(kept.len() as u64).await;
+        if plan.linked {
+            let worker = self.workers.len() - 1;
+            for HookRow { before, after, .. } in kept {
+                let (place, applied) = self.linked.place(event_end.clone());
+                if !applied {
+                    self.pending[worker].push(Change {
+                        plan: plan.clone(),
+                        op,
+                        before,
+                        after,
+                        safe: false,
+                        place: Some(place),
+                    });
+                }
+            }
+            return Ok(());
+        }
         for HookRow { before, after, .. } in kept {
             change_keys(&plan, before.as_deref(), after.as_deref(), &mut self.keys);
             let worker = match self.causality.route(&self.keys) {
@@ -617,6 +658,7 @@ impl Dispatcher<'_> {
                 before,
                 after,
                 safe,
+                place: None,
             });
         }
         Ok(())
@@ -740,6 +782,11 @@ impl Dispatcher<'_> {
         if let Some(p) = self.plans.get(name) {
             return Ok(p.clone());
         }
+        if self.plans.is_empty() {
+            // No plan since the last schema change: foreign keys may have changed too.
+            self.linked.forget_groups();
+        }
+        let linked = self.is_linked(name, at).await?;
         let table = match self.cp.tracker.get(name) {
             Some(t) => t.clone(),
             None => {
@@ -762,7 +809,9 @@ impl Dispatcher<'_> {
                 t
             }
         };
-        let plan = Arc::new(TablePlan::new(table, self.inc.ctx.router.route(name)));
+        let mut plan = TablePlan::new(table, self.inc.ctx.router.route(name));
+        plan.linked = linked;
+        let plan = Arc::new(plan);
         self.plans.insert(name.clone(), plan.clone());
         Ok(plan)
     }

@@ -142,6 +142,7 @@ impl Dispatcher<'_> {
             DISPATCHER,
             done_after as u64,
             &end.binlog,
+            0,
         ));
         text.push_str(";\nCOMMIT");
         self.inc.ctx.fence.check()?;

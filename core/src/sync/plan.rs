@@ -34,6 +34,8 @@ pub struct TablePlan {
     /// Hash of the target table and the extra values, the seed of its causality keys:
     /// shards merged into one table conflict only with the same extract values.
     pub name_hash: u64,
+    /// Linked to other tables by foreign keys: applied by the linked worker (`linked.rs`).
+    pub linked: bool,
 }
 
 fn is_collated_text(data_type: &str) -> bool {
@@ -115,6 +117,7 @@ impl TablePlan {
             compactable,
             name_hash: h.finish(),
             table,
+            linked: false,
         }
     }
 }

@@ -428,8 +428,13 @@ impl Dispatcher<'_> {
                     {
                         continue;
                     }
-                    // Safe mode: a restart may apply them a second time.
-                    self.dispatch_rows(&table, op, rows, &txn.end.binlog, true)
+                    // Safe mode: a restart may apply them a second time. (No table is
+                    // linked in shard mode: the task file refuses foreign-key-checks.)
+                    let event_end = BinlogPos {
+                        name: txn.end.binlog.name.clone(),
+                        pos: ev.pos,
+                    };
+                    self.dispatch_rows(&table, op, rows, &txn.end.binlog, event_end, true)
                         .await?;
                 }
                 self.send_pending(&txn.end.binlog).await?;

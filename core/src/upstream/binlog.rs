@@ -59,6 +59,9 @@ pub enum EventKind {
 #[derive(Debug)]
 pub struct BinlogEvent {
     pub kind: EventKind,
+    /// Where the event ends in the transaction's binlog file (of a compressed transaction's
+    /// events: where the payload ends).
+    pub pos: u64,
 }
 
 /// A whole transaction (or a fragment of a big one) ready to apply.
@@ -533,6 +536,7 @@ impl BinlogReader {
                             what: what.to_string(),
                             message: message.to_string(),
                         },
+                        pos: log_pos,
                     });
                     return Ok((!self.in_txn).then(|| self.finish(log_pos)));
                 }
@@ -604,6 +608,7 @@ impl BinlogReader {
                         sql: sql.into_owned(),
                         context: Box::new(context),
                     },
+                    pos: log_pos,
                 });
                 if self.in_txn {
                     Ok(None)
@@ -680,6 +685,7 @@ impl BinlogReader {
                 self.bytes_in_txn += h.event_size() as usize;
                 self.current.events.push(BinlogEvent {
                     kind: EventKind::Rows { table, op, rows },
+                    pos: log_pos,
                 });
                 if self.rows_in_txn >= FRAGMENT_ROWS || self.bytes_in_txn >= FRAGMENT_BYTES {
                     self.rows_in_txn = 0;

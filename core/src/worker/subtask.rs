@@ -171,6 +171,7 @@ impl Subtask {
             filter: filter.clone(),
             router,
             rows: RowRules::new(task.expression_filters_of(source_id), plugins),
+            foreign_keys: task.foreign_key_checks,
         });
         if task.task_mode == TaskMode::Dump {
             // Nothing reaches the target: the snapshot becomes files.
