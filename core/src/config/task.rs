@@ -959,7 +959,11 @@ impl TaskConfig {
                 );
             }
             if cfg.foreign_key_checks && (sy.safe_mode || sy.safe_mode_for().is_some()) {
-                let field = if sy.safe_mode { "safe-mode" } else { "safe-mode-duration" };
+                let field = if sy.safe_mode {
+                    "safe-mode"
+                } else {
+                    "safe-mode-duration"
+                };
                 return fail(
                     field,
                     format!("syncers.{name}.{field}: safe mode writes changes as REPLACE, which with foreign-key-checks: true deletes the children of a parent row by cascade"),

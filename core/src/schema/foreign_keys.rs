@@ -142,17 +142,23 @@ mod tests {
     }
 
     fn set(names: &[&str]) -> BTreeSet<TableName> {
-        names.iter().map(|n| TableName::new("d", n)).collect()
+        names.iter().map(|n| TableName::new("d", *n)).collect()
     }
 
     #[test]
     fn groups_follow_chains_and_refuse_parents_out_of_scope() {
         let fks = [fk("c", "b"), fk("b", "a"), fk("y", "x"), fk("z", "c")];
         let g = Groups::of(&set(&["a", "b", "c", "x", "y", "z", "lone"]), &fks).unwrap();
-        assert_eq!(g.groups(), vec![set(&["a", "b", "c", "z"]), set(&["x", "y"])]);
+        assert_eq!(
+            g.groups(),
+            vec![set(&["a", "b", "c", "z"]), set(&["x", "y"])]
+        );
         assert!(!g.linked(&TableName::new("d", "lone")));
         let err = Groups::of(&set(&["c", "b"]), &fks).unwrap_err();
-        assert!(err.contains("d.b -> d.a") || err.contains("`d`.`b`"), "{err}");
+        assert!(
+            err.contains("d.b -> d.a") || err.contains("`d`.`b`"),
+            "{err}"
+        );
         // A table outside the task referencing one inside is not the task's.
         let g = Groups::of(&set(&["a"]), &fks).unwrap();
         assert!(g.groups().is_empty());

@@ -100,9 +100,7 @@ impl Dispatcher<'_> {
             let groups = Groups::of(&scope, &fks).map_err(|m| Error::Schema {
                 table: table.to_string(),
                 position: at.to_string(),
-                message: format!(
-                    "{m}; add the table to the task, or leave foreign-key-checks off"
-                ),
+                message: format!("{m}; add the table to the task, or leave foreign-key-checks off"),
             })?;
             self.linked.groups = Some(groups);
         }
@@ -135,10 +133,46 @@ mod tests {
             pos: at(200),
             index: 2,
         }));
-        assert_eq!(l.place(at(100)), (Place { pos: at(100), index: 0 }, true));
+        assert_eq!(
+            l.place(at(100)),
+            (
+                Place {
+                    pos: at(100),
+                    index: 0
+                },
+                true
+            )
+        );
         assert_eq!(l.place(at(200)).1, true);
-        assert_eq!(l.place(at(200)), (Place { pos: at(200), index: 1 }, true));
-        assert_eq!(l.place(at(200)), (Place { pos: at(200), index: 2 }, false));
-        assert_eq!(l.place(at(300)), (Place { pos: at(300), index: 0 }, false));
+        assert_eq!(
+            l.place(at(200)),
+            (
+                Place {
+                    pos: at(200),
+                    index: 1
+                },
+                true
+            )
+        );
+        assert_eq!(
+            l.place(at(200)),
+            (
+                Place {
+                    pos: at(200),
+                    index: 2
+                },
+                false
+            )
+        );
+        assert_eq!(
+            l.place(at(300)),
+            (
+                Place {
+                    pos: at(300),
+                    index: 0
+                },
+                false
+            )
+        );
     }
 }

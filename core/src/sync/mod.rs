@@ -233,7 +233,9 @@ impl Incremental {
         let mut workers = Vec::with_capacity(n);
         let mut handles = Vec::with_capacity(n);
         for mut worker in apply_workers {
-            worker.floor = max.clone().filter(|_| worker.id != session_lock::LINKED_WORKER);
+            worker.floor = max
+                .clone()
+                .filter(|_| worker.id != session_lock::LINKED_WORKER);
             worker.packet = packet.map_or(usize::MAX, |p| p as usize);
             worker.precise_until = self.precise_until.clone();
             let (tx, rx) = mpsc::channel(WORKER_QUEUE);
