@@ -176,4 +176,17 @@ async fn linked_tables_are_refused_where_they_cannot_be_kept_exact() {
         !ok && out.contains("safe-mode") && out.contains("cascade"),
         "{out}"
     );
+
+    // Linked tables added to a running task: they would be copied apart from each other.
+    let only_other = only_orders.replace("tbl-name: orders", "tbl-name: other");
+    let tf = dm.file("other.yaml", &only_other);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "fk", &src).await;
+    let tf = dm.file("all.yaml", &task(&dst, "rows: 1000"));
+    dm.ctl_ok(&["update-task", tf.to_str().unwrap()]);
+    let err = wait_paused(&dm, "fk").await.to_string();
+    assert!(
+        err.contains("cannot join the running task") && err.contains("start-task --remove-meta"),
+        "{err}"
+    );
 }

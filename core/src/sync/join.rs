@@ -144,9 +144,6 @@ impl Incremental {
                 self.ctx.task
             )));
         };
-        if self.ctx.foreign_keys {
-            self.refuse_linked(&cp.joining).await?;
-        }
         let (tx, rx) = mpsc::channel(1);
         let lane = LaneRun {
             main: self.ctx.clone(),
@@ -176,29 +173,29 @@ impl Incremental {
     }
 }
 
-impl Incremental {
-    /// With `foreign-key-checks`, a table linked by foreign keys cannot join: its copy would be
-    /// read at other moments than the tables it is linked to, which the exact apply of linked
-    /// tables needs to agree (`linked.rs`).
-    async fn refuse_linked(&self, joining: &BTreeSet<TableName>) -> Result<()> {
-        let mut src = crate::db::connect(&self.ctx.source.from, DbRole::Source).await?;
-        let fks = crate::schema::foreign_keys::list(&mut src, None)
-            .await
-            .map_err(|e| Error::db(DbRole::Source, &self.ctx.source.from.addr(), e))?;
-        let filter = &self.ctx.filter;
-        let linked = fks.iter().find(|fk| {
-            let allowed = |t: &TableName| filter.allows_table(&t.schema, &t.table);
-            (joining.contains(&fk.child) && allowed(&fk.parent))
-                || (joining.contains(&fk.parent) && allowed(&fk.child))
-        });
-        match linked {
-            Some(fk) => Err(Error::Invalid(format!(
-                "tables {} cannot join task `{}` while it runs: foreign key {fk} links them to other tables, which foreign-key-checks copies in one snapshot; stop-task, then start-task copies them together (or remove the table from the task again)",
-                names(joining),
-                self.ctx.task
-            ))),
-            None => Ok(()),
-        }
+/// With `foreign-key-checks`, a table linked by foreign keys cannot join a running task: its
+/// copy would be read at other moments than the tables it is linked to, and the exact apply
+/// of linked tables needs them to agree (`linked.rs`).
+pub async fn refuse_linked(
+    src: &mut mysql_async::Conn,
+    source: &crate::config::SourceConfig,
+    filter: &crate::rules::TableFilter,
+    adding: &BTreeSet<TableName>,
+) -> Result<()> {
+    let fks = crate::schema::foreign_keys::list(src, None)
+        .await
+        .map_err(|e| Error::db(DbRole::Source, &source.from.addr(), e))?;
+    let allowed = |t: &TableName| filter.allows_table(&t.schema, &t.table);
+    let linked = fks.iter().find(|fk| {
+        (adding.contains(&fk.child) && allowed(&fk.parent))
+            || (adding.contains(&fk.parent) && allowed(&fk.child))
+    });
+    match linked {
+        Some(fk) => Err(Error::Invalid(format!(
+            "tables {} cannot join the running task: foreign key {fk} links them to other tables, which foreign-key-checks copies together in one snapshot; take them out of the task again (update-task), or copy the whole task again (stop-task, start-task --remove-meta)",
+            names(adding)
+        ))),
+        None => Ok(()),
     }
 }
 

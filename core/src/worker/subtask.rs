@@ -346,18 +346,30 @@ impl Subtask {
     ) -> Result<()> {
         let taken = cp.resync_done;
         let orders: Vec<_> = self.resync.iter().filter(|o| o.id > taken).collect();
+        let mut adding = BTreeSet::new();
         for order in &orders {
             tracing::info!(task = %self.task.name, source = %self.source.source_id, order = order.id, "resync: tables copied again");
-            cp.joining.extend(order.tables.iter().cloned());
+            adding.extend(order.tables.iter().cloned());
             cp.resync_done = order.id;
         }
-        let new = match self.task.task_mode.has_full() {
-            true => self.new_tables(cp, src, filter).await?,
-            false => BTreeSet::new(),
-        };
-        let changed = !orders.is_empty() || !new.is_empty();
-        cp.joining.extend(new);
+        if self.task.task_mode.has_full() {
+            adding.extend(self.new_tables(cp, src, filter).await?);
+        }
+        let changed = !orders.is_empty() || !adding.is_empty();
         let addr = self.task.target_database.addr();
+        if !adding.is_empty() && self.task.foreign_key_checks {
+            let conn = self.source_conn(src).await?;
+            let refused =
+                crate::sync::join::refuse_linked(conn, &self.source, filter, &adding).await;
+            if let Err(e) = refused {
+                // The orders are answered (by the error); new tables wait outside the task.
+                self.fence.check()?;
+                meta.save_checkpoint(tgt, &addr, &self.source.source_id, cp)
+                    .await?;
+                return Err(e);
+            }
+        }
+        cp.joining.extend(adding);
         if cp.joining.is_empty() {
             // A crash right after a handoff may have left the lane's records behind.
             let lane = crate::sync::join::lane_id(&self.source.source_id);
