@@ -171,7 +171,7 @@ mod tests {
                 true
             )
         );
-        assert_eq!(l.place(at(200)).1, true);
+        assert!(l.place(at(200)).1);
         assert_eq!(
             l.place(at(200)),
             (
