@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what dm's quick start and tests need on Debian (MariaDB server and client, etcd,
-# protoc), if missing, then builds dm (release). `--deps-only` skips the build; `--bench` also installs the
+# protoc, Chromium and ChromeDriver), if missing, then builds dm (release). `--deps-only` skips the build; `--bench` also installs the
 # peers the benchmarks run (sysbench, mydumper). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,9 @@ command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v mydumper >/dev/null 2>&1 || need+=(mydumper)
 # Tests run pt-online-schema-change on the source (online-ddl).
 command -v pt-online-schema-change >/dev/null 2>&1 || need+=(percona-toolkit)
+# Browser tests drive the web console in headless Chromium through ChromeDriver.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if [ "${1:-}" = "--bench" ]; then
   command -v sysbench >/dev/null 2>&1 || need+=(sysbench)
 fi

@@ -91,26 +91,6 @@ fn raw(
     )
 }
 
-/// A token from `dm ctl token new`: (token, config entry).
-fn new_token(name: &str, role: &str) -> (String, String) {
-    let (ok, out) = run_ctl(
-        "127.0.0.1:1",
-        &["-o", "json", "token", "new", "--name", name, "--role", role],
-    );
-    assert!(ok, "{out}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let e = &v["entry"];
-    (
-        v["token"].as_str().unwrap().to_string(),
-        format!(
-            "    - {{name: {}, role: {}, sha256: {}}}\n",
-            e["name"].as_str().unwrap(),
-            e["role"].as_str().unwrap(),
-            e["sha256"].as_str().unwrap()
-        ),
-    )
-}
-
 /// With `auth.tokens`: no token, 401 on every operation; a viewer's token reads and gets 403
 /// on changes; an admin's token does everything, through `dm ctl --token` too. Always: a Host
 /// that is not the master's is refused (DNS rebinding), and so is a POST that is not JSON (a

@@ -41,6 +41,13 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The web console's files (`master::console`): the same for everyone and holding no data,
+/// they load without a token (the page asks for one, and sends it with each API call); the
+/// Host check still applies.
+fn is_console_asset(path: &str) -> bool {
+    matches!(path, "/" | "/console/app.js" | "/console/app.css")
+}
+
 /// Why a request is refused; each has a stable code and HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -183,9 +190,12 @@ impl ApiGuard {
                 format!("this master does not answer to the host `{host}`"),
             ));
         }
+        let path = req.uri().path();
+        if matches!(*req.method(), Method::GET | Method::HEAD) && is_console_asset(path) {
+            return Ok(());
+        }
         // How to reach etcd (and its user's sealed password) is for workers, which hold an
         // admin token; stored files (encrypted passwords) for admins: not for viewers.
-        let path = req.uri().path();
         let reads = matches!(*req.method(), Method::GET | Method::HEAD)
             && path != "/api/v1/cluster/etcd"
             && path != "/api/v1/config"

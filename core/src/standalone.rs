@@ -61,6 +61,7 @@ pub async fn run(cfg: StandaloneConfig, plugin_host: crate::hooks::Host) -> Resu
                 None,
             )?,
             insecure: guard.insecure,
+            history: Default::default(),
         },
         guard,
     );

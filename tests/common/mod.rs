@@ -828,3 +828,23 @@ pub async fn wait_source_caught_up(dm: &Dm, task: &str, source: &str, src: &Mari
     )
     .await;
 }
+
+/// A token from `dm ctl token new`: (token, config entry).
+pub fn new_token(name: &str, role: &str) -> (String, String) {
+    let (ok, out) = run_ctl(
+        "127.0.0.1:1",
+        &["-o", "json", "token", "new", "--name", name, "--role", role],
+    );
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let e = &v["entry"];
+    (
+        v["token"].as_str().unwrap().to_string(),
+        format!(
+            "    - {{name: {}, role: {}, sha256: {}}}\n",
+            e["name"].as_str().unwrap(),
+            e["role"].as_str().unwrap(),
+            e["sha256"].as_str().unwrap()
+        ),
+    )
+}

@@ -88,6 +88,8 @@ routes! {
     /// `{op}`: start, stop, pause, resume, purge.
     OPERATE_RELAY = Post "/api/v1/sources/{id}/relay/{op}";
     LIST_TASKS = Get "/api/v1/tasks";
+    /// The last hour of every task's lag and rows per second, sampled every 10 s.
+    TASK_HISTORY = Get "/api/v1/history";
     START_TASK = Post "/api/v1/tasks";
     CHECK_TASK = Post "/api/v1/tasks/check";
     GET_TASK = Get "/api/v1/tasks/{name}";

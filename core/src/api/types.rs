@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 pub use crate::check::{Finding, Level};
 pub use crate::error::ErrorReport;
 pub use crate::hooks::ShardId;
+pub use crate::master::console::history::Sample as HistorySample;
 pub use crate::shard::ShardDdl;
 pub use crate::status::{Phase, Stage, SubtaskStatus};
 pub use crate::table::Table as TrackedTable;

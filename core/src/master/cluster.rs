@@ -86,6 +86,7 @@ pub async fn run(cfg: MasterConfig, plugin_host: crate::hooks::Host) -> Result<(
             task_files: Default::default(),
             api,
             insecure: guard.insecure,
+            history: Default::default(),
         },
         guard,
     );

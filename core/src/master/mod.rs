@@ -6,6 +6,7 @@ mod binlog_ops;
 mod binlog_schema;
 pub mod cluster;
 mod config_api;
+pub mod console;
 mod election;
 pub mod etcd_access;
 mod etcd_member;
@@ -43,4 +44,6 @@ pub struct Master {
     pub api: crate::api_tls::ApiClient,
     /// This master serves its API beyond loopback without TLS and authentication.
     pub insecure: bool,
+    /// The last hour of the tasks' lag and throughput, for the console (`console::history`).
+    pub history: Arc<console::history::History>,
 }

@@ -97,6 +97,7 @@ fn endpoints() -> Vec<(Route, MethodRouter<Master>)> {
         GET_CONFIG => cluster::get_config,
         ETCD_ENDPOINTS => cluster::etcd_endpoints,
         METRICS => cluster::metrics,
+        TASK_HISTORY => tasks::history,
     }
 }
 
@@ -108,7 +109,9 @@ pub fn served_routes() -> Vec<Route> {
 /// The API, behind `guard` (Host, content type, tokens: `api_auth`); a follower forwards to
 /// the leader (`forward`).
 pub fn router(master: Master, guard: crate::api_auth::ApiGuard) -> Router {
-    let mut router = Router::new();
+    // Samples for the console while the process runs (only the leader keeps them).
+    tokio::spawn(crate::master::console::history::sample(master.clone()));
+    let mut router = crate::master::console::routes();
     for (route, handler) in endpoints() {
         // Several methods on one path merge into one method router.
         router = router.route(route.path, handler);

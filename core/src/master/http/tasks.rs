@@ -11,6 +11,12 @@ pub async fn list(State(m): State<Master>) -> ApiResult<Vec<TaskView>> {
     Ok(Json(tasks::list(&m).await?))
 }
 
+pub async fn history(
+    State(m): State<Master>,
+) -> ApiResult<std::collections::BTreeMap<String, Vec<HistorySample>>> {
+    Ok(Json(m.history.snapshot()))
+}
+
 pub async fn get(State(m): State<Master>, Path(name): Path<String>) -> ApiResult<TaskView> {
     Ok(Json(tasks::get(&m, &name).await?))
 }
