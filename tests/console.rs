@@ -139,6 +139,21 @@ impl Drop for Browser {
     }
 }
 
+/// Servers with `schema` on the source, dm, and task `web` on database `web` started; the task
+/// file.
+async fn web_task(schema: &str) -> (MariaDb, MariaDb, Dm, PathBuf) {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(schema).await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let tf = dm.file(
+        "task.yaml",
+        &task_yaml("web", "all", "src1", &dst, &["web"]),
+    );
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    (src, dst, dm, tf)
+}
+
 fn stage_of(dm: &Dm, task: &str) -> String {
     dm.subtask(task)
         .map(|s| s["stage"].as_str().unwrap_or_default().to_string())
@@ -147,19 +162,11 @@ fn stage_of(dm: &Dm, task: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_task_is_watched_live_and_paused_and_resumed_from_the_console() {
-    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
-    src.exec(
+    let (src, dst, dm, tf) = web_task(
         "CREATE DATABASE web; USE web; CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL);
          INSERT INTO t SELECT seq, 0 FROM seq_1_to_2000;",
     )
     .await;
-    let dm = Dm::start();
-    dm.create_source("src1", &src);
-    let tf = dm.file(
-        "task.yaml",
-        &task_yaml("web", "all", "src1", &dst, &["web"]),
-    );
-    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
     let stop = Arc::new(AtomicBool::new(false));
     let writer = spawn_loop(&src, stop.clone(), |n| {
         format!("UPDATE web.t SET v = v + 1 WHERE id = {}", n % 2000 + 1)
@@ -266,16 +273,9 @@ async fn a_task_is_watched_live_and_paused_and_resumed_from_the_console() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_statement_is_shown_and_skipped_from_the_console() {
-    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
-    src.exec("CREATE DATABASE web; CREATE TABLE web.t (id INT PRIMARY KEY, s VARCHAR(20));")
-        .await;
-    let dm = Dm::start();
-    dm.create_source("src1", &src);
-    let tf = dm.file(
-        "task.yaml",
-        &task_yaml("web", "all", "src1", &dst, &["web"]),
-    );
-    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    let (src, dst, dm, _) =
+        web_task("CREATE DATABASE web; CREATE TABLE web.t (id INT PRIMARY KEY, s VARCHAR(20));")
+            .await;
     wait_caught_up(&dm, "web", &src).await;
     // The target has the row already: the task stops on a duplicate key.
     dst.exec("INSERT INTO web.t VALUES (7, 'seven')").await;
