@@ -72,6 +72,7 @@ fn bound_mysql_buffer_pool() {
 }
 
 fn main() {
+    dm_core::install_crypto_provider();
     bound_mysql_buffer_pool();
     let cli = Cli::parse();
     let code = match run(cli) {

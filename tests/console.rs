@@ -23,7 +23,7 @@ struct Browser {
 impl Browser {
     async fn start() -> Browser {
         // The WebDriver client's TLS (unused on loopback HTTP) needs a provider chosen.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        dm_core::install_crypto_provider();
         let port = free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))

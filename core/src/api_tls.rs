@@ -219,3 +219,11 @@ impl ApiClient {
         }
     }
 }
+
+/// Makes ring the process's TLS crypto provider, which every rustls client and server without
+/// one of its own (mysql_async's TLS to sources and targets) uses. A build that also links
+/// another provider (aws-lc-rs, through a dependency's features) has no default otherwise, and
+/// rustls would panic at the first TLS connection.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

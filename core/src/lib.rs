@@ -4,6 +4,7 @@ mod abort_on_drop;
 pub mod api;
 pub mod api_auth;
 mod api_tls;
+pub use api_tls::install_crypto_provider;
 mod budget;
 mod check;
 pub mod checkpoint;

@@ -288,6 +288,7 @@ impl MariaDb {
     }
 
     pub async fn conn(&self) -> Conn {
+        dm_core::install_crypto_provider();
         Conn::new(self.opts())
             .await
             .expect("connect to test MariaDB")
