@@ -33,12 +33,23 @@ pub fn find_binary(name: &str) -> PathBuf {
     panic!("{name} not found: run scripts/setup.sh to install what the tests need (MariaDB, etcd)");
 }
 
+/// A port free now and never handed out before in this process: tests run in parallel, and a
+/// port one test's server has not bound yet is free for the next caller too (two servers on one
+/// port: one dies, the other gets both tests' connections).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A datadir made by mariadb-install-db, copied for each server (bootstrapping several at
