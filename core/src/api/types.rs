@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 pub use crate::check::{Finding, Level};
 pub use crate::error::ErrorReport;
 pub use crate::hooks::ShardId;
-pub use crate::master::console::history::Sample as HistorySample;
 pub use crate::shard::ShardDdl;
 pub use crate::status::{Phase, Stage, SubtaskStatus};
 pub use crate::table::Table as TrackedTable;
@@ -346,4 +345,14 @@ pub struct ValidationStatus {
     /// The first differences: (source table, difference with its fix).
     pub diffs: Vec<(String, RowDiff)>,
     pub error: Option<ErrorReport>,
+}
+
+/// A task at one moment, as `GET /api/v1/history` lists it: its largest subtask lag and the
+/// rows per second of all its subtasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistorySample {
+    /// Unix time.
+    pub at: u64,
+    pub lag_seconds: Option<u64>,
+    pub rows_per_sec: f64,
 }

@@ -2,8 +2,7 @@
 //! (`GET /api/v1/history`): sampled every 10 s by the leading master (or the standalone), in
 //! memory only, so a new leader starts with an empty hour.
 
-use crate::api::types::TaskView;
-use serde::{Deserialize, Serialize};
+use crate::api::types::{HistorySample as Sample, TaskView};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -11,15 +10,6 @@ use std::time::Duration;
 pub const EVERY: Duration = Duration::from_secs(10);
 /// One hour of samples.
 pub const KEPT: usize = 360;
-
-/// A task at one moment: its largest subtask lag and the rows per second of all subtasks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Sample {
-    /// Unix time.
-    pub at: u64,
-    pub lag_seconds: Option<u64>,
-    pub rows_per_sec: f64,
-}
 
 #[derive(Default)]
 pub struct History {
