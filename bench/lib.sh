@@ -2,9 +2,15 @@
 # small helpers. Source it after setting WORK.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-scripts/setup.sh --bench >/dev/null
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dm-target}"
-DM="$CARGO_TARGET_DIR/release/dm"
+# DM_BIN times another dm binary (an older build, to compare) instead of building this one.
+if [ -n "${DM_BIN:-}" ]; then
+  DM="$DM_BIN"
+  command -v sysbench >/dev/null || scripts/setup.sh --bench >/dev/null
+else
+  scripts/setup.sh --bench >/dev/null
+  DM="$CARGO_TARGET_DIR/release/dm"
+fi
 SRC_PORT=23306 DST_PORT=23307 API=127.0.0.1:28261
 # No buffer pool dump/load: a restarted server would reload the previous contender's pages
 # while the next one runs.

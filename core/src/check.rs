@@ -5,7 +5,8 @@ use crate::config::{SourceConfig, TaskConfig};
 use crate::error::{DbRole, Error};
 use crate::rules::TableFilter;
 use crate::rules::TaskRules;
-use crate::schema::{list_tables, load_table};
+use crate::schema::{list_tables, load_tables};
+use crate::table::{Table, TableName};
 use crate::upstream::relay::RelayStatus;
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
@@ -373,14 +374,13 @@ async fn check_source(task: &TaskConfig, src: &SourceConfig, out: &mut Vec<Findi
     ));
     let filter = task.table_filter_of(&src.source_id);
     let names = list_tables(&mut conn, &filter).await.unwrap_or_default();
+    let tables = load_tables(&mut conn, &names).await.unwrap_or_default();
     let (mut keyless, mut whole) = (vec![], vec![]);
-    for name in names {
-        if let Ok(Some(table)) = load_table(&mut conn, &name).await {
-            if table.identity_key().is_none() {
-                keyless.push(name.to_string());
-            } else if !crate::snapshot::chunkable(&mut conn, &table).await {
-                whole.push(name.to_string());
-            }
+    for table in &tables {
+        if table.identity_key().is_none() {
+            keyless.push(table.name.to_string());
+        } else if !crate::snapshot::chunkable(&mut conn, table).await {
+            whole.push(table.name.to_string());
         }
     }
     if !keyless.is_empty() {
@@ -398,7 +398,7 @@ async fn check_source(task: &TaskConfig, src: &SourceConfig, out: &mut Vec<Findi
     }
     cascading_foreign_keys(&subject, &mut conn, &filter, task.foreign_key_checks, out).await;
     online_ddl_tables(&subject, &mut conn, &filter, out).await;
-    check_target_tables(task, src, &mut conn, &filter, out).await;
+    check_target_tables(task, src, &mut conn, &tables, out).await;
     if !whole.is_empty() {
         out.push(finding(
             &subject,
@@ -420,7 +420,7 @@ async fn check_target_tables(
     task: &TaskConfig,
     src: &SourceConfig,
     conn: &mut mysql_async::Conn,
-    filter: &TableFilter,
+    tables: &[Table],
     out: &mut Vec<Finding>,
 ) {
     let subject = format!("source {}", src.source_id);
@@ -428,23 +428,29 @@ async fn check_target_tables(
         return; // reported by the target's own checks
     };
     let router = task.router_of(&src.source_id);
+    // Routed tables get extra columns of their own.
+    let unrouted: Vec<&Table> = tables
+        .iter()
+        .filter(|t| router.route(&t.name).is_none())
+        .collect();
+    let names: Vec<TableName> = unrouted.iter().map(|t| t.name.clone()).collect();
+    let existing: std::collections::BTreeMap<TableName, Table> = load_tables(&mut tgt, &names)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| (t.name.clone(), t))
+        .collect();
+    let shape = |t: &Table| {
+        t.columns
+            .iter()
+            .map(|c| (c.name.to_lowercase(), c.data_type.clone()))
+            .collect::<Vec<_>>()
+    };
     let mut differ = vec![];
-    for name in list_tables(&mut *conn, filter).await.unwrap_or_default() {
-        let Ok(Some(table)) = load_table(&mut *conn, &name).await else {
-            continue;
-        };
-        if router.route(&name).is_some() {
-            continue; // routed tables get extra columns of their own
-        }
-        if let Ok(Some(existing)) = load_table(&mut tgt, &name).await {
-            let shape = |t: &crate::table::Table| {
-                t.columns
-                    .iter()
-                    .map(|c| (c.name.to_lowercase(), c.data_type.clone()))
-                    .collect::<Vec<_>>()
-            };
-            if shape(&existing) != shape(&table) {
-                differ.push(name.to_string());
+    for table in unrouted {
+        if let Some(there) = existing.get(&table.name) {
+            if shape(there) != shape(table) {
+                differ.push(table.name.to_string());
             }
         }
     }

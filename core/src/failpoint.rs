@@ -21,3 +21,15 @@ fn configured(name: &str) -> Option<u64> {
         .find(|(k, _)| k.trim() == name)
         .and_then(|(_, v)| v.trim().parse().ok())
 }
+
+/// Whether `DM_FAILPOINTS` names `name` (debug builds only): for a step that must also run
+/// alone, not overlapped with others, while a test holds it.
+pub fn armed(name: &str) -> bool {
+    #[cfg(debug_assertions)]
+    return configured(name).is_some();
+    #[cfg(not(debug_assertions))]
+    {
+        let _ = name;
+        false
+    }
+}

@@ -52,7 +52,8 @@ pub struct SubtaskStatus {
     /// Seconds the full phase still needs at the current rate.
     #[serde(default)]
     pub eta_seconds: Option<u64>,
-    /// Per table of the full phase: chunks and rows.
+    /// Tables of the full phase (or joining the running task) not copied yet, with their
+    /// chunks and rows: those being copied first, at most `LISTED_TABLES`.
     #[serde(default)]
     pub tables: Vec<TableProgress>,
     /// Row changes applied by the incremental phase.
@@ -127,6 +128,20 @@ pub struct TableProgress {
     pub rows: u64,
     pub bytes: u64,
     pub rows_estimated: u64,
+}
+
+/// At most this many tables are listed in a subtask's status. The status is published every
+/// second, and a task over 10,000 tables listed them all: over a megabyte each time, beyond
+/// etcd's request limit. `tables_total`/`tables_done` and the row totals count every table.
+pub const LISTED_TABLES: usize = 40;
+
+/// The full phase's tables as a status shows them: those not finished (being copied first,
+/// then the biggest waiting), at most `LISTED_TABLES`; the totals are of every table.
+#[derive(Debug, Clone, Default)]
+pub struct TablesShown {
+    pub listed: Vec<TableProgress>,
+    pub rows_estimated: u64,
+    pub bytes: u64,
 }
 
 /// Counters a running subtask updates and its status publisher reads.
@@ -250,13 +265,33 @@ impl Progress {
         }
     }
 
-    pub fn tables(&self) -> Vec<TableProgress> {
+    /// The tables a status lists (see `TablesShown`), and the totals of all.
+    pub fn tables(&self) -> TablesShown {
         let t = self.tables.lock().unwrap_or_else(|e| e.into_inner());
-        t.values().cloned().collect()
+        let mut unfinished: Vec<&TableProgress> = t
+            .values()
+            .filter(|p| p.chunks_done < p.chunks_total)
+            .collect();
+        // Being copied first (chunks done or rows in), then the biggest still waiting.
+        unfinished.sort_by_key(|p| {
+            (
+                p.chunks_done == 0 && p.rows == 0,
+                std::cmp::Reverse(p.rows_estimated),
+            )
+        });
+        TablesShown {
+            listed: unfinished
+                .into_iter()
+                .take(LISTED_TABLES)
+                .cloned()
+                .collect(),
+            rows_estimated: t.values().map(|p| p.rows_estimated).sum(),
+            bytes: t.values().map(|p| p.bytes).sum(),
+        }
     }
 
     /// The copy of the tables joining the running task; `None` when none is.
-    pub fn joining_tables(&self) -> Option<Vec<TableProgress>> {
+    pub fn joining_tables(&self) -> Option<TablesShown> {
         let joining = self
             .joining
             .lock()

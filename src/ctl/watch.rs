@@ -45,6 +45,21 @@ impl Bars {
                 .map(|s| format!(", ETA {s} s"))
                 .unwrap_or_default();
             total.set_message(format!("rows, {:.0} rows/s{eta}", st.rows_per_sec));
+            // The status lists the tables being copied (and the next ones): a table that
+            // left the list is done, and its bar goes.
+            let listed: Vec<String> = st
+                .tables
+                .iter()
+                .map(|t| format!("{source}/{}", t.table))
+                .collect();
+            let prefix = format!("{source}/");
+            self.bars.retain(|k, b| {
+                let keep = !k.starts_with(&prefix) || listed.contains(k);
+                if !keep {
+                    b.finish_and_clear();
+                }
+                keep
+            });
             for t in &st.tables {
                 let b = self.bar(format!("{source}/{}", t.table), format!("  {}", t.table));
                 b.set_length(t.chunks_total);

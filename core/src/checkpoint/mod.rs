@@ -572,11 +572,14 @@ impl MetaTables {
     }
 
     /// Every chunk of the source's full phase.
+    /// The chunk records of the source's tables, or of one table only (a lookup by primary
+    /// key: a table's last chunk must not read the records of thousands of other tables).
     pub async fn chunks(
         &self,
         conn: &mut Conn,
         addr: &str,
         source_id: &str,
+        table: Option<&TableName>,
     ) -> Result<Vec<ChunkRecord>> {
         type Row = (
             String,
@@ -590,18 +593,23 @@ impl MetaTables {
             u64,
             u64,
         );
-        let rows: Vec<Row> = conn
-            .exec(
-                format!(
-                    "SELECT schema_name, table_name, chunk, lower_key, upper_key, binlog_name, binlog_pos, \
-                     binlog_gtid, row_count, byte_count FROM {} WHERE source_id = ? \
-                     ORDER BY schema_name, table_name, chunk",
-                    self.chunk
-                ),
-                (source_id,),
-            )
-            .await
-            .map_err(|e| Error::db(DbRole::Target, addr, e))?;
+        let select = format!(
+            "SELECT schema_name, table_name, chunk, lower_key, upper_key, binlog_name, binlog_pos, \
+             binlog_gtid, row_count, byte_count FROM {} WHERE source_id = ?",
+            self.chunk
+        );
+        let order = "ORDER BY schema_name, table_name, chunk";
+        let rows: Result<Vec<Row>, _> = match table {
+            None => conn.exec(format!("{select} {order}"), (source_id,)).await,
+            Some(t) => {
+                conn.exec(
+                    format!("{select} AND schema_name = ? AND table_name = ? {order}"),
+                    (source_id, &t.schema, &t.table),
+                )
+                .await
+            }
+        };
+        let rows = rows.map_err(|e| Error::db(DbRole::Target, addr, e))?;
         let bad = |e: serde_json::Error| Error::Meta(format!("{}: bad key: {e}", self.chunk));
         rows.into_iter()
             .map(

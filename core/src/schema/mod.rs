@@ -13,4 +13,4 @@ mod tracker;
 
 pub use ddl::{column_definitions, parse_ddl, unparsed_table_ddl, Ddl, DdlKind};
 pub use statement::{check_operator_statement, classify_statement, DmlVerb, StatementClass};
-pub use tracker::{list_schemas, list_tables, load_table, tracker_now, Tracker};
+pub use tracker::{list_schemas, list_tables, load_table, load_tables, tracker_now, Tracker};

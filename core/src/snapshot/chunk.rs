@@ -44,13 +44,22 @@ impl ChunkKey {
             return Ok(None);
         };
         type Collation = (Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
-        let collations: Vec<Collation> = conn
-            .exec(
+        // Only text keys need their collation: most keys are integers, and a task over
+        // thousands of tables saves a query per table.
+        let text_key = key.iter().any(|&i| {
+            let c = &table.columns[i];
+            matches!(c.kind(), ColumnKind::Bytes) && !is_binary_type(&c.data_type)
+        });
+        let collations: Vec<Collation> = if text_key {
+            conn.exec(
                 "SELECT COLUMN_NAME, CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLUMNS \
                  WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
                 (&table.name.schema, &table.name.table),
             )
-            .await?;
+            .await?
+        } else {
+            vec![]
+        };
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let mut cols = Vec::with_capacity(key.len());
         for i in key {
@@ -63,9 +72,7 @@ impl ChunkKey {
                 | ColumnKind::Timestamp
                 | ColumnKind::Time => KeyKind::Temporal,
                 ColumnKind::Bytes => match c.data_type.as_str() {
-                    "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
-                        KeyKind::Binary
-                    }
+                    t if is_binary_type(t) => KeyKind::Binary,
                     "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" => {
                         let found = collations
                             .iter()
@@ -161,6 +168,13 @@ impl ChunkKey {
             .map(|(v, (ci, _, _))| Datum::from_value(&table.columns[*ci], v))
             .collect()
     }
+}
+
+fn is_binary_type(data_type: &str) -> bool {
+    matches!(
+        data_type,
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob"
+    )
 }
 
 /// The server's estimate of a table's rows (0 when it has none).

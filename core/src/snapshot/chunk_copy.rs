@@ -214,6 +214,9 @@ pub struct CopyPlan {
     pub columns: Vec<String>,
     /// Where a route sends the rows.
     pub routed: Option<Routed>,
+    /// Whether the table may lack secondary indexes the source has, to be added after its
+    /// last chunk.
+    pub indexes_deferred: bool,
 }
 
 /// Rows handed to the row rules (expression filters, plugins) at once in the full phase.
@@ -506,11 +509,8 @@ impl ChunkCopier {
         let plan: Vec<ChunkRecord> = self
             .ctx
             .meta
-            .chunks(tgt, &tgt_addr, source_id)
-            .await?
-            .into_iter()
-            .filter(|c| c.table == *name)
-            .collect();
+            .chunks(tgt, &tgt_addr, source_id, Some(name))
+            .await?;
         let positions: Option<Vec<&Position>> = plan.iter().map(|c| c.done.as_ref()).collect();
         let Some(positions) = positions.filter(|p| !p.is_empty()) else {
             return Ok(());

@@ -19,6 +19,7 @@
 pub mod chunk;
 mod chunk_copy;
 mod indexes;
+mod queue;
 
 use crate::checkpoint::ChunkRecord;
 use crate::config::DumperConfig;
@@ -36,7 +37,8 @@ pub(crate) use chunk_copy::begin_snapshot;
 use chunk_copy::{ChunkCopier, Copied, CopyPlan};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use queue::ChunkQueue;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -51,59 +53,6 @@ pub struct FullPhase {
     pub ctx: Arc<SubtaskContext>,
     pub dumper: DumperConfig,
 }
-
-/// Chunks waiting for a copier, shared by all copiers. A copier takes a chunk of the table
-/// with the fewest chunks in flight: loading different tables at once is much faster than
-/// loading ranges of one table at once (measured 5.3 s against 7.2 s in `bench/full.sh`).
-#[derive(Default)]
-struct ChunkQueue {
-    waiting: BTreeMap<TableName, VecDeque<(ChunkRecord, Arc<CopyPlan>)>>,
-    in_flight: BTreeMap<TableName, usize>,
-    /// Chunks of the table not finished yet (waiting or in flight).
-    remaining: BTreeMap<TableName, usize>,
-}
-
-impl ChunkQueue {
-    fn push(&mut self, chunk: ChunkRecord, planned: Arc<CopyPlan>) {
-        *self.remaining.entry(chunk.table.clone()).or_default() += 1;
-        self.waiting
-            .entry(chunk.table.clone())
-            .or_default()
-            .push_back((chunk, planned));
-    }
-
-    fn len(&self) -> usize {
-        self.waiting.values().map(VecDeque::len).sum()
-    }
-
-    fn take(&mut self) -> Option<(ChunkRecord, Arc<CopyPlan>)> {
-        let table = self
-            .waiting
-            .iter()
-            .filter(|(_, q)| !q.is_empty())
-            .min_by_key(|(t, _)| self.in_flight.get(*t).copied().unwrap_or(0))?
-            .0
-            .clone();
-        *self.in_flight.entry(table.clone()).or_default() += 1;
-        self.waiting.get_mut(&table)?.pop_front()
-    }
-
-    /// A chunk of `table` is finished; true when it was the table's last.
-    fn finished(&mut self, table: &TableName) -> bool {
-        if let Some(n) = self.in_flight.get_mut(table) {
-            *n = n.saturating_sub(1);
-        }
-        match self.remaining.get_mut(table) {
-            Some(n) => {
-                *n = n.saturating_sub(1);
-                *n == 0
-            }
-            None => false,
-        }
-    }
-}
-
-type Queue = Arc<Mutex<ChunkQueue>>;
 
 impl FullPhase {
     fn src_err(&self) -> impl Fn(mysql_async::Error) -> Error + '_ {
@@ -169,9 +118,7 @@ impl FullPhase {
                 }
             }
             let todo: Vec<TableName> = todo.into_iter().filter(|t| !groups.linked(t)).collect();
-            let queue = self.queue_chunks(&mut src, &mut tgt, &todo).await?;
-            crate::failpoint::pause("after-tables-planned").await;
-            changed.extend(self.copy_chunks(queue).await?);
+            changed.extend(self.copy_tables(&mut tgt, &todo).await?);
             for name in changed {
                 tracing::info!(table = %name, "columns changed during the copy; copying the table again");
                 self.ctx
@@ -202,43 +149,105 @@ impl FullPhase {
         Ok(tables)
     }
 
-    /// The chunks of `todo` not copied yet, in a queue for the copiers: tables planned in an
-    /// earlier run keep their plan, the others are created in the target and planned now.
-    async fn queue_chunks(
+    /// Copies the chunks of `todo` not copied yet: planners create and plan the tables while
+    /// copiers copy the chunks planned so far. Returns the tables whose columns changed.
+    async fn copy_tables(&self, tgt: &mut Conn, todo: &[TableName]) -> Result<BTreeSet<TableName>> {
+        if todo.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let queue = Arc::new(ChunkQueue::default());
+        // A test holding this failpoint wants every table made before any row is copied.
+        let plan_first = crate::failpoint::armed("after-tables-planned");
+        let mut copiers = tokio::task::JoinSet::new();
+        if !plan_first {
+            self.spawn_copiers(&queue, &mut copiers).await?;
+        }
+        self.plan_tables(tgt, todo, &queue).await?;
+        queue.planning_done();
+        if plan_first {
+            crate::failpoint::pause("after-tables-planned").await;
+            self.spawn_copiers(&queue, &mut copiers).await?;
+        }
+        let mut changed = BTreeSet::new();
+        while let Some(r) = copiers.join_next().await {
+            changed.extend(r.map_err(|e| Error::Internal(format!("chunk copier panicked: {e}")))??);
+        }
+        Ok(changed)
+    }
+
+    /// Queues the chunks of `todo` not copied yet: tables planned in an earlier run keep their
+    /// plan, the others are created in the target and planned now, by `dumper.threads`
+    /// planners (a table's planning is a dozen round trips and a CREATE TABLE: thousands of
+    /// tables one after the other would take minutes).
+    async fn plan_tables(
+        &self,
+        tgt: &mut Conn,
+        todo: &[TableName],
+        queue: &ChunkQueue,
+    ) -> Result<()> {
+        let source_id = &self.ctx.source.source_id;
+        let tgt_addr = self.ctx.target.addr();
+        let mut earlier: BTreeMap<TableName, Vec<ChunkRecord>> = BTreeMap::new();
+        for c in self
+            .ctx
+            .meta
+            .chunks(tgt, &tgt_addr, source_id, None)
+            .await?
+        {
+            earlier.entry(c.table.clone()).or_default().push(c);
+        }
+        let earlier = Mutex::new(earlier);
+        let next = Mutex::new(todo.iter());
+        let planners = self.dumper.threads.clamp(1, todo.len().max(1));
+        let planner = || async {
+            let mut src = crate::db::connect_raw(&self.ctx.source.from, DbRole::Source).await?;
+            let mut tgt = crate::db::connect(&self.ctx.target, DbRole::Target).await?;
+            loop {
+                let Some(name) = next.lock().unwrap_or_else(|e| e.into_inner()).next() else {
+                    return Ok::<_, Error>(());
+                };
+                let before = earlier
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(name);
+                self.queue_table(&mut src, &mut tgt, name, before, queue)
+                    .await?;
+            }
+        };
+        futures_util::future::try_join_all((0..planners).map(|_| planner())).await?;
+        Ok(())
+    }
+
+    /// Plans one table (or takes its plan of an earlier run) and queues its chunks not done.
+    async fn queue_table(
         &self,
         src: &mut Conn,
         tgt: &mut Conn,
-        todo: &[TableName],
-    ) -> Result<Queue> {
-        let source_id = &self.ctx.source.source_id;
-        let mut chunks: BTreeMap<TableName, Vec<ChunkRecord>> = BTreeMap::new();
-        let tgt_addr = self.ctx.target.addr();
-        for c in self.ctx.meta.chunks(tgt, &tgt_addr, source_id).await? {
-            chunks.entry(c.table.clone()).or_default().push(c);
-        }
-        let queue: Queue = Arc::default();
-        for name in todo {
-            let estimate = chunk::estimated_rows(src, name)
-                .await
-                .map_err(self.src_err())?;
-            let (planned, plan) = match chunks.remove(name) {
-                Some(plan) => (self.resume_plan(src, tgt, name).await?, plan),
-                None => match self
-                    .plan_table(src, tgt, name, estimate, self.dumper.defer_indexes)
-                    .await?
-                {
-                    Some(p) => p,
-                    None => continue, // dropped meanwhile
-                },
-            };
-            let planned = Arc::new(planned);
-            self.show_table(name, &plan, estimate);
-            let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
-            for c in plan.into_iter().filter(|c| c.done.is_none()) {
-                q.push(c, planned.clone());
-            }
-        }
-        Ok(queue)
+        name: &TableName,
+        earlier: Option<Vec<ChunkRecord>>,
+        queue: &ChunkQueue,
+    ) -> Result<()> {
+        let estimate = chunk::estimated_rows(src, name)
+            .await
+            .map_err(self.src_err())?;
+        let (planned, plan) = match earlier {
+            Some(plan) => (self.resume_plan(src, tgt, name).await?, plan),
+            None => match self
+                .plan_table(src, tgt, name, estimate, self.dumper.defer_indexes)
+                .await?
+            {
+                Some(p) => p,
+                None => return Ok(()), // dropped meanwhile
+            },
+        };
+        let planned = Arc::new(planned);
+        self.show_table(name, &plan, estimate);
+        queue.push_table(
+            plan.into_iter()
+                .filter(|c| c.done.is_none())
+                .map(|c| (c, planned.clone())),
+        );
+        Ok(())
     }
 
     /// Creates the table in the target and stores its chunk plan. `None` when the table is
@@ -260,10 +269,14 @@ impl FullPhase {
             .await
             .map_err(&se)?;
         let routed = self.ctx.router.route_checked(name)?;
+        // A routed table's target may hold other tables' rows: its indexes stay. A table of
+        // one chunk keeps them too: building them after its rows would cost an ALTER TABLE,
+        // far more than they cost a small load (thousands of small tables, bench/tables.sh).
+        let indexes_deferred = defer_indexes && routed.is_none() && bounds.len() > 1;
         match &routed {
             Some(r) => self.create_routed(tgt, &table, &create, r).await?,
             None => {
-                self.create_table(src, tgt, name, create, defer_indexes)
+                self.create_table(src, tgt, name, create, indexes_deferred)
                     .await?
             }
         }
@@ -295,6 +308,7 @@ impl FullPhase {
                 key,
                 columns,
                 routed,
+                indexes_deferred,
             },
             plan,
         )))
@@ -517,6 +531,8 @@ impl FullPhase {
             None => load_table(tgt, name).await.map_err(self.tgt_err())?,
         };
         Ok(CopyPlan {
+            // Not remembered: the target's definition is compared with the source's then.
+            indexes_deferred: self.dumper.defer_indexes && routed.is_none(),
             key,
             columns: reference
                 .map(|t| t.columns.into_iter().map(|c| c.name).collect())
@@ -537,35 +553,26 @@ impl FullPhase {
         });
     }
 
-    /// Runs the queue on `dumper.threads` copiers; returns the tables whose columns changed.
-    async fn copy_chunks(&self, queue: Queue) -> Result<BTreeSet<TableName>> {
-        let threads = self
-            .dumper
-            .threads
-            .max(1)
-            .min(queue.lock().unwrap_or_else(|e| e.into_inner()).len());
-        let mut set = tokio::task::JoinSet::new();
-        for slot in 0..threads {
+    /// Starts `dumper.threads` copiers on the queue; each returns the tables whose columns
+    /// changed.
+    async fn spawn_copiers(
+        &self,
+        queue: &Arc<ChunkQueue>,
+        copiers: &mut tokio::task::JoinSet<Result<BTreeSet<TableName>>>,
+    ) -> Result<()> {
+        for slot in 0..self.dumper.threads.max(1) {
             let mut copier = self.copier(slot).await?;
-            let defer_indexes = self.dumper.defer_indexes;
             let queue = queue.clone();
             let progress = self.ctx.progress.clone();
-            set.spawn(async move {
+            copiers.spawn(async move {
                 let mut changed = BTreeSet::new();
-                loop {
-                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).take();
-                    let Some((mut chunk, planned)) = next else {
-                        break;
-                    };
+                while let Some((mut chunk, planned)) = queue.next().await {
                     let copied = if changed.contains(&chunk.table) {
                         Copied::Changed
                     } else {
                         copy_with_retry(&mut copier, &mut chunk, &planned).await?
                     };
-                    let last = queue
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .finished(&chunk.table);
+                    let last = queue.finished(&chunk.table);
                     match copied {
                         Copied::Done(table) => {
                             progress.chunk_done(&chunk.table.to_string());
@@ -576,7 +583,7 @@ impl FullPhase {
                                     .finish_table(
                                         &chunk.table,
                                         Some(table),
-                                        defer_indexes && planned.routed.is_none(),
+                                        planned.indexes_deferred,
                                     )
                                     .await?;
                             }
@@ -590,11 +597,7 @@ impl FullPhase {
                 Ok::<_, Error>(changed)
             });
         }
-        let mut changed = BTreeSet::new();
-        while let Some(r) = set.join_next().await {
-            changed.extend(r.map_err(|e| Error::Internal(format!("chunk copier panicked: {e}")))??);
-        }
-        Ok(changed)
+        Ok(())
     }
 
     /// Records the tables whose chunks are all done but that have no load record yet

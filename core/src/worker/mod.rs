@@ -482,7 +482,7 @@ impl Worker {
         } else {
             joining.clone().unwrap_or_default()
         };
-        let rows_estimated: u64 = tables.iter().map(|t| t.rows_estimated).sum();
+        let rows_estimated = tables.rows_estimated;
         let rows_loaded = p.rows_loaded.load(Ordering::Relaxed);
         let eta_seconds = (p.phase() == Phase::Full && rows_per_sec > 0.0)
             .then(|| (rows_estimated.saturating_sub(rows_loaded) as f64 / rows_per_sec) as u64);
@@ -502,10 +502,10 @@ impl Worker {
             tables_total: p.tables_total.load(Ordering::Relaxed),
             tables_done: p.tables_done.load(Ordering::Relaxed),
             rows_loaded,
-            bytes_loaded: tables.iter().map(|t| t.bytes).sum(),
+            bytes_loaded: tables.bytes,
             rows_estimated,
             eta_seconds,
-            tables,
+            tables: tables.listed,
             rows_applied: p.rows_applied.load(Ordering::Relaxed),
             txns_applied: p.txns_applied.load(Ordering::Relaxed),
             rows_per_sec,
