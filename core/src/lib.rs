@@ -25,7 +25,7 @@ pub mod meta;
 mod metrics;
 mod position;
 pub mod rules;
-mod schema;
+pub mod schema;
 pub mod secret;
 pub mod session_lock;
 mod shard;

@@ -342,3 +342,31 @@ impl Progress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_lists_unfinished_tables_being_copied_first_and_counts_all() {
+        let p = Progress::default();
+        for i in 0..100u64 {
+            p.set_table(TableProgress {
+                table: format!("t{i:03}"),
+                chunks_total: 2,
+                chunks_done: if i < 30 { 2 } else { 0 },
+                rows: 0,
+                bytes: 10,
+                rows_estimated: i,
+            });
+        }
+        p.chunk_done("t050");
+        let shown = p.tables();
+        assert_eq!(shown.listed.len(), LISTED_TABLES);
+        assert_eq!(shown.listed[0].table, "t050");
+        assert_eq!(shown.listed[1].table, "t099");
+        assert!(shown.listed.iter().all(|t| t.chunks_done < t.chunks_total));
+        assert_eq!(shown.rows_estimated, (0..100).sum::<u64>());
+        assert_eq!(shown.bytes, 1000);
+    }
+}

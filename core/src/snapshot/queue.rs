@@ -111,3 +111,78 @@ impl ChunkQueue {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn chunks(table: &str, n: u32) -> Vec<Chunk> {
+        let plan = Arc::new(CopyPlan {
+            key: None,
+            columns: vec![],
+            routed: None,
+            indexes_deferred: false,
+        });
+        (0..n)
+            .map(|chunk| {
+                let record = ChunkRecord {
+                    table: TableName::new("d", table),
+                    chunk,
+                    lower: None,
+                    upper: None,
+                    done: None,
+                    rows: 0,
+                    bytes: 0,
+                };
+                (record, plan.clone())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn copiers_wait_for_planners_and_end_with_planning() {
+        let q = Arc::new(ChunkQueue::default());
+        let copier = tokio::spawn({
+            let q = q.clone();
+            async move {
+                let mut got = vec![];
+                while let Some((c, _)) = q.next().await {
+                    got.push(format!("{}#{}", c.table.table, c.chunk));
+                    q.finished(&c.table);
+                }
+                got
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        q.push_table(chunks("a", 2));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        q.push_table(chunks("b", 1));
+        q.planning_done();
+        let got = tokio::time::timeout(Duration::from_secs(5), copier)
+            .await
+            .expect("the copier ends once planning is done")
+            .unwrap();
+        assert_eq!(got, ["a#0", "a#1", "b#0"]);
+    }
+
+    #[test]
+    fn a_table_no_copier_is_on_comes_first_and_the_last_chunk_is_known() {
+        let q = ChunkQueue::default();
+        q.push_table(chunks("a", 2));
+        q.push_table(chunks("b", 1));
+        let mut chunks = q.lock();
+        let first = chunks.take().unwrap().0;
+        let second = chunks.take().unwrap().0;
+        let third = chunks.take().unwrap().0;
+        drop(chunks);
+        assert_eq!(
+            [&first.table.table, &second.table.table, &third.table.table],
+            ["a", "b", "a"]
+        );
+        assert!(!q.finished(&first.table));
+        assert!(q.finished(&second.table));
+        assert!(q.finished(&third.table));
+        assert!(q.lock().take().is_none());
+    }
+}
