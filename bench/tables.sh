@@ -8,11 +8,11 @@
 #   in the middle: how long a row written right after the ALTER takes to reach the target, and
 #   how long dm takes to catch up with the whole load;
 # - dm's peak RSS (goal: < 300 MiB).
-# Every table ends checksum-equal.
+# Every table ends checksum-equal. Prints min/median/max over RUNS runs.
 #
-#   bench/tables.sh    (SMALL, LARGE, LARGE_SIZE, THREADS, WRITES tune it)
+#   bench/tables.sh    (SMALL, LARGE, LARGE_SIZE, THREADS, WRITES, RUNS tune it)
 SMALL=${SMALL:-10000} LARGE=${LARGE:-4} LARGE_SIZE=${LARGE_SIZE:-250000} THREADS=${THREADS:-4}
-WRITES=${WRITES:-20000}
+WRITES=${WRITES:-20000} RUNS=${RUNS:-3}
 WORK="${BENCH_DIR:-/tmp/dm-bench-tables}"
 source "$(dirname "$0")/lib.sh"
 small() { printf 'many.t%05d' "$1"; }
@@ -53,7 +53,15 @@ sysbench oltp_read_write --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port=$
 echo "   $(calc "$(now) - $t0") s"
 WANT=$(checksums src)
 
-echo "== mydumper -t $THREADS, then myloader -t $THREADS"
+gen_writes() { # $1: how many
+  awk -v n="$1" -v small="$SMALL" 'BEGIN { srand(7); for (i = 0; i < n; i++)
+    printf "UPDATE many.t%05d SET k = k + 1 WHERE id = %d;\n", 1 + int(rand() * small), 1 + int(rand() * 100) }'
+}
+gen_writes "$WRITES" > "$WORK/writes.sql"
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {printf "%.2f/%.2f/%.2f", a[1], a[int((NR+1)/2)], a[NR]}'; }
+declare -a MYD FULLS FIRSTS RATIOS DDLS RSSS
+for run in $(seq 1 "$RUNS"); do
+echo "== run $run: mydumper -t $THREADS, then myloader -t $THREADS"
 empty_target
 t0=$(now)
 mydumper -h 127.0.0.1 -P $SRC_PORT -u root -t "$THREADS" -B many -o "$WORK/dump-many" >/dev/null 2>&1
@@ -64,8 +72,9 @@ MYDUMPER=$(calc "$(now) - $t0")
 [ "$(checksums dst)" = "$WANT" ] && echo "   $MYDUMPER s, equal" || { echo "   mydumper+myloader: NOT equal"; exit 1; }
 rm -rf "$WORK"/dump-*
 
-echo "== dm task-mode all (threads $THREADS)"
+echo "== run $run: dm task-mode all (threads $THREADS)"
 empty_target
+rm -rf "$WORK/dm"
 start_dm
 { task_head many all; task_body '"many", "sbtest"'; echo "    threads: $THREADS"; } > "$WORK/dm/many.yaml"
 t0=$(now)
@@ -76,37 +85,33 @@ first_s=$(calc "$(now) - $t0")
 echo "   start-task answered after $start_s s, first table copied after $first_s s"
 wait_task many phase incremental
 FULL=$(calc "$(now) - $t0")
-read -r FULL_RSS _ <<< "$(dm_usage)"
-echo "   full phase: $FULL s, peak RSS $FULL_RSS MiB"
+echo "   full phase: $FULL s"
 
-echo "== incremental: $WRITES single-row updates of random small tables, one ALTER TABLE among them"
-gen_writes() { # $1: how many
-  awk -v n="$1" -v small="$SMALL" 'BEGIN { srand(7); for (i = 0; i < n; i++)
-    printf "UPDATE many.t%05d SET k = k + 1 WHERE id = %d;\n", 1 + int(rand() * small), 1 + int(rand() * 100) }'
-}
-gen_writes "$WRITES" > "$WORK/writes.sql"
+echo "== run $run: incremental: $WRITES single-row updates of random small tables, one ALTER TABLE among them"
 t0=$(now)
 head -n $((WRITES / 2)) "$WORK/writes.sql" | src
-src -e "ALTER TABLE $(small 1) ADD COLUMN extra INT NOT NULL DEFAULT 7"
+src -e "ALTER TABLE $(small 1) ADD COLUMN extra$run INT NOT NULL DEFAULT 7"
 ddl_t0=$(now)
-src -e "INSERT INTO $(small 2) VALUES (1000001, 0, 'after the alter')"
+src -e "INSERT INTO $(small 2) (id, k, c) VALUES ($((1000000 + run)), 0, 'after the alter')"
 tail -n +$((WRITES / 2 + 1)) "$WORK/writes.sql" | src &
 W=$!
-until [ "$(dst -e "SELECT COUNT(*) FROM $(small 2) WHERE id = 1000001" 2>/dev/null)" = 1 ]; do sleep 0.05; done
+until [ "$(dst -e "SELECT COUNT(*) FROM $(small 2) WHERE id = $((1000000 + run))" 2>/dev/null)" = 1 ]; do sleep 0.05; done
 DDL_S=$(calc "$(now) - $ddl_t0")
 wait $W
 end=$(pos); wait_task many position "$end"
-INCR=$(calc "$(now) - $t0")
 read -r RSS _ <<< "$(dm_usage)"
 WANT=$(checksums src)
-[ "$(checksums dst)" = "$WANT" ] && EQUAL=yes || EQUAL=NO
+[ "$(checksums dst)" = "$WANT" ] || { echo "   dm: NOT equal"; exit 1; }
+echo "   equal; the row after the ALTER arrived after $DDL_S s; peak RSS $RSS MiB"
+kill -9 "$DM_PID"; wait "$DM_PID" 2>/dev/null || true; DM_PID=
+MYD+=("$MYDUMPER"); FULLS+=("$FULL"); FIRSTS+=("$first_s"); DDLS+=("$DDL_S"); RSSS+=("$RSS")
+RATIOS+=("$(calc "$FULL / $MYDUMPER")")
+done
 
 echo
-echo "== $SMALL small tables + $LARGE x $LARGE_SIZE rows, $(nproc) cores"
-printf 'first table copied after start-task: %6.2f s (goal < 30 s)\n' "$first_s"
-printf 'full phase: dm %.2f s, mydumper+myloader %.2f s: %.2fx (goal < 1.5x)\n' \
-  "$FULL" "$MYDUMPER" "$(calc "$FULL / $MYDUMPER")"
-printf 'incremental: %d updates and an ALTER applied in %.2f s; a row written after the ALTER reached the target in %.2f s\n' \
-  "$WRITES" "$INCR" "$DDL_S"
-printf 'dm peak RSS: %d MiB (goal < 300 MiB); equal: %s\n' "$RSS" "$EQUAL"
-[ "$EQUAL" = yes ]
+echo "== $SMALL small tables + $LARGE x $LARGE_SIZE rows, $(nproc) cores, $RUNS runs (min/median/max)"
+echo "first table copied after start-task: $(median "${FIRSTS[@]}") s (goal < 30 s)"
+echo "full phase: dm $(median "${FULLS[@]}") s, mydumper+myloader $(median "${MYD[@]}") s"
+echo "dm / mydumper+myloader: $(median "${RATIOS[@]}")x (goal < 1.5x)"
+echo "a row written right after an ALTER TABLE of another table reached the target in $(median "${DDLS[@]}") s"
+echo "dm peak RSS: $(median "${RSSS[@]}") MiB (goal < 300 MiB); every run checksum-equal"
