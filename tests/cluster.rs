@@ -833,3 +833,65 @@ async fn a_cluster_runs_on_an_existing_etcd_with_tls_and_a_user() {
     );
     assert!(ok && out.contains("w1"), "{out}");
 }
+
+/// Fewer workers than sources: one worker runs both sources (TiDB DM would leave one waiting),
+/// and a second worker that joins gets a source moved to it on request (`transfer-source` to
+/// a busy worker is allowed too). Both end equal.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_worker_runs_two_sources_and_a_source_moves_to_a_busy_worker() {
+    let (s1, s2, dst) = (MariaDb::start(1), MariaDb::start(2), MariaDb::start(3));
+    for (db, schema) in [(&s1, "a"), (&s2, "b")] {
+        db.exec(&format!(
+            "CREATE DATABASE {schema}; USE {schema};
+             CREATE TABLE t (id BIGINT PRIMARY KEY, v INT NOT NULL, s VARCHAR(64));
+             INSERT INTO t SELECT seq, seq, 'init' FROM seq_1_to_500;"
+        ))
+        .await;
+    }
+    let mut c = Cluster::start_plain(1, 1);
+    c.wait_leader().await;
+    c.create_source("src1", &s1);
+    c.create_source("src2", &s2);
+    let tf = c.file("task.yaml", &two_source_task(&dst));
+    c.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    for src in ["src1", "src2"] {
+        wait_for(
+            &format!("{src} incremental"),
+            Duration::from_secs(60),
+            || {
+                c.subtask("ha", src).is_some_and(|s| {
+                    assert_ne!(s["stage"], "paused", "{s}");
+                    s["phase"] == "incremental" && s["worker"] == "w1"
+                })
+            },
+        )
+        .await;
+    }
+    assert_eq!(c.bound_worker("src1").as_deref(), Some("w1"));
+    assert_eq!(c.bound_worker("src2").as_deref(), Some("w1"));
+
+    // A second worker: nothing moves by itself; src2 moves on request, and back to the busy w1.
+    c.add_worker("w2");
+    wait_for("w2 alive", Duration::from_secs(30), || {
+        c.json(&["list-member", "--worker"]).is_some_and(|v| {
+            v["workers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w["name"] == "w2")
+        })
+    })
+    .await;
+    assert_eq!(c.bound_worker("src2").as_deref(), Some("w1"));
+    c.ctl_ok(&["transfer-source", "src2", "w2"]);
+    assert_eq!(c.bound_worker("src2").as_deref(), Some("w2"));
+    c.ctl_ok(&["transfer-source", "src2", "w1"]);
+    assert_eq!(c.bound_worker("src2").as_deref(), Some("w1"));
+
+    s1.exec("INSERT INTO a.t VALUES (1000, 1, 'after')").await;
+    s2.exec("UPDATE b.t SET v = v + 1 WHERE id < 100").await;
+    c.wait_caught_up("ha", "src1", &s1).await;
+    c.wait_caught_up("ha", "src2", &s2).await;
+    assert_same(&s1, &dst, &["a"]).await;
+    assert_same(&s2, &dst, &["b"]).await;
+}

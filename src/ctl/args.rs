@@ -232,7 +232,7 @@ pub enum CtlCommand {
         #[arg(long)]
         name: String,
     },
-    /// Move a source to a free worker.
+    /// Move a source to another live worker.
     TransferSource { source_id: String, worker: String },
     /// `evict`: the leader steps down and stays a follower; `cancel-evict` undoes that.
     OperateLeader {
