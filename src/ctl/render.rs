@@ -291,13 +291,13 @@ pub fn members(m: &Members) -> String {
         out.push(t.to_string());
     }
     if !m.workers.is_empty() {
-        let mut t = table(&["Worker", "Stage", "Source"]);
+        let mut t = table(&["Worker", "Stage", "Sources"]);
         for w in &m.workers {
-            t.add_row(vec![
-                w.name.clone(),
-                w.stage.clone(),
-                or_dash(w.source.as_ref()),
-            ]);
+            let sources = match w.sources.is_empty() {
+                true => or_dash(w.source.as_ref()),
+                false => w.sources.join(", "),
+            };
+            t.add_row(vec![w.name.clone(), w.stage.clone(), sources]);
         }
         out.push(t.to_string());
     }

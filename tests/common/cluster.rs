@@ -340,7 +340,11 @@ impl Cluster {
         v["workers"]
             .as_array()?
             .iter()
-            .find(|w| w["source"] == source)
+            .find(|w| {
+                w["sources"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|s| s == source))
+            })
             .and_then(|w| w["name"].as_str().map(str::to_string))
     }
 

@@ -204,7 +204,11 @@ pub struct WorkerView {
     pub name: String,
     /// `bound` (runs a source), `free` (alive, idle) or `offline`.
     pub stage: String,
+    /// The first of `sources` (TiDB DM's workers run one source).
     pub source: Option<String>,
+    /// Every source the worker runs: several when workers are fewer than sources.
+    #[serde(default)]
+    pub sources: Vec<String>,
 }
 
 /// `list-member`.

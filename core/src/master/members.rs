@@ -34,7 +34,13 @@ async fn bindings(m: &Master) -> Result<BTreeMap<String, String>, Error> {
 
 pub async fn list(m: &Master) -> Result<Members, Error> {
     let bound = bindings(m).await?;
-    let source_of = |w: &str| bound.iter().find(|(_, b)| *b == w).map(|(s, _)| s.clone());
+    let sources_of = |w: &str| -> Vec<String> {
+        bound
+            .iter()
+            .filter(|(_, b)| *b == w)
+            .map(|(s, _)| s.clone())
+            .collect()
+    };
     if m.cluster.is_none() {
         // Standalone: one master, one worker, in this process.
         let worker = m.standalone_worker.clone().unwrap_or_default();
@@ -49,7 +55,8 @@ pub async fn list(m: &Master) -> Result<Members, Error> {
             }],
             workers: vec![WorkerView {
                 stage: "bound".into(),
-                source: source_of(&worker),
+                source: sources_of(&worker).into_iter().next(),
+                sources: sources_of(&worker),
                 name: worker,
             }],
         });
@@ -74,15 +81,16 @@ pub async fn list(m: &Master) -> Result<Members, Error> {
         .await?
         .into_iter()
         .map(|name| {
-            let source = source_of(&name);
-            let stage = match (alive_workers.contains(&name), &source) {
+            let sources = sources_of(&name);
+            let stage = match (alive_workers.contains(&name), sources.is_empty()) {
                 (false, _) => "offline",
-                (true, Some(_)) => "bound",
-                (true, None) => "free",
+                (true, false) => "bound",
+                (true, true) => "free",
             };
             WorkerView {
                 stage: stage.into(),
-                source,
+                source: sources.first().cloned(),
+                sources,
                 name,
             }
         })

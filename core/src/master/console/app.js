@@ -328,13 +328,13 @@ async function membersPage() {
   const masters = m.masters.map((x) => h("tr", {}, h("td", {}, x.name), h("td", {}, x.addr),
     h("td", {}, x.leader ? "leader" : ""), h("td", {}, x.alive ? "alive" : "down")));
   const workers = m.workers.map((w) => h("tr", {}, h("td", {}, w.name), h("td", {}, w.stage),
-    h("td", {}, w.source || "-")));
+    h("td", {}, (w.sources && w.sources.length ? w.sources.join(", ") : w.source) || "-")));
   const src = h("select", { "aria-label": "source" }, sources.map((s) => h("option", {}, s.source_id)));
   const wk = h("select", { "aria-label": "worker" }, m.workers.map((w) => h("option", {}, w.name)));
   return [h("h1", {}, "Members"),
     h("p", {}, "Leader: ", m.leader || "-"),
     masters.length ? [h("h2", {}, "Masters"), table([["Name"], ["Address"], [""], [""]], masters)] : null,
-    h("h2", {}, "Workers"), table([["Name"], ["Stage"], ["Source"]], workers),
+    h("h2", {}, "Workers"), table([["Name"], ["Stage"], ["Sources"]], workers),
     h("h2", {}, "Transfer a source"),
     h("div", { class: "actions" }, src, "to", wk, button("Transfer", "transfer-source", () =>
       api("POST", `/api/v1/sources/${enc(src.value)}/transfer`, { source: src.value, worker: wk.value })))];
