@@ -14,7 +14,7 @@ WORK="${BENCH_DIR:-/tmp/dm-bench-cluster}"
 source "$(dirname "$0")/lib.sh"
 SRC0=24300 API=127.0.0.1:28361 ETCD_CLIENT=28379 ETCD_PEER=28380
 export MARIADB_OPTS="--innodb-buffer-pool-size=32M --max-connections=300"
-declare -a PIDS
+declare -a PIDS WRITERS
 cleanup_cluster() {
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   pkill -f "$WORK/etcd" 2>/dev/null || true
@@ -25,7 +25,7 @@ trap cleanup_cluster EXIT
 srcn() { mariadb -h127.0.0.1 -P$((SRC0 + $1)) -uroot -N "${@:2}"; }
 ctl() { "$DM" ctl --master-addr $API "$@"; }
 # CPU seconds of a process so far ($1: pid).
-cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 checksums() { # $1: "src <n>" or "dst"; $2: database
   local q="CHECKSUM TABLE $2.a, $2.b"
   if [ "$1" = dst ]; then dst -e "$q"; else srcn "${1#src }" -e "$q"; fi | awk '{print $2}' | tr '\n' ' '
@@ -83,21 +83,21 @@ all_s=$(calc "$(now) - $t0")
 echo "   started in $start_s s, all incremental after $all_s s"
 
 idle0=$(cpu_of $MASTER); sleep 10; idle=$(calc "($(cpu_of $MASTER) - $idle0) / 10 * 100")
-ETCD=$(pgrep -f "$WORK/etcd" | head -1)
+ETCD=$(pgrep -P "$MASTER" | head -n 1 || true)
 echo "== $SECS s of writes, $WRITES_PER_SEC per second per source"
 declare -A W0
 W0[master]=$(cpu_of $MASTER); W0[etcd]=$(cpu_of "$ETCD")
 for w in $(seq 1 "$WORKERS"); do W0[w$w]=$(cpu_of "${PIDS[$w]}"); done
 t0=$(now)
 for s in $(seq 1 "$SOURCES"); do
-  dbs=$(for i in $(seq 1 "$TASKS"); do [ $(( (i % SOURCES) + 1 )) = "$s" ] && echo "d$i"; done | tr '\n' ' ')
+  dbs=$(for i in $(seq 1 "$TASKS"); do if [ $(( (i % SOURCES) + 1 )) = "$s" ]; then echo "d$i"; fi; done | tr '\n' ' ')
   awk -v n="$((SECS * WRITES_PER_SEC))" -v dbs="$dbs" -v pause="$(calc "1 / $WRITES_PER_SEC")" -v seed="$s" \
     'BEGIN { srand(seed); k = split(dbs, d, " "); for (i = 0; i < n; i++) {
        printf "UPDATE %s.%s SET v = v + 1 WHERE id = %d; DO SLEEP(%s);\n", d[1 + int(rand() * k)], (rand() < 0.5 ? "a" : "b"), 1 + int(rand() * 1000), pause } }' |
     srcn "$s" &
+  WRITERS+=("$!")
 done
-sleep "$SECS"
-wait
+wait "${WRITERS[@]}"
 wall=$(calc "$(now) - $t0")
 declare -A USE
 USE[master]=$(calc "($(cpu_of $MASTER) - ${W0[master]}) / $wall * 100")
@@ -107,7 +107,9 @@ for w in $(seq 1 "$WORKERS"); do USE[w$w]=$(calc "($(cpu_of "${PIDS[$w]}") - ${W
 echo "== waiting for every task to catch up, then comparing"
 for s in $(seq 1 "$SOURCES"); do
   end=$(srcn "$s" -e "SHOW MASTER STATUS" | awk '{print $1":"$2}')
-  for i in $(seq 1 "$TASKS"); do [ $(( (i % SOURCES) + 1 )) = "$s" ] && wait_task "t$i" position "$end"; done
+  for i in $(seq 1 "$TASKS"); do
+    if [ $(( (i % SOURCES) + 1 )) = "$s" ]; then wait_task "t$i" position "$end"; fi
+  done
 done
 EQUAL=yes
 for i in $(seq 1 "$TASKS"); do

@@ -157,15 +157,31 @@ pub async fn next_change(
     changes: &mut Option<mpsc::Receiver<WatchEvent>>,
     tick: &mut tokio::time::Interval,
 ) {
-    match changes.as_mut() {
-        Some(rx) => {
-            tokio::select! {
-                _ = rx.recv() => {}
-                _ = tick.tick() => {}
-            }
-        }
-        None => {
-            tick.tick().await;
+    next_change_under(changes, tick, &[""]).await
+}
+
+/// As `next_change`, for a change to a key under one of `prefixes` only (or the tick).
+pub async fn next_change_under(
+    changes: &mut Option<mpsc::Receiver<WatchEvent>>,
+    tick: &mut tokio::time::Interval,
+    prefixes: &[&str],
+) {
+    let Some(rx) = changes.as_mut() else {
+        tick.tick().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(e) if !prefixes.iter().any(|p| e.key.starts_with(p)) => continue,
+                Some(_) => return,
+                // A closed watch would answer at once, forever: the tick alone from now on.
+                None => {
+                    *changes = None;
+                    return;
+                }
+            },
+            _ = tick.tick() => return,
         }
     }
 }
