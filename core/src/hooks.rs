@@ -116,6 +116,10 @@ pub trait RowFilter: Send + Sync {
 
 /// Applies the verdicts to `rows`: dropped rows go, `Set` columns change in both images.
 pub fn apply_verdicts(rows: Vec<HookRow>, verdicts: Vec<RowVerdict>) -> Vec<HookRow> {
+    // The usual answer keeps every row as it is: no new vector then.
+    if verdicts.iter().all(|v| *v == RowVerdict::Keep) {
+        return rows;
+    }
     rows.into_iter()
         .zip(verdicts)
         .filter_map(|(mut r, v)| match v {
@@ -174,12 +178,13 @@ pub type Host = Option<std::sync::Arc<dyn PluginHost>>;
 /// The row filters of a subtask, in the task file's order: (plugin name, filter).
 pub type RowFilterChain = Vec<(String, std::sync::Arc<dyn RowFilter>)>;
 
-/// Runs `rows` through every filter of `chain`; errors name the plugin, table and position.
+/// Runs `rows` through every filter of `chain`; errors name the plugin, table and position
+/// (`position` is written out for an error only, not for every rows event).
 pub fn run_row_filters(
     chain: &RowFilterChain,
     table: &crate::table::Table,
     mut rows: Vec<HookRow>,
-    position: &str,
+    position: &dyn Fn() -> String,
 ) -> crate::Result<Vec<HookRow>> {
     for (name, f) in chain {
         if rows.is_empty() {
@@ -189,7 +194,7 @@ pub fn run_row_filters(
             plugin: name.clone(),
             hook: "row filter".into(),
             table: table.name.to_string(),
-            position: position.to_string(),
+            position: position(),
             error: Box::new(error),
         };
         // Inline: a call is microseconds, and its deadline bounds it (block_in_place would

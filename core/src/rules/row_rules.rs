@@ -83,6 +83,6 @@ impl RowRules {
         if self.plugins.is_empty() || rows.is_empty() {
             return Ok(rows);
         }
-        run_row_filters(&self.plugins, table, rows, &origin.place(&table.name))
+        run_row_filters(&self.plugins, table, rows, &|| origin.place(&table.name))
     }
 }
