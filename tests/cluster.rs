@@ -43,6 +43,21 @@ fn two_source_task(dst: &MariaDb) -> String {
     )
 }
 
+/// Two sources, `a.t` on the first and `b.t` on the second, each holding `rows` rows, and an
+/// empty target.
+async fn two_sources_with_t(rows: u32) -> (MariaDb, MariaDb, MariaDb) {
+    let (s1, s2, dst) = (MariaDb::start(1), MariaDb::start(2), MariaDb::start(3));
+    for (db, schema) in [(&s1, "a"), (&s2, "b")] {
+        db.exec(&format!(
+            "CREATE DATABASE {schema}; USE {schema};
+             CREATE TABLE t (id BIGINT PRIMARY KEY, v INT NOT NULL, s VARCHAR(64));
+             INSERT INTO t SELECT seq, seq, 'init' FROM seq_1_to_{rows};"
+        ))
+        .await;
+    }
+    (s1, s2, dst)
+}
+
 fn applied(c: &Cluster, source: &str) -> u64 {
     c.subtask("ha", source)
         .and_then(|s| s["rows_applied"].as_u64())
@@ -74,15 +89,7 @@ async fn wait_moved(c: &Cluster, source: &str, not: &str, since: Instant) -> (St
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_the_leader_and_busy_workers_loses_and_duplicates_nothing() {
-    let (s1, s2, dst) = (MariaDb::start(1), MariaDb::start(2), MariaDb::start(3));
-    for (db, schema) in [(&s1, "a"), (&s2, "b")] {
-        db.exec(&format!(
-            "CREATE DATABASE {schema}; USE {schema};
-             CREATE TABLE t (id BIGINT PRIMARY KEY, v INT NOT NULL, s VARCHAR(64));
-             INSERT INTO t SELECT seq, seq, 'init' FROM seq_1_to_2000;"
-        ))
-        .await;
-    }
+    let (s1, s2, dst) = two_sources_with_t(2000).await;
     let mut c = Cluster::start(3, 3);
     c.wait_leader().await;
     c.create_source("src1", &s1);
@@ -839,15 +846,7 @@ async fn a_cluster_runs_on_an_existing_etcd_with_tls_and_a_user() {
 /// a busy worker is allowed too). Both end equal.
 #[tokio::test(flavor = "multi_thread")]
 async fn one_worker_runs_two_sources_and_a_source_moves_to_a_busy_worker() {
-    let (s1, s2, dst) = (MariaDb::start(1), MariaDb::start(2), MariaDb::start(3));
-    for (db, schema) in [(&s1, "a"), (&s2, "b")] {
-        db.exec(&format!(
-            "CREATE DATABASE {schema}; USE {schema};
-             CREATE TABLE t (id BIGINT PRIMARY KEY, v INT NOT NULL, s VARCHAR(64));
-             INSERT INTO t SELECT seq, seq, 'init' FROM seq_1_to_500;"
-        ))
-        .await;
-    }
+    let (s1, s2, dst) = two_sources_with_t(500).await;
     let mut c = Cluster::start_plain(1, 1);
     c.wait_leader().await;
     c.create_source("src1", &s1);

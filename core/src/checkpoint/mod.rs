@@ -571,7 +571,6 @@ impl MetaTables {
         )
     }
 
-    /// Every chunk of the source's full phase.
     /// The chunk records of the source's tables, or of one table only (a lookup by primary
     /// key: a table's last chunk must not read the records of thousands of other tables).
     pub async fn chunks(

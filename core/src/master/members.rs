@@ -44,6 +44,7 @@ pub async fn list(m: &Master) -> Result<Members, Error> {
     if m.cluster.is_none() {
         // Standalone: one master, one worker, in this process.
         let worker = m.standalone_worker.clone().unwrap_or_default();
+        let sources = sources_of(&worker);
         return Ok(Members {
             leader: Some("standalone".into()),
             masters: vec![MasterView {
@@ -55,8 +56,8 @@ pub async fn list(m: &Master) -> Result<Members, Error> {
             }],
             workers: vec![WorkerView {
                 stage: "bound".into(),
-                source: sources_of(&worker).into_iter().next(),
-                sources: sources_of(&worker),
+                source: sources.first().cloned(),
+                sources,
                 name: worker,
             }],
         });
