@@ -690,10 +690,15 @@ async fn workers_keep_their_leases_through_etcd_elections() {
         let victim = victim.unwrap();
         eprintln!("round {round}: killing {victim}, whose etcd member leads etcd");
         c.master(&victim).kill9();
-        wait_for("a new etcd leader", Duration::from_secs(30), || {
-            etcd_leader(&c).is_some_and(|l| l != victim)
-        })
-        .await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while etcd_leader(&c).is_none_or(|l| l == victim) {
+            assert!(
+                Instant::now() < deadline,
+                "no new etcd leader after {victim} was killed\n{}",
+                c.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         c.wait_leader().await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         Cluster::restart(c.master(&victim));

@@ -169,6 +169,12 @@ pub struct Progress {
     pub online_ddl: Mutex<Vec<OnlineDdlStatus>>,
     /// The progress of tables joining the running task (`sync/join.rs`), while they do.
     pub joining: Mutex<Option<Arc<Progress>>>,
+    /// Told when the subtask catches up, so the status saying so goes out at once rather
+    /// than at the next periodic publish (up to a second later).
+    pub announce: Option<Arc<tokio::sync::Notify>>,
+    /// When `announce` was last told (micros since the epoch): at most once a second, so
+    /// a trickle of writes, each caught up at once, does not publish status for each.
+    announced_at: AtomicU64,
 }
 
 /// The counters when rates were last worked out, and the rates then.
@@ -216,6 +222,33 @@ pub fn now_secs() -> u64 {
 impl Progress {
     pub fn set_position(&self, p: impl ToString) {
         *self.position.lock().unwrap_or_else(|e| e.into_inner()) = p.to_string();
+    }
+
+    /// A subtask progress that tells `announce` when it catches up.
+    pub fn announcing_to(announce: Arc<tokio::sync::Notify>) -> Progress {
+        Progress {
+            announce: Some(announce),
+            ..Progress::default()
+        }
+    }
+
+    /// Whether the incremental phase has applied everything the source has; catching up is
+    /// announced (see `announce`).
+    pub fn set_idle(&self, idle: bool) {
+        let was = self.idle.swap(idle, Ordering::Relaxed);
+        let Some(announce) = self.announce.as_ref().filter(|_| idle && !was) else {
+            return;
+        };
+        let now = now_micros();
+        let last = self.announced_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 1_000_000
+            && self
+                .announced_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            announce.notify_one();
+        }
     }
 
     pub fn set_phase(&self, p: Phase) {
@@ -346,6 +379,30 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn catching_up_is_announced_at_once_but_at_most_once_a_second() {
+        let announce = Arc::new(tokio::sync::Notify::new());
+        let p = Progress::announcing_to(announce.clone());
+        let told = || async {
+            tokio::time::timeout(std::time::Duration::from_millis(50), announce.notified())
+                .await
+                .is_ok()
+        };
+        p.set_idle(false);
+        assert!(!told().await, "busy is not announced");
+        p.set_idle(true);
+        assert!(told().await, "caught up is announced");
+        p.set_idle(true);
+        assert!(!told().await, "still caught up is not announced again");
+        p.set_idle(false);
+        p.set_idle(true);
+        assert!(
+            !told().await,
+            "caught up again within a second waits for the next publish"
+        );
+        assert!(p.idle.load(Ordering::Relaxed));
+    }
 
     #[test]
     fn a_status_lists_unfinished_tables_being_copied_first_and_counts_all() {

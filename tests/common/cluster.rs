@@ -3,7 +3,7 @@
 //! otherwise: the API over HTTPS with tokens, etcd with client and peer TLS requiring client
 //! certificates (workers present theirs).
 
-use super::{dm_bin, find_binary, free_port, wait_for, MariaDb};
+use super::{dm_bin, find_binary, free_port, MariaDb};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -372,13 +372,18 @@ impl Cluster {
 
     /// Waits until a master leads and answers.
     pub async fn wait_leader(&self) -> String {
-        let mut leader = None;
-        wait_for("a leader", Duration::from_secs(60), || {
-            leader = self.leader();
-            leader.is_some()
-        })
-        .await;
-        leader.unwrap()
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(leader) = self.leader() {
+                return leader;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for a leader\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Waits until `task` on `source` has applied the source's current position.
@@ -408,6 +413,18 @@ impl Cluster {
             let log = p.log();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             s += &format!("--- {} (last lines)\n", p.name);
+            for l in tail.into_iter().rev() {
+                s += l;
+                s.push('\n');
+            }
+        }
+        for m in &self.masters {
+            let path = self.dir.path().join(format!("etcd-{}.log", m.name));
+            let Ok(log) = std::fs::read_to_string(path) else {
+                continue;
+            };
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            s += &format!("--- etcd member of {} (last lines)\n", m.name);
             for l in tail.into_iter().rev() {
                 s += l;
                 s.push('\n');

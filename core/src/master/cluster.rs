@@ -100,15 +100,93 @@ async fn keep_etcd_leader_elsewhere(
     membership: Arc<Membership>,
     own_url: String,
 ) {
+    let mut pace = HandOffPace::default();
     loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(pace.wait()).await;
         if !membership.is_leader() {
             continue;
         }
         match etcd.hand_off_etcd_leadership(&own_url).await {
-            Ok(true) => tracing::info!("etcd leadership handed to another member"),
+            Ok(true) => {
+                pace.handed_off(std::time::Instant::now());
+                tracing::info!(
+                    next_look_in = ?pace.wait(),
+                    "etcd leadership handed to another member"
+                );
+            }
             Ok(false) => {}
             Err(e) => tracing::debug!(error = %e, "cannot hand off etcd leadership"),
         }
+    }
+}
+
+/// How often the leader looks whether its member leads etcd. A leadership that comes back
+/// soon after a hand-off (a member that cannot keep it, on a loaded machine) is handed off
+/// again only after twice the previous wait: each transfer stops etcd's writes for a moment,
+/// and handing it back and forth every half second kept etcd from serving at all.
+struct HandOffPace {
+    wait: Duration,
+    last: Option<std::time::Instant>,
+}
+
+impl HandOffPace {
+    const LOOK_EVERY: Duration = Duration::from_millis(500);
+    const MAX_WAIT: Duration = Duration::from_secs(300);
+    /// A hand-off that held this long counts as one that worked.
+    const HELD: Duration = Duration::from_secs(60);
+
+    fn wait(&self) -> Duration {
+        self.wait
+    }
+
+    fn handed_off(&mut self, now: std::time::Instant) {
+        let bounced = self
+            .last
+            .is_some_and(|last| now.duration_since(last) < self.wait + Self::HELD);
+        self.wait = if bounced {
+            (self.wait * 2).min(Self::MAX_WAIT)
+        } else {
+            Self::LOOK_EVERY
+        };
+        self.last = Some(now);
+    }
+}
+
+impl Default for HandOffPace {
+    fn default() -> Self {
+        HandOffPace {
+            wait: Self::LOOK_EVERY,
+            last: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HandOffPace;
+    use std::time::Instant;
+
+    #[test]
+    fn a_leadership_that_keeps_coming_back_is_handed_off_ever_more_rarely() {
+        let mut pace = HandOffPace::default();
+        let mut now = Instant::now();
+        pace.handed_off(now);
+        assert_eq!(pace.wait(), HandOffPace::LOOK_EVERY);
+        let mut waits = vec![];
+        for _ in 0..12 {
+            now += pace.wait();
+            pace.handed_off(now);
+            waits.push(pace.wait().as_millis());
+        }
+        assert_eq!(
+            &waits[..6],
+            &[1000, 2000, 4000, 8000, 16000, 32000],
+            "{waits:?}"
+        );
+        assert_eq!(pace.wait(), HandOffPace::MAX_WAIT);
+        // Once a hand-off held, the next one is looked for at the usual pace again.
+        now += pace.wait() + HandOffPace::HELD;
+        pace.handed_off(now);
+        assert_eq!(pace.wait(), HandOffPace::LOOK_EVERY);
     }
 }

@@ -163,15 +163,24 @@ impl EtcdStore {
             return Ok(false);
         }
         let members = c.member_list().await.map_err(err)?;
-        // Only to a member that answers: the list keeps dead members too.
+        // Only to a member that answers (the list keeps dead members too) and whose log is
+        // caught up: etcd takes no writes while a transfer waits for its transferee, and a
+        // member that lags (one that just restarted) may lose the leadership right away.
+        let mut best: Option<(u64, u64)> = None;
         for other in members.members().iter().filter(|m| m.id() != me) {
-            if !answers(other.client_urls(), &self.access).await {
+            let Some(index) = raft_index(other.client_urls(), &self.access).await else {
                 continue;
+            };
+            if index + CATCH_UP_SLACK >= status.raft_index() && best.is_none_or(|(_, i)| index > i)
+            {
+                best = Some((other.id(), index));
             }
-            c.move_leader(other.id()).await.map_err(err)?;
-            return Ok(true);
         }
-        Ok(false)
+        let Some((to, _)) = best else {
+            return Ok(false);
+        };
+        c.move_leader(to).await.map_err(err)?;
+        Ok(true)
     }
 
     /// Client URLs of every member of the etcd cluster, then the configured endpoints.
@@ -248,17 +257,20 @@ impl EtcdStore {
     }
 }
 
-/// Whether an etcd member at one of `urls` answers a status request within 500 ms.
-async fn answers(urls: &[String], access: &EtcdAccess) -> bool {
+/// How far (raft log entries) a member may be behind the leader and still be handed the
+/// leadership.
+const CATCH_UP_SLACK: u64 = 100;
+
+/// The raft index of the etcd member at one of `urls`, if it answers a status request within
+/// 500 ms.
+async fn raft_index(urls: &[String], access: &EtcdAccess) -> Option<u64> {
     let opts = access.options(
         ConnectOptions::new()
             .with_connect_timeout(Duration::from_millis(500))
             .with_timeout(Duration::from_millis(500)),
     );
-    let Ok(mut c) = Client::connect(urls, Some(opts)).await else {
-        return false;
-    };
-    c.status().await.is_ok()
+    let mut c = Client::connect(urls, Some(opts)).await.ok()?;
+    c.status().await.ok().map(|s| s.raft_index())
 }
 
 #[async_trait]

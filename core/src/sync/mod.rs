@@ -398,7 +398,7 @@ impl Dispatcher<'_> {
                         self.hand_over().await?;
                         return Ok(());
                     }
-                    self.inc.ctx.progress.idle.store(false, Ordering::Relaxed);
+                    self.inc.ctx.progress.set_idle(false);
                     self.dispatch(txn).await?;
                     // Nothing read waits: a lane is as far as the source (a busy source
                     // never goes quiet).
@@ -422,7 +422,7 @@ impl Dispatcher<'_> {
                     let source_idle = msg.is_some();
                     self.poll_blocked().await?;
                     self.checkpoint().await?;
-                    self.inc.ctx.progress.idle.store(true, Ordering::Relaxed);
+                    self.inc.ctx.progress.set_idle(true);
                     self.inc
                         .ctx
                         .progress

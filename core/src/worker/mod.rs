@@ -285,7 +285,7 @@ impl Worker {
                 continue;
             }
             let restarts = restarts.get(&k).copied().unwrap_or(0);
-            let progress = Arc::new(Progress::default());
+            let progress = Arc::new(Progress::announcing_to(self.changed.clone()));
             progress.throttle.set_user(&stage.throttle);
             let state = Arc::new(Mutex::new(SubtaskState {
                 stage: Stage::New,
