@@ -20,7 +20,7 @@ use dm_core::table::Table;
 use dm_core::table::TableName;
 use dm_plugin_sdk as sdk;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::{
@@ -31,30 +31,51 @@ use wasmtime::{
 /// How often the epoch advances: the granularity of deadlines.
 const TICK: Duration = Duration::from_millis(10);
 
-/// Advances the engine's epoch every `TICK` while a guest runs and sleeps otherwise, so an
-/// idle dm does not wake up a hundred times a second.
+/// Advances the engine's epoch every `TICK` while guests run, and for a second after the
+/// last one, then sleeps until the next call, so an idle dm does not wake up a hundred times a
+/// second. The grace second matters: waking the thread for each call (a futex wake and a
+/// context switch per row event) cost more than the call itself.
 struct Ticker {
     /// Guest calls running now (shared with the ticker thread).
     in_flight: Arc<AtomicUsize>,
+    /// Whether the ticker thread sleeps (or is about to) until a call wakes it.
+    parked: Arc<AtomicBool>,
     thread: std::thread::Thread,
 }
 
 /// A guest may run while this lives.
 struct Busy<'a>(&'a Ticker);
 
+/// Ticks without a call before the ticker sleeps.
+const IDLE_TICKS: u32 = 100;
+
 impl Ticker {
     /// The thread ends once the engine is gone.
     fn start(engine: &Engine) -> Arc<Ticker> {
         let weak = engine.weak();
         let in_flight = Arc::new(AtomicUsize::new(0));
-        let calls = in_flight.clone();
+        let parked = Arc::new(AtomicBool::new(false));
+        let (calls, asleep) = (in_flight.clone(), parked.clone());
         let handle = std::thread::Builder::new()
             .name("dm-plugin-epoch".into())
             .spawn(move || {
+                let mut idle = 0;
                 while let Some(engine) = weak.upgrade() {
-                    if calls.load(Ordering::Acquire) == 0 {
+                    idle = if calls.load(Ordering::SeqCst) == 0 {
+                        idle + 1
+                    } else {
+                        0
+                    };
+                    if idle > IDLE_TICKS {
                         drop(engine);
-                        std::thread::park_timeout(Duration::from_secs(1));
+                        // Say so before looking once more: a call that starts now either
+                        // sees `parked` and wakes this thread, or is seen here.
+                        asleep.store(true, Ordering::SeqCst);
+                        if calls.load(Ordering::SeqCst) == 0 {
+                            std::thread::park_timeout(Duration::from_secs(1));
+                        }
+                        asleep.store(false, Ordering::SeqCst);
+                        idle = 0;
                         continue;
                     }
                     engine.increment_epoch();
@@ -65,12 +86,14 @@ impl Ticker {
             .expect("a thread");
         Arc::new(Ticker {
             in_flight,
+            parked,
             thread: handle.thread().clone(),
         })
     }
 
     fn busy(&self) -> Busy<'_> {
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        if self.parked.load(Ordering::SeqCst) {
             self.thread.unpark();
         }
         Busy(self)
@@ -79,7 +102,7 @@ impl Ticker {
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -379,8 +402,7 @@ impl RowFilter for Plugin {
     }
 
     fn filter(&self, table: &Table, rows: &[HookRow]) -> Result<Vec<RowVerdict>, PluginError> {
-        let batch = convert::batch(table, rows);
-        let answer = self.call("dm_row_filter", &sdk::encode(&batch))?;
+        let answer = self.call("dm_row_filter", &convert::encode_batch(table, rows))?;
         let verdicts: Vec<sdk::Verdict> = sdk::decode(&answer).map_err(|e| {
             PluginError::BadAnswer(format!("answered something that is not verdicts: {e}"))
         })?;
