@@ -1,23 +1,37 @@
 #!/usr/bin/env bash
-# Catching up a binlog backlog: MariaDB's own replication (serial, and optimistic parallel)
+# Catching up a binlog backlog: MariaDB's own replication (serial and its parallel modes)
 # against dm, on the same machine, the same data and identically configured servers.
 #
 # A sysbench data set is prepared on the source and the datadir is copied as the starting
-# point of every target; then `sysbench oltp_write_only` makes a backlog of EVENTS
-# transactions. Each contender starts from a fresh copy and applies the backlog; the time is
-# from its start until the target has all of it. Every result is checksummed against the
-# source. Prints transactions/s, rows/s, the ratio dm / best MariaDB mode, dm's peak RSS, and
-# what a pass-through row filter plugin costs (throughput and ns per row change), and what
-# reading through a relay log costs.
+# point of every target; then WORKLOAD makes a backlog of EVENTS transactions:
+#   oltp_write_only    two updates, a delete and an insert per transaction (the default);
+#   oltp_update_index  one update of the indexed column `k` (hot secondary-index updates);
+#   append             one auto-increment insert into tables with 2 secondary indexes.
+# Each contender starts from a fresh copy and applies the backlog; the time is from its
+# start until the target has all of it (dm: the time its checkpoint at the backlog's end was
+# written in the target). Every result is checksummed against the source. Over RUNS runs it
+# prints min/median/max of each contender's time, of dm / the best MariaDB mode of the run,
+# of what a pass-through row filter plugin and a relay log cost, and dm's peak RSS.
 #
-#   bench/incremental.sh    (TABLES, SIZE, EVENTS, THREADS, PARALLEL, DM_WORKERS, DM_BATCH,
-#                            DM_COMPACT tune it)
+#   bench/incremental.sh    (WORKLOAD, EVENTS, TABLES, SIZE, THREADS, RUNS, MODES, DM_WORKERS,
+#                            DM_BATCH, DM_COMPACT, EXTRAS tune it)
+# MODES: MariaDB's modes, `serial` or slave_parallel_mode:threads. EXTRAS: `plugin relay`, the
+# dm variants besides the plain one (empty: none).
 TABLES=${TABLES:-8} SIZE=${SIZE:-100000} EVENTS=${EVENTS:-40000} THREADS=${THREADS:-4}
-DM_WORKERS=${DM_WORKERS:-4} DM_BATCH=${DM_BATCH:-1000} DM_COMPACT=${DM_COMPACT:-true} PARALLEL=${PARALLEL:-4}
+WORKLOAD=${WORKLOAD:-oltp_write_only} RUNS=${RUNS:-3}
+MODES=${MODES:-serial optimistic:4 aggressive:4 optimistic:8 aggressive:8}
+EXTRAS=${EXTRAS-plugin relay}
+DM_WORKERS=${DM_WORKERS:-4} DM_BATCH=${DM_BATCH:-1000} DM_COMPACT=${DM_COMPACT:-true}
 WORK="${BENCH_DIR:-/tmp/dm-bench-incremental}"
 source "$(dirname "$0")/lib.sh"
+case "$WORKLOAD" in
+  oltp_write_only) SB_TEST=oltp_write_only PER_TXN=4 ;;
+  oltp_update_index) SB_TEST=oltp_update_index PER_TXN=1 ;;
+  append) SB_TEST=oltp_insert PER_TXN=1 ;;
+  *) echo "WORKLOAD is oltp_write_only, oltp_update_index or append" >&2; exit 2 ;;
+esac
 sb() {
-  sysbench oltp_write_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port=$SRC_PORT \
+  sysbench "$SB_TEST" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port=$SRC_PORT \
     --mysql-user=root --mysql-db=sbtest --tables="$TABLES" --table-size="$SIZE" "$@"
 }
 checksums() { # the CHECKSUM TABLE of every sysbench table
@@ -30,6 +44,9 @@ echo "== preparing sysbench: $TABLES tables x $SIZE rows"
 scripts/mariadb.sh start "$WORK/source" $SRC_PORT 1
 src -e "CREATE DATABASE sbtest"
 sb prepare >/dev/null
+if [ "$WORKLOAD" = append ]; then # a second secondary index besides sysbench's `k`
+  for i in $(seq 1 "$TABLES"); do src -e "ALTER TABLE sbtest.sbtest$i ADD INDEX c_1 (c)"; done
+fi
 GTID0=$(src -e "SELECT @@gtid_binlog_pos")
 scripts/mariadb.sh stop "$WORK/source"
 cp -a "$WORK/source/data" "$WORK/base"
@@ -37,13 +54,13 @@ rm -f "$WORK/base"/mysql-bin.* "$WORK/base"/*.pid
 scripts/mariadb.sh start "$WORK/source" $SRC_PORT 1
 read -r FILE0 OFFSET0 <<< "$(src -e "SHOW MASTER STATUS" | awk '{print $1, $2}')"
 
-echo "== backlog: sysbench oltp_write_only, $EVENTS transactions on $THREADS threads"
+echo "== backlog: sysbench $SB_TEST, $EVENTS transactions on $THREADS threads"
 sb run --events="$EVENTS" --time=0 --threads="$THREADS" >/dev/null
 GTID1=$(src -e "SELECT @@gtid_binlog_pos")
 POS1=$(src -e "SHOW MASTER STATUS" | awk '{print $1":"$2}')
-ROWS=$((EVENTS * 4)) # oltp_write_only: two updates, a delete and an insert per transaction
+ROWS=$((EVENTS * PER_TXN))
 WANT=$(checksums src)
-echo "   backlog from GTID $GTID0 to $GTID1 ($POS1)"
+echo "   backlog from GTID $GTID0 to $GTID1 ($POS1), $(du -sh "$WORK/source/data"/mysql-bin.0* | awk '{s = s " " $1} END {print s}')"
 
 fresh_target() {
   scripts/mariadb.sh stop "$WORK/target" || true
@@ -54,10 +71,18 @@ fresh_target() {
 }
 
 declare -A SECS EQUAL
-replica() { # $1: mode name, $2: slave_parallel_threads
+record() { # $1: contender, $2: seconds; appends to the contender's list
+  SECS[$1]="${SECS[$1]:-} $2"
+  [ "$(checksums dst)" = "$WANT" ] || { echo "   $1: NOT equal to the source"; exit 1; }
+  echo "   $1: $2 s, equal"
+}
+
+replica() { # $1: serial or mode:threads
+  local mode=${1%%:*} threads=${1##*:}
+  [ "$1" = serial ] && mode=conservative threads=0
   fresh_target
-  dst -e "SET GLOBAL gtid_slave_pos = '$GTID0'; SET GLOBAL slave_parallel_threads = $2;
-          SET GLOBAL slave_parallel_mode = 'optimistic';
+  dst -e "SET GLOBAL gtid_slave_pos = '$GTID0'; SET GLOBAL slave_parallel_threads = $threads;
+          SET GLOBAL slave_parallel_mode = '$mode';
           CHANGE MASTER TO master_host = '127.0.0.1', master_port = $SRC_PORT, master_user = 'root',
           master_use_gtid = slave_pos"
   local t0; t0=$(now)
@@ -68,19 +93,14 @@ replica() { # $1: mode name, $2: slave_parallel_threads
     fi
     sleep 0.05
   done
-  SECS[$1]=$(calc "$(now) - $t0")
+  local secs; secs=$(calc "$(now) - $t0")
   dst -e "STOP SLAVE"
-  [ "$(checksums dst)" = "$WANT" ] && EQUAL[$1]=yes || EQUAL[$1]=NO
-  echo "   $1: ${SECS[$1]} s, equal: ${EQUAL[$1]}"
+  record "mariadb-$1" "$secs"
 }
-
-echo "== MariaDB replication, serial"
-replica "mariadb-serial" 0
-echo "== MariaDB replication, optimistic parallel ($PARALLEL threads)"
-replica "mariadb-parallel" "$PARALLEL"
 
 # dm from the backlog's start to its end on a fresh target; $1: contender name, $2: extra
 # lines of the mysql-instances entry, $3: extra top-level lines.
+declare -a RSS CPU
 run_dm() {
   fresh_target
   rm -rf "$WORK/dm"; mkdir -p "$WORK/dm"
@@ -107,42 +127,60 @@ YAML
   local t0; t0=$(now)
   "$DM" ctl --master-addr $API start-task "$WORK/dm/task.yaml" >/dev/null
   wait_task bench position "$POS1"
-  SECS[$1]=$(calc "$(now) - $t0")
-  read -r RSS_MB DM_CPU <<< "$(dm_usage)"
+  # The checkpoint is written once every change before it is committed: its time is when
+  # the target had the whole backlog (the status the wait polls is published after it).
+  local done_at; done_at=$(dst -e "SELECT UNIX_TIMESTAMP(updated_at) FROM dm_meta.bench_checkpoint")
+  [ "$1" = dm ] && { read -r r c <<< "$(dm_usage)"; RSS+=("$r"); CPU+=("$c"); }
   kill -9 "$DM_PID"; wait "$DM_PID" 2>/dev/null || true; DM_PID=
-  [ "$(checksums dst)" = "$WANT" ] && EQUAL[$1]=yes || EQUAL[$1]=NO
-  echo "   $1: ${SECS[$1]} s, equal: ${EQUAL[$1]}"
+  record "$1" "$(calc "$done_at - $t0")"
 }
 
-echo "== dm (worker-count $DM_WORKERS, batch $DM_BATCH, compact $DM_COMPACT)"
-run_dm dm "" ""
-read -r DM_RSS DM_CPU_ALONE <<< "$RSS_MB $DM_CPU"
-
-echo "== dm with a pass-through row filter plugin (examples/plugins/pass-through)"
-(cd examples/plugins && CARGO_TARGET_DIR="$CARGO_TARGET_DIR-plugins" \
-  cargo build -q --release --target wasm32-unknown-unknown -p pass_through)
 WASM="$CARGO_TARGET_DIR-plugins/wasm32-unknown-unknown/release/pass_through.wasm"
-run_dm dm+plugin "    plugins: [pass]" "plugins:
+if [[ " $EXTRAS " == *" plugin "* ]]; then
+  (cd examples/plugins && CARGO_TARGET_DIR="$CARGO_TARGET_DIR-plugins" \
+    cargo build -q --release --target wasm32-unknown-unknown -p pass_through)
+fi
+for run in $(seq 1 "$RUNS"); do
+  for m in $MODES; do
+    echo "== run $run: MariaDB replication, $m"
+    replica "$m"
+  done
+  echo "== run $run: dm (worker-count $DM_WORKERS, batch $DM_BATCH, compact $DM_COMPACT)"
+  run_dm dm "" ""
+  if [[ " $EXTRAS " == *" plugin "* ]]; then
+    echo "== run $run: dm with a pass-through row filter plugin (examples/plugins/pass-through)"
+    run_dm dm+plugin "    plugins: [pass]" "plugins:
   pass:
     path: $WASM
 "
-
-echo "== dm reading through a relay log (enable-relay: the worker pulls the backlog to disk meanwhile)"
-SOURCE_EXTRA="enable-relay: true
+  fi
+  if [[ " $EXTRAS " == *" relay "* ]]; then
+    echo "== run $run: dm reading through a relay log (the worker pulls the backlog to disk meanwhile)"
+    SOURCE_EXTRA="enable-relay: true
 " run_dm dm+relay "" ""
-
-echo
-echo "== catching up $EVENTS transactions ($ROWS row changes), $(nproc) cores"
-printf '%-18s %9s %10s %11s %6s\n' contender seconds "txn/s" "rows/s" equal
-for m in mariadb-serial mariadb-parallel dm dm+plugin dm+relay; do
-  printf '%-18s %9.2f %10.0f %11.0f %6s\n' "$m" "${SECS[$m]}" "$(calc "$EVENTS / ${SECS[$m]}")" \
-    "$(calc "$ROWS / ${SECS[$m]}")" "${EQUAL[$m]}"
+  fi
 done
-best=$(printf '%s\n%s\n' "${SECS[mariadb-serial]}" "${SECS[mariadb-parallel]}" | sort -g | head -1)
-printf 'dm / best MariaDB mode: %.2fx   dm peak RSS: %d MiB   dm CPU: %s s\n' \
-  "$(calc "$best / ${SECS[dm]}")" "$DM_RSS" "$DM_CPU_ALONE"
-printf 'pass-through plugin: throughput %.1f%% lower, %.0f ns per row change\n' \
-  "$(calc "(1 - ${SECS[dm]} / ${SECS[dm+plugin]}) * 100")" \
-  "$(calc "(${SECS[dm+plugin]} - ${SECS[dm]}) * 1e9 / $ROWS")"
-printf 'relay log: throughput %.1f%% lower\n' "$(calc "(1 - ${SECS[dm]} / ${SECS[dm+relay]}) * 100")"
-[ "${EQUAL[mariadb-serial]}${EQUAL[mariadb-parallel]}${EQUAL[dm]}${EQUAL[dm+plugin]}${EQUAL[dm+relay]}" = yesyesyesyesyes ]
+
+nth() { echo "$1" | awk -v i="$2" '{print $i}'; } # the i-th number of a list
+echo
+echo "== catching up $EVENTS transactions of $WORKLOAD ($ROWS row changes), $(nproc) cores, $RUNS runs (min/median/max)"
+printf '%-26s %-22s %10s\n' contender "seconds" "txn/s (median)"
+for m in $(for x in $MODES; do echo "mariadb-$x"; done) dm $(for x in $EXTRAS; do echo "dm+$x"; done); do
+  med=$(spread ${SECS[$m]} | cut -d/ -f2)
+  printf '%-26s %-22s %10.0f\n' "$m" "$(spread ${SECS[$m]})" "$(calc "$EVENTS / $med")"
+done
+ratios=() plugin=() relay=()
+for i in $(seq 1 "$RUNS"); do
+  best=$(for x in $MODES; do nth "${SECS[mariadb-$x]}" "$i"; done | sort -g | head -1)
+  d=$(nth "${SECS[dm]}" "$i")
+  ratios+=("$(calc "$best / $d")")
+  for x in $EXTRAS; do
+    pct=$(calc "($(nth "${SECS[dm+$x]}" "$i") / $d - 1) * 100")
+    if [ "$x" = plugin ]; then plugin+=("$pct"); else relay+=("$pct"); fi
+  done
+done
+echo "dm / best MariaDB mode of each run: $(spread "${ratios[@]}")x (goal >= 2.0x)"
+echo "dm peak RSS: $(spread "${RSS[@]}") MiB   dm CPU: $(spread "${CPU[@]}") s"
+if [ ${#plugin[@]} -gt 0 ]; then echo "pass-through plugin: $(spread "${plugin[@]}")% more time (goal < 5%)"; fi
+if [ ${#relay[@]} -gt 0 ]; then echo "relay log: $(spread "${relay[@]}")% more time"; fi
+echo "every run checksum-equal"

@@ -33,7 +33,6 @@ joined() { # waits until the log says B joined
 }
 # Busy jiffies and all jiffies of every core so far (/proc/stat).
 cpu_ticks() { awk '/^cpu / {busy = $2 + $3 + $4 + $7 + $8; all = busy + $5 + $6; print busy, all}' /proc/stat; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {printf "%.2f/%.2f/%.2f", a[1], a[int((NR+1)/2)], a[NR]}'; }
 
 rm -rf "$WORK"; mkdir -p "$WORK"
 scripts/mariadb.sh start "$WORK/source" $SRC_PORT 1
@@ -92,6 +91,6 @@ for run in $(seq 1 "$RUNS"); do
 done
 echo
 echo "== $RUNS runs, $(nproc) cores; sysbench oltp_write_only $THREADS threads at most $RATE txn/s for $SECS s"
-echo "B join time / cold copy of B (min/median/max): $(median "${RATIO_B[@]}")   goal <= 1.5"
-echo "  least possible on this machine (the copy's CPU work in what the load leaves): $(median "${BOUND_B[@]}")"
-echo "A apply rate while B joins / without (min/median/max): $(median "${RATIO_A[@]}")   goal >= 0.70"
+echo "B join time / cold copy of B (min/median/max): $(spread "${RATIO_B[@]}")   goal <= 1.5"
+echo "  least possible on this machine (the copy's CPU work in what the load leaves): $(spread "${BOUND_B[@]}")"
+echo "A apply rate while B joins / without (min/median/max): $(spread "${RATIO_A[@]}")   goal >= 0.70"

@@ -58,7 +58,6 @@ gen_writes() { # $1: how many
     printf "UPDATE many.t%05d SET k = k + 1 WHERE id = %d;\n", 1 + int(rand() * small), 1 + int(rand() * 100) }'
 }
 gen_writes "$WRITES" > "$WORK/writes.sql"
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {printf "%.2f/%.2f/%.2f", a[1], a[int((NR+1)/2)], a[NR]}'; }
 declare -a MYD FULLS FIRSTS RATIOS DDLS RSSS
 for run in $(seq 1 "$RUNS"); do
 echo "== run $run: mydumper -t $THREADS, then myloader -t $THREADS"
@@ -110,8 +109,8 @@ done
 
 echo
 echo "== $SMALL small tables + $LARGE x $LARGE_SIZE rows, $(nproc) cores, $RUNS runs (min/median/max)"
-echo "first table copied after start-task: $(median "${FIRSTS[@]}") s (goal < 30 s)"
-echo "full phase: dm $(median "${FULLS[@]}") s, mydumper+myloader $(median "${MYD[@]}") s"
-echo "dm / mydumper+myloader: $(median "${RATIOS[@]}")x (goal < 1.5x)"
-echo "a row written right after an ALTER TABLE of another table reached the target in $(median "${DDLS[@]}") s"
-echo "dm peak RSS: $(median "${RSSS[@]}") MiB (goal < 300 MiB); every run checksum-equal"
+echo "first table copied after start-task: $(spread "${FIRSTS[@]}") s (goal < 30 s)"
+echo "full phase: dm $(spread "${FULLS[@]}") s, mydumper+myloader $(spread "${MYD[@]}") s"
+echo "dm / mydumper+myloader: $(spread "${RATIOS[@]}")x (goal < 1.5x)"
+echo "a row written right after an ALTER TABLE of another table reached the target in $(spread "${DDLS[@]}") s"
+echo "dm peak RSS: $(spread "${RSSS[@]}") MiB (goal < 300 MiB); every run checksum-equal"
