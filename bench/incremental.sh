@@ -14,7 +14,7 @@
 # of what a pass-through row filter plugin and a relay log cost, and dm's peak RSS.
 #
 #   bench/incremental.sh    (WORKLOAD, EVENTS, TABLES, SIZE, THREADS, RUNS, MODES, DM_WORKERS,
-#                            DM_BATCH, DM_COMPACT, EXTRAS tune it)
+#                            DM_BATCH, DM_COMPACT, EXTRAS, REUSE tune it)
 # MODES: MariaDB's modes, `serial` or slave_parallel_mode:threads. EXTRAS: `plugin relay`, the
 # dm variants besides the plain one (empty: none).
 TABLES=${TABLES:-8} SIZE=${SIZE:-100000} EVENTS=${EVENTS:-40000} THREADS=${THREADS:-4}
@@ -39,6 +39,14 @@ checksums() { # the CHECKSUM TABLE of every sysbench table
   "$@" -e "$q" | awk '{print $2}' | tr '\n' ' '
 }
 
+# REUSE=1 keeps the data set and backlog of an earlier run with the same parameters.
+PARAMS="$WORKLOAD $TABLES $SIZE $EVENTS $THREADS"
+if [ "${REUSE:-0}" = 1 ] && [ "$(head -1 "$WORK/backlog.env" 2>/dev/null)" = "# $PARAMS" ]; then
+  echo "== reusing the data set and backlog in $WORK"
+  source "$WORK/backlog.env"
+  rm -rf "$WORK/dm" "$WORK/target"
+  scripts/mariadb.sh start "$WORK/source" $SRC_PORT 1
+else
 rm -rf "$WORK"; mkdir -p "$WORK"
 echo "== preparing sysbench: $TABLES tables x $SIZE rows"
 scripts/mariadb.sh start "$WORK/source" $SRC_PORT 1
@@ -58,8 +66,11 @@ echo "== backlog: sysbench $SB_TEST, $EVENTS transactions on $THREADS threads"
 sb run --events="$EVENTS" --time=0 --threads="$THREADS" >/dev/null
 GTID1=$(src -e "SELECT @@gtid_binlog_pos")
 POS1=$(src -e "SHOW MASTER STATUS" | awk '{print $1":"$2}')
-ROWS=$((EVENTS * PER_TXN))
 WANT=$(checksums src)
+printf '# %s\nGTID0=%q FILE0=%q OFFSET0=%q GTID1=%q POS1=%q WANT=%q\n' "$PARAMS" \
+  "$GTID0" "$FILE0" "$OFFSET0" "$GTID1" "$POS1" "$WANT" > "$WORK/backlog.env"
+fi
+ROWS=$((EVENTS * PER_TXN))
 echo "   backlog from GTID $GTID0 to $GTID1 ($POS1), $(du -sh "$WORK/source/data"/mysql-bin.0* | awk '{s = s " " $1} END {print s}')"
 
 fresh_target() {
