@@ -24,7 +24,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
 use mysql_common::binlog::consts::BinlogVersion;
 use mysql_common::binlog::EventStreamReader;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,6 +127,41 @@ pub struct BinlogReader {
     payload: VecDeque<Event>,
     payload_reader: Option<EventStreamReader>,
     payload_end: u64,
+    tables: TableVerdicts,
+}
+
+/// Per table id of the stream, the table and whether the filter migrates it: worked out once
+/// per table map, not for every rows event (the filter's online schema change rules are
+/// regexes).
+#[derive(Default)]
+struct TableVerdicts(HashMap<u64, (TableName, bool)>);
+
+impl TableVerdicts {
+    /// Table ids change as the source reopens tables: a stream that runs for long sees many.
+    const MAX: usize = 100_000;
+
+    /// The table a rows event of `id` changes, if the filter migrates it.
+    fn migrated(
+        &mut self,
+        id: u64,
+        schema: &str,
+        table: &str,
+        filter: &TableFilter,
+    ) -> Option<TableName> {
+        let known = self
+            .0
+            .get(&id)
+            .is_some_and(|(t, _)| t.schema == schema && t.table == table);
+        if !known {
+            if self.0.len() >= Self::MAX {
+                self.0.clear();
+            }
+            let allowed = filter.allows_table(schema, table);
+            self.0.insert(id, (TableName::new(schema, table), allowed));
+        }
+        let (t, allowed) = &self.0[&id];
+        allowed.then(|| t.clone())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -238,6 +273,7 @@ impl BinlogReader {
             payload: VecDeque::new(),
             payload_reader: None,
             payload_end: 0,
+            tables: TableVerdicts::default(),
         }
     }
 
@@ -641,10 +677,13 @@ impl BinlogReader {
                         false,
                     ));
                 };
-                let table = TableName::new(tme.database_name(), tme.table_name());
-                if !self.filter.allows_table(&table.schema, &table.table) {
+                let (schema, name) = (tme.database_name(), tme.table_name());
+                let Some(table) = self
+                    .tables
+                    .migrated(re.table_id(), &schema, &name, &self.filter)
+                else {
                     return Ok(None);
-                }
+                };
                 let patched = super::time2::patch(tme).map_err(|e| {
                     self.err(
                         log_pos,
@@ -770,5 +809,40 @@ impl BinlogReader {
         };
         self.current.end = end;
         txn
+    }
+}
+
+#[cfg(test)]
+mod table_verdict_tests {
+    use super::*;
+    use crate::config::{BlockAllowList, TableRule};
+
+    #[test]
+    fn a_table_id_the_source_gives_another_table_is_judged_again() {
+        let filter = TableFilter::new(
+            &BlockAllowList {
+                ignore_tables: vec![TableRule {
+                    db_name: "shop".into(),
+                    tbl_name: "secret".into(),
+                }],
+                ..Default::default()
+            },
+            "dm_meta",
+        );
+        let mut v = TableVerdicts::default();
+        assert_eq!(
+            v.migrated(7, "shop", "orders", &filter),
+            Some(TableName::new("shop", "orders"))
+        );
+        assert_eq!(v.migrated(7, "shop", "secret", &filter), None);
+        assert_eq!(v.migrated(7, "shop", "secret", &filter), None);
+        assert_eq!(
+            v.migrated(7, "shop", "orders", &filter),
+            Some(TableName::new("shop", "orders"))
+        );
+        assert_eq!(
+            v.migrated(8, "shop", "items", &filter),
+            Some(TableName::new("shop", "items"))
+        );
     }
 }
