@@ -49,7 +49,7 @@ else
   echo "== data: $WIDE x $WIDE_ROWS wide rows (a ~2 KB JSON document, 3 secondary indexes)"
   src -e "CREATE DATABASE wide"
   for i in $(seq 1 "$WIDE"); do
-    src -e "CREATE TABLE wide.w$i (id BIGINT NOT NULL PRIMARY KEY, k INT NOT NULL,
+    src -e "USE wide; CREATE TABLE wide.w$i (id BIGINT NOT NULL PRIMARY KEY, k INT NOT NULL,
               email VARCHAR(64) NOT NULL, created DATETIME NOT NULL, doc JSON NOT NULL,
               KEY k (k), KEY email (email), KEY created (created)) DEFAULT CHARSET utf8mb4;
             INSERT INTO wide.w$i SELECT seq, seq % 10007, CONCAT('user', seq * 7919 % 1000003, '@example.com'),

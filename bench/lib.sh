@@ -20,6 +20,8 @@ cleanup() {
   if [ -n "${DM_PID:-}" ]; then kill -9 "$DM_PID" 2>/dev/null; wait "$DM_PID" 2>/dev/null; fi || true
   scripts/mariadb.sh stop "$WORK/target" || true
   scripts/mariadb.sh stop "$WORK/source" || true
+  # The servers' data of a benchmark is gigabytes: gone with it, unless kept for REUSE.
+  if [ "${REUSE:-0}" != 1 ] && [ "${KEEP:-0}" != 1 ]; then rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 src() { mariadb -h127.0.0.1 -P$SRC_PORT -uroot -N "$@"; }
