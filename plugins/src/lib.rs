@@ -20,7 +20,7 @@ use dm_core::table::Table;
 use dm_core::table::TableName;
 use dm_plugin_sdk as sdk;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::{
@@ -32,12 +32,14 @@ use wasmtime::{
 const TICK: Duration = Duration::from_millis(10);
 
 /// Advances the engine's epoch every `TICK` while guests run, and for a second after the
-/// last one, then sleeps until the next call, so an idle dm does not wake up a hundred times a
-/// second. The grace second matters: waking the thread for each call (a futex wake and a
-/// context switch per row event) cost more than the call itself.
+/// last call started, then sleeps until the next call, so an idle dm does not wake up a
+/// hundred times a second. The grace second matters: waking the thread for each call (a futex
+/// wake and a context switch per row event) cost more than the call itself.
 struct Ticker {
     /// Guest calls running now (shared with the ticker thread).
     in_flight: Arc<AtomicUsize>,
+    /// Guest calls started so far.
+    started: Arc<AtomicU64>,
     /// Whether the ticker thread sleeps (or is about to) until a call wakes it.
     parked: Arc<AtomicBool>,
     thread: std::thread::Thread,
@@ -46,7 +48,7 @@ struct Ticker {
 /// A guest may run while this lives.
 struct Busy<'a>(&'a Ticker);
 
-/// Ticks without a call before the ticker sleeps.
+/// Ticks in which no call started before the ticker sleeps.
 const IDLE_TICKS: u32 = 100;
 
 impl Ticker {
@@ -54,18 +56,21 @@ impl Ticker {
     fn start(engine: &Engine) -> Arc<Ticker> {
         let weak = engine.weak();
         let in_flight = Arc::new(AtomicUsize::new(0));
+        let started = Arc::new(AtomicU64::new(0));
         let parked = Arc::new(AtomicBool::new(false));
-        let (calls, asleep) = (in_flight.clone(), parked.clone());
+        let (calls, starts, asleep) = (in_flight.clone(), started.clone(), parked.clone());
         let handle = std::thread::Builder::new()
             .name("dm-plugin-epoch".into())
             .spawn(move || {
-                let mut idle = 0;
+                let (mut idle, mut seen) = (0, 0);
                 while let Some(engine) = weak.upgrade() {
-                    idle = if calls.load(Ordering::SeqCst) == 0 {
+                    let now = starts.load(Ordering::Relaxed);
+                    idle = if calls.load(Ordering::SeqCst) == 0 && now == seen {
                         idle + 1
                     } else {
                         0
                     };
+                    seen = now;
                     if idle > IDLE_TICKS {
                         drop(engine);
                         // Say so before looking once more: a call that starts now either
@@ -86,6 +91,7 @@ impl Ticker {
             .expect("a thread");
         Arc::new(Ticker {
             in_flight,
+            started,
             parked,
             thread: handle.thread().clone(),
         })
@@ -93,6 +99,7 @@ impl Ticker {
 
     fn busy(&self) -> Busy<'_> {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.started.fetch_add(1, Ordering::Relaxed);
         if self.parked.load(Ordering::SeqCst) {
             self.thread.unpark();
         }
