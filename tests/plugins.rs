@@ -60,12 +60,15 @@ async fn soft_delete_and_pii_mask_change_exactly_their_rows_in_both_phases() {
     let tf = dm.file("task.yaml", &yaml);
     dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
     wait_caught_up(&dm, "pl", &src).await;
+    // One transaction: its inserts, updates and deletes of the table reach the filters in
+    // one call (a run of rows events), each row with its own operation.
     src.exec(
-        "USE app;
+        "USE app; START TRANSACTION;
          INSERT INTO users SELECT seq, CONCAT('late', seq, '@example.com'), seq % 3 = 0, 'late' FROM seq_301_to_400;
          UPDATE users SET email = CONCAT('new', id, '@example.org') WHERE id % 7 = 1 AND deleted = 0;
          UPDATE users SET name = 'renamed' WHERE id BETWEEN 10 AND 20 AND deleted = 0;
-         DELETE FROM users WHERE id % 11 = 0;",
+         DELETE FROM users WHERE id % 11 = 0;
+         COMMIT;",
     )
     .await;
     wait_caught_up(&dm, "pl", &src).await;

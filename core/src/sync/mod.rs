@@ -90,6 +90,19 @@ enum ReaderMsg {
 }
 
 /// Routes decoded changes to the apply workers and keeps the checkpoint.
+/// Rows events of one table that follow each other in a transaction.
+pub(crate) struct TableRun {
+    pub table: TableName,
+    pub events: Vec<RowsEvent>,
+}
+
+pub(crate) struct RowsEvent {
+    pub op: crate::table::RowOp,
+    pub rows: Vec<(Option<RowImage>, Option<RowImage>)>,
+    /// Where the event ends (linked tables place each change by its event).
+    pub end: BinlogPos,
+}
+
 struct Dispatcher<'a> {
     inc: &'a Incremental,
     /// Session for DDL, checkpoints and reading definitions.
@@ -523,6 +536,10 @@ impl Dispatcher<'_> {
         let safe = self.safe_mode(&end.binlog);
         self.inc.ctx.rows.at_boundary();
         let last = events.len().saturating_sub(1);
+        // Row events of one table that follow each other go through the row filters and to
+        // causality together: one plugin call for a transaction's run of a table, not one
+        // per event.
+        let mut run: Option<TableRun> = None;
         for (i, ev) in events.into_iter().enumerate() {
             match ev.kind {
                 EventKind::Rows { table, op, rows } => {
@@ -542,8 +559,22 @@ impl Dispatcher<'_> {
                     {
                         continue;
                     }
-                    self.dispatch_rows(&table, op, rows, &end.binlog, event_end, safe)
-                        .await?;
+                    let event = RowsEvent {
+                        op,
+                        rows,
+                        end: event_end,
+                    };
+                    match &mut run {
+                        Some(r) if r.table == table => r.events.push(event),
+                        _ => {
+                            if let Some(r) = run.replace(TableRun {
+                                table,
+                                events: vec![event],
+                            }) {
+                                self.dispatch_rows(r, &end.binlog, safe).await?;
+                            }
+                        }
+                    }
                 }
                 EventKind::Query {
                     db,
@@ -551,6 +582,9 @@ impl Dispatcher<'_> {
                     context,
                     raw,
                 } => {
+                    if let Some(r) = run.take() {
+                        self.dispatch_rows(r, &end.binlog, safe).await?;
+                    }
                     self.send_pending(&end.binlog).await?;
                     let st = SourceStatement {
                         end: end.clone(),
@@ -572,6 +606,9 @@ impl Dispatcher<'_> {
                     })
                 }
             }
+        }
+        if let Some(r) = run.take() {
+            self.dispatch_rows(r, &end.binlog, safe).await?;
         }
         self.send_pending(&end.binlog).await?;
         self.dispatched = end.binlog.clone();
@@ -599,51 +636,36 @@ impl Dispatcher<'_> {
         Ok(())
     }
 
-    /// Decodes, filters and routes the row changes of one rows event to the apply workers.
-    async fn dispatch_rows(
-        &mut self,
-        table: &TableName,
-        op: crate::table::RowOp,
-        rows: Vec<(Option<RowImage>, Option<RowImage>)>,
-        end: &BinlogPos,
-        event_end: BinlogPos,
-        safe: bool,
-    ) -> Result<()> {
-        let plan = self.plan(table, end).await?;
-        let mut decoded = Vec::with_capacity(rows.len());
-        for (before, after) in rows {
-            let after = after
-                .map(|r| decode(&plan.table, r, before.as_ref(), end))
-                .transpose()?;
-            let before = before
-                .map(|r| decode(&plan.table, r, None, end))
-                .transpose()?;
-            decoded.push(HookRow { op, before, after });
-        }
-        let kept = self
-            .inc
-            .ctx
-            .rows
-            .run(&plan.table, decoded, RowOrigin::Binlog(end))?;
-        self.inc.ctx.progress.throttle.take(kept.len() as u64).await;
+    /// Decodes, filters and routes the row changes of a run of rows events of one table to
+    /// the apply workers.
+    async fn dispatch_rows(&mut self, run: TableRun, end: &BinlogPos, safe: bool) -> Result<()> {
+        let plan = self.plan(&run.table, end).await?;
         if plan.linked {
-            let worker = self.workers.len() - 1;
-            for HookRow { before, after, .. } in kept {
-                let (place, applied) = self.linked.place(event_end.clone());
-                if !applied {
-                    self.pending[worker].push(Change {
-                        plan: plan.clone(),
-                        op,
-                        before,
-                        after,
-                        safe: false,
-                        place: Some(place),
-                    });
+            // Each change keeps the place of its own event.
+            for event in run.events {
+                let place = event.end.clone();
+                let kept = self.decode_and_filter(&plan, vec![event], end)?;
+                self.inc.ctx.progress.throttle.take(kept.len() as u64).await;
+                let worker = self.workers.len() - 1;
+                for HookRow { op, before, after } in kept {
+                    let (place, applied) = self.linked.place(place.clone());
+                    if !applied {
+                        self.pending[worker].push(Change {
+                            plan: plan.clone(),
+                            op,
+                            before,
+                            after,
+                            safe: false,
+                            place: Some(place),
+                        });
+                    }
                 }
             }
             return Ok(());
         }
-        for HookRow { before, after, .. } in kept {
+        let kept = self.decode_and_filter(&plan, run.events, end)?;
+        self.inc.ctx.progress.throttle.take(kept.len() as u64).await;
+        for HookRow { op, before, after } in kept {
             change_keys(&plan, before.as_deref(), after.as_deref(), &mut self.keys);
             let worker = match self.causality.route(&self.keys) {
                 Some(w) => w,
@@ -664,6 +686,32 @@ impl Dispatcher<'_> {
             });
         }
         Ok(())
+    }
+
+    /// The row changes of `events` decoded with `plan` and through the task's row filters
+    /// (one call of each for all of them), in binlog order.
+    fn decode_and_filter(
+        &self,
+        plan: &TablePlan,
+        events: Vec<RowsEvent>,
+        end: &BinlogPos,
+    ) -> Result<Vec<HookRow>> {
+        let mut decoded = Vec::with_capacity(events.iter().map(|e| e.rows.len()).sum());
+        for RowsEvent { op, rows, .. } in events {
+            for (before, after) in rows {
+                let after = after
+                    .map(|r| decode(&plan.table, r, before.as_ref(), end))
+                    .transpose()?;
+                let before = before
+                    .map(|r| decode(&plan.table, r, None, end))
+                    .transpose()?;
+                decoded.push(HookRow { op, before, after });
+            }
+        }
+        self.inc
+            .ctx
+            .rows
+            .run(&plan.table, decoded, RowOrigin::Binlog(end))
     }
 
     /// Hands the routed changes of the current transaction to their workers.

@@ -434,8 +434,15 @@ impl Dispatcher<'_> {
                         name: txn.end.binlog.name.clone(),
                         pos: ev.pos,
                     };
-                    self.dispatch_rows(&table, op, rows, &txn.end.binlog, event_end, true)
-                        .await?;
+                    let run = super::TableRun {
+                        table,
+                        events: vec![super::RowsEvent {
+                            op,
+                            rows,
+                            end: event_end,
+                        }],
+                    };
+                    self.dispatch_rows(run, &txn.end.binlog, true).await?;
                 }
                 self.send_pending(&txn.end.binlog).await?;
                 if txn.end.binlog == until {
