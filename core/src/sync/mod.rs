@@ -89,7 +89,6 @@ enum ReaderMsg {
     Idle,
 }
 
-/// Routes decoded changes to the apply workers and keeps the checkpoint.
 /// Rows events of one table that follow each other in a transaction.
 pub(crate) struct TableRun {
     pub table: TableName,
@@ -103,6 +102,7 @@ pub(crate) struct RowsEvent {
     pub end: BinlogPos,
 }
 
+/// Routes decoded changes to the apply workers and keeps the checkpoint.
 struct Dispatcher<'a> {
     inc: &'a Incremental,
     /// Session for DDL, checkpoints and reading definitions.
