@@ -8,12 +8,6 @@ use clap::{Parser, Subcommand};
 use dm_core::config::{load_file, MasterConfig, StandaloneConfig, WorkerConfig};
 use std::path::PathBuf;
 
-/// glibc's malloc took a quarter of dm's CPU while catching up a backlog (decoded rows and
-/// statements are many small allocations made on one thread and freed on another); mimalloc
-/// does the same work in a fraction (bench/incremental.sh).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "dm",
