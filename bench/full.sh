@@ -125,7 +125,6 @@ YAML
 done
 rm -rf "$WORK/csv"
 
-nth() { echo "$1" | awk -v i="$2" '{print $i}'; } # the i-th number of a list
 echo
 echo "== copying $ROWS rows ($MB MiB of InnoDB data, DATA=$DATA), $(nproc) cores, $RUNS runs (min/median/max)"
 printf '%-14s %-20s %10s %8s  %s\n' contender seconds "rows/s" "MB/s" "CPU s source/target (last run)"

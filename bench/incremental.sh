@@ -172,7 +172,6 @@ for run in $(seq 1 "$RUNS"); do
   fi
 done
 
-nth() { echo "$1" | awk -v i="$2" '{print $i}'; } # the i-th number of a list
 echo
 echo "== catching up $EVENTS transactions of $WORKLOAD ($ROWS row changes), $(nproc) cores, $RUNS runs (min/median/max)"
 printf '%-26s %-22s %10s\n' contender "seconds" "txn/s (median)"

@@ -28,6 +28,8 @@ src() { mariadb -h127.0.0.1 -P$SRC_PORT -uroot -N "$@"; }
 dst() { mariadb -h127.0.0.1 -P$DST_PORT -uroot -N "$@"; }
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
+# The $2-th number of the list $1.
+nth() { echo "$1" | awk -v i="$2" '{print $i}'; }
 # min/median/max of the numbers given.
 spread() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {printf "%.2f/%.2f/%.2f", a[1], a[int((NR+1)/2)], a[NR]}'; }
 

@@ -690,15 +690,13 @@ async fn workers_keep_their_leases_through_etcd_elections() {
         let victim = victim.unwrap();
         eprintln!("round {round}: killing {victim}, whose etcd member leads etcd");
         c.master(&victim).kill9();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while etcd_leader(&c).is_none_or(|l| l == victim) {
-            assert!(
-                Instant::now() < deadline,
-                "no new etcd leader after {victim} was killed\n{}",
-                c.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_for_or_show(
+            "a new etcd leader",
+            Duration::from_secs(30),
+            || etcd_leader(&c).is_some_and(|l| l != victim),
+            || c.logs(),
+        )
+        .await;
         c.wait_leader().await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         Cluster::restart(c.master(&victim));

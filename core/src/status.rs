@@ -171,7 +171,7 @@ pub struct Progress {
     pub joining: Mutex<Option<Arc<Progress>>>,
     /// Told when the subtask catches up, so the status saying so goes out at once rather
     /// than at the next periodic publish (up to a second later).
-    pub announce: Option<Arc<tokio::sync::Notify>>,
+    announce: Option<Arc<tokio::sync::Notify>>,
     /// When `announce` was last told (micros since the epoch): at most once a second, so
     /// a trickle of writes, each caught up at once, does not publish status for each.
     announced_at: AtomicU64,

@@ -102,14 +102,18 @@ struct Rows<'a>(&'a [HookRow]);
 impl Serialize for Rows<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.0.iter().map(|r| RowView {
-            op: match r.op {
-                RowOp::Insert => sdk::Op::Insert,
-                RowOp::Update => sdk::Op::Update,
-                RowOp::Delete => sdk::Op::Delete,
-            },
+            op: op(r.op),
             before: r.before.as_deref().map(Image),
             after: r.after.as_deref().map(Image),
         }))
+    }
+}
+
+fn op(op: RowOp) -> sdk::Op {
+    match op {
+        RowOp::Insert => sdk::Op::Insert,
+        RowOp::Update => sdk::Op::Update,
+        RowOp::Delete => sdk::Op::Delete,
     }
 }
 
@@ -238,11 +242,7 @@ mod tests {
             rows: rows
                 .iter()
                 .map(|r| sdk::RowChange {
-                    op: match r.op {
-                        RowOp::Insert => sdk::Op::Insert,
-                        RowOp::Update => sdk::Op::Update,
-                        RowOp::Delete => sdk::Op::Delete,
-                    },
+                    op: op(r.op),
                     before: image(&r.before),
                     after: image(&r.after),
                     columns: Default::default(),

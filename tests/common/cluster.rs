@@ -3,7 +3,7 @@
 //! otherwise: the API over HTTPS with tokens, etcd with client and peer TLS requiring client
 //! certificates (workers present theirs).
 
-use super::{dm_bin, find_binary, free_port, MariaDb};
+use super::{dm_bin, find_binary, free_port, wait_for_or_show, MariaDb};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -372,18 +372,13 @@ impl Cluster {
 
     /// Waits until a master leads and answers.
     pub async fn wait_leader(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(leader) = self.leader() {
-                return leader;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for a leader\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let mut leader = None;
+        let found = || {
+            leader = self.leader();
+            leader.is_some()
+        };
+        wait_for_or_show("a leader", Duration::from_secs(60), found, || self.logs()).await;
+        leader.unwrap()
     }
 
     /// Waits until `task` on `source` has applied the source's current position.
@@ -407,30 +402,29 @@ impl Cluster {
         }
     }
 
+    /// The last lines of every process's log and of every embedded etcd member's.
     pub fn logs(&self) -> String {
         let mut s = String::new();
         for p in self.masters.iter().chain(&self.workers) {
-            let log = p.log();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            s += &format!("--- {} (last lines)\n", p.name);
-            for l in tail.into_iter().rev() {
-                s += l;
-                s.push('\n');
-            }
+            push_tail(&mut s, &p.name, &p.log());
         }
         for m in &self.masters {
             let path = self.dir.path().join(format!("etcd-{}.log", m.name));
-            let Ok(log) = std::fs::read_to_string(path) else {
-                continue;
-            };
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            s += &format!("--- etcd member of {} (last lines)\n", m.name);
-            for l in tail.into_iter().rev() {
-                s += l;
-                s.push('\n');
+            if let Ok(log) = std::fs::read_to_string(path) {
+                push_tail(&mut s, &format!("etcd member of {}", m.name), &log);
             }
         }
         s
+    }
+}
+
+/// Appends the last 40 lines of `log` under a `--- <title>` line.
+fn push_tail(s: &mut String, title: &str, log: &str) {
+    let tail: Vec<&str> = log.lines().rev().take(40).collect();
+    *s += &format!("--- {title} (last lines)\n");
+    for l in tail.into_iter().rev() {
+        *s += l;
+        s.push('\n');
     }
 }
 

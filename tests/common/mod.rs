@@ -540,10 +540,24 @@ pub fn task_tuned(
     y
 }
 
-pub async fn wait_for<F: FnMut() -> bool>(what: &str, timeout: Duration, mut f: F) {
+pub async fn wait_for<F: FnMut() -> bool>(what: &str, timeout: Duration, f: F) {
+    wait_for_or_show(what, timeout, f, String::new).await
+}
+
+/// As `wait_for`; a timeout also prints what `show` says (logs, state).
+pub async fn wait_for_or_show<F: FnMut() -> bool>(
+    what: &str,
+    timeout: Duration,
+    mut f: F,
+    show: impl Fn() -> String,
+) {
     let deadline = Instant::now() + timeout;
     while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            show()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
