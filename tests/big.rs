@@ -98,6 +98,7 @@ async fn big_rows_and_a_300_mb_transaction_reach_a_16_mb_packet_target() {
     wait_caught_up(&dm, "big", &src).await;
     assert_same_rows(&src, &dst, &["big.t", "big.m"]).await;
     let rss = peak_rss(dm.pid().unwrap());
+    eprintln!("dm's peak RSS: {} MB", rss / MB);
     assert!(rss < 300 * MB, "dm's peak RSS was {} MB", rss / MB);
 
     // A 32 MB row change: no statement of a 16 MB packet carries it. The task pauses

@@ -241,11 +241,10 @@ mod tests {
             columns: table.columns.iter().map(|c| c.name.clone()).collect(),
             rows: rows
                 .iter()
-                .map(|r| sdk::RowChange {
+                .map(|r| sdk::WireRow {
                     op: op(r.op),
                     before: image(&r.before),
                     after: image(&r.after),
-                    columns: Default::default(),
                 })
                 .collect(),
         };

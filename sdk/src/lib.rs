@@ -23,7 +23,10 @@
 //! with [`config`].
 
 pub use dm_plugin_sdk_macros::{row_filter, shard_ddl_policy, table_router};
+pub use row_view::RowChange;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+mod row_view;
 
 /// The ABI this SDK speaks; the host refuses plugins built for another.
 pub const ABI_VERSION: u32 = 1;
@@ -79,25 +82,15 @@ pub struct TableRef {
     pub table: String,
 }
 
-/// One row change of a table: its images by column.
+/// One row change of a table as it travels: its images by column. A row filter reads it as a
+/// [`RowChange`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RowChange {
+pub struct WireRow {
     pub op: Op,
     /// Old image (updates, deletes).
     pub before: Option<Vec<Value>>,
     /// New image (inserts, updates; the copied row in the full phase).
     pub after: Option<Vec<Value>>,
-    /// Shared with the batch: the column names (set by the host before the call).
-    #[serde(skip)]
-    pub columns: std::sync::Arc<Vec<String>>,
-}
-
-impl RowChange {
-    /// The row's value of `column`: the new image, else the old one.
-    pub fn get(&self, column: &str) -> Option<&Value> {
-        let i = self.columns.iter().position(|c| c == column)?;
-        self.after.as_ref().or(self.before.as_ref())?.get(i)
-    }
 }
 
 /// The rows a filter is called with: one table, many changes.
@@ -105,7 +98,7 @@ impl RowChange {
 pub struct RowBatch {
     pub table: TableRef,
     pub columns: Vec<String>,
-    pub rows: Vec<RowChange>,
+    pub rows: Vec<WireRow>,
 }
 
 /// What a row filter says of one row.
@@ -214,16 +207,13 @@ pub mod guest {
         answer(&Ok::<(), String>(()))
     }
 
-    pub fn filter_batch(batch: RowBatch, f: impl Fn(&RowChange) -> Verdict) -> Vec<Verdict> {
-        let columns = std::sync::Arc::new(batch.columns);
-        batch
-            .rows
-            .into_iter()
-            .map(|mut r| {
-                r.columns = columns.clone();
-                f(&r)
-            })
-            .collect()
+    /// # Safety
+    /// As `request`.
+    pub unsafe fn filter(ptr: u32, len: u32, f: impl Fn(&RowChange<'_>) -> Verdict) -> u64 {
+        // SAFETY: as this function's contract.
+        let bytes = unsafe { Vec::from_raw_parts(ptr as *mut u8, len as usize, len as usize) };
+        let verdicts = row_view::filter_request(&bytes, f);
+        answer(&verdicts.expect("the host sent a malformed request"))
     }
 }
 
@@ -262,8 +252,7 @@ macro_rules! __export_row_filter {
         $crate::__dm_plugin_base!($crate::HOOK_ROW_FILTER);
         #[no_mangle]
         pub unsafe extern "C" fn dm_row_filter(ptr: u32, len: u32) -> u64 {
-            let batch: $crate::RowBatch = unsafe { $crate::guest::request(ptr, len) };
-            $crate::guest::answer(&$crate::guest::filter_batch(batch, $f))
+            unsafe { $crate::guest::filter(ptr, len, $f) }
         }
     };
 }
@@ -326,29 +315,5 @@ mod tests {
         // `Verdict::Set` is variant 2, one verdict.
         old.splice(0..0, [1, 2]);
         assert_eq!(verdict, old);
-    }
-
-    #[test]
-    fn batches_round_trip() {
-        let b = RowBatch {
-            table: TableRef {
-                schema: "s".into(),
-                table: "t".into(),
-            },
-            columns: vec!["id".into(), "email".into()],
-            rows: vec![RowChange {
-                op: Op::Insert,
-                before: None,
-                after: Some(vec![Value::Int(1), Value::text("a@b.c")]),
-                columns: Default::default(),
-            }],
-        };
-        let back: RowBatch = decode(&encode(&b)).unwrap();
-        assert_eq!(back, b);
-        let v = guest::filter_batch(back, |r| match r.get("email").and_then(Value::as_str) {
-            Some("a@b.c") => Verdict::Drop,
-            _ => Verdict::Keep,
-        });
-        assert_eq!(v, vec![Verdict::Drop]);
     }
 }
