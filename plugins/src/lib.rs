@@ -231,14 +231,18 @@ struct Limits {
 }
 
 /// A live instance of a plugin.
+/// A hook's export: `(ptr, len)` of a request in, `ptr << 32 | len` of an answer out.
+type HookFn = TypedFunc<(u32, u32), u64>;
+
 struct Live {
     store: Store<Limits>,
     instance: Instance,
     memory: Memory,
     alloc: TypedFunc<u32, u32>,
     free: TypedFunc<(u32, u32), ()>,
-    /// Hook functions looked up so far, by export name.
-    hooks: HashMap<&'static str, TypedFunc<(u32, u32), u64>>,
+    /// Hook functions looked up so far, by export name (a few: a list is quicker to search
+    /// than a hash map is to hash).
+    hooks: Vec<(&'static str, HookFn)>,
 }
 
 impl Live {
@@ -317,12 +321,12 @@ impl Plugin {
             memory,
             alloc,
             free,
-            hooks: HashMap::new(),
+            hooks: Vec::new(),
         };
         if let Some(config) = &self.config {
-            let answer = self.call_on(&mut live, "dm_init", &sdk::encode(config))?;
-            let accepted: Result<(), String> = sdk::decode(&answer)
-                .map_err(|e| PluginError::BadAnswer(format!("dm_init answered nonsense: {e}")))?;
+            let request = sdk::encode(config);
+            let accepted: Result<(), String> =
+                self.call_on(&mut live, "dm_init", &request, "an answer to dm_init")?;
             accepted.map_err(|e| PluginError::Unusable(format!("refused its config: {e}")))?;
         }
         Ok(live)
@@ -346,60 +350,78 @@ impl Plugin {
         }
     }
 
-    /// Calls `export(ptr, len)` with `request` in guest memory; returns the answer's bytes.
+    /// Calls `export(ptr, len)` with `request` in guest memory and decodes the answer where
+    /// it lies (an answer that is not a `T` is refused, naming `what` it should be).
     /// A failed instance is dropped: the next call gets a fresh one.
-    pub fn call(&self, export: &'static str, request: &[u8]) -> Result<Vec<u8>, PluginError> {
+    pub fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        export: &'static str,
+        request: &[u8],
+        what: &str,
+    ) -> Result<T, PluginError> {
         let _busy = self.ticker.busy();
         let mut slot = self.instance.lock().unwrap_or_else(|p| p.into_inner());
         let mut live = match slot.take() {
             Some(l) => l,
             None => self.instantiate()?,
         };
-        let answer = self.call_on(&mut live, export, request)?;
+        let answer = self.call_on(&mut live, export, request, what)?;
         *slot = Some(live);
         Ok(answer)
     }
 
-    fn call_on(
+    fn call_on<T: serde::de::DeserializeOwned>(
         &self,
         live: &mut Live,
         export: &'static str,
         request: &[u8],
-    ) -> Result<Vec<u8>, PluginError> {
-        let f = match live.hooks.get(export) {
-            Some(f) => f.clone(),
+        what: &str,
+    ) -> Result<T, PluginError> {
+        let found = live.hooks.iter().position(|(name, _)| *name == export);
+        let at = match found {
+            Some(at) => at,
             None => {
-                let f: TypedFunc<(u32, u32), u64> = live
+                let f: HookFn = live
                     .instance
                     .get_typed_func(&mut live.store, export)
                     .map_err(|_| PluginError::Unusable(format!("does not export `{export}`")))?;
-                live.hooks.insert(export, f.clone());
-                f
+                live.hooks.push((export, f));
+                live.hooks.len() - 1
             }
         };
+        // Borrowed, not cloned: a clone of a typed function costs more than the lookup.
+        let Live {
+            store,
+            memory,
+            alloc,
+            free,
+            hooks,
+            ..
+        } = live;
+        let f = &hooks[at].1;
         let len = u32::try_from(request.len())
             .map_err(|_| PluginError::BadAnswer("request too large".into()))?;
-        live.store.set_epoch_deadline(self.ticks());
-        let ptr = live
-            .alloc
-            .call(&mut live.store, len)
-            .map_err(|e| self.explain(e))?;
-        live.memory
-            .write(&mut live.store, ptr as usize, request)
+        store.set_epoch_deadline(self.ticks());
+        let ptr = alloc.call(&mut *store, len).map_err(|e| self.explain(e))?;
+        memory
+            .write(&mut *store, ptr as usize, request)
             .map_err(|e| PluginError::BadAnswer(format!("bad allocation: {e}")))?;
         let r = f
-            .call(&mut live.store, (ptr, len))
+            .call(&mut *store, (ptr, len))
             .map_err(|e| self.explain(e))?;
         let (p, l) = ((r >> 32) as usize, (r & 0xffff_ffff) as usize);
-        let data = live.memory.data(&live.store);
-        let bytes = data
+        let answer = memory
+            .data(&*store)
             .get(p..p.saturating_add(l))
-            .ok_or_else(|| PluginError::BadAnswer(format!("answered out of its memory ({p}+{l})")))?
-            .to_vec();
-        live.free
-            .call(&mut live.store, (p as u32, l as u32))
+            .ok_or_else(|| PluginError::BadAnswer(format!("answered out of its memory ({p}+{l})")))
+            .and_then(|bytes| {
+                sdk::decode(bytes).map_err(|e| {
+                    PluginError::BadAnswer(format!("answered something that is not {what}: {e}"))
+                })
+            })?;
+        free.call(&mut *store, (p as u32, l as u32))
             .map_err(|e| self.explain(e))?;
-        Ok(bytes)
+        Ok(answer)
     }
 }
 
@@ -409,10 +431,8 @@ impl RowFilter for Plugin {
     }
 
     fn filter(&self, table: &Table, rows: &[HookRow]) -> Result<Vec<RowVerdict>, PluginError> {
-        let answer = self.call("dm_row_filter", &convert::encode_batch(table, rows))?;
-        let verdicts: Vec<sdk::Verdict> = sdk::decode(&answer).map_err(|e| {
-            PluginError::BadAnswer(format!("answered something that is not verdicts: {e}"))
-        })?;
+        let request = convert::encode_batch(table, rows);
+        let verdicts: Vec<sdk::Verdict> = self.call("dm_row_filter", &request, "verdicts")?;
         verdicts
             .into_iter()
             .map(|v| convert::verdict(table, v))
@@ -444,12 +464,8 @@ impl ShardDdlPolicy for Plugin {
                 .collect(),
             executed: l.executed.to_vec(),
         };
-        let answer = self
-            .call("dm_shard_ddl", &sdk::encode(&info))
-            .and_then(|a| {
-                sdk::decode::<sdk::Decision>(&a)
-                    .map_err(|e| PluginError::BadAnswer(format!("answered nonsense: {e}")))
-            });
+        let answer: Result<sdk::Decision, _> =
+            self.call("dm_shard_ddl", &sdk::encode(&info), "a decision");
         match answer {
             Ok(sdk::Decision::Wait) => Decision::Wait,
             Ok(sdk::Decision::Exec { ddls, release }) => Decision::Exec {
@@ -481,10 +497,7 @@ impl TableRouter for Plugin {
             schema: t.schema.clone(),
             table: t.table.clone(),
         };
-        let answer = self.call("dm_route", &sdk::encode(&req))?;
-        let to: sdk::TableRef = sdk::decode(&answer).map_err(|e| {
-            PluginError::BadAnswer(format!("answered something that is not a table: {e}"))
-        })?;
+        let to: sdk::TableRef = self.call("dm_route", &sdk::encode(&req), "a table")?;
         if to.schema.is_empty() || to.table.is_empty() {
             return Err(PluginError::BadAnswer(format!(
                 "routed {t} to an empty name"

@@ -39,6 +39,39 @@ impl From<ValueRef<'_>> for Value {
 
 type Taken<'a, T> = Result<(T, &'a [u8]), postcard::Error>;
 
+/// A LEB128 varint (postcard's integers, lengths and variant indexes) at the start of `bytes`.
+fn varint(bytes: &[u8]) -> Taken<'_, u64> {
+    let mut n = 0u64;
+    for (i, b) in bytes.iter().enumerate().take(10) {
+        n |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok((n, &bytes[i + 1..]));
+        }
+    }
+    Err(postcard::Error::DeserializeBadVarint)
+}
+
+/// What follows the [`ValueRef`] at the start of `bytes`: the walk over a request, by hand
+/// because serde's machinery cost more than the rest of a pass-through call.
+fn skip_value(bytes: &[u8]) -> Result<&[u8], postcard::Error> {
+    fn skip(rest: &[u8], n: u64) -> Result<&[u8], postcard::Error> {
+        let n = usize::try_from(n).map_err(|_| postcard::Error::DeserializeUnexpectedEnd)?;
+        rest.get(n..)
+            .ok_or(postcard::Error::DeserializeUnexpectedEnd)
+    }
+    let (tag, rest) = varint(bytes)?;
+    match tag {
+        0 => Ok(rest),
+        1 | 2 => Ok(varint(rest)?.1),
+        3 => skip(rest, 8),
+        4..=6 => {
+            let (len, rest) = varint(rest)?;
+            skip(rest, len)
+        }
+        _ => Err(postcard::Error::DeserializeBadEnum),
+    }
+}
+
 /// An image of a row (before or after the change), decoded on first use.
 struct Image<'a> {
     len: usize,
@@ -57,7 +90,7 @@ impl<'a> Image<'a> {
                 let (len, start) = postcard::take_from_bytes::<usize>(rest)?;
                 let mut end = start;
                 for _ in 0..len {
-                    end = postcard::take_from_bytes::<ValueRef>(end)?.1;
+                    end = skip_value(end)?;
                 }
                 let bytes = &start[..start.len() - end.len()];
                 let values = OnceCell::new();
@@ -83,10 +116,44 @@ impl<'a> Image<'a> {
     }
 }
 
+/// The table's column names, borrowed from the request and listed on first use.
+struct Names<'a> {
+    len: usize,
+    bytes: &'a [u8],
+    list: OnceCell<Vec<&'a str>>,
+}
+
+impl<'a> Names<'a> {
+    fn take(bytes: &'a [u8]) -> Taken<'a, Names<'a>> {
+        let (len, start) = postcard::take_from_bytes::<usize>(bytes)?;
+        let mut end = start;
+        for _ in 0..len {
+            end = postcard::take_from_bytes::<&str>(end)?.1;
+        }
+        let bytes = &start[..start.len() - end.len()];
+        let list = OnceCell::new();
+        Ok((Names { len, bytes, list }, end))
+    }
+
+    fn list(&self) -> &[&'a str] {
+        self.list.get_or_init(|| {
+            let mut rest = self.bytes;
+            (0..self.len)
+                .map(|_| {
+                    let (name, r) =
+                        postcard::take_from_bytes::<&str>(rest).expect("walked when read");
+                    rest = r;
+                    name
+                })
+                .collect()
+        })
+    }
+}
+
 /// One row change of a table, as a row filter sees it.
 pub struct RowChange<'a> {
     pub op: Op,
-    columns: &'a [&'a str],
+    columns: &'a Names<'a>,
     before: Option<Image<'a>>,
     after: Option<Image<'a>>,
 }
@@ -94,7 +161,7 @@ pub struct RowChange<'a> {
 impl RowChange<'_> {
     /// The table's column names, in the order of the images' values.
     pub fn columns(&self) -> &[&str] {
-        self.columns
+        self.columns.list()
     }
 
     /// Old image (updates, deletes).
@@ -109,22 +176,24 @@ impl RowChange<'_> {
 
     /// The row's value of `column`: the new image, else the old one.
     pub fn get(&self, column: &str) -> Option<&Value> {
-        let i = self.columns.iter().position(|c| *c == column)?;
+        let i = self.columns().iter().position(|c| *c == column)?;
         self.after().or_else(|| self.before())?.get(i)
     }
 }
 
 /// Calls `f` for every row of an encoded [`RowBatch`](crate::RowBatch), one at a time, and
-/// collects its verdicts.
+/// appends its verdicts to `answer` as an encoded `Vec<Verdict>`.
 pub fn filter_request(
     request: &[u8],
     f: impl Fn(&RowChange<'_>) -> Verdict,
-) -> Result<Vec<Verdict>, postcard::Error> {
-    type Head<'a> = ((&'a str, &'a str), Vec<&'a str>);
-    let ((_table, columns), rest) = postcard::take_from_bytes::<Head>(request)?;
+    answer: &mut Vec<u8>,
+) -> Result<(), postcard::Error> {
+    let (_table, rest) = postcard::take_from_bytes::<(&str, &str)>(request)?;
+    let (columns, rest) = Names::take(rest)?;
     let (rows, mut rest) = postcard::take_from_bytes::<usize>(rest)?;
-    // A row takes at least three bytes: never reserve more than the request can hold.
-    let mut verdicts = Vec::with_capacity(rows.min(rest.len() / 3));
+    let mut out = postcard::to_extend(&rows, std::mem::take(answer))?;
+    // Keep and Drop take a byte each.
+    out.reserve(rows.min(rest.len()));
     for _ in 0..rows {
         let (op, r) = postcard::take_from_bytes::<Op>(rest)?;
         let (before, r) = Image::take_option(r)?;
@@ -136,9 +205,10 @@ pub fn filter_request(
             before,
             after,
         };
-        verdicts.push(f(&row));
+        out = postcard::to_extend(&f(&row), out)?;
     }
-    Ok(verdicts)
+    *answer = out;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -190,36 +260,46 @@ mod tests {
     fn rows_read_lazily_equal_the_rows_sent() {
         let sent = batch();
         let seen = RefCell::new(Vec::new());
-        let verdicts = filter_request(&encode(&sent), |r| {
-            assert_eq!(r.columns(), ["n", "i", "u", "f", "d", "email", "t"]);
-            let got = WireRow {
-                op: r.op,
-                before: r.before().map(<[Value]>::to_vec),
-                after: r.after().map(<[Value]>::to_vec),
-            };
-            seen.borrow_mut().push(got);
-            match r.get("email").and_then(Value::as_str) {
-                Some("a@b.c") => Verdict::Drop,
-                _ => Verdict::Keep,
-            }
-        })
+        let mut answer = Vec::new();
+        filter_request(
+            &encode(&sent),
+            |r| {
+                assert_eq!(r.columns(), ["n", "i", "u", "f", "d", "email", "t"]);
+                let got = WireRow {
+                    op: r.op,
+                    before: r.before().map(<[Value]>::to_vec),
+                    after: r.after().map(<[Value]>::to_vec),
+                };
+                seen.borrow_mut().push(got);
+                match r.get("email").and_then(Value::as_str) {
+                    Some("a@b.c") => Verdict::Drop,
+                    _ => Verdict::Set(vec![("i".into(), Value::Int(1))]),
+                }
+            },
+            &mut answer,
+        )
         .unwrap();
         assert_eq!(seen.into_inner(), sent.rows);
         // Insert: its new image; update: the new image's bytes are no text; delete: the old.
-        assert_eq!(verdicts, [Verdict::Drop, Verdict::Keep, Verdict::Drop]);
+        let set = Verdict::Set(vec![("i".into(), Value::Int(1))]);
+        assert_eq!(answer, encode(&vec![Verdict::Drop, set, Verdict::Drop]));
     }
 
     #[test]
-    fn an_image_is_decoded_only_when_read() {
+    fn names_and_images_are_decoded_only_when_read() {
         let decoded = RefCell::new(Vec::new());
-        filter_request(&encode(&batch()), |r| {
+        let listed = RefCell::new(Vec::new());
+        let read = |r: &RowChange| {
             let state = |i: &Option<Image>| i.as_ref().map(|i| i.values.get().is_some());
+            listed.borrow_mut().push(r.columns.list.get().is_some());
             let untouched = (state(&r.before), state(&r.after));
             r.get("i");
-            decoded.borrow_mut().push((untouched, (state(&r.before), state(&r.after))));
+            decoded
+                .borrow_mut()
+                .push((untouched, (state(&r.before), state(&r.after))));
             Verdict::Keep
-        })
-        .unwrap();
+        };
+        filter_request(&encode(&batch()), read, &mut Vec::new()).unwrap();
         // `get` decodes the new image, else the old one, and nothing before it is asked.
         let none = (Some(false), Some(false));
         assert_eq!(
@@ -230,17 +310,47 @@ mod tests {
                 ((Some(false), None), (Some(true), None)),
             ]
         );
+        // The names are listed once, by the first `get`.
+        assert_eq!(listed.into_inner(), [false, true, true]);
     }
 
     #[test]
     fn a_malformed_request_is_refused() {
         let bytes = encode(&batch());
+        let keep = |_: &RowChange| Verdict::Keep;
         for cut in [0, 3, bytes.len() / 2, bytes.len() - 1] {
-            assert!(filter_request(&bytes[..cut], |_| Verdict::Keep).is_err(), "{cut}");
+            let r = filter_request(&bytes[..cut], keep, &mut Vec::new());
+            assert!(r.is_err(), "{cut}");
         }
         let mut bad = bytes.clone();
         let first_row = encode(&(("s", "t"), batch().columns)).len() + 1;
         bad[first_row + 1] = 7; // the first row's `before` is neither None nor Some
-        assert!(filter_request(&bad, |_| Verdict::Keep).is_err());
+        assert!(filter_request(&bad, keep, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn a_value_is_skipped_where_it_ends() {
+        let long = Value::Bytes(vec![7; 300]);
+        let values = [
+            Value::Int(i64::MIN),
+            Value::UInt(u64::MAX),
+            Value::Int(0),
+            long,
+            Value::Decimal("1.5".into()),
+        ];
+        for v in batch().rows[0]
+            .after
+            .clone()
+            .unwrap()
+            .into_iter()
+            .chain(values)
+        {
+            let mut bytes = encode(&v);
+            bytes.push(0xee);
+            let (_, rest) = postcard::take_from_bytes::<ValueRef>(&bytes).unwrap();
+            assert_eq!(skip_value(&bytes).unwrap(), rest, "{v:?}");
+            assert!(skip_value(&bytes[..bytes.len() - 2]).is_err(), "{v:?}");
+        }
+        assert!(skip_value(&[9]).is_err());
     }
 }
