@@ -230,10 +230,10 @@ struct Limits {
     limits: StoreLimits,
 }
 
-/// A live instance of a plugin.
 /// A hook's export: `(ptr, len)` of a request in, `ptr << 32 | len` of an answer out.
 type HookFn = TypedFunc<(u32, u32), u64>;
 
+/// A live instance of a plugin.
 struct Live {
     store: Store<Limits>,
     instance: Instance,

@@ -186,26 +186,24 @@ pub mod guest {
         buf.reserve(len);
     }
 
-    /// Room for a request of `len` bytes: the request buffer.
+    /// Room for a request of `len` bytes: the request buffer, zeroed (the host then writes
+    /// into initialised memory).
     pub fn request_buffer(len: usize) -> *mut u8 {
         REQUEST.with_borrow_mut(|buf| {
             make_room(buf, len);
+            buf.resize(len, 0);
             buf.as_mut_ptr()
         })
     }
 
     /// Reads the `len` bytes the host wrote at `ptr`, which `request_buffer` gave.
-    ///
-    /// # Safety
-    /// The host wrote `len` bytes, at most what `request_buffer` made room for.
-    pub unsafe fn with_request<R>(ptr: *const u8, len: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+    pub fn with_request<R>(ptr: *const u8, len: usize, f: impl FnOnce(&[u8]) -> R) -> R {
         REQUEST.with_borrow(|buf| {
             assert!(
-                ptr == buf.as_ptr() && len <= buf.capacity(),
+                ptr == buf.as_ptr() && len <= buf.len(),
                 "a request outside the request buffer"
             );
-            // SAFETY: within the buffer's capacity, and the host wrote these bytes.
-            f(unsafe { std::slice::from_raw_parts(ptr, len) })
+            f(&buf[..len])
         })
     }
 
@@ -231,11 +229,9 @@ pub mod guest {
     /// The host is done with an answer. The answer buffer stays for the next call.
     pub fn free(_ptr: u32, _len: u32) {}
 
-    /// # Safety
-    /// The host wrote `len` bytes at `ptr` (from `alloc`).
-    pub unsafe fn request<T: DeserializeOwned>(ptr: u32, len: u32) -> T {
-        // SAFETY: as this function's contract.
-        unsafe { with_request(ptr as *const u8, len as usize, decode) }
+    /// The request the host wrote at `ptr` (from `alloc`).
+    pub fn request<T: DeserializeOwned>(ptr: u32, len: u32) -> T {
+        with_request(ptr as *const u8, len as usize, decode)
             .expect("the host sent a malformed request")
     }
 
@@ -246,25 +242,17 @@ pub mod guest {
         }))
     }
 
-    /// # Safety
-    /// As `request`.
-    pub unsafe fn init(ptr: u32, len: u32) -> u64 {
-        // SAFETY: as this function's contract.
-        let text: String = unsafe { request(ptr, len) };
+    pub fn init(ptr: u32, len: u32) -> u64 {
+        let text: String = request(ptr, len);
         let _ = super::CONFIG.set(text);
         answer(&Ok::<(), String>(()))
     }
 
-    /// # Safety
-    /// As `request`.
-    pub unsafe fn filter(ptr: u32, len: u32, f: impl Fn(&RowChange<'_>) -> Verdict) -> u64 {
+    pub fn filter(ptr: u32, len: u32, f: impl Fn(&RowChange<'_>) -> Verdict) -> u64 {
         packed(answer_with(|buf| {
-            // SAFETY: as this function's contract.
-            unsafe {
-                with_request(ptr as *const u8, len as usize, |r| {
-                    row_view::filter_request(r, f, buf)
-                })
-            }
+            with_request(ptr as *const u8, len as usize, |r| {
+                row_view::filter_request(r, f, buf)
+            })
             .expect("the host sent a malformed request")
         }))
     }
@@ -292,8 +280,8 @@ macro_rules! __dm_plugin_base {
             $crate::guest::free(ptr, len)
         }
         #[no_mangle]
-        pub unsafe extern "C" fn dm_init(ptr: u32, len: u32) -> u64 {
-            unsafe { $crate::guest::init(ptr, len) }
+        pub extern "C" fn dm_init(ptr: u32, len: u32) -> u64 {
+            $crate::guest::init(ptr, len)
         }
     };
 }
@@ -304,8 +292,8 @@ macro_rules! __export_row_filter {
     ($f:path) => {
         $crate::__dm_plugin_base!($crate::HOOK_ROW_FILTER);
         #[no_mangle]
-        pub unsafe extern "C" fn dm_row_filter(ptr: u32, len: u32) -> u64 {
-            unsafe { $crate::guest::filter(ptr, len, $f) }
+        pub extern "C" fn dm_row_filter(ptr: u32, len: u32) -> u64 {
+            $crate::guest::filter(ptr, len, $f)
         }
     };
 }
@@ -316,8 +304,8 @@ macro_rules! __export_table_router {
     ($f:path) => {
         $crate::__dm_plugin_base!($crate::HOOK_TABLE_ROUTER);
         #[no_mangle]
-        pub unsafe extern "C" fn dm_route(ptr: u32, len: u32) -> u64 {
-            let t: $crate::TableRef = unsafe { $crate::guest::request(ptr, len) };
+        pub extern "C" fn dm_route(ptr: u32, len: u32) -> u64 {
+            let t: $crate::TableRef = $crate::guest::request(ptr, len);
             $crate::guest::answer(&$f(&t))
         }
     };
@@ -329,8 +317,8 @@ macro_rules! __export_shard_ddl_policy {
     ($f:path) => {
         $crate::__dm_plugin_base!($crate::HOOK_SHARD_DDL_POLICY);
         #[no_mangle]
-        pub unsafe extern "C" fn dm_shard_ddl(ptr: u32, len: u32) -> u64 {
-            let l: $crate::LockInfo = unsafe { $crate::guest::request(ptr, len) };
+        pub extern "C" fn dm_shard_ddl(ptr: u32, len: u32) -> u64 {
+            let l: $crate::LockInfo = $crate::guest::request(ptr, len);
             $crate::guest::answer(&$f(&l))
         }
     };
@@ -378,8 +366,7 @@ mod tests {
             let ptr = guest::request_buffer(request.len());
             // SAFETY: the buffer has room for the request, as the host writes it.
             unsafe { std::ptr::copy_nonoverlapping(request.as_ptr(), ptr, request.len()) };
-            // SAFETY: the bytes were just written there.
-            let text = unsafe { guest::with_request(ptr, request.len(), decode::<String>) };
+            let text = guest::with_request(ptr, request.len(), decode::<String>);
             assert_eq!(text.unwrap(), config);
             let (answer, len) = guest::answer_with(|buf| buf.extend_from_slice(b"ok"));
             // SAFETY: the answer buffer holds `len` bytes until the next call.
