@@ -4,8 +4,8 @@
 # rows) of source i % SOURCES. Once every task is in the incremental phase, a writer per source
 # updates its databases' rows (WRITES_PER_SEC per source) for SECS seconds. Reports the CPU the
 # leading master (and its etcd member, and each worker) used over those seconds as a share of
-# one core (goal: leader under 20%), and how long the tasks took to start. Every database ends
-# checksum-equal.
+# one core (goal: leader under 20%), each process's peak RSS, and how long the tasks took to
+# start. Every database ends checksum-equal.
 #
 #   bench/cluster.sh    (TASKS, SOURCES, WORKERS, SECS, WRITES_PER_SEC tune it)
 TASKS=${TASKS:-50} SOURCES=${SOURCES:-8} WORKERS=${WORKERS:-3} SECS=${SECS:-60}
@@ -26,6 +26,8 @@ srcn() { mariadb -h127.0.0.1 -P$((SRC0 + $1)) -uroot -N "${@:2}"; }
 ctl() { "$DM" ctl --master-addr $API "$@"; }
 # CPU seconds of a process so far ($1: pid).
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# Peak resident memory of a process so far, MiB ($1: pid).
+rss_of() { awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
 checksums() { # $1: "src <n>" or "dst"; $2: database
   local q="CHECKSUM TABLE $2.a, $2.b"
   if [ "$1" = dst ]; then dst -e "$q"; else srcn "${1#src }" -e "$q"; fi | awk '{print $2}' | tr '\n' ' '
@@ -120,8 +122,10 @@ done
 echo
 echo "== $TASKS tasks over $SOURCES sources on $WORKERS workers, $(nproc) cores, $wall s of writes"
 echo "tasks started (start-task answered) in $start_s s; all in the incremental phase after $all_s s"
-printf 'leading master CPU: %.1f%% of a core under writes (goal < 20%%), %.1f%% idle; its etcd member %.1f%%\n' \
-  "${USE[master]}" "$idle" "${USE[etcd]}"
-for w in $(seq 1 "$WORKERS"); do printf 'worker w%s CPU: %.1f%%\n' "$w" "${USE[w$w]}"; done
+printf 'leading master CPU: %.1f%% of a core under writes (goal < 20%%), %.1f%% idle, peak RSS %s MiB; its etcd member %.1f%%\n' \
+  "${USE[master]}" "$idle" "$(rss_of $MASTER)" "${USE[etcd]}"
+for w in $(seq 1 "$WORKERS"); do
+  printf 'worker w%s CPU: %.1f%%, peak RSS %s MiB\n' "$w" "${USE[w$w]}" "$(rss_of "${PIDS[$w]}")"
+done
 echo "every database equal: $EQUAL"
 [ "$EQUAL" = yes ]
