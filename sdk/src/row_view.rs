@@ -82,7 +82,8 @@ struct Image<'a> {
 
 impl<'a> Image<'a> {
     /// An `Option<Vec<Value>>` at the start of `bytes`, and what follows it. Every value is
-    /// walked (not copied), so a malformed request is refused here, not when a value is read.
+    /// walked (not copied): a request cut short or with an unknown tag is refused here; text
+    /// that is not UTF-8 (the host never sends any) traps when the value is read.
     fn take_option(bytes: &'a [u8]) -> Taken<'a, Option<Image<'a>>> {
         match bytes.split_first() {
             Some((0, rest)) => Ok((None, rest)),
@@ -107,7 +108,7 @@ impl<'a> Image<'a> {
             let mut rest = self.bytes;
             for _ in 0..self.len {
                 let (v, r) = postcard::take_from_bytes::<ValueRef>(rest)
-                    .expect("walked when the request was read");
+                    .expect("the host sent a value that is not what its tag says");
                 values.push(v.into());
                 rest = r;
             }
