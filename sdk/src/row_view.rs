@@ -72,11 +72,46 @@ fn skip_value(bytes: &[u8]) -> Result<&[u8], postcard::Error> {
     }
 }
 
+/// A length-prefixed sequence in the request: walked, not decoded.
+struct Seq<'a> {
+    len: usize,
+    /// Exactly its `len` encoded items.
+    bytes: &'a [u8],
+}
+
+impl<'a> Seq<'a> {
+    /// The sequence at the start of `bytes`, each item ending where `skip` says, and what
+    /// follows it.
+    fn take(
+        bytes: &'a [u8],
+        skip: impl Fn(&'a [u8]) -> Result<&'a [u8], postcard::Error>,
+    ) -> Taken<'a, Seq<'a>> {
+        let (len, start) = postcard::take_from_bytes::<usize>(bytes)?;
+        let mut end = start;
+        for _ in 0..len {
+            end = skip(end)?;
+        }
+        let bytes = &start[..start.len() - end.len()];
+        Ok((Seq { len, bytes }, end))
+    }
+
+    /// Its items, decoded as `T` and made into what `into` makes of them.
+    fn decode<T: Deserialize<'a>, U>(&self, into: impl Fn(T) -> U) -> Vec<U> {
+        let mut rest = self.bytes;
+        (0..self.len)
+            .map(|_| {
+                let (item, r) = postcard::take_from_bytes::<T>(rest)
+                    .expect("the host sent a value that is not what its tag says");
+                rest = r;
+                into(item)
+            })
+            .collect()
+    }
+}
+
 /// An image of a row (before or after the change), decoded on first use.
 struct Image<'a> {
-    len: usize,
-    /// Exactly its `len` encoded values.
-    bytes: &'a [u8],
+    seq: Seq<'a>,
     values: OnceCell<Vec<Value>>,
 }
 
@@ -88,14 +123,9 @@ impl<'a> Image<'a> {
         match bytes.split_first() {
             Some((0, rest)) => Ok((None, rest)),
             Some((1, rest)) => {
-                let (len, start) = postcard::take_from_bytes::<usize>(rest)?;
-                let mut end = start;
-                for _ in 0..len {
-                    end = skip_value(end)?;
-                }
-                let bytes = &start[..start.len() - end.len()];
+                let (seq, rest) = Seq::take(rest, skip_value)?;
                 let values = OnceCell::new();
-                Ok((Some(Image { len, bytes, values }), end))
+                Ok((Some(Image { seq, values }), rest))
             }
             Some(_) => Err(postcard::Error::DeserializeBadOption),
             None => Err(postcard::Error::DeserializeUnexpectedEnd),
@@ -103,51 +133,27 @@ impl<'a> Image<'a> {
     }
 
     fn values(&self) -> &[Value] {
-        self.values.get_or_init(|| {
-            let mut values = Vec::with_capacity(self.len);
-            let mut rest = self.bytes;
-            for _ in 0..self.len {
-                let (v, r) = postcard::take_from_bytes::<ValueRef>(rest)
-                    .expect("the host sent a value that is not what its tag says");
-                values.push(v.into());
-                rest = r;
-            }
-            values
-        })
+        self.values
+            .get_or_init(|| self.seq.decode(|v: ValueRef| Value::from(v)))
     }
 }
 
 /// The table's column names, borrowed from the request and listed on first use.
 struct Names<'a> {
-    len: usize,
-    bytes: &'a [u8],
+    seq: Seq<'a>,
     list: OnceCell<Vec<&'a str>>,
 }
 
 impl<'a> Names<'a> {
     fn take(bytes: &'a [u8]) -> Taken<'a, Names<'a>> {
-        let (len, start) = postcard::take_from_bytes::<usize>(bytes)?;
-        let mut end = start;
-        for _ in 0..len {
-            end = postcard::take_from_bytes::<&str>(end)?.1;
-        }
-        let bytes = &start[..start.len() - end.len()];
+        let name = |b: &'a [u8]| Ok(postcard::take_from_bytes::<&str>(b)?.1);
+        let (seq, rest) = Seq::take(bytes, name)?;
         let list = OnceCell::new();
-        Ok((Names { len, bytes, list }, end))
+        Ok((Names { seq, list }, rest))
     }
 
     fn list(&self) -> &[&'a str] {
-        self.list.get_or_init(|| {
-            let mut rest = self.bytes;
-            (0..self.len)
-                .map(|_| {
-                    let (name, r) =
-                        postcard::take_from_bytes::<&str>(rest).expect("walked when read");
-                    rest = r;
-                    name
-                })
-                .collect()
-        })
+        self.list.get_or_init(|| self.seq.decode(|n: &'a str| n))
     }
 }
 

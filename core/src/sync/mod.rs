@@ -642,11 +642,11 @@ impl Dispatcher<'_> {
         let plan = self.plan(&run.table, end).await?;
         if plan.linked {
             // Each change keeps the place of its own event.
+            let worker = self.workers.len() - 1;
             for event in run.events {
                 let place = event.end.clone();
                 let kept = self.decode_and_filter(&plan, vec![event], end)?;
                 self.inc.ctx.progress.throttle.take(kept.len() as u64).await;
-                let worker = self.workers.len() - 1;
                 for HookRow { op, before, after } in kept {
                     let (place, applied) = self.linked.place(place.clone());
                     if !applied {
