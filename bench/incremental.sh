@@ -86,9 +86,10 @@ fresh_target() {
 
 declare -A SECS EQUAL
 record() { # $1: contender, $2: seconds; appends to the contender's list
+  local stolen; stolen=$(calc "$(steal) - $STEAL0")
   SECS[$1]="${SECS[$1]:-} $2"
   [ "$(checksums dst)" = "$WANT" ] || { echo "   $1: NOT equal to the source"; exit 1; }
-  echo "   $1: $2 s, equal"
+  echo "   $1: $2 s, equal (other guests took $stolen s of CPU meanwhile)"
 }
 
 replica() { # $1: serial or mode:threads
@@ -99,7 +100,7 @@ replica() { # $1: serial or mode:threads
           SET GLOBAL slave_parallel_mode = '$mode';
           CHANGE MASTER TO master_host = '127.0.0.1', master_port = $SRC_PORT, master_user = 'root',
           master_use_gtid = slave_pos"
-  local t0; t0=$(now)
+  local t0; t0=$(now) STEAL0=$(steal)
   dst -e "START SLAVE"
   until [ "$(dst -e 'SELECT @@gtid_slave_pos')" = "$GTID1" ]; do
     if dst -e "SHOW SLAVE STATUS\G" | grep -q "Last_SQL_Errno: [1-9]"; then
@@ -139,7 +140,7 @@ syncers:
     compact: $DM_COMPACT
 YAML
   start_dm
-  local t0; t0=$(now)
+  local t0; t0=$(now) STEAL0=$(steal)
   "$DM" ctl --master-addr $API start-task "$WORK/dm/task.yaml" >/dev/null
   wait_task bench position "$POS1"
   # The checkpoint is written once every change before it is committed: its time is when

@@ -95,6 +95,12 @@ dm_usage() {
     "$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$DM_PID/stat")"
 }
 
+# CPU seconds the hypervisor gave other guests instead of this machine so far (all cores):
+# a run that lost much of it is slower for reasons outside the contenders.
+steal() {
+  awk -v hz="$(getconf CLK_TCK)" '/^cpu / {printf "%.2f", $9 / hz}' /proc/stat
+}
+
 # CPU seconds a server has used so far ($1: its dir).
 server_cpu() {
   awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$(cat "$1/mysqld.pid")/stat"

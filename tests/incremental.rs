@@ -155,6 +155,11 @@ fn spawn_writer(src: &MariaDb, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle
 /// Source with `w.t` (5000 rows) and `w.u`, a target, and dm running `task` on `w` with these
 /// syncer settings, in the incremental phase.
 async fn writer_setup(task: &str, syncer: &[&str]) -> (MariaDb, MariaDb, Dm) {
+    writer_setup_on(Dm::start(), task, syncer).await
+}
+
+/// `writer_setup` on a dm started by the caller (with failpoints, say).
+async fn writer_setup_on(dm: Dm, task: &str, syncer: &[&str]) -> (MariaDb, MariaDb, Dm) {
     let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
     src.exec(
         "CREATE DATABASE w; USE w;
@@ -163,7 +168,6 @@ async fn writer_setup(task: &str, syncer: &[&str]) -> (MariaDb, MariaDb, Dm) {
          INSERT INTO w.t SELECT seq, 0, 'old' FROM seq_1_to_5000;",
     )
     .await;
-    let dm = Dm::start();
     start_task(
         &dm,
         &src,
@@ -412,6 +416,44 @@ async fn big_transactions_cut_in_fragments_survive_kill9() {
     dm.restart();
     wait_caught_up(&dm, "big", &src).await;
     assert_same(&src, &dst, &["b"]).await;
+    dm.kill9();
+}
+
+/// A backlog is routed several transactions per message to each worker (held back while
+/// more wait to be read). A checkpoint saved in the middle of it covers the held ones: they
+/// must be in the target before it, so dm killed right after it loses nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_after_a_checkpoint_past_held_transactions_loses_nothing() {
+    let task = "held";
+    let (src, dst, mut dm) = writer_setup_on(
+        Dm::start_with_failpoints("after-checkpoint-past-held=60000"),
+        task,
+        &["worker-count: 2", "checkpoint-flush-interval: 1"],
+    )
+    .await;
+    // A backlog of single-statement transactions, written while the task is paused.
+    dm.ctl_ok(&["pause-task", task]);
+    src.exec(
+        "BEGIN NOT ATOMIC
+           FOR i IN 1..30000 DO
+             INSERT INTO w.u VALUES (i, CONCAT('k', i));
+             UPDATE w.t SET v = v + 1 WHERE id = i % 5000 + 1;
+           END FOR;
+         END",
+    )
+    .await;
+    dm.ctl_ok(&["resume-task", task]);
+    wait_for(
+        "a checkpoint past held transactions",
+        Duration::from_secs(120),
+        || dm.log().contains("after-checkpoint-past-held"),
+    )
+    .await;
+    dm.kill9();
+    dm.env.clear();
+    dm.restart();
+    wait_caught_up(&dm, task, &src).await;
+    assert_same(&src, &dst, &["w"]).await;
     dm.kill9();
 }
 

@@ -29,9 +29,11 @@ const ATTEMPTS: u32 = 5;
 const SHOWN_SQL: usize = 2000;
 
 pub enum WorkerMsg {
-    /// Changes of one source transaction (or of a part of it) ending at `end`.
+    /// Changes of one source transaction (or of a part of it) ending at `end`, or of several
+    /// whose first ends at `from`.
     Changes {
         changes: Vec<Change>,
+        from: Option<BinlogPos>,
         end: BinlogPos,
         /// Their bytes of the apply queues' budget, given back once they are in the batch.
         claim: crate::budget::Claim,
@@ -178,6 +180,7 @@ impl ApplyWorker {
                 None => return Ok(()),
                 Some(WorkerMsg::Changes {
                     changes,
+                    from,
                     end,
                     claim,
                 }) => {
@@ -204,7 +207,7 @@ impl ApplyWorker {
                         }
                         self.batch.push(c, self.compact);
                         if self.first.is_none() {
-                            self.first = Some(end.clone());
+                            self.first = Some(from.clone().unwrap_or_else(|| end.clone()));
                         }
                         self.high_water = Some(end.clone());
                     }
