@@ -173,6 +173,81 @@ async fn plugins_that_loop_trap_or_hog_pause_their_task_and_nothing_else() {
     assert_eq!(ids, vec![0, 1, 2, 500]);
 }
 
+/// Single-row transactions of two tables, `ids` of each, in turns.
+fn turns(ids: std::ops::RangeInclusive<i32>) -> String {
+    ids.map(|i| {
+        format!("INSERT INTO bad.t VALUES ({i}, 'ok'); INSERT INTO bad.u VALUES ({i}, 'ok');")
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backlog_reaches_plugins_in_batches_and_a_failing_row_names_its_own_transaction() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE bad; CREATE TABLE bad.t (id INT PRIMARY KEY, kind VARCHAR(10));
+         CREATE TABLE bad.u (id INT PRIMARY KEY, kind VARCHAR(10));",
+    )
+    .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let tf = dm.file(
+        "bad.yaml",
+        &task_with_plugins("bad", &dst, &["bad"], &[("misbehave", "misbehave")]),
+    );
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "bad", &src).await;
+
+    // A backlog while the task is paused: 300 transactions.
+    dm.ctl_ok(&["pause-task", "bad"]);
+    src.exec(&turns(1..=150)).await;
+    dm.ctl_ok(&["resume-task", "bad"]);
+    wait_caught_up(&dm, "bad", &src).await;
+    // Counted since the task resumed: fewer calls than transactions, the backlog went to
+    // the plugin in batches.
+    let st = subtask_of(&dm, "bad", "src1").unwrap();
+    let calls = st["row_filter_batches"].as_u64().unwrap();
+    let txns = st["txns_applied"].as_u64().unwrap();
+    eprintln!("{txns} transactions, {calls} plugin calls");
+    assert!(
+        txns >= 300 && calls * 4 < txns,
+        "{txns} transactions, {calls} calls"
+    );
+
+    // Another, with a row the plugin panics on in the middle.
+    dm.ctl_ok(&["pause-task", "bad"]);
+    src.exec(&turns(151..=300)).await;
+    src.exec("INSERT INTO bad.t VALUES (1000, 'boom')").await;
+    let boom = src.master_pos().await;
+    src.exec(&turns(301..=450)).await;
+    dm.ctl_ok(&["resume-task", "bad"]);
+    let mut err = serde_json::Value::Null;
+    wait_for("the plugin's error", Duration::from_secs(60), || {
+        let st = subtask_of(&dm, "bad", "src1").unwrap_or_default();
+        err = st["last_error"].clone();
+        err["code"] == "DM-PLUGIN-6201"
+    })
+    .await;
+    // Its own position, not that of the batch it came in: `binlog skip` skips it alone.
+    assert_eq!(err["position"], boom.as_str(), "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("panicked"),
+        "{err}"
+    );
+    dm.ctl_ok(&["binlog", "skip", "bad"]);
+    wait_caught_up(&dm, "bad", &src).await;
+
+    let mut c = dst.conn().await;
+    for table in ["t", "u"] {
+        let ids: Vec<i32> = c
+            .query(format!("SELECT id FROM bad.{table} ORDER BY id"))
+            .await
+            .unwrap();
+        assert_eq!(ids, (1..=450).collect::<Vec<_>>(), "bad.{table}");
+    }
+    assert_eq!(src.value::<i64>("SELECT COUNT(*) FROM bad.t").await, 451);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugin_built_for_another_abi_is_refused() {
     let (src, dst) = (MariaDb::start(1), MariaDb::start(2));

@@ -190,26 +190,39 @@ pub fn run_row_filters(
         if rows.is_empty() {
             break;
         }
-        let err = |error: PluginError| crate::Error::Plugin {
-            plugin: name.clone(),
-            hook: "row filter".into(),
-            table: table.name.to_string(),
-            position: position(),
-            error: Box::new(error),
-        };
-        // Inline: a call is microseconds, and its deadline bounds it (block_in_place would
-        // cost more than the call; measured in bench/incremental.sh).
-        let verdicts = f.filter(table, &rows).map_err(err)?;
-        if verdicts.len() != rows.len() {
-            return Err(err(PluginError::BadAnswer(format!(
-                "answered {} verdicts for {} rows",
-                verdicts.len(),
-                rows.len()
-            ))));
-        }
+        let verdicts = call_row_filter(name, f.as_ref(), table, &rows, position)?;
         rows = apply_verdicts(rows, verdicts);
     }
     Ok(rows)
+}
+
+/// One call of the row filter `name`: a verdict per row, or the error naming the plugin, the
+/// table and `position`.
+pub fn call_row_filter(
+    name: &str,
+    f: &dyn RowFilter,
+    table: &crate::table::Table,
+    rows: &[HookRow],
+    position: &dyn Fn() -> String,
+) -> crate::Result<Vec<RowVerdict>> {
+    let err = |error: PluginError| crate::Error::Plugin {
+        plugin: name.to_string(),
+        hook: "row filter".into(),
+        table: table.name.to_string(),
+        position: position(),
+        error: Box::new(error),
+    };
+    // Inline: a call is microseconds, and its deadline bounds it (block_in_place would
+    // cost more than the call; measured in bench/incremental.sh).
+    let verdicts = f.filter(table, rows).map_err(err)?;
+    if verdicts.len() != rows.len() {
+        return Err(err(PluginError::BadAnswer(format!(
+            "answered {} verdicts for {} rows",
+            verdicts.len(),
+            rows.len()
+        ))));
+    }
+    Ok(verdicts)
 }
 
 /// The hooks a subtask's plugins implement.

@@ -11,6 +11,7 @@ const SUBTASK_HELP: &str = "\
 # HELP dm_rows_loaded_total Rows copied by the full phase.\n# TYPE dm_rows_loaded_total counter\n\
 # HELP dm_rows_applied_total Row changes applied by the incremental phase.\n# TYPE dm_rows_applied_total counter\n\
 # HELP dm_txns_applied_total Source transactions applied by the incremental phase.\n# TYPE dm_txns_applied_total counter\n\
+# HELP dm_row_filter_batches_total Batches of row changes passed to the row filter plugins by the incremental phase.\n# TYPE dm_row_filter_batches_total counter\n\
 # HELP dm_apply_queue_depth Transactions and change batches read from the binlog, not yet applied.\n# TYPE dm_apply_queue_depth gauge\n\
 # HELP dm_lag_seconds Seconds between the source commit of the last applied change and now.\n# TYPE dm_lag_seconds gauge\n\
 # HELP dm_subtask_throttled 1 while the subtask is held (dm ctl throttle on, or its max-load).\n# TYPE dm_subtask_throttled gauge\n";
@@ -32,11 +33,13 @@ pub fn render(subtasks: &[SubtaskStatus], relays: &[RelayStatus]) -> String {
             out,
             "dm_subtask_running{{{l}}} {}\ndm_rows_loaded_total{{{l}}} {}\n\
              dm_rows_applied_total{{{l}}} {}\ndm_txns_applied_total{{{l}}} {}\n\
+             dm_row_filter_batches_total{{{l}}} {}\n\
              dm_apply_queue_depth{{{l}}} {}\ndm_subtask_throttled{{{l}}} {}\n",
             u8::from(s.stage == Stage::Running),
             s.rows_loaded,
             s.rows_applied,
             s.txns_applied,
+            s.row_filter_batches,
             s.queue_depth,
             u8::from(s.throttled)
         );

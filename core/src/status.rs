@@ -59,6 +59,10 @@ pub struct SubtaskStatus {
     /// Row changes applied by the incremental phase.
     pub rows_applied: u64,
     pub txns_applied: u64,
+    /// Batches of row changes the incremental phase passed to its row filter plugins (a
+    /// batch holds the rows of one or more transactions of a table).
+    #[serde(default)]
+    pub row_filter_batches: u64,
     /// Row changes and source transactions applied per second, over the last publish period.
     #[serde(default)]
     pub rows_per_sec: f64,
@@ -154,6 +158,7 @@ pub struct Progress {
     pub rows_loaded: AtomicU64,
     pub rows_applied: AtomicU64,
     pub txns_applied: AtomicU64,
+    pub row_filter_batches: AtomicU64,
     pub last_event_ts: AtomicU64,
     /// Source transactions and row changes read but not yet applied.
     pub queue_depth: AtomicU64,

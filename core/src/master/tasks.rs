@@ -197,6 +197,7 @@ async fn subtask_view(
             rows_loaded: s.rows_loaded,
             rows_applied: s.rows_applied,
             txns_applied: s.txns_applied,
+            row_filter_batches: s.row_filter_batches,
             ..Default::default()
         },
         (None, _) => SubtaskStatus::default(),

@@ -5,7 +5,8 @@
 
 use super::ExpressionFilters;
 use crate::error::{Error, Result};
-use crate::hooks::{run_row_filters, HookRow, RowFilterChain};
+use crate::hooks::{apply_verdicts, call_row_filter, run_row_filters, HookRow, RowFilterChain};
+use crate::hooks::{RowFilter, RowVerdict};
 use crate::position::BinlogPos;
 use crate::table::{Table, TableName};
 
@@ -48,6 +49,11 @@ impl RowRules {
         self.plugins.is_empty() && !self.expressions.has(table)
     }
 
+    /// Whether plugins look at rows: then calls are worth gathering (`run_batched`).
+    pub fn has_plugins(&self) -> bool {
+        !self.plugins.is_empty()
+    }
+
     /// Called between source transactions (and chunks): a plugin reloaded since takes over
     /// here, never within one.
     pub fn at_boundary(&self) {
@@ -60,29 +66,112 @@ impl RowRules {
     pub fn run(
         &self,
         table: &Table,
-        mut rows: Vec<HookRow>,
+        rows: Vec<HookRow>,
         origin: RowOrigin<'_>,
     ) -> Result<Vec<HookRow>> {
-        if self.expressions.has(&table.name) {
-            let mut kept = Vec::with_capacity(rows.len());
-            for row in rows {
-                let drops = self
-                    .expressions
-                    .drops(table, row.op, row.before.as_deref(), row.after.as_deref())
-                    .map_err(|message| Error::Filtered {
-                        rule: "expression-filter".into(),
-                        position: origin.place(&table.name),
-                        message,
-                    })?;
-                if !drops {
-                    kept.push(row);
-                }
-            }
-            rows = kept;
-        }
+        let rows = self.run_expressions(table, rows, origin)?;
         if self.plugins.is_empty() || rows.is_empty() {
             return Ok(rows);
         }
         run_row_filters(&self.plugins, table, rows, &|| origin.place(&table.name))
     }
+
+    /// `run` for the rows of several source transactions of one table (`runs`: each one's
+    /// rows and where it ends), with one call of each plugin for all of them: a call costs
+    /// more than the rows in it. What each keeps is what `run` keeps of it alone, and an
+    /// error names the transaction whose rows caused it.
+    pub fn run_batched(
+        &self,
+        table: &Table,
+        runs: Vec<(Vec<HookRow>, &BinlogPos)>,
+    ) -> Result<Vec<Vec<HookRow>>> {
+        if let [(_, end)] = runs[..] {
+            let rows = runs.into_iter().next().map(|(r, _)| r).unwrap_or_default();
+            return Ok(vec![self.run(table, rows, RowOrigin::Binlog(end))?]);
+        }
+        let ends: Vec<&BinlogPos> = runs.iter().map(|(_, end)| *end).collect();
+        // Each row's run, kept beside the rows through every plugin.
+        let mut owner = Vec::new();
+        let mut rows = Vec::new();
+        for (i, (run, end)) in runs.into_iter().enumerate() {
+            let kept = self.run_expressions(table, run, RowOrigin::Binlog(end))?;
+            owner.extend(std::iter::repeat_n(i, kept.len()));
+            rows.extend(kept);
+        }
+        for (name, f) in &self.plugins {
+            if rows.is_empty() {
+                break;
+            }
+            // One call for all; should it fail, one per transaction, so that the error is
+            // that of the transaction whose rows cause it (the position the task pauses at,
+            // what `binlog skip` skips) and one too big for a deadline alone is no error.
+            let verdicts = match call_row_filter(name, f.as_ref(), table, &rows, &String::new) {
+                Ok(v) => v,
+                Err(_) => call_per_run(name, f.as_ref(), table, &rows, &owner, &ends)?,
+            };
+            if verdicts.contains(&RowVerdict::Drop) {
+                owner = owner
+                    .into_iter()
+                    .zip(&verdicts)
+                    .filter(|(_, v)| **v != RowVerdict::Drop)
+                    .map(|(i, _)| i)
+                    .collect();
+            }
+            rows = apply_verdicts(rows, verdicts);
+        }
+        let mut out: Vec<Vec<HookRow>> = ends.iter().map(|_| Vec::new()).collect();
+        for (i, row) in owner.into_iter().zip(rows) {
+            out[i].push(row);
+        }
+        Ok(out)
+    }
+
+    /// The expression filters' part of `run`.
+    fn run_expressions(
+        &self,
+        table: &Table,
+        rows: Vec<HookRow>,
+        origin: RowOrigin<'_>,
+    ) -> Result<Vec<HookRow>> {
+        if !self.expressions.has(&table.name) {
+            return Ok(rows);
+        }
+        let mut kept = Vec::with_capacity(rows.len());
+        for row in rows {
+            let drops = self
+                .expressions
+                .drops(table, row.op, row.before.as_deref(), row.after.as_deref())
+                .map_err(|message| Error::Filtered {
+                    rule: "expression-filter".into(),
+                    position: origin.place(&table.name),
+                    message,
+                })?;
+            if !drops {
+                kept.push(row);
+            }
+        }
+        Ok(kept)
+    }
+}
+
+/// The verdicts of `rows` (in runs of the same `owner`, in order) from one call per run.
+fn call_per_run(
+    name: &str,
+    f: &dyn RowFilter,
+    table: &Table,
+    rows: &[HookRow],
+    owner: &[usize],
+    ends: &[&BinlogPos],
+) -> Result<Vec<RowVerdict>> {
+    let mut verdicts = Vec::with_capacity(rows.len());
+    let mut start = 0;
+    while start < rows.len() {
+        let run = owner[start];
+        let len = owner[start..].iter().take_while(|o| **o == run).count();
+        let end = ends[run];
+        let part = &rows[start..start + len];
+        verdicts.extend(call_row_filter(name, f, table, part, &|| end.to_string())?);
+        start += len;
+    }
+    Ok(verdicts)
 }

@@ -20,6 +20,7 @@ mod linked;
 mod online_ddl;
 mod operator;
 mod shard;
+mod staged;
 
 pub use operator::{record_operator, BinlogAction, BinlogOperator};
 pub use shard::ShardSync;
@@ -140,6 +141,11 @@ struct Dispatcher<'a> {
     /// Whole transactions routed but held back while more wait to be read: one message per
     /// worker for several of them, as waking a worker for each cost more than applying it.
     held: Option<Held>,
+    /// Rows of held transactions (and of the current one) waiting for the row filter
+    /// plugins: one call for all of them (`staged.rs`).
+    staged: Vec<staged::StagedRun>,
+    /// The current transaction's rows are staged.
+    staging: bool,
     /// Bytes of changes in the workers' queues.
     apply_budget: crate::budget::ByteBudget,
     keys: Vec<u64>,
@@ -302,6 +308,8 @@ impl Incremental {
             causality: Causality::new(n),
             pending: (0..workers.len()).map(|_| Vec::new()).collect(),
             held: None,
+            staged: Vec::new(),
+            staging: false,
             linked: linked::Linked::new(linked_applied),
             workers,
             handles,
@@ -376,6 +384,23 @@ fn dml_kind(op: crate::table::RowOp) -> crate::rules::EventKind {
         RowOp::Update => K::Update,
         RowOp::Delete => K::Delete,
     }
+}
+
+/// The row changes of `events`, decoded with `plan`, in binlog order.
+fn decode_rows(plan: &TablePlan, events: Vec<RowsEvent>, end: &BinlogPos) -> Result<Vec<HookRow>> {
+    let mut decoded = Vec::with_capacity(events.iter().map(|e| e.rows.len()).sum());
+    for RowsEvent { op, rows, .. } in events {
+        for (before, after) in rows {
+            let after = after
+                .map(|r| decode(&plan.table, r, before.as_ref(), end))
+                .transpose()?;
+            let before = before
+                .map(|r| decode(&plan.table, r, None, end))
+                .transpose()?;
+            decoded.push(HookRow { op, before, after });
+        }
+    }
+    Ok(decoded)
 }
 
 /// The values of a row image; `base` is the before image of an UPDATE's after image, which
@@ -537,12 +562,26 @@ impl Dispatcher<'_> {
             complete,
             ..
         } = txn;
-        let operator = self
+        let action = self
             .inc
             .operators
             .iter()
-            .find(|o| complete && o.at == end.binlog);
-        match operator.map(|o| o.action.clone()) {
+            .find(|o| complete && o.at == end.binlog)
+            .map(|o| o.action.clone());
+        // A transaction of rows alone that may be held stages its rows for the plugins with
+        // those held; anything else routes what is staged first.
+        let stage = self.inc.ctx.rows.has_plugins()
+            && more
+            && complete
+            && action.is_none()
+            && events
+                .iter()
+                .all(|e| matches!(e.kind, EventKind::Rows { .. }))
+            && self.may_hold(&end.binlog);
+        if !stage {
+            self.route_staged().await?;
+        }
+        match action {
             Some(BinlogAction::Skip) => {
                 tracing::warn!(position = %end.binlog, events = events.len(), "transaction skipped (binlog skip)");
                 self.cp.position = end;
@@ -555,7 +594,11 @@ impl Dispatcher<'_> {
         }
         let at = end.binlog.to_string();
         let safe = self.safe_mode(&end.binlog);
-        self.inc.ctx.rows.at_boundary();
+        if self.staged.is_empty() {
+            // Staged rows go to the plugins as they were when the first of them was read.
+            self.inc.ctx.rows.at_boundary();
+        }
+        self.staging = stage;
         let last = events.len().saturating_sub(1);
         // Row events of one table that follow each other go through the row filters and to
         // causality together: one plugin call for a transaction's run of a table, not one
@@ -631,6 +674,7 @@ impl Dispatcher<'_> {
         if let Some(r) = run.take() {
             self.dispatch_rows(r, &end.binlog, safe).await?;
         }
+        self.staging = false;
         if more && complete && self.may_hold(&end.binlog) {
             let held = self.held.get_or_insert_with(|| Held {
                 from: end.binlog.clone(),
@@ -640,6 +684,7 @@ impl Dispatcher<'_> {
             held.to = end.binlog.clone();
             held.txns += 1;
         } else {
+            self.route_staged().await?;
             self.send_pending(&end.binlog).await?;
         }
         self.dispatched = end.binlog.clone();
@@ -673,6 +718,7 @@ impl Dispatcher<'_> {
         let plan = self.plan(&run.table, end).await?;
         if plan.linked {
             // Each change keeps the place of its own event.
+            self.route_staged().await?;
             let worker = self.workers.len() - 1;
             for event in run.events {
                 let place = event.end.clone();
@@ -694,16 +740,37 @@ impl Dispatcher<'_> {
             }
             return Ok(());
         }
+        if self.staging {
+            self.staged.push(staged::StagedRun {
+                plan,
+                events: run.events,
+                end: end.clone(),
+                safe,
+            });
+            return Ok(());
+        }
         let kept = self.decode_and_filter(&plan, run.events, end)?;
+        self.route(&plan, kept, end, safe).await
+    }
+
+    /// Routes the changes of `plan`'s table kept by the rules, of the transaction ending at
+    /// `end`, to the workers their keys link them to.
+    async fn route(
+        &mut self,
+        plan: &Arc<TablePlan>,
+        kept: Vec<HookRow>,
+        end: &BinlogPos,
+        safe: bool,
+    ) -> Result<()> {
         self.inc.ctx.progress.throttle.take(kept.len() as u64).await;
         for HookRow { op, before, after } in kept {
-            change_keys(&plan, before.as_deref(), after.as_deref(), &mut self.keys);
+            change_keys(plan, before.as_deref(), after.as_deref(), &mut self.keys);
             let worker = match self.causality.route(&self.keys) {
                 Some(w) => w,
                 None => {
                     // Linked to two workers: let both finish first.
                     self.send_pending(end).await?;
-                    self.flush_workers().await?;
+                    self.wait_workers().await?;
                     self.causality.route(&self.keys).unwrap_or(0)
                 }
             };
@@ -727,29 +794,33 @@ impl Dispatcher<'_> {
         events: Vec<RowsEvent>,
         end: &BinlogPos,
     ) -> Result<Vec<HookRow>> {
-        let mut decoded = Vec::with_capacity(events.iter().map(|e| e.rows.len()).sum());
-        for RowsEvent { op, rows, .. } in events {
-            for (before, after) in rows {
-                let after = after
-                    .map(|r| decode(&plan.table, r, before.as_ref(), end))
-                    .transpose()?;
-                let before = before
-                    .map(|r| decode(&plan.table, r, None, end))
-                    .transpose()?;
-                decoded.push(HookRow { op, before, after });
-            }
-        }
+        let decoded = decode_rows(plan, events, end)?;
+        self.count_filter_batch(decoded.len());
         self.inc
             .ctx
             .rows
             .run(&plan.table, decoded, RowOrigin::Binlog(end))
     }
 
+    /// Counts a batch of `rows` row changes handed to the row filter plugins (status and
+    /// metrics show how many a call gets).
+    fn count_filter_batch(&self, rows: usize) {
+        if self.inc.ctx.rows.has_plugins() && rows > 0 {
+            let batches = &self.inc.ctx.progress.row_filter_batches;
+            batches.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Whether the changes routed so far may wait for the next transaction's: not too many
     /// of them, and not where each source transaction must have a target transaction of its
     /// own.
     fn may_hold(&self, end: &BinlogPos) -> bool {
-        let changes: usize = self.pending.iter().map(Vec::len).sum();
+        let changes = self.pending.iter().map(Vec::len).sum::<usize>()
+            + self
+                .staged
+                .iter()
+                .map(staged::StagedRun::rows)
+                .sum::<usize>();
         self.held.as_ref().map_or(0, |h| h.txns) < HOLD_TXNS
             && changes < HOLD_CHANGES
             && self.inc.precise_until.as_ref().is_none_or(|p| end > p)
@@ -778,12 +849,19 @@ impl Dispatcher<'_> {
         Ok(())
     }
 
-    /// Waits until every worker has committed everything it was given; the causality map
-    /// starts over.
+    /// Routes and sends what is staged and held, and waits until every worker has committed
+    /// everything it was given; the causality map starts over.
     async fn flush_workers(&mut self) -> Result<()> {
+        self.route_staged().await?;
         if let Some(to) = self.held.as_ref().map(|h| h.to.clone()) {
             self.send_pending(&to).await?;
         }
+        self.wait_workers().await
+    }
+
+    /// Waits until every worker has committed everything sent to it; the causality map
+    /// starts over.
+    async fn wait_workers(&mut self) -> Result<()> {
         let mut acks = Vec::with_capacity(self.workers.len());
         for w in &self.workers {
             let (tx, rx) = oneshot::channel();

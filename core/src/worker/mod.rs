@@ -508,6 +508,7 @@ impl Worker {
             tables: tables.listed,
             rows_applied: p.rows_applied.load(Ordering::Relaxed),
             txns_applied: p.txns_applied.load(Ordering::Relaxed),
+            row_filter_batches: p.row_filter_batches.load(Ordering::Relaxed),
             rows_per_sec,
             txns_per_sec,
             queue_depth,

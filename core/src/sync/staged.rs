@@ -1,0 +1,77 @@
+//! Rows staged for the row filter plugins: while transactions are held back (more wait to be
+//! read), their rows wait too, and each plugin is called once per table for all of them
+//! instead of once per transaction: a call costs more than a few rows in it. Staged rows are
+//! routed before anything else is sent, in the order they were read.
+
+use super::{decode_rows, Dispatcher, Held, RowsEvent};
+use crate::error::Result;
+use crate::hooks::HookRow;
+use crate::position::BinlogPos;
+use crate::sync::plan::TablePlan;
+use std::sync::Arc;
+
+/// A run of rows events of one table in a transaction, not decoded yet.
+pub(super) struct StagedRun {
+    pub plan: Arc<TablePlan>,
+    pub events: Vec<RowsEvent>,
+    /// Where its transaction ends.
+    pub end: BinlogPos,
+    pub safe: bool,
+}
+
+impl StagedRun {
+    pub fn rows(&self) -> usize {
+        self.events.iter().map(|e| e.rows.len()).sum()
+    }
+}
+
+impl Dispatcher<'_> {
+    /// Decodes the staged runs, filters them with one call of each plugin per table, and
+    /// routes what is kept in binlog order.
+    pub(super) async fn route_staged(&mut self) -> Result<()> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let mut staged = std::mem::take(&mut self.staged);
+        let mut decoded = Vec::with_capacity(staged.len());
+        for run in &mut staged {
+            decoded.push(decode_rows(
+                &run.plan,
+                std::mem::take(&mut run.events),
+                &run.end,
+            )?);
+        }
+        let mut kept: Vec<Option<Vec<HookRow>>> = staged.iter().map(|_| None).collect();
+        for first in 0..staged.len() {
+            if kept[first].is_some() {
+                continue;
+            }
+            let table = &staged[first].plan.table;
+            let same: Vec<usize> = (first..staged.len())
+                .filter(|&i| kept[i].is_none() && staged[i].plan.table.name == table.name)
+                .collect();
+            let runs: Vec<_> = same
+                .iter()
+                .map(|&i| (std::mem::take(&mut decoded[i]), &staged[i].end))
+                .collect();
+            self.count_filter_batch(runs.iter().map(|(rows, _)| rows.len()).sum());
+            let out = self.inc.ctx.rows.run_batched(table, runs)?;
+            for (i, rows) in same.into_iter().zip(out) {
+                kept[i] = Some(rows);
+            }
+        }
+        let last = staged.last().map(|r| r.end.clone()).unwrap_or_default();
+        for (run, rows) in staged.into_iter().zip(kept) {
+            // Routing may have had to send what was held (keys linked to two workers): the
+            // rest are held from here.
+            self.held.get_or_insert_with(|| Held {
+                from: run.end.clone(),
+                to: last.clone(),
+                txns: 0,
+            });
+            self.route(&run.plan, rows.unwrap_or_default(), &run.end, run.safe)
+                .await?;
+        }
+        Ok(())
+    }
+}
