@@ -115,7 +115,7 @@ replica() { # $1: serial or mode:threads
 
 # dm from the backlog's start to its end on a fresh target; $1: contender name, $2: extra
 # lines of the mysql-instances entry, $3: extra top-level lines.
-declare -a RSS
+declare -a RSS CALLS
 declare -A CPU # dm's CPU seconds per contender, a list each
 run_dm() {
   fresh_target
@@ -149,6 +149,10 @@ YAML
   read -r r c <<< "$(dm_usage)"
   CPU[$1]+="$c "
   [ "$1" = dm ] && RSS+=("$r")
+  if [ "$1" = dm+plugin ]; then # calls of the plugin (each gets one or more transactions)
+    CALLS+=("$("$DM" ctl --master-addr $API -o json query-status bench \
+      | grep -o '"row_filter_batches": *[0-9]*' | grep -o '[0-9]*$' | head -1)")
+  fi
   kill -9 "$DM_PID"; wait "$DM_PID" 2>/dev/null || true; DM_PID=
   record "$1" "$(calc "$done_at - $t0")"
 }
@@ -203,7 +207,7 @@ echo "dm / best MariaDB mode of each run: $(spread "${ratios[@]}")x (goal >= 2.0
 echo "dm peak RSS: $(spread "${RSS[@]}") MiB   dm CPU: $(spread ${CPU[dm]}) s"
 if [ ${#plugin[@]} -gt 0 ]; then
   echo "pass-through plugin: $(spread "${plugin[@]}")% more time (goal < 5%)," \
-    "$(spread "${plugin_cpu[@]}")% more dm CPU"
+    "$(spread "${plugin_cpu[@]}")% more dm CPU, $(spread "${CALLS[@]}") calls"
 fi
 if [ ${#relay[@]} -gt 0 ]; then echo "relay log: $(spread "${relay[@]}")% more time"; fi
 echo "every run checksum-equal"
