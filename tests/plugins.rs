@@ -38,6 +38,24 @@ fn task_with_plugins(name: &str, dst: &MariaDb, dbs: &[&str], plugins: &[(&str, 
     y
 }
 
+/// A dm with source `src1` on `src` running task `name` over `dbs` with `plugins`.
+fn start_plugin_task(
+    src: &MariaDb,
+    dst: &MariaDb,
+    name: &str,
+    dbs: &[&str],
+    plugins: &[(&str, &str)],
+) -> Dm {
+    let dm = Dm::start();
+    dm.create_source("src1", src);
+    let tf = dm.file(
+        &format!("{name}.yaml"),
+        &task_with_plugins(name, dst, dbs, plugins),
+    );
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    dm
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn soft_delete_and_pii_mask_change_exactly_their_rows_in_both_phases() {
     let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
@@ -105,13 +123,7 @@ async fn plugins_that_loop_trap_or_hog_pause_their_task_and_nothing_else() {
          CREATE DATABASE good; CREATE TABLE good.t (id INT PRIMARY KEY, v INT);",
     )
     .await;
-    let dm = Dm::start();
-    dm.create_source("src1", &src);
-    let tf = dm.file(
-        "bad.yaml",
-        &task_with_plugins("bad", &dst, &["bad"], &[("misbehave", "misbehave")]),
-    );
-    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    let dm = start_plugin_task(&src, &dst, "bad", &["bad"], &[("misbehave", "misbehave")]);
     let tf = dm.file(
         "good.yaml",
         &task_yaml("good", "all", "src1", &dst, &["good"]),
@@ -189,13 +201,7 @@ async fn a_backlog_reaches_plugins_in_batches_and_a_failing_row_names_its_own_tr
          CREATE TABLE bad.u (id INT PRIMARY KEY, kind VARCHAR(10));",
     )
     .await;
-    let dm = Dm::start();
-    dm.create_source("src1", &src);
-    let tf = dm.file(
-        "bad.yaml",
-        &task_with_plugins("bad", &dst, &["bad"], &[("misbehave", "misbehave")]),
-    );
-    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    let dm = start_plugin_task(&src, &dst, "bad", &["bad"], &[("misbehave", "misbehave")]);
     wait_caught_up(&dm, "bad", &src).await;
 
     // A backlog while the task is paused: 300 transactions.
@@ -253,13 +259,7 @@ async fn a_plugin_built_for_another_abi_is_refused() {
     let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
     src.exec("CREATE DATABASE a; CREATE TABLE a.t (id INT PRIMARY KEY)")
         .await;
-    let dm = Dm::start();
-    dm.create_source("src1", &src);
-    let tf = dm.file(
-        "task.yaml",
-        &task_with_plugins("abi", &dst, &["a"], &[("old", "old-abi")]),
-    );
-    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    let dm = start_plugin_task(&src, &dst, "abi", &["a"], &[("old", "old-abi")]);
     let err = wait_paused(&dm, "abi").await;
     let msg = err["message"].as_str().unwrap();
     assert!(
@@ -476,13 +476,7 @@ async fn a_router_plugin_merges_order_shards_in_both_phases() {
          INSERT INTO customers SELECT seq, CONCAT('c', seq) FROM seq_1_to_10;",
     )
     .await;
-    let dm = Dm::start();
-    dm.create_source("src1", &src);
-    let tf = dm.file(
-        "task.yaml",
-        &task_with_plugins("rt", &dst, &["shop"], &[("router", "orders-router")]),
-    );
-    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    let dm = start_plugin_task(&src, &dst, "rt", &["shop"], &[("router", "orders-router")]);
     wait_caught_up(&dm, "rt", &src).await;
     src.exec(
         "USE shop; INSERT INTO orders_2 VALUES (151, 151); UPDATE orders_1 SET amount = 0 WHERE id = 1;
