@@ -50,7 +50,7 @@ fn datum(kind: ColumnKind, v: sdk::Value) -> Result<Datum, String> {
 /// `sdk::RowBatch` they make (a test holds the two equal), without first copying every value
 /// into one. Written by hand, not through serde: per value serde's machinery cost more than
 /// the bytes (the guest skips values the same way, `sdk/src/row_view.rs`).
-pub fn encode_batch(table: &Table, rows: &[HookRow]) -> Vec<u8> {
+pub fn encode_batch(table: &Table, rows: &[HookRow], out: &mut Vec<u8>) {
     // Most of a request is its values: room for them from the start.
     let size = |d: &Datum| match d {
         Datum::Bytes(b) => b.len() + 3,
@@ -63,7 +63,9 @@ pub fn encode_batch(table: &Table, rows: &[HookRow]) -> Vec<u8> {
         .flatten()
         .map(size)
         .sum();
-    let mut w = Wire(Vec::with_capacity(64 + values));
+    out.clear();
+    out.reserve(64 + values);
+    let mut w = Wire(std::mem::take(out));
     w.text(&table.name.schema);
     w.text(&table.name.table);
     w.len(table.columns.len());
@@ -76,7 +78,27 @@ pub fn encode_batch(table: &Table, rows: &[HookRow]) -> Vec<u8> {
         w.image(r.before.as_deref());
         w.image(r.after.as_deref());
     }
-    w.0
+    *out = w.0;
+}
+
+/// The number of verdicts of an answer whose verdicts are all `Keep` (postcard: the count,
+/// then variant 0 for each), or `None` for any other answer.
+pub fn all_kept(answer: &[u8]) -> Option<usize> {
+    let (mut n, mut shift, mut at) = (0usize, 0u32, 0usize);
+    loop {
+        let b = *answer.get(at)?;
+        at += 1;
+        n |= usize::from(b & 0x7f).checked_shl(shift)?;
+        if b < 0x80 {
+            break;
+        }
+        shift += 7;
+        if shift > 28 {
+            return None;
+        }
+    }
+    let rest = &answer[at..];
+    (rest.len() == n && rest.iter().all(|b| *b == 0)).then_some(n)
 }
 
 /// Postcard's encoding of the types a request holds: fields in order, lengths and enum
@@ -266,7 +288,36 @@ mod tests {
                 })
                 .collect(),
         };
-        assert_eq!(encode_batch(&table, &rows), sdk::encode(&batch));
+        let mut request = vec![1, 2, 3];
+        encode_batch(&table, &rows, &mut request);
+        assert_eq!(request, sdk::encode(&batch));
+    }
+
+    /// The fast reading of an all-`Keep` answer agrees with decoding it, and refuses
+    /// anything else (which is then decoded, or refused as malformed).
+    #[test]
+    fn an_answer_that_keeps_every_row_is_read_as_such() {
+        for n in [0, 1, 3, 127, 128, 300] {
+            let keep = sdk::encode(&vec![sdk::Verdict::Keep; n]);
+            assert_eq!(all_kept(&keep), Some(n));
+            let mut one_dropped = vec![sdk::Verdict::Keep; n + 1];
+            one_dropped[n / 2] = sdk::Verdict::Drop;
+            assert_eq!(all_kept(&sdk::encode(&one_dropped)), None);
+            let mut trailing = keep.clone();
+            trailing.push(0);
+            assert_eq!(all_kept(&trailing), None, "{n} verdicts and a stray byte");
+            if n > 0 {
+                assert_eq!(
+                    all_kept(&keep[..keep.len() - 1]),
+                    None,
+                    "{n} verdicts, one short"
+                );
+            }
+        }
+        let set = vec![sdk::Verdict::Set(vec![("c".into(), sdk::Value::Int(0))])];
+        assert_eq!(all_kept(&sdk::encode(&set)), None);
+        assert_eq!(all_kept(&[]), None);
+        assert_eq!(all_kept(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]), None);
     }
 
     /// A plugin cannot smuggle SQL through a decimal or temporal value.

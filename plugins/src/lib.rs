@@ -180,6 +180,7 @@ impl WasmHost {
             config: spec.config.as_ref().map(|c| c.to_string()),
             hooks: 0,
             instance: Mutex::new(None),
+            request: Mutex::default(),
         };
         let mut inst = plugin.instantiate()?;
         let abi = inst.call_u32(&plugin, "dm_abi_version")?;
@@ -272,6 +273,8 @@ pub struct Plugin {
     /// Hook bits the plugin exports (`sdk::HOOK_*`).
     pub hooks: u32,
     instance: Mutex<Option<Live>>,
+    /// The request of the latest row filter call, reused.
+    request: Mutex<Vec<u8>>,
 }
 
 impl Plugin {
@@ -325,8 +328,13 @@ impl Plugin {
         };
         if let Some(config) = &self.config {
             let request = sdk::encode(config);
-            let accepted: Result<(), String> =
-                self.call_on(&mut live, "dm_init", &request, "an answer to dm_init")?;
+            let accepted: Result<(), String> = self.call_on(
+                &mut live,
+                "dm_init",
+                &request,
+                "an answer to dm_init",
+                sdk::decode,
+            )?;
             accepted.map_err(|e| PluginError::Unusable(format!("refused its config: {e}")))?;
         }
         Ok(live)
@@ -359,23 +367,35 @@ impl Plugin {
         request: &[u8],
         what: &str,
     ) -> Result<T, PluginError> {
+        self.call_with(export, request, what, sdk::decode)
+    }
+
+    /// `call` with the answer's bytes read by `decode`.
+    fn call_with<T>(
+        &self,
+        export: &'static str,
+        request: &[u8],
+        what: &str,
+        decode: impl FnOnce(&[u8]) -> Result<T, String>,
+    ) -> Result<T, PluginError> {
         let _busy = self.ticker.busy();
         let mut slot = self.instance.lock().unwrap_or_else(|p| p.into_inner());
         let mut live = match slot.take() {
             Some(l) => l,
             None => self.instantiate()?,
         };
-        let answer = self.call_on(&mut live, export, request, what)?;
+        let answer = self.call_on(&mut live, export, request, what, decode)?;
         *slot = Some(live);
         Ok(answer)
     }
 
-    fn call_on<T: serde::de::DeserializeOwned>(
+    fn call_on<T>(
         &self,
         live: &mut Live,
         export: &'static str,
         request: &[u8],
         what: &str,
+        decode: impl FnOnce(&[u8]) -> Result<T, String>,
     ) -> Result<T, PluginError> {
         let found = live.hooks.iter().position(|(name, _)| *name == export);
         let at = match found {
@@ -415,7 +435,7 @@ impl Plugin {
             .get(p..p.saturating_add(l))
             .ok_or_else(|| PluginError::BadAnswer(format!("answered out of its memory ({p}+{l})")))
             .and_then(|bytes| {
-                sdk::decode(bytes).map_err(|e| {
+                decode(bytes).map_err(|e| {
                     PluginError::BadAnswer(format!("answered something that is not {what}: {e}"))
                 })
             })?;
@@ -431,12 +451,24 @@ impl RowFilter for Plugin {
     }
 
     fn filter(&self, table: &Table, rows: &[HookRow]) -> Result<Vec<RowVerdict>, PluginError> {
-        let request = convert::encode_batch(table, rows);
-        let verdicts: Vec<sdk::Verdict> = self.call("dm_row_filter", &request, "verdicts")?;
-        verdicts
-            .into_iter()
-            .map(|v| convert::verdict(table, v))
-            .collect()
+        // One request buffer for every call: a new one of a kilobyte or more made glibc
+        // consolidate its free lists each time.
+        let mut request = self.request.lock().unwrap_or_else(|p| p.into_inner());
+        convert::encode_batch(table, rows, &mut request);
+        let verdicts = self.call_with("dm_row_filter", &request, "verdicts", |answer| {
+            // The usual answer keeps every row: read without decoding a verdict each.
+            match convert::all_kept(answer) {
+                Some(n) => Ok(Ok(vec![RowVerdict::Keep; n])),
+                None => sdk::decode::<Vec<sdk::Verdict>>(answer).map(Err),
+            }
+        })?;
+        match verdicts {
+            Ok(kept) => Ok(kept),
+            Err(verdicts) => verdicts
+                .into_iter()
+                .map(|v| convert::verdict(table, v))
+                .collect(),
+        }
     }
 }
 

@@ -143,7 +143,7 @@ struct Dispatcher<'a> {
     held: Option<Held>,
     /// Rows of held transactions (and of the current one) waiting for the row filter
     /// plugins: one call for all of them (`staged.rs`).
-    staged: Vec<staged::StagedRun>,
+    staged: staged::Staged,
     /// The current transaction's rows are staged.
     staging: bool,
     /// Bytes of changes in the workers' queues.
@@ -308,7 +308,7 @@ impl Incremental {
             causality: Causality::new(n),
             pending: (0..workers.len()).map(|_| Vec::new()).collect(),
             held: None,
-            staged: Vec::new(),
+            staged: staged::Staged::default(),
             staging: false,
             linked: linked::Linked::new(linked_applied),
             workers,
@@ -815,12 +815,7 @@ impl Dispatcher<'_> {
     /// of them, and not where each source transaction must have a target transaction of its
     /// own.
     fn may_hold(&self, end: &BinlogPos) -> bool {
-        let changes = self.pending.iter().map(Vec::len).sum::<usize>()
-            + self
-                .staged
-                .iter()
-                .map(staged::StagedRun::rows)
-                .sum::<usize>();
+        let changes = self.pending.iter().map(Vec::len).sum::<usize>() + self.staged.rows();
         self.held.as_ref().map_or(0, |h| h.txns) < HOLD_TXNS
             && changes < HOLD_CHANGES
             && self.inc.precise_until.as_ref().is_none_or(|p| end > p)

@@ -19,9 +19,31 @@ pub(super) struct StagedRun {
     pub safe: bool,
 }
 
-impl StagedRun {
+/// The staged runs, in binlog order, and how many rows they hold (counted as they come:
+/// whether to hold is asked for every transaction).
+#[derive(Default)]
+pub(super) struct Staged {
+    runs: Vec<StagedRun>,
+    rows: usize,
+}
+
+impl Staged {
+    pub fn push(&mut self, run: StagedRun) {
+        self.rows += run.events.iter().map(|e| e.rows.len()).sum::<usize>();
+        self.runs.push(run);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
     pub fn rows(&self) -> usize {
-        self.events.iter().map(|e| e.rows.len()).sum()
+        self.rows
+    }
+
+    fn take(&mut self) -> Vec<StagedRun> {
+        self.rows = 0;
+        std::mem::take(&mut self.runs)
     }
 }
 
@@ -32,7 +54,7 @@ impl Dispatcher<'_> {
         if self.staged.is_empty() {
             return Ok(());
         }
-        let mut staged = std::mem::take(&mut self.staged);
+        let mut staged = self.staged.take();
         let mut decoded = Vec::with_capacity(staged.len());
         for run in &mut staged {
             decoded.push(decode_rows(
