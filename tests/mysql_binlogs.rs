@@ -239,3 +239,81 @@ async fn partial_json_updates_apply_to_the_document_before_them() {
         ]
     );
 }
+
+/// dm decodes row images itself (`upstream::row_image`, each value with mysql_common's value
+/// decoder): on every rows event of every recorded binlog, compressed transactions included,
+/// its images are those mysql_common's own row decoder gives, or both refuse the event.
+#[test]
+fn row_images_are_those_of_mysql_commons_row_decoder() {
+    use mysql_common::binlog::consts::BinlogVersion;
+    use mysql_common::binlog::events::{Event, EventData, RowsEventData};
+    use mysql_common::binlog::EventStreamReader;
+
+    /// Compares the images of `ev`, if it is a rows event: counts it (and whether it is a
+    /// partial JSON update).
+    fn compare(reader: &EventStreamReader, ev: &Event, file: &str, seen: &mut [usize; 2]) {
+        let Ok(Some(EventData::RowsEvent(re))) = ev.read_data() else {
+            return;
+        };
+        let Some(tme) = reader.get_tme(re.table_id()) else {
+            return;
+        };
+        fn image(mut row: mysql_common::binlog::row::BinlogRow) -> dm_core::upstream::RowImage {
+            (0..row.len())
+                .map(|i| row.take(i).map(|v| v.into_owned()))
+                .collect()
+        }
+        let theirs: std::io::Result<Vec<_>> = re
+            .rows(tme)
+            .map(|r| r.map(|(b, a)| (b.map(image), a.map(image))))
+            .collect();
+        let at = ev.header().log_pos();
+        match (theirs, dm_core::upstream::row_image::decode(&re, tme)) {
+            (Ok(theirs), Ok(ours)) => assert_eq!(ours, theirs, "{file}, the event ending at {at}"),
+            (Err(_), Err(_)) => {}
+            (theirs, ours) => panic!("{file} at {at}: mysql_common {theirs:?}, dm {ours:?}"),
+        }
+        seen[0] += 1;
+        if matches!(re, RowsEventData::PartialUpdateRowsEvent(_)) {
+            seen[1] += 1;
+        }
+    }
+
+    let (mut seen, mut compressed, mut files) = ([0, 0], 0, 0);
+    for entry in std::fs::read_dir(fixtures()).expect("the mysql-binlogs fixtures") {
+        let path = entry.expect("an entry").path();
+        let bytes = std::fs::read(&path).expect("a fixture");
+        let Some(mut data) = bytes.strip_prefix(b"\xfebin".as_slice()) else {
+            continue;
+        };
+        let file = path.display().to_string();
+        files += 1;
+        let mut reader = EventStreamReader::new(BinlogVersion::Version4);
+        // Truncated and corrupt fixtures end the file at their bad event.
+        while let Ok(Some(ev)) = reader.read(&mut data) {
+            compare(&reader, &ev, &file, &mut seen);
+            let Ok(Some(EventData::TransactionPayloadEvent(p))) = ev.read_data() else {
+                continue;
+            };
+            let Ok(mut inner) = p.decompressed() else {
+                continue;
+            };
+            let mut payload = EventStreamReader::new(BinlogVersion::Version4);
+            let mut unpacked = Vec::new();
+            while let Ok(Some(e)) = payload.read_decompressed(&mut inner) {
+                unpacked.push(e);
+            }
+            let before = seen[0];
+            for e in &unpacked {
+                compare(&payload, e, &file, &mut seen);
+            }
+            compressed += seen[0] - before;
+        }
+    }
+    let [events, partial] = seen;
+    assert!(
+        files >= 40 && events >= 50 && partial > 0 && compressed > 0,
+        "{files} files, {events} rows events compared ({partial} partial JSON updates, \
+         {compressed} in compressed transactions)"
+    );
+}

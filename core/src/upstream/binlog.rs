@@ -513,12 +513,6 @@ fn event_rule(type_code: u8) -> EventRule {
     }
 }
 
-fn image(mut row: mysql_async::binlog::row::BinlogRow) -> RowImage {
-    (0..row.len())
-        .map(|i| row.take(i).map(BinlogValue::into_owned))
-        .collect()
-}
-
 fn uuid_text(sid: [u8; 16]) -> String {
     let h: String = sid.iter().map(|b| format!("{b:02x}")).collect();
     format!(
@@ -695,17 +689,13 @@ impl BinlogReader {
                     Some(p) => (&p.tme, p.columns.as_slice()),
                     None => (tme, &[][..]),
                 };
-                let mut rows = re
-                    .rows(tme)
-                    .map(|r| r.map(|(before, after)| (before.map(image), after.map(image))))
-                    .collect::<std::io::Result<Vec<_>>>()
-                    .map_err(|e| {
-                        self.err(
-                            log_pos,
-                            format!("cannot decode rows of {table}: {e}"),
-                            false,
-                        )
-                    })?;
+                let mut rows = super::row_image::decode(&re, tme).map_err(|e| {
+                    self.err(
+                        log_pos,
+                        format!("cannot decode rows of {table}: {e}"),
+                        false,
+                    )
+                })?;
                 for image in rows.iter_mut().flat_map(|(b, a)| [b, a]).flatten() {
                     for &i in time2 {
                         if let Some(v) = image.get_mut(i).and_then(Option::take) {

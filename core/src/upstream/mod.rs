@@ -5,6 +5,7 @@ mod binlog;
 mod binlog_files;
 mod context;
 pub mod relay;
+pub mod row_image;
 mod time2;
 pub mod time_search;
 
