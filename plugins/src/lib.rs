@@ -28,6 +28,9 @@ use wasmtime::{
     TypedFunc,
 };
 
+/// The largest request buffer a plugin keeps between row filter calls.
+const MAX_KEPT_REQUEST: usize = 1 << 20;
+
 /// How often the epoch advances: the granularity of deadlines.
 const TICK: Duration = Duration::from_millis(10);
 
@@ -462,6 +465,10 @@ impl RowFilter for Plugin {
                 None => sdk::decode::<Vec<sdk::Verdict>>(answer).map(Err),
             }
         })?;
+        // A full-phase batch of wide rows may have needed megabytes: not kept for good.
+        if request.capacity() > MAX_KEPT_REQUEST {
+            *request = Vec::new();
+        }
         match verdicts {
             Ok(kept) => Ok(kept),
             Err(verdicts) => verdicts
