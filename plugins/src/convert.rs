@@ -81,9 +81,33 @@ pub fn encode_batch(table: &Table, rows: &[HookRow], out: &mut Vec<u8>) {
     *out = w.0;
 }
 
+/// A row filter's answer, read where it lies in guest memory.
+pub enum Answer {
+    /// Every row kept (the usual answer), read without decoding a verdict each.
+    AllKept(usize),
+    Verdicts(Vec<sdk::Verdict>),
+}
+
+impl Answer {
+    pub fn read(bytes: &[u8]) -> Result<Answer, String> {
+        match all_kept(bytes) {
+            Some(n) => Ok(Answer::AllKept(n)),
+            None => sdk::decode(bytes).map(Answer::Verdicts),
+        }
+    }
+
+    /// One verdict per row answered for, in dm's terms.
+    pub fn verdicts(self, table: &Table) -> Result<Vec<RowVerdict>, PluginError> {
+        match self {
+            Answer::AllKept(n) => Ok(vec![RowVerdict::Keep; n]),
+            Answer::Verdicts(v) => v.into_iter().map(|v| verdict(table, v)).collect(),
+        }
+    }
+}
+
 /// The number of verdicts of an answer whose verdicts are all `Keep` (postcard: the count,
 /// then variant 0 for each), or `None` for any other answer.
-pub fn all_kept(answer: &[u8]) -> Option<usize> {
+fn all_kept(answer: &[u8]) -> Option<usize> {
     let (mut n, mut shift, mut at) = (0usize, 0u32, 0usize);
     loop {
         let b = *answer.get(at)?;
@@ -178,7 +202,7 @@ fn op(op: RowOp) -> sdk::Op {
     }
 }
 
-pub fn verdict(table: &Table, v: sdk::Verdict) -> Result<RowVerdict, PluginError> {
+fn verdict(table: &Table, v: sdk::Verdict) -> Result<RowVerdict, PluginError> {
     Ok(match v {
         sdk::Verdict::Keep => RowVerdict::Keep,
         sdk::Verdict::Drop => RowVerdict::Drop,

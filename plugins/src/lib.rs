@@ -458,24 +458,13 @@ impl RowFilter for Plugin {
         // consolidate its free lists each time.
         let mut request = self.request.lock().unwrap_or_else(|p| p.into_inner());
         convert::encode_batch(table, rows, &mut request);
-        let verdicts = self.call_with("dm_row_filter", &request, "verdicts", |answer| {
-            // The usual answer keeps every row: read without decoding a verdict each.
-            match convert::all_kept(answer) {
-                Some(n) => Ok(Ok(vec![RowVerdict::Keep; n])),
-                None => sdk::decode::<Vec<sdk::Verdict>>(answer).map(Err),
-            }
-        })?;
+        let answer =
+            self.call_with("dm_row_filter", &request, "verdicts", convert::Answer::read)?;
         // A full-phase batch of wide rows may have needed megabytes: not kept for good.
         if request.capacity() > MAX_KEPT_REQUEST {
             *request = Vec::new();
         }
-        match verdicts {
-            Ok(kept) => Ok(kept),
-            Err(verdicts) => verdicts
-                .into_iter()
-                .map(|v| convert::verdict(table, v))
-                .collect(),
-        }
+        answer.verdicts(table)
     }
 }
 
