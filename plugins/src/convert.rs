@@ -108,20 +108,7 @@ impl Answer {
 /// The number of verdicts of an answer whose verdicts are all `Keep` (postcard: the count,
 /// then variant 0 for each), or `None` for any other answer.
 fn all_kept(answer: &[u8]) -> Option<usize> {
-    let (mut n, mut shift, mut at) = (0usize, 0u32, 0usize);
-    loop {
-        let b = *answer.get(at)?;
-        at += 1;
-        n |= usize::from(b & 0x7f).checked_shl(shift)?;
-        if b < 0x80 {
-            break;
-        }
-        shift += 7;
-        if shift > 28 {
-            return None;
-        }
-    }
-    let rest = &answer[at..];
+    let (n, rest) = postcard::take_from_bytes::<usize>(answer).ok()?;
     (rest.len() == n && rest.iter().all(|b| *b == 0)).then_some(n)
 }
 

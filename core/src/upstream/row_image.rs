@@ -30,12 +30,12 @@ struct ColumnCodec<'a> {
 /// The images of `event`, whose table map is `tme`.
 pub fn decode(event: &RowsEventData<'_>, tme: &TableMapEvent<'_>) -> io::Result<Rows> {
     let columns = codecs(tme, event.num_columns() as usize)?;
-    let before: Option<Vec<bool>> = event
+    let before = event
         .columns_before_image()
-        .map(|bits| bits.iter().by_vals().collect());
-    let after: Option<Vec<bool>> = event
+        .map(|bits| Present::new(bits.iter().by_vals()));
+    let after = event
         .columns_after_image()
-        .map(|bits| bits.iter().by_vals().collect());
+        .map(|bits| Present::new(bits.iter().by_vals()));
     // Only MySQL's partial update event has a shared image (WL#2955): its after images
     // start with the options of their JSON values.
     let shared = matches!(event, RowsEventData::PartialUpdateRowsEvent(_));
@@ -54,6 +54,20 @@ pub fn decode(event: &RowsEventData<'_>, tme: &TableMapEvent<'_>) -> io::Result<
         rows.push((b, a));
     }
     Ok(rows)
+}
+
+/// The columns an image of the event holds, and how many (its null bitmap has a bit each).
+struct Present {
+    columns: Vec<bool>,
+    count: usize,
+}
+
+impl Present {
+    fn new(bits: impl Iterator<Item = bool>) -> Present {
+        let columns: Vec<bool> = bits.collect();
+        let count = columns.iter().filter(|c| **c).count();
+        Present { columns, count }
+    }
 }
 
 fn invalid(message: impl Into<String>) -> io::Error {
@@ -104,11 +118,11 @@ fn bit(bytes: &[u8], i: usize) -> Option<bool> {
     bytes.get(i / 8).map(|b| b >> (i % 8) & 1 == 1)
 }
 
-/// One row image: the values of the `present` columns, in order.
+/// One row image: the values of the columns `present`, in order.
 fn image<'a>(
     buf: &mut ParseBuf<'a>,
     columns: &[ColumnCodec<'a>],
-    present: &[bool],
+    present: &Present,
     shared: bool,
     json_columns: usize,
 ) -> io::Result<RowImage> {
@@ -120,11 +134,10 @@ fn image<'a>(
             partial = buf.parse(json_columns.div_ceil(8))?;
         }
     }
-    let count = present.iter().filter(|p| **p).count();
-    let nulls: &[u8] = buf.parse(count.div_ceil(8))?;
-    let mut values = Vec::with_capacity(count);
+    let nulls: &[u8] = buf.parse(present.count.div_ceil(8))?;
+    let mut values = Vec::with_capacity(present.count);
     let mut json = 0;
-    for (c, &here) in columns.iter().zip(present) {
+    for (c, &here) in columns.iter().zip(&present.columns) {
         let is_partial = c.ty == ColumnType::MYSQL_TYPE_JSON && {
             json += 1;
             json <= json_columns && bit(partial, json - 1).unwrap_or(false)
