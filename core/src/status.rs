@@ -158,7 +158,8 @@ pub struct Progress {
     pub rows_loaded: AtomicU64,
     pub rows_applied: AtomicU64,
     pub txns_applied: AtomicU64,
-    pub row_filter_batches: AtomicU64,
+    /// Calls of the row filter plugins in the incremental phase (`RowRules` counts them).
+    pub row_filter_batches: Arc<AtomicU64>,
     pub last_event_ts: AtomicU64,
     /// Source transactions and row changes read but not yet applied.
     pub queue_depth: AtomicU64,

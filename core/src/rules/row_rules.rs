@@ -9,6 +9,8 @@ use crate::hooks::{apply_verdicts, call_row_filter, run_row_filters, HookRow, Ro
 use crate::hooks::{RowFilter, RowVerdict};
 use crate::position::BinlogPos;
 use crate::table::{Table, TableName};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Where rows in the pipeline come from; errors name it.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +36,9 @@ impl RowOrigin<'_> {
 pub struct RowRules {
     expressions: ExpressionFilters,
     plugins: RowFilterChain,
+    /// Batches of binlog row changes handed to the plugins (rows some expression filter
+    /// dropped all of are no batch).
+    batches: Arc<AtomicU64>,
 }
 
 impl RowRules {
@@ -41,7 +46,13 @@ impl RowRules {
         RowRules {
             expressions,
             plugins,
+            batches: Arc::default(),
         }
+    }
+
+    /// Counts the batches of binlog row changes handed to the plugins in `batches`.
+    pub fn counting_batches(self, batches: Arc<AtomicU64>) -> Self {
+        RowRules { batches, ..self }
     }
 
     /// No rule looks at `table`'s rows: they may go straight to the target.
@@ -73,6 +84,9 @@ impl RowRules {
         if self.plugins.is_empty() || rows.is_empty() {
             return Ok(rows);
         }
+        if let RowOrigin::Binlog(_) = origin {
+            self.batches.fetch_add(1, Ordering::Relaxed);
+        }
         run_row_filters(&self.plugins, table, rows, &|| origin.place(&table.name))
     }
 
@@ -97,6 +111,9 @@ impl RowRules {
             let kept = self.run_expressions(table, run, RowOrigin::Binlog(end))?;
             owner.extend(std::iter::repeat_n(i, kept.len()));
             rows.extend(kept);
+        }
+        if !self.plugins.is_empty() && !rows.is_empty() {
+            self.batches.fetch_add(1, Ordering::Relaxed);
         }
         for (name, f) in &self.plugins {
             if rows.is_empty() {
@@ -174,4 +191,108 @@ fn call_per_run(
         start += len;
     }
     Ok(verdicts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ExpressionFilter;
+    use crate::datum::Datum;
+    use crate::hooks::PluginError;
+    use crate::table::{Column, RowOp};
+
+    /// Keeps every row; counts its calls.
+    #[derive(Default)]
+    struct KeepAll(AtomicU64);
+
+    impl RowFilter for KeepAll {
+        fn name(&self) -> &str {
+            "keep-all"
+        }
+        fn filter(&self, _: &Table, rows: &[HookRow]) -> Result<Vec<RowVerdict>, PluginError> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Ok(vec![RowVerdict::Keep; rows.len()])
+        }
+    }
+
+    /// A batch is counted when the plugins get rows: not when an expression filter left none.
+    #[test]
+    fn batches_are_counted_when_the_plugins_are_called() {
+        let filter = ExpressionFilter {
+            schema: "d".into(),
+            table: "t".into(),
+            insert_value_expr: Some("c > 100".into()),
+            update_old_value_expr: None,
+            update_new_value_expr: None,
+            delete_value_expr: None,
+        };
+        let plugin = Arc::new(KeepAll::default());
+        let batches = Arc::new(AtomicU64::new(0));
+        let rules = RowRules::new(
+            ExpressionFilters::new([&filter]),
+            vec![("keep-all".into(), plugin.clone() as Arc<dyn RowFilter>)],
+        )
+        .counting_batches(batches.clone());
+        let table = Table {
+            name: TableName::new("d", "t"),
+            columns: vec![Column {
+                name: "c".into(),
+                data_type: "int".into(),
+                unsigned: false,
+                nullable: true,
+                generated: false,
+                members: vec![],
+            }],
+            primary_key: vec![],
+            unique_keys: vec![],
+            prefixed_keys: vec![],
+        };
+        let insert = |c: i64| HookRow {
+            op: RowOp::Insert,
+            before: None,
+            after: Some(vec![Datum::Int(c)]),
+        };
+        let (a, b) = (
+            BinlogPos {
+                name: "mysql-bin.000001".into(),
+                pos: 100,
+            },
+            BinlogPos {
+                name: "mysql-bin.000001".into(),
+                pos: 200,
+            },
+        );
+        let count = || {
+            (
+                batches.load(Ordering::Relaxed),
+                plugin.0.load(Ordering::Relaxed),
+            )
+        };
+        // Every row dropped by the expression filter: no call, no batch.
+        let kept = rules
+            .run_batched(
+                &table,
+                vec![(vec![insert(101)], &a), (vec![insert(102)], &b)],
+            )
+            .unwrap();
+        assert!(kept.iter().all(Vec::is_empty));
+        rules
+            .run(&table, vec![insert(103)], RowOrigin::Binlog(&a))
+            .unwrap();
+        assert_eq!(count(), (0, 0));
+        // Rows left for the plugin: one batch per call.
+        let kept = rules
+            .run_batched(&table, vec![(vec![insert(1)], &a), (vec![insert(2)], &b)])
+            .unwrap();
+        assert_eq!(kept.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1]);
+        rules
+            .run(&table, vec![insert(3)], RowOrigin::Binlog(&a))
+            .unwrap();
+        assert_eq!(count(), (2, 2));
+        // The full phase's calls are not the incremental phase's batches.
+        rules
+            .run(&table, vec![insert(4)], RowOrigin::Snapshot)
+            .unwrap();
+        assert_eq!(count(), (2, 3));
+    }
 }

@@ -795,20 +795,10 @@ impl Dispatcher<'_> {
         end: &BinlogPos,
     ) -> Result<Vec<HookRow>> {
         let decoded = decode_rows(plan, events, end)?;
-        self.count_filter_batch(decoded.len());
         self.inc
             .ctx
             .rows
             .run(&plan.table, decoded, RowOrigin::Binlog(end))
-    }
-
-    /// Counts a batch of `rows` row changes handed to the row filter plugins (status and
-    /// metrics show how many a call gets).
-    fn count_filter_batch(&self, rows: usize) {
-        if self.inc.ctx.rows.has_plugins() && rows > 0 {
-            let batches = &self.inc.ctx.progress.row_filter_batches;
-            batches.fetch_add(1, Ordering::Relaxed);
-        }
     }
 
     /// Whether the changes routed so far may wait for the next transaction's: not too many

@@ -76,24 +76,57 @@ impl Dispatcher<'_> {
                 .iter()
                 .map(|&i| (std::mem::take(&mut decoded[i]), &staged[i].end))
                 .collect();
-            self.count_filter_batch(runs.iter().map(|(rows, _)| rows.len()).sum());
             let out = self.inc.ctx.rows.run_batched(table, runs)?;
             for (i, rows) in same.into_iter().zip(out) {
                 kept[i] = Some(rows);
             }
         }
         let last = staged.last().map(|r| r.end.clone()).unwrap_or_default();
-        for (run, rows) in staged.into_iter().zip(kept) {
+        let ends: Vec<&BinlogPos> = staged.iter().map(|r| &r.end).collect();
+        let txns_from = transactions_from(&ends);
+        for ((run, rows), txns) in staged.into_iter().zip(kept).zip(txns_from) {
             // Routing may have had to send what was held (keys linked to two workers): the
             // rest are held from here.
             self.held.get_or_insert_with(|| Held {
                 from: run.end.clone(),
                 to: last.clone(),
-                txns: 0,
+                txns,
             });
             self.route(&run.plan, rows.unwrap_or_default(), &run.end, run.safe)
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// For each run (by where its transaction ends), how many transactions the runs from it on
+/// belong to (runs of one transaction follow each other): what is held should the runs
+/// before it have been sent.
+fn transactions_from(ends: &[&BinlogPos]) -> Vec<usize> {
+    let mut counts = vec![0; ends.len()];
+    let mut txns = 0;
+    for i in (0..ends.len()).rev() {
+        if ends.get(i + 1).is_none_or(|next| *next != ends[i]) {
+            txns += 1;
+        }
+        counts[i] = txns;
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transactions_are_counted_from_each_run_on() {
+        let at = |pos| BinlogPos {
+            name: "mysql-bin.000001".into(),
+            pos,
+        };
+        let (a, b, c) = (at(100), at(200), at(300));
+        assert_eq!(transactions_from(&[&a, &a, &b, &c, &c]), [3, 3, 2, 1, 1]);
+        assert_eq!(transactions_from(&[&a]), [1]);
+        assert!(transactions_from(&[]).is_empty());
     }
 }

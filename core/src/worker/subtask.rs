@@ -170,7 +170,8 @@ impl Subtask {
             fence: self.fence.clone(),
             filter: filter.clone(),
             router,
-            rows: RowRules::new(task.expression_filters_of(source_id), plugins),
+            rows: RowRules::new(task.expression_filters_of(source_id), plugins)
+                .counting_batches(self.progress.row_filter_batches.clone()),
             foreign_keys: task.foreign_key_checks,
         });
         if task.task_mode == TaskMode::Dump {
