@@ -62,15 +62,24 @@ else
 fi
 MB=$(src -e "SELECT ROUND(SUM(DATA_LENGTH) / 1048576) FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ('${DBS// /\',\'}')")
 WANT=$(checksums src)
-declare -A SECS CPU
+declare -A SECS CPU ALL_CPU
 declare -a RSS DM_CPU
-mark() { T0=$(now); SRC_CPU0=$(server_cpu "$WORK/source"); DST_CPU0=$(server_cpu "$WORK/target"); }
-finish() { # $1: contender; appends the time since `mark` to its list
-  local secs; secs=$(calc "$(now) - $T0")
+mark() {
+  T0=$(now) SRC_CPU0=$(server_cpu "$WORK/source") DST_CPU0=$(server_cpu "$WORK/target")
+  TOOL_CPU0=$(children_cpu)
+}
+# $1: contender; appends the time since `mark` to its list, and the CPU seconds the source,
+# the target and the contender's own processes used ($2, else those of the tools that ended).
+finish() {
+  local secs src dst tool; secs=$(calc "$(now) - $T0")
+  src=$(calc "$(server_cpu "$WORK/source") - $SRC_CPU0")
+  dst=$(calc "$(server_cpu "$WORK/target") - $DST_CPU0")
+  tool=${2:-$(calc "$(children_cpu) - $TOOL_CPU0")}
   SECS[$1]="${SECS[$1]:-} $secs"
-  CPU[$1]="$(calc "$(server_cpu "$WORK/source") - $SRC_CPU0")/$(calc "$(server_cpu "$WORK/target") - $DST_CPU0")"
+  CPU[$1]="$src/$dst/$tool"
+  ALL_CPU[$1]="${ALL_CPU[$1]:-} $(calc "$src + $dst + $tool")"
   [ "$(checksums dst)" = "$WANT" ] || { echo "   $1: NOT equal to the source"; exit 1; }
-  echo "   $1: $secs s, equal"
+  echo "   $1: $secs s, equal, $(calc "$src + $dst + $tool") CPU s"
 }
 
 # The CSV files LOAD DATA reads, made once, beforehand (not timed).
@@ -119,27 +128,36 @@ YAML
   mark
   "$DM" ctl --master-addr $API start-task "$WORK/dm/task.yaml" >/dev/null
   wait_task full stage finished
-  finish dm
   read -r r c <<< "$(dm_usage)"; RSS+=("$r"); DM_CPU+=("$c")
+  finish dm "$c"
   kill -9 "$DM_PID"; wait "$DM_PID" 2>/dev/null || true; DM_PID=
 done
 rm -rf "$WORK/csv"
 
 echo
 echo "== copying $ROWS rows ($MB MiB of InnoDB data, DATA=$DATA), $(nproc) cores, $RUNS runs (min/median/max)"
-printf '%-14s %-20s %10s %8s  %s\n' contender seconds "rows/s" "MB/s" "CPU s source/target (last run)"
+printf '%-14s %-20s %10s %8s  %s\n' contender seconds "rows/s" "MB/s" "CPU s source/target/tool (last run)"
 for m in mydumper mariadb-dump load-data dm; do
   med=$(spread ${SECS[$m]} | cut -d/ -f2)
   printf '%-14s %-20s %10.0f %8.1f  %s\n' "$m" "$(spread ${SECS[$m]})" "$(calc "$ROWS / $med")" \
     "$(calc "$MB / $med")" "${CPU[$m]}"
 done
-vs_myd=() vs_load=()
+vs_myd=() vs_load=() cpu_myd=() cpu_load=() floor_load=()
 for i in $(seq 1 "$RUNS"); do
-  d=$(nth "${SECS[dm]}" "$i")
+  d=$(nth "${SECS[dm]}" "$i") c=$(nth "${ALL_CPU[dm]}" "$i")
   vs_myd+=("$(calc "$d / $(nth "${SECS[mydumper]}" "$i")")")
   vs_load+=("$(calc "$d / $(nth "${SECS[load-data]}" "$i")")")
+  cpu_myd+=("$(calc "$c / $(nth "${ALL_CPU[mydumper]}" "$i")")")
+  cpu_load+=("$(calc "$c / $(nth "${ALL_CPU[load-data]}" "$i")")")
+  # The source's and the target's CPU alone, all cores busy: what dm's time could not go
+  # below with dm itself free.
+  floor_load+=("$(calc "($c - $(nth "${DM_CPU[*]}" "$i")) / $(nproc) / $(nth "${SECS[load-data]}" "$i")")")
 done
-echo "dm / mydumper+myloader: $(spread "${vs_myd[@]}")x (goal <= 0.6x)"
-echo "dm / LOAD DATA: $(spread "${vs_load[@]}")x (goal <= 0.85x)"
+echo "dm / mydumper+myloader: $(spread "${vs_myd[@]}")x (goal <= 0.6x)," \
+  "CPU (servers + tools): $(spread "${cpu_myd[@]}")x"
+echo "dm / LOAD DATA: $(spread "${vs_load[@]}")x (goal <= 0.85x)," \
+  "CPU (servers + tools): $(spread "${cpu_load[@]}")x"
+echo "the servers' CPU for dm's copy alone, spread over $(nproc) cores: $(spread "${floor_load[@]}")x" \
+  "LOAD DATA's time (dm's ratio cannot go below it on this machine)"
 echo "dm peak RSS: $(spread "${RSS[@]}") MiB   dm CPU: $(spread "${DM_CPU[@]}") s"
 echo "every run checksum-equal"

@@ -101,6 +101,11 @@ steal() {
   awk -v hz="$(getconf CLK_TCK)" '/^cpu / {printf "%.2f", $9 / hz}' /proc/stat
 }
 
+# CPU seconds of this shell's children that ended so far (the tools a benchmark ran).
+children_cpu() {
+  awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($16 + $17) / hz}' "/proc/$$/stat"
+}
+
 # CPU seconds a server has used so far ($1: its dir).
 server_cpu() {
   awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$(cat "$1/mysqld.pid")/stat"
