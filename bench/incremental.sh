@@ -15,8 +15,8 @@
 #
 #   bench/incremental.sh    (WORKLOAD, EVENTS, TABLES, SIZE, THREADS, RUNS, MODES, DM_WORKERS,
 #                            DM_BATCH, DM_COMPACT, EXTRAS, REUSE tune it)
-# MODES: MariaDB's modes, `serial` or slave_parallel_mode:threads. EXTRAS: `plugin relay`, the
-# dm variants besides the plain one (empty: none).
+# MODES: MariaDB's modes, `serial` or slave_parallel_mode:threads (" ": none, dm alone).
+# EXTRAS: `plugin relay`, the dm variants besides the plain one (empty: none).
 TABLES=${TABLES:-8} SIZE=${SIZE:-100000} EVENTS=${EVENTS:-40000} THREADS=${THREADS:-4}
 WORKLOAD=${WORKLOAD:-oltp_write_only} RUNS=${RUNS:-3}
 MODES=${MODES:-serial optimistic:4 aggressive:4 optimistic:8 aggressive:8}
@@ -194,7 +194,8 @@ ratios=() plugin=() relay=() plugin_cpu=()
 for i in $(seq 1 "$RUNS"); do
   best=$(for x in $MODES; do nth "${SECS[mariadb-$x]}" "$i"; done | sort -g | head -1)
   d=$(nth "${SECS[dm]}" "$i")
-  ratios+=("$(calc "$best / $d")")
+  # MODES=" " times dm alone (its extras against it, no replication to compare with).
+  [ -z "$best" ] || ratios+=("$(calc "$best / $d")")
   for x in $EXTRAS; do
     pct=$(calc "($(nth "${SECS[dm+$x]}" "$i") / $d - 1) * 100")
     if [ "$x" = plugin ]; then
@@ -203,7 +204,9 @@ for i in $(seq 1 "$RUNS"); do
     else relay+=("$pct"); fi
   done
 done
-echo "dm / best MariaDB mode of each run: $(spread "${ratios[@]}")x (goal >= 2.0x)"
+if [ ${#ratios[@]} -gt 0 ]; then
+  echo "dm / best MariaDB mode of each run: $(spread "${ratios[@]}")x (goal >= 2.0x)"
+fi
 echo "dm peak RSS: $(spread "${RSS[@]}") MiB   dm CPU: $(spread ${CPU[dm]}) s"
 if [ ${#plugin[@]} -gt 0 ]; then
   echo "pass-through plugin: $(spread "${plugin[@]}")% more time (goal < 5%)," \

@@ -106,6 +106,25 @@ pub async fn bytes_of(store: &dyn MetaStore, name: &str, spec: &PluginSpec) -> R
     }
 }
 
+/// Loads (compiles) a plugin on a blocking thread: compiling takes ~1 ms per KB of module,
+/// seconds for a big one, which on a runtime thread would stall the other tasks' streams
+/// scheduled there.
+pub async fn load_off_runtime(
+    host: &std::sync::Arc<dyn crate::hooks::PluginHost>,
+    name: &str,
+    spec: &PluginSpec,
+    bytes: Vec<u8>,
+) -> std::result::Result<crate::hooks::LoadedPlugin, crate::hooks::PluginError> {
+    let (host, name, spec) = (host.clone(), name.to_string(), spec.clone());
+    tokio::task::spawn_blocking(move || host.load(&name, &spec, &bytes))
+        .await
+        .unwrap_or_else(|e| {
+            Err(crate::hooks::PluginError::Unusable(format!(
+                "the plugin host failed while loading it: {e}"
+            )))
+        })
+}
+
 /// Loads the plugins of `source_id` in `task` through the registered host, their bytes from
 /// the metadata store.
 pub async fn load_plugins(
@@ -124,8 +143,8 @@ pub async fn load_plugins(
     })?;
     for (name, spec) in specs {
         let bytes = bytes_of(store, &name, &spec).await?;
-        let loaded = host
-            .load(&name, &spec, &bytes)
+        let loaded = load_off_runtime(host, &name, &spec, bytes)
+            .await
             .map_err(|error| crate::Error::Plugin {
                 plugin: name.clone(),
                 hook: "load".into(),

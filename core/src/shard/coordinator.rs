@@ -43,7 +43,8 @@ async fn policy_of(
     let bytes = crate::meta::plugins::bytes_of(store, name, spec)
         .await
         .map_err(|e| e.to_string())?;
-    host.load(name, spec, &bytes)
+    crate::meta::plugins::load_off_runtime(host, name, spec, bytes)
+        .await
         .map_err(|e| e.to_string())?
         .shard_ddl_policy
         .ok_or_else(|| format!("plugin `{name}` has no shard DDL policy hook"))
