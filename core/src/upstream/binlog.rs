@@ -128,6 +128,8 @@ pub struct BinlogReader {
     payload_reader: Option<EventStreamReader>,
     payload_end: u64,
     tables: TableVerdicts,
+    /// How the rows of each table map are decoded, read once per table map.
+    codecs: super::row_image::CodecCache,
 }
 
 /// Per table id of the stream, the table and whether the filter migrates it: worked out once
@@ -274,6 +276,7 @@ impl BinlogReader {
             payload_reader: None,
             payload_end: 0,
             tables: TableVerdicts::default(),
+            codecs: Default::default(),
         }
     }
 
@@ -689,7 +692,7 @@ impl BinlogReader {
                     Some(p) => (&p.tme, p.columns.as_slice()),
                     None => (tme, &[][..]),
                 };
-                let mut rows = super::row_image::decode(&re, tme).map_err(|e| {
+                let mut rows = self.codecs.decode(&re, tme).map_err(|e| {
                     self.err(
                         log_pos,
                         format!("cannot decode rows of {table}: {e}"),

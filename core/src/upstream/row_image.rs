@@ -4,7 +4,9 @@
 //! it dm used a quarter to a third less CPU on a backlog of single-row transactions. What is
 //! read per table map column (type, metadata, signedness) is read once per event here; the
 //! images are the same values (`row_images_are_those_of_mysql_commons_row_decoder` in
-//! tests/mysql_binlogs.rs holds them equal on every recorded binlog).
+//! tests/mysql_binlogs.rs holds them equal on every recorded binlog). A table map is logged
+//! again before every transaction's rows and is nearly always the one before: `CodecCache`
+//! keeps the codecs of each table id while its table map stays the same.
 
 use super::binlog::RowImage;
 use mysql_common::binlog::events::{OptionalMetaExtractor, RowsEventData, TableMapEvent};
@@ -15,21 +17,67 @@ use mysql_common::io::ParseBuf;
 use mysql_common::misc::raw::int::LenEnc;
 use mysql_common::misc::raw::RawInt;
 use mysql_common::value::Value;
+use std::collections::HashMap;
 use std::io;
 
 /// A rows event's (before, after) images, in order.
 pub type Rows = Vec<(Option<RowImage>, Option<RowImage>)>;
 
 /// How the values of one table map column are decoded.
-struct ColumnCodec<'a> {
+struct ColumnCodec {
     ty: ColumnType,
-    meta: &'a [u8],
+    meta: Box<[u8]>,
     unsigned: bool,
 }
 
 /// The images of `event`, whose table map is `tme`.
 pub fn decode(event: &RowsEventData<'_>, tme: &TableMapEvent<'_>) -> io::Result<Rows> {
-    let columns = codecs(tme, event.num_columns() as usize)?;
+    images(event, tme, &codecs(tme)?)
+}
+
+/// The codecs of the table maps seen, by table id.
+#[derive(Default)]
+pub struct CodecCache {
+    by_id: HashMap<u64, (TableMapEvent<'static>, Vec<ColumnCodec>)>,
+}
+
+impl CodecCache {
+    /// Table ids kept at most (a long stream sees many as the source reopens tables).
+    const MAX: usize = 4096;
+
+    /// `decode`, with the codecs of `tme` read again only when it differs from the table map
+    /// last seen with its table id.
+    pub fn decode(
+        &mut self,
+        event: &RowsEventData<'_>,
+        tme: &TableMapEvent<'_>,
+    ) -> io::Result<Rows> {
+        let id = tme.table_id();
+        match self.by_id.get(&id) {
+            Some((seen, columns)) if seen == tme => images(event, tme, columns),
+            _ => {
+                let columns = codecs(tme)?;
+                let rows = images(event, tme, &columns)?;
+                if self.by_id.len() >= Self::MAX {
+                    self.by_id.clear();
+                }
+                self.by_id.insert(id, (tme.clone().into_owned(), columns));
+                Ok(rows)
+            }
+        }
+    }
+}
+
+/// The images of `event` decoded with the codecs of its table map `tme`.
+fn images(
+    event: &RowsEventData<'_>,
+    tme: &TableMapEvent<'_>,
+    columns: &[ColumnCodec],
+) -> io::Result<Rows> {
+    // The event's own width, as mysql_common's row decoder reads it.
+    let columns = columns
+        .get(..event.num_columns() as usize)
+        .ok_or_else(|| invalid("No column type"))?;
     let before = event
         .columns_before_image()
         .map(|bits| Present::new(bits.iter().by_vals()));
@@ -44,11 +92,11 @@ pub fn decode(event: &RowsEventData<'_>, tme: &TableMapEvent<'_>) -> io::Result<
     let mut rows = Vec::new();
     while !buf.is_empty() {
         let b = match &before {
-            Some(p) => Some(image(&mut buf, &columns, p, false, json_columns)?),
+            Some(p) => Some(image(&mut buf, columns, p, false, json_columns)?),
             None => None,
         };
         let a = match &after {
-            Some(p) => Some(image(&mut buf, &columns, p, shared, json_columns)?),
+            Some(p) => Some(image(&mut buf, columns, p, shared, json_columns)?),
             None => None,
         };
         rows.push((b, a));
@@ -76,7 +124,8 @@ fn invalid(message: impl Into<String>) -> io::Error {
 
 /// The codec of every column of the table map, and its optional metadata checked as
 /// mysql_common's row decoder checks it.
-fn codecs<'a>(tme: &'a TableMapEvent<'a>, n: usize) -> io::Result<Vec<ColumnCodec<'a>>> {
+fn codecs(tme: &TableMapEvent<'_>) -> io::Result<Vec<ColumnCodec>> {
+    let n = tme.columns_count() as usize;
     let meta = OptionalMetaExtractor::new(tme.iter_optional_meta())?;
     let mut signedness = meta.iter_signedness();
     let mut charsets = meta.iter_charset();
@@ -106,7 +155,7 @@ fn codecs<'a>(tme: &'a TableMapEvent<'a>, n: usize) -> io::Result<Vec<ColumnCode
             .unwrap_or_default();
         columns.push(ColumnCodec {
             ty,
-            meta: tme.get_column_metadata(i).unwrap_or(&[]),
+            meta: tme.get_column_metadata(i).unwrap_or(&[]).into(),
             unsigned,
         });
     }
@@ -121,7 +170,7 @@ fn bit(bytes: &[u8], i: usize) -> Option<bool> {
 /// One row image: the values of the columns `present`, in order.
 fn image<'a>(
     buf: &mut ParseBuf<'a>,
-    columns: &[ColumnCodec<'a>],
+    columns: &'a [ColumnCodec],
     present: &Present,
     shared: bool,
     json_columns: usize,
@@ -148,7 +197,7 @@ fn image<'a>(
         let value = if bit(nulls, values.len()).unwrap_or(true) {
             BinlogValue::Value(Value::NULL)
         } else {
-            buf.parse::<BinlogValue<'a>>((c.ty, c.meta, c.unsigned, is_partial))?
+            buf.parse::<BinlogValue<'a>>((c.ty, &*c.meta, c.unsigned, is_partial))?
                 .into_owned()
         };
         values.push(Some(value));
