@@ -292,3 +292,89 @@ async fn chunk_plans_hold_on_skewed_sparse_and_clustered_keys() {
         );
     }
 }
+
+/// The secondary indexes of every key of a table, as the server lists them (name, unique,
+/// columns in order).
+async fn indexes_of(db: &MariaDb, table: &str) -> Vec<(String, i64, String)> {
+    let mut c = db.conn().await;
+    c.query(format!(
+        "SELECT INDEX_NAME, 1 - NON_UNIQUE, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX)
+         FROM information_schema.STATISTICS WHERE CONCAT(TABLE_SCHEMA, '.', TABLE_NAME) = '{table}'
+         GROUP BY INDEX_NAME, NON_UNIQUE ORDER BY INDEX_NAME"
+    ))
+    .await
+    .unwrap()
+}
+
+/// A table of several chunks is created without its non-unique secondary indexes, which are
+/// built after its last chunk: query-status lists the table while they are built, and a kill
+/// -9 then leaves the table without them and without its load record, so the restarted copy
+/// compares the definitions again and builds them; the table ends equal, its indexes those of
+/// the source.
+#[tokio::test(flavor = "multi_thread")]
+async fn indexes_built_after_the_data_show_in_the_status_and_survive_kill9() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE ix; USE ix;
+         CREATE TABLE t (id BIGINT PRIMARY KEY, k INT NOT NULL, email VARCHAR(64) NOT NULL,
+           note VARCHAR(20), KEY k (k), KEY email_k (email, k), UNIQUE KEY note (note));
+         INSERT INTO t SELECT seq, seq % 97, CONCAT('u', seq % 1000, '@example.com'),
+           IF(seq % 3 = 0, CONCAT('n', seq), NULL) FROM seq_1_to_5000;
+         ANALYZE TABLE t;",
+    )
+    .await;
+    let mut dm = Dm::start_with_failpoints("before-index-build=60000");
+    dm.create_source("src1", &src);
+    let yaml = task_tuned(
+        "ix",
+        "full",
+        &dst,
+        &["ix"],
+        &["rows: 1000", "threads: 2"],
+        &[],
+    );
+    let tf = dm.file("task.yaml", &yaml);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    let mut listed = serde_json::Value::Null;
+    wait_for(
+        "the table listed while its indexes are built",
+        Duration::from_secs(120),
+        || {
+            let st = dm.subtask("ix").unwrap_or_default();
+            assert_ne!(st["stage"], "paused", "{st}");
+            listed = st["tables"].clone();
+            listed
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t["indexes_building"] == 2))
+        },
+    )
+    .await;
+    let shown = &listed.as_array().unwrap()[0];
+    assert_eq!(shown["table"], "`ix`.`t`", "{listed}");
+    assert_eq!(shown["chunks_done"], shown["chunks_total"], "{listed}");
+    let table = dm.ctl_ok(&["query-status", "ix"]);
+    assert!(table.contains("building 2"), "{table}");
+    // Only the unique key and the primary key so far.
+    let before = indexes_of(&dst, "ix.t").await;
+    assert_eq!(
+        before.iter().map(|i| i.0.as_str()).collect::<Vec<_>>(),
+        ["note", "PRIMARY"],
+        "{before:?}"
+    );
+    dm.kill9();
+    dm.env.clear();
+    dm.restart();
+    wait_for("the full phase to finish", Duration::from_secs(120), || {
+        dm.subtask("ix").is_some_and(|s| {
+            assert_ne!(s["stage"], "paused", "{s}");
+            s["stage"] == "finished"
+        })
+    })
+    .await;
+    assert_eq!(
+        indexes_of(&dst, "ix.t").await,
+        indexes_of(&src, "ix.t").await
+    );
+    assert_eq!(assert_same(&src, &dst, &["ix"]).await, 5000);
+    dm.kill9();
+}

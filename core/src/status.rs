@@ -132,6 +132,10 @@ pub struct TableProgress {
     pub rows: u64,
     pub bytes: u64,
     pub rows_estimated: u64,
+    /// Secondary indexes being built after the table's data (`mydumpers.defer-indexes`);
+    /// the table is copied once they are.
+    #[serde(default)]
+    pub indexes_building: u64,
 }
 
 /// At most this many tables are listed in a subtask's status. The status is published every
@@ -304,17 +308,29 @@ impl Progress {
         }
     }
 
+    /// Sets how many secondary indexes of `table` are being built after its data (0: done).
+    pub fn set_indexes_building(&self, table: &str, indexes: u64) {
+        let mut t = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        // After a restart a table whose chunks were all done has no progress yet.
+        let p = t.entry(table.to_string()).or_insert_with(|| TableProgress {
+            table: table.to_string(),
+            ..TableProgress::default()
+        });
+        p.indexes_building = indexes;
+    }
+
     /// The tables a status lists (see `TablesShown`), and the totals of all.
     pub fn tables(&self) -> TablesShown {
         let t = self.tables.lock().unwrap_or_else(|e| e.into_inner());
         let mut unfinished: Vec<&TableProgress> = t
             .values()
-            .filter(|p| p.chunks_done < p.chunks_total)
+            .filter(|p| p.chunks_done < p.chunks_total || p.indexes_building > 0)
             .collect();
-        // Being copied first (chunks done or rows in), then the biggest still waiting.
+        // Being copied first (indexes being built, chunks done or rows in), then the biggest
+        // still waiting.
         unfinished.sort_by_key(|p| {
             (
-                p.chunks_done == 0 && p.rows == 0,
+                p.indexes_building == 0 && p.chunks_done == 0 && p.rows == 0,
                 std::cmp::Reverse(p.rows_estimated),
             )
         });
@@ -421,6 +437,7 @@ mod tests {
                 rows: 0,
                 bytes: 10,
                 rows_estimated: i,
+                indexes_building: 0,
             });
         }
         p.chunk_done("t050");
@@ -431,5 +448,13 @@ mod tests {
         assert!(shown.listed.iter().all(|t| t.chunks_done < t.chunks_total));
         assert_eq!(shown.rows_estimated, (0..100).sum::<u64>());
         assert_eq!(shown.bytes, 1000);
+        // A table whose chunks are all done is listed again while its indexes are built,
+        // among those being copied; a table the restarted process had no progress of too.
+        p.set_indexes_building("t005", 2);
+        p.set_indexes_building("gone-before", 1);
+        let listed: Vec<String> = p.tables().listed.into_iter().map(|t| t.table).collect();
+        assert_eq!(listed[..3], ["t050", "t005", "gone-before"]);
+        p.set_indexes_building("t005", 0);
+        assert!(!p.tables().listed.iter().any(|t| t.table == "t005"));
     }
 }

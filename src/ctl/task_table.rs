@@ -103,6 +103,14 @@ fn subtask_note(st: &SubtaskStatus, hint: bool) -> String {
     if let Some(t) = &st.throttle {
         notes.push(format!("throttle: {t}"));
     }
+    // A table's secondary indexes built after its data: minutes on a big table, after the
+    // last chunk (the phase would look stuck otherwise).
+    for t in st.tables.iter().filter(|t| t.indexes_building > 0) {
+        notes.push(format!(
+            "indexes: {} building {} after the data",
+            t.table, t.indexes_building
+        ));
+    }
     // Tables joining the running task (update-task, resync): their copy.
     if st.phase == Phase::Incremental {
         for t in &st.tables {

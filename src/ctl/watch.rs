@@ -64,11 +64,15 @@ impl Bars {
                 let b = self.bar(format!("{source}/{}", t.table), format!("  {}", t.table));
                 b.set_length(t.chunks_total);
                 b.set_position(t.chunks_done);
-                b.set_message(format!(
-                    "chunks, {} rows, {:.1} MiB",
-                    t.rows,
-                    t.bytes as f64 / 1048576.0
-                ));
+                b.set_message(if t.indexes_building > 0 {
+                    format!("chunks, building {} indexes", t.indexes_building)
+                } else {
+                    format!(
+                        "chunks, {} rows, {:.1} MiB",
+                        t.rows,
+                        t.bytes as f64 / 1048576.0
+                    )
+                });
             }
         } else {
             total.set_length(1);

@@ -540,9 +540,21 @@ impl ChunkCopier {
             if let (Some((_, source)), Some((_, target))) = (source, target) {
                 let add = indexes::missing_indexes(&String::from_utf8_lossy(&source), &target);
                 if !add.is_empty() {
-                    tgt.query_drop(format!("ALTER TABLE {} {}", name.quoted(), add.join(", ")))
+                    // Shown in the status while they are built: on a big table that takes
+                    // minutes after its last chunk. A kill meanwhile leaves the table without
+                    // a load record; the restart compares the definitions again and builds
+                    // what is missing.
+                    let key = name.to_string();
+                    let progress = &self.ctx.progress;
+                    progress.set_indexes_building(&key, add.len() as u64);
+                    tracing::info!(table = %name, indexes = add.len(), "building secondary indexes after the data");
+                    crate::failpoint::pause("before-index-build").await;
+                    let built = tgt
+                        .query_drop(format!("ALTER TABLE {} {}", name.quoted(), add.join(", ")))
                         .await
-                        .map_err(te)?;
+                        .map_err(te);
+                    progress.set_indexes_building(&key, 0);
+                    built?;
                     tracing::info!(table = %name, indexes = add.len(), "secondary indexes built after the data");
                 }
             }

@@ -550,6 +550,7 @@ impl FullPhase {
             rows: done.clone().map(|c| c.rows).sum(),
             bytes: done.map(|c| c.bytes).sum(),
             rows_estimated: estimate,
+            indexes_building: 0,
         });
     }
 
