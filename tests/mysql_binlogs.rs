@@ -243,7 +243,7 @@ async fn partial_json_updates_apply_to_the_document_before_them() {
 /// dm decodes row images itself (`upstream::row_image`, each value with mysql_common's value
 /// decoder): on every rows event of every recorded binlog, compressed transactions included,
 /// its images are those mysql_common's own row decoder gives, or both refuse the event; with
-/// the codecs read for the event and with those a file's stream keeps per table map.
+/// the codecs read for the event and with those a `CodecCache` keeps per table id.
 #[test]
 fn row_images_are_those_of_mysql_commons_row_decoder() {
     use dm_core::upstream::row_image::CodecCache;

@@ -147,6 +147,30 @@ pub struct Table {
     pub prefixed_keys: Vec<String>,
 }
 
+#[cfg(test)]
+impl Table {
+    /// A table of nullable INT columns without keys, for unit tests of row rules.
+    pub(crate) fn of_nullable_ints(name: TableName, columns: &[&str]) -> Table {
+        Table {
+            name,
+            columns: columns
+                .iter()
+                .map(|c| Column {
+                    name: c.to_string(),
+                    data_type: "int".into(),
+                    unsigned: false,
+                    nullable: true,
+                    generated: false,
+                    members: vec![],
+                })
+                .collect(),
+            primary_key: vec![],
+            unique_keys: vec![],
+            prefixed_keys: vec![],
+        }
+    }
+}
+
 impl Table {
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns

@@ -101,7 +101,6 @@ impl ExpressionFilters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::Column;
 
     /// TiDB DM's expression_filter t5: three update filters on one table, each on its own.
     #[test]
@@ -120,20 +119,7 @@ mod tests {
             f(Some("c = 1"), Some("c = 2")),
         ];
         let rf = ExpressionFilters::new(&filters);
-        let table = Table {
-            name: TableName::new("d", "t5"),
-            columns: vec![Column {
-                name: "c".into(),
-                data_type: "int".into(),
-                unsigned: false,
-                nullable: true,
-                generated: false,
-                members: vec![],
-            }],
-            primary_key: vec![],
-            unique_keys: vec![],
-            prefixed_keys: vec![],
-        };
+        let table = Table::of_nullable_ints(TableName::new("d", "t5"), &["c"]);
         let update = |from: i64, to: i64| {
             rf.drops(
                 &table,

@@ -199,7 +199,7 @@ mod tests {
     use crate::config::ExpressionFilter;
     use crate::datum::Datum;
     use crate::hooks::PluginError;
-    use crate::table::{Column, RowOp};
+    use crate::table::RowOp;
 
     /// Keeps every row; counts its calls.
     #[derive(Default)]
@@ -233,20 +233,7 @@ mod tests {
             vec![("keep-all".into(), plugin.clone() as Arc<dyn RowFilter>)],
         )
         .counting_batches(batches.clone());
-        let table = Table {
-            name: TableName::new("d", "t"),
-            columns: vec![Column {
-                name: "c".into(),
-                data_type: "int".into(),
-                unsigned: false,
-                nullable: true,
-                generated: false,
-                members: vec![],
-            }],
-            primary_key: vec![],
-            unique_keys: vec![],
-            prefixed_keys: vec![],
-        };
+        let table = Table::of_nullable_ints(TableName::new("d", "t"), &["c"]);
         let insert = |c: i64| HookRow {
             op: RowOp::Insert,
             before: None,
