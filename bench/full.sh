@@ -89,14 +89,14 @@ mariadb-dump -h127.0.0.1 -P$SRC_PORT -uroot --no-data --databases $DBS > "$WORK/
 for t in $TABLE_LIST; do src -e "SELECT * FROM $t INTO OUTFILE '$WORK/csv/$t.csv'"; done
 
 for run in $(seq 1 "$RUNS"); do
-  echo "== run $run: mydumper -t $THREADS, then myloader -t $THREADS"
+  echo "== run $run: mydumper -t $THREADS, then myloader -t $THREADS $MYLOADER_ARGS"
   empty_target
   mark
   for db in $DBS; do
     mydumper -h 127.0.0.1 -P $SRC_PORT -u root -t "$THREADS" -B "$db" -o "$WORK/dump-$db" >/dev/null 2>&1
   done
   for db in $DBS; do
-    myloader -h 127.0.0.1 -P $DST_PORT -u root -t "$THREADS" -d "$WORK/dump-$db" >/dev/null 2>&1
+    myloader $MYLOADER_ARGS -h 127.0.0.1 -P $DST_PORT -u root -t "$THREADS" -d "$WORK/dump-$db" >/dev/null 2>&1
   done
   finish mydumper
   rm -rf "$WORK"/dump-*

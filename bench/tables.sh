@@ -60,13 +60,13 @@ gen_writes() { # $1: how many
 gen_writes "$WRITES" > "$WORK/writes.sql"
 declare -a MYD FULLS FIRSTS RATIOS DDLS RSSS
 for run in $(seq 1 "$RUNS"); do
-echo "== run $run: mydumper -t $THREADS, then myloader -t $THREADS"
+echo "== run $run: mydumper -t $THREADS, then myloader -t $THREADS $MYLOADER_ARGS"
 empty_target
 t0=$(now)
 mydumper -h 127.0.0.1 -P $SRC_PORT -u root -t "$THREADS" -B many -o "$WORK/dump-many" >/dev/null 2>&1
 mydumper -h 127.0.0.1 -P $SRC_PORT -u root -t "$THREADS" -B sbtest -o "$WORK/dump-sbtest" >/dev/null 2>&1
-myloader -h 127.0.0.1 -P $DST_PORT -u root -t "$THREADS" -d "$WORK/dump-many" >/dev/null 2>&1
-myloader -h 127.0.0.1 -P $DST_PORT -u root -t "$THREADS" -d "$WORK/dump-sbtest" >/dev/null 2>&1
+myloader $MYLOADER_ARGS -h 127.0.0.1 -P $DST_PORT -u root -t "$THREADS" -d "$WORK/dump-many" >/dev/null 2>&1
+myloader $MYLOADER_ARGS -h 127.0.0.1 -P $DST_PORT -u root -t "$THREADS" -d "$WORK/dump-sbtest" >/dev/null 2>&1
 MYDUMPER=$(calc "$(now) - $t0")
 [ "$(checksums dst)" = "$WANT" ] && echo "   $MYDUMPER s, equal" || { echo "   mydumper+myloader: NOT equal"; exit 1; }
 rm -rf "$WORK"/dump-*
