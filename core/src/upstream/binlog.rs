@@ -199,6 +199,8 @@ impl BinlogReader {
                         retryable: false,
                     }
                 })?;
+            // Read by file from here on, whatever the GTIDs say.
+            let gtid = start.gtid.clone().or(Some(GtidSet::empty(flavor)));
             let stream = EventSource::Files(files);
             return Ok(Self::new(
                 &cfg.source_id,
@@ -206,6 +208,7 @@ impl BinlogReader {
                 stream,
                 false,
                 start,
+                gtid,
                 filter,
             ));
         }
@@ -234,24 +237,34 @@ impl BinlogReader {
                 (EventSource::Network(s), checksum)
             }
         };
+        // A set started empty here would hold only the transactions read from now on, and a
+        // resume by it would have the source send every other GTID domain (MariaDB) or every
+        // earlier transaction (MySQL) again: without a set, positions go by file and offset.
+        if use_gtid && start.gtid.is_none() {
+            tracing::warn!(source = %cfg.source_id, start = %start.binlog,
+                "enable-gtid: the GTID set at the start position is not known; resuming by binlog file and position");
+        }
         Ok(Self::new(
             &cfg.source_id,
             flavor,
             stream,
             checksum,
             start,
+            start.gtid.clone(),
             filter,
         ))
     }
 
     /// A reader of `stream`, which starts at `start` (`checksum`: its events carry CRCs the
-    /// client strips once a format description came).
+    /// client strips once a format description came). `gtid`: the set executed at `start`,
+    /// to which the transactions read are added; `None` when unknown.
     fn new(
         source_id: &str,
         flavor: Flavor,
         stream: EventSource,
         checksum: bool,
         start: &Position,
+        gtid: Option<GtidSet>,
         filter: TableFilter,
     ) -> Self {
         BinlogReader {
@@ -261,7 +274,7 @@ impl BinlogReader {
             file: start.binlog.name.clone(),
             checksum,
             seen_format: false,
-            gtid: start.gtid.clone().or(Some(GtidSet::empty(flavor))),
+            gtid,
             pending_gtid: None,
             in_txn: false,
             current: Txn {
@@ -300,7 +313,8 @@ impl BinlogReader {
             gtid: None,
         };
         let stream = EventSource::Files(super::binlog_files::FileEvents::new(files));
-        Self::new(source_id, flavor, stream, false, &start, filter)
+        let gtid = Some(GtidSet::empty(flavor));
+        Self::new(source_id, flavor, stream, false, &start, gtid, filter)
     }
 
     /// Events of a transaction were read, its end not yet (a file that ends inside one).

@@ -455,7 +455,7 @@ impl Subtask {
         let now = current_position(src, flavor, &addr).await?;
         let (position, safe_mode_exit) = match configured {
             Some(m) => {
-                let from = Position {
+                let mut from = Position {
                     binlog: BinlogPos {
                         name: m.binlog_name.unwrap_or_default(),
                         pos: m.binlog_pos.unwrap_or(4),
@@ -465,6 +465,11 @@ impl Subtask {
                         None => None,
                     },
                 };
+                // By file and position: the GTID set there, every domain's (MariaDB).
+                if from.gtid.is_none() && !from.binlog.name.is_empty() {
+                    let b = &from.binlog;
+                    from.gtid = gtid_at(src, flavor, &addr, &b.name, b.pos).await?;
+                }
                 (from, Some(now.binlog))
             }
             None => (now, None),
