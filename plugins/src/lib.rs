@@ -19,6 +19,7 @@ use dm_core::hooks::{
 use dm_core::table::Table;
 use dm_core::table::TableName;
 use dm_plugin_sdk as sdk;
+use sha2::Digest;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,8 @@ const MAX_KEPT_REQUEST: usize = 1 << 20;
 
 /// How often the epoch advances: the granularity of deadlines.
 const TICK: Duration = Duration::from_millis(10);
+/// Entries of a plugin's function table: a Rust plugin has a few hundred.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 /// Advances the engine's epoch every `TICK` while guests run, and for a second after the
 /// last call started, then sleeps until the next call, so an idle dm does not wake up a
@@ -121,7 +124,7 @@ impl Drop for Busy<'_> {
 pub struct WasmHost {
     engine: Engine,
     ticker: Arc<Ticker>,
-    modules: Arc<Mutex<HashMap<u64, Module>>>,
+    modules: Arc<Mutex<HashMap<[u8; 32], Module>>>,
 }
 
 impl Default for WasmHost {
@@ -134,6 +137,8 @@ impl WasmHost {
     pub fn new() -> Self {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // A plugin gets one memory (bounded by `memory`) and one table; nothing more to ask.
+        config.wasm_multi_memory(false);
         let engine = Engine::new(&config).expect("a default wasmtime engine");
         WasmHost {
             ticker: Ticker::start(&engine),
@@ -143,10 +148,8 @@ impl WasmHost {
     }
 
     fn module(&self, bytes: &[u8]) -> Result<Module, PluginError> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        bytes.hash(&mut h);
-        let key = h.finish();
+        // By content: two modules never share an entry (a 64-bit hash could collide).
+        let key: [u8; 32] = sha2::Sha256::digest(bytes).into();
         let mut cache = self.modules.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(m) = cache.get(&key) {
             return Ok(m.clone());
@@ -292,6 +295,10 @@ impl Plugin {
     fn instantiate(&self) -> Result<Live, PluginError> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.memory)
+            .memories(1)
+            .tables(1)
+            .table_elements(MAX_TABLE_ELEMENTS)
+            .instances(1)
             .trap_on_grow_failure(true)
             .build();
         let mut store = Store::new(&self.engine, Limits { limits });

@@ -48,6 +48,8 @@ fn spawn(
         .append(true)
         .open(&log_path)?;
     let mut cmd = tokio::process::Command::new(bin);
+    // etcd has no use for dm's key to the secrets at rest.
+    cmd.env_remove("DM_SECRET_KEY");
     cmd.arg("--name")
         .arg(name)
         .arg("--data-dir")

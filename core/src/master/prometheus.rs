@@ -63,8 +63,9 @@ async fn shard_metrics(m: &Master, out: &mut String) -> Result<(), Error> {
         let locks = crate::shard::coordinator::task_locks(m.store.as_ref(), &task).await?;
         for (target, pending) in &locks.pending {
             out.push_str(&format!(
-                "dm_shard_ddl_pending{{task=\"{}\",target=\"{target}\"}} {}\n",
-                task.name,
+                "dm_shard_ddl_pending{{task=\"{}\",target=\"{}\"}} {}\n",
+                label(&task.name),
+                label(target),
                 pending.len()
             ));
         }
@@ -76,11 +77,29 @@ async fn shard_metrics(m: &Master, out: &mut String) -> Result<(), Error> {
         {
             let target = key.rsplit('/').next().unwrap_or_default();
             out.push_str(&format!(
-                "dm_shard_ddl_conflict{{task=\"{}\",target=\"{target}\"}} {}\n",
-                task.name,
+                "dm_shard_ddl_conflict{{task=\"{}\",target=\"{}\"}} {}\n",
+                label(&task.name),
+                label(target),
                 u8::from(lock.conflict.is_some())
             ));
         }
     }
     Ok(())
+}
+
+/// A label value as the exposition format reads it: a table name may hold `"`, `\` or a
+/// newline, which would end the value or the line.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod label_tests {
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(super::label("db.`a\"b\\c\nd`"), "db.`a\\\"b\\\\c\\nd`");
+        assert_eq!(super::label("shop.orders"), "shop.orders");
+    }
 }
