@@ -181,6 +181,29 @@ impl GtidSet {
             .collect()
     }
 
+    /// Records the transactions `start..end` of server `key` (`uuid` or `uuid:tag`), as a
+    /// Previous_gtids event lists them.
+    pub fn add_mysql_interval(&mut self, key: &str, start: u64, end: u64) {
+        let GtidSet::Mysql(m) = self else {
+            return;
+        };
+        if start >= end {
+            return;
+        }
+        let ivs = m.entry(key.to_string()).or_default();
+        ivs.push((start, end));
+        ivs.sort();
+        // Touching or overlapping intervals become one.
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ivs.len());
+        for &(a, b) in ivs.iter() {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        *ivs = merged;
+    }
+
     /// `uuid` is the server's uuid, `uuid:tag` for a tagged GTID (MySQL 8.4).
     pub fn add_mysql(&mut self, uuid: &str, gno: u64) {
         if let GtidSet::Mysql(m) = self {
@@ -264,6 +287,21 @@ impl fmt::Display for Position {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn previous_gtids_intervals_merge_with_the_transactions_after_them() {
+        let mut set = GtidSet::empty(Flavor::Mysql);
+        let u = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        set.add_mysql_interval(u, 1, 6);
+        set.add_mysql_interval(u, 8, 10);
+        set.add_mysql(u, 6);
+        set.add_mysql_interval(u, 7, 8);
+        set.add_mysql_interval(u, 3, 4);
+        set.add_mysql_interval(u, 5, 5);
+        assert_eq!(set.to_string(), format!("{u}:1-9"));
+        set.add_mysql(u, 12);
+        assert_eq!(set.to_string(), format!("{u}:1-9:12"));
+    }
 
     #[test]
     fn a_mysql_gtid_set_becomes_the_sid_block_of_a_gtid_dump() {

@@ -530,6 +530,15 @@ fn event_rule(type_code: u8) -> EventRule {
     }
 }
 
+/// The key of a MySQL GTID's server in a `GtidSet`: its uuid, `uuid:tag` for a tagged GTID
+/// (MySQL 8.4).
+pub(super) fn gtid_key(sid: [u8; 16], tag: Option<&str>) -> String {
+    match tag {
+        Some(tag) => format!("{}:{tag}", uuid_text(sid)),
+        None => uuid_text(sid),
+    }
+}
+
 fn uuid_text(sid: [u8; 16]) -> String {
     let h: String = sid.iter().map(|b| format!("{b:02x}")).collect();
     format!(
@@ -623,10 +632,7 @@ impl BinlogReader {
                 Ok(None)
             }
             EventData::GtidEvent(g) => {
-                let uuid = match g.tag() {
-                    Some(tag) => format!("{}:{tag}", uuid_text(g.sid())),
-                    None => uuid_text(g.sid()),
-                };
+                let uuid = gtid_key(g.sid(), g.tag().map(|t| t.as_str()));
                 self.pending_gtid = Some(PendingGtid::Mysql { uuid, gno: g.gno() });
                 Ok(None)
             }

@@ -4,19 +4,22 @@
 mod binlog;
 mod binlog_files;
 mod context;
+mod mysql_gtid;
 pub mod relay;
 pub mod row_image;
 mod time2;
 pub mod time_search;
 
+pub use crate::position::GtidSet;
 pub use binlog::{
     prepare_dump, BinlogEvent, BinlogOrigin, BinlogReader, EventKind, RowImage, Txn,
     HEARTBEAT_EVENT, HEARTBEAT_SECS,
 };
 pub use context::{sql_mode_names, Baseline, BaselineRow, StatementContext};
+pub use mysql_gtid::GtidScan;
 
 use crate::error::{DbRole, Error, Result};
-use crate::position::{BinlogPos, Flavor, GtidSet, Position};
+use crate::position::{BinlogPos, Flavor, Position};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
@@ -88,9 +91,10 @@ pub async fn current_position(conn: &mut Conn, flavor: Flavor, addr: &str) -> Re
     Ok(Position { binlog, gtid })
 }
 
-/// The GTID set executed up to `name:pos`, when the server can tell: MariaDB's
-/// `BINLOG_GTID_POS`. MySQL has no such function (`gtid_executed` is the set now, not at an
-/// earlier position, and using it would mark transactions after `pos` as done), so `None`.
+/// The GTID set executed up to `name:pos` (a transaction boundary): MariaDB's
+/// `BINLOG_GTID_POS`; MySQL has no such function (`gtid_executed` is the set now, not at an
+/// earlier position), so the file is read up to `pos` (`mysql_gtid`). `None` when the server
+/// cannot tell (a MySQL file without Previous_gtids, written before 5.6).
 pub async fn gtid_at(
     conn: &mut Conn,
     flavor: Flavor,
@@ -99,7 +103,7 @@ pub async fn gtid_at(
     pos: u64,
 ) -> Result<Option<GtidSet>> {
     if flavor == Flavor::Mysql {
-        return Ok(None);
+        return mysql_gtid::at(conn, addr, name, pos).await;
     }
     let text: Option<String> = conn
         .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (name, pos))
