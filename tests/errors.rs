@@ -54,6 +54,32 @@ fn config_mistakes_name_file_line_and_field() {
         "{e}"
     );
 
+    // A start position's file name reaches the file system (relay log, binlog-dir): a path
+    // is refused where it is written.
+    for bad in [
+        "../../etc/passwd",
+        "/var/log/syslog.1",
+        "mysql-bin",
+        ".hidden.000001",
+    ] {
+        let e = task_error(&GOOD_TASK.replace(
+            "    block-allow-list: sel\n",
+            &format!("    block-allow-list: sel\n    meta:\n      binlog-name: \"{bad}\"\n      binlog-pos: 4\n"),
+        ));
+        assert!(
+            e.starts_with("task.yaml:") && e.contains("meta.binlog-name") && e.contains(bad),
+            "{e}"
+        );
+    }
+    TaskConfig::parse(
+        "task.yaml",
+        &GOOD_TASK.replace(
+            "    block-allow-list: sel\n",
+            "    block-allow-list: sel\n    meta:\n      binlog-name: mysql-bin.000042\n      binlog-pos: 4\n",
+        ),
+    )
+    .unwrap();
+
     let e = task_error(&GOOD_TASK.replace("  host: 127.0.0.1\n", ""));
     assert!(e.contains("missing field `host`"), "{e}");
 
@@ -408,11 +434,24 @@ async fn encrypted_passwords_work_and_never_show() {
         std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let enc = dm
-        .ctl_ok(&["encrypt", "--key-file", key.to_str().unwrap(), secret])
-        .trim()
-        .to_string();
+    // From standard input (not in the process list); as an argument (dmctl's way) too.
+    let mut child = std::process::Command::new(dm_bin())
+        .args(["ctl", "encrypt", "--key-file", key.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        format!("{secret}\n").as_bytes(),
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let enc = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(enc.starts_with("enc:") && !enc.contains(secret), "{enc}");
+    let by_arg = dm.ctl_ok(&["encrypt", "--key-file", key.to_str().unwrap(), secret]);
+    assert!(by_arg.trim().starts_with("enc:"), "{by_arg}");
     // The source file has the password encrypted, the task file in clear.
     let with_user = |db: &MariaDb, password: &str| {
         db.yaml()

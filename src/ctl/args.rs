@@ -188,9 +188,11 @@ pub enum CtlCommand {
         task: Option<String>,
     },
     /// Print the encrypted form of a password for source and task files (`enc:...`); the key
-    /// is DM_SECRET_KEY (64 hex digits), the same for every dm process.
+    /// is DM_SECRET_KEY (64 hex digits), the same for every dm process. The password is read
+    /// from standard input (one line) unless given as an argument, where other users of the
+    /// machine can see it in the process list.
     Encrypt {
-        plaintext: String,
+        plaintext: Option<String>,
         /// The deployment's key file (default: DM_SECRET_KEY, else the key of ./dm.yaml's
         /// standalone: its secret-key-path or <data-dir>/secret.key).
         #[arg(long)]

@@ -11,7 +11,7 @@ pub fn run(command: &CtlCommand, output: Output) -> Result<bool> {
         CtlCommand::Encrypt {
             plaintext,
             key_file,
-        } => encrypt(plaintext, key_file.clone())?,
+        } => encrypt(plaintext.as_deref(), key_file.clone())?,
         CtlCommand::Token {
             op: TokenOp::New { name, role },
         } => new_token(name, role, output)?,
@@ -28,7 +28,22 @@ pub fn run(command: &CtlCommand, output: Output) -> Result<bool> {
 
 /// The encrypted form of a password with the deployment's key (DM_SECRET_KEY, `--key-file`,
 /// else ./dm.yaml's).
-fn encrypt(plaintext: &str, key_file: Option<PathBuf>) -> Result<()> {
+fn encrypt(plaintext: Option<&str>, key_file: Option<PathBuf>) -> Result<()> {
+    let read;
+    let plaintext = match plaintext {
+        Some(p) => p,
+        None => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            read = line.trim_end_matches(['\n', '\r']).to_string();
+            if read.is_empty() {
+                bail!(
+                    "no password on standard input: `printf '%s' \"$PASSWORD\" | dm ctl encrypt`"
+                );
+            }
+            &read
+        }
+    };
     let key_file = key_file.or_else(|| {
         let cfg = load_file::<StandaloneConfig>(Path::new("dm.yaml")).ok()?;
         Some(

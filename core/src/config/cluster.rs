@@ -17,7 +17,7 @@ pub struct MasterConfig {
     pub etcd: EtcdConfig,
     /// Seconds the leader keeps its leadership without renewing it: a killed leader is
     /// replaced after about this long.
-    #[serde(default = "default_election_ttl")]
+    #[serde(default = "default_election_ttl", deserialize_with = "ttl_seconds")]
     pub election_ttl: i64,
     #[serde(default = "super::standalone::default_log_level")]
     pub log_level: String,
@@ -139,7 +139,7 @@ pub struct WorkerConfig {
     pub master_addrs: Vec<String>,
     /// Seconds the worker's registration lives without renewal: after a crash its sources
     /// move to another worker after about this long.
-    #[serde(default = "default_keepalive_ttl")]
+    #[serde(default = "default_keepalive_ttl", deserialize_with = "ttl_seconds")]
     pub keepalive_ttl: i64,
     #[serde(default = "super::standalone::default_log_level")]
     pub log_level: String,
@@ -172,6 +172,33 @@ fn default_worker_data_dir() -> std::path::PathBuf {
     std::path::PathBuf::from("dm-worker-data")
 }
 
+/// A lease's TTL: whole seconds, 1 to a day (a timer is set from it; a negative or huge
+/// value would overflow it). Refused in the visitor, so that the error has the value's line.
+fn ttl_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    use serde::de::{Error, Unexpected, Visitor};
+    struct Ttl;
+    impl Visitor<'_> for Ttl {
+        type Value = i64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a TTL of 1 to 86400 seconds")
+        }
+        fn visit_i64<E: Error>(self, v: i64) -> Result<i64, E> {
+            if (1..=86_400).contains(&v) {
+                Ok(v)
+            } else {
+                Err(E::invalid_value(Unexpected::Signed(v), &self))
+            }
+        }
+        fn visit_u64<E: Error>(self, v: u64) -> Result<i64, E> {
+            match i64::try_from(v) {
+                Ok(v) => self.visit_i64(v),
+                Err(_) => Err(E::invalid_value(Unexpected::Unsigned(v), &self)),
+            }
+        }
+    }
+    d.deserialize_i64(Ttl)
+}
+
 fn default_election_ttl() -> i64 {
     2
 }
@@ -195,6 +222,27 @@ mod tests {
         }
         let w: WorkerConfig = load_file(&dir.join("worker1.yaml")).unwrap();
         assert_eq!(w.master_addrs.len(), 3);
+    }
+
+    #[test]
+    fn a_ttl_out_of_range_is_refused_where_it_is_written() {
+        for bad in ["-1", "0", "9223372036854775807"] {
+            let e = crate::config::parse_yaml::<WorkerConfig>(
+                "worker.yaml",
+                &format!("name: w\nmaster-addrs: []\nkeepalive-ttl: {bad}\n"),
+            )
+            .unwrap_err();
+            assert!(
+                e.to_string().contains("worker.yaml:3") && e.to_string().contains("1 to 86400"),
+                "{e}"
+            );
+        }
+        let w = crate::config::parse_yaml::<WorkerConfig>(
+            "worker.yaml",
+            "name: w\nmaster-addrs: []\nkeepalive-ttl: 10\n",
+        )
+        .unwrap();
+        assert_eq!(w.keepalive_ttl, 10);
     }
 
     #[test]

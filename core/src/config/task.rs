@@ -2,6 +2,7 @@
 
 use super::{parse_yaml, semantic_error, DbConfig};
 use crate::error::Result;
+use crate::position::is_binlog_name;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -917,6 +918,17 @@ impl TaskConfig {
                             inst.source_id
                         ),
                         "give the position the incremental phase starts from",
+                    );
+                }
+                // The name reaches the file system (a relay log's files, binlog-dir).
+                if let Some(name) = meta.binlog_name.as_deref().filter(|n| !is_binlog_name(n)) {
+                    return fail(
+                        "binlog-name",
+                        format!(
+                            "mysql-instances[{}].meta.binlog-name: `{name}` is not a binlog file name",
+                            inst.source_id
+                        ),
+                        "give a file name of the source's binlog as SHOW MASTER STATUS prints it, such as `mysql-bin.000001`",
                     );
                 }
             }

@@ -319,7 +319,11 @@ impl Relay {
         if cfg.expires == 0 {
             return;
         }
-        let cutoff = SystemTime::now() - Duration::from_secs(cfg.expires * 3600);
+        // An `expires` reaching before the epoch keeps every file.
+        let age = Duration::from_secs(cfg.expires.saturating_mul(3600));
+        let Some(cutoff) = SystemTime::now().checked_sub(age) else {
+            return;
+        };
         let Ok(names) = files::list(&self.dir) else {
             return;
         };
