@@ -533,12 +533,57 @@ impl TableRouter for Plugin {
             table: t.table.clone(),
         };
         let to: sdk::TableRef = self.call("dm_route", &sdk::encode(&req), "a table")?;
-        if to.schema.is_empty() || to.table.is_empty() {
+        if let Some(why) = unfit_target(&to.schema, &to.table) {
             return Err(PluginError::BadAnswer(format!(
-                "routed {t} to an empty name"
+                "routed {t} to `{}`.`{}`: {why}",
+                to.schema.escape_debug(),
+                to.table.escape_debug()
             )));
         }
         let to = TableName::new(to.schema, to.table);
         Ok((to != *t).then_some(to))
+    }
+}
+
+/// Why a router plugin's answer cannot be a target table: names MySQL would refuse, or a
+/// server schema (a plugin must not have rows written into `mysql.user`).
+fn unfit_target(schema: &str, table: &str) -> Option<&'static str> {
+    const SYSTEM: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
+    if schema.is_empty() || table.is_empty() {
+        return Some("an empty name");
+    }
+    if [schema, table]
+        .iter()
+        .any(|n| n.chars().count() > 64 || n.contains('\0'))
+    {
+        return Some("a name longer than 64 characters or holding NUL");
+    }
+    if SYSTEM.iter().any(|s| s.eq_ignore_ascii_case(schema)) {
+        return Some("a server schema");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unfit_target;
+
+    #[test]
+    fn router_answers_into_server_schemas_or_bad_names_are_refused() {
+        assert_eq!(unfit_target("shop", "orders_all"), None);
+        for (s, t) in [
+            ("mysql", "user"),
+            ("MySQL", "db"),
+            ("information_schema", "t"),
+            ("performance_schema", "t"),
+            ("sys", "t"),
+            ("", "t"),
+            ("shop", ""),
+            ("shop", "a\0b"),
+        ] {
+            assert!(unfit_target(s, t).is_some(), "{s}.{t}");
+        }
+        assert!(unfit_target("shop", &"x".repeat(65)).is_some());
+        assert_eq!(unfit_target("shop", &"é".repeat(64)), None);
     }
 }

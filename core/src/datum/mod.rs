@@ -242,21 +242,8 @@ impl Datum {
             Datum::Double(d) => {
                 let _ = write!(out, "{d:e}");
             }
-            Datum::Decimal(s) | Datum::Temporal(s) => {
-                out.push('\'');
-                out.push_str(s);
-                out.push('\'');
-            }
-            Datum::Bytes(b) => {
-                const HEX: &[u8; 16] = b"0123456789ABCDEF";
-                out.reserve(b.len() * 2 + 3);
-                out.push_str("X'");
-                for byte in b {
-                    out.push(HEX[(byte >> 4) as usize] as char);
-                    out.push(HEX[(byte & 15) as usize] as char);
-                }
-                out.push('\'');
-            }
+            Datum::Decimal(s) | Datum::Temporal(s) => write_number_text(s, true, out),
+            Datum::Bytes(b) => write_hex(b, out),
         }
     }
 
@@ -291,7 +278,9 @@ impl Datum {
             Datum::Double(d) => {
                 let _ = std::io::Write::write_fmt(out, format_args!("{d:e}"));
             }
-            Datum::Decimal(s) | Datum::Temporal(s) => out.extend_from_slice(s.as_bytes()),
+            // Escaped like bytes: a malformed value (from a source or a plugin) cannot shift
+            // the fields; the server refuses it (a warning, an error to dm).
+            Datum::Decimal(s) | Datum::Temporal(s) => write_tsv_bytes(s.as_bytes(), out),
             Datum::Bytes(b) => write_tsv_bytes(b, out),
         }
     }
@@ -309,6 +298,40 @@ impl Datum {
 
     pub fn is_null(&self) -> bool {
         matches!(self, Datum::Null)
+    }
+}
+
+/// `X'...'`: any bytes as a literal, whatever the session's sql_mode.
+fn write_hex(b: &[u8], out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.reserve(b.len() * 2 + 3);
+    out.push_str("X'");
+    for byte in b {
+        out.push(HEX[(byte >> 4) as usize] as char);
+        out.push(HEX[(byte & 15) as usize] as char);
+    }
+    out.push('\'');
+}
+
+/// The text of a number or a time (`-12.50`, `1e-3`, `2024-05-01 10:00:00.5`) as SQL: as it is
+/// (`quoted`: between quotes) when it holds only what such text holds; else a string the server
+/// converts or refuses (`CAST(X'...' AS CHAR)`), so that a malformed value from a source, a
+/// plugin or a stored chunk bound never becomes SQL of its own.
+pub fn write_number_text(s: &str, quoted: bool, out: &mut String) {
+    if s.bytes()
+        .all(|b| b.is_ascii_digit() || b" .-+:eE".contains(&b))
+    {
+        if quoted {
+            out.push('\'');
+        }
+        out.push_str(s);
+        if quoted {
+            out.push('\'');
+        }
+    } else {
+        out.push_str("CAST(");
+        write_hex(s.as_bytes(), out);
+        out.push_str(" AS CHAR)");
     }
 }
 
@@ -423,6 +446,32 @@ mod tests {
             Datum::from_binlog(&col("set", false), v).unwrap(),
             Datum::UInt(261)
         );
+    }
+
+    #[test]
+    fn malformed_decimal_or_time_text_never_becomes_sql_or_fields_of_its_own() {
+        for (d, sql) in [
+            (Datum::Decimal("-12.50".into()), "'-12.50'"),
+            (Datum::Decimal("1e-3".into()), "'1e-3'"),
+            (
+                Datum::Temporal("2024-05-01 10:00:00.5".into()),
+                "'2024-05-01 10:00:00.5'",
+            ),
+            (Datum::Temporal("-838:59:59".into()), "'-838:59:59'"),
+            (
+                Datum::Decimal("1'); DROP TABLE t; --".into()),
+                "CAST(X'3127293B2044524F50205441424C4520743B202D2D' AS CHAR)",
+            ),
+            (
+                Datum::Temporal("2024\\'".into()),
+                "CAST(X'323032345C27' AS CHAR)",
+            ),
+        ] {
+            assert_eq!(d.to_sql(), sql, "{d:?}");
+        }
+        let mut out = vec![];
+        Datum::Decimal("1\t2\n3".into()).write_tsv(&mut out);
+        assert_eq!(out, b"1\\t2\\n3");
     }
 
     #[test]

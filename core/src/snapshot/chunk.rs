@@ -104,7 +104,7 @@ impl ChunkKey {
 
     fn literal(kind: &KeyKind, d: &Datum, out: &mut String) {
         match (kind, d) {
-            (KeyKind::Decimal, Datum::Decimal(s)) => out.push_str(s),
+            (KeyKind::Decimal, Datum::Decimal(s)) => crate::datum::write_number_text(s, false, out),
             (KeyKind::Text { charset, collation }, Datum::Bytes(_)) => {
                 out.push_str("CONVERT(");
                 d.write_sql(out);
@@ -296,6 +296,22 @@ pub async fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_decimal_bound_that_is_not_a_number_stays_a_string() {
+        // Bounds are stored in the target (`<task>_chunk`): what comes back is not trusted.
+        let k = ChunkKey {
+            cols: vec![(0, "`d`".into(), KeyKind::Decimal)],
+        };
+        let sql = k.range(&(
+            Some(vec![Datum::Decimal("1.5".into())]),
+            Some(vec![Datum::Decimal("2) OR (1=1".into())]),
+        ));
+        assert_eq!(
+            sql,
+            "((`d` > 1.5)) AND ((`d` <= CAST(X'3229204F522028313D31' AS CHAR)))"
+        );
+    }
 
     #[test]
     fn composite_ranges_expand_to_ors() {
