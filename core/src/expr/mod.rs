@@ -36,17 +36,54 @@ pub struct RowExpr {
     regexes: HashMap<String, Regex>,
 }
 
-/// SQL LIKE with `%` and `_` (escape `\`), byte-wise.
+/// A LIKE pattern's parts: `%`, `_` and the bytes to match as they are.
+#[derive(Clone, Copy, PartialEq)]
+enum LikePart {
+    Any,
+    One,
+    Byte(u8),
+}
+
+/// SQL LIKE with `%` and `_` (escape `\`), byte-wise. At most (value x pattern) steps: only
+/// the last `%` is ever retried (a later one matching means an earlier one needs no other
+/// length), where trying every length at every `%` took exponential time on a pattern of
+/// many `%` against a long value (a task's filter could stall the stream).
 fn like(s: &[u8], p: &[u8]) -> bool {
-    match p.split_first() {
-        None => s.is_empty(),
-        Some((b'%', rest)) => (0..=s.len()).any(|i| like(&s[i..], rest)),
-        Some((b'_', rest)) => !s.is_empty() && like(&s[1..], rest),
-        Some((b'\\', rest)) if !rest.is_empty() => {
-            s.first() == rest.first() && like(&s[1..], &rest[1..])
-        }
-        Some((c, rest)) => s.first() == Some(c) && like(&s[1..], rest),
+    let mut parts = Vec::with_capacity(p.len());
+    let mut i = 0;
+    while i < p.len() {
+        parts.push(match p[i] {
+            b'%' => LikePart::Any,
+            b'_' => LikePart::One,
+            b'\\' if i + 1 < p.len() => {
+                i += 1;
+                LikePart::Byte(p[i])
+            }
+            c => LikePart::Byte(c),
+        });
+        i += 1;
     }
+    // (part after the last `%`, how much of the value that `%` has taken)
+    let mut retry: Option<(usize, usize)> = None;
+    let (mut si, mut pi) = (0, 0);
+    while si < s.len() {
+        match parts.get(pi) {
+            Some(LikePart::Any) => {
+                pi += 1;
+                retry = Some((pi, si));
+            }
+            Some(LikePart::One) => (si, pi) = (si + 1, pi + 1),
+            Some(LikePart::Byte(c)) if *c == s[si] => (si, pi) = (si + 1, pi + 1),
+            _ => match retry {
+                Some((after, taken)) => {
+                    retry = Some((after, taken + 1));
+                    (si, pi) = (taken + 1, after);
+                }
+                None => return false,
+            },
+        }
+    }
+    parts[pi..].iter().all(|p| *p == LikePart::Any)
 }
 
 /// One step of a JSON path.
@@ -616,6 +653,60 @@ mod tests {
             .unwrap()
             .matches(&table(), row)
             .unwrap()
+    }
+
+    /// The LIKE of before: every length at every `%` (exponential, but plainly right).
+    fn like_by_trying_all(s: &[u8], p: &[u8]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some((b'%', rest)) => (0..=s.len()).any(|i| like_by_trying_all(&s[i..], rest)),
+            Some((b'_', rest)) => !s.is_empty() && like_by_trying_all(&s[1..], rest),
+            Some((b'\\', rest)) if !rest.is_empty() => {
+                s.first() == rest.first() && like_by_trying_all(&s[1..], &rest[1..])
+            }
+            Some((c, rest)) => s.first() == Some(c) && like_by_trying_all(&s[1..], rest),
+        }
+    }
+
+    #[test]
+    fn like_matches_as_trying_every_length_did_without_its_time() {
+        // Every value and pattern over a small alphabet, up to 5 and 4 bytes.
+        let alphabet: &[u8] = b"ab%_\\";
+        let all = |n: usize| -> Vec<Vec<u8>> {
+            let mut out = vec![vec![]];
+            for len in 1..=n {
+                let mut k = vec![0usize; len];
+                loop {
+                    out.push(k.iter().map(|&i| alphabet[i]).collect());
+                    let mut d = 0;
+                    while d < len && k[d] == alphabet.len() - 1 {
+                        k[d] = 0;
+                        d += 1;
+                    }
+                    if d == len {
+                        break;
+                    }
+                    k[d] += 1;
+                }
+            }
+            out
+        };
+        let (values, patterns) = (all(5), all(4));
+        for v in &values {
+            for p in &patterns {
+                assert_eq!(
+                    like(v, p),
+                    like_by_trying_all(v, p),
+                    "{:?} LIKE {:?}",
+                    String::from_utf8_lossy(v),
+                    String::from_utf8_lossy(p)
+                );
+            }
+        }
+        // What took exponential time: many `%` against a long value that does not match.
+        let long = vec![b'a'; 20_000];
+        assert!(!like(&long, b"%a%a%a%a%a%a%a%a%a%a%a%a%b"));
+        assert!(like(&long, b"%a%a%a%a%a%a%a%a%a%a%a%a%"));
     }
 
     #[test]
