@@ -498,3 +498,28 @@ async fn same_rows(src: &MariaDb, dst: &MariaDb) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A relay writer that panics (a defect, here a failpoint) is reported and started again:
+/// the relay catches up with the source and the task ends equal, where the relay stayed
+/// unwritten (its readers waiting) before.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_writer_that_panics_is_reported_and_started_again() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    seed(&src, 200).await;
+    let dm = Dm::start_with_failpoints("relay-writer-panic=1");
+    dm.create_source("src1", &src);
+    dm.ctl_ok(&["start-relay", "src1"]);
+    let tf = dm.file("task.yaml", &task_yaml("t", "all", "src1", &dst, &["r"]));
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    src.exec("UPDATE r.t SET v = v + 1 WHERE id < 100; DELETE FROM r.u WHERE id % 3 = 0")
+        .await;
+    let end = src.master_pos().await;
+    wait_relay_at(&dm, "src1", &end).await;
+    assert!(
+        dm.log().contains("relay writer panicked"),
+        "the panic is not reported:\n{}",
+        dm.log()
+    );
+    wait_applied(&dm, "t", &src).await;
+    assert_same(&src, &dst, &["r"]).await;
+}

@@ -33,3 +33,26 @@ pub fn armed(name: &str) -> bool {
         false
     }
 }
+
+/// True the first time it is asked in this process when `DM_FAILPOINTS` names `name` (debug
+/// builds only): a fault that happens once, as a defect would.
+pub fn once(name: &str) -> bool {
+    #[cfg(debug_assertions)]
+    {
+        static FIRED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        if configured(name).is_none() {
+            return false;
+        }
+        let mut fired = FIRED.lock().unwrap_or_else(|p| p.into_inner());
+        if fired.iter().any(|f| f == name) {
+            return false;
+        }
+        fired.push(name.to_string());
+        true
+    }
+    #[cfg(not(debug_assertions))]
+    {
+        let _ = name;
+        false
+    }
+}

@@ -118,6 +118,39 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Runs the relay's writer. One that panics (a defect) would leave the relay's readers
+/// waiting for events nobody writes and its status as it was: the panic is reported as the
+/// relay's last error and the writer starts again after a pause (it resumes after the last
+/// whole event in the files).
+async fn supervise(relay: Arc<Relay>, cfg: SourceConfig) {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        // Aborted with the supervisor (the relay stopped), the writer goes too.
+        let mut run = AbortOnDrop(tokio::spawn(writer::run(relay.clone(), cfg.clone())));
+        match (&mut run.0).await {
+            Ok(()) => return,
+            Err(e) if e.is_cancelled() => return,
+            Err(e) => {
+                let message = match e.into_panic().downcast::<String>() {
+                    Ok(m) => *m,
+                    Err(p) => p
+                        .downcast::<&str>()
+                        .map(|m| m.to_string())
+                        .unwrap_or_else(|_| "a panic".into()),
+                };
+                tracing::error!(source = %relay.source_id, %message, "relay writer panicked: starting it again in {pause:?}");
+                relay.set_error(Some(&Error::Relay {
+                    source_id: relay.source_id.clone(),
+                    message: format!("the relay writer panicked ({message}); started again"),
+                    retryable: true,
+                }));
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
+}
+
 impl Relay {
     /// Starts relaying `cfg`'s binlog into `<base>/<relay-dir>/<source-id>` (an absolute
     /// relay-dir is used as is).
@@ -145,7 +178,7 @@ impl Relay {
                 ..Default::default()
             }),
         });
-        let writer = AbortOnDrop(tokio::spawn(writer::run(relay.clone(), cfg.clone())));
+        let writer = AbortOnDrop(tokio::spawn(supervise(relay.clone(), cfg.clone())));
         RelayRun {
             relay,
             cfg,

@@ -40,6 +40,9 @@ pub(super) async fn run(relay: Arc<Relay>, cfg: SourceConfig) {
                 return;
             }
         }
+        if crate::failpoint::once("relay-writer-panic") {
+            panic!("failpoint relay-writer-panic");
+        }
         let started = Instant::now();
         let result = tokio::select! {
             r = pull(&relay, &cfg) => r,
