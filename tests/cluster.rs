@@ -433,6 +433,17 @@ async fn a_cluster_serves_its_api_and_etcd_over_tls_to_authenticated_callers_onl
     let tf = c.file("task.yaml", &task_yaml("tl", "all", "src1", &dst, &["a"]));
     let (ok, out) = c.ctl_at(&follower, &["start-task", tf.to_str().unwrap()]);
     assert!(ok, "{out}");
+    // A body over the API's limit stops at the follower, with the API's error.
+    let big = c.file(
+        "big.yaml",
+        &format!(
+            "# {}\n{}",
+            "x".repeat(9 << 20),
+            task_yaml("big", "all", "src1", &dst, &["a"])
+        ),
+    );
+    let (ok, out) = c.ctl_at(&follower, &["start-task", big.to_str().unwrap()]);
+    assert!(!ok && out.contains("over 8 MiB"), "{out}");
     src.exec("INSERT INTO a.t VALUES (501, 501, 'after')").await;
     c.wait_caught_up("tl", "src1", &src).await;
     assert_same(&src, &dst, &["a"]).await;

@@ -15,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 
 /// Set on forwarded requests: a master never forwards a request twice.
 const FORWARDED: &str = "x-dm-forwarded";
-const MAX_BODY: usize = 64 << 20;
+/// The leader's answer is read into memory up to this (a config export of many tasks fits).
+const MAX_ANSWER: usize = 64 << 20;
 
 pub async fn to_leader(State(m): State<Master>, req: Request, next: Next) -> Response {
     let Some(cluster) = m.cluster.as_ref() else {
@@ -48,7 +49,12 @@ pub async fn to_leader(State(m): State<Master>, req: Request, next: Next) -> Res
     }
     match forward(&m.api, req, &leader.addr).await {
         Ok(r) => r,
-        Err(e) => ApiError::from(Error::MetaUnavailable(format!(
+        Err(Forward::TooBig) => ApiError::from(Error::Invalid(format!(
+            "the request body is over {} MiB",
+            super::http::API_BODY_LIMIT >> 20
+        )))
+        .into_response(),
+        Err(Forward::Failed(e)) => ApiError::from(Error::MetaUnavailable(format!(
             "cannot forward to the leader `{}` at {}: {e}",
             leader.name, leader.addr
         )))
@@ -56,18 +62,33 @@ pub async fn to_leader(State(m): State<Master>, req: Request, next: Next) -> Res
     }
 }
 
+/// Why a request was not forwarded.
+enum Forward {
+    /// Its body is over the API's limit (the leader would refuse it too): read no further.
+    TooBig,
+    Failed(String),
+}
+
+impl From<reqwest::Error> for Forward {
+    fn from(e: reqwest::Error) -> Self {
+        Forward::Failed(e.to_string())
+    }
+}
+
 async fn forward(
     api: &crate::api_tls::ApiClient,
     req: Request,
     leader_addr: &str,
-) -> Result<Response, String> {
+) -> Result<Response, Forward> {
     let (parts, body) = req.into_parts();
     let path = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let body = to_bytes(body, MAX_BODY).await.map_err(|e| e.to_string())?;
+    let body = to_bytes(body, super::http::API_BODY_LIMIT)
+        .await
+        .map_err(|_| Forward::TooBig)?;
     let mut out = api
         .http
         .request(
@@ -81,10 +102,19 @@ async fn forward(
             out = out.header(name, v);
         }
     }
-    let resp = out.send().await.map_err(|e| e.to_string())?;
+    let mut resp = out.send().await?;
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
-    let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if bytes.len() + chunk.len() > MAX_ANSWER {
+            return Err(Forward::Failed(format!(
+                "the leader's answer is over {} MiB",
+                MAX_ANSWER >> 20
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
     let mut r = Response::new(Body::from(bytes));
     *r.status_mut() = status;
     if let Some(ct) = content_type {

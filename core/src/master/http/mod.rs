@@ -41,7 +41,7 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
 
 /// The largest request body the API reads: task files with their plugin modules (each at
 /// most 1 MiB, base64) fit; nothing bigger is read into memory.
-const API_BODY_LIMIT: usize = 8 * 1024 * 1024;
+pub(super) const API_BODY_LIMIT: usize = 8 * 1024 * 1024;
 
 fn filter(verb: Verb) -> MethodFilter {
     match verb {
