@@ -94,7 +94,9 @@ pub async fn current_position(conn: &mut Conn, flavor: Flavor, addr: &str) -> Re
 /// The GTID set executed up to `name:pos` (a transaction boundary): MariaDB's
 /// `BINLOG_GTID_POS`; MySQL has no such function (`gtid_executed` is the set now, not at an
 /// earlier position), so the file is read up to `pos` (`mysql_gtid`). `None` when the server
-/// cannot tell (a MySQL file without Previous_gtids, written before 5.6).
+/// cannot tell (a MySQL file without Previous_gtids, written before 5.6) or the file cannot be
+/// read (a user without REPLICATION SLAVE, a purged file): positions then go by file and
+/// offset, as they did before the set was read.
 pub async fn gtid_at(
     conn: &mut Conn,
     flavor: Flavor,
@@ -103,7 +105,14 @@ pub async fn gtid_at(
     pos: u64,
 ) -> Result<Option<GtidSet>> {
     if flavor == Flavor::Mysql {
-        return mysql_gtid::at(conn, addr, name, pos).await;
+        return Ok(match mysql_gtid::at(conn, addr, name, pos).await {
+            Ok(set) => set,
+            Err(e) => {
+                tracing::warn!(source = %addr, at = %format!("{name}:{pos}"), error = %e,
+                    "the GTID set at this position cannot be read from the source's binlog: positions go by file and offset");
+                None
+            }
+        });
     }
     let text: Option<String> = conn
         .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (name, pos))
