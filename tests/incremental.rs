@@ -554,6 +554,28 @@ async fn a_run_killed_while_it_replays_keeps_the_high_water_of_the_run_before() 
     assert_same(&src, &dst, &["w"]).await;
 }
 
+/// After a lost connection a worker learns whether its COMMIT made it from the seq stored
+/// with it: equal to its own only if it did. A run whose clock is behind the previous run's
+/// (an NTP step, a restore) must not reuse a number that run stored, or a failed commit would
+/// pass for done: each run's seq starts above the stored one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workers_seq_stays_above_what_an_earlier_run_stored() {
+    let (src, dst, mut dm) = writer_setup("sq", &["worker-count: 1"]).await;
+    src.exec("UPDATE w.t SET v = 1 WHERE id = 1").await;
+    wait_caught_up(&dm, "sq", &src).await;
+    dm.kill9();
+    // As if the previous run's clock had been far ahead of this one's.
+    let ahead: u64 = 4_000_000_000_000_000;
+    dst.exec(&format!("UPDATE dm_meta.sq_high_water SET seq = {ahead}"))
+        .await;
+    dm.restart();
+    src.exec("UPDATE w.t SET v = 2 WHERE id = 1").await;
+    wait_caught_up(&dm, "sq", &src).await;
+    let (seq, _, _) = high_water(&dst, "sq").await.expect("a high water");
+    assert!(seq > ahead, "seq {seq} is not above the stored {ahead}");
+    assert_same(&src, &dst, &["w"]).await;
+}
+
 /// TiDB DM's `syncers.safe-mode: true`: every change applies in safe mode, so an insert of a
 /// key the target already holds (a "load a dump, replicate from a slightly earlier position"
 /// workflow) replaces it instead of pausing on a duplicate key; a TiDB DM task file with its

@@ -55,6 +55,8 @@ pub struct ApplyWorker {
     first: Option<BinlogPos>,
     high_water: Option<BinlogPos>,
     seq: u64,
+    /// `seq` was raised above what the previous run stored (see `commit`).
+    seq_above_stored: bool,
     /// The user lock this worker holds (see `lock_name`).
     lock: String,
     /// The highest high water of earlier runs: changes up to it may be applied already. A
@@ -152,8 +154,10 @@ impl ApplyWorker {
             batch: Batch::default(),
             first: None,
             high_water: None,
-            // Unique across restarts without reading the old value.
+            // Raised above the stored value at the first commit (a clock set back must not
+            // give a number the previous run used).
             seq: crate::status::now_micros(),
+            seq_above_stored: false,
             lock,
             floor: None,
             precise_until: None,
@@ -236,6 +240,14 @@ impl ApplyWorker {
         let first = self.first.take().unwrap_or_else(|| high_water.clone());
         let rows = self.batch.rows as u64;
         let stmts = self.batch.take_sql();
+        // After a lost connection the stored seq tells whether the COMMIT made it: equal to
+        // ours only if it did, so ours is above anything an earlier run stored.
+        if !self.seq_above_stored {
+            if let Some(stored) = self.stored_seq().await? {
+                self.seq = self.seq.max(stored);
+            }
+            self.seq_above_stored = true;
+        }
         self.seq += 1;
         // Room for every statement, its separator and the frame: a big batch is not copied again.
         let mut text = String::with_capacity(stmts.bytes + 2 * stmts.stmts.len() + 1024);
@@ -292,6 +304,12 @@ impl ApplyWorker {
     /// After a failure: whether the last transaction committed anyway (the connection broke
     /// after the COMMIT reached the server). Reconnects when the connection is gone.
     async fn committed(&mut self) -> Result<bool> {
+        Ok(self.stored_seq().await? == Some(self.seq))
+    }
+
+    /// The seq this worker's row in the high-water table holds. Reconnects when the
+    /// connection is gone.
+    async fn stored_seq(&mut self) -> Result<Option<u64>> {
         let addr = self.addr();
         let sql = format!(
             "SELECT seq FROM {} WHERE source_id = ? AND worker = ?",
@@ -314,7 +332,7 @@ impl ApplyWorker {
                     .map_err(|e| Error::db(DbRole::Target, &addr, e))?
             }
         };
-        Ok(seq == Some(self.seq))
+        Ok(seq)
     }
 
     async fn reclaim_lock(&mut self, addr: &str) -> Result<()> {
