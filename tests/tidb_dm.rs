@@ -63,6 +63,17 @@ async fn change_after_the_dump(src: &MariaDb) {
     .await;
 }
 
+/// Starts task `inc`, incremental on `s` from `at` (`file:pos`, a task's `meta`).
+fn start_incremental_at(dm: &Dm, dst: &MariaDb, at: &str) {
+    let (name, pos) = at.split_once(':').unwrap();
+    let yaml = task_yaml("inc", "incremental", "src1", dst, &["s"]).replace(
+        "    block-allow-list: sel\n",
+        &format!("    block-allow-list: sel\n    meta:\n      binlog-name: {name}\n      binlog-pos: {pos}\n"),
+    );
+    let tf = dm.file("task.yaml", &yaml);
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+}
+
 /// "Load a dump, then replicate from a slightly earlier position": an incremental task from
 /// `meta` replays changes the dump already holds (inserts of rows the target has) without
 /// pausing on a duplicate key, and ends equal.
@@ -72,15 +83,9 @@ async fn an_incremental_task_from_an_earlier_position_replays_what_the_dump_hold
     let dst = MariaDb::start(2);
     dump_into(&src, &dst);
     change_after_the_dump(&src).await;
-    let (name, pos) = at.split_once(':').unwrap();
     let dm = Dm::start();
     dm.create_source("src1", &src);
-    let yaml = task_yaml("inc", "incremental", "src1", &dst, &["s"]).replace(
-        "    block-allow-list: sel\n",
-        &format!("    block-allow-list: sel\n    meta:\n      binlog-name: {name}\n      binlog-pos: {pos}\n"),
-    );
-    let tf = dm.file("task.yaml", &yaml);
-    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    start_incremental_at(&dm, &dst, &at);
     wait_caught_up(&dm, "inc", &src).await;
     let st = dm.subtask("inc").unwrap();
     assert_eq!(st["stage"], "running", "{st}");
@@ -891,15 +896,9 @@ async fn a_start_by_file_and_position_resumes_by_a_whole_gtid_set() {
     // After the start, domain 0 only: the reader never sees domain 1.
     src.exec("UPDATE s.t SET v = 'new' WHERE id IN (1, 2); DELETE FROM s.t WHERE id = 3")
         .await;
-    let (name, pos) = at.split_once(':').unwrap();
     let mut dm = Dm::start();
     dm.create_source("src1", &src);
-    let yaml = task_yaml("inc", "incremental", "src1", &dst, &["s"]).replace(
-        "    block-allow-list: sel\n",
-        &format!("    block-allow-list: sel\n    meta:\n      binlog-name: {name}\n      binlog-pos: {pos}\n"),
-    );
-    let tf = dm.file("task.yaml", &yaml);
-    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    start_incremental_at(&dm, &dst, &at);
     wait_caught_up(&dm, "inc", &src).await;
     assert_same(&src, &dst, &["s"]).await;
     let gtid = dm.subtask("inc").unwrap()["position"].to_string();

@@ -175,28 +175,8 @@ fn default_worker_data_dir() -> std::path::PathBuf {
 /// A lease's TTL: whole seconds, 1 to a day (a timer is set from it; a negative or huge
 /// value would overflow it). Refused in the visitor, so that the error has the value's line.
 fn ttl_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    use serde::de::{Error, Unexpected, Visitor};
-    struct Ttl;
-    impl Visitor<'_> for Ttl {
-        type Value = i64;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a TTL of 1 to 86400 seconds")
-        }
-        fn visit_i64<E: Error>(self, v: i64) -> Result<i64, E> {
-            if (1..=86_400).contains(&v) {
-                Ok(v)
-            } else {
-                Err(E::invalid_value(Unexpected::Signed(v), &self))
-            }
-        }
-        fn visit_u64<E: Error>(self, v: u64) -> Result<i64, E> {
-            match i64::try_from(v) {
-                Ok(v) => self.visit_i64(v),
-                Err(_) => Err(E::invalid_value(Unexpected::Unsigned(v), &self)),
-            }
-        }
-    }
-    d.deserialize_i64(Ttl)
+    let v = d.deserialize_i64(super::Bounded(1, 86_400, "a TTL of 1 to 86400 seconds"))?;
+    Ok(v as i64)
 }
 
 fn default_election_ttl() -> i64 {

@@ -38,6 +38,30 @@ use crate::error::{Error, Result};
 use serde::de::DeserializeOwned;
 use std::path::Path;
 
+/// A whole number from `.0` to `.1` (`.2` says so in the error) for `deserialize_with`: refused
+/// in the visitor, so that the error has the value's line.
+pub(crate) struct Bounded(pub u64, pub u64, pub &'static str);
+
+impl serde::de::Visitor<'_> for Bounded {
+    type Value = u64;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.2)
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+        if (self.0..=self.1).contains(&v) {
+            Ok(v)
+        } else {
+            Err(E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+        }
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
+        match u64::try_from(v) {
+            Ok(v) => self.visit_u64(v),
+            Err(_) => Err(E::invalid_value(serde::de::Unexpected::Signed(v), &self)),
+        }
+    }
+}
+
 /// Reads and parses a YAML file; errors name the file, line, column and field.
 pub fn load_file<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::Config {

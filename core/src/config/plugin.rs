@@ -23,34 +23,11 @@ pub struct PluginSpec {
 }
 
 fn timeout_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    d.deserialize_u64(Bounded(1, 60_000, "a timeout of 1 to 60000 ms"))
+    d.deserialize_u64(super::Bounded(1, 60_000, "a timeout of 1 to 60000 ms"))
 }
 
 fn memory_mib<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    d.deserialize_u64(Bounded(1, 4096, "1 to 4096 MiB"))
-}
-
-/// A whole number from `.0` to `.1`, refused in the visitor so that the error has its line.
-struct Bounded(u64, u64, &'static str);
-
-impl serde::de::Visitor<'_> for Bounded {
-    type Value = u64;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str(self.2)
-    }
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
-        if (self.0..=self.1).contains(&v) {
-            Ok(v)
-        } else {
-            Err(E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
-        }
-    }
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
-        match u64::try_from(v) {
-            Ok(v) => self.visit_u64(v),
-            Err(_) => Err(E::invalid_value(serde::de::Unexpected::Signed(v), &self)),
-        }
-    }
+    d.deserialize_u64(super::Bounded(1, 4096, "1 to 4096 MiB"))
 }
 
 fn default_timeout_ms() -> u64 {
