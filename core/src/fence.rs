@@ -7,12 +7,62 @@
 //! that was frozen (SIGSTOP, a long GC-like stall, a partition) never writes once it wakes up.
 //! A worker that gets a new lease after losing one opens a new epoch: subtasks started under
 //! the old lease stay fenced off for good (`pinned`), whatever happens to the new one.
-//! Standalone has no lease: its fence never closes.
+//! Standalone has no lease: its fence never closes. Time is read from CLOCK_BOOTTIME
+//! (`BootInstant`), which counts a suspend of the host, as etcd's clock does.
 
 use crate::error::{Error, Result};
+use std::ops::{Add, Sub};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// A point in time on CLOCK_BOOTTIME. `Instant` (CLOCK_MONOTONIC) stops while the host is
+/// suspended, and etcd's lease does not: after a resume a fence measured with `Instant`
+/// would stay open for as long as the host slept, with the source already given to
+/// another worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BootInstant(Duration);
+
+impl BootInstant {
+    pub fn now() -> Self {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        #[cfg(target_os = "linux")]
+        let clock = libc::CLOCK_BOOTTIME;
+        #[cfg(not(target_os = "linux"))]
+        let clock = libc::CLOCK_MONOTONIC;
+        // SAFETY: clock_gettime only writes the timespec it is given.
+        if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+            // Cannot happen on Linux; were it to, the far future closes every fence.
+            return BootInstant(Duration::MAX / 2);
+        }
+        BootInstant(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        Self::now().saturating_duration_since(*self)
+    }
+
+    pub fn saturating_duration_since(&self, earlier: BootInstant) -> Duration {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+impl Add<Duration> for BootInstant {
+    type Output = BootInstant;
+    fn add(self, d: Duration) -> BootInstant {
+        BootInstant(self.0.saturating_add(d))
+    }
+}
+
+impl Sub<Duration> for BootInstant {
+    type Output = BootInstant;
+    fn sub(self, d: Duration) -> BootInstant {
+        BootInstant(self.0.saturating_sub(d))
+    }
+}
 
 #[derive(Clone)]
 pub struct Fence {
@@ -22,7 +72,7 @@ pub struct Fence {
 }
 
 struct Inner {
-    base: Instant,
+    base: BootInstant,
     /// Milliseconds after `base` until which writing is allowed; `u64::MAX`: always.
     valid_until: AtomicU64,
     /// Grows with each new lease.
@@ -43,7 +93,7 @@ impl Fence {
     fn with(ms: u64) -> Self {
         Fence {
             inner: Arc::new(Inner {
-                base: Instant::now(),
+                base: BootInstant::now(),
                 valid_until: AtomicU64::new(ms),
                 epoch: AtomicU64::new(0),
             }),
@@ -60,13 +110,13 @@ impl Fence {
     }
 
     /// A new lease, valid until `at`: handles pinned to earlier leases stay closed.
-    pub fn new_lease(&self, at: Instant) {
+    pub fn new_lease(&self, at: BootInstant) {
         self.inner.epoch.fetch_add(1, Ordering::SeqCst);
         self.extend_until(at);
     }
 
     /// The current lease was renewed: writing is allowed until `at`.
-    pub fn extend_until(&self, at: Instant) {
+    pub fn extend_until(&self, at: BootInstant) {
         let ms = at.saturating_duration_since(self.inner.base).as_millis() as u64;
         self.inner.valid_until.store(ms, Ordering::SeqCst);
     }
@@ -115,15 +165,34 @@ mod tests {
     fn closes_when_the_lease_runs_out() {
         let f = Fence::closed();
         assert!(f.check().is_err());
-        f.new_lease(Instant::now() + Duration::from_millis(50));
+        f.new_lease(BootInstant::now() + Duration::from_millis(50));
         let sub = f.pinned();
         assert!(f.is_open() && sub.is_open());
         std::thread::sleep(Duration::from_millis(80));
         assert!(!f.is_open() && !sub.is_open());
         // A new lease opens the worker's fence, not the old subtask's.
-        f.new_lease(Instant::now() + Duration::from_secs(5));
+        f.new_lease(BootInstant::now() + Duration::from_secs(5));
         assert!(f.is_open() && !sub.is_open());
         assert!(f.pinned().is_open());
         assert!(Fence::open().pinned().is_open());
+    }
+
+    /// The fence's clock is the one `/proc/uptime` reads (CLOCK_BOOTTIME), which keeps
+    /// counting while the host is suspended. (On a host never suspended CLOCK_MONOTONIC reads
+    /// the same: this proves the clock's origin, not the suspend itself.)
+    #[test]
+    fn the_clock_counts_from_boot() {
+        let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let now = BootInstant::now().0.as_secs_f64();
+        assert!(
+            (now - uptime).abs() < 1.0,
+            "boot clock {now} s, uptime {uptime} s"
+        );
     }
 }

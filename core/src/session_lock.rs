@@ -20,14 +20,26 @@ pub const LINKED_WORKER: usize = 1_000_002;
 /// runs: a restarted task waits until the old worker's session is gone before it reads the
 /// high waters. The hash is fixed (SHA-256), so every build and worker agrees on the name.
 pub fn lock_name(task_meta: &MetaTables, source_id: &str, worker: usize) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::new()
-        .chain_update(task_meta.high_water.as_bytes())
-        .chain_update([0u8])
-        .chain_update(source_id.as_bytes())
-        .finalize();
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = stable_hash(&[task_meta.high_water.as_bytes(), source_id.as_bytes()]);
     format!("dm-apply-{hex}-{worker}")
+}
+
+/// 16 hex digits of the SHA-256 of `parts` joined by NULs: the same in every build,
+/// unlike std's `DefaultHasher`, whose algorithm may change between Rust releases. Lock names
+/// built from it agree between workers built apart (a rolling upgrade).
+pub fn stable_hash(parts: &[&[u8]]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            h.update([0u8]);
+        }
+        h.update(p);
+    }
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Takes the user lock `name` on `conn`. A session of an earlier run that still holds it (a
@@ -125,4 +137,18 @@ pub async fn end_holders(conn: &mut Conn, addr: &str, names: &[String]) -> Resul
         let _ = conn.query_drop(format!("KILL CONNECTION {id}")).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names are part of the protocol between runs of dm (a new version takes over the
+    /// sessions of an old one): they must never change.
+    #[test]
+    fn lock_names_are_fixed() {
+        let meta = MetaTables::new("dm_meta", "t");
+        assert_eq!(lock_name(&meta, "s1", 3), "dm-apply-8f3e811e7c3ffa43-3");
+        assert_eq!(stable_hash(&[b"db", b"tbl"]), "2b098ebde68963de");
+    }
 }

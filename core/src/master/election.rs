@@ -6,11 +6,12 @@
 
 use super::scheduler;
 use crate::abort_on_drop::AbortOnDrop;
+use crate::fence::BootInstant;
 pub use crate::meta::MemberInfo;
 use crate::meta::{self, keys, MetaStore};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct Membership {
     pub me: MemberInfo,
@@ -59,7 +60,7 @@ impl Membership {
             tracing::warn!(error = %e, "cannot register this master");
         }
         loop {
-            let granted_at = Instant::now();
+            let granted_at = BootInstant::now();
             let lease = match store.grant_lease(self.ttl).await {
                 Ok(l) => l,
                 Err(e) => {
@@ -83,16 +84,16 @@ impl Membership {
     }
 
     /// Renews `lease` and campaigns with it until it may have run out.
-    async fn hold(&self, lease: i64, mut valid_until: Instant) {
+    async fn hold(&self, lease: i64, mut valid_until: BootInstant) {
         let store = self.store.as_ref();
         let renew_every = Duration::from_millis((self.ttl as u64 * 1000) / 3);
-        let mut renewed = Instant::now();
+        let mut renewed = BootInstant::now();
         // The leader's work: binding sources, coordinating shard DDLs.
         let mut _scheduler: Option<[AbortOnDrop<()>; 3]> = None;
         loop {
             tokio::time::sleep(POLL).await;
             if renewed.elapsed() >= renew_every {
-                let sent = Instant::now();
+                let sent = BootInstant::now();
                 // As long as the lease allows: etcd answers once it has a leader again.
                 let wait = valid_until.saturating_duration_since(sent + POLL);
                 match store.keep_alive(lease, wait).await {
@@ -117,7 +118,7 @@ impl Membership {
                 }
             }
             // Step down a little before the lease may end, so two leaders never overlap.
-            if Instant::now() + POLL >= valid_until {
+            if BootInstant::now() + POLL >= valid_until {
                 return;
             }
             let evicted = matches!(store.get(&keys::evict(&self.me.name)).await, Ok(Some(_)));

@@ -390,12 +390,13 @@ impl FullPhase {
         r: &Routed,
     ) -> Result<()> {
         // Shards of several sources (and copiers) may get here at once: one at a time.
-        let lock = format!("dm-create-{:016x}", {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            r.target.hash(&mut h);
-            h.finish()
-        });
+        let lock = format!(
+            "dm-create-{}",
+            crate::session_lock::stable_hash(&[
+                r.target.schema.as_bytes(),
+                r.target.table.as_bytes()
+            ])
+        );
         let te = self.tgt_err();
         tgt.exec_drop("DO GET_LOCK(?, 120)", (&lock,))
             .await

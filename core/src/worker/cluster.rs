@@ -7,7 +7,7 @@ use crate::api::types::EtcdDiscovery;
 use crate::api_tls::read_pem;
 use crate::config::WorkerConfig;
 use crate::error::Result;
-use crate::fence::Fence;
+use crate::fence::{BootInstant, Fence};
 use crate::meta::MemberInfo;
 use crate::meta::{self, keys, EtcdStore, MetaStore};
 use std::sync::Arc;
@@ -142,7 +142,7 @@ async fn discover_etcd(masters: &[String], api: &crate::api_tls::ApiClient) -> E
 }
 
 /// A lease and when it was asked for.
-type Lease = (i64, Instant);
+type Lease = (i64, BootInstant);
 
 /// Creates `/dm/alive/worker/<name>` under a new lease, waiting up to twice the TTL for a
 /// lease of an earlier run of this worker to run out; refuses a name another live worker
@@ -166,7 +166,7 @@ async fn register(store: &dyn MetaStore, name: &str, ttl: i64) -> Result<Lease> 
 
 /// One try: `None` when another lease holds the name.
 async fn try_register(store: &dyn MetaStore, name: &str, ttl: i64) -> Result<Option<Lease>> {
-    let granted_at = Instant::now();
+    let granted_at = BootInstant::now();
     let lease = store.grant_lease(ttl).await?;
     let key = keys::alive_worker(name);
     if store
@@ -216,7 +216,7 @@ async fn keep_lease(
         let mut pause = renew_every;
         loop {
             tokio::time::sleep(pause).await;
-            let sent = Instant::now();
+            let sent = BootInstant::now();
             match store.keep_alive(lease, fence.remaining()).await {
                 Ok(left) if left > 0 => {
                     fence.extend_until(sent + Duration::from_secs(left as u64) - MARGIN);
