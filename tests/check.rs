@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_precheck_fails_on_a_server_that_breaks_it() {
@@ -105,26 +106,21 @@ purge:
         &task_yaml("ck3", "all", "relayed", &dst, &["q"]),
     );
     let mut finding = serde_json::Value::Null;
-    wait_for(
-        "the relay's disk report",
-        std::time::Duration::from_secs(20),
-        || {
-            let (_, out) = dm.ctl(&["--output", "json", "check-task", tf.to_str().unwrap()]);
-            let all: serde_json::Value =
-                serde_json::from_str(&out[..out.rfind(']').map_or(0, |i| i + 1)])
-                    .unwrap_or_default();
-            finding = all
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|f| f["check"] == "relay disk")
-                .cloned()
-                .unwrap_or_default();
-            finding["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("GiB free"))
-        },
-    )
+    wait_for("the relay's disk report", Duration::from_secs(20), || {
+        let (_, out) = dm.ctl(&["--output", "json", "check-task", tf.to_str().unwrap()]);
+        let all: serde_json::Value =
+            serde_json::from_str(&out[..out.rfind(']').map_or(0, |i| i + 1)]).unwrap_or_default();
+        finding = all
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|f| f["check"] == "relay disk")
+            .cloned()
+            .unwrap_or_default();
+        finding["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("GiB free"))
+    })
     .await;
     assert_eq!(finding["level"], "warn", "{finding}");
     assert!(
@@ -181,4 +177,121 @@ async fn table_models_read_in_bulk_equal_those_read_one_by_one() {
     let composite = bulk.iter().find(|t| t.name.table == "composite").unwrap();
     assert_eq!(composite.primary_key, ["y", "x"]);
     assert_eq!(composite.unique_keys.len(), 2, "{composite:?}");
+}
+
+/// The source's binlog expiry against a paused task: check-task, query-status and `/metrics`
+/// say when the source may purge the file the task resumes from, then that it is gone; the
+/// fix they name (a new full copy with `--remove-meta`) brings the target equal again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_task_is_told_before_and_after_the_source_purges_its_binlog() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "SET GLOBAL binlog_expire_logs_seconds = 7200;
+         CREATE DATABASE r; CREATE TABLE r.t (id INT PRIMARY KEY, v INT);
+         INSERT INTO r.t VALUES (1, 1), (2, 2);",
+    )
+    .await;
+    let dm = Dm::start_with_failpoints("retention-every=300");
+    dm.create_source("src1", &src);
+    let tf = dm.file("task.yaml", &task_yaml("rt", "all", "src1", &dst, &["r"]));
+    let check = |level: &str| -> serde_json::Value {
+        let (_, out) = dm.ctl(&["--output", "json", "check-task", tf.to_str().unwrap()]);
+        let all: serde_json::Value =
+            serde_json::from_str(&out[..out.rfind(']').map_or(0, |i| i + 1)]).unwrap_or_default();
+        let f = all
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|f| f["check"] == "binlog retention")
+            .cloned()
+            .unwrap_or_else(|| panic!("no binlog retention finding: {out}"));
+        assert_eq!(f["level"], level, "{f}");
+        f
+    };
+    // A new task: an expiry of 2 h is short for a full phase.
+    let new = check("warn");
+    assert!(new["message"].as_str().unwrap().contains("7200 s"), "{new}");
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    src.exec("INSERT INTO r.t VALUES (3, 3)").await;
+    wait_caught_up(&dm, "rt", &src).await;
+    assert_same(&src, &dst, &["r"]).await;
+    // Running and caught up: it resumes from the file being written, which stays.
+    let resumes = check("ok");
+    assert!(
+        resumes["message"]
+            .as_str()
+            .unwrap()
+            .contains("the source keeps it"),
+        "{resumes}"
+    );
+    let needed = src.master_pos().await;
+    let needed = needed.split(':').next().unwrap().to_string();
+
+    dm.ctl_ok(&["pause-task", "rt"]);
+    src.exec("INSERT INTO r.t VALUES (4, 4); FLUSH BINARY LOGS; INSERT INTO r.t VALUES (5, 5); FLUSH BINARY LOGS")
+        .await;
+    let mut sub = serde_json::Value::Null;
+    wait_for(
+        "the paused task's retention warning",
+        Duration::from_secs(30),
+        || {
+            sub = subtask_of(&dm, "rt", "src1").unwrap_or_default();
+            sub["warnings"].as_array().into_iter().flatten().any(|w| {
+                w.as_str()
+                    .is_some_and(|w| w.starts_with("paused: the source may purge binlog file"))
+            })
+        },
+    )
+    .await;
+    let r = &sub["binlog_retention"];
+    assert_eq!(r["needed"], needed.as_str(), "{sub}");
+    let left = r["purge_in_seconds"].as_u64().unwrap();
+    assert!(left > 0 && left <= 7200, "{sub}");
+    let soon = check("warn");
+    assert!(
+        soon["message"].as_str().unwrap().contains(&needed),
+        "{soon}"
+    );
+    let metrics = metrics_of(&dm.addr).await;
+    assert!(
+        metrics.contains("dm_binlog_purge_in_seconds{task=\"rt\",source=\"src1\"}")
+            && metrics.contains("dm_binlog_needed_purged{task=\"rt\",source=\"src1\"} 0"),
+        "{metrics}"
+    );
+
+    // The source purges it: the task cannot resume, and everything says so with the fix.
+    let current = src.master_pos().await;
+    let current = current.split(':').next().unwrap();
+    src.exec(&format!("PURGE BINARY LOGS TO '{current}'")).await;
+    wait_for("the purged report", Duration::from_secs(30), || {
+        sub = subtask_of(&dm, "rt", "src1").unwrap_or_default();
+        sub["binlog_retention"]["purged"] == true
+    })
+    .await;
+    let said = sub["warnings"].to_string();
+    assert!(
+        said.contains(&format!("no longer has binlog file {needed}"))
+            && said.contains("--remove-meta")
+            && !said.contains("paused: the source may purge"),
+        "{sub}"
+    );
+    let gone = check("fail");
+    assert!(
+        gone["fix"].as_str().unwrap().contains("--remove-meta"),
+        "{gone}"
+    );
+    let metrics = metrics_of(&dm.addr).await;
+    assert!(
+        metrics.contains("dm_binlog_needed_purged{task=\"rt\",source=\"src1\"} 1"),
+        "{metrics}"
+    );
+    dm.ctl_ok(&["resume-task", "rt"]);
+    let err = wait_paused(&dm, "rt").await;
+    assert_eq!(err["code"], "DM-BINLOG-5001", "{err}");
+
+    // The fix named: a new full copy.
+    dm.ctl_ok(&["stop-task", "rt"]);
+    dm.ctl_ok(&["start-task", "--remove-meta", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "rt", &src).await;
+    assert_same(&src, &dst, &["r"]).await;
 }

@@ -144,11 +144,12 @@ pub fn relay_space(src: &SourceConfig, status: Option<&RelayStatus>) -> Option<F
     })
 }
 
-pub async fn check_task(task: &TaskConfig, sources: &[SourceConfig]) -> Vec<Finding> {
+/// `fresh`: the task starts anew (`--remove-meta`), not from checkpoints it has.
+pub async fn check_task(task: &TaskConfig, sources: &[SourceConfig], fresh: bool) -> Vec<Finding> {
     let mut out = Vec::new();
     // A source of binlog files has no server to check.
     for src in sources.iter().filter(|s| s.binlog_dir.is_none()) {
-        check_source(task, src, &mut out).await;
+        check_source(task, src, fresh, &mut out).await;
     }
     let subject = format!("target {}", task.target_database.addr());
     match crate::db::connect(&task.target_database, DbRole::Target).await {
@@ -279,7 +280,7 @@ async fn online_ddl_tables(
     }
 }
 
-async fn check_source(task: &TaskConfig, src: &SourceConfig, out: &mut Vec<Finding>) {
+async fn check_source(task: &TaskConfig, src: &SourceConfig, fresh: bool, out: &mut Vec<Finding>) {
     let subject = format!("source {}", src.source_id);
     let mut conn = match crate::db::connect(&src.from, DbRole::Source).await {
         Ok(c) => c,
@@ -396,6 +397,7 @@ async fn check_source(task: &TaskConfig, src: &SourceConfig, out: &mut Vec<Findi
             "add a primary key (or a NOT NULL unique key) to these tables",
         ));
     }
+    binlog_retention(task, src, fresh, &subject, &mut conn, out).await;
     cascading_foreign_keys(&subject, &mut conn, &filter, task.foreign_key_checks, out).await;
     online_ddl_tables(&subject, &mut conn, &filter, out).await;
     check_target_tables(task, src, &mut conn, &tables, out).await;
@@ -412,6 +414,119 @@ async fn check_source(task: &TaskConfig, src: &SourceConfig, out: &mut Vec<Findi
             "fine for small tables; for big ones add an integer or string primary key",
         ));
     }
+}
+
+/// Whether the source still has the binlog the task resumes from (its checkpoint in the
+/// target, or `meta`), and for how long; for a new task, whether the source keeps binlog
+/// long enough for a full phase (its incremental phase starts where the full phase did).
+async fn binlog_retention(
+    task: &TaskConfig,
+    src: &SourceConfig,
+    fresh: bool,
+    subject: &str,
+    conn: &mut mysql_async::Conn,
+    out: &mut Vec<Finding>,
+) {
+    use crate::upstream::retention::{assess, expire_seconds};
+    const CHECK: &str = "binlog retention";
+    let addr = src.from.addr();
+    let id = src.source_id.as_str();
+    let target = match fresh {
+        true => None,
+        false => crate::db::connect(&task.target_database, DbRole::Target)
+            .await
+            .ok(),
+    };
+    let mut needed = match target {
+        Some(mut tgt) => {
+            let meta = crate::checkpoint::MetaTables::new(&task.meta_schema, &task.name);
+            let lane = crate::sync::join::lane_id(id);
+            // No meta tables yet: a new task.
+            meta.needed_binlog(&mut tgt, &task.target_database.addr(), &[id, &lane])
+                .await
+                .ok()
+                .flatten()
+                .map(|p| (p.name, "its checkpoint"))
+        }
+        None => None,
+    };
+    if needed.is_none() && task.task_mode == crate::config::TaskMode::Incremental {
+        needed = task
+            .instance(id)
+            .and_then(|i| i.meta.as_ref())
+            .and_then(|m| m.binlog_name.clone())
+            .map(|name| (name, "its meta"));
+    }
+    let Some((needed, from)) = needed else {
+        if !task.task_mode.has_full() || !task.task_mode.has_incremental() {
+            return;
+        }
+        let Ok(expire) = expire_seconds(conn, &addr).await else {
+            return;
+        };
+        let short = expire > 0 && expire < 86400 && !src.enable_relay;
+        let keeps = if expire == 0 {
+            "the source never purges its binlog by age".to_string()
+        } else {
+            format!("the source purges binlog older than {expire} s")
+        };
+        out.push(if short {
+            finding(
+                subject,
+                CHECK,
+                Level::Warn,
+                format!("{keeps}: the incremental phase starts where the full phase did, so a full phase longer than that cannot go on"),
+                "raise binlog_expire_logs_seconds on the source for the migration, or set enable-relay in the source file",
+            )
+        } else {
+            finding(subject, CHECK, Level::Ok, keeps, "")
+        });
+        return;
+    };
+    let flavor = match src.flavor {
+        Some(f) => f,
+        None => match crate::upstream::detect_flavor(conn, &addr).await {
+            Ok(f) => f,
+            Err(_) => return,
+        },
+    };
+    let report = match assess(conn, flavor, &addr, &needed).await {
+        Ok(r) => r,
+        Err(e) => {
+            out.push(finding(
+                subject,
+                CHECK,
+                Level::Warn,
+                format!("cannot tell whether the source keeps binlog file {needed}: {e}"),
+                &e.hint(),
+            ));
+            return;
+        }
+    };
+    let resumes = format!("the task resumes from binlog file {needed} ({from})");
+    out.push(match report.warning(false, None) {
+        Some(_) if report.purged => finding(
+            subject,
+            CHECK,
+            Level::Fail,
+            format!("{resumes}, which the source no longer has (its oldest is {})", report.oldest),
+            "start the task again with a new full copy (stop-task, then start-task --remove-meta with task-mode all), or restore the file on the source",
+        ),
+        Some(w) => finding(subject, CHECK, Level::Warn, w, "resume the task soon, or raise binlog_expire_logs_seconds on the source"),
+        None => finding(
+            subject,
+            CHECK,
+            Level::Ok,
+            match report.purge_in_seconds {
+                Some(left) => format!(
+                    "{resumes}; the source keeps it for about {} more",
+                    crate::upstream::retention::human(left)
+                ),
+                None => format!("{resumes}; the source keeps it"),
+            },
+            "",
+        ),
+    });
 }
 
 /// Target tables that already exist with other columns than their source table (the full

@@ -56,3 +56,15 @@ pub fn once(name: &str) -> bool {
         false
     }
 }
+
+/// The milliseconds `DM_FAILPOINTS` gives `name` (debug builds only): a period a test
+/// shortens. `None` in release builds.
+pub fn millis(name: &str) -> Option<u64> {
+    #[cfg(debug_assertions)]
+    return configured(name);
+    #[cfg(not(debug_assertions))]
+    {
+        let _ = name;
+        None
+    }
+}

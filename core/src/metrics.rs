@@ -14,7 +14,9 @@ const SUBTASK_HELP: &str = "\
 # HELP dm_row_filter_batches_total Batches of row changes passed to the row filter plugins by the incremental phase.\n# TYPE dm_row_filter_batches_total counter\n\
 # HELP dm_apply_queue_depth Transactions and change batches read from the binlog, not yet applied.\n# TYPE dm_apply_queue_depth gauge\n\
 # HELP dm_lag_seconds Seconds between the source commit of the last applied change and now.\n# TYPE dm_lag_seconds gauge\n\
-# HELP dm_subtask_throttled 1 while the subtask is held (dm ctl throttle on, or its max-load).\n# TYPE dm_subtask_throttled gauge\n";
+# HELP dm_subtask_throttled 1 while the subtask is held (dm ctl throttle on, or its max-load).\n# TYPE dm_subtask_throttled gauge\n\
+# HELP dm_binlog_purge_in_seconds Seconds until the source may purge the binlog file a restart of the subtask reads (absent: never).\n# TYPE dm_binlog_purge_in_seconds gauge\n\
+# HELP dm_binlog_needed_purged 1 when the source no longer has the binlog file a restart of the subtask reads.\n# TYPE dm_binlog_needed_purged gauge\n";
 
 const RELAY_HELP: &str = "\
 # HELP dm_relay_running 1 while the relay log of a source pulls from it.\n# TYPE dm_relay_running gauge\n\
@@ -45,6 +47,12 @@ pub fn render(subtasks: &[SubtaskStatus], relays: &[RelayStatus]) -> String {
         );
         if let Some(lag) = s.lag_seconds {
             let _ = writeln!(out, "dm_lag_seconds{{{l}}} {lag}");
+        }
+        if let Some(r) = &s.binlog_retention {
+            let _ = writeln!(out, "dm_binlog_needed_purged{{{l}}} {}", u8::from(r.purged));
+            if let Some(left) = r.purge_in_seconds {
+                let _ = writeln!(out, "dm_binlog_purge_in_seconds{{{l}}} {left}");
+            }
         }
         if let Some(e) = &s.last_error {
             let _ = writeln!(errors, "dm_subtask_error{{{l},code=\"{}\"}} 1", e.code);

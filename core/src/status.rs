@@ -108,6 +108,10 @@ pub struct SubtaskStatus {
     /// It waits now: held by `dm ctl throttle on` or by the load check.
     #[serde(default)]
     pub throttled: bool,
+    /// How long the source keeps the binlog file a restart of this subtask reads (the
+    /// worker's watch, `worker/retention_watch.rs`); `None` until first checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog_retention: Option<crate::upstream::retention::BinlogRetention>,
 }
 
 /// An online schema change in progress on one table.

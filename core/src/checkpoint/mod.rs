@@ -654,6 +654,53 @@ impl MetaTables {
         Ok(())
     }
 
+    /// The oldest source binlog position a restart of these records (a source's, and those of
+    /// the tables joining it) reads again: each one's checkpoint or, before it has one (a full
+    /// phase under way), the oldest snapshot of its chunks copied so far. `None`: none yet.
+    pub async fn needed_binlog(
+        &self,
+        conn: &mut Conn,
+        addr: &str,
+        source_ids: &[&str],
+    ) -> Result<Option<BinlogPos>> {
+        let err = |e| Error::db(DbRole::Target, addr, e);
+        let mut oldest: Option<BinlogPos> = None;
+        for id in source_ids {
+            let checkpoint: Option<(String, u64)> = conn
+                .exec_first(
+                    format!(
+                        "SELECT binlog_name, binlog_pos FROM {} WHERE source_id = ?",
+                        self.checkpoint
+                    ),
+                    (id,),
+                )
+                .await
+                .map_err(err)?;
+            let positions: Vec<(String, u64)> = match checkpoint {
+                Some(at) => vec![at],
+                // Few rows: one per binlog file the chunks were read at.
+                None => conn
+                    .exec(
+                        format!(
+                            "SELECT binlog_name, MIN(binlog_pos) FROM {} WHERE source_id = ? \
+                             AND binlog_name IS NOT NULL GROUP BY binlog_name",
+                            self.chunk
+                        ),
+                        (id,),
+                    )
+                    .await
+                    .map_err(err)?,
+            };
+            for (name, pos) in positions {
+                let at = BinlogPos { name, pos };
+                if oldest.as_ref().is_none_or(|o| at < *o) {
+                    oldest = Some(at);
+                }
+            }
+        }
+        Ok(oldest)
+    }
+
     /// Forgets everything of a source (start-task --remove-meta).
     pub async fn remove(&self, conn: &mut Conn, addr: &str, source_id: &str) -> Result<()> {
         for t in [

@@ -24,7 +24,7 @@ pub const CHECKING_ITEMS: &[(&str, &[&str])] = &[
     ("version", &[]),
     ("binlog_db", &[]),
     ("conn_number", &[]),
-    ("meta_position", &[]),
+    ("meta_position", &["binlog retention"]),
     ("online_ddl", &["online schema change tables"]),
 ];
 

@@ -37,7 +37,7 @@ pub async fn start(m: &Master, body: FileBody) -> Result<TaskView, Error> {
     }
     let mut warnings = vec![];
     if !body.skip_precheck {
-        let (failures, warned) = precheck(m, &task, &sources).await?;
+        let (failures, warned) = precheck(m, &task, &sources, body.remove_meta).await?;
         if !failures.is_empty() {
             return Err(Error::Precheck(failures.join("; ")));
         }
@@ -83,15 +83,17 @@ fn already_running(name: &str) -> Error {
 }
 
 /// `check-task` as `start-task` runs it: (failures that stop the start, warnings), each
-/// with its fix; failures the task's `ignore-checking-items` name become warnings.
+/// with its fix; failures the task's `ignore-checking-items` name become warnings. `fresh`:
+/// the task's checkpoints are removed (`--remove-meta`), so it does not resume from them.
 async fn precheck(
     m: &Master,
     task: &TaskConfig,
     sources: &[SourceConfig],
+    fresh: bool,
 ) -> Result<(Vec<String>, Vec<String>), Error> {
     let mut failures = vec![];
     let mut warnings = vec![];
-    for f in findings_of(m, task, sources).await? {
+    for f in findings_of(m, task, sources, fresh).await? {
         let text = format!("{} {}: {} (fix: {})", f.subject, f.check, f.message, f.fix);
         match f.level {
             crate::check::Level::Fail if !crate::check::ignored(task, &f) => failures.push(text),
@@ -110,8 +112,9 @@ async fn findings_of(
     m: &Master,
     task: &TaskConfig,
     sources: &[SourceConfig],
+    fresh: bool,
 ) -> Result<Vec<Finding>, Error> {
-    let mut findings = check_task(task, sources).await;
+    let mut findings = check_task(task, sources, fresh).await;
     for src in sources {
         let status: Option<crate::upstream::relay::RelayStatus> =
             meta::get_json(m.store.as_ref(), &keys::relay_status(&src.source_id)).await?;
@@ -421,6 +424,6 @@ pub async fn check(m: &Master, body: FileBody) -> Result<Vec<Finding>, Error> {
             fix: "remove the field, or keep it: it has no effect (docs/config.md)".into(),
         })
         .collect();
-    findings.extend(findings_of(m, &task, &sources).await?);
+    findings.extend(findings_of(m, &task, &sources, false).await?);
     Ok(findings)
 }

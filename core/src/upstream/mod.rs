@@ -6,6 +6,7 @@ mod binlog_files;
 mod context;
 mod mysql_gtid;
 pub mod relay;
+pub mod retention;
 pub mod row_image;
 mod time2;
 pub mod time_search;
@@ -119,6 +120,25 @@ pub async fn gtid_at(
         .await
         .map_err(|e| Error::db(DbRole::Source, addr, e))?;
     Ok(text.and_then(|t| GtidSet::parse(flavor, &t).ok()))
+}
+
+/// A dump of binlog file `name` from its start that ends where the file ends, on a connection
+/// of its own: non-blocking and with server id 0, as `mysqlbinlog` reads a remote binlog, so
+/// that no replica of the server is disconnected by it.
+async fn dump_of_file(
+    conn: &Conn,
+    flavor: Flavor,
+    addr: &str,
+    name: &str,
+) -> Result<mysql_async::BinlogStream> {
+    let map = |e| Error::db(DbRole::Source, addr, e);
+    let mut dump = Conn::new(conn.opts().clone()).await.map_err(map)?;
+    prepare_dump(&mut dump, flavor, addr).await?;
+    let request = mysql_async::BinlogStreamRequest::new(0)
+        .with_non_blocking()
+        .with_filename(name.as_bytes())
+        .with_pos(4);
+    dump.get_binlog_stream(request).await.map_err(map)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use super::binlog::gtid_key;
 use crate::error::{DbRole, Error, Result};
 use crate::position::{Flavor, GtidSet};
 use futures_util::StreamExt;
-use mysql_async::{BinlogStreamRequest, Conn};
+use mysql_async::Conn;
 use mysql_common::binlog::events::{Event, EventData};
 
 const ROTATE: u8 = 4;
@@ -80,13 +80,7 @@ impl GtidScan {
 /// a remote binlog: no replica of the server is disconnected by it).
 pub async fn at(conn: &Conn, addr: &str, name: &str, pos: u64) -> Result<Option<GtidSet>> {
     let map = |e| Error::db(DbRole::Source, addr, e);
-    let mut dump = Conn::new(conn.opts().clone()).await.map_err(map)?;
-    super::prepare_dump(&mut dump, Flavor::Mysql, addr).await?;
-    let request = BinlogStreamRequest::new(0)
-        .with_non_blocking()
-        .with_filename(name.as_bytes())
-        .with_pos(4);
-    let mut stream = dump.get_binlog_stream(request).await.map_err(map)?;
+    let mut stream = super::dump_of_file(conn, Flavor::Mysql, addr, name).await?;
     let mut scan = GtidScan::new(pos);
     while let Some(ev) = stream.next().await {
         let ev = ev.map_err(map)?;

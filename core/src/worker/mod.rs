@@ -4,6 +4,7 @@
 
 pub mod cluster;
 mod load_check;
+mod retention_watch;
 mod stage_record;
 mod subtask;
 
@@ -135,6 +136,8 @@ pub struct Worker {
     pub metrics: Arc<Mutex<String>>,
     /// Runs the plugins tasks name.
     plugin_host: crate::hooks::Host,
+    /// How long the sources keep the binlog each subtask needs.
+    retention: Arc<retention_watch::RetentionBoard>,
 }
 
 impl Worker {
@@ -155,6 +158,7 @@ impl Worker {
             relays: BTreeMap::new(),
             metrics: Arc::default(),
             plugin_host,
+            retention: Arc::default(),
         }
     }
 
@@ -167,6 +171,9 @@ impl Worker {
                 return;
             }
         };
+        let _retention_watch = crate::abort_on_drop::AbortOnDrop(tokio::spawn(
+            retention_watch::run(self.retention.clone(), self.changed.clone()),
+        ));
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -237,6 +244,19 @@ impl Worker {
                 }
             }
         }
+        self.retention.watch(
+            desired
+                .iter()
+                .map(|(k, (task, source, _))| {
+                    let watched = retention_watch::Watched {
+                        task: task.clone(),
+                        source: source.clone(),
+                        relay: self.relays.get(&k.1).map(|r| r.relay.clone()),
+                    };
+                    (k.clone(), watched)
+                })
+                .collect(),
+        );
         let restarts = self.heal().await;
         // Stop what is no longer wanted (removed, paused, reconfigured, resumed anew).
         let stale: Vec<_> = self
@@ -488,6 +508,13 @@ impl Worker {
             .then(|| (rows_estimated.saturating_sub(rows_loaded) as f64 / rows_per_sec) as u64);
         let position = p.position();
         let queue_depth = p.queue_depth.load(Ordering::Relaxed);
+        let binlog_retention = self.retention.report(k);
+        let mut warnings = p.plugin_warnings();
+        warnings.extend(
+            binlog_retention
+                .as_ref()
+                .and_then(|r| r.warning(state.stage == Stage::Paused, eta_seconds)),
+        );
         let synced = state.stage == Stage::Running
             && p.phase() == Phase::Incremental
             && p.idle.load(Ordering::Relaxed)
@@ -517,7 +544,7 @@ impl Worker {
             safe_mode: p.safe_mode.load(Ordering::Relaxed),
             last_error: state.last_error,
             updated_at: now_secs(),
-            warnings: p.plugin_warnings(),
+            warnings,
             synced,
             master_binlog: synced.then(|| position.clone()),
             syncer_binlog: position.clone(),
@@ -526,7 +553,35 @@ impl Worker {
             online_ddl,
             throttle: p.throttle.describe(),
             throttled: p.throttle.is_held(),
+            binlog_retention,
         }
+    }
+
+    /// A subtask paused by a user runs nothing that publishes: when the watch's report of it
+    /// changes, its stored status gets the new report and warning.
+    async fn publish_paused_retention(&self) -> crate::Result<()> {
+        for k in self.retention.take_changed() {
+            if self.running.contains_key(&k) {
+                continue;
+            }
+            let key = keys::status(&k.0, &k.1);
+            let Some(mut st) = meta::get_json::<SubtaskStatus>(self.store.as_ref(), &key).await?
+            else {
+                continue;
+            };
+            let was = st.binlog_retention.take();
+            let said = was.and_then(|r| r.warning(true, None));
+            st.warnings.retain(|w| Some(w) != said.as_ref());
+            st.binlog_retention = self.retention.report(&k);
+            st.warnings.extend(
+                st.binlog_retention
+                    .as_ref()
+                    .and_then(|r| r.warning(true, None)),
+            );
+            st.updated_at = now_secs();
+            meta::put_json(self.store.as_ref(), &key, &st).await?;
+        }
+        Ok(())
     }
 
     async fn publish(&self) -> crate::Result<()> {
@@ -540,6 +595,7 @@ impl Worker {
             meta::put_json(self.store.as_ref(), &keys::status(&k.0, &k.1), &st).await?;
             subtasks.push(st);
         }
+        self.publish_paused_retention().await?;
         let mut relays = vec![];
         for (id, run) in &self.relays {
             let st = run.relay.status(&self.name);
