@@ -653,3 +653,41 @@ async fn editing_the_task_file_applies_to_the_running_task() {
         .unwrap();
     assert_eq!(target, expected);
 }
+
+/// The master watches a task file only when it holds what the caller sent: a caller that
+/// names a file it did not write (here, another task's file) gets nothing from it, and edits
+/// of it change nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_master_watches_no_file_a_caller_merely_names() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
+        .await;
+    let dm = Dm::start();
+    dm.create_source("src1", &src);
+    let other = dm.file("other.yaml", "not: the task\n");
+    let body = dm_core::api::types::FileBody {
+        file: other.display().to_string(),
+        content: task_yaml("named", "all", "src1", &dst, &["app"]),
+        remove_meta: false,
+        skip_precheck: false,
+        start_time: None,
+        plugins: Default::default(),
+    };
+    api_client(&dm.addr).start_task(&body).await.unwrap();
+    src.exec("INSERT INTO app.t VALUES (1)").await;
+    wait_caught_up(&dm, "named", &src).await;
+    // Watched, this edit would be applied (or its error shown): it is neither.
+    dm.file("other.yaml", "not: the task either\n");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, text) = dm.ctl(&["--output", "json", "query-status", "named"]);
+    assert!(
+        !text.contains("is not applied") && !text.contains("other.yaml"),
+        "{text}"
+    );
+    assert!(
+        dm.log().contains("not watching the task file"),
+        "{}",
+        dm.log()
+    );
+    assert_same(&src, &dst, &["app"]).await;
+}

@@ -35,10 +35,20 @@ impl TaskFiles {
         };
     }
 
-    /// Watches `file` (as `dm ctl` named it) for task `task`, if this process can see it.
-    pub fn watch(&self, m: &Master, task: &str, file: &str) {
+    /// Watches `file` (as `dm ctl` named it) for task `task`, if this process can see it and
+    /// it holds `content`, the text the caller sent: the master reads no file an API caller
+    /// merely names (its edits, and the errors quoting them, would come back to the caller).
+    pub fn watch(&self, m: &Master, task: &str, file: &str, content: &str) {
         let path = PathBuf::from(file);
-        if !path.is_absolute() || !path.exists() {
+        if !path.is_absolute() {
+            return;
+        }
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(content) {
+            tracing::info!(
+                task,
+                file,
+                "not watching the task file: this master sees other content there"
+            );
             return;
         }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);

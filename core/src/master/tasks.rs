@@ -68,7 +68,7 @@ pub async fn start(m: &Master, body: FileBody) -> Result<TaskView, Error> {
     }
     let stage = DesiredStage::new(Stage::Running, 1);
     meta::put_json(m.store.as_ref(), &keys::stage(&task.name), &stage).await?;
-    m.task_files.watch(m, &task.name, &body.file);
+    m.task_files.watch(m, &task.name, &body.file, &body.content);
     let compat = task.compat_warnings(&body.file, &body.content);
     let mut view = task_view(m, task).await?;
     view.warnings.extend(compat);
@@ -324,7 +324,7 @@ pub async fn verify(
 /// subtasks restart from their checkpoints with it. Sources, target and mode stay.
 pub async fn update(m: &Master, name: &str, body: FileBody) -> Result<TaskView, Error> {
     let task = apply_update(m, name, &body).await?;
-    m.task_files.watch(m, &task.name, &body.file);
+    m.task_files.watch(m, &task.name, &body.file, &body.content);
     task_view(m, task).await
 }
 
