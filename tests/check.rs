@@ -295,3 +295,97 @@ async fn a_paused_task_is_told_before_and_after_the_source_purges_its_binlog() {
     wait_caught_up(&dm, "rt", &src).await;
     assert_same(&src, &dst, &["r"]).await;
 }
+
+/// A task that resumes by GTID from a checkpoint of another server of the topology (its
+/// file names are not this server's, as after a failover) is not told its binlog is gone
+/// while the server still has the transactions after its GTID set, and it does resume; it is
+/// told once the server purged some of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_resuming_by_gtid_is_judged_by_its_gtids() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    src.exec(
+        "CREATE DATABASE g; CREATE TABLE g.t (id INT PRIMARY KEY, v INT);
+         INSERT INTO g.t VALUES (1, 1);",
+    )
+    .await;
+    let dm = Dm::start_with_failpoints("retention-every=300");
+    dm.create_source("src1", &src);
+    let tf = dm.file("task.yaml", &task_yaml("rg", "all", "src1", &dst, &["g"]));
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    src.exec("INSERT INTO g.t VALUES (2, 2)").await;
+    wait_caught_up(&dm, "rg", &src).await;
+    dm.ctl_ok(&["pause-task", "rg"]);
+    let old_set: String = dst
+        .value("SELECT binlog_gtid FROM dm_meta.rg_checkpoint")
+        .await;
+    let elsewhere = "UPDATE dm_meta.rg_checkpoint SET binlog_name = 'other-bin.000042'";
+    dst.exec(elsewhere).await;
+    let retention =
+        || subtask_of(&dm, "rg", "src1").unwrap_or_default()["binlog_retention"].clone();
+    wait_for(
+        "the report of the other server's file",
+        Duration::from_secs(30),
+        || retention()["needed"] == "other-bin.000042",
+    )
+    .await;
+    assert_eq!(retention()["purged"], false, "{}", retention());
+    // And it resumes by GTID.
+    src.exec("INSERT INTO g.t VALUES (3, 3)").await;
+    flush_binary_logs(&src).await;
+    src.exec("UPDATE g.t SET v = 9 WHERE id = 1").await;
+    dm.ctl_ok(&["resume-task", "rg"]);
+    wait_caught_up(&dm, "rg", &src).await;
+    assert_same(&src, &dst, &["g"]).await;
+
+    // The server purges transactions after the old set: now it is gone.
+    dm.ctl_ok(&["pause-task", "rg"]);
+    src.exec("INSERT INTO g.t VALUES (4, 4)").await;
+    flush_binary_logs(&src).await;
+    let current = src.master_pos().await;
+    src.exec(&format!(
+        "PURGE BINARY LOGS TO '{}'",
+        current.split(':').next().unwrap()
+    ))
+    .await;
+    dst.exec(&format!(
+        "{elsewhere}, binlog_gtid = '{}'",
+        old_set.replace('\'', "''")
+    ))
+    .await;
+    wait_for("the purged report", Duration::from_secs(30), || {
+        retention()["purged"] == true
+    })
+    .await;
+    dm.ctl_ok(&["stop-task", "rg"]);
+    dm.ctl_ok(&["start-task", "--remove-meta", tf.to_str().unwrap()]);
+    wait_caught_up(&dm, "rg", &src).await;
+    assert_same(&src, &dst, &["g"]).await;
+}
+
+/// `FLUSH BINARY LOGS`, then waits for the server's Binlog_checkpoint of the new file. The
+/// server writes it in the background, and written after the next transaction it would be the
+/// last event: dm's position stays at the transaction's end (it carries no change), and
+/// "caught up with the server's position" would never hold.
+async fn flush_binary_logs(src: &MariaDb) {
+    src.exec("FLUSH BINARY LOGS").await;
+    let pos = src.master_pos().await;
+    let file = pos.split(':').next().unwrap().to_string();
+    let mut c = src.conn().await;
+    for _ in 0..100 {
+        let events: Vec<mysql_async::Row> = mysql_async::prelude::Queryable::query(
+            &mut c,
+            format!("SHOW BINLOG EVENTS IN '{file}'"),
+        )
+        .await
+        .unwrap();
+        if events
+            .into_iter()
+            .map(text_row)
+            .any(|e| e[2] == "Binlog_checkpoint" && e[5] == file)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no Binlog_checkpoint of {file}");
+}

@@ -563,6 +563,7 @@ async fn a_workers_seq_stays_above_what_an_earlier_run_stored() {
     let (src, dst, mut dm) = writer_setup("sq", &["worker-count: 1"]).await;
     src.exec("UPDATE w.t SET v = 1 WHERE id = 1").await;
     wait_caught_up(&dm, "sq", &src).await;
+    let before = held_locks_are_recorded(&dst, "sq").await;
     dm.kill9();
     // As if the previous run's clock had been far ahead of this one's.
     let ahead: u64 = 4_000_000_000_000_000;
@@ -573,7 +574,42 @@ async fn a_workers_seq_stays_above_what_an_earlier_run_stored() {
     wait_caught_up(&dm, "sq", &src).await;
     let (seq, _, _) = high_water(&dst, "sq").await.expect("a high water");
     assert!(seq > ahead, "seq {seq} is not above the stored {ahead}");
+    // The new run's sessions are recorded in place of the old run's.
+    let after = held_locks_are_recorded(&dst, "sq").await;
+    assert!(
+        after.iter().all(|a| !before.contains(a)),
+        "{before:?} {after:?}"
+    );
     assert_same(&src, &dst, &["w"]).await;
+}
+
+/// The sessions holding the task's locks, as recorded in `<task>_sessions` (what a new owner
+/// ends on TiDB, whose IS_USED_LOCK does not name the holder): each is the session the server
+/// says holds the lock, and the dispatcher's and the apply worker's are there.
+async fn held_locks_are_recorded(dst: &MariaDb, task: &str) -> Vec<(String, u64)> {
+    let rows: Vec<(String, u64, Option<u64>)> = dst
+        .conn()
+        .await
+        .query(format!(
+            "SELECT lock_name, connection_id, IS_USED_LOCK(lock_name) FROM dm_meta.{task}_sessions"
+        ))
+        .await
+        .unwrap();
+    let held: Vec<(String, u64)> = rows
+        .iter()
+        .filter(|(_, _, holder)| holder.is_some())
+        .map(|(name, id, _)| (name.clone(), *id))
+        .collect();
+    for (name, id, holder) in &rows {
+        assert!(
+            holder.is_none() || *holder == Some(*id),
+            "{name}: recorded {id}, held by {holder:?}"
+        );
+    }
+    for worker in ["-0", "-1000000"] {
+        assert!(held.iter().any(|(n, _)| n.ends_with(worker)), "{rows:?}");
+    }
+    held
 }
 
 /// TiDB DM's `syncers.safe-mode: true`: every change applies in safe mode, so an insert of a

@@ -446,7 +446,7 @@ async fn binlog_retention(
                 .await
                 .ok()
                 .flatten()
-                .map(|p| (p.name, "its checkpoint"))
+                .map(|p| (p, "its checkpoint"))
         }
         None => None,
     };
@@ -455,7 +455,10 @@ async fn binlog_retention(
             .instance(id)
             .and_then(|i| i.meta.as_ref())
             .and_then(|m| m.binlog_name.clone())
-            .map(|name| (name, "its meta"));
+            .map(|name| {
+                let binlog = crate::position::BinlogPos { name, pos: 4 };
+                (crate::position::Position { binlog, gtid: None }, "its meta")
+            });
     }
     let Some((needed, from)) = needed else {
         if !task.task_mode.has_full() || !task.task_mode.has_incremental() {
@@ -490,20 +493,26 @@ async fn binlog_retention(
             Err(_) => return,
         },
     };
-    let report = match assess(conn, flavor, &addr, &needed).await {
+    let report = match assess(conn, flavor, &addr, &needed, src.enable_gtid).await {
         Ok(r) => r,
         Err(e) => {
             out.push(finding(
                 subject,
                 CHECK,
                 Level::Warn,
-                format!("cannot tell whether the source keeps binlog file {needed}: {e}"),
+                format!(
+                    "cannot tell whether the source keeps binlog file {}: {e}",
+                    needed.binlog.name
+                ),
                 &e.hint(),
             ));
             return;
         }
     };
-    let resumes = format!("the task resumes from binlog file {needed} ({from})");
+    let resumes = format!(
+        "the task resumes from binlog file {} ({from})",
+        needed.binlog.name
+    );
     out.push(match report.warning(false, None) {
         Some(_) if report.purged => finding(
             subject,

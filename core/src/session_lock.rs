@@ -42,38 +42,110 @@ pub fn stable_hash(parts: &[&[u8]]) -> String {
         .collect()
 }
 
-/// Takes the user lock `name` on `conn`. A session of an earlier run that still holds it (a
-/// run stopped mid-commit, or a frozen worker whose sources moved here) is killed: its open
-/// transaction commits or rolls back whole, together with its high water, and it can never
-/// commit again, since a reconnecting session must take the lock first.
-pub async fn take_lock(conn: &mut Conn, addr: &str, name: &str) -> Result<()> {
+/// A user lock of a subtask's writing session, with the table where its holder's connection
+/// id is recorded. MySQL and MariaDB tell the holder (`IS_USED_LOCK`); TiDB answers 1 for a
+/// lock another session holds ("cannot return the holder's id"), so there the recorded id
+/// is the one ended. Killing connection 1 could end some other client's session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLock {
+    pub name: String,
+    /// `<meta>.<task>_sessions`, quoted.
+    holders: String,
+}
+
+impl SessionLock {
+    /// The lock of session `worker` of `source_id` in the task of `task_meta`.
+    pub fn of(task_meta: &MetaTables, source_id: &str, worker: usize) -> Self {
+        SessionLock {
+            name: lock_name(task_meta, source_id, worker),
+            holders: task_meta.sessions.clone(),
+        }
+    }
+
+    /// Records `conn` as the holder (it just took the lock).
+    async fn record(&self, conn: &mut Conn, addr: &str) -> Result<()> {
+        conn.exec_drop(
+            format!(
+                "REPLACE INTO {} (lock_name, connection_id) VALUES (?, CONNECTION_ID())",
+                self.holders
+            ),
+            (&self.name,),
+        )
+        .await
+        .map_err(|e| Error::db(DbRole::Target, addr, e))
+    }
+
+    /// The connection that holds the lock, if another one does.
+    async fn holder(&self, conn: &mut Conn, addr: &str, tidb: bool) -> Result<Option<u64>> {
+        let te = |e| Error::db(DbRole::Target, addr, e);
+        let reported: Option<Option<u64>> = conn
+            .exec_first("SELECT IS_USED_LOCK(?)", (&self.name,))
+            .await
+            .map_err(te)?;
+        let Some(reported) = reported.flatten() else {
+            return Ok(None);
+        };
+        if !tidb {
+            return Ok(Some(reported));
+        }
+        let recorded: Option<u64> = conn
+            .exec_first(
+                format!(
+                    "SELECT connection_id FROM {} WHERE lock_name = ?",
+                    self.holders
+                ),
+                (&self.name,),
+            )
+            .await
+            .map_err(te)?;
+        Ok(recorded)
+    }
+}
+
+/// Whether the server is TiDB (whose `IS_USED_LOCK` does not name the holder).
+async fn is_tidb(conn: &mut Conn, addr: &str) -> Result<bool> {
+    let v: Option<String> = conn
+        .query_first("SELECT VERSION()")
+        .await
+        .map_err(|e| Error::db(DbRole::Target, addr, e))?;
+    Ok(v.is_some_and(|v| v.contains("TiDB")))
+}
+
+/// Ends connection `id`, which held a lock of an earlier run.
+async fn end_session(conn: &mut Conn, lock: &str, id: u64) {
+    tracing::warn!(
+        lock,
+        session = id,
+        "a session of an earlier run holds the lock: ending it"
+    );
+    // It may be gone already.
+    let _ = conn.query_drop(format!("KILL CONNECTION {id}")).await;
+}
+
+/// Takes `lock` on `conn`. A session of an earlier run that still holds it (a run stopped
+/// mid-commit, or a frozen worker whose sources moved here) is killed: its open transaction
+/// commits or rolls back whole, together with its high water, and it can never commit
+/// again, since a reconnecting session must take the lock first.
+pub async fn take_lock(conn: &mut Conn, addr: &str, lock: &SessionLock) -> Result<()> {
     let te = |e| Error::db(DbRole::Target, addr, e);
+    let name = &lock.name;
     let got: Option<Option<i64>> = conn
         .exec_first("SELECT GET_LOCK(?, 0)", (name,))
         .await
         .map_err(te)?;
     if got.flatten() == Some(1) {
-        return Ok(());
+        return lock.record(conn, addr).await;
     }
-    let holder: Option<Option<u64>> = conn
-        .exec_first("SELECT IS_USED_LOCK(?)", (name,))
-        .await
-        .map_err(te)?;
-    if let Some(id) = holder.flatten() {
-        tracing::warn!(
-            lock = name,
-            session = id,
-            "an earlier apply session holds the lock: ending it"
-        );
-        // It may be gone already.
-        let _ = conn.query_drop(format!("KILL CONNECTION {id}")).await;
+    let tidb = is_tidb(conn, addr).await?;
+    if let Some(id) = lock.holder(conn, addr, tidb).await? {
+        end_session(conn, name, id).await;
     }
     let got: Option<Option<i64>> = conn
         .exec_first("SELECT GET_LOCK(?, 30)", (name,))
         .await
         .map_err(te)?;
     if got.flatten() == Some(1) {
-        Ok(())
+        lock.record(conn, addr).await
     } else {
         Err(Error::Db {
             role: DbRole::Target,
@@ -88,31 +160,32 @@ pub async fn take_lock(conn: &mut Conn, addr: &str, name: &str) -> Result<()> {
 
 /// Takes a session's lock again on a new connection, waiting only briefly: whoever holds it
 /// now took the source over, and this run must not write any more.
-pub async fn reclaim_lock(conn: &mut Conn, addr: &str, name: &str) -> Result<()> {
+pub async fn reclaim_lock(conn: &mut Conn, addr: &str, lock: &SessionLock) -> Result<()> {
     let got: Option<Option<i64>> = conn
-        .exec_first("SELECT GET_LOCK(?, 5)", (name,))
+        .exec_first("SELECT GET_LOCK(?, 5)", (&lock.name,))
         .await
         .map_err(|e| Error::db(DbRole::Target, addr, e))?;
     if got.flatten() == Some(1) {
-        Ok(())
+        lock.record(conn, addr).await
     } else {
         Err(Error::LeaseLost(format!(
-            "another run of this subtask holds the lock `{name}`; this one stops"
+            "another run of this subtask holds the lock `{}`; this one stops",
+            lock.name
         )))
     }
 }
 
-/// Ends every session that holds one of the locks `names` (sessions of an earlier owner of
-/// the source), without taking the locks.
-pub async fn end_holders(conn: &mut Conn, addr: &str, names: &[String]) -> Result<()> {
-    if names.is_empty() {
+/// Ends every session that holds one of `locks` (sessions of an earlier owner of the
+/// source), without taking the locks.
+pub async fn end_holders(conn: &mut Conn, addr: &str, locks: &[SessionLock]) -> Result<()> {
+    let Some(first) = locks.first() else {
         return Ok(());
-    }
+    };
     let sql = format!(
         "SELECT {}",
-        names
+        locks
             .iter()
-            .map(|n| format!("IS_USED_LOCK({})", crate::db::quote_str(n)))
+            .map(|l| format!("IS_USED_LOCK({})", crate::db::quote_str(&l.name)))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -120,21 +193,39 @@ pub async fn end_holders(conn: &mut Conn, addr: &str, names: &[String]) -> Resul
         .query_first(sql)
         .await
         .map_err(|e| Error::db(DbRole::Target, addr, e))?;
-    let holders: Vec<u64> = row
+    let used: Vec<Option<u64>> = row
         .map(|r| {
             r.unwrap()
                 .into_iter()
-                .filter_map(|v| mysql_async::from_value_opt::<u64>(v).ok())
+                .map(|v| mysql_async::from_value_opt::<u64>(v).ok())
                 .collect()
         })
         .unwrap_or_default();
-    for id in holders {
-        tracing::warn!(
-            session = id,
-            "a session of an earlier owner of the source holds a lock: ending it"
-        );
-        // It may be gone already.
-        let _ = conn.query_drop(format!("KILL CONNECTION {id}")).await;
+    if !used.iter().any(Option::is_some) {
+        return Ok(());
+    }
+    let tidb = is_tidb(conn, addr).await?;
+    let recorded: std::collections::BTreeMap<String, u64> = if tidb {
+        conn.query(format!(
+            "SELECT lock_name, connection_id FROM {}",
+            first.holders
+        ))
+        .await
+        .map_err(|e| Error::db(DbRole::Target, addr, e))?
+        .into_iter()
+        .collect()
+    } else {
+        Default::default()
+    };
+    for (lock, reported) in locks.iter().zip(used) {
+        let holder = match reported {
+            None => None,
+            Some(id) if !tidb => Some(id),
+            Some(_) => recorded.get(&lock.name).copied(),
+        };
+        if let Some(id) = holder {
+            end_session(conn, &lock.name, id).await;
+        }
     }
     Ok(())
 }

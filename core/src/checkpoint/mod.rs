@@ -133,6 +133,8 @@ pub struct MetaTables {
     pub chunk: String,
     pub high_water: String,
     pub dump_files: String,
+    /// The connection holding each of the task's session locks (`session_lock.rs`).
+    pub sessions: String,
     /// The meta schema and the task, unquoted.
     names: (String, String),
 }
@@ -166,6 +168,7 @@ impl MetaTables {
             chunk: q(format!("{task}_chunk")),
             high_water: q(format!("{task}_high_water")),
             dump_files: q(format!("{task}_dump_files")),
+            sessions: q(format!("{task}_sessions")),
             names: (meta_schema.to_string(), task.to_string()),
         }
     }
@@ -242,6 +245,14 @@ impl MetaTables {
                     PRIMARY KEY (source_id, file_name)
                 ) DEFAULT CHARSET = utf8mb4",
                 self.dump_files
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (
+                    lock_name VARCHAR(64) NOT NULL PRIMARY KEY,
+                    connection_id BIGINT UNSIGNED NOT NULL,
+                    taken_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
+                ) DEFAULT CHARSET = utf8mb4",
+                self.sessions
             ),
         ];
         for s in stmts {
@@ -656,34 +667,38 @@ impl MetaTables {
 
     /// The oldest source binlog position a restart of these records (a source's, and those of
     /// the tables joining it) reads again: each one's checkpoint or, before it has one (a full
-    /// phase under way), the oldest snapshot of its chunks copied so far. `None`: none yet.
+    /// phase under way), the oldest snapshot of its chunks copied so far, with its GTID set.
+    /// `None`: none yet.
     pub async fn needed_binlog(
         &self,
         conn: &mut Conn,
         addr: &str,
         source_ids: &[&str],
-    ) -> Result<Option<BinlogPos>> {
+    ) -> Result<Option<Position>> {
+        type Row = (String, u64, Option<String>);
         let err = |e| Error::db(DbRole::Target, addr, e);
-        let mut oldest: Option<BinlogPos> = None;
+        let mut oldest: Option<Position> = None;
         for id in source_ids {
-            let checkpoint: Option<(String, u64)> = conn
+            let checkpoint: Option<Row> = conn
                 .exec_first(
                     format!(
-                        "SELECT binlog_name, binlog_pos FROM {} WHERE source_id = ?",
+                        "SELECT binlog_name, binlog_pos, binlog_gtid FROM {} WHERE source_id = ?",
                         self.checkpoint
                     ),
                     (id,),
                 )
                 .await
                 .map_err(err)?;
-            let positions: Vec<(String, u64)> = match checkpoint {
+            let positions: Vec<Row> = match checkpoint {
                 Some(at) => vec![at],
-                // Few rows: one per binlog file the chunks were read at.
+                // The oldest: binlog names of one server differ only in their number, which
+                // sorts as text once the lengths agree.
                 None => conn
                     .exec(
                         format!(
-                            "SELECT binlog_name, MIN(binlog_pos) FROM {} WHERE source_id = ? \
-                             AND binlog_name IS NOT NULL GROUP BY binlog_name",
+                            "SELECT binlog_name, binlog_pos, binlog_gtid FROM {} \
+                             WHERE source_id = ? AND binlog_name IS NOT NULL \
+                             ORDER BY LENGTH(binlog_name), binlog_name, binlog_pos LIMIT 1",
                             self.chunk
                         ),
                         (id,),
@@ -691,10 +706,13 @@ impl MetaTables {
                     .await
                     .map_err(err)?,
             };
-            for (name, pos) in positions {
+            for (name, pos, gtid) in positions {
                 let at = BinlogPos { name, pos };
-                if oldest.as_ref().is_none_or(|o| at < *o) {
-                    oldest = Some(at);
+                if oldest.as_ref().is_none_or(|o| at < o.binlog) {
+                    oldest = Some(Position {
+                        binlog: at,
+                        gtid: gtid.and_then(|g| serde_json::from_str(&g).ok()),
+                    });
                 }
             }
         }

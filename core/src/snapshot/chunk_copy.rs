@@ -52,7 +52,11 @@ pub const MAX_COPIERS: usize = 128;
 /// owner). `unique_checks` stays on: rows of different chunks may hold the same unique
 /// secondary key value (it moved between their snapshots), and with the checks off InnoDB may
 /// let both into the index instead of replacing the older row.
-async fn connect_target(target: &DbConfig, lock: &str, first: bool) -> Result<Conn> {
+async fn connect_target(
+    target: &DbConfig,
+    lock: &crate::session_lock::SessionLock,
+    first: bool,
+) -> Result<Conn> {
     let addr = target.addr();
     let mut tgt = crate::db::connect(target, DbRole::Target).await?;
     if first {
@@ -402,7 +406,7 @@ pub struct ChunkCopier {
     /// (rows, bytes) of the current chunk counted in the progress so far.
     counted: (u64, u64),
     /// This copier's target lock (see `COPIER_LOCKS`).
-    lock: String,
+    lock: crate::session_lock::SessionLock,
     /// Only rows satisfying this SQL condition are copied (`mydumpers.*.where`).
     pub row_condition: Option<String>,
     /// Each snapshot is bracketed by the position read before it (`Consistency::bracketed`).
@@ -414,8 +418,11 @@ pub struct ChunkCopier {
 
 impl ChunkCopier {
     pub async fn new(ctx: Arc<SubtaskContext>, slot: usize) -> Result<Self> {
-        let lock =
-            crate::session_lock::lock_name(&ctx.meta, &ctx.source.source_id, COPIER_LOCKS + slot);
+        let lock = crate::session_lock::SessionLock::of(
+            &ctx.meta,
+            &ctx.source.source_id,
+            COPIER_LOCKS + slot,
+        );
         let src = crate::db::connect_raw(&ctx.source.from, DbRole::Source).await?;
         ctx.fence.check()?;
         let tgt = connect_target(&ctx.target, &lock, true).await?;

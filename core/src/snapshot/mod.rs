@@ -72,9 +72,9 @@ impl FullPhase {
         let mut tgt = crate::db::connect(&self.ctx.target, DbRole::Target).await?;
         // Copiers of an earlier owner of this source (a frozen worker) may still hold chunk
         // transactions open: they end now, not when that process wakes up.
-        let earlier: Vec<String> = (0..chunk_copy::MAX_COPIERS)
+        let earlier: Vec<_> = (0..chunk_copy::MAX_COPIERS)
             .map(|i| {
-                crate::session_lock::lock_name(
+                crate::session_lock::SessionLock::of(
                     &self.ctx.meta,
                     source_id,
                     chunk_copy::COPIER_LOCKS + i,

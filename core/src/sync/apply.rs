@@ -57,8 +57,8 @@ pub struct ApplyWorker {
     seq: u64,
     /// `seq` was raised above what the previous run stored (see `commit`).
     seq_above_stored: bool,
-    /// The user lock this worker holds (see `lock_name`).
-    lock: String,
+    /// The user lock this worker holds.
+    lock: crate::session_lock::SessionLock,
     /// The highest high water of earlier runs: changes up to it may be applied already. A
     /// replay in safe mode records no lower high water, or a second crash would forget it.
     pub floor: Option<BinlogPos>,
@@ -139,7 +139,7 @@ impl ApplyWorker {
         batch_rows: usize,
         batch_bytes: usize,
         compact: bool,
-        lock: String,
+        lock: crate::session_lock::SessionLock,
     ) -> Self {
         let linked = id == crate::session_lock::LINKED_WORKER;
         ApplyWorker {

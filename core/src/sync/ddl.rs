@@ -582,7 +582,7 @@ impl Dispatcher<'_> {
         if self.ddl_session.is_none() {
             let mut conn = crate::db::connect(&self.inc.ctx.target, DbRole::Target).await?;
             // Held like the dispatcher's: a new owner of the source ends this session too.
-            let lock = crate::session_lock::lock_name(
+            let lock = crate::session_lock::SessionLock::of(
                 &self.inc.ctx.meta,
                 &self.inc.ctx.source.source_id,
                 crate::session_lock::DDL_SESSION,

@@ -188,13 +188,13 @@ impl Incremental {
         // The dispatcher's session (DDL, operator statements, checkpoints) holds a lock too:
         // a worker that took this source over ends it like the apply sessions, so an old
         // owner that wakes up cannot run a DDL it held.
-        let dispatcher_lock = session_lock::lock_name(
+        let dispatcher_lock = session_lock::SessionLock::of(
             &self.ctx.meta,
             &self.ctx.source.source_id,
             session_lock::DISPATCHER,
         );
         session_lock::take_lock(&mut conn, &addr, &dispatcher_lock).await?;
-        let ddl_lock = session_lock::lock_name(
+        let ddl_lock = session_lock::SessionLock::of(
             &self.ctx.meta,
             &self.ctx.source.source_id,
             session_lock::DDL_SESSION,
@@ -211,7 +211,8 @@ impl Incremental {
         let mut apply_workers = Vec::with_capacity(ids.len());
         for id in ids {
             let mut wconn = crate::db::connect(&self.ctx.target, DbRole::Target).await?;
-            let lock = session_lock::lock_name(&self.ctx.meta, &self.ctx.source.source_id, id);
+            let lock =
+                session_lock::SessionLock::of(&self.ctx.meta, &self.ctx.source.source_id, id);
             session_lock::take_lock(&mut wconn, &addr, &lock).await?;
             let linked = id == session_lock::LINKED_WORKER;
             apply::prepare_session(&mut wconn, &addr, linked).await?;
@@ -240,7 +241,8 @@ impl Incremental {
             .collect();
         for id in &stale {
             // A worker of an earlier run with more workers: wait for its session too.
-            let name = session_lock::lock_name(&self.ctx.meta, &self.ctx.source.source_id, *id);
+            let name =
+                session_lock::SessionLock::of(&self.ctx.meta, &self.ctx.source.source_id, *id);
             // Kept while this run lives, so that session cannot come back either.
             session_lock::take_lock(&mut conn, &addr, &name).await?;
         }

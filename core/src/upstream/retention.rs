@@ -11,8 +11,9 @@
 //! written is never removed. A size limit (MariaDB 11.4's `max_binlog_total_size`) is not
 //! taken into account.
 
-use super::Flavor;
+use super::{Flavor, GtidSet};
 use crate::error::{DbRole, Error, Result};
+use crate::position::Position;
 use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
@@ -155,26 +156,65 @@ async fn file_started(conn: &Conn, flavor: Flavor, addr: &str, name: &str) -> Re
     })
 }
 
-/// Where `needed` stands on the source behind `conn`.
+/// Whether a restart by GTID from `set` needs transactions the source no longer has. MySQL:
+/// some purged GTID is not in the set. MariaDB: in some domain, the set is behind the start
+/// of the oldest binlog file (its GTID state there, `BINLOG_GTID_POS(oldest, 4)`).
+async fn gtids_purged(conn: &mut Conn, addr: &str, set: &GtidSet, oldest: &str) -> Result<bool> {
+    let err = |e| Error::db(DbRole::Source, addr, e);
+    match set {
+        GtidSet::Mysql(_) => {
+            let subset: Option<Option<i64>> = conn
+                .exec_first(
+                    "SELECT GTID_SUBSET(@@GLOBAL.gtid_purged, ?)",
+                    (set.to_string(),),
+                )
+                .await
+                .map_err(err)?;
+            Ok(subset.flatten() != Some(1))
+        }
+        GtidSet::Mariadb(have) => {
+            let start: Option<Option<String>> = conn
+                .exec_first("SELECT BINLOG_GTID_POS(?, 4)", (oldest,))
+                .await
+                .map_err(err)?;
+            let start = GtidSet::parse(Flavor::Mariadb, &start.flatten().unwrap_or_default())
+                .unwrap_or(GtidSet::empty(Flavor::Mariadb));
+            let GtidSet::Mariadb(start) = start else {
+                return Ok(false);
+            };
+            Ok(start
+                .iter()
+                .any(|(domain, (_, seq))| have.get(domain).is_none_or(|(_, at)| at < seq)))
+        }
+    }
+}
+
+/// Where `needed` stands on the source behind `conn`. `by_gtid`: the subtask resumes by its
+/// GTID set, so a file of another server (a failover) is no loss as long as the set's
+/// transactions after it are still there.
 pub async fn assess(
     conn: &mut Conn,
     flavor: Flavor,
     addr: &str,
-    needed: &str,
+    needed: &Position,
+    by_gtid: bool,
 ) -> Result<BinlogRetention> {
     let files = binary_logs(conn, addr).await?;
     let expire = expire_seconds(conn, addr).await?;
     let mut report = BinlogRetention {
-        needed: needed.to_string(),
+        needed: needed.binlog.name.clone(),
         oldest: files.first().cloned().unwrap_or_default(),
         purged: false,
         purge_in_seconds: None,
         expire_seconds: expire,
     };
-    let Some(at) = files.iter().position(|f| f == needed) else {
+    let Some(at) = files.iter().position(|f| *f == needed.binlog.name) else {
         // Older than the oldest (purged), or a file this server never wrote (RESET MASTER,
-        // another server): either way the subtask cannot resume from it.
-        report.purged = true;
+        // another server).
+        report.purged = match needed.gtid.as_ref().filter(|_| by_gtid) {
+            Some(set) => gtids_purged(conn, addr, set, &report.oldest).await?,
+            None => true,
+        };
         return Ok(report);
     };
     if expire == 0 || at + 1 == files.len() {

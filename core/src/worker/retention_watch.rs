@@ -7,6 +7,7 @@
 use crate::checkpoint::MetaTables;
 use crate::config::{SourceConfig, TaskConfig};
 use crate::error::{DbRole, Result};
+use crate::position::Position;
 use crate::upstream::relay::Relay;
 use crate::upstream::retention::{assess, BinlogRetention};
 use std::collections::BTreeMap;
@@ -111,7 +112,9 @@ pub async fn run(board: Arc<RetentionBoard>, changed: Arc<tokio::sync::Notify>) 
 async fn check(w: &Watched) -> Result<Option<BinlogRetention>> {
     let needed = match w.relay.as_ref() {
         // The relay reads the source for every task of it; the tasks read the relay.
-        Some(relay) => relay.written(),
+        Some(relay) => relay
+            .written()
+            .map(|binlog| Position { binlog, gtid: None }),
         None => {
             let target = &w.task.target_database;
             let mut tgt = crate::db::connect(target, DbRole::Target).await?;
@@ -131,7 +134,7 @@ async fn check(w: &Watched) -> Result<Option<BinlogRetention>> {
         Some(f) => f,
         None => crate::upstream::detect_flavor(&mut src, &addr).await?,
     };
-    assess(&mut src, flavor, &addr, &needed.name)
+    assess(&mut src, flavor, &addr, &needed, w.source.enable_gtid)
         .await
         .map(Some)
 }
