@@ -333,11 +333,13 @@ async fn apply_errors_retry_when_transient_and_pause_naming_the_statement_when_n
     let dm = Dm::start();
     dm.create_source("s1", &src);
     let tf = dm.file("task.yaml", &task_yaml("ap", "all", "s1", &dst, &["a"]));
+    // Before dm connects: a session takes the global value when it starts, and the apply
+    // sessions may start before or after the task is caught up.
+    dst.exec("SET GLOBAL innodb_lock_wait_timeout = 1").await;
     dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
     wait_caught_up(&dm, "ap", &src).await;
 
     // Transient: a target session holds the row longer than the lock wait timeout.
-    dst.exec("SET GLOBAL innodb_lock_wait_timeout = 1").await;
     let mut holder = dst.conn().await;
     holder
         .query_drop("BEGIN; SELECT * FROM a.t WHERE id = 1 FOR UPDATE")

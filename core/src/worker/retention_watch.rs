@@ -89,8 +89,9 @@ pub async fn run(board: Arc<RetentionBoard>, changed: Arc<tokio::sync::Notify>) 
             .collect();
         let mut any = false;
         for (key, w) in watched {
-            // A source of binlog files has no server that purges.
-            if w.source.binlog_dir.is_some() {
+            // A source of binlog files has no server that purges; a task without an
+            // incremental phase reads no binlog.
+            if w.source.binlog_dir.is_some() || !w.task.task_mode.has_incremental() {
                 continue;
             }
             let report = match check(&w).await {

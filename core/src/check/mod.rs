@@ -1,6 +1,8 @@
 //! `check-task`: what must hold on the sources and the target before a task can run, each
 //! finding with a level and the fix.
 
+mod retention;
+
 use crate::config::{SourceConfig, TaskConfig};
 use crate::error::{DbRole, Error};
 use crate::rules::TableFilter;
@@ -397,7 +399,7 @@ async fn check_source(task: &TaskConfig, src: &SourceConfig, fresh: bool, out: &
             "add a primary key (or a NOT NULL unique key) to these tables",
         ));
     }
-    binlog_retention(task, src, fresh, &subject, &mut conn, out).await;
+    retention::binlog_retention(task, src, fresh, &subject, &mut conn, out).await;
     cascading_foreign_keys(&subject, &mut conn, &filter, task.foreign_key_checks, out).await;
     online_ddl_tables(&subject, &mut conn, &filter, out).await;
     check_target_tables(task, src, &mut conn, &tables, out).await;
@@ -414,128 +416,6 @@ async fn check_source(task: &TaskConfig, src: &SourceConfig, fresh: bool, out: &
             "fine for small tables; for big ones add an integer or string primary key",
         ));
     }
-}
-
-/// Whether the source still has the binlog the task resumes from (its checkpoint in the
-/// target, or `meta`), and for how long; for a new task, whether the source keeps binlog
-/// long enough for a full phase (its incremental phase starts where the full phase did).
-async fn binlog_retention(
-    task: &TaskConfig,
-    src: &SourceConfig,
-    fresh: bool,
-    subject: &str,
-    conn: &mut mysql_async::Conn,
-    out: &mut Vec<Finding>,
-) {
-    use crate::upstream::retention::{assess, expire_seconds};
-    const CHECK: &str = "binlog retention";
-    let addr = src.from.addr();
-    let id = src.source_id.as_str();
-    let target = match fresh {
-        true => None,
-        false => crate::db::connect(&task.target_database, DbRole::Target)
-            .await
-            .ok(),
-    };
-    let mut needed = match target {
-        Some(mut tgt) => {
-            let meta = crate::checkpoint::MetaTables::new(&task.meta_schema, &task.name);
-            let lane = crate::sync::join::lane_id(id);
-            // No meta tables yet: a new task.
-            meta.needed_binlog(&mut tgt, &task.target_database.addr(), &[id, &lane])
-                .await
-                .ok()
-                .flatten()
-                .map(|p| (p, "its checkpoint"))
-        }
-        None => None,
-    };
-    if needed.is_none() && task.task_mode == crate::config::TaskMode::Incremental {
-        needed = task
-            .instance(id)
-            .and_then(|i| i.meta.as_ref())
-            .and_then(|m| m.binlog_name.clone())
-            .map(|name| {
-                let binlog = crate::position::BinlogPos { name, pos: 4 };
-                (crate::position::Position { binlog, gtid: None }, "its meta")
-            });
-    }
-    let Some((needed, from)) = needed else {
-        if !task.task_mode.has_full() || !task.task_mode.has_incremental() {
-            return;
-        }
-        let Ok(expire) = expire_seconds(conn, &addr).await else {
-            return;
-        };
-        let short = expire > 0 && expire < 86400 && !src.enable_relay;
-        let keeps = if expire == 0 {
-            "the source never purges its binlog by age".to_string()
-        } else {
-            format!("the source purges binlog older than {expire} s")
-        };
-        out.push(if short {
-            finding(
-                subject,
-                CHECK,
-                Level::Warn,
-                format!("{keeps}: the incremental phase starts where the full phase did, so a full phase longer than that cannot go on"),
-                "raise binlog_expire_logs_seconds on the source for the migration, or set enable-relay in the source file",
-            )
-        } else {
-            finding(subject, CHECK, Level::Ok, keeps, "")
-        });
-        return;
-    };
-    let flavor = match src.flavor {
-        Some(f) => f,
-        None => match crate::upstream::detect_flavor(conn, &addr).await {
-            Ok(f) => f,
-            Err(_) => return,
-        },
-    };
-    let report = match assess(conn, flavor, &addr, &needed, src.enable_gtid).await {
-        Ok(r) => r,
-        Err(e) => {
-            out.push(finding(
-                subject,
-                CHECK,
-                Level::Warn,
-                format!(
-                    "cannot tell whether the source keeps binlog file {}: {e}",
-                    needed.binlog.name
-                ),
-                &e.hint(),
-            ));
-            return;
-        }
-    };
-    let resumes = format!(
-        "the task resumes from binlog file {} ({from})",
-        needed.binlog.name
-    );
-    out.push(match report.warning(false, None) {
-        Some(_) if report.purged => finding(
-            subject,
-            CHECK,
-            Level::Fail,
-            format!("{resumes}, which the source no longer has (its oldest is {})", report.oldest),
-            "start the task again with a new full copy (stop-task, then start-task --remove-meta with task-mode all), or restore the file on the source",
-        ),
-        Some(w) => finding(subject, CHECK, Level::Warn, w, "resume the task soon, or raise binlog_expire_logs_seconds on the source"),
-        None => finding(
-            subject,
-            CHECK,
-            Level::Ok,
-            match report.purge_in_seconds {
-                Some(left) => format!(
-                    "{resumes}; the source keeps it for about {} more",
-                    crate::upstream::retention::human(left)
-                ),
-                None => format!("{resumes}; the source keeps it"),
-            },
-            "",
-        ),
-    });
 }
 
 /// Target tables that already exist with other columns than their source table (the full
