@@ -311,3 +311,33 @@ async fn a_connection_that_sends_no_request_is_closed() {
         "the connection stayed open for 30 s"
     );
 }
+
+/// Every refusal answers the API's JSON error shape, also those axum makes itself: a body
+/// that is not JSON, JSON of the wrong shape, a path or a method the API does not have.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_refusal_is_a_json_error() {
+    let dm = Dm::start();
+    let host = [
+        ("Host", dm.addr.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    for (method, path, body, status) in [
+        ("POST", "/api/v1/tasks", "not json", 400),
+        ("POST", "/api/v1/tasks", "{\"file\": 1}", 422),
+        ("GET", "/api/v1/nothing-here", "", 404),
+        ("DELETE", "/api/v1/members", "", 405),
+    ] {
+        let (got, text) = raw(&dm.addr, method, path, &host, body);
+        assert_eq!(got, status, "{method} {path}: {text}");
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"));
+        assert!(
+            v["code"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("DM-REQUEST-"))
+                && v["message"].as_str().is_some_and(|m| !m.is_empty())
+                && v["hint"].is_string(),
+            "{method} {path}: {v}"
+        );
+    }
+}

@@ -523,3 +523,55 @@ async fn a_relay_writer_that_panics_is_reported_and_started_again() {
     wait_applied(&dm, "t", &src).await;
     assert_same(&src, &dst, &["r"]).await;
 }
+
+/// A disk that runs low between two purge ticks: each new relay file makes room first
+/// (every file no task needs goes), instead of the relay filling the disk until the next tick
+/// (an hour by default).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_low_disk_is_purged_at_each_new_relay_file() {
+    let (src, dst) = (MariaDb::start(1), MariaDb::start(2));
+    seed(&src, 50).await;
+    let dm = Dm::start();
+    // More free space wanted than any disk has, and no tick within the test.
+    let yaml = format!(
+        "{}purge:\n  interval: 3600\n  remain-space: 100000000\n",
+        relay_source_yaml("src1", &src, true)
+    );
+    let file = dm.file("src1.yaml", &yaml);
+    dm.ctl_ok(&["operate-source", "create", file.to_str().unwrap()]);
+    let tf = dm.file("task.yaml", &task_yaml("t", "all", "src1", &dst, &["r"]));
+    dm.ctl_ok(&["start-task", tf.to_str().unwrap()]);
+    for i in 0..4 {
+        src.exec(&format!(
+            "FLUSH BINARY LOGS; UPDATE r.t SET v = v + 1 WHERE id < {}",
+            10 + i
+        ))
+        .await;
+        wait_applied(&dm, "t", &src).await;
+    }
+    src.exec("UPDATE r.t SET v = v + 1 WHERE id < 5").await;
+    let end = src.master_pos().await;
+    wait_relay_at(&dm, "src1", &end).await;
+    wait_applied(&dm, "t", &src).await;
+    // Five source files went through the relay; what the task no longer needed was removed
+    // at the rotations.
+    let mut files = vec![];
+    wait_for(
+        "the relay's purge at a rotation",
+        Duration::from_secs(10),
+        || {
+            files = binlog_names(&relay_dir(&dm, "src1"));
+            !files.is_empty() && files.len() <= 3
+        },
+    )
+    .await;
+    let view = source_view(&dm, "src1");
+    assert!(
+        !view["relay"]["last_purge"]["removed"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{view}"
+    );
+    assert_same(&src, &dst, &["r"]).await;
+}

@@ -121,7 +121,7 @@ pub(super) async fn binlog_retention(
             match report.purge_in_seconds {
                 Some(left) => format!(
                     "{resumes}; the source keeps it for about {} more",
-                    crate::upstream::retention::human(left)
+                    crate::status::human(left)
                 ),
                 None => format!("{resumes}; the source keeps it"),
             },

@@ -14,85 +14,10 @@
 use super::{Flavor, GtidSet};
 use crate::error::{DbRole, Error, Result};
 use crate::position::Position;
+use crate::status::BinlogRetention;
 use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use serde::{Deserialize, Serialize};
-
-/// Where the subtask's needed binlog file stands on its source.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BinlogRetention {
-    /// The oldest binlog file of the source a restart of the subtask reads: its checkpoint's
-    /// (or the relay log's end, when the source has one).
-    pub needed: String,
-    /// The oldest file the source still has.
-    pub oldest: String,
-    /// The source no longer has `needed`: the subtask cannot resume from its checkpoint.
-    pub purged: bool,
-    /// Seconds until the source's expiry may remove `needed` (0: at its next rotation);
-    /// `None`: it will not (the file being written, or the source has no expiry).
-    pub purge_in_seconds: Option<u64>,
-    /// The source's expiry, in seconds; 0: none.
-    pub expire_seconds: u64,
-}
-
-/// A purge closer than this makes a running subtask warn (a paused one always does).
-pub const SOON_SECS: u64 = 6 * 3600;
-
-impl BinlogRetention {
-    /// What a user should be told, if anything. `paused`: the subtask waits for a person (the
-    /// clock runs against it); `full_eta`: the seconds its full phase still needs, whose
-    /// incremental phase starts at `needed`.
-    pub fn warning(&self, paused: bool, full_eta: Option<u64>) -> Option<String> {
-        if self.purged {
-            return Some(format!(
-                "the source no longer has binlog file {} this subtask resumes from (its oldest is \
-                 {}): it cannot resume; start the task again with a new full copy (stop-task, then \
-                 start-task --remove-meta), or restore the file on the source",
-                self.needed, self.oldest
-            ));
-        }
-        let left = self.purge_in_seconds?;
-        let when = if left == 0 {
-            "at its next binlog rotation".to_string()
-        } else {
-            format!("in {}", human(left))
-        };
-        let fix = "raise binlog_expire_logs_seconds on the source, or enable-relay for it";
-        if let Some(eta) = full_eta.filter(|eta| *eta > left) {
-            return Some(format!(
-                "the full phase needs about {} more, but the source may purge binlog file {} \
-                 (where the incremental phase starts) {when}: {fix} now",
-                human(eta),
-                self.needed
-            ));
-        }
-        if paused {
-            return Some(format!(
-                "paused: the source may purge binlog file {}, which this subtask resumes from, \
-                 {when}; resume the task before, or {fix}",
-                self.needed
-            ));
-        }
-        (left <= SOON_SECS).then(|| {
-            format!(
-                "the source may purge binlog file {}, which this subtask resumes from, {when}: \
-                 it must catch up before, or {fix}",
-                self.needed
-            )
-        })
-    }
-}
-
-/// `3d 4h`, `5h 12m`, `7m`.
-pub fn human(secs: u64) -> String {
-    let (d, h, m) = (secs / 86400, secs % 86400 / 3600, secs % 3600 / 60);
-    match (d, h) {
-        (0, 0) => format!("{}m", m.max(1)),
-        (0, _) => format!("{h}h {m}m"),
-        _ => format!("{d}d {h}h"),
-    }
-}
 
 /// The source's binlog files, oldest first (`SHOW BINARY LOGS`).
 pub async fn binary_logs(conn: &mut Conn, addr: &str) -> Result<Vec<String>> {
@@ -228,52 +153,4 @@ pub async fn assess(
     let now = now.unwrap_or(0);
     report.purge_in_seconds = Some((u64::from(next_started) + expire).saturating_sub(now));
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn at(purge_in: Option<u64>) -> BinlogRetention {
-        BinlogRetention {
-            needed: "bin.000007".into(),
-            oldest: "bin.000003".into(),
-            purged: false,
-            purge_in_seconds: purge_in,
-            expire_seconds: 86400,
-        }
-    }
-
-    #[test]
-    fn warns_when_the_needed_file_goes_soon_or_is_gone() {
-        // Safe for long: a running subtask says nothing, a paused one says when.
-        assert_eq!(at(Some(3 * 86400)).warning(false, None), None);
-        let paused = at(Some(3 * 86400 + 4 * 3600)).warning(true, None).unwrap();
-        assert!(
-            paused.contains("bin.000007") && paused.contains("in 3d 4h"),
-            "{paused}"
-        );
-        // Never purged: nothing to say, paused or not.
-        assert_eq!(at(None).warning(true, Some(1 << 40)), None);
-        let soon = at(Some(2 * 3600 + 5 * 60)).warning(false, None).unwrap();
-        assert!(
-            soon.contains("in 2h 5m") && soon.contains("catch up"),
-            "{soon}"
-        );
-        let due = at(Some(0)).warning(false, None).unwrap();
-        assert!(due.contains("at its next binlog rotation"), "{due}");
-        // A full phase that ends after the purge.
-        let full = at(Some(86400)).warning(false, Some(2 * 86400)).unwrap();
-        assert!(full.contains("the full phase needs about 2d 0h"), "{full}");
-        assert_eq!(at(Some(86400)).warning(false, Some(3600)), None);
-        let gone = BinlogRetention {
-            purged: true,
-            ..at(None)
-        }
-        .warning(false, None)
-        .unwrap();
-        assert!(
-            gone.contains("no longer has binlog file bin.000007") && gone.contains("bin.000003")
-        );
-    }
 }

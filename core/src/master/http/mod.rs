@@ -39,6 +39,38 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
+/// axum's own refusals (a body that is not the JSON the route takes, one over the limit, a
+/// path or method the API does not have) are plain text: they get the API's error shape,
+/// `{code, message, hint}`, with their status and text.
+async fn json_errors(res: Response) -> Response {
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let (_, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let what = if text.is_empty() {
+        status.to_string()
+    } else {
+        format!("{status}: {text}")
+    };
+    let err = match status {
+        StatusCode::NOT_FOUND => Error::NotFound(format!("{what} (no such API path)")),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            Error::Invalid(format!("{what} (docs/api.md lists each path's methods)"))
+        }
+        _ => Error::Invalid(what),
+    };
+    (status, Json(err.report())).into_response()
+}
+
 /// The largest request body the API reads: task files with their plugin modules (each at
 /// most 1 MiB, base64) fit; nothing bigger is read into memory.
 pub(super) const API_BODY_LIMIT: usize = 8 * 1024 * 1024;
@@ -117,6 +149,7 @@ pub fn router(master: Master, guard: crate::api_auth::ApiGuard) -> Router {
         router = router.route(route.path, handler);
     }
     router
+        .layer(axum::middleware::map_response(json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(API_BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             master.clone(),

@@ -347,11 +347,7 @@ impl Relay {
     /// The automatic purge: files older than `expires` hours, or every unneeded file when
     /// the disk has less than `remain-space` GiB free.
     fn purge_by_policy(&self, cfg: &crate::config::PurgeConfig) {
-        let low_space = files::free_bytes(&self.dir)
-            .is_ok_and(|free| free < cfg.remain_space.saturating_mul(1 << 30));
-        if low_space {
-            tracing::warn!(source = %self.source_id, dir = %self.dir.display(), "less than {} GiB free: purging the relay log", cfg.remain_space);
-            self.purge(0, None);
+        if self.purge_if_low_space(cfg.remain_space) {
             return;
         }
         if cfg.expires == 0 {
@@ -376,6 +372,20 @@ impl Relay {
                 self.purge(0, Some(&young));
             }
         }
+    }
+
+    /// Removes every file no task needs when the disk has less than `remain_space` GiB free;
+    /// true when it did. Checked at each tick of the purge interval, and also at each new
+    /// relay file and after the writer failed (a full disk fails it): a disk that fills up
+    /// between two ticks (an hour by default) is not left full until the next one.
+    fn purge_if_low_space(&self, remain_space: u64) -> bool {
+        let low_space = files::free_bytes(&self.dir)
+            .is_ok_and(|free| free < remain_space.saturating_mul(1 << 30));
+        if low_space {
+            tracing::warn!(source = %self.source_id, dir = %self.dir.display(), "less than {remain_space} GiB free: purging the relay log");
+            self.purge(0, None);
+        }
+        low_space
     }
 
     pub fn status(&self, worker: &str) -> RelayStatus {

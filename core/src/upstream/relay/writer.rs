@@ -53,6 +53,8 @@ pub(super) async fn run(relay: Arc<Relay>, cfg: SourceConfig) {
             Err(e) => {
                 tracing::warn!(source = %relay.source_id, error = %e, "relay: retrying in {backoff:?}");
                 relay.set_error(Some(&e));
+                // A full disk fails the writer: room is made before it tries again.
+                relay.purge_if_low_space(cfg.purge.remain_space);
                 if started.elapsed() > MAX_BACKOFF * 3 {
                     backoff = Duration::from_millis(500);
                 }
@@ -99,7 +101,7 @@ async fn pull(relay: &Relay, cfg: &SourceConfig) -> Result<()> {
     relay.set_flavor(flavor);
     let start = start_position(relay, cfg, &mut conn, flavor).await?;
     let checksum = prepare_dump(&mut conn, flavor, &addr).await?;
-    let mut out = Output::open(relay, &start)?;
+    let mut out = Output::open(relay, &start, cfg.purge.remain_space)?;
     let request = BinlogStreamRequest::new(cfg.dump_server_id())
         .with_filename(start.name.as_bytes())
         .with_pos(start.pos);
@@ -255,10 +257,12 @@ struct Output {
     published: Instant,
     /// `pos` as last published.
     published_pos: u64,
+    /// `purge.remain-space`: checked at each new file.
+    remain_space: u64,
 }
 
 impl Output {
-    fn open(relay: &Relay, at: &BinlogPos) -> Result<Output> {
+    fn open(relay: &Relay, at: &BinlogPos, remain_space: u64) -> Result<Output> {
         if !files::is_binlog_name(&at.name) {
             return Err(relay_err(
                 relay,
@@ -293,6 +297,7 @@ impl Output {
             buf: Vec::with_capacity(1 << 16),
             published: Instant::now(),
             published_pos: 0,
+            remain_space,
         };
         relay.publish(out.position());
         Ok(out)
@@ -424,12 +429,15 @@ impl Output {
                 false,
             ));
         }
+        // Files the tasks no longer need go first when the disk runs low.
+        relay.purge_if_low_space(self.remain_space);
         *self = Output::open(
             relay,
             &BinlogPos {
                 name: name.to_string(),
                 pos,
             },
+            self.remain_space,
         )?;
         Ok(())
     }
