@@ -502,7 +502,7 @@ async fn wait_source_caught_up(dm: &Dm, task: &str, source: &str, src: &MariaDb)
         }
         subtasks.iter().any(|s| {
             s["source_id"] == source
-                && s["position"].as_str().unwrap_or("").split(' ').next() == Some(target.as_str())
+                && position_reached(s["position"].as_str().unwrap_or(""), &target)
         })
     })
     .await;

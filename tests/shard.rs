@@ -162,7 +162,7 @@ async fn wait_caught_up_all(dm: &Dm, task: &str, source: &str, src: &MariaDb) {
         }
         subtasks.iter().any(|s| {
             s["source_id"] == source
-                && s["position"].as_str().unwrap_or("").split(' ').next() == Some(target.as_str())
+                && position_reached(s["position"].as_str().unwrap_or(""), &target)
         })
     })
     .await;

@@ -567,7 +567,23 @@ pub async fn wait_caught_up(dm: &Dm, task: &str, src: &MariaDb) {
     wait_position(dm, task, &src.master_pos().await).await
 }
 
-/// Waits until the task's applied position is `target` (`file:pos`). It gives up only once
+/// `file:pos` as (file number, offset), to compare positions of one server.
+fn binlog_order(at: &str) -> Option<(u64, u64)> {
+    let (file, pos) = at.rsplit_once(':')?;
+    let index = file.rsplit_once('.')?.1.parse().ok()?;
+    Some((index, pos.parse().ok()?))
+}
+
+/// Whether a status `position` (`file:pos (gtid ...)`) is at `target` (`file:pos`) or past it:
+/// once the source is quiet, events that change nothing (a rotation, MariaDB's binlog
+/// checkpoints written after the target was read) move it on.
+pub fn position_reached(position: &str, target: &str) -> bool {
+    let at = position.split(' ').next().unwrap_or("");
+    at == target || binlog_order(target).is_some_and(|t| binlog_order(at).is_some_and(|a| a > t))
+}
+
+/// Waits until the task's applied position reaches `target` (`file:pos`, `position_reached`).
+/// It gives up only once
 /// the task has made no progress (position, rows copied or applied) for two minutes: a slow
 /// machine that is still applying a big transaction is not a failure, a stuck task is.
 pub async fn wait_position(dm: &Dm, task: &str, target: &str) {
@@ -582,7 +598,7 @@ pub async fn wait_position(dm: &Dm, task: &str, target: &str) {
                 }
             }
             let pos = st["position"].as_str().unwrap_or("");
-            if pos.split(' ').next() == Some(target) {
+            if position_reached(pos, target) {
                 return;
             }
             let progress = (
@@ -848,7 +864,8 @@ pub async fn wait_source_caught_up(dm: &Dm, task: &str, source: &str, src: &Mari
                     s["last_error"],
                     dm.log()
                 );
-                s["stage"] == "running" && s["position"].as_str().unwrap_or("").starts_with(&at)
+                s["stage"] == "running"
+                    && position_reached(s["position"].as_str().unwrap_or(""), &at)
             })
         },
     )

@@ -86,8 +86,9 @@ pub struct Incremental {
 enum ReaderMsg {
     /// A transaction and the bytes it holds of the read queue's budget.
     Txn(Txn, crate::budget::Claim),
-    /// The source is quiet.
-    Idle,
+    /// The source is quiet; where the stream stands when events that change nothing
+    /// followed the last transaction (`BinlogReader::quiet_end`).
+    Idle(Option<BinlogPos>),
 }
 
 /// Rows events of one table that follow each other in a transaction.
@@ -368,7 +369,7 @@ async fn read_loop(
                 let claim = budget.claim(t.bytes).await;
                 Ok(ReaderMsg::Txn(t, claim))
             }
-            Ok(None) => Ok(ReaderMsg::Idle),
+            Ok(None) => Ok(ReaderMsg::Idle(reader.quiet_end().cloned())),
             Err(e) => Err(e),
         };
         let stop = msg.is_err();
@@ -475,10 +476,13 @@ impl Dispatcher<'_> {
                     }
                 }
                 // Caught up: make everything durable and visible.
-                None | Some(ReaderMsg::Idle) => {
+                None | Some(ReaderMsg::Idle(_)) => {
                     // The reader's word that the source has nothing more, not a pause in
                     // what arrives.
                     let source_idle = msg.is_some();
+                    if let Some(ReaderMsg::Idle(Some(at))) = &msg {
+                        self.pass_quiet(at);
+                    }
                     self.poll_blocked().await?;
                     self.checkpoint().await?;
                     self.inc.ctx.progress.set_idle(true);
@@ -925,6 +929,16 @@ impl Dispatcher<'_> {
         p.safe_mode
             .store(self.safe_mode(&self.cp.position.binlog), Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The source went quiet after events that change nothing (`BinlogReader::quiet_end`):
+    /// the checkpoint moves past them once everything read is routed. Its GTID set stays.
+    fn pass_quiet(&mut self, at: &BinlogPos) {
+        if self.mid_txn || *at <= self.cp.position.binlog || self.dispatched > *at {
+            return;
+        }
+        self.cp.position.binlog = at.clone();
+        self.dirty = true;
     }
 
     /// Tells the relay log the oldest position a restart may read again: the checkpoint, or

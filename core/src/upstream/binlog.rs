@@ -121,6 +121,9 @@ pub struct BinlogReader {
     bytes_in_txn: usize,
     /// Set by a heartbeat outside a transaction: the source is quiet.
     idle: bool,
+    /// Past the last transaction, the end of the events after it that only frame the binlog
+    /// (see `quiet_end`).
+    quiet_end: Option<BinlogPos>,
     filter: TableFilter,
     /// The events of a compressed transaction (MySQL's TRANSACTION_PAYLOAD) not handled yet,
     /// the reader of their table maps, and the payload event's end (their position).
@@ -284,6 +287,7 @@ impl BinlogReader {
             rows_in_txn: 0,
             bytes_in_txn: 0,
             idle: false,
+            quiet_end: None,
             filter,
             payload: VecDeque::new(),
             payload_reader: None,
@@ -552,9 +556,35 @@ fn uuid_text(sid: [u8; 16]) -> String {
 }
 
 impl BinlogReader {
+    /// Where the stream stands once quiet, when events that only frame the binlog followed
+    /// the last transaction: a rotation to the next file, its format description and GTID
+    /// list, MariaDB's binlog checkpoints. Nothing between the last transaction and here
+    /// changes data, so a checkpoint may move here: a quiet source then shows the position
+    /// its own status does, and a restart by file position asks for no file the source may
+    /// purge while it stays quiet. `None`: the last transaction's end is where it stands.
+    pub fn quiet_end(&self) -> Option<&BinlogPos> {
+        self.quiet_end.as_ref()
+    }
+
     /// Takes one event; returns a transaction when this event ended one (or filled a fragment).
     fn handle(&mut self, ev: Event) -> Result<Option<Txn>> {
         let h = ev.header();
+        // Events that only frame the binlog, between transactions (see `quiet_end`).
+        const STOP: u8 = 3;
+        const FORMAT_DESCRIPTION: u8 = 15;
+        const PREVIOUS_GTIDS: u8 = 35;
+        const BINLOG_CHECKPOINT: u8 = 161;
+        const GTID_LIST: u8 = 163;
+        let framing = matches!(
+            h.event_type_raw(),
+            STOP | FORMAT_DESCRIPTION | PREVIOUS_GTIDS | BINLOG_CHECKPOINT | GTID_LIST
+        );
+        if framing && !self.in_txn && self.payload_reader.is_none() && h.log_pos() != 0 {
+            self.quiet_end = Some(BinlogPos {
+                name: self.file.clone(),
+                pos: u64::from(h.log_pos()),
+            });
+        }
         // Events of a compressed transaction are where their payload event ends.
         let log_pos = match self.payload_reader {
             Some(_) => self.payload_end,
@@ -628,6 +658,11 @@ impl BinlogReader {
                         name: self.file.clone(),
                         pos: r.position(),
                     };
+                    // The server's own ROTATE at a stream's start (log_pos 0) names where the
+                    // stream starts, which is no further than where it stands.
+                    if log_pos != 0 {
+                        self.quiet_end = Some(self.current.end.binlog.clone());
+                    }
                 }
                 Ok(None)
             }
@@ -804,6 +839,7 @@ impl BinlogReader {
             }
         }
         self.in_txn = false;
+        self.quiet_end = None;
         self.rows_in_txn = 0;
         let bytes = std::mem::take(&mut self.bytes_in_txn);
         let end = Position {
