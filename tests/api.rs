@@ -270,27 +270,53 @@ fn the_grafana_dashboard_uses_only_metrics_dm_exports() {
     ))
     .unwrap();
     let dash: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let mut n = 0;
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            n += metrics_exported(t["expr"].as_str().unwrap());
+        }
+    }
+    assert!(n >= 10);
+}
+
+/// The example alerting rules parse and use only metrics dm exports.
+#[test]
+fn the_alert_rules_use_only_metrics_dm_exports() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/prometheus-alerts.yml"
+    ))
+    .unwrap();
+    let rules: serde_yaml::Value = serde_yaml::from_str(&text).expect("valid YAML");
+    let mut n = 0;
+    for group in rules["groups"].as_sequence().unwrap() {
+        for rule in group["rules"].as_sequence().unwrap() {
+            assert!(rule["alert"].is_string() && rule["annotations"]["summary"].is_string());
+            n += metrics_exported(rule["expr"].as_str().unwrap());
+        }
+    }
+    assert!(n >= 7);
+}
+
+/// Asserts every `dm_*` metric `expr` names is one dm exports; returns how many it names.
+fn metrics_exported(expr: &str) -> usize {
     let code = ["core/src/master/prometheus.rs", "core/src/metrics.rs"]
         .iter()
         .map(|f| std::fs::read_to_string(format!("{}/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap())
         .collect::<String>();
     let metric = regex::Regex::new(r"\bdm_[a-z_]+").unwrap();
     let mut n = 0;
-    for p in dash["panels"].as_array().unwrap() {
-        for t in p["targets"].as_array().unwrap() {
-            for m in metric.find_iter(t["expr"].as_str().unwrap()) {
-                assert!(
-                    code.contains(&format!("{}{{", m.as_str()))
-                        || code.contains(&format!("{} {{", m.as_str()))
-                        || code.contains(&format!("# TYPE {} ", m.as_str())),
-                    "{} is not exported",
-                    m.as_str()
-                );
-                n += 1;
-            }
-        }
+    for m in metric.find_iter(expr) {
+        assert!(
+            code.contains(&format!("{}{{", m.as_str()))
+                || code.contains(&format!("{} {{", m.as_str()))
+                || code.contains(&format!("# TYPE {} ", m.as_str())),
+            "{} is not exported",
+            m.as_str()
+        );
+        n += 1;
     }
-    assert!(n >= 10);
+    n
 }
 
 /// A client that opens a connection and never finishes its request headers does not keep
