@@ -908,3 +908,60 @@ async fn one_worker_runs_two_sources_and_a_source_moves_to_a_busy_worker() {
     assert_same(&s1, &dst, &["a"]).await;
     assert_same(&s2, &dst, &["b"]).await;
 }
+
+/// A second master with a name a live master has (a copied config) refuses to start, and
+/// the first goes on leading with its own address.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_master_with_the_name_of_a_live_one_refuses_to_start() {
+    let c = Cluster::start_plain(1, 0);
+    assert_eq!(c.wait_leader().await, "m1");
+    let first = std::fs::read_to_string(c.dir.path().join("m1.yaml")).unwrap();
+    let line = |key: &str| {
+        first
+            .lines()
+            .find(|l| l.trim_start().starts_with(key))
+            .unwrap()
+            .split_once(": ")
+            .unwrap()
+            .1
+            .to_string()
+    };
+    let copy = c.dir.path().join("m1-copy.yaml");
+    std::fs::write(
+        &copy,
+        format!(
+            "name: m1\nmaster-addr: 127.0.0.1:{}\nelection-ttl: 2\netcd:\n  endpoints: [{}]\nsecret-key-path: {}\n",
+            free_port(),
+            line("client-url:"),
+            line("secret-key-path:")
+        ),
+    )
+    .unwrap();
+    let mut second = std::process::Command::new(dm_bin())
+        .args(["master", "-c"])
+        .arg(&copy)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = second.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the second m1 still runs");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        !status.success() && err.contains("a master named `m1` is already running"),
+        "{status}: {err}"
+    );
+    let members = c.json(&["list-member", "--master"]).unwrap();
+    assert_eq!(c.leader().as_deref(), Some("m1"), "{members}");
+    assert!(
+        members.to_string().contains(&c.master_addrs[0]),
+        "{members}"
+    );
+}

@@ -58,7 +58,22 @@ pub async fn run(cfg: MasterConfig, plugin_host: crate::hooks::Host) -> Result<(
         insecure: guard.insecure,
     };
     let membership = Membership::new(me, discovery, store.clone(), cfg.election_ttl, plugin_host);
-    tokio::spawn(membership.clone().run());
+    // Registered beside the API, which answers (503) while etcd has no quorum yet.
+    tokio::spawn({
+        let membership = membership.clone();
+        async move {
+            match membership.register().await {
+                Ok(first) => membership.run(Some(first)).await,
+                Err(e) => {
+                    // Going on beside a live master of the same name would split its
+                    // identity: this one stops, as it would on a taken address.
+                    tracing::error!(error = %e, hint = %e.hint(), "dm master stops");
+                    eprintln!("Error: {e}");
+                    std::process::exit(2);
+                }
+            }
+        }
+    });
     if let Some(embed) = &cfg.etcd.embed {
         tokio::spawn(keep_etcd_leader_elsewhere(
             etcd_handle,

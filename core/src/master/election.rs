@@ -53,29 +53,67 @@ impl Membership {
         serde_json::to_vec(&self.me).unwrap_or_default()
     }
 
-    /// Registers, renews and campaigns forever.
-    pub async fn run(self: Arc<Self>) {
+    /// Creates `/dm/alive/master/<name>` under a new lease; `None` while a live lease holds
+    /// it (another master of this name, or this one's previous lease not yet run out).
+    async fn try_register(&self) -> crate::Result<Option<(i64, BootInstant)>> {
+        let store = self.store.as_ref();
+        let granted_at = BootInstant::now();
+        let lease = store.grant_lease(self.ttl).await?;
+        let key = keys::alive_master(&self.me.name);
+        if store.create_leased(&key, self.me_json(), lease).await? {
+            return Ok(Some((lease, granted_at)));
+        }
+        let _ = store.revoke_lease(lease).await;
+        Ok(None)
+    }
+
+    /// Registers this master as it starts: waits up to twice the TTL for a lease of an
+    /// earlier run of it to run out, and refuses a name another live master holds. Two
+    /// masters of one name would campaign with the same identity: either could resign the
+    /// other's leadership (`compare_and_delete` of the leader key by value), and workers
+    /// and followers would reach whichever registered last.
+    pub async fn register(&self) -> crate::Result<(i64, BootInstant)> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2 * self.ttl as u64 + 1);
+        loop {
+            match self.try_register().await {
+                Ok(Some(lease)) => return Ok(lease),
+                Ok(None) if std::time::Instant::now() >= deadline => {
+                    return Err(crate::Error::Invalid(format!(
+                        "a master named `{}` is already running (it keeps its lease alive): give this master another `name`",
+                        self.me.name
+                    )))
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot register with etcd yet"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Renews and campaigns forever, first with `first` (from `register`).
+    pub async fn run(self: Arc<Self>, mut first: Option<(i64, BootInstant)>) {
         let store = self.store.as_ref();
         if let Err(e) = meta::put_json(store, &keys::member_master(&self.me.name), &self.me).await {
             tracing::warn!(error = %e, "cannot register this master");
         }
         loop {
-            let granted_at = BootInstant::now();
-            let lease = match store.grant_lease(self.ttl).await {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot get a lease from etcd");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
+            let (lease, granted_at) = match first.take() {
+                Some(l) => l,
+                None => match self.try_register().await {
+                    Ok(Some(l)) => l,
+                    Ok(None) => {
+                        // The old lease's key is there until etcd lets the lease go.
+                        tokio::time::sleep(POLL).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot get a lease from etcd");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                },
             };
             let valid_until = granted_at + Duration::from_secs(self.ttl as u64);
-            if let Err(e) = store
-                .put_leased(&keys::alive_master(&self.me.name), self.me_json(), lease)
-                .await
-            {
-                tracing::warn!(error = %e, "cannot register this master as alive");
-            }
             self.hold(lease, valid_until).await;
             if self.leader.swap(false, Ordering::SeqCst) {
                 tracing::warn!(master = %self.me.name, "lease lost: no longer the leader");
