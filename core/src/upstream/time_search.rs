@@ -98,12 +98,7 @@ pub async fn position_at(
     filter: &TableFilter,
 ) -> Result<Position> {
     let addr = cfg.from.addr();
-    let files: Vec<String> = conn
-        .query_map("SHOW BINARY LOGS", |row: mysql_async::Row| {
-            row.get::<String, _>(0).unwrap_or_default()
-        })
-        .await
-        .map_err(|e| Error::db(DbRole::Source, &addr, e))?;
+    let files = super::retention::binary_logs(conn, &addr).await?;
     if files.is_empty() {
         return Err(Error::Invalid(format!(
             "source {}: binary logging is off; start-time needs the binlog",
