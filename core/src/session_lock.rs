@@ -74,32 +74,6 @@ impl SessionLock {
         .await
         .map_err(|e| Error::db(DbRole::Target, addr, e))
     }
-
-    /// The connection that holds the lock, if another one does.
-    async fn holder(&self, conn: &mut Conn, addr: &str, tidb: bool) -> Result<Option<u64>> {
-        let te = |e| Error::db(DbRole::Target, addr, e);
-        let reported: Option<Option<u64>> = conn
-            .exec_first("SELECT IS_USED_LOCK(?)", (&self.name,))
-            .await
-            .map_err(te)?;
-        let Some(reported) = reported.flatten() else {
-            return Ok(None);
-        };
-        if !tidb {
-            return Ok(Some(reported));
-        }
-        let recorded: Option<u64> = conn
-            .exec_first(
-                format!(
-                    "SELECT connection_id FROM {} WHERE lock_name = ?",
-                    self.holders
-                ),
-                (&self.name,),
-            )
-            .await
-            .map_err(te)?;
-        Ok(recorded)
-    }
 }
 
 /// Whether the server is TiDB (whose `IS_USED_LOCK` does not name the holder).
@@ -136,10 +110,7 @@ pub async fn take_lock(conn: &mut Conn, addr: &str, lock: &SessionLock) -> Resul
     if got.flatten() == Some(1) {
         return lock.record(conn, addr).await;
     }
-    let tidb = is_tidb(conn, addr).await?;
-    if let Some(id) = lock.holder(conn, addr, tidb).await? {
-        end_session(conn, name, id).await;
-    }
+    end_holders(conn, addr, std::slice::from_ref(lock)).await?;
     let got: Option<Option<i64>> = conn
         .exec_first("SELECT GET_LOCK(?, 30)", (name,))
         .await

@@ -32,9 +32,8 @@ pub(super) async fn binlog_retention(
     let mut needed = match target {
         Some(mut tgt) => {
             let meta = crate::checkpoint::MetaTables::new(&task.meta_schema, &task.name);
-            let lane = crate::sync::join::lane_id(id);
             // No meta tables yet: a new task.
-            meta.needed_binlog(&mut tgt, &task.target_database.addr(), &[id, &lane])
+            meta.needed_binlog(&mut tgt, &task.target_database.addr(), id)
                 .await
                 .ok()
                 .flatten()
@@ -78,12 +77,8 @@ pub(super) async fn binlog_retention(
         });
         return;
     };
-    let flavor = match src.flavor {
-        Some(f) => f,
-        None => match crate::upstream::detect_flavor(conn, &addr).await {
-            Ok(f) => f,
-            Err(_) => return,
-        },
+    let Ok(flavor) = crate::upstream::source_flavor(src, conn).await else {
+        return;
     };
     let report = match assess(conn, flavor, &addr, &needed, src.enable_gtid).await {
         Ok(r) => r,

@@ -124,6 +124,12 @@ pub struct HighWater {
     pub place_index: u64,
 }
 
+/// The key of a source's lane (tables joining its running task, `sync/join.rs`) in the meta
+/// tables (checkpoint, chunks, high waters).
+pub fn lane_id(source_id: &str) -> String {
+    format!("{source_id}+join")
+}
+
 /// Names of a task's meta tables.
 #[derive(Debug, Clone)]
 pub struct MetaTables {
@@ -665,48 +671,48 @@ impl MetaTables {
         Ok(())
     }
 
-    /// The oldest source binlog position a restart of these records (a source's, and those of
-    /// the tables joining it) reads again: each one's checkpoint or, before it has one (a full
-    /// phase under way), the oldest snapshot of its chunks copied so far, with its GTID set.
-    /// `None`: none yet.
+    /// The oldest source binlog position a restart of a source's subtask reads again, with
+    /// its GTID set: of the subtask and of the tables joining it (`lane_id`), each one's
+    /// checkpoint or, before it has one (a full phase under way), the oldest snapshot of its
+    /// chunks copied so far. `None`: none yet.
     pub async fn needed_binlog(
         &self,
         conn: &mut Conn,
         addr: &str,
-        source_ids: &[&str],
+        source_id: &str,
     ) -> Result<Option<Position>> {
         type Row = (String, u64, Option<String>);
         let err = |e| Error::db(DbRole::Target, addr, e);
         let mut oldest: Option<Position> = None;
-        for id in source_ids {
+        for id in [source_id.to_string(), lane_id(source_id)] {
             let checkpoint: Option<Row> = conn
                 .exec_first(
                     format!(
                         "SELECT binlog_name, binlog_pos, binlog_gtid FROM {} WHERE source_id = ?",
                         self.checkpoint
                     ),
-                    (id,),
+                    (&id,),
                 )
                 .await
                 .map_err(err)?;
-            let positions: Vec<Row> = match checkpoint {
-                Some(at) => vec![at],
+            let at: Option<Row> = match checkpoint {
+                Some(at) => Some(at),
                 // The oldest: binlog names of one server differ only in their number, which
                 // sorts as text once the lengths agree.
                 None => conn
-                    .exec(
+                    .exec_first(
                         format!(
                             "SELECT binlog_name, binlog_pos, binlog_gtid FROM {} \
                              WHERE source_id = ? AND binlog_name IS NOT NULL \
                              ORDER BY LENGTH(binlog_name), binlog_name, binlog_pos LIMIT 1",
                             self.chunk
                         ),
-                        (id,),
+                        (&id,),
                     )
                     .await
                     .map_err(err)?,
             };
-            for (name, pos, gtid) in positions {
+            if let Some((name, pos, gtid)) = at {
                 let at = BinlogPos { name, pos };
                 if oldest.as_ref().is_none_or(|o| at < o.binlog) {
                     oldest = Some(Position {

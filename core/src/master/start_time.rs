@@ -9,7 +9,7 @@ use crate::config::{SourceConfig, TaskConfig, TaskMode};
 use crate::error::{DbRole, Error, Result};
 use crate::rules::TaskRules;
 use crate::upstream::time_search::{position_at, unix_time};
-use crate::upstream::{current_position, detect_flavor};
+use crate::upstream::{current_position, source_flavor};
 use mysql_async::prelude::Queryable;
 
 /// Writes the start checkpoint of every source of `task`; one line per source for the answer.
@@ -27,10 +27,7 @@ pub async fn set(task: &TaskConfig, sources: &[SourceConfig], text: &str) -> Res
     for src in sources {
         let addr = src.from.addr();
         let mut conn = crate::db::connect(&src.from, DbRole::Source).await?;
-        let flavor = match src.flavor {
-            Some(f) => f,
-            None => detect_flavor(&mut conn, &addr).await?,
-        };
+        let flavor = source_flavor(src, &mut conn).await?;
         let at = unix_time(&mut conn, &addr, text).await?;
         let now_ts: Option<u32> = conn
             .query_first("SELECT UNIX_TIMESTAMP()")

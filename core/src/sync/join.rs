@@ -33,10 +33,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-/// The key of the lane's records in dm's meta tables (checkpoint, chunks, high waters).
-pub fn lane_id(source_id: &str) -> String {
-    format!("{source_id}+join")
-}
+use crate::checkpoint::lane_id;
 
 /// The lane asks main to hand its tables over.
 pub(super) struct HandoffRequest {

@@ -42,6 +42,14 @@ pub async fn detect_flavor(conn: &mut Conn, addr: &str) -> Result<Flavor> {
     )
 }
 
+/// A source's flavor: as its config names it, else as its server says.
+pub async fn source_flavor(cfg: &crate::config::SourceConfig, conn: &mut Conn) -> Result<Flavor> {
+    match cfg.flavor {
+        Some(f) => Ok(f),
+        None => detect_flavor(conn, &cfg.from.addr()).await,
+    }
+}
+
 /// The statement that shows the binlog file and position being written, by the server's
 /// version (from the handshake): MySQL 8.2 renamed `SHOW MASTER STATUS` to `SHOW BINARY LOG
 /// STATUS` and 8.4 removed the old name; MariaDB keeps it. Both answer with the same columns

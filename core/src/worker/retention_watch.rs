@@ -121,9 +121,7 @@ async fn check(w: &Watched) -> Result<Option<BinlogRetention>> {
             let target = &w.task.target_database;
             let mut tgt = crate::db::connect(target, DbRole::Target).await?;
             let meta = MetaTables::new(&w.task.meta_schema, &w.task.name);
-            let id = &w.source.source_id;
-            let lane = crate::sync::join::lane_id(id);
-            meta.needed_binlog(&mut tgt, &target.addr(), &[id, &lane])
+            meta.needed_binlog(&mut tgt, &target.addr(), &w.source.source_id)
                 .await?
         }
     };
@@ -132,10 +130,7 @@ async fn check(w: &Watched) -> Result<Option<BinlogRetention>> {
     };
     let mut src = crate::db::connect(&w.source.from, DbRole::Source).await?;
     let addr = w.source.from.addr();
-    let flavor = match w.source.flavor {
-        Some(f) => f,
-        None => crate::upstream::detect_flavor(&mut src, &addr).await?,
-    };
+    let flavor = crate::upstream::source_flavor(&w.source, &mut src).await?;
     assess(&mut src, flavor, &addr, &needed, w.source.enable_gtid)
         .await
         .map(Some)

@@ -373,7 +373,7 @@ impl Subtask {
         cp.joining.extend(adding);
         if cp.joining.is_empty() {
             // A crash right after a handoff may have left the lane's records behind.
-            let lane = crate::sync::join::lane_id(&self.source.source_id);
+            let lane = crate::checkpoint::lane_id(&self.source.source_id);
             meta.remove(tgt, &addr, &lane).await?;
         }
         if !changed {

@@ -232,12 +232,12 @@ impl Relay {
             .send_if_modified(|p| std::mem::replace(p, paused) != paused);
     }
 
-    /// The `purge-relay` request last carried out.
     /// The end of the last whole event on disk: what it next reads from the source.
     pub fn written(&self) -> Option<BinlogPos> {
         self.written.borrow().clone()
     }
 
+    /// The `purge-relay` request last carried out.
     pub fn last_purge_id(&self) -> u64 {
         lock(&self.state).last_purge.as_ref().map_or(0, |p| p.id)
     }

@@ -12,7 +12,7 @@ use crate::config::{Flavor, SourceConfig};
 use crate::error::{DbRole, Error, Result};
 use crate::position::BinlogPos;
 use crate::upstream::{
-    current_position, detect_flavor, prepare_dump, HEARTBEAT_EVENT, HEARTBEAT_SECS,
+    current_position, prepare_dump, source_flavor, HEARTBEAT_EVENT, HEARTBEAT_SECS,
 };
 use futures_util::{FutureExt, StreamExt};
 use mysql_async::binlog::events::{Event, RotateEvent};
@@ -94,10 +94,7 @@ async fn pull(relay: &Relay, cfg: &SourceConfig) -> Result<()> {
     let addr = cfg.from.addr();
     let map = |e| Error::db(DbRole::Source, &addr, e);
     let mut conn = crate::db::connect(&cfg.from, DbRole::Source).await?;
-    let flavor = match cfg.flavor {
-        Some(f) => f,
-        None => detect_flavor(&mut conn, &addr).await?,
-    };
+    let flavor = source_flavor(cfg, &mut conn).await?;
     relay.set_flavor(flavor);
     let start = start_position(relay, cfg, &mut conn, flavor).await?;
     let checksum = prepare_dump(&mut conn, flavor, &addr).await?;
