@@ -690,4 +690,27 @@ async fn the_master_watches_no_file_a_caller_merely_names() {
         dm.log()
     );
     assert_same(&src, &dst, &["app"]).await;
+
+    // A FIFO (or a device) named as the file is not even opened: reading it would block.
+    dm.ctl_ok(&["stop-task", "named"]);
+    let fifo = dm.dir.path().join("task.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let body = dm_core::api::types::FileBody {
+        file: fifo.display().to_string(),
+        ..body
+    };
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        api_client(&dm.addr).start_task(&body),
+    )
+    .await
+    .expect("start-task naming a FIFO answers")
+    .unwrap();
+    src.exec("INSERT INTO app.t VALUES (2)").await;
+    wait_caught_up(&dm, "named", &src).await;
+    assert_same(&src, &dst, &["app"]).await;
 }
